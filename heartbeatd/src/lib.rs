@@ -1,0 +1,4 @@
+//! `lvs-heartbeatd`: primary/backup heartbeats and failover.
+//!
+//! Not built yet: this crate only reserves its place in the workspace. Issue 5 builds it,
+//! and until then no binary of this name is produced, so nothing can pretend to work.

@@ -1,0 +1,4 @@
+//! `lvs-monitord`: the resource monitor.
+//!
+//! Not built yet: this crate only reserves its place in the workspace. Issue 4 builds it,
+//! and until then no binary of this name is produced, so nothing can pretend to work.

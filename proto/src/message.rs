@@ -1,0 +1,245 @@
+//! The messages of the local protocol.
+//!
+//! Compatibility rules, for everyone who extends these enums in later issues:
+//!
+//! - New variants are appended **at the end** of an enum, never inserted or reordered: bincode
+//!   encodes a variant by its index.
+//! - Changing or removing a field or variant is incompatible and bumps [`PROTOCOL_VERSION`].
+//! - [`ClientFrame::Hello`] stays variant 0 with `version` as its first field, and
+//!   [`ServerFrame::HelloOk`] / [`ServerFrame::Error`] stay variants 0 / 1, forever: they are how
+//!   two different versions find out that they disagree and say so clearly.
+//!
+//! Derives only: all encoding goes through [`crate::codec`].
+
+use bincode::{Decode, Encode};
+
+/// The protocol version this build speaks. Bump it on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What kind of program is on the other end. Only informative (logs, handlers): permission is
+/// decided by `SO_PEERCRED`, never by what a peer says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum Role {
+    /// `lvsadm` or another command-line tool.
+    Lvsadm,
+    /// `lvs-director`.
+    Director,
+    /// `lvs-monitord`.
+    Monitord,
+    /// `lvs-heartbeatd`.
+    Heartbeatd,
+    /// `lvs-webmon`.
+    Webmon,
+    /// `lvs-lockmgr`.
+    Lockmgr,
+    /// `lvs-lockctl`.
+    Lockctl,
+    /// Anything else (tests, scripts).
+    Other,
+}
+
+/// First frame from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Hello {
+    /// Must stay the first field (see the module docs).
+    pub version: u32,
+    /// Who is calling.
+    pub role: Role,
+}
+
+/// The server's answer to an acceptable [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct HelloOk {
+    /// The server's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The daemon's name, e.g. `lvs-director`.
+    pub daemon: String,
+}
+
+/// Why a request failed or a connection was closed. Appended to like the other enums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum ErrorCode {
+    /// The Hello named a protocol version this daemon does not speak.
+    VersionMismatch,
+    /// `SO_PEERCRED` says the peer may not use this socket.
+    PermissionDenied,
+    /// A frame could not be decoded.
+    BadFrame,
+    /// A frame header announced more than the maximum frame size.
+    FrameTooLarge,
+    /// A request arrived before the Hello.
+    HelloRequired,
+    /// A well-formed frame that is not allowed here (e.g. a second Hello).
+    UnexpectedFrame,
+    /// This daemon does not handle that request.
+    Unsupported,
+    /// The request was understood but its arguments are wrong.
+    InvalidRequest,
+    /// The peer did not read its responses and events.
+    SlowConsumer,
+    /// Something went wrong inside the daemon.
+    Internal,
+}
+
+/// Classes of events a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum Topic {
+    /// [`Event::ServerUp`] and [`Event::ServerDown`].
+    Servers,
+    /// [`Event::RoleChanged`].
+    Role,
+    /// [`Event::ConfigChanged`].
+    Config,
+}
+
+impl Topic {
+    /// Every topic, for "subscribe to everything".
+    pub const ALL: [Topic; 3] = [Topic::Servers, Topic::Role, Topic::Config];
+}
+
+/// A request from client to daemon. New variants are appended at the end; incompatible changes
+/// bump [`PROTOCOL_VERSION`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Request {
+    /// Liveness check; answered with [`Response::Pong`].
+    Ping,
+    /// Start receiving [`Event`]s of these topics. Answered with [`Response::Ok`].
+    Subscribe {
+        /// Topics to add.
+        topics: Vec<Topic>,
+    },
+    /// Stop receiving events of these topics; an empty list stops all of them.
+    Unsubscribe {
+        /// Topics to drop.
+        topics: Vec<Topic>,
+    },
+}
+
+/// A daemon's answer to one [`Request`]. New variants are appended at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong,
+    /// The request was done and there is nothing to report.
+    Ok,
+    /// The request failed; the connection stays open.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// The high-availability role of a director.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum HaRole {
+    /// Owns the virtual addresses and forwards traffic.
+    Active,
+    /// Ready to take over.
+    Standby,
+}
+
+/// Something that happened, pushed to subscribers. New variants are appended at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Event {
+    /// A real server passed its checks and is scheduled again.
+    ServerUp {
+        /// The virtual service, e.g. `tcp 10.0.0.1:80`.
+        service: String,
+        /// The real server, e.g. `192.168.1.10:80`.
+        server: String,
+    },
+    /// A real server failed its checks and was taken out of scheduling.
+    ServerDown {
+        /// The virtual service.
+        service: String,
+        /// The real server.
+        server: String,
+        /// Why, e.g. `HTTP check: connection refused`.
+        reason: String,
+    },
+    /// This director became active or standby.
+    RoleChanged {
+        /// The new role.
+        role: HaRole,
+    },
+    /// The configuration was (re)loaded.
+    ConfigChanged {
+        /// The file that was read.
+        path: String,
+        /// Increases with every successful load.
+        generation: u64,
+    },
+}
+
+impl Event {
+    /// The topic a client must subscribe to in order to receive this event.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Event::ServerUp { .. } | Event::ServerDown { .. } => Topic::Servers,
+            Event::RoleChanged { .. } => Topic::Role,
+            Event::ConfigChanged { .. } => Topic::Config,
+        }
+    }
+}
+
+/// Every frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ClientFrame {
+    /// Must be the first frame; stays variant 0.
+    Hello(Hello),
+    /// A request; the response carries the same `id`.
+    Request {
+        /// Chosen by the client, echoed in the response.
+        id: u64,
+        /// The request.
+        request: Request,
+    },
+}
+
+/// Every frame a daemon sends.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum ServerFrame {
+    /// The Hello was accepted; stays variant 0.
+    HelloOk(HelloOk),
+    /// The connection is refused or broken; the daemon closes it after this frame. Stays
+    /// variant 1.
+    Error {
+        /// Machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable reason.
+        message: String,
+    },
+    /// The answer to the request with the same `id`.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// The answer.
+        response: Response,
+    },
+    /// An event for a subscribed topic.
+    Event(Event),
+}
+
+impl ClientFrame {
+    /// A short name for logs and error messages; never includes payload.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello(_) => "a Hello",
+            ClientFrame::Request { .. } => "a request",
+        }
+    }
+}
+
+impl ServerFrame {
+    /// A short name for logs and error messages; never includes payload.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::HelloOk(_) => "HelloOk",
+            ServerFrame::Error { .. } => "an Error frame",
+            ServerFrame::Response { .. } => "a response",
+            ServerFrame::Event(_) => "an event",
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! A real `Server` on a thread, real Unix sockets in a temp run directory.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{RawConn, TempRunDir, config, hello, logged, ping, start, wait_until};
+use lvs_proto::message::{Request, Response};
+use lvs_proto::{
+    AccessPolicy, Client, ErrorCode, Event, HaRole, PROTOCOL_VERSION, ProtoError, Role, Server,
+    Topic,
+};
+use nix::unistd::{Gid, Uid};
+
+#[test]
+fn hello_and_ping() {
+    let dir = TempRunDir::new("ping");
+    let server = start(config(&dir));
+    let mut client = Client::connect(server.socket_path(), Role::Lvsadm).unwrap();
+    assert_eq!(client.server().daemon, "lvs-director");
+    assert_eq!(client.server().version, PROTOCOL_VERSION);
+    client.ping().unwrap();
+    assert_eq!(client.request(Request::Ping).unwrap(), Response::Pong);
+    // Socket file: owner and group only.
+    let mode = std::fs::metadata(server.socket_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660);
+    let path = server.socket_path().to_path_buf();
+    server.stop();
+    assert!(!path.exists(), "the socket file goes away with the server");
+}
+
+#[test]
+fn wrong_version_gets_error_and_close() {
+    let dir = TempRunDir::new("version");
+    let server = start(config(&dir));
+    let mut raw = RawConn::connect(server.socket_path());
+    raw.send(&hello(2));
+    let message = raw.expect_error_and_close(ErrorCode::VersionMismatch);
+    assert_eq!(
+        message,
+        "protocol version 2 not supported; this daemon speaks 1"
+    );
+    wait_until("the close to be logged", || {
+        logged(&["closing connection", "protocol version 2 not supported"])
+    });
+}
+
+/// One kind of bad input, and what the server must answer before closing (`None`: the peer
+/// cannot be told, it is gone).
+struct BadInput {
+    name: &'static str,
+    hello_first: bool,
+    bytes: Vec<u8>,
+    hang_up: bool,
+    answer: Option<ErrorCode>,
+    logged: &'static str,
+}
+
+fn bad_inputs() -> Vec<BadInput> {
+    let mut unknown_request = vec![0, 0, 0, 3];
+    unknown_request.extend([1, 7, 99]); // ClientFrame::Request, id 7, Request variant 99
+    vec![
+        BadInput {
+            name: "truncated frame",
+            hello_first: true,
+            bytes: {
+                let mut b = vec![0, 0, 0, 100];
+                b.extend([0; 10]);
+                b
+            },
+            hang_up: true,
+            answer: None,
+            logged: "(14 of 104 bytes received)",
+        },
+        BadInput {
+            name: "oversized length",
+            hello_first: true,
+            bytes: vec![0x7f, 0xff, 0xff, 0xff],
+            hang_up: false,
+            answer: Some(ErrorCode::FrameTooLarge),
+            logged: "frame of 2147483647 bytes exceeds the maximum of 1048576 bytes",
+        },
+        BadInput {
+            name: "random bytes (an HTTP request)",
+            hello_first: false,
+            bytes: b"GET / HTTP/1.1\r\nHost: director\r\n\r\n".to_vec(),
+            hang_up: false,
+            answer: Some(ErrorCode::FrameTooLarge),
+            logged: "frame of 1195725856 bytes",
+        },
+        BadInput {
+            name: "random bytes in a small frame",
+            hello_first: false,
+            bytes: vec![0, 0, 0, 6, 0xde, 0xad, 0xbe, 0xef, 0x13, 0x37],
+            hang_up: false,
+            answer: Some(ErrorCode::BadFrame),
+            logged: "malformed or unknown message",
+        },
+        BadInput {
+            name: "unknown message",
+            hello_first: true,
+            bytes: unknown_request,
+            hang_up: false,
+            answer: Some(ErrorCode::BadFrame),
+            logged: "unknown Request variant 99",
+        },
+        BadInput {
+            name: "wrong protocol version",
+            hello_first: false,
+            bytes: hello(9),
+            hang_up: false,
+            answer: Some(ErrorCode::VersionMismatch),
+            logged: "protocol version 9 not supported",
+        },
+        BadInput {
+            name: "request before hello",
+            hello_first: false,
+            bytes: ping(1),
+            hang_up: false,
+            answer: Some(ErrorCode::HelloRequired),
+            logged: "the first frame must be a Hello, got a request",
+        },
+        BadInput {
+            name: "second hello",
+            hello_first: true,
+            bytes: hello(PROTOCOL_VERSION),
+            hang_up: false,
+            answer: Some(ErrorCode::UnexpectedFrame),
+            logged: "unexpected frame: a second Hello",
+        },
+    ]
+}
+
+#[test]
+fn each_bad_input_closes_only_that_connection() {
+    let dir = TempRunDir::new("bad");
+    let server = start(config(&dir));
+    let path = server.socket_path().to_path_buf();
+    let mut before = Client::connect(&path, Role::Other).unwrap();
+    before.subscribe(&[Topic::Role]).unwrap();
+    for case in bad_inputs() {
+        let mut raw = RawConn::connect(&path);
+        if case.hello_first {
+            raw.hello();
+        }
+        raw.send(&case.bytes);
+        if case.hang_up {
+            raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        match case.answer {
+            Some(code) => {
+                let message = raw.expect_error_and_close(code);
+                assert!(message.contains(case.logged), "{}: {message}", case.name);
+            }
+            None => raw.expect_closed(),
+        }
+        wait_until(case.name, || logged(&["closing connection", case.logged]));
+
+        // The server and its other clients carry on.
+        before
+            .ping()
+            .unwrap_or_else(|e| panic!("{}: old client: {e}", case.name));
+        let mut after = Client::connect(&path, Role::Other).unwrap();
+        after
+            .ping()
+            .unwrap_or_else(|e| panic!("{}: new client: {e}", case.name));
+    }
+    // Still subscribed, still served: events reach the old client.
+    server.broadcast(Event::RoleChanged {
+        role: HaRole::Active,
+    });
+    assert_eq!(
+        before.next_event(common::TIMEOUT).unwrap(),
+        Some(Event::RoleChanged {
+            role: HaRole::Active
+        })
+    );
+}
+
+#[test]
+fn clean_disconnect_is_logged() {
+    let dir = TempRunDir::new("bye");
+    let server = start(config(&dir));
+    let mut raw = RawConn::connect(server.socket_path());
+    raw.hello();
+    drop(raw);
+    wait_until("the close to be logged", || {
+        logged(&["lvs-director: connection Other", "closed by the peer"])
+    });
+}
+
+#[test]
+fn subscribers_receive_their_topics_only() {
+    let dir = TempRunDir::new("events");
+    let server = start(config(&dir));
+    let path = server.socket_path();
+    let mut servers = Client::connect(path, Role::Webmon).unwrap();
+    let mut roles = Client::connect(path, Role::Webmon).unwrap();
+    let mut nobody = Client::connect(path, Role::Lvsadm).unwrap();
+    servers.subscribe(&[Topic::Servers]).unwrap();
+    roles.subscribe(&[Topic::Role, Topic::Config]).unwrap();
+
+    let up = Event::ServerUp {
+        service: "tcp 10.0.0.1:80".into(),
+        server: "192.168.1.10:80".into(),
+    };
+    let role = Event::RoleChanged {
+        role: HaRole::Standby,
+    };
+    server.broadcast(up.clone());
+    server.broadcast(role.clone());
+    assert_eq!(servers.next_event(common::TIMEOUT).unwrap(), Some(up));
+    // Per-connection order is preserved, so `role` is the first thing `roles` sees.
+    assert_eq!(roles.next_event(common::TIMEOUT).unwrap(), Some(role));
+    // A request round trip after the broadcasts proves nothing else was queued for these.
+    servers.ping().unwrap();
+    assert_eq!(servers.next_event(Duration::from_millis(1)).unwrap(), None);
+    nobody.ping().unwrap();
+    assert_eq!(nobody.next_event(Duration::from_millis(1)).unwrap(), None);
+
+    // Events that arrive while a request waits are kept for next_event.
+    roles.unsubscribe(&[Topic::Role]).unwrap();
+    let config_changed = Event::ConfigChanged {
+        path: "/etc/lvs/lvs.conf".into(),
+        generation: 2,
+    };
+    server.broadcast(Event::RoleChanged {
+        role: HaRole::Active,
+    });
+    server.broadcast(config_changed.clone());
+    roles.ping().unwrap();
+    assert_eq!(
+        roles.next_event(Duration::from_millis(1)).unwrap(),
+        Some(config_changed)
+    );
+    roles.unsubscribe(&[]).unwrap();
+    server.broadcast(Event::ConfigChanged {
+        path: "/etc/lvs/lvs.conf".into(),
+        generation: 3,
+    });
+    roles.ping().unwrap();
+    assert_eq!(roles.next_event(Duration::from_millis(1)).unwrap(), None);
+}
+
+#[test]
+fn stale_socket_is_replaced() {
+    let dir = TempRunDir::new("stale");
+    let cfg = config(&dir);
+    // A daemon that died without cleaning up: the file stays, nobody listens.
+    drop(UnixListener::bind(&cfg.socket_path).unwrap());
+    assert!(cfg.socket_path.exists());
+    let server = start(cfg);
+    Client::connect(server.socket_path(), Role::Lvsadm)
+        .unwrap()
+        .ping()
+        .unwrap();
+}
+
+#[test]
+fn live_socket_is_not_stolen() {
+    let dir = TempRunDir::new("live");
+    let server = start(config(&dir));
+    let err = Server::bind(config(&dir)).unwrap_err();
+    assert!(matches!(err, ProtoError::AlreadyRunning { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "another lvs-director is already running on {}",
+            server.socket_path().display()
+        )
+    );
+    Client::connect(server.socket_path(), Role::Lvsadm)
+        .unwrap()
+        .ping()
+        .unwrap();
+}
+
+#[test]
+fn connect_to_missing_daemon_says_what_to_check() {
+    let dir = TempRunDir::new("missing");
+    let err = Client::connect(&dir.path().join("monitord.sock"), Role::Lvsadm).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("is lvs-monitord running"), "{text}");
+}
+
+#[test]
+fn request_times_out_instead_of_hanging() {
+    let dir = TempRunDir::new("timeout");
+    let path = dir.path().join("silent.sock");
+    // Accepts and never answers.
+    let _listener = UnixListener::bind(&path).unwrap();
+    let err = Client::connect_with(
+        &path,
+        Role::Lvsadm,
+        lvs_proto::ClientOptions {
+            timeout: Duration::from_millis(100),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, ProtoError::Timeout { .. }), "{err}");
+}
+
+const CHILD_ENV: &str = "LVS_PROTO_TEST_CHILD_SOCKET";
+
+/// Runs `connect_as_child` in a child process with the given ids and returns its stdout.
+fn connect_as(socket: &std::path::Path, uid: u32, gid: u32) -> String {
+    let exe = std::env::current_exe().unwrap();
+    // std's Command forks, then setgid, drops supplementary groups and setuid before exec:
+    // the child really is uid/gid, as far as the kernel (and so SO_PEERCRED) is concerned.
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "connect_as_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, socket)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Not a test of its own: the body of the child process above. Without the variable, a no-op.
+#[test]
+fn connect_as_child() {
+    let Some(socket) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    match Client::connect(std::path::Path::new(&socket), Role::Lvsadm).and_then(|mut c| c.ping()) {
+        Ok(()) => println!("CHILD: ping ok"),
+        Err(e) => println!("CHILD: {e}"),
+    }
+}
+
+#[test]
+fn peer_without_permission_is_refused() {
+    if !Uid::effective().is_root() {
+        eprintln!("SKIPPED: peer_without_permission_is_refused needs root");
+        return;
+    }
+    let dir = TempRunDir::new("perm");
+    let lvs_group = Gid::from_raw(4242);
+    let mut cfg = config(&dir);
+    cfg.access = AccessPolicy::root_and_group(lvs_group);
+    let server = start(cfg);
+    let socket = server.socket_path().to_path_buf();
+    // Normally the directory (0750) and socket (0660) keep strangers out before they can even
+    // connect. Open them up so that the SO_PEERCRED check, the second line of defence, is
+    // what gets tested.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    let mut root_client = Client::connect(&socket, Role::Lvsadm).unwrap();
+
+    let out = connect_as(&socket, 65534, 65534);
+    assert!(
+        out.contains("CHILD: the daemon refused: permission denied: uid 65534 is not root and not in group 4242"),
+        "{out}"
+    );
+    wait_until("the refusal to be logged", || {
+        logged(&[
+            "refused connection",
+            "uid 65534 gid 65534",
+            "permission denied",
+        ])
+    });
+
+    // Membership by primary group is enough.
+    let out = connect_as(&socket, 65534, lvs_group.as_raw());
+    assert!(out.contains("CHILD: ping ok"), "{out}");
+
+    root_client.ping().unwrap();
+}
+
+#[test]
+fn handler_sees_the_peer() {
+    struct Echo;
+    impl lvs_proto::Handler for Echo {
+        fn handle(&mut self, peer: &lvs_proto::PeerInfo, _: Request) -> Response {
+            Response::Error {
+                code: ErrorCode::Unsupported,
+                message: format!("{:?} uid {}", peer.role, peer.credentials.uid),
+            }
+        }
+    }
+    let dir = TempRunDir::new("peer");
+    common::init_logging();
+    let server = Server::bind(config(&dir)).unwrap().spawn(Echo).unwrap();
+    let mut c = Client::connect(server.socket_path(), Role::Heartbeatd).unwrap();
+    let want = format!("Heartbeatd uid {}", Uid::effective());
+    assert_eq!(
+        c.request(Request::Ping).unwrap(),
+        Response::Error {
+            code: ErrorCode::Unsupported,
+            message: want
+        }
+    );
+    // A Response::Error leaves the connection open.
+    c.subscribe(&[Topic::Servers]).unwrap();
+}

@@ -1,0 +1,137 @@
+//! ns per `schedule()` through a loaded plugin `.so` versus the same algorithm called directly
+//! in Rust, for rr, wlc and mh with 3, 100 and 1000 destinations.
+//!
+//! Needs the release plugins: `cargo build --release` first (`scripts/bench/sched.sh` does).
+//! The plugin directory is `$LVS_PLUGIN_PATH` or `target/release`.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use lvs_sched_abi::{AF_INET, Dest, Flow, Options, Scheduler, Service};
+use lvs_sched_host::{Instance, Registry, SearchPath, ServiceSpec};
+
+const FLOWS: usize = 4096;
+const FLOWS_U32: u32 = 4096;
+
+fn plugin_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("LVS_PLUGIN_PATH") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/release/deps/<bench binary>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+fn dests(n: u32) -> Vec<Dest> {
+    (0..n)
+        .map(|i| {
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&(0x0A00_0000 + i + 1).to_be_bytes());
+            Dest {
+                addr,
+                port: 80,
+                family: AF_INET,
+                weight: 1 + i % 4,
+                // Uneven load so least-connection searches cannot stop early.
+                active_conns: (i * 7919) % 97,
+                inactive_conns: (i * 104_729) % 1013,
+                id: i + 1,
+                ..Dest::default()
+            }
+        })
+        .collect()
+}
+
+fn flows() -> Vec<Flow> {
+    (0..FLOWS_U32)
+        .map(|i| {
+            let mut src_addr = [0u8; 16];
+            // Spread sources over the whole address space, as real clients are.
+            src_addr[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            let mut dst_addr = [0u8; 16];
+            dst_addr[..4].copy_from_slice(&[198, 51, 100, 1]);
+            Flow {
+                src_addr,
+                dst_addr,
+                src_port: 1024 + u16::try_from(i % 60000).unwrap_or(0),
+                dst_port: 80,
+                family: AF_INET,
+                protocol: 6,
+                reserved: [0; 2],
+            }
+        })
+        .collect()
+}
+
+fn spec() -> ServiceSpec {
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&[198, 51, 100, 1]);
+    ServiceSpec {
+        addr,
+        port: 80,
+        family: AF_INET,
+        protocol: 6,
+        flags: 0,
+        options: String::new(),
+    }
+}
+
+fn direct<T: Scheduler>(list: &[Dest]) -> T {
+    let svc = Service {
+        addr: spec().addr,
+        port: 80,
+        family: AF_INET,
+        protocol: 6,
+        flags: 0,
+        options: c"".as_ptr(),
+        reserved: [0; 4],
+    };
+    let mut s = T::create(&svc, &Options::default()).expect("create");
+    s.rebuild(list);
+    s
+}
+
+fn bench_one<T: Scheduler>(c: &mut Criterion, reg: &mut Registry, name: &str) {
+    let flows = flows();
+    let mut group = c.benchmark_group(format!("schedule/{name}"));
+    for n in [3u32, 100, 1000] {
+        let list = dests(n);
+        let mut algo: T = direct(&list);
+        group.bench_with_input(BenchmarkId::new("direct", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % FLOWS;
+                black_box(algo.schedule(black_box(&flows[i]), &list))
+            });
+        });
+        let plugin = reg
+            .get(name)
+            .expect("plugin (run cargo build --release first)");
+        let mut inst = Instance::new(plugin, spec()).expect("create");
+        for d in &list {
+            inst.add_dest(*d).expect("add_dest");
+        }
+        group.bench_with_input(BenchmarkId::new("plugin", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % FLOWS;
+                black_box(inst.schedule(black_box(&flows[i])))
+            });
+        });
+    }
+    group.finish();
+}
+
+fn schedule(c: &mut Criterion) {
+    let mut reg = Registry::new(SearchPath::from_dirs([plugin_dir()]));
+    bench_one::<lvs_sched_algos::Rr>(c, &mut reg, "rr");
+    bench_one::<lvs_sched_algos::Wlc>(c, &mut reg, "wlc");
+    bench_one::<lvs_sched_algos::Mh>(c, &mut reg, "mh");
+}
+
+criterion_group!(benches, schedule);
+criterion_main!(benches);
