@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Debian packages the tests use: gcc builds the C plugins of the ABI tests.
-packages=(gcc libc6-dev)
+# Debian packages the tests use: gcc builds the C plugins of the ABI tests; iproute2, ethtool
+# and nftables build and inspect the network-namespace testbeds; python3 serves HTTP on the
+# testbed's real servers and curl is the client; procps gives sysctl.
+packages=(gcc libc6-dev iproute2 ethtool nftables python3 curl procps)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,4 +1,9 @@
-//! `lvs-director`: the load balancer and lvsadm.
+//! `lvs-director`: the load balancer.
 //!
-//! Not built yet: this crate only reserves its place in the workspace. Issue 3 builds it,
-//! and until then no binary of this name is produced, so nothing can pretend to work.
+//! Being assembled (issue 3) from the crates beside it: `packet` (parsing and rewriting),
+//! `conntrack` (the connection table), `afpacket` (rings and fanout), `netinfo` (netlink),
+//! `control` (the configuration model and control requests) and `lvsadm`. No binary is
+//! produced until the daemon forwards for real.
+
+pub mod config;
+pub mod guard;

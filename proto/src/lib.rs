@@ -5,6 +5,7 @@
 //!   allocation.
 //! - [`codec`]: the bincode 2 body encoding (the only module that uses bincode).
 //! - [`message`]: Hello, requests, responses and events.
+//! - [`director`]: the director's control vocabulary (services, real servers, counters).
 //! - [`peer`]: `SO_PEERCRED` checks.
 //! - [`server`]: the `mio` daemon side; [`client`]: the blocking CLI side.
 //!
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod director;
 pub mod error;
 pub mod frame;
 pub mod message;
@@ -22,6 +24,10 @@ pub mod rundir;
 pub mod server;
 
 pub use client::{Client, ClientOptions};
+pub use director::{
+    AddrPort, ConnEntry, DestConf, DestStatus, DirectorInfo, FwdMethod, Persistence, Protocol,
+    Rates, ServiceConf, ServiceKey, ServiceStatus, Stats, Timeouts,
+};
 pub use error::{ProtoError, Result};
 pub use frame::{FrameDecoder, FrameLimit};
 pub use message::{

@@ -13,6 +13,10 @@
 
 use bincode::{Decode, Encode};
 
+use crate::director::{
+    ConnEntry, DestConf, DirectorInfo, ServiceConf, ServiceKey, ServiceStatus, Timeouts,
+};
+
 /// The protocol version this build speaks. Bump it on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -113,6 +117,56 @@ pub enum Request {
         /// Topics to drop.
         topics: Vec<Topic>,
     },
+    /// Director: add a virtual service (`-A`). Answered with [`Response::Ok`].
+    AddService(ServiceConf),
+    /// Director: replace a virtual service's settings (`-E`).
+    EditService(ServiceConf),
+    /// Director: delete a virtual service and its real servers (`-D`).
+    DelService(ServiceKey),
+    /// Director: delete every virtual service (`-C`).
+    Clear,
+    /// Director: add a real server to a service (`-a`).
+    AddDest {
+        /// The service.
+        service: ServiceKey,
+        /// The real server.
+        dest: DestConf,
+    },
+    /// Director: replace a real server's settings (`-e`).
+    EditDest {
+        /// The service.
+        service: ServiceKey,
+        /// The real server, found by address and port.
+        dest: DestConf,
+    },
+    /// Director: remove a real server from a service (`-d`).
+    DelDest {
+        /// The service.
+        service: ServiceKey,
+        /// The real server's address.
+        addr: std::net::IpAddr,
+        /// The real server's port.
+        port: u16,
+    },
+    /// Director: list one service or all (`-L`). Answered with [`Response::Services`].
+    ListServices {
+        /// One service, or `None` for all.
+        key: Option<ServiceKey>,
+    },
+    /// Director: list the connection table (`-L -c`). Answered with [`Response::Conns`].
+    ListConns,
+    /// Director: zero the counters of one service or all (`-Z`).
+    Zero {
+        /// One service, or `None` for all.
+        key: Option<ServiceKey>,
+    },
+    /// Director: the connection timeouts (`-L --timeout`). Answered with
+    /// [`Response::Timeouts`].
+    GetTimeouts,
+    /// Director: change the connection timeouts (`--set`); a 0 leaves that value alone.
+    SetTimeouts(Timeouts),
+    /// Director: version and table size (`-L` header). Answered with [`Response::Info`].
+    GetInfo,
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -129,6 +183,15 @@ pub enum Response {
         /// Human-readable reason.
         message: String,
     },
+    /// Director: answer to [`Request::ListServices`], services and servers in configuration
+    /// order.
+    Services(Vec<ServiceStatus>),
+    /// Director: answer to [`Request::ListConns`].
+    Conns(Vec<ConnEntry>),
+    /// Director: answer to [`Request::GetTimeouts`].
+    Timeouts(Timeouts),
+    /// Director: answer to [`Request::GetInfo`].
+    Info(DirectorInfo),
 }
 
 /// The high-availability role of a director.

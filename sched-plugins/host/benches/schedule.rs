@@ -8,8 +8,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use lvs_sched_abi::{AF_INET, Dest, Flow, Options, Scheduler, Service};
-use lvs_sched_host::{Instance, Registry, SearchPath, ServiceSpec};
+use lvs_sched_abi::{AF_INET, Dest, Flow, Ops, Options, Scheduler, Service};
+use lvs_sched_host::{Instance, Plugin, Registry, SearchPath, ServiceSpec};
+use std::sync::Arc;
 
 const FLOWS: usize = 4096;
 const FLOWS_U32: u32 = 4096;
@@ -95,7 +96,14 @@ fn direct<T: Scheduler>(list: &[Dest]) -> T {
     s
 }
 
-fn bench_one<T: Scheduler>(c: &mut Criterion, reg: &mut Registry, name: &str) {
+/// The algorithm behind a call the optimiser cannot inline: what any call across a boundary
+/// costs before the ABI adds anything.
+#[inline(never)]
+fn opaque<T: Scheduler>(algo: &mut T, flow: &Flow, list: &[Dest]) -> Option<usize> {
+    algo.schedule(flow, list)
+}
+
+fn bench_one<T: Scheduler>(c: &mut Criterion, reg: &mut Registry, name: &str, ops: &'static Ops) {
     let flows = flows();
     let mut group = c.benchmark_group(format!("schedule/{name}"));
     for n in [3u32, 100, 1000] {
@@ -106,6 +114,28 @@ fn bench_one<T: Scheduler>(c: &mut Criterion, reg: &mut Registry, name: &str) {
             b.iter(|| {
                 i = (i + 1) % FLOWS;
                 black_box(algo.schedule(black_box(&flows[i]), &list))
+            });
+        });
+        let mut algo: T = direct(&list);
+        group.bench_with_input(BenchmarkId::new("direct-noinline", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % FLOWS;
+                black_box(opaque(&mut algo, black_box(&flows[i]), &list))
+            });
+        });
+        // The same table and thunks as the plugin, compiled into this binary: the ABI's cost
+        // without the dynamic loader.
+        let table = Plugin::from_static(ops, "built-in").expect("static table");
+        let mut inst = Instance::new(Arc::new(table), spec()).expect("create");
+        for d in &list {
+            inst.add_dest(*d).expect("add_dest");
+        }
+        group.bench_with_input(BenchmarkId::new("static-table", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % FLOWS;
+                black_box(inst.schedule(black_box(&flows[i])))
             });
         });
         let plugin = reg
@@ -126,11 +156,15 @@ fn bench_one<T: Scheduler>(c: &mut Criterion, reg: &mut Registry, name: &str) {
     group.finish();
 }
 
+static RR: Ops = lvs_sched_abi::ops_for::<lvs_sched_algos::Rr>(c"rr", c"");
+static WLC: Ops = lvs_sched_abi::ops_for::<lvs_sched_algos::Wlc>(c"wlc", c"");
+static MH: Ops = lvs_sched_abi::ops_for::<lvs_sched_algos::Mh>(c"mh", c"");
+
 fn schedule(c: &mut Criterion) {
     let mut reg = Registry::new(SearchPath::from_dirs([plugin_dir()]));
-    bench_one::<lvs_sched_algos::Rr>(c, &mut reg, "rr");
-    bench_one::<lvs_sched_algos::Wlc>(c, &mut reg, "wlc");
-    bench_one::<lvs_sched_algos::Mh>(c, &mut reg, "mh");
+    bench_one::<lvs_sched_algos::Rr>(c, &mut reg, "rr", &RR);
+    bench_one::<lvs_sched_algos::Wlc>(c, &mut reg, "wlc", &WLC);
+    bench_one::<lvs_sched_algos::Mh>(c, &mut reg, "mh", &MH);
 }
 
 criterion_group!(benches, schedule);

@@ -1,0 +1,557 @@
+//! The table's behaviour on a simulated clock: states, timers, keys, persistence,
+//! deleted servers, limits and listings.
+
+mod common;
+
+use common::*;
+use lvs_conntrack::*;
+
+#[test]
+fn nat_connection_lifecycle_moves_counters_and_timers() {
+    let mut t = table(64);
+    let c = client(7, 40_000);
+    let id = t
+        .insert(&new_conn(Proto::Tcp, c, 0, Forward::Nat), None, 0)
+        .unwrap();
+    assert_eq!(t.get(id).unwrap().state(), State::None);
+    assert_eq!(
+        t.dest_counts(0),
+        DestCounts {
+            active: 0,
+            inactive: 1,
+            persistent: 0
+        }
+    );
+
+    let steps = [
+        (Dir::In, TcpFlags::SYN, State::SynRecv, 60),
+        (Dir::Out, TcpFlags::SYN_ACK, State::SynRecv, 60),
+        (Dir::In, TcpFlags::ACK, State::Established, 900),
+        (Dir::Out, TcpFlags::ACK, State::Established, 900),
+        (Dir::In, TcpFlags::FIN_ACK, State::CloseWait, 60),
+        (Dir::Out, TcpFlags::FIN_ACK, State::TimeWait, 120),
+    ];
+    let mut now = 0;
+    for (dir, flags, want, secs) in steps {
+        now += 5;
+        assert_eq!(t.on_packet(id, dir, flags, now), Ok(want));
+        let row = t.list(now)[0];
+        assert_eq!(row.state, want);
+        assert_eq!(row.expires_ms, secs * SEC, "timer after {want}");
+        let active = u32::from(want == State::Established);
+        assert_eq!(
+            t.dest_counts(0),
+            DestCounts {
+                active,
+                inactive: 1 - active,
+                persistent: 0
+            }
+        );
+    }
+    // TIME_WAIT lasts 120 s to the millisecond.
+    assert!(expire_all(&mut t, now + 120 * SEC - 1).is_empty());
+    let gone = expire_all(&mut t, now + 120 * SEC);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].reason, ExpireReason::Timeout);
+    assert_eq!(gone[0].conn.client, c);
+    assert!(t.is_empty());
+    assert_eq!(t.dest_counts(0), DestCounts::default());
+    assert_eq!(t.stats().expired, 1);
+}
+
+#[test]
+fn both_keys_find_a_nat_entry() {
+    let mut t = table(64);
+    let c = client(9, 1234);
+    let id = established(&mut t, c, 2, 0);
+    let dest = t.get(id).unwrap().dest();
+    assert_eq!(t.lookup_in(&FlowKey::new(Proto::Tcp, c, VIP)), Some(id));
+    assert_eq!(t.lookup_out(&FlowKey::new(Proto::Tcp, dest, c)), Some(id));
+    // Wrong port, protocol or direction: nothing.
+    assert_eq!(
+        t.lookup_in(&FlowKey::new(Proto::Tcp, client(9, 1235), VIP)),
+        None
+    );
+    assert_eq!(t.lookup_in(&FlowKey::new(Proto::Udp, c, VIP)), None);
+    assert_eq!(t.lookup_in(&FlowKey::new(Proto::Tcp, dest, c)), None);
+    assert_eq!(t.lookup_out(&FlowKey::new(Proto::Tcp, c, VIP)), None);
+    let s = t.stats();
+    assert_eq!((s.hits, s.misses), (2, 4));
+    assert_eq!(
+        t.insert(&new_conn(Proto::Tcp, c, 0, Forward::Nat), None, 0),
+        Err(Error::Exists)
+    );
+}
+
+#[test]
+fn direct_routing_uses_the_input_only_table() {
+    let mut t = table(64);
+    let c = client(3, 5555);
+    let id = t
+        .insert(&new_conn(Proto::Tcp, c, 1, Forward::DirectRoute), None, 0)
+        .unwrap();
+    assert_eq!(
+        t.on_packet(id, Dir::In, TcpFlags::SYN, 0),
+        Ok(State::SynRecv)
+    );
+    assert_eq!(
+        t.on_packet(id, Dir::In, TcpFlags::ACK, 1),
+        Ok(State::Established)
+    );
+    assert_eq!(t.dest_counts(1).active, 1);
+    // Only client packets: a client FIN goes to FIN_WAIT (INPUT would say CLOSE_WAIT).
+    assert_eq!(
+        t.on_packet(id, Dir::In, TcpFlags::FIN_ACK, 2),
+        Ok(State::FinWait)
+    );
+    assert_eq!(
+        t.dest_counts(1),
+        DestCounts {
+            active: 0,
+            inactive: 1,
+            persistent: 0
+        }
+    );
+}
+
+#[test]
+fn half_open_syn_without_reply_expires_after_syn_recv_timeout() {
+    let mut t = table(64);
+    let id = t
+        .insert(
+            &new_conn(Proto::Tcp, client(1, 1), 0, Forward::Nat),
+            None,
+            1_000,
+        )
+        .unwrap();
+    t.on_packet(id, Dir::In, TcpFlags::SYN, 1_000).unwrap();
+    // Retransmitted SYNs refresh it.
+    t.on_packet(id, Dir::In, TcpFlags::SYN, 4_000).unwrap();
+    assert!(expire_all(&mut t, 63_999).is_empty());
+    assert_eq!(expire_all(&mut t, 64_000).len(), 1);
+}
+
+#[test]
+fn traffic_refreshes_and_shorter_states_rearm_earlier() {
+    let mut t = table(64);
+    let id = established(&mut t, client(1, 2), 0, 0);
+    // Data at 500 s pushes expiry to 1400 s.
+    t.on_packet(id, Dir::In, TcpFlags::ACK, 500 * SEC).unwrap();
+    assert!(expire_all(&mut t, 999 * SEC).is_empty());
+    // A RST at 1000 s: CLOSE, 10 s, earlier than the armed 1400 s.
+    assert_eq!(
+        t.on_packet(id, Dir::In, TcpFlags::RST, 1_000 * SEC),
+        Ok(State::Close)
+    );
+    assert!(expire_all(&mut t, 1_010 * SEC - 1).is_empty());
+    assert_eq!(expire_all(&mut t, 1_010 * SEC).len(), 1);
+}
+
+#[test]
+fn timers_expire_exactly_for_every_state() {
+    let mut t = table(64);
+    let to = *t.timeouts();
+    let start = 123_457;
+    for (i, state) in State::TCP.iter().enumerate() {
+        let _ = state;
+        let port = u16::try_from(i).unwrap() + 1;
+        t.insert(
+            &new_conn(Proto::Tcp, client(2, port), 0, Forward::Nat),
+            None,
+            start,
+        )
+        .unwrap();
+    }
+    // Every entry is in NONE: 2 s.
+    assert!(expire_all(&mut t, start + to.get(State::None) - 1).is_empty());
+    assert_eq!(
+        expire_all(&mut t, start + to.get(State::None)).len(),
+        State::TCP.len()
+    );
+}
+
+#[test]
+fn udp_entries_are_inactive_and_half_open_until_a_second_packet() {
+    let mut t = table(64);
+    let c = client(4, 53);
+    let id = t
+        .insert(&new_conn(Proto::Udp, c, 0, Forward::Nat), None, 0)
+        .unwrap();
+    assert_eq!(t.on_packet(id, Dir::In, TcpFlags::NONE, 0), Ok(State::Udp));
+    assert_eq!(t.half_open_len(), 1);
+    t.on_packet(id, Dir::Out, TcpFlags::NONE, 10).unwrap();
+    assert_eq!(t.half_open_len(), 0);
+    assert_eq!(
+        t.dest_counts(0),
+        DestCounts {
+            active: 0,
+            inactive: 1,
+            persistent: 0
+        }
+    );
+    assert_eq!(t.list(10)[0].state.name(), "UDP");
+    assert!(expire_all(&mut t, 300 * SEC + 9).is_empty());
+    assert_eq!(expire_all(&mut t, 300 * SEC + 10).len(), 1);
+}
+
+#[test]
+fn set_timeouts_applies_from_the_next_packet() {
+    let mut t = table(64);
+    let id = established(&mut t, client(5, 5), 0, 0);
+    t.set_timeouts(100, 0, 30);
+    assert_eq!(t.timeouts().ipvsadm(), (100, 120, 30));
+    // Armed before the change: still 900 s.
+    assert_eq!(t.list(0)[0].expires_ms, 900 * SEC);
+    t.on_packet(id, Dir::In, TcpFlags::ACK, 10 * SEC).unwrap();
+    assert!(expire_all(&mut t, 110 * SEC - 1).is_empty());
+    assert_eq!(expire_all(&mut t, 110 * SEC).len(), 1);
+}
+
+fn persistent_conn(t: &mut Table, c: Endpoint, mask: &Addr, now: u64, pick: u32) -> (ConnId, u32) {
+    let tk = TemplateKey::new(Proto::Tcp, c.addr, mask, VIP);
+    let (dest, dest_id, tpl) = match t.lookup_template(&tk) {
+        Some(hit) => (hit.dest, hit.dest_id, hit.id),
+        None => {
+            let new = NewTemplate {
+                key: tk,
+                dest: rs(u8::try_from(pick).unwrap() + 1),
+                forward: Forward::Nat,
+                service: 7,
+                dest_id: pick,
+                timeout_secs: 300,
+            };
+            (new.dest, pick, t.insert_template(&new, now).unwrap())
+        }
+    };
+    let conn = NewConn {
+        proto: Proto::Tcp,
+        client: c,
+        virt: VIP,
+        dest,
+        forward: Forward::Nat,
+        service: 7,
+        dest_id,
+    };
+    (t.insert(&conn, Some(tpl), now).unwrap(), dest_id)
+}
+
+#[test]
+fn persistence_keeps_a_client_network_on_one_server_until_timeout_after_last_use() {
+    let mut t = table(64);
+    let m24 = Addr::prefix_mask(true, 24);
+    // First client of 192.0.2.0/24 is scheduled to dest 3.
+    let (a, d) = persistent_conn(&mut t, client(10, 1000), &m24, 0, 3);
+    assert_eq!(d, 3);
+    for (flags, dir) in [
+        (TcpFlags::SYN, Dir::In),
+        (TcpFlags::SYN_ACK, Dir::Out),
+        (TcpFlags::ACK, Dir::In),
+    ] {
+        t.on_packet(a, dir, flags, 0).unwrap();
+    }
+    // Another client of the same /24 gets dest 3 whatever the scheduler would say.
+    let (b, d) = persistent_conn(&mut t, client(200, 2000), &m24, SEC, 5);
+    assert_eq!(d, 3);
+    // A client of another /24 is scheduled afresh.
+    let other = Endpoint::v4([192, 0, 3, 10], 3000);
+    let (_, d) = persistent_conn(&mut t, other, &m24, SEC, 5);
+    assert_eq!(d, 5);
+    assert_eq!(
+        t.dest_counts(3),
+        DestCounts {
+            active: 1,
+            inactive: 1,
+            persistent: 1
+        }
+    );
+    assert_eq!(t.dest_counts(3), recount(&t, 3));
+
+    // The template shows in the listing: state NONE, masked client, port 0.
+    let rows = t.list(SEC);
+    let tpl = rows
+        .iter()
+        .find(|r| r.template && r.dest_id == 3)
+        .expect("template listed");
+    assert_eq!(tpl.state.name(), "NONE");
+    assert_eq!(tpl.client, Endpoint::v4([192, 0, 2, 0], 0));
+    assert_eq!(
+        tpl.expires_ms,
+        300 * SEC,
+        "refreshed by the second connection"
+    );
+
+    // b and the other client's connection (never answered) die at 1 s + 2 s
+    // (NONE). The template outlives its 300 s while a is established (900 s).
+    assert_eq!(expire_all(&mut t, 3 * SEC).len(), 2);
+    let _ = b;
+    let gone = expire_all(&mut t, 400 * SEC);
+    assert!(
+        gone.iter()
+            .all(|e| !(e.conn.template && e.conn.dest_id == 3))
+    );
+    let tk = TemplateKey::new(Proto::Tcp, client(10, 1).addr, &m24, VIP);
+    assert!(t.lookup_template(&tk).is_some());
+
+    // a closes at 500 s (RST: CLOSE, 10 s) and expires at 510 s; the template
+    // then lasts 300 s more, to 810 s exactly.
+    t.on_packet(a, Dir::In, TcpFlags::RST, 500 * SEC).unwrap();
+    assert_eq!(expire_all(&mut t, 510 * SEC).len(), 1);
+    assert!(expire_all(&mut t, 810 * SEC - 1).is_empty());
+    assert!(t.lookup_template(&tk).is_some());
+    let gone = expire_all(&mut t, 810 * SEC);
+    assert_eq!(gone.len(), 1);
+    assert!(gone[0].conn.template);
+    assert!(t.lookup_template(&tk).is_none());
+    assert_eq!(t.dest_counts(3), DestCounts::default());
+}
+
+#[test]
+fn unused_template_expires_timeout_after_creation() {
+    let mut t = table(64);
+    let tk = TemplateKey::new(
+        Proto::Udp,
+        client(1, 1).addr,
+        &Addr::prefix_mask(true, 32),
+        VIP,
+    );
+    let new = NewTemplate {
+        key: tk,
+        dest: rs(1),
+        forward: Forward::DirectRoute,
+        service: 1,
+        dest_id: 0,
+        timeout_secs: 60,
+    };
+    let id = t.insert_template(&new, 0).unwrap();
+    assert_eq!(t.insert_template(&new, 0), Err(Error::Exists));
+    assert_eq!(t.template_controls(id), Some(0));
+    assert_eq!(t.dest_counts(0).persistent, 1);
+    assert!(expire_all(&mut t, 60 * SEC - 1).is_empty());
+    assert_eq!(expire_all(&mut t, 60 * SEC).len(), 1);
+    assert_eq!(t.dest_counts(0).persistent, 0);
+}
+
+#[test]
+fn retired_and_removed_templates() {
+    let mut t = table(64);
+    let m = Addr::prefix_mask(true, 32);
+    let (a, _) = persistent_conn(&mut t, client(1, 1), &m, 0, 0);
+    let tk = TemplateKey::new(Proto::Tcp, client(1, 1).addr, &m, VIP);
+    let hit = t.lookup_template(&tk).unwrap();
+    assert_eq!(t.remove_template(hit.id, 0), Err(Error::TemplateInUse(1)));
+    t.retire_template(hit.id).unwrap();
+    assert!(t.lookup_template(&tk).is_none());
+    t.remove(a, 0).unwrap();
+    t.remove_template(hit.id, 0).unwrap();
+    assert!(t.is_empty());
+    assert_eq!(t.dest_counts(0), DestCounts::default());
+}
+
+#[test]
+fn deleted_server_entries_stop_matching_at_once_and_are_swept() {
+    let mut t = table(256);
+    let m = Addr::prefix_mask(true, 24);
+    let mut on_1 = Vec::new();
+    for port in 1..=20 {
+        let (id, d) = persistent_conn(&mut t, client(1, port), &m, 0, 1);
+        assert_eq!(d, 1);
+        t.on_packet(id, Dir::In, TcpFlags::SYN, 0).unwrap();
+        on_1.push(id);
+    }
+    let keep = established(&mut t, client(50, 1), 2, 0);
+    assert_eq!(
+        t.dest_counts(1),
+        DestCounts {
+            active: 0,
+            inactive: 20,
+            persistent: 1
+        }
+    );
+
+    let had = t.expire_dest(1).unwrap();
+    assert_eq!(
+        had,
+        DestCounts {
+            active: 0,
+            inactive: 20,
+            persistent: 1
+        }
+    );
+    assert_eq!(t.dest_counts(1), DestCounts::default());
+    // The next packet finds nothing; the template no longer steers.
+    assert_eq!(
+        t.lookup_in(&FlowKey::new(Proto::Tcp, client(1, 1), VIP)),
+        None
+    );
+    let tk = TemplateKey::new(Proto::Tcp, client(1, 1).addr, &m, VIP);
+    assert!(t.lookup_template(&tk).is_none());
+    // A new connection with the same key goes to another server at once.
+    let (again, d) = persistent_conn(&mut t, client(1, 1), &m, 1, 2);
+    assert_eq!(d, 2);
+    assert_eq!(
+        t.lookup_in(&FlowKey::new(Proto::Tcp, client(1, 1), VIP)),
+        Some(again)
+    );
+    assert!(t.list(1).iter().all(|r| r.dest_id != 1));
+
+    // The next expire call sweeps them all (20 connections, then the template).
+    let gone = expire_all(&mut t, 2);
+    assert_eq!(gone.len(), 21);
+    assert!(
+        gone.iter()
+            .all(|e| e.reason == ExpireReason::DestRemoved && e.conn.dest_id == 1)
+    );
+    assert_eq!(t.stats().dest_expired, 21);
+    assert_eq!(
+        t.len(),
+        3,
+        "the kept connection, the new one and its template"
+    );
+    assert!(t.get(keep).is_some());
+    for d in 0..4 {
+        assert_eq!(t.dest_counts(d), recount(&t, d));
+    }
+    // The id can be reused by a new server: counts start from zero.
+    let fresh = established(&mut t, client(60, 1), 1, 3);
+    assert_eq!(
+        t.dest_counts(1),
+        DestCounts {
+            active: 1,
+            inactive: 0,
+            persistent: 0
+        }
+    );
+    let _ = (fresh, on_1);
+}
+
+#[test]
+fn full_table_refuses_and_never_evicts_established() {
+    let mut cfg = Config::with_capacity(100);
+    cfg.drop_threshold = 90;
+    let mut t = Table::new(cfg, 0).unwrap();
+    let ids: Vec<ConnId> = (0..100)
+        .map(|p| established(&mut t, client(1, p), 0, 0))
+        .collect();
+    assert_eq!(
+        t.insert(
+            &new_conn(Proto::Tcp, client(2, 1), 0, Forward::Nat),
+            None,
+            0
+        ),
+        Err(Error::TableFull)
+    );
+    assert_eq!(t.stats().table_full, 1);
+    assert_eq!(t.stats().half_open_dropped, 0);
+    for id in ids {
+        assert_eq!(t.get(id).unwrap().state(), State::Established);
+    }
+    assert_eq!(t.dest_counts(0).active, 100);
+}
+
+#[test]
+fn syn_flood_drops_half_open_entries_first() {
+    let mut cfg = Config::with_capacity(1000);
+    cfg.drop_threshold = 900;
+    let mut t = Table::new(cfg, 0).unwrap();
+    let good: Vec<ConnId> = (0..500)
+        .map(|p| established(&mut t, client(1, p), 0, 0))
+        .collect();
+    // 10,000 spoofed SYNs.
+    let mut refused = 0;
+    for i in 0..10_000u32 {
+        let c = Endpoint::v4(
+            [203, 0, 113, u8::try_from(i % 250).unwrap()],
+            u16::try_from(i / 250 + 1).unwrap(),
+        );
+        match t.insert(&new_conn(Proto::Tcp, c, 1, Forward::Nat), None, 1) {
+            Ok(id) => {
+                t.on_packet(id, Dir::In, TcpFlags::SYN, 1).unwrap();
+            }
+            Err(Error::TableFull) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(t.len() <= 1000);
+    }
+    assert_eq!(refused, 0, "flood entries make room for each other");
+    assert!(t.stats().half_open_dropped > 9_000);
+    assert!(t.len() <= 901);
+    // Every established connection survived; a legitimate client still gets in.
+    for id in &good {
+        assert_eq!(t.get(*id).unwrap().state(), State::Established);
+    }
+    established(&mut t, client(99, 99), 0, 2);
+    assert_eq!(t.dest_counts(0).active, 501);
+    assert_eq!(t.dest_counts(1), recount(&t, 1));
+    // With only established entries left at capacity, new ones are refused.
+}
+
+#[test]
+fn listing_has_what_ipvsadm_prints() {
+    let mut t = table(16);
+    let c = client(8, 4321);
+    established(&mut t, c, 4, 0);
+    let row = t.list(100 * SEC)[0];
+    assert_eq!(row.proto.name(), "TCP");
+    assert_eq!(row.expires_secs(), 800);
+    assert_eq!(row.state.name(), "ESTABLISHED");
+    assert_eq!(row.client.to_string(), "192.0.2.8:4321");
+    assert_eq!(row.virt.to_string(), "198.51.100.1:80");
+    assert_eq!(row.dest.to_string(), "10.0.0.5:8080");
+    assert_eq!(row.forward.name(), "Masq");
+    assert!(!row.template);
+}
+
+#[test]
+fn clear_and_errors() {
+    let mut t = table(16);
+    established(&mut t, client(1, 1), 0, 0);
+    persistent_conn(&mut t, client(2, 2), &Addr::prefix_mask(true, 32), 0, 1);
+    assert_eq!(t.len(), 3);
+    t.clear(0);
+    assert!(t.is_empty());
+    assert_eq!(t.dest_counts(0), DestCounts::default());
+    assert_eq!(t.dest_counts(1), DestCounts::default());
+    assert_eq!(
+        t.insert(
+            &new_conn(Proto::Tcp, client(1, 1), 999, Forward::Nat),
+            None,
+            0
+        ),
+        Err(Error::UnknownDest(999))
+    );
+    t.reserve_dests(1000);
+    assert!(
+        t.insert(
+            &new_conn(Proto::Tcp, client(1, 1), 999, Forward::Nat),
+            None,
+            0
+        )
+        .is_ok()
+    );
+    assert!(Table::new(Config::with_capacity(0), 0).is_err());
+    let mut bad = Config::with_capacity(10);
+    bad.drop_threshold = 11;
+    assert!(matches!(
+        Table::new(bad, 0),
+        Err(ConfigError::Threshold { .. })
+    ));
+}
+
+#[test]
+fn expire_is_bounded_per_call() {
+    let mut cfg = Config::with_capacity(10_000);
+    cfg.expire_batch = 100;
+    let mut t = Table::new(cfg, 0).unwrap();
+    for p in 0..1000 {
+        t.insert(
+            &new_conn(Proto::Udp, client(1, p), 0, Forward::Nat),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let run = t.expire(300 * SEC, |_| {});
+    assert_eq!(run.removed, 100);
+    assert!(run.more);
+    assert_eq!(expire_all(&mut t, 300 * SEC).len(), 900);
+}

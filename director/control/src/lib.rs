@@ -1,0 +1,46 @@
+//! The director's control plane: its configuration model and the ipvsadm grammar.
+//!
+//! - [`state`]: [`ControlState`], the authoritative virtual services and real servers, with
+//!   IPVS's rules and ipvsadm's error messages; every change yields [`ConfigChange`]s for
+//!   the dataplane.
+//! - [`hooks`]: what the director supplies: [`StatsSource`] (live counters, connections)
+//!   and [`SchedulerCheck`] (which schedulers its plugins provide).
+//! - [`handler`]: [`ControlHandler`], the `proto` server handler wrapping all of it.
+//! - [`grammar`]: one ipvsadm command line to a typed [`Command`];
+//!   [`rules`]: `ipvsadm-save` text (restore input, the rules file) with line numbers;
+//!   [`save`](mod@save): the `ipvsadm-save` output; [`order`]: ipvsadm's listing order;
+//!   [`address`]: `host[:port]` and netmasks.
+//!
+//! The director uses it like this:
+//!
+//! ```
+//! use lvs_control::{AnyScheduler, ControlHandler, ZeroStats, load_rules};
+//!
+//! let rules = "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 1\n";
+//! let state = load_rules(rules, &AnyScheduler).expect("valid rules");
+//! assert_eq!(state.save(), rules);
+//! // Then serve it: `Server::bind(config)?.spawn(handler)` or the director's own loop.
+//! let _handler = ControlHandler::new(state, ZeroStats, AnyScheduler, |changes: &[_]| {
+//!     let _ = changes; // hand to the dataplane
+//! });
+//! ```
+
+pub mod address;
+pub mod error;
+pub mod grammar;
+pub mod handler;
+pub mod hooks;
+pub mod order;
+pub mod rules;
+pub mod save;
+pub mod state;
+
+pub use error::ControlError;
+pub use grammar::{Command, ListFormat, ListOptions, ListWhat, ParseError, parse_args};
+pub use handler::ControlHandler;
+pub use hooks::{
+    AnyScheduler, DestCounters, KnownSchedulers, SchedulerCheck, StatsSource, ZeroStats,
+};
+pub use rules::{RulesError, RulesErrorKind, load_rules, parse_rules, split_line};
+pub use save::save;
+pub use state::{ConfigChange, ControlState, MAX_TIMEOUT, MAX_WEIGHT, Refusal, Service};

@@ -1,0 +1,452 @@
+//! `-L` output, column for column as ipvsadm prints it (trailing blanks included: ipvsadm
+//! pads its last column too, and scripts that compare output byte for byte exist).
+//!
+//! Addresses are always numeric: `-n` is accepted and changes nothing.
+
+use std::fmt::Write as _;
+
+use lvs_control::order::sort_services;
+use lvs_control::{ListFormat, ListOptions};
+use lvs_proto::{AddrPort, ConnEntry, DirectorInfo, ServiceStatus, Timeouts};
+
+/// The first line of a full listing.
+pub fn header(info: &DirectorInfo) -> String {
+    format!(
+        "IP Virtual Server version {} (size={})\n",
+        info.version, info.conn_table_size
+    )
+}
+
+/// The two title lines for `format`.
+pub fn title(format: ListFormat) -> String {
+    let local = "Prot LocalAddress:Port";
+    let remote = "  -> RemoteAddress:Port";
+    match format {
+        ListFormat::Stats => format!(
+            "{local:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n{remote}\n",
+            "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+        ),
+        ListFormat::Rate => format!(
+            "{local:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n{remote}\n",
+            "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+        ),
+        ListFormat::Thresholds => format!(
+            "{local:<33} {:<10} {:<10} {:<10} {:<10}\n{remote}\n",
+            "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        ),
+        ListFormat::PersistentConn => format!(
+            "{local:<33} {:<9} {:<11} {:<10} {:<10}\n{remote}\n",
+            "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
+        ListFormat::Plain => format!(
+            "{local} Scheduler Flags\n{remote}           Forward Weight ActiveConn InActConn\n"
+        ),
+    }
+}
+
+/// ipvsadm's `print_largenum`: nine columns, scaled to K/M/G/T unless `exact`.
+pub fn largenum(n: u64, exact: bool) -> String {
+    if exact {
+        let digits = n.to_string();
+        let width = if digits.len() <= 8 {
+            9
+        } else {
+            digits.len() + 1
+        };
+        return format!("{digits:>width$}");
+    }
+    match n {
+        0..100_000_000 => format!("{n:>9}"),
+        100_000_000..1_000_000_000 => format!("{:>8}K", n / 1_000),
+        1_000_000_000..100_000_000_000 => format!("{:>8}M", n / 1_000_000),
+        100_000_000_000..100_000_000_000_000 => format!("{:>8}G", n / 1_000_000_000),
+        _ => format!("{:>8}T", n / 1_000_000_000_000),
+    }
+}
+
+/// The title and every service with its real servers (sorted unless `--nosort`).
+pub fn services(list: &[ServiceStatus], opts: &ListOptions) -> String {
+    let mut list = list.to_vec();
+    if opts.sort {
+        sort_services(&mut list);
+    }
+    let mut out = title(opts.format);
+    for s in &list {
+        service(&mut out, s, opts);
+    }
+    out
+}
+
+fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions) {
+    let key = s.conf.key;
+    let exact = opts.exact;
+    let name = format!("{}  {}", key.protocol.name(), AddrPort(key.addr, key.port));
+    match opts.format {
+        ListFormat::Stats => {
+            let st = &s.stats;
+            let _ = write!(out, "{name:<33}");
+            for n in [st.conns, st.in_pkts, st.out_pkts, st.in_bytes, st.out_bytes] {
+                out.push_str(&largenum(n, exact));
+            }
+        }
+        ListFormat::Rate => {
+            let r = &s.rates;
+            let _ = write!(out, "{name:<33}");
+            for n in [r.cps, r.in_pps, r.out_pps, r.in_bps, r.out_bps] {
+                out.push_str(&largenum(n, exact));
+            }
+        }
+        // Thresholds and persistent-conn share the plain service line, as in ipvsadm.
+        ListFormat::Plain | ListFormat::Thresholds | ListFormat::PersistentConn => {
+            let _ = write!(out, "{name} {}", s.conf.scheduler);
+            if !s.conf.sched_flags.is_empty() {
+                let _ = write!(out, " ({})", s.conf.sched_flags);
+            }
+            if let Some(p) = s.conf.persistence {
+                let _ = write!(out, " persistent {}", p.timeout_secs);
+                if p.netmask != lvs_control::state::full_prefix(&key.addr) {
+                    let mask = lvs_control::address::format_netmask(p.netmask, key.addr.is_ipv6());
+                    let _ = write!(out, " mask {mask}");
+                }
+            }
+        }
+    }
+    out.push('\n');
+    for d in &s.dests {
+        let c = &d.conf;
+        let dname = AddrPort(c.addr, c.port).to_string();
+        let _ = match opts.format {
+            ListFormat::Stats => {
+                let st = &d.stats;
+                let mut line = format!("  -> {dname:<28}");
+                for n in [st.conns, st.in_pkts, st.out_pkts, st.in_bytes, st.out_bytes] {
+                    line.push_str(&largenum(n, exact));
+                }
+                writeln!(out, "{line}")
+            }
+            ListFormat::Rate => {
+                let r = &d.rates;
+                writeln!(
+                    out,
+                    "  -> {dname:<28} {:>8} {:>8} {:>8}{}{}",
+                    r.cps,
+                    r.in_pps,
+                    r.out_pps,
+                    largenum(r.in_bps, exact),
+                    largenum(r.out_bps, exact)
+                )
+            }
+            ListFormat::Thresholds => writeln!(
+                out,
+                "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
+                c.upper_threshold, c.lower_threshold, d.active_conns, d.inactive_conns
+            ),
+            ListFormat::PersistentConn => writeln!(
+                out,
+                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+                c.weight, d.persist_conns, d.active_conns, d.inactive_conns
+            ),
+            ListFormat::Plain => writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
+                c.fwd.name(),
+                c.weight,
+                d.active_conns,
+                d.inactive_conns
+            ),
+        };
+    }
+}
+
+/// `-L -c`.
+pub fn connections(conns: &[ConnEntry]) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    let _ = writeln!(
+        out,
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
+    );
+    for c in conns {
+        let expire = format!("{:02}:{:02}", c.expire_secs / 60, c.expire_secs % 60);
+        let state = if c.template && c.state.is_empty() {
+            "NONE"
+        } else {
+            &c.state
+        };
+        let _ = writeln!(
+            out,
+            "{:<3} {expire:<6} {state:<11} {:<18} {:<18} {}",
+            c.protocol.name(),
+            AddrPort(c.client.0, c.client.1).to_string(),
+            AddrPort(c.virtual_addr.0, c.virtual_addr.1).to_string(),
+            AddrPort(c.dest.0, c.dest.1),
+        );
+    }
+    out
+}
+
+/// `-L --timeout`.
+pub fn timeouts(t: &Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcp_fin, t.udp
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use lvs_control::ListWhat;
+    use lvs_proto::{
+        DestConf, DestStatus, FwdMethod, Persistence, Protocol, Rates, ServiceConf, ServiceKey,
+        Stats,
+    };
+
+    use super::*;
+
+    fn opts(format: ListFormat, exact: bool) -> ListOptions {
+        ListOptions {
+            what: ListWhat::Services(None),
+            format,
+            numeric: true,
+            exact,
+            sort: true,
+        }
+    }
+
+    fn v4(d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, d))
+    }
+
+    fn sample() -> Vec<ServiceStatus> {
+        let dest = |d: u8, port, fwd, weight, n: u64| DestStatus {
+            conf: DestConf {
+                addr: v4(d),
+                port,
+                fwd,
+                weight,
+                upper_threshold: 100 * u32::from(d),
+                lower_threshold: 10 * u32::from(d),
+            },
+            active_conns: u32::from(d),
+            inactive_conns: 2 * u32::from(d),
+            persist_conns: 3 * u32::from(d),
+            stats: Stats {
+                conns: n,
+                in_pkts: n * 10,
+                out_pkts: n * 9,
+                in_bytes: n * 1000,
+                out_bytes: n * 100_000,
+            },
+            rates: Rates {
+                cps: n,
+                in_pps: n * 10,
+                out_pps: n * 9,
+                in_bps: n * 1000,
+                out_bps: n * 100_000,
+            },
+        };
+        vec![
+            ServiceStatus {
+                conf: ServiceConf {
+                    key: ServiceKey {
+                        protocol: Protocol::Udp,
+                        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                        port: 53,
+                    },
+                    scheduler: "rr".into(),
+                    sched_flags: String::new(),
+                    persistence: None,
+                },
+                stats: Stats::default(),
+                rates: Rates::default(),
+                dests: vec![],
+            },
+            ServiceStatus {
+                conf: ServiceConf {
+                    key: ServiceKey {
+                        protocol: Protocol::Tcp,
+                        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                        port: 80,
+                    },
+                    scheduler: "wlc".into(),
+                    sched_flags: "flag-1".into(),
+                    persistence: Some(Persistence {
+                        timeout_secs: 300,
+                        netmask: 24,
+                    }),
+                },
+                stats: Stats {
+                    conns: 123_456_789,
+                    in_pkts: 99_999_999,
+                    out_pkts: 1_234_567_890,
+                    in_bytes: 123_456_789_012,
+                    out_bytes: 123_456_789_012_345,
+                },
+                rates: Rates {
+                    cps: 7,
+                    in_pps: 70,
+                    out_pps: 63,
+                    in_bps: 7000,
+                    out_bps: 700_000,
+                },
+                dests: vec![
+                    dest(3, 8080, FwdMethod::Masq, 2, 5),
+                    dest(2, 80, FwdMethod::Route, 1, 0),
+                    dest(4, 80, FwdMethod::Tunnel, 0, 1000),
+                ],
+            },
+        ]
+    }
+
+    #[test]
+    fn plain_listing() {
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
+  -> 10.0.0.2:80                  Route   1      2          4         
+  -> 10.0.0.3:8080                Masq    2      3          6         
+  -> 10.0.0.4:80                  Tunnel  0      4          8         
+UDP  192.0.2.1:53 rr
+";
+        assert_eq!(services(&sample(), &opts(ListFormat::Plain, false)), want);
+    }
+
+    #[test]
+    fn nosort_keeps_configuration_order() {
+        let mut o = opts(ListFormat::Plain, false);
+        o.sort = false;
+        let out = services(&sample(), &o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[2].starts_with("UDP  192.0.2.1:53"));
+        assert!(lines[4].starts_with("  -> 10.0.0.3:8080"));
+    }
+
+    #[test]
+    fn stats_listing_scales_unless_exact() {
+        let want = "\
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  192.0.2.1:80                  123456K 99999999    1234M     123G     123T
+  -> 10.0.0.2:80                         0        0        0        0        0
+  -> 10.0.0.3:8080                       5       50       45     5000   500000
+  -> 10.0.0.4:80                      1000    10000     9000  1000000  100000K
+UDP  192.0.2.1:53                        0        0        0        0        0
+";
+        assert_eq!(services(&sample(), &opts(ListFormat::Stats, false)), want);
+        let exact = services(&sample(), &opts(ListFormat::Stats, true));
+        assert_eq!(
+            exact.lines().nth(2).unwrap(),
+            "TCP  192.0.2.1:80                 123456789 99999999 1234567890 123456789012 123456789012345"
+        );
+        assert_eq!(
+            exact.lines().nth(5).unwrap(),
+            "  -> 10.0.0.4:80                      1000    10000     9000  1000000 100000000"
+        );
+    }
+
+    #[test]
+    fn rate_listing() {
+        let want = "\
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS
+  -> RemoteAddress:Port
+TCP  192.0.2.1:80                        7       70       63     7000   700000
+  -> 10.0.0.2:80                         0        0        0        0        0
+  -> 10.0.0.3:8080                       5       50       45     5000   500000
+  -> 10.0.0.4:80                      1000    10000     9000  1000000  100000K
+UDP  192.0.2.1:53                        0        0        0        0        0
+";
+        assert_eq!(services(&sample(), &opts(ListFormat::Rate, false)), want);
+    }
+
+    #[test]
+    fn thresholds_and_persistent_conn_listings() {
+        let want = "\
+Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
+  -> 10.0.0.2:80                  200        20         2          4         
+  -> 10.0.0.3:8080                300        30         3          6         
+  -> 10.0.0.4:80                  400        40         4          8         
+UDP  192.0.2.1:53 rr
+";
+        assert_eq!(
+            services(&sample(), &opts(ListFormat::Thresholds, false)),
+            want
+        );
+        let want = "\
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn 
+  -> RemoteAddress:Port
+TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
+  -> 10.0.0.2:80                  1         6           2          4         
+  -> 10.0.0.3:8080                2         9           3          6         
+  -> 10.0.0.4:80                  0         12          4          8         
+UDP  192.0.2.1:53 rr
+";
+        assert_eq!(
+            services(&sample(), &opts(ListFormat::PersistentConn, false)),
+            want
+        );
+    }
+
+    #[test]
+    fn header_timeouts_and_connections() {
+        let info = DirectorInfo {
+            version: "1.2.1".into(),
+            conn_table_size: 4096,
+            conn_count: 0,
+        };
+        assert_eq!(
+            header(&info),
+            "IP Virtual Server version 1.2.1 (size=4096)\n"
+        );
+        assert_eq!(
+            timeouts(&Timeouts::default()),
+            "Timeout (tcp tcpfin udp): 900 120 300\n"
+        );
+        let conns = [
+            ConnEntry {
+                protocol: Protocol::Tcp,
+                expire_secs: 899,
+                state: "ESTABLISHED".into(),
+                client: (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 40000),
+                virtual_addr: (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 80),
+                dest: (v4(2), 80),
+                template: false,
+            },
+            ConnEntry {
+                protocol: Protocol::Tcp,
+                expire_secs: 61,
+                state: String::new(),
+                client: (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 0),
+                virtual_addr: (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 80),
+                dest: (v4(2), 80),
+                template: true,
+            },
+        ];
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 198.51.100.7:40000 192.0.2.1:80       10.0.0.2:80
+TCP 01:01  NONE        198.51.100.7:0     192.0.2.1:80       10.0.0.2:80
+";
+        assert_eq!(connections(&conns), want);
+    }
+
+    #[test]
+    fn largenum_matches_ipvsadm() {
+        assert_eq!(largenum(0, false), "        0");
+        assert_eq!(largenum(99_999_999, false), " 99999999");
+        assert_eq!(largenum(100_000_000, false), "  100000K");
+        assert_eq!(largenum(999_999_999, false), "  999999K");
+        assert_eq!(largenum(1_000_000_000, false), "    1000M");
+        assert_eq!(largenum(99_999_999_999, false), "   99999M");
+        assert_eq!(largenum(100_000_000_000, false), "     100G");
+        assert_eq!(largenum(100_000_000_000_000, false), "     100T");
+        assert_eq!(largenum(u64::MAX, false), "18446744T");
+        assert_eq!(largenum(12, true), "       12");
+        assert_eq!(largenum(123_456_789, true), " 123456789");
+    }
+}

@@ -1,0 +1,198 @@
+//! From argv to the director and back to the terminal.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use lvs_control::{
+    Command, ListFormat, ListOptions, ListWhat, ParseError, parse_args, parse_rules,
+};
+use lvs_proto::{Client, ProtoError, Request, Response, Role, rundir};
+
+use crate::{listing, usage};
+
+/// ipvsadm's exit code for a refused change (its `return -1`).
+const EXIT_REFUSED: i32 = 255;
+/// ipvsadm's `fail(2, ...)`.
+const EXIT_FAIL: i32 = 2;
+/// ipvsadm's `exit(1)` when a listing fails.
+const EXIT_LIST: i32 = 1;
+
+/// Runs lvsadm with `args` (program name first) and the value of `$LVS_RUNDIR`; returns the
+/// exit code.
+pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
+    let program = args.first().map_or("lvsadm", |p| {
+        Path::new(p)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("lvsadm")
+    });
+    let (rundir_flag, rest) = match take_rundir(args.get(1..).unwrap_or_default()) {
+        Ok(split) => split,
+        Err(e) => return usage_error(program, &e),
+    };
+    let command = if rest.is_empty() {
+        // Like ipvsadm without arguments: list everything.
+        Command::List(ListOptions {
+            what: ListWhat::Services(None),
+            format: ListFormat::Plain,
+            numeric: false,
+            exact: false,
+            sort: true,
+        })
+    } else {
+        match parse_args(&rest) {
+            Ok(cmd) => cmd,
+            Err(e) if e.is_usage() => return usage_error(program, &e),
+            Err(e) => return fail(EXIT_FAIL, &e.to_string()),
+        }
+    };
+    match command {
+        Command::Help => return print(&usage::usage(program)),
+        Command::Version => return print(&usage::version()),
+        _ => {}
+    }
+    // Restore input is read and checked before anything is sent: a typo on line 40 must not
+    // leave 39 lines applied.
+    let restore = if command == Command::Restore {
+        let mut text = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+            return fail(EXIT_FAIL, &format!("cannot read the rules from stdin: {e}"));
+        }
+        match parse_rules(&text) {
+            Ok(rules) => rules,
+            Err(e) => return fail(EXIT_FAIL, &e.to_string()),
+        }
+    } else {
+        Vec::new()
+    };
+    let dir = rundir::resolve_with(rundir_flag.as_deref(), env_rundir);
+    let socket = rundir::socket_path(&dir, "director");
+    let mut client = match Client::connect(&socket, Role::Lvsadm) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_FAIL, &format!("Can't initialize ipvs: {e}")),
+    };
+    match command {
+        Command::List(opts) => list(&mut client, &opts),
+        Command::Save { .. } => match request(&mut client, Request::ListServices { key: None }) {
+            Ok(Response::Services(list)) => print(&lvs_control::save(&list, true)),
+            other => refused(EXIT_LIST, other),
+        },
+        Command::Restore => {
+            let mut code = 0;
+            for (line, cmd) in restore {
+                let req = cmd.to_request().expect("parse_rules keeps only rules");
+                if let Err(message) = change(&mut client, req) {
+                    eprintln!("line {line}: {message}");
+                    code = EXIT_REFUSED;
+                }
+            }
+            code
+        }
+        other => {
+            let Some(req) = other.to_request() else {
+                unreachable!("every other command changes configuration")
+            };
+            match change(&mut client, req) {
+                Ok(()) => 0,
+                Err(message) => fail(EXIT_REFUSED, &message),
+            }
+        }
+    }
+}
+
+/// Splits `--rundir DIR` / `--rundir=DIR` (lvsadm's own option) from ipvsadm's options.
+fn take_rundir(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), ParseError> {
+    let mut dir = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--rundir" {
+            let value = it
+                .next()
+                .ok_or_else(|| ParseError::MissingArgument(arg.clone()))?;
+            dir = Some(PathBuf::from(value));
+        } else if let Some(value) = arg.strip_prefix("--rundir=") {
+            dir = Some(PathBuf::from(value));
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((dir, rest))
+}
+
+fn list(client: &mut Client, opts: &ListOptions) -> i32 {
+    match opts.what {
+        ListWhat::Connections => match request(client, Request::ListConns) {
+            Ok(Response::Conns(conns)) => print(&listing::connections(&conns)),
+            other => refused(EXIT_LIST, other),
+        },
+        ListWhat::Timeouts => match request(client, Request::GetTimeouts) {
+            Ok(Response::Timeouts(t)) => print(&listing::timeouts(&t)),
+            other => refused(EXIT_LIST, other),
+        },
+        ListWhat::Services(key) => {
+            // A full listing starts with the version header; one service's does not.
+            let mut out = String::new();
+            if key.is_none() {
+                match request(client, Request::GetInfo) {
+                    Ok(Response::Info(info)) => out.push_str(&listing::header(&info)),
+                    other => return refused(EXIT_LIST, other),
+                }
+            }
+            match request(client, Request::ListServices { key }) {
+                Ok(Response::Services(list)) => {
+                    out.push_str(&listing::services(&list, opts));
+                    print(&out)
+                }
+                other => refused(EXIT_LIST, other),
+            }
+        }
+    }
+}
+
+/// Sends a change; `Err` carries the message to show.
+fn change(client: &mut Client, req: Request) -> Result<(), String> {
+    match request(client, req) {
+        Ok(Response::Ok) => Ok(()),
+        other => Err(describe(other)),
+    }
+}
+
+fn request(client: &mut Client, req: Request) -> Result<Response, ProtoError> {
+    client.request(req)
+}
+
+fn describe(answer: Result<Response, ProtoError>) -> String {
+    match answer {
+        Ok(Response::Error { message, .. }) => message,
+        Ok(other) => format!("unexpected answer from the director: {other:?}"),
+        Err(e) => format!("lost the director: {e}"),
+    }
+}
+
+fn refused(code: i32, answer: Result<Response, ProtoError>) -> i32 {
+    fail(code, &describe(answer))
+}
+
+fn fail(code: i32, message: &str) -> i32 {
+    eprintln!("{message}");
+    code
+}
+
+fn usage_error(program: &str, e: &ParseError) -> i32 {
+    eprintln!("{e}");
+    eprintln!("Try `{program} -h' or '{program} --help' for more information.");
+    EXIT_REFUSED
+}
+
+/// Writes all of `text` to stdout; a closed pipe (`lvsadm -L | head`) is not an error worth
+/// a panic.
+fn print(text: &str) -> i32 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => fail(EXIT_LIST, &format!("cannot write to stdout: {e}")),
+    }
+}

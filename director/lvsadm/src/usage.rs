@@ -1,0 +1,80 @@
+//! `-h` and `-v` text.
+
+/// The IPVS version lvsadm speaks, as in ipvsadm's version line.
+const IPVS: &str = lvs_proto::director::IPVS_VERSION;
+
+/// `-v`.
+pub fn version() -> String {
+    format!(
+        "lvsadm v{} (lvs-rs; ipvsadm v1.31 syntax, IPVS v{IPVS})\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `-h`.
+pub fn usage(program: &str) -> String {
+    let p = program;
+    format!(
+        "{version}Usage:
+  {p} -A|E -t|u service-address [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  {p} -D -t|u service-address
+  {p} -C
+  {p} -R
+  {p} -S [-n]
+  {p} -a|e -t|u service-address -r server-address [options]
+  {p} -d -t|u service-address -r server-address
+  {p} -L|l [options]
+  {p} -Z [-t|u service-address]
+  {p} --set tcp tcpfin udp
+  {p} -h
+
+Commands:
+Either long or short options are allowed.
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin
+  --save            -S        save rules to stdout
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --help            -h        display this help message
+  --version         -v        display the version
+
+Options:
+  --tcp-service  -t service-address   service-address is host[:port]
+  --udp-service  -u service-address   service-address is host[:port]
+  --scheduler    -s scheduler         a scheduler plugin, e.g. rr|wrr|lc|wlc|sh|dh|mh|sed|nq,
+                                      the default scheduler is wlc.
+  --persistent   -p [timeout]         persistent service
+  --netmask      -M netmask           persistent granularity mask
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
+  --stats                             output of statistics information
+  --rate                              output of rate information
+  --exact                             expand numbers (display exact values)
+  --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
+  --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --numeric      -n                   numeric output of addresses and ports (always on)
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --rundir DIR                        the suite's run directory (default $LVS_RUNDIR,
+                                      else /run/lvs); talks to DIR/director.sock
+
+Host names are not resolved: give IP addresses (IPv6 as [addr]:port).
+",
+        version = version()
+    )
+}

@@ -1,0 +1,193 @@
+//! IPv4 addresses on interfaces (RTM_GETADDR, RTM_NEWADDR, RTM_DELADDR).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::error::{NetinfoError, Result};
+use crate::rtnl::Netlink;
+
+/// One IPv4 address assigned to an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv4Address {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The address itself (IFA_LOCAL).
+    pub addr: Ipv4Addr,
+    /// Prefix length (`/24`).
+    pub prefix_len: u8,
+    /// Label (`eth0:1`), when the kernel reports one.
+    pub label: Option<String>,
+    /// A secondary address (another address of the same subnet came first).
+    pub secondary: bool,
+}
+
+/// What an idempotent add or delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressChange {
+    /// The address was added.
+    Added,
+    /// The same address and prefix length were already on the interface; nothing changed.
+    AlreadyPresent,
+    /// The address was removed.
+    Removed,
+    /// The address was not on the interface; nothing changed.
+    AlreadyAbsent,
+}
+
+pub(crate) fn address_from_message(m: &AddressMessage) -> Option<Ipv4Address> {
+    if m.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let mut local = None;
+    let mut address = None;
+    let mut label = None;
+    let mut secondary = m.header.flags.contains(AddressHeaderFlags::Secondary);
+    for attr in &m.attributes {
+        match attr {
+            AddressAttribute::Local(IpAddr::V4(a)) => local = Some(*a),
+            AddressAttribute::Address(IpAddr::V4(a)) => address = Some(*a),
+            AddressAttribute::Label(l) => label = Some(l.clone()),
+            AddressAttribute::Flags(f) => secondary |= f.contains(AddressFlags::Secondary),
+            _ => {}
+        }
+    }
+    Some(Ipv4Address {
+        ifindex: m.header.index,
+        addr: local.or(address)?,
+        prefix_len: m.header.prefix_len,
+        label,
+        secondary,
+    })
+}
+
+fn address_message(ifindex: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<AddressMessage> {
+    if prefix_len > 32 {
+        return Err(NetinfoError::BadPrefixLength(prefix_len));
+    }
+    let mut m = AddressMessage::default();
+    m.header.family = AddressFamily::Inet;
+    m.header.prefix_len = prefix_len;
+    m.header.index = ifindex;
+    m.header.scope = if addr.is_loopback() {
+        AddressScope::Host
+    } else {
+        AddressScope::Universe
+    };
+    m.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
+    m.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(addr)));
+    Ok(m)
+}
+
+impl Netlink {
+    /// Every IPv4 address of this network namespace.
+    ///
+    /// # Errors
+    /// Netlink failures.
+    pub fn ipv4_addresses(&mut self) -> Result<Vec<Ipv4Address>> {
+        let mut req = AddressMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let msgs = self.dump(&RouteNetlinkMessage::GetAddress(req), "IPv4 address")?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => address_from_message(a),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Add `addr/prefix_len` to interface `ifindex`, like `ip addr add`.
+    ///
+    /// Adding an address that is already there with the same prefix length is not an error
+    /// ([`AddressChange::AlreadyPresent`]).
+    ///
+    /// # Errors
+    /// A bad prefix length, a missing interface (ENODEV), missing privileges (EPERM) ...
+    pub fn add_ipv4_address(
+        &mut self,
+        ifindex: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<AddressChange> {
+        let msg = address_message(ifindex, addr, prefix_len)?;
+        let op = || format!("add address {addr}/{prefix_len} to interface index {ifindex}");
+        match self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        ) {
+            Ok(_) => Ok(AddressChange::Added),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(AddressChange::AlreadyPresent),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remove `addr/prefix_len` from interface `ifindex`, like `ip addr del`.
+    ///
+    /// Removing an address that is not there is not an error ([`AddressChange::AlreadyAbsent`]).
+    /// As with `ip addr del`, removing a primary address also removes the secondaries of its
+    /// subnet unless `net.ipv4.conf.<if>.promote_secondaries` is set.
+    ///
+    /// # Errors
+    /// A bad prefix length, a missing interface (ENODEV), missing privileges (EPERM) ...
+    pub fn del_ipv4_address(
+        &mut self,
+        ifindex: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<AddressChange> {
+        let msg = address_message(ifindex, addr, prefix_len)?;
+        let op = || format!("remove address {addr}/{prefix_len} from interface index {ifindex}");
+        match self.request(RouteNetlinkMessage::DelAddress(msg), 0, &op) {
+            Ok(_) => Ok(AddressChange::Removed),
+            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(AddressChange::AlreadyAbsent),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtnl::tests::{nla, nlmsg};
+    use crate::rtnl::{Frame, classify};
+
+    #[test]
+    fn parses_a_raw_newaddr() {
+        // struct ifaddrmsg: family AF_INET, prefixlen 24, flags SECONDARY, scope 0, index 3.
+        let mut payload = vec![2u8, 24, 0x01, 0];
+        payload.extend(3u32.to_ne_bytes());
+        payload.extend(nla(1, &[10, 0, 0, 9])); // IFA_ADDRESS
+        payload.extend(nla(2, &[10, 0, 0, 9])); // IFA_LOCAL
+        payload.extend(nla(3, b"eth0:vip\0")); // IFA_LABEL
+        let raw = nlmsg(20, 0, 1, &payload);
+        let Frame::Message(RouteNetlinkMessage::NewAddress(m)) =
+            classify(&raw, &String::new).unwrap()
+        else {
+            panic!("not an address");
+        };
+        assert_eq!(
+            address_from_message(&m),
+            Some(Ipv4Address {
+                ifindex: 3,
+                addr: Ipv4Addr::new(10, 0, 0, 9),
+                prefix_len: 24,
+                label: Some("eth0:vip".into()),
+                secondary: true,
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_prefix_before_asking_the_kernel() {
+        let e = address_message(1, Ipv4Addr::LOCALHOST, 33).unwrap_err();
+        assert!(matches!(e, NetinfoError::BadPrefixLength(33)));
+        assert!(e.to_string().contains("/33"));
+    }
+}

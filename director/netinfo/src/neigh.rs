@@ -1,0 +1,366 @@
+//! The IPv4 neighbour (ARP) table: snapshot (RTM_GETNEIGH) and resolution on a miss.
+
+use std::io;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use netlink_packet_core::NLM_F_CREATE;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::error::{NetinfoError, Result};
+use crate::mac::MacAddr;
+use crate::rtnl::Netlink;
+use crate::sys::socklen_of;
+
+/// The discard port: where the fallback resolution datagram goes.
+const DISCARD_PORT: u16 = 9;
+
+/// Neighbour Unreachability Detection state of an entry (`ip neigh` shows these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NudState {
+    /// Resolution in progress, no MAC yet.
+    Incomplete,
+    /// Confirmed recently.
+    Reachable,
+    /// Usable, not confirmed recently; the kernel re-checks it on next use.
+    Stale,
+    /// Used while stale; waiting for confirmation.
+    Delay,
+    /// Being re-checked by unicast probes.
+    Probe,
+    /// Resolution failed.
+    Failed,
+    /// No ARP on this device (point-to-point, loopback).
+    NoArp,
+    /// Static entry (`ip neigh add ... nud permanent`).
+    Permanent,
+    /// Fresh entry, nothing done yet.
+    None,
+    /// Some other bit combination.
+    Other(u16),
+}
+
+impl NudState {
+    /// Whether the entry's MAC can be used to send: reachable, stale, delay, probe, permanent
+    /// and noarp are; incomplete, failed and none are not.
+    #[must_use]
+    pub fn is_usable(self) -> bool {
+        matches!(
+            self,
+            Self::Reachable
+                | Self::Stale
+                | Self::Delay
+                | Self::Probe
+                | Self::Permanent
+                | Self::NoArp
+        )
+    }
+
+    /// The state from the kernel's `ndm_state` bits.
+    #[must_use]
+    pub fn from_bits(bits: u16) -> Self {
+        match bits {
+            0x00 => Self::None,
+            0x01 => Self::Incomplete,
+            0x02 => Self::Reachable,
+            0x04 => Self::Stale,
+            0x08 => Self::Delay,
+            0x10 => Self::Probe,
+            0x20 => Self::Failed,
+            0x40 => Self::NoArp,
+            0x80 => Self::Permanent,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// One IPv4 neighbour entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbour {
+    /// Interface index.
+    pub ifindex: u32,
+    /// The neighbour's IPv4 address.
+    pub addr: Ipv4Addr,
+    /// Its MAC, when known.
+    pub mac: Option<MacAddr>,
+    /// NUD state.
+    pub state: NudState,
+}
+
+impl Neighbour {
+    /// The MAC, if the entry is in a usable state and has one.
+    #[must_use]
+    pub fn usable_mac(&self) -> Option<MacAddr> {
+        self.mac.filter(|_| self.state.is_usable())
+    }
+}
+
+pub(crate) fn neighbour_from_message(m: &NeighbourMessage) -> Option<Neighbour> {
+    if m.header.family != AddressFamily::Inet {
+        return None;
+    }
+    let mut addr = None;
+    let mut mac = None;
+    for attr in &m.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => addr = Some(*a),
+            NeighbourAttribute::LinkLocalAddress(l) => mac = MacAddr::from_slice(l),
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        ifindex: m.header.ifindex,
+        addr: addr?,
+        mac,
+        state: NudState::from_bits(u16::from(m.header.state)),
+    })
+}
+
+pub(crate) fn key(ifindex: u32, addr: Ipv4Addr) -> u64 {
+    (u64::from(ifindex) << 32) | u64::from(u32::from(addr))
+}
+
+/// An immutable snapshot of the IPv4 neighbour table, searchable by (interface, address).
+#[derive(Debug, Clone, Default)]
+pub struct Neighbours {
+    entries: Vec<Neighbour>,
+}
+
+impl Neighbours {
+    /// Build a snapshot from entries (a later duplicate of the same key is dropped).
+    pub fn from_entries(entries: impl IntoIterator<Item = Neighbour>) -> Self {
+        let mut entries: Vec<Neighbour> = entries.into_iter().collect();
+        entries.sort_by_key(|n| key(n.ifindex, n.addr));
+        entries.dedup_by_key(|n| key(n.ifindex, n.addr));
+        Self { entries }
+    }
+
+    /// The entry for `addr` on interface `ifindex`.
+    #[must_use]
+    pub fn get(&self, ifindex: u32, addr: Ipv4Addr) -> Option<&Neighbour> {
+        let k = key(ifindex, addr);
+        self.entries
+            .binary_search_by_key(&k, |n| key(n.ifindex, n.addr))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    /// The MAC of `addr` on `ifindex`, if the entry is usable.
+    #[must_use]
+    pub fn usable_mac(&self, ifindex: u32, addr: Ipv4Addr) -> Option<MacAddr> {
+        self.get(ifindex, addr).and_then(Neighbour::usable_mac)
+    }
+
+    /// All entries, sorted by (interface, address).
+    pub fn iter(&self) -> impl Iterator<Item = &Neighbour> {
+        self.entries.iter()
+    }
+
+    /// Number of entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no entries.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// How [`Netlink::resolve`] got the kernel to resolve an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveTrigger {
+    /// RTM_NEWNEIGH with NTF_USE: the kernel created the entry if needed and started ARP.
+    Netlink,
+    /// The kernel refused NTF_USE; a UDP datagram to the discard port made it resolve.
+    Datagram,
+}
+
+impl Netlink {
+    /// A snapshot of the IPv4 neighbour table.
+    ///
+    /// # Errors
+    /// Netlink failures.
+    pub fn neighbours(&mut self) -> Result<Neighbours> {
+        let mut req = NeighbourMessage::default();
+        req.header.family = AddressFamily::Inet;
+        let msgs = self.dump(&RouteNetlinkMessage::GetNeighbour(req), "IPv4 neighbour")?;
+        Ok(Neighbours::from_entries(msgs.iter().filter_map(
+            |m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => neighbour_from_message(n),
+                _ => None,
+            },
+        )))
+    }
+
+    /// Make the kernel resolve `addr` on interface `ifindex`, without waiting for the answer.
+    ///
+    /// Sends RTM_NEWNEIGH with NTF_USE (creating the entry when there is none), which starts ARP
+    /// for a new or failed entry and re-validates a stale one; a reachable entry is left alone.
+    /// If the kernel refuses that (no CAP_NET_ADMIN, an old kernel), one empty UDP datagram to
+    /// `addr`'s discard port (9) out of `ifindex` does the same. Watch the neighbour table (or
+    /// [`crate::NetlinkMonitor`]) for the result.
+    ///
+    /// # Errors
+    /// The interface does not exist, or both ways failed.
+    pub fn resolve(&mut self, ifindex: u32, addr: Ipv4Addr) -> Result<ResolveTrigger> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.ifindex = ifindex;
+        m.header.state = NeighbourState::None;
+        m.header.flags = NeighbourFlags::Use;
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
+        let op = || format!("resolve {addr} on interface index {ifindex}");
+        match self.request(RouteNetlinkMessage::NewNeighbour(m), NLM_F_CREATE, &op) {
+            Ok(_) => Ok(ResolveTrigger::Netlink),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Err(e),
+            Err(e) => {
+                log::debug!("netlink: {e}; falling back to a discard-port datagram");
+                resolve_by_datagram(ifindex, addr)?;
+                Ok(ResolveTrigger::Datagram)
+            }
+        }
+    }
+}
+
+/// Make the kernel resolve `addr` by sending it one empty UDP datagram (discard port 9) out of
+/// `ifindex`. Never blocks: the kernel queues the datagram while it runs ARP.
+///
+/// # Errors
+/// The socket cannot be created or the kernel has no route for `addr` out of `ifindex`.
+pub fn resolve_by_datagram(ifindex: u32, addr: Ipv4Addr) -> Result<()> {
+    let fail = |op, source| NetinfoError::Send {
+        ifindex,
+        op,
+        source,
+    };
+    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .map_err(|e| fail("open a UDP socket for neighbour resolution", e))?;
+    sock.set_nonblocking(true)
+        .map_err(|e| fail("make the resolution socket non-blocking", e))?;
+    // IP_UNICAST_IF takes the interface index in network byte order.
+    let value = libc::c_int::from_ne_bytes(ifindex.to_be_bytes());
+    // SAFETY: `sock` is an open socket for the whole call; the option value is a valid c_int
+    // whose size is passed as the length.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_UNICAST_IF,
+            (&raw const value).cast(),
+            socklen_of::<libc::c_int>(),
+        )
+    };
+    if rc != 0 {
+        return Err(fail(
+            "bind the resolution socket to the interface",
+            io::Error::last_os_error(),
+        ));
+    }
+    match sock.send_to(&[], (addr, DISCARD_PORT)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(fail("send the resolution datagram", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtnl::tests::{nla, nlmsg};
+    use crate::rtnl::{Frame, classify};
+
+    fn raw_neigh(family: u8, ifindex: u32, state: u16, attrs: &[Vec<u8>]) -> NeighbourMessage {
+        let mut payload = vec![family, 0, 0, 0];
+        payload.extend(ifindex.to_ne_bytes());
+        payload.extend(state.to_ne_bytes());
+        payload.extend([0u8, 1]); // flags, type RTN_UNICAST
+        for a in attrs {
+            payload.extend(a);
+        }
+        match classify(&nlmsg(28, 2, 1, &payload), &String::new).unwrap() {
+            Frame::Message(RouteNetlinkMessage::NewNeighbour(m)) => m,
+            other => panic!("not a neighbour: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_raw_neighbours() {
+        let dst = nla(1, &[10, 0, 0, 2]); // NDA_DST
+        let ll = nla(2, &[2, 0, 0, 0, 0, 0x22]); // NDA_LLADDR
+        let n = neighbour_from_message(&raw_neigh(2, 4, 0x04, &[dst.clone(), ll])).unwrap();
+        assert_eq!(n.addr, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(n.ifindex, 4);
+        assert_eq!(n.state, NudState::Stale);
+        assert_eq!(n.usable_mac(), Some(MacAddr([2, 0, 0, 0, 0, 0x22])));
+        // Incomplete: no MAC, not usable.
+        let n = neighbour_from_message(&raw_neigh(2, 4, 0x01, &[dst])).unwrap();
+        assert_eq!(
+            (n.state, n.mac, n.usable_mac()),
+            (NudState::Incomplete, None, None)
+        );
+        // IPv6 entries are not ours.
+        let dst6 = nla(1, &[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            neighbour_from_message(&raw_neigh(10, 4, 0x02, &[dst6])),
+            None
+        );
+    }
+
+    #[test]
+    fn usable_states() {
+        for (bits, usable) in [
+            (0x01, false),
+            (0x02, true),
+            (0x04, true),
+            (0x08, true),
+            (0x10, true),
+            (0x20, false),
+            (0x40, true),
+            (0x80, true),
+            (0x00, false),
+            (0x06, false),
+        ] {
+            assert_eq!(
+                NudState::from_bits(bits).is_usable(),
+                usable,
+                "state {bits:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn snapshot_lookup_by_interface_and_address() {
+        let n = |ifindex, last, state| Neighbour {
+            ifindex,
+            addr: Ipv4Addr::new(10, 0, 0, last),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, last])),
+            state,
+        };
+        let t = Neighbours::from_entries([
+            n(3, 9, NudState::Reachable),
+            n(2, 9, NudState::Failed),
+            n(2, 1, NudState::Permanent),
+        ]);
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            t.usable_mac(3, Ipv4Addr::new(10, 0, 0, 9)),
+            Some(MacAddr([2, 0, 0, 0, 0, 9]))
+        );
+        assert_eq!(t.usable_mac(2, Ipv4Addr::new(10, 0, 0, 9)), None);
+        assert_eq!(
+            t.get(2, Ipv4Addr::new(10, 0, 0, 9)).unwrap().state,
+            NudState::Failed
+        );
+        assert!(t.get(4, Ipv4Addr::new(10, 0, 0, 9)).is_none());
+        assert!(t.usable_mac(2, Ipv4Addr::new(10, 0, 0, 1)).is_some());
+    }
+}

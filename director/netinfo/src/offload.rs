@@ -1,0 +1,229 @@
+//! Receive offloads (GRO, LRO) via the SIOCETHTOOL ioctl.
+//!
+//! An AF_PACKET forwarder must see the packets as they were on the wire: with GRO or LRO on,
+//! the kernel hands it merged "super-packets" larger than the MTU, which it cannot forward.
+//! [`disable_receive_offloads`] turns both off and returns what it changed, so the director can
+//! put them back with [`OffloadChange::restore`] when it stops.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::error::{NetinfoError, Result};
+use crate::sys::socket;
+
+/// The ethtool ioctl (linux/sockios.h).
+const SIOCETHTOOL: libc::Ioctl = 0x8946;
+/// ethtool commands (linux/ethtool.h).
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_SFLAGS: u32 = 0x26;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
+/// LRO bit of ETHTOOL_GFLAGS/SFLAGS.
+const ETH_FLAG_LRO: u32 = 1 << 15;
+/// Interface names are at most 15 bytes plus NUL.
+const IFNAMSIZ: usize = 16;
+
+/// `struct ethtool_value`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// `struct ifreq` with the `ifr_data` member of its union, padded to the full union size.
+#[repr(C)]
+struct IfreqData {
+    name: [u8; IFNAMSIZ],
+    data: *mut EthtoolValue,
+    pad: [u8; 16],
+}
+
+/// What [`disable_receive_offloads`] changed on one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffloadChange {
+    /// Interface name.
+    pub ifname: String,
+    /// GRO was on and has been turned off.
+    pub gro_turned_off: bool,
+    /// LRO was on and has been turned off.
+    pub lro_turned_off: bool,
+}
+
+impl OffloadChange {
+    /// True when nothing was changed (both were already off).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        !self.gro_turned_off && !self.lro_turned_off
+    }
+
+    /// Turn back on what was turned off.
+    ///
+    /// # Errors
+    /// The interface is gone or the ioctl fails.
+    pub fn restore(&self) -> Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let e = Ethtool::open(&self.ifname)?;
+        if self.gro_turned_off {
+            e.set(ETHTOOL_SGRO, 1, "turn GRO back on")?;
+        }
+        if self.lro_turned_off {
+            let flags = e.get(ETHTOOL_GFLAGS, "read the LRO setting")?;
+            e.set(ETHTOOL_SFLAGS, flags | ETH_FLAG_LRO, "turn LRO back on")?;
+        }
+        Ok(())
+    }
+}
+
+/// Turn GRO and LRO off on `ifname` and report what was on before.
+///
+/// # Errors
+/// A bad interface name, a missing interface, or missing CAP_NET_ADMIN (EPERM).
+pub fn disable_receive_offloads(ifname: &str) -> Result<OffloadChange> {
+    let e = Ethtool::open(ifname)?;
+    let mut change = OffloadChange {
+        ifname: ifname.to_owned(),
+        gro_turned_off: false,
+        lro_turned_off: false,
+    };
+    if e.get(ETHTOOL_GGRO, "read the GRO setting")? != 0 {
+        e.set(ETHTOOL_SGRO, 0, "turn GRO off")?;
+        change.gro_turned_off = true;
+    }
+    let lro = e.lro_flags()?.filter(|f| f & ETH_FLAG_LRO != 0);
+    if let Some(flags) = lro {
+        if let Err(err) = e.set(ETHTOOL_SFLAGS, flags & !ETH_FLAG_LRO, "turn LRO off") {
+            // Leave the interface as we found it.
+            if change.gro_turned_off && e.set(ETHTOOL_SGRO, 1, "turn GRO back on").is_err() {
+                log::error!("{ifname}: GRO was turned off and could not be turned back on");
+            }
+            return Err(err);
+        }
+        change.lro_turned_off = true;
+    }
+    Ok(change)
+}
+
+/// Whether GRO is on for `ifname`.
+///
+/// # Errors
+/// A bad interface name or a failed ioctl.
+pub fn gro_enabled(ifname: &str) -> Result<bool> {
+    Ethtool::open(ifname)?
+        .get(ETHTOOL_GGRO, "read the GRO setting")
+        .map(|v| v != 0)
+}
+
+/// Whether LRO is on for `ifname` (false for drivers without LRO).
+///
+/// # Errors
+/// A bad interface name or a failed ioctl.
+pub fn lro_enabled(ifname: &str) -> Result<bool> {
+    Ok(Ethtool::open(ifname)?
+        .lro_flags()?
+        .is_some_and(|f| f & ETH_FLAG_LRO != 0))
+}
+
+/// Set GRO on `ifname` on or off (what `ethtool -K <if> gro on|off` does).
+///
+/// # Errors
+/// A bad interface name or a failed ioctl.
+pub fn set_gro(ifname: &str, on: bool) -> Result<()> {
+    let what = if on { "turn GRO on" } else { "turn GRO off" };
+    Ethtool::open(ifname)?.set(ETHTOOL_SGRO, u32::from(on), what)
+}
+
+/// An interface name and a socket to run ethtool ioctls on.
+struct Ethtool {
+    ifname: String,
+    name: [u8; IFNAMSIZ],
+    fd: OwnedFd,
+}
+
+impl Ethtool {
+    fn open(ifname: &str) -> Result<Self> {
+        let bytes = ifname.as_bytes();
+        if bytes.is_empty() || bytes.len() >= IFNAMSIZ || bytes.iter().any(|&b| b == 0 || b == b'/')
+        {
+            return Err(NetinfoError::BadInterfaceName(ifname.to_owned()));
+        }
+        let mut name = [0u8; IFNAMSIZ];
+        name[..bytes.len()].copy_from_slice(bytes);
+        let fd =
+            socket(libc::AF_INET, libc::SOCK_DGRAM, 0).map_err(|source| NetinfoError::Ethtool {
+                ifname: ifname.to_owned(),
+                op: "open a socket for ethtool",
+                source,
+            })?;
+        Ok(Self {
+            ifname: ifname.to_owned(),
+            name,
+            fd,
+        })
+    }
+
+    fn ioctl(&self, cmd: u32, data: u32, op: &'static str) -> Result<u32> {
+        let mut value = EthtoolValue { cmd, data };
+        let mut ifr = IfreqData {
+            name: self.name,
+            data: &raw mut value,
+            pad: [0; 16],
+        };
+        // SAFETY: `ifr` is a fully initialised struct at least as large as `struct ifreq`;
+        // SIOCETHTOOL reads it and reads/writes the `ethtool_value` it points to, and both live
+        // on this stack frame until the call returns.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCETHTOOL, &raw mut ifr) };
+        if rc < 0 {
+            let source = io::Error::last_os_error();
+            return Err(if source.raw_os_error() == Some(libc::ENODEV) {
+                NetinfoError::NoSuchInterface(self.ifname.clone())
+            } else {
+                NetinfoError::Ethtool {
+                    ifname: self.ifname.clone(),
+                    op,
+                    source,
+                }
+            });
+        }
+        Ok(value.data)
+    }
+
+    fn get(&self, cmd: u32, op: &'static str) -> Result<u32> {
+        self.ioctl(cmd, 0, op)
+    }
+
+    fn set(&self, cmd: u32, data: u32, op: &'static str) -> Result<()> {
+        self.ioctl(cmd, data, op).map(|_| ())
+    }
+
+    /// ETHTOOL_GFLAGS, or `None` when the driver does not support it (so no LRO).
+    fn lro_flags(&self) -> Result<Option<u32>> {
+        match self.get(ETHTOOL_GFLAGS, "read the LRO setting") {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_is_at_least_as_large_as_the_kernels() {
+        assert!(std::mem::size_of::<IfreqData>() >= 40);
+        assert_eq!(std::mem::size_of::<EthtoolValue>(), 8);
+    }
+
+    #[test]
+    fn bad_names_are_refused_before_any_ioctl() {
+        for bad in ["", "a-very-long-interface-name", "a/b", "a\0b"] {
+            assert!(matches!(
+                Ethtool::open(bad),
+                Err(NetinfoError::BadInterfaceName(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Why a frame was not forwarded: one small `Copy` value per reason, so the director can keep
+//! one counter per reason in a plain array indexed by [`DropReason::index`].
+
+/// Why the director did not forward a frame.
+///
+/// Parsing yields the first group; the rewrite and encapsulation functions yield the rest (see
+/// [`crate::RewriteError::drop_reason`] and [`crate::TunError::drop_reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Not an IPv4 frame (ARP, IPv6, LLDP, a second VLAN tag ...). Not an error: the director
+    /// leaves such frames to the host's kernel.
+    NotIpv4,
+    /// A header, or the IP packet its total length announces, runs past the end of the frame.
+    Truncated,
+    /// EtherType IPv4 but the IP version field is not 4.
+    BadVersion,
+    /// IPv4 header length below 5 words, or longer than the packet.
+    BadIhl,
+    /// IPv4 total length shorter than the header.
+    BadTotalLength,
+    /// The IPv4 header checksum does not verify.
+    BadIpChecksum,
+    /// TCP data offset below 5 words or past the end of the segment.
+    BadTcpHeader,
+    /// UDP length below 8 or past the end of the IP packet.
+    BadUdpLength,
+    /// ICMP message too short, with a bad checksum, or an error that quotes no usable header.
+    BadIcmp,
+    /// The IPv4 header carries options (not supported yet: counted and dropped).
+    IpOptions,
+    /// A fragment, or an ICMP error about a non-first fragment (no ports to match: counted and
+    /// dropped; reassembly is not done).
+    Fragment,
+    /// An IP protocol other than TCP, UDP or ICMP. Not an error: left to the host's kernel.
+    UnsupportedProtocol,
+    /// The TTL would reach zero when forwarded.
+    TtlExpired,
+    /// VS/TUN: the encapsulated packet exceeds the MTU and DF is set (ICMP "fragmentation
+    /// needed" goes back to the client).
+    TooBig,
+    /// VS/TUN: the encapsulated packet exceeds the MTU and DF is clear. IPVS would fragment the
+    /// outer packet; we drop and count it for now.
+    NeedsFragmentation,
+    /// A rewrite was refused because the `Packet` does not describe the frame it was applied
+    /// to, or an address of the wrong family was given: a bug in the caller, counted rather than
+    /// panicking.
+    RewriteFailed,
+}
+
+/// Broad class of a [`DropReason`], for the summary counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropClass {
+    /// Traffic the director does not handle; the host's kernel sees it anyway.
+    NotForUs,
+    /// Bytes that are not a valid packet.
+    Malformed,
+    /// A valid packet that the director will not forward (options, fragments, TTL, MTU).
+    Policy,
+    /// A bug in the caller (see [`DropReason::RewriteFailed`]).
+    Internal,
+}
+
+impl DropReason {
+    /// Every reason, in [`DropReason::index`] order.
+    pub const ALL: [DropReason; 16] = [
+        DropReason::NotIpv4,
+        DropReason::Truncated,
+        DropReason::BadVersion,
+        DropReason::BadIhl,
+        DropReason::BadTotalLength,
+        DropReason::BadIpChecksum,
+        DropReason::BadTcpHeader,
+        DropReason::BadUdpLength,
+        DropReason::BadIcmp,
+        DropReason::IpOptions,
+        DropReason::Fragment,
+        DropReason::UnsupportedProtocol,
+        DropReason::TtlExpired,
+        DropReason::TooBig,
+        DropReason::NeedsFragmentation,
+        DropReason::RewriteFailed,
+    ];
+
+    /// Number of reasons: the length of a per-reason counter array.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Position of this reason in [`DropReason::ALL`], for counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The counter name (`malformed_truncated`, `fragment`, ...): stable, used in stats output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::Truncated => "malformed_truncated",
+            DropReason::BadVersion => "malformed_bad_version",
+            DropReason::BadIhl => "malformed_bad_ihl",
+            DropReason::BadTotalLength => "malformed_bad_total_length",
+            DropReason::BadIpChecksum => "malformed_bad_ip_checksum",
+            DropReason::BadTcpHeader => "malformed_bad_tcp_header",
+            DropReason::BadUdpLength => "malformed_bad_udp_length",
+            DropReason::BadIcmp => "malformed_bad_icmp",
+            DropReason::IpOptions => "ip_options",
+            DropReason::Fragment => "fragment",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::TooBig => "too_big",
+            DropReason::NeedsFragmentation => "needs_fragmentation",
+            DropReason::RewriteFailed => "rewrite_failed",
+        }
+    }
+
+    /// The broad class of this reason.
+    pub fn class(self) -> DropClass {
+        match self {
+            DropReason::NotIpv4 | DropReason::UnsupportedProtocol => DropClass::NotForUs,
+            DropReason::Truncated
+            | DropReason::BadVersion
+            | DropReason::BadIhl
+            | DropReason::BadTotalLength
+            | DropReason::BadIpChecksum
+            | DropReason::BadTcpHeader
+            | DropReason::BadUdpLength
+            | DropReason::BadIcmp => DropClass::Malformed,
+            DropReason::IpOptions
+            | DropReason::Fragment
+            | DropReason::TtlExpired
+            | DropReason::TooBig
+            | DropReason::NeedsFragmentation => DropClass::Policy,
+            DropReason::RewriteFailed => DropClass::Internal,
+        }
+    }
+
+    /// True for bytes that are not a valid packet (the `malformed_*` counters).
+    pub fn is_malformed(self) -> bool {
+        self.class() == DropClass::Malformed
+    }
+}
+
+impl core::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_matches_all_and_names_are_unique() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn malformed_names_say_so() {
+        for r in DropReason::ALL {
+            assert_eq!(
+                r.is_malformed(),
+                r.as_str().starts_with("malformed_"),
+                "{r}"
+            );
+        }
+        assert_eq!(DropReason::NotIpv4.class(), DropClass::NotForUs);
+    }
+}

@@ -1,0 +1,37 @@
+//! The Ethernet layer: MAC rewriting in place, and fresh Ethernet headers for built frames.
+
+use etherparse::{EtherType, Ethernet2Header};
+
+use crate::bytes::put_bytes;
+use crate::error::RewriteError;
+use crate::parse::{ETH_HEADER_LEN, Mac};
+
+/// The MAC addresses of a frame the director sends: its own interface's and the next hop's
+/// (a real server, or the router toward the client).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacPair {
+    /// Source: the director's interface.
+    pub src: Mac,
+    /// Destination: the next hop, from the neighbour table.
+    pub dst: Mac,
+}
+
+/// Sets the destination and source MAC of `frame` in place (a VLAN tag, if any, is kept).
+pub fn set_macs(frame: &mut [u8], macs: MacPair) -> Result<(), RewriteError> {
+    let header = frame.get_mut(..12).ok_or(RewriteError::FrameMismatch)?;
+    let (dst, src) = header.split_at_mut(6);
+    dst.copy_from_slice(&macs.dst);
+    src.copy_from_slice(&macs.src);
+    Ok(())
+}
+
+/// Writes an untagged Ethernet II header for IPv4 at the start of `out`.
+pub(crate) fn write_eth_ipv4(out: &mut [u8], macs: MacPair) -> Option<usize> {
+    let header = Ethernet2Header {
+        source: macs.src,
+        destination: macs.dst,
+        ether_type: EtherType::IPV4,
+    };
+    put_bytes(out, 0, &header.to_bytes())?;
+    Some(ETH_HEADER_LEN)
+}

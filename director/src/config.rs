@@ -1,0 +1,121 @@
+//! The director's configuration file (TOML). Everything is optional: with no file at all the
+//! director forwards on every non-loopback interface with one worker per CPU.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `/etc/lvs/director.toml`. Unknown keys are refused, so a typo is an error with its line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Interfaces to forward on. Empty: every non-loopback interface that is up.
+    pub interfaces: Vec<String>,
+    /// Worker threads. 0: one per CPU.
+    pub workers: usize,
+    /// Connection table size for the whole director, shared out between workers.
+    pub conn_table_size: usize,
+    /// Virtual services to load at start, in `ipvsadm-save` format (`lvsadm -S` output).
+    pub rules_file: Option<PathBuf>,
+    /// Group (besides root) allowed on the control socket.
+    pub control_group: Option<String>,
+    /// Expire the connections of a deleted real server at once (IPVS's `expire_nodest_conn`).
+    pub expire_nodest_conn: bool,
+    /// The `nft` binary used for the kernel guard.
+    pub nft: String,
+    pub timeouts: TimeoutsConfig,
+    pub ring: RingConfig,
+}
+
+/// `[timeouts]`, in seconds: the same as `lvsadm --set tcp tcpfin udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+}
+
+/// `[ring]`: the size of each AF_PACKET receive ring (one per interface per worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingConfig {
+    /// Bytes per block; a power of two, a multiple of the page size.
+    pub block_size: u32,
+    pub block_count: u32,
+    /// How long the kernel fills a block before handing it over anyway, in milliseconds.
+    pub retire_ms: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            interfaces: Vec::new(),
+            workers: 0,
+            conn_table_size: 1 << 20,
+            rules_file: None,
+            control_group: None,
+            expire_nodest_conn: true,
+            nft: "nft".into(),
+            timeouts: TimeoutsConfig::default(),
+            ring: RingConfig::default(),
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
+    }
+}
+
+impl Default for RingConfig {
+    fn default() -> Self {
+        Self {
+            block_size: 1 << 18,
+            block_count: 16,
+            retire_ms: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The number of workers to start.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    }
+
+    /// Checks serde cannot express. Returned as text; the caller adds the file name.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.conn_table_size < 1024 {
+            return Err(format!(
+                "conn_table_size = {} is too small (at least 1024)",
+                self.conn_table_size
+            ));
+        }
+        if self.workers > 256 {
+            return Err(format!("workers = {} is more than 256", self.workers));
+        }
+        let b = self.ring.block_size;
+        if !b.is_power_of_two() || b < 4096 {
+            return Err(format!(
+                "ring.block_size = {b} must be a power of two of at least 4096"
+            ));
+        }
+        if self.ring.block_count == 0 {
+            return Err("ring.block_count must be at least 1".into());
+        }
+        if self.timeouts.tcp == 0 || self.timeouts.tcp_fin == 0 || self.timeouts.udp == 0 {
+            return Err("timeouts must be at least 1 second".into());
+        }
+        Ok(())
+    }
+}

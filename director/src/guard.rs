@@ -1,0 +1,230 @@
+//! The kernel guard: the director host's own kernel must neither answer traffic for a virtual
+//! service (no RST, no ICMP port unreachable: the VIP is a local address, so the kernel would)
+//! nor forward it a second time (VS/NAT replies from real servers pass through this host).
+//!
+//! The director sees these packets on its AF_PACKET sockets before netfilter does, so the guard
+//! simply drops them in an nftables table of its own, at the `raw` priority of `prerouting`
+//! (before connection tracking and routing). The table is rebuilt atomically on every
+//! configuration change and deleted when the director stops. No sysctl is needed.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+/// The nftables table the director owns. Nothing else is touched.
+pub const TABLE: &str = "lvs_director";
+
+/// A transport protocol, as nftables names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum L4 {
+    Tcp,
+    Udp,
+}
+
+impl L4 {
+    fn nft(self) -> &'static str {
+        match self {
+            L4::Tcp => "tcp",
+            L4::Udp => "udp",
+        }
+    }
+}
+
+/// One address, protocol and port the kernel must keep its hands off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub addr: Ipv4Addr,
+    pub proto: L4,
+    pub port: u16,
+}
+
+/// What the guard drops: packets *to* a virtual service, and VS/NAT replies *from* a real
+/// server's service port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardRules {
+    /// Virtual services (VIP, protocol, port). Port 0 means every port of the VIP.
+    pub services: Vec<Endpoint>,
+    /// VS/NAT real servers (address, protocol, port): their replies reach this host and
+    /// must go through the director only.
+    pub nat_servers: Vec<Endpoint>,
+}
+
+/// Why the guard could not be installed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("cannot run {nft}: {source} (install the nftables package)")]
+    Spawn { nft: String, source: std::io::Error },
+    #[error("nft refused the director's table {TABLE}: {stderr}")]
+    Nft { stderr: String },
+}
+
+/// The guard, applied with the `nft` command.
+#[derive(Debug)]
+pub struct KernelGuard {
+    nft: String,
+    installed: bool,
+}
+
+impl KernelGuard {
+    /// A guard that runs this `nft` binary (normally just `nft`, found on PATH).
+    pub fn new(nft: impl Into<String>) -> Self {
+        Self {
+            nft: nft.into(),
+            installed: false,
+        }
+    }
+
+    /// Replace the table with one for `rules`, atomically (one nft transaction).
+    pub fn apply(&mut self, rules: &GuardRules) -> Result<(), GuardError> {
+        self.run(&ruleset(rules))?;
+        self.installed = true;
+        Ok(())
+    }
+
+    /// Delete the table, if this guard installed it.
+    pub fn remove(&mut self) -> Result<(), GuardError> {
+        if self.installed {
+            // Declaring the table first makes the delete succeed even if someone already
+            // removed it by hand.
+            self.run(&format!("table inet {TABLE}\ndelete table inet {TABLE}\n"))?;
+            self.installed = false;
+        }
+        Ok(())
+    }
+
+    fn run(&self, script: &str) -> Result<(), GuardError> {
+        let spawn_err = |source| GuardError::Spawn {
+            nft: self.nft.clone(),
+            source,
+        };
+        let mut child = Command::new(&self.nft)
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes()).map_err(spawn_err)?;
+        }
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(GuardError::Nft {
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+}
+
+impl Drop for KernelGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.remove() {
+            log::error!(
+                "event=guard_remove_failed table={TABLE} reason={:?}",
+                e.to_string()
+            );
+        }
+    }
+}
+
+/// The whole nft script: create-then-delete-then-create, so that applying it is one atomic
+/// replacement whether or not the table existed.
+pub fn ruleset(rules: &GuardRules) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "table inet {TABLE}");
+    let _ = writeln!(s, "delete table inet {TABLE}");
+    let _ = writeln!(s, "table inet {TABLE} {{");
+    let _ = writeln!(
+        s,
+        "    comment \"lvs-director: packets for virtual services are forwarded in user space\""
+    );
+    let _ = writeln!(s, "    chain prerouting {{");
+    let _ = writeln!(
+        s,
+        "        type filter hook prerouting priority raw; policy accept;"
+    );
+    let mut services = rules.services.clone();
+    services.sort();
+    services.dedup();
+    for e in &services {
+        if e.port == 0 {
+            let _ = writeln!(
+                s,
+                "        ip daddr {} meta l4proto {} drop",
+                e.addr,
+                e.proto.nft()
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "        ip daddr {} {} dport {} drop",
+                e.addr,
+                e.proto.nft(),
+                e.port
+            );
+        }
+    }
+    let mut servers = rules.nat_servers.clone();
+    servers.sort();
+    servers.dedup();
+    for e in &servers {
+        let _ = writeln!(
+            s,
+            "        ip saddr {} {} sport {} drop",
+            e.addr,
+            e.proto.nft(),
+            e.port
+        );
+    }
+    let _ = writeln!(s, "    }}");
+    let _ = writeln!(s, "}}");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_drops_services_and_nat_replies_once_each() {
+        let vip = Ipv4Addr::new(203, 0, 113, 100);
+        let rs = Ipv4Addr::new(203, 0, 113, 11);
+        let rules = GuardRules {
+            services: vec![
+                Endpoint {
+                    addr: vip,
+                    proto: L4::Tcp,
+                    port: 80,
+                },
+                Endpoint {
+                    addr: vip,
+                    proto: L4::Udp,
+                    port: 0,
+                },
+                Endpoint {
+                    addr: vip,
+                    proto: L4::Tcp,
+                    port: 80,
+                },
+            ],
+            nat_servers: vec![Endpoint {
+                addr: rs,
+                proto: L4::Tcp,
+                port: 8080,
+            }],
+        };
+        let text = ruleset(&rules);
+        assert!(text.starts_with("table inet lvs_director\ndelete table inet lvs_director\n"));
+        assert_eq!(
+            text.matches("ip daddr 203.0.113.100 tcp dport 80 drop")
+                .count(),
+            1
+        );
+        assert!(text.contains("ip daddr 203.0.113.100 meta l4proto udp drop"));
+        assert!(text.contains("ip saddr 203.0.113.11 tcp sport 8080 drop"));
+        assert!(text.contains("priority raw"));
+    }
+}

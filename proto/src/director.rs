@@ -1,0 +1,393 @@
+//! The director's control vocabulary: virtual services, real servers, counters, connections.
+//!
+//! These are the payloads of the director requests and responses in [`crate::message`]
+//! (`Request::AddService` ... `Response::Services`). They mirror IPVS's own structures, so that
+//! `lvsadm` can print exactly what `ipvsadm` prints. The same compatibility rules apply as in
+//! [`crate::message`]: fields and variants are appended, never reordered or removed, without a
+//! protocol version bump.
+//!
+//! Derives only: all encoding goes through [`crate::codec`].
+
+use std::fmt;
+use std::net::IpAddr;
+
+use bincode::{Decode, Encode};
+
+/// The IPVS version the director reports (and `lvsadm -L` prints in its header).
+pub const IPVS_VERSION: &str = "1.2.1";
+
+/// The transport protocol of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub enum Protocol {
+    /// `-t`, `TCP` in listings.
+    Tcp,
+    /// `-u`, `UDP` in listings.
+    Udp,
+}
+
+impl Protocol {
+    /// `TCP` or `UDP`, as listings show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    /// `-t` or `-u`, as `ipvsadm-save` writes it.
+    pub fn switch(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "-t",
+            Protocol::Udp => "-u",
+        }
+    }
+}
+
+/// What identifies a virtual service: protocol, virtual address and port.
+///
+/// Port 0 means "every port" and is only valid for persistent services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct ServiceKey {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The virtual IP address.
+    pub addr: IpAddr,
+    /// The virtual port (0: all ports).
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceKey {
+    /// `TCP 192.0.2.1:80`, `UDP [2001:db8::1]:53`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.protocol.name(),
+            AddrPort(self.addr, self.port)
+        )
+    }
+}
+
+/// An address and port printed the way ipvsadm does: `a.b.c.d:port` or `[v6]:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrPort(pub IpAddr, pub u16);
+
+impl fmt::Display for AddrPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}:{}", self.1),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}", self.1),
+        }
+    }
+}
+
+/// How packets reach a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum FwdMethod {
+    /// VS/NAT (`-m`, `Masq` in listings): addresses and ports rewritten both ways.
+    Masq,
+    /// VS/DR (`-g`, `Route`): only the destination MAC changes. ipvsadm's default.
+    Route,
+    /// VS/TUN (`-i`, `Tunnel`): IP-in-IP encapsulation.
+    Tunnel,
+}
+
+impl FwdMethod {
+    /// `Masq`, `Route` or `Tunnel`, as listings show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FwdMethod::Masq => "Masq",
+            FwdMethod::Route => "Route",
+            FwdMethod::Tunnel => "Tunnel",
+        }
+    }
+
+    /// `-m`, `-g` or `-i`, as `ipvsadm-save` writes it.
+    pub fn switch(self) -> &'static str {
+        match self {
+            FwdMethod::Masq => "-m",
+            FwdMethod::Route => "-g",
+            FwdMethod::Tunnel => "-i",
+        }
+    }
+}
+
+/// Client affinity (`-p [timeout] [-M netmask]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Persistence {
+    /// How long a client sticks to its server after its last connection, in seconds.
+    pub timeout_secs: u32,
+    /// Granularity as a prefix length: clients in the same /`netmask` share a server.
+    /// 32 (IPv4) or 128 (IPv6) means per client address; `-M 255.255.255.0` is 24.
+    pub netmask: u8,
+}
+
+/// A virtual service's configuration (`-A` / `-E`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct ServiceConf {
+    /// Which service.
+    pub key: ServiceKey,
+    /// The scheduler plugin's name (`-s`), e.g. `rr`, `wlc`.
+    pub scheduler: String,
+    /// Scheduler flags (`-b`), comma-separated, e.g. `sh-port,sh-fallback`; empty for none.
+    pub sched_flags: String,
+    /// Client affinity, if the service is persistent.
+    pub persistence: Option<Persistence>,
+}
+
+/// A real server's configuration within one service (`-a` / `-e`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct DestConf {
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// The real server's port (always the service's port for DR and TUN).
+    pub port: u16,
+    /// How packets reach it.
+    pub fwd: FwdMethod,
+    /// Relative capacity; 0 = quiescent (no new connections).
+    pub weight: u32,
+    /// Upper connection threshold (`-x`); 0 = none.
+    pub upper_threshold: u32,
+    /// Lower connection threshold (`-y`): an overloaded server is used again below it.
+    pub lower_threshold: u32,
+}
+
+/// Cumulative counters (`--stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Encode, Decode)]
+pub struct Stats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets from clients.
+    pub in_pkts: u64,
+    /// Packets to clients.
+    pub out_pkts: u64,
+    /// Bytes from clients.
+    pub in_bytes: u64,
+    /// Bytes to clients.
+    pub out_bytes: u64,
+}
+
+/// Current rates, per second (`--rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Encode, Decode)]
+pub struct Rates {
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets per second from clients.
+    pub in_pps: u64,
+    /// Packets per second to clients.
+    pub out_pps: u64,
+    /// Bytes per second from clients.
+    pub in_bps: u64,
+    /// Bytes per second to clients.
+    pub out_bps: u64,
+}
+
+/// A real server as listed: its configuration and what it is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DestStatus {
+    /// Its configuration.
+    pub conf: DestConf,
+    /// Established connections.
+    pub active_conns: u32,
+    /// Other connections (half-open, closing, UDP).
+    pub inactive_conns: u32,
+    /// Persistence templates pointing at it.
+    pub persist_conns: u32,
+    /// Cumulative counters.
+    pub stats: Stats,
+    /// Current rates.
+    pub rates: Rates,
+}
+
+/// A virtual service as listed, with its real servers in configuration order.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ServiceStatus {
+    /// Its configuration.
+    pub conf: ServiceConf,
+    /// Cumulative counters.
+    pub stats: Stats,
+    /// Current rates.
+    pub rates: Rates,
+    /// Its real servers.
+    pub dests: Vec<DestStatus>,
+}
+
+/// Connection timeouts in seconds (`--set tcp tcpfin udp`). In a request, 0 leaves a value
+/// unchanged, as with IPVS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Timeouts {
+    /// Established TCP connections.
+    pub tcp: u32,
+    /// TCP connections after a FIN.
+    pub tcp_fin: u32,
+    /// UDP "connections".
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// IPVS's defaults: 900 s, 120 s, 300 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// One entry of the connection table (`-L -c`).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ConnEntry {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Seconds until the entry expires.
+    pub expire_secs: u32,
+    /// IPVS state name, e.g. `ESTABLISHED`, `SYN_RECV`, `UDP`, `NONE` (templates).
+    pub state: String,
+    /// Client address and port.
+    pub client: (IpAddr, u16),
+    /// Virtual address and port.
+    pub virtual_addr: (IpAddr, u16),
+    /// Real server address and port.
+    pub dest: (IpAddr, u16),
+    /// A persistence template rather than a connection.
+    pub template: bool,
+}
+
+/// What the director says about itself (`-L` header).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct DirectorInfo {
+    /// The IPVS version it is compatible with, e.g. [`IPVS_VERSION`].
+    pub version: String,
+    /// The connection table's size, shown as `(size=...)`.
+    pub conn_table_size: u64,
+    /// Entries in the connection table now.
+    pub conn_count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+    use crate::codec::{decode_body, to_frame};
+    use crate::frame::{FrameLimit, HEADER_LEN};
+    use crate::message::{Request, Response, ServerFrame};
+
+    fn key() -> ServiceKey {
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            port: 80,
+        }
+    }
+
+    fn round_trip<T>(msg: &T) -> T
+    where
+        T: Encode + Decode<()>,
+    {
+        let frame = to_frame(msg, FrameLimit::DEFAULT).unwrap();
+        decode_body(&frame[HEADER_LEN..], FrameLimit::DEFAULT).unwrap()
+    }
+
+    #[test]
+    fn director_requests_and_responses_round_trip() {
+        let dest = DestConf {
+            addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            port: 8080,
+            fwd: FwdMethod::Tunnel,
+            weight: 65535,
+            upper_threshold: 10,
+            lower_threshold: 5,
+        };
+        let conf = ServiceConf {
+            key: key(),
+            scheduler: "wrr".into(),
+            sched_flags: "flag-1".into(),
+            persistence: Some(Persistence {
+                timeout_secs: 300,
+                netmask: 24,
+            }),
+        };
+        let requests = vec![
+            Request::AddService(conf.clone()),
+            Request::EditService(conf.clone()),
+            Request::DelService(key()),
+            Request::Clear,
+            Request::AddDest {
+                service: key(),
+                dest,
+            },
+            Request::EditDest {
+                service: key(),
+                dest,
+            },
+            Request::DelDest {
+                service: key(),
+                addr: dest.addr,
+                port: 8080,
+            },
+            Request::ListServices { key: Some(key()) },
+            Request::ListConns,
+            Request::Zero { key: None },
+            Request::GetTimeouts,
+            Request::SetTimeouts(Timeouts::default()),
+            Request::GetInfo,
+        ];
+        for r in requests {
+            assert_eq!(round_trip(&r), r);
+        }
+        let responses = vec![
+            Response::Services(vec![ServiceStatus {
+                conf,
+                stats: Stats {
+                    conns: u64::MAX,
+                    ..Stats::default()
+                },
+                rates: Rates::default(),
+                dests: vec![DestStatus {
+                    conf: dest,
+                    active_conns: 1,
+                    inactive_conns: 2,
+                    persist_conns: 3,
+                    stats: Stats::default(),
+                    rates: Rates {
+                        cps: 7,
+                        ..Rates::default()
+                    },
+                }],
+            }]),
+            Response::Conns(vec![ConnEntry {
+                protocol: Protocol::Udp,
+                expire_secs: 299,
+                state: "UDP".into(),
+                client: (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 40000),
+                virtual_addr: (key().addr, 53),
+                dest: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 53),
+                template: false,
+            }]),
+            Response::Timeouts(Timeouts::default()),
+            Response::Info(DirectorInfo {
+                version: IPVS_VERSION.into(),
+                conn_table_size: 4096,
+                conn_count: 0,
+            }),
+        ];
+        for r in responses {
+            let frame = ServerFrame::Response { id: 9, response: r };
+            assert_eq!(round_trip(&frame), frame);
+        }
+    }
+
+    #[test]
+    fn display_matches_ipvsadm() {
+        assert_eq!(key().to_string(), "TCP 192.0.2.1:80");
+        assert_eq!(
+            AddrPort(IpAddr::V6(Ipv6Addr::LOCALHOST), 53).to_string(),
+            "[::1]:53"
+        );
+        assert_eq!(FwdMethod::Masq.name(), "Masq");
+        assert_eq!(FwdMethod::Route.switch(), "-g");
+        assert_eq!(Protocol::Udp.switch(), "-u");
+    }
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# The network-namespace testbed: a client, a router, a director and three real servers, all in
+# namespaces this script makes (nothing in the caller's namespace is touched).
+#
+#   client (P-c) 198.51.100.2 --- 198.51.100.1 router (P-rt) 203.0.113.254 ---+
+#                                                                             | LAN: bridge br0
+#   director (P-d) 203.0.113.1, VIP 203.0.113.100 ----------------------------+ in namespace P-sw
+#   real servers (P-r1..P-r3) 203.0.113.11 .12 .13 ---------------------------+
+#
+# The router routes the client's traffic to the LAN, where the director answers ARP for the
+# VIP: the classic LVS layout, which serves VS/NAT (real servers route through the director),
+# VS/DR (real servers hold the VIP on lo and answer the client through the router) and VS/TUN.
+# Addresses are documentation ranges (RFC 5737), reachable only inside these namespaces.
+#
+# Usage:
+#   scripts/testbed.sh up PREFIX [nat|dr|tun]   build it; the mode sets the real servers' routes
+#   scripts/testbed.sh down PREFIX              remove every namespace of PREFIX
+#   scripts/testbed.sh mode PREFIX nat|dr|tun   switch the real servers' routes
+#   scripts/testbed.sh http PREFIX              start a tiny HTTP server on port 80 of each real
+#                                               server, answering with its own name
+#   scripts/testbed.sh exec PREFIX NODE CMD...  run CMD in P-NODE (c, rt, d, r1, r2, r3)
+set -euo pipefail
+
+VIP=203.0.113.100
+RS=(203.0.113.11 203.0.113.12 203.0.113.13)
+DIRECTOR=203.0.113.1
+ROUTER_LAN=203.0.113.254
+
+die() { echo "testbed: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
+cmd=${1:-}; P=${2:-}
+[ -n "$cmd" ] && [ -n "$P" ] || die "usage: $0 up|down|mode|http|exec PREFIX ..."
+case "$P" in *[!a-zA-Z0-9_-]*) die "prefix must be [a-zA-Z0-9_-]";; esac
+[ ${#P} -le 10 ] || die "prefix must be at most 10 characters (interface names are short)"
+
+nodes=(c rt d r1 r2 r3 sw)
+inns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+
+# No segmentation offloads on the virtual wires: a veth hands 64 KiB TSO/GSO packets across
+# unsegmented, which no real NIC would deliver to the director. Checksum offload stays on, so
+# the director sees the partial checksums of locally generated packets, as it must handle.
+no_offload() {
+    if command -v ethtool >/dev/null; then
+        inns "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1 || true
+    fi
+}
+
+down() {
+    for n in "${nodes[@]}"; do
+        if [ -f "/run/lvs-testbed/$P-$n.pids" ]; then
+            xargs -r kill 2>/dev/null < "/run/lvs-testbed/$P-$n.pids" || true
+            rm -f "/run/lvs-testbed/$P-$n.pids"
+        fi
+        # Anything still running inside goes too, so that the namespace can really go away.
+        pids=$(ip netns pids "$P-$n" 2>/dev/null || true)
+        [ -n "$pids" ] && kill $pids 2>/dev/null || true
+        ip netns del "$P-$n" 2>/dev/null || true
+    done
+}
+
+# Connect P-$1's interface $2 to the LAN bridge.
+lan_port() {
+    local node=$1 ifname=$2
+    local port="${node}-lan"
+    ip -n "$P-sw" link add "$port" type veth peer name "$ifname" netns "$P-$node"
+    ip -n "$P-sw" link set "$port" master br0 up
+    no_offload sw "$port"
+    no_offload "$node" "$ifname"
+}
+
+set_mode() {
+    local gw
+    case "$1" in
+        nat) gw=$DIRECTOR ;;
+        dr|tun) gw=$ROUTER_LAN ;;
+        *) die "mode must be nat, dr or tun" ;;
+    esac
+    for i in 1 2 3; do
+        inns "r$i" ip route replace default via "$gw"
+        if [ "$1" = dr ] || [ "$1" = tun ]; then
+            inns "r$i" ip addr replace "$VIP/32" dev lo
+        else
+            inns "r$i" ip addr del "$VIP/32" dev lo 2>/dev/null || true
+        fi
+    done
+}
+
+up() {
+    local mode=${1:-nat}
+    down
+    for n in "${nodes[@]}"; do
+        ip netns add "$P-$n"
+        inns "$n" ip link set lo up
+    done
+    inns sw ip link add br0 type bridge
+    inns sw ip link set br0 up
+
+    # Client <-> router: a point-to-point veth.
+    ip -n "$P-c" link add eth0 type veth peer name eth0 netns "$P-rt"
+    no_offload c eth0
+    no_offload rt eth0
+    inns c ip addr add 198.51.100.2/24 dev eth0
+    inns c ip link set eth0 up
+    inns c ip route add default via 198.51.100.1
+    inns rt ip addr add 198.51.100.1/24 dev eth0
+    inns rt ip link set eth0 up
+
+    lan_port rt eth1
+    inns rt ip addr add "$ROUTER_LAN/24" dev eth1
+    inns rt ip link set eth1 up
+    inns rt sysctl -qw net.ipv4.ip_forward=1
+
+    lan_port d eth0
+    inns d ip addr add "$DIRECTOR/24" dev eth0
+    inns d ip addr add "$VIP/32" dev eth0
+    inns d ip link set eth0 up
+    inns d ip route add default via "$ROUTER_LAN"
+
+    for i in 1 2 3; do
+        lan_port "r$i" eth0
+        inns "r$i" ip addr add "${RS[$((i-1))]}/24" dev eth0
+        inns "r$i" ip link set eth0 up
+        # VS/DR: the real server holds the VIP on lo but must never answer ARP for it.
+        inns "r$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1
+        inns "r$i" sysctl -qw net.ipv4.conf.all.arp_announce=2
+        inns "r$i" sysctl -qw net.ipv4.conf.eth0.arp_ignore=1
+        inns "r$i" sysctl -qw net.ipv4.conf.eth0.arp_announce=2
+    done
+    set_mode "$mode"
+}
+
+# A tiny HTTP/1.1 server per real server, naming itself in every answer; keep-alive capable.
+http() {
+    mkdir -p /run/lvs-testbed
+    for i in 1 2 3; do
+        inns "r$i" python3 -c '
+import http.server, socketserver, sys
+name = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = (name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("0.0.0.0", 80), H).serve_forever()
+' "r$i" >/dev/null 2>&1 &
+        echo $! >> "/run/lvs-testbed/$P-r$i.pids"
+    done
+    # Ready when each answers locally.
+    for i in 1 2 3; do
+        for _ in $(seq 1 100); do
+            inns "r$i" bash -c 'exec 3<>/dev/tcp/127.0.0.1/80' 2>/dev/null && break
+            sleep 0.05
+        done
+    done
+}
+
+case "$cmd" in
+    up) up "${3:-nat}" ;;
+    down) down ;;
+    mode) set_mode "${3:?mode}" ;;
+    http) http ;;
+    exec) shift 2; node=$1; shift; inns "$node" "$@" ;;
+    *) die "unknown command $cmd" ;;
+esac
