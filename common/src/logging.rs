@@ -217,6 +217,11 @@ impl Logger {
 
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // The netlink parsing crates warn about every attribute a newer kernel adds; that is
+        // noise to a sysadmin, so only their errors get through.
+        if metadata.target().starts_with("netlink_packet") && metadata.level() > Level::Error {
+            return false;
+        }
         metadata.level() <= self.level
     }
 

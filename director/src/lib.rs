@@ -1,9 +1,12 @@
 //! `lvs-director`: the load balancer.
 //!
-//! Being assembled (issue 3) from the crates beside it: `packet` (parsing and rewriting),
-//! `conntrack` (the connection table), `afpacket` (rings and fanout), `netinfo` (netlink),
-//! `control` (the configuration model and control requests) and `lvsadm`. No binary is
-//! produced until the daemon forwards for real.
+//! Assembled from the crates beside it: `packet` (parsing and rewriting), `conntrack` (the
+//! connection table), `afpacket` (rings and fanout), `netinfo` (netlink), `control` (the
+//! configuration model and control requests) and `lvsadm`. This crate holds the worker
+//! threads (`dataplane`), the kernel guard, the configuration, and the daemon's event loop.
 
 pub mod config;
+pub mod daemon;
+pub mod dataplane;
 pub mod guard;
+pub mod settings;

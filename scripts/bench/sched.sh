@@ -9,14 +9,14 @@ cargo bench --locked -p lvs-sched-host --bench schedule -- --noplot "$@" >&2
 python3 - <<'PY'
 import json, os
 base = "target/criterion"
-print("| scheduler | destinations | direct (ns) | direct, not inlined (ns) | ABI table in-process (ns) | plugin .so (ns) | plugin / direct |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| scheduler | destinations | direct (ns) | direct, not inlined (ns) | ABI thunk alone (ns) | ABI table in-process (ns) | plugin .so (ns) | plugin / direct |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for s in ["rr", "wlc", "mh"]:
     for n in [3, 100, 1000]:
         def est(kind):
             p = os.path.join(base, f"schedule_{s}", kind, str(n), "new", "estimates.json")
             with open(p) as f:
                 return json.load(f)["median"]["point_estimate"]
-        d, ni, st, p = est("direct"), est("direct-noinline"), est("static-table"), est("plugin")
-        print(f"| {s} | {n} | {d:.1f} | {ni:.1f} | {st:.1f} | {p:.1f} | {p/d:.2f} |")
+        d, ni, raw, st, p = (est(k) for k in ("direct", "direct-noinline", "raw-thunk", "static-table", "plugin"))
+        print(f"| {s} | {n} | {d:.1f} | {ni:.1f} | {raw:.1f} | {st:.1f} | {p:.1f} | {p/d:.2f} |")
 PY

@@ -138,6 +138,48 @@ fn bench_one<T: Scheduler>(c: &mut Criterion, reg: &mut Registry, name: &str, op
                 black_box(inst.schedule(black_box(&flows[i])))
             });
         });
+        // The thunk alone, called through the table without the host's `Instance`.
+        let svc = Service {
+            addr: spec().addr,
+            port: 80,
+            family: AF_INET,
+            protocol: 6,
+            flags: 0,
+            options: c"".as_ptr(),
+            reserved: [0; 4],
+        };
+        let (create, add, sched) = (
+            ops.create.expect("create"),
+            ops.add_dest.expect("add_dest"),
+            ops.schedule.expect("schedule"),
+        );
+        let mut state: *mut std::ffi::c_void = std::ptr::null_mut();
+        let mut err = [0 as std::ffi::c_char; 64];
+        // SAFETY: valid pointers for the call, as the ABI requires.
+        let code = unsafe { create(&svc, &mut state, err.as_mut_ptr(), err.len()) };
+        assert_eq!(code, 0);
+        for i in 0..list.len() {
+            // SAFETY: the live state and a list of i + 1 valid destinations.
+            unsafe { add(state, list.as_ptr(), i + 1, i) };
+        }
+        group.bench_with_input(BenchmarkId::new("raw-thunk", n), &n, |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % FLOWS;
+                let mut chosen = 0usize;
+                // SAFETY: the live state, the list and an out-parameter, valid for the call.
+                let code = unsafe {
+                    sched(
+                        state,
+                        black_box(&flows[i]),
+                        list.as_ptr(),
+                        list.len(),
+                        &mut chosen,
+                    )
+                };
+                black_box((code, chosen))
+            });
+        });
         let plugin = reg
             .get(name)
             .expect("plugin (run cargo build --release first)");

@@ -1,0 +1,319 @@
+//! The lvs-director process: the control thread's event loop around the dataplane.
+//!
+//! Start: interfaces (GRO/LRO off), next hops, scheduler plugins, workers, the rules file,
+//! the kernel guard, the control socket. Then it serves `lvsadm`, follows the kernel's routing
+//! and neighbour changes, resolves missing next hops, samples rates, and on SIGHUP reloads the
+//! file and applies only the differences. SIGTERM undoes everything it changed in the system.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::Level;
+use lvs_common::{BoxError, Signal, Signals, Startup, event, signals};
+use lvs_control::{ConfigChange, ControlHandler, SchedulerCheck, StatsSource};
+use lvs_netinfo::{Netlink, NetlinkMonitor, NextHopTable, OffloadChange};
+use lvs_proto::server::{Server, ServerConfig};
+use lvs_proto::{AccessPolicy, ConnEntry, DestConf, Rates, ServiceKey, Stats};
+use lvs_sched_host::{Instance, Registry, SearchPath};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::dataplane::{Dataplane, Setup};
+use crate::guard::KernelGuard;
+use crate::settings::Settings;
+
+const SIGNALS: Token = Token(0);
+const NETLINK: Token = Token(1);
+const SERVER_BASE: usize = 1024;
+
+/// Scheduler names are checked against the plugins, with the options tried for real, so
+/// `lvsadm -A ... -s mh -b table_size=10` is refused at once with the plugin's reason.
+struct PluginCheck(Rc<RefCell<Registry>>);
+
+impl SchedulerCheck for PluginCheck {
+    fn check(&self, name: &str, flags: &str) -> Result<(), String> {
+        let mut reg = self.0.borrow_mut();
+        let plugin = reg
+            .get(name)
+            .map_err(|e| format!("Scheduler not found: {e}"))?;
+        let spec = lvs_sched_host::ServiceSpec {
+            options: flags.to_owned(),
+            ..Default::default()
+        };
+        Instance::new(plugin, spec)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The handler's view of the counters.
+struct DpStats(Rc<RefCell<Dataplane>>);
+
+impl StatsSource for DpStats {
+    fn service(&self, key: &ServiceKey) -> (Stats, Rates) {
+        self.0.borrow().service(key)
+    }
+    fn dest(&self, service: &ServiceKey, dest: &DestConf) -> lvs_control::DestCounters {
+        self.0.borrow().dest(service, dest)
+    }
+    fn connections(&self) -> Vec<ConnEntry> {
+        self.0.borrow().connections()
+    }
+    fn info(&self) -> lvs_proto::DirectorInfo {
+        self.0.borrow().info()
+    }
+}
+
+/// Next hops and interface MTUs, read from the kernel.
+fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>), BoxError> {
+    let table = nl.next_hop_table()?;
+    let mtus = nl
+        .links()?
+        .iter()
+        .map(|l| (l.ifindex, u16::try_from(l.mtu).unwrap_or(u16::MAX)))
+        .collect();
+    Ok((table, mtus))
+}
+
+/// Ask the kernel to resolve the MACs of these next hops (never waits).
+fn resolve(
+    nl: &mut Netlink,
+    table: &NextHopTable,
+    addrs: impl IntoIterator<Item = std::net::Ipv4Addr>,
+) {
+    for p in table.missing(addrs) {
+        if let Err(e) = nl.resolve(p.ifindex, p.addr) {
+            log::warn!(
+                "event=neighbour_resolve_failed addr={} reason={:?}",
+                p.addr,
+                e.to_string()
+            );
+        }
+    }
+}
+
+pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxError> {
+    let cfg = settings.config.clone();
+    let mut poll = Poll::new()?;
+    let mut signals = Signals::new(poll.registry(), SIGNALS)?;
+
+    // Kernel tables first: the monitor opens before the snapshot so no change is missed.
+    let mut monitor = NetlinkMonitor::open()?;
+    let mut nl = Netlink::open()?;
+    let links = nl.links()?;
+    let chosen: Vec<_> = if cfg.interfaces.is_empty() {
+        links
+            .iter()
+            .filter(|l| l.is_forwarding_candidate() && l.up)
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for name in &cfg.interfaces {
+            match links.iter().find(|l| &l.name == name) {
+                Some(l) => v.push(l),
+                None => {
+                    return Err(format!(
+                        "interface {name} (from the configuration) does not exist"
+                    )
+                    .into());
+                }
+            }
+        }
+        v
+    };
+    if chosen.is_empty() {
+        return Err("no interface to forward on (none is up, or none is configured)".into());
+    }
+    let mut offloads: Vec<OffloadChange> = Vec::new();
+    for l in &chosen {
+        match lvs_netinfo::disable_receive_offloads(&l.name) {
+            Ok(change) => offloads.push(change),
+            Err(e) => log::warn!(
+                "event=offload_unchanged interface={} reason={:?}",
+                l.name,
+                e.to_string()
+            ),
+        }
+    }
+    let interfaces = chosen
+        .iter()
+        .map(|l| lvs_afpacket::Interface::by_index(l.ifindex))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (table, mtus) = next_hops(&mut nl)?;
+
+    let registry = Rc::new(RefCell::new(Registry::new(SearchPath::from_env())));
+    let setup = Setup {
+        interfaces,
+        workers: cfg.worker_count(),
+        conn_table_size: cfg.conn_table_size,
+        rx: lvs_afpacket::RxConfig {
+            block_size: cfg.ring.block_size,
+            block_count: cfg.ring.block_count,
+            retire_timeout_ms: cfg.ring.retire_ms,
+            ..lvs_afpacket::RxConfig::default()
+        },
+        timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
+    };
+    let dataplane = Rc::new(RefCell::new(Dataplane::start(
+        &setup,
+        Arc::new(table),
+        mtus,
+    )?));
+    let mut guard = KernelGuard::new(cfg.nft.clone());
+
+    // The rules file, checked against the real plugins now.
+    let check = PluginCheck(Rc::clone(&registry));
+    let state = settings.rules_state(&check)?;
+    let dp = Rc::clone(&dataplane);
+    let reg = Rc::clone(&registry);
+    let guard_dirty = Rc::new(std::cell::Cell::new(true));
+    let dirty = Rc::clone(&guard_dirty);
+    let mut handler = ControlHandler::new(
+        lvs_control::ControlState::new(),
+        DpStats(Rc::clone(&dataplane)),
+        check,
+        move |changes: &[ConfigChange]| {
+            dp.borrow_mut().apply(&mut reg.borrow_mut(), changes);
+            dirty.set(true);
+        },
+    );
+    let initial = handler.replace(state);
+    dataplane
+        .borrow_mut()
+        .apply(&mut registry.borrow_mut(), &initial);
+    guard.apply(&dataplane.borrow().guard_rules())?;
+    guard_dirty.set(false);
+    let table = dp_table(&mut nl)?;
+    let addrs = dataplane.borrow().dest_addrs();
+    resolve(&mut nl, &table, addrs);
+
+    // The control socket.
+    let mut sc = ServerConfig::new("director", startup.rundir());
+    sc.token_base = SERVER_BASE;
+    if let Some(group) = &cfg.control_group {
+        let g = nix::unistd::Group::from_name(group)?
+            .ok_or_else(|| format!("control_group {group}: no such group"))?;
+        sc.access = AccessPolicy::root_and_group(g.gid);
+    }
+    let mut server = Server::bind(sc)?;
+    server.register(poll.registry())?;
+    let nl_fd = monitor.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&nl_fd), NETLINK, Interest::READABLE)?;
+
+    let ctx = startup.ready();
+    let mut events = Events::with_capacity(128);
+    loop {
+        signals::poll(&mut poll, &mut events, Some(Duration::from_millis(500)))?;
+        let mut rebuild_hops = false;
+        for ev in events.iter() {
+            match ev.token() {
+                SIGNALS => {
+                    for s in signals.pending() {
+                        match s {
+                            Signal::Stop => {
+                                return shutdown(&dataplane, &mut guard, &offloads);
+                            }
+                            Signal::Reload => {
+                                registry.borrow_mut().rescan();
+                                if let Some(new) = ctx.reload() {
+                                    let check = PluginCheck(Rc::clone(&registry));
+                                    match new.rules_state(&check) {
+                                        Ok(state) => {
+                                            let changes = handler.replace(state);
+                                            dataplane
+                                                .borrow_mut()
+                                                .apply(&mut registry.borrow_mut(), &changes);
+                                            guard_dirty.set(true);
+                                            event!(
+                                                Level::Info,
+                                                "rules_reloaded",
+                                                changes = changes.len()
+                                            );
+                                        }
+                                        Err(reason) => {
+                                            event!(
+                                                Level::Error,
+                                                "config_rejected",
+                                                reason = reason
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                            Signal::Dump => {
+                                for (name, n) in dataplane.borrow().drops() {
+                                    if n > 0 {
+                                        event!(
+                                            Level::Info,
+                                            "drop_counter",
+                                            reason = name,
+                                            packets = n
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                NETLINK => match monitor.drain() {
+                    Ok(changes) => rebuild_hops |= changes.next_hops_changed(),
+                    Err(e) => log::warn!("event=netlink_monitor_error reason={:?}", e.to_string()),
+                },
+                t if server.owns(t) => server.ready(ev, &mut handler),
+                _ => {}
+            }
+        }
+        // Next hops the workers missed: ask the kernel, then pick up the answer.
+        let misses = dataplane.borrow().take_misses();
+        if !misses.is_empty() {
+            let table = dp_table(&mut nl)?;
+            resolve(&mut nl, &table, misses);
+            rebuild_hops = true;
+        }
+        if rebuild_hops {
+            match next_hops(&mut nl) {
+                Ok((table, mtus)) => {
+                    let addrs = dataplane.borrow().dest_addrs();
+                    resolve(&mut nl, &table, addrs);
+                    dataplane.borrow_mut().set_nexthops(Arc::new(table), mtus);
+                }
+                Err(e) => log::warn!("event=nexthop_rebuild_failed reason={:?}", e.to_string()),
+            }
+        }
+        if guard_dirty.get() {
+            let rules = dataplane.borrow().guard_rules();
+            match guard.apply(&rules) {
+                Ok(()) => guard_dirty.set(false),
+                Err(e) => event!(Level::Error, "guard_failed", reason = e.to_string()),
+            }
+        }
+        dataplane.borrow_mut().tick();
+    }
+}
+
+fn dp_table(nl: &mut Netlink) -> Result<NextHopTable, BoxError> {
+    Ok(nl.next_hop_table()?)
+}
+
+/// Undo, in reverse: stop forwarding, give the kernel its packets back, restore offloads.
+fn shutdown(
+    dataplane: &Rc<RefCell<Dataplane>>,
+    guard: &mut KernelGuard,
+    offloads: &[OffloadChange],
+) -> Result<(), BoxError> {
+    dataplane.borrow_mut().stop();
+    if let Err(e) = guard.remove() {
+        log::error!("event=guard_remove_failed reason={:?}", e.to_string());
+    }
+    for o in offloads {
+        if let Err(e) = o.restore() {
+            log::warn!("event=offload_restore_failed reason={:?}", e.to_string());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,687 @@
+//! One worker thread: its rings (one per interface, its member of each fanout group), its
+//! transmit socket and its own connection table. Nothing here is shared with another worker
+//! but read-only snapshots and single-writer counters, so the packet path takes no lock (the
+//! one exception: choosing a real server for a new connection, see `ServiceEntry::sched`).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use lvs_afpacket::{FrameMeta, RxRing, TxSocket};
+use lvs_conntrack::{
+    ConnId, ConnInfo, Dir, Endpoint, FlowKey, Forward, NewConn, NewTemplate, Proto, Table,
+    TcpFlags, TemplateKey,
+};
+use lvs_netinfo::{NextHopLookup, Resolved};
+use lvs_packet::{L4Proto, MacPair, Packet, RewriteError, TunError, TunParams};
+use lvs_sched_abi::{AF_INET, DEST_F_OVERLOADED, Flow as SchedFlow};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::snapshot::{ServiceEntry, Snapshot};
+use super::stats::{Loss, WorkerStats};
+
+/// What the control thread tells a worker. Commands arrive in order, so a real-server id is
+/// never reused before every worker has expired the old server's connections.
+#[derive(Debug)]
+pub enum Cmd {
+    Snapshot(Arc<Snapshot>),
+    ExpireDest(u32),
+    Timeouts { tcp: u32, tcp_fin: u32, udp: u32 },
+    ListConns(SyncSender<Vec<ConnInfo>>),
+    Clear,
+    Stop,
+}
+
+pub const WAKER: Token = Token(usize::MAX - 1);
+
+/// Everything a worker owns.
+#[allow(missing_debug_implementations)] // rings and sockets: nothing useful to print
+pub struct Worker {
+    pub index: usize,
+    pub rings: Vec<RxRing>,
+    pub tx: TxSocket,
+    pub table: Table,
+    pub snap: Arc<Snapshot>,
+    pub stats: Arc<WorkerStats>,
+    pub cmds: Receiver<Cmd>,
+    /// Next hops whose MAC is missing, for the control thread to resolve. Bounded: when full,
+    /// the control thread is already busy resolving.
+    pub misses: SyncSender<Ipv4Addr>,
+    pub poll: Poll,
+    pub epoch: Instant,
+}
+
+impl Worker {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Register the rings with this worker's poll; `waker` wakes it for commands.
+    pub fn register(&mut self) -> std::io::Result<()> {
+        for (i, ring) in self.rings.iter().enumerate() {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(ring);
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    pub fn waker(&self) -> std::io::Result<Waker> {
+        Waker::new(self.poll.registry(), WAKER)
+    }
+
+    /// The worker's loop, until `Cmd::Stop`.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        let mut ip_id: u16 = u16::try_from(self.index).unwrap_or(0).wrapping_mul(7919);
+        loop {
+            let now = self.now_ms();
+            let wait = self
+                .table
+                .next_wakeup()
+                .map_or(100, |t| t.saturating_sub(now).min(100));
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(wait)))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                log::error!(
+                    "event=worker_poll_failed worker={} reason={:?}",
+                    self.index,
+                    e.to_string()
+                );
+            }
+            if !self.commands() {
+                return;
+            }
+            let now = self.now_ms();
+            let Worker {
+                rings,
+                tx,
+                table,
+                snap,
+                stats,
+                misses,
+                ..
+            } = &mut self;
+            let mut fwd = Forwarder {
+                table,
+                snap,
+                stats,
+                misses,
+                now,
+                ip_id,
+            };
+            for ring in rings.iter_mut() {
+                if let Err(e) = ring.take_error() {
+                    log::warn!("event=ring_error reason={:?}", e.to_string());
+                }
+                while let Some(mut block) = ring.next_block() {
+                    let mut out = tx.batch();
+                    for frame in block.frames() {
+                        let meta = frame.meta;
+                        let data = frame.into_data();
+                        fwd.frame(data, &meta, &mut out);
+                    }
+                    if out.flush().is_err() {
+                        fwd.stats.lose(Loss::TxFailed);
+                    }
+                }
+            }
+            ip_id = fwd.ip_id;
+            self.table.expire(now, |_| {});
+            self.publish();
+        }
+    }
+
+    /// Apply pending commands; false on `Stop`.
+    fn commands(&mut self) -> bool {
+        while let Ok(cmd) = self.cmds.try_recv() {
+            match cmd {
+                Cmd::Snapshot(s) => {
+                    let dests = s.dests.len();
+                    self.table.reserve_dests(dests);
+                    self.snap = s;
+                }
+                Cmd::ExpireDest(id) => {
+                    let _ = self.table.expire_dest(id);
+                }
+                Cmd::Timeouts { tcp, tcp_fin, udp } => self.table.set_timeouts(tcp, tcp_fin, udp),
+                Cmd::ListConns(reply) => {
+                    let _ = reply.try_send(self.table.list(self.now_ms()));
+                }
+                Cmd::Clear => {
+                    let now = self.now_ms();
+                    self.table.clear(now);
+                }
+                Cmd::Stop => return false,
+            }
+        }
+        true
+    }
+
+    /// Publish this worker's connection counts per real server.
+    fn publish(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for &id in &self.snap.live_dests {
+            let c = self.table.dest_counts(id);
+            if let Some(slot) = self.stats.conns.get(id as usize) {
+                slot.active.store(c.active, Relaxed);
+                slot.inactive.store(c.inactive, Relaxed);
+                slot.persist.store(c.persistent, Relaxed);
+            }
+        }
+        self.stats.table_len.store(self.table.len() as u64, Relaxed);
+    }
+}
+
+/// The per-packet logic, borrowing what it needs from the worker.
+struct Forwarder<'w> {
+    table: &'w mut Table,
+    snap: &'w Arc<Snapshot>,
+    stats: &'w Arc<WorkerStats>,
+    misses: &'w SyncSender<Ipv4Addr>,
+    now: u64,
+    ip_id: u16,
+}
+
+/// Where a packet goes after its rewrite.
+enum Verdict {
+    /// Transmit the (rewritten) frame on this interface.
+    Send(u32),
+    /// Encapsulate into a new frame (VS/TUN).
+    Tunnel(u32, TunParams),
+    /// Nothing to send (dropped, counted, or not ours).
+    Done,
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn proto_of(p: L4Proto) -> Option<Proto> {
+    match p {
+        L4Proto::Tcp => Some(Proto::Tcp),
+        L4Proto::Udp => Some(Proto::Udp),
+        _ => None,
+    }
+}
+
+impl Forwarder<'_> {
+    fn frame<'a>(
+        &mut self,
+        data: &'a mut [u8],
+        meta: &FrameMeta,
+        out: &mut lvs_afpacket::TxBatchRef<'a>,
+    ) {
+        if meta.truncated() {
+            self.stats.parse_drop(lvs_packet::DropReason::Truncated);
+            return;
+        }
+        let pkt = match lvs_packet::parse(data) {
+            Ok(p) => p,
+            Err(reason) => {
+                if reason.is_malformed() {
+                    self.stats.parse_drop(reason);
+                }
+                return;
+            }
+        };
+        let partial = meta.status.csum_not_ready();
+        match self.decide(data, &pkt, partial) {
+            Verdict::Send(ifindex) => {
+                let frame: &'a [u8] = data;
+                if out.push(ifindex, frame).is_err() {
+                    self.stats.lose(Loss::TxFailed);
+                }
+            }
+            Verdict::Tunnel(ifindex, params) => {
+                let mut failed = None;
+                let frame: &[u8] = data;
+                let pushed = out.push_with(ifindex, |buf| {
+                    match lvs_packet::tun_encap(frame, &pkt, &params, partial, buf) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            failed = Some(e);
+                            0
+                        }
+                    }
+                });
+                if pushed.is_err() {
+                    self.stats.lose(Loss::TxFailed);
+                }
+                match failed {
+                    None => {}
+                    Some(TunError::TooBig { mtu }) => {
+                        self.stats.lose(Loss::TooBig);
+                        self.frag_needed(frame, &pkt, mtu, out);
+                    }
+                    Some(e) => self.stats.parse_drop(e.drop_reason()),
+                }
+            }
+            Verdict::Done => {}
+        }
+    }
+
+    /// Decide and rewrite in place.
+    fn decide(&mut self, data: &mut [u8], pkt: &Packet, partial: bool) -> Verdict {
+        if pkt.icmp.is_some() {
+            return self.icmp(data, pkt);
+        }
+        let Some(proto) = proto_of(pkt.flow.protocol) else {
+            return Verdict::Done;
+        };
+        let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
+            return Verdict::Done;
+        };
+        let snap = Arc::clone(self.snap);
+        if let Some(svc) = snap.service(proto, dst, pkt.flow.dst_port) {
+            return self.inbound(data, pkt, partial, proto, src, svc);
+        }
+        if snap.any_nat {
+            let key = FlowKey::new(
+                proto,
+                Endpoint::new(src.into(), pkt.flow.src_port),
+                Endpoint::new(dst.into(), pkt.flow.dst_port),
+            );
+            if let Some(id) = self.table.lookup_out(&key) {
+                return self.reply(data, pkt, partial, id, &snap);
+            }
+        }
+        Verdict::Done
+    }
+
+    fn inbound(
+        &mut self,
+        data: &mut [u8],
+        pkt: &Packet,
+        partial: bool,
+        proto: Proto,
+        client: Ipv4Addr,
+        svc: &ServiceEntry,
+    ) -> Verdict {
+        let client_ep = Endpoint::new(client.into(), pkt.flow.src_port);
+        let virt = Endpoint::new(svc.vip.into(), pkt.flow.dst_port);
+        let key = FlowKey::new(proto, client_ep, virt);
+        let flags = TcpFlags(pkt.tcp_flags.0);
+        let id = match self.table.lookup_in(&key) {
+            Some(id) => id,
+            None => {
+                // Only a SYN opens a TCP connection, as in IPVS: anything else is a leftover
+                // of a connection this director does not know (or a scan).
+                let syn = pkt.tcp_flags.contains(lvs_packet::TcpFlags::SYN)
+                    && !pkt.tcp_flags.contains(lvs_packet::TcpFlags::ACK);
+                if proto == Proto::Tcp && !syn {
+                    self.stats.lose(Loss::NoConnection);
+                    return Verdict::Done;
+                }
+                match self.new_conn(pkt, proto, client_ep, virt, svc) {
+                    Some(id) => id,
+                    None => return Verdict::Done,
+                }
+            }
+        };
+        let Some(conn) = self.table.get(id) else {
+            return Verdict::Done;
+        };
+        let (dest_ep, dest_id, forward) = (conn.dest(), conn.dest_id(), conn.forward());
+        let _ = self.table.on_packet(id, Dir::In, flags, self.now);
+        let bytes = pkt.end - pkt.l3;
+        if let Some(c) = self.stats.services.get(svc.id as usize) {
+            c.inbound(bytes);
+        }
+        if let Some(c) = self.stats.dests.get(dest_id as usize) {
+            c.inbound(bytes);
+        }
+        let IpAddr::V4(rs) = IpAddr::from(dest_ep.addr) else {
+            return Verdict::Done;
+        };
+        let Some(hop) = self.next_hop(rs) else {
+            return Verdict::Done;
+        };
+        let macs = MacPair {
+            src: hop.src_mac.0,
+            dst: hop.dst_mac.0,
+        };
+        let done = match forward {
+            Forward::Nat => lvs_packet::decrement_ttl(data, pkt)
+                .and_then(|()| lvs_packet::nat_in(data, pkt, IpAddr::V4(rs), dest_ep.port, partial))
+                .and_then(|()| lvs_packet::set_macs(data, macs)),
+            Forward::DirectRoute => lvs_packet::dr_rewrite(data, pkt, macs, partial),
+            Forward::Tunnel => {
+                self.ip_id = self.ip_id.wrapping_add(1);
+                let params = TunParams {
+                    outer_src: IpAddr::V4(svc.vip),
+                    outer_dst: IpAddr::V4(rs),
+                    macs,
+                    mtu: self.snap.mtus.get(&hop.ifindex).copied().unwrap_or(1500),
+                    ip_id: self.ip_id,
+                };
+                return Verdict::Tunnel(hop.ifindex, params);
+            }
+        };
+        self.verdict(done, hop.ifindex)
+    }
+
+    fn verdict(&self, done: Result<(), RewriteError>, ifindex: u32) -> Verdict {
+        match done {
+            Ok(()) => Verdict::Send(ifindex),
+            Err(e) => {
+                self.stats.parse_drop(e.drop_reason());
+                Verdict::Done
+            }
+        }
+    }
+
+    /// A new connection: persistence template or scheduler, then a table entry.
+    fn new_conn(
+        &mut self,
+        pkt: &Packet,
+        proto: Proto,
+        client: Endpoint,
+        virt: Endpoint,
+        svc: &ServiceEntry,
+    ) -> Option<ConnId> {
+        let mut template = None;
+        let mut chosen = None;
+        if let Some((timeout, mask)) = svc.persistence {
+            let tvirt = Endpoint::new(virt.addr, svc.port);
+            let tkey = TemplateKey::new(proto, client.addr, &mask, tvirt);
+            if let Some(hit) = self.table.lookup_template(&tkey) {
+                template = Some(hit.id);
+                chosen = Some(hit.dest_id);
+            } else if let Some(dest_id) = self.schedule(pkt, svc) {
+                let d = self.snap.dest(dest_id)?;
+                let new = NewTemplate {
+                    key: tkey,
+                    dest: Endpoint::new(d.addr.into(), d.port),
+                    forward: d.forward,
+                    service: svc.id,
+                    dest_id,
+                    timeout_secs: timeout,
+                };
+                match self.table.insert_template(&new, self.now) {
+                    Ok(t) => template = Some(t),
+                    Err(_) => {
+                        self.stats.lose(Loss::TableFull);
+                        return None;
+                    }
+                }
+                chosen = Some(dest_id);
+            }
+        } else {
+            chosen = self.schedule(pkt, svc);
+        }
+        let Some(dest_id) = chosen else {
+            self.stats.lose(Loss::NoDestination);
+            return None;
+        };
+        let Some(d) = self.snap.dest(dest_id).copied() else {
+            self.stats.lose(Loss::NoDestination);
+            return None;
+        };
+        // A NAT real server on port 0 (or a port-0 service) keeps the client's port.
+        let port = if d.port == 0 { virt.port } else { d.port };
+        let new = NewConn {
+            proto,
+            client,
+            virt,
+            dest: Endpoint::new(d.addr.into(), port),
+            forward: d.forward,
+            service: svc.id,
+            dest_id,
+        };
+        match self.table.insert(&new, template, self.now) {
+            Ok(id) => {
+                if let Some(c) = self.stats.services.get(svc.id as usize) {
+                    c.conn();
+                }
+                if let Some(c) = self.stats.dests.get(dest_id as usize) {
+                    c.conn();
+                }
+                Some(id)
+            }
+            Err(_) => {
+                self.stats.lose(Loss::TableFull);
+                None
+            }
+        }
+    }
+
+    /// Ask the service's scheduler, with the whole director's connection counts.
+    fn schedule(&self, pkt: &Packet, svc: &ServiceEntry) -> Option<u32> {
+        let mut flow = SchedFlow {
+            family: AF_INET,
+            protocol: pkt.flow.protocol.number(),
+            ..Default::default()
+        };
+        if let (IpAddr::V4(s), IpAddr::V4(d)) = (pkt.flow.src, pkt.flow.dst) {
+            flow.src_addr[..4].copy_from_slice(&s.octets());
+            flow.dst_addr[..4].copy_from_slice(&d.octets());
+        }
+        flow.src_port = pkt.flow.src_port;
+        flow.dst_port = pkt.flow.dst_port;
+        let mut inst = match svc.sched.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.sync_counts(&mut inst);
+        let k = inst.schedule(&flow)?;
+        inst.dests().get(k).map(|d| d.id)
+    }
+
+    /// Copy the director-wide connection counts into the scheduler's list and mark servers
+    /// over their upper threshold as overloaded, with IPVS's hysteresis (back below the lower
+    /// threshold, or 3/4 of the upper one when no lower is set).
+    fn sync_counts(&self, inst: &mut lvs_sched_host::Instance) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = inst.dests().len();
+        for i in 0..n {
+            let id = inst.dests()[i].id as usize;
+            let Some(slot) = self.stats_all_conns(id) else {
+                continue;
+            };
+            let (a, ia, p) = slot;
+            inst.set_conns(i, a, ia, p);
+            if let Some(d) = self.snap.dest(u32::try_from(id).unwrap_or(u32::MAX))
+                && d.upper > 0
+            {
+                let total = a + ia;
+                let mut dest = inst.dests()[i];
+                let over = dest.flags & DEST_F_OVERLOADED != 0;
+                let low = if d.lower > 0 {
+                    d.lower
+                } else {
+                    d.upper * 3 / 4
+                };
+                let now_over = if over { total >= low } else { total >= d.upper };
+                if now_over != over {
+                    dest.flags ^= DEST_F_OVERLOADED;
+                    let _ = inst.update_dest(dest);
+                }
+            }
+        }
+        let _ = Relaxed;
+    }
+
+    /// The sum over all workers of one real server's counts. Every worker's counters are
+    /// reachable from its stats, which the director hands to each worker at start.
+    fn stats_all_conns(&self, id: usize) -> Option<(u32, u32, u32)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut sum = (0u32, 0u32, 0u32);
+        for w in self.snap_all_stats() {
+            let c = w.conns.get(id)?;
+            sum.0 = sum.0.saturating_add(c.active.load(Relaxed));
+            sum.1 = sum.1.saturating_add(c.inactive.load(Relaxed));
+            sum.2 = sum.2.saturating_add(c.persist.load(Relaxed));
+        }
+        Some(sum)
+    }
+
+    fn snap_all_stats(&self) -> &[Arc<WorkerStats>] {
+        &self.snap.all_stats[..]
+    }
+
+    /// A VS/NAT reply from a real server: the source becomes the VIP again.
+    fn reply(
+        &mut self,
+        data: &mut [u8],
+        pkt: &Packet,
+        partial: bool,
+        id: ConnId,
+        snap: &Snapshot,
+    ) -> Verdict {
+        let Some(conn) = self.table.get(id) else {
+            return Verdict::Done;
+        };
+        let (virt, client, svc, dest_id) =
+            (conn.virt(), conn.client(), conn.service(), conn.dest_id());
+        let _ = self
+            .table
+            .on_packet(id, Dir::Out, TcpFlags(pkt.tcp_flags.0), self.now);
+        let bytes = pkt.end - pkt.l3;
+        if let Some(c) = self.stats.services.get(svc as usize) {
+            c.outbound(bytes);
+        }
+        if let Some(c) = self.stats.dests.get(dest_id as usize) {
+            c.outbound(bytes);
+        }
+        let _ = snap;
+        let (IpAddr::V4(vip), IpAddr::V4(cl)) =
+            (IpAddr::from(virt.addr), IpAddr::from(client.addr))
+        else {
+            return Verdict::Done;
+        };
+        let Some(hop) = self.next_hop(cl) else {
+            return Verdict::Done;
+        };
+        let macs = MacPair {
+            src: hop.src_mac.0,
+            dst: hop.dst_mac.0,
+        };
+        let done = lvs_packet::decrement_ttl(data, pkt)
+            .and_then(|()| lvs_packet::nat_out(data, pkt, IpAddr::V4(vip), virt.port, partial))
+            .and_then(|()| lvs_packet::set_macs(data, macs));
+        self.verdict(done, hop.ifindex)
+    }
+
+    /// ICMP errors about a tracked VS/NAT connection are rewritten and passed on; anything
+    /// else ICMP is the kernel's business.
+    fn icmp(&mut self, data: &mut [u8], pkt: &Packet) -> Verdict {
+        let Some(info) = pkt.icmp else {
+            return Verdict::Done;
+        };
+        let Some(emb) = info.embedded else {
+            return Verdict::Done;
+        };
+        let Some(proto) = proto_of(emb.flow.protocol) else {
+            return Verdict::Done;
+        };
+        let (Some(es), Some(ed)) = (v4(emb.flow.src), v4(emb.flow.dst)) else {
+            return Verdict::Done;
+        };
+        // The quoted packet went the other way: reversed, it is the flow we track.
+        let quoted_rev = FlowKey::new(
+            proto,
+            Endpoint::new(ed.into(), emb.flow.dst_port),
+            Endpoint::new(es.into(), emb.flow.src_port),
+        );
+        if let Some(id) = self.table.lookup_in(&quoted_rev) {
+            // About our reply to the client (VIP -> client), sent from the client's side: the
+            // real server must hear of it.
+            let Some(conn) = self.table.get(id) else {
+                return Verdict::Done;
+            };
+            if conn.forward() != Forward::Nat {
+                return Verdict::Done;
+            }
+            let dest = conn.dest();
+            let IpAddr::V4(rs) = IpAddr::from(dest.addr) else {
+                return Verdict::Done;
+            };
+            let Some(hop) = self.next_hop(rs) else {
+                return Verdict::Done;
+            };
+            let macs = MacPair {
+                src: hop.src_mac.0,
+                dst: hop.dst_mac.0,
+            };
+            let done = lvs_packet::decrement_ttl(data, pkt)
+                .and_then(|()| lvs_packet::nat_icmp_in(data, pkt, IpAddr::V4(rs), dest.port))
+                .and_then(|()| lvs_packet::set_macs(data, macs));
+            return self.verdict(done, hop.ifindex);
+        }
+        if let Some(id) = self.table.lookup_out(&quoted_rev) {
+            // From the real server's side about the forwarded request: the client hears it
+            // from the VIP.
+            let Some(conn) = self.table.get(id) else {
+                return Verdict::Done;
+            };
+            let (virt, client) = (conn.virt(), conn.client());
+            let (IpAddr::V4(vip), IpAddr::V4(cl)) =
+                (IpAddr::from(virt.addr), IpAddr::from(client.addr))
+            else {
+                return Verdict::Done;
+            };
+            let Some(hop) = self.next_hop(cl) else {
+                return Verdict::Done;
+            };
+            let macs = MacPair {
+                src: hop.src_mac.0,
+                dst: hop.dst_mac.0,
+            };
+            let done = lvs_packet::decrement_ttl(data, pkt)
+                .and_then(|()| lvs_packet::nat_icmp_out(data, pkt, IpAddr::V4(vip), virt.port))
+                .and_then(|()| lvs_packet::set_macs(data, macs));
+            return self.verdict(done, hop.ifindex);
+        }
+        Verdict::Done
+    }
+
+    /// Our reply when a VS/TUN packet does not fit the tunnel: "fragmentation needed" from
+    /// the VIP to the client, as IPVS sends.
+    fn frag_needed<'a>(
+        &mut self,
+        frame: &[u8],
+        pkt: &Packet,
+        mtu: u16,
+        out: &mut lvs_afpacket::TxBatchRef<'a>,
+    ) {
+        let (Some(client), Some(vip)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
+            return;
+        };
+        let Some(hop) = self.next_hop(client) else {
+            return;
+        };
+        let macs = MacPair {
+            src: hop.src_mac.0,
+            dst: hop.dst_mac.0,
+        };
+        let _ = out.push_with(hop.ifindex, |buf| {
+            lvs_packet::icmp_frag_needed(frame, pkt, IpAddr::V4(vip), mtu, macs, buf).unwrap_or(0)
+        });
+    }
+
+    fn next_hop(&self, dst: Ipv4Addr) -> Option<Resolved> {
+        match self.snap.nexthops.lookup(dst) {
+            NextHopLookup::Ready(r) => Some(r),
+            NextHopLookup::Unresolved { neighbour, .. } => {
+                self.stats.lose(Loss::NoNeighbour);
+                match self.misses.try_send(neighbour) {
+                    Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+                }
+                None
+            }
+            NextHopLookup::NoRoute => {
+                self.stats.lose(Loss::NoRoute);
+                None
+            }
+        }
+    }
+}
