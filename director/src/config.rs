@@ -19,8 +19,6 @@ pub struct Config {
     pub rules_file: Option<PathBuf>,
     /// Group (besides root) allowed on the control socket.
     pub control_group: Option<String>,
-    /// Expire the connections of a deleted real server at once (IPVS's `expire_nodest_conn`).
-    pub expire_nodest_conn: bool,
     /// The `nft` binary used for the kernel guard.
     pub nft: String,
     pub timeouts: TimeoutsConfig,
@@ -55,7 +53,6 @@ impl Default for Config {
             conn_table_size: 1 << 20,
             rules_file: None,
             control_group: None,
-            expire_nodest_conn: true,
             nft: "nft".into(),
             timeouts: TimeoutsConfig::default(),
             ring: RingConfig::default(),
@@ -117,5 +114,49 @@ impl Config {
             return Err("timeouts must be at least 1 second".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped sample, with every commented-out setting switched on, is valid and says
+    /// exactly the defaults: the sample documents what the director really does.
+    #[test]
+    fn the_sample_config_states_the_defaults() {
+        let sample = include_str!("../../etc/lvs-director.toml");
+        let uncommented: String = sample
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut parsed: Config =
+            lvs_common::parse_toml(&uncommented, std::path::Path::new("sample"))
+                .expect("sample parses");
+        assert_eq!(parsed.interfaces, vec!["eth0".to_string()]);
+        parsed.interfaces.clear();
+        parsed.rules_file = None;
+        parsed.control_group = None;
+        assert_eq!(parsed, Config::default());
+        assert!(parsed.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_named() {
+        let mut c = Config {
+            conn_table_size: 10,
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().contains("conn_table_size"));
+        c = Config::default();
+        c.ring.block_size = 5000;
+        assert!(c.validate().unwrap_err().contains("ring.block_size"));
+        let err = lvs_common::parse_toml::<Config>("worker = 2", std::path::Path::new("d.toml"))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("d.toml:1:"), "{err}");
     }
 }

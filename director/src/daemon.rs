@@ -22,7 +22,7 @@ use lvs_sched_host::{Instance, Registry, SearchPath};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::dataplane::{Dataplane, Setup};
+use crate::dataplane::{Dataplane, IfAddrs, Setup};
 use crate::guard::KernelGuard;
 use crate::settings::Settings;
 
@@ -68,15 +68,26 @@ impl StatsSource for DpStats {
     }
 }
 
-/// Next hops and interface MTUs, read from the kernel.
-fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>), BoxError> {
+/// Next hops, interface MTUs and interface addresses, read from the kernel.
+fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAddrs), BoxError> {
     let table = nl.next_hop_table()?;
     let mtus = nl
         .links()?
         .iter()
         .map(|l| (l.ifindex, u16::try_from(l.mtu).unwrap_or(u16::MAX)))
         .collect();
-    Ok((table, mtus))
+    let mut addrs = IfAddrs::new();
+    for a in nl.ipv4_addresses()? {
+        addrs
+            .entry(a.ifindex)
+            .or_default()
+            .push((a.addr, a.prefix_len, a.secondary));
+    }
+    for v in addrs.values_mut() {
+        // Primary addresses first, as the kernel picks them for a source.
+        v.sort_by_key(|&(_, _, secondary)| secondary);
+    }
+    Ok((table, mtus, addrs))
 }
 
 /// Ask the kernel to resolve the MACs of these next hops (never waits).
@@ -143,7 +154,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
         .iter()
         .map(|l| lvs_afpacket::Interface::by_index(l.ifindex))
         .collect::<Result<Vec<_>, _>>()?;
-    let (table, mtus) = next_hops(&mut nl)?;
+    let (table, mtus, if_addrs) = next_hops(&mut nl)?;
 
     let registry = Rc::new(RefCell::new(Registry::new(SearchPath::from_env())));
     let setup = Setup {
@@ -162,6 +173,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
         &setup,
         Arc::new(table),
         mtus,
+        if_addrs,
     )?));
     let mut guard = KernelGuard::new(cfg.nft.clone());
 
@@ -277,15 +289,26 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
         }
         if rebuild_hops {
             match next_hops(&mut nl) {
-                Ok((table, mtus)) => {
+                Ok((table, mtus, if_addrs)) => {
                     let addrs = dataplane.borrow().dest_addrs();
                     resolve(&mut nl, &table, addrs);
-                    dataplane.borrow_mut().set_nexthops(Arc::new(table), mtus);
+                    dataplane
+                        .borrow_mut()
+                        .set_nexthops(Arc::new(table), mtus, if_addrs);
                 }
                 Err(e) => log::warn!("event=nexthop_rebuild_failed reason={:?}", e.to_string()),
             }
         }
         if guard_dirty.get() {
+            // The configuration changed: new real servers get their MACs resolved now, not
+            // by dropping the first packet of their first connection.
+            match dp_table(&mut nl) {
+                Ok(table) => {
+                    let addrs = dataplane.borrow().dest_addrs();
+                    resolve(&mut nl, &table, addrs);
+                }
+                Err(e) => log::warn!("event=nexthop_rebuild_failed reason={:?}", e.to_string()),
+            }
             let rules = dataplane.borrow().guard_rules();
             match guard.apply(&rules) {
                 Ok(()) => guard_dirty.set(false),

@@ -469,7 +469,7 @@ impl Server {
         let display = &self.settings.display;
         let who = conn.describe();
         match close {
-            Close::PeerClosed => log::info!("{display}: connection {who} closed by the peer"),
+            Close::PeerClosed => log::debug!("{display}: connection {who} closed by the peer"),
             Close::Error(e) => {
                 log::warn!("{display}: closing connection {who}: {e}");
                 if tell_peer(&e) && queue_error(&mut conn.out, &e, self.settings.limit) {
@@ -514,7 +514,7 @@ fn on_frame<H: Handler>(
                 credentials: conn.credentials,
                 role: hello.role,
             };
-            log::info!("{}: connection {peer} said hello", settings.display);
+            log::debug!("{}: connection {peer} said hello", settings.display);
             conn.state = State::Ready(peer);
             let ok = ServerFrame::HelloOk(HelloOk {
                 version: PROTOCOL_VERSION,

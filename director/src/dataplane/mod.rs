@@ -42,6 +42,10 @@ pub enum DataplaneError {
     NotIpv4(String),
 }
 
+/// Each interface's IPv4 addresses by index: (address, prefix length, secondary), primary
+/// addresses first. VS/TUN takes its outer source address from here.
+pub type IfAddrs = HashMap<u32, Vec<(Ipv4Addr, u8, bool)>>;
+
 /// How to start the workers.
 #[derive(Debug, Clone)]
 pub struct Setup {
@@ -70,6 +74,7 @@ struct ServiceState {
     id: u32,
     conf: ServiceConf,
     sched: Arc<Mutex<Instance>>,
+    affinity: Arc<Mutex<snapshot::Affinity>>,
     dests: Vec<DestState>,
 }
 
@@ -83,6 +88,7 @@ pub struct Dataplane {
     dest_ids: Slab<()>,
     nexthops: Arc<NextHopTable>,
     mtus: HashMap<u32, u16>,
+    if_addrs: Arc<IfAddrs>,
     misses: Receiver<Ipv4Addr>,
     /// Counters at the last `lvsadm -Z`, by service id and by real-server id.
     svc_base: HashMap<u32, Stats>,
@@ -131,7 +137,9 @@ impl Dataplane {
         setup: &Setup,
         nexthops: Arc<NextHopTable>,
         mtus: HashMap<u32, u16>,
+        if_addrs: IfAddrs,
     ) -> Result<Self, DataplaneError> {
+        let if_addrs = Arc::new(if_addrs);
         let n = setup.workers.max(1);
         let mut rings_per_worker: Vec<Vec<lvs_afpacket::RxRing>> =
             (0..n).map(|_| Vec::new()).collect();
@@ -160,12 +168,14 @@ impl Dataplane {
         let per_worker = (setup.conn_table_size / n).max(1024);
         let first = Arc::new(Snapshot {
             services: HashMap::new(),
+            vips: Vec::new(),
             dests: Vec::new(),
             live_dests: Vec::new(),
             any_nat: false,
             nexthops: Arc::clone(&nexthops),
             all_stats: Arc::clone(&stats),
             mtus: mtus.clone(),
+            if_addrs: Arc::clone(&if_addrs),
         });
         let mut workers = Vec::with_capacity(n);
         for (index, rings) in rings_per_worker.into_iter().enumerate() {
@@ -217,6 +227,7 @@ impl Dataplane {
             dest_ids: Slab::new(),
             nexthops,
             mtus,
+            if_addrs,
             misses: miss_rx,
             svc_base: HashMap::new(),
             dest_base: HashMap::new(),
@@ -357,6 +368,7 @@ impl Dataplane {
                 id,
                 conf: conf.clone(),
                 sched: Arc::new(Mutex::new(inst)),
+                affinity: Arc::default(),
                 dests: Vec::new(),
             },
         ));
@@ -467,6 +479,10 @@ impl Dataplane {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let _ = inst.del_dest(d.id);
         }
+        svc.affinity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget_dest(d.id);
         self.retire_dest(d.id);
     }
 
@@ -502,6 +518,7 @@ impl Dataplane {
                 port: key.port,
                 persistence,
                 sched: Arc::clone(&svc.sched),
+                affinity: Arc::clone(&svc.affinity),
             };
             services.insert(
                 (snapshot::proto_number(proto), vip, key.port),
@@ -542,20 +559,28 @@ impl Dataplane {
         }
         let snap = Arc::new(Snapshot {
             services,
+            vips,
             dests,
             live_dests: live,
             any_nat,
             nexthops: Arc::clone(&self.nexthops),
             all_stats: Arc::clone(&self.stats),
             mtus: self.mtus.clone(),
+            if_addrs: Arc::clone(&self.if_addrs),
         });
         self.send(|| Cmd::Snapshot(Arc::clone(&snap)));
     }
 
     /// New next hops (neighbours resolved, routes changed).
-    pub fn set_nexthops(&mut self, table: Arc<NextHopTable>, mtus: HashMap<u32, u16>) {
+    pub fn set_nexthops(
+        &mut self,
+        table: Arc<NextHopTable>,
+        mtus: HashMap<u32, u16>,
+        if_addrs: IfAddrs,
+    ) {
         self.nexthops = table;
         self.mtus = mtus;
+        self.if_addrs = Arc::new(if_addrs);
         self.publish();
     }
 

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use lvs_conntrack::{Addr, Forward, Proto};
+use lvs_conntrack::{Addr, Forward, Proto, TemplateKey};
 use lvs_netinfo::NextHopTable;
 use lvs_sched_host::Instance;
 
@@ -27,6 +28,45 @@ pub struct ServiceEntry {
     /// its `sched_lock` for the same reason). The packet path of an existing connection never
     /// touches it.
     pub sched: Arc<Mutex<Instance>>,
+    /// `-p`: which real server each client (network) was given, shared by the workers. The
+    /// fanout steers by client address *and port*, so two connections of one client usually
+    /// land on two workers, each with its own table and templates: without this, each worker
+    /// would schedule the client afresh. Asked only when a worker has no template of its own.
+    pub affinity: Arc<Mutex<Affinity>>,
+}
+
+/// The persistence choices of one service, across workers: template key -> (real-server id,
+/// valid until). Refreshed on every new connection of the client; stale entries are pruned
+/// when the map has doubled since the last pruning.
+#[derive(Debug, Default)]
+pub struct Affinity {
+    map: HashMap<TemplateKey, (u32, Instant)>,
+    next_prune: usize,
+}
+
+impl Affinity {
+    /// The real server this client network was given, if still valid.
+    pub fn get(&self, key: &TemplateKey, now: Instant) -> Option<u32> {
+        self.map
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(dest, _)| *dest)
+    }
+
+    /// Record (or refresh) the client network's real server for `timeout_secs`.
+    pub fn set(&mut self, key: TemplateKey, dest: u32, now: Instant, timeout_secs: u32) {
+        let until = now + std::time::Duration::from_secs(u64::from(timeout_secs));
+        self.map.insert(key, (dest, until));
+        if self.map.len() >= self.next_prune {
+            self.map.retain(|_, (_, u)| *u > now);
+            self.next_prune = (self.map.len() * 2).max(1024);
+        }
+    }
+
+    /// Forget every client sent to this real server (it was deleted; its id may come back).
+    pub fn forget_dest(&mut self, dest: u32) {
+        self.map.retain(|_, (d, _)| *d != dest);
+    }
 }
 
 /// A real server as the workers see it.
@@ -49,6 +89,9 @@ pub struct Snapshot {
     pub services: HashMap<(u8, Ipv4Addr, u16), Arc<ServiceEntry>>,
     /// By real-server id.
     pub dests: Vec<Option<DestEntry>>,
+    /// Every VIP with a service, sorted: a packet the parser refuses by policy (a fragment,
+    /// IP options) is counted when it was meant for one of them.
+    pub vips: Vec<Ipv4Addr>,
     /// Ids of the real servers that exist, for publishing their connection counts.
     pub live_dests: Vec<u32>,
     /// Whether any real server uses VS/NAT (only then can a packet be a reply to rewrite).
@@ -59,6 +102,8 @@ pub struct Snapshot {
     pub all_stats: Arc<[Arc<WorkerStats>]>,
     /// The MTU of each interface by index, for VS/TUN.
     pub mtus: HashMap<u32, u16>,
+    /// Each interface's addresses, for the VS/TUN outer source.
+    pub if_addrs: Arc<super::IfAddrs>,
 }
 
 impl Snapshot {
@@ -71,6 +116,25 @@ impl Snapshot {
             .or_else(|| self.services.get(&(p, vip, 0)))
     }
 
+    /// The director's own address to send from on `ifindex` toward `dst`, as the kernel would
+    /// pick it: a primary address whose subnet holds `dst`, else the first primary address
+    /// that is not a host route (a VIP is usually a /32), else any address.
+    pub fn source_addr(&self, ifindex: u32, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        let addrs = self.if_addrs.get(&ifindex)?;
+        let same_subnet = |&&(a, len, _): &&(Ipv4Addr, u8, bool)| {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(dst) & mask
+        };
+        addrs
+            .iter()
+            .find(|e| same_subnet(e) && e.1 < 32)
+            .or_else(|| addrs.iter().find(|e| e.1 < 32))
+            .or_else(|| addrs.first())
+            .map(|e| e.0)
+    }
+
     #[inline]
     pub fn dest(&self, id: u32) -> Option<&DestEntry> {
         self.dests.get(id as usize).and_then(Option::as_ref)
@@ -81,5 +145,35 @@ pub fn proto_number(p: Proto) -> u8 {
     match p {
         Proto::Tcp => 6,
         Proto::Udp => 17,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_conntrack::Endpoint;
+    use std::time::Duration;
+
+    fn key(client: [u8; 4]) -> TemplateKey {
+        let vip = Endpoint::new(Ipv4Addr::new(203, 0, 113, 100).into(), 80);
+        let mask = Addr::prefix_mask(true, 32);
+        TemplateKey::new(Proto::Tcp, Ipv4Addr::from(client).into(), &mask, vip)
+    }
+
+    #[test]
+    fn affinity_holds_until_its_timeout_and_forgets_a_deleted_server() {
+        let mut a = Affinity::default();
+        let t0 = Instant::now();
+        a.set(key([198, 51, 100, 2]), 7, t0, 60);
+        a.set(key([198, 51, 100, 3]), 8, t0, 60);
+        assert_eq!(a.get(&key([198, 51, 100, 2]), t0), Some(7));
+        assert_eq!(a.get(&key([198, 51, 100, 9]), t0), None);
+        assert_eq!(
+            a.get(&key([198, 51, 100, 2]), t0 + Duration::from_secs(61)),
+            None
+        );
+        a.forget_dest(7);
+        assert_eq!(a.get(&key([198, 51, 100, 2]), t0), None);
+        assert_eq!(a.get(&key([198, 51, 100, 3]), t0), Some(8));
     }
 }

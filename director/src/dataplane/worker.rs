@@ -205,6 +205,22 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
+/// The IPv4 destination of a frame the parser refused, if the bytes reach that far.
+fn ipv4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
+    let ethertype = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let l3 = match ethertype(12)? {
+        0x0800 => 14,
+        0x8100 if ethertype(16)? == 0x0800 => 18,
+        _ => return None,
+    };
+    let d: [u8; 4] = frame.get(l3 + 16..l3 + 20)?.try_into().ok()?;
+    Some(Ipv4Addr::from(d))
+}
+
 fn proto_of(p: L4Proto) -> Option<Proto> {
     match p {
         L4Proto::Tcp => Some(Proto::Tcp),
@@ -213,7 +229,7 @@ fn proto_of(p: L4Proto) -> Option<Proto> {
     }
 }
 
-impl Forwarder<'_> {
+impl<'w> Forwarder<'w> {
     fn frame<'a>(
         &mut self,
         data: &'a mut [u8],
@@ -227,7 +243,13 @@ impl Forwarder<'_> {
         let pkt = match lvs_packet::parse(data) {
             Ok(p) => p,
             Err(reason) => {
-                if reason.is_malformed() {
+                // Malformed bytes always count; a well-formed packet refused by policy (a
+                // fragment, IP options, ...) counts when it was meant for a virtual service:
+                // anything else on the wire is the kernel's business, not a drop of ours.
+                if reason.is_malformed()
+                    || (reason.class() == lvs_packet::DropClass::Policy
+                        && ipv4_dst(data).is_some_and(|d| self.snap.vips.binary_search(&d).is_ok()))
+                {
                     self.stats.parse_drop(reason);
                 }
                 return;
@@ -280,7 +302,9 @@ impl Forwarder<'_> {
         let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
             return Verdict::Done;
         };
-        let snap = Arc::clone(self.snap);
+        // A plain reference for the whole packet: cloning the Arc would bounce its count's
+        // cache line between workers on every packet.
+        let snap: &'w Snapshot = self.snap;
         if let Some(svc) = snap.service(proto, dst, pkt.flow.dst_port) {
             return self.inbound(data, pkt, partial, proto, src, svc);
         }
@@ -291,7 +315,7 @@ impl Forwarder<'_> {
                 Endpoint::new(dst.into(), pkt.flow.dst_port),
             );
             if let Some(id) = self.table.lookup_out(&key) {
-                return self.reply(data, pkt, partial, id, &snap);
+                return self.reply(data, pkt, partial, id, snap);
             }
         }
         Verdict::Done
@@ -356,8 +380,11 @@ impl Forwarder<'_> {
             Forward::DirectRoute => lvs_packet::dr_rewrite(data, pkt, macs, partial),
             Forward::Tunnel => {
                 self.ip_id = self.ip_id.wrapping_add(1);
+                // From the director's own address, as IPVS does: a real server holding the
+                // VIP itself would drop a packet from the VIP as a martian.
+                let outer_src = self.snap.source_addr(hop.ifindex, rs).unwrap_or(svc.vip);
                 let params = TunParams {
-                    outer_src: IpAddr::V4(svc.vip),
+                    outer_src: IpAddr::V4(outer_src),
                     outer_dst: IpAddr::V4(rs),
                     macs,
                     mtu: self.snap.mtus.get(&hop.ifindex).copied().unwrap_or(1500),
@@ -393,10 +420,21 @@ impl Forwarder<'_> {
         if let Some((timeout, mask)) = svc.persistence {
             let tvirt = Endpoint::new(virt.addr, svc.port);
             let tkey = TemplateKey::new(proto, client.addr, &mask, tvirt);
+            let now = Instant::now();
+            let mut affinity = svc
+                .affinity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Another worker may already have placed this client: follow it.
+            let shared = affinity
+                .get(&tkey, now)
+                .filter(|id| self.snap.dest(*id).is_some());
             if let Some(hit) = self.table.lookup_template(&tkey) {
                 template = Some(hit.id);
                 chosen = Some(hit.dest_id);
-            } else if let Some(dest_id) = self.schedule(pkt, svc) {
+                affinity.set(tkey, hit.dest_id, now, timeout);
+            } else if let Some(dest_id) = shared.or_else(|| self.schedule(pkt, svc)) {
+                affinity.set(tkey, dest_id, now, timeout);
                 let d = self.snap.dest(dest_id)?;
                 let new = NewTemplate {
                     key: tkey,

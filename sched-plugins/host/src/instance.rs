@@ -31,6 +31,8 @@ enum Backend {
 pub struct Instance {
     plugin: Arc<Plugin>,
     ops: &'static Ops,
+    /// `ops.schedule`, checked non-null at load, kept here to spare a check per call.
+    schedule_fn: lvs_sched_abi::ScheduleFn,
     backend: Backend,
     dests: Vec<Dest>,
     spec: ServiceSpec,
@@ -64,6 +66,13 @@ impl Instance {
             code: status::EINVAL,
             message: "no create function".into(),
         })?;
+        let Some(schedule_fn) = ops.schedule else {
+            return Err(HostError::Create {
+                name: plugin.name().to_string(),
+                code: status::EINVAL,
+                message: "no schedule function".into(),
+            });
+        };
         let mut state: *mut c_void = std::ptr::null_mut();
         let mut errbuf = [0 as c_char; ERRBUF_LEN];
         // SAFETY: all pointers are valid for the call; errbuf has ERRBUF_LEN writable bytes;
@@ -85,6 +94,7 @@ impl Instance {
         Ok(Self {
             plugin,
             ops,
+            schedule_fn,
             backend: Backend::Plugin(state),
             dests: Vec::new(),
             spec,
@@ -154,36 +164,51 @@ impl Instance {
     /// destination is usable.
     #[inline]
     pub fn schedule(&mut self, flow: &Flow) -> Option<usize> {
-        if let Backend::Plugin(state) = self.backend {
-            if !self.plugin.is_quarantined() {
-                let mut chosen = usize::MAX;
-                // `schedule` was checked non-null at load.
-                let schedule = self.ops.schedule?;
-                // SAFETY: `state` is this instance's live plugin state, called from one
-                // thread at a time (`&mut self`); the list and out-parameter are valid for the
-                // call.
-                let code = unsafe {
-                    schedule(
-                        state,
-                        flow,
-                        self.dests.as_ptr(),
-                        self.dests.len(),
-                        &mut chosen,
-                    )
-                };
-                match code {
-                    status::OK if chosen < self.dests.len() => return Some(chosen),
-                    status::NONE => return None,
-                    status::OK => self.fail(format!(
-                        "schedule chose index {chosen} of a list of {}",
-                        self.dests.len()
-                    )),
-                    code => self.fail(format!("schedule returned {}", describe(code))),
-                }
-            } else {
-                self.fall_back();
+        if let Backend::Plugin(state) = self.backend
+            && !self.plugin.is_quarantined()
+        {
+            let mut chosen = usize::MAX;
+            // SAFETY: `state` is this instance's live plugin state, called from one thread at
+            // a time (`&mut self`); the list and out-parameter are valid for the call.
+            let code = unsafe {
+                (self.schedule_fn)(
+                    state,
+                    flow,
+                    self.dests.as_ptr(),
+                    self.dests.len(),
+                    &mut chosen,
+                )
+            };
+            if code == status::OK && chosen < self.dests.len() {
+                return Some(chosen);
             }
+            if code == status::NONE {
+                return None;
+            }
+            return self.plugin_failed(flow, code, chosen);
         }
+        self.schedule_fallback(flow)
+    }
+
+    /// The plugin returned an error or a bad index: quarantine it and answer with round robin.
+    #[cold]
+    #[inline(never)]
+    fn plugin_failed(&mut self, flow: &Flow, code: i32, chosen: usize) -> Option<usize> {
+        if code == status::OK {
+            self.fail(format!(
+                "schedule chose index {chosen} of a list of {}",
+                self.dests.len()
+            ));
+        } else {
+            self.fail(format!("schedule returned {}", describe(code)));
+        }
+        self.schedule_fallback(flow)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn schedule_fallback(&mut self, flow: &Flow) -> Option<usize> {
+        self.fall_back();
         match &mut self.backend {
             Backend::Fallback(rr) => rr.schedule(flow, &self.dests),
             Backend::Plugin(_) => None,

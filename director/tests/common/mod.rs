@@ -1,0 +1,547 @@
+//! Shared pieces of the end-to-end tests: a [`Testbed`] guard that builds the namespace
+//! testbed (`scripts/testbed.sh`), runs the real `lvs-director` in it with two workers, and
+//! undoes everything on drop, even when the test panics; plus helpers to drive `lvsadm`, run
+//! commands in the namespaces and wait for things with deadlines.
+//!
+//! The binaries come from the default target directory: `cargo build --workspace` first
+//! (`scripts/test.sh` does).
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const VIP: &str = "203.0.113.100";
+pub const DIRECTOR: &str = "203.0.113.1";
+pub const CLIENT: &str = "198.51.100.2";
+pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
+/// The names the testbed's HTTP servers answer with, in the order of [`RS`].
+pub const NAMES: [&str; 3] = ["r1", "r2", "r3"];
+
+/// Generous bound for anything that should happen "at once" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(10);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// The repository root (this file is `director/tests/common/mod.rs`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("director/ has a parent")
+        .to_path_buf()
+}
+
+fn testbed_script() -> PathBuf {
+    repo_root().join("scripts/testbed.sh")
+}
+
+/// `lvsadm` sits beside `lvs-director` in the target directory.
+fn lvsadm_bin() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_lvs-director"))
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf();
+    let p = dir.join("lvsadm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// True when running as root; otherwise prints the skip line the test suite expects.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        println!("SKIPPED: {test} needs root");
+        false
+    }
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, or panic naming `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Run a command, returning its output; the command must start.
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// One row of `lvsadm -L -n -c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    pub proto: String,
+    /// Seconds left.
+    pub expire: u32,
+    pub state: String,
+    pub source: String,
+    pub virt: String,
+    pub dest: String,
+}
+
+impl Conn {
+    /// The real server's address, without the port.
+    pub fn dest_addr(&self) -> &str {
+        self.dest.rsplit_once(':').map_or(&self.dest, |(a, _)| a)
+    }
+}
+
+/// Parse `lvsadm -L -n -c` output.
+pub fn parse_conns(out: &str) -> Vec<Conn> {
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 || !(f[0] == "TCP" || f[0] == "UDP") {
+                return None;
+            }
+            let (m, s) = f[1].split_once(':')?;
+            Some(Conn {
+                proto: f[0].to_owned(),
+                expire: m.parse::<u32>().ok()? * 60 + s.parse::<u32>().ok()?,
+                state: f[2].to_owned(),
+                source: f[3].to_owned(),
+                virt: f[4].to_owned(),
+                dest: f[5].to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The network-namespace testbed with a running director. Dropping it stops the director
+/// (SIGTERM; it must exit cleanly and remove its nftables table) and removes the namespaces.
+#[derive(Debug)]
+pub struct Testbed {
+    pub test: String,
+    pub prefix: String,
+    pub rundir: PathBuf,
+    log: PathBuf,
+    director: Option<Child>,
+    lvsadm: PathBuf,
+    helpers: Vec<Child>,
+    up: bool,
+}
+
+impl Testbed {
+    /// Build the testbed in `mode` (nat, dr or tun), start the HTTP servers and the director
+    /// with `workers = 2`. `None` (after printing SKIPPED) when not root.
+    pub fn start(test: &str, mode: &str) -> Option<Self> {
+        Self::start_with(test, mode, "")
+    }
+
+    /// As [`Testbed::start`], with extra lines for the director's TOML file.
+    pub fn start_with(test: &str, mode: &str, extra_config: &str) -> Option<Self> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("e{}{n}", std::process::id() % 100_000);
+        assert!(prefix.len() <= 10);
+        let rundir = std::env::temp_dir().join(format!("lvs-e2e-{prefix}"));
+        let _ = std::fs::remove_dir_all(&rundir);
+        std::fs::create_dir_all(&rundir).expect("create the run directory");
+        // Constructed before anything can fail, so that Drop cleans up whatever got done.
+        let mut tb = Testbed {
+            test: test.to_owned(),
+            prefix,
+            log: rundir.join("director.log"),
+            rundir,
+            director: None,
+            lvsadm: lvsadm_bin(),
+            helpers: Vec::new(),
+            up: false,
+        };
+        tb.up = true;
+        tb.script(&["up", &tb.prefix.clone(), mode]);
+        tb.script(&["http", &tb.prefix.clone()]);
+        let config = tb.rundir.join("director.toml");
+        std::fs::write(&config, format!("workers = 2\n{extra_config}\n")).expect("write config");
+        let log = std::fs::File::create(&tb.log).expect("create the log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &tb.ns("d")])
+            .arg(env!("CARGO_BIN_EXE_lvs-director"))
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&tb.rundir)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start lvs-director");
+        tb.director = Some(child);
+        // Ready when lvsadm gets an answer.
+        wait_for("the director's control socket", SOON, || {
+            if let Some(c) = tb.director.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "lvs-director exited at start ({status}):\n{}",
+                    tb.log_text()
+                );
+            }
+            tb.lvsadm(&["-L", "-n"]).status.success().then_some(())
+        });
+        Some(tb)
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = run(Command::new(testbed_script()).args(args));
+        assert!(
+            out.status.success(),
+            "testbed.sh {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    /// The namespace of a node: c, rt, d, r1, r2, r3.
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+
+    /// The director's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The director's process id.
+    pub fn director_pid(&self) -> Pid {
+        let c = self.director.as_ref().expect("the director is running");
+        Pid::from_raw(i32::try_from(c.id()).expect("pid fits"))
+    }
+
+    /// Run `lvsadm --rundir R ARGS`.
+    pub fn lvsadm(&self, args: &[&str]) -> Output {
+        run(Command::new(&self.lvsadm)
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(args))
+    }
+
+    /// `lvsadm` with the arguments split on whitespace; must succeed; returns stdout.
+    pub fn adm(&self, args: &str) -> String {
+        let v: Vec<&str> = args.split_whitespace().collect();
+        let out = self.lvsadm(&v);
+        assert!(
+            out.status.success(),
+            "lvsadm {args} failed ({}): {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// `lvsadm ARGS` with `input` on stdin (for `-R`); must succeed.
+    pub fn adm_stdin(&self, args: &str, input: &str) -> String {
+        let mut child = Command::new(&self.lvsadm)
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(args.split_whitespace())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lvsadm");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write lvsadm's stdin");
+        let out = child.wait_with_output().expect("lvsadm ran");
+        assert!(
+            out.status.success(),
+            "lvsadm {args} failed ({}): {}{}",
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// The connection table as `lvsadm -L -n -c` lists it.
+    pub fn conns(&self) -> Vec<Conn> {
+        parse_conns(&self.adm("-L -n -c"))
+    }
+
+    /// Run a command in a node's namespace.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args))
+    }
+
+    /// Start a command in a node's namespace with piped stdin/stdout/stderr; it is killed
+    /// when the testbed goes (use the returned index with [`Testbed::helper`]).
+    pub fn spawn(&mut self, node: &str, args: &[&str]) -> usize {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {args:?}: {e}"));
+        self.helpers.push(child);
+        self.helpers.len() - 1
+    }
+
+    pub fn helper(&mut self, i: usize) -> &mut Child {
+        &mut self.helpers[i]
+    }
+
+    /// One HTTP GET of the VIP from the client with curl: the answering server's name, or
+    /// `None` if no answer came within `secs`.
+    pub fn try_curl(&self, secs: u32) -> Option<String> {
+        let out = self.exec(
+            "c",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                &secs.to_string(),
+                &format!("http://{VIP}/"),
+            ],
+        );
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_owned())
+    }
+
+    /// One HTTP GET of the VIP from the client; it must answer.
+    pub fn curl(&self) -> String {
+        self.try_curl(5).unwrap_or_else(|| {
+            panic!(
+                "curl http://{VIP}/ from the client got no answer\n{}\n{}",
+                self.adm("-L -n --stats"),
+                self.log_text()
+            )
+        })
+    }
+
+    /// `n` sequential GETs: the server names in order.
+    pub fn curls(&self, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.curl()).collect()
+    }
+
+    /// A virtual service `proto` (`-t`/`-u`) on the VIP with the given real servers.
+    pub fn service(&self, proto: &str, port: u16, sched_opts: &str, fwd: &str, weights: &[u32]) {
+        self.adm(&format!("-A {proto} {VIP}:{port} {sched_opts}"));
+        for (i, w) in weights.iter().enumerate() {
+            self.adm(&format!(
+                "-a {proto} {VIP}:{port} -r {}:{port} {fwd} -w {w}",
+                RS[i]
+            ));
+        }
+    }
+
+    /// The director's drop counters, dumped with SIGUSR1 to its log, by name. Waits (sending
+    /// SIGUSR1 again every half second) until `ready` accepts them.
+    pub fn wait_drops(
+        &self,
+        what: &str,
+        ready: impl Fn(&HashMap<String, u64>) -> bool,
+    ) -> HashMap<String, u64> {
+        let pid = self.director_pid();
+        let start = self.log_text().len();
+        let mut last_signal: Option<Instant> = None;
+        let deadline = Instant::now() + SOON;
+        loop {
+            if last_signal.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+                kill(pid, Signal::SIGUSR1).expect("signal the director");
+                last_signal = Some(Instant::now());
+            }
+            let log = self.log_text();
+            let counters = parse_drops(log.get(start..).unwrap_or(""));
+            if ready(&counters) {
+                return counters;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {SOON:?} waiting for {what}; the drop counters: {counters:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the director with SIGTERM: it must exit with status 0 within the deadline and
+    /// leave no nftables table behind. Errors are returned, not panicked.
+    pub fn stop_director(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.director.take() else {
+            return Ok(());
+        };
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + SOON;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => break None,
+            }
+        };
+        let mut problems = Vec::new();
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => problems.push(format!("lvs-director exited with {s} after SIGTERM")),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                problems.push("lvs-director did not exit within 10 s of SIGTERM".to_owned());
+            }
+        }
+        if self.up {
+            let out = self.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
+            if out.status.success() {
+                problems.push(format!(
+                    "the nftables table lvs_director is still there after the director stopped:\n{}",
+                    text(&out.stdout)
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}\n--- director log ---\n{}",
+                problems.join("\n"),
+                self.log_text()
+            ))
+        }
+    }
+}
+
+/// `event=drop_counter reason=NAME packets=N` lines: the latest value of each counter.
+pub fn parse_drops(log: &str) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("event=drop_counter")) {
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(|v| v.trim_matches('"').to_owned())
+        };
+        if let (Some(r), Some(n)) = (field("reason="), field("packets=")) {
+            let n: u64 = n.parse().unwrap_or(0);
+            let e = out.entry(r).or_insert(0);
+            *e = (*e).max(n);
+        }
+    }
+    out
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for h in &mut self.helpers {
+            let _ = h.kill();
+            let _ = h.wait();
+        }
+        let stopped = self.stop_director();
+        if self.up {
+            let out = run(Command::new(testbed_script()).args(["down", &self.prefix]));
+            if !out.status.success() {
+                eprintln!(
+                    "{}: testbed.sh down {} failed: {}",
+                    self.test,
+                    self.prefix,
+                    text(&out.stderr)
+                );
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {}: director log ({}) ---\n{}",
+                self.test,
+                self.log.display(),
+                self.log_text()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.rundir);
+            if let Err(e) = stopped {
+                panic!("{}: {e}", self.test);
+            }
+        }
+    }
+}
+
+/// A line-reading handle on a helper's stdout.
+pub struct Lines {
+    inner: BufReader<ChildStdout>,
+}
+
+impl std::fmt::Debug for Lines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lines")
+    }
+}
+
+impl Lines {
+    pub fn new(child: &mut Child) -> Self {
+        Self {
+            inner: BufReader::new(child.stdout.take().expect("piped stdout")),
+        }
+    }
+
+    /// The next line (blocking: the helper's own timeouts bound it).
+    pub fn next_line(&mut self) -> String {
+        let mut s = String::new();
+        self.inner
+            .read_line(&mut s)
+            .expect("read a helper's output");
+        s.trim_end().to_owned()
+    }
+
+    pub fn rest(mut self) -> String {
+        let mut s = String::new();
+        let _ = self.inner.read_to_string(&mut s);
+        s
+    }
+}
+
+/// A keep-alive HTTP client for the client namespace. It GETs the VIP at once, then once
+/// more for every `get` line on stdin, printing `NAME PORT` (the answering server and its own
+/// local port, to tell one connection from another) or `ERR KIND`.
+pub const KEEPALIVE_CLIENT: &str = r#"
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=float(sys.argv[2]))
+def get():
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        body = r.read().decode().strip()
+        print(body, c.sock.getsockname()[1], flush=True)
+    except Exception as e:
+        print("ERR", type(e).__name__, flush=True)
+get()
+for line in sys.stdin:
+    if line.strip() != "get":
+        break
+    get()
+"#;
