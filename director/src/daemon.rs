@@ -193,10 +193,8 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
             dirty.set(true);
         },
     );
-    let initial = handler.replace(state);
-    dataplane
-        .borrow_mut()
-        .apply(&mut registry.borrow_mut(), &initial);
+    // The handler hands the changes to the dataplane itself (its on_change).
+    handler.replace(state);
     guard.apply(&dataplane.borrow().guard_rules())?;
     guard_dirty.set(false);
     let table = dp_table(&mut nl)?;
@@ -236,10 +234,8 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                                     let check = PluginCheck(Rc::clone(&registry));
                                     match new.rules_state(&check) {
                                         Ok(state) => {
+                                            // Applied by the handler's on_change.
                                             let changes = handler.replace(state);
-                                            dataplane
-                                                .borrow_mut()
-                                                .apply(&mut registry.borrow_mut(), &changes);
                                             guard_dirty.set(true);
                                             event!(
                                                 Level::Info,

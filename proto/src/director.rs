@@ -391,3 +391,16 @@ mod tests {
         assert_eq!(Protocol::Udp.switch(), "-u");
     }
 }
+
+/// A real server's health as the monitor last reported it (`Request::SetHealth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct DestHealth {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// The real server's port.
+    pub port: u16,
+    /// Whether it passes its checks.
+    pub healthy: bool,
+}

@@ -25,8 +25,8 @@ pub mod server;
 
 pub use client::{Client, ClientOptions};
 pub use director::{
-    AddrPort, ConnEntry, DestConf, DestStatus, DirectorInfo, FwdMethod, Persistence, Protocol,
-    Rates, ServiceConf, ServiceKey, ServiceStatus, Stats, Timeouts,
+    AddrPort, ConnEntry, DestConf, DestHealth, DestStatus, DirectorInfo, FwdMethod, Persistence,
+    Protocol, Rates, ServiceConf, ServiceKey, ServiceStatus, Stats, Timeouts,
 };
 pub use error::{ProtoError, Result};
 pub use frame::{FrameDecoder, FrameLimit};

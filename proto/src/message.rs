@@ -167,6 +167,29 @@ pub enum Request {
     SetTimeouts(Timeouts),
     /// Director: version and table size (`-L` header). Answered with [`Response::Info`].
     GetInfo,
+    /// Director: the monitor's verdict on a real server. An unhealthy server is scheduled as
+    /// if its weight were 0 (existing connections go on); its configured weight comes back
+    /// when it is healthy again. Answered with [`Response::Ok`].
+    SetHealth {
+        /// The service.
+        service: crate::director::ServiceKey,
+        /// The real server's address.
+        addr: std::net::IpAddr,
+        /// The real server's port.
+        port: u16,
+        /// Whether it passes its checks.
+        healthy: bool,
+    },
+    /// Director: every real server's health. Answered with [`Response::Health`].
+    ListHealth,
+    /// Director: become active (forward) or standby (forward nothing). Sent by the heartbeat
+    /// daemon. Answered with [`Response::Ok`].
+    SetRole {
+        /// The new role.
+        role: HaRole,
+    },
+    /// Director: the current role. Answered with [`Response::Role`].
+    GetRole,
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -192,6 +215,10 @@ pub enum Response {
     Timeouts(Timeouts),
     /// Director: answer to [`Request::GetInfo`].
     Info(DirectorInfo),
+    /// The health of every real server, in configuration order.
+    Health(Vec<crate::director::DestHealth>),
+    /// The director's role.
+    Role(HaRole),
 }
 
 /// The high-availability role of a director.

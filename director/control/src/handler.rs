@@ -117,6 +117,7 @@ fn describe(change: &ConfigChange) -> String {
             "timeouts now tcp {} tcpfin {} udp {}",
             t.tcp, t.tcp_fin, t.udp
         ),
+        ConfigChange::RoleChanged(r) => format!("role now {r:?}"),
         ConfigChange::Zero(Some(k)) => format!("zeroed the counters of {k}"),
         ConfigChange::Zero(None) => "zeroed all counters".to_owned(),
         ConfigChange::Cleared => "cleared all services".to_owned(),

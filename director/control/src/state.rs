@@ -58,6 +58,8 @@ pub enum ConfigChange {
     Zero(Option<ServiceKey>),
     /// Every service is gone.
     Cleared,
+    /// Active (forward) or standby (forward nothing).
+    RoleChanged(lvs_proto::HaRole),
 }
 
 /// One virtual service and its real servers, in the order they were added.
@@ -74,6 +76,12 @@ pub struct Service {
 pub struct ControlState {
     services: Vec<Service>,
     timeouts: Timeouts,
+    /// Real servers the monitor reported unhealthy: scheduled as weight 0 until it reports
+    /// them healthy again. Kept apart from the configuration, so that the configured weight
+    /// comes back and a reloaded rules file does not undo the monitor's verdict.
+    down: Vec<(ServiceKey, IpAddr, u16)>,
+    /// Standby: forward nothing (the heartbeat daemon decides).
+    standby: bool,
 }
 
 /// The result of one change: what the dataplane must do.
@@ -127,6 +135,8 @@ impl ControlState {
             Request::GetTimeouts => Response::Timeouts(self.timeouts),
             Request::GetInfo => Response::Info(stats.info()),
             Request::Ping => Response::Pong,
+            Request::ListHealth => Response::Health(self.health()),
+            Request::GetRole => Response::Role(self.role()),
             other => match self.change(other, sched) {
                 Ok(changes) => return (Response::Ok, changes),
                 Err(Refusal::Refused(e)) => e.to_response(),
@@ -159,9 +169,113 @@ impl ControlState {
             } => self.del_dest(&service, addr, port),
             Request::Zero { key } => self.zero(key.as_ref()),
             Request::SetTimeouts(t) => self.set_timeouts(t),
+            Request::SetHealth {
+                service,
+                addr,
+                port,
+                healthy,
+            } => self.set_health(&service, addr, port, healthy),
+            Request::SetRole { role } => Ok(self.set_role(role)),
             other => return Err(Refusal::NotAChange(Box::new(other))),
         };
-        changes.map_err(Refusal::Refused)
+        changes
+            .map(|c| self.effective_changes(c))
+            .map_err(Refusal::Refused)
+    }
+
+    /// Whether the monitor reported this real server unhealthy.
+    pub fn is_down(&self, key: &ServiceKey, addr: IpAddr, port: u16) -> bool {
+        self.down.contains(&(*key, addr, port))
+    }
+
+    /// A real server as the dataplane must schedule it: weight 0 while unhealthy.
+    pub fn effective(&self, key: &ServiceKey, dest: DestConf) -> DestConf {
+        if self.is_down(key, dest.addr, dest.port) {
+            DestConf { weight: 0, ..dest }
+        } else {
+            dest
+        }
+    }
+
+    /// Rewrite the real servers in `changes` to their effective settings, and forget the
+    /// health of servers that are gone.
+    fn effective_changes(&mut self, mut changes: Vec<ConfigChange>) -> Vec<ConfigChange> {
+        let services = &self.services;
+        self.down.retain(|(k, a, p)| {
+            services
+                .iter()
+                .any(|s| s.conf.key == *k && s.find_dest(*a, *p).is_some())
+        });
+        for c in &mut changes {
+            if let ConfigChange::DestAdded { service, dest }
+            | ConfigChange::DestEdited { service, dest } = c
+            {
+                *dest = self.effective(service, *dest);
+            }
+        }
+        changes
+    }
+
+    /// The monitor's verdict on a real server.
+    pub fn set_health(
+        &mut self,
+        key: &ServiceKey,
+        addr: IpAddr,
+        port: u16,
+        healthy: bool,
+    ) -> Changes {
+        let service = self.service(key).ok_or(ControlError::NoSuchService(*key))?;
+        let at = service
+            .find_dest(addr, port)
+            .ok_or(ControlError::NoSuchDest(AddrPort(addr, port)))?;
+        let conf = service.dests[at];
+        let was_down = self.is_down(key, addr, port);
+        if was_down == !healthy {
+            return Ok(Vec::new());
+        }
+        if healthy {
+            self.down.retain(|d| *d != (*key, addr, port));
+        } else {
+            self.down.push((*key, addr, port));
+        }
+        Ok(vec![ConfigChange::DestEdited {
+            service: *key,
+            dest: conf,
+        }])
+    }
+
+    /// Every real server's health, in configuration order.
+    pub fn health(&self) -> Vec<lvs_proto::DestHealth> {
+        self.services
+            .iter()
+            .flat_map(|s| {
+                s.dests.iter().map(|d| lvs_proto::DestHealth {
+                    service: s.conf.key,
+                    addr: d.addr,
+                    port: d.port,
+                    healthy: !self.is_down(&s.conf.key, d.addr, d.port),
+                })
+            })
+            .collect()
+    }
+
+    /// Active or standby.
+    pub fn role(&self) -> lvs_proto::HaRole {
+        if self.standby {
+            lvs_proto::HaRole::Standby
+        } else {
+            lvs_proto::HaRole::Active
+        }
+    }
+
+    /// The heartbeat daemon's decision.
+    pub fn set_role(&mut self, role: lvs_proto::HaRole) -> Vec<ConfigChange> {
+        let standby = role == lvs_proto::HaRole::Standby;
+        if standby == self.standby {
+            return Vec::new();
+        }
+        self.standby = standby;
+        vec![ConfigChange::RoleChanged(role)]
     }
 
     /// `-A`: adds a service with no real servers.
@@ -296,7 +410,7 @@ impl ControlState {
                     .map(|d| {
                         let c = stats.dest(&s.conf.key, d);
                         DestStatus {
-                            conf: *d,
+                            conf: self.effective(&s.conf.key, *d),
                             active_conns: c.active_conns,
                             inactive_conns: c.inactive_conns,
                             persist_conns: c.persist_conns,
@@ -365,8 +479,14 @@ impl ControlState {
         if new.timeouts != self.timeouts {
             changes.push(ConfigChange::TimeoutsChanged(new.timeouts));
         }
-        *self = new;
-        changes
+        // The monitor's verdicts and the role are not configuration: a reload keeps them.
+        let (down, standby) = (std::mem::take(&mut self.down), self.standby);
+        *self = ControlState {
+            down,
+            standby,
+            ..new
+        };
+        self.effective_changes(changes)
     }
 
     fn position(&self, key: &ServiceKey) -> Option<usize> {
@@ -744,5 +864,138 @@ mod tests {
         );
         assert_eq!(old, new);
         assert!(old.replace(new).is_empty());
+    }
+
+    #[test]
+    fn an_unhealthy_server_is_scheduled_as_weight_zero_and_gets_its_weight_back() {
+        let mut s = ControlState::new();
+        s.add_service(conf(80), &AnyScheduler).unwrap();
+        let d = DestConf {
+            weight: 5,
+            ..dest(2, FwdMethod::Masq)
+        };
+        s.add_dest(&key(80), d).unwrap();
+        let down = s
+            .change(
+                Request::SetHealth {
+                    service: key(80),
+                    addr: d.addr,
+                    port: d.port,
+                    healthy: false,
+                },
+                &AnyScheduler,
+            )
+            .unwrap();
+        assert_eq!(
+            down,
+            vec![ConfigChange::DestEdited {
+                service: key(80),
+                dest: DestConf { weight: 0, ..d }
+            }]
+        );
+        let list = s.list(None, &ZeroStats).unwrap();
+        assert_eq!(
+            list[0].dests[0].conf.weight, 0,
+            "listed as lvsadm -L -n shows a quiesced server"
+        );
+        assert_eq!(s.health()[0].healthy, false);
+        // Repeating the verdict changes nothing; an admin's new weight waits for recovery.
+        let again = s
+            .change(
+                Request::SetHealth {
+                    service: key(80),
+                    addr: d.addr,
+                    port: d.port,
+                    healthy: false,
+                },
+                &AnyScheduler,
+            )
+            .unwrap();
+        assert!(again.is_empty());
+        let edited = s.edit_dest(&key(80), DestConf { weight: 7, ..d }).unwrap();
+        let edited = s.effective_changes(edited);
+        assert_eq!(
+            edited,
+            vec![ConfigChange::DestEdited {
+                service: key(80),
+                dest: DestConf { weight: 0, ..d }
+            }]
+        );
+        // A reload keeps the verdict.
+        let mut reloaded = ControlState::new();
+        reloaded.add_service(conf(80), &AnyScheduler).unwrap();
+        reloaded
+            .add_dest(&key(80), DestConf { weight: 9, ..d })
+            .unwrap();
+        let changes = s.replace(reloaded);
+        assert_eq!(
+            changes,
+            vec![ConfigChange::DestEdited {
+                service: key(80),
+                dest: DestConf { weight: 0, ..d }
+            }]
+        );
+        let up = s
+            .change(
+                Request::SetHealth {
+                    service: key(80),
+                    addr: d.addr,
+                    port: d.port,
+                    healthy: true,
+                },
+                &AnyScheduler,
+            )
+            .unwrap();
+        assert_eq!(
+            up,
+            vec![ConfigChange::DestEdited {
+                service: key(80),
+                dest: DestConf { weight: 9, ..d }
+            }]
+        );
+        assert_eq!(s.list(None, &ZeroStats).unwrap()[0].dests[0].conf.weight, 9);
+        // Unknown servers are refused with ipvsadm's words.
+        let err = s
+            .change(
+                Request::SetHealth {
+                    service: key(80),
+                    addr: dest(9, FwdMethod::Masq).addr,
+                    port: 80,
+                    healthy: true,
+                },
+                &AnyScheduler,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Refusal::Refused(ControlError::NoSuchDest(_))));
+    }
+
+    #[test]
+    fn the_role_changes_once_and_survives_a_reload() {
+        let mut s = ControlState::new();
+        assert_eq!(s.role(), lvs_proto::HaRole::Active);
+        let c = s
+            .change(
+                Request::SetRole {
+                    role: lvs_proto::HaRole::Standby,
+                },
+                &AnyScheduler,
+            )
+            .unwrap();
+        assert_eq!(
+            c,
+            vec![ConfigChange::RoleChanged(lvs_proto::HaRole::Standby)]
+        );
+        assert!(
+            s.change(
+                Request::SetRole {
+                    role: lvs_proto::HaRole::Standby
+                },
+                &AnyScheduler
+            )
+            .unwrap()
+            .is_empty()
+        );
+        s.replace(ControlState::new());
+        assert_eq!(s.role(), lvs_proto::HaRole::Standby);
     }
 }

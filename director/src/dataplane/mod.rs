@@ -97,6 +97,8 @@ pub struct Dataplane {
     dest_rates: HashMap<u32, RateEstimator>,
     last_sample: Instant,
     conn_table_size: usize,
+    /// Forwarding (active) or not (standby).
+    active: bool,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -172,6 +174,7 @@ impl Dataplane {
             dests: Vec::new(),
             live_dests: Vec::new(),
             any_nat: false,
+            active: true,
             nexthops: Arc::clone(&nexthops),
             all_stats: Arc::clone(&stats),
             mtus: mtus.clone(),
@@ -235,6 +238,7 @@ impl Dataplane {
             dest_rates: HashMap::new(),
             last_sample: Instant::now(),
             conn_table_size: setup.conn_table_size,
+            active: true,
         })
     }
 
@@ -327,6 +331,14 @@ impl Dataplane {
                     self.zero(key.as_ref());
                     Ok(())
                 }
+                C::RoleChanged(role) => {
+                    self.active = *role == lvs_proto::HaRole::Active;
+                    log::info!(
+                        "event=role_changed role={}",
+                        if self.active { "active" } else { "standby" }
+                    );
+                    Ok(())
+                }
                 C::Cleared => {
                     let keys: Vec<ServiceKey> = self.services.iter().map(|(k, _)| *k).collect();
                     for k in keys {
@@ -352,6 +364,10 @@ impl Dataplane {
         conf: &ServiceConf,
     ) -> Result<(), DataplaneError> {
         v4(conf.key.addr, "virtual service")?;
+        if self.service_mut(&conf.key).is_some() {
+            // Already there (a change applied twice): an edit, never a second copy.
+            return self.edit_service(registry, conf);
+        }
         if self.service_ids.len() >= MAX_SERVICES {
             return Err(DataplaneError::Full {
                 what: "virtual services",
@@ -563,6 +579,7 @@ impl Dataplane {
             dests,
             live_dests: live,
             any_nat,
+            active: self.active,
             nexthops: Arc::clone(&self.nexthops),
             all_stats: Arc::clone(&self.stats),
             mtus: self.mtus.clone(),

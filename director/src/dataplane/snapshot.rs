@@ -94,6 +94,9 @@ pub struct Snapshot {
     pub vips: Vec<Ipv4Addr>,
     /// Ids of the real servers that exist, for publishing their connection counts.
     pub live_dests: Vec<u32>,
+    /// Active: forward. Standby: forward nothing (the heartbeat daemon's decision); the
+    /// kernel guard still keeps the host's kernel from answering.
+    pub active: bool,
     /// Whether any real server uses VS/NAT (only then can a packet be a reply to rewrite).
     pub any_nat: bool,
     /// Where to send: out interface, our MAC, next hop's MAC.

@@ -293,6 +293,9 @@ impl<'w> Forwarder<'w> {
 
     /// Decide and rewrite in place.
     fn decide(&mut self, data: &mut [u8], pkt: &Packet, partial: bool) -> Verdict {
+        if !self.snap.active {
+            return Verdict::Done;
+        }
         if pkt.icmp.is_some() {
             return self.icmp(data, pkt);
         }
