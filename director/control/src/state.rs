@@ -230,7 +230,7 @@ impl ControlState {
             .ok_or(ControlError::NoSuchDest(AddrPort(addr, port)))?;
         let conf = service.dests[at];
         let was_down = self.is_down(key, addr, port);
-        if was_down == !healthy {
+        if was_down != healthy {
             return Ok(Vec::new());
         }
         if healthy {
