@@ -898,7 +898,7 @@ mod tests {
             list[0].dests[0].conf.weight, 0,
             "listed as lvsadm -L -n shows a quiesced server"
         );
-        assert_eq!(s.health()[0].healthy, false);
+        assert!(!s.health()[0].healthy);
         // Repeating the verdict changes nothing; an admin's new weight waits for recovery.
         let again = s
             .change(
