@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the tests use: gcc builds the C plugins of the ABI tests; iproute2, ethtool
 # and nftables build and inspect the network-namespace testbeds; python3 serves HTTP on the
-# testbed's real servers and curl is the client; procps gives sysctl.
-packages=(gcc libc6-dev iproute2 ethtool nftables python3 curl procps)
+# testbed's real servers and curl is the client; procps gives sysctl; python3-aiosmtpd is the
+# real SMTP server the alert tests mail to; openssl makes their test certificates.
+packages=(gcc libc6-dev iproute2 ethtool nftables python3 curl procps python3-aiosmtpd openssl)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,584 @@
+//! Every check kind against real peers in a network namespace, and the engine's concurrency.
+
+mod common;
+
+use std::net::{IpAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use lvs_monitord::config::{CheckKind, DnsCheck, DnsType, HttpCheck};
+use lvs_monitord::health::{CheckPolicy, Health, State};
+
+fn b_addr() -> IpAddr {
+    B.parse().unwrap()
+}
+
+fn http(port: u16, path: &str) -> HttpCheck {
+    HttpCheck {
+        port,
+        path: path.into(),
+        host: None,
+        status: vec![200],
+        body: None,
+        body_sha256: None,
+        verify: true,
+        ca_file: None,
+    }
+}
+
+/// A small HTTP server in `b` (python's http.server, threaded): `/ok` 200 "all healthy",
+/// `/fail` 500, `/other` 200 "something else". With `tls`, HTTPS with that cert and key.
+fn python_http(bed: &Testbed, port: u16, tls: Option<(&Path, &Path)>) -> ChildGuard {
+    let script = r#"
+import http.server, ssl, sys
+port = int(sys.argv[1])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        code, body = {"/ok": (200, b"all healthy\n"), "/fail": (500, b"broken\n")}.get(self.path, (200, b"something else\n"))
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("10.77.0.2", port), H)
+if len(sys.argv) > 2:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+    let port_s = port.to_string();
+    let mut args = vec!["python3", "-c", script, &port_s];
+    let (c, k);
+    if let Some((cert, key)) = tls {
+        c = cert.display().to_string();
+        k = key.display().to_string();
+        args.push(&c);
+        args.push(&k);
+    }
+    let guard = bed.b.spawn(&args);
+    wait_port(&bed.a, &format!("{B}:{port}"));
+    guard
+}
+
+#[test]
+fn icmp_passes_then_fails_after_fall_when_the_peer_drops_icmp() {
+    if !root_or_skip("icmp_passes_then_fails_after_fall_when_the_peer_drops_icmp") {
+        return;
+    }
+    let bed = Testbed::new();
+    let b_name = bed.b.name.clone();
+    bed.a.run(move || {
+        let mut engine = engine();
+        let c = check(CheckKind::Icmp, 200, 150, 1, 3);
+        let id = engine.add_target(b_addr(), 0, std::slice::from_ref(&c));
+        let mut health = Health::new();
+        health.add_server(id, vec![CheckPolicy::of(&c)], State::Unknown);
+        let mut results = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Up first.
+        loop {
+            assert!(Instant::now() < deadline, "never up");
+            engine
+                .poll(Some(Duration::from_millis(100)), &mut results)
+                .unwrap();
+            let mut up = false;
+            for r in results.drain(..) {
+                assert!(r.ok, "{r:?}");
+                assert_eq!(r.detail, "echo reply");
+                up |= health.record(&r.target, r.check, r.ok, &r.detail).is_some();
+            }
+            if up {
+                break;
+            }
+        }
+        assert_eq!(health.state(&id), Some(State::Up));
+        // Now the peer drops echo requests.
+        let nft = |rule: &str| {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &b_name, "nft", rule])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "nft {rule}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        nft("add table inet lvsmon");
+        nft("add chain inet lvsmon input { type filter hook input priority 0; policy accept; }");
+        nft("add rule inet lvsmon input icmp type echo-request drop");
+        let dropped_at = Instant::now();
+        let mut failures = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let transition = loop {
+            assert!(Instant::now() < deadline, "never down");
+            engine
+                .poll(Some(Duration::from_millis(100)), &mut results)
+                .unwrap();
+            let mut got = None;
+            for r in results.drain(..) {
+                if !r.ok {
+                    failures += 1;
+                    assert_eq!(r.detail, "timeout after 150 ms waiting for the echo reply");
+                }
+                if let Some(t) = health.record(&r.target, r.check, r.ok, &r.detail) {
+                    got = Some(t);
+                }
+            }
+            if let Some(t) = got {
+                break t;
+            }
+        };
+        assert_eq!((transition.from, transition.to), (State::Up, State::Down));
+        assert_eq!(failures, 3, "down after exactly `fall` failures");
+        assert!(
+            transition
+                .reason
+                .starts_with("icmp failed 3 times: timeout"),
+            "{}",
+            transition.reason
+        );
+        // 3 failures: at most 1 interval until the next start, 2 more, plus the timeout.
+        assert!(
+            dropped_at.elapsed() < Duration::from_millis(3 * 200 + 150 + 300),
+            "{:?}",
+            dropped_at.elapsed()
+        );
+    });
+}
+
+#[test]
+fn tcp_open_port_passes_closed_port_fails() {
+    if !root_or_skip("tcp_open_port_passes_closed_port_fails") {
+        return;
+    }
+    let bed = Testbed::new();
+    let _listener = silent_listener(&bed.b, "10.77.0.2:8080");
+    bed.a.run(|| {
+        let mut engine = engine();
+        let open = engine.add_target(
+            b_addr(),
+            8080,
+            &[check(CheckKind::Tcp { port: 8080 }, 1000, 500, 1, 1)],
+        );
+        let closed = engine.add_target(
+            b_addr(),
+            8081,
+            &[check(CheckKind::Tcp { port: 8081 }, 1000, 500, 1, 1)],
+        );
+        let r = first_results(&mut engine, &[open, closed], Duration::from_secs(3));
+        assert!(r[0].ok, "{:?}", r[0]);
+        assert_eq!(r[0].detail, "connected");
+        assert!(!r[1].ok, "{:?}", r[1]);
+        assert!(
+            r[1].detail.starts_with("connect: Connection refused"),
+            "{}",
+            r[1].detail
+        );
+        assert!(
+            r[1].latency < Duration::from_millis(400),
+            "refusal is immediate: {:?}",
+            r[1].latency
+        );
+    });
+}
+
+#[test]
+fn http_status_body_and_timeout() {
+    if !root_or_skip("http_status_body_and_timeout") {
+        return;
+    }
+    let bed = Testbed::new();
+    let _server = python_http(&bed, 8000, None);
+    let _hang = silent_listener(&bed.b, "10.77.0.2:8001");
+    bed.a.run(|| {
+        let mut engine = engine();
+        let t = |k| check(k, 1000, 500, 1, 1);
+        let mut ok_body = http(8000, "/ok");
+        ok_body.body = Some("healthy".into());
+        let mut ok_digest = http(8000, "/ok");
+        ok_digest.body_sha256 = Some(sha256_of(b"all healthy\n"));
+        let mut wrong_body = http(8000, "/other");
+        wrong_body.body = Some("healthy".into());
+        let ids = [
+            engine.add_target(b_addr(), 8000, &[t(CheckKind::Http(http(8000, "/ok")))]),
+            engine.add_target(b_addr(), 8000, &[t(CheckKind::Http(ok_body))]),
+            engine.add_target(b_addr(), 8000, &[t(CheckKind::Http(ok_digest))]),
+            engine.add_target(b_addr(), 8000, &[t(CheckKind::Http(http(8000, "/fail")))]),
+            engine.add_target(b_addr(), 8000, &[t(CheckKind::Http(wrong_body))]),
+            engine.add_target(b_addr(), 8001, &[t(CheckKind::Http(http(8001, "/ok")))]),
+            engine.add_target(b_addr(), 8002, &[t(CheckKind::Http(http(8002, "/ok")))]),
+        ];
+        let r = first_results(&mut engine, &ids, Duration::from_secs(5));
+        assert!(r[0].ok && r[0].detail == "status 200 OK", "{:?}", r[0]);
+        assert!(
+            r[1].ok && r[1].detail.starts_with("status 200, body ok"),
+            "{:?}",
+            r[1]
+        );
+        assert!(r[2].ok, "{:?}", r[2]);
+        assert!(!r[3].ok, "{:?}", r[3]);
+        assert_eq!(
+            r[3].detail,
+            "wrong status: 500 Internal Server Error, expected 200"
+        );
+        assert!(!r[4].ok, "{:?}", r[4]);
+        assert_eq!(
+            r[4].detail,
+            "wrong body: status 200 but the body does not contain \"healthy\""
+        );
+        assert!(!r[5].ok, "{:?}", r[5]);
+        assert_eq!(r[5].detail, "timeout after 500 ms waiting for the response");
+        assert!(r[5].latency >= Duration::from_millis(500));
+        assert!(!r[6].ok && r[6].detail.contains("refused"), "{:?}", r[6]);
+    });
+}
+
+fn sha256_of(b: &[u8]) -> [u8; 32] {
+    // The test's own digest: sha256sum, not the crate's code.
+    let dir = DirGuard(tempdir("digest"));
+    let f = dir.0.join("body");
+    std::fs::write(&f, b).unwrap();
+    let out = run("sha256sum", &[f.to_str().unwrap()]);
+    let hex = out.split_whitespace().next().unwrap();
+    let mut d = [0u8; 32];
+    for (i, x) in d.iter_mut().enumerate() {
+        *x = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    d
+}
+
+fn tempdir(what: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "lvsmon-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// Removes a directory on drop.
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A CA and a leaf certificate for 10.77.0.2 signed by it: (ca.pem, leaf.pem, leaf.key).
+fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        return None;
+    }
+    let p = |n: &str| dir.join(n).display().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend_from_slice(&ec);
+    let (cak, cap) = (p("ca.key"), p("ca.pem"));
+    a.extend_from_slice(&[
+        "-keyout",
+        &cak,
+        "-out",
+        &cap,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=lvsmon test CA",
+    ]);
+    run("openssl", &a);
+    let (lk, lcsr, lp, ext) = (p("leaf.key"), p("leaf.csr"), p("leaf.pem"), p("ext.cnf"));
+    let mut a = vec!["req"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&[
+        "-keyout",
+        &lk,
+        "-out",
+        &lcsr,
+        "-subj",
+        "/CN=lvsmon test server",
+    ]);
+    run("openssl", &a);
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:10.77.0.2,DNS:www.lvsmon.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &lcsr,
+            "-CA",
+            &cap,
+            "-CAkey",
+            &cak,
+            "-CAcreateserial",
+            "-out",
+            &lp,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    Some((cap.into(), lp.into(), lk.into()))
+}
+
+#[test]
+fn https_verify_on_and_off() {
+    if !root_or_skip("https_verify_on_and_off") {
+        return;
+    }
+    let dir = DirGuard(tempdir("tls"));
+    let Some((ca, cert, key)) = make_certs(&dir.0) else {
+        eprintln!("SKIPPED: https_verify_on_and_off needs openssl (scripts/test.sh installs it)");
+        return;
+    };
+    let bed = Testbed::new();
+    let _server = python_http(&bed, 8443, Some((&cert, &key)));
+    bed.a.run(|| {
+        let mut engine = engine();
+        let t = |k| check(CheckKind::Https(k), 1000, 800, 1, 1);
+        let mut no_verify = http(8443, "/ok");
+        no_verify.verify = false;
+        no_verify.body = Some("healthy".into());
+        let mozilla = http(8443, "/ok");
+        let mut own_ca = http(8443, "/ok");
+        own_ca.ca_file = Some(ca.clone());
+        let mut by_name = own_ca.clone();
+        by_name.host = Some("www.lvsmon.test".into());
+        let mut wrong_name = own_ca.clone();
+        wrong_name.host = Some("www.example.com".into());
+        let mut wrong_status = no_verify.clone();
+        wrong_status.path = "/fail".into();
+        wrong_status.body = None;
+        let ids: Vec<_> = [
+            no_verify,
+            mozilla,
+            own_ca,
+            by_name,
+            wrong_name,
+            wrong_status,
+        ]
+        .into_iter()
+        .map(|h| engine.add_target(b_addr(), 8443, &[t(h)]))
+        .collect();
+        let r = first_results(&mut engine, &ids, Duration::from_secs(5));
+        assert!(
+            r[0].ok,
+            "verify=false accepts a self-signed chain: {:?}",
+            r[0]
+        );
+        assert!(r[0].detail.starts_with("status 200, body ok"), "{:?}", r[0]);
+        assert!(
+            !r[1].ok,
+            "verify=true refuses an unknown issuer: {:?}",
+            r[1]
+        );
+        assert!(
+            r[1].detail
+                .starts_with("TLS: invalid peer certificate: UnknownIssuer"),
+            "{}",
+            r[1].detail
+        );
+        assert!(r[2].ok, "verify=true with ca_file: {:?}", r[2]);
+        assert!(
+            r[3].ok,
+            "verify=true with ca_file and a DNS name: {:?}",
+            r[3]
+        );
+        assert!(!r[4].ok, "{:?}", r[4]);
+        assert!(
+            r[4].detail
+                .contains("not valid for name \"www.example.com\""),
+            "{}",
+            r[4].detail
+        );
+        assert!(
+            !r[5].ok && r[5].detail.starts_with("wrong status: 500"),
+            "{:?}",
+            r[5]
+        );
+    });
+}
+
+/// A DNS responder in `b`: answers `www.lvsmon.test` A with 10.77.0.53 (name compressed with
+/// a pointer to the question), NXDOMAIN for anything else. Written by hand here, independent
+/// of the crate's encoder.
+struct Responder {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start(bed: &Testbed, port: u16) -> Responder {
+        let sock = bed
+            .b
+            .run(move || UdpSocket::bind((B, port)).expect("bind dns"));
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let q = &buf[..n];
+                // The question: labels from byte 12, then type and class.
+                let mut i = 12;
+                let mut labels = Vec::new();
+                while i < n && q[i] != 0 {
+                    let l = q[i] as usize;
+                    labels.push(String::from_utf8_lossy(&q[i + 1..i + 1 + l]).into_owned());
+                    i += 1 + l;
+                }
+                let qend = i + 5;
+                let found = labels.join(".") == "www.lvsmon.test" && q[i + 1..i + 3] == [0, 1];
+                let mut r = Vec::new();
+                r.extend_from_slice(&q[..2]);
+                r.extend_from_slice(if found { &[0x81, 0x80] } else { &[0x81, 0x83] });
+                r.extend_from_slice(&[0, 1, 0, u8::from(found), 0, 0, 0, 0]);
+                r.extend_from_slice(&q[12..qend]);
+                if found {
+                    r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 77, 0, 53]);
+                }
+                let _ = sock.send_to(&r, from);
+            }
+        });
+        Responder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn dns_right_and_wrong_address() {
+    if !root_or_skip("dns_right_and_wrong_address") {
+        return;
+    }
+    let bed = Testbed::new();
+    let _dns = Responder::start(&bed, 5353);
+    bed.a.run(|| {
+        let mut engine = engine();
+        let d = |name: &str, expect: &[&str], port| {
+            check(
+                CheckKind::Dns(DnsCheck {
+                    port,
+                    name: name.into(),
+                    qtype: DnsType::A,
+                    expect: expect.iter().map(|a| a.parse().unwrap()).collect(),
+                }),
+                1000,
+                500,
+                1,
+                1,
+            )
+        };
+        let ids = [
+            engine.add_target(b_addr(), 53, &[d("www.lvsmon.test", &["10.77.0.53"], 5353)]),
+            engine.add_target(b_addr(), 53, &[d("www.lvsmon.test", &["10.77.0.99"], 5353)]),
+            engine.add_target(b_addr(), 53, &[d("nx.lvsmon.test", &[], 5353)]),
+            engine.add_target(b_addr(), 53, &[d("www.lvsmon.test", &[], 5354)]),
+        ];
+        let r = first_results(&mut engine, &ids, Duration::from_secs(3));
+        assert!(r[0].ok, "{:?}", r[0]);
+        assert_eq!(r[0].detail, "www.lvsmon.test A 10.77.0.53");
+        assert!(!r[1].ok);
+        assert_eq!(
+            r[1].detail,
+            "www.lvsmon.test A is 10.77.0.53, expected 10.77.0.99"
+        );
+        assert_eq!(r[2].detail, "DNS answer NXDOMAIN");
+        assert!(
+            !r[3].ok && r[3].detail.contains("refused"),
+            "port unreachable: {:?}",
+            r[3]
+        );
+    });
+}
+
+#[test]
+fn many_targets_are_checked_concurrently_within_one_interval() {
+    if !root_or_skip("many_targets_are_checked_concurrently_within_one_interval") {
+        return;
+    }
+    const N: u8 = 150;
+    let bed = Testbed::new();
+    bed.many_addresses("10.78.0.0/24");
+    let _listener = silent_listener(&bed.b, "0.0.0.0:9000");
+    bed.a.run(|| {
+        let mut engine = engine();
+        let started = Instant::now();
+        let ids: Vec<_> = (1..=N)
+            .map(|i| {
+                let addr = IpAddr::from([10, 78, 0, i]);
+                engine.add_target(
+                    addr,
+                    9000,
+                    &[
+                        check(CheckKind::Tcp { port: 9000 }, 1000, 400, 1, 1),
+                        check(CheckKind::Http(http(9000, "/")), 1000, 400, 1, 1),
+                    ],
+                )
+            })
+            .collect();
+        let all = collect(&mut engine, Duration::from_secs(5), |r| {
+            r.len() >= 2 * ids.len()
+        });
+        let elapsed = started.elapsed();
+        assert_eq!(all.len(), 2 * ids.len(), "{all:?}");
+        for r in &all {
+            if r.check == 0 {
+                assert!(r.ok, "{r:?}");
+            } else {
+                assert_eq!(r.detail, "timeout after 400 ms waiting for the response");
+            }
+        }
+        // One after another, the HTTP timeouts alone would take 150 x 0.4 s = 60 s.
+        assert!(
+            elapsed < Duration::from_millis(1000),
+            "{N} targets took {elapsed:?}"
+        );
+        // And the next round comes one interval later, for every target again.
+        let more = collect(&mut engine, Duration::from_secs(3), |r| {
+            r.len() >= 2 * ids.len()
+        });
+        assert_eq!(more.len(), 2 * ids.len());
+        // Removing targets stops their results.
+        for id in &ids {
+            assert!(engine.remove_target(*id));
+        }
+        assert!(engine.is_empty());
+        assert_eq!(engine.next_timeout(), None);
+    });
+}
