@@ -521,7 +521,6 @@ impl<'w> Forwarder<'w> {
     /// over their upper threshold as overloaded, with IPVS's hysteresis (back below the lower
     /// threshold, or 3/4 of the upper one when no lower is set).
     fn sync_counts(&self, inst: &mut lvs_sched_host::Instance) {
-        use std::sync::atomic::Ordering::Relaxed;
         let n = inst.dests().len();
         for i in 0..n {
             let id = inst.dests()[i].id as usize;
@@ -533,7 +532,7 @@ impl<'w> Forwarder<'w> {
             if let Some(d) = self.snap.dest(u32::try_from(id).unwrap_or(u32::MAX))
                 && d.upper > 0
             {
-                let total = a + ia;
+                let total = a.saturating_add(ia);
                 let mut dest = inst.dests()[i];
                 let over = dest.flags & DEST_F_OVERLOADED != 0;
                 let low = if d.lower > 0 {
@@ -548,7 +547,6 @@ impl<'w> Forwarder<'w> {
                 }
             }
         }
-        let _ = Relaxed;
     }
 
     /// The sum over all workers of one real server's counts. Every worker's counters are
