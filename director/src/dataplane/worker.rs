@@ -318,7 +318,7 @@ impl<'w> Forwarder<'w> {
                 Endpoint::new(dst.into(), pkt.flow.dst_port),
             );
             if let Some(id) = self.table.lookup_out(&key) {
-                return self.reply(data, pkt, partial, id, snap);
+                return self.reply(data, pkt, partial, id);
             }
         }
         Verdict::Done
@@ -568,14 +568,7 @@ impl<'w> Forwarder<'w> {
     }
 
     /// A VS/NAT reply from a real server: the source becomes the VIP again.
-    fn reply(
-        &mut self,
-        data: &mut [u8],
-        pkt: &Packet,
-        partial: bool,
-        id: ConnId,
-        snap: &Snapshot,
-    ) -> Verdict {
+    fn reply(&mut self, data: &mut [u8], pkt: &Packet, partial: bool, id: ConnId) -> Verdict {
         let Some(conn) = self.table.get(id) else {
             return Verdict::Done;
         };
@@ -591,13 +584,26 @@ impl<'w> Forwarder<'w> {
         if let Some(c) = self.stats.dests.get(dest_id as usize) {
             c.outbound(bytes);
         }
-        let _ = snap;
         let (IpAddr::V4(vip), IpAddr::V4(cl)) =
             (IpAddr::from(virt.addr), IpAddr::from(client.addr))
         else {
             return Verdict::Done;
         };
-        let Some(hop) = self.next_hop(cl) else {
+        self.routed(data, pkt, cl, |d| {
+            lvs_packet::nat_out(d, pkt, IpAddr::V4(vip), virt.port, partial)
+        })
+    }
+
+    /// Forward as a router does: the next hop towards `to`, TTL down by one, the NAT rewrite,
+    /// then our MAC and the next hop's.
+    fn routed(
+        &mut self,
+        data: &mut [u8],
+        pkt: &Packet,
+        to: Ipv4Addr,
+        rewrite: impl FnOnce(&mut [u8]) -> Result<(), RewriteError>,
+    ) -> Verdict {
+        let Some(hop) = self.next_hop(to) else {
             return Verdict::Done;
         };
         let macs = MacPair {
@@ -605,7 +611,7 @@ impl<'w> Forwarder<'w> {
             dst: hop.dst_mac.0,
         };
         let done = lvs_packet::decrement_ttl(data, pkt)
-            .and_then(|()| lvs_packet::nat_out(data, pkt, IpAddr::V4(vip), virt.port, partial))
+            .and_then(|()| rewrite(data))
             .and_then(|()| lvs_packet::set_macs(data, macs));
         self.verdict(done, hop.ifindex)
     }
@@ -644,17 +650,9 @@ impl<'w> Forwarder<'w> {
             let IpAddr::V4(rs) = IpAddr::from(dest.addr) else {
                 return Verdict::Done;
             };
-            let Some(hop) = self.next_hop(rs) else {
-                return Verdict::Done;
-            };
-            let macs = MacPair {
-                src: hop.src_mac.0,
-                dst: hop.dst_mac.0,
-            };
-            let done = lvs_packet::decrement_ttl(data, pkt)
-                .and_then(|()| lvs_packet::nat_icmp_in(data, pkt, IpAddr::V4(rs), dest.port))
-                .and_then(|()| lvs_packet::set_macs(data, macs));
-            return self.verdict(done, hop.ifindex);
+            return self.routed(data, pkt, rs, |d| {
+                lvs_packet::nat_icmp_in(d, pkt, IpAddr::V4(rs), dest.port)
+            });
         }
         if let Some(id) = self.table.lookup_out(&quoted_rev) {
             // From the real server's side about the forwarded request: the client hears it
@@ -668,17 +666,9 @@ impl<'w> Forwarder<'w> {
             else {
                 return Verdict::Done;
             };
-            let Some(hop) = self.next_hop(cl) else {
-                return Verdict::Done;
-            };
-            let macs = MacPair {
-                src: hop.src_mac.0,
-                dst: hop.dst_mac.0,
-            };
-            let done = lvs_packet::decrement_ttl(data, pkt)
-                .and_then(|()| lvs_packet::nat_icmp_out(data, pkt, IpAddr::V4(vip), virt.port))
-                .and_then(|()| lvs_packet::set_macs(data, macs));
-            return self.verdict(done, hop.ifindex);
+            return self.routed(data, pkt, cl, |d| {
+                lvs_packet::nat_icmp_out(d, pkt, IpAddr::V4(vip), virt.port)
+            });
         }
         Verdict::Done
     }
