@@ -5,15 +5,18 @@
 #                               a router, the director, three real servers with HTTP servers),
 #                               start lvs-director with two workers, configure VS/NAT with rr,
 #                               send HTTP from the client and show lvsadm's listings; then switch
-#                               to VS/DR with wrr weights. Everything is left running.
-#   sudo scripts/demo.sh stop   stop the director (SIGTERM: it removes its nftables table) and
-#                               remove the namespaces.
+#                               to VS/DR with wrr weights; finally start lvs-monitord with HTTP
+#                               checks, stop the HTTP server on r2 and watch it leave scheduling
+#                               (weight 0) and come back. Everything is left running.
+#   sudo scripts/demo.sh stop   stop lvs-monitord and the director (SIGTERM: it removes its
+#                               nftables table) and remove the namespaces.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 P=lvsdemo
 RUNDIR=/run/lvsdemo
 LOG=/tmp/lvsdemo-director.log
+MONLOG=/tmp/lvsdemo-monitord.log
 VIP=203.0.113.100
 RS=(203.0.113.11 203.0.113.12 203.0.113.13)
 
@@ -25,17 +28,23 @@ adm() { ip netns exec "$P-d" target/release/lvsadm --rundir "$RUNDIR" "$@"; }
 show() { echo "\$ lvsadm $*"; adm "$@"; }
 client() { ip netns exec "$P-c" "$@"; }
 
-stop() {
-    if [ -f "$RUNDIR/director.pid" ]; then
-        pid=$(cat "$RUNDIR/director.pid")
+stop_daemon() { # NAME: SIGTERM to <rundir>/NAME.pid, wait up to 10 s
+    if [ -f "$RUNDIR/$1.pid" ]; then
+        pid=$(cat "$RUNDIR/$1.pid")
         if kill -TERM "$pid" 2>/dev/null; then
             for _ in $(seq 1 100); do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
             done
-            kill -0 "$pid" 2>/dev/null && echo "demo: lvs-director ($pid) did not stop" >&2
+            kill -0 "$pid" 2>/dev/null && echo "demo: lvs-$1 ($pid) did not stop" >&2
         fi
     fi
+    return 0
+}
+
+stop() {
+    stop_daemon monitord
+    stop_daemon director
     if ip netns list | grep -q "^$P-"; then
         scripts/testbed.sh down "$P"
     fi
@@ -129,6 +138,57 @@ client curl -s -m 30 -H 'Connection: close' --parallel --parallel-max 8 \
 show -L -n --stats
 echo "(OutPkts stay 0: with VS/DR the replies go from the real servers straight to the router)"
 
+say "lvs-monitord: HTTP checks of the three servers (interval 1 s, fall 3, rise 2; log: $MONLOG)"
+mon() { ip netns exec "$P-d" target/release/lvs-monitord ctl --rundir "$RUNDIR" "$@"; }
+weight_of() { adm -L -n | awk -v rs="$1:80" '$1 == "->" && $2 == rs { print $4 }'; }
+{
+    printf '[[service]]\nvip = "%s"\nport = 80\n' "$VIP"
+    printf '[[service.check]]\ntype = "http"\npath = "/"\n'
+    for i in 0 1 2; do
+        printf '[[service.server]]\naddress = "%s"\nweight = %s\n' "${RS[$i]}" "${w[$i]}"
+    done
+} > "$RUNDIR/monitord.toml"
+ip netns exec "$P-d" setsid target/release/lvs-monitord -f --no-syslog --rundir "$RUNDIR" \
+    -c "$RUNDIR/monitord.toml" </dev/null >"$MONLOG" 2>&1 &
+for _ in $(seq 1 100); do
+    mon list >/dev/null 2>&1 && break
+    sleep 0.1
+done
+mon list >/dev/null 2>&1 || { cat "$MONLOG" >&2; die "lvs-monitord did not start"; }
+echo "lvs-monitord running, pid $(cat "$RUNDIR/monitord.pid")"
+sleep 2
+echo "\$ lvs-monitord ctl list"
+mon list
+
+say "the HTTP server on r2 (${RS[1]}) stops"
+ip netns pids "$P-r2" | xargs -r kill
+t0=$(date +%s.%N)
+for _ in $(seq 1 100); do
+    [ "$(weight_of "${RS[1]}")" = 0 ] && break
+    sleep 0.1
+done
+t1=$(date +%s.%N)
+[ "$(weight_of "${RS[1]}")" = 0 ] || { cat "$MONLOG" >&2; die "r2 did not leave scheduling"; }
+echo "r2 out of scheduling $(python3 -c "print(round($t1 - $t0, 1))") s after its HTTP server stopped"
+show -L -n
+echo "12 requests (r1 and r3 only):"
+for i in $(seq 1 12); do printf '%s ' "$(client curl -s -m 5 "http://$VIP/" || echo FAILED)"; done
+echo
+grep -E 'event=(server_down|director_update)' "$MONLOG" | tail -2
+
+say "the HTTP server on r2 is back"
+scripts/testbed.sh http "$P" # r1 and r3 already listen: only r2's new server stays
+for _ in $(seq 1 100); do
+    [ "$(weight_of "${RS[1]}")" = "${w[1]}" ] && break
+    sleep 0.1
+done
+[ "$(weight_of "${RS[1]}")" = "${w[1]}" ] || { cat "$MONLOG" >&2; die "r2 did not come back"; }
+show -L -n
+echo "12 requests:"
+for i in $(seq 1 12); do printf '%s ' "$(client curl -s -m 5 "http://$VIP/" || echo FAILED)"; done
+echo
+grep -E 'event=(server_up|director_update)' "$MONLOG" | tail -2
+
 say "still running; look around"
 cat <<EOF
   ip netns exec $P-d target/release/lvsadm --rundir $RUNDIR -L -n
@@ -138,6 +198,9 @@ cat <<EOF
   ip netns exec $P-d nft list table inet lvs_director
   kill -USR1 \$(cat $RUNDIR/director.pid); tail $LOG     # drop counters
   tail -f $LOG                                          # the director's log
+  ip netns exec $P-d target/release/lvs-monitord ctl --rundir $RUNDIR list
+  ip netns exec $P-d target/release/lvs-monitord ctl --rundir $RUNDIR maintenance on -t $VIP:80 -r ${RS[0]}:80
+  tail -f $MONLOG                                 # the monitor's log
 Remove everything with:
   sudo $0 stop
 EOF

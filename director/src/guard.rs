@@ -4,7 +4,9 @@
 //!
 //! The director sees these packets on its AF_PACKET sockets before netfilter does, so the guard
 //! simply drops them in an nftables table of its own, at the `raw` priority of `prerouting`
-//! (before connection tracking and routing). The table is rebuilt atomically on every
+//! (before connection tracking and routing). VS/NAT replies are dropped only when they are not
+//! addressed to this host itself, so that its own connections to the real servers (the health
+//! checks of lvs-monitord) still work. The table is rebuilt atomically on every
 //! configuration change and deleted when the director stops. No sysctl is needed.
 
 use std::fmt::Write as _;
@@ -171,9 +173,11 @@ pub fn ruleset(rules: &GuardRules) -> String {
     servers.sort();
     servers.dedup();
     for e in &servers {
+        // Only replies on their way to a client: answers to this host's own connections
+        // (lvs-monitord's health checks of the real servers) go to the local stack.
         let _ = writeln!(
             s,
-            "        ip saddr {} {} sport {} drop",
+            "        ip saddr {} {} sport {} fib daddr type != local drop",
             e.addr,
             e.proto.nft(),
             e.port
@@ -224,7 +228,7 @@ mod tests {
             1
         );
         assert!(text.contains("ip daddr 203.0.113.100 meta l4proto udp drop"));
-        assert!(text.contains("ip saddr 203.0.113.11 tcp sport 8080 drop"));
+        assert!(text.contains("ip saddr 203.0.113.11 tcp sport 8080 fib daddr type != local drop"));
         assert!(text.contains("priority raw"));
     }
 }

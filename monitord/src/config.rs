@@ -67,6 +67,10 @@ pub const MAX_WEIGHT: u32 = 65535;
 pub struct Config {
     /// The virtual services, in file order.
     pub services: Vec<Service>,
+    /// `director_socket`: the director's control socket; `None`: `<rundir>/director.sock`.
+    pub director_socket: Option<PathBuf>,
+    /// `[alert]`: syslog, mail and notify command on every state change (see `lvs-alert`).
+    pub alert: lvs_alert::AlertConfig,
 }
 
 /// What to do with a failed real server.
@@ -337,6 +341,8 @@ struct FileConfig {
     fall: Option<Spanned<i64>>,
     #[serde(default, rename = "service")]
     services: Vec<FileService>,
+    director_socket: Option<Spanned<String>>,
+    alert: Option<Spanned<lvs_alert::AlertConfig>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -476,7 +482,34 @@ impl Validator<'_> {
             }
             services.push(service);
         }
-        Ok(Config { services })
+        let director_socket = match file.director_socket {
+            Some(p) if p.get_ref().is_empty() => {
+                return self.err(span_of(&p), "director_socket must not be empty");
+            }
+            Some(p) => Some(PathBuf::from(p.into_inner())),
+            None => None,
+        };
+        let alert = match file.alert {
+            Some(a) => {
+                let span = span_of(&a);
+                let alert = a.into_inner();
+                if let Err(problems) = alert.validate() {
+                    let reason = problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return self.err(span, reason);
+                }
+                alert
+            }
+            None => lvs_alert::AlertConfig::default(),
+        };
+        Ok(Config {
+            services,
+            director_socket,
+            alert,
+        })
     }
 
     /// Applies one level of timing on top of `base`; `check_level` also enforces

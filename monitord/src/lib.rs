@@ -44,11 +44,23 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Not here yet (the daemon's part): applying `on_failure`, `sorry_server` and the quorum
-//! ([`health::QuorumState`] computes it; nothing acts on it yet), maintenance mode, alerts.
+//! The daemon itself (binary `lvs-monitord`) is built from three more modules:
+//!
+//! - [`daemon`]: the loop (checks, the director, alerts, maintenance, reload, stop) and what it
+//!   does on every transition: `on_failure`, `sorry_server`, re-applying its verdicts when the
+//!   director comes back;
+//! - [`director`]: the link to the director's control socket, reconnected with backoff;
+//! - [`ctl`]: `lvs-monitord ctl list` and `lvs-monitord ctl maintenance on|off -t VIP:PORT -r
+//!   RS:PORT`, over monitord's own socket `<rundir>/monitord.sock`.
+//!
+//! Not done yet: acting on a lost quorum ([`health::QuorumState`] computes it; nothing acts on
+//! it beyond what `sorry_server` does).
 
 pub mod checks;
 pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod director;
 pub mod health;
 
 pub use checks::{CheckResult, Engine, EngineOptions, TargetId};

@@ -31,8 +31,8 @@ pub use director::{
 pub use error::{ProtoError, Result};
 pub use frame::{FrameDecoder, FrameLimit};
 pub use message::{
-    ClientFrame, ErrorCode, Event, HaRole, Hello, HelloOk, PROTOCOL_VERSION, Request, Response,
-    Role, ServerFrame, Topic,
+    ClientFrame, ErrorCode, Event, HaRole, Hello, HelloOk, MonitoredServer, PROTOCOL_VERSION,
+    Request, Response, Role, ServerFrame, Topic,
 };
 pub use peer::{AccessPolicy, Credentials, PeerInfo};
 pub use server::{Handler, PingHandler, Server, ServerConfig, ServerThread};

@@ -190,6 +190,21 @@ pub enum Request {
     },
     /// Director: the current role. Answered with [`Response::Role`].
     GetRole,
+    /// Monitord: put a real server into maintenance (`on`: marked unhealthy at the director
+    /// whatever its checks say) or take it out again (`on = false`: its checks decide again).
+    /// Answered with [`Response::Ok`].
+    Maintenance {
+        /// The service.
+        service: ServiceKey,
+        /// The real server's address.
+        addr: std::net::IpAddr,
+        /// The real server's port.
+        port: u16,
+        /// Maintenance on or off.
+        on: bool,
+    },
+    /// Monitord: every real server it checks. Answered with [`Response::Monitored`].
+    ListMonitored,
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -219,6 +234,9 @@ pub enum Response {
     Health(Vec<crate::director::DestHealth>),
     /// The director's role.
     Role(HaRole),
+    /// Monitord: answer to [`Request::ListMonitored`], services and servers in configuration
+    /// order, then the servers found at the director only.
+    Monitored(Vec<MonitoredServer>),
 }
 
 /// The high-availability role of a director.
@@ -332,4 +350,31 @@ impl ServerFrame {
             ServerFrame::Event(_) => "an event",
         }
     }
+}
+
+/// One real server as lvs-monitord sees it ([`Response::Monitored`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct MonitoredServer {
+    /// The service.
+    pub service: ServiceKey,
+    /// The real server's address.
+    pub addr: std::net::IpAddr,
+    /// The real server's port.
+    pub port: u16,
+    /// The weight it has (or gets back) when healthy.
+    pub weight: u32,
+    /// Its health from the checks: `up`, `down` or `unknown`.
+    pub state: String,
+    /// In maintenance: unhealthy at the director whatever the checks say.
+    pub maintenance: bool,
+    /// Whether the director currently schedules it (as far as monitord knows).
+    pub in_service: bool,
+    /// Not in monitord's configuration: found at the director, checked with a TCP connect.
+    pub discovered: bool,
+    /// The last check result: `None` before the first one.
+    pub last_ok: Option<bool>,
+    /// What the last check said, e.g. `HTTP 200` or `connection refused`.
+    pub last_detail: String,
+    /// Milliseconds since the last check result.
+    pub last_age_ms: Option<u64>,
 }
