@@ -36,6 +36,8 @@
 //! frame time when the serial line delivered last (about 51 ms at 19200 baud), plus the
 //! takeover actions themselves.
 
+pub mod config;
+pub mod daemon;
 pub mod epoch;
 pub mod fsm;
 pub mod serial;

@@ -1,0 +1,494 @@
+//! End-to-end failover of two `lvs-heartbeatd` processes in two network namespaces joined by
+//! a veth pair (UDP unicast heartbeats), optionally with a pty pair relayed as the serial
+//! line. Needs root (network namespaces, netlink, AF_PACKET): SKIPPED otherwise.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lvs-heartbeatd");
+const VIP: &str = "10.77.0.100";
+const PORT: u16 = 6940;
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        println!("SKIPPED: {test} needs root");
+        false
+    }
+}
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` every 10 ms until it is true; the time it took, or None after `limit`.
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A pty pair per node, relayed master to master by two threads: the serial line.
+struct SerialLine {
+    paths: [PathBuf; 2],
+    _slaves: Vec<OwnedFd>,
+    cut: Arc<AtomicBool>,
+}
+
+impl SerialLine {
+    fn new() -> SerialLine {
+        let a = nix::pty::openpty(None, None).expect("openpty");
+        let b = nix::pty::openpty(None, None).expect("openpty");
+        let path = |fd: &OwnedFd| {
+            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("pty path")
+        };
+        let paths = [path(&a.slave), path(&b.slave)];
+        let cut = Arc::new(AtomicBool::new(false));
+        let (ma, mb) = (std::fs::File::from(a.master), std::fs::File::from(b.master));
+        for (mut from, mut to) in [(ma.try_clone().unwrap(), mb.try_clone().unwrap()), (mb, ma)] {
+            let cut = cut.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if !cut.load(Ordering::Relaxed) {
+                        let _ = to.write_all(&buf[..n]);
+                    }
+                }
+            });
+        }
+        SerialLine {
+            paths,
+            _slaves: vec![a.slave, b.slave],
+            cut,
+        }
+    }
+}
+
+struct Node {
+    ns: String,
+    ip: String,
+    conf: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Two namespaces, a veth pair (`hb0` in each), a key, two configurations; cleaned up on drop.
+struct Bed {
+    dir: PathBuf,
+    nodes: [Node; 2],
+    directors: Vec<Child>,
+}
+
+struct Opts {
+    serial: Option<[PathBuf; 2]>,
+    auto_failback: bool,
+    /// Use the director at `<rundir>/director.sock` instead of none.
+    director: bool,
+}
+
+impl Bed {
+    fn new(tag: &str, opts: &Opts) -> Bed {
+        let p = format!("hb{}{tag}", std::process::id() % 100_000);
+        let dir = std::env::temp_dir().join(format!("{p}-dir"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mk = |i: usize| Node {
+            ns: format!("{p}n{i}"),
+            ip: format!("10.77.0.{}", i + 1),
+            conf: dir.join(format!("n{i}.toml")),
+            log: dir.join(format!("n{i}.log")),
+            child: None,
+        };
+        let bed = Bed {
+            dir: dir.clone(),
+            nodes: [mk(0), mk(1)],
+            directors: Vec::new(),
+        };
+        let (va, vb) = (format!("{p}a"), format!("{p}b"));
+        for n in &bed.nodes {
+            let _ = Command::new("ip").args(["netns", "del", &n.ns]).output();
+            sh(&["ip", "netns", "add", &n.ns]);
+            sh(&["ip", "-n", &n.ns, "link", "set", "lo", "up"]);
+        }
+        sh(&[
+            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb,
+        ]);
+        for (v, n) in [(&va, &bed.nodes[0]), (&vb, &bed.nodes[1])] {
+            sh(&["ip", "link", "set", v, "netns", &n.ns]);
+            sh(&["ip", "-n", &n.ns, "link", "set", v, "name", "hb0"]);
+            sh(&[
+                "ip",
+                "-n",
+                &n.ns,
+                "addr",
+                "add",
+                &format!("{}/24", n.ip),
+                "dev",
+                "hb0",
+            ]);
+            sh(&["ip", "-n", &n.ns, "link", "set", "hb0", "up"]);
+        }
+        let key = dir.join("key");
+        std::fs::write(&key, b"0123456789abcdef-shared-test-key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        for i in 0..2 {
+            let me = &bed.nodes[i];
+            let peer = &bed.nodes[1 - i];
+            let serial = opts.serial.as_ref().map_or(String::new(), |s| {
+                format!("[serial]\ndevice = \"{}\"\nbaud = 115200\n", s[i].display())
+            });
+            let conf = format!(
+                "node_id = {id}\npriority = {prio}\npeers = [{peer_id}]\n\
+                 auth_key_file = \"{key}\"\nepoch_file = \"{epoch}\"\n\
+                 {director}\
+                 auto_failback = {afb}\n\
+                 [timers]\nkeepalive_ms = 200\ndeadtime_ms = 1000\n\
+                 [udp]\nbind = \"{ip}:{PORT}\"\npeers = [\"{pip}:{PORT}\"]\n{serial}\
+                 [garp]\ncount = 3\ninterval_ms = 100\n\
+                 [[vip]]\naddr = \"{VIP}/24\"\ninterface = \"hb0\"\n",
+                id = i + 1,
+                prio = if i == 0 { 200 } else { 100 },
+                peer_id = 2 - i,
+                key = key.display(),
+                epoch = dir.join(format!("n{i}.epoch")).display(),
+                director = if opts.director {
+                    String::new()
+                } else {
+                    format!(
+                        "director_socket = \"{}/none/director.sock\"\n",
+                        dir.display()
+                    )
+                },
+                afb = opts.auto_failback,
+                ip = me.ip,
+                pip = peer.ip,
+            );
+            std::fs::write(&me.conf, conf).unwrap();
+        }
+        bed
+    }
+
+    fn start(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .unwrap();
+        let rundir = self.dir.join(format!("run{i}"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &n.ns, BIN, "-f", "--no-syslog", "--rundir"])
+            .arg(&rundir)
+            .arg("-c")
+            .arg(&n.conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lvs-heartbeatd");
+        n.child = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill(); // SIGKILL (ip netns exec execs the daemon: same pid)
+            let _ = c.wait();
+        }
+    }
+
+    fn has_vip(&self, i: usize) -> bool {
+        sh(&[
+            "ip",
+            "-n",
+            &self.nodes[i].ns,
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "hb0",
+        ])
+        .contains(&format!("inet {VIP}/"))
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!("--- n0:\n{}\n--- n1:\n{}", self.log(0), self.log(1))
+    }
+
+    /// Node `master` holds the VIP and the other does not, for a whole `hold`.
+    fn assert_steady(&self, master: usize, hold: Duration) {
+        let end = Instant::now() + hold;
+        while Instant::now() < end {
+            assert!(
+                self.has_vip(master),
+                "node {master} lost the VIP\n{}",
+                self.logs()
+            );
+            assert!(
+                !self.has_vip(1 - master),
+                "node {} holds the VIP too\n{}",
+                1 - master,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for i in 0..2 {
+            self.kill(i);
+        }
+        for mut d in self.directors.drain(..) {
+            if let Ok(pid) = i32::try_from(d.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+            let _ = d.wait();
+        }
+        for n in &self.nodes {
+            let _ = Command::new("ip").args(["netns", "del", &n.ns]).output();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Starts both nodes and waits until node 0 (priority 200) is master with the VIP.
+fn start_pair(bed: &mut Bed) {
+    bed.start(0);
+    bed.start(1);
+    let t = wait_until(Duration::from_secs(6), || bed.has_vip(0));
+    assert!(t.is_some(), "node 0 never took the VIP\n{}", bed.logs());
+    bed.assert_steady(0, Duration::from_millis(1500));
+    assert!(
+        bed.log(1).contains("event=backup"),
+        "node 1 is not backup\n{}",
+        bed.logs()
+    );
+}
+
+#[test]
+fn master_killed_backup_takes_vip() {
+    if !root_or_skip("master_killed_backup_takes_vip") {
+        return;
+    }
+    let mut bed = Bed::new(
+        "k",
+        &Opts {
+            serial: None,
+            auto_failback: false,
+            director: false,
+        },
+    );
+    start_pair(&mut bed);
+    bed.kill(0);
+    let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
+    let t = t.unwrap_or_else(|| panic!("the backup never took the VIP\n{}", bed.logs()));
+    println!("takeover time (SIGKILL of the master -> VIP on the backup): {t:?}");
+    assert!(
+        t < Duration::from_millis(1500),
+        "takeover took {t:?}\n{}",
+        bed.logs()
+    );
+    let done = wait_until(Duration::from_secs(2), || {
+        bed.log(1).contains("event=takeover_done")
+    });
+    assert!(done.is_some(), "{}", bed.logs());
+    let log = bed.log(1);
+    assert!(log.contains("event=takeover step=vip"), "{log}");
+    assert!(log.contains("event=takeover step=garp"), "{log}");
+    assert!(log.contains("event=master"), "{log}");
+}
+
+#[test]
+fn udp_cut_with_serial_alive_is_no_takeover() {
+    if !root_or_skip("udp_cut_with_serial_alive_is_no_takeover") {
+        return;
+    }
+    let serial = SerialLine::new();
+    let mut bed = Bed::new(
+        "s",
+        &Opts {
+            serial: Some(serial.paths.clone()),
+            auto_failback: false,
+            director: false,
+        },
+    );
+    start_pair(&mut bed);
+    // Node 1 (backup) stops hearing UDP; the serial line still carries the heartbeats.
+    let ns = bed.nodes[1].ns.clone();
+    let nft = |args: &[&str]| {
+        let mut v = vec!["ip", "netns", "exec", ns.as_str(), "nft"];
+        v.extend_from_slice(args);
+        sh(&v);
+    };
+    nft(&["add", "table", "inet", "hbtest"]);
+    nft(&[
+        "add",
+        "chain",
+        "inet",
+        "hbtest",
+        "input",
+        "{ type filter hook input priority 0; policy accept; }",
+    ]);
+    let port = PORT.to_string();
+    nft(&[
+        "add", "rule", "inet", "hbtest", "input", "udp", "dport", &port, "drop",
+    ]);
+    let alerted = wait_until(Duration::from_secs(4), || {
+        bed.log(1).contains("event=network_fault")
+    });
+    assert!(alerted.is_some(), "no network-fault alert\n{}", bed.logs());
+    bed.assert_steady(0, Duration::from_secs(2));
+    assert!(!bed.log(1).contains("event=takeover"), "{}", bed.logs());
+
+    // Both media silent: now it is a dead peer, and the backup takes over.
+    serial.cut.store(true, Ordering::Relaxed);
+    let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
+    assert!(
+        t.is_some(),
+        "no takeover with both media cut\n{}",
+        bed.logs()
+    );
+    println!("takeover after both media cut: {:?}", t.unwrap());
+}
+
+#[test]
+fn returning_primary_stays_backup_without_auto_failback() {
+    if !root_or_skip("returning_primary_stays_backup_without_auto_failback") {
+        return;
+    }
+    let mut bed = Bed::new(
+        "r",
+        &Opts {
+            serial: None,
+            auto_failback: false,
+            director: false,
+        },
+    );
+    start_pair(&mut bed);
+    bed.kill(0);
+    let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
+    assert!(t.is_some(), "the backup never took the VIP\n{}", bed.logs());
+    // The killed primary left its VIP behind; restarted, it removes it and comes back as
+    // the backup.
+    bed.start(0);
+    let back = wait_until(Duration::from_secs(4), || {
+        bed.log(0).contains("event=backup")
+    });
+    assert!(
+        back.is_some(),
+        "the primary did not come back as backup\n{}",
+        bed.logs()
+    );
+    bed.assert_steady(1, Duration::from_secs(3));
+}
+
+/// The director built by the workspace (`cargo build` puts it beside our binary).
+fn director_bin() -> Option<PathBuf> {
+    let p = PathBuf::from(BIN).parent()?.join("lvs-director");
+    p.exists().then_some(p)
+}
+
+fn director_role(bed: &Bed, i: usize) -> Option<lvs_proto::HaRole> {
+    let sock = bed.dir.join(format!("run{i}")).join("director.sock");
+    let mut c = lvs_proto::Client::connect(&sock, lvs_proto::Role::Other).ok()?;
+    match c.request(lvs_proto::Request::GetRole).ok()? {
+        lvs_proto::Response::Role(r) => Some(r),
+        _ => None,
+    }
+}
+
+#[test]
+fn directors_follow_master_and_backup() {
+    if !root_or_skip("directors_follow_master_and_backup") {
+        return;
+    }
+    let Some(director) = director_bin() else {
+        println!(
+            "SKIPPED: directors_follow_master_and_backup needs target/*/lvs-director (cargo build)"
+        );
+        return;
+    };
+    let mut bed = Bed::new(
+        "d",
+        &Opts {
+            serial: None,
+            auto_failback: false,
+            director: true,
+        },
+    );
+    for i in 0..2 {
+        let rundir = bed.dir.join(format!("run{i}"));
+        let log = std::fs::File::create(bed.dir.join(format!("director{i}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &bed.nodes[i].ns])
+            .arg(&director)
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&rundir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lvs-director");
+        bed.directors.push(child);
+        let sock = rundir.join("director.sock");
+        let up = wait_until(Duration::from_secs(10), || sock.exists());
+        assert!(
+            up.is_some(),
+            "director {i} did not start: {}",
+            std::fs::read_to_string(bed.dir.join(format!("director{i}.log"))).unwrap_or_default()
+        );
+    }
+    start_pair(&mut bed);
+    let roles = wait_until(Duration::from_secs(3), || {
+        director_role(&bed, 0) == Some(lvs_proto::HaRole::Active)
+            && director_role(&bed, 1) == Some(lvs_proto::HaRole::Standby)
+    });
+    assert!(
+        roles.is_some(),
+        "roles {:?} / {:?}\n{}",
+        director_role(&bed, 0),
+        director_role(&bed, 1),
+        bed.logs()
+    );
+    // The master dies: the backup's director becomes active.
+    bed.kill(0);
+    let t = wait_until(Duration::from_secs(3), || {
+        director_role(&bed, 1) == Some(lvs_proto::HaRole::Active) && bed.has_vip(1)
+    });
+    assert!(t.is_some(), "backup's director not active\n{}", bed.logs());
+    println!("takeover with directors: {:?}", t.unwrap());
+}
