@@ -179,7 +179,7 @@ pub struct Engine {
     /// Killed scripts not reaped yet.
     zombies: Vec<Child>,
     batch_full: bool,
-    tokens: Vec<(Token, bool)>,
+    tokens: Vec<(Token, bool, bool)>,
 }
 
 impl AsRawFd for Engine {
@@ -323,9 +323,15 @@ impl Engine {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        self.timers
-            .peek()
-            .map(|Reverse(t)| t.at.saturating_duration_since(now))
+        // Never sooner than COALESCE unless something is due now (see `run_timers`).
+        self.timers.peek().map(|Reverse(t)| {
+            let left = t.at.saturating_duration_since(now);
+            if left.is_zero() {
+                left
+            } else {
+                left.max(COALESCE)
+            }
+        })
     }
 
     /// Waits up to `timeout` (`None`: until something happens; never beyond the next timer),
@@ -346,10 +352,15 @@ impl Engine {
         }
         let mut tokens = std::mem::take(&mut self.tokens);
         tokens.clear();
-        tokens.extend(self.events.iter().map(|e| (e.token(), e.is_writable())));
+        // `clean`: writable with neither error nor hang-up, i.e. a connect that succeeded, which
+        // spares the TCP check a getsockopt(SO_ERROR).
+        tokens.extend(self.events.iter().map(|e| {
+            let clean = e.is_writable() && !e.is_error() && !e.is_write_closed();
+            (e.token(), e.is_writable(), clean)
+        }));
         self.batch_full = tokens.len() >= EVENTS;
-        for &(t, writable) in &tokens {
-            self.dispatch(t, writable, out);
+        for &(t, writable, clean) in &tokens {
+            self.dispatch(t, writable, clean, out);
         }
         self.tokens = tokens;
         self.run_timers(out);
@@ -374,8 +385,12 @@ impl Engine {
 
     fn run_timers(&mut self, out: &mut Vec<CheckResult>) {
         let now = Instant::now();
+        // Checks due within the next few milliseconds start now, together: with a thousand
+        // targets spread over a second, one wake-up serves many of them instead of one each.
+        let horizon = now + COALESCE;
         while let Some(Reverse(t)) = self.timers.peek().copied() {
-            if t.at > now {
+            let due = t.at <= now || (t.at <= horizon && matches!(t.kind, TimerKind::Start));
+            if !due {
                 break;
             }
             self.timers.pop();
@@ -406,7 +421,7 @@ impl Engine {
                     );
                     self.finish(t.key, false, detail, out);
                 }
-                TimerKind::Tick => self.progress(t.key, false, out),
+                TimerKind::Tick => self.progress(t.key, false, false, out),
             }
         }
     }
@@ -552,24 +567,24 @@ impl Engine {
         }
     }
 
-    fn dispatch(&mut self, t: Token, writable: bool, out: &mut Vec<CheckResult>) {
+    fn dispatch(&mut self, t: Token, writable: bool, clean: bool, out: &mut Vec<CheckResult>) {
         if t == ICMP4 || t == ICMP6 {
             self.icmp_ready(t == ICMP6, out);
             return;
         }
         let key = (t.0 - FIRST_SLOT) / 2;
-        self.progress(key, writable, out);
+        self.progress(key, writable, clean, out);
     }
 
     /// Lets the probe of slot `key` make progress; finishes it when it is decided.
-    fn progress(&mut self, key: usize, writable: bool, out: &mut Vec<CheckResult>) {
+    fn progress(&mut self, key: usize, writable: bool, clean: bool, out: &mut Vec<CheckResult>) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
         let check = slot.check.clone();
         let generation = slot.generation;
         let verdict = match (&mut slot.probe, &check.kind) {
-            (Some(Probe::Tcp(s)), _) => tcp_ready(s, writable),
+            (Some(Probe::Tcp(s)), _) => tcp_ready(s, writable, clean),
             (Some(Probe::Http(p)), CheckKind::Http(h) | CheckKind::Https(h)) => p.ready(h),
             (Some(Probe::Dns(p)), CheckKind::Dns(d)) => p.ready(d),
             (Some(Probe::Script(p)), _) => {
@@ -725,7 +740,13 @@ impl Drop for Engine {
     }
 }
 
-fn tcp_ready(s: &TcpStream, writable: bool) -> Option<(bool, String)> {
+/// How early a check may start so that checks due close together share one wake-up.
+const COALESCE: Duration = Duration::from_millis(10);
+
+fn tcp_ready(s: &TcpStream, writable: bool, clean: bool) -> Option<(bool, String)> {
+    if clean {
+        return Some((true, "connected".into()));
+    }
     match s.take_error() {
         Ok(Some(e)) | Err(e) => return Some((false, format!("connect: {e}"))),
         Ok(None) => {}
