@@ -15,14 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_lvs-heartbeatd");
 const VIP: &str = "10.77.0.100";
 const PORT: u16 = 6940;
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        println!("SKIPPED: {test} needs root");
-        false
-    }
-}
+use lvs_testsupport::root_or_skip;
 
 fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])

@@ -25,14 +25,7 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------- test harness
 
-fn is_root(test: &str) -> bool {
-    // SAFETY: geteuid(2) has no arguments and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        eprintln!("SKIPPED: {test} needs root");
-    }
-    euid == 0
-}
+use lvs_testsupport::root_or_skip as is_root;
 
 fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
@@ -133,15 +126,8 @@ fn pair() -> Pair {
 }
 
 /// Call `f` until it returns `Some`, or panic with `what` after [`DEADLINE`].
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    lvs_testsupport::wait_for(what, DEADLINE, f)
 }
 
 /// Wait until `fd` is readable or `timeout` passes; true when readable.

@@ -42,41 +42,10 @@ pub fn monitord_bin() -> PathBuf {
 
 /// `lvs-director` and `lvsadm` sit beside `lvs-monitord` in the target directory.
 fn sibling(name: &str) -> PathBuf {
-    let p = monitord_bin()
-        .parent()
-        .expect("binary has a directory")
-        .join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build --workspace` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
+    lvs_testsupport::sibling_bin(env!("CARGO_BIN_EXE_lvs-monitord"), name)
 }
 
-pub fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        println!("SKIPPED: {test} needs root");
-        false
-    }
-}
-
-/// Poll `f` every 50 ms until it returns `Some`, or panic naming `what` after `limit`.
-pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+pub use lvs_testsupport::{root_or_skip, wait_for};
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

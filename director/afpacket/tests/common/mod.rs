@@ -14,16 +14,8 @@ use std::time::{Duration, Instant};
 
 use lvs_afpacket::{FrameMeta, RxRing};
 
-/// True if the test can run; otherwise prints the skip notice.
-pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
-        eprintln!("SKIPPED: {test} needs root");
-        return false;
-    }
-    true
-}
+#[allow(unused_imports)] // not every test binary uses it
+pub use lvs_testsupport::root_or_skip;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
