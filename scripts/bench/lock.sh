@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Lock manager benchmark: lock-and-unlock operations per second and p50/p99 latency of one
+# lock+unlock, uncontended (each client its own lock name) and contended (all clients on one
+# name), with N client threads (one connection each), for
+#   - lvs-lockmgr, one node, and three nodes on loopback when the binary supports peers;
+#   - etcd 3 (Debian's etcd-server), one and three nodes on loopback, through its lock API
+#     (/v3/lock/lock + /v3/lock/unlock with a lease, over the HTTP/JSON gateway);
+#   - Redis (Debian's redis-server), SET key val NX PX / DEL, appendonly yes, appendfsync always.
+# The same client (lvs-lockbench, lockmgr/bench) drives all of them with keep-alive
+# connections, so the client's own cost is the same. Every system syncs its log to disk before
+# it answers (lvs-lockmgr fsync = true, etcd's WAL fsync, Redis appendfsync always) and keeps it
+# in the same temporary directory. Prints a Markdown table with ratios against etcd and Redis.
+#
+# usage: scripts/bench/lock.sh [--clients N] [--seconds S]     (defaults: 8 clients, 5 s a run)
+# Installs etcd-server, etcd-client and redis-server with apt-get when missing (needs root then).
+# Ports used: BASE_PORT (default 24100) .. BASE_PORT+40 on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+CLIENTS=${CLIENTS:-8}
+RUN_SECS=${BENCH_SECONDS:-5}
+BASE=${BASE_PORT:-24100}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --clients) CLIENTS=$2; shift 2 ;;
+        --seconds) RUN_SECS=$2; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "lock.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { echo "lock.sh: $*" >&2; }
+
+# ---- what we need ----
+missing=()
+for p in etcd-server etcd-client redis-server; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        say "missing Debian packages: ${missing[*]} (run as root to install them)"; exit 1
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+say "building lvs-lockmgr and lvs-lockbench (release)"
+cargo build --release --locked -p lvs-lockmgr -p lvs-lockbench >&2
+BIN="${CARGO_TARGET_DIR:-target}/release"
+LOCKMGR="$BIN/lvs-lockmgr"
+LOCKCTL="$BIN/lvs-lockctl"
+BENCH="$BIN/lvs-lockbench"
+
+WORK=$(mktemp -d /var/tmp/lvs-lockbench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+RESULTS="$WORK/results.jsonl"
+: > "$RESULTS"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# wait_until WHAT SECONDS CMD...: polls CMD until it succeeds, or fails naming WHAT.
+wait_until() {
+    local what=$1 limit=$2; shift 2
+    local deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then say "timed out after ${limit}s waiting for $what"; return 1; fi
+        sleep 0.1
+    done
+}
+
+stop_all() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+
+# bench SYSTEM NODES TARGET ARGS...: both workloads, one JSON line each into $RESULTS.
+bench() {
+    local system=$1 nodes=$2 target=$3; shift 3
+    local w
+    for w in uncontended contended; do
+        local extra=()
+        [ "$w" = contended ] && extra=(--contended)
+        say "$system, $nodes node(s), $w, $CLIENTS clients, ${RUN_SECS}s"
+        if ! "$BENCH" "$target" "$@" --clients "$CLIENTS" --seconds "$RUN_SECS" "${extra[@]}" \
+            --label "$system|$nodes" >> "$RESULTS"; then
+            say "$system $nodes node(s) $w: the run failed (see above)"
+        fi
+    done
+}
+
+# ---- lvs-lockmgr ----
+lvs_node() { # lvs_node DIR CONFIG-TEXT
+    local dir=$1
+    mkdir -p "$dir"
+    printf '%s\n' "$2" > "$dir/lockmgr.toml"
+    "$LOCKMGR" -f --no-syslog --log-level warn --rundir "$dir/run" -c "$dir/lockmgr.toml" \
+        </dev/null >"$dir/log" 2>&1 &
+    PIDS+=($!)
+}
+
+lvs_node "$WORK/lvs1" "node_id = 1
+state_dir = \"$WORK/lvs1/state\"
+fsync = true"
+wait_until "lvs-lockmgr" 30 "$LOCKCTL" --rundir "$WORK/lvs1/run" status
+bench lvs-lockmgr 1 lvs --rundir "$WORK/lvs1/run"
+stop_all
+
+# Three nodes, if this lvs-lockmgr knows peers: the config is checked first.
+KEY="$WORK/peer.key"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$KEY"
+chmod 600 "$KEY"
+peers="peers = ["
+for i in 1 2 3; do peers+="{ id = $i, address = \"127.0.0.1:$((BASE + i))\" }, "; done
+peers="${peers%, }]"
+conf3() {
+    printf 'node_id = %s\nstate_dir = "%s"\nfsync = true\nkey_file = "%s"\n%s\n' \
+        "$1" "$WORK/lvs3-$1/state" "$KEY" "$peers"
+}
+mkdir -p "$WORK/lvs3-check"
+conf3 1 > "$WORK/lvs3-check/lockmgr.toml"
+LVS3="3-node: not available yet"
+if "$LOCKMGR" --check-config -c "$WORK/lvs3-check/lockmgr.toml" >"$WORK/lvs3-check/log" 2>&1; then
+    for i in 1 2 3; do lvs_node "$WORK/lvs3-$i" "$(conf3 "$i")"; done
+    leader_known() {
+        local i
+        for i in 1 2 3; do
+            "$LOCKCTL" --rundir "$WORK/lvs3-$i/run" status 2>/dev/null | grep -Eq '^leader: +[0-9]+' || return 1
+        done
+    }
+    if wait_until "a leader among the three lvs-lockmgr nodes" 60 leader_known; then
+        bench lvs-lockmgr 3 lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run"
+        LVS3=""
+    else
+        LVS3="3-node: the cluster did not elect a leader (logs: $(tail -n 3 "$WORK"/lvs3-1/log | tr '\n' ' '))"
+    fi
+    stop_all
+else
+    LVS3="3-node: not available yet ($(head -n 1 "$WORK/lvs3-check/log"))"
+fi
+[ -n "$LVS3" ] && say "lvs-lockmgr $LVS3"
+
+# ---- etcd ----
+etcd_cluster() { # etcd_cluster N: members e1..eN, client ports BASE+10+i, peer ports BASE+20+i
+    local n=$1 i cluster=""
+    for i in $(seq 1 "$n"); do cluster+="e$i=http://127.0.0.1:$((BASE + 20 + i)),"; done
+    cluster=${cluster%,}
+    for i in $(seq 1 "$n"); do
+        mkdir -p "$WORK/etcd$n-$i"
+        etcd --name "e$i" --data-dir "$WORK/etcd$n-$i/data" \
+            --listen-client-urls "http://127.0.0.1:$((BASE + 10 + i))" \
+            --advertise-client-urls "http://127.0.0.1:$((BASE + 10 + i))" \
+            --listen-peer-urls "http://127.0.0.1:$((BASE + 20 + i))" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 20 + i))" \
+            --initial-cluster "$cluster" --initial-cluster-state new \
+            --initial-cluster-token "lvs-lockbench-$n" \
+            </dev/null >"$WORK/etcd$n-$i/log" 2>&1 &
+        PIDS+=($!)
+    done
+    ETCD_ENDPOINTS=()
+    for i in $(seq 1 "$n"); do
+        wait_until "etcd member e$i" 60 etcdctl --endpoints "http://127.0.0.1:$((BASE + 10 + i))" endpoint health
+        ETCD_ENDPOINTS+=(--endpoint "127.0.0.1:$((BASE + 10 + i))")
+    done
+}
+etcd_cluster 1
+bench etcd 1 etcd "${ETCD_ENDPOINTS[@]}"
+stop_all
+etcd_cluster 3
+bench etcd 3 etcd "${ETCD_ENDPOINTS[@]}"
+stop_all
+
+# ---- Redis ----
+mkdir -p "$WORK/redis"
+redis-server --bind 127.0.0.1 --port "$((BASE + 30))" --dir "$WORK/redis" \
+    --appendonly yes --appendfsync always --save "" --daemonize no \
+    </dev/null >"$WORK/redis/log" 2>&1 &
+PIDS+=($!)
+wait_until "redis-server" 30 redis-cli -p "$((BASE + 30))" ping
+bench redis 1 redis --endpoint "127.0.0.1:$((BASE + 30))"
+stop_all
+
+# ---- the table ----
+echo
+echo "Lock+unlock, $CLIENTS clients, ${RUN_SECS}s per run, $(nproc) CPUs, $(uname -r), loopback;"
+echo "load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo "Durability: lvs-lockmgr fsync = true; etcd WAL fsync per commit (its default);"
+echo "Redis appendonly yes + appendfsync always (same durability as ours); all on $(df --output=source "$WORK" | tail -n 1)."
+echo "etcd: /v3/lock/lock + /v3/lock/unlock with a lease, JSON gateway, keep-alive. Redis: SET NX PX + DEL;"
+echo "contended Redis clients retry SET NX at once (no queue: they spin), Redis's best case."
+[ -n "$LVS3" ] && echo "lvs-lockmgr $LVS3"
+echo
+python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    system, nodes = r["label"].split("|")
+    by[(system, nodes, r["workload"])] = r
+def ratio(a, b):
+    return f"{a / b:.2f}x" if b else "-"
+print("| system | nodes | workload | ops/s | p50 ms | p99 ms | vs etcd (same nodes) | vs Redis |")
+print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+order = [("lvs-lockmgr", "1"), ("lvs-lockmgr", "3"), ("etcd", "1"), ("etcd", "3"), ("redis", "1")]
+for system, nodes in order:
+    for w in ("uncontended", "contended"):
+        r = by.get((system, nodes, w))
+        if r is None:
+            continue
+        ops = r["ops_per_s"]
+        e = by.get(("etcd", nodes, w))
+        rd = by.get(("redis", "1", w))
+        vs_e = ratio(ops, e["ops_per_s"]) if e and system != "etcd" else "-"
+        vs_r = ratio(ops, rd["ops_per_s"]) if rd and system != "redis" else "-"
+        err = " (errors: %s)" % "; ".join(r["errors"]) if r["errors"] else ""
+        print(f"| {system} | {nodes} | {w} | {ops:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {vs_e} | {vs_r} |{err}")
+PY
