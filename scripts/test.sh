@@ -5,11 +5,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Debian packages the tests use: gcc builds the C plugins of the ABI tests; iproute2, ethtool
+# Debian packages the tests use: gcc builds the C plugins of the ABI tests and the C programs
+# of the lock manager's C API tests (lockmgr/capi); iproute2, ethtool
 # and nftables build and inspect the network-namespace testbeds; python3 serves HTTP on the
 # testbed's real servers and curl is the client; procps gives sysctl; python3-aiosmtpd is the
 # real SMTP server the alert tests mail to; openssl makes their test certificates.
-packages=(gcc libc6-dev iproute2 ethtool nftables python3 curl procps python3-aiosmtpd openssl)
+# chromium is the real browser of lvs-webmon's browser test, driven from nodejs by
+# playwright-core (installed with npm below; npm comes with NodeSource's nodejs, else Debian's).
+packages=(gcc libc6-dev iproute2 ethtool nftables python3 curl procps python3-aiosmtpd openssl chromium nodejs)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,6 +39,13 @@ command -v cargo >/dev/null || { echo "scripts/test.sh: cargo not found: install
 if [ "$(id -u)" -ne 0 ]; then
     echo "scripts/test.sh: WARNING: not root: tests that need root will print SKIPPED" >&2
 fi
+
+# lvs-webmon's browser test drives chromium with playwright-core, pinned by
+# webmon/tests/browser/package-lock.json.
+if ! command -v npm >/dev/null && [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+fi
+(cd webmon/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 cargo build --workspace --locked
 cargo test --workspace --locked

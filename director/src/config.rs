@@ -23,6 +23,13 @@ pub struct Config {
     pub nft: String,
     pub timeouts: TimeoutsConfig,
     pub ring: RingConfig,
+    /// `[sync]`: connection-state sync with the other directors (absent: none).
+    pub sync: Option<crate::sync::SyncConfig>,
+    /// Layer-7 content services (`[[content_service]]`, see lvs-l7), terminated by the
+    /// director's own TCP stack beside the IP-load-balanced services.
+    pub content_service: Vec<lvs_l7::ContentServiceConfig>,
+    /// Pools of real servers that content services route to (`[[pool]]`).
+    pub pool: Vec<lvs_l7::PoolConfig>,
 }
 
 /// `[timeouts]`, in seconds: the same as `lvsadm --set tcp tcpfin udp`.
@@ -56,6 +63,9 @@ impl Default for Config {
             nft: "nft".into(),
             timeouts: TimeoutsConfig::default(),
             ring: RingConfig::default(),
+            sync: None,
+            content_service: Vec::new(),
+            pool: Vec::new(),
         }
     }
 }
@@ -113,6 +123,10 @@ impl Config {
         if self.timeouts.tcp == 0 || self.timeouts.tcp_fin == 0 || self.timeouts.udp == 0 {
             return Err("timeouts must be at least 1 second".into());
         }
+        if let Some(s) = &self.sync {
+            s.validate()?;
+        }
+        lvs_l7::config::validate(&self.content_service, &self.pool)?;
         Ok(())
     }
 }

@@ -66,6 +66,9 @@ impl StatsSource for DpStats {
     fn info(&self) -> lvs_proto::DirectorInfo {
         self.0.borrow().info()
     }
+    fn sync_status(&self) -> Option<lvs_proto::director::SyncStatus> {
+        self.0.borrow().sync_status()
+    }
 }
 
 /// Next hops, interface MTUs and interface addresses, read from the kernel.
@@ -168,6 +171,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
             ..lvs_afpacket::RxConfig::default()
         },
         timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
+        sync: cfg.sync.clone(),
     };
     let dataplane = Rc::new(RefCell::new(Dataplane::start(
         &setup,
@@ -175,6 +179,9 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
         mtus,
         if_addrs,
     )?));
+    if let Some(key) = settings.sync_key.clone() {
+        dataplane.borrow_mut().start_sync(key)?;
+    }
     let mut guard = KernelGuard::new(cfg.nft.clone());
 
     // The rules file, checked against the real plugins now.
@@ -201,6 +208,10 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
     let addrs = dataplane.borrow().dest_addrs();
     resolve(&mut nl, &table, addrs);
 
+    // Layer-7 content services: their listeners bind with IP_FREEBIND, so they start even
+    // while heartbeatd has not yet put the VIP on this host.
+    let mut content = crate::content::ContentSwitch::start(&cfg, &registry)?;
+
     // The control socket.
     let mut sc = ServerConfig::new("director", startup.rundir());
     sc.token_base = SERVER_BASE;
@@ -226,11 +237,29 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                     for s in signals.pending() {
                         match s {
                             Signal::Stop => {
+                                content.stop();
                                 return shutdown(&dataplane, &mut guard, &offloads);
                             }
                             Signal::Reload => {
                                 registry.borrow_mut().rescan();
                                 if let Some(new) = ctx.reload() {
+                                    if new.config.sync != cfg.sync {
+                                        event!(
+                                            Level::Warn,
+                                            "sync_config_unchanged",
+                                            reason = "[sync] changes take effect at the next start"
+                                        );
+                                    }
+                                    match content.apply(&new.config, &registry) {
+                                        Ok(n) => {
+                                            event!(Level::Info, "content_reloaded", services = n)
+                                        }
+                                        Err(reason) => event!(
+                                            Level::Error,
+                                            "content_config_rejected",
+                                            reason = reason
+                                        ),
+                                    }
                                     let check = PluginCheck(Rc::clone(&registry));
                                     match new.rules_state(&check) {
                                         Ok(state) => {
@@ -272,7 +301,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                     Ok(changes) => rebuild_hops |= changes.next_hops_changed(),
                     Err(e) => log::warn!("event=netlink_monitor_error reason={:?}", e.to_string()),
                 },
-                t if server.owns(t) => server.ready(ev, &mut handler),
+                t if server.owns(t) => server.ready(ev, &mut content.handler(&mut handler)),
                 _ => {}
             }
         }

@@ -6,7 +6,9 @@
 //! threads (`dataplane`), the kernel guard, the configuration, and the daemon's event loop.
 
 pub mod config;
+pub mod content;
 pub mod daemon;
 pub mod dataplane;
 pub mod guard;
 pub mod settings;
+pub mod sync;

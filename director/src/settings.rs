@@ -16,6 +16,8 @@ pub struct Settings {
     /// The rules file's text, when one is configured (checked for syntax and IPVS's rules;
     /// scheduler names are checked against the plugins when applied).
     pub rules: Option<(PathBuf, String)>,
+    /// The connection-sync key, read (and its permissions checked) with the file.
+    pub sync_key: Option<crate::sync::wire::AuthKey>,
 }
 
 fn invalid(path: &Path, reason: String) -> ConfigError {
@@ -31,6 +33,13 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
     let config: Config = lvs_common::config::load_or_default(path)?;
     let file = path.unwrap_or(Path::new("(defaults)"));
     config.validate().map_err(|r| invalid(file, r))?;
+    let sync_key = match &config.sync {
+        None => None,
+        Some(s) => Some(
+            crate::sync::wire::AuthKey::from_file(&s.key_file)
+                .map_err(|e| invalid(file, e.to_string()))?,
+        ),
+    };
     let rules = match &config.rules_file {
         None => None,
         Some(p) => {
@@ -42,7 +51,11 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
             Some((p.clone(), text))
         }
     };
-    Ok(Settings { config, rules })
+    Ok(Settings {
+        config,
+        rules,
+        sync_key,
+    })
 }
 
 impl Settings {
@@ -57,5 +70,37 @@ impl Settings {
                 lvs_control::load_rules(text, sched).map_err(|e| format!("{}: {e}", path.display()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_sync_key_others_can_read_refuses_the_configuration() {
+        let dir = std::env::temp_dir().join(format!("lvs-settings-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("sync.key");
+        std::fs::write(&key, "a shared secret for sync\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let conf = dir.join("director.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("director.toml") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ok = super::load(Some(&conf)).unwrap();
+        assert!(ok.sync_key.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -76,6 +76,10 @@ pub struct Config {
     pub serial: Option<Serial>,
     /// The virtual addresses.
     pub vips: Vec<Vip>,
+    /// The TUN device the virtual addresses live on (see [`crate::vipdev`]).
+    pub vip_device: String,
+    /// Whether a watched interface without carrier is a local fault (see [`crate::linkwatch`]).
+    pub watch_links: bool,
     /// Gratuitous ARP.
     pub garp: Garp,
     /// `[alert]` (syslog, mail, notify command on master/backup/fault).
@@ -103,6 +107,8 @@ struct FileConfig {
     garp: FileGarp,
     #[serde(default)]
     vip: Vec<FileVip>,
+    vip_device: Option<String>,
+    watch_links: Option<bool>,
     alert: Option<lvs_alert::AlertConfig>,
 }
 
@@ -291,6 +297,19 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
     if garp.refresh_ms != 0 && garp.refresh_ms < 1000 {
         return Err(src.error("garp.refresh_ms: 0 (off) or at least 1000"));
     }
+    let vip_device = f
+        .vip_device
+        .unwrap_or_else(|| crate::vipdev::DEFAULT_NAME.to_owned());
+    if !crate::vipdev::valid_name(&vip_device) {
+        return Err(src.error(format!(
+            "vip_device: {vip_device:?} is not an interface name (1 to 15 characters, no '/', ':' or space)"
+        )));
+    }
+    if vips.iter().any(|v| v.interface == vip_device) {
+        return Err(src.error(format!(
+            "vip.interface: {vip_device} is the VIP device itself; name the physical interface"
+        )));
+    }
     let alert = match f.alert {
         Some(a) => {
             if let Err(problems) = a.validate() {
@@ -316,6 +335,8 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
         udp,
         serial,
         vips,
+        vip_device,
+        watch_links: f.watch_links.unwrap_or(true),
         garp,
         alert,
     })

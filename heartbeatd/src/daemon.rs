@@ -2,12 +2,18 @@
 //! the epoch store (as the crate documentation describes), and carrying out the takeover and
 //! the release:
 //!
-//! - takeover ([`Action::BecomeMaster`]): director `SetRole Active`, each virtual address
-//!   added (netlink), gratuitous ARP (the first frames at once, the rest of the burst from the
+//! - takeover ([`Action::BecomeMaster`]): director `SetRole Active` (handed to the
+//!   [`DirectorLink`] thread, never waited for), each virtual address added (netlink, on the
+//!   TUN device of [`crate::vipdev`], so that the addresses die with the process), gratuitous
+//!   ARP on the physical interface (the first frames at once, the rest of the burst from the
 //!   loop, never blocking it), notify `master` (lvs-alert) — each step timed and logged
 //!   (`event=takeover step=... ms=...`);
 //! - release ([`Action::BecomeBackup`], [`Action::Fault`], SIGTERM): the reverse: addresses
 //!   removed, director `SetRole Standby`, notify `backup`/`fault`.
+//!
+//! A watched interface without carrier is a local fault ([`crate::linkwatch`]); SIGTERM sends
+//! a farewell heartbeat in state `fault` so that the peer takes over at once; SIGHUP applies a
+//! validated configuration; `<rundir>/heartbeatd.sock` answers [`Request::HaStatus`].
 //!
 //! The epoch is written durably ([`Action::PersistEpoch`]) before anything after it runs; a
 //! failed write is a local fault.
@@ -15,31 +21,40 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::Level;
 use lvs_alert::{Alert, AlertKind as NotifyKind, Alerter};
 use lvs_common::{BoxError, Signal, Signals, Startup, event, signals};
 use lvs_netinfo::{GarpKind, Netlink, send_gratuitous_arp};
-use lvs_proto::{Client, ClientOptions, HaRole, Request, Response, Role};
+use lvs_proto::message::{HaMedium, HaPeer, HaStatus};
+use lvs_proto::server::{Handler, Server, ServerConfig};
+use lvs_proto::{ErrorCode, HaRole, PeerInfo, Request, Response};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::Medium;
 use crate::config::{Config, Vip};
+use crate::director::DirectorLink;
 use crate::epoch::EpochStore;
 use crate::fsm::{Action, AlertKind, Fsm, Input};
+use crate::linkwatch::LinkWatch;
 use crate::serial::SerialPort;
 use crate::udp::{MAX_DATAGRAM, UdpHeartbeat};
+use crate::vipdev::VipDevice;
 use crate::wire::{AuthKey, NodeState, Sealer, Status, Verifier, wall_clock_ms};
 
 const SIGNALS: Token = Token(0);
 const UDP: Token = Token(1);
 const SERIAL: Token = Token(2);
+const LINKS: Token = Token(3);
+/// The control socket's tokens start here.
+const SERVER_BASE: usize = 1024;
 
-/// How long one director request may take (the takeover waits for it).
-const DIRECTOR_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long SIGTERM waits for the farewell heartbeat to leave on the serial line.
+const FAREWELL_FLUSH: Duration = Duration::from_millis(300);
+/// How long SIGTERM waits for the director to take the standby role.
+const DIRECTOR_STOP: Duration = Duration::from_secs(1);
 
 /// A pending gratuitous ARP burst.
 #[derive(Debug, Clone, Copy)]
@@ -59,10 +74,13 @@ struct Daemon {
     serial: Option<SerialPort>,
     serial_writable: bool,
     netlink: Option<Netlink>,
-    director_path: PathBuf,
-    director: Option<Client>,
-    director_warned: bool,
+    vipdev: VipDevice,
+    director: DirectorLink,
     alerter: Alerter,
+    links: Option<LinkWatch>,
+    link_fault: Option<String>,
+    fault_reason: String,
+    stopping: bool,
     holds_vips: bool,
     garp: Option<GarpPlan>,
     node: String,
@@ -75,8 +93,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let key = AuthKey::from_file(&config.auth_key_file)?;
     let epochs = EpochStore::new(&config.epoch_file);
     let stored = epochs.load()?;
-    let start = Instant::now();
-    let fsm = Fsm::new(&config.fsm, stored, 0)?;
+    // Validated now; the machine itself starts once everything is set up (below).
+    Fsm::new(&config.fsm, stored, 0)?;
     let sealer = Sealer::new(key.clone(), config.fsm.node_id, config.fsm.priority)?;
     let verifier = Verifier::new(key, config.fsm.node_id, &config.peers);
     let mut udp = match &config.udp {
@@ -95,17 +113,20 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         poll.registry()
             .register(&mut SourceFd(&s.as_raw_fd()), SERIAL, Interest::READABLE)?;
     }
-    let netlink = if config.vips.is_empty() {
-        None
-    } else {
-        Some(Netlink::open()?)
-    };
+    let vipdev = VipDevice::create(&config.vip_device)?;
+    let mut netlink = Netlink::open()?;
+    let links = open_links(&config, &mut netlink, poll.registry())?;
     let alerter = Alerter::start(&config.alert)?;
-    let director_path = config
-        .director_socket
-        .clone()
-        .unwrap_or_else(|| startup.rundir().join("director.sock"));
+    let director = DirectorLink::start(director_path(&config, &startup))?;
+    let mut sc = ServerConfig::new("heartbeatd", startup.rundir());
+    sc.token_base = SERVER_BASE;
+    let mut server = Server::bind(sc)?;
+    server.register(poll.registry())?;
     let node = format!("node-{}", config.fsm.node_id);
+    // The clock (and initdead) starts after the set-up, which can take a while on a loaded
+    // machine: the peer gets the whole initdead to be heard.
+    let start = Instant::now();
+    let fsm = Fsm::new(&config.fsm, stored, 0)?;
     let mut d = Daemon {
         config,
         start,
@@ -116,19 +137,21 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         udp,
         serial,
         serial_writable: false,
-        netlink,
-        director_path,
-        director: None,
-        director_warned: false,
+        netlink: Some(netlink),
+        vipdev,
+        director,
         alerter,
+        links,
+        link_fault: None,
+        fault_reason: String::new(),
+        stopping: false,
         holds_vips: false,
         garp: None,
         node,
     };
-    // A previous run that died as master may have left the addresses behind: we start as
-    // init, and init holds nothing.
-    d.holds_vips = true;
-    d.remove_vips("start");
+    // An older lvs-heartbeatd put the addresses on the physical interface, where they outlive
+    // the process: remove such leftovers (ours now live on the VIP device).
+    d.remove_legacy_vips();
     event!(
         Level::Info,
         "heartbeat_start",
@@ -144,8 +167,10 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
             .collect::<Vec<_>>()
             .join(","),
         vips = d.config.vips.len(),
+        vip_device = d.vipdev.name(),
         auto_failback = d.config.fsm.auto_failback,
     );
+    d.check_links();
     let ctx = startup.ready();
 
     let mut events = Events::with_capacity(64);
@@ -166,18 +191,13 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                     for signal in signals.pending() {
                         match signal {
                             Signal::Stop => {
-                                d.release("stop", NotifyKind::Backup);
-                                d.alerter.shutdown(Duration::from_secs(2));
+                                d.stop();
                                 return Ok(());
                             }
                             Signal::Reload => {
-                                if ctx.reload().is_some() {
-                                    event!(
-                                        Level::Warn,
-                                        "config_reload_deferred",
-                                        reason =
-                                            "lvs-heartbeatd applies a new configuration at restart"
-                                    );
+                                if let Some(new) = ctx.reload() {
+                                    let path = director_path(&new, &ctx);
+                                    d.apply(new, path, poll.registry());
                                 }
                             }
                             Signal::Dump => d.dump(),
@@ -226,6 +246,16 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                         }
                     }
                 }
+                LINKS => {
+                    let changed = match (d.links.as_mut(), d.netlink.as_mut()) {
+                        (Some(w), Some(nl)) => w.readable(nl),
+                        _ => false,
+                    };
+                    if changed {
+                        d.check_links();
+                    }
+                }
+                t if server.owns(t) => server.ready(ev, &mut Ctl(&d)),
                 _ => {}
             }
         }
@@ -247,6 +277,63 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
             poll.registry()
                 .reregister(&mut SourceFd(&s.as_raw_fd()), SERIAL, interest)?;
             d.serial_writable = want;
+        }
+    }
+}
+
+fn director_path<C>(config: &Config, ctx: &impl RunDir<C>) -> std::path::PathBuf {
+    config
+        .director_socket
+        .clone()
+        .unwrap_or_else(|| ctx.run_dir().join("director.sock"))
+}
+
+/// The run directory of a [`Startup`] or a running [`lvs_common::Context`].
+trait RunDir<C> {
+    fn run_dir(&self) -> &std::path::Path;
+}
+
+impl<C> RunDir<C> for Startup<C> {
+    fn run_dir(&self) -> &std::path::Path {
+        self.rundir()
+    }
+}
+
+impl<C> RunDir<C> for lvs_common::Context<C> {
+    fn run_dir(&self) -> &std::path::Path {
+        self.rundir()
+    }
+}
+
+/// The watched interfaces: those the VIPs are served on.
+fn open_links(
+    config: &Config,
+    nl: &mut Netlink,
+    registry: &Registry,
+) -> Result<Option<LinkWatch>, BoxError> {
+    if !config.watch_links || config.vips.is_empty() {
+        return Ok(None);
+    }
+    let mut names: Vec<String> = config.vips.iter().map(|v| v.interface.clone()).collect();
+    names.sort();
+    names.dedup();
+    let w = LinkWatch::open(&names, nl)?;
+    registry.register(&mut SourceFd(&w.raw_fd()), LINKS, Interest::READABLE)?;
+    Ok(Some(w))
+}
+
+/// The control socket's answers.
+struct Ctl<'a>(&'a Daemon);
+
+impl Handler for Ctl<'_> {
+    fn handle(&mut self, _peer: &PeerInfo, request: Request) -> Response {
+        match request {
+            Request::Ping => Response::Pong,
+            Request::HaStatus => Response::HaStatus(self.0.status()),
+            other => Response::Error {
+                code: ErrorCode::Unsupported,
+                message: format!("lvs-heartbeatd does not handle {other:?}"),
+            },
         }
     }
 }
@@ -305,24 +392,38 @@ impl Daemon {
                 );
                 None
             }
-            Action::BecomeMaster { epoch } => self.take_over(epoch),
+            Action::BecomeMaster { epoch } => {
+                self.fault_reason.clear();
+                self.take_over(epoch)
+            }
             Action::BecomeBackup => {
+                self.fault_reason.clear();
                 self.release("backup", NotifyKind::Backup);
                 None
             }
             Action::Fault { reason } => {
-                event!(Level::Error, "heartbeat_fault", reason = reason);
-                self.release("fault", NotifyKind::Fault);
+                if self.stopping {
+                    self.release("stop", NotifyKind::Backup);
+                } else {
+                    event!(Level::Error, "heartbeat_fault", reason = reason);
+                    self.fault_reason.clone_from(&reason);
+                    self.release("fault", NotifyKind::Fault);
+                }
                 None
             }
         }
     }
 
     fn send_heartbeat(&mut self, state: NodeState, epoch: u64) {
-        // No connection sync yet: there is no table to wait for, so it is always "synced".
+        // Only a director that says its table is synced lets us claim it: a returning
+        // primary takes the VIP back (auto_failback) only once no connection would be lost.
         let status = Status {
             sync_generation: 0,
-            flags: Status::TABLE_SYNCED,
+            flags: if self.director.sync_state().is_synced() {
+                Status::TABLE_SYNCED
+            } else {
+                0
+            },
         };
         let hb = self.sealer.next(state, epoch, status, wall_clock_ms());
         if let Some(u) = self.udp.as_mut() {
@@ -333,18 +434,50 @@ impl Daemon {
         }
     }
 
+    /// SIGTERM: the addresses released, a farewell heartbeat in state `fault` on every medium
+    /// (the peer takes over at once instead of after the deadtime), the director standby.
+    fn stop(mut self) {
+        self.stopping = true;
+        self.feed(Input::Fault {
+            reason: "stopping".into(),
+        });
+        // The fault heartbeat may already have gone out as part of the fault; one more does
+        // no harm and covers a lost datagram.
+        let (state, epoch) = (self.fsm.state(), self.fsm.epoch());
+        self.send_heartbeat(state, epoch);
+        let t = Instant::now();
+        if let Some(s) = self.serial.as_mut() {
+            while s.wants_write() && t.elapsed() < FAREWELL_FLUSH {
+                if s.flush().is_err() {
+                    break;
+                }
+                if s.wants_write() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        event!(
+            Level::Info,
+            "farewell_sent",
+            state = state.name(),
+            ms = ms(t)
+        );
+        self.director.stop(DIRECTOR_STOP);
+        self.alerter.shutdown(Duration::from_secs(2));
+    }
+
     /// Director active, addresses, gratuitous ARP, notify.
     fn take_over(&mut self, epoch: u64) -> Option<Input> {
         let t0 = Instant::now();
         event!(Level::Info, "takeover_start", epoch = epoch);
         let t = Instant::now();
-        let res = self.set_role(HaRole::Active);
+        self.director.set_role(HaRole::Active);
         event!(
             Level::Info,
             "takeover",
             step = "director",
             ms = ms(t),
-            result = res
+            result = "queued"
         );
         self.holds_vips = true;
         for vip in self.config.vips.clone() {
@@ -356,6 +489,7 @@ impl Daemon {
                     step = "vip",
                     addr = vip,
                     interface = vip.interface,
+                    device = self.vipdev.name(),
                     ms = ms(t)
                 ),
                 Err(e) => {
@@ -368,27 +502,12 @@ impl Daemon {
                         error = e
                     );
                     return Some(Input::Fault {
-                        reason: format!("cannot add {vip} to {}: {e}", vip.interface),
+                        reason: format!("cannot add {vip} to {}: {e}", self.vipdev.name()),
                     });
                 }
             }
         }
-        if self.config.garp.count > 0 && !self.config.vips.is_empty() {
-            let t = Instant::now();
-            self.garp = Some(GarpPlan {
-                due_ms: 0,
-                remaining: self.config.garp.count,
-            });
-            self.run_garp();
-            event!(
-                Level::Info,
-                "takeover",
-                step = "garp",
-                count = self.config.garp.count,
-                interval_ms = self.config.garp.interval_ms,
-                ms = ms(t)
-            );
-        }
+        self.start_garp();
         let t = Instant::now();
         self.alerter.send(
             Alert::new(NotifyKind::Master)
@@ -407,28 +526,49 @@ impl Daemon {
         None
     }
 
+    fn start_garp(&mut self) {
+        if self.config.garp.count > 0 && !self.config.vips.is_empty() {
+            let t = Instant::now();
+            self.garp = Some(GarpPlan {
+                due_ms: 0,
+                remaining: self.config.garp.count,
+            });
+            self.run_garp();
+            event!(
+                Level::Info,
+                "takeover",
+                step = "garp",
+                count = self.config.garp.count,
+                interval_ms = self.config.garp.interval_ms,
+                ms = ms(t)
+            );
+        }
+    }
+
     /// The reverse of the takeover: addresses removed, director standby, notify.
     fn release(&mut self, why: &str, notify: NotifyKind) {
         let t0 = Instant::now();
         self.garp = None;
         let had = self.holds_vips;
         self.remove_vips(why);
-        let t = Instant::now();
-        let res = self.set_role(HaRole::Standby);
+        self.director.set_role(HaRole::Standby);
         event!(
             Level::Info,
             "release",
             step = "director",
             why = why,
-            ms = ms(t),
-            result = res
+            result = "queued"
         );
         if why != "stop" {
             self.alerter.send(
                 Alert::new(notify)
                     .node(self.node.clone())
                     .service(self.vip_list())
-                    .reason(why.to_owned()),
+                    .reason(if self.fault_reason.is_empty() {
+                        why.to_owned()
+                    } else {
+                        self.fault_reason.clone()
+                    }),
             );
         }
         event!(
@@ -446,30 +586,49 @@ impl Daemon {
         }
         self.holds_vips = false;
         for vip in self.config.vips.clone().iter().rev() {
-            let t = Instant::now();
-            match self.del_vip(vip) {
-                Ok(removed) => {
-                    if removed || why != "start" {
-                        event!(
-                            Level::Info,
-                            "release",
-                            step = "vip",
-                            why = why,
-                            addr = vip,
-                            interface = vip.interface,
-                            removed = removed,
-                            ms = ms(t)
-                        );
-                    }
-                }
-                Err(e) => event!(
-                    Level::Error,
-                    "release_failed",
-                    step = "vip",
+            self.remove_vip(vip, why);
+        }
+    }
+
+    fn remove_vip(&mut self, vip: &Vip, why: &str) {
+        let t = Instant::now();
+        match self.del_vip(vip) {
+            Ok(removed) => event!(
+                Level::Info,
+                "release",
+                step = "vip",
+                why = why,
+                addr = vip,
+                interface = vip.interface,
+                removed = removed,
+                ms = ms(t)
+            ),
+            Err(e) => event!(
+                Level::Error,
+                "release_failed",
+                step = "vip",
+                addr = vip,
+                interface = vip.interface,
+                error = e
+            ),
+        }
+    }
+
+    /// Removes copies of the VIPs on their physical interfaces (left by an older version).
+    fn remove_legacy_vips(&mut self) {
+        for vip in self.config.vips.clone() {
+            let res = self.netlink().and_then(|nl| {
+                let link = nl.link_by_name(&vip.interface).map_err(|e| e.to_string())?;
+                nl.del_ipv4_address(link.ifindex, vip.addr, vip.prefix)
+                    .map_err(|e| e.to_string())
+            });
+            if let Ok(lvs_netinfo::AddressChange::Removed) = res {
+                event!(
+                    Level::Warn,
+                    "legacy_vip_removed",
                     addr = vip,
-                    interface = vip.interface,
-                    error = e
-                ),
+                    interface = vip.interface
+                );
             }
         }
     }
@@ -490,10 +649,12 @@ impl Daemon {
         self.netlink.as_mut().ok_or_else(|| "no netlink".to_owned())
     }
 
+    /// The address goes on the VIP device as /32: no subnet route points into the device,
+    /// and the kernel still answers ARP for it on the physical interface.
     fn add_vip(&mut self, vip: &Vip) -> Result<(), String> {
+        let ifindex = self.vipdev.ifindex();
         let nl = self.netlink()?;
-        let link = nl.link_by_name(&vip.interface).map_err(|e| e.to_string())?;
-        let r = nl.add_ipv4_address(link.ifindex, vip.addr, vip.prefix);
+        let r = nl.add_ipv4_address(ifindex, vip.addr, 32);
         r.map(|_| ()).map_err(|e| {
             self.netlink = None;
             e.to_string()
@@ -501,9 +662,9 @@ impl Daemon {
     }
 
     fn del_vip(&mut self, vip: &Vip) -> Result<bool, String> {
+        let ifindex = self.vipdev.ifindex();
         let nl = self.netlink()?;
-        let link = nl.link_by_name(&vip.interface).map_err(|e| e.to_string())?;
-        match nl.del_ipv4_address(link.ifindex, vip.addr, vip.prefix) {
+        match nl.del_ipv4_address(ifindex, vip.addr, 32) {
             Ok(change) => Ok(change == lvs_netinfo::AddressChange::Removed),
             Err(e) => {
                 self.netlink = None;
@@ -559,68 +720,249 @@ impl Daemon {
         };
     }
 
-    /// Tells the director its role; `ok`, `no-director` or the error. A missing director is
-    /// logged once and never stops the takeover (the addresses still move).
-    fn set_role(&mut self, role: HaRole) -> String {
-        for attempt in 0..2 {
-            if self.director.is_none() {
-                if !self.director_path.exists() {
-                    if !self.director_warned {
-                        self.director_warned = true;
-                        event!(
-                            Level::Warn,
-                            "director_unreachable",
-                            socket = self.director_path.display(),
-                            error = "no socket"
-                        );
+    /// A watched link lost its carrier: a local fault; every link back: backup again.
+    fn check_links(&mut self) {
+        let Some(w) = &self.links else { return };
+        let down = w.down();
+        if !down.is_empty() {
+            let reason = format!("link {} down", down.join(","));
+            event!(Level::Warn, "link_down", interfaces = down.join(","));
+            if self.link_fault.as_ref() != Some(&reason) {
+                self.link_fault = Some(reason.clone());
+                self.feed(Input::Fault { reason });
+            }
+        } else if self.link_fault.take().is_some() {
+            event!(Level::Info, "link_up", interfaces = self.link_names());
+            self.feed(Input::FaultCleared);
+        }
+    }
+
+    fn link_names(&self) -> String {
+        self.links.as_ref().map_or(String::new(), |w| {
+            w.links()
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    /// SIGHUP with a valid file: applies what can change while running.
+    fn apply(&mut self, mut new: Config, director: std::path::PathBuf, registry: &Registry) {
+        let old = &self.config;
+        let mut kept = Vec::new();
+        if new.fsm.node_id != old.fsm.node_id {
+            kept.push("node_id");
+            new.fsm.node_id = old.fsm.node_id;
+        }
+        if new.auth_key_file != old.auth_key_file {
+            kept.push("auth_key_file");
+            new.auth_key_file.clone_from(&old.auth_key_file);
+        }
+        if new.epoch_file != old.epoch_file {
+            kept.push("epoch_file");
+            new.epoch_file.clone_from(&old.epoch_file);
+        }
+        if new.vip_device != old.vip_device {
+            kept.push("vip_device");
+            new.vip_device.clone_from(&old.vip_device);
+        }
+        if let Err(e) = self.fsm.reconfigure(&new.fsm) {
+            event!(Level::Error, "config_apply_failed", error = e);
+            return;
+        }
+        self.sealer.set_priority(new.fsm.priority);
+        for &p in &new.peers {
+            self.verifier.add_peer(p);
+        }
+        if new.udp != self.config.udp {
+            if let Some(mut u) = self.udp.take() {
+                let _ = registry.deregister(u.socket_mut());
+            }
+            if let Some(cfg) = &new.udp {
+                match UdpHeartbeat::bind(cfg) {
+                    Ok(mut u) => {
+                        if let Err(e) = registry.register(u.socket_mut(), UDP, Interest::READABLE) {
+                            event!(Level::Error, "config_apply_failed", part = "udp", error = e);
+                        }
+                        self.udp = Some(u);
                     }
-                    return "no-director".into();
+                    Err(e) => event!(Level::Error, "config_apply_failed", part = "udp", error = e),
                 }
-                let options = ClientOptions {
-                    timeout: DIRECTOR_TIMEOUT,
-                    ..ClientOptions::default()
-                };
-                match Client::connect_with(&self.director_path, Role::Heartbeatd, options) {
-                    Ok(c) => {
-                        self.director_warned = false;
-                        event!(
-                            Level::Info,
-                            "director_connected",
-                            socket = self.director_path.display()
-                        );
-                        self.director = Some(c);
+            }
+        }
+        if new.serial != self.config.serial {
+            if let Some(s) = self.serial.take() {
+                let _ = registry.deregister(&mut SourceFd(&s.as_raw_fd()));
+            }
+            self.serial_writable = false;
+            if let Some(cfg) = &new.serial {
+                match SerialPort::open(&cfg.device, cfg.baud) {
+                    Ok(s) => {
+                        if let Err(e) = registry.register(
+                            &mut SourceFd(&s.as_raw_fd()),
+                            SERIAL,
+                            Interest::READABLE,
+                        ) {
+                            event!(
+                                Level::Error,
+                                "config_apply_failed",
+                                part = "serial",
+                                error = e
+                            );
+                        }
+                        self.serial = Some(s);
                     }
                     Err(e) => {
                         event!(
-                            Level::Warn,
-                            "director_unreachable",
-                            socket = self.director_path.display(),
+                            Level::Error,
+                            "config_apply_failed",
+                            part = "serial",
                             error = e
-                        );
-                        return "unreachable".into();
-                    }
-                }
-            }
-            let Some(client) = self.director.as_mut() else {
-                continue;
-            };
-            match client.request(Request::SetRole { role }) {
-                Ok(Response::Ok) => return "ok".into(),
-                Ok(other) => {
-                    event!(Level::Warn, "director_answer", request = "SetRole", answer = ?other);
-                    return "refused".into();
-                }
-                Err(e) => {
-                    // A stale connection (the director restarted): reconnect once.
-                    self.director = None;
-                    if attempt == 1 {
-                        event!(Level::Warn, "director_lost", error = e);
-                        return "failed".into();
+                        )
                     }
                 }
             }
         }
-        "failed".into()
+        if new.alert != self.config.alert {
+            match Alerter::start(&new.alert) {
+                Ok(a) => {
+                    let old = std::mem::replace(&mut self.alerter, a);
+                    old.shutdown(Duration::from_millis(500));
+                }
+                Err(e) => event!(
+                    Level::Error,
+                    "config_apply_failed",
+                    part = "alert",
+                    error = e
+                ),
+            }
+        }
+        self.director.set_path(director);
+        // The addresses: those gone are removed, new ones added (and announced) while master.
+        let old_vips = std::mem::take(&mut self.config.vips);
+        if self.holds_vips {
+            for v in old_vips
+                .iter()
+                .filter(|v| !new.vips.iter().any(|n| n.addr == v.addr))
+            {
+                self.remove_vip(v, "reload");
+            }
+            for v in new
+                .vips
+                .iter()
+                .filter(|n| !old_vips.iter().any(|o| o.addr == n.addr))
+            {
+                if let Err(e) = self.add_vip(v) {
+                    event!(
+                        Level::Error,
+                        "config_apply_failed",
+                        part = "vip",
+                        addr = v,
+                        error = e
+                    );
+                }
+            }
+        }
+        let relink = new.watch_links != self.config.watch_links
+            || old_vips
+                .iter()
+                .map(|v| &v.interface)
+                .ne(new.vips.iter().map(|v| &v.interface));
+        self.config = new;
+        if self.holds_vips {
+            self.start_garp();
+        }
+        if relink {
+            if let Some(w) = self.links.take() {
+                let _ = registry.deregister(&mut SourceFd(&w.raw_fd()));
+            }
+            let opened = match self.netlink() {
+                Ok(_) => match self.netlink.as_mut() {
+                    Some(nl) => open_links(&self.config, nl, registry).map_err(|e| e.to_string()),
+                    None => Ok(None),
+                },
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(w) => self.links = w,
+                Err(e) => event!(
+                    Level::Error,
+                    "config_apply_failed",
+                    part = "links",
+                    error = e
+                ),
+            }
+            if self.links.is_none() && self.link_fault.take().is_some() {
+                self.feed(Input::FaultCleared);
+            }
+            self.check_links();
+        }
+        event!(
+            Level::Info,
+            "config_applied",
+            priority = self.config.fsm.priority,
+            keepalive_ms = self.config.fsm.timers.keepalive_ms,
+            deadtime_ms = self.config.fsm.timers.deadtime_ms,
+            vips = self.config.vips.len(),
+            kept_until_restart = kept.join(",")
+        );
+    }
+
+    fn status(&self) -> HaStatus {
+        let now = self.now();
+        let peer = self.fsm.peer();
+        let deadtime = self.fsm.timers().deadtime_ms;
+        let media = self
+            .config
+            .fsm
+            .media
+            .iter()
+            .map(|&m| {
+                let last = peer.and_then(|p| p.last_heard[m.index()]);
+                let ago = last.map(|t| now.saturating_sub(t));
+                HaMedium {
+                    name: m.name().to_owned(),
+                    up: ago.is_some_and(|a| a < deadtime),
+                    last_heard_ms: ago,
+                    accepted: self.verifier.accepted(m),
+                    rejected: self
+                        .verifier
+                        .rejects_on(m)
+                        .named()
+                        .iter()
+                        .map(|&(n, c)| (n.to_owned(), c))
+                        .collect(),
+                }
+            })
+            .collect();
+        HaStatus {
+            node: self.node.clone(),
+            node_id: self.config.fsm.node_id,
+            state: self.fsm.state().name().to_owned(),
+            fault_reason: self.fault_reason.clone(),
+            epoch: self.fsm.epoch(),
+            vips: self
+                .config
+                .vips
+                .iter()
+                .map(|v| format!("{v}@{}", v.interface))
+                .collect(),
+            holds_vips: self.holds_vips,
+            table_synced: self.director.sync_state().known(),
+            peer: peer.map(|p| HaPeer {
+                node_id: p.node_id,
+                state: p.state.name().to_owned(),
+                epoch: p.epoch,
+                alive: p.alive,
+                synced: p.synced,
+            }),
+            media,
+            links: self
+                .links
+                .as_ref()
+                .map_or_else(Vec::new, |w| w.links().to_vec()),
+        }
     }
 
     fn dump(&self) {

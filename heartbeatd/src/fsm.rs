@@ -367,6 +367,22 @@ impl Fsm {
         self.timers
     }
 
+    /// Applies a reloaded configuration (priority, timers, media, recovery mode); the node id
+    /// stays (it changes only at restart). Refused, and nothing changed, when invalid.
+    pub fn reconfigure(&mut self, config: &FsmConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let mut media = [false; 2];
+        for m in &config.media {
+            media[m.index()] = true;
+        }
+        self.priority = config.priority;
+        self.timers = config.timers;
+        self.media = media;
+        self.auto_failback = config.auto_failback;
+        self.hold_down_ms = config.hold_down_ms;
+        Ok(())
+    }
+
     /// What we know of the peer, once heard.
     pub fn peer(&self) -> Option<PeerStatus> {
         self.peer.as_ref().map(|p| PeerStatus {
@@ -895,6 +911,26 @@ mod tests {
     }
 
     const BOTH: [Medium; 2] = [Medium::Udp, Medium::Serial];
+
+    #[test]
+    fn reconfigure_applies_valid_timers_and_refuses_bad_ones() {
+        let mut fsm = Fsm::new(&cfg(1, 100), 0, 0).unwrap();
+        let mut c = cfg(1, 150);
+        c.timers.keepalive_ms = 50;
+        c.timers.deadtime_ms = 200;
+        c.timers.warntime_ms = 100;
+        c.timers.initdead_ms = 1000;
+        fsm.reconfigure(&c).unwrap();
+        assert_eq!(fsm.timers(), c.timers);
+        let mut bad = c.clone();
+        bad.timers.deadtime_ms = 60;
+        assert!(fsm.reconfigure(&bad).is_err());
+        assert_eq!(
+            fsm.timers(),
+            c.timers,
+            "a refused configuration changes nothing"
+        );
+    }
 
     /// A backup that heard master `remote` until `t`.
     fn backup_hearing(remote: &mut Remote, t: u64) -> Fsm {

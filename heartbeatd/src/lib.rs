@@ -13,6 +13,11 @@
 //!   Linux-HA has them, takeover only when every medium is silent, a persisted mastership
 //!   epoch, both recovery modes. Its outputs are an ordered list of [`fsm::Action`]s.
 //! - [`epoch`]: the mastership epoch on disk, written atomically.
+//! - [`vipdev`]: the TUN device the virtual addresses live on, so that they die with the
+//!   process (a SIGKILLed primary must not go on answering ARP for the VIP).
+//! - [`linkwatch`]: carrier of the VIP interfaces over netlink; a link down is a local fault.
+//! - [`director`]: the director's control socket on a helper thread (role changes never block
+//!   the loop; the director's connection-sync state feeds the `TABLE_SYNCED` flag).
 //!
 //! How the daemon wires them (one `mio` loop):
 //!
@@ -38,10 +43,13 @@
 
 pub mod config;
 pub mod daemon;
+pub mod director;
 pub mod epoch;
 pub mod fsm;
+pub mod linkwatch;
 pub mod serial;
 pub mod udp;
+pub mod vipdev;
 pub mod wire;
 
 use std::fmt;

@@ -464,6 +464,20 @@ impl RejectCounts {
         }
     }
 
+    /// Each counter with its name (`bad_length`, `bad_magic`, `bad_version`, `bad_mac`,
+    /// `malformed`, `replay`, `unknown_peer`).
+    pub fn named(&self) -> [(&'static str, u64); 7] {
+        [
+            ("bad_length", self.bad_length),
+            ("bad_magic", self.bad_magic),
+            ("bad_version", self.bad_version),
+            ("bad_mac", self.bad_mac),
+            ("malformed", self.malformed),
+            ("replay", self.replay),
+            ("unknown_peer", self.unknown_peer),
+        ]
+    }
+
     /// Every rejection.
     pub fn total(&self) -> u64 {
         self.bad_length
@@ -546,6 +560,7 @@ pub struct Verifier {
     peers: HashMap<u32, PeerReplay>,
     restart_window: u64,
     rejects: RejectCounts,
+    rejects_on: [RejectCounts; 2],
     accepted: [u64; 2],
 }
 
@@ -559,6 +574,7 @@ impl Verifier {
             peers: HashMap::new(),
             restart_window: DEFAULT_RESTART_WINDOW,
             rejects: RejectCounts::default(),
+            rejects_on: [RejectCounts::default(); 2],
             accepted: [0; 2],
         };
         for &p in peers {
@@ -597,6 +613,11 @@ impl Verifier {
         &self.rejects
     }
 
+    /// Rejections so far on one medium, by reason.
+    pub fn rejects_on(&self, medium: Medium) -> &RejectCounts {
+        &self.rejects_on[medium.index()]
+    }
+
     /// Heartbeats accepted so far on `medium`.
     pub fn accepted(&self, medium: Medium) -> u64 {
         self.accepted[medium.index()]
@@ -609,6 +630,7 @@ impl Verifier {
             Ok(_) => self.accepted[medium.index()] += 1,
             Err(reason) => {
                 self.rejects.bump(*reason);
+                self.rejects_on[medium.index()].bump(*reason);
                 log::debug!("heartbeat on {medium} rejected: {reason}");
             }
         }
@@ -700,6 +722,11 @@ impl Sealer {
     /// The node id.
     pub fn node_id(&self) -> u32 {
         self.node_id
+    }
+
+    /// A new priority for the next heartbeats (configuration reload).
+    pub fn set_priority(&mut self, priority: u16) {
+        self.priority = priority;
     }
 
     /// The next heartbeat's fields (sequence taken), not yet sealed: seal it once per

@@ -19,6 +19,16 @@ struct File {
     snapshot_every: Spanned<u64>,
     lockspaces: Vec<Spanned<String>>,
     client_group: Option<Spanned<String>>,
+    peers: Spanned<Vec<PeerFile>>,
+    key_file: Option<Spanned<PathBuf>>,
+}
+
+/// One `[[peers]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerFile {
+    id: u64,
+    address: String,
 }
 
 impl Default for File {
@@ -37,8 +47,19 @@ impl Default for File {
                 .map(|l| Spanned::new(0..0, l))
                 .collect(),
             client_group: None,
+            peers: Spanned::new(0..0, Vec::new()),
+            key_file: None,
         }
     }
+}
+
+/// A member of the Raft cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its node id.
+    pub id: u64,
+    /// Where it listens for peer traffic (TCP).
+    pub address: std::net::SocketAddr,
 }
 
 /// The validated configuration.
@@ -60,6 +81,10 @@ pub struct Config {
     pub lockspaces: Vec<String>,
     /// A group (besides root) allowed to connect to the socket, i.e. to take locks.
     pub client_group: Option<String>,
+    /// Every member of the Raft cluster, this node included; empty: single-node mode.
+    pub peers: Vec<Peer>,
+    /// The shared key of the peers (Raft mode).
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -73,6 +98,8 @@ impl Default for Config {
             snapshot_every: 100_000,
             lockspaces: vec!["default".to_owned()],
             client_group: None,
+            peers: Vec::new(),
+            key_file: None,
         }
     }
 }
@@ -128,6 +155,42 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
             format!("client_group {:?}: no such group", g.get_ref()),
         ));
     }
+    let mut peers = Vec::new();
+    for p in f.peers.get_ref() {
+        let address = p.address.parse().map_err(|_| {
+            src.error_at(
+                f.peers.span(),
+                format!("peer {}: address {:?} is not IP:PORT", p.id, p.address),
+            )
+        })?;
+        if p.id == 0 || p.id >= 1 << 23 {
+            return Err(src.error_at(f.peers.span(), "peer ids are between 1 and 8388607"));
+        }
+        if peers.iter().any(|q: &Peer| q.id == p.id) {
+            return Err(src.error_at(f.peers.span(), format!("peer {} is listed twice", p.id)));
+        }
+        peers.push(Peer { id: p.id, address });
+    }
+    if !peers.is_empty() {
+        if !(3..=7).contains(&peers.len()) {
+            return Err(src.error_at(
+                f.peers.span(),
+                "a cluster has 3 to 7 members (3 or 5 recommended); leave peers out for a single node",
+            ));
+        }
+        if !peers.iter().any(|p| p.id == *f.node_id.get_ref()) {
+            return Err(src.error_at(
+                f.peers.span(),
+                format!("node_id {} is not among the peers", f.node_id.get_ref()),
+            ));
+        }
+        let Some(key) = &f.key_file else {
+            return Err(src.error_at(f.peers.span(), "peers need key_file (the shared key)"));
+        };
+        if let Err(e) = crate::peer::Key::load(key.get_ref()) {
+            return Err(src.error_at(key.span(), e.to_string()));
+        }
+    }
     Ok(Config {
         node_id: f.node_id.into_inner(),
         state_dir: f.state_dir,
@@ -137,6 +200,8 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
         snapshot_every: f.snapshot_every.into_inner(),
         lockspaces: f.lockspaces.into_iter().map(Spanned::into_inner).collect(),
         client_group: f.client_group.map(Spanned::into_inner),
+        peers,
+        key_file: f.key_file.map(Spanned::into_inner),
     })
 }
 
@@ -170,5 +235,32 @@ mod tests {
         assert!(e.contains("no such group"), "{e}");
         let e = p("state_dir = \"relative\"").unwrap_err().to_string();
         assert!(e.contains("absolute"), "{e}");
+        let e = p("node_id = 4\npeers = [{ id = 1, address = \"127.0.0.1:1\" }, { id = 2, address = \"127.0.0.1:2\" }, { id = 3, address = \"127.0.0.1:3\" }]\nkey_file = \"/nonexistent\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lockmgr.toml:2:") && e.contains("not among the peers"),
+            "{e}"
+        );
+        let e = p("peers = [{ id = 1, address = \"nowhere\" }]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not IP:PORT"), "{e}");
+    }
+
+    #[test]
+    fn the_samples_are_valid() {
+        use std::os::unix::fs::PermissionsExt;
+        let single = include_str!("../../etc/lvs-lockmgr.toml");
+        assert_eq!(p(single).unwrap().peers, Vec::new());
+        let key = std::env::temp_dir().join(format!("lvs-lock-sample-key-{}", std::process::id()));
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cluster = include_str!("../../etc/lvs-lockmgr-cluster.toml")
+            .replace("/etc/lvs/lockmgr.key", key.to_str().unwrap());
+        let c = p(&cluster).unwrap();
+        std::fs::remove_file(&key).unwrap();
+        assert_eq!(c.peers.len(), 3);
+        assert_eq!(c.node_id, 1);
     }
 }

@@ -8,15 +8,27 @@
 //! Every turn of the loop: handle readiness, propose what it asks, route the applied outputs
 //! into the connections' buffers, **sync the log**, and only then write the buffers out. So no
 //! client ever sees a grant (or its token) that a crash could take back.
+//!
+//! With `peers` in the configuration the state is replicated ([`crate::replica`]): proposals
+//! of one turn become one Raft entry, a follower forwards them to the leader, and outputs come
+//! from committed entries (durable on a majority) as they are applied here. The Raft clock
+//! ticks with the daemon's tick; only the leader proposes [`Command::Tick`], continuing the
+//! replicated clock from where it found it. Every node heartbeats for its own sessions under a
+//! lease owner of its current life (`node_id * 1000 + incarnation`), so the sessions of a node
+//! that died expire after their lease, even if it restarts at once. The Hello is answered at
+//! once (status and list work on a node cut off from the leader); a session the cluster
+//! expired while this node was cut off ends its client's connection with a clear error.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::Level;
 use lvs_common::{BoxError, Signal, Signals, Startup, event, signals};
 use lvs_lockcore::{
-    Command, Denial, LockRef, LockRequest, MAX_NAME_LEN, NodeId, Output, SessionId, Target,
+    CloseReason, Command, Denial, LockRef, LockRequest, MAX_NAME_LEN, NodeId, Output, SessionId,
+    Target,
 };
 use lvs_proto::frame::FrameDecoder;
 use lvs_proto::peer::{AccessPolicy, Credentials};
@@ -27,15 +39,47 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::node::{Applied, Origin, Replication, SingleNode};
+use crate::peer::Key;
 use crate::protocol::{
     ClientInfo, ClientMsg, DAEMON, LOCK_PROTOCOL_VERSION, LockEvent, LockReq, Reply, ServerMsg,
     StatusInfo, reply_limit, request_limit,
 };
+use crate::replica::{ClusterConfig, RaftNode};
 use crate::storage::Storage;
+
+/// Counts this node's starts (Raft mode), durably, so each life has its own lease owner and
+/// session ids.
+fn next_incarnation(state_dir: &std::path::Path) -> Result<u64, BoxError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    let path = state_dir.join("incarnation");
+    let last = match std::fs::read_to_string(&path) {
+        Ok(t) => t
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    };
+    let next = last + 1;
+    let tmp = state_dir.join("incarnation.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{next}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(state_dir)?.sync_all()?;
+    Ok(next)
+}
 
 const SIGNALS: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+/// Peer messages arrived (Raft mode).
+const PEERS: Token = Token(2);
+const FIRST_CONN: usize = 3;
 /// A client with more unsent bytes than this does not read: it is disconnected.
 const WRITE_LIMIT: usize = 4 << 20;
 const READ_CHUNK: usize = 16 * 1024;
@@ -52,12 +96,22 @@ struct Conn {
     pending: HashMap<u64, u64>,
     /// Close once `out` is written (after an Error frame).
     closing: bool,
+    /// The Hello was accepted but its session is not open yet (waits for its commit).
+    opening: bool,
     writable: bool,
 }
 
 /// The daemon's state besides the replicated one.
 struct Daemon {
     node: NodeId,
+    /// The node whose heartbeats keep our sessions' leases: `node` in single-node mode; in
+    /// Raft mode `node * 1000 + incarnation`, so the sessions of a previous life of this node
+    /// are not kept alive by the new one and expire after their lease.
+    lease_owner: NodeId,
+    /// Raft mode: session ids come from a counter (no log index is known when a client says
+    /// Hello); the incarnation keeps them unique across restarts.
+    session_base: Option<u64>,
+    session_seq: u64,
     repl: Box<dyn Replication>,
     registry: Registry,
     listener: UnixListener,
@@ -69,8 +123,8 @@ struct Daemon {
     to_flush: Vec<usize>,
     /// Connections to close at the end of this turn.
     to_close: Vec<(usize, String)>,
-    clock_base: u64,
-    started: Instant,
+    /// While this node is the leader: the replicated clock when it became leader, and then.
+    leader_clock: Option<(u64, Instant)>,
     last_sync: Instant,
     scratch: Box<[u8]>,
 }
@@ -81,39 +135,70 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
     let node = NodeId(config.node_id);
 
-    let (storage, recovered) = Storage::open(&config.state_dir, config.fsync)?;
-    event!(
-        Level::Info,
-        "lock_state_recovered",
-        state_dir = config.state_dir.display(),
-        applied_index = recovered.applied_index,
-        replayed = recovered.replayed,
-        next_token = recovered.state.next_token(),
-    );
-    let mut repl: Box<dyn Replication> = Box::new(SingleNode::new(
-        node,
-        storage,
-        recovered,
-        config.snapshot_every,
-    ));
-    // The sessions of our previous life: their clients' sockets are gone.
-    let stale: Vec<SessionId> = repl
-        .state()
-        .sessions()
-        .iter()
-        .filter(|s| s.node == node)
-        .map(|s| s.session)
-        .collect();
-    for session in &stale {
-        repl.propose(Command::CloseSession { session: *session }, None)?;
-    }
-    if !stale.is_empty() {
+    let raft_mode = !config.peers.is_empty();
+    let mut lease_owner = node;
+    let mut session_base = None;
+    let mut repl: Box<dyn Replication> = if raft_mode {
+        let incarnation = next_incarnation(&config.state_dir)?;
+        lease_owner = NodeId(config.node_id * 1000 + incarnation % 1000);
+        session_base = Some((config.node_id << 40) | ((incarnation % 1000) << 30));
+        let key_file = config.key_file.as_deref().ok_or("peers need key_file")?;
+        let cluster = ClusterConfig {
+            id: config.node_id,
+            members: config.peers.iter().map(|p| (p.id, p.address)).collect(),
+            key: Key::load(key_file)?,
+            snapshot_every: config.snapshot_every,
+            incarnation,
+            catch_up_gap: Duration::from_millis(config.lease_ms / 2),
+            fsync: config.fsync,
+        };
+        let waker = Arc::new(mio::Waker::new(poll.registry(), PEERS)?);
+        let r = RaftNode::start(&cluster, &config.state_dir, waker)?;
         event!(
             Level::Info,
-            "lock_stale_sessions_closed",
-            sessions = stale.len()
+            "lock_state_recovered",
+            state_dir = config.state_dir.display(),
+            mode = "raft",
+            applied_index = r.applied_index(),
+            incarnation = incarnation,
         );
-    }
+        Box::new(r)
+    } else {
+        let (storage, recovered) = Storage::open(&config.state_dir, config.fsync)?;
+        event!(
+            Level::Info,
+            "lock_state_recovered",
+            state_dir = config.state_dir.display(),
+            applied_index = recovered.applied_index,
+            replayed = recovered.replayed,
+            next_token = recovered.state.next_token(),
+        );
+        let mut repl = Box::new(SingleNode::new(
+            node,
+            storage,
+            recovered,
+            config.snapshot_every,
+        ));
+        // The sessions of our previous life: their clients' sockets are gone.
+        let stale: Vec<SessionId> = repl
+            .state()
+            .sessions()
+            .iter()
+            .filter(|s| s.node == node)
+            .map(|s| s.session)
+            .collect();
+        for session in &stale {
+            repl.propose(Command::CloseSession { session: *session }, None)?;
+        }
+        if !stale.is_empty() {
+            event!(
+                Level::Info,
+                "lock_stale_sessions_closed",
+                sessions = stale.len()
+            );
+        }
+        repl
+    };
     for name in &config.lockspaces {
         repl.propose(Command::CreateLockspace { name: name.clone() }, None)?;
     }
@@ -135,9 +220,11 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
 
-    let clock_base = repl.state().now_ms();
     let mut d = Daemon {
         node,
+        lease_owner,
+        session_base,
+        session_seq: 0,
         repl,
         registry: poll.registry().try_clone()?,
         listener,
@@ -147,8 +234,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         lease_ms: config.lease_ms,
         to_flush: Vec::new(),
         to_close: Vec::new(),
-        clock_base,
-        started: Instant::now(),
+        leader_clock: None,
         last_sync: Instant::now(),
         scratch: vec![0; READ_CHUNK].into_boxed_slice(),
     };
@@ -158,7 +244,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         "lock_serving",
         socket = socket_path.display(),
         node = config.node_id,
-        mode = "single-node",
+        mode = if raft_mode { "raft" } else { "single-node" },
         next_token = d.repl.state().next_token(),
     );
 
@@ -185,11 +271,13 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                                 if let Some(new) = ctx.reload() {
                                     if new.state_dir != config.state_dir
                                         || new.node_id != config.node_id
+                                        || new.peers != config.peers
+                                        || new.key_file != config.key_file
                                     {
                                         event!(
                                             Level::Warn,
                                             "lock_reload_partial",
-                                            reason = "node_id and state_dir change only at restart"
+                                            reason = "node_id, state_dir, peers and key_file change only at restart"
                                         );
                                     }
                                     d.lease_ms = new.lease_ms;
@@ -201,6 +289,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                     }
                 }
                 LISTENER => d.accept_all(),
+                PEERS => {}
                 Token(t) => {
                     if let Some(key) = t.checked_sub(FIRST_CONN) {
                         d.conn_ready(key, ev.is_readable() || ev.is_read_closed());
@@ -211,21 +300,36 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         let now = Instant::now();
         if now >= next_tick {
             next_tick = now + tick;
+            d.repl.tick();
             if now >= next_heartbeat {
                 next_heartbeat = now + heartbeat_every;
-                d.propose(Command::Heartbeat { node: d.node }, None)?;
+                d.propose(
+                    Command::Heartbeat {
+                        node: d.lease_owner,
+                    },
+                    None,
+                )?;
             }
-            let now_ms = d.now_ms();
-            d.propose(Command::Tick { now_ms }, None)?;
+            // Only the leader moves the replicated clock, from where it found it.
+            if d.repl.is_leader() {
+                let now_ms = d.now_ms();
+                d.propose(Command::Tick { now_ms }, None)?;
+            } else {
+                d.leader_clock = None;
+            }
         }
         d.end_turn()?;
     }
 }
 
 impl Daemon {
-    fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.clock_base.saturating_add(elapsed)
+    fn now_ms(&mut self) -> u64 {
+        let state_now = self.repl.state().now_ms();
+        let (base, since) = *self
+            .leader_clock
+            .get_or_insert_with(|| (state_now, Instant::now()));
+        let elapsed = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        base.saturating_add(elapsed)
     }
 
     /// Proposes a command and routes everything applied so far.
@@ -234,14 +338,36 @@ impl Daemon {
             event!(Level::Error, "lock_log_failed", error = e);
             return Err(e.into());
         }
-        for applied in self.repl.take_applied() {
-            self.route(applied);
-        }
+        let applied = self.repl.take_applied();
+        self.route_all(applied);
         Ok(())
     }
 
     /// The end of a turn: closes what must close, syncs the log, then writes to clients.
     fn end_turn(&mut self) -> Result<(), BoxError> {
+        if let Err(e) = self.repl.process() {
+            event!(Level::Error, "lock_log_failed", error = e);
+            return Err(e.into());
+        }
+        // A reset first: its clients are told before any answer from the catch-up reaches them.
+        if self.repl.take_reset() {
+            // Caught up from the leader's snapshot: the answers to our clients' requests in
+            // the entries it covers are lost, so they must start over.
+            let keys: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.session.is_some() && !c.closing)
+                .map(|(k, _)| k)
+                .collect();
+            for key in keys {
+                self.fatal(
+                    key,
+                    "this node was cut off from the cluster and is catching up: reconnect (the locks of this session are released)".to_owned(),
+                );
+            }
+        }
+        let applied = self.repl.take_applied();
+        self.route_all(applied);
         while let Some((key, reason)) = self.to_close.pop() {
             self.close(key, &reason)?;
         }
@@ -273,6 +399,13 @@ impl Daemon {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.close(key, "daemon stopping")?;
+        }
+        // Raft mode: give the closes a moment to commit (else the leases end them).
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while self.repl.membership().mode == "raft" && Instant::now() < deadline {
+            self.repl.process()?;
+            self.repl.take_applied();
+            std::thread::sleep(Duration::from_millis(20));
         }
         self.repl.make_durable()?;
         self.repl.shutdown()?;
@@ -331,6 +464,7 @@ impl Daemon {
                         out: Vec::new(),
                         pending: HashMap::new(),
                         closing: false,
+                        opening: false,
                         writable: false,
                     });
                 }
@@ -402,9 +536,12 @@ impl Daemon {
 
     /// Tells the client why, then closes its connection (and session).
     fn fatal(&mut self, key: usize, message: String) {
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.conns.get(key) else {
             return;
         };
+        if conn.closing {
+            return;
+        }
         event!(
             Level::Warn,
             "lock_client_error",
@@ -413,8 +550,10 @@ impl Daemon {
             session = conn.session.map_or(0, |s| s.0),
             error = message,
         );
-        conn.closing = true;
         self.send(key, &ServerMsg::Error { message });
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.closing = true;
+        }
     }
 
     /// One frame from a client. `Err`: a protocol error that ends the connection.
@@ -451,38 +590,39 @@ impl Daemon {
         }
         let creds = self.conns[key].creds;
         self.access.check(&creds).map_err(|e| e.to_string())?;
-        // Unique forever: the log index this OpenSession will have, with the node id on top.
-        let session = SessionId((self.node.0 << 40) | (self.repl.applied_index() + 1));
+        let session = match self.session_base {
+            Some(base) => {
+                self.session_seq += 1;
+                SessionId(base | (self.session_seq & ((1 << 30) - 1)))
+            }
+            // Unique forever: the log index this OpenSession will have, with the node id on top.
+            None => SessionId((self.node.0 << 40) | (self.repl.applied_index() + 1)),
+        };
         self.sessions.insert(session, key);
         let conn = &mut self.conns[key];
         conn.session = Some(session);
+        conn.opening = true;
         conn.name = name.chars().take(64).collect();
+        log::debug!("lock session {} opening for {}", session.0, creds);
         let cmd = Command::OpenSession {
             session,
-            node: self.node,
+            node: self.lease_owner,
             lease_ms: self.lease_ms,
         };
         self.propose(cmd, None).map_err(|e| e.to_string())?;
-        let open = self
-            .repl
-            .state()
-            .sessions()
-            .iter()
-            .any(|s| s.session == session);
-        if !open {
-            self.sessions.remove(&session);
-            self.conns[key].session = None;
-            return Err("the session could not be opened".to_owned());
+        if self.conns.get(key).is_some_and(|c| c.opening && !c.closing) {
+            // Raft mode: HelloOk at once, so that status and list work on a node cut off from
+            // the leader; this node's requests reach the log after its OpenSession, and a
+            // refused open closes the connection (route).
+            self.send(
+                key,
+                &ServerMsg::HelloOk {
+                    version: LOCK_PROTOCOL_VERSION,
+                    session,
+                    node: self.node,
+                },
+            );
         }
-        log::debug!("lock session {} opened for {}", session.0, creds);
-        self.send(
-            key,
-            &ServerMsg::HelloOk {
-                version: LOCK_PROTOCOL_VERSION,
-                session,
-                node: self.node,
-            },
-        );
         Ok(())
     }
 
@@ -608,6 +748,34 @@ impl Daemon {
 
     /// Delivers one applied entry's outputs to the sessions they are about, and answers its
     /// origin's request.
+    /// Routes applied entries. A node that was cut off applies, when it catches up, grants to
+    /// its sessions that the same catch-up then expires: those clients are told the session
+    /// expired, never of grants that were already superseded.
+    fn route_all(&mut self, applied: Vec<Applied>) {
+        let expired: std::collections::HashSet<SessionId> = applied
+            .iter()
+            .flat_map(|a| a.outputs.iter())
+            .filter_map(|o| match o {
+                Output::SessionClosed {
+                    session,
+                    reason: CloseReason::Expired,
+                } if self.sessions.contains_key(session) => Some(*session),
+                _ => None,
+            })
+            .collect();
+        for mut a in applied {
+            if !expired.is_empty() {
+                a.outputs.retain(|o| match o {
+                    Output::Granted { lock, .. }
+                    | Output::Queued { lock, .. }
+                    | Output::Blocking { lock, .. } => !expired.contains(&lock.session),
+                    _ => true,
+                });
+            }
+            self.route(a);
+        }
+    }
+
     fn route(&mut self, applied: Applied) {
         let mut answered = false;
         let origin = applied.origin;
@@ -648,6 +816,17 @@ impl Daemon {
                         answered |= self.answer_pending(lock, origin, Reply::Denied { reason });
                     }
                 }
+                Output::Denied {
+                    target: Target::Session(session),
+                    reason,
+                } if self
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|&k| self.conns.get(k).is_some_and(|c| c.opening)) =>
+                {
+                    let key = self.sessions[&session];
+                    self.fatal(key, format!("the session could not be opened: {reason}"));
+                }
                 Output::Denied { target, reason } => match origin {
                     Some(o) => {
                         if let Some(&key) = self.sessions.get(&o.session) {
@@ -686,8 +865,20 @@ impl Daemon {
                     let reason = Denial::Cancelled;
                     answered |= self.answer_pending(lock, origin, Reply::Denied { reason });
                 }
-                Output::SessionOpened { .. }
-                | Output::SessionClosed { .. }
+                Output::SessionOpened { session } => self.session_opened(session),
+                Output::SessionClosed {
+                    session,
+                    reason: CloseReason::Expired,
+                } => {
+                    // Our node was cut off longer than the lease: the client's locks are gone.
+                    if let Some(&key) = self.sessions.get(&session) {
+                        self.fatal(
+                            key,
+                            "session expired: this node lost the cluster for longer than the lease; its locks were released".to_owned(),
+                        );
+                    }
+                }
+                Output::SessionClosed { .. }
                 | Output::LockspaceReady { .. }
                 | Output::LockspaceRemoved { .. } => {}
             }
@@ -698,6 +889,31 @@ impl Daemon {
             && let Some(&key) = self.sessions.get(&o.session)
         {
             self.reply(key, o.request, Reply::Ok);
+        }
+    }
+
+    /// A session of ours is open: the client may go on.
+    fn session_opened(&mut self, session: SessionId) {
+        let Some(&key) = self.sessions.get(&session) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.opening {
+            return;
+        }
+        conn.opening = false;
+        if self.session_base.is_none() {
+            // Single node: applied at once, the HelloOk follows the open.
+            self.send(
+                key,
+                &ServerMsg::HelloOk {
+                    version: LOCK_PROTOCOL_VERSION,
+                    session,
+                    node: self.node,
+                },
+            );
         }
     }
 
@@ -729,6 +945,10 @@ impl Daemon {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        // After the Error frame nothing more: the client must not act on a later answer.
+        if conn.closing {
+            return;
+        }
         if let Err(e) = codec::encode_frame(msg, reply_limit(), &mut conn.out) {
             log::error!("cannot encode a reply: {e}");
             let fallback = ServerMsg::Error {

@@ -6,6 +6,8 @@
 //! - [`node`]: the replication seam: every state change is a [`node::Replication::propose`];
 //!   [`node::SingleNode`] logs it and applies it at once.
 //! - [`storage`]: the write-ahead log and snapshot that make a single node durable.
+//! - [`replica`]: Raft mode (`peers` in the configuration): the state machine replicated with
+//!   the `raft` crate; [`raftlog`] its durable log, [`peer`] the authenticated peer network.
 //!
 //! The lock semantics (modes, queues, conversions, deadlocks, value blocks, fencing tokens)
 //! are `lvs-lockcore`'s; see its documentation.
@@ -24,7 +26,10 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod node;
+pub mod peer;
 pub mod protocol;
+pub mod raftlog;
+pub mod replica;
 pub mod storage;
 
 pub use client::{Granted, Listing, LockClient, LockError, LockHandle};

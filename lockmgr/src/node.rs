@@ -7,11 +7,10 @@
 //! the outputs to the sessions that own the locks, and answers the origin's request.
 //!
 //! [`SingleNode`] (this step) appends the command to its write-ahead log and applies it at
-//! once, so the entry is ready on return. The Raft layer will implement the same trait:
-//! `propose` hands the command to `raft::RawNode::propose` (keeping the origin in a local
-//! table keyed by the proposal, since only the proposing node knows it), and `take_applied`
-//! returns committed entries as the Raft ready loop applies them, on every node, with
-//! `origin: None` for entries proposed elsewhere. Outputs about a session are routed by
+//! once, so the entry is ready on return. [`crate::replica::RaftNode`] implements the same
+//! trait: `propose` collects the commands of one turn into one Raft entry (each carrying its
+//! proposer and origin), and `take_applied` returns committed entries as the Raft ready loop
+//! applies them, on every node, with `origin: None` for entries proposed elsewhere. Outputs about a session are routed by
 //! session id, so a grant caused by another node's command still reaches our client.
 //! [`Replication::make_durable`] is the group commit the daemon calls before it lets any
 //! output reach a client.
@@ -88,6 +87,26 @@ pub trait Replication {
     fn shutdown(&mut self) -> Result<(), StorageError>;
     /// Members and leader.
     fn membership(&self) -> Membership;
+    /// One clock tick of the consensus (elections, heartbeats). Nothing for a single node.
+    fn tick(&mut self) {}
+    /// Whether this node may propose the replicated clock ([`Command::Tick`]).
+    fn is_leader(&self) -> bool {
+        true
+    }
+    /// One turn of the consensus: receive, propose what this turn collected, persist, send,
+    /// apply. Nothing for a single node (it applies at once).
+    fn process(&mut self) -> Result<(), ProposeError> {
+        Ok(())
+    }
+    /// Writes a snapshot of the applied state now and shortens the log (Raft mode).
+    fn compact_now(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// True once after the state jumped (a snapshot from the leader replaced it): outputs of
+    /// the entries it covers were never seen here, so local clients cannot be answered.
+    fn take_reset(&mut self) -> bool {
+        false
+    }
 }
 
 /// Single-node mode: a local write-ahead log, applied at once.

@@ -25,8 +25,9 @@
 //! 4 to 6 s; keepalived's and ldirectord's tens of seconds.
 //!
 //! A server with no checks of its own gets the service's `[[service.check]]` list, and a
-//! service without one gets [`Check::default_for`]: a TCP connect to the server's port for a
-//! TCP service, an ICMP echo for a UDP service.
+//! service without one gets [`Check::default_with`]: a TCP probe of the server's port for a
+//! TCP service (`tcp_probe`: a connect by default, or a half-open SYN probe), an ICMP echo for
+//! a UDP service.
 //!
 //! # Errors
 //!
@@ -71,6 +72,22 @@ pub struct Config {
     pub director_socket: Option<PathBuf>,
     /// `[alert]`: syslog, mail and notify command on every state change (see `lvs-alert`).
     pub alert: lvs_alert::AlertConfig,
+    /// `tcp_probe`: how the implicit TCP check (a server without checks of a TCP service, or
+    /// one found at the director) probes.
+    pub tcp_probe: TcpProbe,
+}
+
+/// How a TCP check probes a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TcpProbe {
+    /// A full `connect()`, closed with a reset (`type = "tcp"`). The default: what every other
+    /// monitor calls a TCP check, needs no raw socket, and sees ICMP errors at once.
+    #[default]
+    Connect,
+    /// A half-open probe: SYN from a raw socket, SYN-ACK passes, RST fails (`type = "syn"`).
+    /// Proves what a connect proves on a Linux server at a fraction of the cost; see
+    /// [`crate::checks::syn`].
+    Syn,
 }
 
 /// What to do with a failed real server.
@@ -85,8 +102,8 @@ pub enum OnFailure {
 
 /// Pool-level quorum with hysteresis, as keepalived's `quorum` / `hysteresis`.
 ///
-/// Parsed and validated; [`crate::health::QuorumState`] computes it, and the daemon decides what
-/// to do when it is lost (today: nothing beyond what `sorry_server` does, see the crate docs).
+/// Parsed and validated; [`crate::health::QuorumState`] computes it, and the daemon acts on it
+/// (alerts; the sorry server takes the traffic while it is lost, see [`crate::daemon`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quorum {
     /// Servers that must be up for the service to be "up".
@@ -158,9 +175,15 @@ impl Check {
     /// The check a server gets when none is configured: TCP connect to `port` for a TCP
     /// service, ICMP echo for a UDP service; default timing.
     pub fn default_for(protocol: Protocol, port: u16) -> Check {
-        let kind = match protocol {
-            Protocol::Tcp => CheckKind::Tcp { port },
-            Protocol::Udp => CheckKind::Icmp,
+        Check::default_with(protocol, port, TcpProbe::Connect)
+    }
+
+    /// [`Check::default_for`] with the TCP probe of `tcp_probe`.
+    pub fn default_with(protocol: Protocol, port: u16, probe: TcpProbe) -> Check {
+        let kind = match (protocol, probe) {
+            (Protocol::Tcp, TcpProbe::Connect) => CheckKind::Tcp { port },
+            (Protocol::Tcp, TcpProbe::Syn) => CheckKind::Syn { port },
+            (Protocol::Udp, _) => CheckKind::Icmp,
         };
         Check {
             kind,
@@ -182,6 +205,12 @@ pub enum CheckKind {
         /// Port to connect to.
         port: u16,
     },
+    /// Half-open TCP probe from a raw socket: passes on the SYN-ACK, fails on a RST
+    /// ([`crate::checks::syn`]).
+    Syn {
+        /// Port to probe.
+        port: u16,
+    },
     /// HTTP/1.1 GET.
     Http(HttpCheck),
     /// HTTP/1.1 GET over TLS (rustls).
@@ -198,6 +227,7 @@ impl CheckKind {
         match self {
             CheckKind::Icmp => "icmp",
             CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Syn { .. } => "syn",
             CheckKind::Http(_) => "http",
             CheckKind::Https(_) => "https",
             CheckKind::Dns(_) => "dns",
@@ -212,6 +242,7 @@ impl fmt::Display for CheckKind {
         match self {
             CheckKind::Icmp => f.write_str("icmp"),
             CheckKind::Tcp { port } => write!(f, "tcp:{port}"),
+            CheckKind::Syn { port } => write!(f, "syn:{port}"),
             CheckKind::Http(h) => write!(f, "http:{}{}", h.port, h.path),
             CheckKind::Https(h) => write!(f, "https:{}{}", h.port, h.path),
             CheckKind::Dns(d) => write!(f, "dns:{} {} {}", d.port, d.name, d.qtype.name()),
@@ -292,7 +323,7 @@ pub struct ScriptCheck {
     pub args: Vec<String>,
 }
 
-/// Reads and validates `path`: the loader for [`lvs_common::run`]. Without a path: no
+/// Reads and validates `path`: the loader for [`lvs_common::run()`]. Without a path: no
 /// services.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
@@ -309,7 +340,24 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates a [`Source`].
 pub fn parse(src: &Source) -> Result<Config, ConfigError> {
     let file: FileConfig = src.parse()?;
-    Validator { src }.config(file)
+    let mut v = Validator {
+        src,
+        tcp_probe: TcpProbe::Connect,
+    };
+    v.tcp_probe = match &file.tcp_probe {
+        None => TcpProbe::Connect,
+        Some(t) => match t.get_ref().as_str() {
+            "connect" => TcpProbe::Connect,
+            "syn" => TcpProbe::Syn,
+            other => {
+                return v.err(
+                    span_of(t),
+                    format!("tcp_probe must be \"connect\" or \"syn\", not \"{other}\""),
+                );
+            }
+        },
+    };
+    v.config(file)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,6 +390,7 @@ struct FileConfig {
     #[serde(default, rename = "service")]
     services: Vec<FileService>,
     director_socket: Option<Spanned<String>>,
+    tcp_probe: Option<Spanned<String>>,
     alert: Option<Spanned<lvs_alert::AlertConfig>>,
 }
 
@@ -451,6 +500,7 @@ fn span_of<T>(s: &Spanned<T>) -> (usize, usize) {
 
 struct Validator<'a> {
     src: &'a Source,
+    tcp_probe: TcpProbe,
 }
 
 impl Validator<'_> {
@@ -509,6 +559,7 @@ impl Validator<'_> {
             services,
             director_socket,
             alert,
+            tcp_probe: self.tcp_probe,
         })
     }
 
@@ -734,7 +785,7 @@ impl Validator<'_> {
                 checks.push(self.check(timing, c, sport)?);
             }
             if checks.is_empty() {
-                let mut c = Check::default_for(protocol, sport);
+                let mut c = Check::default_with(protocol, sport, self.tcp_probe);
                 let r = self.timing(timing, Timing::default(), true)?;
                 c.interval = r.interval.value;
                 c.timeout = r.timeout.value;
@@ -788,7 +839,7 @@ impl Validator<'_> {
         let kind_name = c.kind.get_ref().as_str();
         let allowed: &[&str] = match kind_name {
             "icmp" => &[],
-            "tcp" => &["port"],
+            "tcp" | "syn" => &["port"],
             "http" => &["port", "path", "host", "status", "body", "body_sha256"],
             "https" => &[
                 "port",
@@ -806,7 +857,7 @@ impl Validator<'_> {
                 return self.err(
                     span_of(&c.kind),
                     format!(
-                        "unknown check type \"{other}\" (icmp, tcp, http, https, dns or script)"
+                        "unknown check type \"{other}\" (icmp, tcp, syn, http, https, dns or script)"
                     ),
                 );
             }
@@ -855,6 +906,7 @@ impl Validator<'_> {
         let kind = match kind_name {
             "icmp" => CheckKind::Icmp,
             "tcp" => CheckKind::Tcp { port },
+            "syn" => CheckKind::Syn { port },
             "http" | "https" => {
                 let h = self.http(c, port)?;
                 if kind_name == "http" {
@@ -1086,6 +1138,41 @@ mod tests {
     }
 
     const BASE: &str = "[[service]]\nvip = \"192.0.2.1\"\nport = 80\n";
+
+    #[test]
+    fn tcp_probe_picks_the_implicit_check_and_syn_is_a_check_type() {
+        let c = p(&format!(
+            "{BASE}[[service.server]]\naddress = \"192.0.2.11\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.tcp_probe, TcpProbe::Connect);
+        assert_eq!(
+            c.services[0].servers[0].checks[0].kind,
+            CheckKind::Tcp { port: 80 }
+        );
+        let c = p(&format!(
+            "tcp_probe = \"syn\"\n{BASE}[[service.server]]\naddress = \"192.0.2.11\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.tcp_probe, TcpProbe::Syn);
+        assert_eq!(
+            c.services[0].servers[0].checks[0].kind,
+            CheckKind::Syn { port: 80 }
+        );
+        let c = p(&format!(
+            "{BASE}[[service.server]]\naddress = \"192.0.2.11\"\n[[service.server.check]]\ntype = \"syn\"\nport = 8080\n"
+        ))
+        .unwrap();
+        let check = &c.services[0].servers[0].checks[0];
+        assert_eq!(check.kind, CheckKind::Syn { port: 8080 });
+        assert_eq!(check.kind.to_string(), "syn:8080");
+        let e = err(&format!("tcp_probe = \"half\"\n{BASE}"));
+        assert!(e.contains(":1:13: tcp_probe must be"), "{e}");
+        let e = err(&format!(
+            "{BASE}[[service.check]]\ntype = \"syn\"\npath = \"/\"\n[[service.server]]\naddress = \"192.0.2.11\"\n"
+        ));
+        assert!(e.contains("`path` does not apply to a syn check"), "{e}");
+    }
 
     #[test]
     fn sample_config_parses() {

@@ -19,6 +19,10 @@
 //! - **Sorry server**: when every server of a service is down (or in maintenance), the sorry
 //!   server is added (weight 1, the forwarding method of the others), and removed when one
 //!   comes back (`sorry_server_on` / `sorry_server_off` alerts).
+//! - **Quorum** (`quorum`, `hysteresis`): decided once every server of the service has a
+//!   verdict; a change is a `quorum_down` / `quorum_up` alert. While it is lost, a service
+//!   with a sorry server hands it the traffic and takes its remaining healthy servers out too
+//!   (keepalived's behaviour); without one, nothing changes at the director.
 //! - **The director away**: checking goes on; the link reconnects with backoff
 //!   ([`crate::director`]) and on reconnect re-applies the health of every server (the
 //!   director may have restarted and forgotten it). Every [`RELIST`] the health flags the
@@ -51,9 +55,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::checks::{CheckResult, Engine, TargetId};
+use crate::config::Quorum;
 use crate::config::{Check, Config, OnFailure};
 use crate::director::{Connect, DirectorLink, LinkError};
-use crate::health::{CheckPolicy, Health, State};
+use crate::health::{CheckPolicy, Health, QuorumState, State};
 
 const SIGNALS: Token = Token(0);
 const ENGINE: Token = Token(1);
@@ -106,6 +111,9 @@ struct Svc {
     /// How its servers are reached (for servers and the sorry server monitord adds).
     fwd: Option<FwdMethod>,
     configured: bool,
+    /// The configured quorum, and its state once every server has a verdict.
+    quorum: Option<Quorum>,
+    quorum_state: Option<QuorumState>,
 }
 
 /// What the director has: its services and every real server's health flag.
@@ -192,6 +200,7 @@ impl Monitor {
         if let Some(view) = &view {
             m.discover(view);
         }
+        m.update_quorums();
         event!(
             Level::Info,
             "monitor_start",
@@ -223,7 +232,17 @@ impl Monitor {
 
     /// One turn: check results, director reconnects, the periodic re-read.
     pub fn turn(&mut self, results: &mut Vec<CheckResult>) -> std::io::Result<()> {
-        self.engine.poll(Some(Duration::ZERO), results)?;
+        self.turn_woken(true, results)
+    }
+
+    /// [`Monitor::turn`], told whether the engine's descriptor was reported readable (when
+    /// not, the engine only runs its timers).
+    pub fn turn_woken(
+        &mut self,
+        engine_woke: bool,
+        results: &mut Vec<CheckResult>,
+    ) -> std::io::Result<()> {
+        self.engine.turn(engine_woke, results)?;
         for r in results.drain(..) {
             self.result(r);
         }
@@ -284,10 +303,109 @@ impl Monitor {
             return Some(false);
         }
         match self.state(i) {
-            State::Up => Some(true),
+            State::Up => Some(!self.held_by_quorum(&self.servers[i].key.0)),
             State::Down => Some(false),
             State::Unknown => None,
         }
+    }
+
+    /// True when `key` lost its quorum and has a sorry server: then the sorry server takes
+    /// the traffic and the healthy servers left are taken out too, as keepalived does (a
+    /// pool below its quorum would be overwhelmed).
+    fn held_by_quorum(&self, key: &ServiceKey) -> bool {
+        self.svc(key)
+            .is_some_and(|s| s.sorry.is_some() && s.quorum_state.is_some_and(|q| !q.met()))
+    }
+
+    /// Servers of `key` passing their checks (maintenance excluded), servers in all, and
+    /// whether every one has a verdict.
+    fn pool_count(&self, key: &ServiceKey) -> (usize, usize, bool) {
+        let (mut up, mut total, mut known) = (0, 0, true);
+        for (i, m) in self.servers.iter().enumerate() {
+            if m.key.0 != *key {
+                continue;
+            }
+            total += 1;
+            match self.state(i) {
+                State::Up if !self.maintenance.contains(&m.key) => up += 1,
+                State::Unknown => known = false,
+                _ => {}
+            }
+        }
+        (up, total, known)
+    }
+
+    fn update_quorums(&mut self) {
+        let keys: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|s| s.quorum.is_some())
+            .map(|s| s.key)
+            .collect();
+        for key in keys {
+            self.update_quorum(&key);
+        }
+    }
+
+    /// Updates the quorum of `key` from its servers' states; alerts on a change, and puts
+    /// the service's servers where the new state wants them.
+    fn update_quorum(&mut self, key: &ServiceKey) {
+        let Some(svc) = self.svc(key) else {
+            return;
+        };
+        let Some(quorum) = svc.quorum else {
+            return;
+        };
+        let (up, total, known) = self.pool_count(key);
+        let change = match svc.quorum_state {
+            Some(mut q) => {
+                let change = q.update(up);
+                if let Some(s) = self.svc_mut(key) {
+                    s.quorum_state = Some(q);
+                }
+                change
+            }
+            // Decided once every server has a verdict; announced only when lost.
+            None if known => {
+                let q = QuorumState::starting(quorum, up);
+                if let Some(s) = self.svc_mut(key) {
+                    s.quorum_state = Some(q);
+                }
+                (!q.met()).then_some(false)
+            }
+            None => None,
+        };
+        let Some(met) = change else {
+            return;
+        };
+        let reason = format!(
+            "{up} of {total} real servers up; quorum {} (hysteresis {}){}",
+            quorum.min_up,
+            quorum.hysteresis,
+            match (met, self.svc(key).is_some_and(|s| s.sorry.is_some())) {
+                (false, true) => ": the sorry server takes the traffic",
+                (false, false) => ": no sorry server, the servers left keep the traffic",
+                (true, true) => ": the real servers take the traffic again",
+                (true, false) => "",
+            }
+        );
+        let kind = if met {
+            AlertKind::QuorumUp
+        } else {
+            AlertKind::QuorumDown
+        };
+        self.alert(Alert::new(kind).service(service_name(key)).reason(reason));
+        // Lost: the sorry server first, then the others out; met: the reverse. Either way
+        // the service is never left without a server in between.
+        if !met {
+            self.sorry(key);
+        }
+        for i in 0..self.servers.len() {
+            if self.servers[i].key.0 == *key {
+                self.apply(i, false, None);
+            }
+        }
+        self.sorry(key);
     }
 
     /// The state a server starts in, from the director's view.
@@ -332,6 +450,11 @@ impl Monitor {
                 sorry_added,
                 fwd,
                 configured: true,
+                quorum: s.quorum,
+                // Same quorum: same state (a reload does not re-announce it).
+                quorum_state: prev
+                    .filter(|p| p.quorum == s.quorum)
+                    .and_then(|p| p.quorum_state),
             });
             for rs in &s.servers {
                 let skey = (key, rs.addr, rs.port);
@@ -424,6 +547,8 @@ impl Monitor {
                     sorry_added: None,
                     fwd: st.dests.first().map(|d| d.conf.fwd),
                     configured: false,
+                    quorum: None,
+                    quorum_state: None,
                 });
             }
             let svc = self.svc(&key).expect("just added");
@@ -441,7 +566,11 @@ impl Monitor {
                     m.dest = Some(d.conf);
                     continue;
                 }
-                let checks = vec![Check::default_for(key.protocol, d.conf.port)];
+                let checks = vec![Check::default_with(
+                    key.protocol,
+                    d.conf.port,
+                    self.cfg.tcp_probe,
+                )];
                 let state = self.initial_state(&skey, OnFailure::Quiesce, Some(view));
                 let target = self.start_target(skey, &checks, state);
                 event!(
@@ -592,6 +721,7 @@ impl Monitor {
                 // The director forgot it: add it again below if still wanted.
                 svc.sorry_added = None;
             }
+            self.update_quorum(&key);
             self.sorry(&key);
         }
     }
@@ -729,9 +859,10 @@ impl Monitor {
                 }
             }
         }
+        let lost = svc.sorry.is_some() && svc.quorum_state.is_some_and(|q| !q.met());
         let want = svc
             .sorry
-            .filter(|_| total > 0 && verdicts == total && up == 0);
+            .filter(|_| lost || (total > 0 && verdicts == total && up == 0));
         let have = svc.sorry_added;
         let fwd = svc.fwd.unwrap_or(FwdMethod::Route);
         let service = service_name(key);
@@ -787,7 +918,11 @@ impl Monitor {
                         Alert::new(AlertKind::SorryServerOn)
                             .service(service)
                             .server(new.to_string())
-                            .reason("every real server is down"),
+                            .reason(if lost {
+                                "the service lost its quorum"
+                            } else {
+                                "every real server is down"
+                            }),
                     );
                 }
                 Err(e) => event!(
@@ -841,6 +976,7 @@ impl Monitor {
             ),
             (_, State::Unknown) => {}
         }
+        self.update_quorum(&service);
         self.apply(i, false, None);
         self.sorry(&service);
     }
@@ -873,6 +1009,7 @@ impl Monitor {
             );
             self.save_maintenance();
         }
+        self.update_quorum(&key.0);
         self.apply(i, false, None);
         self.sorry(&key.0);
         if self.servers[i].applied != self.desired(i) && self.desired(i).is_some() {
@@ -987,6 +1124,7 @@ impl Monitor {
             self.discover(view);
             self.reconcile(view, false);
         }
+        self.update_quorums();
         event!(
             Level::Info,
             "monitor_reload",
@@ -1042,7 +1180,7 @@ impl Handler for Ctl<'_> {
     }
 }
 
-/// The daemon's body, for [`lvs_common::run`].
+/// The daemon's body, for [`lvs_common::run()`].
 pub fn run(cfg: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
@@ -1060,8 +1198,10 @@ pub fn run(cfg: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut results = Vec::new();
     loop {
         signals::poll(&mut poll, &mut events, Some(monitor.timeout()))?;
+        let mut engine_woke = false;
         for ev in events.iter() {
             match ev.token() {
+                ENGINE => engine_woke = true,
                 SIGNALS => {
                     for s in signals.pending() {
                         match s {
@@ -1082,6 +1222,6 @@ pub fn run(cfg: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                 _ => {}
             }
         }
-        monitor.turn(&mut results)?;
+        monitor.turn_woken(engine_woke, &mut results)?;
     }
 }

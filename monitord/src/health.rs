@@ -265,6 +265,13 @@ impl QuorumState {
         QuorumState { quorum, met: false }
     }
 
+    /// The state of a pool first seen with `up` servers up: met at `min_up` (hysteresis
+    /// only applies to changes).
+    pub fn starting(quorum: crate::config::Quorum, up: usize) -> Self {
+        let met = u64::try_from(up).unwrap_or(u64::MAX) >= u64::from(quorum.min_up);
+        QuorumState { quorum, met }
+    }
+
     /// Whether the quorum is met now.
     pub fn met(&self) -> bool {
         self.met
@@ -385,6 +392,16 @@ mod tests {
         assert_eq!(q.update(1), Some(false));
         assert_eq!(q.update(3), None);
         assert!(!q.met());
+        // A pool first seen is judged without hysteresis; changes then use it.
+        let q = Quorum {
+            min_up: 3,
+            hysteresis: 1,
+        };
+        assert!(QuorumState::starting(q, 3).met());
+        assert!(!QuorumState::starting(q, 2).met());
+        let mut s = QuorumState::starting(q, 3);
+        assert_eq!(s.update(2), None);
+        assert_eq!(s.update(1), Some(false));
     }
 
     proptest! {

@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: the TOML file (`etc/lvs-monitord.toml`), validated into [`config::Config`]:
 //!   services, real servers, checks with their timing. [`config::load`] is the loader for
-//!   [`lvs_common::run`]; errors are `FILE:LINE:COL: reason`. Defaults (interval 1 s, timeout
+//!   [`lvs_common::run()`]; errors are `FILE:LINE:COL: reason`. Defaults (interval 1 s, timeout
 //!   800 ms, rise 2, fall 3) and the detection-time arithmetic are in its docs.
 //! - [`checks`]: the [`checks::Engine`], running every check of every target concurrently on
 //!   one `mio` loop: ICMP echo, TCP connect, HTTP and HTTPS GET (rustls), DNS over UDP, and
@@ -53,8 +53,8 @@
 //! - [`ctl`]: `lvs-monitord ctl list` and `lvs-monitord ctl maintenance on|off -t VIP:PORT -r
 //!   RS:PORT`, over monitord's own socket `<rundir>/monitord.sock`.
 //!
-//! Not done yet: acting on a lost quorum ([`health::QuorumState`] computes it; nothing acts on
-//! it beyond what `sorry_server` does).
+//! A service's quorum ([`health::QuorumState`]) is acted upon in [`daemon`]: `quorum_down` /
+//! `quorum_up` alerts, and the sorry server (if any) takes the traffic while it is lost.
 
 pub mod checks;
 pub mod config;

@@ -191,6 +191,91 @@ fn tcp_open_port_passes_closed_port_fails() {
 }
 
 #[test]
+fn syn_probe_open_port_passes_closed_port_fails_and_the_application_sees_nothing() {
+    if !root_or_skip(
+        "syn_probe_open_port_passes_closed_port_fails_and_the_application_sees_nothing",
+    ) {
+        return;
+    }
+    let bed = Testbed::new();
+    let listener = silent_listener(&bed.b, "10.77.0.2:8090");
+    listener.set_nonblocking(true).expect("nonblocking");
+    bed.a.run(|| {
+        let mut engine = engine();
+        let open = engine.add_target(
+            b_addr(),
+            8090,
+            &[check(CheckKind::Syn { port: 8090 }, 300, 200, 1, 1)],
+        );
+        let closed = engine.add_target(
+            b_addr(),
+            8091,
+            &[check(CheckKind::Syn { port: 8091 }, 300, 200, 1, 1)],
+        );
+        // Nobody has this address: no answer at all.
+        let silent = engine.add_target(
+            "10.77.0.99".parse().unwrap(),
+            8090,
+            &[check(CheckKind::Syn { port: 8090 }, 300, 200, 1, 1)],
+        );
+        let r = first_results(&mut engine, &[open, closed, silent], Duration::from_secs(3));
+        assert!(r[0].ok, "{:?}", r[0]);
+        assert_eq!(r[0].detail, "SYN-ACK: listening");
+        assert!(!r[1].ok, "{:?}", r[1]);
+        assert!(
+            r[1].detail.contains("Connection refused"),
+            "{}",
+            r[1].detail
+        );
+        assert!(!r[2].ok, "{:?}", r[2]);
+        assert!(
+            r[2].detail.starts_with("timeout after 200 ms"),
+            "{}",
+            r[2].detail
+        );
+        // Later runs keep passing (sequence numbers of each run match their own replies).
+        let again = first_results(&mut engine, &[open, closed], Duration::from_secs(3));
+        assert!(again[0].ok && !again[1].ok, "{again:?}");
+    });
+    // Half-open: our kernel reset each SYN-ACK, so nothing reached the accept queue.
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the application saw a connection: {other:?}"),
+    }
+}
+
+#[test]
+fn syn_probe_over_ipv6() {
+    if !root_or_skip("syn_probe_over_ipv6") {
+        return;
+    }
+    let ns = Netns::new();
+    let _listener = ns.run(|| std::net::TcpListener::bind("[::1]:8092").expect("bind [::1]:8092"));
+    ns.run(|| {
+        let mut engine = engine();
+        let lo: IpAddr = "::1".parse().unwrap();
+        let open = engine.add_target(
+            lo,
+            8092,
+            &[check(CheckKind::Syn { port: 8092 }, 300, 200, 1, 1)],
+        );
+        let closed = engine.add_target(
+            lo,
+            8093,
+            &[check(CheckKind::Syn { port: 8093 }, 300, 200, 1, 1)],
+        );
+        let r = first_results(&mut engine, &[open, closed], Duration::from_secs(3));
+        assert!(r[0].ok, "{:?}", r[0]);
+        assert!(!r[1].ok, "{:?}", r[1]);
+        assert!(
+            r[1].detail.contains("Connection refused"),
+            "{}",
+            r[1].detail
+        );
+    });
+}
+
+#[test]
 fn http_status_body_and_timeout() {
     if !root_or_skip("http_status_body_and_timeout") {
         return;

@@ -404,3 +404,47 @@ pub struct DestHealth {
     /// Whether it passes its checks.
     pub healthy: bool,
 }
+
+/// The director's connection sync ([`crate::Response::Sync`]), as `lvsadm -L --daemon` shows
+/// it and lvs-heartbeatd reads it before failing back.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct SyncStatus {
+    /// Whether a `[sync]` section is configured (everything else is empty when not).
+    pub enabled: bool,
+    /// Sending (the active director) rather than receiving.
+    pub active: bool,
+    /// The sync id (`--syncid`).
+    pub sync_id: u8,
+    /// The local address it listens on, `addr:port`.
+    pub listen: String,
+    /// Unicast peers and the multicast group, `addr:port`.
+    pub peers: Vec<String>,
+    /// Standby: the bulk resync finished and an active director was heard within the last
+    /// few seconds. Active: always true (its table is the reference).
+    pub synced: bool,
+    /// Standby: the last bulk resync completed.
+    pub bulk_complete: bool,
+    /// Milliseconds since the last authentic datagram from an active director (`None`: never).
+    pub last_heard_ms: Option<u64>,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Entries sent.
+    pub entries_sent: u64,
+    /// Authentic datagrams received.
+    pub received: u64,
+    /// Entries received and put into the table.
+    pub entries_applied: u64,
+    /// Datagrams rejected: wrong key or forged.
+    pub rejected_mac: u64,
+    /// Datagrams rejected: replayed.
+    pub rejected_replay: u64,
+    /// Datagrams rejected: truncated.
+    pub rejected_truncated: u64,
+    /// Datagrams rejected for another reason (not a sync datagram, malformed).
+    pub rejected_other: u64,
+    /// Entries dropped: a ring between a worker and the sync thread was full, or a
+    /// received entry names a service or real server this director does not have.
+    pub dropped: u64,
+    /// Bulk resyncs completed (standby) or served (active).
+    pub bulk_resyncs: u64,
+}

@@ -205,6 +205,12 @@ pub enum Request {
     },
     /// Monitord: every real server it checks. Answered with [`Response::Monitored`].
     ListMonitored,
+    /// Heartbeatd: its state (role, epoch, virtual addresses, media). Answered with
+    /// [`Response::HaStatus`].
+    HaStatus,
+    /// Director: connection-sync status (role, peers, whether the table is synced,
+    /// counters). Answered with [`Response::Sync`].
+    SyncStatus,
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -237,6 +243,10 @@ pub enum Response {
     /// Monitord: answer to [`Request::ListMonitored`], services and servers in configuration
     /// order, then the servers found at the director only.
     Monitored(Vec<MonitoredServer>),
+    /// Heartbeatd: answer to [`Request::HaStatus`].
+    HaStatus(HaStatus),
+    /// Director: answer to [`Request::SyncStatus`].
+    Sync(crate::director::SyncStatus),
 }
 
 /// The high-availability role of a director.
@@ -377,4 +387,61 @@ pub struct MonitoredServer {
     pub last_detail: String,
     /// Milliseconds since the last check result.
     pub last_age_ms: Option<u64>,
+}
+
+/// lvs-heartbeatd's state ([`Response::HaStatus`]), for the console and scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct HaStatus {
+    /// This node's name (`node-<id>`).
+    pub node: String,
+    /// This node's id.
+    pub node_id: u32,
+    /// `init`, `master`, `backup` or `fault`.
+    pub state: String,
+    /// Why the node is in fault (empty otherwise), e.g. `link eth0 down`.
+    pub fault_reason: String,
+    /// The mastership epoch this node knows.
+    pub epoch: u64,
+    /// The virtual addresses it takes over, `addr/prefix@interface`.
+    pub vips: Vec<String>,
+    /// Whether it holds them now.
+    pub holds_vips: bool,
+    /// Whether the local director reports its connection table synced (`None`: unknown).
+    pub table_synced: Option<bool>,
+    /// The peer, once heard.
+    pub peer: Option<HaPeer>,
+    /// Each configured heartbeat medium.
+    pub media: Vec<HaMedium>,
+    /// Each watched interface and whether it has carrier.
+    pub links: Vec<(String, bool)>,
+}
+
+/// The peer as lvs-heartbeatd sees it ([`HaStatus::peer`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct HaPeer {
+    /// Its node id.
+    pub node_id: u32,
+    /// Its last state heard: `init`, `master`, `backup` or `fault`.
+    pub state: String,
+    /// Its last epoch heard.
+    pub epoch: u64,
+    /// Heard on some medium within the deadtime.
+    pub alive: bool,
+    /// Reported its connection table synced.
+    pub synced: bool,
+}
+
+/// One heartbeat medium ([`HaStatus::media`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct HaMedium {
+    /// `udp` or `serial`.
+    pub name: String,
+    /// The peer was heard here within the deadtime.
+    pub up: bool,
+    /// Milliseconds since the peer was last heard here (`None`: never).
+    pub last_heard_ms: Option<u64>,
+    /// Heartbeats accepted here.
+    pub accepted: u64,
+    /// Rejected messages by reason (`bad_length`, `bad_mac`, `replay` ...).
+    pub rejected: Vec<(String, u64)>,
 }

@@ -74,7 +74,7 @@ impl Table {
         }
     }
 
-    fn find_template(&self, key: &TemplateKey) -> Option<u32> {
+    pub(crate) fn find_template(&self, key: &TemplateKey) -> Option<u32> {
         let hash = hash_client(self.cfg.hash_seed, key.proto, &key.client, 0);
         let (entries, dests) = (&self.entries, &self.dests);
         self.index.find(hash, |n| {

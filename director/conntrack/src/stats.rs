@@ -22,4 +22,6 @@ pub struct Stats {
     pub hits: u64,
     /// Lookups that found none.
     pub misses: u64,
+    /// Entries inserted or updated by connection sync.
+    pub synced: u64,
 }

@@ -235,7 +235,7 @@ impl Table {
     }
 
     #[inline]
-    fn find_in(&self, hash: u64, key: &FlowKey) -> Option<u32> {
+    pub(crate) fn find_in(&self, hash: u64, key: &FlowKey) -> Option<u32> {
         let (entries, dests) = (&self.entries, &self.dests);
         self.index.find(hash, |n| {
             entries.get(n as usize).is_some_and(|c| {

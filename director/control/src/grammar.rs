@@ -82,6 +82,8 @@ pub enum ListWhat {
     Connections,
     /// `--timeout`.
     Timeouts,
+    /// `--daemon`: the connection-sync status.
+    Daemon,
 }
 
 /// The columns of a service listing.
@@ -350,6 +352,7 @@ mod o {
     pub const UTHRESHOLD: usize = 9;
     pub const LTHRESHOLD: usize = 10;
     pub const TIMEOUT: usize = 11;
+    pub const DAEMON: usize = 12;
     pub const STATS: usize = 13;
     pub const RATE: usize = 14;
     pub const THRESHOLDS: usize = 15;
@@ -494,7 +497,7 @@ const SPECS: &[Spec] = &[
     spec(Some('n'), "numeric", Arg::None, Opt::Flag(o::NUMERIC)),
     spec(Some('c'), "connection", Arg::None, Opt::Flag(o::CONNECTION)),
     spec(None, "timeout", Arg::None, Opt::Flag(o::TIMEOUT)),
-    spec(None, "daemon", Arg::None, Opt::Unsupported(SYNC)),
+    spec(None, "daemon", Arg::None, Opt::Flag(o::DAEMON)),
     spec(None, "stats", Arg::None, Opt::Flag(o::STATS)),
     spec(None, "rate", Arg::None, Opt::Flag(o::RATE)),
     spec(None, "thresholds", Arg::None, Opt::Flag(o::THRESHOLDS)),
@@ -900,7 +903,7 @@ fn dest_conf(key: &ServiceKey, addr: IpAddr, port: u16, p: &Parts) -> Result<Des
 
 fn list_options(key: Option<ServiceKey>, given: &[bool; N_OPTS]) -> Result<Command, ParseError> {
     let columns = [o::STATS, o::RATE, o::THRESHOLDS, o::PERSISTENTCONN];
-    let special = given[o::CONNECTION] || given[o::TIMEOUT];
+    let special = given[o::CONNECTION] || given[o::TIMEOUT] || given[o::DAEMON];
     if special && columns.iter().any(|c| given[*c]) {
         return Err(ParseError::ListConflict);
     }
@@ -919,6 +922,8 @@ fn list_options(key: Option<ServiceKey>, given: &[bool; N_OPTS]) -> Result<Comma
         ListWhat::Connections
     } else if given[o::TIMEOUT] {
         ListWhat::Timeouts
+    } else if given[o::DAEMON] {
+        ListWhat::Daemon
     } else {
         ListWhat::Services(key)
     };

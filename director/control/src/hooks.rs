@@ -40,6 +40,11 @@ pub trait StatsSource {
             conn_count: 0,
         }
     }
+    /// Connection sync's status, for `lvsadm -L --daemon`; `None` when sync is not
+    /// configured.
+    fn sync_status(&self) -> Option<lvs_proto::director::SyncStatus> {
+        None
+    }
 }
 
 /// A [`StatsSource`] with no traffic: every counter 0, no connections. For tests and for a

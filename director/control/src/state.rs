@@ -137,6 +137,12 @@ impl ControlState {
             Request::Ping => Response::Pong,
             Request::ListHealth => Response::Health(self.health()),
             Request::GetRole => Response::Role(self.role()),
+            Request::SyncStatus => Response::Sync(stats.sync_status().unwrap_or_else(|| {
+                lvs_proto::director::SyncStatus {
+                    active: self.role() == lvs_proto::HaRole::Active,
+                    ..Default::default()
+                }
+            })),
             other => match self.change(other, sched) {
                 Ok(changes) => return (Response::Ok, changes),
                 Err(Refusal::Refused(e)) => e.to_response(),
@@ -773,6 +779,17 @@ mod tests {
             .is_err()
         );
         assert_eq!(s.timeouts(), want);
+    }
+
+    #[test]
+    fn sync_status_without_sync_says_disabled() {
+        let mut s = ControlState::new();
+        let (r, c) = s.apply(Request::SyncStatus, &AnyScheduler, &ZeroStats);
+        assert!(c.is_empty());
+        match r {
+            Response::Sync(st) => assert!(!st.enabled && st.active && !st.synced),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

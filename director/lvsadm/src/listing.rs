@@ -193,6 +193,43 @@ pub fn timeouts(t: &Timeouts) -> String {
     )
 }
 
+/// `-L --daemon`: ipvsadm's first line (`master sync daemon (...)`), then the sync counters.
+/// Nothing when sync is not configured, as ipvsadm prints nothing without a daemon.
+pub fn daemon(s: &lvs_proto::director::SyncStatus) -> String {
+    if !s.enabled {
+        return String::new();
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let heard = s
+        .last_heard_ms
+        .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
+    format!(
+        "{} sync daemon (listen={}, peers={}, syncid={})\n\
+         synced: {}  bulk resync complete: {}  active peer heard: {}\n\
+         sent: {} datagrams, {} entries\n\
+         received: {} datagrams, {} entries applied\n\
+         rejected: bad_mac {}, replay {}, truncated {}, other {}\n\
+         dropped: {}  bulk resyncs: {}\n",
+        if s.active { "master" } else { "backup" },
+        s.listen,
+        s.peers.join(","),
+        s.sync_id,
+        yes(s.synced),
+        yes(s.bulk_complete),
+        heard,
+        s.sent,
+        s.entries_sent,
+        s.received,
+        s.entries_applied,
+        s.rejected_mac,
+        s.rejected_replay,
+        s.rejected_truncated,
+        s.rejected_other,
+        s.dropped,
+        s.bulk_resyncs,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
@@ -448,5 +485,28 @@ TCP 01:01  NONE        198.51.100.7:0     192.0.2.1:80       10.0.0.2:80
         assert_eq!(largenum(u64::MAX, false), "18446744T");
         assert_eq!(largenum(12, true), "       12");
         assert_eq!(largenum(123_456_789, true), " 123456789");
+    }
+
+    #[test]
+    fn daemon_status_reads_like_ipvsadm_then_counters() {
+        let off = lvs_proto::director::SyncStatus::default();
+        assert_eq!(daemon(&off), "", "no sync: nothing, as ipvsadm");
+        let s = lvs_proto::director::SyncStatus {
+            enabled: true,
+            sync_id: 3,
+            listen: "0.0.0.0:8848".into(),
+            peers: vec!["192.0.2.2:8848".into()],
+            synced: true,
+            bulk_complete: true,
+            last_heard_ms: Some(120),
+            rejected_replay: 2,
+            ..Default::default()
+        };
+        let text = daemon(&s);
+        assert!(text.starts_with(
+            "backup sync daemon (listen=0.0.0.0:8848, peers=192.0.2.2:8848, syncid=3)\n"
+        ));
+        assert!(text.contains("synced: yes"));
+        assert!(text.contains("replay 2"));
     }
 }

@@ -75,7 +75,12 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
     match command {
         Command::List(opts) => list(&mut client, &opts),
         Command::Save { .. } => match request(&mut client, Request::ListServices { key: None }) {
-            Ok(Response::Services(list)) => print(&lvs_control::save(&list, true)),
+            Ok(Response::Services(mut list)) => {
+                // Content services (layer 7) come from the director's TOML file, not from
+                // rules lvsadm can restore: they are listed, not saved.
+                list.retain(|s| !s.conf.scheduler.starts_with("l7-"));
+                print(&lvs_control::save(&list, true))
+            }
             other => refused(EXIT_LIST, other),
         },
         Command::Restore => {
@@ -125,6 +130,10 @@ fn list(client: &mut Client, opts: &ListOptions) -> i32 {
     match opts.what {
         ListWhat::Connections => match request(client, Request::ListConns) {
             Ok(Response::Conns(conns)) => print(&listing::connections(&conns)),
+            other => refused(EXIT_LIST, other),
+        },
+        ListWhat::Daemon => match request(client, Request::SyncStatus) {
+            Ok(Response::Sync(status)) => print(&listing::daemon(&status)),
             other => refused(EXIT_LIST, other),
         },
         ListWhat::Timeouts => match request(client, Request::GetTimeouts) {

@@ -54,11 +54,13 @@ pub struct Setup {
     pub conn_table_size: usize,
     pub rx: RxConfig,
     pub timeouts: (u32, u32, u32),
+    /// Connection sync (`[sync]`), when configured.
+    pub sync: Option<crate::sync::SyncConfig>,
 }
 
 struct WorkerHandle {
     cmds: Sender<Cmd>,
-    waker: Waker,
+    waker: Arc<Waker>,
     join: Option<JoinHandle<()>>,
 }
 
@@ -99,6 +101,11 @@ pub struct Dataplane {
     conn_table_size: usize,
     /// Forwarding (active) or not (standby).
     active: bool,
+    /// Connection sync: its configuration and the sync thread's ends of the rings until
+    /// `start_sync`, then the running thread.
+    sync_setup: Option<(crate::sync::SyncConfig, Vec<crate::sync::EngineSide>)>,
+    sync_shared: Option<Arc<crate::sync::SyncShared>>,
+    sync: Option<crate::sync::SyncEngine>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -179,7 +186,19 @@ impl Dataplane {
             all_stats: Arc::clone(&stats),
             mtus: mtus.clone(),
             if_addrs: Arc::clone(&if_addrs),
+            dest_index: HashMap::new(),
         });
+        let sync_shared = setup
+            .sync
+            .as_ref()
+            .map(|_| Arc::new(crate::sync::SyncShared::default()));
+        let (mut worker_syncs, engine_sides) = match (&setup.sync, &sync_shared) {
+            (Some(cfg), Some(shared)) => {
+                let (w, e) = crate::sync::rings(n, per_worker, cfg, shared);
+                (w.into_iter().map(Some).collect::<Vec<_>>(), Some(e))
+            }
+            _ => ((0..n).map(|_| None).collect(), None),
+        };
         let mut workers = Vec::with_capacity(n);
         for (index, rings) in rings_per_worker.into_iter().enumerate() {
             let fail = |reason: String| DataplaneError::Worker {
@@ -208,6 +227,7 @@ impl Dataplane {
                 misses: miss_tx.clone(),
                 poll,
                 epoch: Instant::now(),
+                sync: worker_syncs[index].take(),
             };
             w.register().map_err(|e| fail(e.to_string()))?;
             let waker = w.waker().map_err(|e| fail(e.to_string()))?;
@@ -217,7 +237,7 @@ impl Dataplane {
                 .map_err(|e| fail(e.to_string()))?;
             workers.push(WorkerHandle {
                 cmds: cmd_tx,
-                waker,
+                waker: Arc::new(waker),
                 join: Some(join),
             });
         }
@@ -239,7 +259,39 @@ impl Dataplane {
             last_sample: Instant::now(),
             conn_table_size: setup.conn_table_size,
             active: true,
+            sync_setup: setup.sync.clone().zip(engine_sides),
+            sync_shared,
+            sync: None,
         })
+    }
+
+    /// Start the sync thread (after `start`, with the key read from `key_file`).
+    pub fn start_sync(&mut self, key: crate::sync::wire::AuthKey) -> std::io::Result<()> {
+        let (Some((cfg, sides)), Some(shared)) = (self.sync_setup.take(), &self.sync_shared) else {
+            return Ok(());
+        };
+        let links = sides
+            .into_iter()
+            .zip(&self.workers)
+            .map(|(side, w)| crate::sync::engine::WorkerLink {
+                side,
+                cmds: w.cmds.clone(),
+                waker: Arc::clone(&w.waker),
+            })
+            .collect();
+        self.sync = Some(crate::sync::SyncEngine::start(
+            cfg,
+            key,
+            links,
+            Arc::clone(shared),
+            self.active,
+        )?);
+        Ok(())
+    }
+
+    /// Connection sync's status (`None`: not configured).
+    pub fn sync_status(&self) -> Option<lvs_proto::director::SyncStatus> {
+        self.sync.as_ref().map(crate::sync::SyncEngine::status)
     }
 
     fn send(&self, make: impl Fn() -> Cmd) {
@@ -333,6 +385,9 @@ impl Dataplane {
                 }
                 C::RoleChanged(role) => {
                     self.active = *role == lvs_proto::HaRole::Active;
+                    if let Some(s) = &self.sync {
+                        s.set_role(self.active);
+                    }
                     log::info!(
                         "event=role_changed role={}",
                         if self.active { "active" } else { "standby" }
@@ -513,6 +568,7 @@ impl Dataplane {
     /// Build the snapshot and hand it to every worker; update the fanout programs.
     pub fn publish(&mut self) {
         let mut services = HashMap::new();
+        let mut dest_index = HashMap::new();
         let mut dests: Vec<Option<DestEntry>> = Vec::new();
         let mut live = Vec::new();
         let mut any_nat = false;
@@ -564,6 +620,7 @@ impl Dataplane {
                     lower: d.conf.lower_threshold,
                 });
                 live.push(d.id);
+                dest_index.insert((svc.id, addr, d.conf.port), d.id);
             }
         }
         vips.sort_unstable();
@@ -584,6 +641,7 @@ impl Dataplane {
             all_stats: Arc::clone(&self.stats),
             mtus: self.mtus.clone(),
             if_addrs: Arc::clone(&self.if_addrs),
+            dest_index,
         });
         self.send(|| Cmd::Snapshot(Arc::clone(&snap)));
     }
@@ -706,6 +764,9 @@ impl Dataplane {
 
     /// Stop every worker and wait for them.
     pub fn stop(&mut self) {
+        if let Some(mut s) = self.sync.take() {
+            s.stop();
+        }
         self.send(|| Cmd::Stop);
         for w in &mut self.workers {
             if let Some(j) = w.join.take() {

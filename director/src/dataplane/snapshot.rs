@@ -107,6 +107,8 @@ pub struct Snapshot {
     pub mtus: HashMap<u32, u16>,
     /// Each interface's addresses, for the VS/TUN outer source.
     pub if_addrs: Arc<super::IfAddrs>,
+    /// Real-server ids by (service id, address, port), for entries received by sync.
+    pub dest_index: HashMap<(u32, Ipv4Addr, u16), u32>,
 }
 
 impl Snapshot {
@@ -136,6 +138,14 @@ impl Snapshot {
             .or_else(|| addrs.iter().find(|e| e.1 < 32))
             .or_else(|| addrs.first())
             .map(|e| e.0)
+    }
+
+    /// The id of a service's real server by address and port (a port-0 server matches any).
+    pub fn dest_by_addr(&self, service: u32, addr: Ipv4Addr, port: u16) -> Option<u32> {
+        self.dest_index
+            .get(&(service, addr, port))
+            .or_else(|| self.dest_index.get(&(service, addr, 0)))
+            .copied()
     }
 
     #[inline]

@@ -28,8 +28,14 @@ use super::stats::{Loss, WorkerStats};
 pub enum Cmd {
     Snapshot(Arc<Snapshot>),
     ExpireDest(u32),
-    Timeouts { tcp: u32, tcp_fin: u32, udp: u32 },
+    Timeouts {
+        tcp: u32,
+        tcp_fin: u32,
+        udp: u32,
+    },
     ListConns(SyncSender<Vec<ConnInfo>>),
+    /// Every entry as connection sync sends it (a bulk resync).
+    SyncDump(SyncSender<Vec<lvs_conntrack::SyncEntry>>),
     Clear,
     Stop,
 }
@@ -51,6 +57,8 @@ pub struct Worker {
     pub misses: SyncSender<Ipv4Addr>,
     pub poll: Poll,
     pub epoch: Instant,
+    /// Connection sync, when configured.
+    pub sync: Option<crate::sync::WorkerSync>,
 }
 
 impl Worker {
@@ -98,6 +106,7 @@ impl Worker {
                 return;
             }
             let now = self.now_ms();
+            self.apply_synced(now);
             let Worker {
                 rings,
                 tx,
@@ -105,6 +114,7 @@ impl Worker {
                 snap,
                 stats,
                 misses,
+                sync,
                 ..
             } = &mut self;
             let mut fwd = Forwarder {
@@ -114,6 +124,7 @@ impl Worker {
                 misses,
                 now,
                 ip_id,
+                sync: sync.as_mut(),
             };
             for ring in rings.iter_mut() {
                 if let Err(e) = ring.take_error() {
@@ -153,6 +164,9 @@ impl Worker {
                 Cmd::ListConns(reply) => {
                     let _ = reply.try_send(self.table.list(self.now_ms()));
                 }
+                Cmd::SyncDump(reply) => {
+                    let _ = reply.try_send(self.table.sync_dump(self.now_ms()));
+                }
                 Cmd::Clear => {
                     let now = self.now_ms();
                     self.table.clear(now);
@@ -161,6 +175,33 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// Entries the sync thread received for this worker (standby): into the table, with
+    /// this director's own service and real-server ids. Allocates nothing.
+    fn apply_synced(&mut self, now: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(sync) = self.sync.as_mut() else {
+            return;
+        };
+        let snap: &Snapshot = &self.snap;
+        while let Some(e) = sync.inbound.pop() {
+            let found = match (crate::sync::v4(e.virt.addr), crate::sync::v4(e.dest.addr)) {
+                (Some(vip), Some(rs)) => snap.service(e.proto, vip, e.virt.port).and_then(|svc| {
+                    snap.dest_by_addr(svc.id, rs, e.dest.port)
+                        .map(|d| (svc.id, d))
+                }),
+                _ => None,
+            };
+            let done =
+                found.is_some_and(|(svc, dest)| self.table.sync_import(&e, svc, dest, now).is_ok());
+            let counter = if done {
+                &sync.shared.entries_applied
+            } else {
+                &sync.shared.dropped
+            };
+            counter.fetch_add(1, Relaxed);
+        }
     }
 
     /// Publish this worker's connection counts per real server.
@@ -186,6 +227,7 @@ struct Forwarder<'w> {
     misses: &'w SyncSender<Ipv4Addr>,
     now: u64,
     ip_id: u16,
+    sync: Option<&'w mut crate::sync::WorkerSync>,
 }
 
 /// Where a packet goes after its rewrite.
@@ -337,9 +379,11 @@ impl<'w> Forwarder<'w> {
         let virt = Endpoint::new(svc.vip.into(), pkt.flow.dst_port);
         let key = FlowKey::new(proto, client_ep, virt);
         let flags = TcpFlags(pkt.tcp_flags.0);
+        let mut created = false;
         let id = match self.table.lookup_in(&key) {
             Some(id) => id,
             None => {
+                created = true;
                 // Only a SYN opens a TCP connection, as in IPVS: anything else is a leftover
                 // of a connection this director does not know (or a scan).
                 let syn = pkt.tcp_flags.contains(lvs_packet::TcpFlags::SYN)
@@ -358,7 +402,9 @@ impl<'w> Forwarder<'w> {
             return Verdict::Done;
         };
         let (dest_ep, dest_id, forward) = (conn.dest(), conn.dest_id(), conn.forward());
-        let _ = self.table.on_packet(id, Dir::In, flags, self.now);
+        let before = conn.state();
+        let after = self.table.on_packet(id, Dir::In, flags, self.now);
+        self.sync_conn(id, created || after != Ok(before));
         let bytes = pkt.end - pkt.l3;
         if let Some(c) = self.stats.services.get(svc.id as usize) {
             c.inbound(bytes);
@@ -459,6 +505,11 @@ impl<'w> Forwarder<'w> {
         } else {
             chosen = self.schedule(pkt, svc);
         }
+        if let (Some(t), Some(sync)) = (template, self.sync.as_deref_mut())
+            && let Some(e) = self.table.sync_export_template(t, self.now)
+        {
+            sync.send(e);
+        }
         let Some(dest_id) = chosen else {
             self.stats.lose(Loss::NoDestination);
             return None;
@@ -492,6 +543,31 @@ impl<'w> Forwarder<'w> {
                 self.stats.lose(Loss::TableFull);
                 None
             }
+        }
+    }
+
+    /// Hand connection `id` to the sync thread when it is new, changed state, or is due
+    /// for a refresh.
+    #[inline]
+    fn sync_conn(&mut self, id: ConnId, force: bool) {
+        let Some(sync) = self.sync.as_deref_mut() else {
+            return;
+        };
+        if !sync.due(id.slot(), self.now, force) {
+            return;
+        }
+        if let Some(e) = self.table.sync_export(id, self.now)
+            && sync.send(e)
+        {
+            sync.mark(id.slot(), self.now);
+        }
+        // A refresh carries the connection's template along, so a client that keeps one
+        // long connection keeps its persistence on the standby too.
+        if !force
+            && let Some(t) = self.table.template_of(id)
+            && let Some(e) = self.table.sync_export_template(t, self.now)
+        {
+            sync.send(e);
         }
     }
 
@@ -574,9 +650,11 @@ impl<'w> Forwarder<'w> {
         };
         let (virt, client, svc, dest_id) =
             (conn.virt(), conn.client(), conn.service(), conn.dest_id());
-        let _ = self
+        let before = conn.state();
+        let after = self
             .table
             .on_packet(id, Dir::Out, TcpFlags(pkt.tcp_flags.0), self.now);
+        self.sync_conn(id, after != Ok(before));
         let bytes = pkt.end - pkt.l3;
         if let Some(c) = self.stats.services.get(svc as usize) {
             c.outbound(bytes);

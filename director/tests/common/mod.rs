@@ -42,7 +42,7 @@ fn testbed_script() -> PathBuf {
 }
 
 /// `lvsadm` sits beside `lvs-director` in the target directory.
-fn lvsadm_bin() -> PathBuf {
+pub fn lvsadm_bin() -> PathBuf {
     lvs_testsupport::sibling_bin(env!("CARGO_BIN_EXE_lvs-director"), "lvsadm")
 }
 

@@ -11,8 +11,12 @@ use lvs_common::DaemonArgs;
 /// takes over the virtual addresses (netlink, gratuitous ARP) and tells the director to go
 /// active when the peer is dead on every medium; releases them in reverse.
 ///
-/// SIGTERM releases the addresses and sets the director standby before exiting; SIGUSR1 logs
-/// the state; SIGHUP checks the file (a new configuration is applied at restart).
+/// The addresses live on a TUN device that dies with the process, so even a SIGKILL releases
+/// them. A watched interface without carrier is a fault (the peer takes over).
+///
+/// SIGTERM releases the addresses, sends a farewell heartbeat (the peer takes over at once)
+/// and sets the director standby before exiting; SIGUSR1 logs the state; SIGHUP applies a
+/// valid new configuration. State on <rundir>/heartbeatd.sock (HaStatus).
 #[derive(Parser, Debug)]
 #[command(
     name = "lvs-heartbeatd",

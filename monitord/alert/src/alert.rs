@@ -32,6 +32,10 @@ pub enum AlertKind {
     /// Anything else, by name (lower case `a-z`, `0-9`, `_`, as syslog event names are).
     /// Deduplicated and rate-limited, never counted as a state change.
     Custom(String),
+    /// A service's pool fell below its quorum (keepalived's `quorum_down`).
+    QuorumDown,
+    /// A service's pool is back at its quorum (keepalived's `quorum_up`).
+    QuorumUp,
 }
 
 /// The kinds whose alerts are states of one target, so that a change between them counts
@@ -44,11 +48,14 @@ pub enum Family {
     SorryServer,
     /// `master` / `backup` / `fault`.
     Role,
+    /// `quorum_up` / `quorum_down`.
+    Quorum,
 }
 
 impl AlertKind {
     /// The name: `server_down`, `server_up`, `flapping`, `stable`, `sorry_server_on`,
-    /// `sorry_server_off`, `master`, `backup`, `fault`, or the custom name.
+    /// `sorry_server_off`, `master`, `backup`, `fault`, `quorum_down`, `quorum_up`, or the
+    /// custom name.
     pub fn name(&self) -> &str {
         match self {
             AlertKind::ServerDown => "server_down",
@@ -61,6 +68,8 @@ impl AlertKind {
             AlertKind::Backup => "backup",
             AlertKind::Fault => "fault",
             AlertKind::Custom(name) => name,
+            AlertKind::QuorumDown => "quorum_down",
+            AlertKind::QuorumUp => "quorum_up",
         }
     }
 
@@ -72,6 +81,8 @@ impl AlertKind {
             AlertKind::ServerUp => "up",
             AlertKind::SorryServerOn => "on",
             AlertKind::SorryServerOff => "off",
+            AlertKind::QuorumDown => "lost",
+            AlertKind::QuorumUp => "met",
             other => other.name(),
         }
     }
@@ -80,13 +91,17 @@ impl AlertKind {
     /// `info` for recoveries and role changes.
     pub fn level(&self) -> Level {
         match self {
-            AlertKind::ServerDown | AlertKind::Flapping | AlertKind::SorryServerOn => Level::Warn,
+            AlertKind::ServerDown
+            | AlertKind::Flapping
+            | AlertKind::SorryServerOn
+            | AlertKind::QuorumDown => Level::Warn,
             AlertKind::Fault => Level::Error,
             AlertKind::ServerUp
             | AlertKind::Stable
             | AlertKind::SorryServerOff
             | AlertKind::Master
             | AlertKind::Backup
+            | AlertKind::QuorumUp
             | AlertKind::Custom(_) => Level::Info,
         }
     }
@@ -98,6 +113,7 @@ impl AlertKind {
             AlertKind::ServerDown | AlertKind::ServerUp => Some(Family::Server),
             AlertKind::SorryServerOn | AlertKind::SorryServerOff => Some(Family::SorryServer),
             AlertKind::Master | AlertKind::Backup | AlertKind::Fault => Some(Family::Role),
+            AlertKind::QuorumDown | AlertKind::QuorumUp => Some(Family::Quorum),
             AlertKind::Flapping | AlertKind::Stable | AlertKind::Custom(_) => None,
         }
     }

@@ -76,6 +76,7 @@ pub fn parse_weights(listing: &str) -> HashMap<String, u32> {
 pub const HTTP_SERVER: &str = r#"
 import http.server, socketserver, sys
 name = sys.argv[1]
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 80
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -89,7 +90,7 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-S(("0.0.0.0", 80), H).serve_forever()
+S(("0.0.0.0", port), H).serve_forever()
 "#;
 
 /// A process started by the test, SIGTERMed (then killed) on drop.
@@ -331,6 +332,20 @@ impl Cluster {
         parse_weights(&text(&out.stdout))
     }
 
+    /// `ADDR:PORT` -> weight of every real server `lvsadm -L -n` lists.
+    pub fn dests(&self) -> HashMap<String, u32> {
+        let out = self.lvsadm(&["-L", "-n"]);
+        assert!(out.status.success(), "lvsadm -L -n: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 4 && f[0] == "->" && f[3].parse::<u32>().is_ok())
+                    .then(|| (f[1].to_owned(), f[3].parse().unwrap_or(0)))
+            })
+            .collect()
+    }
+
     pub fn weight(&self, rs: &str) -> Option<u32> {
         self.weights().get(rs).copied()
     }
@@ -391,6 +406,11 @@ impl Cluster {
     /// Starts the HTTP server of `node` again (as testbed.sh does) and waits until it
     /// answers.
     pub fn start_http(&mut self, node: &'static str) {
+        self.start_http_as(node, node, 80);
+    }
+
+    /// Starts an HTTP server answering `name` on `port` of `node`, and waits until it answers.
+    pub fn start_http_as(&mut self, node: &'static str, name: &'static str, port: u16) {
         let child = Command::new("ip")
             .args([
                 "netns",
@@ -399,7 +419,8 @@ impl Cluster {
                 "python3",
                 "-c",
                 HTTP_SERVER,
-                node,
+                name,
+                &port.to_string(),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -410,9 +431,10 @@ impl Cluster {
         let mut pids = std::fs::read_to_string(self.pids_file(node)).unwrap_or_default();
         pids.push_str(&format!("{}\n", child.id()));
         let _ = std::fs::write(self.pids_file(node), pids);
-        self.helpers.push(Proc { child, name: node });
+        self.helpers.push(Proc { child, name });
+        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
         wait_for("the HTTP server to answer", SOON, || {
-            let out = self.exec(node, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80"]);
+            let out = self.exec(node, &["bash", "-c", &probe]);
             out.status.success().then_some(())
         });
     }

@@ -1,0 +1,377 @@
+//! The content-switching part of the director's TOML file:
+//!
+//! ```toml
+//! [[content_service]]
+//! address = "192.0.2.10"
+//! port = 80
+//! mode = "http"                 # or "tls-sni"
+//! default_pool = "static"
+//! no_match = 404                # or 503: the answer when no rule matches and no default pool
+//! client_address = "x-forwarded-for"  # "forwarded", "proxy-v1", "proxy-v2" or "none"
+//!
+//! [[content_service.rule]]
+//! name = "api"
+//! host = "api.example.com"      # exact, or "*.example.com"; for tls-sni: the server name
+//! path_prefix = "/v1/"
+//! pool = "app"
+//!
+//! [[pool]]
+//! name = "app"
+//! scheduler = "wlc"
+//! servers = [{ address = "10.0.0.11", port = 8080, weight = 2 }]
+//! ```
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+/// What a content service reads: HTTP requests, or only the TLS ClientHello.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    Http,
+    TlsSni,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::TlsSni => "tls-sni",
+        }
+    }
+}
+
+/// How a real server learns the client's address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAddress {
+    /// `X-Forwarded-For: client` appended to each request (HTTP mode).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=http` (HTTP mode).
+    Forwarded,
+    /// The PROXY protocol's text header at the start of each server connection. Server
+    /// connections are then not shared between clients.
+    ProxyV1,
+    /// The PROXY protocol's binary header.
+    ProxyV2,
+    /// Nothing.
+    None,
+}
+
+/// `[[content_service]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentServiceConfig {
+    pub address: IpAddr,
+    pub port: u16,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Where requests no rule matches go; none: they get `no_match`.
+    #[serde(default)]
+    pub default_pool: Option<String>,
+    /// 404 or 503.
+    #[serde(default = "default_no_match")]
+    pub no_match: u16,
+    #[serde(default)]
+    pub client_address: ClientAddress,
+    /// Largest request or response head, in bytes (431 / 502 beyond).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most header lines in a request (431 beyond).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Seconds a client has to send a whole request head, or to send more of a body (408).
+    #[serde(default = "default_client_timeout")]
+    pub client_timeout: u32,
+    /// Seconds a real server has to answer, or to send more of a response (504).
+    #[serde(default = "default_server_timeout")]
+    pub server_timeout: u32,
+    /// Seconds to connect to a real server before trying another.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: u32,
+    /// Seconds an idle keep-alive client connection, or an idle tunnel, is kept.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u32,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[[content_service.rule]]`: every condition given must hold; the first rule that matches
+/// wins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// For counters and logs; default `rule<N>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Host header (port ignored) or, in tls-sni mode, the server name: exact (any case) or
+    /// `*.example.com` for any subdomain.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// A regular expression searched in the path (with query); anchor it with `^` as needed.
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    /// Request methods, e.g. `["GET", "HEAD"]`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Headers that must be present, with this value when one is given (exact match).
+    #[serde(default)]
+    pub headers: Vec<HeaderMatch>,
+    pub pool: String,
+}
+
+/// One header condition of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// `[[pool]]`: real servers with their own scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// Scheduler options, as `lvsadm -b`.
+    #[serde(default)]
+    pub options: String,
+    pub servers: Vec<ServerConfig>,
+}
+
+/// One real server of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub address: IpAddr,
+    pub port: u16,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_no_match() -> u16 {
+    404
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_client_timeout() -> u32 {
+    30
+}
+fn default_server_timeout() -> u32 {
+    60
+}
+fn default_connect_timeout() -> u32 {
+    5
+}
+fn default_idle_timeout() -> u32 {
+    60
+}
+fn default_scheduler() -> String {
+    "wrr".into()
+}
+fn default_weight() -> u32 {
+    1
+}
+
+/// The most header lines a request may be allowed (the parser's array is this big).
+pub const MAX_HEADERS_LIMIT: usize = 256;
+
+impl RuleConfig {
+    /// The rule's name, or `rule<index>`.
+    pub fn display_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("rule{index}"))
+    }
+}
+
+/// Checks serde cannot express: pool references, regexes, limits, duplicates. The reason names
+/// the service and the key.
+pub fn validate(services: &[ContentServiceConfig], pools: &[PoolConfig]) -> Result<(), String> {
+    let mut names = HashSet::new();
+    for p in pools {
+        if !names.insert(p.name.as_str()) {
+            return Err(format!("pool {:?} is defined twice", p.name));
+        }
+        if p.servers.is_empty() {
+            return Err(format!("pool {:?} has no servers", p.name));
+        }
+        let mut seen = HashSet::new();
+        for s in &p.servers {
+            if s.port == 0 {
+                return Err(format!(
+                    "pool {:?}: server {} has port 0",
+                    p.name, s.address
+                ));
+            }
+            if !seen.insert((s.address, s.port)) {
+                return Err(format!(
+                    "pool {:?}: server {}:{} is listed twice",
+                    p.name, s.address, s.port
+                ));
+            }
+        }
+    }
+    let mut keys = HashSet::new();
+    for s in services {
+        let what = format!("content_service {}:{}", s.address, s.port);
+        if s.port == 0 {
+            return Err(format!("{what}: port must not be 0"));
+        }
+        if !keys.insert((s.address, s.port)) {
+            return Err(format!("{what} is defined twice"));
+        }
+        if s.no_match != 404 && s.no_match != 503 {
+            return Err(format!(
+                "{what}: no_match = {} must be 404 or 503",
+                s.no_match
+            ));
+        }
+        if !(1..=MAX_HEADERS_LIMIT).contains(&s.max_headers) {
+            return Err(format!(
+                "{what}: max_headers = {} must be 1 to {MAX_HEADERS_LIMIT}",
+                s.max_headers
+            ));
+        }
+        if !(256..=1 << 20).contains(&s.max_header_bytes) {
+            return Err(format!(
+                "{what}: max_header_bytes = {} must be 256 to 1048576",
+                s.max_header_bytes
+            ));
+        }
+        for (k, v) in [
+            ("client_timeout", s.client_timeout),
+            ("server_timeout", s.server_timeout),
+            ("connect_timeout", s.connect_timeout),
+            ("idle_timeout", s.idle_timeout),
+        ] {
+            if v == 0 {
+                return Err(format!("{what}: {k} must be at least 1 second"));
+            }
+        }
+        if let Some(d) = &s.default_pool
+            && !names.contains(d.as_str())
+        {
+            return Err(format!("{what}: default_pool {d:?} is not a [[pool]]"));
+        }
+        if s.mode == Mode::TlsSni
+            && matches!(
+                s.client_address,
+                ClientAddress::XForwardedFor | ClientAddress::Forwarded
+            )
+            && s.client_address != ClientAddress::default()
+        {
+            return Err(format!(
+                "{what}: client_address headers need HTTP; use proxy-v1, proxy-v2 or none with tls-sni"
+            ));
+        }
+        for (i, r) in s.rules.iter().enumerate() {
+            let rn = r.display_name(i);
+            if !names.contains(r.pool.as_str()) {
+                return Err(format!(
+                    "{what}: rule {rn}: pool {:?} is not a [[pool]]",
+                    r.pool
+                ));
+            }
+            if let Some(re) = &r.path_regex {
+                regex::Regex::new(re).map_err(|e| format!("{what}: rule {rn}: path_regex: {e}"))?;
+            }
+            if s.mode == Mode::TlsSni
+                && (r.path_prefix.is_some()
+                    || r.path_regex.is_some()
+                    || !r.methods.is_empty()
+                    || !r.headers.is_empty())
+            {
+                return Err(format!(
+                    "{what}: rule {rn}: a tls-sni service can only match on host (the server name)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct File {
+        #[serde(default)]
+        content_service: Vec<ContentServiceConfig>,
+        #[serde(default)]
+        pool: Vec<PoolConfig>,
+    }
+
+    const GOOD: &str = r#"
+[[content_service]]
+address = "192.0.2.10"
+port = 80
+default_pool = "a"
+[[content_service.rule]]
+host = "img.example"
+path_regex = "^/x/[0-9]+$"
+pool = "b"
+[[pool]]
+name = "a"
+servers = [{ address = "10.0.0.1", port = 80 }]
+[[pool]]
+name = "b"
+scheduler = "rr"
+servers = [{ address = "10.0.0.2", port = 80, weight = 3 }]
+"#;
+
+    #[test]
+    fn a_good_file_parses_and_validates() {
+        let f: File = toml::from_str(GOOD).unwrap();
+        validate(&f.content_service, &f.pool).unwrap();
+        assert_eq!(f.content_service[0].mode, Mode::Http);
+        assert_eq!(f.pool[1].servers[0].weight, 3);
+    }
+
+    #[test]
+    fn bad_references_and_regexes_are_named() {
+        let f: File = toml::from_str(&GOOD.replace("pool = \"b\"", "pool = \"zz\"")).unwrap();
+        let e = validate(&f.content_service, &f.pool).unwrap_err();
+        assert!(e.contains("\"zz\"") && e.contains("192.0.2.10:80"), "{e}");
+        let f: File = toml::from_str(&GOOD.replace("^/x/[0-9]+$", "(")).unwrap();
+        let e = validate(&f.content_service, &f.pool).unwrap_err();
+        assert!(e.contains("path_regex"), "{e}");
+        let f: File =
+            toml::from_str(&GOOD.replace("port = 80\n", "port = 80\nno_match = 500\n")).unwrap();
+        assert!(
+            validate(&f.content_service, &f.pool)
+                .unwrap_err()
+                .contains("no_match")
+        );
+    }
+
+    /// The commented example in the director's sample configuration is valid as it stands.
+    #[test]
+    fn the_sample_example_is_valid() {
+        let sample = include_str!("../../../etc/lvs-director.toml");
+        let start = sample
+            .find("# [[content_service]]")
+            .expect("example present");
+        let text: String = sample[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let f: File = toml::from_str(&text).expect("the example parses");
+        validate(&f.content_service, &f.pool).expect("the example is valid");
+        assert_eq!(f.pool.len(), 2);
+        assert_eq!(f.content_service[0].rules.len(), 1);
+    }
+}

@@ -1,0 +1,247 @@
+//! The glue between the director and its layer-7 content switching (`lvs-l7`): starts the
+//! engine from the configuration, reloads it on SIGHUP, and answers the control requests that
+//! concern content services: they are listed by `lvsadm -L` beside the IP-load-balanced
+//! services, and the monitor's health verdicts apply to their pool members.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use lvs_l7::{Engine, ServiceView};
+use lvs_proto::{
+    DestConf, DestStatus, ErrorCode, FwdMethod, Handler, PeerInfo, Protocol, Rates, Request,
+    Response, ServiceConf, ServiceKey, ServiceStatus, Stats,
+};
+use lvs_sched_host::Registry;
+
+use crate::config::Config;
+
+/// The content-switching engine, started when the first content service is configured.
+#[derive(Debug, Default)]
+pub struct ContentSwitch {
+    engine: Option<Engine>,
+    /// The set in force, for run-time edits ([`ContentSwitch::edit`]).
+    services: Vec<lvs_l7::ContentServiceConfig>,
+    pools: Vec<lvs_l7::PoolConfig>,
+}
+
+impl ContentSwitch {
+    /// Start the services of `cfg`; an error (a scheduler that does not load, an address that
+    /// cannot be bound) stops the director's start.
+    pub fn start(cfg: &Config, registry: &Rc<RefCell<Registry>>) -> Result<Self, String> {
+        let mut me = Self::default();
+        me.apply(cfg, registry)?;
+        Ok(me)
+    }
+
+    /// Apply the content services and pools of `cfg`: rule changes swap routing tables under
+    /// open connections; nothing changes if the new set is refused.
+    pub fn apply(
+        &mut self,
+        cfg: &Config,
+        registry: &Rc<RefCell<Registry>>,
+    ) -> Result<usize, String> {
+        self.set(
+            cfg.content_service.clone(),
+            cfg.pool.clone(),
+            cfg.worker_count(),
+            registry,
+        )
+    }
+
+    /// Change the rules and pools in force at run time (for control commands): `f` edits a
+    /// copy of the current set, which is then applied whole, or refused whole.
+    pub fn edit(
+        &mut self,
+        registry: &Rc<RefCell<Registry>>,
+        workers: usize,
+        f: impl FnOnce(&mut Vec<lvs_l7::ContentServiceConfig>, &mut Vec<lvs_l7::PoolConfig>),
+    ) -> Result<usize, String> {
+        let (mut services, mut pools) = (self.services.clone(), self.pools.clone());
+        f(&mut services, &mut pools);
+        self.set(services, pools, workers, registry)
+    }
+
+    fn set(
+        &mut self,
+        services: Vec<lvs_l7::ContentServiceConfig>,
+        pools: Vec<lvs_l7::PoolConfig>,
+        workers: usize,
+        registry: &Rc<RefCell<Registry>>,
+    ) -> Result<usize, String> {
+        if self.engine.is_none() {
+            if services.is_empty() {
+                return Ok(0);
+            }
+            self.engine = Some(Engine::new(workers).map_err(|e| e.to_string())?);
+        }
+        let Some(engine) = self.engine.as_mut() else {
+            return Ok(0);
+        };
+        let mut plugins = |name: &str| registry.borrow_mut().get(name).map_err(|e| e.to_string());
+        let n = engine
+            .apply(&services, &pools, &mut plugins)
+            .map_err(|e| e.to_string())?;
+        self.services = services;
+        self.pools = pools;
+        Ok(n)
+    }
+
+    /// Stop every content service (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut e) = self.engine.take() {
+            e.stop();
+        }
+    }
+
+    /// A control handler that answers for content services and passes everything else on.
+    pub fn handler<'a, H: Handler>(&'a mut self, inner: &'a mut H) -> WithContent<'a, H> {
+        WithContent {
+            content: self,
+            inner,
+        }
+    }
+
+    fn serves(&self, key: &ServiceKey) -> bool {
+        key.protocol == Protocol::Tcp
+            && self
+                .engine
+                .as_ref()
+                .is_some_and(|e| e.serves(SocketAddr::new(key.addr, key.port)))
+    }
+
+    fn listing(&self, only: Option<&ServiceKey>) -> Vec<ServiceStatus> {
+        let Some(e) = &self.engine else {
+            return Vec::new();
+        };
+        e.services()
+            .iter()
+            .filter(|s| only.is_none_or(|k| SocketAddr::new(k.addr, k.port) == s.vip))
+            .map(status)
+            .collect()
+    }
+}
+
+/// A content service as `lvsadm -L` shows it: the scheduler column says `l7-http` or
+/// `l7-tls-sni`, the flags list the pools (with their schedulers) and each rule's hits, and the
+/// real servers are the pool members (forwarding `Masq`: the director connects to them).
+fn status(s: &ServiceView) -> ServiceStatus {
+    let pools: Vec<String> = s
+        .pools
+        .iter()
+        .map(|p| format!("{}:{}", p.name, p.scheduler))
+        .collect();
+    let mut rules: Vec<String> = s
+        .rules
+        .iter()
+        .map(|r| format!("{}->{}={}", r.name, r.pool, r.hits))
+        .collect();
+    if let Some(d) = &s.default_pool {
+        rules.push(format!("default->{d}={}", s.default_hits));
+    }
+    let mut dests = Vec::new();
+    for p in &s.pools {
+        for m in &p.members {
+            dests.push(DestStatus {
+                conf: DestConf {
+                    addr: m.addr.ip(),
+                    port: m.addr.port(),
+                    fwd: FwdMethod::Masq,
+                    weight: if m.healthy { m.weight } else { 0 },
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+                active_conns: m.active,
+                inactive_conns: 0,
+                persist_conns: 0,
+                stats: Stats {
+                    conns: m.requests,
+                    ..Stats::default()
+                },
+                rates: Rates::default(),
+            });
+        }
+    }
+    ServiceStatus {
+        conf: ServiceConf {
+            key: ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: s.vip.ip(),
+                port: s.vip.port(),
+            },
+            scheduler: format!("l7-{}", s.mode.name()),
+            sched_flags: format!("pools {} rules {}", pools.join(","), rules.join(",")),
+            persistence: None,
+        },
+        stats: Stats {
+            conns: s.requests,
+            in_pkts: 0,
+            out_pkts: 0,
+            in_bytes: s.bytes_in,
+            out_bytes: s.bytes_out,
+        },
+        rates: Rates::default(),
+        dests,
+    }
+}
+
+/// See [`ContentSwitch::handler`].
+#[derive(Debug)]
+pub struct WithContent<'a, H> {
+    content: &'a mut ContentSwitch,
+    inner: &'a mut H,
+}
+
+impl<H: Handler> Handler for WithContent<'_, H> {
+    fn handle(&mut self, peer: &PeerInfo, request: Request) -> Response {
+        match request {
+            Request::ListServices { key: Some(k) } if self.content.serves(&k) => {
+                Response::Services(self.content.listing(Some(&k)))
+            }
+            Request::ListServices { key: None } => {
+                match self.inner.handle(peer, Request::ListServices { key: None }) {
+                    Response::Services(mut v) => {
+                        v.extend(self.content.listing(None));
+                        Response::Services(v)
+                    }
+                    other => other,
+                }
+            }
+            Request::SetHealth {
+                service,
+                addr,
+                port,
+                healthy,
+            } if self.content.serves(&service) => {
+                let vip = SocketAddr::new(service.addr, service.port);
+                let server = SocketAddr::new(addr, port);
+                let found = self
+                    .content
+                    .engine
+                    .as_mut()
+                    .is_some_and(|e| e.set_health(vip, server, healthy));
+                if found {
+                    log::info!(
+                        "event=content_health service={vip} server={server} healthy={healthy}"
+                    );
+                    Response::Ok
+                } else {
+                    Response::Error {
+                        code: ErrorCode::InvalidRequest,
+                        message: format!("{server} is not in a pool of content service {vip}"),
+                    }
+                }
+            }
+            // A port cannot be both: the IP-LB dataplane would take the packets the content
+            // service's listener is waiting for.
+            Request::AddService(conf) if self.content.serves(&conf.key) => Response::Error {
+                code: ErrorCode::InvalidRequest,
+                message: format!(
+                    "{} is a content service (from the director's configuration file)",
+                    conf.key
+                ),
+            },
+            other => self.inner.handle(peer, other),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Connection-state sync between directors (IPVS's sync daemon, authenticated).
+//!
+//! - The active director's workers hand new connections, state changes and periodic
+//!   refreshes to the sync thread through one preallocated SPSC ring each ([`ring`]); a
+//!   full ring drops the record and counts it, the worker never waits.
+//! - The sync thread ([`engine`]) batches them into HMAC-sealed datagrams ([`wire`]) to the
+//!   peers and the multicast group, answers bulk-resync requests with the whole table, and
+//!   on a standby puts what it receives into the ring of the worker that the fanout steering
+//!   gives the flow to (templates to every worker).
+//! - Each worker applies received entries to its own table ([`apply`]).
+
+pub mod config;
+pub mod engine;
+pub mod ring;
+pub mod wire;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use lvs_conntrack::SyncEntry;
+
+pub use config::SyncConfig;
+pub use engine::SyncEngine;
+
+/// Counters and flags the sync thread and the workers write and the control thread reads.
+#[derive(Debug, Default)]
+pub struct SyncShared {
+    pub active: AtomicBool,
+    pub bulk_complete: AtomicBool,
+    /// Milliseconds since the engine's start when an active director was last heard; 0 never.
+    pub last_heard: AtomicU64,
+    pub sent: AtomicU64,
+    pub entries_sent: AtomicU64,
+    pub received: AtomicU64,
+    pub entries_applied: AtomicU64,
+    pub rejected_mac: AtomicU64,
+    pub rejected_replay: AtomicU64,
+    pub rejected_truncated: AtomicU64,
+    pub rejected_other: AtomicU64,
+    pub dropped: AtomicU64,
+    pub bulk_resyncs: AtomicU64,
+}
+
+impl SyncShared {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A worker's end of sync.
+#[derive(Debug)]
+pub struct WorkerSync {
+    /// To the sync thread: what changed in this worker's table.
+    pub out: ring::Producer<SyncEntry>,
+    /// From the sync thread: entries to apply (standby).
+    pub inbound: ring::Consumer<SyncEntry>,
+    /// Per table slot, the second (worker clock) the connection was last sent.
+    pub last_sent: Vec<u32>,
+    pub refresh_secs: u32,
+    pub shared: Arc<SyncShared>,
+}
+
+impl WorkerSync {
+    /// Hand `e` to the sync thread; counts a drop when the ring is full.
+    #[inline]
+    pub fn send(&mut self, e: SyncEntry) -> bool {
+        if self.out.push(e) {
+            true
+        } else {
+            SyncShared::bump(&self.shared.dropped);
+            false
+        }
+    }
+
+    /// Whether connection `slot` is due: forced (new, state changed) or not sent for
+    /// `refresh_secs`.
+    #[inline]
+    pub fn due(&self, slot: u32, now_ms: u64, force: bool) -> bool {
+        if force {
+            return true;
+        }
+        let now_s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        self.last_sent
+            .get(slot as usize)
+            .is_some_and(|&last| now_s.wrapping_sub(last) >= self.refresh_secs)
+    }
+
+    #[inline]
+    pub fn mark(&mut self, slot: u32, now_ms: u64) {
+        if let Some(s) = self.last_sent.get_mut(slot as usize) {
+            *s = u32::try_from(now_ms / 1000).unwrap_or(u32::MAX);
+        }
+    }
+}
+
+/// The sync thread's ends for one worker.
+#[derive(Debug)]
+pub struct EngineSide {
+    pub from_worker: ring::Consumer<SyncEntry>,
+    pub to_worker: ring::Producer<SyncEntry>,
+}
+
+/// The rings for `workers` workers with tables of `slots` entries each.
+pub fn rings(
+    workers: usize,
+    slots: usize,
+    cfg: &SyncConfig,
+    shared: &Arc<SyncShared>,
+) -> (Vec<WorkerSync>, Vec<EngineSide>) {
+    let mut w = Vec::with_capacity(workers);
+    let mut e = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (out_p, out_c) = ring::ring(cfg.ring_size);
+        let (in_p, in_c) = ring::ring(cfg.ring_size);
+        w.push(WorkerSync {
+            out: out_p,
+            inbound: in_c,
+            last_sent: vec![0; slots],
+            refresh_secs: cfg.refresh_secs,
+            shared: Arc::clone(shared),
+        });
+        e.push(EngineSide {
+            from_worker: out_c,
+            to_worker: in_p,
+        });
+    }
+    (w, e)
+}
+
+/// The worker a flow's packets are steered to (both directions): the fanout hash of the
+/// client's address and port. Templates (port 0) go to every worker instead.
+pub fn worker_of(e: &SyncEntry, workers: usize) -> usize {
+    let addr = std::net::IpAddr::from(e.client.addr);
+    let a = match addr {
+        std::net::IpAddr::V4(v) => u32::from(v),
+        std::net::IpAddr::V6(_) => 0,
+    };
+    let h = lvs_afpacket::mix(a, e.client.port);
+    (h as usize) % workers.max(1)
+}
+
+/// An IPv4 address of an entry's endpoint.
+pub fn v4(a: lvs_conntrack::Addr) -> Option<Ipv4Addr> {
+    match std::net::IpAddr::from(a) {
+        std::net::IpAddr::V4(v) => Some(v),
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lvs_conntrack::{Endpoint, Forward, Proto, State};
+
+    fn cfg() -> SyncConfig {
+        SyncConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            peers: vec!["127.0.0.1:1".parse().unwrap()],
+            multicast: None,
+            interface: None,
+            key_file: "k".into(),
+            sync_id: 0,
+            refresh_secs: 30,
+            flush_ms: 5,
+            ring_size: 64,
+        }
+    }
+
+    #[test]
+    fn a_full_ring_drops_and_counts_and_refresh_is_due_after_its_period() {
+        let shared = Arc::new(SyncShared::default());
+        let (mut w, _e) = rings(1, 8, &cfg(), &shared);
+        let w = &mut w[0];
+        let e = SyncEntry {
+            proto: Proto::Tcp,
+            client: Endpoint::v4([198, 51, 100, 2], 1),
+            virt: Endpoint::v4([203, 0, 113, 100], 80),
+            dest: Endpoint::v4([203, 0, 113, 11], 80),
+            forward: Forward::Nat,
+            state: State::Established,
+            flags: 0,
+            timeout_ms: 1,
+            persist_secs: 0,
+        };
+        for _ in 0..64 {
+            assert!(w.send(e));
+        }
+        assert!(!w.send(e), "full: refused at once");
+        assert_eq!(shared.dropped.load(Ordering::Relaxed), 1);
+        w.mark(3, 100_000);
+        assert!(!w.due(3, 129_000, false));
+        assert!(w.due(3, 129_000, true));
+        assert!(w.due(3, 130_000, false));
+    }
+
+    #[test]
+    fn both_directions_of_a_flow_go_to_the_worker_the_fanout_picks() {
+        let e = SyncEntry {
+            proto: Proto::Tcp,
+            client: Endpoint::v4([198, 51, 100, 2], 40_000),
+            virt: Endpoint::v4([203, 0, 113, 100], 80),
+            dest: Endpoint::v4([203, 0, 113, 11], 80),
+            forward: Forward::Nat,
+            state: State::Established,
+            flags: 0,
+            timeout_ms: 1,
+            persist_secs: 0,
+        };
+        let want = lvs_afpacket::mix(u32::from(Ipv4Addr::new(198, 51, 100, 2)), 40_000) % 4;
+        assert_eq!(worker_of(&e, 4), want as usize);
+    }
+}

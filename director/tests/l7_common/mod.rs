@@ -1,0 +1,462 @@
+//! The content-switching tests' testbed: the namespace testbed of `scripts/testbed.sh`, real
+//! servers of our own (`servers.py`, each naming itself) on the real-server nodes, and
+//! `lvs-director` with content services in its TOML file. Dropping it stops everything and
+//! removes the namespaces, even when the test panics.
+//!
+//! Raw HTTP clients (pipelining, WebSocket, slowloris) run on threads moved into the client
+//! namespace ([`L7Bed::in_client`]); curl runs there with `ip netns exec`.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub use lvs_testsupport::{root_or_skip, wait_for};
+
+pub const VIP: &str = "203.0.113.100";
+pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
+/// Generous bound for anything that should happen "at once" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(20);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("director/ has a parent")
+        .to_path_buf()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The bytes `servers.py` sends for `/big/N` and `/chunked/N`.
+pub fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect()
+}
+
+#[derive(Debug)]
+pub struct L7Bed {
+    pub test: String,
+    pub prefix: String,
+    pub rundir: PathBuf,
+    log: PathBuf,
+    director: Option<Child>,
+    servers: Vec<Child>,
+    up: bool,
+}
+
+impl L7Bed {
+    /// Build the testbed (real servers route through the director: VS/NAT), start
+    /// `servers.py` on port 8080 of r1, r2 and r3 (named r1, r2, r3), and the director with
+    /// `workers = 2` and `config`. `None` (after printing SKIPPED) when not root.
+    pub fn start(test: &str, config: &str) -> Option<Self> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("l{}{n}", std::process::id() % 100_000);
+        let rundir = std::env::temp_dir().join(format!("lvs-l7-{prefix}"));
+        let _ = std::fs::remove_dir_all(&rundir);
+        std::fs::create_dir_all(&rundir).expect("create the run directory");
+        let mut bed = L7Bed {
+            test: test.to_owned(),
+            prefix,
+            log: rundir.join("director.log"),
+            rundir,
+            director: None,
+            servers: Vec::new(),
+            up: true,
+        };
+        let out = bed.script(&["up", &bed.prefix.clone(), "nat"]);
+        assert!(out.status.success(), "testbed up: {}", text(&out.stderr));
+        std::fs::write(bed.rundir.join("servers.py"), include_str!("servers.py"))
+            .expect("write servers.py");
+        for (i, _) in RS.iter().enumerate() {
+            bed.server(&format!("r{}", i + 1), 8080, None);
+        }
+        bed.start_director(config);
+        Some(bed)
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        Command::new(repo_root().join("scripts/testbed.sh"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run testbed.sh")
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+
+    /// Start `servers.py` on `node` (r1, r2, r3) at `port`, HTTPS with `tls = (cert, key)`;
+    /// returns once it accepts connections.
+    pub fn server(&mut self, node: &str, port: u16, tls: Option<(&Path, &Path)>) {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns(node), "python3"])
+            .arg(self.rundir.join("servers.py"))
+            .args([node, &port.to_string()]);
+        if let Some((c, k)) = tls {
+            cmd.arg(c).arg(k);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start servers.py");
+        self.servers.push(child);
+        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+        wait_for(&format!("servers.py on {node}:{port}"), SOON, || {
+            self.exec(node, &["bash", "-c", &probe])
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
+    fn start_director(&mut self, config: &str) {
+        let path = self.rundir.join("director.toml");
+        std::fs::write(&path, format!("workers = 2\n{config}\n")).expect("write config");
+        let log = std::fs::File::create(&self.log).expect("create the log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("d")])
+            .arg(env!("CARGO_BIN_EXE_lvs-director"))
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&self.rundir)
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start lvs-director");
+        self.director = Some(child);
+        wait_for("the director's control socket", SOON, || {
+            if let Some(c) = self.director.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "lvs-director exited at start ({status}):\n{}",
+                    self.log_text()
+                );
+            }
+            self.lvsadm(&["-L", "-n"]).status.success().then_some(())
+        });
+    }
+
+    /// Replace the director's configuration and send SIGHUP.
+    pub fn reload(&self, config: &str) {
+        let path = self.rundir.join("director.toml");
+        std::fs::write(&path, format!("workers = 2\n{config}\n")).expect("write config");
+        kill(self.director_pid(), Signal::SIGHUP).expect("signal the director");
+    }
+
+    pub fn director_pid(&self) -> Pid {
+        let c = self.director.as_ref().expect("director running");
+        Pid::from_raw(i32::try_from(c.id()).expect("pid"))
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {args:?} in {node}: {e}"))
+    }
+
+    pub fn lvsadm(&self, args: &[&str]) -> Output {
+        Command::new(lvs_testsupport::sibling_bin(
+            env!("CARGO_BIN_EXE_lvs-director"),
+            "lvsadm",
+        ))
+        .arg("--rundir")
+        .arg(&self.rundir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lvsadm")
+    }
+
+    /// `lvsadm ARGS` in the director's namespace, which must succeed; its stdout.
+    pub fn adm(&self, args: &str) -> String {
+        let argv: Vec<&str> = args.split_whitespace().collect();
+        let out = self.lvsadm(&argv);
+        assert!(
+            out.status.success(),
+            "lvsadm {args} failed: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// curl in the client namespace with a 30 s limit: (exit code, stdout, stderr).
+    pub fn curl(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["curl", "-sS", "--max-time", "30"];
+        all.extend_from_slice(args);
+        let out = self.exec("c", &all);
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        )
+    }
+
+    /// curl that must succeed: its stdout.
+    pub fn get(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.curl(args);
+        assert_eq!(code, 0, "curl {args:?} failed: {err}\n{}", self.log_text());
+        out
+    }
+
+    /// Run `f` on a thread inside the client namespace (plain sockets reach the VIP there).
+    pub fn in_client<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns("c"))).expect("open netns");
+        std::thread::spawn(move || {
+            // SAFETY: setns on a valid namespace descriptor changes only this thread's network
+            // namespace; the thread is ours and ends with the closure.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("client thread")
+    }
+
+    /// Like [`L7Bed::in_client`], without waiting for the result.
+    pub fn spawn_client<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns("c"))).expect("open netns");
+        std::thread::spawn(move || {
+            // SAFETY: as in `in_client`.
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
+    /// Make a self-signed certificate for `name`: (cert, key) paths.
+    pub fn cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let cert = self.rundir.join(format!("{name}.crt"));
+        let key = self.rundir.join(format!("{name}.key"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .args(["-subj", &format!("/CN={name}")])
+            .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl: {}", text(&out.stderr));
+        (cert, key)
+    }
+
+    /// SIGTERM the director: it must exit 0.
+    pub fn stop_director(&mut self) -> Result<(), String> {
+        let Some(mut child) = self.director.take() else {
+            return Ok(());
+        };
+        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + SOON;
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) if s.success() => return Ok(()),
+                Ok(Some(s)) => return Err(format!("lvs-director exited with {s} after SIGTERM")),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err("lvs-director did not exit within 20 s of SIGTERM".into());
+                }
+            }
+        }
+    }
+}
+
+impl Drop for L7Bed {
+    fn drop(&mut self) {
+        let stopped = self.stop_director();
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        if self.up {
+            let out = self.script(&["down", &self.prefix.clone()]);
+            if !out.status.success() {
+                eprintln!("{}: testbed down failed: {}", self.test, text(&out.stderr));
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- {}: director log ---\n{}", self.test, self.log_text());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.rundir);
+            if let Err(e) = stopped {
+                panic!("{}: {e}\n{}", self.test, self.log_text());
+            }
+        }
+    }
+}
+
+/// A raw client connection to VIP:port with generous read timeouts.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect((VIP, port)).expect("connect to the VIP");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s
+}
+
+/// Read one HTTP response (Content-Length bodies only) from `s`, with `pending` bytes already
+/// read: (status, body, bytes left over after it).
+pub fn read_response(s: &mut TcpStream, mut pending: Vec<u8>) -> (u16, String, Vec<u8>) {
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let status: u16 = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("bad status line: {head}"));
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let start = end + 4;
+            while pending.len() < start + len {
+                let n = s.read(&mut buf).expect("read a response body");
+                assert!(n > 0, "connection closed inside a body");
+                pending.extend_from_slice(&buf[..n]);
+            }
+            let body = String::from_utf8_lossy(&pending[start..start + len]).into_owned();
+            let rest = pending[start + len..].to_vec();
+            return (status, body, rest);
+        }
+        let n = s.read(&mut buf).expect("read a response head");
+        assert!(
+            n > 0,
+            "connection closed before a response: {:?}",
+            text(&pending)
+        );
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Everything until the peer closes (or the read timeout).
+pub fn read_all(s: &mut TcpStream) -> String {
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    text(&v)
+}
+
+/// Send all of `b`.
+pub fn send(s: &mut TcpStream, b: &[u8]) {
+    s.write_all(b).expect("send to the VIP");
+}
+
+/// The HTTP content service most tests use, on VIP:80: pool `static` is r1, pool `app` is r2
+/// and r3, pool `dead` is a port nobody listens on. No default pool: unmatched requests get
+/// 404. Short timeouts and small header limits, for the error tests.
+pub fn http_config(app_path_pool: &str) -> String {
+    format!(
+        r#"
+[[content_service]]
+address = "{VIP}"
+port = 80
+client_timeout = 3
+server_timeout = 3
+max_header_bytes = 4096
+max_headers = 40
+
+[[content_service.rule]]
+name = "static-host"
+host = "static.example"
+pool = "static"
+
+[[content_service.rule]]
+name = "app-path"
+path_prefix = "/app/"
+pool = "{app_path_pool}"
+
+[[content_service.rule]]
+name = "canary"
+headers = [{{ name = "X-Pool", value = "app" }}]
+pool = "app"
+
+[[content_service.rule]]
+name = "api"
+path_regex = "^/api/v[0-9]+/"
+pool = "app"
+
+[[content_service.rule]]
+name = "deletes"
+methods = ["DELETE"]
+pool = "app"
+
+[[content_service.rule]]
+name = "dead"
+path_prefix = "/dead"
+pool = "dead"
+
+[[content_service.rule]]
+name = "sleep"
+path_prefix = "/sleep/"
+pool = "app"
+
+[[content_service.rule]]
+name = "files"
+path_regex = "^/(big|chunked)/|^/die|^/ws"
+pool = "static"
+
+[[content_service.rule]]
+name = "uploads"
+methods = ["POST", "PUT"]
+pool = "static"
+
+[[pool]]
+name = "static"
+scheduler = "rr"
+servers = [{{ address = "{r1}", port = 8080 }}]
+
+[[pool]]
+name = "app"
+scheduler = "wrr"
+servers = [{{ address = "{r2}", port = 8080 }}, {{ address = "{r3}", port = 8080 }}]
+
+[[pool]]
+name = "dead"
+scheduler = "rr"
+servers = [{{ address = "{r3}", port = 9 }}]
+"#,
+        r1 = RS[0],
+        r2 = RS[1],
+        r3 = RS[2],
+    )
+}

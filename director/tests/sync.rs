@@ -1,0 +1,595 @@
+//! Connection sync end to end: two real directors on one LAN (the testbed's `d` and a second
+//! one, `d2`, added to the same bridge), a real client with many long-lived TCP connections
+//! through the VIP, and real HTTP servers. The standby learns every connection (by bulk
+//! resync when it starts late, then by updates), and after the roles are switched over the
+//! control socket and the VIP is moved, every connection goes on exchanging data with no
+//! reset. Forged, replayed and truncated datagrams are rejected and counted.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{CLIENT, Lines, RS, Testbed, VIP, wait_for};
+use lvs_conntrack::{Endpoint, Forward, Proto, State, SyncEntry};
+use lvs_director::sync::wire::{AuthKey, Builder, Header, Kind};
+use lvs_proto::director::SyncStatus;
+use lvs_proto::{Client, HaRole, Request, Response, Role};
+
+const D1: &str = "203.0.113.1";
+const D2: &str = "203.0.113.2";
+const KEY: &str = "a test key for connection sync\n";
+const LONG: Duration = Duration::from_secs(60);
+
+/// Many keep-alive HTTP connections in one process: opens N to the VIP and GETs on each
+/// (all requests first, then all answers), then again for each `get` line on stdin, printing
+/// `OK n ERR kinds`.
+const MANY_CLIENT: &str = r#"
+import socket, sys
+vip, n, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+socks = []
+def answer(s):
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise EOFError()
+        buf += d
+    head, _, body = buf.partition(b"\r\n\r\n")
+    n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < n:
+        d = s.recv(4096)
+        if not d:
+            raise EOFError()
+        body += d
+def rnd(group):
+    ok, errs, sent = 0, [], []
+    for s in group:
+        try:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: vip\r\n\r\n")
+            sent.append(s)
+        except Exception as e:
+            errs.append(type(e).__name__)
+    for s in sent:
+        try:
+            answer(s)
+            ok += 1
+        except Exception as e:
+            errs.append(type(e).__name__)
+    print("OK", ok, "ERR", ",".join(errs) or "-", flush=True)
+def more(k):
+    new = []
+    for i in range(k):
+        s = socket.create_connection((vip, 80), timeout=timeout)
+        new.append(s)
+    socks.extend(new)
+    rnd(new)
+more(n)
+for line in sys.stdin:
+    w = line.split()
+    if w and w[0] == "get":
+        rnd(socks)
+    elif w and w[0] == "open":
+        more(int(w[1]))
+    else:
+        break
+"#;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn must(args: &[&str]) -> String {
+    let out = sh(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The key file both directors read (mode 0600).
+fn key_file(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("sync.key");
+    std::fs::write(&p, KEY).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p
+}
+
+/// `[sync]` for one director: unicast to `peer`, or the multicast group on eth0 when `peer`
+/// is `None`.
+fn sync_section(key: &Path, peer: Option<&str>) -> String {
+    let to = match peer {
+        Some(p) => format!("peers = [\"{p}:8848\"]"),
+        None => "multicast = \"239.7.7.7:8848\"\ninterface = \"eth0\"".to_owned(),
+    };
+    format!(
+        "[sync]\nlisten = \"0.0.0.0:8848\"\n{to}\nkey_file = \"{}\"\nsync_id = 7\n",
+        key.display()
+    )
+}
+
+/// The second director: its namespace on the testbed's bridge and its process; both go on
+/// drop, even when the test fails.
+struct Second {
+    ns: String,
+    sw: String,
+    rundir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Second {
+    fn new(tb: &Testbed) -> Second {
+        let ns = tb.ns("d2");
+        let rundir = tb.rundir.join("d2");
+        std::fs::create_dir_all(&rundir).unwrap();
+        let s = Second {
+            ns: ns.clone(),
+            sw: tb.ns("sw"),
+            log: rundir.join("director.log"),
+            rundir,
+            child: None,
+        };
+        let _ = sh(&["ip", "netns", "del", &ns]);
+        must(&["ip", "netns", "add", &ns]);
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        must(&[
+            "ip", "-n", &s.sw, "link", "add", "d2-lan", "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        must(&[
+            "ip", "-n", &s.sw, "link", "set", "d2-lan", "master", "br0", "up",
+        ]);
+        for (n, dev) in [(&s.sw, "d2-lan"), (&ns, "eth0")] {
+            let _ = sh(&[
+                "ip", "netns", "exec", n, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro",
+                "off",
+            ]);
+        }
+        must(&[
+            "ip",
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{D2}/24"),
+            "dev",
+            "eth0",
+        ]);
+        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        must(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "203.0.113.254",
+        ]);
+        s
+    }
+
+    fn start(&mut self, extra: &str) {
+        let config = self.rundir.join("director.toml");
+        std::fs::write(&config, format!("workers = 2\n{extra}\n")).unwrap();
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(env!("CARGO_BIN_EXE_lvs-director"))
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&self.rundir)
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the second lvs-director");
+        self.child = Some(child);
+        wait_for("the second director's control socket", common::SOON, || {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("second lvs-director exited ({st}):\n{}", self.log_text());
+            }
+            self.lvsadm(&["-L", "-n"]).status.success().then_some(())
+        });
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn lvsadm(&self, args: &[&str]) -> Output {
+        Command::new(common::lvsadm_bin())
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lvsadm")
+    }
+
+    fn adm(&self, args: &str) -> String {
+        let v: Vec<&str> = args.split_whitespace().collect();
+        let out = self.lvsadm(&v);
+        assert!(
+            out.status.success(),
+            "lvsadm(d2) {args}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn mac(&self) -> String {
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "cat",
+            "/sys/class/net/eth0/address",
+        ])
+        .trim()
+        .to_owned()
+    }
+}
+
+impl Drop for Second {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + common::SOON;
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- second director log ---\n{}", self.log_text());
+        }
+        let _ = sh(&["ip", "-n", &self.sw, "link", "del", "d2-lan"]);
+        let _ = sh(&["ip", "netns", "del", &self.ns]);
+    }
+}
+
+fn control(rundir: &Path) -> Client {
+    Client::connect(&rundir.join("director.sock"), Role::Other).expect("connect to a director")
+}
+
+fn set_role(rundir: &Path, role: HaRole) {
+    assert_eq!(
+        control(rundir).request(Request::SetRole { role }).unwrap(),
+        Response::Ok
+    );
+}
+
+fn status(rundir: &Path) -> SyncStatus {
+    match control(rundir).request(Request::SyncStatus).unwrap() {
+        Response::Sync(s) => s,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// The client's connections a director lists as ESTABLISHED.
+fn established(list: &str) -> usize {
+    common::parse_conns(list)
+        .iter()
+        .filter(|c| c.state == "ESTABLISHED" && c.source.starts_with(CLIENT))
+        .count()
+}
+
+fn round(input: &mut std::process::ChildStdin, lines: &mut Lines, cmd: &str) -> String {
+    writeln!(input, "{cmd}").unwrap();
+    input.flush().unwrap();
+    lines.next_line()
+}
+
+/// Move the VIP (and, for NAT, the real servers' next hop) from `d` to `d2`, as the heartbeat
+/// daemon would: address off the old one, on the new one, the router's neighbour entry to
+/// the new MAC.
+fn move_vip(tb: &Testbed, second: &Second, nat: bool) {
+    must(&[
+        "ip",
+        "-n",
+        &tb.ns("d"),
+        "addr",
+        "del",
+        &format!("{VIP}/32"),
+        "dev",
+        "eth0",
+    ]);
+    must(&[
+        "ip",
+        "-n",
+        &second.ns,
+        "addr",
+        "add",
+        &format!("{VIP}/32"),
+        "dev",
+        "eth0",
+    ]);
+    let mac = second.mac();
+    must(&[
+        "ip",
+        "-n",
+        &tb.ns("rt"),
+        "neigh",
+        "replace",
+        VIP,
+        "lladdr",
+        &mac,
+        "dev",
+        "eth1",
+        "nud",
+        "permanent",
+    ]);
+    if nat {
+        for i in 1..=3 {
+            must(&[
+                "ip",
+                "-n",
+                &tb.ns(&format!("r{i}")),
+                "route",
+                "replace",
+                "default",
+                "via",
+                D2,
+            ]);
+        }
+    }
+}
+
+/// Send raw bytes to d2's sync port from the router's namespace (a host on the LAN).
+fn send_raw(tb: &Testbed, bytes: &[u8]) {
+    let path = tb.rundir.join("raw.bin");
+    std::fs::write(&path, bytes).unwrap();
+    let out = tb.exec(
+        "rt",
+        &[
+            "python3",
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.sendto(open(sys.argv[1],'rb').read(), (sys.argv[2], 8848))",
+            path.to_str().unwrap(),
+            D2,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn fake_entry() -> SyncEntry {
+    SyncEntry {
+        proto: Proto::Tcp,
+        client: Endpoint::v4([198, 51, 100, 99], 4242),
+        virt: Endpoint::v4([203, 0, 113, 100], 80),
+        dest: Endpoint::v4([203, 0, 113, 11], 80),
+        forward: Forward::Nat,
+        state: State::Established,
+        flags: 0,
+        timeout_ms: 900_000,
+        persist_secs: 0,
+    }
+}
+
+fn datagram(key: &[u8], kind: Kind, boot_id: u64, seq: u64, record: bool) -> Vec<u8> {
+    let mut b = Builder::default();
+    b.start(&Header {
+        kind,
+        sync_id: 7,
+        flags: 0,
+        boot_id,
+        seq,
+        bulk_id: 0,
+        chunk: 0,
+        count: 0,
+    });
+    if record {
+        b.push(&fake_entry());
+    }
+    b.seal(&AuthKey::from_bytes(key)).to_vec()
+}
+
+/// Forged, replayed and truncated datagrams at the standby: counted, and the table is left
+/// alone.
+fn rejections(tb: &Testbed, second: &Second) {
+    let before = status(&second.rundir);
+    send_raw(
+        tb,
+        &datagram(b"not the right key at all", Kind::Updates, 99, 1, true),
+    );
+    let good = datagram(KEY.trim_end().as_bytes(), Kind::Keepalive, 0x5eed, 1, false);
+    send_raw(tb, &good);
+    send_raw(tb, &good);
+    let cut = datagram(KEY.trim_end().as_bytes(), Kind::Updates, 0x5eed, 2, true);
+    send_raw(tb, &cut[..cut.len() - 10]);
+    let after = wait_for("the rejections counted", common::SOON, || {
+        let s = status(&second.rundir);
+        (s.rejected_mac > before.rejected_mac
+            && s.rejected_replay > before.rejected_replay
+            && s.rejected_truncated > before.rejected_truncated)
+            .then_some(s)
+    });
+    assert_eq!(after.rejected_mac, before.rejected_mac + 1, "{after:?}");
+    assert_eq!(
+        after.rejected_replay,
+        before.rejected_replay + 1,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.rejected_truncated,
+        before.rejected_truncated + 1,
+        "{after:?}"
+    );
+    let list = second.adm("-L -n -c");
+    assert!(
+        !list.contains("198.51.100.99"),
+        "a rejected datagram changed the table:\n{list}"
+    );
+}
+
+/// `sched`: the scheduler options of the service on both directors (`-p` makes the
+/// persistence templates travel too).
+/// `multicast`: sync over a multicast group instead of unicast peers.
+fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
+    let dir = std::env::temp_dir().join(format!("lvs-sync-{}-{mode}", std::process::id()));
+    let key = key_file(&dir);
+    let Some(mut tb) =
+        Testbed::start_with(test, mode, &sync_section(&key, (!multicast).then_some(D2)))
+    else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let nat = mode == "nat";
+    let mut second = Second::new(&tb);
+    tb.service("-t", 80, sched, fwd, &[1, 1, 1]);
+    // Let d2 know the router's MAC before it has to route replies (best effort: without
+    // it, the first reply is dropped while the director resolves it, and TCP retransmits).
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &second.ns,
+            "ping",
+            "-c1",
+            "-W2",
+            "203.0.113.254",
+        ])
+        .output();
+
+    // Connections before the standby exists: it must get them by bulk resync.
+    let first = 60;
+    let h = tb.spawn(
+        "c",
+        &["python3", "-c", MANY_CLIENT, VIP, &first.to_string(), "30"],
+    );
+    let mut lines = Lines::new(tb.helper(h));
+    let mut input = tb.helper(h).stdin.take().expect("stdin");
+    assert_eq!(lines.next_line(), format!("OK {first} ERR -"));
+
+    second.start(&sync_section(&key, (!multicast).then_some(D1)));
+    second.adm(&format!("-A -t {VIP}:80 {sched}"));
+    for rs in RS {
+        second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 {fwd} -w 1"));
+    }
+    set_role(&second.rundir, HaRole::Standby);
+    wait_for("the standby to hold the first connections", LONG, || {
+        (established(&second.adm("-L -n -c")) >= first).then_some(())
+    });
+    let st = wait_for("the standby to report its table synced", LONG, || {
+        let s = status(&second.rundir);
+        s.synced.then_some(s)
+    });
+    assert!(st.bulk_complete && !st.active, "{st:?}");
+    assert!(second.adm("-L --daemon").starts_with("backup sync daemon"));
+    assert!(tb.adm("-L --daemon").starts_with("master sync daemon"));
+
+    // More connections while the standby listens: sent as updates.
+    let more = 60;
+    let total = first + more;
+    assert_eq!(
+        round(&mut input, &mut lines, &format!("open {more}")),
+        format!("OK {more} ERR -")
+    );
+    wait_for("the standby to hold every connection", LONG, || {
+        (established(&second.adm("-L -n -c")) >= total).then_some(())
+    });
+    assert_eq!(established(&tb.adm("-L -n -c")), total);
+
+    rejections(&tb, &second);
+
+    // Takeover: the standby becomes active, the VIP moves, the old one steps down.
+    set_role(&second.rundir, HaRole::Active);
+    move_vip(&tb, &second, nat);
+    set_role(&tb.rundir, HaRole::Standby);
+    for _ in 0..2 {
+        let got = round(&mut input, &mut lines, "get");
+        assert_eq!(
+            got,
+            format!("OK {total} ERR -"),
+            "connections lost at failover; the new director:\n{}\n{}",
+            second.adm("-L -n --stats"),
+            second.log_text()
+        );
+    }
+    // The new active director carried the traffic.
+    let stats = second.adm("-L -n --stats");
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("TCP") && l.split_whitespace().nth(3) != Some("0")),
+        "{stats}"
+    );
+    let s = status(&second.rundir);
+    if std::env::var_os("LVS_SYNC_TEST_VERBOSE").is_some() {
+        eprintln!(
+            "{}\n{}\n{}",
+            second.adm("-L --daemon"),
+            stats,
+            second.log_text()
+        );
+    }
+    assert!(s.active && s.entries_applied >= total as u64, "{s:?}");
+    if sched.contains("-p") {
+        // The client's template came over with its connections: a new connection after the
+        // takeover goes to the same real server.
+        let conns = common::parse_conns(&second.adm("-L -n -c"));
+        let template = conns
+            .iter()
+            .find(|c| c.source == format!("{CLIENT}:0"))
+            .unwrap_or_else(|| panic!("no template on the new director: {conns:?}"));
+        let i = RS
+            .iter()
+            .position(|r| *r == template.dest_addr())
+            .expect("a known server");
+        assert_eq!(tb.curl(), common::NAMES[i]);
+    }
+    drop(input);
+    drop(second);
+    drop(tb);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nat_connections_survive_a_failover_with_bulk_resync_and_updates() {
+    failover(
+        "nat_connections_survive_a_failover_with_bulk_resync_and_updates",
+        "nat",
+        "-m",
+        "-s rr",
+        false,
+    );
+}
+
+#[test]
+fn dr_connections_survive_a_failover_with_persistence_over_multicast() {
+    failover(
+        "dr_connections_survive_a_failover_with_persistence_over_multicast",
+        "dr",
+        "-g",
+        "-s rr -p 300",
+        true,
+    );
+}

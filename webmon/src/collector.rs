@@ -1,0 +1,881 @@
+//! The collector: a thread that asks the daemons for their state every poll interval and
+//! publishes one [`Snapshot`] for the web side to serve. Blocking Unix-socket clients live
+//! here, off the HTTP event loop, so a slow daemon never stalls a browser.
+//!
+//! Sources: the director (`ListServices`, `ListHealth`, `GetRole`, `GetInfo`, and a
+//! subscription to its events), lvs-monitord (`ListMonitored`), lvs-heartbeatd (see
+//! [`Collector::heartbeat`]) and lvs-lockmgr (its client library: status and listing).
+//! A daemon that is not running is shown as unreachable; the others are still shown.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lvs_lockmgr::LockClient;
+use lvs_proto::{
+    AddrPort, Client, ClientOptions, DestHealth, Event, HaRole, MonitoredServer, Rates, Request,
+    Response, Role, ServiceKey, ServiceStatus, Stats, Topic,
+};
+use serde::Serialize;
+
+/// Samples of rate history kept per real server (one per poll: 5 minutes at 1 s).
+pub const HISTORY: usize = 300;
+/// Recent events kept.
+pub const MAX_EVENTS: usize = 200;
+
+/// `tcp/VIP:PORT`, the id of a service in the API.
+pub fn service_id(key: &ServiceKey) -> String {
+    format!(
+        "{}/{}",
+        key.protocol.name().to_ascii_lowercase(),
+        AddrPort(key.addr, key.port)
+    )
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Counters as the API shows them.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct StatsView {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets in.
+    pub in_pkts: u64,
+    /// Packets out.
+    pub out_pkts: u64,
+    /// Bytes in.
+    pub in_bytes: u64,
+    /// Bytes out.
+    pub out_bytes: u64,
+}
+
+impl From<Stats> for StatsView {
+    fn from(s: Stats) -> Self {
+        StatsView {
+            conns: s.conns,
+            in_pkts: s.in_pkts,
+            out_pkts: s.out_pkts,
+            in_bytes: s.in_bytes,
+            out_bytes: s.out_bytes,
+        }
+    }
+}
+
+/// Rates as the API shows them.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct RatesView {
+    /// Connections per second.
+    pub cps: u64,
+    /// Packets per second in.
+    pub in_pps: u64,
+    /// Packets per second out.
+    pub out_pps: u64,
+    /// Bytes per second in.
+    pub in_bps: u64,
+    /// Bytes per second out.
+    pub out_bps: u64,
+}
+
+impl From<Rates> for RatesView {
+    fn from(r: Rates) -> Self {
+        RatesView {
+            cps: r.cps,
+            in_pps: r.in_pps,
+            out_pps: r.out_pps,
+            in_bps: r.in_bps,
+            out_bps: r.out_bps,
+        }
+    }
+}
+
+/// The last check of a real server.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CheckView {
+    /// Passed or not.
+    pub ok: Option<bool>,
+    /// What it said.
+    pub detail: String,
+    /// How long ago, in ms.
+    pub age_ms: Option<u64>,
+}
+
+/// Rate history, oldest first.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct History {
+    /// Connections/s.
+    pub cps: Vec<u64>,
+    /// Packets/s, both ways.
+    pub pps: Vec<u64>,
+    /// Bytes/s, both ways.
+    pub bps: Vec<u64>,
+}
+
+/// One real server.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServerView {
+    /// `ADDR:PORT`.
+    pub id: String,
+    /// Forwarding method (`Masq`, `Route`, `Tunnel`).
+    pub fwd: String,
+    /// The weight at the director.
+    pub weight: u32,
+    /// `up`, `down`, `quiesced` or `maintenance`.
+    pub health: String,
+    /// The director schedules it (its health flag).
+    pub healthy: bool,
+    /// In maintenance at monitord.
+    pub maintenance: bool,
+    /// The last check, if monitord checks it.
+    pub last_check: Option<CheckView>,
+    /// Established connections.
+    pub active_conns: u32,
+    /// Other connections.
+    pub inactive_conns: u32,
+    /// Persistence templates.
+    pub persist_conns: u32,
+    /// Counters.
+    pub stats: StatsView,
+    /// Rates.
+    pub rates: RatesView,
+    /// Rate history.
+    pub history: History,
+}
+
+/// One virtual service.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ServiceView {
+    /// `tcp/VIP:PORT`.
+    pub id: String,
+    /// `TCP` / `UDP`.
+    pub protocol: String,
+    /// `VIP:PORT`.
+    pub address: String,
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Scheduler flags.
+    pub flags: String,
+    /// Persistence timeout (s), if persistent.
+    pub persistent: Option<u32>,
+    /// Counters.
+    pub stats: StatsView,
+    /// Rates.
+    pub rates: RatesView,
+    /// Real servers.
+    pub servers: Vec<ServerView>,
+}
+
+/// One heartbeat medium.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MediumView {
+    /// E.g. `udp 192.0.2.2:694` or `serial /dev/ttyS0`.
+    pub name: String,
+    /// Heartbeats arriving.
+    pub up: bool,
+    /// Detail.
+    pub detail: String,
+}
+
+/// One director.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct DirectorView {
+    /// Which one (`local`).
+    pub name: String,
+    /// Its control socket answered.
+    pub reachable: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// `active` / `standby`.
+    pub role: Option<String>,
+    /// The HA epoch, when heartbeatd reports one.
+    pub epoch: Option<u64>,
+    /// The virtual addresses (of its services, or as heartbeatd reports them).
+    pub vips: Vec<String>,
+    /// Heartbeat media, when heartbeatd reports them.
+    pub media: Vec<MediumView>,
+    /// Where role/epoch/media came from: `heartbeatd` or `director`.
+    pub ha_source: String,
+    /// lvs-heartbeatd's state: `init`, `master`, `backup` or `fault`.
+    pub ha_state: Option<String>,
+    /// Why in fault.
+    pub fault_reason: Option<String>,
+    /// Holds its virtual addresses now.
+    pub holds_vips: Option<bool>,
+    /// Watched interfaces and their carrier.
+    pub links: Vec<(String, bool)>,
+    /// Connection sync, when the director has it configured.
+    pub sync: Option<SyncView>,
+    /// IPVS version string.
+    pub version: Option<String>,
+    /// Connection table entries.
+    pub conn_count: Option<u64>,
+    /// Connection table size.
+    pub conn_table_size: Option<u64>,
+}
+
+/// The director's connection sync (`Request::SyncStatus`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct SyncView {
+    /// Sending (active) rather than receiving.
+    pub active: bool,
+    /// The table is synced (always true on the active director).
+    pub synced: bool,
+    /// Peers and the multicast group.
+    pub peers: Vec<String>,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Authentic datagrams received.
+    pub received: u64,
+    /// Entries applied from received datagrams.
+    pub entries_applied: u64,
+    /// Datagrams rejected (bad MAC, replay, truncated, other).
+    pub rejected: u64,
+}
+
+/// One lock holder or waiter.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LockView {
+    /// Node of the session.
+    pub node: u64,
+    /// Session.
+    pub session: u64,
+    /// Granted mode.
+    pub mode: Option<String>,
+    /// Requested mode.
+    pub requested: Option<String>,
+    /// Fencing token.
+    pub token: Option<u64>,
+}
+
+/// One locked resource.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ResourceView {
+    /// Lockspace.
+    pub lockspace: String,
+    /// Name (lossy text).
+    pub name: String,
+    /// Holders.
+    pub granted: Vec<LockView>,
+    /// Converting and waiting.
+    pub waiting: Vec<LockView>,
+}
+
+/// The lock manager.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct LockmgrView {
+    /// Its socket answered.
+    pub reachable: bool,
+    /// Why not.
+    pub error: Option<String>,
+    /// `single-node` or the replication mode.
+    pub mode: Option<String>,
+    /// This node.
+    pub node: Option<u64>,
+    /// Members.
+    pub members: Vec<u64>,
+    /// Leader.
+    pub leader: Option<u64>,
+    /// Resources, sessions, granted, converting, waiting.
+    pub counts: HashMap<String, u64>,
+    /// Resources with their holders (at most 50).
+    pub resources: Vec<ResourceView>,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EventView {
+    /// When (ms since the epoch).
+    pub time_ms: u64,
+    /// `director`, `webmon`, `admin` ...
+    pub source: String,
+    /// One line.
+    pub text: String,
+}
+
+/// One daemon socket and whether it answered.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceView {
+    /// `director`, `monitord` ...
+    pub daemon: String,
+    /// Its socket.
+    pub socket: String,
+    /// Answered at the last poll.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// Everything the page shows.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub time_ms: u64,
+    /// The poll interval, ms.
+    pub interval_ms: u64,
+    /// Directors.
+    pub directors: Vec<DirectorView>,
+    /// Virtual services.
+    pub services: Vec<ServiceView>,
+    /// The lock manager.
+    pub lockmgr: LockmgrView,
+    /// Recent events, oldest first.
+    pub events: Vec<EventView>,
+    /// The daemons' sockets.
+    pub sources: Vec<SourceView>,
+}
+
+/// What the collector and the web side share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The latest snapshot.
+    pub snapshot: Arc<Snapshot>,
+    /// Recent events (also copied into each snapshot).
+    pub events: VecDeque<EventView>,
+}
+
+impl Shared {
+    /// Adds an event.
+    pub fn push_event(&mut self, source: &str, text: String) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(EventView {
+            time_ms: now_ms(),
+            source: source.to_owned(),
+            text,
+        });
+    }
+}
+
+/// Where the collector finds the daemons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    /// lvs-director's socket.
+    pub director: PathBuf,
+    /// lvs-monitord's socket.
+    pub monitord: PathBuf,
+    /// lvs-heartbeatd's socket.
+    pub heartbeatd: PathBuf,
+    /// lvs-lockmgr's socket.
+    pub lockmgr: PathBuf,
+}
+
+/// A running collector thread.
+#[derive(Debug)]
+pub struct CollectorThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    /// New targets / interval for the thread (after a reload).
+    pub settings: Arc<Mutex<(Targets, Duration)>>,
+}
+
+impl CollectorThread {
+    /// Starts polling.
+    pub fn start(
+        targets: Targets,
+        interval: Duration,
+        shared: Arc<Mutex<Shared>>,
+    ) -> std::io::Result<CollectorThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let settings = Arc::new(Mutex::new((targets, interval)));
+        let (s2, set2) = (Arc::clone(&stop), Arc::clone(&settings));
+        let handle = std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || {
+                let mut c = Collector::default();
+                while !s2.load(Ordering::Relaxed) {
+                    let (targets, interval) = match set2.lock() {
+                        Ok(g) => g.clone(),
+                        Err(_) => return,
+                    };
+                    let start = Instant::now();
+                    c.poll(&targets, interval, &shared);
+                    // Sleep in small steps so that a stop is quick.
+                    while !s2.load(Ordering::Relaxed) && start.elapsed() < interval {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })?;
+        Ok(CollectorThread {
+            stop,
+            handle: Some(handle),
+            settings,
+        })
+    }
+}
+
+impl Drop for CollectorThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The collector's own state between polls.
+#[derive(Debug, Default)]
+pub struct Collector {
+    director: Option<Client>,
+    events: Option<Client>,
+    heartbeatd: Option<Client>,
+    monitord: Option<Client>,
+    lockmgr: Option<LockClient>,
+    history: HashMap<(String, String), VecDeque<[u64; 3]>>,
+    last_health: HashMap<(String, String), String>,
+    /// Whether each daemon answered at the last poll, to report changes as events.
+    last_ok: HashMap<String, bool>,
+}
+
+fn opts() -> ClientOptions {
+    ClientOptions {
+        timeout: Duration::from_secs(2),
+        ..ClientOptions::default()
+    }
+}
+
+fn ask(slot: &mut Option<Client>, path: &Path, req: Request) -> Result<Response, String> {
+    if slot.is_none() {
+        *slot = Some(Client::connect_with(path, Role::Webmon, opts()).map_err(|e| e.to_string())?);
+    }
+    let c = slot.as_mut().ok_or("not connected")?;
+    match c.request(req) {
+        Ok(Response::Error { message, .. }) => Err(message),
+        Ok(r) => Ok(r),
+        Err(e) => {
+            *slot = None;
+            Err(e.to_string())
+        }
+    }
+}
+
+fn event_text(e: &Event) -> String {
+    match e {
+        Event::ServerUp { service, server } => format!("{server} of {service} is up"),
+        Event::ServerDown {
+            service,
+            server,
+            reason,
+        } => format!("{server} of {service} is down: {reason}"),
+        Event::RoleChanged { role } => format!("director is now {}", role_name(*role)),
+        Event::ConfigChanged { path, generation } => {
+            format!("configuration {path} loaded (generation {generation})")
+        }
+    }
+}
+
+fn role_name(r: HaRole) -> &'static str {
+    match r {
+        HaRole::Active => "active",
+        HaRole::Standby => "standby",
+    }
+}
+
+impl Collector {
+    /// One round: ask every daemon, build and publish the snapshot.
+    pub fn poll(&mut self, t: &Targets, interval: Duration, shared: &Mutex<Shared>) {
+        let mut new_events = Vec::new();
+        let mut sources = Vec::new();
+        let mut source = |daemon: &str, path: &PathBuf, r: &Result<(), String>| {
+            sources.push(SourceView {
+                daemon: daemon.to_owned(),
+                socket: path.display().to_string(),
+                ok: r.is_ok(),
+                error: r.as_ref().err().cloned(),
+            });
+        };
+
+        // The director.
+        let services = match ask(
+            &mut self.director,
+            &t.director,
+            Request::ListServices { key: None },
+        ) {
+            Ok(Response::Services(s)) => Ok(s),
+            Ok(_) => Err("unexpected answer to ListServices".to_owned()),
+            Err(e) => Err(e),
+        };
+        let health = match ask(&mut self.director, &t.director, Request::ListHealth) {
+            Ok(Response::Health(h)) => h,
+            _ => Vec::new(),
+        };
+        let role = match ask(&mut self.director, &t.director, Request::GetRole) {
+            Ok(Response::Role(r)) => Some(r),
+            _ => None,
+        };
+        let info = match ask(&mut self.director, &t.director, Request::GetInfo) {
+            Ok(Response::Info(i)) => Some(i),
+            _ => None,
+        };
+        let sync = match ask(&mut self.director, &t.director, Request::SyncStatus) {
+            Ok(Response::Sync(s)) if s.enabled => Some(SyncView {
+                active: s.active,
+                synced: s.synced,
+                peers: s.peers.clone(),
+                sent: s.sent,
+                received: s.received,
+                entries_applied: s.entries_applied,
+                rejected: s
+                    .rejected_mac
+                    .saturating_add(s.rejected_replay)
+                    .saturating_add(s.rejected_truncated)
+                    .saturating_add(s.rejected_other),
+            }),
+            _ => None,
+        };
+        source(
+            "director",
+            &t.director,
+            &services.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        self.drain_events(&t.director, &mut new_events);
+
+        // The monitor.
+        let monitored = match ask(&mut self.monitord, &t.monitord, Request::ListMonitored) {
+            Ok(Response::Monitored(m)) => Ok(m),
+            Ok(_) => Err("unexpected answer to ListMonitored".to_owned()),
+            Err(e) => Err(e),
+        };
+        source(
+            "monitord",
+            &t.monitord,
+            &monitored.as_ref().map(|_| ()).map_err(Clone::clone),
+        );
+        let monitored = monitored.unwrap_or_default();
+
+        let services_ok = services.as_ref().ok().cloned().unwrap_or_default();
+        let svc_views = self.services(&services_ok, &health, &monitored, &mut new_events);
+
+        let mut director = DirectorView {
+            name: "local".into(),
+            reachable: services.is_ok(),
+            error: services.as_ref().err().cloned(),
+            role: role.map(|r| role_name(r).to_owned()),
+            ha_source: "director".into(),
+            version: info.as_ref().map(|i| i.version.clone()),
+            conn_count: info.as_ref().map(|i| i.conn_count),
+            conn_table_size: info.as_ref().map(|i| i.conn_table_size),
+            sync,
+            ..DirectorView::default()
+        };
+        let mut vips: Vec<String> = services_ok
+            .iter()
+            .map(|s| s.conf.key.addr.to_string())
+            .collect();
+        vips.sort();
+        vips.dedup();
+        director.vips = vips;
+        let mut directors = vec![];
+        let hb = self.heartbeat(&t.heartbeatd, &mut director, &mut directors);
+        source("heartbeatd", &t.heartbeatd, &hb);
+        directors.insert(0, director);
+
+        // The lock manager.
+        let lockmgr = self.lockmgr(&t.lockmgr);
+        source(
+            "lockmgr",
+            &t.lockmgr,
+            &match &lockmgr.error {
+                None => Ok(()),
+                Some(e) => Err(e.clone()),
+            },
+        );
+
+        for src in &sources {
+            let before = self.last_ok.insert(src.daemon.clone(), src.ok);
+            if before != Some(src.ok) {
+                let text = if src.ok {
+                    format!("lvs-{} answers on {}", src.daemon, src.socket)
+                } else {
+                    format!(
+                        "lvs-{} unreachable: {}",
+                        src.daemon,
+                        src.error.as_deref().unwrap_or("no answer")
+                    )
+                };
+                new_events.push(("webmon", text));
+            }
+        }
+        let Ok(mut sh) = shared.lock() else { return };
+        for (src, text) in new_events {
+            sh.push_event(src, text);
+        }
+        let snap = Snapshot {
+            time_ms: now_ms(),
+            interval_ms: u64::try_from(interval.as_millis()).unwrap_or(1000),
+            directors,
+            services: svc_views,
+            lockmgr,
+            events: sh.events.iter().cloned().collect(),
+            sources,
+        };
+        sh.snapshot = Arc::new(snap);
+    }
+
+    fn drain_events(&mut self, path: &Path, out: &mut Vec<(&'static str, String)>) {
+        if self.events.is_none() {
+            let Ok(mut c) = Client::connect_with(path, Role::Webmon, opts()) else {
+                return;
+            };
+            if c.subscribe(&Topic::ALL).is_err() {
+                return;
+            }
+            self.events = Some(c);
+        }
+        let Some(c) = self.events.as_mut() else {
+            return;
+        };
+        for _ in 0..100 {
+            match c.next_event(Duration::from_millis(1)) {
+                Ok(Some(e)) => out.push(("director", event_text(&e))),
+                Ok(None) => return,
+                Err(_) => {
+                    self.events = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn services(
+        &mut self,
+        services: &[ServiceStatus],
+        health: &[DestHealth],
+        monitored: &[MonitoredServer],
+        events: &mut Vec<(&'static str, String)>,
+    ) -> Vec<ServiceView> {
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for s in services {
+            let sid = service_id(&s.conf.key);
+            let mut servers = Vec::new();
+            for d in &s.dests {
+                let c = d.conf;
+                let rid = AddrPort(c.addr, c.port).to_string();
+                let healthy = health
+                    .iter()
+                    .find(|h| h.service == s.conf.key && h.addr == c.addr && h.port == c.port)
+                    .is_none_or(|h| h.healthy);
+                let m = monitored
+                    .iter()
+                    .find(|m| m.service == s.conf.key && m.addr == c.addr && m.port == c.port);
+                let maintenance = m.is_some_and(|m| m.maintenance);
+                let checks_down = m.is_some_and(|m| m.state == "down");
+                let state = if maintenance {
+                    "maintenance"
+                } else if !healthy || checks_down {
+                    "down"
+                } else if c.weight == 0 {
+                    "quiesced"
+                } else {
+                    "up"
+                };
+                let key = (sid.clone(), rid.clone());
+                let hist = self.history.entry(key.clone()).or_default();
+                if hist.len() >= HISTORY {
+                    hist.pop_front();
+                }
+                let r = d.rates;
+                hist.push_back([
+                    r.cps,
+                    r.in_pps.saturating_add(r.out_pps),
+                    r.in_bps.saturating_add(r.out_bps),
+                ]);
+                let history = History {
+                    cps: hist.iter().map(|h| h[0]).collect(),
+                    pps: hist.iter().map(|h| h[1]).collect(),
+                    bps: hist.iter().map(|h| h[2]).collect(),
+                };
+                match self.last_health.insert(key.clone(), state.to_owned()) {
+                    Some(old) if old != state => {
+                        events.push(("webmon", format!("{rid} of {sid}: {old} -> {state}")));
+                    }
+                    _ => {}
+                }
+                seen.push(key);
+                servers.push(ServerView {
+                    id: rid,
+                    fwd: c.fwd.name().to_owned(),
+                    weight: c.weight,
+                    health: state.to_owned(),
+                    healthy,
+                    maintenance,
+                    last_check: m.map(|m| CheckView {
+                        ok: m.last_ok,
+                        detail: m.last_detail.clone(),
+                        age_ms: m.last_age_ms,
+                    }),
+                    active_conns: d.active_conns,
+                    inactive_conns: d.inactive_conns,
+                    persist_conns: d.persist_conns,
+                    stats: d.stats.into(),
+                    rates: d.rates.into(),
+                    history,
+                });
+            }
+            out.push(ServiceView {
+                id: sid,
+                protocol: s.conf.key.protocol.name().to_owned(),
+                address: AddrPort(s.conf.key.addr, s.conf.key.port).to_string(),
+                scheduler: s.conf.scheduler.clone(),
+                flags: s.conf.sched_flags.clone(),
+                persistent: s.conf.persistence.map(|p| p.timeout_secs),
+                stats: s.stats.into(),
+                rates: s.rates.into(),
+                servers,
+            });
+        }
+        self.history.retain(|k, _| seen.contains(k));
+        self.last_health.retain(|k, _| seen.contains(k));
+        out
+    }
+
+    /// lvs-heartbeatd's HA status (`Request::HaStatus`): state, epoch, virtual addresses,
+    /// media and links of this director, and the peer director as heartbeatd last heard it
+    /// (pushed to `peers`). Without heartbeatd the page shows the director's own `GetRole`
+    /// (`ha_source = "director"`).
+    fn heartbeat(
+        &mut self,
+        path: &Path,
+        director: &mut DirectorView,
+        peers: &mut Vec<DirectorView>,
+    ) -> Result<(), String> {
+        if !path.exists() {
+            self.heartbeatd = None;
+            return Err("not running (no socket)".into());
+        }
+        let h = match ask(&mut self.heartbeatd, path, Request::HaStatus)? {
+            Response::HaStatus(h) => h,
+            other => return Err(format!("unexpected answer to HaStatus: {other:?}")),
+        };
+        director.name = h.node.clone();
+        director.ha_source = "heartbeatd".into();
+        director.ha_state = Some(h.state.clone());
+        director.fault_reason = (!h.fault_reason.is_empty()).then(|| h.fault_reason.clone());
+        director.epoch = Some(h.epoch);
+        director.holds_vips = Some(h.holds_vips);
+        if !h.vips.is_empty() {
+            director.vips = h.vips.clone();
+        }
+        director.links = h.links.clone();
+        director.media = h
+            .media
+            .iter()
+            .map(|m| {
+                let mut detail = format!("{} accepted", m.accepted);
+                if let Some(ms) = m.last_heard_ms {
+                    detail.push_str(&format!(", last heard {ms} ms ago"));
+                }
+                for (why, n) in &m.rejected {
+                    detail.push_str(&format!(", {n} rejected ({why})"));
+                }
+                MediumView {
+                    name: m.name.clone(),
+                    up: m.up,
+                    detail,
+                }
+            })
+            .collect();
+        if let Some(p) = &h.peer {
+            peers.push(DirectorView {
+                name: format!("node-{} (peer)", p.node_id),
+                reachable: p.alive,
+                error: (!p.alive).then(|| "not heard within the deadtime".to_owned()),
+                epoch: Some(p.epoch),
+                ha_source: "heartbeatd".into(),
+                ha_state: Some(p.state.clone()),
+                media: director.media.clone(),
+                ..DirectorView::default()
+            });
+        }
+        Ok(())
+    }
+
+    fn lockmgr(&mut self, path: &Path) -> LockmgrView {
+        let mut v = LockmgrView::default();
+        if self.lockmgr.is_none() {
+            if !path.exists() {
+                v.error = Some("not running (no socket)".into());
+                return v;
+            }
+            match LockClient::connect_socket(path, "lvs-webmon") {
+                Ok(c) => self.lockmgr = Some(c),
+                Err(e) => {
+                    v.error = Some(e.to_string());
+                    return v;
+                }
+            }
+        }
+        let Some(c) = self.lockmgr.as_mut() else {
+            return v;
+        };
+        let status = match c.status() {
+            Ok(s) => s,
+            Err(e) => {
+                self.lockmgr = None;
+                v.error = Some(e.to_string());
+                return v;
+            }
+        };
+        v.reachable = true;
+        v.mode = Some(status.mode.clone());
+        v.node = Some(status.node.0);
+        v.members = status.members.iter().map(|n| n.0).collect();
+        v.leader = status.leader.map(|n| n.0);
+        let k = &status.counts;
+        for (name, n) in [
+            ("lockspaces", k.lockspaces),
+            ("resources", k.resources),
+            ("sessions", k.sessions),
+            ("granted", k.granted),
+            ("converting", k.converting),
+            ("waiting", k.waiting),
+            ("clients", status.clients),
+        ] {
+            v.counts.insert(name.to_owned(), n);
+        }
+        if let Ok(list) = c.list(None) {
+            let lock = |l: &lvs_lockcore::LockInfo| LockView {
+                node: l.node.0,
+                session: l.lock.session.0,
+                mode: l.granted.map(|m| m.to_string()),
+                requested: l.requested.map(|m| m.to_string()),
+                token: l.token,
+            };
+            v.resources = list
+                .resources
+                .iter()
+                .take(50)
+                .map(|r| ResourceView {
+                    lockspace: r.lockspace.clone(),
+                    name: String::from_utf8_lossy(&r.name).into_owned(),
+                    granted: r.granted.iter().map(lock).collect(),
+                    waiting: r.converting.iter().chain(&r.waiting).map(lock).collect(),
+                })
+                .collect();
+        }
+        v
+    }
+}
+
+/// The key of a service id (`tcp/VIP:PORT`) for the API.
+pub fn parse_service_id(id: &str) -> Option<ServiceKey> {
+    let (proto, addr) = id.split_once('/')?;
+    let protocol = match proto.to_ascii_lowercase().as_str() {
+        "tcp" => lvs_proto::Protocol::Tcp,
+        "udp" => lvs_proto::Protocol::Udp,
+        _ => return None,
+    };
+    let sa: std::net::SocketAddr = addr.parse().ok()?;
+    Some(ServiceKey {
+        protocol,
+        addr: sa.ip(),
+        port: sa.port(),
+    })
+}

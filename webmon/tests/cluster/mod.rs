@@ -1,0 +1,471 @@
+//! The end-to-end testbed for lvs-webmon: the namespace testbed of `scripts/testbed.sh`
+//! (client, router, director, three real servers with HTTP servers), the real `lvs-director`
+//! and the real `lvs-monitord` in the director's namespace. Everything is undone on drop, even
+//! when the test panics (then the logs are printed).
+//!
+//! Adapted from `monitord/tests/cluster/mod.rs`. The binaries come from the same target
+//! directory as lvs-webmon: `cargo build --workspace` first (scripts/test.sh does).
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const VIP: &str = "203.0.113.100";
+pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
+pub const NAMES: [&str; 3] = ["r1", "r2", "r3"];
+/// The weights the rules file gives r1..r3.
+pub const WEIGHTS: [u32; 3] = [1, 2, 1];
+
+/// Generous bound for anything that should happen "at once" on a loaded 2-core machine.
+pub const SOON: Duration = Duration::from_secs(10);
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("webmon/ has a parent")
+        .to_path_buf()
+}
+
+pub fn monitord_bin() -> PathBuf {
+    sibling("lvs-monitord")
+}
+
+/// `lvs-director`, `lvsadm` and `lvs-monitord` sit beside `lvs-webmon` in the target directory.
+fn sibling(name: &str) -> PathBuf {
+    lvs_testsupport::sibling_bin(env!("CARGO_BIN_EXE_lvs-webmon"), name)
+}
+
+pub use lvs_testsupport::{root_or_skip, wait_for};
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// `-> ADDR:PORT FWD WEIGHT ...` rows of `lvsadm -L -n`: real server address -> weight.
+pub fn parse_weights(listing: &str) -> HashMap<String, u32> {
+    listing
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 4 || f[0] != "->" {
+                return None;
+            }
+            let addr = f[1].rsplit_once(':').map_or(f[1], |(a, _)| a).to_owned();
+            Some((addr, f[3].parse().ok()?))
+        })
+        .collect()
+}
+
+/// The python HTTP server of `scripts/testbed.sh http`, naming itself in every answer.
+pub const HTTP_SERVER: &str = r#"
+import http.server, socketserver, sys
+name = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = (name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("0.0.0.0", 80), H).serve_forever()
+"#;
+
+/// A process started by the test, SIGTERMed (then killed) on drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits"))
+    }
+
+    /// SIGTERM, wait for the exit (killed after `SOON`); the exit status, if it exited.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        let deadline = Instant::now() + SOON;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(s)) => return Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The testbed, with the director running and (after [`Cluster::start_monitord`]) monitord.
+#[derive(Debug)]
+pub struct Cluster {
+    pub test: String,
+    pub prefix: String,
+    pub rundir: PathBuf,
+    pub director: Option<Proc>,
+    pub monitord: Option<Proc>,
+    pub helpers: Vec<Proc>,
+    up: bool,
+}
+
+impl Cluster {
+    /// Builds the testbed in NAT mode with HTTP servers, and starts the director with the
+    /// service `VIP:80`, rr, r1..r3 with [`WEIGHTS`] (from its rules file). `None` (after
+    /// printing SKIPPED) when not root.
+    pub fn start(test: &str) -> Option<Self> {
+        if !root_or_skip(test) {
+            return None;
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("w{}{n}", std::process::id() % 100_000);
+        let rundir = std::env::temp_dir().join(format!("lvs-web-{prefix}"));
+        let _ = std::fs::remove_dir_all(&rundir);
+        std::fs::create_dir_all(&rundir).expect("create the run directory");
+        let mut c = Cluster {
+            test: test.to_owned(),
+            prefix,
+            rundir,
+            director: None,
+            monitord: None,
+            helpers: Vec::new(),
+            up: true,
+        };
+        c.script(&["up", &c.prefix.clone(), "nat"]);
+        c.script(&["http", &c.prefix.clone()]);
+        let mut rules = format!("-A -t {VIP}:80 -s rr\n");
+        for (rs, w) in RS.iter().zip(WEIGHTS) {
+            rules.push_str(&format!("-a -t {VIP}:80 -r {rs}:80 -m -w {w}\n"));
+        }
+        std::fs::write(c.rundir.join("rules"), rules).expect("write the rules");
+        std::fs::write(
+            c.rundir.join("director.toml"),
+            format!(
+                "workers = 2\nrules_file = \"{}\"\n",
+                c.rundir.join("rules").display()
+            ),
+        )
+        .expect("write the director's config");
+        c.start_director();
+        Some(c)
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = run(Command::new(repo_root().join("scripts/testbed.sh")).args(args));
+        assert!(
+            out.status.success(),
+            "testbed.sh {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+
+    fn log_file(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.rundir.join(name))
+            .expect("open a log file")
+    }
+
+    pub fn director_log(&self) -> String {
+        std::fs::read_to_string(self.rundir.join("director.log")).unwrap_or_default()
+    }
+
+    pub fn monitord_log(&self) -> String {
+        std::fs::read_to_string(self.rundir.join("monitord.log")).unwrap_or_default()
+    }
+
+    pub fn monitord_config(&self) -> PathBuf {
+        self.rundir.join("monitord.toml")
+    }
+
+    /// Starts the director (again) and waits for its rules to be listed.
+    pub fn start_director(&mut self) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("d")])
+            .arg(sibling("lvs-director"))
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&self.rundir)
+            .arg("-c")
+            .arg(self.rundir.join("director.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(self.log_file("director.log"))
+            .spawn()
+            .expect("start lvs-director");
+        self.director = Some(Proc {
+            child,
+            name: "lvs-director",
+        });
+        wait_for("the director and its rules", SOON, || {
+            if let Some(d) = self.director.as_mut()
+                && let Ok(Some(status)) = d.child.try_wait()
+            {
+                panic!(
+                    "lvs-director exited at start ({status}):\n{}",
+                    self.director_log()
+                );
+            }
+            let out = self.lvsadm(&["-L", "-n"]);
+            (out.status.success() && parse_weights(&text(&out.stdout)).len() == 3).then_some(())
+        });
+    }
+
+    /// SIGTERM to the director; it must exit 0.
+    pub fn stop_director(&mut self) {
+        if let Some(mut d) = self.director.take() {
+            let status = d.stop();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "lvs-director did not stop cleanly ({status:?}):\n{}",
+                self.director_log()
+            );
+        }
+    }
+
+    /// Writes the monitord config and starts monitord; waits for its control socket.
+    pub fn start_monitord(&mut self, config: &str) {
+        std::fs::write(self.monitord_config(), config).expect("write monitord's config");
+        self.restart_monitord();
+    }
+
+    /// Starts monitord with the config already written.
+    pub fn restart_monitord(&mut self) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("d")])
+            .arg(monitord_bin())
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&self.rundir)
+            .arg("-c")
+            .arg(self.monitord_config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(self.log_file("monitord.log"))
+            .spawn()
+            .expect("start lvs-monitord");
+        self.monitord = Some(Proc {
+            child,
+            name: "lvs-monitord",
+        });
+        wait_for("lvs-monitord's control socket", SOON, || {
+            if let Some(m) = self.monitord.as_mut()
+                && let Ok(Some(status)) = m.child.try_wait()
+            {
+                panic!(
+                    "lvs-monitord exited at start ({status}):\n{}",
+                    self.monitord_log()
+                );
+            }
+            self.ctl(&["list"]).status.success().then_some(())
+        });
+    }
+
+    /// SIGTERM to monitord; it must exit 0.
+    pub fn stop_monitord(&mut self) {
+        if let Some(mut m) = self.monitord.take() {
+            let status = m.stop();
+            assert!(
+                status.is_some_and(|s| s.success()),
+                "lvs-monitord did not stop cleanly ({status:?}):\n{}",
+                self.monitord_log()
+            );
+        }
+    }
+
+    pub fn monitord_pid(&self) -> Pid {
+        self.monitord.as_ref().expect("monitord runs").pid()
+    }
+
+    /// `lvs-monitord ctl --rundir R ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        run(Command::new(monitord_bin())
+            .arg("ctl")
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(args))
+    }
+
+    pub fn lvsadm(&self, args: &[&str]) -> Output {
+        run(Command::new(sibling("lvsadm"))
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(args))
+    }
+
+    /// Real server address -> weight, as `lvsadm -L -n` shows them.
+    pub fn weights(&self) -> HashMap<String, u32> {
+        let out = self.lvsadm(&["-L", "-n"]);
+        assert!(out.status.success(), "lvsadm -L -n: {}", text(&out.stderr));
+        parse_weights(&text(&out.stdout))
+    }
+
+    pub fn weight(&self, rs: &str) -> Option<u32> {
+        self.weights().get(rs).copied()
+    }
+
+    /// The original weights, by address.
+    pub fn original_weights() -> HashMap<String, u32> {
+        RS.iter().map(|r| r.to_string()).zip(WEIGHTS).collect()
+    }
+
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args))
+    }
+
+    /// One GET of the VIP from the client: the answering server's name.
+    pub fn try_curl(&self) -> Option<String> {
+        let out = self.exec("c", &["curl", "-s", "-m", "3", &format!("http://{VIP}/")]);
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_owned())
+    }
+
+    pub fn curls(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                self.try_curl().unwrap_or_else(|| {
+                    panic!(
+                        "curl http://{VIP}/ got no answer\n{}",
+                        text(&self.lvsadm(&["-L", "-n", "--stats"]).stdout)
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn pids_file(&self, node: &str) -> PathBuf {
+        PathBuf::from(format!("/run/lvs-testbed/{}.pids", self.ns(node)))
+    }
+
+    /// Stops the HTTP server of `node` (every process in its namespace: the one testbed.sh
+    /// started, whose pid file names the shell that started it, or ours) and waits until its
+    /// port is closed.
+    pub fn kill_http(&self, node: &str) {
+        let out = run(Command::new("ip").args(["netns", "pids", &self.ns(node)]));
+        for p in text(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        wait_for("the HTTP server to be gone", SOON, || {
+            let out = self.exec(node, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80"]);
+            (!out.status.success()).then_some(())
+        });
+    }
+
+    /// Starts the HTTP server of `node` again (as testbed.sh does) and waits until it
+    /// answers.
+    pub fn start_http(&mut self, node: &'static str) {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(node),
+                "python3",
+                "-c",
+                HTTP_SERVER,
+                node,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3");
+        // testbed.sh down kills what the pid file lists, too.
+        let mut pids = std::fs::read_to_string(self.pids_file(node)).unwrap_or_default();
+        pids.push_str(&format!("{}\n", child.id()));
+        let _ = std::fs::write(self.pids_file(node), pids);
+        self.helpers.push(Proc { child, name: node });
+        wait_for("the HTTP server to answer", SOON, || {
+            let out = self.exec(node, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80"]);
+            out.status.success().then_some(())
+        });
+    }
+
+    /// The monitord config for the test service with an HTTP check of `/` on each server,
+    /// default timing, plus `extra` at the top.
+    pub fn http_config(extra_top: &str, extra_service: &str) -> String {
+        let mut s = format!(
+            "{extra_top}\n[[service]]\nvip = \"{VIP}\"\nport = 80\n{extra_service}\n\
+             [[service.check]]\ntype = \"http\"\npath = \"/\"\n"
+        );
+        for (rs, w) in RS.iter().zip(WEIGHTS) {
+            s.push_str(&format!(
+                "[[service.server]]\naddress = \"{rs}\"\nweight = {w}\n"
+            ));
+        }
+        s
+    }
+
+    /// Lines of monitord's log with `needle`.
+    pub fn monitord_lines(&self, needle: &str) -> Vec<String> {
+        self.monitord_log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut m) = self.monitord.take() {
+            m.stop();
+        }
+        for h in &mut self.helpers {
+            let _ = h.child.kill();
+            let _ = h.child.wait();
+        }
+        if let Some(mut d) = self.director.take() {
+            d.stop();
+        }
+        if self.up {
+            let _ =
+                run(Command::new(repo_root().join("scripts/testbed.sh"))
+                    .args(["down", &self.prefix]));
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {}: monitord log ---\n{}\n--- director log ---\n{}",
+                self.test,
+                self.monitord_log(),
+                self.director_log()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.rundir);
+        }
+    }
+}
