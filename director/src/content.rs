@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use lvs_l7::{Engine, ServiceView};
+use lvs_proto::director::{ContentEdit, ContentStatus};
 use lvs_proto::{
-    DestConf, DestStatus, ErrorCode, FwdMethod, Handler, PeerInfo, Protocol, Rates, Request,
-    Response, ServiceConf, ServiceKey, ServiceStatus, Stats,
+    DestConf, DestHealth, DestStatus, ErrorCode, FwdMethod, Handler, PeerInfo, Protocol, Rates,
+    Request, Response, ServiceConf, ServiceKey, ServiceStatus, Stats,
 };
 use lvs_sched_host::Registry;
 
@@ -23,13 +24,20 @@ pub struct ContentSwitch {
     /// The set in force, for run-time edits ([`ContentSwitch::edit`]).
     services: Vec<lvs_l7::ContentServiceConfig>,
     pools: Vec<lvs_l7::PoolConfig>,
+    /// For run-time edits: where schedulers come from and how many workers to start.
+    registry: Option<Rc<RefCell<Registry>>>,
+    workers: usize,
 }
 
 impl ContentSwitch {
     /// Start the services of `cfg`; an error (a scheduler that does not load, an address that
     /// cannot be bound) stops the director's start.
     pub fn start(cfg: &Config, registry: &Rc<RefCell<Registry>>) -> Result<Self, String> {
-        let mut me = Self::default();
+        let mut me = Self {
+            registry: Some(Rc::clone(registry)),
+            workers: cfg.worker_count(),
+            ..Self::default()
+        };
         me.apply(cfg, registry)?;
         Ok(me)
     }
@@ -53,13 +61,67 @@ impl ContentSwitch {
     /// copy of the current set, which is then applied whole, or refused whole.
     pub fn edit(
         &mut self,
-        registry: &Rc<RefCell<Registry>>,
-        workers: usize,
-        f: impl FnOnce(&mut Vec<lvs_l7::ContentServiceConfig>, &mut Vec<lvs_l7::PoolConfig>),
+        f: impl FnOnce(
+            &mut Vec<lvs_l7::ContentServiceConfig>,
+            &mut Vec<lvs_l7::PoolConfig>,
+        ) -> Result<(), String>,
     ) -> Result<usize, String> {
+        let Some(registry) = self.registry.clone() else {
+            return Err("content switching is not running".into());
+        };
         let (mut services, mut pools) = (self.services.clone(), self.pools.clone());
-        f(&mut services, &mut pools);
-        self.set(services, pools, workers, registry)
+        f(&mut services, &mut pools)?;
+        self.set(services, pools, self.workers, &registry)
+    }
+
+    /// One `lvsadm` change ([`Request::EditContent`]).
+    fn edit_content(&mut self, edit: ContentEdit) -> Result<(), String> {
+        // A pool no service uses yet is not built by the engine: check its scheduler here.
+        if let ContentEdit::AddPool { scheduler, .. } = &edit
+            && let Some(r) = &self.registry
+        {
+            r.borrow_mut()
+                .get(scheduler)
+                .map_err(|e| format!("scheduler {scheduler:?}: {e}"))?;
+        }
+        self.edit(|services, pools| crate::content_edit::apply(services, pools, edit))
+            .map(|_| ())
+    }
+
+    /// Rules, pools and their counters ([`Request::ListContent`]).
+    fn content_status(&self) -> ContentStatus {
+        let views = self
+            .engine
+            .as_ref()
+            .map(Engine::services)
+            .unwrap_or_default();
+        crate::content_edit::status(&self.services, &self.pools, &views)
+    }
+
+    /// Every pool member's health, for monitord and the web console ([`Request::ListHealth`]).
+    fn health(&self) -> Vec<DestHealth> {
+        let Some(e) = &self.engine else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in e.services() {
+            let service = ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: s.vip.ip(),
+                port: s.vip.port(),
+            };
+            for p in &s.pools {
+                for m in &p.members {
+                    out.push(DestHealth {
+                        service,
+                        addr: m.addr.ip(),
+                        port: m.addr.port(),
+                        healthy: m.healthy,
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn set(
@@ -71,6 +133,9 @@ impl ContentSwitch {
     ) -> Result<usize, String> {
         if self.engine.is_none() {
             if services.is_empty() {
+                lvs_l7::config::validate(&services, &pools)?;
+                self.services = services;
+                self.pools = pools;
                 return Ok(0);
             }
             self.engine = Some(Engine::new(workers).map_err(|e| e.to_string())?);
@@ -232,6 +297,27 @@ impl<H: Handler> Handler for WithContent<'_, H> {
                     }
                 }
             }
+            Request::EditContent(edit) => {
+                let what = crate::content_edit::describe(&edit);
+                match self.content.edit_content(*edit) {
+                    Ok(()) => {
+                        log::info!("event=content_edited {what}");
+                        Response::Ok
+                    }
+                    Err(message) => Response::Error {
+                        code: ErrorCode::InvalidRequest,
+                        message,
+                    },
+                }
+            }
+            Request::ListContent => Response::Content(self.content.content_status()),
+            Request::ListHealth => match self.inner.handle(peer, Request::ListHealth) {
+                Response::Health(mut v) => {
+                    v.extend(self.content.health());
+                    Response::Health(v)
+                }
+                other => other,
+            },
             // A port cannot be both: the IP-LB dataplane would take the packets the content
             // service's listener is waiting for.
             Request::AddService(conf) if self.content.serves(&conf.key) => Response::Error {

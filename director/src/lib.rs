@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod content;
+pub mod content_edit;
 pub mod daemon;
 pub mod dataplane;
 pub mod guard;

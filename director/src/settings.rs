@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lvs_common::ConfigError;
+use lvs_common::{ConfigError, Source};
 use lvs_control::{AnyScheduler, ControlState};
+use lvs_l7::config::Place;
 
 use crate::config::Config;
 
@@ -28,10 +29,104 @@ fn invalid(path: &Path, reason: String) -> ConfigError {
     }
 }
 
+/// Where `place` is in the file's text (a byte offset): the key's line within its
+/// `[[pool]]`, `[[content_service]]` or `[[content_service.rule]]` table, else the table's
+/// header. `None` when the table is not written with its own header (an inline table).
+fn locate(text: &str, place: Place) -> Option<usize> {
+    // Each table header: (kind, offset), with the start and end of its body.
+    let mut tables: Vec<(&str, usize, usize)> = Vec::new();
+    let mut offset = 0;
+    let mut ends = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            ends.push(offset);
+            let name = t
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim();
+            let indent = line.len() - t.len();
+            tables.push((name, offset + indent, offset + line.len()));
+        }
+        offset += line.len();
+    }
+    ends.push(text.len());
+    let (kind, n, key) = match place {
+        Place::Pool(i, k) => ("pool", i, k),
+        Place::Service(i, k) => ("content_service", i, k),
+        Place::Rule(si, ri, k) => {
+            // The ri-th rule header after the si-th service header, before the next service.
+            let svc = tables
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.0 == "content_service")
+                .nth(si)?
+                .0;
+            let idx = tables
+                .iter()
+                .enumerate()
+                .skip(svc + 1)
+                .take_while(|(_, t)| t.0 != "content_service")
+                .filter(|(_, t)| t.0 == "content_service.rule")
+                .nth(ri)?
+                .0;
+            return Some(key_in(text, &tables, &ends, idx, k));
+        }
+    };
+    let idx = tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.0 == kind)
+        .nth(n)?
+        .0;
+    Some(key_in(text, &tables, &ends, idx, key))
+}
+
+/// The offset of `key = ` in the body of table `idx`, else of its header.
+fn key_in(
+    text: &str,
+    tables: &[(&str, usize, usize)],
+    ends: &[usize],
+    idx: usize,
+    key: Option<&str>,
+) -> usize {
+    let (_, header, body) = tables[idx];
+    let end = ends[idx + 1];
+    let Some(key) = key else {
+        return header;
+    };
+    let mut offset = body;
+    for line in text[body..end].split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return offset + (line.len() - t.len());
+        }
+        offset += line.len();
+    }
+    header
+}
+
 /// The `lvs_common::run` loader.
 pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-    let config: Config = lvs_common::config::load_or_default(path)?;
+    let source = path.map(Source::read).transpose()?;
+    let config: Config = match &source {
+        Some(s) => s.parse()?,
+        None => Config::default(),
+    };
     let file = path.unwrap_or(Path::new("(defaults)"));
+    if let (Some(src), Err((place, reason))) = (
+        &source,
+        lvs_l7::config::validate_at(&config.content_service, &config.pool),
+    ) {
+        return Err(match locate(src.text(), place) {
+            Some(at) => src.error_at(at..at, reason),
+            None => src.error(reason),
+        });
+    }
     config.validate().map_err(|r| invalid(file, r))?;
     let sync_key = match &config.sync {
         None => None,
@@ -101,6 +196,45 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let ok = super::load(Some(&conf)).unwrap();
         assert!(ok.sync_key.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Content-switching mistakes point at their line, as TOML syntax errors do.
+    #[test]
+    fn content_errors_name_file_line_and_column() {
+        let dir = std::env::temp_dir().join(format!("lvs-settings-l7-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("director.toml");
+        let text = "workers = 1\n\n[[content_service]]\naddress = \"192.0.2.1\"\nport = 80\n\n\
+                    [[content_service.rule]]\nname = \"a\"\npool = \"p\"\n\n\
+                    [[content_service.rule]]\nname = \"b\"\n  path_regex = \"(\"\n  pool = \"p\"\n\n\
+                    [[pool]]\nname = \"p\"\nservers = [{ address = \"10.0.0.1\", port = 80 }]\n";
+        let cases = [
+            (text.to_string(), "director.toml:13:3:", "path_regex"),
+            (
+                text.replace(
+                    "pool = \"p\"\n\n[[content_service.rule]]",
+                    "pool = \"q\"\n\n[[content_service.rule]]",
+                ),
+                "director.toml:9:1:",
+                "\"q\"",
+            ),
+            (
+                text.replace("port = 80 }", "port = 0 }"),
+                "director.toml:18:1:",
+                "port 0",
+            ),
+            (
+                text.replace("port = 80\n", "port = 80\nno_match = 500\n"),
+                "director.toml:6:1:",
+                "no_match",
+            ),
+        ];
+        for (t, at, what) in cases {
+            std::fs::write(&conf, &t).unwrap();
+            let err = super::load(Some(&conf)).unwrap_err().to_string();
+            assert!(err.contains(at) && err.contains(what), "{err}\n{t}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -217,13 +217,7 @@ impl Second {
     }
 
     fn lvsadm(&self, args: &[&str]) -> Output {
-        Command::new(common::lvsadm_bin())
-            .arg("--rundir")
-            .arg(&self.rundir)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run lvsadm")
+        common::lvsadm_at(&self.rundir, args)
     }
 
     fn adm(&self, args: &str) -> String {

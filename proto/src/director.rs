@@ -448,3 +448,227 @@ pub struct SyncStatus {
     /// Bulk resyncs completed (standby) or served (active).
     pub bulk_resyncs: u64,
 }
+
+/// A real server of a content-switching pool (`lvsadm --add-pool-server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct PoolServer {
+    /// The real server's address.
+    pub addr: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Its weight within the pool.
+    pub weight: u32,
+}
+
+/// A routing rule of a content service (`lvsadm --add-rule`): every condition given must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Encode, Decode)]
+pub struct ContentRule {
+    /// The rule's name (unique within its service).
+    pub name: String,
+    /// Host (or TLS server name): exact, or `*.example.com`.
+    pub host: Option<String>,
+    /// Path prefix.
+    pub path_prefix: Option<String>,
+    /// Regular expression searched in the path.
+    pub path_regex: Option<String>,
+    /// Request methods; empty for any.
+    pub methods: Vec<String>,
+    /// Headers that must be present, with this exact value when one is given.
+    pub headers: Vec<(String, Option<String>)>,
+    /// The pool matching requests go to.
+    pub pool: String,
+}
+
+/// A run-time change to the content switching ([`crate::Request::EditContent`]). Pools are
+/// director-wide (as `[[pool]]` in the configuration file); rules belong to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum ContentEdit {
+    /// A new pool with its first real servers.
+    AddPool {
+        /// Its name.
+        name: String,
+        /// Its scheduler plugin.
+        scheduler: String,
+        /// Scheduler options (`-b`).
+        options: String,
+        /// Its real servers (at least one).
+        servers: Vec<PoolServer>,
+    },
+    /// Delete a pool no rule or default uses.
+    DelPool {
+        /// Its name.
+        name: String,
+    },
+    /// Add a real server to a pool, or change its weight.
+    AddPoolServer {
+        /// The pool.
+        pool: String,
+        /// The server.
+        server: PoolServer,
+    },
+    /// Remove a real server from a pool (not its last one).
+    DelPoolServer {
+        /// The pool.
+        pool: String,
+        /// The server's address.
+        addr: IpAddr,
+        /// The server's port.
+        port: u16,
+    },
+    /// Add a rule to a content service: last, or just before the rule named `before`.
+    AddRule {
+        /// The content service.
+        service: ServiceKey,
+        /// The rule.
+        rule: ContentRule,
+        /// Insert before this rule (first match wins).
+        before: Option<String>,
+    },
+    /// Delete a rule of a content service.
+    DelRule {
+        /// The content service.
+        service: ServiceKey,
+        /// The rule's name.
+        name: String,
+    },
+}
+
+/// One rule as listed, with its hits.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ContentRuleStatus {
+    /// The rule.
+    pub rule: ContentRule,
+    /// Requests it routed.
+    pub hits: u64,
+}
+
+/// A content service as `lvsadm --list-rules` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct ContentServiceStatus {
+    /// The service (always TCP).
+    pub key: ServiceKey,
+    /// `http` or `tls-sni`.
+    pub mode: String,
+    /// Where requests no rule matches go.
+    pub default_pool: Option<String>,
+    /// Requests sent to the default pool.
+    pub default_hits: u64,
+    /// Its rules, in match order.
+    pub rules: Vec<ContentRuleStatus>,
+}
+
+/// A pool member as listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct PoolServerStatus {
+    /// Its configuration.
+    pub server: PoolServer,
+    /// What the monitor last said (true until told otherwise).
+    pub healthy: bool,
+    /// Requests sent to it.
+    pub requests: u64,
+}
+
+/// A pool as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct PoolStatus {
+    /// Its name.
+    pub name: String,
+    /// Its scheduler.
+    pub scheduler: String,
+    /// Its scheduler options.
+    pub options: String,
+    /// Its real servers.
+    pub servers: Vec<PoolServerStatus>,
+}
+
+/// The content switching as a whole ([`crate::Response::Content`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct ContentStatus {
+    /// Content services, in configuration order.
+    pub services: Vec<ContentServiceStatus>,
+    /// Every pool, used or not.
+    pub pools: Vec<PoolStatus>,
+}
+
+#[cfg(test)]
+mod content_tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::codec::{decode_body, to_frame};
+    use crate::frame::{FrameLimit, HEADER_LEN};
+    use crate::message::{ClientFrame, Request, Response, ServerFrame};
+
+    #[test]
+    fn content_requests_and_responses_round_trip() {
+        let key = ServiceKey {
+            protocol: Protocol::Tcp,
+            addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            port: 80,
+        };
+        let server = PoolServer {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            port: 8080,
+            weight: 2,
+        };
+        let rule = ContentRule {
+            name: "img".into(),
+            host: Some("*.example".into()),
+            path_prefix: Some("/img".into()),
+            path_regex: None,
+            methods: vec!["GET".into()],
+            headers: vec![("X-A".into(), None)],
+            pool: "images".into(),
+        };
+        for edit in [
+            ContentEdit::AddPool {
+                name: "images".into(),
+                scheduler: "rr".into(),
+                options: String::new(),
+                servers: vec![server],
+            },
+            ContentEdit::AddRule {
+                service: key,
+                rule: rule.clone(),
+                before: Some("api".into()),
+            },
+            ContentEdit::DelRule {
+                service: key,
+                name: "img".into(),
+            },
+        ] {
+            let frame = ClientFrame::Request {
+                id: 3,
+                request: Request::EditContent(Box::new(edit)),
+            };
+            let bytes = to_frame(&frame, FrameLimit::DEFAULT).unwrap();
+            let back: ClientFrame = decode_body(&bytes[HEADER_LEN..], FrameLimit::DEFAULT).unwrap();
+            assert_eq!(back, frame);
+        }
+        let frame = ServerFrame::Response {
+            id: 4,
+            response: Response::Content(ContentStatus {
+                services: vec![ContentServiceStatus {
+                    key,
+                    mode: "http".into(),
+                    default_pool: None,
+                    default_hits: 1,
+                    rules: vec![ContentRuleStatus { rule, hits: 9 }],
+                }],
+                pools: vec![PoolStatus {
+                    name: "images".into(),
+                    scheduler: "rr".into(),
+                    options: String::new(),
+                    servers: vec![PoolServerStatus {
+                        server,
+                        healthy: false,
+                        requests: 5,
+                    }],
+                }],
+            }),
+        };
+        let bytes = to_frame(&frame, FrameLimit::DEFAULT).unwrap();
+        let back: ServerFrame = decode_body(&bytes[HEADER_LEN..], FrameLimit::DEFAULT).unwrap();
+        assert_eq!(back, frame);
+    }
+}

@@ -211,6 +211,13 @@ pub enum Request {
     /// Director: connection-sync status (role, peers, whether the table is synced,
     /// counters). Answered with [`Response::Sync`].
     SyncStatus,
+    /// Director: change the content switching's pools or rules at run time (`lvsadm
+    /// --add-rule` ...). Applied whole or refused whole, open client connections stay.
+    /// Answered with [`Response::Ok`].
+    EditContent(Box<crate::director::ContentEdit>),
+    /// Director: content services, rules and pools (`lvsadm --list-rules`). Answered with
+    /// [`Response::Content`].
+    ListContent,
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -247,6 +254,8 @@ pub enum Response {
     HaStatus(HaStatus),
     /// Director: answer to [`Request::SyncStatus`].
     Sync(crate::director::SyncStatus),
+    /// Director: answer to [`Request::ListContent`].
+    Content(crate::director::ContentStatus),
 }
 
 /// The high-availability role of a director.

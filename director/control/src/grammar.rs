@@ -240,6 +240,10 @@ pub enum ParseError {
     /// An ipvsadm feature lvs-rs does not have (yet); the message says which.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A bad value in one of lvsadm's own (content-switching) commands; the message says
+    /// which and why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl ParseError {

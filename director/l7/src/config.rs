@@ -196,58 +196,100 @@ impl RuleConfig {
     }
 }
 
+/// Whether `re` is a regular expression a rule's `path_regex` can use; the error says why not.
+pub fn check_regex(re: &str) -> Result<(), String> {
+    regex::Regex::new(re).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Which table of the file a validation error is about, and the key in it (when one key is
+/// at fault), so that the director can point at its line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The `index`-th `[[pool]]`.
+    Pool(usize, Option<&'static str>),
+    /// The `index`-th `[[content_service]]`.
+    Service(usize, Option<&'static str>),
+    /// Rule `rule` of content service `service`.
+    Rule(usize, usize, Option<&'static str>),
+}
+
 /// Checks serde cannot express: pool references, regexes, limits, duplicates. The reason names
 /// the service and the key.
 pub fn validate(services: &[ContentServiceConfig], pools: &[PoolConfig]) -> Result<(), String> {
+    validate_at(services, pools).map_err(|(_, reason)| reason)
+}
+
+/// [`validate`], also saying where the fault is.
+pub fn validate_at(
+    services: &[ContentServiceConfig],
+    pools: &[PoolConfig],
+) -> Result<(), (Place, String)> {
     let mut names = HashSet::new();
-    for p in pools {
+    for (pi, p) in pools.iter().enumerate() {
+        let at = |key| Place::Pool(pi, key);
         if !names.insert(p.name.as_str()) {
-            return Err(format!("pool {:?} is defined twice", p.name));
+            return Err((
+                at(Some("name")),
+                format!("pool {:?} is defined twice", p.name),
+            ));
         }
         if p.servers.is_empty() {
-            return Err(format!("pool {:?} has no servers", p.name));
+            return Err((
+                at(Some("servers")),
+                format!("pool {:?} has no servers", p.name),
+            ));
         }
         let mut seen = HashSet::new();
         for s in &p.servers {
             if s.port == 0 {
-                return Err(format!(
-                    "pool {:?}: server {} has port 0",
-                    p.name, s.address
+                return Err((
+                    at(Some("servers")),
+                    format!("pool {:?}: server {} has port 0", p.name, s.address),
                 ));
             }
             if !seen.insert((s.address, s.port)) {
-                return Err(format!(
-                    "pool {:?}: server {}:{} is listed twice",
-                    p.name, s.address, s.port
+                return Err((
+                    at(Some("servers")),
+                    format!(
+                        "pool {:?}: server {}:{} is listed twice",
+                        p.name, s.address, s.port
+                    ),
                 ));
             }
         }
     }
     let mut keys = HashSet::new();
-    for s in services {
+    for (si, s) in services.iter().enumerate() {
+        let at = |key| Place::Service(si, key);
         let what = format!("content_service {}:{}", s.address, s.port);
         if s.port == 0 {
-            return Err(format!("{what}: port must not be 0"));
+            return Err((at(Some("port")), format!("{what}: port must not be 0")));
         }
         if !keys.insert((s.address, s.port)) {
-            return Err(format!("{what} is defined twice"));
+            return Err((at(None), format!("{what} is defined twice")));
         }
         if s.no_match != 404 && s.no_match != 503 {
-            return Err(format!(
-                "{what}: no_match = {} must be 404 or 503",
-                s.no_match
+            return Err((
+                at(Some("no_match")),
+                format!("{what}: no_match = {} must be 404 or 503", s.no_match),
             ));
         }
         if !(1..=MAX_HEADERS_LIMIT).contains(&s.max_headers) {
-            return Err(format!(
-                "{what}: max_headers = {} must be 1 to {MAX_HEADERS_LIMIT}",
-                s.max_headers
+            return Err((
+                at(Some("max_headers")),
+                format!(
+                    "{what}: max_headers = {} must be 1 to {MAX_HEADERS_LIMIT}",
+                    s.max_headers
+                ),
             ));
         }
         if !(256..=1 << 20).contains(&s.max_header_bytes) {
-            return Err(format!(
-                "{what}: max_header_bytes = {} must be 256 to 1048576",
-                s.max_header_bytes
+            return Err((
+                at(Some("max_header_bytes")),
+                format!(
+                    "{what}: max_header_bytes = {} must be 256 to 1048576",
+                    s.max_header_bytes
+                ),
             ));
         }
         for (k, v) in [
@@ -257,13 +299,19 @@ pub fn validate(services: &[ContentServiceConfig], pools: &[PoolConfig]) -> Resu
             ("idle_timeout", s.idle_timeout),
         ] {
             if v == 0 {
-                return Err(format!("{what}: {k} must be at least 1 second"));
+                return Err((
+                    at(Some(k)),
+                    format!("{what}: {k} must be at least 1 second"),
+                ));
             }
         }
         if let Some(d) = &s.default_pool
             && !names.contains(d.as_str())
         {
-            return Err(format!("{what}: default_pool {d:?} is not a [[pool]]"));
+            return Err((
+                at(Some("default_pool")),
+                format!("{what}: default_pool {d:?} is not a [[pool]]"),
+            ));
         }
         if s.mode == Mode::TlsSni
             && matches!(
@@ -272,20 +320,29 @@ pub fn validate(services: &[ContentServiceConfig], pools: &[PoolConfig]) -> Resu
             )
             && s.client_address != ClientAddress::default()
         {
-            return Err(format!(
-                "{what}: client_address headers need HTTP; use proxy-v1, proxy-v2 or none with tls-sni"
+            return Err((
+                at(Some("client_address")),
+                format!(
+                    "{what}: client_address headers need HTTP; use proxy-v1, proxy-v2 or none with tls-sni"
+                ),
             ));
         }
         for (i, r) in s.rules.iter().enumerate() {
+            let at = |key| Place::Rule(si, i, key);
             let rn = r.display_name(i);
             if !names.contains(r.pool.as_str()) {
-                return Err(format!(
-                    "{what}: rule {rn}: pool {:?} is not a [[pool]]",
-                    r.pool
+                return Err((
+                    at(Some("pool")),
+                    format!("{what}: rule {rn}: pool {:?} is not a [[pool]]", r.pool),
                 ));
             }
             if let Some(re) = &r.path_regex {
-                regex::Regex::new(re).map_err(|e| format!("{what}: rule {rn}: path_regex: {e}"))?;
+                check_regex(re).map_err(|e| {
+                    (
+                        at(Some("path_regex")),
+                        format!("{what}: rule {rn}: path_regex: {e}"),
+                    )
+                })?;
             }
             if s.mode == Mode::TlsSni
                 && (r.path_prefix.is_some()
@@ -293,8 +350,11 @@ pub fn validate(services: &[ContentServiceConfig], pools: &[PoolConfig]) -> Resu
                     || !r.methods.is_empty()
                     || !r.headers.is_empty())
             {
-                return Err(format!(
-                    "{what}: rule {rn}: a tls-sni service can only match on host (the server name)"
+                return Err((
+                    at(None),
+                    format!(
+                        "{what}: rule {rn}: a tls-sni service can only match on host (the server name)"
+                    ),
                 ));
             }
         }

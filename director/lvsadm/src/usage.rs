@@ -27,6 +27,13 @@ pub fn usage(program: &str) -> String {
   {p} -Z [-t|u service-address]
   {p} --set tcp tcpfin udp
   {p} -h
+  {p} --add-pool --pool name [-s scheduler] [-b sched-flags] -r server-address [-w weight]
+  {p} --add-pool-server --pool name -r server-address [-w weight]
+  {p} --del-pool-server --pool name -r server-address
+  {p} --del-pool --pool name
+  {p} --add-rule -t service-address --rule name --pool name [match options] [--before rule]
+  {p} --del-rule -t service-address --rule name
+  {p} --list-rules [-t service-address]
 
 Commands:
 Either long or short options are allowed.
@@ -72,6 +79,28 @@ Options:
   --sched-flags  -b flags             scheduler flags (comma-separated)
   --rundir DIR                        the suite's run directory (default $LVS_RUNDIR,
                                       else /run/lvs); talks to DIR/director.sock
+
+Content switching (layer 7), for content services of the director's configuration file:
+  --add-pool                  add a pool of real servers (director-wide, like [[pool]]),
+                              with its first server; the scheduler defaults to wrr
+  --add-pool-server           add a real server to a pool
+  --del-pool-server           remove a real server from a pool (not its last one)
+  --del-pool                  delete a pool that no rule and no default_pool uses
+  --add-rule                  add a rule to a content service (after its last rule, or
+                              --before another); the first matching rule wins
+  --del-rule                  delete a rule
+  --list-rules                list content services, their rules and hits, and the pools
+  --pool name                 the pool
+  --rule name                 the rule (letters, digits, '-', '_', '.')
+  --host host                 match: Host header or TLS server name, exact or *.domain
+  --path-prefix /prefix       match: the path starts with this
+  --path-regex regex          match: the regular expression is found in path and query
+  --method METHOD             match: one of these methods (repeatable)
+  --header name[:value]       match: the header is present (with this value) (repeatable)
+  --before rule               insert the new rule before this one
+Changes apply at once without dropping open client connections (their next request uses
+the new rules). They are not written back: the configuration file is read again at the
+next start or SIGHUP, and -S saves IP-load-balanced services only.
 
 Host names are not resolved: give IP addresses (IPv6 as [addr]:port).
 ",

@@ -52,6 +52,73 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `lvsadm --rundir RUNDIR ARGS`.
+pub fn lvsadm_at(rundir: &Path, args: &[&str]) -> Output {
+    run(Command::new(lvsadm_bin())
+        .arg("--rundir")
+        .arg(rundir)
+        .args(args))
+}
+
+/// Start `lvs-director -f` in namespace `ns` with `config`, its stderr to `log`. Keep the
+/// child where a `Drop` kills it before calling [`wait_director`].
+pub fn spawn_director(ns: &str, rundir: &Path, config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("create the log file");
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(env!("CARGO_BIN_EXE_lvs-director"))
+        .args(["-f", "--no-syslog", "--rundir"])
+        .arg(rundir)
+        .arg("-c")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start lvs-director")
+}
+
+/// Wait until `lvsadm -L -n` gets an answer from the director in `rundir`; panics with its log
+/// if it exits first.
+pub fn wait_director(director: &mut Option<Child>, rundir: &Path, log: &Path, within: Duration) {
+    wait_for("the director's control socket", within, || {
+        if let Some(c) = director.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            panic!(
+                "lvs-director exited at start ({status}):\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        lvsadm_at(rundir, &["-L", "-n"])
+            .status
+            .success()
+            .then_some(())
+    });
+}
+
+/// SIGTERM the director: it must exit with status 0 within `within` (else it is killed).
+pub fn sigterm_director(mut child: Child, within: Duration) -> Result<(), String> {
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + within;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) if s.success() => return Ok(()),
+            Ok(Some(s)) => return Err(format!("lvs-director exited with {s} after SIGTERM")),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "lvs-director did not exit within {} s of SIGTERM",
+                    within.as_secs()
+                ));
+            }
+        }
+    }
+}
+
 /// Run a command, returning its output; the command must start.
 fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
@@ -147,32 +214,8 @@ impl Testbed {
         tb.script(&["http", &tb.prefix.clone()]);
         let config = tb.rundir.join("director.toml");
         std::fs::write(&config, format!("workers = 2\n{extra_config}\n")).expect("write config");
-        let log = std::fs::File::create(&tb.log).expect("create the log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &tb.ns("d")])
-            .arg(env!("CARGO_BIN_EXE_lvs-director"))
-            .args(["-f", "--no-syslog", "--rundir"])
-            .arg(&tb.rundir)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start lvs-director");
-        tb.director = Some(child);
-        // Ready when lvsadm gets an answer.
-        wait_for("the director's control socket", SOON, || {
-            if let Some(c) = tb.director.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                panic!(
-                    "lvs-director exited at start ({status}):\n{}",
-                    tb.log_text()
-                );
-            }
-            tb.lvsadm(&["-L", "-n"]).status.success().then_some(())
-        });
+        tb.director = Some(spawn_director(&tb.ns("d"), &tb.rundir, &config, &tb.log));
+        wait_director(&mut tb.director, &tb.rundir, &tb.log, SOON);
         Some(tb)
     }
 
@@ -360,30 +403,12 @@ impl Testbed {
     /// Stop the director with SIGTERM: it must exit with status 0 within the deadline and
     /// leave no nftables table behind. Errors are returned, not panicked.
     pub fn stop_director(&mut self) -> Result<(), String> {
-        let Some(mut child) = self.director.take() else {
+        let Some(child) = self.director.take() else {
             return Ok(());
         };
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + SOON;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => break None,
-            }
-        };
         let mut problems = Vec::new();
-        match status {
-            Some(s) if s.success() => {}
-            Some(s) => problems.push(format!("lvs-director exited with {s} after SIGTERM")),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                problems.push("lvs-director did not exit within 10 s of SIGTERM".to_owned());
-            }
+        if let Err(e) = sigterm_director(child, SOON) {
+            problems.push(e);
         }
         if self.up {
             let out = self.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);

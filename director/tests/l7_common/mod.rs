@@ -13,12 +13,16 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub use lvs_testsupport::{root_or_skip, wait_for};
+
+/// The director tests' own testbed helpers: starting and stopping the director, lvsadm.
+#[path = "../common/mod.rs"]
+mod common;
 
 pub const VIP: &str = "203.0.113.100";
 pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
@@ -26,13 +30,6 @@ pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
 pub const SOON: Duration = Duration::from_secs(20);
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("director/ has a parent")
-        .to_path_buf()
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -50,7 +47,8 @@ pub struct L7Bed {
     pub rundir: PathBuf,
     log: PathBuf,
     director: Option<Child>,
-    servers: Vec<Child>,
+    /// `servers.py` processes: (node, port, process).
+    servers: Vec<(String, u16, Child)>,
     up: bool,
 }
 
@@ -88,7 +86,7 @@ impl L7Bed {
     }
 
     fn script(&self, args: &[&str]) -> Output {
-        Command::new(repo_root().join("scripts/testbed.sh"))
+        Command::new(common::repo_root().join("scripts/testbed.sh"))
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -114,7 +112,7 @@ impl L7Bed {
             .stdout(Stdio::null())
             .spawn()
             .expect("start servers.py");
-        self.servers.push(child);
+        self.servers.push((node.to_owned(), port, child));
         let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
         wait_for(&format!("servers.py on {node}:{port}"), SOON, || {
             self.exec(node, &["bash", "-c", &probe])
@@ -127,31 +125,23 @@ impl L7Bed {
     fn start_director(&mut self, config: &str) {
         let path = self.rundir.join("director.toml");
         std::fs::write(&path, format!("workers = 2\n{config}\n")).expect("write config");
-        let log = std::fs::File::create(&self.log).expect("create the log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("d")])
-            .arg(env!("CARGO_BIN_EXE_lvs-director"))
-            .args(["-f", "--no-syslog", "--rundir"])
-            .arg(&self.rundir)
-            .arg("-c")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start lvs-director");
-        self.director = Some(child);
-        wait_for("the director's control socket", SOON, || {
-            if let Some(c) = self.director.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                panic!(
-                    "lvs-director exited at start ({status}):\n{}",
-                    self.log_text()
-                );
+        self.director = Some(common::spawn_director(
+            &self.ns("d"),
+            &self.rundir,
+            &path,
+            &self.log,
+        ));
+        common::wait_director(&mut self.director, &self.rundir, &self.log, SOON);
+    }
+
+    /// Kill the `servers.py` of `node` on `port` (a real server dies).
+    pub fn kill_server(&mut self, node: &str, port: u16) {
+        for (n, p, s) in &mut self.servers {
+            if n == node && *p == port {
+                let _ = s.kill();
+                let _ = s.wait();
             }
-            self.lvsadm(&["-L", "-n"]).status.success().then_some(())
-        });
+        }
     }
 
     /// Replace the director's configuration and send SIGHUP.
@@ -180,16 +170,7 @@ impl L7Bed {
     }
 
     pub fn lvsadm(&self, args: &[&str]) -> Output {
-        Command::new(lvs_testsupport::sibling_bin(
-            env!("CARGO_BIN_EXE_lvs-director"),
-            "lvsadm",
-        ))
-        .arg("--rundir")
-        .arg(&self.rundir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lvsadm")
+        common::lvsadm_at(&self.rundir, args)
     }
 
     /// `lvsadm ARGS` in the director's namespace, which must succeed; its stdout.
@@ -274,25 +255,9 @@ impl L7Bed {
 
     /// SIGTERM the director: it must exit 0.
     pub fn stop_director(&mut self) -> Result<(), String> {
-        let Some(mut child) = self.director.take() else {
-            return Ok(());
-        };
-        let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + SOON;
-        loop {
-            match child.try_wait() {
-                Ok(Some(s)) if s.success() => return Ok(()),
-                Ok(Some(s)) => return Err(format!("lvs-director exited with {s} after SIGTERM")),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err("lvs-director did not exit within 20 s of SIGTERM".into());
-                }
-            }
+        match self.director.take() {
+            Some(child) => common::sigterm_director(child, SOON),
+            None => Ok(()),
         }
     }
 }
@@ -300,7 +265,7 @@ impl L7Bed {
 impl Drop for L7Bed {
     fn drop(&mut self) {
         let stopped = self.stop_director();
-        for s in &mut self.servers {
+        for (_, _, s) in &mut self.servers {
             let _ = s.kill();
             let _ = s.wait();
         }
