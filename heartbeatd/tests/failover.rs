@@ -2,86 +2,18 @@
 //! a veth pair (UDP unicast heartbeats), optionally with a pty pair relayed as the serial
 //! line. Needs root (network namespaces, netlink, AF_PACKET): SKIPPED otherwise.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lvs-heartbeatd");
-const VIP: &str = "10.77.0.100";
-const PORT: u16 = 6940;
-
+use common::{BIN, SerialLine, sh, wait_until};
 use lvs_testsupport::root_or_skip;
 
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `f` every 10 ms until it is true; the time it took, or None after `limit`.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A pty pair per node, relayed master to master by two threads: the serial line.
-struct SerialLine {
-    paths: [PathBuf; 2],
-    _slaves: Vec<OwnedFd>,
-    cut: Arc<AtomicBool>,
-}
-
-impl SerialLine {
-    fn new() -> SerialLine {
-        let a = nix::pty::openpty(None, None).expect("openpty");
-        let b = nix::pty::openpty(None, None).expect("openpty");
-        let path = |fd: &OwnedFd| {
-            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("pty path")
-        };
-        let paths = [path(&a.slave), path(&b.slave)];
-        let cut = Arc::new(AtomicBool::new(false));
-        let (ma, mb) = (std::fs::File::from(a.master), std::fs::File::from(b.master));
-        for (mut from, mut to) in [(ma.try_clone().unwrap(), mb.try_clone().unwrap()), (mb, ma)] {
-            let cut = cut.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if !cut.load(Ordering::Relaxed) {
-                        let _ = to.write_all(&buf[..n]);
-                    }
-                }
-            });
-        }
-        SerialLine {
-            paths,
-            _slaves: vec![a.slave, b.slave],
-            cut,
-        }
-    }
-}
+const VIP: &str = "10.77.0.100";
+const PORT: u16 = 6940;
 
 struct Node {
     ns: String,
@@ -103,6 +35,15 @@ struct Opts {
     auto_failback: bool,
     /// Use the director at `<rundir>/director.sock` instead of none.
     director: bool,
+}
+
+impl Opts {
+    /// UDP only, no auto-failback, no director.
+    const PLAIN: Opts = Opts {
+        serial: None,
+        auto_failback: false,
+        director: false,
+    };
 }
 
 impl Bed {
@@ -147,9 +88,7 @@ impl Bed {
             ]);
             sh(&["ip", "-n", &n.ns, "link", "set", "hb0", "up"]);
         }
-        let key = dir.join("key");
-        std::fs::write(&key, b"0123456789abcdef-shared-test-key").unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let key = common::write_key(&dir);
         for i in 0..2 {
             let me = &bed.nodes[i];
             let peer = &bed.nodes[1 - i];
@@ -228,12 +167,7 @@ impl Bed {
     }
 
     fn status(&self, i: usize) -> Option<lvs_proto::message::HaStatus> {
-        let sock = self.dir.join(format!("run{i}")).join("heartbeatd.sock");
-        let mut c = lvs_proto::Client::connect(&sock, lvs_proto::Role::Other).ok()?;
-        match c.request(lvs_proto::Request::HaStatus).ok()? {
-            lvs_proto::Response::HaStatus(s) => Some(s),
-            _ => None,
-        }
+        common::ha_status(&self.dir.join(format!("run{i}")))
     }
 
     fn log(&self, i: usize) -> String {
@@ -287,6 +221,17 @@ impl Drop for Bed {
     }
 }
 
+/// The bed of `opts` with both nodes started and node 0 master; `None` (after printing
+/// SKIPPED) when not root.
+fn pair(test: &str, tag: &str, opts: &Opts) -> Option<Bed> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let mut bed = Bed::new(tag, opts);
+    start_pair(&mut bed);
+    Some(bed)
+}
+
 /// Starts both nodes and waits until node 0 (priority 200) is master with the VIP.
 fn start_pair(bed: &mut Bed) {
     bed.start(0);
@@ -301,20 +246,28 @@ fn start_pair(bed: &mut Bed) {
     );
 }
 
+/// SIGKILLs node 0 (the master), waits for node 1 to take the VIP, starts node 0 again and
+/// waits until it comes back as the backup.
+fn kill_primary_and_restart_it(bed: &mut Bed) {
+    bed.kill(0);
+    let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
+    assert!(t.is_some(), "the backup never took the VIP\n{}", bed.logs());
+    bed.start(0);
+    let back = wait_until(Duration::from_secs(4), || {
+        bed.log(0).contains("event=backup")
+    });
+    assert!(
+        back.is_some(),
+        "the primary did not come back as backup\n{}",
+        bed.logs()
+    );
+}
+
 #[test]
 fn master_killed_backup_takes_vip() {
-    if !root_or_skip("master_killed_backup_takes_vip") {
+    let Some(mut bed) = pair("master_killed_backup_takes_vip", "k", &Opts::PLAIN) else {
         return;
-    }
-    let mut bed = Bed::new(
-        "k",
-        &Opts {
-            serial: None,
-            auto_failback: false,
-            director: false,
-        },
-    );
-    start_pair(&mut bed);
+    };
     bed.kill(0);
     // The killed master's VIP died with it (its TUN device is gone): it cannot go on
     // answering ARP for it.
@@ -335,19 +288,14 @@ fn master_killed_backup_takes_vip() {
 
 #[test]
 fn udp_cut_with_serial_alive_is_no_takeover() {
-    if !root_or_skip("udp_cut_with_serial_alive_is_no_takeover") {
-        return;
-    }
     let serial = SerialLine::new();
-    let mut bed = Bed::new(
-        "s",
-        &Opts {
-            serial: Some(serial.paths.clone()),
-            auto_failback: false,
-            director: false,
-        },
-    );
-    start_pair(&mut bed);
+    let opts = Opts {
+        serial: Some(serial.paths.clone()),
+        ..Opts::PLAIN
+    };
+    let Some(bed) = pair("udp_cut_with_serial_alive_is_no_takeover", "s", &opts) else {
+        return;
+    };
     // Node 1 (backup) stops hearing UDP; the serial line still carries the heartbeats.
     let ns = bed.nodes[1].ns.clone();
     let nft = |args: &[&str]| {
@@ -388,31 +336,14 @@ fn udp_cut_with_serial_alive_is_no_takeover() {
 
 #[test]
 fn returning_primary_stays_backup_without_auto_failback() {
-    if !root_or_skip("returning_primary_stays_backup_without_auto_failback") {
-        return;
-    }
-    let mut bed = Bed::new(
+    let Some(mut bed) = pair(
+        "returning_primary_stays_backup_without_auto_failback",
         "r",
-        &Opts {
-            serial: None,
-            auto_failback: false,
-            director: false,
-        },
-    );
-    start_pair(&mut bed);
-    bed.kill(0);
-    let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
-    assert!(t.is_some(), "the backup never took the VIP\n{}", bed.logs());
-    // Restarted, the primary comes back as the backup.
-    bed.start(0);
-    let back = wait_until(Duration::from_secs(4), || {
-        bed.log(0).contains("event=backup")
-    });
-    assert!(
-        back.is_some(),
-        "the primary did not come back as backup\n{}",
-        bed.logs()
-    );
+        &Opts::PLAIN,
+    ) else {
+        return;
+    };
+    kill_primary_and_restart_it(&mut bed);
     bed.assert_steady(1, Duration::from_secs(3));
 }
 
@@ -445,9 +376,8 @@ fn directors_follow_master_and_backup() {
     let mut bed = Bed::new(
         "d",
         &Opts {
-            serial: None,
-            auto_failback: false,
             director: true,
+            ..Opts::PLAIN
         },
     );
     for i in 0..2 {
@@ -494,18 +424,13 @@ fn directors_follow_master_and_backup() {
 
 #[test]
 fn sigterm_sends_farewell_and_peer_takes_over_at_once() {
-    if !root_or_skip("sigterm_sends_farewell_and_peer_takes_over_at_once") {
-        return;
-    }
-    let mut bed = Bed::new(
+    let Some(mut bed) = pair(
+        "sigterm_sends_farewell_and_peer_takes_over_at_once",
         "t",
-        &Opts {
-            serial: None,
-            auto_failback: false,
-            director: false,
-        },
-    );
-    start_pair(&mut bed);
+        &Opts::PLAIN,
+    ) else {
+        return;
+    };
     bed.signal(0, nix::sys::signal::Signal::SIGTERM);
     let t = wait_until(Duration::from_secs(3), || bed.has_vip(1) && !bed.has_vip(0));
     assert!(t.is_some(), "no takeover after SIGTERM\n{}", bed.logs());
@@ -532,18 +457,9 @@ fn sigterm_sends_farewell_and_peer_takes_over_at_once() {
 
 #[test]
 fn control_socket_status_and_reload() {
-    if !root_or_skip("control_socket_status_and_reload") {
+    let Some(bed) = pair("control_socket_status_and_reload", "c", &Opts::PLAIN) else {
         return;
-    }
-    let mut bed = Bed::new(
-        "c",
-        &Opts {
-            serial: None,
-            auto_failback: false,
-            director: false,
-        },
-    );
-    start_pair(&mut bed);
+    };
     let st = wait_until(Duration::from_secs(3), || {
         bed.status(0)
             .is_some_and(|s| s.media.first().is_some_and(|m| m.accepted > 0))
@@ -594,28 +510,16 @@ fn control_socket_status_and_reload() {
 
 #[test]
 fn auto_failback_waits_for_a_synced_table() {
-    if !root_or_skip("auto_failback_waits_for_a_synced_table") {
+    let opts = Opts {
+        auto_failback: true,
+        ..Opts::PLAIN
+    };
+    let Some(mut bed) = pair("auto_failback_waits_for_a_synced_table", "f", &opts) else {
         return;
-    }
-    let mut bed = Bed::new(
-        "f",
-        &Opts {
-            serial: None,
-            auto_failback: true,
-            director: false,
-        },
-    );
-    start_pair(&mut bed);
-    bed.kill(0);
-    let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
-    assert!(t.is_some(), "the backup never took the VIP\n{}", bed.logs());
+    };
     // The preferred node returns, but without a director nobody can say its connection
     // table is synced: unknown is not synced, so the VIP stays where it is, hold-down or not.
-    bed.start(0);
-    let back = wait_until(Duration::from_secs(4), || {
-        bed.log(0).contains("event=backup")
-    });
-    assert!(back.is_some(), "{}", bed.logs());
+    kill_primary_and_restart_it(&mut bed);
     bed.assert_steady(1, Duration::from_secs(3));
     let st = bed.status(0).expect("status of node 0");
     assert_eq!(st.table_synced, None);

@@ -8,72 +8,21 @@
 //! What is checked is what a client sees: who answers ARP for the VIP (the client's neighbour
 //! entry), and whether new connections work.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{BIN, SerialLine, sh, sh_out, wait_until};
 use lvs_testsupport::root_or_skip;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lvs-heartbeatd");
 const VIP: &str = "10.88.0.100";
 const GATEWAY: &str = "10.88.1.254";
 const CLIENT: &str = "10.88.0.2";
 const RS: [&str; 3] = ["10.88.1.21", "10.88.1.22", "10.88.1.23"];
 const HB_PORT: u16 = 6941;
-
-fn sh_out(args: &[&str]) -> std::process::Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn sh(args: &[&str]) -> String {
-    let out = sh_out(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Polls `f` every 20 ms until it is true; the time it took, or None after `limit`.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-const HTTP_SERVER: &str = r#"
-import http.server, socketserver, sys
-name = sys.argv[1]
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = (name + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-S((sys.argv[2], int(sys.argv[3])), H).serve_forever()
-"#;
 
 /// Opens N keep-alive connections to the VIP, one GET each; then, for every "get" line on
 /// stdin, one more GET on every connection; prints "ok N" or "lost K" per round.
@@ -96,38 +45,6 @@ for line in sys.stdin:
         break
     round_()
 "#;
-
-/// A pty pair per director, relayed master to master by two threads: the serial line.
-struct SerialLine {
-    paths: [PathBuf; 2],
-    _slaves: Vec<OwnedFd>,
-}
-
-impl SerialLine {
-    fn new() -> SerialLine {
-        let a = nix::pty::openpty(None, None).expect("openpty");
-        let b = nix::pty::openpty(None, None).expect("openpty");
-        let path = |fd: &OwnedFd| {
-            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("pty path")
-        };
-        let paths = [path(&a.slave), path(&b.slave)];
-        let (ma, mb) = (std::fs::File::from(a.master), std::fs::File::from(b.master));
-        for (mut from, mut to) in [(ma.try_clone().unwrap(), mb.try_clone().unwrap()), (mb, ma)] {
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 || to.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        SerialLine {
-            paths,
-            _slaves: vec![a.slave, b.slave],
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -183,9 +100,7 @@ impl Cluster {
         };
         c.build_network(mode);
         c.start_http();
-        let key = c.dir.join("key");
-        std::fs::write(&key, b"0123456789abcdef-shared-test-key").unwrap();
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        common::write_key(&c.dir);
         for i in 0..2 {
             c.write_configs(i, mode, sync, failback);
             c.start_director(i, mode);
@@ -277,25 +192,17 @@ impl Cluster {
         }
     }
 
+    /// Starts an HTTP server in `node`'s namespace answering `name` on `addr:port` (stopped on
+    /// drop).
+    fn spawn_http(&mut self, node: &str, name: &str, port: u16, addr: &str) {
+        let child = lvs_testsupport::spawn_http_server(&self.ns(node), name, port, addr);
+        self.helpers.push(child);
+    }
+
     fn start_http(&mut self) {
         for i in 0..3 {
             let node = format!("r{}", i + 1);
-            let child = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.ns(&node),
-                    "python3",
-                    "-c",
-                    HTTP_SERVER,
-                ])
-                .args([node.as_str(), "0.0.0.0", "80"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("python3");
-            self.helpers.push(child);
+            self.spawn_http(&node, &node, 80, "0.0.0.0");
         }
         for i in 0..3 {
             let node = format!("r{}", i + 1);
@@ -488,12 +395,7 @@ impl Cluster {
     }
 
     fn status(&self, i: usize) -> Option<lvs_proto::message::HaStatus> {
-        let sock = self.rundir(i).join("heartbeatd.sock");
-        let mut c = lvs_proto::Client::connect(&sock, lvs_proto::Role::Other).ok()?;
-        match c.request(lvs_proto::Request::HaStatus).ok()? {
-            lvs_proto::Response::HaStatus(s) => Some(s),
-            _ => None,
-        }
+        common::ha_status(&self.rundir(i))
     }
 
     /// The backup (d1) has taken over: it holds the addresses, d0 holds none, new
@@ -578,20 +480,25 @@ impl Drop for Cluster {
     }
 }
 
+/// [`Cluster::start`] without sync or auto-failback, once new connections from the client work
+/// through d0.
+fn serving_through_d0(test: &str, tag: &str, mode: Mode) -> Option<Cluster> {
+    let c = Cluster::start(test, tag, mode, false, false)?;
+    let ok = wait_until(Duration::from_secs(10), || c.get(VIP, 80).is_some());
+    assert!(ok.is_some(), "no connection through d0\n{}", c.logs());
+    Some(c)
+}
+
 #[test]
 fn primary_killed_backup_serves_nat_and_keeps_the_client() {
-    let Some(mut c) = Cluster::start(
+    // Through the primary first.
+    let Some(mut c) = serving_through_d0(
         "primary_killed_backup_serves_nat_and_keeps_the_client",
         "k",
         Mode::Nat,
-        false,
-        false,
     ) else {
         return;
     };
-    // Through the primary first.
-    let ok = wait_until(Duration::from_secs(10), || c.get(VIP, 80).is_some());
-    assert!(ok.is_some(), "no connection through d0\n{}", c.logs());
     assert_eq!(c.client_neigh(), Some(c.mac("d0")));
     c.kill_all(0);
     // The addresses died with the process: d0's kernel no longer answers for them.
@@ -601,25 +508,7 @@ fn primary_killed_backup_serves_nat_and_keeps_the_client() {
     assert!(gone.is_some(), "d0 kept its addresses");
     c.assert_backup_serves(Mode::Nat);
     // A local listener bound to the VIP on the new master answers too.
-    let ns1 = c.ns("d1");
-    let listener = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns1,
-            "python3",
-            "-c",
-            HTTP_SERVER,
-            "local",
-            VIP,
-            "8080",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    c.helpers.push(listener);
+    c.spawn_http("d1", "local", 8080, VIP);
     let local = wait_until(Duration::from_secs(10), || {
         c.get(VIP, 8080).as_deref() == Some("local")
     });
@@ -634,17 +523,9 @@ fn primary_killed_backup_serves_nat_and_keeps_the_client() {
 
 #[test]
 fn primary_link_down_backup_serves() {
-    let Some(c) = Cluster::start(
-        "primary_link_down_backup_serves",
-        "l",
-        Mode::Nat,
-        false,
-        false,
-    ) else {
+    let Some(c) = serving_through_d0("primary_link_down_backup_serves", "l", Mode::Nat) else {
         return;
     };
-    let ok = wait_until(Duration::from_secs(10), || c.get(VIP, 80).is_some());
-    assert!(ok.is_some(), "no connection through d0\n{}", c.logs());
     // d0's cable is pulled at the switch: its eth0 loses carrier; the serial line still
     // hears it, so only its "fault" makes d1 take over.
     sh(&["ip", "-n", &c.ns("sw"), "link", "set", "d0l", "down"]);
@@ -672,17 +553,9 @@ fn primary_link_down_backup_serves() {
 
 #[test]
 fn primary_killed_backup_serves_dr() {
-    let Some(mut c) = Cluster::start(
-        "primary_killed_backup_serves_dr",
-        "d",
-        Mode::Dr,
-        false,
-        false,
-    ) else {
+    let Some(mut c) = serving_through_d0("primary_killed_backup_serves_dr", "d", Mode::Dr) else {
         return;
     };
-    let ok = wait_until(Duration::from_secs(10), || c.get(VIP, 80).is_some());
-    assert!(ok.is_some(), "no DR connection through d0\n{}", c.logs());
     c.kill_all(0);
     c.assert_backup_serves(Mode::Dr);
 }

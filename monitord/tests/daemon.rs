@@ -83,7 +83,7 @@ fn flaps_since(c: &Cluster, from: usize) -> Vec<String> {
 #[test]
 fn a_dead_http_server_is_quiesced_within_fall_returns_after_rise_and_is_mailed() {
     let test = "a_dead_http_server_is_quiesced_within_fall_returns_after_rise_and_is_mailed";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     let smtp = Smtp::start(&c.ns("d"), &c.rundir.join("mail"));
@@ -177,7 +177,7 @@ fn a_dead_http_server_is_quiesced_within_fall_returns_after_rise_and_is_mailed()
 #[test]
 fn restarting_monitord_or_the_director_flaps_nothing() {
     let test = "restarting_monitord_or_the_director_flaps_nothing";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     c.start_monitord(&Cluster::http_config("", ""));
@@ -242,7 +242,7 @@ fn restarting_monitord_or_the_director_flaps_nothing() {
 #[test]
 fn maintenance_through_the_cli_holds_a_healthy_server_out_until_turned_off() {
     let test = "maintenance_through_the_cli_holds_a_healthy_server_out_until_turned_off";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     c.start_monitord(&Cluster::http_config("", ""));

@@ -35,7 +35,7 @@ fn all_up(_c: &Cluster) -> Vec<(String, u32)> {
 fn on_failure_remove_takes_the_server_out_of_the_table_and_adds_it_back_with_its_weight() {
     let test =
         "on_failure_remove_takes_the_server_out_of_the_table_and_adds_it_back_with_its_weight";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     c.start_monitord(&Cluster::http_config("", "on_failure = \"remove\""));
@@ -64,7 +64,7 @@ fn on_failure_remove_takes_the_server_out_of_the_table_and_adds_it_back_with_its
 #[test]
 fn the_sorry_server_answers_when_every_server_is_down_and_leaves_when_one_recovers() {
     let test = "the_sorry_server_answers_when_every_server_is_down_and_leaves_when_one_recovers";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     c.start_monitord(&Cluster::http_config(
@@ -102,7 +102,7 @@ fn the_sorry_server_answers_when_every_server_is_down_and_leaves_when_one_recove
 fn losing_the_quorum_hands_the_service_to_the_sorry_server_and_runs_the_notify_command() {
     let test =
         "losing_the_quorum_hands_the_service_to_the_sorry_server_and_runs_the_notify_command";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     let events = c.rundir.join("notify.events");
@@ -169,16 +169,14 @@ fn losing_the_quorum_hands_the_service_to_the_sorry_server_and_runs_the_notify_c
 #[test]
 fn syn_probes_through_the_director_take_a_dead_server_out_and_bring_it_back() {
     let test = "syn_probes_through_the_director_take_a_dead_server_out_and_bring_it_back";
-    let Some(mut c) = Cluster::start(test) else {
+    let Some(mut c) = Cluster::start(test, TESTBED) else {
         return;
     };
     // No checks configured: the implicit TCP check, as a half-open probe.
-    let mut config = format!("tcp_probe = \"syn\"\n[[service]]\nvip = \"{VIP}\"\nport = 80\n");
-    for (rs, w) in RS.iter().zip(WEIGHTS) {
-        config.push_str(&format!(
-            "[[service.server]]\naddress = \"{rs}\"\nweight = {w}\n"
-        ));
-    }
+    let config = format!(
+        "tcp_probe = \"syn\"\n[[service]]\nvip = \"{VIP}\"\nport = 80\n{}",
+        Cluster::servers_config()
+    );
     c.start_monitord(&config);
     wait_for("SYN-ACKs from all three servers", SOON, || {
         let out = text(&c.ctl(&["list"]).stdout);

@@ -1,8 +1,14 @@
 //! What every test that drives real parts (namespaces, daemons, binaries) needs, in one place:
-//! the root check that skips loudly, polling with a deadline instead of sleeping, and finding a
-//! workspace binary next to the one cargo built for the test.
+//! the root check that skips loudly, polling with a deadline instead of sleeping, finding a
+//! workspace binary next to the one cargo built for the test (or the built directory itself),
+//! temporary directories, the HTTP server of the real servers, and (in [`cluster`]) the
+//! namespace testbed with the real director and monitord.
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// True when running as root; otherwise prints `SKIPPED: <test> needs root` and returns false,
@@ -55,6 +61,89 @@ pub fn sibling_bin(built: &str, name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// `target/<profile>`, where cargo put the workspace's binaries and shared libraries: the
+/// directory above the running test binary (`target/<profile>/deps/<test>`). Asserts that
+/// `marker` (a file `cargo build --workspace` puts there) exists, with a clear message.
+pub fn built_dir(marker: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    assert!(
+        dir.join(marker).is_file(),
+        "{marker} is not built in {}: run `cargo build --workspace` first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A fresh directory `<temp>/lvs-<tag>-<pid>-<n>`, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "lvs-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The python HTTP server of the real servers (as `scripts/testbed.sh http` starts it):
+/// HTTP/1.1 with keep-alive, naming itself in every answer. Arguments: `NAME [PORT [ADDR]]`
+/// (port 80 and 0.0.0.0 when left out).
+pub const HTTP_SERVER: &str = r#"
+import http.server, socketserver, sys
+name = sys.argv[1]
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 80
+addr = sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0"
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = (name + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S((addr, port), H).serve_forever()
+"#;
+
+/// Starts [`HTTP_SERVER`] in the network namespace `ns`, answering `name` on `addr:port`, its
+/// output discarded.
+pub fn spawn_http_server(ns: &str, name: &str, port: u16, addr: &str) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", HTTP_SERVER])
+        .args([name, &port.to_string(), addr])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start python3 (ip netns exec)")
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! The overview's screenshot is saved under the target directory
 //! (`CARGO_TARGET_TMPDIR/webmon-overview.png`).
 
-mod cluster;
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
@@ -17,8 +16,16 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cluster::{Cluster, RS, SOON, VIP, text};
-use support::{TOKEN, Webmon, openmetrics};
+use lvs_testsupport::cluster::{self, Cluster, RS, SOON, Testbed, VIP, text};
+use support::Webmon;
+
+/// Namespaces `w<pid><n>-*`, run directories `lvs-web-*`; lvs-director, lvsadm and
+/// lvs-monitord from beside lvs-webmon (`cargo build --workspace` first).
+const TESTBED: Testbed = Testbed {
+    built: env!("CARGO_BIN_EXE_lvs-webmon"),
+    letter: "w",
+    rundir: "lvs-web",
+};
 
 const ADMIN_PW: &str = "admin-password-1";
 const VIEWER_PW: &str = "viewer-password-1";
@@ -54,7 +61,7 @@ fn ensure_playwright() {
 
 #[test]
 fn the_console_in_a_real_browser() {
-    let Some(mut c) = Cluster::start("the_console_in_a_real_browser") else {
+    let Some(mut c) = Cluster::start("the_console_in_a_real_browser", TESTBED) else {
         return;
     };
     assert!(
@@ -127,7 +134,7 @@ fn the_console_in_a_real_browser() {
                 }
                 "kill" => c.kill_http("r1"),
                 "drained" => {
-                    cluster::wait_for("lvsadm -L -n to show weight 0 for r2", SOON, || {
+                    lvs_testsupport::wait_for("lvsadm -L -n to show weight 0 for r2", SOON, || {
                         (c.weight(RS[1]) == Some(0)).then_some(())
                     });
                 }
@@ -163,14 +170,7 @@ fn the_console_in_a_real_browser() {
         w.log()
     );
     // /metrics with a real cluster is valid OpenMetrics with the servers' states.
-    let r = w.request(
-        "GET",
-        "/metrics",
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-        "",
-    );
-    assert_eq!(r.status, 200);
-    openmetrics::check(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
+    let r = w.metrics();
     assert!(
         r.body.contains(&format!(
             "lvs_server_health{{service=\"{service}\",server=\"{}\",lvs_server_health=\"down\"}} 1",

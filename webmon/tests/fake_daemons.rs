@@ -17,7 +17,7 @@ use lvs_proto::{
     MonitoredServer, PeerInfo, Protocol, Rates, Request, Response, ServiceConf, ServiceKey,
     ServiceStatus, Stats,
 };
-use support::{TOKEN, Webmon, openmetrics, wait_for};
+use support::{Webmon, wait_for};
 
 type Log = Arc<Mutex<Vec<Request>>>;
 
@@ -287,14 +287,7 @@ fn states_ha_status_metrics_and_actions() {
     );
 
     // /metrics with real rows.
-    let r = w.request(
-        "GET",
-        "/metrics",
-        &[("Authorization", &format!("Bearer {TOKEN}"))],
-        "",
-    );
-    assert_eq!(r.status, 200);
-    openmetrics::check(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
+    let r = w.metrics();
     for line in [
         "lvs_server_health{service=\"tcp/192.0.2.10:80\",server=\"10.0.0.3:80\",lvs_server_health=\"down\"} 1",
         "lvs_server_health{service=\"tcp/192.0.2.10:80\",server=\"10.0.0.3:80\",lvs_server_health=\"up\"} 0",

@@ -8,55 +8,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use lvs_lockmgr::{LockClient, LockFlags, LockMode};
-use lvs_testsupport::{sibling_bin, wait_for};
+use lvs_testsupport::{TempDir, sibling_bin, wait_for};
 
 /// `target/<profile>`, where cargo put liblvslock.so and the workspace binaries.
 fn built_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    assert!(
-        dir.join("liblvslock.so").is_file(),
-        "liblvslock.so is not built in {}: run `cargo build --workspace` first (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
+    lvs_testsupport::built_dir("liblvslock.so")
 }
 
 fn bin(name: &str) -> PathBuf {
     let so = built_dir().join("liblvslock.so");
     sibling_bin(so.to_str().expect("UTF-8 target path"), name)
-}
-
-/// A fresh directory under the system's temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "lvs-capi-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A real lvs-lockmgr in the foreground on its own run and state directories.
@@ -347,6 +311,27 @@ fn a_c_holder_that_dies_releases_its_lock_at_once() {
     c.unlock(g.handle, None).unwrap();
 }
 
+/// A session to `d` opened by the library's `lvs_lock_open` called from Rust.
+fn open_session(d: &Daemon) -> *mut lvslock::ffi::LvsLockSession {
+    let run = std::ffi::CString::new(d.rundir().to_str().unwrap()).unwrap();
+    let mut s = std::ptr::null_mut();
+    // SAFETY: a valid C string and a writable out pointer.
+    let rc = unsafe { lvslock::ffi::lvs_lock_open(run.as_ptr(), &raw mut s) };
+    assert_eq!(rc, lvslock::error::OK);
+    s
+}
+
+/// A grant for `lvs_lock_lock` to fill in.
+fn empty_grant() -> lvslock::ffi::LvsLockGrant {
+    lvslock::ffi::LvsLockGrant {
+        handle: 0,
+        token: 0,
+        mode: 0,
+        lvb_state: 0,
+        lvb: [0; 32],
+    }
+}
+
 /// The session pointer, moved to another thread as a number (the session itself is shared
 /// through `&`; its mutex is what this test checks).
 #[derive(Clone, Copy)]
@@ -355,27 +340,18 @@ struct Ptr(usize);
 #[test]
 fn a_second_thread_on_a_busy_session_gets_busy_not_undefined_behaviour() {
     use lvslock::error::{E_BUSY, OK};
-    use lvslock::ffi::{self, LvsLockGrant, LvsLockSession};
+    use lvslock::ffi::{self, LvsLockSession};
 
     let d = Daemon::start("busy");
     let mut holder = LockClient::connect(&d.rundir()).unwrap();
     let held = holder
         .lock("default", "busy", LockMode::EX, LockFlags::NONE, None)
         .unwrap();
-    let run = std::ffi::CString::new(d.rundir().to_str().unwrap()).unwrap();
-    let mut s: *mut LvsLockSession = std::ptr::null_mut();
-    // SAFETY: a valid C string and a writable out pointer.
-    assert_eq!(unsafe { ffi::lvs_lock_open(run.as_ptr(), &raw mut s) }, OK);
+    let s = open_session(&d);
     let p = Ptr(s as usize);
     // One thread blocks in lvs_lock_lock until the holder lets go.
     let waiter = std::thread::spawn(move || {
-        let mut g = LvsLockGrant {
-            handle: 0,
-            token: 0,
-            mode: 0,
-            lvb_state: 0,
-            lvb: [0; 32],
-        };
+        let mut g = empty_grant();
         let p = p;
         // SAFETY: the session stays open until this thread is joined; the name is 4 bytes.
         let rc = unsafe {
@@ -415,23 +391,14 @@ fn a_second_thread_on_a_busy_session_gets_busy_not_undefined_behaviour() {
 
 #[test]
 fn a_daemon_that_goes_away_ends_the_session_with_closed() {
-    use lvslock::error::{E_CLOSED, OK};
-    use lvslock::ffi::{self, LvsLockGrant, LvsLockSession};
+    use lvslock::error::E_CLOSED;
+    use lvslock::ffi;
 
     let mut d = Daemon::start("gone");
-    let run = std::ffi::CString::new(d.rundir().to_str().unwrap()).unwrap();
-    let mut s: *mut LvsLockSession = std::ptr::null_mut();
-    // SAFETY: a valid C string and a writable out pointer.
-    assert_eq!(unsafe { ffi::lvs_lock_open(run.as_ptr(), &raw mut s) }, OK);
+    let s = open_session(&d);
     let _ = d.child.kill();
     let _ = d.child.wait();
-    let mut g = LvsLockGrant {
-        handle: 0,
-        token: 0,
-        mode: 0,
-        lvb_state: 0,
-        lvb: [0; 32],
-    };
+    let mut g = empty_grant();
     // SAFETY: the session is open; the name is 1 byte; g is writable.
     let rc = unsafe {
         ffi::lvs_lock_lock(

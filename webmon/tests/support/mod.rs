@@ -258,6 +258,20 @@ impl Webmon {
         }
     }
 
+    /// GET /metrics with the bearer token [`TOKEN`]: it must answer 200 with valid
+    /// OpenMetrics.
+    pub fn metrics(&self) -> Resp {
+        let r = self.request(
+            "GET",
+            "/metrics",
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+            "",
+        );
+        assert_eq!(r.status, 200);
+        openmetrics::check(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
+        r
+    }
+
     /// POST /login; the response (303 with a cookie on success).
     pub fn login(&self, user: &str, password: &str) -> Resp {
         self.request(

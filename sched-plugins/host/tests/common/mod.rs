@@ -5,54 +5,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use lvs_sched_host::{Dest, Flow, Instance, Registry, SearchPath, ServiceSpec};
+
+#[allow(unused_imports)] // not every test file makes temporary directories
+pub use lvs_testsupport::TempDir;
 
 /// The cargo output directory holding the bundled plugins (`target/debug` for `cargo test`).
 /// They are built by `cargo build --workspace`, which `scripts/test.sh` runs first.
 pub fn built_plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
-    assert!(
-        dir.join("liblvs_sched_rr.so").is_file(),
-        "the scheduler plugins are not built in {}: run `cargo build --workspace` first \
-         (scripts/test.sh does)",
-        dir.display()
-    );
-    dir
-}
-
-/// A fresh directory, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "lvs-host-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    lvs_testsupport::built_dir("liblvs_sched_rr.so")
 }
 
 /// The directory of `lvs_sched.h`.

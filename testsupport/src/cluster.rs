@@ -1,11 +1,11 @@
-//! The end-to-end testbed for lvs-webmon: the namespace testbed of `scripts/testbed.sh`
-//! (client, router, director, three real servers with HTTP servers), the real `lvs-director`
-//! and the real `lvs-monitord` in the director's namespace. Everything is undone on drop, even
-//! when the test panics (then the logs are printed).
+//! The end-to-end testbed of lvs-monitord's and lvs-webmon's tests: the namespace testbed of
+//! `scripts/testbed.sh` (client, router, director, three real servers with HTTP servers), the
+//! real `lvs-director` (two workers, its rules from a rules file so that a restart brings them
+//! back), and the real `lvs-monitord` in the director's namespace. Everything is undone on
+//! drop, even when the test panics (then the logs are printed).
 //!
-//! Adapted from `monitord/tests/cluster/mod.rs`. The binaries come from the same target
-//! directory as lvs-webmon: `cargo build --workspace` first (scripts/test.sh does).
-#![allow(dead_code)] // each test file uses its own part of this module
+//! The binaries come from the target directory of the crate under test ([`Testbed::built`]):
+//! `cargo build --workspace` first (scripts/test.sh does).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use crate::{root_or_skip, sibling_bin, spawn_http_server, wait_for};
 
 pub const VIP: &str = "203.0.113.100";
 pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
@@ -27,23 +29,33 @@ pub const SOON: Duration = Duration::from_secs(10);
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Whose tests run the testbed: where the binaries are, and names that do not collide with
+/// another crate's test binary running at the same time.
+#[derive(Debug, Clone, Copy)]
+pub struct Testbed {
+    /// A `CARGO_BIN_EXE_*` path of the crate under test: `lvs-director`, `lvsadm` and
+    /// `lvs-monitord` sit beside it in the target directory.
+    pub built: &'static str,
+    /// The first letter of the namespace prefix (`<letter><pid><n>`).
+    pub letter: &'static str,
+    /// The run directory under the temp dir is `<rundir>-<prefix>`.
+    pub rundir: &'static str,
+}
+
+impl Testbed {
+    /// The workspace binary `name` beside [`Testbed::built`].
+    pub fn bin(&self, name: &str) -> PathBuf {
+        sibling_bin(self.built, name)
+    }
+}
+
+/// The root of the workspace (`scripts/testbed.sh` is there).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("webmon/ has a parent")
+        .expect("testsupport/ has a parent")
         .to_path_buf()
 }
-
-pub fn monitord_bin() -> PathBuf {
-    sibling("lvs-monitord")
-}
-
-/// `lvs-director`, `lvsadm` and `lvs-monitord` sit beside `lvs-webmon` in the target directory.
-fn sibling(name: &str) -> PathBuf {
-    lvs_testsupport::sibling_bin(env!("CARGO_BIN_EXE_lvs-webmon"), name)
-}
-
-pub use lvs_testsupport::{root_or_skip, wait_for};
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -69,26 +81,6 @@ pub fn parse_weights(listing: &str) -> HashMap<String, u32> {
         })
         .collect()
 }
-
-/// The python HTTP server of `scripts/testbed.sh http`, naming itself in every answer.
-pub const HTTP_SERVER: &str = r#"
-import http.server, socketserver, sys
-name = sys.argv[1]
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = (name + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-S(("0.0.0.0", 80), H).serve_forever()
-"#;
 
 /// A process started by the test, SIGTERMed (then killed) on drop.
 #[derive(Debug)]
@@ -120,6 +112,31 @@ impl Proc {
             }
         }
     }
+
+    /// [`Proc::stop`], and the process must exit 0 (else the test fails showing `log`).
+    pub fn stop_cleanly(mut self, log: &Path) {
+        let status = self.stop();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} did not stop cleanly ({status:?}):\n{}",
+            self.name,
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    /// Fails the test (showing `log`) when the process has exited already: for the waits
+    /// after a start.
+    fn assert_running(p: Option<&mut Proc>, log: &Path) {
+        if let Some(p) = p
+            && let Ok(Some(status)) = p.child.try_wait()
+        {
+            panic!(
+                "{} exited at start ({status}):\n{}",
+                p.name,
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// The testbed, with the director running and (after [`Cluster::start_monitord`]) monitord.
@@ -131,6 +148,7 @@ pub struct Cluster {
     pub director: Option<Proc>,
     pub monitord: Option<Proc>,
     pub helpers: Vec<Proc>,
+    pub bed: Testbed,
     up: bool,
 }
 
@@ -138,13 +156,13 @@ impl Cluster {
     /// Builds the testbed in NAT mode with HTTP servers, and starts the director with the
     /// service `VIP:80`, rr, r1..r3 with [`WEIGHTS`] (from its rules file). `None` (after
     /// printing SKIPPED) when not root.
-    pub fn start(test: &str) -> Option<Self> {
+    pub fn start(test: &str, bed: Testbed) -> Option<Self> {
         if !root_or_skip(test) {
             return None;
         }
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("w{}{n}", std::process::id() % 100_000);
-        let rundir = std::env::temp_dir().join(format!("lvs-web-{prefix}"));
+        let prefix = format!("{}{}{n}", bed.letter, std::process::id() % 100_000);
+        let rundir = std::env::temp_dir().join(format!("{}-{prefix}", bed.rundir));
         let _ = std::fs::remove_dir_all(&rundir);
         std::fs::create_dir_all(&rundir).expect("create the run directory");
         let mut c = Cluster {
@@ -154,6 +172,7 @@ impl Cluster {
             director: None,
             monitord: None,
             helpers: Vec::new(),
+            bed,
             up: true,
         };
         c.script(&["up", &c.prefix.clone(), "nat"]);
@@ -209,33 +228,35 @@ impl Cluster {
         self.rundir.join("monitord.toml")
     }
 
-    /// Starts the director (again) and waits for its rules to be listed.
-    pub fn start_director(&mut self) {
+    /// Starts the workspace binary `name` in the director's namespace, in the foreground on
+    /// the run directory with `config`, its stderr appended to `log` there.
+    fn spawn_in_director(&self, name: &'static str, config: &Path, log: &str) -> Proc {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("d")])
-            .arg(sibling("lvs-director"))
+            .arg(self.bed.bin(name))
             .args(["-f", "--no-syslog", "--rundir"])
             .arg(&self.rundir)
             .arg("-c")
-            .arg(self.rundir.join("director.toml"))
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(self.log_file("director.log"))
+            .stderr(self.log_file(log))
             .spawn()
-            .expect("start lvs-director");
-        self.director = Some(Proc {
-            child,
-            name: "lvs-director",
-        });
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Proc { child, name }
+    }
+
+    /// Starts the director (again) and waits for its rules to be listed.
+    pub fn start_director(&mut self) {
+        let director = self.spawn_in_director(
+            "lvs-director",
+            &self.rundir.join("director.toml"),
+            "director.log",
+        );
+        self.director = Some(director);
+        let log = self.rundir.join("director.log");
         wait_for("the director and its rules", SOON, || {
-            if let Some(d) = self.director.as_mut()
-                && let Ok(Some(status)) = d.child.try_wait()
-            {
-                panic!(
-                    "lvs-director exited at start ({status}):\n{}",
-                    self.director_log()
-                );
-            }
+            Proc::assert_running(self.director.as_mut(), &log);
             let out = self.lvsadm(&["-L", "-n"]);
             (out.status.success() && parse_weights(&text(&out.stdout)).len() == 3).then_some(())
         });
@@ -243,13 +264,8 @@ impl Cluster {
 
     /// SIGTERM to the director; it must exit 0.
     pub fn stop_director(&mut self) {
-        if let Some(mut d) = self.director.take() {
-            let status = d.stop();
-            assert!(
-                status.is_some_and(|s| s.success()),
-                "lvs-director did not stop cleanly ({status:?}):\n{}",
-                self.director_log()
-            );
+        if let Some(d) = self.director.take() {
+            d.stop_cleanly(&self.rundir.join("director.log"));
         }
     }
 
@@ -261,44 +277,20 @@ impl Cluster {
 
     /// Starts monitord with the config already written.
     pub fn restart_monitord(&mut self) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns("d")])
-            .arg(monitord_bin())
-            .args(["-f", "--no-syslog", "--rundir"])
-            .arg(&self.rundir)
-            .arg("-c")
-            .arg(self.monitord_config())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(self.log_file("monitord.log"))
-            .spawn()
-            .expect("start lvs-monitord");
-        self.monitord = Some(Proc {
-            child,
-            name: "lvs-monitord",
-        });
+        let monitord =
+            self.spawn_in_director("lvs-monitord", &self.monitord_config(), "monitord.log");
+        self.monitord = Some(monitord);
+        let log = self.rundir.join("monitord.log");
         wait_for("lvs-monitord's control socket", SOON, || {
-            if let Some(m) = self.monitord.as_mut()
-                && let Ok(Some(status)) = m.child.try_wait()
-            {
-                panic!(
-                    "lvs-monitord exited at start ({status}):\n{}",
-                    self.monitord_log()
-                );
-            }
+            Proc::assert_running(self.monitord.as_mut(), &log);
             self.ctl(&["list"]).status.success().then_some(())
         });
     }
 
     /// SIGTERM to monitord; it must exit 0.
     pub fn stop_monitord(&mut self) {
-        if let Some(mut m) = self.monitord.take() {
-            let status = m.stop();
-            assert!(
-                status.is_some_and(|s| s.success()),
-                "lvs-monitord did not stop cleanly ({status:?}):\n{}",
-                self.monitord_log()
-            );
+        if let Some(m) = self.monitord.take() {
+            m.stop_cleanly(&self.rundir.join("monitord.log"));
         }
     }
 
@@ -308,7 +300,7 @@ impl Cluster {
 
     /// `lvs-monitord ctl --rundir R ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        run(Command::new(monitord_bin())
+        run(Command::new(self.bed.bin("lvs-monitord"))
             .arg("ctl")
             .arg("--rundir")
             .arg(&self.rundir)
@@ -316,7 +308,7 @@ impl Cluster {
     }
 
     pub fn lvsadm(&self, args: &[&str]) -> Output {
-        run(Command::new(sibling("lvsadm"))
+        run(Command::new(self.bed.bin("lvsadm"))
             .arg("--rundir")
             .arg(&self.rundir)
             .args(args))
@@ -327,6 +319,20 @@ impl Cluster {
         let out = self.lvsadm(&["-L", "-n"]);
         assert!(out.status.success(), "lvsadm -L -n: {}", text(&out.stderr));
         parse_weights(&text(&out.stdout))
+    }
+
+    /// `ADDR:PORT` -> weight of every real server `lvsadm -L -n` lists.
+    pub fn dests(&self) -> HashMap<String, u32> {
+        let out = self.lvsadm(&["-L", "-n"]);
+        assert!(out.status.success(), "lvsadm -L -n: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 4 && f[0] == "->" && f[3].parse::<u32>().is_ok())
+                    .then(|| (f[1].to_owned(), f[3].parse().unwrap_or(0)))
+            })
+            .collect()
     }
 
     pub fn weight(&self, rs: &str) -> Option<u32> {
@@ -389,28 +395,20 @@ impl Cluster {
     /// Starts the HTTP server of `node` again (as testbed.sh does) and waits until it
     /// answers.
     pub fn start_http(&mut self, node: &'static str) {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(node),
-                "python3",
-                "-c",
-                HTTP_SERVER,
-                node,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3");
+        self.start_http_as(node, node, 80);
+    }
+
+    /// Starts an HTTP server answering `name` on `port` of `node`, and waits until it answers.
+    pub fn start_http_as(&mut self, node: &'static str, name: &'static str, port: u16) {
+        let child = spawn_http_server(&self.ns(node), name, port, "0.0.0.0");
         // testbed.sh down kills what the pid file lists, too.
         let mut pids = std::fs::read_to_string(self.pids_file(node)).unwrap_or_default();
         pids.push_str(&format!("{}\n", child.id()));
         let _ = std::fs::write(self.pids_file(node), pids);
-        self.helpers.push(Proc { child, name: node });
+        self.helpers.push(Proc { child, name });
+        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
         wait_for("the HTTP server to answer", SOON, || {
-            let out = self.exec(node, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/80"]);
+            let out = self.exec(node, &["bash", "-c", &probe]);
             out.status.success().then_some(())
         });
     }
@@ -418,16 +416,19 @@ impl Cluster {
     /// The monitord config for the test service with an HTTP check of `/` on each server,
     /// default timing, plus `extra` at the top.
     pub fn http_config(extra_top: &str, extra_service: &str) -> String {
-        let mut s = format!(
+        format!(
             "{extra_top}\n[[service]]\nvip = \"{VIP}\"\nport = 80\n{extra_service}\n\
-             [[service.check]]\ntype = \"http\"\npath = \"/\"\n"
-        );
-        for (rs, w) in RS.iter().zip(WEIGHTS) {
-            s.push_str(&format!(
-                "[[service.server]]\naddress = \"{rs}\"\nweight = {w}\n"
-            ));
-        }
-        s
+             [[service.check]]\ntype = \"http\"\npath = \"/\"\n{}",
+            Cluster::servers_config()
+        )
+    }
+
+    /// The `[[service.server]]` tables of a monitord config: r1..r3 with [`WEIGHTS`].
+    pub fn servers_config() -> String {
+        RS.iter()
+            .zip(WEIGHTS)
+            .map(|(rs, w)| format!("[[service.server]]\naddress = \"{rs}\"\nweight = {w}\n"))
+            .collect()
     }
 
     /// Lines of monitord's log with `needle`.
