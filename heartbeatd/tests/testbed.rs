@@ -648,6 +648,25 @@ fn established_connections_survive_the_failover() {
     assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
 }
 
+/// VS/DR: the real servers answer the client directly, so the backup must know each flow's
+/// real server (from the synced table) to keep forwarding the client's side to it.
+#[test]
+fn established_dr_connections_survive_the_failover() {
+    let Some(mut c) = Cluster::start(
+        "established_dr_connections_survive_the_failover",
+        "e",
+        Mode::Dr,
+        true,
+        false,
+    ) else {
+        return;
+    };
+    let (mut conns, first) = ManyConns::open(&c, 100);
+    assert_eq!(first, "ok 100", "before the failover\n{}", c.logs());
+    fail_over_with_connections(&mut c, &mut conns);
+    assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
+}
+
 #[test]
 fn auto_failback_after_resync_loses_no_connection() {
     let Some(mut c) = Cluster::start(
