@@ -6,6 +6,7 @@
 #                                                                             | LAN: bridge br0
 #   director (P-d) 203.0.113.1, VIP 203.0.113.100 ----------------------------+ in namespace P-sw
 #   real servers (P-r1..P-r3) 203.0.113.11 .12 .13 ---------------------------+
+#   backup director (P-d2) 203.0.113.2, only after `backup` ------------------+
 #
 # The router routes the client's traffic to the LAN, where the director answers ARP for the
 # VIP: the classic LVS layout, which serves VS/NAT (real servers route through the director),
@@ -15,25 +16,32 @@
 # Usage:
 #   scripts/testbed.sh up PREFIX [nat|dr|tun]   build it; the mode sets the real servers' routes
 #   scripts/testbed.sh down PREFIX              remove every namespace of PREFIX
-#   scripts/testbed.sh mode PREFIX nat|dr|tun   switch the real servers' routes
+#   scripts/testbed.sh mode PREFIX nat|dr|tun [GW]
+#                                               switch the real servers' routes (nat: default
+#                                               route via GW, default the director's address;
+#                                               give a floating address that moves with the VIP
+#                                               when two directors share the work)
+#   scripts/testbed.sh backup PREFIX            add a second director P-d2, 203.0.113.2 on the LAN
 #   scripts/testbed.sh http PREFIX              start a tiny HTTP server on port 80 of each real
 #                                               server, answering with its own name
-#   scripts/testbed.sh exec PREFIX NODE CMD...  run CMD in P-NODE (c, rt, d, r1, r2, r3)
+#   scripts/testbed.sh exec PREFIX NODE CMD...  run CMD in P-NODE (c, rt, d, r1, r2, r3, d2)
 set -euo pipefail
 
 VIP=203.0.113.100
 RS=(203.0.113.11 203.0.113.12 203.0.113.13)
 DIRECTOR=203.0.113.1
+BACKUP=203.0.113.2
 ROUTER_LAN=203.0.113.254
 
 die() { echo "testbed: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
 cmd=${1:-}; P=${2:-}
-[ -n "$cmd" ] && [ -n "$P" ] || die "usage: $0 up|down|mode|http|exec PREFIX ..."
+[ -n "$cmd" ] && [ -n "$P" ] || die "usage: $0 up|down|mode|backup|http|exec PREFIX ..."
 case "$P" in *[!a-zA-Z0-9_-]*) die "prefix must be [a-zA-Z0-9_-]";; esac
 [ ${#P} -le 10 ] || die "prefix must be at most 10 characters (interface names are short)"
 
 nodes=(c rt d r1 r2 r3 sw)
+all_nodes=(c rt d d2 r1 r2 r3 sw)
 inns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 
 # No segmentation offloads on the virtual wires: a veth hands 64 KiB TSO/GSO packets across
@@ -46,7 +54,7 @@ no_offload() {
 }
 
 down() {
-    for n in "${nodes[@]}"; do
+    for n in "${all_nodes[@]}"; do
         if [ -f "/run/lvs-testbed/$P-$n.pids" ]; then
             xargs -r kill 2>/dev/null < "/run/lvs-testbed/$P-$n.pids" || true
             rm -f "/run/lvs-testbed/$P-$n.pids"
@@ -71,7 +79,7 @@ lan_port() {
 set_mode() {
     local gw
     case "$1" in
-        nat) gw=$DIRECTOR ;;
+        nat) gw=${2:-$DIRECTOR} ;;
         dr|tun) gw=$ROUTER_LAN ;;
         *) die "mode must be nat, dr or tun" ;;
     esac
@@ -129,6 +137,16 @@ up() {
     set_mode "$mode"
 }
 
+# A second director on the LAN, for failover (lvs-heartbeatd) and connection sync.
+backup() {
+    ip netns add "$P-d2"
+    inns d2 ip link set lo up
+    lan_port d2 eth0
+    inns d2 ip addr add "$BACKUP/24" dev eth0
+    inns d2 ip link set eth0 up
+    inns d2 ip route add default via "$ROUTER_LAN"
+}
+
 # A tiny HTTP/1.1 server per real server, naming itself in every answer; keep-alive capable.
 http() {
     mkdir -p /run/lvs-testbed
@@ -165,7 +183,8 @@ S(("0.0.0.0", 80), H).serve_forever()
 case "$cmd" in
     up) up "${3:-nat}" ;;
     down) down ;;
-    mode) set_mode "${3:?mode}" ;;
+    mode) set_mode "${3:?mode}" "${4:-}" ;;
+    backup) backup ;;
     http) http ;;
     exec) shift 2; node=$1; shift; inns "$node" "$@" ;;
     *) die "unknown command $cmd" ;;
