@@ -167,7 +167,8 @@ impl ContentSwitch {
         }
     }
 
-    fn serves(&self, key: &ServiceKey) -> bool {
+    /// Whether a content service listens on `key` (TCP, its address and port).
+    pub fn serves(&self, key: &ServiceKey) -> bool {
         key.protocol == Protocol::Tcp
             && self
                 .engine

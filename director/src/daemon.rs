@@ -186,7 +186,10 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
 
     // The rules file, checked against the real plugins now.
     let check = PluginCheck(Rc::clone(&registry));
-    let state = settings.rules_state(&check)?;
+    let state = settings.rules_state(&check)?.unwrap_or_default();
+    if let Some(reason) = content_conflict(&state, &cfg.content_service) {
+        return Err(reason.into());
+    }
     let dp = Rc::clone(&dataplane);
     let reg = Rc::clone(&registry);
     let guard_dirty = Rc::new(std::cell::Cell::new(true));
@@ -243,43 +246,14 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                             Signal::Reload => {
                                 registry.borrow_mut().rescan();
                                 if let Some(new) = ctx.reload() {
-                                    if new.config.sync != cfg.sync {
-                                        event!(
-                                            Level::Warn,
-                                            "sync_config_unchanged",
-                                            reason = "[sync] changes take effect at the next start"
-                                        );
-                                    }
-                                    match content.apply(&new.config, &registry) {
-                                        Ok(n) => {
-                                            event!(Level::Info, "content_reloaded", services = n)
-                                        }
-                                        Err(reason) => event!(
-                                            Level::Error,
-                                            "content_config_rejected",
-                                            reason = reason
-                                        ),
-                                    }
-                                    let check = PluginCheck(Rc::clone(&registry));
-                                    match new.rules_state(&check) {
-                                        Ok(state) => {
-                                            // Applied by the handler's on_change.
-                                            let changes = handler.replace(state);
-                                            guard_dirty.set(true);
-                                            event!(
-                                                Level::Info,
-                                                "rules_reloaded",
-                                                changes = changes.len()
-                                            );
-                                        }
-                                        Err(reason) => {
-                                            event!(
-                                                Level::Error,
-                                                "config_rejected",
-                                                reason = reason
-                                            );
-                                        }
-                                    }
+                                    reload(
+                                        &new,
+                                        &cfg,
+                                        &registry,
+                                        &mut handler,
+                                        &mut content,
+                                        &guard_dirty,
+                                    );
                                 }
                             }
                             Signal::Dump => {
@@ -344,6 +318,99 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
     }
 }
 
+/// SIGHUP: apply the re-read configuration file. Its content services are applied; the
+/// virtual services are replaced by the `rules_file`'s when one is configured, and left exactly
+/// as they are (with the monitor's verdicts) when none is: they were made with `lvsadm`. A
+/// file that cannot be applied whole (bad rules, a content service on the port of a virtual
+/// service) is refused and the running configuration stays.
+fn reload<F: FnMut(&[ConfigChange])>(
+    new: &Settings,
+    running: &crate::config::Config,
+    registry: &Rc<RefCell<Registry>>,
+    handler: &mut ControlHandler<DpStats, PluginCheck, F>,
+    content: &mut crate::content::ContentSwitch,
+    guard_dirty: &std::cell::Cell<bool>,
+) {
+    let check = PluginCheck(Rc::clone(registry));
+    let rules = match new.rules_state(&check).and_then(|rules| {
+        let lb = rules.as_ref().unwrap_or(handler.state());
+        match content_conflict(lb, &new.config.content_service) {
+            Some(reason) => Err(reason),
+            None => Ok(rules),
+        }
+    }) {
+        Ok(rules) => rules,
+        Err(reason) => {
+            event!(Level::Error, "config_rejected", reason = reason);
+            return;
+        }
+    };
+    if new.config.sync != running.sync {
+        event!(
+            Level::Warn,
+            "sync_config_unchanged",
+            reason = "[sync] changes take effect at the next start"
+        );
+    }
+    match content.apply(&new.config, registry) {
+        Ok(n) => event!(Level::Info, "content_reloaded", services = n),
+        Err(reason) => event!(Level::Error, "content_config_rejected", reason = reason),
+    }
+    let Some(state) = rules else {
+        event!(
+            Level::Info,
+            "rules_kept",
+            reason = "no rules_file: the virtual services made with lvsadm stay"
+        );
+        return;
+    };
+    // The content services refused above are still the old ones: they must not clash either.
+    if let Some(s) = state
+        .services()
+        .iter()
+        .find(|s| content.serves(&s.conf.key))
+    {
+        event!(
+            Level::Error,
+            "config_rejected",
+            reason = format!(
+                "virtual service {} is on the port of a running content service",
+                s.conf.key
+            )
+        );
+        return;
+    }
+    // Applied by the handler's on_change.
+    let changes = handler.replace(state);
+    guard_dirty.set(true);
+    event!(Level::Info, "rules_reloaded", changes = changes.len());
+}
+
+/// A virtual service (TCP, on the same address and port, or on every port) where a content
+/// service listens: the dataplane would take the packets the content service waits for.
+fn content_conflict(
+    state: &lvs_control::ControlState,
+    content: &[lvs_l7::ContentServiceConfig],
+) -> Option<String> {
+    state.services().iter().find_map(|s| {
+        let k = s.conf.key;
+        content
+            .iter()
+            .find(|c| {
+                k.protocol == lvs_proto::Protocol::Tcp
+                    && k.addr == c.address
+                    && (k.port == c.port || k.port == 0)
+            })
+            .map(|c| {
+                format!(
+                    "virtual service {k} and the content service on {} cannot both be: \
+                     one address and port is either load balanced or content switched",
+                    std::net::SocketAddr::new(c.address, c.port)
+                )
+            })
+    })
+}
+
 fn dp_table(nl: &mut Netlink) -> Result<NextHopTable, BoxError> {
     Ok(nl.next_hop_table()?)
 }
@@ -364,4 +431,36 @@ fn shutdown(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use lvs_control::{AnyScheduler, load_rules};
+
+    fn content(port: u16) -> Vec<lvs_l7::ContentServiceConfig> {
+        toml_config(port).content_service
+    }
+
+    fn toml_config(port: u16) -> crate::config::Config {
+        let text = format!(
+            "[[content_service]]\naddress = \"192.0.2.1\"\nport = {port}\ndefault_pool = \"p\"\n\n\
+             [[pool]]\nname = \"p\"\nservers = [{{ address = \"10.0.0.1\", port = 80 }}]\n"
+        );
+        lvs_common::parse_toml(&text, std::path::Path::new("test.toml"))
+            .expect("a valid configuration")
+    }
+
+    /// A reload (or a start) that would put a content service and a virtual service on one
+    /// address and port is refused with a reason.
+    #[test]
+    fn a_content_service_on_a_virtual_services_port_is_a_conflict() {
+        let rules = load_rules("-A -t 192.0.2.1:80 -s rr\n", &AnyScheduler).unwrap();
+        let reason = super::content_conflict(&rules, &content(80)).expect("a conflict");
+        assert!(reason.contains("192.0.2.1:80"), "{reason}");
+        assert!(super::content_conflict(&rules, &content(443)).is_none());
+        let all_ports = load_rules("-A -t 192.0.2.1:0 -s rr -p 60\n", &AnyScheduler).unwrap();
+        assert!(super::content_conflict(&all_ports, &content(443)).is_some());
+        let udp = load_rules("-A -u 192.0.2.1:80 -s rr\n", &AnyScheduler).unwrap();
+        assert!(super::content_conflict(&udp, &content(80)).is_none());
+    }
 }

@@ -154,16 +154,18 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
 }
 
 impl Settings {
-    /// The rules as a control state, with scheduler names checked by `sched`.
+    /// The rules as a control state, with scheduler names checked by `sched`. `None` when no
+    /// `rules_file` is configured: then the services are whatever `lvsadm` made at run time,
+    /// and a reload must leave them (and the monitor's verdicts on them) as they are.
     pub fn rules_state(
         &self,
         sched: &dyn lvs_control::SchedulerCheck,
-    ) -> Result<ControlState, String> {
+    ) -> Result<Option<ControlState>, String> {
         match &self.rules {
-            None => Ok(ControlState::new()),
-            Some((path, text)) => {
-                lvs_control::load_rules(text, sched).map_err(|e| format!("{}: {e}", path.display()))
-            }
+            None => Ok(None),
+            Some((path, text)) => lvs_control::load_rules(text, sched)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct Stats {
     pub dest_expired: u64,
     /// Entries removed by the caller (`remove`, `clear`).
     pub removed: u64,
+    /// Connections expired at once because a new connection (a TCP SYN) reused their
+    /// client address and port (`expire_reused`).
+    pub reused: u64,
     /// Half-open entries dropped to make room (SYN-flood defence).
     pub half_open_dropped: u64,
     /// New entries refused because the table was full.

@@ -292,6 +292,42 @@ mod tests {
         assert_eq!(hit.dest, Endpoint::v4([10, 0, 0, 2], 80));
     }
 
+    /// The active director reschedules a SYN that reused a closed connection's port
+    /// (`expire_reused`, then a new entry to another server): the standby's upsert of the new
+    /// entry replaces its copy of the old one, counters and all.
+    #[test]
+    fn a_reused_connection_replaces_the_old_entry_on_the_standby() {
+        let mut a = Table::new(Config::with_capacity(1024), 0).unwrap();
+        a.reserve_dests(8);
+        let id = a.insert(&conn(), None, 0).unwrap();
+        a.on_packet(id, Dir::In, TcpFlags::RST, 0).unwrap();
+        let mut b = Table::new(Config::with_capacity(1024), 0).unwrap();
+        b.reserve_dests(8);
+        b.sync_import(&a.sync_export(id, 0).unwrap(), 1, 3, 0)
+            .unwrap();
+        assert_eq!(b.dest_counts(3).inactive, 1);
+
+        a.expire_reused(id, 1).unwrap();
+        let fresh = NewConn {
+            dest: Endpoint::v4([10, 0, 0, 4], 80),
+            forward: Forward::DirectRoute,
+            dest_id: 4,
+            ..conn()
+        };
+        let id = a.insert(&fresh, None, 1).unwrap();
+        a.on_packet(id, Dir::In, TcpFlags::SYN, 1).unwrap();
+        b.sync_import(&a.sync_export(id, 1).unwrap(), 1, 4, 1)
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.dest_counts(3).inactive, 0);
+        assert_eq!(b.dest_counts(4).inactive, 1);
+        let got = b
+            .lookup_in(&FlowKey::new(Proto::Tcp, fresh.client, fresh.virt))
+            .unwrap();
+        let c = b.get(got).unwrap();
+        assert_eq!((c.dest(), c.forward()), (fresh.dest, Forward::DirectRoute));
+    }
+
     #[test]
     fn an_unknown_destination_is_refused() {
         let mut a = Table::new(Config::with_capacity(1024), 0).unwrap();

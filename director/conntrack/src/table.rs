@@ -429,6 +429,21 @@ impl Table {
         Ok(())
     }
 
+    /// Expire connection `id` now because a new connection arrived on its key: a SYN from
+    /// the same client address and port while the entry is closing, or while its real server
+    /// is quiesced or gone (IPVS `conn_reuse_mode`, `expire_nodest_conn`). Its template, if
+    /// any, is released and stays, so a persistent client keeps its server; the caller then
+    /// schedules the packet as a new connection. Allocates nothing.
+    pub fn expire_reused(&mut self, id: ConnId, now: u64) -> Result<(), Error> {
+        let c = self.entries.get(id.0 as usize).ok_or(Error::NoEntry)?;
+        if c.is_template() {
+            return Err(Error::NoEntry);
+        }
+        self.remove_node(id.0, now);
+        self.stats.reused += 1;
+        Ok(())
+    }
+
     /// Remove every entry (`ipvsadm -C`; control path). Counters go to zero.
     pub fn clear(&mut self, now: u64) {
         // Connections first, so that templates are free when their turn comes.

@@ -80,6 +80,16 @@ impl State {
         matches!(self, State::Established)
     }
 
+    /// Whether a TCP connection in this state is closing or closed (FIN_WAIT, TIME_WAIT,
+    /// CLOSE, CLOSE_WAIT, LAST_ACK): a new SYN from the same client address and port is a
+    /// new connection, not part of this one (IPVS `conn_reuse_mode`).
+    pub const fn is_closing(self) -> bool {
+        matches!(
+            self,
+            State::FinWait | State::TimeWait | State::Close | State::CloseWait | State::LastAck
+        )
+    }
+
     /// Whether a TCP entry in this state is half-open, the first to be dropped
     /// when the table is nearly full (IPVS `drop_entry`).
     pub(crate) const fn is_half_open_tcp(self) -> bool {

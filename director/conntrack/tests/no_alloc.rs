@@ -124,6 +124,9 @@ fn workload(t: &mut Table, rounds: u32) -> u64 {
             }
             if i % 97 == 0 {
                 t.remove(id, now).unwrap();
+            } else if i % 89 == 0 && t.get(id).unwrap().state().is_closing() {
+                // A new SYN reusing the port of a closing connection.
+                t.expire_reused(id, now).unwrap();
             }
             // UDP too.
             let u = FlowKey::new(Proto::Udp, c, VIP);

@@ -555,3 +555,84 @@ fn expire_is_bounded_per_call() {
     assert!(run.more);
     assert_eq!(expire_all(&mut t, 300 * SEC).len(), 900);
 }
+
+/// A SYN reusing the address and port of a closed connection (TIME_WAIT here) gets a fresh
+/// entry: the old one goes at once, its counters with it, and the new one may name another
+/// real server and forwarding method. A persistence template survives its connection's
+/// reuse, so the client's next connection still finds it.
+#[test]
+fn expire_reused_replaces_a_closed_connection_and_keeps_its_template() {
+    let mut t = table(64);
+    let c = client(7, 40_000);
+    let tk = TemplateKey::new(Proto::Tcp, c.addr, &Addr::prefix_mask(true, 24), VIP);
+    let tpl = t
+        .insert_template(
+            &NewTemplate {
+                key: tk,
+                dest: rs(1),
+                forward: Forward::Nat,
+                service: 7,
+                dest_id: 0,
+                timeout_secs: 300,
+            },
+            0,
+        )
+        .unwrap();
+    let id = t
+        .insert(&new_conn(Proto::Tcp, c, 0, Forward::Nat), Some(tpl), 0)
+        .unwrap();
+    for (dir, flags) in [
+        (Dir::In, TcpFlags::SYN),
+        (Dir::Out, TcpFlags::SYN_ACK),
+        (Dir::In, TcpFlags::ACK),
+        (Dir::Out, TcpFlags::FIN_ACK),
+        (Dir::In, TcpFlags::FIN_ACK),
+    ] {
+        t.on_packet(id, dir, flags, 1).unwrap();
+    }
+    let state = t.get(id).unwrap().state();
+    assert!(state.is_closing(), "{state}");
+    assert_eq!(t.template_controls(tpl), Some(1));
+    assert_eq!(t.dest_counts(0).inactive, 1);
+
+    let key = FlowKey::new(Proto::Tcp, c, VIP);
+    assert_eq!(t.lookup_in(&key), Some(id));
+    t.expire_reused(id, 2).unwrap();
+    assert_eq!(t.lookup_in(&key), None);
+    assert_eq!(t.stats().reused, 1);
+    assert_eq!(t.dest_counts(0), recount(&t, 0));
+    assert_eq!(t.dest_counts(0).inactive, 0);
+    // The template stays, controlling nothing now, and steers the next connection.
+    let hit = t.lookup_template(&tk).expect("the template survives");
+    assert_eq!((hit.id, hit.dest_id), (tpl, 0));
+    assert_eq!(t.template_controls(tpl), Some(0));
+
+    // The new connection: same key, now VS/DR to another server.
+    let mut fresh = new_conn(Proto::Tcp, c, 1, Forward::DirectRoute);
+    fresh.dest = rs(2);
+    let id2 = t.insert(&fresh, None, 2).unwrap();
+    assert_eq!(t.lookup_in(&key), Some(id2));
+    let e = t.get(id2).unwrap();
+    assert_eq!((e.dest(), e.forward()), (rs(2), Forward::DirectRoute));
+    assert_eq!(
+        t.on_packet(id2, Dir::In, TcpFlags::SYN, 2),
+        Ok(State::SynRecv)
+    );
+    assert_eq!(t.dest_counts(1), recount(&t, 1));
+}
+
+#[test]
+fn closing_states_are_the_ones_a_syn_may_reuse() {
+    let closing: Vec<State> = State::TCP.into_iter().filter(|s| s.is_closing()).collect();
+    assert_eq!(
+        closing,
+        [
+            State::FinWait,
+            State::TimeWait,
+            State::Close,
+            State::CloseWait,
+            State::LastAck
+        ]
+    );
+    assert!(!State::Udp.is_closing());
+}

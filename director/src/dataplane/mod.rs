@@ -616,6 +616,7 @@ impl Dataplane {
                         d.conf.port
                     },
                     forward,
+                    weight: d.conf.weight,
                     upper: d.conf.upper_threshold,
                     lower: d.conf.lower_threshold,
                 });

@@ -77,6 +77,8 @@ pub struct DestEntry {
     pub addr: Ipv4Addr,
     pub port: u16,
     pub forward: Forward,
+    /// The weight the scheduler has: 0 when quiesced (`-w 0`) or reported unhealthy.
+    pub weight: u32,
     /// `-x`/`-y`: connection thresholds, 0 meaning none.
     pub upper: u32,
     pub lower: u32,

@@ -247,6 +247,42 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
+/// What a packet does with the connection entry its flow found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    /// Go where the entry says.
+    Keep,
+    /// Expire the entry and schedule the packet as a new connection.
+    Reschedule,
+    /// Expire the entry and drop the packet.
+    Drop,
+}
+
+/// IPVS's rules for a packet that hits an entry (`conn_reuse_mode` 1 and
+/// `expire_nodest_conn`). `syn` is a TCP SYN without ACK; `dest` is the entry's real server
+/// in the current snapshot.
+///
+/// - A SYN on a closing entry (FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK) is a new
+///   connection that reuses the client's port: it is scheduled by the service's current
+///   configuration (server, weights, forwarding method), not sent where the old one went.
+/// - A SYN on an entry whose server is quiesced (weight 0, or unhealthy) is scheduled anew too,
+///   whatever the entry's state. A persistent client still finds its template.
+/// - An entry whose server is no longer in the service: a SYN is scheduled anew, anything
+///   else is dropped, and the entry goes.
+fn reuse(
+    state: lvs_conntrack::State,
+    service: u32,
+    syn: bool,
+    dest: Option<&super::snapshot::DestEntry>,
+) -> Reuse {
+    match dest.filter(|d| d.service == service) {
+        None if syn => Reuse::Reschedule,
+        None => Reuse::Drop,
+        Some(d) if syn && (state.is_closing() || d.weight == 0) => Reuse::Reschedule,
+        Some(_) => Reuse::Keep,
+    }
+}
+
 /// The IPv4 destination of a frame the parser refused, if the bytes reach that far.
 fn ipv4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
     let ethertype = |at: usize| {
@@ -379,15 +415,38 @@ impl<'w> Forwarder<'w> {
         let virt = Endpoint::new(svc.vip.into(), pkt.flow.dst_port);
         let key = FlowKey::new(proto, client_ep, virt);
         let flags = TcpFlags(pkt.tcp_flags.0);
+        let syn = proto == Proto::Tcp
+            && pkt.tcp_flags.contains(lvs_packet::TcpFlags::SYN)
+            && !pkt.tcp_flags.contains(lvs_packet::TcpFlags::ACK);
+        let mut found = self.table.lookup_in(&key);
+        if let Some(old) = found
+            && let Some(conn) = self.table.get(old)
+        {
+            let dest = self.snap.dest(conn.dest_id());
+            match reuse(conn.state(), conn.service(), syn, dest) {
+                Reuse::Keep => {}
+                Reuse::Reschedule => {
+                    // A new connection on the address and port of an old one: the old entry
+                    // goes now, and the SYN is scheduled by the service as it is today.
+                    let _ = self.table.expire_reused(old, self.now);
+                    found = None;
+                }
+                Reuse::Drop => {
+                    // Its real server is gone (expire_nodest_conn): the client's next SYN is
+                    // scheduled afresh.
+                    let _ = self.table.remove(old, self.now);
+                    self.stats.lose(Loss::NoDestination);
+                    return Verdict::Done;
+                }
+            }
+        }
         let mut created = false;
-        let id = match self.table.lookup_in(&key) {
+        let id = match found {
             Some(id) => id,
             None => {
                 created = true;
                 // Only a SYN opens a TCP connection, as in IPVS: anything else is a leftover
                 // of a connection this director does not know (or a scan).
-                let syn = pkt.tcp_flags.contains(lvs_packet::TcpFlags::SYN)
-                    && !pkt.tcp_flags.contains(lvs_packet::TcpFlags::ACK);
                 if proto == Proto::Tcp && !syn {
                     self.stats.lose(Loss::NoConnection);
                     return Verdict::Done;
@@ -789,6 +848,65 @@ impl<'w> Forwarder<'w> {
                 self.stats.lose(Loss::NoRoute);
                 None
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::snapshot::DestEntry;
+    use super::*;
+    use lvs_conntrack::State;
+
+    fn dest(weight: u32) -> DestEntry {
+        DestEntry {
+            id: 3,
+            service: 1,
+            addr: Ipv4Addr::new(203, 0, 113, 11),
+            port: 80,
+            forward: Forward::Nat,
+            weight,
+            upper: 0,
+            lower: 0,
+        }
+    }
+
+    #[test]
+    fn a_syn_on_a_closing_entry_is_a_new_connection() {
+        let live = dest(1);
+        for s in State::TCP {
+            let want = if s.is_closing() {
+                Reuse::Reschedule
+            } else {
+                Reuse::Keep
+            };
+            assert_eq!(reuse(s, 1, true, Some(&live)), want, "{s}");
+            // Anything but a SYN belongs to the connection, closing or not.
+            assert_eq!(reuse(s, 1, false, Some(&live)), Reuse::Keep, "{s}");
+        }
+        assert_eq!(reuse(State::Udp, 1, false, Some(&live)), Reuse::Keep);
+    }
+
+    #[test]
+    fn a_syn_for_a_quiesced_server_is_rescheduled_in_any_state() {
+        let quiesced = dest(0);
+        for s in State::TCP {
+            assert_eq!(reuse(s, 1, true, Some(&quiesced)), Reuse::Reschedule, "{s}");
+            // Its established connections carry on.
+            assert_eq!(reuse(s, 1, false, Some(&quiesced)), Reuse::Keep, "{s}");
+        }
+    }
+
+    #[test]
+    fn an_entry_whose_server_left_the_service_goes() {
+        let moved = dest(1);
+        for (d, service) in [(None, 1), (Some(&moved), 2)] {
+            assert_eq!(
+                reuse(State::Established, service, true, d),
+                Reuse::Reschedule
+            );
+            assert_eq!(reuse(State::Established, service, false, d), Reuse::Drop);
+            assert_eq!(reuse(State::Udp, service, false, d), Reuse::Drop);
         }
     }
 }

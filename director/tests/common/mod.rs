@@ -229,6 +229,16 @@ impl Testbed {
         );
     }
 
+    /// Switch the real servers' routes (and the VIP on their `lo`) to `mode`: nat, dr or tun.
+    pub fn set_mode(&self, mode: &str) {
+        self.script(&["mode", &self.prefix, mode]);
+    }
+
+    /// Send SIGHUP to the director (reload its configuration file).
+    pub fn sighup(&self) {
+        kill(self.director_pid(), Signal::SIGHUP).expect("signal the director");
+    }
+
     /// The namespace of a node: c, rt, d, r1, r2, r3.
     pub fn ns(&self, node: &str) -> String {
         format!("{}-{node}", self.prefix)
