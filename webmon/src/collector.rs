@@ -772,7 +772,8 @@ impl Collector {
                 if let Some(ms) = m.last_heard_ms {
                     detail.push_str(&format!(", last heard {ms} ms ago"));
                 }
-                for (why, n) in &m.rejected {
+                // Only the reasons that happened: a row of zeros hides the one that matters.
+                for (why, n) in m.rejected.iter().filter(|(_, n)| *n > 0) {
                     detail.push_str(&format!(", {n} rejected ({why})"));
                 }
                 MediumView {
