@@ -631,15 +631,10 @@ fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns) {
     assert_eq!(conns.round(), "ok 100", "after the failover\n{}", c.logs());
 }
 
-#[test]
-fn established_connections_survive_the_failover() {
-    let Some(mut c) = Cluster::start(
-        "established_connections_survive_the_failover",
-        "s",
-        Mode::Nat,
-        true,
-        false,
-    ) else {
+/// 100 keep-alive connections opened through the primary keep answering through the backup
+/// after the primary's daemons are killed, and new connections work.
+fn connections_survive_the_failover(test: &str, tag: &str, mode: Mode) {
+    let Some(mut c) = Cluster::start(test, tag, mode, true, false) else {
         return;
     };
     let (mut conns, first) = ManyConns::open(&c, 100);
@@ -648,23 +643,24 @@ fn established_connections_survive_the_failover() {
     assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
 }
 
+#[test]
+fn established_connections_survive_the_failover() {
+    connections_survive_the_failover(
+        "established_connections_survive_the_failover",
+        "s",
+        Mode::Nat,
+    );
+}
+
 /// VS/DR: the real servers answer the client directly, so the backup must know each flow's
 /// real server (from the synced table) to keep forwarding the client's side to it.
 #[test]
 fn established_dr_connections_survive_the_failover() {
-    let Some(mut c) = Cluster::start(
+    connections_survive_the_failover(
         "established_dr_connections_survive_the_failover",
         "e",
         Mode::Dr,
-        true,
-        false,
-    ) else {
-        return;
-    };
-    let (mut conns, first) = ManyConns::open(&c, 100);
-    assert_eq!(first, "ok 100", "before the failover\n{}", c.logs());
-    fail_over_with_connections(&mut c, &mut conns);
-    assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
+    );
 }
 
 #[test]
