@@ -661,12 +661,17 @@ mod tests {
                         }
                     }
                 };
+                // Alerts carry the manual clock's time, so that the per-target rule below is
+                // checked on when the changes happened: a digest held back by the global rate
+                // limit may carry several earlier changes in one later mail.
+                let t0 = clock.now();
                 for &(target, is_up, gap_ms) in &ops {
                     clock.advance(Duration::from_millis(gap_ms));
                     let now = clock.now();
                     policy.tick(now, &mut out);
                     let server = format!("s{target}");
-                    let alert = if is_up { up(&server) } else { down(&server) };
+                    let at = SystemTime::UNIX_EPOCH + (now - t0);
+                    let alert = if is_up { up(&server) } else { down(&server) }.at(at);
                     policy.push(alert, now, &mut out);
                     last[target] = Some(is_up);
                     collect(&mut out, now);
@@ -702,11 +707,12 @@ mod tests {
                         .flat_map(|(t, alerts)| alerts.iter().map(move |a| (*t, a)))
                         .filter(|(_, a)| a.server == server)
                         .collect();
-                    let singles: Vec<Instant> = about
+                    let mut singles: Vec<SystemTime> = about
                         .iter()
                         .filter(|(_, a)| a.kind.family().is_some())
-                        .map(|(t, _)| *t)
+                        .map(|(_, a)| a.time)
                         .collect();
+                    singles.sort();
                     for (i, t) in singles.iter().enumerate() {
                         let n = singles[..=i]
                             .iter()
