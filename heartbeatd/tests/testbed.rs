@@ -305,6 +305,21 @@ impl Cluster {
         );
     }
 
+    /// Entries for the VIP's port 80 in director `i`'s connection table (`lvsadm -L -c -n`).
+    fn vip_conns(&self, i: usize) -> usize {
+        let out = Command::new(&self.lvsadm_bin)
+            .arg("--rundir")
+            .arg(self.rundir(i))
+            .args(["-L", "-c", "-n"])
+            .output()
+            .expect("lvsadm");
+        let vip = format!(" {VIP}:80 ");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| format!("{l} ").contains(&vip))
+            .count()
+    }
+
     fn start_director(&mut self, i: usize, mode: Mode) {
         // A killed director left its socket behind: wait for the new one.
         let _ = std::fs::remove_file(self.rundir(i).join("director.sock"));
@@ -623,6 +638,15 @@ fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns) {
     assert!(
         synced.is_some(),
         "backup's table never synced\n{}",
+        c.logs()
+    );
+    // The bulk resync may have run before the connections were opened: wait until the
+    // updates about them (batched every few ms) are in the backup's table too.
+    let have = wait_until(Duration::from_secs(10), || c.vip_conns(1) >= 100);
+    assert!(
+        have.is_some(),
+        "backup holds {} of 100 connections\n{}",
+        c.vip_conns(1),
         c.logs()
     );
     c.kill_all(0);
