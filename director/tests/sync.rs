@@ -248,18 +248,9 @@ impl Second {
 
 impl Drop for Second {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0));
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = std::time::Instant::now() + common::SOON;
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.child.take() {
+            // A cleanup: an unclean exit shows in the log printed below when the test failed.
+            let _ = common::sigterm_director(c, common::SOON);
         }
         if std::thread::panicking() {
             eprintln!("--- second director log ---\n{}", self.log_text());

@@ -828,13 +828,17 @@ mod tests {
         engine.stop();
     }
 
-    /// Figures, not a check: `cargo test -p lvs-director --release --lib bulk_resync_figures
-    /// -- --ignored --nocapture`. Two engines on loopback; the active's worker answers the
-    /// dump with `N` entries, the standby's worker ring is drained by a thread.
+    /// Two engines on loopback; the active's worker answers the dump with `n` entries, the
+    /// standby's worker ring is drained by a thread: the whole table and then `n` updates
+    /// must arrive. It also prints the figures of docs/PERFORMANCE.md, measured with
+    /// `LVS_SYNC_FIGURES_N=200000 cargo test -p lvs-director --release --lib
+    /// bulk_resync_figures -- --nocapture` (20,000 entries by default, to stay quick in debug).
     #[test]
-    #[ignore = "a measurement; run by hand"]
     fn bulk_resync_figures() {
-        const N: usize = 200_000;
+        let n: usize = std::env::var("LVS_SYNC_FIGURES_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
         let a_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let (a_addr, b_addr) = (a_port.local_addr().unwrap(), b_port.local_addr().unwrap());
@@ -852,14 +856,14 @@ mod tests {
         };
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
-        // The active side: one worker whose dump is N entries.
+        // The active side: one worker whose dump is n entries.
         let a_shared = Arc::new(SyncShared::default());
         let (aw_all, a_sides) = super::super::rings(1, 16, &cfg(a_addr, b_addr), &a_shared);
         let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
         std::thread::spawn(move || {
             while let Ok(c) = cmd_rx.recv() {
                 if let Cmd::SyncDump(reply) = c {
-                    let v: Vec<SyncEntry> = (0..N)
+                    let v: Vec<SyncEntry> = (0..n)
                         .map(|i| entry(u16::try_from(i % 65_536).unwrap()))
                         .collect();
                     let _ = reply.send(v);
@@ -887,9 +891,10 @@ mod tests {
         let (mut bw, b_sides) = super::super::rings(1, 16, &cfg(b_addr, a_addr), &b_shared);
         let mut inbound = bw.remove(0).inbound;
         let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let g = Arc::clone(&got);
-        std::thread::spawn(move || {
-            loop {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, d) = (Arc::clone(&got), Arc::clone(&done));
+        let drain = std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
                 while inbound.pop().is_some() {
                     g.fetch_add(1, Ordering::Relaxed);
                 }
@@ -925,21 +930,21 @@ mod tests {
         let took = t0.elapsed();
         let st = standby.status();
         eprintln!(
-            "bulk resync of {N} entries: {took:?} ({:.0} entries/s), {} datagrams sent, {} received, {} requests, dropped {}",
-            N as f64 / took.as_secs_f64(),
+            "bulk resync of {n} entries: {took:?} ({:.0} entries/s), {} datagrams sent, {} received, {} requests, dropped {}",
+            n as f64 / took.as_secs_f64(),
             active.status().sent,
             st.received,
             st.bulk_resyncs,
             st.dropped
         );
-        // Updates: the active's worker queues N changes at once.
+        // Updates: the active's worker queues n changes at once.
         let mut aw = aw_all;
         let base = got.load(Ordering::Relaxed);
         let t1 = Instant::now();
-        for i in 0..N {
+        for i in 0..n {
             assert!(aw[0].send(entry(u16::try_from(i % 65_536).unwrap())));
         }
-        while got.load(Ordering::Relaxed) < base + N as u64 {
+        while got.load(Ordering::Relaxed) < base + n as u64 {
             assert!(
                 t1.elapsed() < Duration::from_secs(120),
                 "{:?}",
@@ -949,10 +954,12 @@ mod tests {
         }
         let took = t1.elapsed();
         eprintln!(
-            "updates: {N} entries through rings, datagrams and rings again in {took:?} ({:.0} entries/s)",
-            N as f64 / took.as_secs_f64()
+            "updates: {n} entries through rings, datagrams and rings again in {took:?} ({:.0} entries/s)",
+            n as f64 / took.as_secs_f64()
         );
         standby.stop();
         active.stop();
+        done.store(true, Ordering::Relaxed);
+        drain.join().unwrap();
     }
 }
