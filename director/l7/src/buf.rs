@@ -27,6 +27,10 @@ impl Buf {
         self.start == self.end
     }
 
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn space(&self) -> usize {
         self.data.len() - self.len()
     }

@@ -5,10 +5,11 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use httparse::{EMPTY_HEADER, Header, Status};
+use httparse::{EMPTY_HEADER, Status};
 
 use crate::buf::Buf;
 use crate::config::{ClientAddress, MAX_HEADERS_LIMIT};
+use crate::framing::{self, Framing};
 use crate::route::{RequestView, Route, RouteTable};
 
 /// How a body's end is found.
@@ -44,16 +45,6 @@ fn has_token(value: &[u8], token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-fn host_without_port(h: &str) -> &str {
-    if let Some(rest) = h.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
-}
-
 fn is_hop_by_hop(name: &str) -> bool {
     [
         "connection",
@@ -66,38 +57,6 @@ fn is_hop_by_hop(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Body framing from Transfer-Encoding and Content-Length headers.
-fn framing(headers: &[Header<'_>], request: bool) -> Result<BodyKind, ()> {
-    let mut te: Option<bool> = None;
-    let mut cl: Option<u64> = None;
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-            te = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or(())?;
-            if cl.is_some_and(|c| c != v) {
-                return Err(());
-            }
-            cl = Some(v);
-        }
-    }
-    match (te, cl) {
-        // Both: a smuggling attempt or a broken client; refused rather than guessed.
-        (Some(_), Some(_)) if request => Err(()),
-        (Some(true), _) => Ok(BodyKind::Chunked),
-        (Some(false), _) if request => Err(()),
-        (Some(false), _) => Ok(BodyKind::UntilClose),
-        (None, Some(0)) => Ok(BodyKind::None),
-        (None, Some(n)) => Ok(BodyKind::Length(n)),
-        (None, None) if request => Ok(BodyKind::None),
-        (None, None) => Ok(BodyKind::UntilClose),
-    }
-}
-
 /// Parse the request head at the start of `buf`. `Ok(None)`: incomplete.
 pub(crate) fn parse_request(
     buf: &[u8],
@@ -105,6 +64,11 @@ pub(crate) fn parse_request(
     client: SocketAddr,
 ) -> Result<Option<Request>, Refusal> {
     let s = &table.settings;
+    if buf.first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+        // An empty line before a request (which httparse skips): after a body it means the
+        // sender's idea of that body's end was not ours.
+        return Err(400);
+    }
     let mut headers = [EMPTY_HEADER; MAX_HEADERS_LIMIT];
     let mut req = httparse::Request::new(&mut headers[..s.max_headers]);
     let head_len = match req.parse(buf) {
@@ -118,18 +82,20 @@ pub(crate) fn parse_request(
         return Err(431);
     }
     let method = req.method.unwrap_or("GET");
-    let path = req.path.unwrap_or("/");
     let http10 = req.version == Some(0);
-    let body = framing(req.headers, true).map_err(|()| 400u16)?;
-    let mut host = None;
+    let kept = framing::drop_underscore_fields(req.headers);
+    let headers = &req.headers[..kept];
+    let target = framing::target(method, req.path.unwrap_or("/"), headers, http10)?;
+    let path = target.path;
+    let framed = framing::request(headers, http10)?;
+    let body = framed.body;
+    let host = target.host;
     let mut close = false;
     let mut keep = false;
     let mut conn_upgrade = false;
     let mut upgrade_hdr = false;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("host") {
-            host = std::str::from_utf8(h.value).ok().map(host_without_port);
-        } else if h.name.eq_ignore_ascii_case("connection") {
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("connection") {
             close |= has_token(h.value, "close");
             keep |= has_token(h.value, "keep-alive");
             conn_upgrade |= has_token(h.value, "upgrade");
@@ -137,29 +103,38 @@ pub(crate) fn parse_request(
             upgrade_hdr = true;
         }
     }
-    if host.is_none() && !http10 {
-        // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400.
-        return Err(400);
-    }
     let upgrade = conn_upgrade && upgrade_hdr;
     let view = RequestView {
         host,
         path,
         method,
-        headers: req.headers,
+        headers,
     };
     let route = table.route(&view);
 
     let mut out = String::with_capacity(head_len + 128);
     let _ = write!(out, "{method} {path} HTTP/1.{}\r\n", u8::from(!http10));
+    if let Some(a) = target.authority {
+        let _ = write!(out, "Host: {a}\r\n");
+    }
+    match (framed.body, framed.length) {
+        (BodyKind::Chunked, _) => out.push_str("Transfer-Encoding: chunked\r\n"),
+        (_, Some(n)) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        _ => {}
+    }
     let ip = client.ip();
     let mut xff: Option<String> = None;
     let mut fwd: Option<String> = None;
-    for h in req.headers.iter() {
+    for h in headers {
         let Ok(value) = std::str::from_utf8(h.value) else {
             return Err(400);
         };
-        if is_hop_by_hop(h.name) || (!upgrade && h.name.eq_ignore_ascii_case("upgrade")) {
+        if is_hop_by_hop(h.name)
+            || framing::is_framing_field(h.name)
+            || (!upgrade && h.name.eq_ignore_ascii_case("upgrade"))
+        {
             continue;
         }
         if s.client_address == ClientAddress::XForwardedFor
@@ -219,9 +194,11 @@ pub(crate) struct Response {
     pub body: BodyKind,
     /// The server keeps the connection open after this response.
     pub keep_alive: bool,
+    pub framing: Framing,
 }
 
-/// Parse the response head at the start of `buf`; `Err` for garbage or a head too large.
+/// Parse the response head at the start of `buf`; `Err` for garbage, a head too large, or
+/// framing that must not be forwarded (RFC 9112 §6; see [`framing::response`]).
 pub(crate) fn parse_response(
     buf: &[u8],
     head_request: bool,
@@ -245,51 +222,130 @@ pub(crate) fn parse_response(
             keep |= has_token(h.value, "keep-alive");
         }
     }
-    let body = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-        BodyKind::None
-    } else {
-        framing(resp.headers, false)?
-    };
+    let bodiless = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    let framing = framing::response(resp.headers, http10, bodiless)?;
+    let body = framing.body;
     Ok(Some(Response {
         head_len,
         status,
         body,
-        keep_alive: !close && (!http10 || keep) && body != BodyKind::UntilClose,
+        keep_alive: !close
+            && (!http10 || keep)
+            && body != BodyKind::UntilClose
+            && !framing.conflict,
+        framing,
     }))
 }
 
-/// Write the client's copy of a final response head: hop-by-hop headers replaced by ours.
-pub(crate) fn write_response_head(head: &[u8], close: bool, http10_client: bool, out: &mut Buf) {
+/// How writing a re-created response head went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadWrite {
+    Written,
+    /// Not now: the output buffer must drain first.
+    NoRoom,
+    /// It can never fit the output buffer (or the head no longer parses): a 502.
+    Refused,
+}
+
+/// Write the client's copy of a response head: its bytes as they came (never re-coded as
+/// text), hop-by-hop fields replaced by `conn` (a whole `Connection` line, or nothing),
+/// `Content-Length` and `Transfer-Encoding` in their canonical form from `r.framing`. The head
+/// goes in whole or not at all; nothing is allocated.
+pub(crate) fn write_response_head(
+    head: &[u8],
+    r: &Response,
+    conn: &[u8],
+    out: &mut Buf,
+) -> HeadWrite {
     let mut headers = [EMPTY_HEADER; MAX_HEADERS_LIMIT];
     let mut resp = httparse::Response::new(&mut headers);
     if !matches!(resp.parse(head), Ok(Status::Complete(_))) {
-        out.push(head);
-        return;
+        return HeadWrite::Refused;
     }
-    let mut s = String::with_capacity(head.len() + 32);
-    let _ = write!(
-        s,
-        "HTTP/1.{} {} {}\r\n",
-        resp.version.unwrap_or(1),
-        resp.code.unwrap_or(200),
-        resp.reason.unwrap_or("")
-    );
+    let mut need = 0;
+    emit_response_head(head, &resp, r, conn, &mut |b| need += b.len());
+    if need > out.capacity() {
+        return HeadWrite::Refused;
+    }
+    if need > out.space() {
+        return HeadWrite::NoRoom;
+    }
+    emit_response_head(head, &resp, r, conn, &mut |b| {
+        out.push(b);
+    });
+    HeadWrite::Written
+}
+
+fn emit_response_head(
+    head: &[u8],
+    resp: &httparse::Response<'_, '_>,
+    r: &Response,
+    conn: &[u8],
+    emit: &mut impl FnMut(&[u8]),
+) {
+    // The reason phrase as raw bytes (httparse gives it only when it is UTF-8): what follows
+    // "HTTP/1.x NNN " on the status line.
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let reason = line.get(13..).unwrap_or(b"");
+    let code = r.status;
+    emit(if resp.version == Some(0) {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    emit(&[
+        b'0' + (code / 100 % 10) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        b' ',
+    ]);
+    emit(reason);
+    emit(b"\r\n");
     for h in resp.headers.iter() {
-        if is_hop_by_hop(h.name) {
+        if is_hop_by_hop(h.name) || framing::is_length_field(h.name) {
             continue;
         }
-        s.push_str(h.name);
-        s.push_str(": ");
-        s.push_str(&String::from_utf8_lossy(h.value));
-        s.push_str("\r\n");
+        emit(h.name.as_bytes());
+        emit(b": ");
+        emit(h.value);
+        emit(b"\r\n");
     }
-    if close {
-        s.push_str("Connection: close\r\n");
-    } else if http10_client {
-        s.push_str("Connection: keep-alive\r\n");
+    // 1xx and 204 responses carry no framing fields (RFC 9110 §8.6, RFC 9112 §6.1).
+    let framed = !(100..200).contains(&code) && code != 204;
+    if framed && r.framing.coded {
+        emit(b"Transfer-Encoding: ");
+        let mut first = true;
+        for h in resp.headers.iter() {
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                for c in framing::codings(h.value).flatten() {
+                    if !first {
+                        emit(b", ");
+                    }
+                    first = false;
+                    emit(c);
+                }
+            }
+        }
+        emit(b"\r\n");
+    } else if framed && let Some(n) = r.framing.length {
+        emit(b"Content-Length: ");
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        emit(&digits[i..]);
+        emit(b"\r\n");
     }
-    s.push_str("\r\n");
-    out.push(s.as_bytes());
+    emit(conn);
+    emit(b"\r\n");
 }
 
 /// A response of our own; always closes the connection.
@@ -299,6 +355,7 @@ pub(crate) fn local_response(status: u16) -> &'static [u8] {
         404 => b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nNot Found\n",
         408 => b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nRequest Timeout\n",
         431 => b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n",
+        501 => b"HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nNot Implemented\n",
         502 => b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Gateway\n",
         504 => b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nGateway Timeout\n",
         _ => b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\nConnection: close\r\n\r\nService Unavailable\n",
@@ -311,7 +368,7 @@ mod tests {
 
     #[test]
     fn local_responses_have_correct_lengths() {
-        for s in [400, 404, 408, 431, 502, 503, 504] {
+        for s in [400, 404, 408, 431, 501, 502, 503, 504] {
             let r = local_response(s);
             let mut h = [EMPTY_HEADER; 8];
             let mut p = httparse::Response::new(&mut h);
@@ -328,36 +385,127 @@ mod tests {
         }
     }
 
+    fn table() -> RouteTable {
+        let cfg: crate::config::ContentServiceConfig =
+            toml::from_str("address = \"192.0.2.1\"\nport = 80\nclient_address = \"none\"\n")
+                .expect("config");
+        RouteTable {
+            settings: crate::route::Settings::from_config(&cfg),
+            rules: Vec::new(),
+            pools: Vec::new(),
+            default_pool: None,
+            default_hits: Default::default(),
+        }
+    }
+
+    fn req(raw: &[u8]) -> Result<Request, u16> {
+        let client = "198.51.100.7:4000".parse().expect("address");
+        parse_request(raw, &table(), client).map(|r| r.expect("a complete head"))
+    }
+
+    fn head_of(raw: &[u8]) -> String {
+        String::from_utf8(req(raw).expect("accepted").upstream_head).expect("utf-8")
+    }
+
     #[test]
-    fn framing_rules() {
-        let h = |n, v| Header { name: n, value: v };
+    fn request_heads_are_forwarded_canonical() {
         assert_eq!(
-            framing(&[h("Content-Length", b"5")], true),
-            Ok(BodyKind::Length(5))
+            head_of(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length:  3 \r\nX-A: 1\r\n\r\n"),
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nX-A: 1\r\nConnection: keep-alive\r\n\r\n"
         );
         assert_eq!(
-            framing(&[h("Transfer-Encoding", b"gzip, chunked")], true),
-            Ok(BodyKind::Chunked)
+            head_of(b"POST /x HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\nhost: a\r\nTransfer_Encoding: gzip\r\n\r\n"),
+            "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
         );
+        assert_eq!(
+            head_of(b"GET http://b.example:8080/p?q HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            "GET /p?q HTTP/1.1\r\nHost: b.example:8080\r\nConnection: keep-alive\r\n\r\n"
+        );
+        assert_eq!(
+            head_of(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"),
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_heads_are_refused() {
+        for (raw, status) in [
+            (&b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"[..], 400),
+            (b"GET / HTTP/1.1\r\n\r\n", 400),
+            (b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ] {
+            assert_eq!(req(raw).map(|_| ()), Err(status), "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    fn response_head(raw: &[u8], head_request: bool, cap: usize) -> (HeadWrite, Vec<u8>, Response) {
+        let r = parse_response(raw, head_request, 1 << 16)
+            .expect("accepted")
+            .expect("complete");
+        let mut out = Buf::new(cap);
+        let w = write_response_head(&raw[..r.head_len], &r, b"", &mut out);
+        (w, out.bytes().to_vec(), r)
+    }
+
+    #[test]
+    fn response_heads_keep_their_bytes_and_lose_conflicting_lengths() {
+        let raw = b"HTTP/1.1 200 \xe9t\xe9\r\nX-Name: caf\xe9\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\n";
+        let (w, out, r) = response_head(raw, false, 4096);
+        assert_eq!(w, HeadWrite::Written);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 \xe9t\xe9\r\nX-Name: caf\xe9\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        assert_eq!(r.body, BodyKind::Chunked);
         assert!(
-            framing(
-                &[
-                    h("Transfer-Encoding", b"chunked"),
-                    h("Content-Length", b"5")
-                ],
-                true
-            )
-            .is_err()
+            !r.keep_alive,
+            "a server that sent both fields is not reused"
         );
-        assert!(
-            framing(
-                &[h("Content-Length", b"5"), h("Content-Length", b"6")],
-                true
-            )
-            .is_err()
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 005\r\nContent-Length:005 \r\n\r\n";
+        let (_, out, r) = response_head(raw, false, 4096);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert!(r.keep_alive);
+        // A HEAD response keeps its length; a 204 loses framing fields.
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n";
+        let (_, out, r) = response_head(raw, true, 4096);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n");
+        assert_eq!(r.body, BodyKind::None);
+        let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            response_head(raw, false, 4096).1,
+            b"HTTP/1.1 204 No Content\r\n\r\n"
         );
-        assert_eq!(framing(&[], false), Ok(BodyKind::UntilClose));
-        assert_eq!(host_without_port("a.example:8080"), "a.example");
-        assert_eq!(host_without_port("[::1]:80"), "::1");
+        // Never cut: a head that cannot fit is refused, one that does not fit yet waits.
+        let raw = b"HTTP/1.1 200 OK\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(response_head(raw, false, 32).0, HeadWrite::Refused);
+        let r = parse_response(raw, false, 4096).unwrap().unwrap();
+        let mut out = Buf::new(4096);
+        out.push(&[b'x'; 4090]);
+        assert_eq!(
+            write_response_head(raw, &r, b"", &mut out),
+            HeadWrite::NoRoom
+        );
+    }
+
+    #[test]
+    fn malformed_response_framing_is_refused() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                parse_response(raw, false, 4096).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 }

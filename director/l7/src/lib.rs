@@ -12,14 +12,19 @@
 //! - [`pool`]: a pool's members, scheduler, health and counters.
 //! - [`Engine`]: the worker threads, listeners, and the run-time API.
 //!
-//! Bodies are streamed through fixed-size buffers in both directions (chunked framing is
-//! scanned, never decoded), so memory per connection is bounded whatever the body size.
+//! Bodies are streamed through fixed-size buffers in both directions, so memory per connection
+//! is bounded whatever the body size. Framing is read strictly and what is forwarded is
+//! re-encoded (one canonical `Content-Length`, chunked bodies in chunks of our own): see
+//! `framing` and `chunked`.
 
 mod buf;
 mod chunked;
 pub mod config;
+#[cfg(test)]
+mod differential;
 mod engine;
 mod error;
+mod framing;
 mod http;
 mod listener;
 pub mod pool;

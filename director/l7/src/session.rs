@@ -17,7 +17,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::buf::Buf;
-use crate::chunked::ChunkScanner;
+use crate::chunked::ChunkedRecoder;
 use crate::config::{ClientAddress, Mode};
 use crate::http::{self, BodyKind};
 use crate::pool::Pool;
@@ -55,7 +55,7 @@ enum Phase {
 #[derive(Debug, Clone, Copy)]
 enum Body {
     Length(u64),
-    Chunked(ChunkScanner),
+    Chunked(ChunkedRecoder),
     UntilClose,
 }
 
@@ -64,7 +64,7 @@ impl Body {
         match k {
             BodyKind::None => None,
             BodyKind::Length(n) => Some(Body::Length(n)),
-            BodyKind::Chunked => Some(Body::Chunked(ChunkScanner::default())),
+            BodyKind::Chunked => Some(Body::Chunked(ChunkedRecoder::default())),
             BodyKind::UntilClose => Some(Body::UntilClose),
         }
     }
@@ -650,9 +650,14 @@ impl Session {
                 *left -= n as u64;
                 (n, *left == 0)
             }
-            Body::Chunked(sc) => {
-                let n = sc.scan(&from.bytes()[..avail]).map_err(|_| Close)?;
-                (n, sc.is_done())
+            Body::Chunked(rc) => {
+                // Re-encoded, not copied: the next hop gets framing we wrote.
+                let n = rc.recode(from.bytes(), to).map_err(|e| {
+                    log::debug!("event=l7_bad_chunked reason={e}");
+                    Close
+                })?;
+                from.consume(n);
+                return Ok((n, rc.is_done()));
             }
             Body::UntilClose => (avail, false),
         };
@@ -742,32 +747,46 @@ impl Session {
                 }
                 Ok(Some(r)) => {
                     let head_len = r.head_len;
-                    if self.cout.space() < head_len + 64 {
-                        return Ok(progress);
-                    }
                     if r.status == 101 && ex.upgrade {
+                        if self.cout.space() < head_len {
+                            return Ok(progress);
+                        }
                         self.cout.push(&self.uin.bytes()[..head_len]);
                         self.uin.consume(head_len);
                         self.phase = Phase::Tunnel;
                         self.touch(cx.now);
                         return Ok(true);
                     }
-                    if (100..200).contains(&r.status) {
-                        // 100 Continue and other interim answers go through as they are.
-                        self.cout.push(&self.uin.bytes()[..head_len]);
-                        self.uin.consume(head_len);
+                    let interim = (100..200).contains(&r.status);
+                    let close = !ex.keep_alive || r.body == BodyKind::UntilClose || self.c_eof;
+                    let conn: &[u8] = if interim {
+                        b""
+                    } else if close {
+                        b"Connection: close\r\n"
+                    } else if ex.http10 {
+                        b"Connection: keep-alive\r\n"
+                    } else {
+                        b""
+                    };
+                    let head = &self.uin.bytes()[..head_len];
+                    match http::write_response_head(head, &r, conn, &mut self.cout) {
+                        http::HeadWrite::NoRoom => return Ok(progress),
+                        http::HeadWrite::Refused if ex.resp_started => return Err(Close),
+                        http::HeadWrite::Refused => {
+                            log::debug!("event=l7_bad_response client={}", self.peer);
+                            self.upstream_dead();
+                            self.respond(502);
+                            return Ok(true);
+                        }
+                        http::HeadWrite::Written => {}
+                    }
+                    self.uin.consume(head_len);
+                    if interim {
+                        // 100 Continue and other interim answers: the final one follows.
                         ex.resp_started = true;
                         return Ok(true);
                     }
-                    let close = !ex.keep_alive || r.body == BodyKind::UntilClose || self.c_eof;
                     self.close_after = close;
-                    http::write_response_head(
-                        &self.uin.bytes()[..head_len],
-                        close,
-                        ex.http10,
-                        &mut self.cout,
-                    );
-                    self.uin.consume(head_len);
                     ex.resp_started = true;
                     ex.upstream_keep = r.keep_alive;
                     ex.resp_body = Body::from_kind(r.body);
@@ -783,7 +802,13 @@ impl Session {
         if ex.resp == RespPhase::Body
             && let Some(body) = ex.resp_body.as_mut()
         {
-            let (n, done) = Self::move_body(body, &mut self.uin, &mut self.cout)?;
+            let Ok((n, done)) = Self::move_body(body, &mut self.uin, &mut self.cout) else {
+                // Framing we cannot forward: what went out goes out, then the close tells
+                // the client the body did not end; the server connection is not reused.
+                self.upstream_dead();
+                self.phase = Phase::Closing;
+                return Ok(true);
+            };
             progress |= n > 0;
             let until_close = matches!(body, Body::UntilClose);
             if done || (until_close && up_eof && self.uin.is_empty()) {

@@ -223,7 +223,17 @@ impl L7Bed {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns("c"))).expect("open netns");
+        self.spawn_in("c", f)
+    }
+
+    /// Run `f` on a new thread inside the namespace of `node` (c, d, r1, r2, r3); threads it
+    /// starts stay there too.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        node: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.ns(node))).expect("open netns");
         std::thread::spawn(move || {
             // SAFETY: as in `in_client`.
             let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };

@@ -1,0 +1,535 @@
+//! Where a message ends, read from its header fields as strictly as RFC 9112 says, so that the
+//! director and the real server cannot disagree about it: `Transfer-Encoding` and
+//! `Content-Length` (§6), `Host` and the request target (§3.2, §3.2.2). What is accepted is
+//! forwarded in one canonical form of our own (one `Host`, one `Content-Length`, a
+//! `Transfer-Encoding` list of validated tokens), never as the client or server spelled it.
+//!
+//! Requests: more than one `Transfer-Encoding` field, an empty or malformed coding list, or a
+//! `Transfer-Encoding` in an HTTP/1.0 request is a 400; any coding list other than exactly
+//! `chunked` is a 501 (we implement no other); `Content-Length` must be `1*DIGIT` (ASCII
+//! spaces or tabs around it allowed), repeated only with the same value; `Transfer-Encoding`
+//! together with `Content-Length` is a 400 (RFC 9112 §6.1 allows reading such a request as
+//! chunked and closing after it; refusing it outright leaves no room for a disagreement). Field
+//! names containing `_` are dropped, as nginx does: `Transfer_Encoding` reaches no server that
+//! could read it as `Transfer-Encoding` (CGI-style gateways map both to one name).
+//!
+//! Responses: the same `Content-Length` rules, a coding list of tokens whose last coding, if it
+//! is `chunked`, frames the body (otherwise the body runs to the close, §6.3); a response with
+//! both fields loses its `Content-Length` and its server connection is not reused.
+
+use httparse::Header;
+
+use crate::chunked::is_tchar;
+use crate::http::BodyKind;
+
+/// How a checked message is framed, and the `Content-Length` to forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Framing {
+    pub body: BodyKind,
+    /// The canonical `Content-Length` to send on (none when `Transfer-Encoding` frames).
+    pub length: Option<u64>,
+    /// The message had a `Transfer-Encoding` field (forwarded as its validated codings).
+    pub coded: bool,
+    /// Both fields came: the next hop's connection must not carry another message.
+    pub conflict: bool,
+}
+
+fn is(h: &Header<'_>, name: &str) -> bool {
+    h.name.eq_ignore_ascii_case(name)
+}
+
+/// The fields whose forwarded copy is written by us, not copied.
+pub(crate) fn is_framing_field(name: &str) -> bool {
+    ["content-length", "transfer-encoding", "host"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// `Content-Length` and `Transfer-Encoding`: a response's fields that we write ourselves.
+pub(crate) fn is_length_field(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
+
+/// Move the fields whose names contain `_` to the end; returns how many are kept (in order).
+pub(crate) fn drop_underscore_fields(headers: &mut [Header<'_>]) -> usize {
+    let mut kept = 0;
+    for i in 0..headers.len() {
+        if !headers[i].name.contains('_') {
+            headers.swap(kept, i);
+            kept += 1;
+        }
+    }
+    kept
+}
+
+/// `1*DIGIT` with optional spaces or tabs around it; `None` for anything else (a sign, a
+/// list, Unicode spaces, more than fits a `u64`).
+pub(crate) fn content_length(v: &[u8]) -> Option<u64> {
+    let v = ows_trim(v);
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// The codings of a `Transfer-Encoding` field value: tokens separated by `,` with optional
+/// whitespace. `Err` for an empty element or anything not a token (parameters included).
+pub(crate) fn codings(v: &[u8]) -> impl Iterator<Item = Result<&[u8], ()>> {
+    v.split(|&b| b == b',').map(|c| {
+        let c = ows_trim(c);
+        if !c.is_empty() && c.iter().all(|&b| is_tchar(b)) {
+            Ok(c)
+        } else {
+            Err(())
+        }
+    })
+}
+
+/// Without the optional whitespace (`OWS`: spaces and tabs) around it.
+fn ows_trim(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// The one `Content-Length`: several fields only with identical values (RFC 9110 §8.6:
+/// `5` and `05` are not identical, though they are the same number).
+fn lengths(headers: &[Header<'_>]) -> Result<Option<u64>, ()> {
+    let mut first: Option<&[u8]> = None;
+    for h in headers.iter().filter(|h| is(h, "content-length")) {
+        let v = ows_trim(h.value);
+        if first.is_some_and(|f| f != v) {
+            return Err(());
+        }
+        first = Some(v);
+    }
+    first.map(|v| content_length(v).ok_or(())).transpose()
+}
+
+/// A request's framing, or the status to refuse it with.
+pub(crate) fn request(headers: &[Header<'_>], http10: bool) -> Result<Framing, u16> {
+    let length = lengths(headers).map_err(|()| 400u16)?;
+    let mut te = headers.iter().filter(|h| is(h, "transfer-encoding"));
+    let Some(field) = te.next() else {
+        return Ok(Framing {
+            body: match length {
+                None | Some(0) => BodyKind::None,
+                Some(n) => BodyKind::Length(n),
+            },
+            length,
+            coded: false,
+            conflict: false,
+        });
+    };
+    if te.next().is_some() || http10 || length.is_some() {
+        return Err(400);
+    }
+    let mut chunked = 0;
+    let mut other = false;
+    for c in codings(field.value) {
+        let c = c.map_err(|()| 400u16)?;
+        if c.eq_ignore_ascii_case(b"chunked") {
+            chunked += 1;
+        } else {
+            other = true;
+        }
+    }
+    if chunked != 1 || other {
+        return Err(501);
+    }
+    Ok(Framing {
+        body: BodyKind::Chunked,
+        length: None,
+        coded: true,
+        conflict: false,
+    })
+}
+
+/// A response's framing; `Err` for one that must not be forwarded (502). `bodiless`: the
+/// response to a HEAD, or a 1xx, 204 or 304, which has no body whatever its fields say.
+pub(crate) fn response(
+    headers: &[Header<'_>],
+    http10: bool,
+    bodiless: bool,
+) -> Result<Framing, ()> {
+    let length = lengths(headers)?;
+    let mut coded = false;
+    let mut last_chunked = false;
+    for h in headers.iter().filter(|h| is(h, "transfer-encoding")) {
+        for c in codings(h.value) {
+            if last_chunked {
+                // chunked must be the final coding and applied once (RFC 9112 §6.1).
+                return Err(());
+            }
+            last_chunked = c?.eq_ignore_ascii_case(b"chunked");
+            coded = true;
+        }
+    }
+    if coded && http10 {
+        return Err(());
+    }
+    let body = if bodiless {
+        BodyKind::None
+    } else if coded && last_chunked {
+        BodyKind::Chunked
+    } else if coded {
+        BodyKind::UntilClose
+    } else {
+        match length {
+            Some(0) => BodyKind::None,
+            Some(n) => BodyKind::Length(n),
+            None => BodyKind::UntilClose,
+        }
+    };
+    Ok(Framing {
+        body,
+        length: if coded { None } else { length },
+        coded,
+        conflict: coded && length.is_some(),
+    })
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2), possibly empty; `None` when malformed.
+/// Returns the host without its port, for routing.
+pub(crate) fn authority(v: &str) -> Option<&str> {
+    let port_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = v.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ok = !ip.is_empty()
+            && ip
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
+        let port = match after {
+            "" => true,
+            a => a.strip_prefix(':').is_some_and(port_ok),
+        };
+        return (ok && port).then_some(ip);
+    }
+    let (host, port) = v.rsplit_once(':').unwrap_or((v, ""));
+    let reg_name = |h: &str| {
+        let b = h.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' if b.len() > i + 2
+                    && b[i + 1].is_ascii_hexdigit()
+                    && b[i + 2].is_ascii_hexdigit() =>
+                {
+                    i += 2
+                }
+                c if c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&c) => {}
+                _ => return false,
+            }
+            i += 1;
+        }
+        true
+    };
+    (reg_name(host) && port_ok(port)).then_some(host)
+}
+
+/// A request's target and `Host`, checked (RFC 9112 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target<'a> {
+    /// The path (origin-form), what rules look at and what the server gets.
+    pub path: &'a str,
+    /// The authority to send as the one `Host` field.
+    pub authority: Option<&'a str>,
+    /// The host without port, for routing.
+    pub host: Option<&'a str>,
+}
+
+/// Check the target and the `Host` fields; an absolute-form target (`http://a.example/x`)
+/// gives the authority (its `Host` is ignored, RFC 9112 §3.2.2) and becomes origin-form.
+pub(crate) fn target<'a>(
+    method: &str,
+    target: &'a str,
+    headers: &[Header<'a>],
+    http10: bool,
+) -> Result<Target<'a>, u16> {
+    let mut hosts = headers.iter().filter(|h| is(h, "host"));
+    let host_field = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(400),
+        (None, _) if !http10 => return Err(400),
+        (None, _) => None,
+        (Some(h), None) => Some(std::str::from_utf8(h.value).map_err(|_| 400u16)?),
+    };
+    let host_field = host_field.map(str::trim_ascii);
+    let field_host = match host_field {
+        Some(v) => Some(authority(v).ok_or(400u16)?),
+        None => None,
+    };
+    if method == "CONNECT" {
+        return Err(501);
+    }
+    if target.starts_with('/') {
+        return Ok(Target {
+            path: target,
+            authority: host_field,
+            host: field_host.filter(|h| !h.is_empty()),
+        });
+    }
+    if target == "*" {
+        return if method == "OPTIONS" {
+            Ok(Target {
+                path: target,
+                authority: host_field,
+                host: field_host.filter(|h| !h.is_empty()),
+            })
+        } else {
+            Err(400)
+        };
+    }
+    let scheme_end = target.find("://").ok_or(400u16)?;
+    if !target[..scheme_end].eq_ignore_ascii_case("http") {
+        return Err(400);
+    }
+    let rest = &target[scheme_end + 3..];
+    let (auth, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if !path.starts_with('/') {
+        // `http://a.example?q`: its origin-form would need a `/` we would have to invent.
+        return Err(400);
+    }
+    let host = authority(auth).filter(|h| !h.is_empty()).ok_or(400u16)?;
+    Ok(Target {
+        path,
+        authority: Some(auth),
+        host: Some(host),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h<'a>(name: &'a str, value: &'a [u8]) -> Header<'a> {
+        Header { name, value }
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        assert_eq!(content_length(b"5"), Some(5));
+        assert_eq!(content_length(b" \t42 "), Some(42));
+        assert_eq!(content_length(b"007"), Some(7));
+        for bad in [
+            &b"+5"[..],
+            b"-5",
+            b"",
+            b" ",
+            b"5 5",
+            b"5,5",
+            b"0x5",
+            b"5\xc2\xa0",
+            b"\xe2\x80\x825",
+            b"99999999999999999999",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(content_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_framing_rules() {
+        let chunked = Framing {
+            body: BodyKind::Chunked,
+            length: None,
+            coded: true,
+            conflict: false,
+        };
+        assert_eq!(
+            request(&[h("Content-Length", b"5")], false).map(|f| f.body),
+            Ok(BodyKind::Length(5))
+        );
+        assert_eq!(
+            request(
+                &[h("Content-Length", b"5"), h("content-length", b" 5")],
+                false
+            )
+            .map(|f| f.length),
+            Ok(Some(5))
+        );
+        assert_eq!(
+            request(
+                &[h("Content-Length", b"5"), h("Content-Length", b"6")],
+                false
+            ),
+            Err(400)
+        );
+        assert_eq!(
+            request(
+                &[h("Content-Length", b"5"), h("Content-Length", b"05")],
+                false
+            ),
+            Err(400)
+        );
+        assert_eq!(request(&[h("Content-Length", b"+5")], false), Err(400));
+        assert_eq!(
+            request(&[h("Transfer-Encoding", b"chunked")], false),
+            Ok(chunked)
+        );
+        assert_eq!(
+            request(&[h("Transfer-Encoding", b" Chunked\t")], false),
+            Ok(chunked)
+        );
+        assert_eq!(
+            request(&[h("Transfer-Encoding", b"chunked")], true),
+            Err(400)
+        );
+        for (v, status) in [
+            (&b"identity, chunked"[..], 501),
+            (b"gzip, chunked", 501),
+            (b"chunked, chunked", 501),
+            (b"gzip", 501),
+            (b",chunked", 400),
+            (b"chunked,", 400),
+            (b"", 400),
+            (b"chunked;q=1", 400),
+            (b"chun ked", 400),
+            (b"\"chunked\"", 400),
+        ] {
+            assert_eq!(
+                request(&[h("Transfer-Encoding", v)], false),
+                Err(status),
+                "{v:?}"
+            );
+        }
+        assert_eq!(
+            request(
+                &[
+                    h("Transfer-Encoding", b"chunked"),
+                    h("Transfer-Encoding", b"chunked")
+                ],
+                false
+            ),
+            Err(400)
+        );
+        assert_eq!(
+            request(
+                &[
+                    h("Transfer-Encoding", b"chunked"),
+                    h("Content-Length", b"5")
+                ],
+                false
+            ),
+            Err(400)
+        );
+    }
+
+    #[test]
+    fn response_framing_rules() {
+        let r = |hs: &[Header<'_>]| response(hs, false, false);
+        assert_eq!(
+            r(&[
+                h("Transfer-Encoding", b"chunked"),
+                h("Content-Length", b"5")
+            ]),
+            Ok(Framing {
+                body: BodyKind::Chunked,
+                length: None,
+                coded: true,
+                conflict: true
+            })
+        );
+        assert_eq!(
+            r(&[h("Transfer-Encoding", b"gzip, chunked")]).map(|f| f.body),
+            Ok(BodyKind::Chunked)
+        );
+        assert_eq!(
+            r(&[h("Transfer-Encoding", b"gzip")]).map(|f| f.body),
+            Ok(BodyKind::UntilClose)
+        );
+        assert!(r(&[h("Transfer-Encoding", b"chunked, gzip")]).is_err());
+        assert!(
+            r(&[
+                h("Transfer-Encoding", b"chunked"),
+                h("Transfer-Encoding", b"chunked")
+            ])
+            .is_err()
+        );
+        assert!(r(&[h("Content-Length", b"+5")]).is_err());
+        assert!(r(&[h("Content-Length", b"5"), h("Content-Length", b"6")]).is_err());
+        assert!(response(&[h("Transfer-Encoding", b"chunked")], true, false).is_err());
+        assert_eq!(r(&[]).map(|f| f.body), Ok(BodyKind::UntilClose));
+        assert_eq!(
+            response(&[h("Content-Length", b"5")], false, true).map(|f| (f.body, f.length)),
+            Ok((BodyKind::None, Some(5)))
+        );
+    }
+
+    #[test]
+    fn targets_and_hosts() {
+        let host = [h("Host", b"b.example:8080")];
+        assert_eq!(
+            target("GET", "/x", &host, false),
+            Ok(Target {
+                path: "/x",
+                authority: Some("b.example:8080"),
+                host: Some("b.example")
+            })
+        );
+        assert_eq!(
+            target("GET", "http://a.example/x?y", &host, false),
+            Ok(Target {
+                path: "/x?y",
+                authority: Some("a.example"),
+                host: Some("a.example")
+            })
+        );
+        assert_eq!(
+            target("GET", "HTTP://[::1]:81", &host, false).map(|t| (t.path, t.host)),
+            Ok(("/", Some("::1")))
+        );
+        assert_eq!(target("GET", "/x", &[], false), Err(400));
+        assert_eq!(target("GET", "/x", &[], true).map(|t| t.host), Ok(None));
+        assert_eq!(
+            target("GET", "/x", &[h("Host", b"a"), h("host", b"a")], false),
+            Err(400)
+        );
+        for bad in [&b"a b"[..], b"a/b", b"a:x", b"[zz]", b"a@b", b"\xff"] {
+            assert_eq!(
+                target("GET", "/", &[h("Host", bad)], false),
+                Err(400),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            target("GET", "/", &[h("Host", b"")], false).map(|t| t.host),
+            Ok(None)
+        );
+        for bad in [
+            "https://a.example/",
+            "http:///x",
+            "http://u@a.example/",
+            "http://a.example?q",
+            "a.example:80",
+            "x",
+        ] {
+            assert_eq!(target("GET", bad, &host, false), Err(400), "{bad}");
+        }
+        assert_eq!(target("CONNECT", "a.example:443", &host, false), Err(501));
+        assert!(target("OPTIONS", "*", &host, false).is_ok());
+        assert_eq!(target("GET", "*", &host, false), Err(400));
+    }
+
+    #[test]
+    fn underscores_are_dropped_in_order() {
+        let mut hs = [
+            h("A", b"1"),
+            h("Transfer_Encoding", b"chunked"),
+            h("B", b"2"),
+            h("x_y", b""),
+            h("C", b"3"),
+        ];
+        let n = drop_underscore_fields(&mut hs);
+        let names: Vec<&str> = hs[..n].iter().map(|h| h.name).collect();
+        assert_eq!(names, ["A", "B", "C"]);
+    }
+}
