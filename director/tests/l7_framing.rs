@@ -647,3 +647,161 @@ fn response_heads_keep_their_bytes_and_are_never_cut() {
         &answer[..answer.len().min(200)]
     );
 }
+
+/// A message as h11 read it: (method, body).
+type H11Msg = (String, Vec<u8>);
+
+/// h11 (Python; Debian package python3-h11) reading `inputs` as a server would, each on its
+/// own: per input, its whole messages, and whether it refused.
+fn h11_read(inputs: &[Vec<u8>]) -> Vec<(Vec<H11Msg>, bool)> {
+    use std::process::{Command, Stdio};
+    let script = std::env::temp_dir().join(format!("lvs-h11-{}.py", std::process::id()));
+    std::fs::write(&script, include_str!("../l7/testdata/h11_reference.py")).expect("script");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start /usr/bin/python3 (with python3-h11)");
+    let mut lines = String::new();
+    for i in inputs {
+        let hex: String = i.iter().map(|b| format!("{b:02x}")).collect();
+        lines.push_str(&hex);
+        lines.push('\n');
+    }
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(lines.as_bytes()));
+    let out = child.wait_with_output().expect("h11 output");
+    let _ = std::fs::remove_file(&script);
+    writer.join().expect("writer").expect("write to h11");
+    let out = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(out.lines().count(), inputs.len(), "h11 answered {out:?}");
+    out.lines()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            let refused = w.next() == Some("error");
+            let msgs = w
+                .map(|m| {
+                    let mut f = m.split(':');
+                    let method = f.next().unwrap_or("").to_owned();
+                    let hex = f.next().unwrap_or("");
+                    let body = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                        .collect();
+                    (method, body)
+                })
+                .collect();
+            (msgs, refused)
+        })
+        .collect()
+}
+
+/// A small deterministic generator (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % n as u64).unwrap_or(0)
+    }
+}
+
+/// The differential test end to end: random request streams (valid and malformed pieces,
+/// one byte changed in half of them) go through the real director; every message the server
+/// gets must read, by h11, as the message h11 reads at the same place in what the client sent.
+#[test]
+fn servers_get_only_messages_the_client_sent() {
+    let Some(bed) = L7Bed::start(
+        "servers_get_only_messages_the_client_sent",
+        &config().replace("client_timeout = 5", "client_timeout = 1"),
+    ) else {
+        return;
+    };
+    let srv = RawServer::start(&bed, "r1");
+    srv.close_all.store(true, Ordering::Relaxed);
+    let pieces: [&[u8]; 8] = [
+        b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+        b"POST /l HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        b"GET /g HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nxyz",
+        b"POST /s HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        b"GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"PUT /e HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+    ];
+    let noise = b"\r\n ;0a\t:,\"";
+    let sentinel = b"GET /end HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let probe = b"GET /probe HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut streams = Vec::new();
+    let mut received = Vec::new();
+    for _ in 0..150 {
+        let mut s: Vec<u8> = (0..1 + rng.below(3))
+            .flat_map(|_| pieces[rng.below(pieces.len())].to_vec())
+            .collect();
+        let at = rng.below(s.len());
+        let b = noise[rng.below(noise.len())];
+        match rng.below(6) {
+            0 => s[at] = b,
+            1 => s.insert(at, b),
+            2 => {
+                s.remove(at);
+            }
+            _ => {}
+        }
+        let mark = srv.mark();
+        let mut all = s.clone();
+        all.extend_from_slice(sentinel);
+        let _ = once(&bed, &all);
+        assert!(once(&bed, probe).starts_with("HTTP/1.1 200"));
+        srv.wait_closed_since(&mark);
+        // One request per server connection (close_all), in the order the director sent them.
+        let got: Vec<Vec<u8>> = srv
+            .since(&mark)
+            .into_iter()
+            .map(|c| c.bytes)
+            .filter(|b| !text(b).starts_with("GET /probe ") && !text(b).starts_with("GET /end "))
+            .collect();
+        // h11 reads what the director read, the sentinel too.
+        streams.push(all);
+        received.push(got);
+    }
+    let theirs = h11_read(&streams);
+    let flat: Vec<Vec<u8>> = received.iter().flatten().cloned().collect();
+    let at_server = h11_read(&flat);
+    let mut k = 0;
+    let mut forwarded = 0;
+    for (i, got) in received.iter().enumerate() {
+        let (client_msgs, _) = &theirs[i];
+        let mut n = 0;
+        for bytes in got {
+            let (msgs, refused) = &at_server[k];
+            k += 1;
+            assert!(
+                !refused,
+                "h11 refuses what the server got: {:?}",
+                text(bytes)
+            );
+            // A head sent before its body was found bad is no message.
+            let Some(m) = msgs.first() else { continue };
+            assert!(
+                client_msgs.get(n) == Some(m),
+                "stream {:?}: the server got message {n} as {:?}; h11 read the client's as {:?}",
+                text(&streams[i]),
+                m,
+                client_msgs.get(n)
+            );
+            n += 1;
+            forwarded += 1;
+        }
+    }
+    let refused = theirs.iter().filter(|(_, r)| *r).count();
+    eprintln!("{forwarded} messages forwarded; h11 refused {refused} of 150 streams");
+    assert!(
+        forwarded > 100 && refused > 20,
+        "{forwarded} messages went through, h11 refused {refused} streams"
+    );
+}
