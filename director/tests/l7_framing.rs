@@ -655,10 +655,8 @@ type H11Msg = (String, Vec<u8>);
 /// own: per input, its whole messages, and whether it refused.
 fn h11_read(inputs: &[Vec<u8>]) -> Vec<(Vec<H11Msg>, bool)> {
     use std::process::{Command, Stdio};
-    let script = std::env::temp_dir().join(format!("lvs-h11-{}.py", std::process::id()));
-    std::fs::write(&script, include_str!("../l7/testdata/h11_reference.py")).expect("script");
     let mut child = Command::new("/usr/bin/python3")
-        .arg(&script)
+        .args(["-c", include_str!("../l7/testdata/h11_reference.py")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -672,7 +670,6 @@ fn h11_read(inputs: &[Vec<u8>]) -> Vec<(Vec<H11Msg>, bool)> {
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || stdin.write_all(lines.as_bytes()));
     let out = child.wait_with_output().expect("h11 output");
-    let _ = std::fs::remove_file(&script);
     writer.join().expect("writer").expect("write to h11");
     let out = String::from_utf8(out.stdout).expect("utf-8");
     assert_eq!(out.lines().count(), inputs.len(), "h11 answered {out:?}");

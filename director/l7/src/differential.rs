@@ -52,10 +52,8 @@ static REF: Mutex<Option<Reference>> = Mutex::new(None);
 fn h11(input: &[u8]) -> (Vec<Msg>, End) {
     let mut guard = REF.lock().unwrap_or_else(|e| e.into_inner());
     let r = guard.get_or_insert_with(|| {
-        let script = std::env::temp_dir().join(format!("lvs-l7-h11-{}.py", std::process::id()));
-        std::fs::write(&script, REFERENCE).expect("write the h11 script");
         let mut child = Command::new(PYTHON)
-            .arg(&script)
+            .args(["-c", REFERENCE])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
