@@ -1,7 +1,8 @@
 //! Differential test: the director's reading of a request stream (request heads by
 //! `http::parse_request`, bodies by `Content-Length` or `chunked::ChunkedRecoder`, as a session
-//! moves them) against a strict reference, h11 (Python; Debian package python3-h11), on the
-//! same random, often malformed, input.
+//! moves them), and of a response stream (`http::parse_response`, `write_response_head`),
+//! against a strict reference, h11 (Python; Debian package python3-h11), on the same random,
+//! often malformed, input.
 //!
 //! Every message the director accepts must end at the same byte, with the same body, where h11
 //! ends it; where they differ the director must have refused. And what the director forwards
@@ -15,7 +16,7 @@ use proptest::prelude::*;
 
 use crate::buf::Buf;
 use crate::chunked::{ChunkedRecoder, data_of};
-use crate::http::{BodyKind, parse_request};
+use crate::http::{BodyKind, HeadWrite, parse_request, parse_response, write_response_head};
 use crate::route::{RouteTable, Settings};
 
 const REFERENCE: &str = include_str!("../testdata/h11_reference.py");
@@ -48,8 +49,9 @@ struct Reference {
 
 static REF: Mutex<Option<Reference>> = Mutex::new(None);
 
-/// h11's reading of `input`.
-fn h11(input: &[u8]) -> (Vec<Msg>, End) {
+/// h11's reading of `input`: as a server reads requests, or (`responses`) as a client reads
+/// the responses to GET requests.
+fn h11(input: &[u8], responses: bool) -> (Vec<Msg>, End) {
     let mut guard = REF.lock().unwrap_or_else(|e| e.into_inner());
     let r = guard.get_or_insert_with(|| {
         let mut child = Command::new(PYTHON)
@@ -67,7 +69,8 @@ fn h11(input: &[u8]) -> (Vec<Msg>, End) {
         }
     });
     let hex: String = input.iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(r.stdin, "{hex}").expect("write to h11");
+    let prefix = if responses { "R " } else { "" };
+    writeln!(r.stdin, "{prefix}{hex}").expect("write to h11");
     let mut line = String::new();
     r.stdout.read_line(&mut line).expect("read from h11");
     assert!(
@@ -111,8 +114,50 @@ fn table() -> RouteTable {
     }
 }
 
-/// The director's reading of `input`, as a session reads it (chunked bodies in small
-/// pieces through a small buffer, `step` bytes at a time), and the bytes it would forward.
+/// A body as a session moves it: `Ok(None)` while incomplete, `Err` when refused; else the
+/// body, where it ends, and its forwarded bytes appended to `fwd`. Chunked bodies go in
+/// pieces of `step` bytes through a small buffer.
+fn body_of(
+    kind: BodyKind,
+    input: &[u8],
+    start: usize,
+    step: usize,
+    fwd: &mut Vec<u8>,
+) -> Result<Option<(Vec<u8>, usize)>, ()> {
+    match kind {
+        BodyKind::None => Ok(Some((Vec::new(), start))),
+        BodyKind::Length(n) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if input.len() - start < n {
+                return Ok(None);
+            }
+            fwd.extend_from_slice(&input[start..start + n]);
+            Ok(Some((input[start..start + n].to_vec(), start + n)))
+        }
+        BodyKind::Chunked => {
+            let mut rc = ChunkedRecoder::default();
+            let mut out = Buf::new(40);
+            let mut coded = Vec::new();
+            let mut p = start;
+            while !rc.is_done() {
+                if p == input.len() {
+                    return Ok(None);
+                }
+                let piece = &input[p..(p + step).min(input.len())];
+                p += rc.recode(piece, &mut out).map_err(|_| ())?;
+                coded.extend_from_slice(out.bytes());
+                out.clear();
+            }
+            fwd.extend_from_slice(&coded);
+            Ok(Some((data_of(&coded), p)))
+        }
+        // The end is the close, which never comes here.
+        BodyKind::UntilClose => Ok(None),
+    }
+}
+
+/// The director's reading of a request stream, as a session reads it, and the bytes it would
+/// forward.
 fn director(input: &[u8], step: usize) -> (Vec<Msg>, End, Vec<u8>) {
     let table = table();
     let client = "198.51.100.7:4000".parse().expect("address");
@@ -126,38 +171,10 @@ fn director(input: &[u8], step: usize) -> (Vec<Msg>, End, Vec<u8>) {
             Ok(Some(r)) => r,
         };
         fwd.extend_from_slice(&r.upstream_head);
-        let start = pos + r.head_len;
-        let (body, end) = match r.body {
-            BodyKind::None => (Vec::new(), start),
-            BodyKind::Length(n) => {
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
-                if input.len() - start < n {
-                    return (msgs, End::Incomplete, fwd);
-                }
-                fwd.extend_from_slice(&input[start..start + n]);
-                (input[start..start + n].to_vec(), start + n)
-            }
-            BodyKind::Chunked => {
-                let mut rc = ChunkedRecoder::default();
-                let mut out = Buf::new(40);
-                let mut coded = Vec::new();
-                let mut p = start;
-                while !rc.is_done() {
-                    if p == input.len() {
-                        return (msgs, End::Incomplete, fwd);
-                    }
-                    let piece = &input[p..(p + step).min(input.len())];
-                    match rc.recode(piece, &mut out) {
-                        Ok(n) => p += n,
-                        Err(_) => return (msgs, End::Refused, fwd),
-                    }
-                    coded.extend_from_slice(out.bytes());
-                    out.clear();
-                }
-                fwd.extend_from_slice(&coded);
-                (data_of(&coded), p)
-            }
-            BodyKind::UntilClose => unreachable!("requests never run to the close"),
+        let (body, end) = match body_of(r.body, input, pos + r.head_len, step, &mut fwd) {
+            Ok(Some(b)) => b,
+            Ok(None) => return (msgs, End::Incomplete, fwd),
+            Err(()) => return (msgs, End::Refused, fwd),
         };
         let method = r.upstream_head.split(|&b| b == b' ').next().unwrap_or(b"");
         let method = String::from_utf8_lossy(method).into_owned();
@@ -172,10 +189,60 @@ fn director(input: &[u8], step: usize) -> (Vec<Msg>, End, Vec<u8>) {
     }
 }
 
+/// The director's reading of a response stream (answers to GET requests), and the bytes the
+/// client would get.
+fn director_responses(input: &[u8], step: usize) -> (Vec<Msg>, End, Vec<u8>) {
+    let mut msgs = Vec::new();
+    let mut fwd = Vec::new();
+    let mut pos = 0;
+    loop {
+        let r = match parse_response(&input[pos..], false, 1 << 16) {
+            Ok(None) => return (msgs, End::Incomplete, fwd),
+            Err(()) => return (msgs, End::Refused, fwd),
+            Ok(Some(r)) => r,
+        };
+        let mut head = Buf::new(1 << 17);
+        if write_response_head(&input[pos..pos + r.head_len], &r, b"", &mut head)
+            != HeadWrite::Written
+        {
+            return (msgs, End::Refused, fwd);
+        }
+        fwd.extend_from_slice(head.bytes());
+        let start = pos + r.head_len;
+        if (100..200).contains(&r.status) {
+            // An interim answer: the final one follows.
+            pos = start;
+            continue;
+        }
+        let (body, end) = match body_of(r.body, input, start, step, &mut fwd) {
+            Ok(Some(b)) => b,
+            Ok(None) => return (msgs, End::Incomplete, fwd),
+            Err(()) => return (msgs, End::Refused, fwd),
+        };
+        msgs.push(Msg {
+            method: r.status.to_string(),
+            body,
+            end,
+        });
+        pos = end;
+        if !r.keep_alive {
+            return (msgs, End::Closed, fwd);
+        }
+    }
+}
+
 /// The director and h11 agree on `input`, or the director refused where they part.
 fn check(input: &[u8], step: usize) -> Result<(), TestCaseError> {
-    let (ours, our_end, fwd) = director(input, step);
-    let (theirs, their_end) = h11(input);
+    check_both(input, step, false)
+}
+
+fn check_both(input: &[u8], step: usize, responses: bool) -> Result<(), TestCaseError> {
+    let (ours, our_end, fwd) = if responses {
+        director_responses(input, step)
+    } else {
+        director(input, step)
+    };
+    let (theirs, their_end) = h11(input, responses);
     let shown = String::from_utf8_lossy(input);
     for (i, m) in ours.iter().enumerate() {
         match theirs.get(i) {
@@ -202,7 +269,7 @@ fn check(input: &[u8], step: usize) -> Result<(), TestCaseError> {
         );
     }
     // What goes to the server reads, strictly, as the same messages.
-    let (again, again_end) = h11(&fwd);
+    let (again, again_end) = h11(&fwd, responses);
     prop_assert!(
         again_end != End::Refused,
         "h11 refuses what the director forwards for {:?}: {:?}",
@@ -366,8 +433,42 @@ fn framed_body() -> impl Strategy<Value = (Vec<&'static [u8]>, Vec<u8>)> {
     ]
 }
 
-fn message() -> impl Strategy<Value = Vec<u8>> {
+/// A message: its first lines (start line and perhaps Host), its framing fields and body,
+/// and up to one more field, mostly from `benign`.
+fn message_after(
+    first: impl Strategy<Value = String>,
+    benign: Vec<&'static [u8]>,
+) -> impl Strategy<Value = Vec<u8>> {
     (
+        first,
+        framed_body(),
+        prop::collection::vec(
+            (
+                prop_oneof![4 => prop::sample::select(benign), 1 => head_line()],
+                line_end(),
+            ),
+            0..2,
+        ),
+        line_end(),
+    )
+        .prop_map(|(first, (framing, body), lines, eol)| {
+            let mut v = first.into_bytes();
+            for l in framing {
+                v.extend_from_slice(l);
+                v.extend_from_slice(eol);
+            }
+            for (l, eol) in lines {
+                v.extend_from_slice(l);
+                v.extend_from_slice(eol);
+            }
+            v.extend_from_slice(b"\r\n");
+            v.extend_from_slice(&body);
+            v
+        })
+}
+
+fn message() -> impl Strategy<Value = Vec<u8>> {
+    let first = (
         prop::sample::select(vec!["GET", "POST", "POST", "PUT", "HEAD", "get"]),
         prop_oneof![
             8 => Just("/"),
@@ -383,42 +484,34 @@ fn message() -> impl Strategy<Value = Vec<u8>> {
             1 => Just("HTTP/2.0"),
         ],
         prop::bool::weighted(0.9),
-        framed_body(),
-        prop::collection::vec(
-            (
-                prop_oneof![
-                    4 => prop::sample::select(vec![&b"X-A: b"[..], b"Accept: */*", b"X-B: caf\xc3\xa9"]),
-                    1 => head_line(),
-                ],
-                line_end()
-            ),
-            0..2
-        ),
-        line_end(),
     )
-        .prop_map(|(method, target, version, host, (framing, body), lines, eol)| {
-            let mut v = format!("{method} {target} {version}\r\n").into_bytes();
-            if host {
-                v.extend_from_slice(b"Host: a.example\r\n");
-            }
-            for l in framing {
-                v.extend_from_slice(l);
-                v.extend_from_slice(eol);
-            }
-            for (l, eol) in lines {
-                v.extend_from_slice(l);
-                v.extend_from_slice(eol);
-            }
-            v.extend_from_slice(b"\r\n");
-            v.extend_from_slice(&body);
-            v
-        })
+        .prop_map(|(method, target, version, host)| {
+            let host = if host { "Host: a.example\r\n" } else { "" };
+            format!("{method} {target} {version}\r\n{host}")
+        });
+    message_after(
+        first,
+        vec![&b"X-A: b"[..], b"Accept: */*", b"X-B: caf\xc3\xa9"],
+    )
+}
+
+fn response() -> impl Strategy<Value = Vec<u8>> {
+    let first = prop_oneof![
+        10 => Just("HTTP/1.1 200 OK"),
+        1 => Just("HTTP/1.1 204 No Content"),
+        1 => Just("HTTP/1.1 304 Not Modified"),
+        1 => Just("HTTP/1.1 100 Continue"),
+        1 => Just("HTTP/1.0 200 OK"),
+        1 => Just("HTTP/1.1 404"),
+    ]
+    .prop_map(|s| format!("{s}\r\n"));
+    message_after(first, vec![&b"X-A: b"[..], b"Server: x", b"X-B: caf\xe9"])
 }
 
 /// One to three messages, then perhaps one byte changed, inserted or removed.
-fn stream() -> impl Strategy<Value = Vec<u8>> {
+fn several(one: impl Strategy<Value = Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     (
-        prop::collection::vec(message(), 1..4),
+        prop::collection::vec(one, 1..4),
         prop_oneof![3 => Just(0u8), 1 => 1u8..4],
         any::<prop::sample::Index>(),
         any::<u8>(),
@@ -438,12 +531,28 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    several(message())
+}
+
+fn responses() -> impl Strategy<Value = Vec<u8>> {
+    several(response())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
     #[test]
     fn director_and_h11_agree_on_every_boundary(input in stream(), step in 1usize..9) {
         check(&input, step)?;
+    }
+
+    #[test]
+    fn director_and_h11_agree_on_every_response_boundary(
+        input in responses(),
+        step in 1usize..9,
+    ) {
+        check_both(&input, step, true)?;
     }
 }
 
@@ -491,6 +600,21 @@ fn the_random_streams_exercise_both_sides() {
     }
     assert!(
         accepted > 300 && chunked > 100 && refused > 300,
-        "accepted {accepted}, chunked {chunked}, refused {refused} of 1000"
+        "requests: accepted {accepted}, chunked {chunked}, refused {refused} of 1000"
+    );
+    let (mut accepted, mut chunked, mut refused) = (0, 0, 0);
+    for _ in 0..1000 {
+        let input = responses()
+            .new_tree(&mut runner)
+            .expect("responses")
+            .current();
+        let (msgs, end, fwd) = director_responses(&input, 4);
+        accepted += usize::from(!msgs.is_empty());
+        chunked += usize::from(fwd.windows(26).any(|w| w == b"Transfer-Encoding: chunked"));
+        refused += usize::from(end == End::Refused);
+    }
+    assert!(
+        accepted > 200 && chunked > 100 && refused > 200,
+        "responses: accepted {accepted}, chunked {chunked}, refused {refused} of 1000"
     );
 }

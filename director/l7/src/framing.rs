@@ -13,9 +13,9 @@
 //! names containing `_` are dropped, as nginx does: `Transfer_Encoding` reaches no server that
 //! could read it as `Transfer-Encoding` (CGI-style gateways map both to one name).
 //!
-//! Responses: the same `Content-Length` rules, a coding list of tokens whose last coding, if it
-//! is `chunked`, frames the body (otherwise the body runs to the close, §6.3); a response with
-//! both fields loses its `Content-Length` and its server connection is not reused.
+//! Responses: the same rules (502 where a request gets 400 or 501, as nginx does for codings it
+//! does not know), except that a response with both fields loses its `Content-Length` (RFC 9112
+//! §6.3) and its server connection is not reused.
 
 use httparse::Header;
 
@@ -28,7 +28,7 @@ pub(crate) struct Framing {
     pub body: BodyKind,
     /// The canonical `Content-Length` to send on (none when `Transfer-Encoding` frames).
     pub length: Option<u64>,
-    /// The message had a `Transfer-Encoding` field (forwarded as its validated codings).
+    /// `Transfer-Encoding: chunked` frames the message.
     pub coded: bool,
     /// Both fields came: the next hop's connection must not carry another message.
     pub conflict: bool,
@@ -76,7 +76,7 @@ pub(crate) fn content_length(v: &[u8]) -> Option<u64> {
 
 /// The codings of a `Transfer-Encoding` field value: tokens separated by `,` with optional
 /// whitespace. `Err` for an empty element or anything not a token (parameters included).
-pub(crate) fn codings(v: &[u8]) -> impl Iterator<Item = Result<&[u8], ()>> {
+fn codings(v: &[u8]) -> impl Iterator<Item = Result<&[u8], ()>> {
     v.split(|&b| b == b',').map(|c| {
         let c = ows_trim(c);
         if !c.is_empty() && c.iter().all(|&b| is_tchar(b)) {
@@ -112,22 +112,16 @@ fn lengths(headers: &[Header<'_>]) -> Result<Option<u64>, ()> {
     first.map(|v| content_length(v).ok_or(())).transpose()
 }
 
-/// A request's framing, or the status to refuse it with.
-pub(crate) fn request(headers: &[Header<'_>], http10: bool) -> Result<Framing, u16> {
-    let length = lengths(headers).map_err(|()| 400u16)?;
+/// Whether `Transfer-Encoding` frames the message: `Ok(false)` without the field, `Ok(true)`
+/// for exactly one field saying exactly `chunked`; 400 for a malformed list or a second
+/// field, 501 for any other coding (none is implemented; a proxy that passed `gzip, chunked`
+/// on would leave the coding's framing to whoever reads it next).
+fn chunked(headers: &[Header<'_>]) -> Result<bool, u16> {
     let mut te = headers.iter().filter(|h| is(h, "transfer-encoding"));
     let Some(field) = te.next() else {
-        return Ok(Framing {
-            body: match length {
-                None | Some(0) => BodyKind::None,
-                Some(n) => BodyKind::Length(n),
-            },
-            length,
-            coded: false,
-            conflict: false,
-        });
+        return Ok(false);
     };
-    if te.next().is_some() || http10 || length.is_some() {
+    if te.next().is_some() {
         return Err(400);
     }
     let mut chunked = 0;
@@ -143,49 +137,48 @@ pub(crate) fn request(headers: &[Header<'_>], http10: bool) -> Result<Framing, u
     if chunked != 1 || other {
         return Err(501);
     }
+    Ok(true)
+}
+
+/// A request's framing, or the status to refuse it with.
+pub(crate) fn request(headers: &[Header<'_>], http10: bool) -> Result<Framing, u16> {
+    let length = lengths(headers).map_err(|()| 400u16)?;
+    let coded = chunked(headers)?;
+    if coded && (http10 || length.is_some()) {
+        return Err(400);
+    }
     Ok(Framing {
-        body: BodyKind::Chunked,
-        length: None,
-        coded: true,
+        body: match (coded, length) {
+            (true, _) => BodyKind::Chunked,
+            (false, None | Some(0)) => BodyKind::None,
+            (false, Some(n)) => BodyKind::Length(n),
+        },
+        length,
+        coded,
         conflict: false,
     })
 }
 
-/// A response's framing; `Err` for one that must not be forwarded (502). `bodiless`: the
-/// response to a HEAD, or a 1xx, 204 or 304, which has no body whatever its fields say.
+/// A response's framing; `Err` for one that must not be forwarded (502): the same rules as
+/// for requests, but `Content-Length` beside `chunked` is dropped (RFC 9112 §6.3) rather than
+/// refused. `bodiless`: the response to a HEAD, or a 1xx, 204 or 304, which has no body
+/// whatever its fields say.
 pub(crate) fn response(
     headers: &[Header<'_>],
     http10: bool,
     bodiless: bool,
 ) -> Result<Framing, ()> {
     let length = lengths(headers)?;
-    let mut coded = false;
-    let mut last_chunked = false;
-    for h in headers.iter().filter(|h| is(h, "transfer-encoding")) {
-        for c in codings(h.value) {
-            if last_chunked {
-                // chunked must be the final coding and applied once (RFC 9112 §6.1).
-                return Err(());
-            }
-            last_chunked = c?.eq_ignore_ascii_case(b"chunked");
-            coded = true;
-        }
-    }
+    let coded = chunked(headers).map_err(|_| ())?;
     if coded && http10 {
         return Err(());
     }
-    let body = if bodiless {
-        BodyKind::None
-    } else if coded && last_chunked {
-        BodyKind::Chunked
-    } else if coded {
-        BodyKind::UntilClose
-    } else {
-        match length {
-            Some(0) => BodyKind::None,
-            Some(n) => BodyKind::Length(n),
-            None => BodyKind::UntilClose,
-        }
+    let body = match (bodiless, coded, length) {
+        (true, _, _) => BodyKind::None,
+        (false, true, _) => BodyKind::Chunked,
+        (false, false, Some(0)) => BodyKind::None,
+        (false, false, Some(n)) => BodyKind::Length(n),
+        (false, false, None) => BodyKind::UntilClose,
     };
     Ok(Framing {
         body,
@@ -438,14 +431,8 @@ mod tests {
                 conflict: true
             })
         );
-        assert_eq!(
-            r(&[h("Transfer-Encoding", b"gzip, chunked")]).map(|f| f.body),
-            Ok(BodyKind::Chunked)
-        );
-        assert_eq!(
-            r(&[h("Transfer-Encoding", b"gzip")]).map(|f| f.body),
-            Ok(BodyKind::UntilClose)
-        );
+        assert!(r(&[h("Transfer-Encoding", b"gzip, chunked")]).is_err());
+        assert!(r(&[h("Transfer-Encoding", b"gzip")]).is_err());
         assert!(r(&[h("Transfer-Encoding", b"chunked, gzip")]).is_err());
         assert!(
             r(&[

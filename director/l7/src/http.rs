@@ -204,6 +204,11 @@ pub(crate) fn parse_response(
     head_request: bool,
     max: usize,
 ) -> Result<Option<Response>, ()> {
+    if buf.first().is_some_and(|&b| b == b'\r' || b == b'\n') {
+        // As for requests: an empty line before the status line says the server's idea of
+        // the body before was not ours.
+        return Err(());
+    }
     let mut headers = [EMPTY_HEADER; MAX_HEADERS_LIMIT];
     let mut resp = httparse::Response::new(&mut headers);
     let head_len = match resp.parse(buf) {
@@ -213,6 +218,10 @@ pub(crate) fn parse_response(
         Err(_) => return Err(()),
     };
     let status = resp.code.unwrap_or(0);
+    if !(100..=599).contains(&status) {
+        // RFC 9110 §15: the first digit is the class, 1 to 5.
+        return Err(());
+    }
     let http10 = resp.version == Some(0);
     let mut close = false;
     let mut keep = false;
@@ -249,7 +258,7 @@ pub(crate) enum HeadWrite {
 
 /// Write the client's copy of a response head: its bytes as they came (never re-coded as
 /// text), hop-by-hop fields replaced by `conn` (a whole `Connection` line, or nothing),
-/// `Content-Length` and `Transfer-Encoding` in their canonical form from `r.framing`. The head
+/// `Content-Length` or `Transfer-Encoding: chunked` in their canonical form from `r.framing`. The head
 /// goes in whole or not at all; nothing is allocated.
 pub(crate) fn write_response_head(
     head: &[u8],
@@ -314,20 +323,7 @@ fn emit_response_head(
     // 1xx and 204 responses carry no framing fields (RFC 9110 §8.6, RFC 9112 §6.1).
     let framed = !(100..200).contains(&code) && code != 204;
     if framed && r.framing.coded {
-        emit(b"Transfer-Encoding: ");
-        let mut first = true;
-        for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                for c in framing::codings(h.value).flatten() {
-                    if !first {
-                        emit(b", ");
-                    }
-                    first = false;
-                    emit(c);
-                }
-            }
-        }
-        emit(b"\r\n");
+        emit(b"Transfer-Encoding: chunked\r\n");
     } else if framed && let Some(n) = r.framing.length {
         emit(b"Content-Length: ");
         let mut digits = [0u8; 20];
@@ -499,7 +495,10 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
         ] {
             assert!(
                 parse_response(raw, false, 4096).is_err(),
