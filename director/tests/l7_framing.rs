@@ -566,6 +566,17 @@ fn response_framing_is_checked_and_re_encoded() {
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
 
+    // An HTTP/1.0 client knows no chunked coding: it gets the data alone, ended by the close.
+    srv.respond(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+        false,
+    );
+    let answer = once(&bed, b"GET /old HTTP/1.0\r\nHost: h\r\n\r\n");
+    assert_eq!(
+        answer,
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world"
+    );
+
     // Responses to HEAD, and 204 and 304, have no body whatever their fields say.
     srv.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false);
     srv.respond(

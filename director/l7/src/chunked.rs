@@ -71,6 +71,9 @@ pub(crate) struct ChunkedRecoder {
     digits: u8,
     /// Bytes of extensions on the current size line, or of the trailer section.
     line: u16,
+    /// Write the data alone, without chunk framing (for an HTTP/1.0 client, whose body then
+    /// ends with the connection).
+    plain: bool,
 }
 
 impl Default for ChunkedRecoder {
@@ -80,6 +83,7 @@ impl Default for ChunkedRecoder {
             size: 0,
             digits: 0,
             line: 0,
+            plain: false,
         }
     }
 }
@@ -112,6 +116,14 @@ fn hex(mut n: u64, out: &mut [u8; 16]) -> &[u8] {
 }
 
 impl ChunkedRecoder {
+    /// A decoder that writes the data alone.
+    pub fn plain() -> Self {
+        Self {
+            plain: true,
+            ..Self::default()
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
@@ -143,18 +155,23 @@ impl ChunkedRecoder {
             self.state = match self.state {
                 State::Done => return Ok(i),
                 State::Data => {
+                    let frame = if self.plain { 0 } else { FRAME };
                     let room = out.space();
-                    if room <= FRAME {
+                    if room <= frame {
                         return Ok(i);
                     }
                     let n = (input.len() - i)
-                        .min(room - FRAME)
+                        .min(room - frame)
                         .min(usize::try_from(self.size).unwrap_or(usize::MAX));
-                    let mut digits = [0u8; 16];
-                    out.push(hex(n as u64, &mut digits));
-                    out.push(b"\r\n");
-                    out.push(&input[i..i + n]);
-                    out.push(b"\r\n");
+                    if self.plain {
+                        out.push(&input[i..i + n]);
+                    } else {
+                        let mut digits = [0u8; 16];
+                        out.push(hex(n as u64, &mut digits));
+                        out.push(b"\r\n");
+                        out.push(&input[i..i + n]);
+                        out.push(b"\r\n");
+                    }
                     i += n;
                     self.size -= n as u64;
                     if self.size == 0 {
@@ -307,6 +324,7 @@ impl ChunkedRecoder {
                 State::TrailerLf if b == b'\n' => State::TrailerStart,
                 State::TrailerLf => return bad("trailer line must end with CRLF"),
                 State::FinalLf if b != b'\n' => return bad("chunked body must end with CRLF"),
+                State::FinalLf if self.plain => State::Done,
                 State::FinalLf => {
                     // The end goes out only when it fits: the LF stays unread till then.
                     if out.space() < LAST.len() {
@@ -434,6 +452,18 @@ mod tests {
         // No room for a data chunk: only the size line is read.
         assert_eq!(r.recode(body, &mut out), Ok(3));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn plain_writes_the_data_alone() {
+        let body = b"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nX: 1\r\n\r\nNEXT";
+        let mut r = ChunkedRecoder::plain();
+        let mut out = Buf::new(64);
+        assert_eq!(r.recode(body, &mut out), Ok(body.len() - 4));
+        assert!(r.is_done());
+        assert_eq!(out.bytes(), b"hello world");
+        let mut r = ChunkedRecoder::plain();
+        assert!(r.recode(b"5\nhello", &mut out).is_err());
     }
 
     #[test]

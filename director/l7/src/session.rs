@@ -758,7 +758,15 @@ impl Session {
                         return Ok(true);
                     }
                     let interim = (100..200).contains(&r.status);
-                    let close = !ex.keep_alive || r.body == BodyKind::UntilClose || self.c_eof;
+                    let mut r = r;
+                    // An HTTP/1.0 client knows no chunked coding (RFC 9112 §6.1): it gets the
+                    // data alone, ended by the close.
+                    let unchunk = ex.http10 && r.body == BodyKind::Chunked;
+                    if unchunk {
+                        r.framing.coded = false;
+                    }
+                    let close =
+                        !ex.keep_alive || r.body == BodyKind::UntilClose || self.c_eof || unchunk;
                     let conn: &[u8] = if interim {
                         b""
                     } else if close {
@@ -789,7 +797,11 @@ impl Session {
                     self.close_after = close;
                     ex.resp_started = true;
                     ex.upstream_keep = r.keep_alive;
-                    ex.resp_body = Body::from_kind(r.body);
+                    ex.resp_body = if unchunk {
+                        Some(Body::Chunked(ChunkedRecoder::plain()))
+                    } else {
+                        Body::from_kind(r.body)
+                    };
                     ex.resp = if ex.resp_body.is_some() {
                         RespPhase::Body
                     } else {
