@@ -257,9 +257,9 @@ pub(crate) enum HeadWrite {
 }
 
 /// Write the client's copy of a response head: its bytes as they came (never re-coded as
-/// text), hop-by-hop fields replaced by `conn` (a whole `Connection` line, or nothing),
-/// `Content-Length` or `Transfer-Encoding: chunked` in their canonical form from `r.framing`. The head
-/// goes in whole or not at all; nothing is allocated.
+/// text), hop-by-hop fields replaced by `conn` (a whole `Connection` line, or nothing), and
+/// `Content-Length` or `Transfer-Encoding: chunked` in their canonical form from `r.framing`.
+/// The head goes in whole or not at all; nothing is allocated.
 pub(crate) fn write_response_head(
     head: &[u8],
     r: &Response,
