@@ -63,6 +63,16 @@ impl Affinity {
         }
     }
 
+    /// How many client networks are placed on this real server now.
+    pub fn count(&self, dest: u32, now: Instant) -> u32 {
+        let n = self
+            .map
+            .values()
+            .filter(|(d, until)| *d == dest && *until > now)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Forget every client sent to this real server (it was deleted; its id may come back).
     pub fn forget_dest(&mut self, dest: u32) {
         self.map.retain(|_, (d, _)| *d != dest);
