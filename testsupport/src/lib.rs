@@ -1,10 +1,12 @@
 //! What every test that drives real parts (namespaces, daemons, binaries) needs, in one place:
 //! the root check that skips loudly, polling with a deadline instead of sleeping, finding a
 //! workspace binary next to the one cargo built for the test (or the built directory itself),
-//! temporary directories, the HTTP server of the real servers, and (in [`cluster`]) the
-//! namespace testbed with the real director and monitord.
+//! temporary directories, the HTTP server of the real servers, (in [`cluster`]) the
+//! namespace testbed with the real director and monitord, and (in [`daemon`]) a daemon run
+//! as a host runs it: forking, and through its init script.
 
 pub mod cluster;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
