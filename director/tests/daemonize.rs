@@ -5,26 +5,47 @@
 
 use lvs_testsupport::daemon::Running;
 
-/// `lvsadm -L -n` gets the (empty) table.
-fn answers(r: &Running<'_>) -> bool {
-    std::process::Command::new(lvs_testsupport::sibling_bin(
+/// `lvsadm --rundir R ARGS`: its stdout if it succeeded.
+fn lvsadm(r: &Running<'_>, args: &[&str]) -> Option<Vec<u8>> {
+    let out = std::process::Command::new(lvs_testsupport::sibling_bin(
         env!("CARGO_BIN_EXE_lvs-director"),
         "lvsadm",
     ))
     .arg("--rundir")
     .arg(r.rundir)
-    .args(["-L", "-n"])
+    .args(args)
     .output()
-    .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"IP Virtual Server"))
+    .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// `lvsadm -L -n` gets the (empty) table.
+fn answers(r: &Running<'_>) -> bool {
+    lvsadm(r, &["-L", "-n"]).is_some_and(|o| o.starts_with(b"IP Virtual Server"))
 }
 
 fn config(_dir: &std::path::Path) -> String {
     "workers = 1\n".to_owned()
 }
 
+/// The reload adds a rules file: its service shows in `lvsadm -S`.
+fn with_rules(dir: &std::path::Path) -> String {
+    let rules = dir.join("rules");
+    std::fs::write(&rules, "-A -t 192.0.2.100:80 -s rr\n").expect("write the rules");
+    format!("workers = 1\nrules_file = \"{}\"\n", rules.display())
+}
+
+fn rules_applied(r: &Running<'_>) -> bool {
+    lvsadm(r, &["-S", "-n"]).is_some_and(|o| o == b"-A -t 192.0.2.100:80 -s rr\n")
+}
+
 lvs_testsupport::daemon_tests!(
     "lvs-director",
     config = config,
     answers = answers,
-    socket = true
+    socket = true,
+    reload = Some(lvs_testsupport::daemon::Reload {
+        config: &with_rules,
+        applied: &rules_applied,
+    })
 );

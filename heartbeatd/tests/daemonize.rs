@@ -27,9 +27,33 @@ fn config(dir: &std::path::Path) -> String {
     )
 }
 
+/// The reload adds a virtual address: the daemon's status lists it.
+fn with_vip(dir: &std::path::Path) -> String {
+    format!(
+        "{}[[vip]]\naddr = \"192.0.2.100/24\"\ninterface = \"v0\"\n",
+        config(dir)
+    )
+}
+
+fn vip_listed(r: &Running<'_>) -> bool {
+    let Ok(mut c) =
+        lvs_proto::Client::connect(&r.rundir.join("heartbeatd.sock"), lvs_proto::Role::Lvsadm)
+    else {
+        return false;
+    };
+    matches!(
+        c.request(lvs_proto::Request::HaStatus),
+        Ok(lvs_proto::Response::HaStatus(s)) if s.vips.iter().any(|v| v.contains("192.0.2.100"))
+    )
+}
+
 lvs_testsupport::daemon_tests!(
     "lvs-heartbeatd",
     config = config,
     answers = answers,
-    socket = true
+    socket = true,
+    reload = Some(lvs_testsupport::daemon::Reload {
+        config: &with_vip,
+        applied: &vip_listed,
+    })
 );

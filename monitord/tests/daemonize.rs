@@ -16,9 +16,33 @@ fn config(_dir: &std::path::Path) -> String {
     String::new()
 }
 
+/// The reload adds a service with one server: the daemon lists it as monitored.
+fn with_service(_dir: &std::path::Path) -> String {
+    "[[service]]\nvip = \"192.0.2.100\"\nport = 80\n\
+     [[service.check]]\ntype = \"tcp\"\n\
+     [[service.server]]\naddress = \"192.0.2.11\"\n"
+        .to_owned()
+}
+
+fn service_listed(r: &Running<'_>) -> bool {
+    let Ok(mut c) =
+        lvs_proto::Client::connect(&r.rundir.join("monitord.sock"), lvs_proto::Role::Lvsadm)
+    else {
+        return false;
+    };
+    matches!(
+        c.request(lvs_proto::Request::ListMonitored),
+        Ok(lvs_proto::Response::Monitored(s)) if s.len() == 1
+    )
+}
+
 lvs_testsupport::daemon_tests!(
     "lvs-monitord",
     config = config,
     answers = answers,
-    socket = true
+    socket = true,
+    reload = Some(lvs_testsupport::daemon::Reload {
+        config: &with_service,
+        applied: &service_listed,
+    })
 );

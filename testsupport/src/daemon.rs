@@ -35,6 +35,23 @@ pub struct Spec<'a> {
     pub answers: &'a dyn Fn(&Running<'_>) -> bool,
     /// Whether it has a Unix socket `RUNDIR/SHORT.sock` (webmon listens on TCP only).
     pub has_socket: bool,
+    /// A changed configuration and how to see that a reload applied it, where the daemon
+    /// shows its configuration; else the init test checks that a reload keeps it answering.
+    pub reload: Option<Reload<'a>>,
+}
+
+impl std::fmt::Debug for Reload<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload").finish_non_exhaustive()
+    }
+}
+
+/// See [`Spec::reload`].
+pub struct Reload<'a> {
+    /// The changed file's text, given the scratch directory.
+    pub config: &'a dyn Fn(&Path) -> String,
+    /// True once the running daemon shows the change.
+    pub applied: &'a dyn Fn(&Running<'_>) -> bool,
 }
 
 impl std::fmt::Debug for Spec<'_> {
@@ -368,10 +385,21 @@ pub fn check_init_script(spec: &Spec<'_>) {
 
 /// The two tests of a daemon crate's `tests/daemonize.rs`: `runs_as_a_forking_daemon` and
 /// `runs_through_its_init_script`, for the daemon `$name` (its `CARGO_BIN_EXE_` name), with
-/// the `config` and `answers` functions of [`Spec`] and whether it has a Unix socket.
+/// the `config` and `answers` functions of [`Spec`], whether it has a Unix socket, and
+/// optionally a [`Reload`].
 #[macro_export]
 macro_rules! daemon_tests {
     ($name:literal, config = $config:expr, answers = $answers:expr, socket = $socket:expr) => {
+        $crate::daemon_tests!(
+            $name,
+            config = $config,
+            answers = $answers,
+            socket = $socket,
+            reload = None
+        );
+    };
+    ($name:literal, config = $config:expr, answers = $answers:expr, socket = $socket:expr,
+     reload = $reload:expr) => {
         fn spec() -> $crate::daemon::Spec<'static> {
             $crate::daemon::Spec {
                 name: $name,
@@ -379,6 +407,7 @@ macro_rules! daemon_tests {
                 config: &$config,
                 answers: &$answers,
                 has_socket: $socket,
+                reload: $reload,
             }
         }
 
