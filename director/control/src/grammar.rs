@@ -839,9 +839,7 @@ fn service_conf(key: ServiceKey, p: &Parts) -> Result<ServiceConf, ParseError> {
         // ipvsadm accepts -M without -p and ignores it.
         None
     };
-    if key.port == 0 && persistence.is_none() {
-        return Err(ParseError::ZeroPort);
-    }
+    // ipvsadm checks -b while reading the options, before the zero port.
     let scheduler = p.values[o::SCHEDULER]
         .clone()
         .unwrap_or_else(|| DEFAULT_SCHEDULER.to_owned());
@@ -849,6 +847,9 @@ fn service_conf(key: ServiceKey, p: &Parts) -> Result<ServiceConf, ParseError> {
         Some(text) => crate::sched_flags::normalize(&scheduler, text)?,
         None => String::new(),
     };
+    if key.port == 0 && persistence.is_none() {
+        return Err(ParseError::ZeroPort);
+    }
     Ok(ServiceConf {
         key,
         scheduler,

@@ -3,8 +3,11 @@
 //! ipvsadm knows three flag bits and names them by scheduler: `sh-fallback`/`mh-fallback`
 //! (bit 1), `sh-port`/`mh-port` (bit 2), `flag-1`, `flag-2`, `flag-3` for any scheduler. A
 //! `sh-`/`mh-` name with another scheduler is "incompatible", any other word "invalid"; both
-//! are `fail(2, ...)` in ipvsadm (`parse_sched_flags`). Listings and `-S` name the bits as
-//! ipvsadm's `print_sched_flags` does, so `-s sh -b flag-2` lists as `sh (sh-port)`.
+//! are `fail(2, ...)` in ipvsadm (`parse_sched_flags`); without `-s` the check is against
+//! the default scheduler, wlc. Listings and `-S` name the bits as ipvsadm's
+//! `print_sched_flags` does, so `-s sh -b flag-2` lists as `sh (sh-port)`; one difference:
+//! ipvsadm prints nothing for `flag-3` of sh or mh (a listing `sh ()` and a save `-b ` that
+//! does not restore), we print `flag-3`.
 //!
 //! Our plugins take options (`table_size=4093`, `seed=7`) that ipvsadm has no word for: an
 //! item with `=` is a plugin option. ipvsadm refuses every such item, so no ipvsadm script

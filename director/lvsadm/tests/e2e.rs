@@ -1,5 +1,10 @@
 //! lvsadm end to end: a real control socket served by lvs-control's handler (as in
 //! lvs-director) on a private run directory, and the real lvsadm binary talking to it.
+//!
+//! The counters here are fixed figures (to compare listings byte for byte) and the scheduler
+//! check knows names only; ipvsadm's `-b` checks are the control state's own, so they hold
+//! here as on the director. What only the real director can answer (plugin options, live
+//! counters, -Z, rates, templates) is tested against it in `director/tests/lvsadm.rs`.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
