@@ -373,11 +373,17 @@ pub fn check_init_script(spec: &Spec<'_>) {
     std::fs::write(&config, &good).expect("mend the config");
 
     expect("restart", 0);
+    assert!(
+        gone(first),
+        "restart returned with the old process still running"
+    );
     let second = wait_pidfile(spec, &rundir);
     assert_ne!(second, first, "restart starts a new process");
     wait_answers(spec, &scratch);
 
     expect("stop", 0);
+    // LSB: stop returns once the daemon is gone, not when the signal is sent.
+    assert!(gone(second), "{} still runs after stop returned", spec.name);
     assert_stopped(spec, &rundir, second);
     expect("status", 3);
     expect("stop", 0);
