@@ -201,4 +201,17 @@ mod tests {
         assert_eq!(a.get(&key([198, 51, 100, 2]), t0), None);
         assert_eq!(a.get(&key([198, 51, 100, 3]), t0), Some(8));
     }
+
+    #[test]
+    fn count_is_one_per_live_client_network() {
+        let mut a = Affinity::default();
+        let t0 = Instant::now();
+        a.set(key([198, 51, 100, 2]), 7, t0, 60);
+        // The same client again (another worker's connection): still one.
+        a.set(key([198, 51, 100, 2]), 7, t0, 60);
+        a.set(key([198, 51, 100, 3]), 7, t0, 30);
+        a.set(key([198, 51, 100, 4]), 8, t0, 60);
+        assert_eq!((a.count(7, t0), a.count(8, t0), a.count(9, t0)), (2, 1, 0));
+        assert_eq!(a.count(7, t0 + Duration::from_secs(31)), 1, "one expired");
+    }
 }
