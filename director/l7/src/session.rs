@@ -4,8 +4,9 @@
 //! Requests are handled one at a time, in order: a pipelined request waits in the client
 //! buffer until the response before it is complete, so responses can only come back in
 //! order. Each request is routed on its own and may go to another pool than the one before.
-//! Bodies move through four fixed buffers (client in/out, server in/out), read only when
-//! there is room, so a fast sender is slowed down to the pace of the slow receiver.
+//! Bodies move through four bounded buffers (client in/out, server in/out), read only when
+//! there is room, so a fast sender is slowed down to the pace of the slow receiver. A buffer
+//! holds memory only while it holds data (see `buf`): an idle connection holds none.
 
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
@@ -25,8 +26,6 @@ use crate::route::{RequestView, RouteTable};
 use crate::sni::{self, Sni};
 use crate::worker::{IdlePool, ServiceShared};
 
-/// Buffer size of each direction, unless heads may be larger.
-const BUF: usize = 32 * 1024;
 /// How long a closing connection is read (and its bytes dropped) after our last answer.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -166,7 +165,7 @@ fn would_block(e: &io::Error) -> bool {
 impl Session {
     pub fn new(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, now: Instant) -> Self {
         let (table, generation) = svc.current();
-        let cap = BUF.max(table.settings.max_header_bytes + 4096);
+        let cap = crate::buf::POOLED.max(table.settings.max_header_bytes + 4096);
         let phase = match table.settings.mode {
             Mode::Http => Phase::Head,
             Mode::TlsSni => Phase::Sni,
