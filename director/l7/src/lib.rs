@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: the TOML model (`[[content_service]]`, `[[pool]]`) and its checks.
 //! - [`route`]: a compiled routing table; replaced whole at run time ([`Engine::apply`]).
+//!   Rules see the normalised path (`path`: dot segments removed, unreserved escapes decoded).
 //! - [`pool`]: a pool's members, scheduler, health and counters.
 //! - [`Engine`]: the worker threads, listeners, and the run-time API.
 //!
@@ -20,8 +21,10 @@ mod chunked;
 pub mod config;
 mod engine;
 mod error;
+mod forward;
 mod http;
 mod listener;
+mod path;
 pub mod pool;
 mod proxyproto;
 pub mod route;
@@ -29,6 +32,6 @@ mod session;
 mod sni;
 mod worker;
 
-pub use config::{ClientAddress, ContentServiceConfig, Mode, PoolConfig, RuleConfig};
+pub use config::{ClientAddress, ContentServiceConfig, ForwardedFor, Mode, PoolConfig, RuleConfig};
 pub use engine::{Engine, PluginSource, PoolView, RuleView, ServiceView};
 pub use error::L7Error;

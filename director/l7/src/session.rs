@@ -88,8 +88,9 @@ struct Exchange {
     upgrade: bool,
     http10: bool,
     upstream_keep: bool,
-    /// The request head, kept while a bodiless request rides a reused connection: a server
-    /// may close an idle connection just as it is reused, and such a request is sent again on
+    /// The request head, kept while a bodiless idempotent request (RFC 9110 §9.2.2) rides a
+    /// reused connection: a server may close an idle connection just as it is reused, and such
+    /// a request is sent again, once, on
     /// a new one (as browsers and HAProxy do).
     retry_head: Option<Vec<u8>>,
 }
@@ -118,7 +119,17 @@ struct Upstream {
     eof: bool,
     shut: bool,
     ready: bool,
+    /// The server bound this connection to the client (NTLM or Negotiate authentication):
+    /// it is never shared, only kept for this session ([`Session::pinned`]).
+    private: bool,
     guard: ActiveGuard,
+}
+
+/// Methods a request may be sent again with, when nothing of its answer came back.
+fn idempotent(head: &[u8]) -> bool {
+    ["GET ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "TRACE "]
+        .iter()
+        .any(|m| head.starts_with(m.as_bytes()))
 }
 
 /// Why a step ended the session.
@@ -148,6 +159,11 @@ pub(crate) struct Session {
     reused: bool,
     /// The next connect must be a new connection (a reused one just failed).
     fresh_only: bool,
+    /// A private server connection between requests: the next request to that server takes
+    /// it; no other client ever does. It stays registered under this session's token.
+    pinned: Option<(TcpStream, SocketAddr)>,
+    /// Counted in the service's open connections (not a connection refused by the cap).
+    admitted: bool,
     c_eof: bool,
     /// Edge-triggered readiness: a read is tried only after an event said readable, until it
     /// would block.
@@ -156,6 +172,14 @@ pub(crate) struct Session {
     close_after: bool,
     head_started: bool,
     deadline: Instant,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.admitted {
+            self.svc.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -193,6 +217,8 @@ impl Session {
             pool: None,
             reused: false,
             fresh_only: false,
+            pinned: None,
+            admitted: true,
             c_eof: false,
             c_ready: true,
             c_shut: false,
@@ -200,6 +226,21 @@ impl Session {
             head_started: false,
             deadline,
         }
+    }
+
+    /// A connection beyond the service's `max_connections`: it gets a 503 and is closed.
+    pub fn refused(
+        client: TcpStream,
+        peer: SocketAddr,
+        svc: Arc<ServiceShared>,
+        now: Instant,
+    ) -> Self {
+        let mut s = Self::new(client, peer, svc, now);
+        s.admitted = false;
+        s.cout.push(http::local_response(503));
+        s.phase = Phase::Closing;
+        s.deadline = now + LINGER;
+        s
     }
 
     pub fn client(&mut self) -> &mut TcpStream {
@@ -390,6 +431,7 @@ impl Session {
             self.respond(503);
         } else if self.reused
             && bodiless
+            && idempotent(&req.upstream_head)
             && !self.uses_proxy_protocol()
             && let Some(ex) = self.ex.as_mut()
         {
@@ -461,17 +503,29 @@ impl Session {
         let pool = Arc::clone(self.pool.as_ref().ok_or(())?);
         let vip = self.table.settings.vip;
         loop {
-            let Some(i) = pool.pick(self.peer, vip, &self.tried) else {
+            let pinned = self.pinned.as_ref().and_then(|(_, a)| {
+                pool.members
+                    .iter()
+                    .position(|m| m.addr == *a && m.healthy.load(Ordering::Relaxed) && m.weight > 0)
+            });
+            let pick = match pinned {
+                Some(i) if !self.tried.contains(&i) && !self.fresh_only => Some(i),
+                _ => pool.pick(self.peer, vip, &self.tried),
+            };
+            let Some(i) = pick else {
                 pool.counters.no_server.fetch_add(1, Ordering::Relaxed);
                 return Err(());
             };
             let member = &pool.members[i];
             let addr = member.addr;
-            let reused = if self.uses_proxy_protocol()
-                || self.phase == Phase::Tunnel
-                || std::mem::take(&mut self.fresh_only)
+            let fresh_only = std::mem::take(&mut self.fresh_only);
+            let mut private = false;
+            let reused = if self.uses_proxy_protocol() || self.phase == Phase::Tunnel || fresh_only
             {
                 None
+            } else if let Some(s) = self.take_pinned(addr, cx) {
+                private = true;
+                Some(s)
             } else {
                 cx.idle.take(cx.registry, addr, cx.up_token)
             };
@@ -510,6 +564,7 @@ impl Session {
                 // Nothing to read yet on a new connection or a checked idle one; the poller
                 // says when there is.
                 ready: false,
+                private,
                 guard: ActiveGuard {
                     pool: Arc::clone(&pool),
                     member: i,
@@ -525,8 +580,23 @@ impl Session {
         }
     }
 
-    /// Let go of the real server; back to the idle pool when `idle` is given and the
-    /// connection is clean.
+    /// The pinned connection, if it goes to `addr` and is still quiet (a server that closed
+    /// it or sent stray bytes gets a new connection).
+    fn take_pinned(&mut self, addr: SocketAddr, cx: &mut Ctx<'_>) -> Option<TcpStream> {
+        if self.pinned.as_ref().is_none_or(|(_, a)| *a != addr) {
+            return None;
+        }
+        let (mut s, _) = self.pinned.take()?;
+        if !crate::worker::quiet(&s) {
+            log::debug!("event=l7_pinned_connection_dropped server={addr}");
+            let _ = cx.registry.deregister(&mut s);
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Let go of the real server; when `idle` is given and the connection is clean, back to
+    /// the idle pool, or kept for this client alone if it is private.
     fn release_upstream(&mut self, idle: Option<&mut Ctx<'_>>) {
         let Some(up) = self.up.take() else { return };
         let Upstream {
@@ -535,6 +605,7 @@ impl Session {
             guard,
             connected,
             eof,
+            private,
             ..
         } = up;
         drop(guard);
@@ -544,7 +615,12 @@ impl Session {
             && self.uin.is_empty()
             && self.uout.is_empty()
         {
-            cx.idle.put(cx.registry, addr, stream, cx.now);
+            if private {
+                // A pinned connection to another server, if any, is closed: one is kept.
+                self.pinned = Some((stream, addr));
+            } else {
+                cx.idle.put(cx.registry, addr, stream, cx.now);
+            }
         }
     }
 
@@ -744,7 +820,20 @@ impl Session {
                     if self.cout.space() < head_len + 64 {
                         return Ok(progress);
                     }
-                    if r.status == 101 && ex.upgrade {
+                    if r.status == 101 && !ex.upgrade {
+                        // A switch nobody allowed: what follows would escape the rules.
+                        log::info!(
+                            "event=l7_unrequested_upgrade client={} server={}",
+                            self.peer,
+                            self.up
+                                .as_ref()
+                                .map_or_else(String::new, |u| u.addr.to_string())
+                        );
+                        self.upstream_dead();
+                        self.respond(502);
+                        return Ok(true);
+                    }
+                    if r.status == 101 {
                         self.cout.push(&self.uin.bytes()[..head_len]);
                         self.uin.consume(head_len);
                         self.phase = Phase::Tunnel;
@@ -757,6 +846,17 @@ impl Session {
                         self.uin.consume(head_len);
                         ex.resp_started = true;
                         return Ok(true);
+                    }
+                    if crate::forward::binds_connection(&self.uin.bytes()[..head_len])
+                        && let Some(up) = self.up.as_mut()
+                        && !up.private
+                    {
+                        log::debug!(
+                            "event=l7_server_connection_pinned client={} server={}",
+                            self.peer,
+                            up.addr
+                        );
+                        up.private = true;
                     }
                     let close = !ex.keep_alive || r.body == BodyKind::UntilClose || self.c_eof;
                     self.close_after = close;

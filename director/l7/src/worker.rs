@@ -40,6 +40,12 @@ pub(crate) struct ServiceShared {
     pub requests: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Client connections open now, against the service's `max_connections`.
+    pub open: AtomicU64,
+    /// Client connections refused by the cap, ever.
+    pub refused: AtomicU64,
+    /// Refused since the cap was last reached (the burst logged once, at its start and end).
+    burst: AtomicU64,
 }
 
 impl ServiceShared {
@@ -52,7 +58,40 @@ impl ServiceShared {
             requests: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            burst: AtomicU64::new(0),
         }
+    }
+
+    /// Count a new client connection in, unless `max` (0: none) are open already. The first
+    /// refusal of a burst and the first admission after it are logged, not every one.
+    pub fn admit(&self, max: u32) -> bool {
+        let max = u64::from(max);
+        let ok = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if ok {
+            let refused = self.burst.swap(0, Ordering::Relaxed);
+            if refused > 0 {
+                log::info!(
+                    "event=l7_connection_cap_cleared service={} refused={refused}",
+                    self.vip
+                );
+            }
+        } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            if self.burst.fetch_add(1, Ordering::Relaxed) == 0 {
+                log::warn!(
+                    "event=l7_connection_cap_reached service={} max_connections={max}",
+                    self.vip
+                );
+            }
+        }
+        ok
     }
 
     pub fn current(&self) -> (Arc<RouteTable>, u64) {
@@ -100,7 +139,7 @@ impl IdlePool {
         }
     }
 
-    /// The newest idle connection to `addr`, registered again under `token`.
+    /// The newest quiet idle connection to `addr`, registered again under `token`.
     pub fn take(
         &mut self,
         registry: &Registry,
@@ -110,6 +149,13 @@ impl IdlePool {
         let list = self.by_addr.get_mut(&addr)?;
         while let Some(key) = list.pop() {
             let (mut s, _, _) = self.conns.remove(key);
+            if !quiet(&s) {
+                // The poller's word may not have arrived yet: a server that closed the
+                // connection or sent bytes nobody asked for gets no request on it.
+                log::debug!("event=l7_idle_connection_dropped server={addr}");
+                let _ = registry.deregister(&mut s);
+                continue;
+            }
             if registry
                 .reregister(&mut s, token, Interest::READABLE | Interest::WRITABLE)
                 .is_ok()
@@ -140,6 +186,13 @@ impl IdlePool {
             self.event(k);
         }
     }
+}
+
+/// Whether a server connection between requests has nothing to say: no bytes waiting, no
+/// end of stream, no error. Anything else makes it unfit for the next request.
+pub(crate) fn quiet(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
 }
 
 /// Orders from the engine.
@@ -270,6 +323,8 @@ impl Worker {
             };
             let svc = Arc::clone(svc);
             let _ = stream.set_nodelay(true);
+            let (table, _) = svc.current();
+            let admitted = svc.admit(table.settings.max_connections);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
             if self
@@ -284,7 +339,11 @@ impl Worker {
             {
                 continue;
             }
-            entry.insert(Session::new(stream, peer, svc, now));
+            entry.insert(if admitted {
+                Session::new(stream, peer, svc, now)
+            } else {
+                Session::refused(stream, peer, svc, now)
+            });
             self.session_event(key, now);
         }
     }
