@@ -283,6 +283,24 @@ fn an_ntlm_bound_server_connection_serves_no_other_client() {
     let (_, later) = once(&bed, 80, b"GET /later HTTP/1.1\r\nHost: h.example\r\n\r\n");
     assert_ne!(conn_of(&first), conn_of(&later));
     received(&a, "/later");
+    // Negotiate credentials sent unasked (Kerberos) bind the connection they ride as well.
+    let (carol, dave) = bed.in_client(|| {
+        let mut carol = connect(80);
+        send(
+            &mut carol,
+            b"GET /kerberos HTTP/1.1\r\nHost: h.example\r\nAuthorization: Negotiate YIIJ\r\n\r\n",
+        );
+        let (_, carol_body, _) = read_response(&mut carol, Vec::new());
+        let mut dave = connect(80);
+        send(&mut dave, b"GET /dave HTTP/1.1\r\nHost: h.example\r\n\r\n");
+        let (_, dave_body, _) = read_response(&mut dave, Vec::new());
+        (carol_body, dave_body)
+    });
+    assert_ne!(
+        conn_of(&carol),
+        conn_of(&dave),
+        "Dave got Carol's connection"
+    );
 }
 
 #[test]

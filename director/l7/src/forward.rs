@@ -109,28 +109,43 @@ impl<'h> Forwarding<'h> {
     }
 }
 
+/// Whether an authentication scheme authenticates the connection rather than the request.
+fn connection_scheme(value: &[u8]) -> bool {
+    // Challenges are comma-separated; each begins with its scheme.
+    value.split(|&b| b == b',').any(|c| {
+        let scheme = c.trim_ascii().split(|&b| b == b' ').next().unwrap_or(b"");
+        scheme.eq_ignore_ascii_case(b"ntlm") || scheme.eq_ignore_ascii_case(b"negotiate")
+    })
+}
+
 /// Whether a response head binds its server connection to the client: an NTLM or Negotiate
 /// challenge (`WWW-Authenticate`), after which the server takes the connection as
 /// authenticated, or `Persistent-Auth: true`. Such a connection must never serve another
 /// client. (An unparsable head binds nothing; it is refused elsewhere.)
-pub(crate) fn binds_connection(head: &[u8]) -> bool {
+pub(crate) fn response_binds_connection(head: &[u8]) -> bool {
     let mut headers = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_LIMIT];
     let mut resp = httparse::Response::new(&mut headers);
     if resp.parse(head).is_err() {
         return false;
     }
     resp.headers.iter().any(|h| {
-        if h.name.eq_ignore_ascii_case("www-authenticate") {
-            // Challenges are comma-separated; each begins with its scheme.
-            h.value.split(|&b| b == b',').any(|c| {
-                let scheme = c.trim_ascii().split(|&b| b == b' ').next().unwrap_or(b"");
-                scheme.eq_ignore_ascii_case(b"ntlm") || scheme.eq_ignore_ascii_case(b"negotiate")
-            })
-        } else {
-            h.name.eq_ignore_ascii_case("persistent-auth")
-                && h.value.trim_ascii().eq_ignore_ascii_case(b"true")
-        }
+        (h.name.eq_ignore_ascii_case("www-authenticate") && connection_scheme(h.value))
+            || (h.name.eq_ignore_ascii_case("persistent-auth")
+                && h.value.trim_ascii().eq_ignore_ascii_case(b"true"))
     })
+}
+
+/// Whether a request head (as sent to the server) carries NTLM or Negotiate credentials: the
+/// server connection it rides is then the client's alone, whatever the answer says.
+pub(crate) fn request_binds_connection(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_LIMIT];
+    let mut req = httparse::Request::new(&mut headers);
+    if req.parse(head).is_err() {
+        return false;
+    }
+    req.headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("authorization") && connection_scheme(h.value))
 }
 
 #[cfg(test)]
@@ -215,7 +230,7 @@ mod tests {
             "WWW-Authenticate: Basic realm=\"x\"\r\nWWW-Authenticate: ntlm TlRMTVNTUAACAAAA\r\n",
             "Persistent-Auth: true\r\n",
         ] {
-            assert!(binds_connection(r(yes).as_bytes()), "{yes}");
+            assert!(response_binds_connection(r(yes).as_bytes()), "{yes}");
         }
         for no in [
             "WWW-Authenticate: Basic realm=\"ntlm\"\r\n",
@@ -223,8 +238,23 @@ mod tests {
             "X-Auth: NTLM\r\n",
             "Persistent-Auth: false\r\n",
         ] {
-            assert!(!binds_connection(r(no).as_bytes()), "{no}");
+            assert!(!response_binds_connection(r(no).as_bytes()), "{no}");
         }
+    }
+
+    #[test]
+    fn connection_bound_credentials_are_recognised() {
+        let r = |f: &str| format!("GET / HTTP/1.1\r\nHost: a\r\n{f}\r\n");
+        assert!(request_binds_connection(
+            r("Authorization: NTLM TlRMTVNTUAABAAAA\r\n").as_bytes()
+        ));
+        assert!(request_binds_connection(
+            r("authorization: negotiate YIIJ\r\n").as_bytes()
+        ));
+        assert!(!request_binds_connection(
+            r("Authorization: Basic YTpi\r\n").as_bytes()
+        ));
+        assert!(!request_binds_connection(r("").as_bytes()));
     }
 
     #[test]

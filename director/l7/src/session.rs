@@ -93,6 +93,9 @@ struct Exchange {
     /// a request is sent again, once, on
     /// a new one (as browsers and HAProxy do).
     retry_head: Option<Vec<u8>>,
+    /// The request carries NTLM or Negotiate credentials: its server connection becomes
+    /// private.
+    binds: bool,
 }
 
 /// Decrements a member's in-flight count when the request lets go of it.
@@ -423,6 +426,7 @@ impl Session {
             http10: req.http10,
             upstream_keep: false,
             retry_head: None,
+            binds: crate::forward::request_binds_connection(&req.upstream_head),
         });
         self.tried.clear();
         self.pool = Some(pool);
@@ -519,7 +523,7 @@ impl Session {
             let member = &pool.members[i];
             let addr = member.addr;
             let fresh_only = std::mem::take(&mut self.fresh_only);
-            let mut private = false;
+            let mut private = self.ex.as_ref().is_some_and(|e| e.binds);
             let reused = if self.uses_proxy_protocol() || self.phase == Phase::Tunnel || fresh_only
             {
                 None
@@ -801,6 +805,9 @@ impl Session {
                         self.fresh_only = true;
                         if self.connect(cx).is_err() {
                             self.respond(503);
+                        } else if let Some(up) = self.up.as_mut() {
+                            // `ex` is out of `self` here, so `connect` could not see it.
+                            up.private |= ex.binds;
                         }
                         return Ok(true);
                     }
@@ -847,7 +854,7 @@ impl Session {
                         ex.resp_started = true;
                         return Ok(true);
                     }
-                    if crate::forward::binds_connection(&self.uin.bytes()[..head_len])
+                    if crate::forward::response_binds_connection(&self.uin.bytes()[..head_len])
                         && let Some(up) = self.up.as_mut()
                         && !up.private
                     {
