@@ -396,3 +396,61 @@ impl std::fmt::Debug for Worker {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A connected pair on loopback: (our non-blocking side, the server's side).
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (theirs, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (TcpStream::from_std(ours), theirs)
+    }
+
+    /// The poller has not said anything yet: the check at reuse alone must keep a dirty
+    /// connection out.
+    #[test]
+    fn idle_connections_with_stray_bytes_or_closed_are_not_reused() {
+        let poll = Poll::new().unwrap();
+        let mut idle = IdlePool::default();
+        let now = Instant::now();
+        let (clean, _keep) = pair();
+        let (dirty, mut talker) = pair();
+        let (closed, closer) = pair();
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        for (p, mut s) in [(1, clean), (2, dirty), (3, closed)] {
+            // As a session's server connection is before it goes idle.
+            poll.registry()
+                .register(&mut s, Token(SESSION_BASE + 1), Interest::READABLE)
+                .unwrap();
+            idle.put(poll.registry(), addr(p), s, now);
+        }
+        assert_eq!(idle.conns.len(), 3);
+        talker.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+        drop(closer);
+        // Let the bytes and the FIN cross loopback.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let token = Token(SESSION_BASE + 1);
+        loop {
+            let dirty_gone = idle.by_addr[&addr(2)]
+                .iter()
+                .all(|&k| !quiet(&idle.conns[k].0));
+            let closed_gone = idle.by_addr[&addr(3)]
+                .iter()
+                .all(|&k| !quiet(&idle.conns[k].0));
+            if dirty_gone && closed_gone {
+                break;
+            }
+            assert!(Instant::now() < deadline, "loopback delivered nothing");
+            std::thread::yield_now();
+        }
+        assert!(idle.take(poll.registry(), addr(2), token).is_none());
+        assert!(idle.take(poll.registry(), addr(3), token).is_none());
+        assert!(idle.take(poll.registry(), addr(1), token).is_some());
+        assert!(idle.conns.is_empty(), "the dirty ones were dropped");
+    }
+}
