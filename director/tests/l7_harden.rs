@@ -390,6 +390,8 @@ fn beyond_the_connection_cap_clients_get_503() {
         "one event per burst: {log}"
     );
     assert!(log.contains(&format!("service={VIP}:82 max_connections=2")));
+    let listing = bed.adm("-L -n");
+    assert!(listing.contains(" refused 3"), "{listing}");
     // One client leaves: the next is served, and the burst's end is logged with its count.
     drop(held);
     wait_for("a place under the cap", SOON, || {

@@ -231,7 +231,8 @@ impl Session {
         }
     }
 
-    /// A connection beyond the service's `max_connections`: it gets a 503 and is closed.
+    /// A connection beyond the service's `max_connections`: it gets a 503 (an HTTP service)
+    /// or nothing (TLS passthrough: a TLS client cannot read an HTTP answer), and is closed.
     pub fn refused(
         client: TcpStream,
         peer: SocketAddr,
@@ -240,7 +241,9 @@ impl Session {
     ) -> Self {
         let mut s = Self::new(client, peer, svc, now);
         s.admitted = false;
-        s.cout.push(http::local_response(503));
+        if s.table.settings.mode == Mode::Http {
+            s.cout.push(http::local_response(503));
+        }
         s.phase = Phase::Closing;
         s.deadline = now + LINGER;
         s
