@@ -90,8 +90,8 @@ struct Exchange {
     upstream_keep: bool,
     /// The request head, kept while a bodiless idempotent request (RFC 9110 §9.2.2) rides a
     /// reused connection: a server may close an idle connection just as it is reused, and such
-    /// a request is sent again, once, on
-    /// a new one (as browsers and HAProxy do).
+    /// a request is sent again, once, on a new one (as browsers and HAProxy do). Any other
+    /// request gets a 502: the server may have acted on it.
     retry_head: Option<Vec<u8>>,
     /// The request carries NTLM or Negotiate credentials: its server connection becomes
     /// private.

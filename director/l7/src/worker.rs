@@ -25,6 +25,8 @@ const SESSION_BASE: usize = 1 << 16;
 const TICK: Duration = Duration::from_millis(200);
 /// An idle server connection older than this is closed rather than reused.
 const IDLE_MAX_AGE: Duration = Duration::from_secs(20);
+/// Refusals by the connection cap closer together than this are one burst (one log line).
+const BURST_GAP: Duration = Duration::from_secs(10);
 /// Idle connections kept per real server per worker.
 const IDLE_PER_SERVER: usize = 64;
 
@@ -44,8 +46,9 @@ pub(crate) struct ServiceShared {
     pub open: AtomicU64,
     /// Client connections refused by the cap, ever.
     pub refused: AtomicU64,
-    /// Refused since the cap was last reached (the burst logged once, at its start and end).
-    burst: AtomicU64,
+    /// When the last refusal happened, in milliseconds since `born` (`u64::MAX`: never).
+    last_refusal: AtomicU64,
+    born: Instant,
 }
 
 impl ServiceShared {
@@ -60,13 +63,15 @@ impl ServiceShared {
             bytes_out: AtomicU64::new(0),
             open: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            burst: AtomicU64::new(0),
+            last_refusal: AtomicU64::new(u64::MAX),
+            born: Instant::now(),
         }
     }
 
-    /// Count a new client connection in, unless `max` (0: none) are open already. The first
-    /// refusal of a burst and the first admission after it are logged, not every one.
-    pub fn admit(&self, max: u32) -> bool {
+    /// Count a new client connection in, unless `max` (0: none) are open already. Refusals
+    /// come in bursts (a flood, or clients churning at the cap): only the first refusal of a
+    /// burst is logged, a burst being refusals less than [`BURST_GAP`] apart.
+    pub fn admit(&self, max: u32, now: Instant) -> bool {
         let max = u64::from(max);
         let ok = self
             .open
@@ -74,19 +79,15 @@ impl ServiceShared {
                 (max == 0 || n < max).then_some(n + 1)
             })
             .is_ok();
-        if ok {
-            let refused = self.burst.swap(0, Ordering::Relaxed);
-            if refused > 0 {
-                log::info!(
-                    "event=l7_connection_cap_cleared service={} refused={refused}",
-                    self.vip
-                );
-            }
-        } else {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            if self.burst.fetch_add(1, Ordering::Relaxed) == 0 {
+        if !ok {
+            let total = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let at =
+                u64::try_from(now.duration_since(self.born).as_millis()).unwrap_or(u64::MAX - 1);
+            let before = self.last_refusal.swap(at, Ordering::Relaxed);
+            let gap = u64::try_from(BURST_GAP.as_millis()).unwrap_or(u64::MAX);
+            if before == u64::MAX || at.saturating_sub(before) >= gap {
                 log::warn!(
-                    "event=l7_connection_cap_reached service={} max_connections={max}",
+                    "event=l7_connection_cap_reached service={} max_connections={max} refused_total={total}",
                     self.vip
                 );
             }
@@ -324,7 +325,7 @@ impl Worker {
             let svc = Arc::clone(svc);
             let _ = stream.set_nodelay(true);
             let (table, _) = svc.current();
-            let admitted = svc.admit(table.settings.max_connections);
+            let admitted = svc.admit(table.settings.max_connections, now);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
             if self
