@@ -128,12 +128,11 @@ fn conn_of(body: &str) -> String {
 }
 
 #[test]
-fn hop_by_hop_fields_and_client_supplied_addresses_stay_behind() {
-    let Some((bed, a, _b)) = bed("hop_by_hop_fields_and_client_supplied_addresses_stay_behind")
-    else {
+fn hop_by_hop_fields_stay_behind() {
+    let Some((bed, a, _b)) = bed("hop_by_hop_fields_stay_behind") else {
         return;
     };
-    const REQ: &[u8] = b"GET /hop HTTP/1.1\r\nHost: h.example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Keep: yes\r\n\r\n";
+    const REQ: &[u8] = b"GET /hop HTTP/1.1\r\nHost: h.example\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-Keep: yes\r\n\r\n";
     forwarded_as(
         &bed,
         80,
@@ -142,6 +141,31 @@ fn hop_by_hop_fields_and_client_supplied_addresses_stay_behind() {
         "/hop",
         &format!(
             "GET /hop HTTP/1.1\r\nHost: h.example\r\nX-Keep: yes\r\nX-Forwarded-For: {PEER}\r\nConnection: keep-alive\r\n\r\n"
+        ),
+    );
+    // Naming a field every recipient needs as hop-by-hop is refused.
+    let (status, _) = once(
+        &bed,
+        80,
+        b"POST /cl HTTP/1.1\r\nHost: h.example\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn client_supplied_addresses_are_replaced_or_appended_to() {
+    let Some((bed, a, _b)) = bed("client_supplied_addresses_are_replaced_or_appended_to") else {
+        return;
+    };
+    // The default, forwarded_for = "replace": only the address the director saw.
+    forwarded_as(
+        &bed,
+        80,
+        b"GET /replaced HTTP/1.1\r\nHost: h.example\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nX-Keep: yes\r\n\r\n",
+        &a,
+        "/replaced",
+        &format!(
+            "GET /replaced HTTP/1.1\r\nHost: h.example\r\nX-Keep: yes\r\nX-Forwarded-For: {PEER}\r\nConnection: keep-alive\r\n\r\n"
         ),
     );
     // forwarded_for = "append": the client's chain is kept, the director's entry appended.
@@ -155,13 +179,6 @@ fn hop_by_hop_fields_and_client_supplied_addresses_stay_behind() {
             "GET /appended HTTP/1.1\r\nHost: h.example\r\nX-Real-IP: 6.6.6.6\r\nX-Forwarded-For: 6.6.6.6, {PEER}\r\nConnection: keep-alive\r\n\r\n"
         ),
     );
-    // Naming a field every recipient needs as hop-by-hop is refused.
-    let (status, _) = once(
-        &bed,
-        80,
-        b"POST /cl HTTP/1.1\r\nHost: h.example\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabc",
-    );
-    assert_eq!(status, 400);
 }
 
 #[test]
