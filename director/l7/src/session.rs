@@ -190,8 +190,19 @@ fn would_block(e: &io::Error) -> bool {
 }
 
 impl Session {
-    pub fn new(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, now: Instant) -> Self {
-        let (table, generation) = svc.current();
+    /// A session of `svc` with its `current` table and generation (as the accept read them).
+    /// A connection not `admitted` (beyond the service's `max_connections`) gets a 503 (an
+    /// HTTP service) or nothing (TLS passthrough: a TLS client cannot read an HTTP answer),
+    /// and is closed.
+    pub fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        svc: Arc<ServiceShared>,
+        current: (Arc<RouteTable>, u64),
+        admitted: bool,
+        now: Instant,
+    ) -> Self {
+        let (table, generation) = current;
         let cap = crate::buf::POOLED.max(table.settings.max_header_bytes + 4096);
         let phase = match table.settings.mode {
             Mode::Http => Phase::Head,
@@ -203,7 +214,7 @@ impl Session {
                 _ => table.settings.idle_timeout,
             };
         svc.conns.fetch_add(1, Ordering::Relaxed);
-        Self {
+        let mut s = Self {
             client,
             peer,
             svc,
@@ -221,31 +232,21 @@ impl Session {
             reused: false,
             fresh_only: false,
             pinned: None,
-            admitted: true,
+            admitted,
             c_eof: false,
             c_ready: true,
             c_shut: false,
             close_after: false,
             head_started: false,
             deadline,
+        };
+        if !admitted {
+            if s.table.settings.mode == Mode::Http {
+                s.cout.push(http::local_response(503));
+            }
+            s.phase = Phase::Closing;
+            s.deadline = now + LINGER;
         }
-    }
-
-    /// A connection beyond the service's `max_connections`: it gets a 503 (an HTTP service)
-    /// or nothing (TLS passthrough: a TLS client cannot read an HTTP answer), and is closed.
-    pub fn refused(
-        client: TcpStream,
-        peer: SocketAddr,
-        svc: Arc<ServiceShared>,
-        now: Instant,
-    ) -> Self {
-        let mut s = Self::new(client, peer, svc, now);
-        s.admitted = false;
-        if s.table.settings.mode == Mode::Http {
-            s.cout.push(http::local_response(503));
-        }
-        s.phase = Phase::Closing;
-        s.deadline = now + LINGER;
         s
     }
 

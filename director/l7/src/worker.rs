@@ -324,8 +324,6 @@ impl Worker {
             };
             let svc = Arc::clone(svc);
             let _ = stream.set_nodelay(true);
-            let (table, _) = svc.current();
-            let admitted = svc.admit(table.settings.max_connections, now);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
             if self
@@ -340,11 +338,10 @@ impl Worker {
             {
                 continue;
             }
-            entry.insert(if admitted {
-                Session::new(stream, peer, svc, now)
-            } else {
-                Session::refused(stream, peer, svc, now)
-            });
+            let current = svc.current();
+            // Counted in only once the session exists: its drop counts it out.
+            let admitted = svc.admit(current.0.settings.max_connections, now);
+            entry.insert(Session::new(stream, peer, svc, current, admitted, now));
             self.session_event(key, now);
         }
     }
