@@ -109,6 +109,13 @@ impl<'h> Forwarding<'h> {
     }
 }
 
+/// Whether `head` contains `needle` (lowercase) in any case: most heads have no
+/// authentication field, and this spares them a second parse.
+fn mentions(head: &[u8], needle: &[u8]) -> bool {
+    head.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Whether an authentication scheme authenticates the connection rather than the request.
 fn connection_scheme(value: &[u8]) -> bool {
     // Challenges are comma-separated; each begins with its scheme.
@@ -123,6 +130,9 @@ fn connection_scheme(value: &[u8]) -> bool {
 /// authenticated, or `Persistent-Auth: true`. Such a connection must never serve another
 /// client. (An unparsable head binds nothing; it is refused elsewhere.)
 pub(crate) fn response_binds_connection(head: &[u8]) -> bool {
+    if !mentions(head, b"www-authenticate") && !mentions(head, b"persistent-auth") {
+        return false;
+    }
     let mut headers = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_LIMIT];
     let mut resp = httparse::Response::new(&mut headers);
     if resp.parse(head).is_err() {
@@ -138,6 +148,9 @@ pub(crate) fn response_binds_connection(head: &[u8]) -> bool {
 /// Whether a request head (as sent to the server) carries NTLM or Negotiate credentials: the
 /// server connection it rides is then the client's alone, whatever the answer says.
 pub(crate) fn request_binds_connection(head: &[u8]) -> bool {
+    if !mentions(head, b"authorization") {
+        return false;
+    }
     let mut headers = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_LIMIT];
     let mut req = httparse::Request::new(&mut headers);
     if req.parse(head).is_err() {
