@@ -118,30 +118,29 @@ pub(crate) fn parse_request(
         return Err(431);
     }
     let method = req.method.unwrap_or("GET");
-    let path = req.path.unwrap_or("/");
+    // Rules match, and the server gets, the normalised path (see `path`).
+    let path = crate::path::normalise(req.path.unwrap_or("/")).map_err(|_| 400u16)?;
+    let path = path.as_ref();
     let http10 = req.version == Some(0);
     let body = framing(req.headers, true).map_err(|()| 400u16)?;
     let mut host = None;
     let mut close = false;
     let mut keep = false;
-    let mut conn_upgrade = false;
-    let mut upgrade_hdr = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("host") {
             host = std::str::from_utf8(h.value).ok().map(host_without_port);
         } else if h.name.eq_ignore_ascii_case("connection") {
             close |= has_token(h.value, "close");
             keep |= has_token(h.value, "keep-alive");
-            conn_upgrade |= has_token(h.value, "upgrade");
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade_hdr = true;
         }
     }
     if host.is_none() && !http10 {
         // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400.
         return Err(400);
     }
-    let upgrade = conn_upgrade && upgrade_hdr;
+    // Which fields stay behind (hop-by-hop, upgrades, client address fields): `forward`.
+    let fields = crate::forward::Forwarding::new(req.headers, s)?;
+    let upgrade = fields.upgrade();
     let view = RequestView {
         host,
         path,
@@ -159,7 +158,7 @@ pub(crate) fn parse_request(
         let Ok(value) = std::str::from_utf8(h.value) else {
             return Err(400);
         };
-        if is_hop_by_hop(h.name) || (!upgrade && h.name.eq_ignore_ascii_case("upgrade")) {
+        if fields.drops(h.name) {
             continue;
         }
         if s.client_address == ClientAddress::XForwardedFor
