@@ -131,7 +131,7 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
     let sync_key = match &config.sync {
         None => None,
         Some(s) => Some(
-            crate::sync::wire::AuthKey::from_file(&s.key_file)
+            crate::sync::wire::AuthKey::from_file(&s.key_file, "sync")
                 .map_err(|e| invalid(file, e.to_string()))?,
         ),
     };

@@ -181,16 +181,7 @@ impl Heartbeat {
     /// Checks the layout and the MAC and decodes, without replay checks (that is
     /// [`Verifier::verify`]). Never panics, whatever the bytes.
     pub fn open(bytes: &[u8], key: &AuthKey) -> Result<Heartbeat, Reject> {
-        let body = authdgram::open(key, &MAGIC, bytes).map_err(|e| match e {
-            OpenError::TooShort => Reject::BadLength,
-            OpenError::BadMagic => Reject::BadMagic,
-            OpenError::BadMac => Reject::BadMac,
-        })?;
-        match body.get(4) {
-            Some(&VERSION) => {}
-            Some(&v) if v < VERSION => return Err(Reject::OldVersion),
-            _ => return Err(Reject::BadVersion),
-        }
+        let body = authdgram::open(key, &MAGIC, VERSION, bytes).map_err(Reject::from)?;
         if body.len() != BODY_LEN {
             return Err(Reject::BadLength);
         }
@@ -274,6 +265,18 @@ pub enum Reject {
     /// Authentic, but from a node id that is not a configured peer (or our own).
     #[error("unknown peer")]
     UnknownPeer,
+}
+
+impl From<OpenError> for Reject {
+    fn from(e: OpenError) -> Reject {
+        match e {
+            OpenError::TooShort => Reject::BadLength,
+            OpenError::BadMagic => Reject::BadMagic,
+            OpenError::BadMac => Reject::BadMac,
+            OpenError::OldVersion => Reject::OldVersion,
+            OpenError::NewVersion => Reject::BadVersion,
+        }
+    }
 }
 
 /// Rejections counted by reason.

@@ -21,6 +21,13 @@ pub enum OpenError {
     /// The tag does not match: another key, forged or corrupted.
     #[error("bad MAC")]
     BadMac,
+    /// Authentic, but of an older layout version than the one asked for (a peer not yet
+    /// upgraded, or a replay of one): refused.
+    #[error("old version")]
+    OldVersion,
+    /// Authentic, but of a newer (unknown) layout version.
+    #[error("unknown version")]
+    NewVersion,
 }
 
 /// The tag of `body`.
@@ -38,10 +45,25 @@ pub fn seal_in_place<'a>(key: &AuthKey, buf: &'a mut [u8], body_len: usize) -> &
     &buf[..body_len + MAC_LEN]
 }
 
-/// The authentic body of `bytes` (everything before the tag), or why not. Only the length
-/// and the public `magic` are looked at before the tag is compared (in constant time); the
-/// caller parses the body only after this succeeded. Never panics.
-pub fn open<'a>(key: &AuthKey, magic: &[u8], bytes: &'a [u8]) -> Result<&'a [u8], OpenError> {
+/// The authentic body of `bytes` (everything before the tag) whose layout version, the
+/// byte right after `magic`, is `version`; or why not. Only the length and the public
+/// `magic` are looked at before the tag is compared (in constant time); the caller parses
+/// the body only after this succeeded. Never panics.
+pub fn open<'a>(
+    key: &AuthKey,
+    magic: &[u8],
+    version: u8,
+    bytes: &'a [u8],
+) -> Result<&'a [u8], OpenError> {
+    let body = open_any(key, magic, bytes)?;
+    match body.get(magic.len()) {
+        Some(&v) if v == version => Ok(body),
+        Some(&v) if v < version => Err(OpenError::OldVersion),
+        _ => Err(OpenError::NewVersion),
+    }
+}
+
+fn open_any<'a>(key: &AuthKey, magic: &[u8], bytes: &'a [u8]) -> Result<&'a [u8], OpenError> {
     if bytes.len() < magic.len() + MAC_LEN {
         return Err(OpenError::TooShort);
     }
@@ -71,17 +93,19 @@ mod tests {
         buf[4..10].copy_from_slice(b"hello!");
         let sealed = seal_in_place(&key(), &mut buf, 10).to_vec();
         assert_eq!(sealed.len(), 10 + MAC_LEN);
-        assert_eq!(open(&key(), b"TEST", &sealed), Ok(&sealed[..10]));
-        assert_eq!(
-            open(&key(), b"TEST", &sealed[..35]),
-            Err(OpenError::TooShort)
-        );
-        assert_eq!(open(&key(), b"XXXX", &sealed), Err(OpenError::BadMagic));
+        let k = key();
+        // Byte 4, right after the magic, is the version: `h`.
+        let open_v = |v: u8, bytes: &[u8]| open(&k, b"TEST", v, bytes).map(<[u8]>::to_vec);
+        assert_eq!(open_v(b'h', &sealed), Ok(sealed[..10].to_vec()));
+        assert_eq!(open_v(b'i', &sealed), Err(OpenError::OldVersion));
+        assert_eq!(open_v(b'g', &sealed), Err(OpenError::NewVersion));
+        assert_eq!(open_v(b'h', &sealed[..35]), Err(OpenError::TooShort));
+        assert_eq!(open(&k, b"XXXX", b'h', &sealed), Err(OpenError::BadMagic));
         let other = AuthKey::from_bytes(b"another key of 16+ bytes").unwrap();
-        assert_eq!(open(&other, b"TEST", &sealed), Err(OpenError::BadMac));
+        assert_eq!(open(&other, b"TEST", b'h', &sealed), Err(OpenError::BadMac));
         let mut longer = sealed.clone();
         longer.push(0);
-        assert_eq!(open(&key(), b"TEST", &longer), Err(OpenError::BadMac));
+        assert_eq!(open_v(b'h', &longer), Err(OpenError::BadMac));
     }
 
     proptest! {
@@ -91,12 +115,12 @@ mod tests {
             buf[..4].copy_from_slice(b"TEST");
             let mut sealed = seal_in_place(&key(), &mut buf, 10).to_vec();
             sealed[bit / 8] ^= 1 << (bit % 8);
-            prop_assert_eq!(open(&key(), b"TEST", &sealed), Err(OpenError::BadMac));
+            prop_assert_eq!(open(&key(), b"TEST", 0, &sealed), Err(OpenError::BadMac));
         }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            prop_assert!(open(&key(), b"", &bytes).is_err());
+            prop_assert!(open(&key(), b"", 1, &bytes).is_err());
         }
     }
 }
