@@ -852,12 +852,27 @@ mod tests {
         }
     }
 
+    fn state_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("lvs-sync-state-{}-{name}", std::process::id()))
+    }
+
     /// A state directory of its own for each engine of each test.
     fn state_dir(name: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("lvs-sync-state-{}-{name}", std::process::id()));
+        let d = state_path(name);
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    /// Removes the state directories of a test when it ends, failed or not.
+    struct RemoveOnDrop(&'static [&'static str]);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            for name in self.0 {
+                let _ = std::fs::remove_dir_all(state_path(name));
+            }
+        }
     }
 
     fn config(listen: SocketAddr, peer: SocketAddr, state: &str) -> SyncConfig {
@@ -977,6 +992,7 @@ mod tests {
 
     #[test]
     fn a_standby_asks_again_when_a_bulk_chunk_is_lost() {
+        let _rm = RemoveOnDrop(&["lost"]);
         let mut fake = Fake::new();
         let cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "lost");
         let (cmd_tx, _cmd_rx) = mpsc::channel();
@@ -1039,6 +1055,7 @@ mod tests {
     /// meanwhile (it used to wait up to 2 s per worker).
     #[test]
     fn a_bulk_request_never_blocks_the_sync_thread() {
+        let _rm = RemoveOnDrop(&["block"]);
         let mut fake = Fake::new();
         let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = listen.local_addr().unwrap();
@@ -1077,6 +1094,7 @@ mod tests {
     /// configured peer, is not answered (and is counted).
     #[test]
     fn a_bulk_request_from_elsewhere_is_not_answered() {
+        let _rm = RemoveOnDrop(&["elsewhere"]);
         let peer = Fake::new();
         let mut stranger = Fake::new();
         let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -1133,6 +1151,7 @@ mod tests {
     /// bulk_resync_figures -- --nocapture` (20,000 entries by default, to stay quick in debug).
     #[test]
     fn bulk_resync_figures() {
+        let _rm = RemoveOnDrop(&["fig-a", "fig-b"]);
         let n: usize = std::env::var("LVS_SYNC_FIGURES_N")
             .ok()
             .and_then(|v| v.parse().ok())
