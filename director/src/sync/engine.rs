@@ -31,6 +31,9 @@ const HEARD_WITHIN: Duration = Duration::from_secs(3);
 const BULK_RETRY: Duration = Duration::from_secs(2);
 /// Bulk datagrams sent per loop turn (one turn per millisecond while a bulk is going).
 const BULK_BURST: usize = 64;
+/// Datagrams read per loop turn: a flood (forged or replayed) must not keep the sync thread
+/// from sending; the rest is read on the next turn, which does not wait.
+const RECEIVE_BURST: usize = 256;
 /// How long the workers get to hand over their tables for a bulk resync (all of them
 /// together; the sync thread goes on meanwhile). A worker later than this is left out.
 const DUMP_WAIT: Duration = Duration::from_secs(2);
@@ -354,8 +357,11 @@ impl Engine {
         if !self.active {
             self.ask_bulk();
         }
+        let mut more = false;
         loop {
-            let wait = if !self.jobs.is_empty() || !self.dumps.is_empty() {
+            let wait = if more {
+                Duration::ZERO
+            } else if !self.jobs.is_empty() || !self.dumps.is_empty() {
                 Duration::from_millis(1)
             } else if self.active {
                 Duration::from_millis(u64::from(self.cfg.flush_ms))
@@ -373,7 +379,7 @@ impl Engine {
                     Ctl::Role(active) => self.set_role(active),
                 }
             }
-            self.receive(&mut buf);
+            more = self.receive(&mut buf);
             if self.active {
                 self.flush_workers();
                 if self.last_sent.elapsed() >= KEEPALIVE {
@@ -640,20 +646,28 @@ impl Engine {
         }
     }
 
-    fn receive(&mut self, buf: &mut [u8]) {
-        loop {
+    /// Reads at most [`RECEIVE_BURST`] datagrams; whether more may be waiting (the socket
+    /// is edge-triggered: the loop comes back at once, without waiting for an event).
+    fn receive(&mut self, buf: &mut [u8]) -> bool {
+        let mut more = true;
+        for _ in 0..RECEIVE_BURST {
             let (n, from) = match self.sock.recv_from(buf) {
                 Ok(x) => x,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("event=sync_receive_failed reason={:?}", e.to_string());
+                    more = false;
                     break;
                 }
             };
             self.datagram(&buf[..n], from);
         }
         self.wake_touched();
+        more
     }
 
     fn reject(&mut self, why: Reject, from: SocketAddr) {
