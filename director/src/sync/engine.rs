@@ -680,7 +680,8 @@ impl Engine {
             Reject::BadMagic
             | Reject::Malformed
             | Reject::OldVersion
-            | Reject::UnknownRequester => &self.shared.rejected_other,
+            | Reject::UnknownRequester
+            | Reject::SenderClash => &self.shared.rejected_other,
         };
         let i = why.index();
         SyncShared::bump(counter);
@@ -705,6 +706,9 @@ impl Engine {
         };
         let h = opened.header;
         if h.sender == self.boot.id {
+            if h.generation != self.boot.generation {
+                return self.reject(Reject::SenderClash, from);
+            }
             return; // our own, looped back
         }
         if h.sync_id != self.cfg.sync_id {
@@ -1156,6 +1160,35 @@ mod tests {
         let end = peer.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
         assert_eq!(end.map(|(h, _)| h.bulk_id), Some(12));
         active.stop();
+    }
+
+    /// A director sending under our sender id (its state directory copied from ours) is
+    /// refused and counted, not taken silently for our own looped-back datagrams.
+    #[test]
+    fn another_director_with_our_sender_id_is_refused() {
+        let _rm = RemoveOnDrop(&["clash"]);
+        let mut fake = Fake::new();
+        let cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "clash");
+        let file = cfg.generation_file();
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let (mut standby, _w) = engine(cfg, 1, &cmd_tx, false);
+        let (_, addr) = fake.recv();
+        let text = std::fs::read_to_string(file).unwrap();
+        let w: Vec<&str> = text.split_whitespace().collect();
+        let id = u64::from_str_radix(w[1], 16).unwrap();
+        let generation: u64 = w[3].parse().unwrap();
+        let clash = Header {
+            sender: id,
+            generation: generation - 1,
+            ..Fake::header(Kind::Keepalive, 0, 0)
+        };
+        fake.send_header(addr, clash, &[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while standby.status().rejected_other == 0 {
+            assert!(Instant::now() < deadline, "{:?}", standby.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        standby.stop();
     }
 
     /// Two engines on loopback; the active's worker answers the dump with `n` entries, the

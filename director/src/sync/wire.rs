@@ -123,11 +123,15 @@ pub enum Reject {
     /// multicast group where none is configured: not answered.
     #[error("unknown requester")]
     UnknownRequester,
+    /// Another director sends under our sender id (its state directory was copied from
+    /// ours, or both were restored from one image): neither hears the other.
+    #[error("our sender id")]
+    SenderClash,
 }
 
 impl Reject {
     /// Every reason, in a fixed order (for per-reason counters).
-    pub const ALL: [Reject; 8] = [
+    pub const ALL: [Reject; 9] = [
         Reject::Truncated,
         Reject::BadMagic,
         Reject::BadMac,
@@ -136,6 +140,7 @@ impl Reject {
         Reject::Replay,
         Reject::StaleGeneration,
         Reject::UnknownRequester,
+        Reject::SenderClash,
     ];
 
     /// This reason's place in [`Reject::ALL`].
