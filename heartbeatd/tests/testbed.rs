@@ -232,9 +232,12 @@ impl Cluster {
         let peer = format!("10.88.0.1{}", 2 - i);
         let key = self.dir.join("key");
         let sync_section = if sync {
+            let state = self.dir.join(format!("sync{i}"));
+            std::fs::create_dir_all(&state).unwrap();
             format!(
-                "[sync]\nlisten = \"{me}:8848\"\npeers = [\"{peer}:8848\"]\nkey_file = \"{}\"\n",
-                key.display()
+                "[sync]\nlisten = \"{me}:8848\"\npeers = [\"{peer}:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                key.display(),
+                state.display()
             )
         } else {
             String::new()

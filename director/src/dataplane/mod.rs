@@ -1,6 +1,7 @@
 //! The forwarding engine: worker threads on AF_PACKET rings, and the control-side handle that
 //! turns configuration changes into snapshots and commands for them.
 
+pub mod icmp_limit;
 pub mod snapshot;
 pub mod stats;
 pub mod worker;
@@ -228,6 +229,7 @@ impl Dataplane {
                 poll,
                 epoch: Instant::now(),
                 sync: worker_syncs[index].take(),
+                icmp_limit: icmp_limit::TokenBucket::default(),
             };
             w.register().map_err(|e| fail(e.to_string()))?;
             let waker = w.waker().map_err(|e| fail(e.to_string()))?;
