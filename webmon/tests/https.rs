@@ -4,14 +4,16 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{SOON, TOKEN, Webmon, openmetrics, parse_response, read_all, wait_for};
 
 const ADMIN_PW: &str = "admin-password-1";
 const VIEWER_PW: &str = "viewer-password-1";
+/// The `request_timeout` support's `Webmon::start` configures.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn start(extra: &str) -> Webmon {
     Webmon::start(
@@ -320,39 +322,79 @@ fn oversized_requests_are_cut_off() {
 #[test]
 fn slow_clients_are_cut_off() {
     let w = start("");
+    // The window every cut-off must fall in, from before the connect: not before
+    // request_timeout, and not much after it.
+    let in_window = |since: Instant, what: &str| {
+        let t = since.elapsed();
+        assert!(
+            t >= REQUEST_TIMEOUT - Duration::from_millis(100)
+                && t < REQUEST_TIMEOUT + Duration::from_secs(6),
+            "{what} after {t:?} (request_timeout {REQUEST_TIMEOUT:?})"
+        );
+    };
     // Half a request, then silence: closed after request_timeout (2 s) with a 408.
+    let opened = Instant::now();
     let mut s = w.connect();
     s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     s.flush().unwrap();
     let raw = read_all(&mut s);
+    in_window(opened, "the half request's 408 and close");
     let r = parse_response(&raw).expect("a 408 before the close");
     assert_eq!(r.status, 408);
     // A TCP connection that never starts TLS is closed too.
+    let opened = Instant::now();
     let mut t = TcpStream::connect(("127.0.0.1", w.port)).unwrap();
     t.set_read_timeout(Some(SOON)).unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(t.read(&mut buf).expect("closed, not timed out"), 0);
-    // Dripping one byte at a time does not extend the deadline.
+    in_window(opened, "the silent TCP connection's close");
+    // Dripping one byte at a time does not extend the deadline: it runs from the accept,
+    // whatever arrives meanwhile. Specified outcome: a 408 at request_timeout (2 s) after the
+    // connection opened: not before (the deadline is not cut short) and long before the drip
+    // would end (about 20 s).
+    let opened = Instant::now();
     let mut s = w.connect();
-    let mut cut = false;
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+    }
+    // The short read timeout paces the drip (one byte per 50 ms) and catches the answer.
+    s.sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut answered = false;
+    let mut buf = [0u8; 4096];
     for b in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
         .iter()
-        .chain([b'a'; 200].iter())
+        .chain([b'a'; 400].iter())
     {
-        if s.write_all(&[*b]).and_then(|()| s.flush()).is_err() {
-            cut = true;
-            break;
+        // A failed write means the server is gone: what it said before is still readable.
+        let wrote = s.write_all(&[*b]).and_then(|()| s.flush()).is_ok();
+        match s.read(&mut buf) {
+            Ok(n) => {
+                in_window(opened, "the dripping connection's first answer");
+                raw.extend_from_slice(&buf[..n]);
+                answered = true;
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!(
+                "the dripping connection failed after {:?}: {e}",
+                opened.elapsed()
+            ),
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !cut {
-        let raw = read_all(&mut s);
         assert!(
-            parse_response(&raw).is_none_or(|r| r.status == 408),
-            "{raw:?}"
+            wrote,
+            "cut off without an answer after {:?}",
+            opened.elapsed()
         );
     }
+    assert!(answered, "no answer while dripping for 20 s");
+    s.sock.set_read_timeout(Some(SOON)).unwrap();
+    raw.extend(read_all(&mut s));
+    let r = parse_response(&raw).unwrap_or_else(|| panic!("not a response: {raw:?}"));
+    assert_eq!(r.status, 408, "{raw:?}");
 }
 
 #[test]
@@ -527,6 +569,34 @@ fn sighup_reloads_and_a_bad_file_changes_nothing() {
     assert_eq!(metrics(TOKEN), 401);
 }
 
+/// `openssl s_client` offering exactly one protocol version (`-tls1`, `-tls1_1`, `-tls1_2`),
+/// with the legacy security level so that OpenSSL itself is willing to speak TLS 1.0 and 1.1
+/// (Debian's default level 2 would refuse them in the client, proving nothing about the
+/// server). `-msg` prints every handshake message, so the output shows what was offered and
+/// what came back.
+fn s_client(port: u16, version: &str) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-servername",
+            "localhost",
+            version,
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+            "-msg",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client (scripts/test.sh installs openssl)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
 fn tls_1_3_and_1_2_only() {
     let w = start("");
@@ -537,25 +607,30 @@ fn tls_1_3_and_1_2_only() {
         let (status, got) = w.get_with(w.client_config(&[v]), "/login");
         assert_eq!((status, got), (200, Some(want)));
     }
-    // Older versions: rustls cannot even offer them; curl shows the refusal.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--tlsv1.1",
-            "--tls-max",
-            "1.1",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("https://127.0.0.1:{}/login", w.port))
-        .output();
-    if let Ok(out) = out {
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "000",
-            "TLS 1.1 was accepted"
+    // rustls cannot even offer older versions: openssl can. The control first: the same
+    // invocation with -tls1_2 completes its handshake, so a failure below is not the
+    // client's (a missing legacy cipher, a security level refusing the version).
+    let (ok, text) = s_client(w.port, "-tls1_2");
+    assert!(
+        ok && text.contains("Protocol  : TLSv1.2") && text.contains("New, TLSv1.2, Cipher is"),
+        "openssl s_client -tls1_2 did not complete a handshake:\n{text}"
+    );
+    for (flag, name) in [("-tls1_1", "TLS 1.1"), ("-tls1", "TLS 1.0")] {
+        let (ok, text) = s_client(w.port, flag);
+        // The client really offered the old version: its ClientHello went out as one...
+        assert!(
+            text.contains(&format!(">>> {name}, Handshake")) && text.contains("ClientHello"),
+            "openssl {flag} sent no {name} ClientHello:\n{text}"
         );
+        // ...and the server ended the handshake with a fatal alert (not a client-side
+        // "no protocols available", not a timeout): no cipher was agreed.
+        assert!(!ok, "{name} was accepted:\n{text}");
+        let alert = text
+            .lines()
+            .find(|l| l.starts_with("<<< ") && l.contains("Alert") && l.contains("fatal"))
+            .unwrap_or_else(|| panic!("no fatal alert from the server for {name}:\n{text}"));
+        assert!(text.contains("Cipher is (NONE)"), "{text}");
+        assert!(!text.contains("no protocols available"), "{text}");
+        println!("{name} ClientHello refused by lvs-webmon: {alert}");
     }
 }
