@@ -368,12 +368,7 @@ fn returning_primary_stays_backup_without_auto_failback() {
     bed.assert_steady(1, Duration::from_secs(3));
 }
 
-/// The director built by the workspace (`cargo build` puts it beside our binary).
-fn director_bin() -> Option<PathBuf> {
-    let p = PathBuf::from(BIN).parent()?.join("lvs-director");
-    p.exists().then_some(p)
-}
-
+/// The role director `i` was told, over its control socket.
 fn director_role(bed: &Bed, i: usize) -> Option<lvs_proto::HaRole> {
     let sock = bed.dir.join(format!("run{i}")).join("director.sock");
     let mut c = lvs_proto::Client::connect(&sock, lvs_proto::Role::Other).ok()?;
@@ -388,12 +383,7 @@ fn directors_follow_master_and_backup() {
     if !root_or_skip("directors_follow_master_and_backup") {
         return;
     }
-    let Some(director) = director_bin() else {
-        println!(
-            "SKIPPED: directors_follow_master_and_backup needs target/*/lvs-director (cargo build)"
-        );
-        return;
-    };
+    let director = lvs_testsupport::sibling_bin(BIN, "lvs-director");
     let mut bed = Bed::new(
         "d",
         &Opts {
