@@ -46,7 +46,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-srv = http.server.ThreadingHTTPServer(("10.77.0.2", port), H)
+class S(http.server.ThreadingHTTPServer):
+    # Python's default backlog is 5: a sixth check connecting at the same moment would
+    # have its SYN dropped and retried only after a second, past its timeout.
+    request_queue_size = 64
+srv = S(("10.77.0.2", port), H)
 if len(sys.argv) > 2:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(sys.argv[2], sys.argv[3])
