@@ -497,14 +497,27 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
         second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 {fwd} -w 1"));
     }
     set_role(&second.rundir, HaRole::Standby);
-    wait_for("the standby to hold the first connections", LONG, || {
-        (established(&second.adm("-L -n -c")) >= first).then_some(())
-    });
     let st = wait_for("the standby to report its table synced", LONG, || {
         let s = status(&second.rundir);
         s.synced.then_some(s)
     });
     assert!(st.bulk_complete && !st.active, "{st:?}");
+    // The bulk resync brought the whole table: exactly the primary's connections, each to
+    // the same real server, not merely as many.
+    let identity = |list: &str| -> std::collections::BTreeSet<(String, String, String)> {
+        common::parse_conns(list)
+            .into_iter()
+            .filter(|c| c.state == "ESTABLISHED" && c.source.starts_with(CLIENT))
+            .map(|c| (c.source, c.virt, c.dest))
+            .collect()
+    };
+    let primary = identity(&tb.adm("-L -n -c"));
+    assert_eq!(primary.len(), first, "{primary:?}");
+    wait_for(
+        "the standby to hold the primary's connections",
+        LONG,
+        || (identity(&second.adm("-L -n -c")) == primary).then_some(()),
+    );
     assert!(second.adm("-L --daemon").starts_with("backup sync daemon"));
     assert!(tb.adm("-L --daemon").starts_with("master sync daemon"));
 

@@ -14,6 +14,9 @@ use lvs_testsupport::root_or_skip;
 
 const VIP: &str = "10.77.0.100";
 const PORT: u16 = 6940;
+/// The timers of every node's configuration.
+const KEEPALIVE: Duration = Duration::from_millis(200);
+const DEADTIME: Duration = Duration::from_millis(1000);
 
 struct Node {
     ns: String,
@@ -100,11 +103,13 @@ impl Bed {
                  auth_key_file = \"{key}\"\nepoch_file = \"{epoch}\"\n\
                  {director}\
                  auto_failback = {afb}\nhold_down_ms = 500\n\
-                 [timers]\nkeepalive_ms = 200\ndeadtime_ms = 1000\n\
+                 [timers]\nkeepalive_ms = {keepalive}\ndeadtime_ms = {deadtime}\n\
                  [udp]\nbind = \"{ip}:{PORT}\"\npeers = [\"{pip}:{PORT}\"]\n{serial}\
                  [garp]\ncount = 3\ninterval_ms = 100\n\
                  [[vip]]\naddr = \"{VIP}/24\"\ninterface = \"hb0\"\n",
                 id = i + 1,
+                keepalive = KEEPALIVE.as_millis(),
+                deadtime = DEADTIME.as_millis(),
                 prio = if i == 0 { 200 } else { 100 },
                 peer_id = 2 - i,
                 key = key.display(),
@@ -176,6 +181,17 @@ impl Bed {
 
     fn logs(&self) -> String {
         format!("--- n0:\n{}\n--- n1:\n{}", self.log(0), self.log(1))
+    }
+
+    /// A takeover `t` after the peer fell silent (`since`) came no sooner than a dead peer
+    /// allows: deadtime after the last heartbeat heard, which left at most one keepalive
+    /// before the silence began (one more keepalive of slack).
+    fn assert_not_before_deadtime(&self, t: Duration, since: &str) {
+        assert!(
+            t >= DEADTIME - 2 * KEEPALIVE,
+            "took over {t:?} after {since}: before the deadtime ({DEADTIME:?})\n{}",
+            self.logs()
+        );
     }
 
     /// Node `master` holds the VIP and the other does not, for a whole `hold`.
@@ -268,14 +284,17 @@ fn master_killed_backup_takes_vip() {
     let Some(mut bed) = pair("master_killed_backup_takes_vip", "k", &Opts::PLAIN) else {
         return;
     };
+    let killed = Instant::now();
     bed.kill(0);
     // The killed master's VIP died with it (its TUN device is gone): it cannot go on
     // answering ARP for it.
     let gone = wait_until(Duration::from_secs(2), || !bed.has_vip(0));
     assert!(gone.is_some(), "the killed master still has the VIP");
     let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
-    let t = t.unwrap_or_else(|| panic!("the backup never took the VIP\n{}", bed.logs()));
+    assert!(t.is_some(), "the backup never took the VIP\n{}", bed.logs());
+    let t = killed.elapsed();
     println!("takeover time (SIGKILL of the master -> VIP on the backup): {t:?}");
+    bed.assert_not_before_deadtime(t, "the kill");
     let done = wait_until(Duration::from_secs(2), || {
         bed.log(1).contains("event=takeover_done")
     });
@@ -331,7 +350,9 @@ fn udp_cut_with_serial_alive_is_no_takeover() {
         "no takeover with both media cut\n{}",
         bed.logs()
     );
-    println!("takeover after both media cut: {:?}", t.unwrap());
+    let t = t.unwrap();
+    println!("takeover after both media cut: {t:?}");
+    bed.assert_not_before_deadtime(t, "both media were cut");
 }
 
 #[test]
@@ -347,12 +368,7 @@ fn returning_primary_stays_backup_without_auto_failback() {
     bed.assert_steady(1, Duration::from_secs(3));
 }
 
-/// The director built by the workspace (`cargo build` puts it beside our binary).
-fn director_bin() -> Option<PathBuf> {
-    let p = PathBuf::from(BIN).parent()?.join("lvs-director");
-    p.exists().then_some(p)
-}
-
+/// The role director `i` was told, over its control socket.
 fn director_role(bed: &Bed, i: usize) -> Option<lvs_proto::HaRole> {
     let sock = bed.dir.join(format!("run{i}")).join("director.sock");
     let mut c = lvs_proto::Client::connect(&sock, lvs_proto::Role::Other).ok()?;
@@ -367,12 +383,7 @@ fn directors_follow_master_and_backup() {
     if !root_or_skip("directors_follow_master_and_backup") {
         return;
     }
-    let Some(director) = director_bin() else {
-        println!(
-            "SKIPPED: directors_follow_master_and_backup needs target/*/lvs-director (cargo build)"
-        );
-        return;
-    };
+    let director = lvs_testsupport::sibling_bin(BIN, "lvs-director");
     let mut bed = Bed::new(
         "d",
         &Opts {

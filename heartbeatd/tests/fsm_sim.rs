@@ -457,8 +457,18 @@ fn udp_cut_then_both_cut_then_restored() {
         .collect();
     assert!(changes.is_empty(), "{trace:?}");
     assert_eq!(at(7999), [m, b]);
-    // Both media cut: the backup takes over within deadtime of the last heartbeat.
-    assert_eq!(at(8000 + 1000), [m, m], "{trace:?}");
+    // Both media cut: the backup takes over within deadtime of the last heartbeat, and not
+    // before: the last one left at most a keepalive before the cut (one more of slack).
+    let (keepalive, deadtime) = (s.timers.keepalive_ms, s.timers.deadtime_ms);
+    assert_eq!(at(8000 + deadtime - 2 * keepalive - 1), [m, b], "{trace:?}");
+    assert_eq!(at(8000 + deadtime), [m, m], "{trace:?}");
+    println!(
+        "took over {} ms after the cut",
+        trace
+            .iter()
+            .find(|(t, st)| *t >= 8000 && *st == [m, m])
+            .map_or(0, |(t, _)| t - 8000)
+    );
     // Restored: the older master (lower epoch) steps down within one keepalive.
     assert_eq!(at(13_000 + 200 + SERIAL_LATENCY), [b, m], "{trace:?}");
 }

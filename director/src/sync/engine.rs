@@ -1249,13 +1249,14 @@ mod tests {
         let (mut bw, b_sides) =
             super::super::rings(1, 16, &cfg(b_addr, a_addr, "fig-b"), &b_shared);
         let mut inbound = bw.remove(0).inbound;
-        let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // The client ports of the entries that arrived, in order: the count and identity.
+        let got = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (g, d) = (Arc::clone(&got), Arc::clone(&done));
         let drain = std::thread::spawn(move || {
             while !d.load(Ordering::Relaxed) {
-                while inbound.pop().is_some() {
-                    g.fetch_add(1, Ordering::Relaxed);
+                while let Some(e) = inbound.pop() {
+                    g.lock().unwrap().push(e.client.port);
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -1288,6 +1289,32 @@ mod tests {
         }
         let took = t0.elapsed();
         let st = standby.status();
+        // Complete means the whole table arrived: every one of the n entries (a chunk asked
+        // for again may bring some twice), nothing else.
+        let arrived = |from: usize| {
+            let mut v = got.lock().unwrap()[from..].to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut want_set: Vec<u16> = (0..n).map(|i| u16::try_from(i % 65_536).unwrap()).collect();
+        want_set.sort_unstable();
+        want_set.dedup();
+        let t = Instant::now();
+        while arrived(0) != want_set {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "bulk resync complete, but {} of the {} distinct entries arrived ({} in all)",
+                arrived(0).len(),
+                want_set.len(),
+                got.lock().unwrap().len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Served once (no chunk lost and asked for again): each entry exactly once.
+        if active.status().bulk_resyncs == 1 {
+            assert_eq!(got.lock().unwrap().len(), n, "one bulk resync served");
+        }
         eprintln!(
             "bulk resync of {n} entries: {took:?} ({:.0} entries/s), {} datagrams sent, {} received, {} requests, dropped {}",
             n as f64 / took.as_secs_f64(),
@@ -1298,12 +1325,12 @@ mod tests {
         );
         // Updates: the active's worker queues n changes at once.
         let mut aw = aw_all;
-        let base = got.load(Ordering::Relaxed);
+        let base = got.lock().unwrap().len();
         let t1 = Instant::now();
         for i in 0..n {
             assert!(aw[0].send(entry(u16::try_from(i % 65_536).unwrap())));
         }
-        while got.load(Ordering::Relaxed) < base + n as u64 {
+        while got.lock().unwrap().len() < base + n {
             assert!(
                 t1.elapsed() < Duration::from_secs(120),
                 "{:?}",
@@ -1312,6 +1339,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let took = t1.elapsed();
+        assert!(
+            arrived(base) == want_set,
+            "the updates are not the n entries sent"
+        );
         eprintln!(
             "updates: {n} entries through rings, datagrams and rings again in {took:?} ({:.0} entries/s)",
             n as f64 / took.as_secs_f64()
