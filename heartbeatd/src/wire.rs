@@ -1084,7 +1084,7 @@ mod tests {
 
     #[test]
     fn key_file_owned_by_someone_else_is_refused() {
-        if !nix::unistd::geteuid().is_root() {
+        if !lvs_testsupport::root_or_skip("key_file_owned_by_someone_else_is_refused") {
             return;
         }
         let d = tmpdir("owner");

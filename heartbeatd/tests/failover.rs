@@ -368,8 +368,9 @@ fn directors_follow_master_and_backup() {
         return;
     }
     let Some(director) = director_bin() else {
-        println!(
-            "SKIPPED: directors_follow_master_and_backup needs target/*/lvs-director (cargo build)"
+        lvs_testsupport::skip(
+            "directors_follow_master_and_backup",
+            "needs target/*/lvs-director (cargo build)",
         );
         return;
     };

@@ -80,8 +80,9 @@ impl Cluster {
             || !lvsadm_bin.exists()
             || !bin_dir.join("liblvs_sched_rr.so").exists()
         {
-            println!(
-                "SKIPPED: {test} needs lvs-director, lvsadm and the rr plugin built (cargo build --workspace)"
+            lvs_testsupport::skip(
+                test,
+                "needs lvs-director, lvsadm and the rr plugin built (cargo build --workspace)",
             );
             return None;
         }

@@ -434,7 +434,10 @@ fn https_verify_on_and_off() {
     }
     let dir = DirGuard(tempdir("tls"));
     let Some((ca, cert, key)) = make_certs(&dir.0) else {
-        eprintln!("SKIPPED: https_verify_on_and_off needs openssl (scripts/test.sh installs it)");
+        lvs_testsupport::skip(
+            "https_verify_on_and_off",
+            "needs openssl (scripts/test.sh installs it)",
+        );
         return;
     };
     let bed = Testbed::new();

@@ -350,8 +350,7 @@ fn connect_as_child() {
 
 #[test]
 fn peer_without_permission_is_refused() {
-    if !Uid::effective().is_root() {
-        eprintln!("SKIPPED: peer_without_permission_is_refused needs root");
+    if !lvs_testsupport::root_or_skip("peer_without_permission_is_refused") {
         return;
     }
     let dir = TempRunDir::new("perm");
