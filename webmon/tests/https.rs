@@ -537,25 +537,95 @@ fn tls_1_3_and_1_2_only() {
         let (status, got) = w.get_with(w.client_config(&[v]), "/login");
         assert_eq!((status, got), (200, Some(want)));
     }
-    // Older versions: rustls cannot even offer them; curl shows the refusal.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--tlsv1.1",
-            "--tls-max",
-            "1.1",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("https://127.0.0.1:{}/login", w.port))
-        .output();
-    if let Ok(out) = out {
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "000",
-            "TLS 1.1 was accepted"
-        );
+    // Older versions: rustls cannot even offer them. Debian's curl cannot either (OpenSSL's
+    // default security level forbids TLS 1.1 before a byte is sent), so openssl s_client at
+    // security level 0 offers TLS 1.1 only; a real TLS 1.1 server proves that it can.
+    let control = Tls11Server::start(&w.dir.join("cert.pem"), &w.dir.join("key.pem"));
+    let out = tls_1_1_client(control.port);
+    assert!(
+        out.status.success() && text(&out.stdout).contains("Protocol  : TLSv1.1"),
+        "openssl s_client did not speak TLS 1.1 to openssl s_server: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    drop(control);
+    // The same client: lvs-webmon answers with a fatal alert (rustls sends handshake_failure)
+    // and no session is made.
+    let out = tls_1_1_client(w.port);
+    assert!(
+        !out.status.success()
+            && text(&out.stdout).contains("Cipher is (NONE)")
+            && text(&out.stderr).contains("SSL alert number"),
+        "TLS 1.1 was not refused with a TLS alert: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The security level that lets OpenSSL 3 offer TLS 1.1 at all.
+const LEGACY_CIPHERS: &str = "DEFAULT:@SECLEVEL=0";
+
+/// A handshake offering TLS 1.1 only, to 127.0.0.1:`port`.
+fn tls_1_1_client(port: u16) -> std::process::Output {
+    std::process::Command::new("openssl")
+        .args(["s_client", "-tls1_1", "-cipher", LEGACY_CIPHERS, "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl (Debian package openssl)")
+}
+
+/// `openssl s_server` speaking TLS 1.1 only on a loopback port; killed on drop.
+struct Tls11Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Tls11Server {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> Tls11Server {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-tls1_1", "-cipher", LEGACY_CIPHERS])
+            .args(["-accept", "127.0.0.1:0", "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            // Its stdin stays open: at end of input s_server stops.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl (Debian package openssl)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(port) = line.strip_prefix("ACCEPT 127.0.0.1:") {
+                    let _ = tx.send(port.trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let mut server = Tls11Server { child, port: 0 };
+        server.port = rx
+            .recv_timeout(SOON)
+            .ok()
+            .flatten()
+            .expect("openssl s_server did not say its port");
+        server
+    }
+}
+
+impl Drop for Tls11Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
