@@ -41,11 +41,16 @@ for i in "${!programs[@]}"; do
         case " ${missing[*]} " in *" ${packages[$i]} "*) ;; *) missing+=("${packages[$i]}") ;; esac
     fi
 done
+# A failed apt-get is not the end: one package it cannot install must not keep the others out
+# (so they go one by one then), and the check below names the program still missing.
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt_install() { apt-get install -y -qq --no-install-recommends "$@"; }
+    apt-get update -qq || true
+    if ! apt_install "${missing[@]}"; then
+        for p in "${missing[@]}"; do apt_install "$p" || true; done
+    fi
 fi
 for i in "${!programs[@]}"; do
     if ! present "${programs[$i]}" "${packages[$i]}"; then
