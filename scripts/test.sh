@@ -14,6 +14,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
+# nft, sysctl, ethtool and start-stop-daemon live in the sbin directories, which a root shell
+# from `su` (without -) may not have in PATH; the tests look them up in PATH too.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+export PATH
+
 # scripts/test-programs: every external program the tests start, with its Debian package
 # (scripts/lint.sh checks that the tests start nothing else).
 programs=()
