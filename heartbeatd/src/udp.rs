@@ -376,7 +376,7 @@ mod tests {
                 assert_eq!(msg, b"group beat");
                 assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
             }
-            None => eprintln!("multicast_group: skipped (cannot make a network namespace)"),
+            None => lvs_testsupport::skip("multicast_group", "cannot make a network namespace"),
         }
     }
 

@@ -233,8 +233,7 @@ mod tests {
 
     #[test]
     fn key_file_owned_by_someone_else_is_refused() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: key_file_owned_by_someone_else_is_refused needs root");
+        if !lvs_testsupport::root_or_skip("key_file_owned_by_someone_else_is_refused") {
             return;
         }
         let d = tmpdir("owner");
