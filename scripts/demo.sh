@@ -169,8 +169,9 @@ chmod 600 "$RUNDIR/ha.key"
 director_conf() { # OWN PEER [CONTENT_FILE [RULES_FILE]]
     printf 'workers = 2\n'
     [ -z "${4:-}" ] || printf 'rules_file = "%s"\n' "$4"
-    printf '\n[sync]\nlisten = "%s:8848"\npeers = ["%s:8848"]\nkey_file = "%s"\n' \
-        "$1" "$2" "$RUNDIR/ha.key"
+    mkdir -p "$RUNDIR/sync-$1"
+    printf '\n[sync]\nlisten = "%s:8848"\npeers = ["%s:8848"]\nkey_file = "%s"\nstate_dir = "%s"\n' \
+        "$1" "$2" "$RUNDIR/ha.key" "$RUNDIR/sync-$1"
     [ -z "${3:-}" ] || cat "$3"
 }
 start_director() { # NS RUNDIR LOG

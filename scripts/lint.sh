@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Formatting, clippy with warnings as errors, and cargo-deny (licenses, bans, sources; the
-# advisories too where the advisory database can be fetched).
+# Formatting, the declared test programs, clippy with warnings as errors, and cargo-deny
+# (licenses, bans, sources; the advisories too where the advisory database can be fetched).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo fmt --all -- --check
+# Every external program a test starts is listed in scripts/test-programs (so that
+# scripts/test.sh installs it): read from the sources, so the verdict does not depend on what
+# this machine has installed.
+cargo test --locked -q -p lvs-testsupport --test programs_declared
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "scripts/lint.sh: installing cargo-deny (once per machine)" >&2

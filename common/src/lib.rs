@@ -68,6 +68,7 @@
 //! }
 //! ```
 
+pub mod authdgram;
 pub mod cli;
 pub mod config;
 pub mod daemonize;

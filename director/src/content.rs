@@ -189,7 +189,8 @@ impl ContentSwitch {
 }
 
 /// A content service as `lvsadm -L` shows it: the scheduler column says `l7-http` or
-/// `l7-tls-sni`, the flags list the pools (with their schedulers) and each rule's hits, and the
+/// `l7-tls-sni`, the flags list the pools (with their schedulers), each rule's hits and the
+/// connections refused by the cap (when some were), and the
 /// real servers are the pool members (forwarding `Masq`: the director connects to them).
 fn status(s: &ServiceView) -> ServiceStatus {
     let pools: Vec<String> = s
@@ -236,7 +237,17 @@ fn status(s: &ServiceView) -> ServiceStatus {
                 port: s.vip.port(),
             },
             scheduler: format!("l7-{}", s.mode.name()),
-            sched_flags: format!("pools {} rules {}", pools.join(","), rules.join(",")),
+            sched_flags: format!(
+                "pools {} rules {}{}",
+                pools.join(","),
+                rules.join(","),
+                // Connections turned away by `max_connections`, once there are any.
+                if s.refused > 0 {
+                    format!(" refused {}", s.refused)
+                } else {
+                    String::new()
+                }
+            ),
             persistence: None,
         },
         stats: Stats {

@@ -31,17 +31,24 @@ const NETLINK: Token = Token(1);
 const SERVER_BASE: usize = 1024;
 
 /// Scheduler names are checked against the plugins, with the options tried for real, so
-/// `lvsadm -A ... -s mh -b table_size=10` is refused at once with the plugin's reason.
+/// `lvsadm -A ... -s mh -b table_size=10` is refused at once with the plugin's reason. An
+/// unknown name gets ipvsadm's words; what was searched goes to the log.
 struct PluginCheck(Rc<RefCell<Registry>>);
 
 impl SchedulerCheck for PluginCheck {
-    fn check(&self, name: &str, flags: &str) -> Result<(), String> {
+    fn check(&self, name: &str, options: &str) -> Result<(), String> {
         let mut reg = self.0.borrow_mut();
-        let plugin = reg
-            .get(name)
-            .map_err(|e| format!("Scheduler not found: {e}"))?;
+        let plugin = reg.get(name).map_err(|e| {
+            event!(
+                Level::Warn,
+                "scheduler_not_found",
+                name = name,
+                reason = e.to_string()
+            );
+            lvs_control::SCHEDULER_NOT_FOUND.to_owned()
+        })?;
         let spec = lvs_sched_host::ServiceSpec {
-            options: flags.to_owned(),
+            options: options.to_owned(),
             ..Default::default()
         };
         Instance::new(plugin, spec)

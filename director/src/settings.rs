@@ -130,10 +130,21 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
     config.validate().map_err(|r| invalid(file, r))?;
     let sync_key = match &config.sync {
         None => None,
-        Some(s) => Some(
-            crate::sync::wire::AuthKey::from_file(&s.key_file)
-                .map_err(|e| invalid(file, e.to_string()))?,
-        ),
+        Some(s) => {
+            if !s.state_dir.is_dir() {
+                return Err(invalid(
+                    file,
+                    format!(
+                        "sync.state_dir {}: not a directory (it keeps sync.generation and sync.peers; create it)",
+                        s.state_dir.display()
+                    ),
+                ));
+            }
+            Some(
+                crate::sync::wire::AuthKey::from_file(&s.key_file, "sync")
+                    .map_err(|e| invalid(file, e.to_string()))?,
+            )
+        }
     };
     let rules = match &config.rules_file {
         None => None,
@@ -185,8 +196,9 @@ mod tests {
         std::fs::write(
             &conf,
             format!(
-                "[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\n",
-                key.display()
+                "[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                key.display(),
+                dir.display()
             ),
         )
         .unwrap();
@@ -198,6 +210,21 @@ mod tests {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let ok = super::load(Some(&conf)).unwrap();
         assert!(ok.sync_key.is_some());
+        // A state directory that does not exist: refused before anything starts.
+        std::fs::write(
+            &conf,
+            format!(
+                "[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                key.display(),
+                dir.join("none").display()
+            ),
+        )
+        .unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("sync.state_dir") && err.contains("none"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -247,7 +247,8 @@ fn entries_expire_by_their_timeouts() {
     tb.service("-u", 53, "-s rr", "-m", &[1, 1, 1]);
     tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
 
-    // UDP: one datagram makes an entry; it goes by itself after about 2 s.
+    // UDP: one datagram makes an entry; it goes by itself after about 2 s, not sooner.
+    let sent = std::time::Instant::now();
     let out = tb.exec(
         "c",
         &[
@@ -274,8 +275,15 @@ fn entries_expire_by_their_timeouts() {
         "expired late: {:?}",
         created.elapsed()
     );
+    // The entry was made after `sent`; a tick of slack.
+    let lived = sent.elapsed();
+    assert!(
+        lived >= std::time::Duration::from_millis(2000 - 100),
+        "expired early: gone {lived:?} after the datagram was sent (udp timeout 2 s)"
+    );
 
     // TCP: an idle keep-alive connection, ESTABLISHED with the 4 s timeout.
+    let started = std::time::Instant::now();
     let (_h, mut lines) = keepalive(&mut tb);
     let (_, port) = split(&lines.next_line());
     let source = format!("{CLIENT}:{port}");
@@ -291,4 +299,10 @@ fn entries_expire_by_their_timeouts() {
         (!tb.conns().iter().any(|c| c.source == source)).then_some(())
     });
     assert!(opened.elapsed() < std::time::Duration::from_secs(8));
+    // Its last packet came after `started`; a tick of slack.
+    let lived = started.elapsed();
+    assert!(
+        lived >= std::time::Duration::from_millis(4000 - 100),
+        "expired early: gone {lived:?} after the client started (tcp timeout 4 s)"
+    );
 }

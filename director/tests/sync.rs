@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{CLIENT, Lines, RS, Testbed, VIP, wait_for};
+use common::{CLIENT, Lines, RS, SOON, Testbed, VIP, wait_for};
 use lvs_conntrack::{Endpoint, Forward, Proto, State, SyncEntry};
-use lvs_director::sync::wire::{AuthKey, Builder, Header, Kind};
+use lvs_director::sync::wire::{self, AuthKey, Builder, Header, Kind};
 use lvs_proto::director::SyncStatus;
 use lvs_proto::{Client, HaRole, Request, Response, Role};
 
@@ -110,16 +110,21 @@ fn key_file(dir: &Path) -> PathBuf {
     p
 }
 
-/// `[sync]` for one director: unicast to `peer`, or the multicast group on eth0 when `peer`
-/// is `None`.
-fn sync_section(key: &Path, peer: Option<&str>) -> String {
-    let to = match peer {
-        Some(p) => format!("peers = [\"{p}:8848\"]"),
-        None => "multicast = \"239.7.7.7:8848\"\ninterface = \"eth0\"".to_owned(),
+/// `[sync]` for one director: unicast to `peers`, or the multicast group on eth0 when
+/// `peers` is empty. Each director has a state directory of its own (`state`, made here):
+/// its sync id and boot generation live there.
+fn sync_section(key: &Path, peers: &[&str], state: &Path) -> String {
+    std::fs::create_dir_all(state).unwrap();
+    let to = if peers.is_empty() {
+        "multicast = \"239.7.7.7:8848\"\ninterface = \"eth0\"".to_owned()
+    } else {
+        let list: Vec<String> = peers.iter().map(|p| format!("\"{p}:8848\"")).collect();
+        format!("peers = [{}]", list.join(", "))
     };
     format!(
-        "[sync]\nlisten = \"0.0.0.0:8848\"\n{to}\nkey_file = \"{}\"\nsync_id = 7\n",
-        key.display()
+        "[sync]\nlisten = \"0.0.0.0:8848\"\n{to}\nkey_file = \"{}\"\nsync_id = 7\nstate_dir = \"{}\"\n",
+        key.display(),
+        state.display()
     )
 }
 
@@ -349,6 +354,11 @@ fn move_vip(tb: &Testbed, second: &Second, nat: bool) {
 
 /// Send raw bytes to d2's sync port from the router's namespace (a host on the LAN).
 fn send_raw(tb: &Testbed, bytes: &[u8]) {
+    send_raw_to(tb, bytes, D2);
+}
+
+/// Send raw bytes to `dst`'s sync port from the router's namespace (from a port of its own).
+fn send_raw_to(tb: &Testbed, bytes: &[u8], dst: &str) {
     let path = tb.rundir.join("raw.bin");
     std::fs::write(&path, bytes).unwrap();
     let out = tb.exec(
@@ -359,7 +369,7 @@ fn send_raw(tb: &Testbed, bytes: &[u8]) {
             "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
              s.sendto(open(sys.argv[1],'rb').read(), (sys.argv[2], 8848))",
             path.to_str().unwrap(),
-            D2,
+            dst,
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -379,22 +389,24 @@ fn fake_entry() -> SyncEntry {
     }
 }
 
-fn datagram(key: &[u8], kind: Kind, boot_id: u64, seq: u64, record: bool) -> Vec<u8> {
+fn datagram(key: &[u8], kind: Kind, sender: u64, seq: u64, record: bool) -> Vec<u8> {
     let mut b = Builder::default();
     b.start(&Header {
         kind,
         sync_id: 7,
         flags: 0,
-        boot_id,
+        sender,
+        generation: 1,
         seq,
         bulk_id: 0,
         chunk: 0,
         count: 0,
+        reply_to: None,
     });
     if record {
         b.push(&fake_entry());
     }
-    b.seal(&AuthKey::from_bytes(key)).to_vec()
+    b.seal(&AuthKey::from_bytes(key).unwrap()).to_vec()
 }
 
 /// Forged, replayed and truncated datagrams at the standby: counted, and the table is left
@@ -409,7 +421,8 @@ fn rejections(tb: &Testbed, second: &Second) {
     send_raw(tb, &good);
     send_raw(tb, &good);
     let cut = datagram(KEY.trim_end().as_bytes(), Kind::Updates, 0x5eed, 2, true);
-    send_raw(tb, &cut[..cut.len() - 10]);
+    // Shorter than a magic and a MAC (cut anywhere later, the MAC fails instead).
+    send_raw(tb, &cut[..20]);
     let after = wait_for("the rejections counted", common::SOON, || {
         let s = status(&second.rundir);
         (s.rejected_mac > before.rejected_mac
@@ -441,8 +454,12 @@ fn rejections(tb: &Testbed, second: &Second) {
 fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
     let dir = std::env::temp_dir().join(format!("lvs-sync-{}-{mode}", std::process::id()));
     let key = key_file(&dir);
-    let Some(mut tb) =
-        Testbed::start_with(test, mode, &sync_section(&key, (!multicast).then_some(D2)))
+    let (to_d1, to_d2): (&[&str], &[&str]) = if multicast {
+        (&[], &[])
+    } else {
+        (&[D1], &[D2])
+    };
+    let Some(mut tb) = Testbed::start_with(test, mode, &sync_section(&key, to_d2, &dir.join("d1")))
     else {
         let _ = std::fs::remove_dir_all(&dir);
         return;
@@ -474,20 +491,33 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
     let mut input = tb.helper(h).stdin.take().expect("stdin");
     assert_eq!(lines.next_line(), format!("OK {first} ERR -"));
 
-    second.start(&sync_section(&key, (!multicast).then_some(D1)));
+    second.start(&sync_section(&key, to_d1, &dir.join("d2")));
     second.adm(&format!("-A -t {VIP}:80 {sched}"));
     for rs in RS {
         second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 {fwd} -w 1"));
     }
     set_role(&second.rundir, HaRole::Standby);
-    wait_for("the standby to hold the first connections", LONG, || {
-        (established(&second.adm("-L -n -c")) >= first).then_some(())
-    });
     let st = wait_for("the standby to report its table synced", LONG, || {
         let s = status(&second.rundir);
         s.synced.then_some(s)
     });
     assert!(st.bulk_complete && !st.active, "{st:?}");
+    // The bulk resync brought the whole table: exactly the primary's connections, each to
+    // the same real server, not merely as many.
+    let identity = |list: &str| -> std::collections::BTreeSet<(String, String, String)> {
+        common::parse_conns(list)
+            .into_iter()
+            .filter(|c| c.state == "ESTABLISHED" && c.source.starts_with(CLIENT))
+            .map(|c| (c.source, c.virt, c.dest))
+            .collect()
+    };
+    let primary = identity(&tb.adm("-L -n -c"));
+    assert_eq!(primary.len(), first, "{primary:?}");
+    wait_for(
+        "the standby to hold the primary's connections",
+        LONG,
+        || (identity(&second.adm("-L -n -c")) == primary).then_some(()),
+    );
     assert!(second.adm("-L --daemon").starts_with("backup sync daemon"));
     assert!(tb.adm("-L --daemon").starts_with("master sync daemon"));
 
@@ -577,4 +607,155 @@ fn dr_connections_survive_a_failover_with_persistence_over_multicast() {
         "-s rr -p 300",
         true,
     );
+}
+
+/// The router: a host on the LAN that both directors list as a sync peer, so that it
+/// receives what they send, as a third party would.
+const RT: &str = "203.0.113.254";
+
+/// Records every datagram arriving at UDP port 8848: a 2-byte length, then the bytes.
+const RECORDER: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8848))
+with open(sys.argv[1], "wb") as f:
+    while True:
+        d = s.recv(65535)
+        f.write(struct.pack("!H", len(d)) + d)
+        f.flush()
+"#;
+
+/// The datagrams of a recording that open under `key`, with their headers.
+fn recorded(file: &Path, key: &AuthKey) -> Vec<(Header, Vec<u8>)> {
+    let data = std::fs::read(file).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 <= data.len() {
+        let n = usize::from(u16::from_be_bytes([data[i], data[i + 1]]));
+        let Some(d) = data.get(i + 2..i + 2 + n) else {
+            break;
+        };
+        if let Ok(o) = wire::open(d, key) {
+            out.push((o.header, d.to_vec()));
+        }
+        i += 2 + n;
+    }
+    out
+}
+
+fn stop_helper(tb: &mut Testbed, h: usize) {
+    let c = tb.helper(h);
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// Datagrams the active director sent during its previous run (recorded on the LAN, with
+/// real connection entries) are refused by a standby that heard its current run, and put
+/// nothing into its table; a standby's bulk request replayed from another host is not
+/// answered there.
+#[test]
+fn datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused() {
+    let test = "datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused";
+    let dir = std::env::temp_dir().join(format!("lvs-sync-{}-stale", std::process::id()));
+    let key = key_file(&dir);
+    let k = AuthKey::from_bytes(KEY.trim_end().as_bytes()).unwrap();
+    let Some(mut tb) =
+        Testbed::start_with(test, "nat", &sync_section(&key, &[D2, RT], &dir.join("d1")))
+    else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
+
+    // The first run of d: connections, whose updates the router records.
+    let run1 = tb.rundir.join("run1.rec");
+    let rec = tb.spawn("rt", &["python3", "-c", RECORDER, run1.to_str().unwrap()]);
+    let updates = wait_for("d's updates recorded on the router", LONG, || {
+        tb.curl();
+        let u: Vec<Vec<u8>> = recorded(&run1, &k)
+            .into_iter()
+            .filter(|(h, _)| h.kind == Kind::Updates && h.count > 0)
+            .map(|(_, d)| d)
+            .collect();
+        (!u.is_empty()).then_some(u)
+    });
+    stop_helper(&mut tb, rec);
+
+    // Its second run (an empty table), and a standby that hears it.
+    tb.restart_director();
+    let run2 = tb.rundir.join("run2.rec");
+    let rec = tb.spawn("rt", &["python3", "-c", RECORDER, run2.to_str().unwrap()]);
+    let mut second = Second::new(&tb);
+    second.start(&sync_section(&key, &[D1, RT], &dir.join("d2")));
+    second.adm(&format!("-A -t {VIP}:80 -s rr"));
+    for rs in RS {
+        second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 -m -w 1"));
+    }
+    set_role(&second.rundir, HaRole::Standby);
+    wait_for("the standby to report its table synced", LONG, || {
+        status(&second.rundir).synced.then_some(())
+    });
+
+    // The first run's updates, replayed from the router: refused as stale.
+    let before = status(&second.rundir);
+    for u in &updates {
+        send_raw(&tb, u);
+    }
+    let after = wait_for("the replayed updates counted", SOON, || {
+        let s = status(&second.rundir);
+        (s.rejected_replay >= before.rejected_replay + updates.len() as u64).then_some(s)
+    });
+    assert_eq!(after.entries_applied, before.entries_applied, "{after:?}");
+    assert!(
+        second
+            .log_text()
+            .contains("event=sync_rejected reason=\"stale generation\""),
+        "{}",
+        second.log_text()
+    );
+    let list = second.adm("-L -n -c");
+    assert!(
+        !list.contains(CLIENT),
+        "entries of d's earlier run were put into the standby's table:\n{list}"
+    );
+
+    // d2's bulk request as the router got it, replayed from the router to d: d names the
+    // reason and sends the router no table (only its keepalives: the router is its peer).
+    let request = wait_for("d2's bulk request recorded on the router", SOON, || {
+        recorded(&run2, &k)
+            .into_iter()
+            .find(|(h, _)| h.kind == Kind::BulkRequest)
+    });
+    assert_eq!(
+        request.0.reply_to,
+        Some(format!("{D2}:8848").parse().unwrap())
+    );
+    stop_helper(&mut tb, rec);
+    let run3 = tb.rundir.join("run3.rec");
+    let rec = tb.spawn("rt", &["python3", "-c", RECORDER, run3.to_str().unwrap()]);
+    send_raw_to(&tb, &request.1, D1);
+    wait_for("d to refuse the foreign bulk request", SOON, || {
+        tb.log_text()
+            .contains("event=sync_rejected reason=\"unknown requester\"")
+            .then_some(())
+    });
+    let got = wait_for(
+        "two keepalives of d at the router after the request",
+        SOON,
+        || {
+            let r = recorded(&run3, &k);
+            (r.iter().filter(|(h, _)| h.kind == Kind::Keepalive).count() >= 2).then_some(r)
+        },
+    );
+    stop_helper(&mut tb, rec);
+    assert!(
+        got.iter()
+            .all(|(h, _)| !matches!(h.kind, Kind::BulkChunk | Kind::BulkEnd)),
+        "d sent its table to the router: {:?}",
+        got.iter().map(|(h, _)| h.kind).collect::<Vec<_>>()
+    );
+    drop(second);
+    drop(tb);
+    let _ = std::fs::remove_dir_all(&dir);
 }

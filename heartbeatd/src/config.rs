@@ -57,6 +57,20 @@ pub struct Garp {
     pub refresh_ms: u64,
 }
 
+impl Config {
+    /// This node's boot generation (`lvs_common::authdgram::Boot`): beside the epoch file,
+    /// `.generation` for its extension.
+    pub fn generation_file(&self) -> PathBuf {
+        self.epoch_file.with_extension("generation")
+    }
+
+    /// The highest generation accepted from each peer: beside the epoch file, `.peers`
+    /// for its extension.
+    pub fn peers_file(&self) -> PathBuf {
+        self.epoch_file.with_extension("peers")
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -198,7 +212,7 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
     if f.peers.contains(&f.node_id) {
         return Err(src.error("peers: must not contain our own node_id"));
     }
-    if let Err(e) = AuthKey::from_file(&f.auth_key_file) {
+    if let Err(e) = AuthKey::from_file(&f.auth_key_file, "heartbeat") {
         return Err(src.error(format!("auth_key_file: {e}")));
     }
     let udp = match f.udp {

@@ -37,12 +37,13 @@ use crate::Medium;
 use crate::config::{Config, Vip};
 use crate::director::DirectorLink;
 use crate::epoch::EpochStore;
-use crate::fsm::{Action, AlertKind, Fsm, Input};
+use crate::fsm::{Action, Fsm, Input};
 use crate::linkwatch::LinkWatch;
 use crate::serial::SerialPort;
 use crate::udp::{MAX_DATAGRAM, UdpHeartbeat};
 use crate::vipdev::VipDevice;
 use crate::wire::{AuthKey, NodeState, Sealer, Status, Verifier, wall_clock_ms};
+use lvs_common::authdgram::{Boot, PeerFloors};
 
 const SIGNALS: Token = Token(0);
 const UDP: Token = Token(1);
@@ -50,6 +51,10 @@ const SERIAL: Token = Token(2);
 const LINKS: Token = Token(3);
 /// The control socket's tokens start here.
 const SERVER_BASE: usize = 1024;
+/// UDP datagrams read per turn of the loop: a flood (forged, replayed or just noise) must
+/// not keep the loop from its timers, its own heartbeats and the serial line. What is left
+/// is read on the next turn, which then does not wait.
+pub const UDP_BURST: usize = 64;
 
 /// How long SIGTERM waits for the farewell heartbeat to leave on the serial line.
 const FAREWELL_FLUSH: Duration = Duration::from_millis(300);
@@ -90,13 +95,22 @@ struct Daemon {
 pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
-    let key = AuthKey::from_file(&config.auth_key_file)?;
+    let key = AuthKey::from_file(&config.auth_key_file, "heartbeat")?;
     let epochs = EpochStore::new(&config.epoch_file);
     let stored = epochs.load()?;
     // Validated now; the machine itself starts once everything is set up (below).
     Fsm::new(&config.fsm, stored, 0)?;
-    let sealer = Sealer::new(key.clone(), config.fsm.node_id, config.fsm.priority)?;
-    let verifier = Verifier::new(key, config.fsm.node_id, &config.peers);
+    // Advanced and fsynced before the first heartbeat is sealed: peers refuse anything of
+    // an earlier generation, so nothing recorded during an earlier run can be replayed.
+    let boot = Boot::advance(&config.generation_file())?;
+    let floors = PeerFloors::load(&config.peers_file())?;
+    let sealer = Sealer::new(
+        key.clone(),
+        config.fsm.node_id,
+        config.fsm.priority,
+        boot.generation,
+    );
+    let verifier = Verifier::with_floors(key, config.fsm.node_id, &config.peers, floors);
     let mut udp = match &config.udp {
         Some(u) => Some(UdpHeartbeat::bind(u).map_err(|e| format!("udp heartbeat socket: {e}"))?),
         None => None,
@@ -158,6 +172,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         node_id = d.config.fsm.node_id,
         priority = d.config.fsm.priority,
         epoch = stored,
+        generation = d.sealer.generation(),
         media = d
             .config
             .fsm
@@ -176,13 +191,20 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut events = Events::with_capacity(64);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut frames = Vec::new();
+    // The socket is edge-triggered: set by its readable event, cleared only once a read
+    // found it empty.
+    let mut udp_pending = false;
     loop {
         let now = d.now();
         let mut deadline = d.fsm.next_deadline();
         if let Some(g) = d.garp {
             deadline = deadline.min(g.due_ms);
         }
-        let timeout = Duration::from_millis(deadline.saturating_sub(now));
+        let timeout = if udp_pending {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(deadline.saturating_sub(now))
+        };
         signals::poll(&mut poll, &mut events, Some(timeout))?;
         let mut inputs = Vec::new();
         for ev in events.iter() {
@@ -204,27 +226,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                         }
                     }
                 }
-                UDP => {
-                    if let Some(u) = d.udp.as_mut() {
-                        loop {
-                            match u.recv(&mut buf) {
-                                Ok(Some((n, _from))) => {
-                                    if let Ok(acc) = d.verifier.verify(Medium::Udp, &buf[..n]) {
-                                        inputs.push(Input::Heartbeat {
-                                            medium: Medium::Udp,
-                                            heartbeat: acc.heartbeat,
-                                        });
-                                    }
-                                }
-                                Ok(None) => break,
-                                Err(e) => {
-                                    event!(Level::Debug, "udp_recv_error", error = e);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
+                UDP => udp_pending = true,
                 SERIAL => {
                     if let Some(s) = d.serial.as_mut() {
                         if ev.is_writable() {
@@ -258,6 +260,9 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                 t if server.owns(t) => server.ready(ev, &mut Ctl(&d)),
                 _ => {}
             }
+        }
+        if udp_pending {
+            udp_pending = d.read_udp(&mut buf, &mut inputs);
         }
         inputs.push(Input::Tick);
         for input in inputs {
@@ -358,6 +363,26 @@ impl Daemon {
         }
     }
 
+    /// Reads at most [`UDP_BURST`] datagrams; whether more may be waiting.
+    fn read_udp(&mut self, buf: &mut [u8], inputs: &mut Vec<Input>) -> bool {
+        let Some(u) = self.udp.as_mut() else {
+            return false;
+        };
+        let verifier = &mut self.verifier;
+        let more = u.recv_burst(buf, UDP_BURST, |bytes| {
+            if let Ok(acc) = verifier.verify(Medium::Udp, bytes) {
+                inputs.push(Input::Heartbeat {
+                    medium: Medium::Udp,
+                    heartbeat: acc.heartbeat,
+                });
+            }
+        });
+        more.unwrap_or_else(|e| {
+            event!(Level::Debug, "udp_recv_error", error = e);
+            false
+        })
+    }
+
     /// Carries out one action; returns an input for the state machine when it failed.
     fn act(&mut self, action: Action) -> Option<Input> {
         match action {
@@ -377,13 +402,6 @@ impl Daemon {
                 None
             }
             Action::Alert(kind, text) => {
-                if kind == AlertKind::PeerDead {
-                    for &p in &self.config.peers {
-                        for m in Medium::ALL {
-                            self.verifier.forget_window(p, m);
-                        }
-                    }
-                }
                 let name = kind.name().replace('-', "_");
                 self.alerter.send(
                     Alert::new(NotifyKind::Custom(name))
@@ -981,6 +999,9 @@ impl Daemon {
             rejected = rejects.total(),
             rejected_mac = rejects.bad_mac,
             rejected_replay = rejects.replay,
+            rejected_stale_generation = rejects.stale_generation,
+            rejected_old_version = rejects.old_version,
+            generation = self.sealer.generation(),
         );
     }
 }

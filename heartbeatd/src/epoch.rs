@@ -5,10 +5,11 @@
 //! crash the file holds either the old epoch or the new one, never a torn write. The daemon
 //! runs [`crate::fsm::Action::PersistEpoch`] through it before acting on the epoch.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use lvs_common::authdgram::statefile::{self, StateError};
 
 /// Why the epoch could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -79,32 +80,12 @@ impl EpochStore {
 
     /// Writes `epoch` atomically and durably: temp file, fsync, rename, fsync of the directory.
     pub fn store(&self, epoch: u64) -> Result<(), EpochError> {
-        let io_err = |source| EpochError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
-        tmp_name.push(".tmp");
-        let tmp = self.path.with_file_name(tmp_name);
-        let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            f.write_all(format!("epoch {epoch}\n").as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            let dir = match self.path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            io_err(e)
+        statefile::write_atomic(&self.path, &format!("epoch {epoch}\n")).map_err(|e| match e {
+            StateError::Io { path, source } => EpochError::Io { path, source },
+            other => EpochError::Io {
+                path: self.path.clone(),
+                source: io::Error::other(other.to_string()),
+            },
         })
     }
 }

@@ -278,7 +278,7 @@ struct Peer {
     priority: u16,
     state: NodeState,
     epoch: u64,
-    boot_id: u64,
+    generation: u64,
     sequence: u64,
     /// Per medium: when we last heard it there.
     last_heard: [Option<u64>; 2],
@@ -526,7 +526,7 @@ impl Fsm {
             priority: hb.priority,
             state: hb.state,
             epoch: hb.epoch,
-            boot_id: hb.boot_id,
+            generation: hb.generation,
             sequence: hb.sequence,
             last_heard: [None; 2],
             up_since: now,
@@ -535,7 +535,7 @@ impl Fsm {
             late_warned: [false; 2],
             medium_down: [false; 2],
         });
-        let fresh = first || hb.boot_id != p.boot_id || hb.sequence > p.sequence;
+        let fresh = first || hb.generation != p.generation || hb.sequence > p.sequence;
         p.last_heard[i] = Some(now);
         p.late_warned[i] = false;
         if !p.alive {
@@ -562,7 +562,7 @@ impl Fsm {
             return;
         }
         if !first
-            && (hb.boot_id != p.boot_id
+            && (hb.generation != p.generation
                 || (p.state == NodeState::Fault && hb.state != NodeState::Fault))
         {
             p.up_since = now;
@@ -571,7 +571,7 @@ impl Fsm {
         p.priority = hb.priority;
         p.state = hb.state;
         p.epoch = hb.epoch;
-        p.boot_id = hb.boot_id;
+        p.generation = hb.generation;
         p.sequence = hb.sequence;
         if hb.status.table_synced() {
             p.synced = true;
@@ -813,7 +813,7 @@ mod tests {
     struct Remote {
         node_id: u32,
         priority: u16,
-        boot_id: u64,
+        generation: u64,
         seq: u64,
         state: NodeState,
         epoch: u64,
@@ -825,7 +825,7 @@ mod tests {
             Remote {
                 node_id,
                 priority,
-                boot_id: 1000 + u64::from(node_id),
+                generation: 1000 + u64::from(node_id),
                 seq: 0,
                 state,
                 epoch,
@@ -839,7 +839,7 @@ mod tests {
                 node_id: self.node_id,
                 priority: self.priority,
                 medium: Medium::Udp,
-                boot_id: self.boot_id,
+                generation: self.generation,
                 sequence: self.seq,
                 epoch: self.epoch,
                 state: self.state,
@@ -1286,7 +1286,7 @@ mod tests {
         let mut primary = Remote::new(1, 200, NodeState::Backup, 7);
         primary.flags = Status::TABLE_SYNCED;
         run(&mut m, &mut primary, &BOTH, 3000, 7000);
-        primary.boot_id += 1;
+        primary.generation += 1;
         primary.seq = 0;
         primary.flags = 0;
         let acts = run(&mut m, &mut primary, &BOTH, 7000, 15_000);

@@ -5,7 +5,9 @@
 //! - [`wire`]: the heartbeat message in a fixed, versioned binary layout, sealed with
 //!   HMAC-SHA256 under a shared key ([`wire::AuthKey`], read from a file that group and
 //!   others cannot read), and [`wire::Verifier`], which checks the MAC in constant time,
-//!   rejects replays per peer and medium, and counts every rejection by reason.
+//!   refuses heartbeats of a peer's earlier runs (persisted boot generations) and replays
+//!   within a run, and counts every rejection by reason; the sealing, key and freshness
+//!   code is `lvs_common::authdgram`, shared with the director's connection sync.
 //! - [`serial`]: COBS framing with a length and a CRC-32 that resynchronises after line
 //!   noise, and the tty set-up (raw mode, configured baud rate, non-blocking).
 //! - [`udp`]: the non-blocking UDP socket for a `mio` loop, unicast peers or a multicast group.
@@ -22,17 +24,18 @@
 //! How the daemon wires them (one `mio` loop):
 //!
 //! ```text
-//! start:  epoch = EpochStore::load()?; fsm = Fsm::new(config, epoch, now)?
+//! start:  epoch = EpochStore::load()?; generation = Boot::advance(<epoch>.generation)?
+//!         (fsynced before any heartbeat); fsm = Fsm::new(config, epoch, now)?
 //!         register UdpHeartbeat (READABLE) and SerialPort (READABLE, + WRITABLE while
 //!         wants_write()) with the poll
 //! loop:   poll(timeout = fsm.next_deadline() - now)
-//!         UDP readable:    recv -> Verifier::verify(Medium::Udp, bytes) -> fsm.handle(Input::Heartbeat)
+//!         UDP readable:    recv (at most UDP_BURST per turn) -> Verifier::verify(Medium::Udp, bytes)
+//!                          -> fsm.handle(Input::Heartbeat)
 //!         serial readable: read_frames -> Verifier::verify(Medium::Serial, frame) -> same
 //!         every wake-up:   fsm.handle(now, Input::Tick)
 //!         then run the actions in order: PersistEpoch (EpochStore::store, fsync) before
 //!         anything after it (a failed store -> fsm.handle(Input::Fault)); SendHeartbeat =
-//!         Sealer::next + seal_for(medium) -> UdpHeartbeat::send_all / SerialPort::send_frame;
-//!         Alert(PeerDead) -> also Verifier::forget_window for each medium
+//!         Sealer::next + seal_for(medium) -> UdpHeartbeat::send_all / SerialPort::send_frame
 //! ```
 //!
 //! Failover time with the default timers (keepalive 200 ms, deadtime 1 s): the backup takes

@@ -14,6 +14,9 @@ use lvs_testsupport::root_or_skip;
 
 const VIP: &str = "10.77.0.100";
 const PORT: u16 = 6940;
+/// The timers of every node's configuration.
+const KEEPALIVE: Duration = Duration::from_millis(200);
+const DEADTIME: Duration = Duration::from_millis(1000);
 
 struct Node {
     ns: String,
@@ -100,11 +103,13 @@ impl Bed {
                  auth_key_file = \"{key}\"\nepoch_file = \"{epoch}\"\n\
                  {director}\
                  auto_failback = {afb}\nhold_down_ms = 500\n\
-                 [timers]\nkeepalive_ms = 200\ndeadtime_ms = 1000\n\
+                 [timers]\nkeepalive_ms = {keepalive}\ndeadtime_ms = {deadtime}\n\
                  [udp]\nbind = \"{ip}:{PORT}\"\npeers = [\"{pip}:{PORT}\"]\n{serial}\
                  [garp]\ncount = 3\ninterval_ms = 100\n\
                  [[vip]]\naddr = \"{VIP}/24\"\ninterface = \"hb0\"\n",
                 id = i + 1,
+                keepalive = KEEPALIVE.as_millis(),
+                deadtime = DEADTIME.as_millis(),
                 prio = if i == 0 { 200 } else { 100 },
                 peer_id = 2 - i,
                 key = key.display(),
@@ -176,6 +181,17 @@ impl Bed {
 
     fn logs(&self) -> String {
         format!("--- n0:\n{}\n--- n1:\n{}", self.log(0), self.log(1))
+    }
+
+    /// A takeover `t` after the peer fell silent (`since`) came no sooner than a dead peer
+    /// allows: deadtime after the last heartbeat heard, which left at most one keepalive
+    /// before the silence began (one more keepalive of slack).
+    fn assert_not_before_deadtime(&self, t: Duration, since: &str) {
+        assert!(
+            t >= DEADTIME - 2 * KEEPALIVE,
+            "took over {t:?} after {since}: before the deadtime ({DEADTIME:?})\n{}",
+            self.logs()
+        );
     }
 
     /// Node `master` holds the VIP and the other does not, for a whole `hold`.
@@ -268,14 +284,17 @@ fn master_killed_backup_takes_vip() {
     let Some(mut bed) = pair("master_killed_backup_takes_vip", "k", &Opts::PLAIN) else {
         return;
     };
+    let killed = Instant::now();
     bed.kill(0);
     // The killed master's VIP died with it (its TUN device is gone): it cannot go on
     // answering ARP for it.
     let gone = wait_until(Duration::from_secs(2), || !bed.has_vip(0));
     assert!(gone.is_some(), "the killed master still has the VIP");
     let t = wait_until(Duration::from_secs(3), || bed.has_vip(1));
-    let t = t.unwrap_or_else(|| panic!("the backup never took the VIP\n{}", bed.logs()));
+    assert!(t.is_some(), "the backup never took the VIP\n{}", bed.logs());
+    let t = killed.elapsed();
     println!("takeover time (SIGKILL of the master -> VIP on the backup): {t:?}");
+    bed.assert_not_before_deadtime(t, "the kill");
     let done = wait_until(Duration::from_secs(2), || {
         bed.log(1).contains("event=takeover_done")
     });
@@ -331,7 +350,9 @@ fn udp_cut_with_serial_alive_is_no_takeover() {
         "no takeover with both media cut\n{}",
         bed.logs()
     );
-    println!("takeover after both media cut: {:?}", t.unwrap());
+    let t = t.unwrap();
+    println!("takeover after both media cut: {t:?}");
+    bed.assert_not_before_deadtime(t, "both media were cut");
 }
 
 #[test]
@@ -347,12 +368,7 @@ fn returning_primary_stays_backup_without_auto_failback() {
     bed.assert_steady(1, Duration::from_secs(3));
 }
 
-/// The director built by the workspace (`cargo build` puts it beside our binary).
-fn director_bin() -> Option<PathBuf> {
-    let p = PathBuf::from(BIN).parent()?.join("lvs-director");
-    p.exists().then_some(p)
-}
-
+/// The role director `i` was told, over its control socket.
 fn director_role(bed: &Bed, i: usize) -> Option<lvs_proto::HaRole> {
     let sock = bed.dir.join(format!("run{i}")).join("director.sock");
     let mut c = lvs_proto::Client::connect(&sock, lvs_proto::Role::Other).ok()?;
@@ -367,12 +383,7 @@ fn directors_follow_master_and_backup() {
     if !root_or_skip("directors_follow_master_and_backup") {
         return;
     }
-    let Some(director) = director_bin() else {
-        println!(
-            "SKIPPED: directors_follow_master_and_backup needs target/*/lvs-director (cargo build)"
-        );
-        return;
-    };
+    let director = lvs_testsupport::sibling_bin(BIN, "lvs-director");
     let mut bed = Bed::new(
         "d",
         &Opts {
@@ -524,4 +535,250 @@ fn auto_failback_waits_for_a_synced_table() {
     let st = bed.status(0).expect("status of node 0");
     assert_eq!(st.table_synced, None);
     assert!(!bed.log(1).contains("event=failback"), "{}", bed.logs());
+}
+
+/// Records the UDP payloads `src` sends to port `port`, as seen on `hb0` (AF_PACKET, so the
+/// bytes are exactly what went on the wire), each as a 2-byte length and the payload.
+const CAPTURE: &str = r#"
+import socket, struct, sys
+out, src, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("hb0", 0))
+with open(out, "wb") as f:
+    while True:
+        ip = s.recv(65535)[14:]
+        if len(ip) < 28 or ip[9] != 17 or socket.inet_ntoa(ip[12:16]) != src:
+            continue
+        udp = ip[(ip[0] & 15) * 4:]
+        if struct.unpack("!H", udp[2:4])[0] != port:
+            continue
+        payload = udp[8:]
+        f.write(struct.pack("!H", len(payload)) + payload)
+        f.flush()
+"#;
+
+/// Sends every recorded payload of `file` to `dst:port`, `gap` seconds apart, `rounds` times
+/// over (0: until killed).
+const REPLAY: &str = r#"
+import socket, struct, sys, time, itertools
+data, dst, port = open(sys.argv[1], "rb").read(), sys.argv[2], int(sys.argv[3])
+rounds, gap = int(sys.argv[4]), float(sys.argv[5])
+msgs, i = [], 0
+while i + 2 <= len(data):
+    n = struct.unpack("!H", data[i:i + 2])[0]
+    msgs.append(data[i + 2:i + 2 + n])
+    i += 2 + n
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for r in (itertools.count() if rounds == 0 else range(rounds)):
+    for m in msgs:
+        s.sendto(m, (dst, port))
+        time.sleep(gap)
+"#;
+
+/// Messages in a capture file.
+fn captured(file: &std::path::Path) -> usize {
+    let data = std::fs::read(file).unwrap_or_default();
+    let (mut i, mut n) = (0, 0);
+    while i + 2 <= data.len() {
+        i += 2 + usize::from(u16::from_be_bytes([data[i], data[i + 1]]));
+        n += 1;
+    }
+    n
+}
+
+fn python_in(ns: &str, script: &str, args: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", script])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3")
+}
+
+fn stop_child(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// Heartbeats rejected on node `i`'s UDP medium for `reason`.
+fn udp_rejected(bed: &Bed, i: usize, reason: &str) -> u64 {
+    bed.status(i)
+        .and_then(|s| s.media.into_iter().find(|m| m.name == "udp"))
+        .and_then(|m| m.rejected.into_iter().find(|(n, _)| n == reason))
+        .map_or(0, |(_, c)| c)
+}
+
+/// Node 1 hears node 0 (alive, heard on UDP within `within_ms`) in state `state`.
+fn hears_peer(bed: &Bed, state: &str, within_ms: u64) -> bool {
+    bed.status(1).is_some_and(|s| {
+        let udp_recent = s
+            .media
+            .iter()
+            .any(|m| m.name == "udp" && m.last_heard_ms.is_some_and(|t| t < within_ms));
+        s.peer.is_some_and(|p| p.alive && p.state == state) && udp_recent
+    })
+}
+
+/// Heartbeats of node 0 recorded on the LAN during its first run, replayed after it (and
+/// node 1) restarted, are refused by node 1 and counted (`stale_generation`); node 1 goes on
+/// hearing the live node 0 and leaves it the VIP; and when node 0 dies while its old
+/// heartbeats are still being replayed, node 1 takes over all the same.
+#[test]
+fn replayed_heartbeats_of_an_earlier_run_are_refused() {
+    let test = "replayed_heartbeats_of_an_earlier_run_are_refused";
+    if !root_or_skip(test) {
+        return;
+    }
+    let mut bed = Bed::new("y", &Opts::PLAIN);
+    let cap = bed.dir.join("run1.cap");
+    let (ip0, ip1, port) = (
+        bed.nodes[0].ip.clone(),
+        bed.nodes[1].ip.clone(),
+        PORT.to_string(),
+    );
+    let capture = python_in(
+        &bed.nodes[1].ns,
+        CAPTURE,
+        &[cap.to_str().unwrap(), &ip0, &port],
+    );
+    start_pair(&mut bed);
+    // A few seconds of node 0's first run as master (5 heartbeats a second).
+    let got = wait_until(Duration::from_secs(5), || captured(&cap) >= 15);
+    stop_child(capture);
+    assert!(
+        got.is_some(),
+        "nothing captured from node 0\n{}",
+        bed.logs()
+    );
+    let n = captured(&cap) as u64;
+
+    // Node 0 restarts (node 1 takes over), then node 1 restarts (node 0 takes over again):
+    // both run a second time, node 0 master.
+    kill_primary_and_restart_it(&mut bed);
+    bed.kill(1);
+    let t = wait_until(Duration::from_secs(3), || bed.has_vip(0));
+    assert!(
+        t.is_some(),
+        "node 0 never took the VIP back\n{}",
+        bed.logs()
+    );
+    bed.start(1);
+    let t = wait_until(Duration::from_secs(6), || hears_peer(&bed, "master", 500));
+    assert!(t.is_some(), "node 1 does not hear node 0\n{}", bed.logs());
+
+    // The first run's heartbeats, replayed once from node 0's address.
+    let before = udp_rejected(&bed, 1, "stale_generation");
+    let mut once = python_in(
+        &bed.nodes[0].ns,
+        REPLAY,
+        &[cap.to_str().unwrap(), &ip1, &port, "1", "0.01"],
+    );
+    let _ = once.wait();
+    let t = wait_until(Duration::from_secs(3), || {
+        udp_rejected(&bed, 1, "stale_generation") >= before + n
+    });
+    assert!(
+        t.is_some(),
+        "{n} replayed heartbeats not counted as stale_generation: {:?}\n{}",
+        bed.status(1),
+        bed.logs()
+    );
+    // Node 0 is still heard, well past the deadtime, and keeps the VIP.
+    let end = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < end {
+        assert!(
+            hears_peer(&bed, "master", 600),
+            "node 1 stopped hearing the live node 0: {:?}\n{}",
+            bed.status(1),
+            bed.logs()
+        );
+        assert!(bed.has_vip(0) && !bed.has_vip(1), "{}", bed.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The master dies while its old heartbeats are replayed without end: node 1 takes over.
+    let replay = python_in(
+        &bed.nodes[0].ns,
+        REPLAY,
+        &[cap.to_str().unwrap(), &ip1, &port, "0", "0.02"],
+    );
+    bed.kill(0);
+    let t = wait_until(Duration::from_secs(4), || bed.has_vip(1));
+    let still = udp_rejected(&bed, 1, "stale_generation");
+    stop_child(replay);
+    assert!(
+        t.is_some(),
+        "node 1 never took over while node 0's old heartbeats were replayed\n{}",
+        bed.logs()
+    );
+    assert!(still > before + n, "the replay did not reach node 1");
+    println!(
+        "takeover under replay of {n} old heartbeats: {:?}",
+        t.unwrap_or_default()
+    );
+}
+
+/// Sends forged heartbeats (the right magic and length, a wrong MAC: each costs the
+/// receiver an HMAC) to `dst:port` as fast as it can for `secs` seconds; prints the count.
+const FLOOD: &str = r#"
+import socket, sys, time
+dst, port, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+msg = b"LVHB\x02" + bytes(83)
+end, n = time.time() + secs, 0
+while time.time() < end:
+    for _ in range(500):
+        try:
+            s.sendto(msg, (dst, port))
+            n += 1
+        except OSError:
+            pass
+print(n, flush=True)
+"#;
+
+/// A flood of forged datagrams at node 1 does not keep it from its own heartbeats: node 0
+/// hears it at the keepalive pace throughout. (Whether node 1 still hears node 0 is not
+/// asserted: a flood that fills node 1's socket buffer makes the kernel drop genuine
+/// heartbeats too, before any code of ours runs; the serial line is the answer to that.)
+#[test]
+fn a_flood_does_not_delay_heartbeats() {
+    let Some(bed) = pair("a_flood_does_not_delay_heartbeats", "w", &Opts::PLAIN) else {
+        return;
+    };
+    let before = udp_rejected(&bed, 1, "bad_mac");
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &bed.nodes[0].ns, "python3", "-c", FLOOD])
+        .args([bed.nodes[1].ip.as_str(), &PORT.to_string(), "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    // Node 0's view of node 1: how long since it was last heard, polled through the flood.
+    let mut worst = 0u64;
+    let end = Instant::now() + Duration::from_millis(3500);
+    while Instant::now() < end {
+        let heard = bed
+            .status(0)
+            .and_then(|s| s.media.into_iter().find(|m| m.name == "udp"))
+            .and_then(|m| m.last_heard_ms);
+        worst = worst.max(heard.unwrap_or(u64::MAX));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = flood.wait_with_output().expect("flood");
+    let sent = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let rejected = udp_rejected(&bed, 1, "bad_mac") - before;
+    println!(
+        "flood: {sent} datagrams sent, {rejected} rejected by node 1, longest silence of node 1 seen by node 0: {worst} ms"
+    );
+    assert!(
+        rejected > 10_000,
+        "the flood did not reach node 1: {rejected}"
+    );
+    // Keepalive 200 ms: a heartbeat late by more than one more keepalive is a delay.
+    assert!(
+        worst < 450,
+        "node 1's heartbeats were delayed by the flood: {worst} ms of silence\n{}",
+        bed.logs()
+    );
 }

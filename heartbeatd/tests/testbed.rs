@@ -67,24 +67,15 @@ struct Cluster {
 const NODES: [&str; 7] = ["sw", "c", "d0", "d1", "r1", "r2", "r3"];
 
 impl Cluster {
-    /// Builds the cluster; `None` (after printing SKIPPED) when not root or without the
-    /// director binaries.
+    /// Builds the cluster; `None` (after printing SKIPPED) when not root. Without the
+    /// director's binaries and the rr plugin it fails, saying how to build them.
     fn start(test: &str, tag: &str, mode: Mode, sync: bool, failback: bool) -> Option<Cluster> {
         if !root_or_skip(test) {
             return None;
         }
-        let bin_dir = PathBuf::from(BIN).parent()?.to_path_buf();
-        let director_bin = bin_dir.join("lvs-director");
-        let lvsadm_bin = bin_dir.join("lvsadm");
-        if !director_bin.exists()
-            || !lvsadm_bin.exists()
-            || !bin_dir.join("liblvs_sched_rr.so").exists()
-        {
-            println!(
-                "SKIPPED: {test} needs lvs-director, lvsadm and the rr plugin built (cargo build --workspace)"
-            );
-            return None;
-        }
+        let director_bin = lvs_testsupport::sibling_bin(BIN, "lvs-director");
+        let lvsadm_bin = lvs_testsupport::sibling_bin(BIN, "lvsadm");
+        lvs_testsupport::sibling_bin(BIN, "liblvs_sched_rr.so");
         let p = format!("tb{}{tag}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("{p}-dir"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -232,9 +223,12 @@ impl Cluster {
         let peer = format!("10.88.0.1{}", 2 - i);
         let key = self.dir.join("key");
         let sync_section = if sync {
+            let state = self.dir.join(format!("sync{i}"));
+            std::fs::create_dir_all(&state).unwrap();
             format!(
-                "[sync]\nlisten = \"{me}:8848\"\npeers = [\"{peer}:8848\"]\nkey_file = \"{}\"\n",
-                key.display()
+                "[sync]\nlisten = \"{me}:8848\"\npeers = [\"{peer}:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                key.display(),
+                state.display()
             )
         } else {
             String::new()

@@ -239,6 +239,19 @@ fn hold(c: &Cluster, id: u64, name: &str) -> (Child, u64) {
     (child, token)
 }
 
+/// A lock of a node that went silent at `silent` was handed to another client no sooner
+/// than its lease allows: `lease_ms` after the node's last heartbeat, which it sends every
+/// third of a lease, at most every second (one more second of slack).
+fn assert_not_before_the_lease(silent: Instant, lease_ms: u64) {
+    let after = silent.elapsed();
+    println!("the lock changed hands {after:?} after its node fell silent (lease {lease_ms} ms)");
+    let min = Duration::from_millis(lease_ms - lease_ms.div_ceil(3).min(1000) - 1000);
+    assert!(
+        after >= min,
+        "the lock changed hands {after:?} after its node fell silent (lease {lease_ms} ms)"
+    );
+}
+
 /// Runs `lvs-lockctl lock` on node `id` (a no-wait try unless `wait`), giving the token.
 fn try_token(c: &Cluster, id: u64, name: &str, extra: &[&str]) -> Option<u64> {
     let out = c
@@ -276,6 +289,7 @@ fn leader_killed_new_leader_keeps_every_lock_and_tokens_increase() {
     let (mut on_leader, t) = hold(&c, leader, "on-leader");
     max_token = max_token.max(t);
 
+    let killed = Instant::now();
     c.kill(leader);
     let new_leader = c.agreed_leader(&followers);
     assert_ne!(new_leader, leader);
@@ -293,6 +307,7 @@ fn leader_killed_new_leader_keeps_every_lock_and_tokens_increase() {
     let t = wait_for("the dead node's lease to run out", LONG, || {
         try_token(&c, followers[0], "on-leader", &["--nowait"])
     });
+    assert_not_before_the_lease(killed, 8000);
     assert!(t > max_token, "token {t} after {max_token}");
     max_token = t;
     let t = try_token(&c, followers[1], "fresh", &["--timeout", "30"]).expect("a grant");
@@ -355,6 +370,7 @@ fn partitioned_leader_grants_nothing_majority_carries_on() {
     let first_holder = c.holders(old, "a")[0];
     let mut max_token = t0;
 
+    let cut = Instant::now();
     c.partition(old);
     // The minority side: a try-lock and a waiting lock, neither may be granted.
     let minority_try = c
@@ -372,6 +388,7 @@ fn partitioned_leader_grants_nothing_majority_carries_on() {
     let t = wait_for("the minority's lease to run out", LONG, || {
         try_token(&c, majority[1], "a", &["--nowait"])
     });
+    assert_not_before_the_lease(cut, 3000);
     assert!(t > max_token, "token {t} after {max_token}");
     max_token = t;
 

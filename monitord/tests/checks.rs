@@ -46,7 +46,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-srv = http.server.ThreadingHTTPServer(("10.77.0.2", port), H)
+class S(http.server.ThreadingHTTPServer):
+    # Python's default backlog is 5: a sixth check connecting at the same moment would
+    # have its SYN dropped and retried only after a second, past its timeout.
+    request_queue_size = 64
+srv = S(("10.77.0.2", port), H)
 if len(sys.argv) > 2:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(sys.argv[2], sys.argv[3])
@@ -127,6 +131,7 @@ fn icmp_passes_then_fails_after_fall_when_the_peer_drops_icmp() {
                 if !r.ok {
                     failures += 1;
                     assert_eq!(r.detail, "timeout after 150 ms waiting for the echo reply");
+                    assert!(r.latency >= Duration::from_millis(150), "early: {r:?}");
                 }
                 if let Some(t) = health.record(&r.target, r.check, r.ok, &r.detail) {
                     got = Some(t);
@@ -145,11 +150,14 @@ fn icmp_passes_then_fails_after_fall_when_the_peer_drops_icmp() {
             "{}",
             transition.reason
         );
-        // 3 failures: at most 1 interval until the next start, 2 more, plus the timeout.
+        // 3 failures: at most 1 interval until the next start, 2 more, plus the timeout; at
+        // least the 2 intervals between the first and the third plus the third's timeout
+        // (less a tick of slack: the first echo may have left just before the rule).
+        let took = dropped_at.elapsed();
         assert!(
-            dropped_at.elapsed() < Duration::from_millis(3 * 200 + 150 + 300),
-            "{:?}",
-            dropped_at.elapsed()
+            took >= Duration::from_millis(2 * 200 + 150 - 50)
+                && took < Duration::from_millis(3 * 200 + 150 + 300),
+            "{took:?}"
         );
     });
 }
@@ -232,6 +240,11 @@ fn syn_probe_open_port_passes_closed_port_fails_and_the_application_sees_nothing
             r[2].detail.starts_with("timeout after 200 ms"),
             "{}",
             r[2].detail
+        );
+        assert!(
+            r[2].latency >= Duration::from_millis(200),
+            "early: {:?}",
+            r[2]
         );
         // Later runs keep passing (sequence numbers of each run match their own replies).
         let again = first_results(&mut engine, &[open, closed], Duration::from_secs(3));
@@ -361,10 +374,12 @@ impl Drop for DirGuard {
 }
 
 /// A CA and a leaf certificate for 10.77.0.2 signed by it: (ca.pem, leaf.pem, leaf.key).
-fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        return None;
-    }
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    // scripts/test.sh installs openssl: its absence is a broken set-up, not a reason to pass.
+    assert!(
+        Command::new("openssl").arg("version").output().is_ok(),
+        "the HTTPS checks need openssl to make their certificates (scripts/test.sh installs it)"
+    );
     let p = |n: &str| dir.join(n).display().to_string();
     let ec = [
         "-newkey",
@@ -424,7 +439,7 @@ fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
             &ext,
         ],
     );
-    Some((cap.into(), lp.into(), lk.into()))
+    (cap.into(), lp.into(), lk.into())
 }
 
 #[test]
@@ -433,10 +448,7 @@ fn https_verify_on_and_off() {
         return;
     }
     let dir = DirGuard(tempdir("tls"));
-    let Some((ca, cert, key)) = make_certs(&dir.0) else {
-        eprintln!("SKIPPED: https_verify_on_and_off needs openssl (scripts/test.sh installs it)");
-        return;
-    };
+    let (ca, cert, key) = make_certs(&dir.0);
     let bed = Testbed::new();
     let _server = python_http(&bed, 8443, Some((&cert, &key)));
     bed.a.run(|| {
@@ -647,11 +659,13 @@ fn many_targets_are_checked_concurrently_within_one_interval() {
                 assert!(r.ok, "{r:?}");
             } else {
                 assert_eq!(r.detail, "timeout after 400 ms waiting for the response");
+                assert!(r.latency >= Duration::from_millis(400), "early: {r:?}");
             }
         }
-        // One after another, the HTTP timeouts alone would take 150 x 0.4 s = 60 s.
+        // One after another, the HTTP timeouts alone would take 150 x 0.4 s = 60 s; at the
+        // same time, 0.4 s: none gives up before its timeout.
         assert!(
-            elapsed < Duration::from_millis(1000),
+            elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(1000),
             "{N} targets took {elapsed:?}"
         );
         // And the next round comes one interval later, for every target again.

@@ -76,6 +76,11 @@ fn script_pass_fail_timeout() {
     assert_eq!(r[1].detail, "exit status 3: disk full");
     assert!(!r[2].ok);
     assert_eq!(r[2].detail, "timeout after 500 ms (script killed)");
+    assert!(
+        r[2].latency >= Duration::from_millis(500),
+        "early: {:?}",
+        r[2]
+    );
     assert!(r[3].ok, "environment and arguments: {:?}", r[3]);
     assert!(!r[4].ok);
     assert!(

@@ -4,17 +4,14 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{RawConn, TempRunDir, config, hello, logged, ping, start, wait_until};
 use lvs_proto::message::{Request, Response};
 use lvs_proto::{
-    AccessPolicy, Client, ErrorCode, Event, HaRole, PROTOCOL_VERSION, ProtoError, Role, Server,
-    Topic,
+    Client, ErrorCode, Event, HaRole, PROTOCOL_VERSION, ProtoError, Role, Server, Topic,
 };
-use nix::unistd::{Gid, Uid};
+use nix::unistd::Uid;
 
 #[test]
 fn hello_and_ping() {
@@ -306,86 +303,6 @@ fn request_times_out_instead_of_hanging() {
     )
     .unwrap_err();
     assert!(matches!(err, ProtoError::Timeout { .. }), "{err}");
-}
-
-const CHILD_ENV: &str = "LVS_PROTO_TEST_CHILD_SOCKET";
-
-/// Runs `connect_as_child` in a child process with the given ids and returns its stdout.
-fn connect_as(socket: &std::path::Path, uid: u32, gid: u32) -> String {
-    let exe = std::env::current_exe().unwrap();
-    // std's Command forks, then setgid, drops supplementary groups and setuid before exec:
-    // the child really is uid/gid, as far as the kernel (and so SO_PEERCRED) is concerned.
-    let out = Command::new(exe)
-        .args([
-            "--exact",
-            "connect_as_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, socket)
-        .uid(uid)
-        .gid(gid)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Not a test of its own: the body of the child process above. Without the variable, a no-op.
-#[test]
-fn connect_as_child() {
-    let Some(socket) = std::env::var_os(CHILD_ENV) else {
-        return;
-    };
-    match Client::connect(std::path::Path::new(&socket), Role::Lvsadm).and_then(|mut c| c.ping()) {
-        Ok(()) => println!("CHILD: ping ok"),
-        Err(e) => println!("CHILD: {e}"),
-    }
-}
-
-#[test]
-fn peer_without_permission_is_refused() {
-    if !Uid::effective().is_root() {
-        eprintln!("SKIPPED: peer_without_permission_is_refused needs root");
-        return;
-    }
-    let dir = TempRunDir::new("perm");
-    let lvs_group = Gid::from_raw(4242);
-    let mut cfg = config(&dir);
-    cfg.access = AccessPolicy::root_and_group(lvs_group);
-    let server = start(cfg);
-    let socket = server.socket_path().to_path_buf();
-    // Normally the directory (0750) and socket (0660) keep strangers out before they can even
-    // connect. Open them up so that the SO_PEERCRED check, the second line of defence, is
-    // what gets tested.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-
-    let mut root_client = Client::connect(&socket, Role::Lvsadm).unwrap();
-
-    let out = connect_as(&socket, 65534, 65534);
-    assert!(
-        out.contains("CHILD: the daemon refused: permission denied: uid 65534 is not root and not in group 4242"),
-        "{out}"
-    );
-    wait_until("the refusal to be logged", || {
-        logged(&[
-            "refused connection",
-            "uid 65534 gid 65534",
-            "permission denied",
-        ])
-    });
-
-    // Membership by primary group is enough.
-    let out = connect_as(&socket, 65534, lvs_group.as_raw());
-    assert!(out.contains("CHILD: ping ok"), "{out}");
-
-    root_client.ping().unwrap();
 }
 
 #[test]

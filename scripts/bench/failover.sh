@@ -145,7 +145,9 @@ start_director() { # I
         sync="[sync]
 listen = \"10.89.0.1$((i + 1)):8848\"
 peers = [\"10.89.0.1$((2 - i)):8848\"]
-key_file = \"$DIR/key\""
+key_file = \"$DIR/key\"
+state_dir = \"$DIR/sync$i\""
+        mkdir -p "$DIR/sync$i"
     fi
     printf 'workers = 1\n%s\n' "$sync" > "$DIR/director$i.toml"
     rm -f "$DIR/run$i/director.sock"

@@ -1,32 +1,65 @@
 //! What every test that drives real parts (namespaces, daemons, binaries) needs, in one place:
-//! the root check that skips loudly, polling with a deadline instead of sleeping, finding a
+//! the root check that skips loudly (and fails under `scripts/test.sh`), polling with a deadline instead of sleeping, finding a
 //! workspace binary next to the one cargo built for the test (or the built directory itself),
-//! temporary directories, the HTTP server of the real servers, and (in [`cluster`]) the
-//! namespace testbed with the real director and monitord.
+//! temporary directories, the HTTP server of the real servers, (in [`cluster`]) the
+//! namespace testbed with the real director and monitord, and (in [`daemon`]) a daemon run
+//! as a host runs it: forking, and through its init script.
 
 pub mod cluster;
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// True when running as root; otherwise prints `SKIPPED: <test> needs root` and returns false,
-/// so that a test that cannot run says so instead of passing silently.
-pub fn root_or_skip(test: &str) -> bool {
+/// Set by `scripts/test.sh`: there every test must really run, so a test whose prerequisite
+/// is missing (root, an external program, a built binary) fails instead of printing SKIPPED
+/// and passing. Without it (`cargo test` by hand, as a user) such a test skips loudly.
+pub const REQUIRE_ALL: &str = "LVS_TESTS_REQUIRE_ALL";
+
+/// True when [`REQUIRE_ALL`] is set (to anything but empty or `0`).
+pub fn all_required() -> bool {
+    std::env::var_os(REQUIRE_ALL).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A test that cannot run: prints `SKIPPED: <test> <why>`; under `scripts/test.sh`
+/// ([`REQUIRE_ALL`]) it panics with that line instead, so the run fails.
+pub fn skip(test: &str, why: &str) {
+    skip_unless_required(all_required(), test, why);
+}
+
+fn skip_unless_required(required: bool, test: &str, why: &str) {
+    let line = format!("SKIPPED: {test} {why}");
+    assert!(
+        !required,
+        "{line}, and {REQUIRE_ALL} is set (scripts/test.sh): nothing may be skipped there"
+    );
+    eprintln!("{line}");
+}
+
+/// True when the effective uid is 0.
+pub fn is_root() -> bool {
     // /proc/self/status is enough to read the effective uid without unsafe code.
-    let euid = std::fs::read_to_string("/proc/self/status")
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
                 .and_then(|rest| rest.split_whitespace().nth(1).map(str::to_owned))
         })
-        .and_then(|u| u.parse::<u32>().ok());
-    if euid == Some(0) {
+        .and_then(|u| u.parse::<u32>().ok())
+        == Some(0)
+}
+
+/// True when running as root; otherwise [`skip`]s (`SKIPPED: <test> needs root`, a failure
+/// under `scripts/test.sh`) and returns false, so that a test that cannot run says so instead
+/// of passing silently.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
         true
     } else {
-        eprintln!("SKIPPED: {test} needs root");
+        skip(test, "needs root");
         false
     }
 }
@@ -149,6 +182,18 @@ pub fn spawn_http_server(ns: &str, name: &str, port: u16, addr: &str) -> Child {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skip_fails_when_every_test_is_required() {
+        skip_unless_required(false, "t", "needs nothing");
+        let err =
+            std::panic::catch_unwind(|| skip_unless_required(true, "t", "needs root")).unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.starts_with("SKIPPED: t needs root, and LVS_TESTS_REQUIRE_ALL is set"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn wait_for_returns_the_first_value_and_times_out_with_the_name() {

@@ -7,9 +7,16 @@
 //!
 //! The limiter counts failed logins per user name and per client address within a window;
 //! past the limit, logins for that name (or from that address) are refused, even with the
-//! right password, until the window has passed.
+//! right password, until the window has passed. It tracks at most [`MAX_TRACKED`] names and
+//! as many addresses: past that, the name (or address) whose count started first is
+//! forgotten to make room, whatever its window, so that a flood of made-up names or spoofed
+//! addresses costs a fixed amount of memory. (The price: a guesser who can fail from
+//! `MAX_TRACKED` new addresses can also flush a lockout of its own address; the per-name
+//! lockout still holds as long as fewer than `MAX_TRACKED` names failed since.)
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -165,11 +172,85 @@ pub enum Locked {
     Addr(Duration),
 }
 
+/// Failure counts for at most `cap` keys; a new key at capacity evicts the oldest one.
+#[derive(Debug)]
+struct Tracked<K> {
+    /// The count and the stamp of its insertion.
+    map: HashMap<K, (Failures, u64)>,
+    /// Keys in insertion order with their stamps (an entry whose stamp no longer matches
+    /// the map's was removed or inserted again since: skipped).
+    order: VecDeque<(K, u64)>,
+    next: u64,
+    cap: usize,
+}
+
+impl<K: Hash + Eq + Clone> Tracked<K> {
+    fn new(cap: usize) -> Tracked<K> {
+        Tracked {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            next: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    fn get<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> Option<&Failures>
+    where
+        K: Borrow<Q>,
+    {
+        self.map.get(k).map(|(f, _)| f)
+    }
+
+    /// `k`'s count, inserted as `fresh` (evicting the oldest key at capacity) if absent.
+    fn entry(&mut self, k: K, fresh: Failures) -> &mut Failures {
+        if !self.map.contains_key(&k) {
+            while self.map.len() >= self.cap && self.evict_oldest() {}
+            self.next += 1;
+            self.order.push_back((k.clone(), self.next));
+            self.map.insert(k.clone(), (fresh, self.next));
+            if self.order.len() > 2 * self.cap {
+                let map = &self.map;
+                self.order
+                    .retain(|(k, s)| map.get(k).is_some_and(|(_, t)| t == s));
+            }
+        }
+        match self.map.get_mut(&k) {
+            Some((f, _)) => f,
+            None => unreachable!("inserted above"),
+        }
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((k, s)) = self.order.pop_front() {
+            if self.map.get(&k).is_some_and(|(_, t)| *t == s) {
+                self.map.remove(&k);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn remove<Q: Hash + Eq + ?Sized>(&mut self, k: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        self.map.remove(k);
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Failures) -> bool) {
+        self.map.retain(|_, (f, _)| keep(f));
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
 /// Counts failed logins.
 #[derive(Debug)]
 pub struct Limiter {
-    users: HashMap<String, Failures>,
-    addrs: HashMap<IpAddr, Failures>,
+    users: Tracked<String>,
+    addrs: Tracked<IpAddr>,
     /// Failures per user before the lockout.
     pub max_user: u32,
     /// Failures per address before the lockout.
@@ -178,19 +259,30 @@ pub struct Limiter {
     pub window: Duration,
 }
 
-/// Tracked names and addresses at most (a flood of made-up names must not eat memory).
-const MAX_TRACKED: usize = 100_000;
+/// Names tracked at most, and addresses tracked at most (a flood of made-up names or
+/// spoofed addresses must not eat memory): about 10 MB in all when both are full.
+pub const MAX_TRACKED: usize = 50_000;
 
 impl Limiter {
-    /// A limiter with these limits.
+    /// A limiter with these limits, tracking at most [`MAX_TRACKED`] names and addresses.
     pub fn new(max_user: u32, max_addr: u32, window: Duration) -> Limiter {
+        Limiter::with_capacity(max_user, max_addr, window, MAX_TRACKED)
+    }
+
+    /// A limiter tracking at most `cap` names and `cap` addresses.
+    pub fn with_capacity(max_user: u32, max_addr: u32, window: Duration, cap: usize) -> Limiter {
         Limiter {
-            users: HashMap::new(),
-            addrs: HashMap::new(),
+            users: Tracked::new(cap),
+            addrs: Tracked::new(cap),
             max_user,
             max_addr,
             window,
         }
+    }
+
+    /// Names and addresses tracked now.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.users.len(), self.addrs.len())
     }
 
     fn left(&self, f: Option<&Failures>, max: u32, now: Instant) -> Option<Duration> {
@@ -221,15 +313,15 @@ impl Limiter {
             f.count += 1;
             f.count
         };
-        if self.users.len() + self.addrs.len() >= MAX_TRACKED {
+        if self.users.len() >= self.users.cap || self.addrs.len() >= self.addrs.cap {
             self.expire(now);
         }
         let fresh = Failures {
             count: 0,
             first: now,
         };
-        let nu = bump(self.users.entry(user.to_owned()).or_insert(fresh));
-        let na = bump(self.addrs.entry(addr).or_insert(fresh));
+        let nu = bump(self.users.entry(user.to_owned(), fresh));
+        let na = bump(self.addrs.entry(addr, fresh));
         if na == self.max_addr {
             Some(Locked::Addr(self.window))
         } else if nu == self.max_user {
@@ -248,8 +340,8 @@ impl Limiter {
     /// Forgets windows that have passed.
     pub fn expire(&mut self, now: Instant) {
         let w = self.window;
-        self.users.retain(|_, f| now < f.first + w);
-        self.addrs.retain(|_, f| now < f.first + w);
+        self.users.retain(|f| now < f.first + w);
+        self.addrs.retain(|f| now < f.first + w);
     }
 }
 
@@ -291,5 +383,54 @@ mod tests {
         assert!(matches!(l.fail("x2", a, t0), Some(Locked::Addr(_))));
         assert!(matches!(l.check("bob", a, t0), Some(Locked::Addr(_))));
         assert_eq!(l.check("alice", a, t0 + Duration::from_secs(61)), None);
+    }
+
+    #[test]
+    fn the_tables_are_capped_and_the_oldest_goes_first() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut l = Limiter::with_capacity(2, 100, window, 4);
+        let ip = |i: u8| IpAddr::from([192, 0, 2, i]);
+        // "locked" is locked out first, then a flood of new names and addresses, all within
+        // the window (nothing expires).
+        l.fail("locked", ip(1), t0);
+        assert!(matches!(l.fail("locked", ip(1), t0), Some(Locked::User(_))));
+        for i in 0..3u8 {
+            l.fail(&format!("flood{i}"), ip(10 + i), t0);
+        }
+        assert_eq!(l.tracked(), (4, 4));
+        assert!(matches!(
+            l.check("locked", ip(99), t0),
+            Some(Locked::User(_))
+        ));
+        // One more new name: the oldest ("locked") goes, the newer ones stay.
+        l.fail("flood3", ip(13), t0);
+        assert_eq!(l.tracked(), (4, 4));
+        assert_eq!(l.check("locked", ip(99), t0), None);
+        for i in 1..4u8 {
+            assert!(
+                l.users.get(format!("flood{i}").as_str()).is_some(),
+                "flood{i}"
+            );
+        }
+        // A thousand more: still four of each, and a name counted again after a success
+        // (removed, then inserted anew) is the newest, not evicted in its old place.
+        for i in 0..1000u32 {
+            l.fail(
+                &format!("more{i}"),
+                IpAddr::from((i + 1000).to_be_bytes()),
+                t0,
+            );
+        }
+        assert_eq!(l.tracked(), (4, 4));
+        assert!(l.users.order.len() <= 8);
+        l.succeed("more999");
+        l.fail("again", ip(1), t0);
+        l.fail("more999", ip(1), t0);
+        l.fail("x", ip(1), t0);
+        l.fail("y", ip(1), t0);
+        l.fail("z", ip(1), t0);
+        assert!(l.users.get("more999").is_some());
+        assert!(l.users.get("again").is_none());
     }
 }

@@ -4,14 +4,16 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{SOON, TOKEN, Webmon, openmetrics, parse_response, read_all, wait_for};
 
 const ADMIN_PW: &str = "admin-password-1";
 const VIEWER_PW: &str = "viewer-password-1";
+/// The `request_timeout` support's `Webmon::start` configures.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn start(extra: &str) -> Webmon {
     Webmon::start(
@@ -277,24 +279,16 @@ fn oversized_requests_are_cut_off() {
     let r = parse_response(&raw).expect("a response");
     assert_eq!(r.status, 431, "{r:?}");
     assert_eq!(r.header("connection"), Some("close"));
-    // Endless headers without an end are cut off too, not buffered.
+    // Endless headers without an end are cut off too, not buffered: a 431 once they pass
+    // max_header_bytes, long before the 100 KB the client would send.
     let mut s = w.connect();
-    let mut refused = false;
-    for _ in 0..100 {
-        if s.write_all(format!("X-{}: y\r\n", "z".repeat(1000)).as_bytes())
-            .and_then(|()| s.flush())
-            .is_err()
-        {
-            refused = true;
-            break;
-        }
-    }
-    let rest = read_all(&mut s);
-    assert!(
-        refused || parse_response(&rest).is_some_and(|r| r.status == 431 || r.status == 400),
-        "{:?}",
-        String::from_utf8_lossy(&rest)
-    );
+    let head = b"GET / HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    let fields = (0..100).map(|i| format!("X-{i}: {}\r\n", "z".repeat(1000)).into_bytes());
+    let rest = send_until_answered(&mut s, std::iter::once(head).chain(fields));
+    let r = parse_response(&rest)
+        .unwrap_or_else(|| panic!("no answer: {:?}", String::from_utf8_lossy(&rest)));
+    assert_eq!(r.status, 431, "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"));
     // A body beyond max_body_bytes (8192).
     let raw = w.raw(
         b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\nusername=",
@@ -317,42 +311,80 @@ fn oversized_requests_are_cut_off() {
     assert_eq!(parse_response(&raw).expect("a response").status, 411);
 }
 
+/// Sends `pieces` one at a time over `s`, looking for an answer after each one (a 50 ms
+/// read timeout paces them); once the server answers, reads on until it closes and returns
+/// all it said. Fails if the server never answers, or closes without a word.
+fn send_until_answered(s: &mut support::Tls, pieces: impl IntoIterator<Item = Vec<u8>>) -> Vec<u8> {
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+    }
+    s.sock
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    for (i, piece) in pieces.into_iter().enumerate() {
+        // A failed write means the server is gone: what it said before is still readable.
+        let wrote = s.write_all(&piece).and_then(|()| s.flush()).is_ok();
+        match s.read(&mut buf) {
+            Ok(n) => {
+                said.extend_from_slice(&buf[..n]);
+                s.sock.set_read_timeout(Some(SOON)).unwrap();
+                said.extend(read_all(s));
+                return said;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("the connection failed after {i} pieces: {e}"),
+        }
+        assert!(wrote, "cut off without an answer after {i} pieces");
+    }
+    panic!("no answer to any of the pieces");
+}
+
 #[test]
 fn slow_clients_are_cut_off() {
     let w = start("");
+    // The window every cut-off must fall in, from before the connect: not before
+    // request_timeout, and not much after it.
+    let in_window = |since: Instant, what: &str| {
+        let t = since.elapsed();
+        assert!(
+            t >= REQUEST_TIMEOUT - Duration::from_millis(100)
+                && t < REQUEST_TIMEOUT + Duration::from_secs(6),
+            "{what} after {t:?} (request_timeout {REQUEST_TIMEOUT:?})"
+        );
+    };
     // Half a request, then silence: closed after request_timeout (2 s) with a 408.
+    let opened = Instant::now();
     let mut s = w.connect();
     s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     s.flush().unwrap();
     let raw = read_all(&mut s);
+    in_window(opened, "the half request's 408 and close");
     let r = parse_response(&raw).expect("a 408 before the close");
     assert_eq!(r.status, 408);
     // A TCP connection that never starts TLS is closed too.
+    let opened = Instant::now();
     let mut t = TcpStream::connect(("127.0.0.1", w.port)).unwrap();
     t.set_read_timeout(Some(SOON)).unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(t.read(&mut buf).expect("closed, not timed out"), 0);
-    // Dripping one byte at a time does not extend the deadline.
+    in_window(opened, "the silent TCP connection's close");
+    // Dripping one byte at a time does not extend the deadline: it runs from the accept,
+    // whatever arrives meanwhile. Specified outcome: a 408 at request_timeout (2 s) after the
+    // connection opened: not before (the deadline is not cut short) and long before the drip
+    // would end (about 20 s).
+    let opened = Instant::now();
     let mut s = w.connect();
-    let mut cut = false;
-    for b in b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+    let drip = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
         .iter()
-        .chain([b'a'; 200].iter())
-    {
-        if s.write_all(&[*b]).and_then(|()| s.flush()).is_err() {
-            cut = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !cut {
-        let raw = read_all(&mut s);
-        assert!(
-            parse_response(&raw).is_none_or(|r| r.status == 408),
-            "{raw:?}"
-        );
-    }
+        .chain([b'a'; 400].iter())
+        .map(|b| vec![*b]);
+    let raw = send_until_answered(&mut s, drip);
+    in_window(opened, "the dripping connection's 408 and close");
+    let r = parse_response(&raw).unwrap_or_else(|| panic!("not a response: {raw:?}"));
+    assert_eq!(r.status, 408, "{raw:?}");
 }
 
 #[test]
@@ -527,6 +559,34 @@ fn sighup_reloads_and_a_bad_file_changes_nothing() {
     assert_eq!(metrics(TOKEN), 401);
 }
 
+/// `openssl s_client` offering exactly one protocol version (`-tls1`, `-tls1_1`, `-tls1_2`),
+/// with the legacy security level so that OpenSSL itself is willing to speak TLS 1.0 and 1.1
+/// (Debian's default level 2 would refuse them in the client, proving nothing about the
+/// server). `-msg` prints every handshake message, so the output shows what was offered and
+/// what came back.
+fn s_client(port: u16, version: &str) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-servername",
+            "localhost",
+            version,
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+            "-msg",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run openssl s_client (scripts/test.sh installs openssl)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 #[test]
 fn tls_1_3_and_1_2_only() {
     let w = start("");
@@ -537,25 +597,30 @@ fn tls_1_3_and_1_2_only() {
         let (status, got) = w.get_with(w.client_config(&[v]), "/login");
         assert_eq!((status, got), (200, Some(want)));
     }
-    // Older versions: rustls cannot even offer them; curl shows the refusal.
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--tlsv1.1",
-            "--tls-max",
-            "1.1",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("https://127.0.0.1:{}/login", w.port))
-        .output();
-    if let Ok(out) = out {
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "000",
-            "TLS 1.1 was accepted"
+    // rustls cannot even offer older versions: openssl can. The control first: the same
+    // invocation with -tls1_2 completes its handshake, so a failure below is not the
+    // client's (a missing legacy cipher, a security level refusing the version).
+    let (ok, text) = s_client(w.port, "-tls1_2");
+    assert!(
+        ok && text.contains("Protocol  : TLSv1.2") && text.contains("New, TLSv1.2, Cipher is"),
+        "openssl s_client -tls1_2 did not complete a handshake:\n{text}"
+    );
+    for (flag, name) in [("-tls1_1", "TLS 1.1"), ("-tls1", "TLS 1.0")] {
+        let (ok, text) = s_client(w.port, flag);
+        // The client really offered the old version: its ClientHello went out as one...
+        assert!(
+            text.contains(&format!(">>> {name}, Handshake")) && text.contains("ClientHello"),
+            "openssl {flag} sent no {name} ClientHello:\n{text}"
         );
+        // ...and the server ended the handshake with a fatal alert (not a client-side
+        // "no protocols available", not a timeout): no cipher was agreed.
+        assert!(!ok, "{name} was accepted:\n{text}");
+        let alert = text
+            .lines()
+            .find(|l| l.starts_with("<<< ") && l.contains("Alert") && l.contains("fatal"))
+            .unwrap_or_else(|| panic!("no fatal alert from the server for {name}:\n{text}"));
+        assert!(text.contains("Cipher is (NONE)"), "{text}");
+        assert!(!text.contains("no protocols available"), "{text}");
+        println!("{name} ClientHello refused by lvs-webmon: {alert}");
     }
 }

@@ -147,27 +147,76 @@ fn traffic_refreshes_and_shorter_states_rearm_earlier() {
     assert_eq!(expire_all(&mut t, 1_010 * SEC).len(), 1);
 }
 
+/// Every TCP state a connection can reach, armed with its own timeout by the packet that
+/// moved it there, expires exactly then: not a millisecond early or late. The packets that
+/// lead to each state are found on the table itself (every direction and flag, breadth
+/// first; NAT sees both directions, DR the client's only). LAST_ACK, LISTEN and SYNACK are
+/// in IPVS's numbering but, as in Linux's default tables, no packet leads to them from a
+/// new entry: asserted, so that a change of the tables shows up here.
 #[test]
 fn timers_expire_exactly_for_every_state() {
-    let mut t = table(64);
-    let to = *t.timeouts();
-    let start = 123_457;
-    for (i, state) in State::TCP.iter().enumerate() {
-        let _ = state;
-        let port = u16::try_from(i).unwrap() + 1;
-        t.insert(
-            &new_conn(Proto::Tcp, client(2, port), 0, Forward::Nat),
-            None,
-            start,
-        )
-        .unwrap();
+    type Path = Vec<(Dir, TcpFlags)>;
+    let flags = [TcpFlags::SYN, TcpFlags::FIN, TcpFlags::ACK, TcpFlags::RST];
+    // A fresh entry in a fresh table, inserted at 0, then `path` at 1 ms intervals.
+    let replay = |fwd: Forward, path: &Path| -> (Table, State, u64) {
+        let mut t = table(4);
+        let id = t
+            .insert(&new_conn(Proto::Tcp, client(2, 1), 0, fwd), None, 0)
+            .unwrap();
+        let mut state = State::None;
+        let mut now = 0;
+        for &(dir, f) in path {
+            now += 1;
+            state = t.on_packet(id, dir, f, now).unwrap();
+        }
+        (t, state, now)
+    };
+    let mut paths: std::collections::BTreeMap<State, (Forward, Path)> = Default::default();
+    for (fwd, dirs) in [
+        (Forward::Nat, &[Dir::In, Dir::Out][..]),
+        (Forward::DirectRoute, &[Dir::In][..]),
+    ] {
+        let mut queue = std::collections::VecDeque::from([Path::new()]);
+        let mut seen = std::collections::BTreeSet::from([State::None]);
+        paths.entry(State::None).or_insert((fwd, Path::new()));
+        while let Some(path) = queue.pop_front() {
+            for &dir in dirs {
+                for f in flags {
+                    let mut next = path.clone();
+                    next.push((dir, f));
+                    let (_, state, _) = replay(fwd, &next);
+                    if seen.insert(state) {
+                        paths.entry(state).or_insert((fwd, next.clone()));
+                        queue.push_back(next);
+                    }
+                }
+            }
+        }
     }
-    // Every entry is in NONE: 2 s.
-    assert!(expire_all(&mut t, start + to.get(State::None) - 1).is_empty());
+    let unreachable: Vec<State> = State::TCP
+        .iter()
+        .copied()
+        .filter(|s| !paths.contains_key(s))
+        .collect();
     assert_eq!(
-        expire_all(&mut t, start + to.get(State::None)).len(),
-        State::TCP.len()
+        unreachable,
+        [State::LastAck, State::Listen, State::SynAck],
+        "{paths:?}"
     );
+
+    for (state, (fwd, path)) in &paths {
+        let (mut t, got, last) = replay(*fwd, path);
+        assert_eq!(got, *state);
+        let timeout = t.timeouts().get(*state);
+        assert_eq!(t.list(last)[0].expires_ms, timeout, "{state} via {path:?}");
+        assert!(
+            expire_all(&mut t, last + timeout - 1).is_empty(),
+            "{state} via {path:?} expired early"
+        );
+        let gone = expire_all(&mut t, last + timeout);
+        assert_eq!(gone.len(), 1, "{state} via {path:?} did not expire on time");
+        assert_eq!(gone[0].conn.state, *state);
+    }
 }
 
 #[test]

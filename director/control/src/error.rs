@@ -70,6 +70,10 @@ pub enum ControlError {
     #[error("Different address family is allowed only for tunneling servers")]
     AddressFamily,
 
+    /// A `-b` item ipvsadm would refuse.
+    #[error(transparent)]
+    SchedFlag(#[from] crate::sched_flags::SchedFlagError),
+
     /// A `--set` value above 31 days.
     #[error("invalid timeout value `{0}' specified")]
     BadTimeout(u32),

@@ -222,9 +222,9 @@ pub enum ParseError {
     /// Bad `-y`.
     #[error("illegal l_threshold specified")]
     BadLowerThreshold,
-    /// Bad `-b` entry.
-    #[error("invalid scheduler flag `{0}'")]
-    BadSchedFlag(String),
+    /// Bad `-b` entry: ipvsadm's "invalid" or "incompatible scheduler flag".
+    #[error(transparent)]
+    SchedFlag(#[from] crate::sched_flags::SchedFlagError),
     /// Port 0 needs `-p`.
     #[error("Zero port specified for non-persistent service")]
     ZeroPort,
@@ -839,29 +839,20 @@ fn service_conf(key: ServiceKey, p: &Parts) -> Result<ServiceConf, ParseError> {
         // ipvsadm accepts -M without -p and ignores it.
         None
     };
+    // ipvsadm checks -b while reading the options, before the zero port.
+    let scheduler = p.values[o::SCHEDULER]
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SCHEDULER.to_owned());
+    let sched_flags = match &p.values[o::SCHED_FLAGS] {
+        Some(text) => crate::sched_flags::normalize(&scheduler, text)?,
+        None => String::new(),
+    };
     if key.port == 0 && persistence.is_none() {
         return Err(ParseError::ZeroPort);
     }
-    let sched_flags = match &p.values[o::SCHED_FLAGS] {
-        Some(text) => {
-            for flag in text.split(',') {
-                let ok = !flag.is_empty()
-                    && flag
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !ok {
-                    return Err(ParseError::BadSchedFlag(flag.to_owned()));
-                }
-            }
-            crate::state::normalize_sched_flags(text)
-        }
-        None => String::new(),
-    };
     Ok(ServiceConf {
         key,
-        scheduler: p.values[o::SCHEDULER]
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SCHEDULER.to_owned()),
+        scheduler,
         sched_flags,
         persistence,
     })
@@ -986,7 +977,7 @@ mod tests {
                 ..vip()
             },
             scheduler: "sh".into(),
-            sched_flags: "sh-port,sh-fallback".into(),
+            sched_flags: "sh-fallback,sh-port".into(),
             persistence: Some(Persistence {
                 timeout_secs: 300,
                 netmask: 24,
@@ -1238,7 +1229,19 @@ mod tests {
                 "-A -t 192.0.2.1",
                 "Zero port specified for non-persistent service",
             ),
-            ("-A -t 192.0.2.1:80 -b a,,b", "invalid scheduler flag `'"),
+            (
+                "-A -t 192.0.2.1:80 -s sh -b port",
+                "invalid scheduler flag `port'",
+            ),
+            (
+                "-A -t 192.0.2.1:80 -s rr -b sh-port",
+                "incompatible scheduler flag `sh-port'",
+            ),
+            // No -s: ipvsadm checks against its default, wlc.
+            (
+                "-A -t 192.0.2.1:80 -b mh-port",
+                "incompatible scheduler flag `mh-port'",
+            ),
             ("--set 1 2", "--set option requires 3 timeout values"),
             ("--set 1 2 x", "invalid timeout value `x' specified"),
             ("-C extra", "unexpected argument extra"),

@@ -66,14 +66,18 @@ impl StatsSource for ZeroStats {
     }
 }
 
-/// Validates a scheduler name and its flags (`-s`, `-b`) against what is installed.
+/// libipvs's message for an unknown scheduler (`ENOENT` from `ipvs_add_service`), which
+/// `lvsadm` prints as ipvsadm does; the director logs what it searched.
+pub const SCHEDULER_NOT_FOUND: &str = "Scheduler or persistence engine not found";
+
+/// Validates a scheduler name and its plugin options against what is installed.
 ///
-/// The director implements it over its plugin registry. The error message is shown to the
-/// sysadmin as is, so it should say what was searched, e.g.
-/// `Scheduler not found: no plugin provides "foo" (searched /usr/lib/lvs/sched)`.
+/// The director implements it over its plugin registry. An unknown name is refused with
+/// [`SCHEDULER_NOT_FOUND`]; options the plugin refuses with the plugin's own reason.
 pub trait SchedulerCheck {
-    /// `Ok` if `name` exists and accepts `flags` (comma-separated, possibly empty).
-    fn check(&self, name: &str, flags: &str) -> Result<(), String>;
+    /// `Ok` if `name` exists and accepts `options`: what [`crate::sched_flags::plugin_options`]
+    /// made of the service's `-b` (comma-separated, possibly empty).
+    fn check(&self, name: &str, options: &str) -> Result<(), String>;
 }
 
 /// Accepts every scheduler; for tests and tools that have no registry.
@@ -81,13 +85,14 @@ pub trait SchedulerCheck {
 pub struct AnyScheduler;
 
 impl SchedulerCheck for AnyScheduler {
-    fn check(&self, _name: &str, _flags: &str) -> Result<(), String> {
+    fn check(&self, _name: &str, _options: &str) -> Result<(), String> {
         Ok(())
     }
 }
 
-/// Accepts the schedulers in a fixed list, with any flags; refuses others with the message
-/// ipvsadm prints. For tests and as an example.
+/// Accepts the schedulers in a fixed list, with any plugin options (it has no plugin to ask);
+/// refuses others with the message ipvsadm prints. For tests and as an example; ipvsadm's own
+/// `-b` checks happen before any [`SchedulerCheck`] is asked, so they apply here too.
 #[derive(Debug, Clone, Default)]
 pub struct KnownSchedulers {
     names: Vec<String>,
@@ -107,14 +112,11 @@ impl KnownSchedulers {
 }
 
 impl SchedulerCheck for KnownSchedulers {
-    fn check(&self, name: &str, _flags: &str) -> Result<(), String> {
+    fn check(&self, name: &str, _options: &str) -> Result<(), String> {
         if self.names.iter().any(|n| n == name) {
             Ok(())
         } else {
-            Err(format!(
-                "Scheduler not found: no scheduler named \"{name}\" (known: {})",
-                self.names.join(", ")
-            ))
+            Err(SCHEDULER_NOT_FOUND.to_owned())
         }
     }
 }

@@ -9,7 +9,8 @@
 //! - [`grammar`]: one ipvsadm command line to a typed [`Command`];
 //!   [`rules`]: `ipvsadm-save` text (restore input, the rules file) with line numbers;
 //!   [`save`](mod@save): the `ipvsadm-save` output; [`order`]: ipvsadm's listing order;
-//!   [`address`]: `host[:port]` and netmasks.
+//!   [`address`]: `host[:port]` and netmasks; [`sched_flags`]: `-b`, ipvsadm's flags and the
+//!   plugins' options.
 //!
 //! The director uses it like this:
 //!
@@ -33,13 +34,15 @@ pub mod hooks;
 pub mod order;
 pub mod rules;
 pub mod save;
+pub mod sched_flags;
 pub mod state;
 
 pub use error::ControlError;
 pub use grammar::{Command, ListFormat, ListOptions, ListWhat, ParseError, parse_args};
 pub use handler::ControlHandler;
 pub use hooks::{
-    AnyScheduler, DestCounters, KnownSchedulers, SchedulerCheck, StatsSource, ZeroStats,
+    AnyScheduler, DestCounters, KnownSchedulers, SCHEDULER_NOT_FOUND, SchedulerCheck, StatsSource,
+    ZeroStats,
 };
 pub use rules::{RulesError, RulesErrorKind, load_rules, parse_rules, split_line};
 pub use save::save;

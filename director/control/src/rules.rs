@@ -126,6 +126,9 @@ mod tests {
         let e =
             load_rules("-A -t 192.0.2.1:80 -s foo\n", &KnownSchedulers::new(["rr"])).unwrap_err();
         assert_eq!(e.line, 1);
-        assert!(e.to_string().contains("no scheduler named \"foo\""), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "line 1: Scheduler or persistence engine not found"
+        );
     }
 }

@@ -25,14 +25,15 @@ pub fn save(services: &[ServiceStatus], sort: bool) -> String {
         let key = s.conf.key;
         let svc = format!("{} {}", key.protocol.switch(), AddrPort(key.addr, key.port));
         let _ = write!(out, "-A {svc} -s {}", s.conf.scheduler);
-        if !s.conf.sched_flags.is_empty() {
-            let _ = write!(out, " -b {}", s.conf.sched_flags);
-        }
         if let Some(p) = s.conf.persistence {
             let _ = write!(out, " -p {}", p.timeout_secs);
             if p.netmask != full_prefix(&key.addr) {
                 let _ = write!(out, " -M {}", format_netmask(p.netmask, key.addr.is_ipv6()));
             }
+        }
+        // ipvsadm writes -b last.
+        if !s.conf.sched_flags.is_empty() {
+            let _ = write!(out, " -b {}", s.conf.sched_flags);
         }
         out.push('\n');
         for d in &s.dests {
@@ -82,7 +83,7 @@ mod tests {
 -a -t 192.0.2.1:80 -r 10.0.0.3:8080 -m -w 3 -x 100 -y 10
 -A -t 192.0.2.1:443 -s wlc -p 300
 -a -t 192.0.2.1:443 -r 10.0.0.2:443 -g -w 0
--A -t 192.0.2.2:0 -s sh -b sh-port -p 3600 -M 255.255.255.0
+-A -t 192.0.2.2:0 -s sh -p 3600 -M 255.255.255.0 -b sh-port
 -a -t 192.0.2.2:0 -r 10.0.0.4:0 -i -w 1
 -A -u 192.0.2.1:53 -s rr
 -A -t [2001:db8::1]:80 -s rr -p 60 -M 64
@@ -118,7 +119,7 @@ mod tests {
             prop_oneof![3 => addr4(), 1 => addr6()],
             prop_oneof![Just(0u16), Just(80), Just(443), Just(65535)],
             prop::sample::select(vec!["rr", "wlc", "sh", "mh"]),
-            prop::sample::select(vec!["", "flag-1", "sh-port,sh-fallback"]),
+            prop::sample::select(vec!["", "flag-1", "flag-3,flag-2", "flag-1,seed=7"]),
             proptest::option::of((1..=MAX_TIMEOUT, 0u8..=128)),
         )
             .prop_map(|(protocol, addr, port, sched, flags, pers)| {
@@ -131,7 +132,8 @@ mod tests {
                         port,
                     },
                     scheduler: sched.into(),
-                    sched_flags: flags.into(),
+                    sched_flags: crate::sched_flags::normalize(sched, flags)
+                        .expect("flag-N and key=value go with any scheduler"),
                     persistence: pers.map(|(timeout_secs, m)| Persistence {
                         timeout_secs,
                         netmask: if addr.is_ipv4() { m % 33 } else { m.max(1) },

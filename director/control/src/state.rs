@@ -12,7 +12,8 @@ use lvs_proto::{
 };
 
 use crate::error::ControlError;
-use crate::hooks::{SchedulerCheck, StatsSource};
+use crate::hooks::{SCHEDULER_NOT_FOUND, SchedulerCheck, StatsSource};
+use crate::sched_flags;
 
 /// The longest timeout IPVS accepts anywhere: 31 days, in seconds.
 pub const MAX_TIMEOUT: u32 = 86400 * 31;
@@ -513,17 +514,6 @@ impl Service {
     }
 }
 
-/// `-b` flags in one spelling: comma-separated, no blanks, no empty or repeated entries.
-pub fn normalize_sched_flags(flags: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for f in flags.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-        if !out.contains(&f) {
-            out.push(f);
-        }
-    }
-    out.join(",")
-}
-
 /// The longest persistence prefix of `addr`'s family: 32 or 128.
 pub fn full_prefix(addr: &IpAddr) -> u8 {
     match addr {
@@ -552,12 +542,15 @@ fn check_service(
             }
         }
     }
-    conf.sched_flags = normalize_sched_flags(&conf.sched_flags);
     if conf.scheduler.is_empty() {
-        return Err(ControlError::Scheduler("Scheduler not found".to_owned()));
+        return Err(ControlError::Scheduler(SCHEDULER_NOT_FOUND.to_owned()));
     }
+    conf.sched_flags = sched_flags::normalize(&conf.scheduler, &conf.sched_flags)?;
     sched
-        .check(&conf.scheduler, &conf.sched_flags)
+        .check(
+            &conf.scheduler,
+            &sched_flags::plugin_options(&conf.scheduler, &conf.sched_flags),
+        )
         .map_err(ControlError::Scheduler)?;
     Ok(conf)
 }
@@ -667,13 +660,13 @@ mod tests {
         bad.scheduler = "nope".into();
         assert_eq!(
             msg(s.add_service(bad, &known)),
-            "Scheduler not found: no scheduler named \"nope\" (known: rr, wlc)"
+            "Scheduler or persistence engine not found"
         );
         let mut edited = conf(80);
         edited.scheduler = "wlc".into();
-        edited.sched_flags = " flag-2,,flag-1,flag-2".into();
+        edited.sched_flags = "flag-2,,flag-1,flag-2".into();
         let changes = s.edit_service(edited.clone(), &known).unwrap();
-        edited.sched_flags = "flag-2,flag-1".into();
+        edited.sched_flags = "flag-1,flag-2".into();
         assert_eq!(changes, vec![ConfigChange::ServiceEdited(edited.clone())]);
         assert_eq!(s.service(&key(80)).unwrap().conf, edited);
         assert_eq!(

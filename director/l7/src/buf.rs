@@ -1,21 +1,89 @@
-//! A fixed-capacity byte buffer: data between `start` and `end`, compacted when the tail runs
-//! out. Its capacity bounds the memory of one direction of one connection.
+//! A bounded byte buffer: data between `start` and `end`, compacted when the tail runs out.
+//! Its capacity bounds the memory of one direction of one connection.
+//!
+//! The storage is taken only while the buffer holds data and given back as soon as it is
+//! empty, so an idle keep-alive connection holds none. Storage of the usual size ([`POOLED`])
+//! comes from a free list of the worker thread (each worker is one thread, so the list needs
+//! no lock), which keeps the allocator out of the way of a busy worker.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
+
+/// The usual capacity of a buffer, and the size the free list keeps.
+pub(crate) const POOLED: usize = 32 * 1024;
+/// Free buffers a worker keeps for reuse (2 MiB); more go back to the allocator.
+const MAX_FREE: usize = 64;
+
+thread_local! {
+    static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_storage(capacity: usize) -> Box<[u8]> {
+    if capacity == POOLED
+        && let Ok(Some(b)) = FREE.try_with(|f| f.borrow_mut().pop())
+    {
+        return b;
+    }
+    vec![0; capacity].into_boxed_slice()
+}
+
+fn give_back(b: Box<[u8]>) {
+    if b.len() != POOLED {
+        return;
+    }
+    // At thread exit the list may be gone already; the buffer is then simply freed.
+    let _ = FREE.try_with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() < MAX_FREE {
+            f.push(b);
+        }
+    });
+}
 
 #[derive(Debug)]
 pub(crate) struct Buf {
-    data: Box<[u8]>,
+    data: Option<Box<[u8]>>,
+    capacity: usize,
     start: usize,
     end: usize,
 }
 
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(b) = self.data.take() {
+            give_back(b);
+        }
+    }
+}
+
 impl Buf {
+    /// A buffer of `capacity` bytes; nothing is allocated until data comes.
     pub fn new(capacity: usize) -> Self {
         Self {
-            data: vec![0; capacity].into_boxed_slice(),
+            data: None,
+            capacity,
             start: 0,
             end: 0,
+        }
+    }
+
+    /// Whether storage is held (for tests).
+    #[cfg(test)]
+    fn holds_storage(&self) -> bool {
+        self.data.is_some()
+    }
+
+    fn storage(&mut self) -> &mut [u8] {
+        let capacity = self.capacity;
+        self.data.get_or_insert_with(|| take_storage(capacity))
+    }
+
+    /// Empty: the storage goes back to the free list.
+    fn release(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        if let Some(b) = self.data.take() {
+            give_back(b);
         }
     }
 
@@ -28,45 +96,50 @@ impl Buf {
     }
 
     pub fn capacity(&self) -> usize {
-        self.data.len()
+        self.capacity
     }
 
     pub fn space(&self) -> usize {
-        self.data.len() - self.len()
+        self.capacity - self.len()
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        self.data
+            .as_deref()
+            .map_or(&[], |d| &d[self.start..self.end])
     }
 
     pub fn consume(&mut self, n: usize) {
         self.start += n.min(self.len());
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            self.release();
         }
     }
 
     pub fn clear(&mut self) {
-        self.start = 0;
-        self.end = 0;
+        self.release();
     }
 
     fn compact(&mut self) {
         if self.start > 0 {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
+            let (start, end) = (self.start, self.end);
+            self.storage().copy_within(start..end, 0);
+            self.end -= start;
             self.start = 0;
         }
     }
 
     /// Append as much of `b` as fits; returns how much.
     pub fn push(&mut self, b: &[u8]) -> usize {
-        if self.data.len() - self.end < b.len() {
+        if b.is_empty() {
+            return 0;
+        }
+        if self.capacity - self.end < b.len() {
             self.compact();
         }
-        let n = b.len().min(self.data.len() - self.end);
-        self.data[self.end..self.end + n].copy_from_slice(&b[..n]);
+        let n = b.len().min(self.capacity - self.end);
+        let end = self.end;
+        self.storage()[end..end + n].copy_from_slice(&b[..n]);
         self.end += n;
         n
     }
@@ -76,12 +149,25 @@ impl Buf {
     /// gave less has nothing more for now, so the caller need not try again before the next
     /// readiness event.
     pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<(usize, bool)> {
-        if self.data.len() - self.end == 0 {
+        if self.capacity - self.end == 0 {
             self.compact();
         }
-        let room = self.data.len() - self.end;
-        let n = r.read(&mut self.data[self.end..])?;
+        let room = self.capacity - self.end;
+        let end = self.end;
+        let got = r.read(&mut self.storage()[end..]);
+        let n = match got {
+            Ok(n) => n,
+            Err(e) => {
+                if self.is_empty() {
+                    self.release();
+                }
+                return Err(e);
+            }
+        };
         self.end += n;
+        if self.is_empty() {
+            self.release();
+        }
         Ok((n, n == room))
     }
 
@@ -105,5 +191,38 @@ mod tests {
         assert_eq!(b.push(b"ghijklmn"), 6);
         assert_eq!(b.bytes(), b"efghijkl");
         assert_eq!(b.space(), 0);
+    }
+
+    #[test]
+    fn storage_is_held_only_while_there_is_data() {
+        let mut b = Buf::new(POOLED);
+        assert!(!b.holds_storage());
+        assert_eq!(b.bytes(), b"");
+        assert_eq!(b.space(), POOLED);
+        let mut empty: &[u8] = b"";
+        assert_eq!(b.read_from(&mut empty).unwrap().0, 0);
+        assert!(!b.holds_storage(), "an empty read takes nothing");
+        b.push(b"abc");
+        assert!(b.holds_storage());
+        b.consume(2);
+        assert!(b.holds_storage());
+        b.consume(1);
+        assert!(!b.holds_storage(), "empty again: given back");
+        let mut src: &[u8] = b"xyz";
+        assert_eq!(b.read_from(&mut src).unwrap().0, 3);
+        assert_eq!(b.bytes(), b"xyz");
+        b.clear();
+        assert!(!b.holds_storage());
+    }
+
+    #[test]
+    fn the_free_list_reuses_storage() {
+        let mut a = Buf::new(POOLED);
+        a.push(b"x");
+        let p = a.bytes().as_ptr();
+        a.clear();
+        let mut b = Buf::new(POOLED);
+        b.push(b"y");
+        assert_eq!(b.bytes().as_ptr(), p, "the same storage came back");
     }
 }

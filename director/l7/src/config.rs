@@ -8,6 +8,9 @@
 //! default_pool = "static"
 //! no_match = 404                # or 503: the answer when no rule matches and no default pool
 //! client_address = "x-forwarded-for"  # "forwarded", "proxy-v1", "proxy-v2" or "none"
+//! forwarded_for = "replace"     # or "append": what becomes of the client's own X-Forwarded-For
+//! upgrades = ["websocket"]      # protocols a client may switch to (never "h2c")
+//! max_connections = 0           # client connections at once; beyond: 503 (0: no cap)
 //!
 //! [[content_service.rule]]
 //! name = "api"
@@ -62,6 +65,20 @@ pub enum ClientAddress {
     None,
 }
 
+/// What happens to client-address fields a client sent itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedFor {
+    /// The client's `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are dropped; the server
+    /// sees only the address the director writes. The default: a director facing clients
+    /// cannot tell a true chain from a forged one.
+    #[default]
+    Replace,
+    /// The director's entry is appended to the client's chain (the director sits behind
+    /// proxies of your own that write it).
+    Append,
+}
+
 /// `[[content_service]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +113,17 @@ pub struct ContentServiceConfig {
     /// Seconds an idle keep-alive client connection, or an idle tunnel, is kept.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: u32,
+    /// Client-supplied address fields: replaced (default) or appended to.
+    #[serde(default)]
+    pub forwarded_for: ForwardedFor,
+    /// Protocols a client may switch to with `Upgrade` (any case; `name` allows every
+    /// `name/version`). `h2c` cannot be listed: its requests would escape the rules.
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
+    /// Client connections served at once by this service (all workers); beyond, a new
+    /// connection is answered 503 and closed. 0: no cap.
+    #[serde(default)]
+    pub max_connections: u32,
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleConfig>,
 }
@@ -178,6 +206,9 @@ fn default_connect_timeout() -> u32 {
 }
 fn default_idle_timeout() -> u32 {
     60
+}
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".into()]
 }
 fn default_scheduler() -> String {
     "wrr".into()
@@ -305,6 +336,23 @@ pub fn validate_at(
                 ));
             }
         }
+        for u in &s.upgrades {
+            let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if u.is_empty() || !u.bytes().all(tchar) {
+                return Err((
+                    at(Some("upgrades")),
+                    format!("{what}: upgrades: {u:?} is not a protocol name (like \"websocket\")"),
+                ));
+            }
+            if u.eq_ignore_ascii_case("h2c") {
+                return Err((
+                    at(Some("upgrades")),
+                    format!(
+                        "{what}: upgrades: \"h2c\" cannot be allowed: after the switch the director only relays HTTP/2 frames, so those requests would escape the rules"
+                    ),
+                ));
+            }
+        }
         if let Some(d) = &s.default_pool
             && !names.contains(d.as_str())
         {
@@ -415,6 +463,31 @@ servers = [{ address = "10.0.0.2", port = 80, weight = 3 }]
                 .unwrap_err()
                 .contains("no_match")
         );
+    }
+
+    #[test]
+    fn hardening_keys_have_safe_defaults_and_clear_errors() {
+        let f: File = toml::from_str(GOOD).unwrap();
+        let c = &f.content_service[0];
+        assert_eq!(c.forwarded_for, ForwardedFor::Replace);
+        assert_eq!(c.upgrades, vec!["websocket".to_owned()]);
+        assert_eq!(c.max_connections, 0);
+        let with = |keys: &str| -> Result<(), String> {
+            let f: File =
+                toml::from_str(&GOOD.replace("port = 80\n", &format!("port = 80\n{keys}\n")))
+                    .map_err(|e| e.to_string())?;
+            validate(&f.content_service, &f.pool)
+        };
+        with("forwarded_for = \"append\"\nmax_connections = 100\nupgrades = []").unwrap();
+        let e = with("upgrades = [\"websocket\", \"H2C\"]").unwrap_err();
+        assert!(
+            e.contains("upgrades") && e.contains("escape the rules"),
+            "{e}"
+        );
+        let e = with("upgrades = [\"web socket\"]").unwrap_err();
+        assert!(e.contains("not a protocol name"), "{e}");
+        let e = with("forwarded_for = \"keep\"").unwrap_err();
+        assert!(e.contains("replace") && e.contains("append"), "{e}");
     }
 
     /// The commented example in the director's sample configuration is valid as it stands.

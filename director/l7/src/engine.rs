@@ -100,6 +100,10 @@ pub struct ServiceView {
     pub vip: SocketAddr,
     pub mode: Mode,
     pub conns: u64,
+    /// Client connections open now.
+    pub open: u64,
+    /// Client connections refused by `max_connections`.
+    pub refused: u64,
     pub requests: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -333,6 +337,8 @@ impl Engine {
                     vip: svc.vip,
                     mode: *mode,
                     conns: svc.conns.load(Ordering::Relaxed),
+                    open: svc.open.load(Ordering::Relaxed),
+                    refused: svc.refused.load(Ordering::Relaxed),
                     requests: svc.requests.load(Ordering::Relaxed),
                     bytes_in: svc.bytes_in.load(Ordering::Relaxed),
                     bytes_out: svc.bytes_out.load(Ordering::Relaxed),

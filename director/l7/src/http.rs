@@ -86,24 +86,23 @@ pub(crate) fn parse_request(
     let kept = framing::drop_underscore_fields(req.headers);
     let headers = &req.headers[..kept];
     let target = framing::target(method, req.path.unwrap_or("/"), headers, http10)?;
-    let path = target.path;
+    // Rules match, and the server gets, the normalised origin-form path (see `path`).
+    let path = crate::path::normalise(target.path).map_err(|_| 400u16)?;
+    let path = path.as_ref();
     let framed = framing::request(headers, http10)?;
     let body = framed.body;
     let host = target.host;
     let mut close = false;
     let mut keep = false;
-    let mut conn_upgrade = false;
-    let mut upgrade_hdr = false;
     for h in headers {
         if h.name.eq_ignore_ascii_case("connection") {
             close |= has_token(h.value, "close");
             keep |= has_token(h.value, "keep-alive");
-            conn_upgrade |= has_token(h.value, "upgrade");
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade_hdr = true;
         }
     }
-    let upgrade = conn_upgrade && upgrade_hdr;
+    // Which fields stay behind (hop-by-hop, upgrades, client address fields): `forward`.
+    let fields = crate::forward::Forwarding::new(headers, s)?;
+    let upgrade = fields.upgrade();
     let view = RequestView {
         host,
         path,
@@ -131,10 +130,7 @@ pub(crate) fn parse_request(
         let Ok(value) = std::str::from_utf8(h.value) else {
             return Err(400);
         };
-        if is_hop_by_hop(h.name)
-            || framing::is_framing_field(h.name)
-            || (!upgrade && h.name.eq_ignore_ascii_case("upgrade"))
-        {
+        if fields.drops(h.name) || framing::is_framing_field(h.name) {
             continue;
         }
         if s.client_address == ClientAddress::XForwardedFor

@@ -9,13 +9,16 @@
 //!
 //! - [`config`]: the TOML model (`[[content_service]]`, `[[pool]]`) and its checks.
 //! - [`route`]: a compiled routing table; replaced whole at run time ([`Engine::apply`]).
+//!   Rules see the normalised path (`path`: dot segments removed, unreserved escapes
+//!   decoded); `forward` decides which request fields reach the server.
 //! - [`pool`]: a pool's members, scheduler, health and counters.
 //! - [`Engine`]: the worker threads, listeners, and the run-time API.
 //!
-//! Bodies are streamed through fixed-size buffers in both directions, so memory per connection
-//! is bounded whatever the body size. Framing is read strictly and what is forwarded is
-//! re-encoded (one canonical `Content-Length`, chunked bodies in chunks of our own): see
-//! `framing` and `chunked`.
+//! Bodies are streamed through bounded buffers in both directions, so memory per connection
+//! is bounded whatever the body size; a buffer holds memory only while data is in it, so an
+//! idle connection holds none. Framing is read strictly and what is forwarded is re-encoded
+//! (one canonical `Content-Length`, chunked bodies in chunks of our own): see `framing` and
+//! `chunked`.
 
 mod buf;
 mod chunked;
@@ -24,9 +27,11 @@ pub mod config;
 mod differential;
 mod engine;
 mod error;
+mod forward;
 mod framing;
 mod http;
 mod listener;
+mod path;
 pub mod pool;
 mod proxyproto;
 pub mod route;
@@ -34,6 +39,6 @@ mod session;
 mod sni;
 mod worker;
 
-pub use config::{ClientAddress, ContentServiceConfig, Mode, PoolConfig, RuleConfig};
+pub use config::{ClientAddress, ContentServiceConfig, ForwardedFor, Mode, PoolConfig, RuleConfig};
 pub use engine::{Engine, PluginSource, PoolView, RuleView, ServiceView};
 pub use error::L7Error;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::config::{ClientAddress, ContentServiceConfig, Mode};
+use crate::config::{ClientAddress, ContentServiceConfig, ForwardedFor, Mode};
 use crate::pool::Pool;
 
 /// Limits and timeouts of a service.
@@ -26,6 +26,11 @@ pub struct Settings {
     pub server_timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
+    pub forwarded_for: ForwardedFor,
+    /// Allowed `Upgrade` protocols, lowercase.
+    pub upgrades: Vec<String>,
+    /// 0: no cap.
+    pub max_connections: u32,
 }
 
 impl Settings {
@@ -42,6 +47,9 @@ impl Settings {
             server_timeout: s(c.server_timeout),
             connect_timeout: s(c.connect_timeout),
             idle_timeout: s(c.idle_timeout),
+            forwarded_for: c.forwarded_for,
+            upgrades: c.upgrades.iter().map(|u| u.to_ascii_lowercase()).collect(),
+            max_connections: c.max_connections,
         }
     }
 }

@@ -4,8 +4,9 @@
 //! Requests are handled one at a time, in order: a pipelined request waits in the client
 //! buffer until the response before it is complete, so responses can only come back in
 //! order. Each request is routed on its own and may go to another pool than the one before.
-//! Bodies move through four fixed buffers (client in/out, server in/out), read only when
-//! there is room, so a fast sender is slowed down to the pace of the slow receiver.
+//! Bodies move through four bounded buffers (client in/out, server in/out), read only when
+//! there is room, so a fast sender is slowed down to the pace of the slow receiver. A buffer
+//! holds memory only while it holds data (see `buf`): an idle connection holds none.
 
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
@@ -25,8 +26,6 @@ use crate::route::{RequestView, RouteTable};
 use crate::sni::{self, Sni};
 use crate::worker::{IdlePool, ServiceShared};
 
-/// Buffer size of each direction, unless heads may be larger.
-const BUF: usize = 32 * 1024;
 /// How long a closing connection is read (and its bytes dropped) after our last answer.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -89,10 +88,14 @@ struct Exchange {
     upgrade: bool,
     http10: bool,
     upstream_keep: bool,
-    /// The request head, kept while a bodiless request rides a reused connection: a server
-    /// may close an idle connection just as it is reused, and such a request is sent again on
-    /// a new one (as browsers and HAProxy do).
+    /// The request head, kept while a bodiless idempotent request (RFC 9110 §9.2.2) rides a
+    /// reused connection: a server may close an idle connection just as it is reused, and such
+    /// a request is sent again, once, on a new one (as browsers and HAProxy do). Any other
+    /// request gets a 502: the server may have acted on it.
     retry_head: Option<Vec<u8>>,
+    /// The request carries NTLM or Negotiate credentials: its server connection becomes
+    /// private.
+    binds: bool,
 }
 
 /// Decrements a member's in-flight count when the request lets go of it.
@@ -119,7 +122,17 @@ struct Upstream {
     eof: bool,
     shut: bool,
     ready: bool,
+    /// The server bound this connection to the client (NTLM or Negotiate authentication):
+    /// it is never shared, only kept for this session ([`Session::pinned`]).
+    private: bool,
     guard: ActiveGuard,
+}
+
+/// Methods a request may be sent again with, when nothing of its answer came back.
+fn idempotent(head: &[u8]) -> bool {
+    ["GET ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "TRACE "]
+        .iter()
+        .any(|m| head.starts_with(m.as_bytes()))
 }
 
 /// Why a step ended the session.
@@ -149,6 +162,11 @@ pub(crate) struct Session {
     reused: bool,
     /// The next connect must be a new connection (a reused one just failed).
     fresh_only: bool,
+    /// A private server connection between requests: the next request to that server takes
+    /// it; no other client ever does. It stays registered under this session's token.
+    pinned: Option<(TcpStream, SocketAddr)>,
+    /// Counted in the service's open connections (not a connection refused by the cap).
+    admitted: bool,
     c_eof: bool,
     /// Edge-triggered readiness: a read is tried only after an event said readable, until it
     /// would block.
@@ -159,14 +177,33 @@ pub(crate) struct Session {
     deadline: Instant,
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.admitted {
+            self.svc.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 fn would_block(e: &io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock
 }
 
 impl Session {
-    pub fn new(client: TcpStream, peer: SocketAddr, svc: Arc<ServiceShared>, now: Instant) -> Self {
-        let (table, generation) = svc.current();
-        let cap = BUF.max(table.settings.max_header_bytes + 4096);
+    /// A session of `svc` with its `current` table and generation (as the accept read them).
+    /// A connection not `admitted` (beyond the service's `max_connections`) gets a 503 (an
+    /// HTTP service) or nothing (TLS passthrough: a TLS client cannot read an HTTP answer),
+    /// and is closed.
+    pub fn new(
+        client: TcpStream,
+        peer: SocketAddr,
+        svc: Arc<ServiceShared>,
+        current: (Arc<RouteTable>, u64),
+        admitted: bool,
+        now: Instant,
+    ) -> Self {
+        let (table, generation) = current;
+        let cap = crate::buf::POOLED.max(table.settings.max_header_bytes + 4096);
         let phase = match table.settings.mode {
             Mode::Http => Phase::Head,
             Mode::TlsSni => Phase::Sni,
@@ -177,7 +214,7 @@ impl Session {
                 _ => table.settings.idle_timeout,
             };
         svc.conns.fetch_add(1, Ordering::Relaxed);
-        Self {
+        let mut s = Self {
             client,
             peer,
             svc,
@@ -194,13 +231,23 @@ impl Session {
             pool: None,
             reused: false,
             fresh_only: false,
+            pinned: None,
+            admitted,
             c_eof: false,
             c_ready: true,
             c_shut: false,
             close_after: false,
             head_started: false,
             deadline,
+        };
+        if !admitted {
+            if s.table.settings.mode == Mode::Http {
+                s.cout.push(http::local_response(503));
+            }
+            s.phase = Phase::Closing;
+            s.deadline = now + LINGER;
         }
+        s
     }
 
     pub fn client(&mut self) -> &mut TcpStream {
@@ -383,6 +430,7 @@ impl Session {
             http10: req.http10,
             upstream_keep: false,
             retry_head: None,
+            binds: crate::forward::request_binds_connection(&req.upstream_head),
         });
         self.tried.clear();
         self.pool = Some(pool);
@@ -391,6 +439,7 @@ impl Session {
             self.respond(503);
         } else if self.reused
             && bodiless
+            && idempotent(&req.upstream_head)
             && !self.uses_proxy_protocol()
             && let Some(ex) = self.ex.as_mut()
         {
@@ -462,17 +511,29 @@ impl Session {
         let pool = Arc::clone(self.pool.as_ref().ok_or(())?);
         let vip = self.table.settings.vip;
         loop {
-            let Some(i) = pool.pick(self.peer, vip, &self.tried) else {
+            let pinned = self.pinned.as_ref().and_then(|(_, a)| {
+                pool.members
+                    .iter()
+                    .position(|m| m.addr == *a && m.healthy.load(Ordering::Relaxed) && m.weight > 0)
+            });
+            let pick = match pinned {
+                Some(i) if !self.tried.contains(&i) && !self.fresh_only => Some(i),
+                _ => pool.pick(self.peer, vip, &self.tried),
+            };
+            let Some(i) = pick else {
                 pool.counters.no_server.fetch_add(1, Ordering::Relaxed);
                 return Err(());
             };
             let member = &pool.members[i];
             let addr = member.addr;
-            let reused = if self.uses_proxy_protocol()
-                || self.phase == Phase::Tunnel
-                || std::mem::take(&mut self.fresh_only)
+            let fresh_only = std::mem::take(&mut self.fresh_only);
+            let mut private = self.ex.as_ref().is_some_and(|e| e.binds);
+            let reused = if self.uses_proxy_protocol() || self.phase == Phase::Tunnel || fresh_only
             {
                 None
+            } else if let Some(s) = self.take_pinned(addr, cx) {
+                private = true;
+                Some(s)
             } else {
                 cx.idle.take(cx.registry, addr, cx.up_token)
             };
@@ -511,6 +572,7 @@ impl Session {
                 // Nothing to read yet on a new connection or a checked idle one; the poller
                 // says when there is.
                 ready: false,
+                private,
                 guard: ActiveGuard {
                     pool: Arc::clone(&pool),
                     member: i,
@@ -526,8 +588,23 @@ impl Session {
         }
     }
 
-    /// Let go of the real server; back to the idle pool when `idle` is given and the
-    /// connection is clean.
+    /// The pinned connection, if it goes to `addr` and is still quiet (a server that closed
+    /// it or sent stray bytes gets a new connection).
+    fn take_pinned(&mut self, addr: SocketAddr, cx: &mut Ctx<'_>) -> Option<TcpStream> {
+        if self.pinned.as_ref().is_none_or(|(_, a)| *a != addr) {
+            return None;
+        }
+        let (mut s, _) = self.pinned.take()?;
+        if !crate::worker::quiet(&s) {
+            log::debug!("event=l7_pinned_connection_dropped server={addr}");
+            let _ = cx.registry.deregister(&mut s);
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Let go of the real server; when `idle` is given and the connection is clean, back to
+    /// the idle pool, or kept for this client alone if it is private.
     fn release_upstream(&mut self, idle: Option<&mut Ctx<'_>>) {
         let Some(up) = self.up.take() else { return };
         let Upstream {
@@ -536,6 +613,7 @@ impl Session {
             guard,
             connected,
             eof,
+            private,
             ..
         } = up;
         drop(guard);
@@ -545,7 +623,12 @@ impl Session {
             && self.uin.is_empty()
             && self.uout.is_empty()
         {
-            cx.idle.put(cx.registry, addr, stream, cx.now);
+            if private {
+                // A pinned connection to another server, if any, is closed: one is kept.
+                self.pinned = Some((stream, addr));
+            } else {
+                cx.idle.put(cx.registry, addr, stream, cx.now);
+            }
         }
     }
 
@@ -731,6 +814,9 @@ impl Session {
                         self.fresh_only = true;
                         if self.connect(cx).is_err() {
                             self.respond(503);
+                        } else if let Some(up) = self.up.as_mut() {
+                            // `ex` is out of `self` here, so `connect` could not see it.
+                            up.private |= ex.binds;
                         }
                         return Ok(true);
                     }
@@ -747,7 +833,20 @@ impl Session {
                 }
                 Ok(Some(r)) => {
                     let head_len = r.head_len;
-                    if r.status == 101 && ex.upgrade {
+                    if r.status == 101 && !ex.upgrade {
+                        // A switch nobody allowed: what follows would escape the rules.
+                        log::info!(
+                            "event=l7_unrequested_upgrade client={} server={}",
+                            self.peer,
+                            self.up
+                                .as_ref()
+                                .map_or_else(String::new, |u| u.addr.to_string())
+                        );
+                        self.upstream_dead();
+                        self.respond(502);
+                        return Ok(true);
+                    }
+                    if r.status == 101 {
                         if self.cout.space() < head_len {
                             return Ok(progress);
                         }
@@ -787,6 +886,18 @@ impl Session {
                             return Ok(true);
                         }
                         http::HeadWrite::Written => {}
+                    }
+                    if !interim
+                        && crate::forward::response_binds_connection(&self.uin.bytes()[..head_len])
+                        && let Some(up) = self.up.as_mut()
+                        && !up.private
+                    {
+                        log::debug!(
+                            "event=l7_server_connection_pinned client={} server={}",
+                            self.peer,
+                            up.addr
+                        );
+                        up.private = true;
                     }
                     self.uin.consume(head_len);
                     if interim {

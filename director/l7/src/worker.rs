@@ -25,6 +25,8 @@ const SESSION_BASE: usize = 1 << 16;
 const TICK: Duration = Duration::from_millis(200);
 /// An idle server connection older than this is closed rather than reused.
 const IDLE_MAX_AGE: Duration = Duration::from_secs(20);
+/// Refusals by the connection cap closer together than this are one burst (one log line).
+const BURST_GAP: Duration = Duration::from_secs(10);
 /// Idle connections kept per real server per worker.
 const IDLE_PER_SERVER: usize = 64;
 
@@ -40,6 +42,13 @@ pub(crate) struct ServiceShared {
     pub requests: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Client connections open now, against the service's `max_connections`.
+    pub open: AtomicU64,
+    /// Client connections refused by the cap, ever.
+    pub refused: AtomicU64,
+    /// When the last refusal happened, in milliseconds since `born` (`u64::MAX`: never).
+    last_refusal: AtomicU64,
+    born: Instant,
 }
 
 impl ServiceShared {
@@ -52,7 +61,38 @@ impl ServiceShared {
             requests: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_refusal: AtomicU64::new(u64::MAX),
+            born: Instant::now(),
         }
+    }
+
+    /// Count a new client connection in, unless `max` (0: none) are open already. Refusals
+    /// come in bursts (a flood, or clients churning at the cap): only the first refusal of a
+    /// burst is logged, a burst being refusals less than [`BURST_GAP`] apart.
+    pub fn admit(&self, max: u32, now: Instant) -> bool {
+        let max = u64::from(max);
+        let ok = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !ok {
+            let total = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            let at =
+                u64::try_from(now.duration_since(self.born).as_millis()).unwrap_or(u64::MAX - 1);
+            let before = self.last_refusal.swap(at, Ordering::Relaxed);
+            let gap = u64::try_from(BURST_GAP.as_millis()).unwrap_or(u64::MAX);
+            if before == u64::MAX || at.saturating_sub(before) >= gap {
+                log::warn!(
+                    "event=l7_connection_cap_reached service={} max_connections={max} refused_total={total}",
+                    self.vip
+                );
+            }
+        }
+        ok
     }
 
     pub fn current(&self) -> (Arc<RouteTable>, u64) {
@@ -100,7 +140,7 @@ impl IdlePool {
         }
     }
 
-    /// The newest idle connection to `addr`, registered again under `token`.
+    /// The newest quiet idle connection to `addr`, registered again under `token`.
     pub fn take(
         &mut self,
         registry: &Registry,
@@ -110,6 +150,13 @@ impl IdlePool {
         let list = self.by_addr.get_mut(&addr)?;
         while let Some(key) = list.pop() {
             let (mut s, _, _) = self.conns.remove(key);
+            if !quiet(&s) {
+                // The poller's word may not have arrived yet: a server that closed the
+                // connection or sent bytes nobody asked for gets no request on it.
+                log::debug!("event=l7_idle_connection_dropped server={addr}");
+                let _ = registry.deregister(&mut s);
+                continue;
+            }
             if registry
                 .reregister(&mut s, token, Interest::READABLE | Interest::WRITABLE)
                 .is_ok()
@@ -140,6 +187,13 @@ impl IdlePool {
             self.event(k);
         }
     }
+}
+
+/// Whether a server connection between requests has nothing to say: no bytes waiting, no
+/// end of stream, no error. Anything else makes it unfit for the next request.
+pub(crate) fn quiet(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(s.peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
 }
 
 /// Orders from the engine.
@@ -284,7 +338,10 @@ impl Worker {
             {
                 continue;
             }
-            entry.insert(Session::new(stream, peer, svc, now));
+            let current = svc.current();
+            // Counted in only once the session exists: its drop counts it out.
+            let admitted = svc.admit(current.0.settings.max_connections, now);
+            entry.insert(Session::new(stream, peer, svc, current, admitted, now));
             self.session_event(key, now);
         }
     }
@@ -335,5 +392,63 @@ impl std::fmt::Debug for Worker {
             .field("listeners", &self.listeners.len())
             .field("sessions", &self.sessions.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A connected pair on loopback: (our non-blocking side, the server's side).
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (theirs, _) = l.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        (TcpStream::from_std(ours), theirs)
+    }
+
+    /// The poller has not said anything yet: the check at reuse alone must keep a dirty
+    /// connection out.
+    #[test]
+    fn idle_connections_with_stray_bytes_or_closed_are_not_reused() {
+        let poll = Poll::new().unwrap();
+        let mut idle = IdlePool::default();
+        let now = Instant::now();
+        let (clean, _keep) = pair();
+        let (dirty, mut talker) = pair();
+        let (closed, closer) = pair();
+        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        for (p, mut s) in [(1, clean), (2, dirty), (3, closed)] {
+            // As a session's server connection is before it goes idle.
+            poll.registry()
+                .register(&mut s, Token(SESSION_BASE + 1), Interest::READABLE)
+                .unwrap();
+            idle.put(poll.registry(), addr(p), s, now);
+        }
+        assert_eq!(idle.conns.len(), 3);
+        talker.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
+        drop(closer);
+        // Let the bytes and the FIN cross loopback.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let token = Token(SESSION_BASE + 1);
+        loop {
+            let dirty_gone = idle.by_addr[&addr(2)]
+                .iter()
+                .all(|&k| !quiet(&idle.conns[k].0));
+            let closed_gone = idle.by_addr[&addr(3)]
+                .iter()
+                .all(|&k| !quiet(&idle.conns[k].0));
+            if dirty_gone && closed_gone {
+                break;
+            }
+            assert!(Instant::now() < deadline, "loopback delivered nothing");
+            std::thread::yield_now();
+        }
+        assert!(idle.take(poll.registry(), addr(2), token).is_none());
+        assert!(idle.take(poll.registry(), addr(3), token).is_none());
+        assert!(idle.take(poll.registry(), addr(1), token).is_some());
+        assert!(idle.conns.is_empty(), "the dirty ones were dropped");
     }
 }

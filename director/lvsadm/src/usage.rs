@@ -76,7 +76,9 @@ Options:
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --numeric      -n                   numeric output of addresses and ports (always on)
-  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --sched-flags  -b flags             scheduler flags (comma-separated): sh-fallback, sh-port,
+                                      mh-fallback, mh-port, flag-1..3; key=value items are
+                                      the plugin's options (table_size=4093, port=on)
   --rundir DIR                        the suite's run directory (default $LVS_RUNDIR,
                                       else /run/lvs); talks to DIR/director.sock
 

@@ -1,5 +1,10 @@
 //! lvsadm end to end: a real control socket served by lvs-control's handler (as in
 //! lvs-director) on a private run directory, and the real lvsadm binary talking to it.
+//!
+//! The counters here are fixed figures (to compare listings byte for byte) and the scheduler
+//! check knows names only; ipvsadm's `-b` checks are the control state's own, so they hold
+//! here as on the director. What only the real director can answer (plugin options, live
+//! counters, -Z, rates, templates) is tested against it in `director/tests/lvsadm.rs`.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -474,7 +479,18 @@ fn errors_and_exit_codes_are_ipvsadm_s() {
         (
             &["-A", "-t", "192.0.2.2:80", "-s", "nosuch"],
             255,
-            "Scheduler not found: no scheduler named \"nosuch\" (known: rr, wrr, wlc, sh)\n",
+            "Scheduler or persistence engine not found\n",
+        ),
+        // ipvsadm's -b checks are the control state's, the real director's too.
+        (
+            &["-A", "-t", "192.0.2.2:80", "-s", "rr", "-b", "sh-port"],
+            2,
+            "incompatible scheduler flag `sh-port'\n",
+        ),
+        (
+            &["-A", "-t", "192.0.2.2:80", "-s", "sh", "-b", "port"],
+            2,
+            "invalid scheduler flag `port'\n",
         ),
         (
             &["-L", "-c", "--stats"],
@@ -523,7 +539,7 @@ fn save_clear_restore_round_trips() {
 -A -t 192.0.2.1:80 -s rr
 -a -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 1
 -a -t 192.0.2.1:80 -r 10.0.0.3:8080 -m -w 2
--A -t 192.0.2.2:0 -s sh -b sh-port -p 300 -M 255.255.0.0
+-A -t 192.0.2.2:0 -s sh -p 300 -M 255.255.0.0 -b sh-port
 -a -t 192.0.2.2:0 -r 10.0.0.7:0 -i -w 0
 -A -u 192.0.2.1:53 -s wlc -p 60
 -a -u 192.0.2.1:53 -r 10.0.0.4:53 -g -w 1 -x 100 -y 10

@@ -64,10 +64,10 @@ impl Ns {
         run("ip", &all)
     }
 
-    /// `ip netns exec <ns> cmd args...`
-    fn exec(&self, cmd: &str, args: &[&str]) -> String {
-        let mut all = vec!["netns", "exec", self.name.as_str(), cmd];
-        all.extend_from_slice(args);
+    /// `ip netns exec <ns> cmd...` (the program first, as every test helper takes it)
+    fn exec(&self, cmd: &[&str]) -> String {
+        let mut all = vec!["netns", "exec", self.name.as_str()];
+        all.extend_from_slice(cmd);
         run("ip", &all)
     }
 
@@ -521,7 +521,7 @@ fn monitor_reports_address_route_link_and_neighbour_changes() {
 // ---------------------------------------------------------------- offloads
 
 fn ethtool_gro(ns: &Ns, ifname: &str) -> String {
-    let out = ns.exec("ethtool", &["-k", ifname]);
+    let out = ns.exec(&["ethtool", "-k", ifname]);
     out.lines()
         .find_map(|l| l.trim().strip_prefix("generic-receive-offload: "))
         .expect("a GRO line in `ethtool -k`")
@@ -534,7 +534,7 @@ fn gro_off_and_restore_is_visible_in_ethtool() {
         return;
     }
     let p = pair();
-    p.a.exec("ethtool", &["-K", "va", "gro", "on"]);
+    p.a.exec(&["ethtool", "-K", "va", "gro", "on"]);
     assert_eq!(ethtool_gro(&p.a, "va"), "on");
 
     let change = p.a.run(|| {

@@ -1,6 +1,7 @@
 //! The forwarding engine: worker threads on AF_PACKET rings, and the control-side handle that
 //! turns configuration changes into snapshots and commands for them.
 
+pub mod icmp_limit;
 pub mod snapshot;
 pub mod stats;
 pub mod worker;
@@ -228,6 +229,7 @@ impl Dataplane {
                 poll,
                 epoch: Instant::now(),
                 sync: worker_syncs[index].take(),
+                icmp_limit: icmp_limit::TokenBucket::default(),
             };
             w.register().map_err(|e| fail(e.to_string()))?;
             let waker = w.waker().map_err(|e| fail(e.to_string()))?;
@@ -329,7 +331,7 @@ impl Dataplane {
             } else {
                 0
             },
-            options: conf.sched_flags.clone(),
+            options: lvs_control::sched_flags::plugin_options(&conf.scheduler, &conf.sched_flags),
         };
         Instance::new(plugin, spec).map_err(|e| DataplaneError::Sched(e.to_string()))
     }
@@ -842,6 +844,16 @@ impl lvs_control::StatsSource for Dataplane {
                 ia = ia.saturating_add(c.inactive.load(Relaxed));
                 p = p.saturating_add(c.persist.load(Relaxed));
             }
+        }
+        // Each worker keeps its own templates, so one client whose connections land on two
+        // workers has two: the shared affinity map has one entry per client network, which
+        // is what IPVS's template count (ipvsadm's PersistConn) means.
+        if s.conf.persistence.is_some() {
+            p = s
+                .affinity
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .count(d.id, Instant::now());
         }
         let raw = self.dest_raw(d.id);
         let base = self.dest_base.get(&d.id).copied().unwrap_or_default();

@@ -63,6 +63,16 @@ impl Affinity {
         }
     }
 
+    /// How many client networks are placed on this real server now.
+    pub fn count(&self, dest: u32, now: Instant) -> u32 {
+        let n = self
+            .map
+            .values()
+            .filter(|(d, until)| *d == dest && *until > now)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Forget every client sent to this real server (it was deleted; its id may come back).
     pub fn forget_dest(&mut self, dest: u32) {
         self.map.retain(|_, (d, _)| *d != dest);
@@ -190,5 +200,18 @@ mod tests {
         a.forget_dest(7);
         assert_eq!(a.get(&key([198, 51, 100, 2]), t0), None);
         assert_eq!(a.get(&key([198, 51, 100, 3]), t0), Some(8));
+    }
+
+    #[test]
+    fn count_is_one_per_live_client_network() {
+        let mut a = Affinity::default();
+        let t0 = Instant::now();
+        a.set(key([198, 51, 100, 2]), 7, t0, 60);
+        // The same client again (another worker's connection): still one.
+        a.set(key([198, 51, 100, 2]), 7, t0, 60);
+        a.set(key([198, 51, 100, 3]), 7, t0, 30);
+        a.set(key([198, 51, 100, 4]), 8, t0, 60);
+        assert_eq!((a.count(7, t0), a.count(8, t0), a.count(9, t0)), (2, 1, 0));
+        assert_eq!(a.count(7, t0 + Duration::from_secs(31)), 1, "one expired");
     }
 }

@@ -34,10 +34,13 @@ pub enum Loss {
     TooBig,
     /// A rewrite failed (a bug: counted, never a panic).
     Internal,
+    /// An ICMP error of our own (fragmentation needed) not sent: over the worker's rate
+    /// (`dataplane::icmp_limit`).
+    IcmpRateLimited,
 }
 
 impl Loss {
-    pub const ALL: [Loss; 8] = [
+    pub const ALL: [Loss; 9] = [
         Loss::NoConnection,
         Loss::NoDestination,
         Loss::TableFull,
@@ -46,6 +49,7 @@ impl Loss {
         Loss::TxFailed,
         Loss::TooBig,
         Loss::Internal,
+        Loss::IcmpRateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Loss {
             Loss::TxFailed => "tx_failed",
             Loss::TooBig => "too_big",
             Loss::Internal => "internal",
+            Loss::IcmpRateLimited => "icmp_ratelimited",
         }
     }
 }

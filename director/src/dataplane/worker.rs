@@ -59,6 +59,8 @@ pub struct Worker {
     pub epoch: Instant,
     /// Connection sync, when configured.
     pub sync: Option<crate::sync::WorkerSync>,
+    /// The ICMP errors this worker generates itself.
+    pub icmp_limit: super::icmp_limit::TokenBucket,
 }
 
 impl Worker {
@@ -115,6 +117,7 @@ impl Worker {
                 stats,
                 misses,
                 sync,
+                icmp_limit,
                 ..
             } = &mut self;
             let mut fwd = Forwarder {
@@ -125,6 +128,7 @@ impl Worker {
                 now,
                 ip_id,
                 sync: sync.as_mut(),
+                icmp_limit,
             };
             for ring in rings.iter_mut() {
                 if let Err(e) = ring.take_error() {
@@ -228,6 +232,7 @@ struct Forwarder<'w> {
     now: u64,
     ip_id: u16,
     sync: Option<&'w mut crate::sync::WorkerSync>,
+    icmp_limit: &'w mut super::icmp_limit::TokenBucket,
 }
 
 /// Where a packet goes after its rewrite.
@@ -822,6 +827,10 @@ impl<'w> Forwarder<'w> {
         let (Some(client), Some(vip)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
             return;
         };
+        if !self.icmp_limit.allow(self.now) {
+            self.stats.lose(Loss::IcmpRateLimited);
+            return;
+        }
         let Some(hop) = self.next_hop(client) else {
             return;
         };

@@ -36,6 +36,10 @@ pub struct SyncConfig {
     /// Entries each worker can queue for the sync thread before dropping (counted).
     #[serde(default = "default_ring")]
     pub ring_size: usize,
+    /// Where sync keeps `sync.generation` (this director's id and boot generation) and
+    /// `sync.peers` (the highest generation accepted from each peer); must exist.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
 }
 
 fn default_listen() -> SocketAddr {
@@ -49,6 +53,9 @@ fn default_flush() -> u32 {
 }
 fn default_ring() -> usize {
     16384
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/lvs")
 }
 
 impl SyncConfig {
@@ -72,6 +79,16 @@ impl SyncConfig {
             return Err("sync.ring_size must be 64 to 4194304".into());
         }
         Ok(())
+    }
+
+    /// This director's id and boot generation.
+    pub fn generation_file(&self) -> PathBuf {
+        self.state_dir.join("sync.generation")
+    }
+
+    /// The highest generation accepted from each peer.
+    pub fn peers_file(&self) -> PathBuf {
+        self.state_dir.join("sync.peers")
     }
 
     /// Where updates go: the peers and the group.
@@ -98,6 +115,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen, default_listen());
         assert_eq!(c.refresh_secs, 30);
+        assert_eq!(
+            c.generation_file(),
+            PathBuf::from("/var/lib/lvs/sync.generation")
+        );
         assert!(c.validate().is_ok());
         let none = SyncConfig {
             peers: vec![],

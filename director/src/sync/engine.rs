@@ -6,17 +6,18 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::Level;
+use lvs_common::authdgram::{Boot, Freshness, PeerFloors, Stale};
 use lvs_common::event;
 use lvs_conntrack::SyncEntry;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::wire::{self, AuthKey, Builder, FLAG_ACTIVE, Header, Kind, Reject, Replay};
+use super::wire::{self, AuthKey, Builder, FLAG_ACTIVE, Header, Kind, Reject, TO_GROUP};
 use super::{EngineSide, SyncConfig, SyncShared, worker_of};
 use crate::dataplane::worker::Cmd;
 
@@ -30,6 +31,16 @@ const HEARD_WITHIN: Duration = Duration::from_secs(3);
 const BULK_RETRY: Duration = Duration::from_secs(2);
 /// Bulk datagrams sent per loop turn (one turn per millisecond while a bulk is going).
 const BULK_BURST: usize = 64;
+/// Datagrams read per loop turn: a flood (forged or replayed) must not keep the sync thread
+/// from sending; the rest is read on the next turn, which does not wait.
+const RECEIVE_BURST: usize = 256;
+/// How long the workers get to hand over their tables for a bulk resync (all of them
+/// together; the sync thread goes on meanwhile). A worker later than this is left out.
+const DUMP_WAIT: Duration = Duration::from_secs(2);
+/// A requester gets at most one bulk resync started this often (its retry after a lost chunk
+/// comes after `BULK_RETRY`): a replayed or repeated request cannot make the active director
+/// dump its table in a loop.
+const BULK_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// At most one log line per reason this often for rejected datagrams.
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -73,6 +84,15 @@ struct BulkJob {
     chunk: u32,
 }
 
+/// A bulk resync waiting for the workers' tables.
+struct PendingDump {
+    to: SocketAddr,
+    bulk_id: u32,
+    replies: Vec<Receiver<Vec<SyncEntry>>>,
+    entries: Vec<SyncEntry>,
+    since: Instant,
+}
+
 /// A bulk resync this standby asked for.
 struct BulkWait {
     bulk_id: u32,
@@ -90,31 +110,22 @@ struct Engine {
     links: Vec<WorkerLink>,
     shared: Arc<SyncShared>,
     epoch: Instant,
-    boot_id: u64,
+    boot: Boot,
     seq: u64,
-    replay: Replay,
+    fresh: Freshness,
     builder: Builder,
     dests: Vec<SocketAddr>,
     active: bool,
     last_sent: Instant,
     jobs: Vec<BulkJob>,
+    dumps: Vec<PendingDump>,
+    /// When a bulk resync was last started for each requester (pruned as they age).
+    served: Vec<(SocketAddr, Instant)>,
     wait: Option<BulkWait>,
     next_bulk_id: u32,
-    reject_logged: [Option<Instant>; 5],
-    reject_since_log: [u64; 5],
+    reject_logged: [Option<Instant>; Reject::ALL.len()],
+    reject_since_log: [u64; Reject::ALL.len()],
     touched: Vec<bool>,
-}
-
-fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut buf);
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    u64::from_ne_bytes(buf) ^ u64::try_from(t & u128::from(u64::MAX)).unwrap_or(0)
 }
 
 /// Opens the socket: bound to `listen`, in the multicast group if one is configured.
@@ -151,6 +162,18 @@ fn open_socket(cfg: &SyncConfig) -> std::io::Result<std::net::UdpSocket> {
     }
     sock.set_nonblocking(true)?;
     Ok(sock)
+}
+
+/// The local address the kernel would send from toward `to` (a connected UDP socket sends
+/// nothing).
+fn source_toward(to: SocketAddr) -> Option<IpAddr> {
+    let any = match to {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(to).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
 }
 
 /// Send multicast out of the interface that holds `addr` (std has no setter for it).
@@ -193,6 +216,11 @@ impl SyncEngine {
         shared: Arc<SyncShared>,
         active: bool,
     ) -> std::io::Result<SyncEngine> {
+        // Advanced and fsynced before the first datagram: peers refuse every datagram of an
+        // earlier generation, so nothing recorded during an earlier run can be replayed.
+        let state_err = |e: lvs_common::authdgram::StateError| std::io::Error::other(e.to_string());
+        let boot = Boot::advance(&cfg.generation_file()).map_err(state_err)?;
+        let floors = PeerFloors::load(&cfg.peers_file()).map_err(state_err)?;
         let std_sock = open_socket(&cfg)?;
         let mut sock = UdpSocket::from_std(std_sock);
         let poll = Poll::new()?;
@@ -213,17 +241,19 @@ impl SyncEngine {
             links,
             shared: Arc::clone(&shared),
             epoch,
-            boot_id: random_u64(),
+            boot,
             seq: 0,
-            replay: Replay::default(),
+            fresh: Freshness::new(floors),
             builder: Builder::default(),
             active,
             last_sent: Instant::now(),
             jobs: Vec::new(),
+            dumps: Vec::new(),
+            served: Vec::new(),
             wait: None,
-            next_bulk_id: u32::try_from(random_u64() & 0xffff).unwrap_or(1) + 1,
-            reject_logged: [None; 5],
-            reject_since_log: [0; 5],
+            next_bulk_id: u32::try_from(boot.generation & 0xffff).unwrap_or(1) + 1,
+            reject_logged: [None; Reject::ALL.len()],
+            reject_since_log: [0; Reject::ALL.len()],
             touched: vec![false; n],
         };
         event!(
@@ -237,7 +267,9 @@ impl SyncEngine {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
-            sync_id = cfg.sync_id
+            sync_id = cfg.sync_id,
+            sender = format!("{:016x}", boot.id),
+            generation = boot.generation
         );
         let join = std::thread::Builder::new()
             .name("lvs-sync".into())
@@ -325,8 +357,11 @@ impl Engine {
         if !self.active {
             self.ask_bulk();
         }
+        let mut more = false;
         loop {
-            let wait = if !self.jobs.is_empty() {
+            let wait = if more {
+                Duration::ZERO
+            } else if !self.jobs.is_empty() || !self.dumps.is_empty() {
                 Duration::from_millis(1)
             } else if self.active {
                 Duration::from_millis(u64::from(self.cfg.flush_ms))
@@ -344,7 +379,7 @@ impl Engine {
                     Ctl::Role(active) => self.set_role(active),
                 }
             }
-            self.receive(&mut buf);
+            more = self.receive(&mut buf);
             if self.active {
                 self.flush_workers();
                 if self.last_sent.elapsed() >= KEEPALIVE {
@@ -363,6 +398,7 @@ impl Engine {
                     self.ask_bulk();
                 }
             }
+            self.collect_dumps();
             self.send_jobs();
         }
     }
@@ -382,6 +418,7 @@ impl Engine {
             self.wait = None;
         } else {
             self.jobs.clear();
+            self.dumps.clear();
             self.ask_bulk();
         }
     }
@@ -392,11 +429,13 @@ impl Engine {
             kind,
             sync_id: self.cfg.sync_id,
             flags: if self.active { FLAG_ACTIVE } else { 0 },
-            boot_id: self.boot_id,
+            sender: self.boot.id,
+            generation: self.boot.generation,
             seq: self.seq,
             bulk_id,
             chunk,
             count: 0,
+            reply_to: None,
         }
     }
 
@@ -462,15 +501,65 @@ impl Engine {
             entries: 0,
         });
         self.shared.bulk_complete.store(false, Ordering::Relaxed);
-        self.send_empty(Kind::BulkRequest, id, 0, None);
+        // One request per destination, each naming where the answer must go (under the MAC).
+        for i in 0..self.dests.len() {
+            let to = self.dests[i];
+            let mut h = self.header(Kind::BulkRequest, id, 0);
+            h.reply_to = Some(self.reply_address(to));
+            self.builder.start(&h);
+            self.transmit(Some(to), 0);
+        }
     }
 
-    /// A bulk request: every worker's table, to be sent to `to` a burst at a time.
+    /// Our address as `to` sees it (the group's placeholder for a multicast group).
+    fn reply_address(&self, to: SocketAddr) -> SocketAddr {
+        if to.ip().is_multicast() {
+            return TO_GROUP;
+        }
+        let port = self
+            .sock
+            .local_addr()
+            .map_or(self.cfg.listen.port(), |a| a.port());
+        let ip = if self.cfg.listen.ip().is_unspecified() {
+            source_toward(to).unwrap_or(self.cfg.listen.ip())
+        } else {
+            self.cfg.listen.ip()
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    /// Where a bulk request may be answered: its reply address when that is its source and
+    /// a configured peer, the configured group for the group's placeholder; else nowhere.
+    fn requester(&self, reply_to: Option<SocketAddr>, from: SocketAddr) -> Option<SocketAddr> {
+        let r = reply_to?;
+        if r == TO_GROUP {
+            return self.cfg.multicast.map(SocketAddr::V4);
+        }
+        (r == from && self.cfg.peers.contains(&from)).then_some(from)
+    }
+
+    /// A bulk request: every worker is asked for its table; [`Engine::collect_dumps`] turns
+    /// the answers into a job without ever waiting for them.
     fn serve_bulk(&mut self, to: SocketAddr, bulk_id: u32) {
-        if self.jobs.iter().any(|j| j.to == to && j.bulk_id == bulk_id) {
+        let same = |t: SocketAddr, b: u32| t == to && b == bulk_id;
+        if self.jobs.iter().any(|j| same(j.to, j.bulk_id))
+            || self.dumps.iter().any(|d| same(d.to, d.bulk_id))
+        {
             return;
         }
+        self.served.retain(|(_, t)| t.elapsed() < BULK_MIN_INTERVAL);
+        if self.served.iter().any(|(a, _)| *a == to) {
+            event!(
+                Level::Warn,
+                "bulk_resync_deferred",
+                to = to,
+                reason = "asked again too soon"
+            );
+            return;
+        }
+        self.served.push((to, Instant::now()));
         self.jobs.retain(|j| j.to != to);
+        self.dumps.retain(|d| d.to != to);
         let mut replies = Vec::new();
         for l in &self.links {
             let (tx, rx) = mpsc::sync_channel(1);
@@ -479,25 +568,51 @@ impl Engine {
                 replies.push(rx);
             }
         }
-        let mut entries = Vec::new();
-        for rx in replies {
-            if let Ok(mut v) = rx.recv_timeout(Duration::from_secs(2)) {
-                entries.append(&mut v);
-            }
-        }
-        event!(
-            Level::Info,
-            "bulk_resync_serving",
-            to = to,
-            entries = entries.len()
-        );
-        self.jobs.push(BulkJob {
+        self.dumps.push(PendingDump {
             to,
             bulk_id,
-            entries,
-            next: 0,
-            chunk: 0,
+            replies,
+            entries: Vec::new(),
+            since: Instant::now(),
         });
+    }
+
+    /// Takes the tables the workers have handed over; a dump whose workers all answered (or
+    /// whose time is up) becomes a job.
+    fn collect_dumps(&mut self) {
+        let mut i = 0;
+        while i < self.dumps.len() {
+            let PendingDump {
+                replies, entries, ..
+            } = &mut self.dumps[i];
+            replies.retain(|rx| match rx.try_recv() {
+                Ok(mut v) => {
+                    entries.append(&mut v);
+                    false
+                }
+                Err(TryRecvError::Empty) => true,
+                Err(TryRecvError::Disconnected) => false,
+            });
+            if !replies.is_empty() && self.dumps[i].since.elapsed() < DUMP_WAIT {
+                i += 1;
+                continue;
+            }
+            let d = self.dumps.remove(i);
+            event!(
+                Level::Info,
+                "bulk_resync_serving",
+                to = d.to,
+                entries = d.entries.len(),
+                workers_late = d.replies.len()
+            );
+            self.jobs.push(BulkJob {
+                to: d.to,
+                bulk_id: d.bulk_id,
+                entries: d.entries,
+                next: 0,
+                chunk: 0,
+            });
+        }
     }
 
     fn send_jobs(&mut self) {
@@ -531,30 +646,44 @@ impl Engine {
         }
     }
 
-    fn receive(&mut self, buf: &mut [u8]) {
-        loop {
+    /// Reads at most [`RECEIVE_BURST`] datagrams; whether more may be waiting (the socket
+    /// is edge-triggered: the loop comes back at once, without waiting for an event).
+    fn receive(&mut self, buf: &mut [u8]) -> bool {
+        let mut more = true;
+        for _ in 0..RECEIVE_BURST {
             let (n, from) = match self.sock.recv_from(buf) {
                 Ok(x) => x,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    more = false;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("event=sync_receive_failed reason={:?}", e.to_string());
+                    more = false;
                     break;
                 }
             };
             self.datagram(&buf[..n], from);
         }
         self.wake_touched();
+        more
     }
 
     fn reject(&mut self, why: Reject, from: SocketAddr) {
-        let (i, counter) = match why {
-            Reject::BadMac => (0, &self.shared.rejected_mac),
-            Reject::Replay => (1, &self.shared.rejected_replay),
-            Reject::Truncated => (2, &self.shared.rejected_truncated),
-            Reject::BadMagic => (3, &self.shared.rejected_other),
-            Reject::Malformed => (4, &self.shared.rejected_other),
+        // The status has four counters: a stale generation is a replay of an earlier run;
+        // the log line names the exact reason.
+        let counter = match why {
+            Reject::BadMac => &self.shared.rejected_mac,
+            Reject::Replay | Reject::StaleGeneration => &self.shared.rejected_replay,
+            Reject::Truncated => &self.shared.rejected_truncated,
+            Reject::BadMagic
+            | Reject::Malformed
+            | Reject::OldVersion
+            | Reject::UnknownRequester
+            | Reject::SenderClash => &self.shared.rejected_other,
         };
+        let i = why.index();
         SyncShared::bump(counter);
         self.reject_since_log[i] += 1;
         if self.reject_logged[i].is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY) {
@@ -576,14 +705,33 @@ impl Engine {
             Err(why) => return self.reject(why, from),
         };
         let h = opened.header;
-        if h.boot_id == self.boot_id {
+        if h.sender == self.boot.id {
+            if h.generation != self.boot.generation {
+                return self.reject(Reject::SenderClash, from);
+            }
             return; // our own, looped back
         }
         if h.sync_id != self.cfg.sync_id {
             return; // another cluster's, like IPVS
         }
-        if let Err(why) = self.replay.check(h.boot_id, h.seq) {
-            return self.reject(why, from);
+        let fresh = self.fresh.check(h.sender, 0, h.generation, h.seq);
+        if let Some(e) = self.fresh.take_persist_error() {
+            event!(Level::Error, "sync_peer_generation_store_failed", error = e);
+        }
+        match fresh {
+            Err(Stale::OldGeneration) => return self.reject(Reject::StaleGeneration, from),
+            Err(Stale::Replay) => return self.reject(Reject::Replay, from),
+            Ok(f) if f.new_generation => event!(
+                Level::Info,
+                "sync_peer_generation",
+                from = from,
+                sender = format!("{:016x}", h.sender),
+                generation = h.generation,
+                previous = f
+                    .previous
+                    .map_or_else(|| "none".to_owned(), |g| g.to_string())
+            ),
+            Ok(_) => {}
         }
         SyncShared::bump(&self.shared.received);
         if h.flags & FLAG_ACTIVE != 0 {
@@ -595,7 +743,10 @@ impl Engine {
             Kind::Keepalive => {}
             Kind::BulkRequest => {
                 if self.active {
-                    self.serve_bulk(from, h.bulk_id);
+                    match self.requester(h.reply_to, from) {
+                        Some(to) => self.serve_bulk(to, h.bulk_id),
+                        None => self.reject(Reject::UnknownRequester, from),
+                    }
                 }
             }
             Kind::Updates | Kind::BulkChunk => {
@@ -701,6 +852,10 @@ mod tests {
 
     const KEY: &[u8] = b"unit test key for sync";
 
+    fn key() -> AuthKey {
+        AuthKey::from_bytes(KEY).unwrap()
+    }
+
     fn entry(port: u16) -> SyncEntry {
         SyncEntry {
             proto: Proto::Tcp,
@@ -715,89 +870,158 @@ mod tests {
         }
     }
 
-    /// A fake active director on loopback.
-    struct Fake {
-        sock: std::net::UdpSocket,
-        key: AuthKey,
-        seq: u64,
+    fn state_path(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("lvs-sync-state-{}-{name}", std::process::id()))
     }
 
-    impl Fake {
-        fn recv(&self) -> (Header, SocketAddr) {
-            let mut buf = [0u8; 2048];
-            loop {
-                let (n, from) = self.sock.recv_from(&mut buf).expect("a datagram in time");
-                let o = wire::open(&buf[..n], &self.key).expect("authentic");
-                if o.header.kind == Kind::BulkRequest {
-                    return (o.header, from);
-                }
-            }
-        }
+    /// A state directory of its own for each engine of each test.
+    fn state_dir(name: &str) -> std::path::PathBuf {
+        let d = state_path(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 
-        fn send(&mut self, to: SocketAddr, kind: Kind, bulk_id: u32, chunk: u32, recs: &[u16]) {
-            self.seq += 1;
-            let mut b = Builder::default();
-            b.start(&Header {
-                kind,
-                sync_id: 0,
-                flags: FLAG_ACTIVE,
-                boot_id: 77,
-                seq: self.seq,
-                bulk_id,
-                chunk,
-                count: 0,
-            });
-            for &p in recs {
-                b.push(&entry(p));
+    /// Removes the state directories of a test when it ends, failed or not.
+    struct RemoveOnDrop(&'static [&'static str]);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            for name in self.0 {
+                let _ = std::fs::remove_dir_all(state_path(name));
             }
-            self.sock.send_to(b.seal(&self.key), to).unwrap();
         }
     }
 
-    #[test]
-    fn a_standby_asks_again_when_a_bulk_chunk_is_lost() {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut fake = Fake {
-            key: AuthKey::from_bytes(KEY),
-            seq: 0,
-            sock,
-        };
-        let cfg = SyncConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            peers: vec![fake.sock.local_addr().unwrap()],
+    fn config(listen: SocketAddr, peer: SocketAddr, state: &str) -> SyncConfig {
+        SyncConfig {
+            listen,
+            peers: vec![peer],
             multicast: None,
             interface: None,
             key_file: "unused".into(),
             sync_id: 0,
             refresh_secs: 30,
             flush_ms: 5,
-            ring_size: 1024,
-        };
+            ring_size: 1 << 16,
+            state_dir: state_dir(state),
+        }
+    }
+
+    /// A fake director on loopback.
+    struct Fake {
+        sock: std::net::UdpSocket,
+        seq: u64,
+    }
+
+    impl Fake {
+        fn new() -> Fake {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            Fake { sock, seq: 0 }
+        }
+
+        fn addr(&self) -> SocketAddr {
+            self.sock.local_addr().unwrap()
+        }
+
+        /// The next datagram of `kind` (others skipped); `None` when none comes in `within`.
+        fn recv_kind(&self, kind: Kind, within: Duration) -> Option<(Header, SocketAddr)> {
+            let mut buf = [0u8; 2048];
+            let end = Instant::now() + within;
+            while Instant::now() < end {
+                self.sock
+                    .set_read_timeout(Some(
+                        end.saturating_duration_since(Instant::now())
+                            .max(Duration::from_millis(1)),
+                    ))
+                    .unwrap();
+                let Ok((n, from)) = self.sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let o = wire::open(&buf[..n], &key()).expect("authentic");
+                if o.header.kind == kind {
+                    return Some((o.header, from));
+                }
+            }
+            None
+        }
+
+        fn recv(&self) -> (Header, SocketAddr) {
+            self.recv_kind(Kind::BulkRequest, Duration::from_secs(10))
+                .expect("a bulk request in time")
+        }
+
+        fn send_header(&mut self, to: SocketAddr, h: Header, recs: &[u16]) {
+            self.seq += 1;
+            let mut b = Builder::default();
+            b.start(&Header { seq: self.seq, ..h });
+            for &p in recs {
+                b.push(&entry(p));
+            }
+            self.sock.send_to(b.seal(&key()), to).unwrap();
+        }
+
+        fn header(kind: Kind, bulk_id: u32, chunk: u32) -> Header {
+            Header {
+                kind,
+                sync_id: 0,
+                flags: FLAG_ACTIVE,
+                sender: 0x77,
+                generation: 5,
+                seq: 0,
+                bulk_id,
+                chunk,
+                count: 0,
+                reply_to: None,
+            }
+        }
+
+        fn send(&mut self, to: SocketAddr, kind: Kind, bulk_id: u32, chunk: u32, recs: &[u16]) {
+            self.send_header(to, Fake::header(kind, bulk_id, chunk), recs);
+        }
+    }
+
+    /// An engine whose workers' command channel is `cmds` (answer dumps, or not at all).
+    fn engine(
+        cfg: SyncConfig,
+        workers: usize,
+        cmds: &Sender<Cmd>,
+        active: bool,
+    ) -> (SyncEngine, Vec<super::super::WorkerSync>) {
         let shared = Arc::new(SyncShared::default());
-        let (mut workers, sides) = super::super::rings(1, 16, &cfg, &shared);
+        let (w, sides) = super::super::rings(workers, 16, &cfg, &shared);
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
-        let (cmd_tx, _cmd_rx) = mpsc::channel();
         let links = sides
             .into_iter()
             .map(|side| WorkerLink {
                 side,
-                cmds: cmd_tx.clone(),
+                cmds: cmds.clone(),
                 waker: Arc::clone(&waker),
             })
             .collect();
-        let mut engine = SyncEngine::start(
-            cfg,
-            AuthKey::from_bytes(KEY),
-            links,
-            Arc::clone(&shared),
-            false,
+        (
+            SyncEngine::start(cfg, key(), links, shared, active).unwrap(),
+            w,
         )
-        .unwrap();
+    }
+
+    #[test]
+    fn a_standby_asks_again_when_a_bulk_chunk_is_lost() {
+        let _rm = RemoveOnDrop(&["lost"]);
+        let mut fake = Fake::new();
+        let cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "lost");
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let (mut engine, mut workers) = engine(cfg, 1, &cmd_tx, false);
 
         let (first, standby) = fake.recv();
+        assert_eq!(
+            first.reply_to,
+            Some(standby),
+            "the request names its sender"
+        );
         fake.send(standby, Kind::BulkChunk, first.bulk_id, 0, &[1, 2]);
         fake.send(standby, Kind::BulkChunk, first.bulk_id, 2, &[5]);
         fake.send(standby, Kind::BulkEnd, first.bulk_id, 3, &[]);
@@ -825,7 +1049,146 @@ mod tests {
         got.sort_unstable();
         got.dedup();
         assert_eq!(got, vec![1, 2, 3, 4, 5]);
+
+        // The same sender's earlier generation: refused, and its records never reach a worker.
+        let st = engine.status();
+        let old = Header {
+            generation: 4,
+            ..Fake::header(Kind::Updates, 0, 0)
+        };
+        fake.send_header(standby, old, &[9]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while engine.status().rejected_replay == st.rejected_replay {
+            assert!(Instant::now() < deadline, "{:?}", engine.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            workers[0].inbound.pop().is_none(),
+            "a stale entry was applied"
+        );
         engine.stop();
+    }
+
+    /// Workers that never hand over their tables: the sync thread goes on sending updates
+    /// meanwhile (it used to wait up to 2 s per worker).
+    #[test]
+    fn a_bulk_request_never_blocks_the_sync_thread() {
+        let _rm = RemoveOnDrop(&["block"]);
+        let mut fake = Fake::new();
+        let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = listen.local_addr().unwrap();
+        drop(listen);
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        let (mut active, mut workers) =
+            engine(config(addr, fake.addr(), "block"), 2, &cmd_tx, true);
+        let request = Header {
+            reply_to: Some(fake.addr()),
+            ..Fake::header(Kind::BulkRequest, 1, 0)
+        };
+        fake.send_header(addr, request, &[]);
+        // Both workers were asked (and will never answer).
+        let asked = [
+            cmd_rx.recv_timeout(Duration::from_secs(10)),
+            cmd_rx.recv_timeout(Duration::from_secs(10)),
+        ];
+        assert!(asked.iter().all(|c| matches!(c, Ok(Cmd::SyncDump(_)))));
+        let t = Instant::now();
+        assert!(workers[0].send(entry(4242)));
+        let got = fake.recv_kind(Kind::Updates, Duration::from_secs(10));
+        let took = t.elapsed();
+        assert!(got.is_some(), "no update at all");
+        assert!(
+            took < Duration::from_millis(500),
+            "an update waited {took:?} behind the bulk request"
+        );
+        // The dump's time is up: the bulk goes out with what there is (nothing).
+        let end = fake.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
+        assert_eq!(end.map(|(h, _)| h.chunk), Some(0));
+        drop(asked);
+        active.stop();
+    }
+
+    /// A bulk request whose reply address is not its source, or whose source is not a
+    /// configured peer, is not answered (and is counted).
+    #[test]
+    fn a_bulk_request_from_elsewhere_is_not_answered() {
+        let _rm = RemoveOnDrop(&["elsewhere"]);
+        let peer = Fake::new();
+        let mut stranger = Fake::new();
+        let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = listen.local_addr().unwrap();
+        drop(listen);
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        std::thread::spawn(move || {
+            while let Ok(c) = cmd_rx.recv() {
+                if let Cmd::SyncDump(reply) = c {
+                    let _ = reply.send(vec![entry(1)]);
+                }
+            }
+        });
+        let (mut active, _w) = engine(config(addr, peer.addr(), "elsewhere"), 1, &cmd_tx, true);
+        // From a stranger, naming itself; from a stranger, naming the configured peer.
+        for (i, reply_to) in [stranger.addr(), peer.addr()].into_iter().enumerate() {
+            let h = Header {
+                reply_to: Some(reply_to),
+                ..Fake::header(Kind::BulkRequest, 10 + u32::try_from(i).unwrap(), 0)
+            };
+            stranger.send_header(addr, h, &[]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while active.status().rejected_other < 2 {
+            assert!(Instant::now() < deadline, "{:?}", active.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            stranger
+                .recv_kind(Kind::BulkEnd, Duration::from_millis(300))
+                .is_none()
+        );
+        assert!(
+            peer.recv_kind(Kind::BulkEnd, Duration::from_millis(300))
+                .is_none()
+        );
+        // The configured peer, naming itself: answered.
+        let mut peer = peer;
+        let h = Header {
+            reply_to: Some(peer.addr()),
+            sender: 0x78,
+            ..Fake::header(Kind::BulkRequest, 12, 0)
+        };
+        peer.send_header(addr, h, &[]);
+        let end = peer.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
+        assert_eq!(end.map(|(h, _)| h.bulk_id), Some(12));
+        active.stop();
+    }
+
+    /// A director sending under our sender id (its state directory copied from ours) is
+    /// refused and counted, not taken silently for our own looped-back datagrams.
+    #[test]
+    fn another_director_with_our_sender_id_is_refused() {
+        let _rm = RemoveOnDrop(&["clash"]);
+        let mut fake = Fake::new();
+        let cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "clash");
+        let file = cfg.generation_file();
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let (mut standby, _w) = engine(cfg, 1, &cmd_tx, false);
+        let (_, addr) = fake.recv();
+        let text = std::fs::read_to_string(file).unwrap();
+        let w: Vec<&str> = text.split_whitespace().collect();
+        let id = u64::from_str_radix(w[1], 16).unwrap();
+        let generation: u64 = w[3].parse().unwrap();
+        let clash = Header {
+            sender: id,
+            generation: generation - 1,
+            ..Fake::header(Kind::Keepalive, 0, 0)
+        };
+        fake.send_header(addr, clash, &[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while standby.status().rejected_other == 0 {
+            assert!(Instant::now() < deadline, "{:?}", standby.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        standby.stop();
     }
 
     /// Two engines on loopback; the active's worker answers the dump with `n` entries, the
@@ -835,6 +1198,7 @@ mod tests {
     /// bulk_resync_figures -- --nocapture` (20,000 entries by default, to stay quick in debug).
     #[test]
     fn bulk_resync_figures() {
+        let _rm = RemoveOnDrop(&["fig-a", "fig-b"]);
         let n: usize = std::env::var("LVS_SYNC_FIGURES_N")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -843,22 +1207,16 @@ mod tests {
         let b_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let (a_addr, b_addr) = (a_port.local_addr().unwrap(), b_port.local_addr().unwrap());
         drop((a_port, b_port));
-        let cfg = |listen: SocketAddr, peer: SocketAddr| SyncConfig {
-            listen,
-            peers: vec![peer],
-            multicast: None,
-            interface: None,
-            key_file: "unused".into(),
-            sync_id: 0,
-            refresh_secs: 30,
-            flush_ms: 5,
+        let cfg = |listen: SocketAddr, peer: SocketAddr, state: &str| SyncConfig {
             ring_size: 1 << 20,
+            ..config(listen, peer, state)
         };
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
         // The active side: one worker whose dump is n entries.
         let a_shared = Arc::new(SyncShared::default());
-        let (aw_all, a_sides) = super::super::rings(1, 16, &cfg(a_addr, b_addr), &a_shared);
+        let (aw_all, a_sides) =
+            super::super::rings(1, 16, &cfg(a_addr, b_addr, "fig-a"), &a_shared);
         let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
         std::thread::spawn(move || {
             while let Ok(c) = cmd_rx.recv() {
@@ -879,8 +1237,8 @@ mod tests {
             })
             .collect();
         let mut active = SyncEngine::start(
-            cfg(a_addr, b_addr),
-            AuthKey::from_bytes(KEY),
+            cfg(a_addr, b_addr, "fig-a"),
+            key(),
             links,
             Arc::clone(&a_shared),
             true,
@@ -888,15 +1246,17 @@ mod tests {
         .unwrap();
         // The standby side: a thread empties its worker ring.
         let b_shared = Arc::new(SyncShared::default());
-        let (mut bw, b_sides) = super::super::rings(1, 16, &cfg(b_addr, a_addr), &b_shared);
+        let (mut bw, b_sides) =
+            super::super::rings(1, 16, &cfg(b_addr, a_addr, "fig-b"), &b_shared);
         let mut inbound = bw.remove(0).inbound;
-        let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // The client ports of the entries that arrived, in order: the count and identity.
+        let got = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (g, d) = (Arc::clone(&got), Arc::clone(&done));
         let drain = std::thread::spawn(move || {
             while !d.load(Ordering::Relaxed) {
-                while inbound.pop().is_some() {
-                    g.fetch_add(1, Ordering::Relaxed);
+                while let Some(e) = inbound.pop() {
+                    g.lock().unwrap().push(e.client.port);
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -912,8 +1272,8 @@ mod tests {
             .collect();
         let t0 = Instant::now();
         let mut standby = SyncEngine::start(
-            cfg(b_addr, a_addr),
-            AuthKey::from_bytes(KEY),
+            cfg(b_addr, a_addr, "fig-b"),
+            key(),
             links,
             Arc::clone(&b_shared),
             false,
@@ -929,6 +1289,32 @@ mod tests {
         }
         let took = t0.elapsed();
         let st = standby.status();
+        // Complete means the whole table arrived: every one of the n entries (a chunk asked
+        // for again may bring some twice), nothing else.
+        let arrived = |from: usize| {
+            let mut v = got.lock().unwrap()[from..].to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut want_set: Vec<u16> = (0..n).map(|i| u16::try_from(i % 65_536).unwrap()).collect();
+        want_set.sort_unstable();
+        want_set.dedup();
+        let t = Instant::now();
+        while arrived(0) != want_set {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "bulk resync complete, but {} of the {} distinct entries arrived ({} in all)",
+                arrived(0).len(),
+                want_set.len(),
+                got.lock().unwrap().len()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Served once (no chunk lost and asked for again): each entry exactly once.
+        if active.status().bulk_resyncs == 1 {
+            assert_eq!(got.lock().unwrap().len(), n, "one bulk resync served");
+        }
         eprintln!(
             "bulk resync of {n} entries: {took:?} ({:.0} entries/s), {} datagrams sent, {} received, {} requests, dropped {}",
             n as f64 / took.as_secs_f64(),
@@ -939,12 +1325,12 @@ mod tests {
         );
         // Updates: the active's worker queues n changes at once.
         let mut aw = aw_all;
-        let base = got.load(Ordering::Relaxed);
+        let base = got.lock().unwrap().len();
         let t1 = Instant::now();
         for i in 0..n {
             assert!(aw[0].send(entry(u16::try_from(i % 65_536).unwrap())));
         }
-        while got.load(Ordering::Relaxed) < base + n as u64 {
+        while got.lock().unwrap().len() < base + n {
             assert!(
                 t1.elapsed() < Duration::from_secs(120),
                 "{:?}",
@@ -953,6 +1339,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         let took = t1.elapsed();
+        assert!(
+            arrived(base) == want_set,
+            "the updates are not the n entries sent"
+        );
         eprintln!(
             "updates: {n} entries through rings, datagrams and rings again in {took:?} ({:.0} entries/s)",
             n as f64 / took.as_secs_f64()

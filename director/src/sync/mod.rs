@@ -164,6 +164,7 @@ mod tests {
             refresh_secs: 30,
             flush_ms: 5,
             ring_size: 64,
+            state_dir: "unused".into(),
         }
     }
 

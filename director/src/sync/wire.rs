@@ -1,53 +1,57 @@
 //! The sync datagram: a versioned header, fixed-size records, and an HMAC-SHA256 over both,
-//! with a boot id and a sequence number checked against replay.
+//! with the sender's id, boot generation and sequence number for the freshness check. The
+//! sealing, key and freshness code is [`lvs_common::authdgram`] (shared with
+//! lvs-heartbeatd); this file keeps only the layout.
 //!
-//! Layout of version 1 (integers big-endian):
+//! Layout of version 2 (integers big-endian):
 //!
 //! | offset | size | field |
 //! | ---: | ---: | --- |
 //! | 0 | 4 | magic `LVSY` |
-//! | 4 | 1 | version, 1 |
+//! | 4 | 1 | version, 2 |
 //! | 5 | 1 | kind: 1 updates, 2 bulk request, 3 bulk chunk, 4 bulk end, 5 keepalive |
 //! | 6 | 1 | sync id (`[sync] sync_id`; other ids are ignored) |
 //! | 7 | 1 | flags: 1 = the sender is active |
-//! | 8 | 8 | boot id (random at each start of the sender) |
-//! | 16 | 8 | sequence number (1, 2, 3 ... within one boot id) |
-//! | 24 | 4 | bulk id (bulk request, chunk, end) |
-//! | 28 | 4 | chunk number (chunk) or number of chunks (end) |
-//! | 32 | 2 | records that follow |
-//! | 34 | 2 | reserved, zero |
-//! | 36 | 66 × n | records |
+//! | 8 | 8 | sender id (random once, kept in `<state_dir>/sync.generation`) |
+//! | 16 | 8 | boot generation (higher at each start of the sender) |
+//! | 24 | 8 | sequence number (1, 2, 3 ... within one generation) |
+//! | 32 | 4 | bulk id (bulk request, chunk, end) |
+//! | 36 | 4 | chunk number (chunk) or number of chunks (end) |
+//! | 40 | 2 | records that follow |
+//! | 42 | 2 | reserved, zero |
+//! | 44 | 66 × n | records; a bulk request has none but 18 bytes of reply address instead |
 //! | end | 32 | HMAC-SHA256 of everything before it |
 //!
 //! A record: protocol (6/17), method (0 NAT, 1 DR, 2 TUN), state (IPVS numbering, 11 UDP),
 //! flags, client address (16, IPv4 mapped) and port, virtual address and port, real server
 //! address and port, milliseconds left, persistence timeout in seconds (templates).
+//!
+//! The reply address of a bulk request (16, IPv4 mapped, and port) is where the requester
+//! wants the table: the active director answers only when it is the datagram's source and a
+//! configured peer, or, when it is `0.0.0.0:0`, to the configured multicast group. Being under
+//! the MAC, it cannot be changed to send the table elsewhere.
+//!
+//! Version 1 had a random boot id and no sender id: a datagram of any earlier run of a peer
+//! was accepted. Authentic version-1 datagrams are refused ([`Reject::OldVersion`]).
 
-use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use hmac::{Hmac, Mac};
+use lvs_common::authdgram::{self, OpenError};
+pub use lvs_common::authdgram::{AuthKey, KeyError, MAC_LEN, MAX_KEY_LEN, MIN_KEY_LEN};
 use lvs_conntrack::{Addr, Endpoint, Forward, Proto, State, SyncEntry};
-use sha2::Sha256;
 
 pub const MAGIC: [u8; 4] = *b"LVSY";
-pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 36;
+pub const VERSION: u8 = 2;
+pub const HEADER_LEN: usize = 44;
 pub const RECORD_LEN: usize = 66;
-pub const MAC_LEN: usize = 32;
+/// The reply address of a bulk request: IPv4-mapped address and port.
+pub const REPLY_TO_LEN: usize = 18;
 /// Datagrams stay below a 1500-byte MTU with IPv4 and UDP headers.
 pub const MAX_DATAGRAM: usize = 1472;
 /// Records in one full datagram.
 pub const MAX_RECORDS: usize = (MAX_DATAGRAM - HEADER_LEN - MAC_LEN) / RECORD_LEN;
-pub const MIN_KEY_LEN: usize = 16;
-pub const MAX_KEY_LEN: usize = 1024;
 /// The sender is the active director.
 pub const FLAG_ACTIVE: u8 = 1;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// What a datagram is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,113 +82,70 @@ pub struct Header {
     pub kind: Kind,
     pub sync_id: u8,
     pub flags: u8,
-    pub boot_id: u64,
+    /// The sender's id (kept across its restarts).
+    pub sender: u64,
+    /// The sender's boot generation.
+    pub generation: u64,
     pub seq: u64,
     pub bulk_id: u32,
     pub chunk: u32,
     pub count: u16,
+    /// A bulk request's reply address (`0.0.0.0:0`: the multicast group); `None` otherwise.
+    pub reply_to: Option<SocketAddr>,
 }
 
 /// Why a datagram was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Reject {
-    /// Shorter than its header and MAC, or than the records it announces.
+    /// Shorter than the magic and the MAC, or than the records it announces.
     #[error("truncated")]
     Truncated,
-    /// Not a sync datagram, or a version this build does not read.
+    /// Not a sync datagram.
     #[error("not a sync datagram")]
     BadMagic,
     /// The MAC does not match: another key, forged, or corrupted.
     #[error("bad MAC")]
     BadMac,
-    /// Authentic but with values this version does not know.
+    /// Authentic but with values this version does not know (a newer version among them).
     #[error("malformed")]
     Malformed,
-    /// A sequence number already seen (or too old) for this boot id.
+    /// Authentic but of version 1 (a director from before the boot generation, or a
+    /// replay of one).
+    #[error("old version")]
+    OldVersion,
+    /// A sequence number already seen (or too old) in the sender's current generation.
     #[error("replay")]
     Replay,
+    /// From an earlier run of the sender (a generation below the highest accepted).
+    #[error("stale generation")]
+    StaleGeneration,
+    /// A bulk request whose reply address is not its source, not a configured peer, or the
+    /// multicast group where none is configured: not answered.
+    #[error("unknown requester")]
+    UnknownRequester,
+    /// Another director sends under our sender id (its state directory was copied from
+    /// ours, or both were restored from one image): neither hears the other.
+    #[error("our sender id")]
+    SenderClash,
 }
 
-/// The shared key. `Debug` never shows it.
-#[derive(Clone)]
-pub struct AuthKey {
-    mac: HmacSha256,
-}
+impl Reject {
+    /// Every reason, in a fixed order (for per-reason counters).
+    pub const ALL: [Reject; 9] = [
+        Reject::Truncated,
+        Reject::BadMagic,
+        Reject::BadMac,
+        Reject::Malformed,
+        Reject::OldVersion,
+        Reject::Replay,
+        Reject::StaleGeneration,
+        Reject::UnknownRequester,
+        Reject::SenderClash,
+    ];
 
-impl std::fmt::Debug for AuthKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuthKey(..)")
-    }
-}
-
-/// Why the key file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("sync key file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("sync key file {path}: not a regular file")]
-    NotRegular { path: PathBuf },
-    #[error(
-        "sync key file {path}: mode {mode:04o} lets group or others read it; refusing a shared key others can read (chmod 600 {path})"
-    )]
-    Permissions { path: PathBuf, mode: u32 },
-    #[error("sync key file {path}: {len} bytes, must be {MIN_KEY_LEN} to {MAX_KEY_LEN}")]
-    Length { path: PathBuf, len: usize },
-}
-
-impl AuthKey {
-    /// A key from bytes (tests; the daemon reads a file).
-    pub fn from_bytes(key: &[u8]) -> AuthKey {
-        // HMAC takes a key of any length.
-        let mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-        AuthKey { mac }
-    }
-
-    /// The whole file less one final line ending. The file must be a regular file that
-    /// neither group nor others can access (0600 or 0400); checked on the opened file.
-    pub fn from_file(path: &Path) -> Result<AuthKey, KeyError> {
-        let p = || path.to_path_buf();
-        let io_err = |source| KeyError::Io { path: p(), source };
-        let mut file = File::open(path).map_err(io_err)?;
-        let meta = file.metadata().map_err(io_err)?;
-        if !meta.file_type().is_file() {
-            return Err(KeyError::NotRegular { path: p() });
-        }
-        let mode = meta.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: p(), mode });
-        }
-        let mut content = Vec::new();
-        file.by_ref()
-            .take(MAX_KEY_LEN as u64 + 3)
-            .read_to_end(&mut content)
-            .map_err(io_err)?;
-        let mut key: &[u8] = &content;
-        if let Some(rest) = key.strip_suffix(b"\n") {
-            key = rest.strip_suffix(b"\r").unwrap_or(rest);
-        }
-        let result = if (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) {
-            Ok(AuthKey::from_bytes(key))
-        } else {
-            Err(KeyError::Length {
-                path: p(),
-                len: key.len(),
-            })
-        };
-        content.fill(0);
-        result
-    }
-
-    fn tag(&self, body: &[u8]) -> [u8; MAC_LEN] {
-        let mut mac = self.mac.clone();
-        mac.update(body);
-        mac.finalize().into_bytes().into()
-    }
-
-    fn verify(&self, body: &[u8], tag: &[u8]) -> bool {
-        let mut mac = self.mac.clone();
-        mac.update(body);
-        mac.verify_slice(tag).is_ok()
+    /// This reason's place in [`Reject::ALL`].
+    pub fn index(self) -> usize {
+        Reject::ALL.iter().position(|&r| r == self).unwrap_or(0)
     }
 }
 
@@ -193,6 +154,7 @@ impl AuthKey {
 pub struct Builder {
     buf: [u8; MAX_DATAGRAM],
     count: usize,
+    reply_to: Option<SocketAddr>,
 }
 
 impl Default for Builder {
@@ -200,6 +162,7 @@ impl Default for Builder {
         Builder {
             buf: [0; MAX_DATAGRAM],
             count: 0,
+            reply_to: None,
         }
     }
 }
@@ -215,10 +178,12 @@ impl Builder {
         b[5] = h.kind as u8;
         b[6] = h.sync_id;
         b[7] = h.flags;
-        b[8..16].copy_from_slice(&h.boot_id.to_be_bytes());
-        b[16..24].copy_from_slice(&h.seq.to_be_bytes());
-        b[24..28].copy_from_slice(&h.bulk_id.to_be_bytes());
-        b[28..32].copy_from_slice(&h.chunk.to_be_bytes());
+        b[8..16].copy_from_slice(&h.sender.to_be_bytes());
+        b[16..24].copy_from_slice(&h.generation.to_be_bytes());
+        b[24..32].copy_from_slice(&h.seq.to_be_bytes());
+        b[32..36].copy_from_slice(&h.bulk_id.to_be_bytes());
+        b[36..40].copy_from_slice(&h.chunk.to_be_bytes());
+        self.reply_to = h.reply_to.filter(|_| h.kind == Kind::BulkRequest);
     }
 
     /// Records so far.
@@ -236,12 +201,12 @@ impl Builder {
 
     /// Change the sequence number (set when the datagram is really sent).
     pub fn set_seq(&mut self, seq: u64) {
-        self.buf[16..24].copy_from_slice(&seq.to_be_bytes());
+        self.buf[24..32].copy_from_slice(&seq.to_be_bytes());
     }
 
     /// Add a record; false when the datagram is full.
     pub fn push(&mut self, e: &SyncEntry) -> bool {
-        if self.is_full() {
+        if self.is_full() || self.reply_to.is_some() {
             return false;
         }
         let at = HEADER_LEN + self.count * RECORD_LEN;
@@ -253,13 +218,35 @@ impl Builder {
     /// Write the record count and the MAC; the datagram to send.
     pub fn seal(&mut self, key: &AuthKey) -> &[u8] {
         let n = u16::try_from(self.count).unwrap_or(u16::MAX);
-        self.buf[32..34].copy_from_slice(&n.to_be_bytes());
-        let body_len = HEADER_LEN + self.count * RECORD_LEN;
-        let tag = key.tag(&self.buf[..body_len]);
-        self.buf[body_len..body_len + MAC_LEN].copy_from_slice(&tag);
-        &self.buf[..body_len + MAC_LEN]
+        self.buf[40..42].copy_from_slice(&n.to_be_bytes());
+        let mut body_len = HEADER_LEN + self.count * RECORD_LEN;
+        if let Some(to) = self.reply_to {
+            encode_addr(&to, &mut self.buf[body_len..body_len + REPLY_TO_LEN]);
+            body_len += REPLY_TO_LEN;
+        }
+        authdgram::seal_in_place(key, &mut self.buf, body_len)
     }
 }
+
+fn encode_addr(a: &SocketAddr, b: &mut [u8]) {
+    let ip = match a.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    b[..16].copy_from_slice(&ip.octets());
+    b[16..18].copy_from_slice(&a.port().to_be_bytes());
+}
+
+fn decode_addr(b: &[u8]) -> SocketAddr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    let v6 = std::net::Ipv6Addr::from(a);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    SocketAddr::new(ip, be16(&b[16..18]))
+}
+
+/// The reply address meaning "answer to the multicast group".
+pub const TO_GROUP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
 fn encode_record(e: &SyncEntry, b: &mut [u8]) {
     b[0] = e.proto as u8;
@@ -338,102 +325,51 @@ impl Opened<'_> {
     }
 }
 
-/// Checks length, magic, version and MAC (not replay: see [`Replay`]). Never panics.
+/// Checks the MAC (before anything else of the datagram is read but its public magic), then
+/// the version, the header and the length. Not freshness: see
+/// [`lvs_common::authdgram::Freshness`]. Never panics.
 pub fn open<'a>(bytes: &'a [u8], key: &AuthKey) -> Result<Opened<'a>, Reject> {
-    if bytes.len() < 5 {
+    let body = authdgram::open(key, &MAGIC, VERSION, bytes).map_err(|e| match e {
+        OpenError::TooShort => Reject::Truncated,
+        OpenError::BadMagic => Reject::BadMagic,
+        OpenError::BadMac => Reject::BadMac,
+        OpenError::OldVersion => Reject::OldVersion,
+        // A newer layout than this build reads.
+        OpenError::NewVersion => Reject::Malformed,
+    })?;
+    if body.len() < HEADER_LEN {
         return Err(Reject::Truncated);
-    }
-    if bytes[0..4] != MAGIC || bytes[4] != VERSION {
-        return Err(Reject::BadMagic);
-    }
-    if bytes.len() < HEADER_LEN + MAC_LEN {
-        return Err(Reject::Truncated);
-    }
-    let count = be16(&bytes[32..34]);
-    let body_len = HEADER_LEN + usize::from(count) * RECORD_LEN;
-    if bytes.len() < body_len + MAC_LEN {
-        return Err(Reject::Truncated);
-    }
-    if bytes.len() > body_len + MAC_LEN {
-        return Err(Reject::Malformed);
-    }
-    let (body, tag) = bytes.split_at(body_len);
-    if !key.verify(body, tag) {
-        return Err(Reject::BadMac);
     }
     let kind = Kind::from_code(body[5]).ok_or(Reject::Malformed)?;
+    let count = be16(&body[40..42]);
+    let extra = if kind == Kind::BulkRequest {
+        REPLY_TO_LEN
+    } else {
+        0
+    };
+    let want = HEADER_LEN + usize::from(count) * RECORD_LEN + extra;
+    if body.len() < want {
+        return Err(Reject::Truncated);
+    }
+    if body.len() > want || body[42..44] != [0, 0] || (extra > 0 && count > 0) {
+        return Err(Reject::Malformed);
+    }
+    let reply_to = (kind == Kind::BulkRequest).then(|| decode_addr(&body[HEADER_LEN..]));
     Ok(Opened {
         header: Header {
             kind,
             sync_id: body[6],
             flags: body[7],
-            boot_id: be64(&body[8..16]),
-            seq: be64(&body[16..24]),
-            bulk_id: be32(&body[24..28]),
-            chunk: be32(&body[28..32]),
+            sender: be64(&body[8..16]),
+            generation: be64(&body[16..24]),
+            seq: be64(&body[24..32]),
+            bulk_id: be32(&body[32..36]),
+            chunk: be32(&body[36..40]),
             count,
+            reply_to,
         },
-        records: &body[HEADER_LEN..],
+        records: &body[HEADER_LEN..HEADER_LEN + usize::from(count) * RECORD_LEN],
     })
-}
-
-/// The sequence window of one sender boot.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    boot_id: u64,
-    top: u64,
-    /// Bit i: `top - i` was accepted.
-    seen: u64,
-}
-
-/// Replay protection: per sender boot id, the highest sequence and a 64-wide window below it
-/// (datagrams may arrive a little out of order). Boot ids are remembered for the last few
-/// senders, so a datagram captured from an earlier run of a peer is refused as well.
-#[derive(Debug, Default)]
-pub struct Replay {
-    windows: VecDeque<Window>,
-}
-
-const REMEMBERED_BOOTS: usize = 64;
-
-impl Replay {
-    /// Accepts (and records) `seq` of `boot_id`, or refuses it as a replay. Call only for
-    /// authentic datagrams.
-    pub fn check(&mut self, boot_id: u64, seq: u64) -> Result<(), Reject> {
-        if seq == 0 {
-            return Err(Reject::Replay);
-        }
-        let pos = self.windows.iter().position(|w| w.boot_id == boot_id);
-        let Some(pos) = pos else {
-            if self.windows.len() >= REMEMBERED_BOOTS {
-                self.windows.pop_back();
-            }
-            self.windows.push_front(Window {
-                boot_id,
-                top: seq,
-                seen: 1,
-            });
-            return Ok(());
-        };
-        let w = &mut self.windows[pos];
-        if seq > w.top {
-            let shift = seq - w.top;
-            w.seen = if shift >= 64 { 0 } else { w.seen << shift };
-            w.seen |= 1;
-            w.top = seq;
-        } else {
-            let back = w.top - seq;
-            if back >= 64 || w.seen & (1 << back) != 0 {
-                return Err(Reject::Replay);
-            }
-            w.seen |= 1 << back;
-        }
-        if pos != 0 {
-            let w = self.windows.remove(pos).unwrap_or_else(|| unreachable!());
-            self.windows.push_front(w);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -459,17 +395,22 @@ mod tests {
             kind: Kind::Updates,
             sync_id: 3,
             flags: FLAG_ACTIVE,
-            boot_id: 42,
+            sender: 0xfeed,
+            generation: 42,
             seq,
             bulk_id: 0,
             chunk: 0,
             count: 0,
+            reply_to: None,
         }
+    }
+
+    fn key() -> AuthKey {
+        AuthKey::from_bytes(b"0123456789abcdef").unwrap()
     }
 
     #[test]
     fn a_full_datagram_round_trips() {
-        let key = AuthKey::from_bytes(b"0123456789abcdef");
         let mut b = Builder::default();
         b.start(&header(7));
         let mut n = 0;
@@ -477,74 +418,104 @@ mod tests {
             n += 1;
         }
         assert_eq!(usize::from(n), MAX_RECORDS);
-        let bytes = b.seal(&key).to_vec();
+        let bytes = b.seal(&key()).to_vec();
         assert!(bytes.len() <= MAX_DATAGRAM);
-        let o = open(&bytes, &key).unwrap();
-        assert_eq!(o.header.seq, 7);
+        assert_eq!(bytes[4], 2);
+        let o = open(&bytes, &key()).unwrap();
+        assert_eq!(
+            (o.header.seq, o.header.generation, o.header.sender),
+            (7, 42, 0xfeed)
+        );
         assert_eq!(o.header.sync_id, 3);
+        assert_eq!(o.header.reply_to, None);
         let got: Vec<SyncEntry> = o.records().map(Result::unwrap).collect();
         assert_eq!(got.len(), MAX_RECORDS);
         assert_eq!(got[5], entry(5));
     }
 
     #[test]
-    fn wrong_key_truncation_and_garbage_are_refused() {
-        let key = AuthKey::from_bytes(b"0123456789abcdef");
-        let other = AuthKey::from_bytes(b"fedcba9876543210");
+    fn a_bulk_request_carries_its_reply_address_under_the_mac() {
+        let to: SocketAddr = "192.0.2.7:8848".parse().unwrap();
+        let mut b = Builder::default();
+        b.start(&Header {
+            kind: Kind::BulkRequest,
+            bulk_id: 9,
+            reply_to: Some(to),
+            ..header(1)
+        });
+        assert!(!b.push(&entry(1)), "a request holds no records");
+        let bytes = b.seal(&key()).to_vec();
+        assert_eq!(bytes.len(), HEADER_LEN + REPLY_TO_LEN + MAC_LEN);
+        let o = open(&bytes, &key()).unwrap();
+        assert_eq!(o.header.reply_to, Some(to));
+        assert_eq!(o.records().count(), 0);
+        // Another address in its place: the MAC fails.
+        let mut other = bytes.clone();
+        other[HEADER_LEN + 15] ^= 1;
+        assert_eq!(open(&other, &key()).unwrap_err(), Reject::BadMac);
+        b.start(&Header {
+            kind: Kind::BulkRequest,
+            reply_to: Some(TO_GROUP),
+            ..header(2)
+        });
+        let o = open(b.seal(&key()), &key()).unwrap().header;
+        assert_eq!(o.reply_to, Some(TO_GROUP));
+    }
+
+    #[test]
+    fn wrong_key_truncation_old_versions_and_garbage_are_refused() {
+        let other = AuthKey::from_bytes(b"fedcba9876543210").unwrap();
         let mut b = Builder::default();
         b.start(&header(1));
         b.push(&entry(1));
         b.push(&entry(2));
-        let bytes = b.seal(&key).to_vec();
+        let bytes = b.seal(&key()).to_vec();
         assert_eq!(open(&bytes, &other).unwrap_err(), Reject::BadMac);
-        for cut in [0, 3, 20, HEADER_LEN + MAC_LEN - 1, bytes.len() - 1] {
+        for cut in [0, 3, 20, 4 + MAC_LEN - 1] {
             assert_eq!(
-                open(&bytes[..cut], &key).unwrap_err(),
+                open(&bytes[..cut], &key()).unwrap_err(),
                 Reject::Truncated,
                 "cut {cut}"
             );
         }
+        // Cut anywhere else: the tag is no longer the last 32 bytes.
+        assert_eq!(
+            open(&bytes[..bytes.len() - 1], &key()).unwrap_err(),
+            Reject::BadMac
+        );
         let mut flipped = bytes.clone();
         flipped[40] ^= 1;
-        assert_eq!(open(&flipped, &key).unwrap_err(), Reject::BadMac);
-        assert_eq!(open(b"GET / HTTP/1.1", &key).unwrap_err(), Reject::BadMagic);
-    }
-
-    #[test]
-    fn replays_are_refused_and_reordering_is_not() {
-        let mut r = Replay::default();
-        assert!(r.check(1, 1).is_ok());
-        assert!(r.check(1, 3).is_ok());
-        assert!(r.check(1, 2).is_ok(), "late but new");
-        assert_eq!(r.check(1, 2), Err(Reject::Replay));
-        assert_eq!(r.check(1, 3), Err(Reject::Replay));
-        assert!(r.check(1, 100).is_ok());
-        assert_eq!(r.check(1, 30), Err(Reject::Replay), "too old");
-        // A new boot of the sender starts its own window; the old one is still remembered.
-        assert!(r.check(2, 1).is_ok());
-        assert_eq!(r.check(1, 100), Err(Reject::Replay));
-        assert_eq!(r.check(2, 0), Err(Reject::Replay));
-    }
-
-    #[test]
-    fn a_key_file_others_can_read_is_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("lvs-sync-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("sync.key");
-        std::fs::write(&path, "a shared secret of some length\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = AuthKey::from_file(&path).unwrap_err().to_string();
-        assert!(err.contains("chmod 600"), "{err}");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(AuthKey::from_file(&path).is_ok());
-        std::fs::write(&path, "short").unwrap();
-        assert!(
-            AuthKey::from_file(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("5 bytes")
+        assert_eq!(open(&flipped, &key()).unwrap_err(), Reject::BadMac);
+        assert_eq!(
+            open(b"GET / HTTP/1.1 and some more bytes to fill a MAC", &key()).unwrap_err(),
+            Reject::BadMagic
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        // Authentic, but announcing more records than it holds, or of version 1 or 3.
+        let reseal = |mut body: Vec<u8>| {
+            let t = authdgram::tag(&key(), &body);
+            body.extend_from_slice(&t);
+            body
+        };
+        let mut body = bytes[..bytes.len() - MAC_LEN].to_vec();
+        body[41] = 3;
+        assert_eq!(
+            open(&reseal(body.clone()), &key()).unwrap_err(),
+            Reject::Truncated
+        );
+        body[41] = 2;
+        body[4] = 1;
+        assert_eq!(
+            open(&reseal(body.clone()), &key()).unwrap_err(),
+            Reject::OldVersion
+        );
+        body[4] = 3;
+        assert_eq!(open(&reseal(body), &key()).unwrap_err(), Reject::Malformed);
+    }
+
+    #[test]
+    fn reasons_have_distinct_indexes() {
+        for (i, r) in Reject::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 }

@@ -410,6 +410,22 @@ impl Testbed {
         }
     }
 
+    /// Stop the director (as [`Testbed::stop_director`]) and start it again with the same
+    /// configuration: a new run, with an empty table and no services. Its log starts afresh.
+    pub fn restart_director(&mut self) {
+        if let Err(e) = self.stop_director() {
+            panic!("the director did not stop cleanly: {e}");
+        }
+        let config = self.rundir.join("director.toml");
+        self.director = Some(spawn_director(
+            &self.ns("d"),
+            &self.rundir,
+            &config,
+            &self.log,
+        ));
+        wait_director(&mut self.director, &self.rundir, &self.log, SOON);
+    }
+
     /// Stop the director with SIGTERM: it must exit with status 0 within the deadline and
     /// leave no nftables table behind. Errors are returned, not panicked.
     pub fn stop_director(&mut self) -> Result<(), String> {

@@ -49,6 +49,7 @@ pub struct L7Bed {
     director: Option<Child>,
     /// `servers.py` processes: (node, port, process).
     servers: Vec<(String, u16, Child)>,
+    workers: u32,
     up: bool,
 }
 
@@ -57,6 +58,12 @@ impl L7Bed {
     /// `servers.py` on port 8080 of r1, r2 and r3 (named r1, r2, r3), and the director with
     /// `workers = 2` and `config`. `None` (after printing SKIPPED) when not root.
     pub fn start(test: &str, config: &str) -> Option<Self> {
+        Self::start_workers(test, config, 2)
+    }
+
+    /// [`L7Bed::start`] with `workers` worker threads (1: every client meets the same idle
+    /// server connections).
+    pub fn start_workers(test: &str, config: &str, workers: u32) -> Option<Self> {
         if !root_or_skip(test) {
             return None;
         }
@@ -72,12 +79,14 @@ impl L7Bed {
             rundir,
             director: None,
             servers: Vec::new(),
+            workers,
             up: true,
         };
         let out = bed.script(&["up", &bed.prefix.clone(), "nat"]);
         assert!(out.status.success(), "testbed up: {}", text(&out.stderr));
         std::fs::write(bed.rundir.join("servers.py"), include_str!("servers.py"))
             .expect("write servers.py");
+        std::fs::write(bed.rundir.join("raw.py"), include_str!("raw.py")).expect("write raw.py");
         for (i, _) in RS.iter().enumerate() {
             bed.server(&format!("r{}", i + 1), 8080, None);
         }
@@ -100,14 +109,36 @@ impl L7Bed {
     /// Start `servers.py` on `node` (r1, r2, r3) at `port`, HTTPS with `tls = (cert, key)`;
     /// returns once it accepts connections.
     pub fn server(&mut self, node: &str, port: u16, tls: Option<(&Path, &Path)>) {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns(node), "python3"])
-            .arg(self.rundir.join("servers.py"))
-            .args([node, &port.to_string()]);
+        let mut args = vec![
+            self.rundir.join("servers.py"),
+            node.into(),
+            port.to_string().into(),
+        ];
         if let Some((c, k)) = tls {
-            cmd.arg(c).arg(k);
+            args.extend([c.to_owned(), k.to_owned()]);
         }
-        let child = cmd
+        self.python(node, port, &args);
+    }
+
+    /// Start `raw.py` named `name` on `node` at `port`: it records what each connection
+    /// received in the returned directory (`K.raw` for connection K).
+    pub fn raw_server(&mut self, node: &str, port: u16, name: &str) -> PathBuf {
+        let dir = self.rundir.join(format!("raw-{node}-{port}"));
+        std::fs::create_dir_all(&dir).expect("create the record directory");
+        let args = [
+            self.rundir.join("raw.py"),
+            name.into(),
+            port.to_string().into(),
+            dir.clone(),
+        ];
+        self.python(node, port, &args);
+        dir
+    }
+
+    fn python(&mut self, node: &str, port: u16, args: &[PathBuf]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node), "python3"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -124,7 +155,8 @@ impl L7Bed {
 
     fn start_director(&mut self, config: &str) {
         let path = self.rundir.join("director.toml");
-        std::fs::write(&path, format!("workers = 2\n{config}\n")).expect("write config");
+        std::fs::write(&path, format!("workers = {}\n{config}\n", self.workers))
+            .expect("write config");
         self.director = Some(common::spawn_director(
             &self.ns("d"),
             &self.rundir,
@@ -147,7 +179,8 @@ impl L7Bed {
     /// Replace the director's configuration and send SIGHUP.
     pub fn reload(&self, config: &str) {
         let path = self.rundir.join("director.toml");
-        std::fs::write(&path, format!("workers = 2\n{config}\n")).expect("write config");
+        std::fs::write(&path, format!("workers = {}\n{config}\n", self.workers))
+            .expect("write config");
         kill(self.director_pid(), Signal::SIGHUP).expect("signal the director");
     }
 

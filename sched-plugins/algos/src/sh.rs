@@ -74,6 +74,21 @@ mod tests {
     }
 
     #[test]
+    fn flags_take_on_and_off_but_no_other_value() {
+        let d = dests(&[1; 4]);
+        let mut on = build::<Sh>("port=on", &d);
+        let mut bare = build::<Sh>("port", &d);
+        let mut f = flow(1);
+        for port in 1000..1100 {
+            f.src_port = port;
+            assert_eq!(on.schedule(&f, &d), bare.schedule(&f, &d));
+        }
+        assert!(!build::<Sh>("port=off,fallback=off", &d).0.port);
+        let err = create::<Sh>("port=1").unwrap_err();
+        assert!(err.contains("port=on or port=off"), "{err}");
+    }
+
+    #[test]
     fn removing_a_server_moves_only_its_clients() {
         let mut d = dests(&[1, 1, 1, 1, 1, 1, 1, 1]);
         let mut s = build::<Sh>("", &d);

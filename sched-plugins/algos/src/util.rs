@@ -10,11 +10,15 @@ pub(crate) fn check_options(name: &str, options: &Options, known: &[&str]) -> Re
     options.only(known).map_err(|e| format!("{name}: {e}"))
 }
 
-/// Parse the `port` and `fallback` flags of the hashing schedulers; they take no value.
+/// Parse the `port` and `fallback` flags of the hashing schedulers: present alone, or as
+/// `key=on`/`key=off` (the spelling `lvsadm -b` needs: an item without `=` is one of ipvsadm's
+/// flag names there).
 pub(crate) fn flag(name: &str, options: &Options, key: &str) -> Result<bool, String> {
     match options.get(key) {
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
         Some(v) => Err(format!(
-            "{name}: option {key} is a flag and takes no value (got {key}={v})"
+            "{name}: option {key} is a flag: give it alone, as {key}=on or {key}=off (got {key}={v})"
         )),
         None => Ok(options.has(key)),
     }
