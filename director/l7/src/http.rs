@@ -57,6 +57,13 @@ fn is_hop_by_hop(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
+/// Whether a `Connection` field among `headers` names `name` (allocation-free).
+fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+    headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection") && has_token(h.value, name))
+}
+
 /// Parse the request head at the start of `buf`. `Ok(None)`: incomplete.
 pub(crate) fn parse_request(
     buf: &[u8],
@@ -308,7 +315,13 @@ fn emit_response_head(
     emit(reason);
     emit(b"\r\n");
     for h in resp.headers.iter() {
-        if is_hop_by_hop(h.name) || framing::is_length_field(h.name) {
+        // Hop-by-hop: the standard ones, `Upgrade` (a 101 is relayed raw, not here) and
+        // every field the server named in its `Connection` (RFC 9110 §7.6.1).
+        if is_hop_by_hop(h.name)
+            || framing::is_length_field(h.name)
+            || h.name.eq_ignore_ascii_case("upgrade")
+            || named_in_connection(resp.headers, h.name)
+        {
             continue;
         }
         emit(h.name.as_bytes());
@@ -482,6 +495,19 @@ mod tests {
         assert_eq!(
             write_response_head(raw, &r, b"", &mut out),
             HeadWrite::NoRoom
+        );
+    }
+
+    #[test]
+    fn response_fields_named_in_connection_are_not_forwarded() {
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\nX-Kept: 2\r\nContent-Length: 0\r\n\r\n";
+        let (w, out, _) = response_head(raw, false, 4096);
+        assert_eq!(w, HeadWrite::Written);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nX-Kept: 2\r\nContent-Length: 0\r\n\r\n",
+            "{}",
+            String::from_utf8_lossy(&out)
         );
     }
 
