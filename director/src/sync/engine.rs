@@ -720,7 +720,8 @@ impl Engine {
         }
         match fresh {
             Err(Stale::OldGeneration) => return self.reject(Reject::StaleGeneration, from),
-            Err(Stale::Replay) => return self.reject(Reject::Replay, from),
+            // Unconfirmed comes only from a check with a challenge, which sync does not use.
+            Err(Stale::Replay | Stale::Unconfirmed) => return self.reject(Reject::Replay, from),
             Ok(f) if f.new_generation => event!(
                 Level::Info,
                 "sync_peer_generation",
