@@ -2,7 +2,7 @@
 //! event format ([`logging`], [`event`](mod@event), `docs/LOGGING.md`), the pidfile ([`pidfile`]),
 //! daemonizing ([`daemonize`](mod@daemonize)), signals in the `mio` loop ([`signals`]), configuration files
 //! with `FILE:LINE:COL` errors ([`config`]), and the start-up sequence tying them together
-//! ([`run`](mod@run)).
+//! ([`run`](mod@run)); joining a multicast group for LAN peers ([`mcast`]).
 //!
 //! A daemon's `main` (see `examples/demo_daemon.rs` for a complete one):
 //!
@@ -74,6 +74,7 @@ pub mod config;
 pub mod daemonize;
 pub mod event;
 pub mod logging;
+pub mod mcast;
 pub mod pidfile;
 pub mod run;
 pub mod signals;

@@ -172,7 +172,7 @@ struct FileVip {
     interface: String,
 }
 
-/// Reads and validates `path`: the loader for [`lvs_common::run`]. A configuration file is
+/// Reads and validates `path`: the loader for [`lvs_common::run()`]. A configuration file is
 /// required (there is no sensible default node).
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {

@@ -91,7 +91,7 @@ struct Daemon {
     node: String,
 }
 
-/// The daemon's body, for [`lvs_common::run`].
+/// The daemon's body, for [`lvs_common::run()`].
 pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
@@ -110,7 +110,15 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         config.fsm.priority,
         boot.generation,
     );
-    let verifier = Verifier::with_floors(key, config.fsm.node_id, &config.peers, floors);
+    // Our generation is the challenge: after this restart a peer's known generation is
+    // accepted only from heartbeats echoing it (recorded ones cannot).
+    let verifier = Verifier::with_floors(
+        key,
+        config.fsm.node_id,
+        &config.peers,
+        floors,
+        boot.generation,
+    );
     let mut udp = match &config.udp {
         Some(u) => Some(UdpHeartbeat::bind(u).map_err(|e| format!("udp heartbeat socket: {e}"))?),
         None => None,
@@ -443,7 +451,8 @@ impl Daemon {
                 0
             },
         };
-        let hb = self.sealer.next(state, epoch, status, wall_clock_ms());
+        let mut hb = self.sealer.next(state, epoch, status, wall_clock_ms());
+        hb.echo = self.verifier.next_echo();
         if let Some(u) = self.udp.as_mut() {
             u.send_all(&self.sealer.seal_for(&hb, Medium::Udp));
         }

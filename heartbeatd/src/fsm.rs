@@ -848,6 +848,7 @@ mod tests {
                     flags: self.flags,
                 },
                 timestamp_ms: 0,
+                echo: 0,
             }
         }
     }

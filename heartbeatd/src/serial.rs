@@ -14,8 +14,8 @@
 //! CRC-32 (IEEE) matches; everything else is counted and dropped. Heartbeats are further
 //! authenticated by their MAC ([`crate::wire`]).
 //!
-//! A heartbeat frame is 97 bytes on the line: at the default 19200 baud (8N1, 1920 bytes/s)
-//! it takes about 51 ms, so the keepalive on a 19200-baud line should stay at or above
+//! A heartbeat frame is 105 bytes on the line: at the default 19200 baud (8N1, 1920 bytes/s)
+//! it takes about 55 ms, so the keepalive on a 19200-baud line should stay at or above
 //! 100 ms.
 
 use std::fs::{File, OpenOptions};
@@ -515,10 +515,10 @@ mod tests {
             encode_frame(&[1; MAX_PAYLOAD + 1]),
             Err(SerialError::TooLong(_))
         ));
-        // A heartbeat frame is 97 bytes on the line.
+        // A heartbeat frame is 105 bytes on the line.
         assert_eq!(
             encode_frame(&[7; crate::wire::MESSAGE_LEN]).unwrap().len(),
-            97
+            105
         );
     }
 

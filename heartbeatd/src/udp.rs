@@ -82,10 +82,7 @@ impl UdpHeartbeat {
                 }
                 // Bound to the group address: only the group's datagrams arrive here.
                 let socket = bind_reusable(SocketAddrV4::new(*group, *port))?;
-                socket.join_multicast_v4(group, interface)?;
-                socket.set_multicast_loop_v4(false)?;
-                socket.set_multicast_ttl_v4(1)?;
-                set_multicast_if(&socket, *interface)?;
+                lvs_common::mcast::join_group(&socket, *group, *interface)?;
                 (
                     socket,
                     vec![SocketAddr::V4(SocketAddrV4::new(*group, *port))],
@@ -218,30 +215,6 @@ fn bind_reusable(addr: SocketAddrV4) -> io::Result<UdpSocket> {
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     bind(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
     Ok(UdpSocket::from_std(std::net::UdpSocket::from(fd)))
-}
-
-/// `IP_MULTICAST_IF`: the interface multicast datagrams leave by.
-fn set_multicast_if(socket: &UdpSocket, interface: Ipv4Addr) -> io::Result<()> {
-    let addr = libc::in_addr {
-        s_addr: u32::from(interface).to_be(),
-    };
-    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::in_addr>()).unwrap_or(4);
-    // SAFETY: the fd is a live socket owned by `socket`; `addr` is a valid `in_addr` that
-    // outlives the call and `len` is its exact size, which is what IP_MULTICAST_IF reads.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            (&raw const addr).cast::<libc::c_void>(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! HMAC-SHA256 under a shared key and checked for freshness, both by
 //! [`lvs_common::authdgram`]; this file keeps only the body layout.
 //!
-//! Layout of version 2 (all integers big-endian, [`MESSAGE_LEN`] = 88 bytes):
+//! Layout of version 3 (all integers big-endian, [`MESSAGE_LEN`] = 96 bytes):
 //!
 //! | offset | size | field |
 //! | ---: | ---: | --- |
 //! | 0 | 4 | magic `LVHB` |
-//! | 4 | 1 | version, 2 |
+//! | 4 | 1 | version, 3 |
 //! | 5 | 1 | state: 0 init, 1 backup, 2 master, 3 fault |
 //! | 6 | 2 | status flags ([`Status::TABLE_SYNCED`]; unknown bits are ignored, for compatible additions) |
 //! | 8 | 4 | node id |
@@ -20,13 +20,18 @@
 //! | 40 | 8 | sender's wall clock, milliseconds since the Unix epoch (informational) |
 //! | 48 | 4 | connection-table sync generation |
 //! | 52 | 4 | reserved, zero |
-//! | 56 | 32 | HMAC-SHA256 of bytes 0..56 |
+//! | 56 | 8 | echo: the boot generation of ours the sender accepted last (0: none yet) |
+//! | 64 | 32 | HMAC-SHA256 of bytes 0..64 |
 //!
 //! The medium is inside the MAC, so a message captured on one medium cannot be replayed on
 //! the other; the daemon seals one message per medium (two HMACs per keepalive).
 //!
 //! Version 1 differed only in bytes 16..24, a random boot id: a heartbeat recorded during
-//! any earlier run of a peer could be replayed as a restart (see [`Verifier`]).
+//! any earlier run of a peer could be replayed as a restart (see [`Verifier`]). Version 2
+//! had no echo: after the receiver restarted, the first heartbeat of the peer's current run
+//! was accepted whatever its sequence, so replaying a dead master's last heartbeats to a
+//! restarted backup kept it from taking over. With more than one peer the echo takes each
+//! peer's generation in turn ([`Verifier::next_echo`]).
 //!
 //! Checks, in order, each counted when it fails ([`RejectCounts`]): the length holds the magic
 //! and the MAC ([`Reject::BadLength`]), the magic ([`Reject::BadMagic`]), the MAC over
@@ -34,8 +39,8 @@
 //! ([`Reject::BadMac`]); then the version ([`Reject::OldVersion`] for version 1, which an
 //! old lvs-heartbeatd with the same key still sends, [`Reject::BadVersion`] otherwise), the
 //! exact length ([`Reject::BadLength`]), field values ([`Reject::Malformed`]), the sender is
-//! a configured peer ([`Reject::UnknownPeer`]), the generation ([`Reject::StaleGeneration`])
-//! and the sequence ([`Reject::Replay`]).
+//! a configured peer ([`Reject::UnknownPeer`]), the generation ([`Reject::StaleGeneration`]),
+//! the echo after our restart ([`Reject::Unconfirmed`]) and the sequence ([`Reject::Replay`]).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -48,9 +53,9 @@ use crate::Medium;
 /// The first four bytes of every heartbeat.
 pub const MAGIC: [u8; 4] = *b"LVHB";
 /// The layout version this code writes and reads.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Bytes covered by the MAC.
-pub const BODY_LEN: usize = 56;
+pub const BODY_LEN: usize = 64;
 /// Length of a message.
 pub const MESSAGE_LEN: usize = BODY_LEN + MAC_LEN;
 
@@ -149,10 +154,13 @@ pub struct Heartbeat {
     /// The sender's wall clock in milliseconds since the Unix epoch (informational only:
     /// nothing depends on the two clocks agreeing).
     pub timestamp_ms: u64,
+    /// The generation of ours the sender accepted last (0: none): a receiver that
+    /// restarted opens the window of the sender's known generation only on its own.
+    pub echo: u64,
 }
 
 impl Heartbeat {
-    /// The 56 bytes the MAC covers.
+    /// The bytes the MAC covers.
     pub fn encode_body(&self) -> [u8; BODY_LEN] {
         let mut b = [0u8; BODY_LEN];
         b[0..4].copy_from_slice(&MAGIC);
@@ -167,6 +175,7 @@ impl Heartbeat {
         b[32..40].copy_from_slice(&self.epoch.to_be_bytes());
         b[40..48].copy_from_slice(&self.timestamp_ms.to_be_bytes());
         b[48..52].copy_from_slice(&self.status.sync_generation.to_be_bytes());
+        b[56..64].copy_from_slice(&self.echo.to_be_bytes());
         b
     }
 
@@ -208,6 +217,7 @@ impl Heartbeat {
                 flags,
             },
             timestamp_ms: be_u64(&body[40..48]),
+            echo: be_u64(&body[56..64]),
         })
     }
 }
@@ -243,8 +253,8 @@ pub enum Reject {
     /// A layout version this code does not know (newer).
     #[error("bad version")]
     BadVersion,
-    /// Authentic, but in the layout of version 1 (an lvs-heartbeatd from before the boot
-    /// generation, or a replay of one): refused.
+    /// Authentic, but in the layout of an older version (1: before the boot generation,
+    /// 2: before the echo; an lvs-heartbeatd not yet upgraded, or a replay of one): refused.
     #[error("old version")]
     OldVersion,
     /// The MAC does not match: wrong key, forged or corrupted.
@@ -262,6 +272,11 @@ pub enum Reject {
     /// (remembered across our restarts too).
     #[error("stale generation")]
     StaleGeneration,
+    /// Of the peer's current generation, but the first on this medium since we restarted
+    /// and not echoing our generation: maybe recorded before our restart (the live peer
+    /// echoes it within a keepalive of hearing us).
+    #[error("unconfirmed")]
+    Unconfirmed,
     /// Authentic, but from a node id that is not a configured peer (or our own).
     #[error("unknown peer")]
     UnknownPeer,
@@ -300,6 +315,8 @@ pub struct RejectCounts {
     pub stale_generation: u64,
     /// [`Reject::UnknownPeer`].
     pub unknown_peer: u64,
+    /// [`Reject::Unconfirmed`].
+    pub unconfirmed: u64,
 }
 
 impl RejectCounts {
@@ -315,12 +332,13 @@ impl RejectCounts {
             Reject::Replay => self.replay,
             Reject::StaleGeneration => self.stale_generation,
             Reject::UnknownPeer => self.unknown_peer,
+            Reject::Unconfirmed => self.unconfirmed,
         }
     }
 
     /// Each counter with its name (`bad_length`, `bad_magic`, `bad_version`, `old_version`,
-    /// `bad_mac`, `malformed`, `replay`, `stale_generation`, `unknown_peer`).
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    /// `bad_mac`, `malformed`, `replay`, `stale_generation`, `unknown_peer`, `unconfirmed`).
+    pub fn named(&self) -> [(&'static str, u64); 10] {
         [
             ("bad_length", self.bad_length),
             ("bad_magic", self.bad_magic),
@@ -331,6 +349,7 @@ impl RejectCounts {
             ("replay", self.replay),
             ("stale_generation", self.stale_generation),
             ("unknown_peer", self.unknown_peer),
+            ("unconfirmed", self.unconfirmed),
         ]
     }
 
@@ -350,6 +369,7 @@ impl RejectCounts {
             Reject::Replay => &mut self.replay,
             Reject::StaleGeneration => &mut self.stale_generation,
             Reject::UnknownPeer => &mut self.unknown_peer,
+            Reject::Unconfirmed => &mut self.unconfirmed,
         };
         *c = c.saturating_add(1);
     }
@@ -373,6 +393,9 @@ pub struct Accepted {
 /// an older generation is refused for good; a higher generation is the peer's restart,
 /// accepted whatever its sequence. No heartbeat recorded during an earlier run of a peer can
 /// be replayed: neither to get the live peer refused nor to make a dead one look alive.
+/// With a challenge ([`Verifier::with_floors`], the daemon), no heartbeat recorded before
+/// *our* restart either: a medium's window of the peer's known generation opens only on a
+/// heartbeat echoing our generation ([`Reject::Unconfirmed`] before).
 #[derive(Debug)]
 pub struct Verifier {
     key: AuthKey,
@@ -382,30 +405,49 @@ pub struct Verifier {
     rejects: RejectCounts,
     rejects_on: [RejectCounts; 2],
     accepted: [u64; 2],
+    /// (peer, its generation accepted last), for the echo; `echo_next` takes them in turn.
+    heard: Vec<(u32, u64)>,
+    echo_next: usize,
 }
 
 impl Verifier {
     /// A verifier for `own_node_id` that accepts heartbeats from `peers` (our own id is
-    /// never a peer), with peer generations kept in memory only (tests, simulations).
+    /// never a peer), with peer generations kept in memory only and no echo asked (tests,
+    /// simulations).
     pub fn new(key: AuthKey, own_node_id: u32, peers: &[u32]) -> Verifier {
-        Verifier::with_floors(key, own_node_id, peers, PeerFloors::in_memory())
+        Verifier::build(
+            key,
+            own_node_id,
+            peers,
+            Freshness::new(PeerFloors::in_memory()),
+        )
     }
 
-    /// [`Verifier::new`] with the peers' generations loaded from (and saved to) a file.
+    /// [`Verifier::new`] with the peers' generations loaded from (and saved to) a file, for
+    /// a run whose generation is `own_generation`: after a restart, a peer's known
+    /// generation is accepted on a medium only once it echoes `own_generation`.
     pub fn with_floors(
         key: AuthKey,
         own_node_id: u32,
         peers: &[u32],
         floors: PeerFloors,
+        own_generation: u64,
     ) -> Verifier {
+        let fresh = Freshness::with_challenge(floors, own_generation);
+        Verifier::build(key, own_node_id, peers, fresh)
+    }
+
+    fn build(key: AuthKey, own_node_id: u32, peers: &[u32], fresh: Freshness) -> Verifier {
         let mut v = Verifier {
             key,
             own_node_id,
             peers: HashSet::new(),
-            fresh: Freshness::new(floors),
+            fresh,
             rejects: RejectCounts::default(),
             rejects_on: [RejectCounts::default(); 2],
             accepted: [0; 2],
+            heard: Vec::new(),
+            echo_next: 0,
         };
         for &p in peers {
             v.add_peer(p);
@@ -425,6 +467,16 @@ impl Verifier {
     /// The highest generation accepted from `node_id`.
     pub fn peer_generation(&self, node_id: u32) -> Option<u64> {
         self.fresh.floors().get(u64::from(node_id))
+    }
+
+    /// The echo for our next heartbeat: a peer's generation accepted last, each peer in
+    /// turn (one echo per keepalive confirms a restarted peer); 0 before any.
+    pub fn next_echo(&mut self) -> u64 {
+        if self.heard.is_empty() {
+            return 0;
+        }
+        self.echo_next = (self.echo_next + 1) % self.heard.len();
+        self.heard[self.echo_next].1
     }
 
     /// Rejections so far, by reason.
@@ -468,13 +520,19 @@ impl Verifier {
             return Err(Reject::Replay);
         }
         let lane = u8::try_from(medium.index()).unwrap_or(u8::MAX);
+        let peer = u64::from(hb.node_id);
         let fresh = self
             .fresh
-            .check(u64::from(hb.node_id), lane, hb.generation, hb.sequence)
+            .check_echo(peer, lane, hb.generation, hb.sequence, Some(hb.echo))
             .map_err(|e| match e {
                 Stale::OldGeneration => Reject::StaleGeneration,
                 Stale::Replay => Reject::Replay,
+                Stale::Unconfirmed => Reject::Unconfirmed,
             })?;
+        match self.heard.iter_mut().find(|(p, _)| *p == hb.node_id) {
+            Some(h) => h.1 = hb.generation,
+            None => self.heard.push((hb.node_id, hb.generation)),
+        }
         let peer_restarted = fresh.new_generation && fresh.previous.is_some();
         if fresh.new_generation {
             lvs_common::event!(
@@ -555,6 +613,7 @@ impl Sealer {
             state,
             status,
             timestamp_ms,
+            echo: 0,
         }
     }
 
@@ -595,6 +654,7 @@ mod tests {
                 flags: Status::TABLE_SYNCED,
             },
             timestamp_ms: 1_700_000_000_000,
+            echo: 1_699_999_999,
         }
     }
 
@@ -610,8 +670,9 @@ mod tests {
         let msg = hb.seal(&key());
         assert_eq!(msg.len(), MESSAGE_LEN);
         assert_eq!(&msg[0..4], b"LVHB");
-        assert_eq!(msg[4], 2);
+        assert_eq!(msg[4], 3);
         assert_eq!(msg[5], 2);
+        assert_eq!(&msg[56..64], &1_699_999_999u64.to_be_bytes());
         assert_eq!(&msg[16..24], &1_700_000_000u64.to_be_bytes());
         assert_eq!(&msg[24..32], &42u64.to_be_bytes());
         assert_eq!(Heartbeat::open(&msg, &key()), Ok(hb));
@@ -636,23 +697,25 @@ mod tests {
         assert_eq!(Heartbeat::open(&long, &k), Err(Reject::BadMac));
         // Changed without the key: the MAC fails before the version is read.
         let mut v = msg;
-        v[4] = 3;
+        v[4] = 4;
         assert_eq!(Heartbeat::open(&v, &k), Err(Reject::BadMac));
         let mut m = msg;
         m[0] = b'X';
         assert_eq!(Heartbeat::open(&m, &k), Err(Reject::BadMagic));
         // Authentic but another version or length.
         let mut body = sample(1).encode_body();
-        body[4] = 3;
+        body[4] = 4;
         assert_eq!(
             Heartbeat::open(&seal_body(&k, &body), &k),
             Err(Reject::BadVersion)
         );
-        body[4] = 1;
-        assert_eq!(
-            Heartbeat::open(&seal_body(&k, &body), &k),
-            Err(Reject::OldVersion)
-        );
+        for old in [1, 2] {
+            body[4] = old;
+            assert_eq!(
+                Heartbeat::open(&seal_body(&k, &body), &k),
+                Err(Reject::OldVersion)
+            );
+        }
         let body = sample(1).encode_body();
         assert_eq!(
             Heartbeat::open(&seal_body(&k, &body[..50]), &k),
@@ -819,21 +882,43 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let file = d.join("heartbeatd.peers");
         let k = key();
-        let mut v = Verifier::with_floors(k.clone(), 1, &[2], PeerFloors::load(&file).unwrap());
+        let floors = PeerFloors::load(&file).unwrap();
+        let mut v = Verifier::with_floors(k.clone(), 1, &[2], floors, 500);
         let mut old = Sealer::new(k.clone(), 2, 100, 10);
         let hb = old.next(NodeState::Master, 1, Status::default(), 0);
         let recorded = old.seal_for(&hb, Medium::Udp);
         let mut live = Sealer::new(k.clone(), 2, 100, 11);
-        let hb = live.next(NodeState::Master, 1, Status::default(), 0);
+        let mut hb = live.next(NodeState::Master, 1, Status::default(), 0);
         v.verify(Medium::Udp, &recorded).unwrap();
         v.verify(Medium::Udp, &live.seal_for(&hb, Medium::Udp))
             .unwrap();
+        assert_eq!(v.next_echo(), 11, "the generation heard last is echoed");
+        // The live run's later heartbeats, recorded while we are down, echo 500 at best.
+        let captured: Vec<_> = (0..3)
+            .map(|_| {
+                hb = live.next(NodeState::Master, 1, Status::default(), 0);
+                hb.echo = 500;
+                live.seal_for(&hb, Medium::Udp)
+            })
+            .collect();
         drop(v);
-        let mut w = Verifier::with_floors(k, 1, &[2], PeerFloors::load(&file).unwrap());
+        let mut w = Verifier::with_floors(k, 1, &[2], PeerFloors::load(&file).unwrap(), 501);
         assert_eq!(
             w.verify(Medium::Udp, &recorded),
             Err(Reject::StaleGeneration)
         );
+        for c in &captured {
+            assert_eq!(w.verify(Medium::Udp, c), Err(Reject::Unconfirmed));
+        }
+        assert_eq!(w.next_echo(), 0, "nothing accepted yet");
+        // The live peer heard our new run and echoes it.
+        hb = live.next(NodeState::Master, 1, Status::default(), 0);
+        hb.echo = 501;
+        assert!(
+            w.verify(Medium::Udp, &live.seal_for(&hb, Medium::Udp))
+                .is_ok()
+        );
+        assert_eq!(w.rejects().unconfirmed, 3);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -601,6 +601,16 @@ fn stop_child(mut c: Child) {
     let _ = c.wait();
 }
 
+/// Records node 0's heartbeats to `file`, as node 1 receives them (see [`CAPTURE`]).
+fn capture_node0(bed: &Bed, file: &std::path::Path) -> Child {
+    let (ip0, port) = (bed.nodes[0].ip.clone(), PORT.to_string());
+    python_in(
+        &bed.nodes[1].ns,
+        CAPTURE,
+        &[file.to_str().unwrap(), &ip0, &port],
+    )
+}
+
 /// Heartbeats rejected on node `i`'s UDP medium for `reason`.
 fn udp_rejected(bed: &Bed, i: usize, reason: &str) -> u64 {
     bed.status(i)
@@ -632,16 +642,8 @@ fn replayed_heartbeats_of_an_earlier_run_are_refused() {
     }
     let mut bed = Bed::new("y", &Opts::PLAIN);
     let cap = bed.dir.join("run1.cap");
-    let (ip0, ip1, port) = (
-        bed.nodes[0].ip.clone(),
-        bed.nodes[1].ip.clone(),
-        PORT.to_string(),
-    );
-    let capture = python_in(
-        &bed.nodes[1].ns,
-        CAPTURE,
-        &[cap.to_str().unwrap(), &ip0, &port],
-    );
+    let (ip1, port) = (bed.nodes[1].ip.clone(), PORT.to_string());
+    let capture = capture_node0(&bed, &cap);
     start_pair(&mut bed);
     // A few seconds of node 0's first run as master (5 heartbeats a second).
     let got = wait_until(Duration::from_secs(5), || captured(&cap) >= 15);
@@ -716,6 +718,68 @@ fn replayed_heartbeats_of_an_earlier_run_are_refused() {
     println!(
         "takeover under replay of {n} old heartbeats: {:?}",
         t.unwrap_or_default()
+    );
+}
+
+/// The master dies and the backup restarts; the dead master's heartbeats of its current
+/// run, recorded on the LAN, are then replayed to the backup in order. The backup remembers
+/// that generation, but heard none of its heartbeats since its restart: without an echo of
+/// its own new generation (which only the live master could send) they are refused
+/// (`unconfirmed`), and it takes over after initdead as with a silent peer. Before the echo,
+/// the first replayed heartbeat opened the sequence window and the replay kept the dead
+/// master alive as long as it lasted.
+#[test]
+fn a_restarted_backup_is_not_kept_back_by_the_dead_masters_replayed_heartbeats() {
+    let test = "a_restarted_backup_is_not_kept_back_by_the_dead_masters_replayed_heartbeats";
+    let Some(mut bed) = pair(test, "e", &Opts::PLAIN) else {
+        return;
+    };
+    let cap = bed.dir.join("run0.cap");
+    let (ip1, port) = (bed.nodes[1].ip.clone(), PORT.to_string());
+    let capture = capture_node0(&bed, &cap);
+    // Five seconds of node 0's heartbeats as master, up to its death.
+    let got = wait_until(Duration::from_secs(8), || captured(&cap) >= 25);
+    bed.kill(0);
+    bed.kill(1);
+    stop_child(capture);
+    assert!(
+        got.is_some(),
+        "nothing captured from node 0\n{}",
+        bed.logs()
+    );
+    let n = captured(&cap);
+
+    // Replayed at the keepalive rate, from node 0's address, while node 1 starts again.
+    let mut replay = python_in(
+        &bed.nodes[0].ns,
+        REPLAY,
+        &[cap.to_str().unwrap(), &ip1, &port, "1", "0.2"],
+    );
+    let started = Instant::now();
+    bed.start(1);
+    let t = wait_until(Duration::from_secs(8), || bed.has_vip(1));
+    let replay_running = replay.try_wait().ok().flatten().is_none();
+    let unconfirmed = udp_rejected(&bed, 1, "unconfirmed");
+    let status = bed.status(1);
+    stop_child(replay);
+    assert!(
+        t.is_some(),
+        "node 1 never took over while node 0's heartbeats were replayed\n{}",
+        bed.logs()
+    );
+    let took = started.elapsed();
+    println!("takeover after the restart, under replay of {n} heartbeats: {took:?}");
+    // initdead (2 s) after the start, as when nothing is heard; not after the replay.
+    assert!(
+        replay_running && took < Duration::from_millis(4000),
+        "node 1 took over only after {took:?} (replay still running: {replay_running}): \
+         the replayed heartbeats kept the dead master alive\n{}",
+        bed.logs()
+    );
+    assert!(
+        unconfirmed > 0,
+        "no replayed heartbeat counted as unconfirmed: {status:?}\n{}",
+        bed.logs()
     );
 }
 

@@ -8,7 +8,10 @@
 //! - epochs never decrease, every raise is persisted before it is acted on, and each
 //!   takeover uses a higher epoch than any before it on that node;
 //! - no heartbeat is ever rejected (no false replay), and the FSM never asks to be woken
-//!   in the past.
+//!   in the past;
+//! - no takeover while the master is heard: a node becomes master only when the peer's
+//!   latest heartbeat (highest generation and sequence) did not say master, or was
+//!   accepted deadtime or longer ago.
 
 use std::collections::VecDeque;
 
@@ -18,8 +21,8 @@ use lvs_heartbeatd::wire::{AuthKey, MESSAGE_LEN, NodeState, Reject, Sealer, Stat
 use proptest::prelude::*;
 
 const UDP_LATENCY: u64 = 1;
-/// A 97-byte frame at 19200 baud.
-const SERIAL_LATENCY: u64 = 51;
+/// A 105-byte frame at 19200 baud.
+const SERIAL_LATENCY: u64 = 55;
 /// A backup reports its table synced this long after it became backup.
 const SYNC_DELAY: u64 = 300;
 
@@ -117,6 +120,9 @@ struct Node {
     verifier: Verifier,
     backup_since: Option<u64>,
     restart_at: Option<u64>,
+    /// The peer's latest heartbeat accepted: (generation, sequence), whether it said
+    /// master, and when it arrived. Forgotten at a restart (the FSM starts afresh).
+    latest_from_peer: Option<((u64, u64), bool, u64)>,
 }
 
 struct Message {
@@ -159,6 +165,7 @@ impl Sim {
                 verifier: Verifier::new(key.clone(), id, &[3 - id]),
                 backup_since: None,
                 restart_at: None,
+                latest_from_peer: None,
                 config,
             }
         });
@@ -193,6 +200,7 @@ impl Sim {
         n.sealer = Sealer::new(self.key.clone(), id, n.config.priority, generation);
         n.verifier = Verifier::new(self.key.clone(), id, &[3 - id]);
         n.restart_at = None;
+        n.latest_from_peer = None;
     }
 
     fn feed(&mut self, i: usize, input: Input) -> Result<(), TestCaseError> {
@@ -219,6 +227,14 @@ impl Sim {
                 }
                 Action::BecomeMaster { epoch } => {
                     prop_assert_eq!(epoch, n.disk_epoch, "master before persisting its epoch");
+                    if let Some((_, true, heard)) = n.latest_from_peer {
+                        let deadtime = n.config.timers.deadtime_ms;
+                        prop_assert!(
+                            now - heard >= deadtime,
+                            "node {i} took over at {now}: the master was heard at {heard}, \
+                             within the deadtime ({deadtime} ms)"
+                        );
+                    }
                     prop_assert!(epoch > n.highest_master_epoch);
                     n.highest_master_epoch = epoch;
                 }
@@ -300,6 +316,12 @@ impl Sim {
                     let accepted = r.map_err(|e| {
                         TestCaseError::fail(format!("node {} rejected a heartbeat: {e}", msg.to))
                     })?;
+                    let hb = accepted.heartbeat;
+                    let order = (hb.generation, hb.sequence);
+                    let n = &mut self.nodes[msg.to];
+                    if n.latest_from_peer.is_none_or(|(o, _, _)| order >= o) {
+                        n.latest_from_peer = Some((order, hb.state == NodeState::Master, self.now));
+                    }
                     self.feed(
                         msg.to,
                         Input::Heartbeat {

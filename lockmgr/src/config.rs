@@ -104,7 +104,7 @@ impl Default for Config {
     }
 }
 
-/// The loader for [`lvs_common::run`]: the file when given (checked), the defaults otherwise.
+/// The loader for [`lvs_common::run()`]: the file when given (checked), the defaults otherwise.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
         None => Ok(Config::default()),

@@ -129,7 +129,7 @@ struct Daemon {
     scratch: Box<[u8]>,
 }
 
-/// The daemon's body, for [`lvs_common::run`].
+/// The daemon's body, for [`lvs_common::run()`].
 pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;

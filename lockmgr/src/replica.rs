@@ -1,7 +1,7 @@
 //! Raft mode: the lock state machine replicated with the `raft` crate (0.7) across the peers.
 //!
 //! [`RaftNode`] implements [`Replication`]. Commands proposed during one turn of the daemon's
-//! loop are collected and proposed as **one** Raft entry (a [`Batch`]); a follower forwards its
+//! loop are collected and proposed as **one** Raft entry (a `Batch`); a follower forwards its
 //! batch to the leader over the peer network ([`crate::peer`]) and the leader proposes it. Each
 //! command in a batch carries the node that proposed it and its [`Origin`], so when the entry
 //! is applied (on every node, in log order) the proposing node answers its client's request and

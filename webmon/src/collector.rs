@@ -4,7 +4,7 @@
 //!
 //! Sources: the director (`ListServices`, `ListHealth`, `GetRole`, `GetInfo`, and a
 //! subscription to its events), lvs-monitord (`ListMonitored`), lvs-heartbeatd (see
-//! [`Collector::heartbeat`]) and lvs-lockmgr (its client library: status and listing).
+//! `Collector::heartbeat`) and lvs-lockmgr (its client library: status and listing).
 //! A daemon that is not running is shown as unreachable; the others are still shown.
 
 use std::collections::{HashMap, VecDeque};

@@ -152,7 +152,7 @@ struct FileSockets {
     lockmgr: Option<PathBuf>,
 }
 
-/// The loader for [`lvs_common::run`]: defaults without a file.
+/// The loader for [`lvs_common::run()`]: defaults without a file.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
         Some(path) => parse(&Source::read(path)?),

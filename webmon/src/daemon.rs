@@ -52,7 +52,7 @@ pub fn prepare_tls(cfg: &Config) -> Result<Tls, BoxError> {
     Ok(tls::load(&cfg.cert, &cfg.key)?)
 }
 
-/// The daemon's body, for [`lvs_common::run`].
+/// The daemon's body, for [`lvs_common::run()`].
 pub fn run(cfg: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut tls = prepare_tls(&cfg)?;
     let mut poll = Poll::new()?;

@@ -5,9 +5,17 @@
 //! floor raised and persisted, the peer's windows started afresh.
 //!
 //! Windows are kept per peer and lane: a sender that numbers one stream but seals it once
-//! per medium (lvs-heartbeatd over UDP and serial) gives each medium a lane. After our own
-//! restart the window of the peer's current generation is unknown: its first datagram
-//! there is accepted whatever its sequence (see docs/LOGGING.md, `stale_generation`).
+//! per medium (lvs-heartbeatd over UDP and serial) gives each medium a lane.
+//!
+//! After our own restart the window of the peer's current generation is unknown, so its
+//! first datagram there cannot be told from a replay of one captured before (of a peer that
+//! died meanwhile, say). With [`Freshness::with_challenge`], our own boot generation is the
+//! challenge: our datagrams carry it anyway, the peer echoes the last one it accepted from
+//! us, and a window of an already-known generation is opened only by a datagram echoing this
+//! run's generation ([`Stale::Unconfirmed`] until then). Our generation is higher at each
+//! start, so no datagram sealed before this run can carry it. A new generation of the peer
+//! (it restarted) is accepted as before, echo or not. [`Freshness::check`] (no challenge)
+//! accepts that first datagram whatever its sequence (see docs/LOGGING.md).
 
 use super::{PeerFloors, StateError};
 
@@ -25,6 +33,10 @@ pub enum Stale {
     /// A sequence number already accepted, too far below the highest, or zero.
     #[error("replay")]
     Replay,
+    /// Of the peer's known generation, heard first since our restart, and not echoing our
+    /// generation: maybe a replay of a datagram sealed before we restarted.
+    #[error("unconfirmed")]
+    Unconfirmed,
 }
 
 /// A fresh datagram.
@@ -66,6 +78,8 @@ pub struct Freshness {
     windows: Vec<Window>,
     /// The last failure to persist a raised floor, for the caller to log.
     persist_error: Option<StateError>,
+    /// Our own generation, which a peer must echo to open a window of a known generation.
+    challenge: Option<u64>,
 }
 
 impl Freshness {
@@ -75,6 +89,17 @@ impl Freshness {
             floors,
             windows: Vec::new(),
             persist_error: None,
+            challenge: None,
+        }
+    }
+
+    /// A check over `floors` that opens a window of a peer's already-known generation only
+    /// for a datagram echoing `own_generation` (this run's, from [`super::Boot`]); see
+    /// [`Freshness::check_echo`].
+    pub fn with_challenge(floors: PeerFloors, own_generation: u64) -> Freshness {
+        Freshness {
+            challenge: Some(own_generation),
+            ..Freshness::new(floors)
         }
     }
 
@@ -89,13 +114,29 @@ impl Freshness {
     }
 
     /// Accepts (and records) `seq` of `generation` from `peer` on `lane`, or says why not.
-    /// Call only for authentic datagrams; a refusal changes nothing.
+    /// Call only for authentic datagrams; a refusal changes nothing. Without a challenge:
+    /// the first datagram of a known generation heard since our start opens its window.
     pub fn check(
         &mut self,
         peer: u64,
         lane: u8,
         generation: u64,
         seq: u64,
+    ) -> Result<Fresh, Stale> {
+        self.check_echo(peer, lane, generation, seq, None)
+    }
+
+    /// [`Freshness::check`] for a datagram that echoes `echo`, the generation of ours the
+    /// peer heard last (`None`: the format has no echo). Under a challenge, the first
+    /// datagram of the peer's known generation on a lane since our start is refused
+    /// ([`Stale::Unconfirmed`]) unless `echo` is our current generation.
+    pub fn check_echo(
+        &mut self,
+        peer: u64,
+        lane: u8,
+        generation: u64,
+        seq: u64,
+        echo: Option<u64>,
     ) -> Result<Fresh, Stale> {
         if seq == 0 {
             return Err(Stale::Replay);
@@ -124,6 +165,9 @@ impl Freshness {
             .iter()
             .position(|w| w.peer == peer && w.lane == lane && w.generation == generation)
         else {
+            if self.challenge.is_some_and(|c| echo != Some(c)) {
+                return Err(Stale::Unconfirmed);
+            }
             self.push(Window::first(peer, lane, generation, seq));
             return Ok(fresh);
         };
@@ -188,6 +232,35 @@ mod tests {
         assert!(f.check(1, 1, 11, 2).is_ok());
         // Another peer is apart.
         assert!(f.check(2, 0, 3, 1).is_ok());
+    }
+
+    #[test]
+    fn after_our_restart_a_known_generation_must_echo_our_generation() {
+        let mut f = Freshness::with_challenge(PeerFloors::in_memory(), 100);
+        // First contact (and any later restart of the peer): a new generation, no echo.
+        assert!(f.check_echo(1, 0, 10, 1, None).unwrap().new_generation);
+        assert!(f.check_echo(1, 0, 10, 2, Some(99)).is_ok(), "window open");
+        // We restart (generation 101) remembering the peer's generation 10.
+        let floors = std::mem::take(&mut f.floors);
+        let mut g = Freshness::with_challenge(floors, 101);
+        // Captured datagrams of the peer's current run echo our earlier run at best.
+        for (seq, echo) in [(3, Some(100)), (4, Some(99)), (500, None), (501, Some(0))] {
+            assert_eq!(g.check_echo(1, 0, 10, seq, echo), Err(Stale::Unconfirmed));
+        }
+        // The live peer heard us and echoes 101: its window opens, per lane.
+        assert!(g.check_echo(1, 0, 10, 600, Some(101)).is_ok());
+        assert!(g.check_echo(1, 0, 10, 601, Some(100)).is_ok(), "open now");
+        assert_eq!(g.check_echo(1, 1, 10, 600, None), Err(Stale::Unconfirmed));
+        assert_eq!(g.check_echo(1, 0, 10, 600, Some(101)), Err(Stale::Replay));
+        // An older generation stays stale; a restart of the peer needs no echo.
+        assert_eq!(
+            g.check_echo(1, 0, 9, 1, Some(101)),
+            Err(Stale::OldGeneration)
+        );
+        assert!(g.check_echo(1, 1, 11, 1, None).unwrap().new_generation);
+        // Without a challenge (the earlier behaviour), the first datagram opens the window.
+        let mut h = Freshness::new(std::mem::take(&mut g.floors));
+        assert!(h.check(1, 0, 11, 77).is_ok());
     }
 
     #[test]

@@ -138,12 +138,7 @@ fn open_socket(cfg: &SyncConfig) -> std::io::Result<std::net::UdpSocket> {
             })?,
             None => std::net::Ipv4Addr::UNSPECIFIED,
         };
-        sock.join_multicast_v4(m.ip(), &ifaddr)?;
-        if !ifaddr.is_unspecified() {
-            set_multicast_if(&sock, ifaddr)?;
-        }
-        sock.set_multicast_loop_v4(false)?;
-        sock.set_multicast_ttl_v4(1)?;
+        lvs_common::mcast::join_group(&sock, *m.ip(), ifaddr)?;
     }
     // A bulk resync arrives as a burst; a large receive buffer keeps it whole.
     let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
@@ -174,29 +169,6 @@ fn source_toward(to: SocketAddr) -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind(any).ok()?;
     s.connect(to).ok()?;
     s.local_addr().ok().map(|a| a.ip())
-}
-
-/// Send multicast out of the interface that holds `addr` (std has no setter for it).
-fn set_multicast_if(sock: &std::net::UdpSocket, addr: std::net::Ipv4Addr) -> std::io::Result<()> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
-    let value = libc::in_addr {
-        s_addr: u32::from(addr).to_be(),
-    };
-    // SAFETY: `fd` is an open UDP socket; the option value is an `in_addr` of the given size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            std::ptr::from_ref(&value).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::in_addr>()).unwrap_or(4),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// The first IPv4 address of interface `name`.
@@ -720,7 +692,8 @@ impl Engine {
         }
         match fresh {
             Err(Stale::OldGeneration) => return self.reject(Reject::StaleGeneration, from),
-            Err(Stale::Replay) => return self.reject(Reject::Replay, from),
+            // Unconfirmed comes only from a check with a challenge, which sync does not use.
+            Err(Stale::Replay | Stale::Unconfirmed) => return self.reject(Reject::Replay, from),
             Ok(f) if f.new_generation => event!(
                 Level::Info,
                 "sync_peer_generation",

@@ -7,7 +7,7 @@
 //!   peers and the multicast group, answers bulk-resync requests with the whole table, and
 //!   on a standby puts what it receives into the ring of the worker that the fanout steering
 //!   gives the flow to (templates to every worker).
-//! - Each worker applies received entries to its own table ([`apply`]).
+//! - Each worker applies received entries to its own table (`apply_synced` in `dataplane/worker.rs`).
 
 pub mod config;
 pub mod engine;
