@@ -88,6 +88,10 @@ pub enum LockError {
     /// This client has no such lock.
     #[error("no lock with handle {0}")]
     UnknownHandle(u64),
+    /// Raft mode, a no-wait lock: the node cannot commit (no quorum: the leader is unknown or
+    /// unreachable, e.g. on the minority side of a partition); the lock is not granted.
+    #[error("no quorum: the lock cluster cannot commit ({0})")]
+    NoQuorum(String),
     /// The daemon closed the connection with this reason.
     #[error("lvs-lockmgr closed the connection: {0}")]
     Refused(String),
@@ -201,7 +205,8 @@ impl LockClient {
 
     /// Locks `name` in `lockspace` (created if missing) in `mode`, blocking until granted.
     /// With [`LockFlags::NOQUEUE`] it fails at once with [`LockError::WouldBlock`] instead of
-    /// waiting; with `timeout` it gives up with [`LockError::Timeout`] (resolution: the
+    /// waiting (Raft mode, on a node that cannot commit: [`LockError::NoQuorum`] within two
+    /// election timeouts); with `timeout` it gives up with [`LockError::Timeout`] (resolution: the
     /// daemon's tick, 100 ms by default).
     pub fn lock(
         &mut self,
@@ -278,6 +283,10 @@ impl LockClient {
                 self.locks.remove(&handle.0);
                 Err(reason.into())
             }
+            Reply::Unavailable { reason } => {
+                self.locks.remove(&handle.0);
+                Err(LockError::NoQuorum(reason))
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -320,6 +329,7 @@ impl LockClient {
                 lvb,
             }),
             Reply::Denied { reason } => Err(reason.into()),
+            Reply::Unavailable { reason } => Err(LockError::NoQuorum(reason)),
             other => Err(unexpected(&other)),
         }
     }

@@ -18,6 +18,8 @@
 //! that died expire after their lease, even if it restarts at once. The Hello is answered at
 //! once (status and list work on a node cut off from the leader); a session the cluster
 //! expired while this node was cut off ends its client's connection with a clear error.
+//! A no-wait lock that the cluster does not commit in time (no quorum) is answered
+//! [`Reply::Unavailable`] from the tick ([`crate::nowait`]); a late grant of it is released.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -27,8 +29,8 @@ use std::time::{Duration, Instant};
 use log::Level;
 use lvs_common::{BoxError, Signal, Signals, Startup, event, signals};
 use lvs_lockcore::{
-    CloseReason, Command, Denial, LockRef, LockRequest, MAX_NAME_LEN, NodeId, Output, SessionId,
-    Target,
+    CloseReason, Command, Denial, LockFlags, LockRef, LockRequest, MAX_NAME_LEN, NodeId, Output,
+    SessionId, Target,
 };
 use lvs_proto::frame::FrameDecoder;
 use lvs_proto::peer::{AccessPolicy, Credentials};
@@ -39,6 +41,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::node::{Applied, Origin, Replication, SingleNode};
+use crate::nowait::Bounds;
 use crate::peer::Key;
 use crate::protocol::{
     ClientInfo, ClientMsg, DAEMON, LOCK_PROTOCOL_VERSION, LockEvent, LockReq, Reply, ServerMsg,
@@ -94,6 +97,12 @@ struct Conn {
     out: Vec<u8>,
     /// Handle -> id of the `Lock` request waiting for its grant or denial.
     pending: HashMap<u64, u64>,
+    /// Raft mode, handle -> (request id, arrival, conversion) of a no-wait `Lock` in
+    /// `pending`: answered `Unavailable` if the cluster does not commit it in time.
+    nowait: HashMap<u64, (u64, Instant, bool)>,
+    /// Request id -> (handle, conversion) of a no-wait `Lock` answered `Unavailable` but
+    /// perhaps applied later: its answer is never sent, a late grant is undone.
+    abandoned: HashMap<u64, (u64, bool)>,
     /// Close once `out` is written (after an Error frame).
     closing: bool,
     /// The Hello was accepted but its session is not open yet (waits for its commit).
@@ -125,6 +134,10 @@ struct Daemon {
     to_close: Vec<(usize, String)>,
     /// While this node is the leader: the replicated clock when it became leader, and then.
     leader_clock: Option<(u64, Instant)>,
+    /// Raft mode: how long a no-wait request may wait for the cluster.
+    nowait_bounds: Option<Bounds>,
+    /// Grants of abandoned no-wait requests, to release.
+    late_grants: Vec<LockRef>,
     last_sync: Instant,
     scratch: Box<[u8]>,
 }
@@ -235,6 +248,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         to_flush: Vec::new(),
         to_close: Vec::new(),
         leader_clock: None,
+        nowait_bounds: raft_mode.then(|| Bounds::for_tick(Duration::from_millis(config.tick_ms))),
+        late_grants: Vec::new(),
         last_sync: Instant::now(),
         scratch: vec![0; READ_CHUNK].into_boxed_slice(),
     };
@@ -310,6 +325,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                     None,
                 )?;
             }
+            d.expire_nowait(now);
             // Only the leader moves the replicated clock, from where it found it.
             if d.repl.is_leader() {
                 let now_ms = d.now_ms();
@@ -368,6 +384,9 @@ impl Daemon {
         }
         let applied = self.repl.take_applied();
         self.route_all(applied);
+        for lock in std::mem::take(&mut self.late_grants) {
+            self.propose(Command::Unlock { lock, lvb: None }, None)?;
+        }
         while let Some((key, reason)) = self.to_close.pop() {
             self.close(key, &reason)?;
         }
@@ -463,6 +482,8 @@ impl Daemon {
                         decoder: FrameDecoder::new(request_limit()),
                         out: Vec::new(),
                         pending: HashMap::new(),
+                        nowait: HashMap::new(),
+                        abandoned: HashMap::new(),
                         closing: false,
                         opening: false,
                         writable: false,
@@ -655,6 +676,31 @@ impl Daemon {
                     self.reply(key, id, Reply::Denied { reason });
                     return Ok(());
                 }
+                if self.conns[key]
+                    .abandoned
+                    .values()
+                    .any(|(h, _)| *h == handle)
+                {
+                    // Its abandoned request may still be applied: the two must not mix.
+                    let reason = Denial::BadRequest(format!(
+                        "lock {handle} has a request the cluster may still apply (answered: no quorum): use another handle"
+                    ));
+                    self.reply(key, id, Reply::Denied { reason });
+                    return Ok(());
+                }
+                let nowait = self
+                    .nowait_bounds
+                    .filter(|_| flags.contains(LockFlags::NOQUEUE));
+                if let Some(bounds) = nowait {
+                    let now = Instant::now();
+                    if let Some(reason) = bounds.verdict(now, now, self.repl.leaderless_for()) {
+                        // Known at once: nothing is proposed, nothing to undo later.
+                        self.unavailable(key, session, handle, id, Duration::ZERO, reason);
+                        return Ok(());
+                    }
+                    let convert = flags.contains(LockFlags::CONVERT);
+                    self.conns[key].nowait.insert(handle, (id, now, convert));
+                }
                 let known = self.repl.state().lockspaces().contains(&lockspace);
                 if !known && !lockspace.is_empty() && lockspace.len() <= MAX_NAME_LEN {
                     let cmd = Command::CreateLockspace {
@@ -729,6 +775,58 @@ impl Daemon {
         }
     }
 
+    /// Answers the no-wait requests the cluster did not commit in time (Raft mode); they are
+    /// abandoned: a late answer is dropped and a late grant undone (see [`crate::nowait`]).
+    fn expire_nowait(&mut self, now: Instant) {
+        let Some(bounds) = self.nowait_bounds else {
+            return;
+        };
+        let leaderless = self.repl.leaderless_for();
+        let mut expired = Vec::new();
+        for (key, conn) in &mut self.conns {
+            let Some(session) = conn.session else {
+                continue;
+            };
+            let pending = &conn.pending;
+            conn.nowait
+                .retain(|handle, (id, _, _)| pending.get(handle) == Some(id));
+            for (&handle, &(id, since, convert)) in &conn.nowait {
+                if let Some(reason) = bounds.verdict(since, now, leaderless) {
+                    expired.push((key, session, handle, id, since, convert, reason));
+                }
+            }
+        }
+        for (key, session, handle, id, since, convert, reason) in expired {
+            let conn = &mut self.conns[key];
+            conn.nowait.remove(&handle);
+            conn.pending.remove(&handle);
+            let waited = now.saturating_duration_since(since);
+            self.unavailable(key, session, handle, id, waited, reason);
+            self.conns[key].abandoned.insert(id, (handle, convert));
+        }
+    }
+
+    /// Answers a no-wait request: the cluster cannot commit.
+    fn unavailable(
+        &mut self,
+        key: usize,
+        session: SessionId,
+        handle: u64,
+        id: u64,
+        waited: Duration,
+        reason: String,
+    ) {
+        event!(
+            Level::Warn,
+            "lock_no_quorum",
+            session = session.0,
+            handle = handle,
+            waited_ms = waited.as_millis(),
+            reason = reason,
+        );
+        self.reply(key, id, Reply::Unavailable { reason });
+    }
+
     fn clients(&self) -> Vec<ClientInfo> {
         let mut v: Vec<ClientInfo> = self
             .conns
@@ -779,6 +877,20 @@ impl Daemon {
     fn route(&mut self, applied: Applied) {
         let mut answered = false;
         let origin = applied.origin;
+        // An abandoned no-wait request applied after all: was it granted?
+        let abandoned = origin.and_then(|o| {
+            let key = *self.sessions.get(&o.session)?;
+            let (handle, convert) = *self.conns.get(key)?.abandoned.get(&o.request)?;
+            let lock = LockRef {
+                session: o.session,
+                handle,
+            };
+            let granted = applied
+                .outputs
+                .iter()
+                .any(|out| matches!(out, Output::Granted { lock: l, .. } if *l == lock));
+            Some((key, o.request, lock, convert, granted))
+        });
         for out in applied.outputs {
             match out {
                 Output::Granted {
@@ -890,6 +1002,26 @@ impl Daemon {
         {
             self.reply(key, o.request, Reply::Ok);
         }
+        if let Some((key, request, lock, convert, granted)) = abandoned {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.abandoned.remove(&request);
+            }
+            if granted {
+                event!(
+                    Level::Info,
+                    "lock_no_quorum_late_grant",
+                    session = lock.session.0,
+                    handle = lock.handle,
+                    conversion = convert,
+                );
+                if convert {
+                    // The client keeps the old mode in mind: only ending the session is safe.
+                    self.fatal(key, format!("the conversion of lock {} was answered \"no quorum\" but granted later: the session ends (its locks are released)", lock.handle));
+                } else {
+                    self.late_grants.push(lock);
+                }
+            }
+        }
     }
 
     /// A session of ours is open: the client may go on.
@@ -931,6 +1063,14 @@ impl Daemon {
     }
 
     fn reply(&mut self, key: usize, id: u64, reply: Reply) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.abandoned.contains_key(&id))
+        {
+            // Answered "no quorum" already: one answer per request.
+            return;
+        }
         self.send(key, &ServerMsg::Reply { id, reply });
     }
 

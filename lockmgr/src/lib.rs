@@ -5,6 +5,7 @@
 //! - [`daemon`]: the daemon's event loop; [`config`]: its configuration.
 //! - [`node`]: the replication seam: every state change is a [`node::Replication::propose`];
 //!   [`node::SingleNode`] logs it and applies it at once.
+//! - [`nowait`]: the bound on a no-wait lock request where the cluster cannot commit.
 //! - [`storage`]: the write-ahead log and snapshot that make a single node durable.
 //! - [`replica`]: Raft mode (`peers` in the configuration): the state machine replicated with
 //!   the `raft` crate; [`raftlog`] its durable log, [`peer`] the authenticated peer network.
@@ -26,6 +27,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod node;
+pub mod nowait;
 pub mod peer;
 pub mod protocol;
 pub mod raftlog;

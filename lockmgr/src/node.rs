@@ -107,6 +107,11 @@ pub trait Replication {
     fn take_reset(&mut self) -> bool {
         false
     }
+    /// How long this node has known no leader (Raft mode); `None` while it knows one, and
+    /// always for a single node (which commits alone).
+    fn leaderless_for(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Single-node mode: a local write-ahead log, applied at once.

@@ -13,7 +13,8 @@
 //! 2. client: [`ClientMsg::Request`]`{ id, request }`, any number, pipelined; daemon:
 //!    exactly one [`ServerMsg::Reply`]`{ id, .. }` per request. Replies to `Lock` come when
 //!    the lock is granted or denied (so they may come out of order); every other request is
-//!    answered at once.
+//!    answered at once. In Raft mode a no-wait `Lock` on a node that cannot commit (no
+//!    quorum) is answered [`Reply::Unavailable`] within a bound instead of waiting.
 //! 3. daemon, at any time: [`ServerMsg::Event`] ([`LockEvent::Queued`],
 //!    [`LockEvent::Blocking`]).
 //! 4. either side closes: the session ends, its locks and requests are released at once.
@@ -138,6 +139,13 @@ pub enum Reply {
     },
     /// The answer to [`LockReq::Status`].
     Status(StatusInfo),
+    /// Raft mode, a no-wait `Lock` (NOQUEUE): this node cannot commit (no quorum: the leader
+    /// is unknown or unreachable) within the bound, so the lock is not granted. Sent at most
+    /// two of the longest election timeouts after the request (see [`crate::nowait`]).
+    Unavailable {
+        /// Why, for a human.
+        reason: String,
+    },
 }
 
 /// Something the daemon tells a client without being asked.

@@ -60,6 +60,10 @@ const MAX_UNACKED: usize = 100_000;
 /// Send our unapplied commands again after this long without progress.
 const RETRY_AFTER: Duration = Duration::from_secs(3);
 
+/// The election timeout's lower bound in ticks of the daemon's clock; raft draws each timeout
+/// between this and twice this.
+pub const ELECTION_TICKS: usize = 10;
+
 /// One command as it travels in a Raft entry.
 #[derive(Debug, Clone, Encode, Decode)]
 struct Item {
@@ -165,6 +169,8 @@ pub struct RaftNode {
     /// When a leader (or this node as leader) was last heard; None before the first time.
     leader_contact: Option<Instant>,
     catch_up_gap: Duration,
+    /// Since when this node knows no leader (seen once per turn); None while it knows one.
+    leaderless_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -213,7 +219,7 @@ impl RaftNode {
         // Election timeout 10 to 20 ticks (of the daemon's tick_ms); heartbeats every 2.
         let config = raft::Config {
             id: cfg.id,
-            election_tick: 10,
+            election_tick: ELECTION_TICKS,
             heartbeat_tick: 2,
             applied,
             pre_vote: true,
@@ -261,6 +267,7 @@ impl RaftNode {
             reset: false,
             leader_contact: None,
             catch_up_gap: cfg.catch_up_gap,
+            leaderless_since: Some(Instant::now()),
         })
     }
 
@@ -437,6 +444,11 @@ impl RaftNode {
     fn note_role(&mut self) {
         let leader = self.leader();
         let role = self.raw.raft.state;
+        if leader == 0 {
+            self.leaderless_since.get_or_insert_with(Instant::now);
+        } else {
+            self.leaderless_since = None;
+        }
         if leader != self.last_leader || role != self.last_role {
             event!(
                 Level::Info,
@@ -566,6 +578,10 @@ impl Replication for RaftNode {
 
     fn is_leader(&self) -> bool {
         self.raw.raft.state == StateRole::Leader
+    }
+
+    fn leaderless_for(&self) -> Option<Duration> {
+        self.leaderless_since.map(|t| t.elapsed())
     }
 
     fn process(&mut self) -> Result<(), ProposeError> {

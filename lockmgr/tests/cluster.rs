@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lvs_lockmgr::{LockClient, LockMode};
+use lvs_lockmgr::{LockClient, LockError, LockMode};
 use lvs_testsupport::{root_or_skip, wait_for};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_lvs-lockmgr");
@@ -372,13 +372,49 @@ fn partitioned_leader_grants_nothing_majority_carries_on() {
 
     let cut = Instant::now();
     c.partition(old);
-    // The minority side: a try-lock and a waiting lock, neither may be granted.
-    let minority_try = c
+    // The minority side cannot commit: a try-lock is refused, promptly and plainly; a waiting
+    // lock waits.
+    let asked = Instant::now();
+    let mut minority_try = c
         .ctl(old)
         .args(["lock", "b", "--nowait", "--", "echo", "GRANTED"])
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut minority_wait = c
+        .ctl(old)
+        .args(["lock", "w", "--", "echo", "GRANTED"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for("the minority's try-lock to answer", LONG, || {
+        minority_try.try_wait().unwrap()
+    });
+    let answered = asked.elapsed();
+    let output = minority_try.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("the minority's try-lock answered after {answered:?}: {stderr}");
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("GRANTED"),
+        "the minority granted a lock"
+    );
+    assert_eq!(status.code(), Some(75), "exit code of no quorum: {stderr}");
+    assert!(
+        stderr.contains("no quorum: the lock cluster cannot commit"),
+        "{stderr}"
+    );
+    assert!(
+        answered <= nowait_bound() + SLACK,
+        "answered after {answered:?}, the bound is {:?}",
+        nowait_bound()
+    );
+    assert!(c.log(old).contains("event=lock_no_quorum "));
+    assert!(
+        minority_wait.try_wait().unwrap().is_none(),
+        "a blocking lock in the minority ended"
+    );
     let new_leader = c.agreed_leader(&majority);
     assert!(majority.contains(&new_leader));
     let t = try_token(&c, majority[0], "b", &["--timeout", "30"]).expect("majority grants");
@@ -396,15 +432,27 @@ fn partitioned_leader_grants_nothing_majority_carries_on() {
     wait_for("the old leader to follow the new one", LONG, || {
         c.leader_seen_by(old).filter(|&l| l != old)
     });
-    let mut minority_try = minority_try;
-    // Its request was never committed: it either ends refused, or is still waiting after the
-    // heal (its proposal died with the old term): it never printed GRANTED before "b" was free.
-    let _ = minority_try.kill();
-    let output = minority_try.wait_with_output().unwrap();
+    // The waiting lock ends refused: its node was cut off longer than half a lease, so every
+    // client of it must reconnect rather than trust what the catch-up applies.
+    let status = wait_for("the minority's waiting lock to end", LONG, || {
+        minority_wait.try_wait().unwrap()
+    });
+    let output = minority_wait.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "{stderr}");
     assert!(
         !String::from_utf8_lossy(&output.stdout).contains("GRANTED"),
         "the minority granted a lock"
     );
+    assert!(stderr.contains("cut off from the cluster"), "{stderr}");
+    // Neither request of the minority left a lock behind, though both reached the log.
+    for name in ["b", "w"] {
+        let t = wait_for("the minority's requests to leave no lock", LONG, || {
+            try_token(&c, majority[0], name, &["--nowait"])
+        });
+        assert!(t > max_token, "token {t} after {max_token}");
+        max_token = t;
+    }
     // The holder's session expired while cut off: the healed node agrees it is gone.
     let (session, _) = first_holder;
     wait_for("the healed node to drop the expired holder", LONG, || {
@@ -415,6 +463,62 @@ fn partitioned_leader_grants_nothing_majority_carries_on() {
     let _ = holder.wait();
     let t = try_token(&c, old, "c", &["--timeout", "30"]).expect("the healed node serves");
     assert!(t > max_token, "token {t} after {max_token}");
+}
+
+/// How long a try-lock may wait for a cluster that cannot commit (the daemon's default tick).
+fn nowait_bound() -> Duration {
+    lvs_lockmgr::nowait::Bounds::for_tick(Duration::from_millis(100)).deadline
+}
+
+/// Starting `lvs-lockctl`, the daemon's tick, a loaded machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+#[test]
+fn a_cut_off_follower_refuses_a_try_lock_in_time_and_undoes_its_late_grant() {
+    if !root_or_skip("a_cut_off_follower_refuses_a_try_lock_in_time_and_undoes_its_late_grant") {
+        return;
+    }
+    // A long lease: the cut is shorter than half of it, so the node's clients stay connected.
+    let c = Cluster::start("late", false, 20_000);
+    let leader = c.agreed_leader(&[1, 2, 3]);
+    let f = (1..=3).find(|&i| i != leader).unwrap();
+    let mut client = LockClient::connect(&c.rundir(f)).unwrap();
+    let g = client
+        .try_lock("default", "warm", LockMode::EX)
+        .expect("the session is committed");
+    client.unlock(g.handle, None).unwrap();
+
+    c.partition(f);
+    let asked = Instant::now();
+    let err = client
+        .try_lock("default", "x", LockMode::EX)
+        .expect_err("a cut-off follower granted a lock");
+    let answered = asked.elapsed();
+    println!("the cut-off follower's try-lock answered after {answered:?}: {err}");
+    assert!(matches!(err, LockError::NoQuorum(_)), "{err}");
+    assert!(
+        answered <= nowait_bound() + SLACK,
+        "answered after {answered:?}, the bound is {:?}",
+        nowait_bound()
+    );
+
+    c.heal();
+    // The request reaches the leader after all (its node sends it again): the grant the
+    // client was never told of is released at once.
+    wait_for("the late grant to be undone", LONG, || {
+        c.log(f)
+            .contains("event=lock_no_quorum_late_grant")
+            .then_some(())
+    });
+    wait_for("x to be free", LONG, || {
+        c.holders(leader, "x").is_empty().then_some(())
+    });
+    // The session lives on and can have the lock now.
+    let g = client
+        .try_lock("default", "x", LockMode::EX)
+        .expect("x is free for the session again");
+    assert_eq!(c.holders(f, "x").len(), 1);
+    client.unlock(g.handle, None).unwrap();
 }
 
 #[test]

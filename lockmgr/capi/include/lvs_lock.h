@@ -46,7 +46,8 @@ extern "C" {
 #define LVS_LOCK_EX 5 /* exclusive: nobody else except NL */
 
 /* ---- request flags (bit mask) ---- */
-/* Try-lock: fail at once with LVS_LOCK_E_WOULDBLOCK instead of waiting. */
+/* Try-lock: fail at once with LVS_LOCK_E_WOULDBLOCK instead of waiting (in a Raft cluster that
+ * cannot commit: LVS_LOCK_E_NOQUORUM within two election timeouts, 4 s by default). */
 #define LVS_LOCK_NOQUEUE 0x1u
 /* lvs_lock_lock only: convert the lock grant->handle (lockspace and name are ignored). With
  * LVS_LOCK_VALBLK, a conversion from PW or EX to a mode that is not stronger first writes
@@ -82,6 +83,8 @@ extern "C" {
 #define LVS_LOCK_E_INVAL (-12)      /* invalid argument: mode, flags, name length, timeout */
 #define LVS_LOCK_E_BUSY (-13)       /* another thread is using this session right now */
 #define LVS_LOCK_E_INTERNAL (-14)   /* a bug in liblvslock: close the session */
+#define LVS_LOCK_E_NOQUORUM (-15)   /* NOQUEUE in a cluster that cannot commit (this node is cut
+                                       off, no leader): not granted; retry later or elsewhere */
 
 /* ---- value block state in a grant ---- */
 #define LVS_LOCK_LVB_NONE 0    /* the request had no LVS_LOCK_VALBLK: lvb is zeros */

@@ -37,6 +37,9 @@ pub const E_INVAL: i32 = -12;
 pub const E_BUSY: i32 = -13;
 /// An internal error in the library (a bug); the session should be closed.
 pub const E_INTERNAL: i32 = -14;
+/// NOQUEUE in a lock cluster that cannot commit (no quorum: this node is cut off from the
+/// majority, or its leader is unreachable); the lock is not granted.
+pub const E_NOQUORUM: i32 = -15;
 
 /// The fixed message of a code (the same text for every failure with that code), NUL-terminated.
 pub fn describe(code: i32) -> &'static CStr {
@@ -56,6 +59,7 @@ pub fn describe(code: i32) -> &'static CStr {
         E_INVAL => c"invalid argument",
         E_BUSY => c"the session is in use by another thread",
         E_INTERNAL => c"internal error in liblvslock (a bug): close the session",
+        E_NOQUORUM => c"no quorum: the lock cluster cannot commit (leader unknown or unreachable)",
         _ => c"unknown error code",
     }
 }
@@ -94,6 +98,7 @@ impl Failure {
             LockError::BadRequest(_) => E_BADREQUEST,
             LockError::UnknownHandle(_) => E_HANDLE,
             LockError::Refused(_) => E_CLOSED,
+            LockError::NoQuorum(_) => E_NOQUORUM,
             LockError::Proto(p) => match p {
                 ProtoError::Io { .. } | ProtoError::Closed | ProtoError::Truncated { .. } => {
                     E_CLOSED

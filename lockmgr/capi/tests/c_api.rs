@@ -97,7 +97,7 @@ fn header_compiles_as_c99_and_cplusplus_and_matches_the_library() {
     let tmp = TempDir::new("hdr");
     let src = tmp.0.join("layout.c");
     // Every constant of the header next to the library's value (and each code's message).
-    let consts: [(&str, i32); 26] = [
+    let consts: [(&str, i32); 27] = [
         ("LVS_LOCK_OK", e::OK),
         ("LVS_LOCK_E_WOULDBLOCK", e::E_WOULDBLOCK),
         ("LVS_LOCK_E_DEADLOCK", e::E_DEADLOCK),
@@ -113,6 +113,7 @@ fn header_compiles_as_c99_and_cplusplus_and_matches_the_library() {
         ("LVS_LOCK_E_INVAL", e::E_INVAL),
         ("LVS_LOCK_E_BUSY", e::E_BUSY),
         ("LVS_LOCK_E_INTERNAL", e::E_INTERNAL),
+        ("LVS_LOCK_E_NOQUORUM", e::E_NOQUORUM),
         ("LVS_LOCK_NOQUEUE", 1),
         ("LVS_LOCK_CONVERT", 2),
         ("LVS_LOCK_VALBLK", 4),

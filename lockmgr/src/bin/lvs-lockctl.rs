@@ -8,7 +8,10 @@
 //!
 //! `lock` holds the lock while the command runs, like `flock(1)`: it exits with the command's
 //! exit code (128 + N if a signal N killed it), or 1 with a message when the lock cannot be
-//! had (busy with `--nowait`, timeout, deadlock, daemon not running). The command finds the
+//! had (busy with `--nowait`, timeout, deadlock, daemon not running), or 75 (`EX_TEMPFAIL`)
+//! when `--nowait` meets a cluster that cannot commit (no quorum: this node is on the
+//! minority side of a partition, or its leader is unreachable); that answer comes within two
+//! election timeouts (4 s with the default 100 ms tick). The command finds the
 //! fencing token in `LVS_LOCK_TOKEN` (and the lock in `LVS_LOCK_NAME`, `LVS_LOCK_LOCKSPACE`,
 //! `LVS_LOCK_MODE`). If lvs-lockctl itself dies, the daemon releases the lock at once.
 
@@ -22,9 +25,18 @@ use clap::{Parser, Subcommand};
 use lvs_lockmgr::client::{LockClient, LockError};
 use lvs_lockmgr::{LockFlags, LockMode};
 
+/// `lock --nowait` on a node of a cluster that cannot commit (no quorum): try again later, or
+/// on another node (sysexits' `EX_TEMPFAIL`).
+const EXIT_NO_QUORUM: u8 = 75;
+
 /// Take and inspect lvs-lockmgr locks from the shell.
 #[derive(Parser, Debug)]
-#[command(name = "lvs-lockctl", version, about)]
+#[command(
+    name = "lvs-lockctl",
+    version,
+    about,
+    after_help = "Exit codes of `lock`: the command's (128 + N if signal N killed it); 1 if the lock cannot be had (held with --nowait, timeout, deadlock, daemon not running); 75 if --nowait meets a cluster that cannot commit (no quorum: this node is cut off from the majority or its leader is unreachable), answered within two election timeouts (4 s with the default tick)."
+)]
 struct Cli {
     /// Directory of lockmgr.sock [env: LVS_RUNDIR] [default: /run/lvs]
     #[arg(long = "rundir", value_name = "DIR", global = true)]
@@ -36,7 +48,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Run a command while holding a lock (exit code: the command's; 1 if no lock)
+    /// Run a command while holding a lock (exit code: the command's; 1 if no lock; 75 if
+    /// --nowait and no quorum)
     Lock {
         /// The resource to lock (1 to 64 bytes)
         name: String,
@@ -49,7 +62,8 @@ enum Cmd {
         /// Give up after this many seconds of waiting (fractions allowed)
         #[arg(long, short = 't', value_name = "SECS", value_parser = parse_secs)]
         timeout: Option<Duration>,
-        /// Fail at once if the lock is not free (try-lock)
+        /// Fail at once if the lock is not free (try-lock); in a cluster that cannot commit
+        /// (no quorum), exit 75 within two election timeouts
         #[arg(long, short = 'n')]
         nowait: bool,
         /// The command and its arguments
@@ -81,15 +95,22 @@ fn main() -> ExitCode {
     let rundir = lvs_proto::rundir::resolve(cli.rundir.as_deref());
     match run(cli.command, &rundir) {
         Ok(code) => code,
-        Err(e) => {
+        Err((e, code)) => {
             eprintln!("lvs-lockctl: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, String> {
-    let mut client = LockClient::connect(rundir).map_err(|e| e.to_string())?;
+/// A failure: its message and exit code.
+type Failure = (String, u8);
+
+fn fail(e: impl ToString) -> Failure {
+    (e.to_string(), 1)
+}
+
+fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, Failure> {
+    let mut client = LockClient::connect(rundir).map_err(fail)?;
     match cmd {
         Cmd::Lock {
             name,
@@ -107,11 +128,15 @@ fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, String> {
             let granted = client
                 .lock(&lockspace, name.as_bytes(), mode, flags, timeout)
                 .map_err(|e| {
-                    let why = match &e {
-                        LockError::WouldBlock => "it is held by another client".to_owned(),
-                        other => other.to_string(),
+                    let (why, code) = match &e {
+                        LockError::WouldBlock => ("it is held by another client".to_owned(), 1),
+                        LockError::NoQuorum(_) => (e.to_string(), EXIT_NO_QUORUM),
+                        other => (other.to_string(), 1),
                     };
-                    format!("cannot lock {lockspace}/{name} in {mode}: {why}")
+                    (
+                        format!("cannot lock {lockspace}/{name} in {mode}: {why}"),
+                        code,
+                    )
                 })?;
             let (prog, args) = command.split_first().expect("clap requires a command");
             let status = Command::new(prog)
@@ -143,9 +168,7 @@ fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, String> {
             Ok(ExitCode::from(code))
         }
         Cmd::List { lockspace } => {
-            let l = client
-                .list(lockspace.as_deref())
-                .map_err(|e| e.to_string())?;
+            let l = client.list(lockspace.as_deref()).map_err(fail)?;
             let holder = |session: u64| -> String {
                 l.clients
                     .iter()
@@ -199,7 +222,7 @@ fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Status => {
-            let s = client.status().map_err(|e| e.to_string())?;
+            let s = client.status().map_err(fail)?;
             let ids = |v: &[lvs_lockcore::NodeId]| {
                 v.iter()
                     .map(|n| n.0.to_string())
