@@ -142,7 +142,8 @@ void lvs_lock_close(lvs_lock_session *s);
  * timeout_ms: LVS_LOCK_WAIT_FOREVER (-1), 0 (do not wait), or a limit in milliseconds.
  * flags: LVS_LOCK_NOQUEUE, LVS_LOCK_VALBLK, and LVS_LOCK_CONVERT to convert the lock whose
  * handle is in grant->handle instead (then grant is read first; see LVS_LOCK_CONVERT).
- * Errors: LVS_LOCK_E_WOULDBLOCK, _DEADLOCK, _TIMEOUT, _INVAL, _CLOSED ...; a new lock that is not
+ * Errors: LVS_LOCK_E_WOULDBLOCK, _DEADLOCK, _TIMEOUT, _INVAL, _CLOSED, _NOQUORUM (a try-lock in a
+ * cluster that cannot commit) ...; a new lock that is not
  * granted does not exist afterwards. */
 int lvs_lock_lock(lvs_lock_session *s, const char *lockspace, const void *name, size_t name_len,
                   int mode, unsigned int flags, int64_t timeout_ms, lvs_lock_grant *grant);

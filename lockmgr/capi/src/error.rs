@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn every_code_has_its_own_message() {
-        let codes = (E_INTERNAL..=OK).collect::<Vec<_>>();
+        let codes = (E_NOQUORUM..=OK).collect::<Vec<_>>();
         let mut msgs: Vec<_> = codes.iter().map(|&c| describe(c)).collect();
         msgs.sort_unstable();
         msgs.dedup();
@@ -161,6 +161,13 @@ mod tests {
         assert_eq!(
             Failure::from_lock(&LockError::UnknownHandle(3)).code,
             E_HANDLE
+        );
+        let no_quorum = Failure::from_lock(&LockError::NoQuorum("leader unknown".to_owned()));
+        assert_eq!(no_quorum.code, E_NOQUORUM);
+        assert!(
+            no_quorum.message.contains("no quorum"),
+            "{}",
+            no_quorum.message
         );
         assert_eq!(
             Failure::from_lock(&ProtoError::Closed.into()).code,
