@@ -1126,6 +1126,82 @@ mod tests {
         standby.stop();
     }
 
+    /// The other way round: the active director restarts. A standby's bulk request of its
+    /// known generation is answered only once it echoes the active's new generation.
+    #[test]
+    fn a_restarted_active_answers_a_known_standby_once_it_echoes() {
+        let _rm = RemoveOnDrop(&["restart-active"]);
+        let mut fake = Fake::new();
+        let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = listen.local_addr().unwrap();
+        drop(listen);
+        let cfg = config(addr, fake.addr(), "restart-active");
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        std::thread::spawn(move || {
+            while let Ok(c) = cmd_rx.recv() {
+                if let Cmd::SyncDump(reply) = c {
+                    let _ = reply.send(vec![entry(1)]);
+                }
+            }
+        });
+        let me = fake.addr();
+        // A bulk request, echoing `echo` for other directors than the active one.
+        let request = |bulk_id: u32, echo: Option<u64>| {
+            let mut h = Header {
+                reply_to: Some(me),
+                flags: 0,
+                ..Fake::header(Kind::BulkRequest, bulk_id, 0)
+            };
+            if let Some(g) = echo {
+                h.echoes.note(0x1234, 1);
+                h.echoes.note(u64::MAX, g);
+            }
+            h
+        };
+        let (mut active, _w) = engine(cfg.clone(), 1, &cmd_tx, true);
+        let first = fake
+            .recv_kind(Kind::Keepalive, Duration::from_secs(10))
+            .unwrap()
+            .0;
+        fake.send_header(addr, request(1, None), &[]);
+        let end = fake.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
+        assert_eq!(end.map(|(h, _)| h.bulk_id), Some(1), "first contact");
+        active.stop();
+        drop((active, _w));
+
+        let (mut active, _w) = engine(cfg, 1, &cmd_tx, true);
+        let now = loop {
+            let (h, _) = fake
+                .recv_kind(Kind::Keepalive, Duration::from_secs(10))
+                .unwrap();
+            if h.generation != first.generation {
+                break h;
+            }
+        };
+        // Echoing the right generation for another id, or the earlier run's: refused.
+        assert_ne!(now.sender, u64::MAX);
+        let mine = |g: u64| {
+            let mut h = request(3, None);
+            h.echoes.note(now.sender, g);
+            h
+        };
+        fake.send_header(addr, request(2, Some(now.generation)), &[]);
+        fake.send_header(addr, mine(first.generation), &[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while active.status().rejected_replay < 2 {
+            assert!(Instant::now() < deadline, "{:?}", active.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            fake.recv_kind(Kind::BulkEnd, Duration::from_millis(300))
+                .is_none()
+        );
+        fake.send_header(addr, mine(now.generation), &[]);
+        let end = fake.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
+        assert_eq!(end.map(|(h, _)| h.bulk_id), Some(3));
+        active.stop();
+    }
+
     /// Workers that never hand over their tables: the sync thread goes on sending updates
     /// meanwhile (it used to wait up to 2 s per worker).
     #[test]
