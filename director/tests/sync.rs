@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{CLIENT, Lines, RS, SOON, Testbed, VIP, wait_for};
 use lvs_conntrack::{Endpoint, Forward, Proto, State, SyncEntry};
-use lvs_director::sync::wire::{self, AuthKey, Builder, Header, Kind};
+use lvs_director::sync::wire::{self, AuthKey, Builder, Echoes, Header, Kind};
 use lvs_proto::director::SyncStatus;
 use lvs_proto::{Client, HaRole, Request, Response, Role};
 
@@ -221,6 +221,15 @@ impl Second {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Stops the director with SIGTERM; it must exit cleanly.
+    fn stop(&mut self) {
+        if let Some(c) = self.child.take()
+            && let Err(e) = common::sigterm_director(c, common::SOON)
+        {
+            panic!("{e}\n{}", self.log_text());
+        }
+    }
+
     fn lvsadm(&self, args: &[&str]) -> Output {
         common::lvsadm_at(&self.rundir, args)
     }
@@ -402,6 +411,7 @@ fn datagram(key: &[u8], kind: Kind, sender: u64, seq: u64, record: bool) -> Vec<
         chunk: 0,
         count: 0,
         reply_to: None,
+        echoes: Echoes::default(),
     });
     if record {
         b.push(&fake_entry());
@@ -653,7 +663,8 @@ fn stop_helper(tb: &mut Testbed, h: usize) {
 /// Datagrams the active director sent during its previous run (recorded on the LAN, with
 /// real connection entries) are refused by a standby that heard its current run, and put
 /// nothing into its table; a standby's bulk request replayed from another host is not
-/// answered there.
+/// answered there. After the standby restarts, the active director's updates of its current
+/// run recorded before are refused too, while its new ones are applied.
 #[test]
 fn datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused() {
     let test = "datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused";
@@ -755,6 +766,120 @@ fn datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused() {
         "d sent its table to the router: {:?}",
         got.iter().map(|(h, _)| h.kind).collect::<Vec<_>>()
     );
+
+    // Connections through d while the standby listens (d's second run starts without the
+    // service): their updates, recorded on the router, echo the standby's generation.
+    tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
+    let run4 = tb.rundir.join("run4.rec");
+    let rec = tb.spawn("rt", &["python3", "-c", RECORDER, run4.to_str().unwrap()]);
+    wait_for("the router to record d's keepalives", SOON, || {
+        let r = recorded(&run4, &k);
+        r.iter()
+            .any(|(h, _)| h.kind == Kind::Keepalive)
+            .then_some(())
+    });
+    let conns = 5;
+    let client = tb.spawn(
+        "c",
+        &["python3", "-c", MANY_CLIENT, VIP, &conns.to_string(), "30"],
+    );
+    let mut lines = Lines::new(tb.helper(client));
+    assert_eq!(lines.next_line(), format!("OK {conns} ERR -"));
+    wait_for("the standby to hold the connections", LONG, || {
+        (established(&second.adm("-L -n -c")) == conns).then_some(())
+    });
+    let captured = wait_for("d's updates of them recorded on the router", SOON, || {
+        let u: Vec<Vec<u8>> = recorded(&run4, &k)
+            .into_iter()
+            .filter(|(h, _)| h.kind == Kind::Updates && h.count > 0)
+            .map(|(_, d)| d)
+            .collect();
+        let established = u
+            .iter()
+            .flat_map(|d| wire::open(d, &k).unwrap().records().collect::<Vec<_>>())
+            .filter(|e| e.as_ref().is_ok_and(|e| e.state == State::Established))
+            .count();
+        (established >= conns).then_some(u)
+    });
+    stop_helper(&mut tb, rec);
+    // The client goes: its connections close, on d and (by updates) on the standby.
+    stop_helper(&mut tb, client);
+    drop(lines);
+    wait_for("d to list none of them as established", LONG, || {
+        (established(&tb.adm("-L -n -c")) == 0).then_some(())
+    });
+    // The standby restarts while d's datagrams cannot reach it (d's own bulk reply, which
+    // would echo its new generation, among them): the recorded updates, replayed from the
+    // router, are unconfirmed, and nothing is applied.
+    second.stop();
+    let ns = second.ns.clone();
+    let nft = |args: &[&str]| {
+        let mut v = vec!["ip", "netns", "exec", &ns, "nft"];
+        v.extend_from_slice(args);
+        must(&v);
+    };
+    nft(&["add", "table", "inet", "synctest"]);
+    nft(&[
+        "add",
+        "chain",
+        "inet",
+        "synctest",
+        "input",
+        "{ type filter hook input priority -10 ; }",
+    ]);
+    nft(&[
+        "add", "rule", "inet", "synctest", "input", "ip", "saddr", D1, "udp", "dport", "8848",
+        "drop",
+    ]);
+    second.start(&sync_section(&key, &[D1, RT], &dir.join("d2")));
+    second.adm(&format!("-A -t {VIP}:80 -s rr"));
+    for rs in RS {
+        second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 -m -w 1"));
+    }
+    set_role(&second.rundir, HaRole::Standby);
+    let replay = |what: &str| {
+        let before = status(&second.rundir);
+        for u in &captured {
+            send_raw(&tb, u);
+        }
+        let after = wait_for(what, SOON, || {
+            let s = status(&second.rundir);
+            (s.rejected_replay >= before.rejected_replay + captured.len() as u64).then_some(s)
+        });
+        assert_eq!(after.entries_applied, before.entries_applied, "{after:?}");
+        let list = second.adm("-L -n -c");
+        assert_eq!(
+            established(&list),
+            0,
+            "replayed updates made closed connections established again:\n{list}"
+        );
+        after
+    };
+    replay("the replayed updates counted as unconfirmed");
+    assert!(
+        second
+            .log_text()
+            .contains("event=sync_rejected reason=unconfirmed "),
+        "{}",
+        second.log_text()
+    );
+    assert!(!status(&second.rundir).bulk_complete);
+    // d reaches it again: its next bulk request is answered with the echo, and d's table
+    // (those connections closing, none established) arrives.
+    nft(&["delete", "table", "inet", "synctest"]);
+    wait_for(
+        "the restarted standby to report its table synced",
+        LONG,
+        || status(&second.rundir).synced.then_some(()),
+    );
+    assert_eq!(established(&second.adm("-L -n -c")), 0);
+    // Replayed again, now that d's window is open: still refused, below what d sent since.
+    let after = replay("the replayed updates counted again");
+    // The live director's new updates are applied.
+    tb.curl();
+    wait_for("an update of d's new connection applied", SOON, || {
+        (status(&second.rundir).entries_applied > after.entries_applied).then_some(())
+    });
     drop(second);
     drop(tb);
     let _ = std::fs::remove_dir_all(&dir);

@@ -436,7 +436,9 @@ pub struct SyncStatus {
     pub entries_applied: u64,
     /// Datagrams rejected: wrong key or forged.
     pub rejected_mac: u64,
-    /// Datagrams rejected: replayed.
+    /// Datagrams rejected: replayed (within the sender's run, of an earlier run of it, or
+    /// unconfirmed: of its known run, first heard since this director's restart, without the
+    /// echo of this director's new generation).
     pub rejected_replay: u64,
     /// Datagrams rejected: truncated.
     pub rejected_truncated: u64,

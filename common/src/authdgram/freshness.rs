@@ -13,9 +13,11 @@
 //! challenge: our datagrams carry it anyway, the peer echoes the last one it accepted from
 //! us, and a window of an already-known generation is opened only by a datagram echoing this
 //! run's generation ([`Stale::Unconfirmed`] until then). Our generation is higher at each
-//! start, so no datagram sealed before this run can carry it. A new generation of the peer
-//! (it restarted) is accepted as before, echo or not. [`Freshness::check`] (no challenge)
-//! accepts that first datagram whatever its sequence (see docs/LOGGING.md).
+//! start, so no datagram sealed before this run can carry it; the window opens at that
+//! datagram, with everything below it taken as seen (those may have been sealed before this
+//! run). A new generation of the peer (it restarted) is accepted as before, echo or not.
+//! [`Freshness::check`] (no challenge) accepts that first datagram whatever its sequence (see
+//! docs/LOGGING.md).
 
 use super::{PeerFloors, StateError};
 
@@ -165,10 +167,16 @@ impl Freshness {
             .iter()
             .position(|w| w.peer == peer && w.lane == lane && w.generation == generation)
         else {
-            if self.challenge.is_some_and(|c| echo != Some(c)) {
-                return Err(Stale::Unconfirmed);
+            let mut w = Window::first(peer, lane, generation, seq);
+            if let Some(c) = self.challenge {
+                if echo != Some(c) {
+                    return Err(Stale::Unconfirmed);
+                }
+                // Below the confirming datagram, the window's unseen numbers may have been
+                // sealed before our restart (recorded, replayed now): none of them is new.
+                w.seen = u64::MAX;
             }
-            self.push(Window::first(peer, lane, generation, seq));
+            self.push(w);
             return Ok(fresh);
         };
         let mut w = self.windows.remove(pos);
@@ -250,6 +258,9 @@ mod tests {
         // The live peer heard us and echoes 101: its window opens, per lane.
         assert!(g.check_echo(1, 0, 10, 600, Some(101)).is_ok());
         assert!(g.check_echo(1, 0, 10, 601, Some(100)).is_ok(), "open now");
+        // Below the confirming datagram, within the window: maybe recorded before, refused.
+        assert_eq!(g.check_echo(1, 0, 10, 599, Some(100)), Err(Stale::Replay));
+        assert_eq!(g.check_echo(1, 0, 10, 598, Some(101)), Err(Stale::Replay));
         assert_eq!(g.check_echo(1, 1, 10, 600, None), Err(Stale::Unconfirmed));
         assert_eq!(g.check_echo(1, 0, 10, 600, Some(101)), Err(Stale::Replay));
         // An older generation stays stale; a restart of the peer needs no echo.

@@ -17,7 +17,7 @@ use lvs_conntrack::SyncEntry;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::wire::{self, AuthKey, Builder, FLAG_ACTIVE, Header, Kind, Reject, TO_GROUP};
+use super::wire::{self, AuthKey, Builder, Echoes, FLAG_ACTIVE, Header, Kind, Reject, TO_GROUP};
 use super::{EngineSide, SyncConfig, SyncShared, worker_of};
 use crate::dataplane::worker::Cmd;
 
@@ -113,6 +113,8 @@ struct Engine {
     boot: Boot,
     seq: u64,
     fresh: Freshness,
+    /// The generation accepted last from each peer heard recently, echoed in every datagram.
+    echoes: Echoes,
     builder: Builder,
     dests: Vec<SocketAddr>,
     active: bool,
@@ -215,7 +217,10 @@ impl SyncEngine {
             epoch,
             boot,
             seq: 0,
-            fresh: Freshness::new(floors),
+            // Our generation is the challenge: after this restart, a peer's known generation
+            // is accepted only from datagrams echoing it (recorded ones cannot).
+            fresh: Freshness::with_challenge(floors, boot.generation),
+            echoes: Echoes::default(),
             builder: Builder::default(),
             active,
             last_sent: Instant::now(),
@@ -408,6 +413,7 @@ impl Engine {
             chunk,
             count: 0,
             reply_to: None,
+            echoes: self.echoes,
         }
     }
 
@@ -643,11 +649,14 @@ impl Engine {
     }
 
     fn reject(&mut self, why: Reject, from: SocketAddr) {
-        // The status has four counters: a stale generation is a replay of an earlier run;
-        // the log line names the exact reason.
+        // The status has four counters: a stale generation is a replay of an earlier run, an
+        // unconfirmed datagram maybe one recorded before our restart; the log line names the
+        // exact reason.
         let counter = match why {
             Reject::BadMac => &self.shared.rejected_mac,
-            Reject::Replay | Reject::StaleGeneration => &self.shared.rejected_replay,
+            Reject::Replay | Reject::StaleGeneration | Reject::Unconfirmed => {
+                &self.shared.rejected_replay
+            }
             Reject::Truncated => &self.shared.rejected_truncated,
             Reject::BadMagic
             | Reject::Malformed
@@ -686,14 +695,20 @@ impl Engine {
         if h.sync_id != self.cfg.sync_id {
             return; // another cluster's, like IPVS
         }
-        let fresh = self.fresh.check(h.sender, 0, h.generation, h.seq);
+        let echo = h.echoes.get(self.boot.id);
+        let fresh = self
+            .fresh
+            .check_echo(h.sender, 0, h.generation, h.seq, echo);
         if let Some(e) = self.fresh.take_persist_error() {
             event!(Level::Error, "sync_peer_generation_store_failed", error = e);
         }
+        if fresh.is_ok() {
+            self.echoes.note(h.sender, h.generation);
+        }
         match fresh {
             Err(Stale::OldGeneration) => return self.reject(Reject::StaleGeneration, from),
-            // Unconfirmed comes only from a check with a challenge, which sync does not use.
-            Err(Stale::Replay | Stale::Unconfirmed) => return self.reject(Reject::Replay, from),
+            Err(Stale::Replay) => return self.reject(Reject::Replay, from),
+            Err(Stale::Unconfirmed) => return self.reject(Reject::Unconfirmed, from),
             Ok(f) if f.new_generation => event!(
                 Level::Info,
                 "sync_peer_generation",
@@ -948,6 +963,7 @@ mod tests {
                 chunk,
                 count: 0,
                 reply_to: None,
+                echoes: Echoes::default(),
             }
         }
 
@@ -1040,6 +1056,150 @@ mod tests {
             "a stale entry was applied"
         );
         engine.stop();
+    }
+
+    /// A standby restarts: the active director's generation is known to it (`sync.peers`),
+    /// but not how far its sequence got. Datagrams of that generation are refused until one
+    /// echoes the standby's new generation, which its bulk request names.
+    #[test]
+    fn a_restarted_standby_takes_a_known_generation_only_with_its_echo() {
+        let _rm = RemoveOnDrop(&["restart"]);
+        let mut fake = Fake::new();
+        let cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "restart");
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let ports = |workers: &mut Vec<super::super::WorkerSync>, want: &[u16]| {
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while got != want {
+                assert!(Instant::now() < deadline, "got {got:?}, want {want:?}");
+                while let Some(e) = workers[0].inbound.pop() {
+                    got.push(e.client.port);
+                }
+                got.sort_unstable();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+
+        // The first run hears the fake's generation 5: new to it, no echo needed.
+        let (mut standby, mut workers) = engine(cfg.clone(), 1, &cmd_tx, false);
+        let (first, addr) = fake.recv();
+        fake.send(addr, Kind::Updates, 0, 0, &[1]);
+        ports(&mut workers, &[1]);
+        standby.stop();
+        drop((standby, workers));
+
+        // The second run, with the same state directory: a new generation, which its bulk
+        // request carries (those of the first run may still be queued at the fake).
+        let (mut standby, mut workers) = engine(cfg, 1, &cmd_tx, false);
+        let (request, addr) = loop {
+            let (h, from) = fake.recv();
+            if h.generation != first.generation {
+                break (h, from);
+            }
+        };
+        assert_eq!(request.sender, first.sender);
+        assert!(request.generation > first.generation);
+        // Generation 5 as recorded before the restart: echoing nothing, or the earlier run.
+        for echo in [None, Some(first.generation)] {
+            let mut h = Fake::header(Kind::Updates, 0, 0);
+            if let Some(g) = echo {
+                h.echoes.note(0x99, 1);
+                h.echoes.note(first.sender, g);
+            }
+            fake.send_header(addr, h, &[2]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while standby.status().rejected_replay < 2 {
+            assert!(Instant::now() < deadline, "{:?}", standby.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(workers[0].inbound.pop().is_none(), "an unconfirmed entry");
+        assert_eq!(standby.status().received, 0);
+        // The live director echoes the new generation: accepted, and so is what follows.
+        let mut h = Fake::header(Kind::Updates, 0, 0);
+        h.echoes.note(request.sender, request.generation);
+        fake.send_header(addr, h, &[3]);
+        fake.send(addr, Kind::Updates, 0, 0, &[4]);
+        ports(&mut workers, &[3, 4]);
+        let st = standby.status();
+        assert_eq!((st.rejected_replay, st.received), (2, 2), "{st:?}");
+        standby.stop();
+    }
+
+    /// The other way round: the active director restarts. A standby's bulk request of its
+    /// known generation is answered only once it echoes the active's new generation.
+    #[test]
+    fn a_restarted_active_answers_a_known_standby_once_it_echoes() {
+        let _rm = RemoveOnDrop(&["restart-active"]);
+        let mut fake = Fake::new();
+        let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = listen.local_addr().unwrap();
+        drop(listen);
+        let cfg = config(addr, fake.addr(), "restart-active");
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        std::thread::spawn(move || {
+            while let Ok(c) = cmd_rx.recv() {
+                if let Cmd::SyncDump(reply) = c {
+                    let _ = reply.send(vec![entry(1)]);
+                }
+            }
+        });
+        let me = fake.addr();
+        // A bulk request, echoing `echo` for other directors than the active one.
+        let request = |bulk_id: u32, echo: Option<u64>| {
+            let mut h = Header {
+                reply_to: Some(me),
+                flags: 0,
+                ..Fake::header(Kind::BulkRequest, bulk_id, 0)
+            };
+            if let Some(g) = echo {
+                h.echoes.note(0x1234, 1);
+                h.echoes.note(u64::MAX, g);
+            }
+            h
+        };
+        let (mut active, _w) = engine(cfg.clone(), 1, &cmd_tx, true);
+        let first = fake
+            .recv_kind(Kind::Keepalive, Duration::from_secs(10))
+            .unwrap()
+            .0;
+        fake.send_header(addr, request(1, None), &[]);
+        let end = fake.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
+        assert_eq!(end.map(|(h, _)| h.bulk_id), Some(1), "first contact");
+        active.stop();
+        drop((active, _w));
+
+        let (mut active, _w) = engine(cfg, 1, &cmd_tx, true);
+        let now = loop {
+            let (h, _) = fake
+                .recv_kind(Kind::Keepalive, Duration::from_secs(10))
+                .unwrap();
+            if h.generation != first.generation {
+                break h;
+            }
+        };
+        // Echoing the right generation for another id, or the earlier run's: refused.
+        assert_ne!(now.sender, u64::MAX);
+        let mine = |g: u64| {
+            let mut h = request(3, None);
+            h.echoes.note(now.sender, g);
+            h
+        };
+        fake.send_header(addr, request(2, Some(now.generation)), &[]);
+        fake.send_header(addr, mine(first.generation), &[]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while active.status().rejected_replay < 2 {
+            assert!(Instant::now() < deadline, "{:?}", active.status());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            fake.recv_kind(Kind::BulkEnd, Duration::from_millis(300))
+                .is_none()
+        );
+        fake.send_header(addr, mine(now.generation), &[]);
+        let end = fake.recv_kind(Kind::BulkEnd, Duration::from_secs(10));
+        assert_eq!(end.map(|(h, _)| h.bulk_id), Some(3));
+        active.stop();
     }
 
     /// Workers that never hand over their tables: the sync thread goes on sending updates

@@ -1,14 +1,14 @@
-//! The sync datagram: a versioned header, fixed-size records, and an HMAC-SHA256 over both,
-//! with the sender's id, boot generation and sequence number for the freshness check. The
-//! sealing, key and freshness code is [`lvs_common::authdgram`] (shared with
-//! lvs-heartbeatd); this file keeps only the layout.
+//! The sync datagram: a versioned header, the sender's echoes, fixed-size records, and an
+//! HMAC-SHA256 over all of them, with the sender's id, boot generation and sequence number for
+//! the freshness check. The sealing, key and freshness code is [`lvs_common::authdgram`]
+//! (shared with lvs-heartbeatd); this file keeps only the layout.
 //!
-//! Layout of version 2 (integers big-endian):
+//! Layout of version 3 (integers big-endian):
 //!
 //! | offset | size | field |
 //! | ---: | ---: | --- |
 //! | 0 | 4 | magic `LVSY` |
-//! | 4 | 1 | version, 2 |
+//! | 4 | 1 | version, 3 |
 //! | 5 | 1 | kind: 1 updates, 2 bulk request, 3 bulk chunk, 4 bulk end, 5 keepalive |
 //! | 6 | 1 | sync id (`[sync] sync_id`; other ids are ignored) |
 //! | 7 | 1 | flags: 1 = the sender is active |
@@ -18,8 +18,10 @@
 //! | 32 | 4 | bulk id (bulk request, chunk, end) |
 //! | 36 | 4 | chunk number (chunk) or number of chunks (end) |
 //! | 40 | 2 | records that follow |
-//! | 42 | 2 | reserved, zero |
-//! | 44 | 66 × n | records; a bulk request has none but 18 bytes of reply address instead |
+//! | 42 | 1 | echoes that follow, 0 to [`MAX_ECHOES`] |
+//! | 43 | 1 | reserved, zero |
+//! | 44 | 16 × e | echoes: a peer's sender id (8) and its generation the sender accepted last (8) |
+//! | then | 66 × n | records; a bulk request has none but 18 bytes of reply address instead |
 //! | end | 32 | HMAC-SHA256 of everything before it |
 //!
 //! A record: protocol (6/17), method (0 NAT, 1 DR, 2 TUN), state (IPVS numbering, 11 UDP),
@@ -31,8 +33,19 @@
 //! configured peer, or, when it is `0.0.0.0:0`, to the configured multicast group. Being under
 //! the MAC, it cannot be changed to send the table elsewhere.
 //!
+//! The echoes are the freshness challenge of
+//! [`lvs_common::authdgram::Freshness::with_challenge`], for several peers at once: each
+//! datagram names the generation the sender accepted last from each of the (at most
+//! [`MAX_ECHOES`]) peers it heard most recently. A director that restarted accepts datagrams
+//! of a peer's already-known generation only once one echoes its own new generation, which no
+//! datagram sealed before its restart can carry; its bulk request (a new generation, accepted
+//! at once) tells the active director that generation, whose bulk reply echoes it. With
+//! multicast, one list serves every standby.
+//!
 //! Version 1 had a random boot id and no sender id: a datagram of any earlier run of a peer
-//! was accepted. Authentic version-1 datagrams are refused ([`Reject::OldVersion`]).
+//! was accepted. Version 2 had no echoes: after a standby restarted, datagrams of the active
+//! director's current run recorded earlier could be replayed to it. Authentic datagrams of
+//! both are refused ([`Reject::OldVersion`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -41,15 +54,25 @@ pub use lvs_common::authdgram::{AuthKey, KeyError, MAC_LEN, MAX_KEY_LEN, MIN_KEY
 use lvs_conntrack::{Addr, Endpoint, Forward, Proto, State, SyncEntry};
 
 pub const MAGIC: [u8; 4] = *b"LVSY";
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 44;
 pub const RECORD_LEN: usize = 66;
+/// One echo: a sender id and a generation.
+pub const ECHO_LEN: usize = 16;
+/// Echoes in one datagram: the peers heard most recently (a sync cluster is a few
+/// directors; a standby past this many is echoed again as soon as it is heard again).
+pub const MAX_ECHOES: usize = 8;
 /// The reply address of a bulk request: IPv4-mapped address and port.
 pub const REPLY_TO_LEN: usize = 18;
 /// Datagrams stay below a 1500-byte MTU with IPv4 and UDP headers.
 pub const MAX_DATAGRAM: usize = 1472;
-/// Records in one full datagram.
-pub const MAX_RECORDS: usize = (MAX_DATAGRAM - HEADER_LEN - MAC_LEN) / RECORD_LEN;
+/// Records in one full datagram without echoes (each echo takes room: [`records_fit`]).
+pub const MAX_RECORDS: usize = records_fit(0);
+
+/// Records that fit in one datagram beside `echoes` echoes.
+pub const fn records_fit(echoes: usize) -> usize {
+    (MAX_DATAGRAM - HEADER_LEN - MAC_LEN - echoes * ECHO_LEN) / RECORD_LEN
+}
 /// The sender is the active director.
 pub const FLAG_ACTIVE: u8 = 1;
 
@@ -76,6 +99,54 @@ impl Kind {
     }
 }
 
+/// The generations a sender accepted last from its peers, most recently heard first
+/// (at most [`MAX_ECHOES`]; sender ids are distinct and never 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Echoes {
+    len: usize,
+    items: [(u64, u64); MAX_ECHOES],
+}
+
+impl Echoes {
+    /// Records that `generation` of `sender` was accepted: it goes first, replacing the
+    /// sender's earlier generation; past [`MAX_ECHOES`], the peer heard longest ago goes.
+    pub fn note(&mut self, sender: u64, generation: u64) {
+        let end = match self.items[..self.len]
+            .iter()
+            .position(|&(s, _)| s == sender)
+        {
+            Some(i) => i,
+            None => {
+                self.len = (self.len + 1).min(MAX_ECHOES);
+                self.len - 1
+            }
+        };
+        self.items.copy_within(..end, 1);
+        self.items[0] = (sender, generation);
+    }
+
+    /// The generation echoed for `sender`.
+    pub fn get(&self, sender: u64) -> Option<u64> {
+        self.as_slice()
+            .iter()
+            .find(|&&(s, _)| s == sender)
+            .map(|&(_, g)| g)
+    }
+
+    /// (sender id, generation), most recently heard first.
+    pub fn as_slice(&self) -> &[(u64, u64)] {
+        &self.items[..self.len]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// A datagram's header, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -92,6 +163,8 @@ pub struct Header {
     pub count: u16,
     /// A bulk request's reply address (`0.0.0.0:0`: the multicast group); `None` otherwise.
     pub reply_to: Option<SocketAddr>,
+    /// The generations the sender accepted last from its peers.
+    pub echoes: Echoes,
 }
 
 /// Why a datagram was dropped.
@@ -109,13 +182,18 @@ pub enum Reject {
     /// Authentic but with values this version does not know (a newer version among them).
     #[error("malformed")]
     Malformed,
-    /// Authentic but of version 1 (a director from before the boot generation, or a
-    /// replay of one).
+    /// Authentic but of version 1 or 2 (a director from before the boot generation or the
+    /// echoes, or a replay of one).
     #[error("old version")]
     OldVersion,
     /// A sequence number already seen (or too old) in the sender's current generation.
     #[error("replay")]
     Replay,
+    /// Of the sender's already-known generation, first heard since our restart, and not
+    /// echoing our new generation: maybe recorded before our restart (the live active
+    /// director echoes it once it has our bulk request).
+    #[error("unconfirmed")]
+    Unconfirmed,
     /// From an earlier run of the sender (a generation below the highest accepted).
     #[error("stale generation")]
     StaleGeneration,
@@ -131,13 +209,14 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, in a fixed order (for per-reason counters).
-    pub const ALL: [Reject; 9] = [
+    pub const ALL: [Reject; 10] = [
         Reject::Truncated,
         Reject::BadMagic,
         Reject::BadMac,
         Reject::Malformed,
         Reject::OldVersion,
         Reject::Replay,
+        Reject::Unconfirmed,
         Reject::StaleGeneration,
         Reject::UnknownRequester,
         Reject::SenderClash,
@@ -154,6 +233,9 @@ impl Reject {
 pub struct Builder {
     buf: [u8; MAX_DATAGRAM],
     count: usize,
+    /// Where the records start (after the echoes), and how many fit.
+    records_at: usize,
+    capacity: usize,
     reply_to: Option<SocketAddr>,
 }
 
@@ -162,6 +244,8 @@ impl Default for Builder {
         Builder {
             buf: [0; MAX_DATAGRAM],
             count: 0,
+            records_at: HEADER_LEN,
+            capacity: MAX_RECORDS,
             reply_to: None,
         }
     }
@@ -183,6 +267,16 @@ impl Builder {
         b[24..32].copy_from_slice(&h.seq.to_be_bytes());
         b[32..36].copy_from_slice(&h.bulk_id.to_be_bytes());
         b[36..40].copy_from_slice(&h.chunk.to_be_bytes());
+        let echoes = h.echoes.as_slice();
+        b[42] = u8::try_from(echoes.len()).unwrap_or(0);
+        let mut at = HEADER_LEN;
+        for &(sender, generation) in echoes {
+            b[at..at + 8].copy_from_slice(&sender.to_be_bytes());
+            b[at + 8..at + ECHO_LEN].copy_from_slice(&generation.to_be_bytes());
+            at += ECHO_LEN;
+        }
+        self.records_at = at;
+        self.capacity = records_fit(echoes.len());
         self.reply_to = h.reply_to.filter(|_| h.kind == Kind::BulkRequest);
     }
 
@@ -196,7 +290,7 @@ impl Builder {
     }
 
     pub fn is_full(&self) -> bool {
-        self.count >= MAX_RECORDS
+        self.count >= self.capacity
     }
 
     /// Change the sequence number (set when the datagram is really sent).
@@ -209,7 +303,7 @@ impl Builder {
         if self.is_full() || self.reply_to.is_some() {
             return false;
         }
-        let at = HEADER_LEN + self.count * RECORD_LEN;
+        let at = self.records_at + self.count * RECORD_LEN;
         encode_record(e, &mut self.buf[at..at + RECORD_LEN]);
         self.count += 1;
         true
@@ -219,7 +313,7 @@ impl Builder {
     pub fn seal(&mut self, key: &AuthKey) -> &[u8] {
         let n = u16::try_from(self.count).unwrap_or(u16::MAX);
         self.buf[40..42].copy_from_slice(&n.to_be_bytes());
-        let mut body_len = HEADER_LEN + self.count * RECORD_LEN;
+        let mut body_len = self.records_at + self.count * RECORD_LEN;
         if let Some(to) = self.reply_to {
             encode_addr(&to, &mut self.buf[body_len..body_len + REPLY_TO_LEN]);
             body_len += REPLY_TO_LEN;
@@ -342,19 +436,35 @@ pub fn open<'a>(bytes: &'a [u8], key: &AuthKey) -> Result<Opened<'a>, Reject> {
     }
     let kind = Kind::from_code(body[5]).ok_or(Reject::Malformed)?;
     let count = be16(&body[40..42]);
+    let n_echoes = usize::from(body[42]);
+    if n_echoes > MAX_ECHOES || body[43] != 0 {
+        return Err(Reject::Malformed);
+    }
     let extra = if kind == Kind::BulkRequest {
         REPLY_TO_LEN
     } else {
         0
     };
-    let want = HEADER_LEN + usize::from(count) * RECORD_LEN + extra;
+    let records_at = HEADER_LEN + n_echoes * ECHO_LEN;
+    let records_end = records_at + usize::from(count) * RECORD_LEN;
+    let want = records_end + extra;
     if body.len() < want {
         return Err(Reject::Truncated);
     }
-    if body.len() > want || body[42..44] != [0, 0] || (extra > 0 && count > 0) {
+    if body.len() > want || (extra > 0 && count > 0) {
         return Err(Reject::Malformed);
     }
-    let reply_to = (kind == Kind::BulkRequest).then(|| decode_addr(&body[HEADER_LEN..]));
+    let mut echoes = Echoes::default();
+    // Read back to front, so that `note` leaves them in the sender's order.
+    for e in body[HEADER_LEN..records_at].chunks_exact(ECHO_LEN).rev() {
+        let (sender, generation) = (be64(&e[..8]), be64(&e[8..]));
+        // Ids are never 0, and a sender echoes each peer once.
+        if sender == 0 || echoes.get(sender).is_some() {
+            return Err(Reject::Malformed);
+        }
+        echoes.note(sender, generation);
+    }
+    let reply_to = (kind == Kind::BulkRequest).then(|| decode_addr(&body[records_end..]));
     Ok(Opened {
         header: Header {
             kind,
@@ -367,8 +477,9 @@ pub fn open<'a>(bytes: &'a [u8], key: &AuthKey) -> Result<Opened<'a>, Reject> {
             chunk: be32(&body[36..40]),
             count,
             reply_to,
+            echoes,
         },
-        records: &body[HEADER_LEN..HEADER_LEN + usize::from(count) * RECORD_LEN],
+        records: &body[records_at..records_end],
     })
 }
 
@@ -402,6 +513,7 @@ mod tests {
             chunk: 0,
             count: 0,
             reply_to: None,
+            echoes: Echoes::default(),
         }
     }
 
@@ -420,7 +532,7 @@ mod tests {
         assert_eq!(usize::from(n), MAX_RECORDS);
         let bytes = b.seal(&key()).to_vec();
         assert!(bytes.len() <= MAX_DATAGRAM);
-        assert_eq!(bytes[4], 2);
+        assert_eq!(bytes[4], 3);
         let o = open(&bytes, &key()).unwrap();
         assert_eq!(
             (o.header.seq, o.header.generation, o.header.sender),
@@ -503,13 +615,114 @@ mod tests {
             Reject::Truncated
         );
         body[41] = 2;
-        body[4] = 1;
-        assert_eq!(
-            open(&reseal(body.clone()), &key()).unwrap_err(),
-            Reject::OldVersion
-        );
-        body[4] = 3;
+        for old in [1, 2] {
+            body[4] = old;
+            assert_eq!(
+                open(&reseal(body.clone()), &key()).unwrap_err(),
+                Reject::OldVersion
+            );
+        }
+        body[4] = 4;
         assert_eq!(open(&reseal(body), &key()).unwrap_err(), Reject::Malformed);
+    }
+
+    fn echoes(list: &[(u64, u64)]) -> Echoes {
+        let mut e = Echoes::default();
+        for &(s, g) in list.iter().rev() {
+            e.note(s, g);
+        }
+        e
+    }
+
+    #[test]
+    fn echoes_keep_the_peers_heard_last_once_each() {
+        let mut e = Echoes::default();
+        assert_eq!(e.get(1), None);
+        e.note(1, 10);
+        e.note(2, 20);
+        e.note(1, 11);
+        assert_eq!(e.as_slice(), &[(1, 11), (2, 20)]);
+        for peer in 3..=9 {
+            e.note(peer, peer * 10);
+        }
+        // Nine peers heard: the one heard longest ago (2) goes.
+        assert_eq!(e.len(), MAX_ECHOES);
+        assert_eq!((e.get(2), e.get(1), e.get(9)), (None, Some(11), Some(90)));
+        assert_eq!(e.as_slice()[0], (9, 90));
+    }
+
+    #[test]
+    fn echoes_travel_under_the_mac_and_take_the_room_of_records() {
+        let list: Vec<(u64, u64)> = (1..=MAX_ECHOES as u64).map(|p| (p, 1000 + p)).collect();
+        let h = Header {
+            echoes: echoes(&list),
+            ..header(3)
+        };
+        let mut b = Builder::default();
+        b.start(&h);
+        let mut n = 0;
+        while b.push(&entry(n)) {
+            n += 1;
+        }
+        assert_eq!(usize::from(n), records_fit(MAX_ECHOES));
+        assert!(records_fit(MAX_ECHOES) < MAX_RECORDS);
+        let bytes = b.seal(&key()).to_vec();
+        assert!(bytes.len() <= MAX_DATAGRAM);
+        let o = open(&bytes, &key()).unwrap();
+        assert_eq!(o.header.echoes.as_slice(), &list[..]);
+        assert_eq!(o.header.echoes.get(3), Some(1003));
+        assert_eq!(o.records().count(), usize::from(n));
+        assert_eq!(o.records().nth(4).unwrap().unwrap(), entry(4));
+        // Another generation in an echo: the MAC fails.
+        let mut other = bytes.clone();
+        other[HEADER_LEN + ECHO_LEN + 15] ^= 1;
+        assert_eq!(open(&other, &key()).unwrap_err(), Reject::BadMac);
+        // A bulk request: its reply address after the echoes.
+        let to: SocketAddr = "192.0.2.7:8848".parse().unwrap();
+        b.start(&Header {
+            kind: Kind::BulkRequest,
+            reply_to: Some(to),
+            echoes: echoes(&[(7, 70)]),
+            ..header(4)
+        });
+        let o = open(b.seal(&key()), &key()).unwrap().header;
+        assert_eq!(
+            (o.reply_to, o.echoes.as_slice()),
+            (Some(to), &[(7, 70)][..])
+        );
+
+        // Authentic, but with more echoes than allowed, an id 0 or one peer twice.
+        let reseal = |mut body: Vec<u8>| {
+            let t = authdgram::tag(&key(), &body);
+            body.extend_from_slice(&t);
+            body
+        };
+        b.start(&Header {
+            echoes: echoes(&[(5, 1), (6, 2)]),
+            ..header(5)
+        });
+        let good = b.seal(&key()).to_vec();
+        let body = good[..good.len() - MAC_LEN].to_vec();
+        for (at, value) in [
+            (42, 9u8),
+            (43, 1),
+            (HEADER_LEN + 7, 0),
+            (HEADER_LEN + ECHO_LEN + 7, 5),
+        ] {
+            let mut bad = body.clone();
+            bad[at] = value;
+            if at == 42 {
+                bad.resize(HEADER_LEN + 9 * ECHO_LEN, 1);
+            }
+            assert_eq!(
+                open(&reseal(bad), &key()).unwrap_err(),
+                Reject::Malformed,
+                "{at}"
+            );
+        }
+        let mut short = body.clone();
+        short[42] = 3;
+        assert_eq!(open(&reseal(short), &key()).unwrap_err(), Reject::Truncated);
     }
 
     #[test]
