@@ -20,6 +20,8 @@ mod chunked;
 pub mod config;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod listener;
 pub mod pool;
