@@ -3,7 +3,7 @@
 # docs/FUZZING.md. Not part of CI.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      each target for SECONDS (default 60)
-#   scripts/fuzz.sh -r RUNS [TARGET...]        each target for RUNS executions
+#   scripts/fuzz.sh -r RUNS [SECONDS] [TARGET...]  each for RUNS executions (at most SECONDS)
 #   scripts/fuzz.sh -l                         list the targets
 #
 # Installs cargo-fuzz (pinned) if missing, builds every target, runs them one after the other
@@ -39,9 +39,11 @@ while getopts "r:lh" opt; do
     esac
 done
 shift $((OPTIND - 1))
-if [[ -z $runs && $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
+if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
     seconds=$1
     shift
+elif [[ -n $runs ]]; then
+    seconds=0 # no time limit
 fi
 if [[ -n $runs && ! $runs =~ ^[0-9]+$ ]]; then
     usage
@@ -77,7 +79,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$fuzz/corpus/$t" "$fuzz/artifacts/$t"
     before=$(find "$fuzz/artifacts/$t" -type f | wc -l)
     limit=(-max_total_time="$seconds")
-    [[ -n $runs ]] && limit=(-runs="$runs")
+    [[ -n $runs ]] && limit+=(-runs="$runs")
     start=$(date +%s)
     status=0
     "$bin_dir/$t" "$fuzz/corpus/$t" "$fuzz/seeds/$t" \

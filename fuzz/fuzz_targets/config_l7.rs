@@ -1,5 +1,5 @@
 //! The layer-7 content configuration (`[[content_service]]`, `[[pool]]`) as lvs-l7 models and
-//! checks it (`lvs_l7::config::validate_at`). Invariant: no panic; a refusal names a place
+//! checks it (`lvs_l7::config::validate_at`). Invariant: no panic; a refusal names a table
 //! the file has.
 #![no_main]
 
@@ -25,8 +25,9 @@ fuzz_target!(|data: &[u8]| {
     }) else {
         return;
     };
-    if let Err((place, reason)) = validate_at(&f.content_service, &f.pool) {
-        assert!(!reason.contains(['\n', '\r']), "one line: {reason:?}");
+    // The reason may span lines (a regex error shows the pattern with a caret): the
+    // director's loader makes it one line (`Source::error_at`), as config_director checks.
+    if let Err((place, _reason)) = validate_at(&f.content_service, &f.pool) {
         match place {
             Place::Service(i, _) => assert!(i < f.content_service.len()),
             Place::Rule(i, j, _) => assert!(j < f.content_service[i].rules.len()),
