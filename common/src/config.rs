@@ -236,7 +236,10 @@ pub fn location_of(text: &str, offset: usize) -> Location {
     }
 }
 
-fn one_line_reason(reason: &str) -> String {
+/// `reason` as one line: its lines joined with "; ", and control characters (a lone CR, an
+/// escape sequence) shown escaped, since reasons quote the file and must not let it rewrite
+/// the line a terminal or log shows. What every configuration error's reason goes through.
+pub fn one_line_reason(reason: &str) -> String {
     let reason = reason.trim();
     let joined = if reason.contains('\n') {
         reason
@@ -248,9 +251,6 @@ fn one_line_reason(reason: &str) -> String {
     } else {
         reason.to_owned()
     };
-    // Reasons quote the file (a key, a value, a regex), and a control character from it, a
-    // lone CR or an escape sequence, would let the file rewrite the line a terminal or a log
-    // shows: show those escaped, as the file has them.
     if joined.chars().any(is_unsafe_control) {
         joined
             .chars()
