@@ -64,6 +64,8 @@ struct Located<'a> {
 
 impl fmt::Display for Located<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Loaders may build `ConfigError::Invalid` themselves: one line whatever they put in.
+        let reason = one_line_reason(self.reason);
         match self.location {
             Some(l) => write!(
                 f,
@@ -71,9 +73,9 @@ impl fmt::Display for Located<'_> {
                 self.path.display(),
                 l.line,
                 l.column,
-                self.reason
+                reason
             ),
-            None => write!(f, "{}: {}", self.path.display(), self.reason),
+            None => write!(f, "{}: {}", self.path.display(), reason),
         }
     }
 }
@@ -234,9 +236,12 @@ pub fn location_of(text: &str, offset: usize) -> Location {
     }
 }
 
-fn one_line_reason(reason: &str) -> String {
+/// `reason` as one line: its lines joined with "; ", and control characters (a lone CR, an
+/// escape sequence) shown escaped, since reasons quote the file and must not let it rewrite
+/// the line a terminal or log shows. What every configuration error's reason goes through.
+pub fn one_line_reason(reason: &str) -> String {
     let reason = reason.trim();
-    if reason.contains(['\n', '\r']) {
+    let joined = if reason.contains('\n') {
         reason
             .lines()
             .map(str::trim)
@@ -245,7 +250,26 @@ fn one_line_reason(reason: &str) -> String {
             .join("; ")
     } else {
         reason.to_owned()
+    };
+    if joined.chars().any(is_unsafe_control) {
+        joined
+            .chars()
+            .map(|c| {
+                if is_unsafe_control(c) {
+                    c.escape_debug().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    } else {
+        joined
     }
+}
+
+/// A control character that changes how a line shows (a tab does not).
+fn is_unsafe_control(c: char) -> bool {
+    c.is_control() && c != '\t'
 }
 
 #[cfg(test)]
@@ -294,6 +318,35 @@ mod tests {
         let shown = e.to_string();
         assert!(shown.starts_with("/etc/lvs/test.toml:4:8: "), "{shown}");
         assert!(!shown.contains('\n'), "{shown}");
+    }
+
+    /// Found by the fuzzer (config_alert, config_heartbeatd, config_monitord,
+    /// config_director): a CR inside a quoted key, a value or a regex reached the "one line"
+    /// error as it was.
+    #[test]
+    fn control_characters_from_the_file_are_shown_escaped() {
+        let e = parse_toml::<Conf>("\"\\rg\" = [\"ops@%xam.sh\"]   # gu\n", path()).unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains(['\r', '\n']), "{shown:?}");
+        assert!(
+            shown.contains("`\\rg`"),
+            "the key as the file has it: {shown:?}"
+        );
+        let src = Source::new(path(), "name = 1\n");
+        let shown = src
+            .error_at(0..1, "bad \"a\rb\x1b[2Kc\"\nsecond line")
+            .to_string();
+        assert_eq!(
+            shown,
+            "/etc/lvs/test.toml:1:1: bad \"a\\rb\\u{1b}[2Kc\"; second line"
+        );
+        // Built by a loader without going through `Source`: one line all the same.
+        let direct = ConfigError::Invalid {
+            path: path().to_path_buf(),
+            location: None,
+            reason: "x\ry\nz".into(),
+        };
+        assert_eq!(direct.to_string(), "/etc/lvs/test.toml: x\\ry; z");
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub mod run;
 pub mod signals;
 
 pub use cli::DaemonArgs;
-pub use config::{ConfigError, Source, check_config, load_toml, parse_toml};
+pub use config::{ConfigError, Source, check_config, load_toml, one_line_reason, parse_toml};
 pub use daemonize::{Readiness, daemonize};
 pub use event::Event;
 pub use pidfile::{Pidfile, PidfileError};

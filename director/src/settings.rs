@@ -113,21 +113,17 @@ fn key_in(
 /// The `lvs_common::run` loader.
 pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
     let source = path.map(Source::read).transpose()?;
-    let config: Config = match &source {
-        Some(s) => s.parse()?,
-        None => Config::default(),
+    let config = match &source {
+        Some(s) => parse(s)?,
+        None => {
+            let config = Config::default();
+            config
+                .validate()
+                .map_err(|r| invalid(Path::new("(defaults)"), r))?;
+            config
+        }
     };
     let file = path.unwrap_or(Path::new("(defaults)"));
-    if let (Some(src), Err((place, reason))) = (
-        &source,
-        lvs_l7::config::validate_at(&config.content_service, &config.pool),
-    ) {
-        return Err(match locate(src.text(), place) {
-            Some(at) => src.error_at(at..at, reason),
-            None => src.error(reason),
-        });
-    }
-    config.validate().map_err(|r| invalid(file, r))?;
     let sync_key = match &config.sync {
         None => None,
         Some(s) => {
@@ -162,6 +158,21 @@ pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
         rules,
         sync_key,
     })
+}
+
+/// The file's text parsed and checked, without reading the files it names (the sync key, the
+/// rules file): what [`load`] does first.
+pub fn parse(src: &Source) -> Result<Config, ConfigError> {
+    let config: Config = src.parse()?;
+    if let Err((place, reason)) = lvs_l7::config::validate_at(&config.content_service, &config.pool)
+    {
+        return Err(match locate(src.text(), place) {
+            Some(at) => src.error_at(at..at, reason),
+            None => src.error(reason),
+        });
+    }
+    config.validate().map_err(|r| invalid(src.path(), r))?;
+    Ok(config)
 }
 
 impl Settings {

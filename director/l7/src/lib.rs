@@ -29,6 +29,8 @@ mod engine;
 mod error;
 mod forward;
 mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod listener;
 mod path;

@@ -233,10 +233,11 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Reasons quote the file (a path, an address): made one line whatever it holds.
 fn problem(key: &str, reason: impl Into<String>) -> Problem {
     Problem {
         key: key.into(),
-        reason: reason.into(),
+        reason: lvs_common::one_line_reason(&reason.into()),
     }
 }
 
@@ -755,6 +756,29 @@ mod tests {
         };
         assert_eq!(keys(&with(missing)), ["alert.mail.password_file"]);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Found by the fuzzer (config_alert): a notify command with newlines in its path gave a
+    /// reason of many lines.
+    #[test]
+    fn a_reason_quoting_the_file_stays_one_line() {
+        let config = AlertConfig {
+            notify: Some(NotifyConfig {
+                command: vec!["/etc/lv-s/notify.\ndk\nd k\u{c}rom".into()],
+                timeout_secs: 10,
+                events: NotifyEvents::All,
+                queue_size: 10,
+            }),
+            ..AlertConfig::default()
+        };
+        let err = config.validate().unwrap_err();
+        let shown = err[0].to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        // Lines joined as every configuration error's are; other control characters escaped.
+        assert!(
+            shown.starts_with("alert.notify.command: /etc/lv-s/notify.; dk; d k\\u{c}rom: "),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1,0 +1,15 @@
+//! lvs-lockmgr's configuration file.
+//! Invariant: no panic; a refusal is one line that points inside the text
+//! (`lvs_fuzz::check_error`).
+#![no_main]
+
+use std::path::Path;
+
+use libfuzzer_sys::fuzz_target;
+use lvs_fuzz::{PATH, fuzz_loader};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = fuzz_loader(data, |text| {
+        lvs_lockmgr::config::parse(&lvs_common::Source::new(Path::new(PATH), text))
+    });
+});
