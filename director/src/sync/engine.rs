@@ -1024,11 +1024,9 @@ mod tests {
             fake.send(standby, Kind::BulkChunk, again.bulk_id, chunk, recs);
         }
         fake.send(standby, Kind::BulkEnd, again.bulk_id, 3, &[]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !engine.status().synced {
-            assert!(Instant::now() < deadline, "{:?}", engine.status());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lvs_testsupport::wait_for("engine.status().synced", Duration::from_secs(10), || {
+            (engine.status().synced).then_some(())
+        });
         let st = engine.status();
         assert!(st.bulk_complete && !st.active);
         assert_eq!(st.bulk_resyncs, 1);
@@ -1046,11 +1044,11 @@ mod tests {
             ..Fake::header(Kind::Updates, 0, 0)
         };
         fake.send_header(standby, old, &[9]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while engine.status().rejected_replay == st.rejected_replay {
-            assert!(Instant::now() < deadline, "{:?}", engine.status());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lvs_testsupport::wait_for(
+            "engine.status().rejected_replay != st.rejected_replay",
+            Duration::from_secs(10),
+            || (engine.status().rejected_replay != st.rejected_replay).then_some(()),
+        );
         assert!(
             workers[0].inbound.pop().is_none(),
             "a stale entry was applied"
@@ -1108,11 +1106,11 @@ mod tests {
             }
             fake.send_header(addr, h, &[2]);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while standby.status().rejected_replay < 2 {
-            assert!(Instant::now() < deadline, "{:?}", standby.status());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lvs_testsupport::wait_for(
+            "standby.status().rejected_replay >= 2",
+            Duration::from_secs(10),
+            || (standby.status().rejected_replay >= 2).then_some(()),
+        );
         assert!(workers[0].inbound.pop().is_none(), "an unconfirmed entry");
         assert_eq!(standby.status().received, 0);
         // The live director echoes the new generation: accepted, and so is what follows.
@@ -1187,11 +1185,11 @@ mod tests {
         };
         fake.send_header(addr, request(2, Some(now.generation)), &[]);
         fake.send_header(addr, mine(first.generation), &[]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while active.status().rejected_replay < 2 {
-            assert!(Instant::now() < deadline, "{:?}", active.status());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lvs_testsupport::wait_for(
+            "active.status().rejected_replay >= 2",
+            Duration::from_secs(10),
+            || (active.status().rejected_replay >= 2).then_some(()),
+        );
         assert!(
             fake.recv_kind(Kind::BulkEnd, Duration::from_millis(300))
                 .is_none()
@@ -1268,11 +1266,11 @@ mod tests {
             };
             stranger.send_header(addr, h, &[]);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while active.status().rejected_other < 2 {
-            assert!(Instant::now() < deadline, "{:?}", active.status());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lvs_testsupport::wait_for(
+            "active.status().rejected_other >= 2",
+            Duration::from_secs(10),
+            || (active.status().rejected_other >= 2).then_some(()),
+        );
         assert!(
             stranger
                 .recv_kind(Kind::BulkEnd, Duration::from_millis(300))
@@ -1316,11 +1314,11 @@ mod tests {
             ..Fake::header(Kind::Keepalive, 0, 0)
         };
         fake.send_header(addr, clash, &[]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while standby.status().rejected_other == 0 {
-            assert!(Instant::now() < deadline, "{:?}", standby.status());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lvs_testsupport::wait_for(
+            "standby.status().rejected_other != 0",
+            Duration::from_secs(10),
+            || (standby.status().rejected_other != 0).then_some(()),
+        );
         standby.stop();
     }
 
