@@ -125,11 +125,42 @@ fn persistence_keeps_a_client_on_one_server() {
     assert!(listing.contains("198.51.100.3"), "{listing}");
 }
 
-/// Spawn the keep-alive client; returns its handle index and its stdout.
-fn keepalive(tb: &mut Testbed) -> (usize, Lines) {
+/// The keep-alive client with its first answer.
+struct Held {
+    /// Its handle index and its stdout.
+    h: usize,
+    lines: Lines,
+    /// The server that answered (its index in [`NAMES`]) and the client's port.
+    i: usize,
+    server: String,
+    port: String,
+}
+
+/// The testbed with rr over the three NAT servers, and the keep-alive client's connection
+/// to one of them; `None` when the testbed cannot run here.
+fn rr_with_a_held_connection(test: &str) -> Option<(Testbed, Held)> {
+    let mut tb = Testbed::start(test, "nat")?;
+    tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
+    let held = keepalive(&mut tb);
+    Some((tb, held))
+}
+
+/// Spawn the keep-alive client and read which server its connection reached.
+fn keepalive(tb: &mut Testbed) -> Held {
     let h = tb.spawn("c", &["python3", "-c", KEEPALIVE_CLIENT, VIP, "3"]);
-    let lines = Lines::new(tb.helper(h));
-    (h, lines)
+    let mut lines = Lines::new(tb.helper(h));
+    let (server, port) = split(&lines.next_line());
+    let i = NAMES
+        .iter()
+        .position(|n| *n == server)
+        .unwrap_or_else(|| panic!("the keep-alive client got {server:?}"));
+    Held {
+        h,
+        lines,
+        i,
+        server,
+        port,
+    }
 }
 
 fn ask(tb: &mut Testbed, h: usize, lines: &mut Lines) -> (String, String) {
@@ -148,19 +179,18 @@ fn split(line: &str) -> (String, String) {
 /// working (a keep-alive HTTP client asks again on the same connection).
 #[test]
 fn weight_zero_stops_new_connections_but_established_ones_continue() {
-    let Some(mut tb) = Testbed::start(
+    let Some((mut tb, held)) = rr_with_a_held_connection(
         "weight_zero_stops_new_connections_but_established_ones_continue",
-        "nat",
     ) else {
         return;
     };
-    tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
-    let (h, mut lines) = keepalive(&mut tb);
-    let (server, port) = split(&lines.next_line());
-    let i = NAMES
-        .iter()
-        .position(|n| *n == server)
-        .unwrap_or_else(|| panic!("the keep-alive client got {server:?}"));
+    let Held {
+        h,
+        mut lines,
+        i,
+        server,
+        port,
+    } = held;
     tb.adm(&format!("-e -t {VIP}:80 -r {}:80 -m -w 0", RS[i]));
     let listing = tb.adm("-L -n");
     assert!(
@@ -194,20 +224,66 @@ fn weight_zero_stops_new_connections_but_established_ones_continue() {
     assert_eq!(est.dest_addr(), RS[i]);
 }
 
+/// Edits that keep the scheduler keep its place in the cycle, and a real server keeps its
+/// identity: its held connection, and its counters across the edit.
+#[test]
+fn edits_keep_the_schedulers_cycle_and_the_servers_connections_and_counters() {
+    let Some((mut tb, held)) = rr_with_a_held_connection(
+        "edits_keep_the_schedulers_cycle_and_the_servers_connections_and_counters",
+    ) else {
+        return;
+    };
+    let Held {
+        h,
+        mut lines,
+        i: s,
+        server,
+        port,
+    } = held;
+    let next = |k: usize| NAMES[(s + k) % 3].to_owned();
+    assert_eq!(tb.curls(1), vec![next(1)], "rr's cycle");
+
+    // A new weight for the server holding the connection, and -E with the same scheduler.
+    tb.adm(&format!("-e -t {VIP}:80 -r {}:80 -m -w 3", RS[s]));
+    tb.adm(&format!("-E -t {VIP}:80 -s rr"));
+    // rr ignores weights and goes on where it was (a new instance would start its cycle
+    // again, at the server the keep-alive client got).
+    assert_eq!(tb.curls(3), vec![next(2), next(0), next(1)]);
+
+    let (again, port2) = ask(&mut tb, h, &mut lines);
+    assert_eq!(
+        again, server,
+        "the held connection still reaches its server"
+    );
+    assert_eq!(port2, port, "on the same TCP connection");
+    let stats = tb.adm("-L -n --stats");
+    // The edited server's first connection came before the edit: it is still counted.
+    for (k, want) in [(0, "2"), (1, "2"), (2, "1")] {
+        let rs = RS[(s + k) % 3];
+        let l = stats
+            .lines()
+            .find(|l| l.contains(&format!("-> {rs}:80")))
+            .unwrap_or_else(|| panic!("no line for {rs} in\n{stats}"));
+        assert_eq!(l.split_whitespace().nth(2), Some(want), "{rs} in\n{stats}");
+    }
+}
+
 /// Deleting a real server expires its connections at once: they leave the listing, new
 /// connections go to the others, and the held connection is dead.
 #[test]
 fn deleting_a_server_expires_its_connections() {
-    let Some(mut tb) = Testbed::start("deleting_a_server_expires_its_connections", "nat") else {
+    let Some((mut tb, held)) =
+        rr_with_a_held_connection("deleting_a_server_expires_its_connections")
+    else {
         return;
     };
-    tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
-    let (h, mut lines) = keepalive(&mut tb);
-    let (server, port) = split(&lines.next_line());
-    let i = NAMES
-        .iter()
-        .position(|n| *n == server)
-        .unwrap_or_else(|| panic!("the keep-alive client got {server:?}"));
+    let Held {
+        h,
+        mut lines,
+        i,
+        server,
+        port,
+    } = held;
     let source = format!("{CLIENT}:{port}");
     let held = tb
         .conns()
@@ -284,8 +360,9 @@ fn entries_expire_by_their_timeouts() {
 
     // TCP: an idle keep-alive connection, ESTABLISHED with the 4 s timeout.
     let started = std::time::Instant::now();
-    let (_h, mut lines) = keepalive(&mut tb);
-    let (_, port) = split(&lines.next_line());
+    // Held (not dropped) until the end: the client keeps its connection open and idle.
+    let held = keepalive(&mut tb);
+    let port = &held.port;
     let source = format!("{CLIENT}:{port}");
     let est = tb
         .conns()
