@@ -205,8 +205,8 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
         lvs_control::ControlState::new(),
         DpStats(Rc::clone(&dataplane)),
         check,
-        move |changes: &[ConfigChange]| {
-            dp.borrow_mut().apply(&mut reg.borrow_mut(), changes);
+        move |state: &lvs_control::ControlState, changes: &[ConfigChange]| {
+            dp.borrow_mut().apply(&mut reg.borrow_mut(), state, changes);
             dirty.set(true);
         },
     );
@@ -330,7 +330,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
 /// as they are (with the monitor's verdicts) when none is: they were made with `lvsadm`. A
 /// file that cannot be applied whole (bad rules, a content service on the port of a virtual
 /// service) is refused and the running configuration stays.
-fn reload<F: FnMut(&[ConfigChange])>(
+fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
     new: &Settings,
     running: &crate::config::Config,
     registry: &Rc<RefCell<Registry>>,

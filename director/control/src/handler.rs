@@ -7,8 +7,9 @@ use crate::hooks::{SchedulerCheck, StatsSource};
 use crate::state::{ConfigChange, ControlState};
 
 /// Answers control requests from `lvsadm`, monitord, webmon ... against a [`ControlState`],
-/// and hands every accepted change to `on_change` (the dataplane) before answering, so a
-/// client that got `Ok` can rely on the change being on its way.
+/// and hands the state after every accepted change, with the change, to `on_change` (the
+/// dataplane) before answering, so a client that got `Ok` can rely on the change being on its
+/// way.
 pub struct ControlHandler<S, C, F> {
     state: ControlState,
     stats: S,
@@ -28,7 +29,7 @@ impl<S, C, F> ControlHandler<S, C, F>
 where
     S: StatsSource,
     C: SchedulerCheck,
-    F: FnMut(&[ConfigChange]),
+    F: FnMut(&ControlState, &[ConfigChange]),
 {
     /// A handler starting from `state` (e.g. the rules file's).
     pub fn new(state: ControlState, stats: S, sched: C, on_change: F) -> Self {
@@ -49,7 +50,7 @@ where
     pub fn replace(&mut self, new: ControlState) -> Vec<ConfigChange> {
         let changes = self.state.replace(new);
         if !changes.is_empty() {
-            (self.on_change)(&changes);
+            (self.on_change)(&self.state, &changes);
         }
         changes
     }
@@ -69,7 +70,7 @@ impl<S, C, F> Handler for ControlHandler<S, C, F>
 where
     S: StatsSource,
     C: SchedulerCheck,
-    F: FnMut(&[ConfigChange]),
+    F: FnMut(&ControlState, &[ConfigChange]),
 {
     fn handle(&mut self, peer: &PeerInfo, request: Request) -> Response {
         let (response, changes) = self.state.apply(request, &self.sched, &self.stats);
@@ -80,7 +81,7 @@ where
             log::info!("{peer}: {}", describe(change));
         }
         if !changes.is_empty() {
-            (self.on_change)(&changes);
+            (self.on_change)(&self.state, &changes);
         }
         response
     }
@@ -150,7 +151,7 @@ mod tests {
             ControlState::new(),
             ZeroStats,
             KnownSchedulers::new(["rr"]),
-            move |c: &[ConfigChange]| tx.send(c.to_vec()).unwrap(),
+            move |_: &ControlState, c: &[ConfigChange]| tx.send(c.to_vec()).unwrap(),
         );
         let conf = ServiceConf {
             key: ServiceKey {

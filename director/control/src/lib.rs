@@ -21,8 +21,8 @@
 //! let state = load_rules(rules, &AnyScheduler).expect("valid rules");
 //! assert_eq!(state.save(), rules);
 //! // Then serve it: `Server::bind(config)?.spawn(handler)` or the director's own loop.
-//! let _handler = ControlHandler::new(state, ZeroStats, AnyScheduler, |changes: &[_]| {
-//!     let _ = changes; // hand to the dataplane
+//! let _handler = ControlHandler::new(state, ZeroStats, AnyScheduler, |state: &_, changes: &[_]| {
+//!     let _ = (state, changes); // hand to the dataplane
 //! });
 //! ```
 

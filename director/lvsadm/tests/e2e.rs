@@ -93,7 +93,7 @@ impl StatsSource for FakeStats {
 }
 
 /// Where the handler sends changes: a channel the test reads.
-type OnChange = Box<dyn FnMut(&[ConfigChange]) + Send>;
+type OnChange = Box<dyn FnMut(&ControlState, &[ConfigChange]) + Send>;
 type Handler = ControlHandler<FakeStats, KnownSchedulers, OnChange>;
 
 /// A director control socket on a private run directory.
@@ -110,7 +110,7 @@ impl Director {
         rundir::ensure(&dir, None).unwrap();
         let server = Server::bind(ServerConfig::new("director", &dir)).unwrap();
         let (tx, changes) = mpsc::channel();
-        let on_change: OnChange = Box::new(move |c: &[ConfigChange]| {
+        let on_change: OnChange = Box::new(move |_: &ControlState, c: &[ConfigChange]| {
             let _ = tx.send(c.to_vec());
         });
         let handler = ControlHandler::new(

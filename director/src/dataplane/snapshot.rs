@@ -95,7 +95,7 @@ pub struct DestEntry {
 }
 
 /// The whole picture.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// By (protocol number, VIP, port); port 0 is a service on every port.
     pub services: HashMap<(u8, Ipv4Addr, u16), Arc<ServiceEntry>>,

@@ -1,0 +1,147 @@
+//! The workers' snapshot and the kernel guard's rules, made straight from the control state
+//! with the registry's ids and scheduler instances. What the registry refused is left out of
+//! both.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use lvs_conntrack::{Addr, Forward, Proto};
+use lvs_control::ControlState;
+use lvs_netinfo::NextHopTable;
+use lvs_proto::{FwdMethod, Protocol};
+
+use super::IfAddrs;
+use super::registry::ServiceRegistry;
+use super::snapshot::{self, DestEntry, ServiceEntry, Snapshot};
+use super::stats::WorkerStats;
+use crate::guard::{Endpoint, GuardRules, L4};
+
+/// What the snapshot needs beside the configuration: where to send, and the counters.
+#[derive(Debug, Clone)]
+pub struct Surroundings {
+    pub nexthops: Arc<NextHopTable>,
+    pub mtus: HashMap<u32, u16>,
+    pub if_addrs: Arc<IfAddrs>,
+    pub all_stats: Arc<[Arc<WorkerStats>]>,
+    pub active: bool,
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn proto_of(p: Protocol) -> Proto {
+    match p {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+    }
+}
+
+fn forward_of(f: FwdMethod) -> Forward {
+    match f {
+        FwdMethod::Masq => Forward::Nat,
+        FwdMethod::Route => Forward::DirectRoute,
+        FwdMethod::Tunnel => Forward::Tunnel,
+    }
+}
+
+/// The snapshot of `state` (real servers at their effective weight: 0 while unhealthy) and
+/// the guard rules that go with it.
+pub fn build(
+    state: &ControlState,
+    registry: &ServiceRegistry,
+    around: &Surroundings,
+) -> (Snapshot, GuardRules) {
+    let mut services = HashMap::new();
+    let mut dest_index = HashMap::new();
+    let mut dests: Vec<Option<DestEntry>> = Vec::new();
+    let mut live = Vec::new();
+    let mut any_nat = false;
+    let mut vips = Vec::new();
+    let mut guard = GuardRules::default();
+    for svc in state.services() {
+        let key = svc.conf.key;
+        let (Some(slot), Some(vip)) = (registry.service(&key), v4(key.addr)) else {
+            continue;
+        };
+        vips.push(vip);
+        let proto = proto_of(key.protocol);
+        let l4 = match key.protocol {
+            Protocol::Tcp => L4::Tcp,
+            Protocol::Udp => L4::Udp,
+        };
+        guard.services.push(Endpoint {
+            addr: vip,
+            proto: l4,
+            port: key.port,
+        });
+        let persistence = svc
+            .conf
+            .persistence
+            .map(|p| (p.timeout_secs, Addr::prefix_mask(true, p.netmask)));
+        services.insert(
+            (snapshot::proto_number(proto), vip, key.port),
+            Arc::new(ServiceEntry {
+                id: slot.id,
+                proto,
+                vip,
+                port: key.port,
+                persistence,
+                sched: Arc::clone(&slot.sched),
+                affinity: Arc::clone(&slot.affinity),
+            }),
+        );
+        for d in &svc.dests {
+            let (Some(id), Some(addr)) = (slot.dest(d.addr, d.port), v4(d.addr)) else {
+                continue;
+            };
+            let conf = state.effective(&key, *d);
+            let forward = forward_of(conf.fwd);
+            any_nat |= forward == Forward::Nat;
+            let port = if conf.port == 0 { key.port } else { conf.port };
+            if forward == Forward::Nat {
+                guard.nat_servers.push(Endpoint {
+                    addr,
+                    proto: l4,
+                    port,
+                });
+            }
+            let i = id as usize;
+            if dests.len() <= i {
+                dests.resize(i + 1, None);
+            }
+            dests[i] = Some(DestEntry {
+                id,
+                service: slot.id,
+                addr,
+                port,
+                forward,
+                weight: conf.weight,
+                upper: conf.upper_threshold,
+                lower: conf.lower_threshold,
+            });
+            live.push(id);
+            dest_index.insert((slot.id, addr, conf.port), id);
+        }
+    }
+    vips.sort_unstable();
+    vips.dedup();
+    let snap = Snapshot {
+        services,
+        vips,
+        dests,
+        live_dests: live,
+        any_nat,
+        active: around.active,
+        nexthops: Arc::clone(&around.nexthops),
+        all_stats: Arc::clone(&around.all_stats),
+        mtus: around.mtus.clone(),
+        if_addrs: Arc::clone(&around.if_addrs),
+        dest_index,
+    };
+    (snap, guard)
+}
