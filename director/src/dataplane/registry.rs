@@ -44,6 +44,64 @@ impl Slot {
     fn sched(&self) -> MutexGuard<'_, Instance> {
         self.sched.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Servers that left `svc`: out of the scheduler and the affinity map, their ids back.
+    fn retire_gone(&mut self, svc: &Service, ids: &mut Slab<()>, out: &mut Synced) {
+        let now: HashSet<(IpAddr, u16)> = svc.dests.iter().map(|d| (d.addr, d.port)).collect();
+        let mut gone: Vec<((IpAddr, u16), u32)> = self
+            .dests
+            .iter()
+            .filter(|(k, _)| !now.contains(k))
+            .map(|(k, id)| (*k, *id))
+            .collect();
+        gone.sort_unstable_by_key(|(_, id)| *id);
+        for (k, id) in gone {
+            self.dests.remove(&k);
+            let _ = self.sched().del_dest(id);
+            self.affinity
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .forget_dest(id);
+            ids.try_remove(id as usize);
+            out.gone_dests.push(id);
+        }
+    }
+
+    /// A new scheduler (or new `-b` flags) for `svc`: a new instance, told of the servers the
+    /// old one had, as they are now. True when it was made.
+    fn renew_scheduler(
+        &mut self,
+        plugins: &mut Plugins,
+        state: &ControlState,
+        svc: &Service,
+        out: &mut Synced,
+    ) -> bool {
+        let wanted = (svc.conf.scheduler.clone(), svc.conf.sched_flags.clone());
+        if self.made_with == wanted {
+            return false;
+        }
+        // Recorded even when refused, as the edit was: the old instance keeps scheduling and
+        // the refusal is reported once.
+        self.made_with = wanted;
+        let key = svc.conf.key;
+        match instance(plugins, &svc.conf) {
+            Ok(mut inst) => {
+                for d in &svc.dests {
+                    if let Some(id) = self.dest(d.addr, d.port)
+                        && let Ok(sd) = sched_dest(id, &state.effective(&key, *d))
+                    {
+                        let _ = inst.add_dest(sd);
+                    }
+                }
+                self.sched = Arc::new(Mutex::new(inst));
+                true
+            }
+            Err(e) => {
+                out.failed.push((format!("service {key}"), e));
+                false
+            }
+        }
+    }
 }
 
 /// What one [`ServiceRegistry::sync`] did.
@@ -101,10 +159,11 @@ impl ServiceRegistry {
                 .service(key)
                 .is_some_and(|s| dest.is_none_or(|(addr, port)| s.find_dest(addr, port).is_some()))
         });
+        let now: HashSet<ServiceKey> = state.services().iter().map(|s| s.conf.key).collect();
         let mut gone: Vec<(u32, ServiceKey)> = self
             .services
             .iter()
-            .filter(|(k, _)| state.service(k).is_none())
+            .filter(|(k, _)| !now.contains(k))
             .map(|(k, slot)| (slot.id, *k))
             .collect();
         gone.sort_unstable_by_key(|(id, _)| *id);
@@ -151,71 +210,37 @@ impl ServiceRegistry {
         let Some(slot) = self.services.get_mut(&key) else {
             return;
         };
-        // Servers that left: out of the scheduler and the affinity map, ids back.
-        let mut gone: Vec<((IpAddr, u16), u32)> = slot
-            .dests
+        slot.retire_gone(svc, &mut self.dest_ids, out);
+        let fresh = slot.renew_scheduler(plugins, state, svc, out);
+        // What each server's scheduler was last told: the workers set the overload flag
+        // themselves (thresholds), the rest is the control state's.
+        let told: HashMap<u32, (u32, u32)> = slot
+            .sched()
+            .dests()
             .iter()
-            .filter(|((addr, port), _)| svc.find_dest(*addr, *port).is_none())
-            .map(|(k, id)| (*k, *id))
+            .map(|t| {
+                (
+                    t.id,
+                    (t.weight, t.flags & !lvs_sched_abi::DEST_F_OVERLOADED),
+                )
+            })
             .collect();
-        gone.sort_unstable_by_key(|(_, id)| *id);
-        for (k, id) in gone {
-            slot.dests.remove(&k);
-            let _ = slot.sched().del_dest(id);
-            slot.affinity
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .forget_dest(id);
-            self.dest_ids.try_remove(id as usize);
-            out.gone_dests.push(id);
-        }
-        // A new scheduler starts with the servers the old one had, as they are now.
-        let wanted = (svc.conf.scheduler.clone(), svc.conf.sched_flags.clone());
-        let mut fresh = false;
-        if slot.made_with != wanted {
-            // Recorded even when refused, as the edit was: the old instance keeps scheduling
-            // and the refusal is reported once.
-            slot.made_with = wanted;
-            match instance(plugins, &svc.conf) {
-                Ok(mut inst) => {
-                    for d in &svc.dests {
-                        if let Some(id) = slot.dest(d.addr, d.port)
-                            && let Ok(sd) = sched_dest(id, &state.effective(&key, *d))
-                        {
-                            let _ = inst.add_dest(sd);
-                        }
-                    }
-                    slot.sched = Arc::new(Mutex::new(inst));
-                    fresh = true;
-                }
-                Err(e) => out.failed.push((format!("service {key}"), e)),
-            }
-        }
         for d in &svc.dests {
             let conf = state.effective(&key, *d);
             let what = || format!("real server {} of {key}", AddrPort(d.addr, d.port));
-            match slot.dest(d.addr, d.port) {
-                Some(id) => {
-                    if fresh {
-                        continue;
-                    }
-                    let Ok(sd) = sched_dest(id, &conf) else {
-                        continue;
-                    };
-                    let mut inst = slot.sched();
-                    // The workers set the overload flag themselves (thresholds); the
-                    // rest is what the control state decides.
-                    let told = inst.dests().iter().find(|t| t.id == id).is_some_and(|t| {
-                        t.weight == sd.weight
-                            && t.flags & !lvs_sched_abi::DEST_F_OVERLOADED == sd.flags
-                    });
-                    if (!told || edited.contains(&(key, d.addr, d.port)))
-                        && let Err(e) = inst.update_dest(sd)
+            let result = match slot.dest(d.addr, d.port) {
+                Some(_) if fresh => Ok(()),
+                Some(id) => match sched_dest(id, &conf) {
+                    Ok(sd)
+                        if told.get(&id) != Some(&(sd.weight, sd.flags))
+                            || edited.contains(&(key, d.addr, d.port)) =>
                     {
-                        out.failed
-                            .push((what(), DataplaneError::Sched(e.to_string())));
+                        slot.sched()
+                            .update_dest(sd)
+                            .map_err(|e| DataplaneError::Sched(e.to_string()))
                     }
-                }
+                    _ => Ok(()),
+                },
                 None => {
                     let refused = (key, Some((d.addr, d.port)));
                     if self.refused.contains(&refused) {
@@ -225,19 +250,22 @@ impl ServiceRegistry {
                         Ok((id, sd)) => {
                             slot.dests.insert((d.addr, d.port), id);
                             out.new_dests.push(id);
-                            // A scheduler that refuses the server leaves it placed (its
-                            // connections are still forwarded), as IPVS does.
-                            if let Err(e) = slot.sched().add_dest(sd) {
-                                out.failed
-                                    .push((what(), DataplaneError::Sched(e.to_string())));
-                            }
+                            // A scheduler that refuses the server leaves it placed: its
+                            // connections are still forwarded, and the refusal is reported.
+                            slot.sched()
+                                .add_dest(sd)
+                                .map(drop)
+                                .map_err(|e| DataplaneError::Sched(e.to_string()))
                         }
                         Err(e) => {
                             self.refused.insert(refused);
-                            out.failed.push((what(), e));
+                            Err(e)
                         }
                     }
                 }
+            };
+            if let Err(e) = result {
+                out.failed.push((what(), e));
             }
         }
     }
