@@ -1,176 +1,281 @@
-//! The director's configuration file (TOML). Everything is optional: with no file at all the
-//! director forwards on every non-loopback interface with one worker per CPU.
+//! Loading what the director runs from: the TOML file and the rules file it names, both
+//! checked before anything is applied, so that `--check-config` and SIGHUP refuse a bad file
+//! with its line and the running configuration stays.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use lvs_common::{ConfigError, Source};
+use lvs_control::{AnyScheduler, ControlState};
+use lvs_l7::config::Place;
 
-/// `/etc/lvs/director.toml`. Unknown keys are refused, so a typo is an error with its line.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+mod file;
+
+pub use file::{FileConfig, FileRing, FileTimeouts};
+
+/// What the director runs from: the checked file, and the files it names, read and checked.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Interfaces to forward on. Empty: every non-loopback interface that is up.
-    pub interfaces: Vec<String>,
-    /// Worker threads. 0: one per CPU.
-    pub workers: usize,
-    /// Connection table size for the whole director, shared out between workers.
-    pub conn_table_size: usize,
-    /// Virtual services to load at start, in `ipvsadm-save` format (`lvsadm -S` output).
-    pub rules_file: Option<PathBuf>,
-    /// Group (besides root) allowed on the control socket.
-    pub control_group: Option<String>,
-    /// The `nft` binary used for the kernel guard.
-    pub nft: String,
-    pub timeouts: TimeoutsConfig,
-    pub ring: RingConfig,
-    /// `[sync]`: connection-state sync with the other directors (absent: none).
-    pub sync: Option<crate::sync::SyncConfig>,
-    /// Layer-7 content services (`[[content_service]]`, see lvs-l7), terminated by the
-    /// director's own TCP stack beside the IP-load-balanced services.
-    pub content_service: Vec<lvs_l7::ContentServiceConfig>,
-    /// Pools of real servers that content services route to (`[[pool]]`).
-    pub pool: Vec<lvs_l7::PoolConfig>,
+    pub file: FileConfig,
+    /// The rules file's text, when one is configured (checked for syntax and IPVS's rules;
+    /// scheduler names are checked against the plugins when applied).
+    pub rules: Option<(PathBuf, String)>,
+    /// The connection-sync key, read (and its permissions checked) with the file.
+    pub sync_key: Option<crate::sync::wire::AuthKey>,
 }
 
-/// `[timeouts]`, in seconds: the same as `lvsadm --set tcp tcpfin udp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TimeoutsConfig {
-    pub tcp: u32,
-    pub tcp_fin: u32,
-    pub udp: u32,
-}
-
-/// `[ring]`: the size of each AF_PACKET receive ring (one per interface per worker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RingConfig {
-    /// Bytes per block; a power of two, a multiple of the page size.
-    pub block_size: u32,
-    pub block_count: u32,
-    /// How long the kernel fills a block before handing it over anyway, in milliseconds.
-    pub retire_ms: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            interfaces: Vec::new(),
-            workers: 0,
-            conn_table_size: 1 << 20,
-            rules_file: None,
-            control_group: None,
-            nft: "nft".into(),
-            timeouts: TimeoutsConfig::default(),
-            ring: RingConfig::default(),
-            sync: None,
-            content_service: Vec::new(),
-            pool: Vec::new(),
-        }
+fn invalid(path: &Path, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        location: None,
+        reason,
     }
 }
 
-impl Default for TimeoutsConfig {
-    fn default() -> Self {
-        Self {
-            tcp: 900,
-            tcp_fin: 120,
-            udp: 300,
+/// Where `place` is in the file's text (a byte offset): the key's line within its
+/// `[[pool]]`, `[[content_service]]` or `[[content_service.rule]]` table, else the table's
+/// header. `None` when the table is not written with its own header (an inline table).
+fn locate(text: &str, place: Place) -> Option<usize> {
+    // Each table header: (kind, offset), with the start and end of its body.
+    let mut tables: Vec<(&str, usize, usize)> = Vec::new();
+    let mut offset = 0;
+    let mut ends = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            ends.push(offset);
+            let name = t
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim();
+            let indent = line.len() - t.len();
+            tables.push((name, offset + indent, offset + line.len()));
         }
+        offset += line.len();
     }
+    ends.push(text.len());
+    let (kind, n, key) = match place {
+        Place::Pool(i, k) => ("pool", i, k),
+        Place::Service(i, k) => ("content_service", i, k),
+        Place::Rule(si, ri, k) => {
+            // The ri-th rule header after the si-th service header, before the next service.
+            let svc = tables
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.0 == "content_service")
+                .nth(si)?
+                .0;
+            let idx = tables
+                .iter()
+                .enumerate()
+                .skip(svc + 1)
+                .take_while(|(_, t)| t.0 != "content_service")
+                .filter(|(_, t)| t.0 == "content_service.rule")
+                .nth(ri)?
+                .0;
+            return Some(key_in(text, &tables, &ends, idx, k));
+        }
+    };
+    let idx = tables
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.0 == kind)
+        .nth(n)?
+        .0;
+    Some(key_in(text, &tables, &ends, idx, key))
 }
 
-impl Default for RingConfig {
-    fn default() -> Self {
-        Self {
-            block_size: 1 << 18,
-            block_count: 16,
-            retire_ms: 1,
+/// The offset of `key = ` in the body of table `idx`, else of its header.
+fn key_in(
+    text: &str,
+    tables: &[(&str, usize, usize)],
+    ends: &[usize],
+    idx: usize,
+    key: Option<&str>,
+) -> usize {
+    let (_, header, body) = tables[idx];
+    let end = ends[idx + 1];
+    let Some(key) = key else {
+        return header;
+    };
+    let mut offset = body;
+    for line in text[body..end].split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return offset + (line.len() - t.len());
         }
+        offset += line.len();
     }
+    header
+}
+
+/// The `lvs_common::run` loader.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let source = path.map(Source::read).transpose()?;
+    let file = match &source {
+        Some(s) => parse(s)?,
+        None => {
+            let file = FileConfig::default();
+            file.validate()
+                .map_err(|r| invalid(Path::new("(defaults)"), r))?;
+            file
+        }
+    };
+    let path = path.unwrap_or(Path::new("(defaults)"));
+    let sync_key = match &file.sync {
+        None => None,
+        Some(s) => {
+            if !s.state_dir.is_dir() {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "sync.state_dir {}: not a directory (it keeps sync.generation and sync.peers; create it)",
+                        s.state_dir.display()
+                    ),
+                ));
+            }
+            Some(
+                crate::sync::wire::AuthKey::from_file(&s.key_file, "sync")
+                    .map_err(|e| invalid(path, e.to_string()))?,
+            )
+        }
+    };
+    let rules = match &file.rules_file {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            lvs_control::load_rules(&text, &AnyScheduler).map_err(|e| invalid(p, e.to_string()))?;
+            Some((p.clone(), text))
+        }
+    };
+    Ok(Config {
+        file,
+        rules,
+        sync_key,
+    })
+}
+
+/// The file's text parsed and checked, without reading the files it names (the sync key, the
+/// rules file): what [`load`] does first.
+pub fn parse(src: &Source) -> Result<FileConfig, ConfigError> {
+    let config: FileConfig = src.parse()?;
+    if let Err((place, reason)) = lvs_l7::config::validate_at(&config.content_service, &config.pool)
+    {
+        return Err(match locate(src.text(), place) {
+            Some(at) => src.error_at(at..at, reason),
+            None => src.error(reason),
+        });
+    }
+    config.validate().map_err(|r| invalid(src.path(), r))?;
+    Ok(config)
 }
 
 impl Config {
-    /// The number of workers to start.
-    pub fn worker_count(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
-        } else {
-            std::thread::available_parallelism().map_or(1, usize::from)
+    /// The rules as a control state, with scheduler names checked by `sched`. `None` when no
+    /// `rules_file` is configured: then the services are whatever `lvsadm` made at run time,
+    /// and a reload must leave them (and the monitor's verdicts on them) as they are.
+    pub fn rules_state(
+        &self,
+        sched: &dyn lvs_control::SchedulerCheck,
+    ) -> Result<Option<ControlState>, String> {
+        match &self.rules {
+            None => Ok(None),
+            Some((path, text)) => lvs_control::load_rules(text, sched)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
         }
-    }
-
-    /// Checks serde cannot express. Returned as text; the caller adds the file name.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.conn_table_size < 1024 {
-            return Err(format!(
-                "conn_table_size = {} is too small (at least 1024)",
-                self.conn_table_size
-            ));
-        }
-        if self.workers > 256 {
-            return Err(format!("workers = {} is more than 256", self.workers));
-        }
-        let b = self.ring.block_size;
-        if !b.is_power_of_two() || b < 4096 {
-            return Err(format!(
-                "ring.block_size = {b} must be a power of two of at least 4096"
-            ));
-        }
-        if self.ring.block_count == 0 {
-            return Err("ring.block_count must be at least 1".into());
-        }
-        if self.timeouts.tcp == 0 || self.timeouts.tcp_fin == 0 || self.timeouts.udp == 0 {
-            return Err("timeouts must be at least 1 second".into());
-        }
-        if let Some(s) = &self.sync {
-            s.validate()?;
-        }
-        lvs_l7::config::validate(&self.content_service, &self.pool)?;
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    /// The shipped sample, with every commented-out setting switched on, is valid and says
-    /// exactly the defaults: the sample documents what the director really does.
     #[test]
-    fn the_sample_config_states_the_defaults() {
-        let sample = include_str!("../../etc/lvs-director.toml");
-        let uncommented: String = sample
-            .lines()
-            .map(|l| match l.strip_prefix('#') {
-                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
-                _ => l,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let mut parsed: Config =
-            lvs_common::parse_toml(&uncommented, std::path::Path::new("sample"))
-                .expect("sample parses");
-        assert_eq!(parsed.interfaces, vec!["eth0".to_string()]);
-        parsed.interfaces.clear();
-        parsed.rules_file = None;
-        parsed.control_group = None;
-        assert_eq!(parsed, Config::default());
-        assert!(parsed.validate().is_ok());
+    fn a_sync_key_others_can_read_refuses_the_configuration() {
+        let dir = std::env::temp_dir().join(format!("lvs-config-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("sync.key");
+        std::fs::write(&key, "a shared secret for sync\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let conf = dir.join("director.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                key.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("director.toml") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let ok = super::load(Some(&conf)).unwrap();
+        assert!(ok.sync_key.is_some());
+        // A state directory that does not exist: refused before anything starts.
+        std::fs::write(
+            &conf,
+            format!(
+                "[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                key.display(),
+                dir.join("none").display()
+            ),
+        )
+        .unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("sync.state_dir") && err.contains("none"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Content-switching mistakes point at their line, as TOML syntax errors do.
     #[test]
-    fn bad_values_are_refused_with_the_key_named() {
-        let mut c = Config {
-            conn_table_size: 10,
-            ..Config::default()
-        };
-        assert!(c.validate().unwrap_err().contains("conn_table_size"));
-        c = Config::default();
-        c.ring.block_size = 5000;
-        assert!(c.validate().unwrap_err().contains("ring.block_size"));
-        let err = lvs_common::parse_toml::<Config>("worker = 2", std::path::Path::new("d.toml"))
-            .unwrap_err();
-        assert!(err.to_string().starts_with("d.toml:1:"), "{err}");
+    fn content_errors_name_file_line_and_column() {
+        let dir = std::env::temp_dir().join(format!("lvs-config-l7-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("director.toml");
+        let text = "workers = 1\n\n[[content_service]]\naddress = \"192.0.2.1\"\nport = 80\n\n\
+                    [[content_service.rule]]\nname = \"a\"\npool = \"p\"\n\n\
+                    [[content_service.rule]]\nname = \"b\"\n  path_regex = \"(\"\n  pool = \"p\"\n\n\
+                    [[pool]]\nname = \"p\"\nservers = [{ address = \"10.0.0.1\", port = 80 }]\n";
+        let cases = [
+            (text.to_string(), "director.toml:13:3:", "path_regex"),
+            (
+                text.replace(
+                    "pool = \"p\"\n\n[[content_service.rule]]",
+                    "pool = \"q\"\n\n[[content_service.rule]]",
+                ),
+                "director.toml:9:1:",
+                "\"q\"",
+            ),
+            (
+                text.replace("port = 80 }", "port = 0 }"),
+                "director.toml:18:1:",
+                "port 0",
+            ),
+            (
+                text.replace("port = 80\n", "port = 80\nno_match = 500\n"),
+                "director.toml:6:1:",
+                "no_match",
+            ),
+        ];
+        for (t, at, what) in cases {
+            std::fs::write(&conf, &t).unwrap();
+            let err = super::load(Some(&conf)).unwrap_err().to_string();
+            assert!(err.contains(at) && err.contains(what), "{err}\n{t}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

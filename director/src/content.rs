@@ -15,7 +15,7 @@ use lvs_proto::{
 };
 use lvs_sched_host::Registry;
 
-use crate::config::Config;
+use crate::config::FileConfig;
 
 /// The content-switching engine, started when the first content service is configured.
 #[derive(Debug, Default)]
@@ -32,7 +32,7 @@ pub struct ContentSwitch {
 impl ContentSwitch {
     /// Start the services of `cfg`; an error (a scheduler that does not load, an address that
     /// cannot be bound) stops the director's start.
-    pub fn start(cfg: &Config, registry: &Rc<RefCell<Registry>>) -> Result<Self, String> {
+    pub fn start(cfg: &FileConfig, registry: &Rc<RefCell<Registry>>) -> Result<Self, String> {
         let mut me = Self {
             registry: Some(Rc::clone(registry)),
             workers: cfg.worker_count(),
@@ -46,7 +46,7 @@ impl ContentSwitch {
     /// open connections; nothing changes if the new set is refused.
     pub fn apply(
         &mut self,
-        cfg: &Config,
+        cfg: &FileConfig,
         registry: &Rc<RefCell<Registry>>,
     ) -> Result<usize, String> {
         self.set(

@@ -22,9 +22,9 @@ use lvs_sched_host::{Instance, Registry, SearchPath};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::config::Config;
 use crate::dataplane::{Dataplane, IfAddrs, Setup};
 use crate::guard::KernelGuard;
-use crate::settings::Settings;
 
 const SIGNALS: Token = Token(0);
 const NETLINK: Token = Token(1);
@@ -117,8 +117,8 @@ fn resolve(
     }
 }
 
-pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxError> {
-    let cfg = settings.config.clone();
+pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
+    let cfg = config.file.clone();
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
 
@@ -186,14 +186,14 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
         mtus,
         if_addrs,
     )?));
-    if let Some(key) = settings.sync_key.clone() {
+    if let Some(key) = config.sync_key.clone() {
         dataplane.borrow_mut().start_sync(key)?;
     }
     let mut guard = KernelGuard::new(cfg.nft.clone());
 
     // The rules file, checked against the real plugins now.
     let check = PluginCheck(Rc::clone(&registry));
-    let state = settings.rules_state(&check)?.unwrap_or_default();
+    let state = config.rules_state(&check)?.unwrap_or_default();
     if let Some(reason) = content_conflict(&state, &cfg.content_service) {
         return Err(reason.into());
     }
@@ -331,8 +331,8 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
 /// file that cannot be applied whole (bad rules, a content service on the port of a virtual
 /// service) is refused and the running configuration stays.
 fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
-    new: &Settings,
-    running: &crate::config::Config,
+    new: &Config,
+    running: &crate::config::FileConfig,
     registry: &Rc<RefCell<Registry>>,
     handler: &mut ControlHandler<DpStats, PluginCheck, F>,
     content: &mut crate::content::ContentSwitch,
@@ -341,7 +341,7 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
     let check = PluginCheck(Rc::clone(registry));
     let rules = match new.rules_state(&check).and_then(|rules| {
         let lb = rules.as_ref().unwrap_or(handler.state());
-        match content_conflict(lb, &new.config.content_service) {
+        match content_conflict(lb, &new.file.content_service) {
             Some(reason) => Err(reason),
             None => Ok(rules),
         }
@@ -352,14 +352,14 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
             return;
         }
     };
-    if new.config.sync != running.sync {
+    if new.file.sync != running.sync {
         event!(
             Level::Warn,
             "sync_config_unchanged",
             reason = "[sync] changes take effect at the next start"
         );
     }
-    match content.apply(&new.config, registry) {
+    match content.apply(&new.file, registry) {
         Ok(n) => event!(Level::Info, "content_reloaded", services = n),
         Err(reason) => event!(Level::Error, "content_config_rejected", reason = reason),
     }
@@ -448,7 +448,7 @@ mod tests {
         toml_config(port).content_service
     }
 
-    fn toml_config(port: u16) -> crate::config::Config {
+    fn toml_config(port: u16) -> crate::config::FileConfig {
         let text = format!(
             "[[content_service]]\naddress = \"192.0.2.1\"\nport = {port}\ndefault_pool = \"p\"\n\n\
              [[pool]]\nname = \"p\"\nservers = [{{ address = \"10.0.0.1\", port = 80 }}]\n"

@@ -11,5 +11,4 @@ pub mod content_edit;
 pub mod daemon;
 pub mod dataplane;
 pub mod guard;
-pub mod settings;
 pub mod sync;

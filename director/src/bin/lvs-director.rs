@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     lvs_common::run(
         "lvs-director",
         &cli.daemon,
-        lvs_director::settings::load,
+        lvs_director::config::load,
         lvs_director::daemon::run,
     )
 }
