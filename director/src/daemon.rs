@@ -24,7 +24,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Config;
 use crate::dataplane::{Dataplane, IfAddrs, Setup};
-use crate::guard::KernelGuard;
+use crate::nftables::NftTable;
 
 const SIGNALS: Token = Token(0);
 const NETLINK: Token = Token(1);
@@ -189,7 +189,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     if let Some(key) = config.sync_key.clone() {
         dataplane.borrow_mut().start_sync(key)?;
     }
-    let mut guard = KernelGuard::new(cfg.nft.clone());
+    let mut guard = NftTable::new(cfg.nft.clone());
 
     // The rules file, checked against the real plugins now.
     let check = PluginCheck(Rc::clone(&registry));
@@ -212,7 +212,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     );
     // The handler hands the changes to the dataplane itself (its on_change).
     handler.replace(state);
-    guard.apply(&dataplane.borrow().guard_rules())?;
+    guard.apply(&dataplane.borrow().nft_rules())?;
     guard_dirty.set(false);
     let table = dp_table(&mut nl)?;
     let addrs = dataplane.borrow().dest_addrs();
@@ -315,7 +315,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                 }
                 Err(e) => log::warn!("event=nexthop_rebuild_failed reason={:?}", e.to_string()),
             }
-            let rules = dataplane.borrow().guard_rules();
+            let rules = dataplane.borrow().nft_rules();
             match guard.apply(&rules) {
                 Ok(()) => guard_dirty.set(false),
                 Err(e) => event!(Level::Error, "guard_failed", reason = e.to_string()),
@@ -425,7 +425,7 @@ fn dp_table(nl: &mut Netlink) -> Result<NextHopTable, BoxError> {
 /// Undo, in reverse: stop forwarding, give the kernel its packets back, restore offloads.
 fn shutdown(
     dataplane: &Rc<RefCell<Dataplane>>,
-    guard: &mut KernelGuard,
+    guard: &mut NftTable,
     offloads: &[OffloadChange],
 ) -> Result<(), BoxError> {
     dataplane.borrow_mut().stop();

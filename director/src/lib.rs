@@ -3,12 +3,13 @@
 //! Assembled from the crates beside it: `packet` (parsing and rewriting), `conntrack` (the
 //! connection table), `afpacket` (rings and fanout), `netinfo` (netlink), `control` (the
 //! configuration model and control requests) and `lvsadm`. This crate holds the worker
-//! threads (`dataplane`), the kernel guard, the configuration, and the daemon's event loop.
+//! threads (`dataplane`), the kernel guard (`nftables`), the configuration, and the daemon's
+//! event loop.
 
 pub mod config;
 pub mod content;
 pub mod content_edit;
 pub mod daemon;
 pub mod dataplane;
-pub mod guard;
+pub mod nftables;
 pub mod sync;

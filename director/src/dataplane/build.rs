@@ -15,7 +15,7 @@ use super::IfAddrs;
 use super::registry::ServiceRegistry;
 use super::snapshot::{self, DestEntry, ServiceEntry, Snapshot};
 use super::stats::WorkerStats;
-use crate::guard::{Endpoint, GuardRules, L4};
+use crate::nftables::{Endpoint, L4, NftRules};
 
 /// What the snapshot needs beside the configuration: where to send, and the counters.
 #[derive(Debug, Clone)]
@@ -55,14 +55,14 @@ pub fn build(
     state: &ControlState,
     registry: &ServiceRegistry,
     around: &Surroundings,
-) -> (Snapshot, GuardRules) {
+) -> (Snapshot, NftRules) {
     let mut services = HashMap::new();
     let mut dest_index = HashMap::new();
     let mut dests: Vec<Option<DestEntry>> = Vec::new();
     let mut live = Vec::new();
     let mut any_nat = false;
     let mut vips = Vec::new();
-    let mut guard = GuardRules::default();
+    let mut guard = NftRules::default();
     for svc in state.services() {
         let key = svc.conf.key;
         let (Some(slot), Some(vip)) = (registry.service(&key), v4(key.addr)) else {

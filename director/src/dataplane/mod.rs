@@ -30,7 +30,7 @@ use lvs_netinfo::NextHopTable;
 use lvs_proto::{ConnEntry, DestConf, Protocol, Rates, ServiceKey, Stats};
 use lvs_sched_host::Registry;
 
-use crate::guard::GuardRules;
+use crate::nftables::NftRules;
 use build::Surroundings;
 use rates::Meter;
 use registry::ServiceRegistry;
@@ -88,7 +88,7 @@ pub struct Dataplane {
     around: Surroundings,
     /// What the workers have now, and the guard rules made with it.
     snap: Arc<Snapshot>,
-    guard: GuardRules,
+    guard: NftRules,
     conn_table_size: usize,
 }
 
@@ -255,7 +255,7 @@ impl Dataplane {
     }
 
     /// What the kernel guard must keep from the kernel.
-    pub fn guard_rules(&self) -> GuardRules {
+    pub fn nft_rules(&self) -> NftRules {
         self.guard.clone()
     }
 

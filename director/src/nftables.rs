@@ -1,6 +1,7 @@
-//! The kernel guard: the director host's own kernel must neither answer traffic for a virtual
-//! service (no RST, no ICMP port unreachable: the VIP is a local address, so the kernel would)
-//! nor forward it a second time (VS/NAT replies from real servers pass through this host).
+//! The kernel guard, an nftables table: the director host's own kernel must neither answer
+//! traffic for a virtual service (no RST, no ICMP port unreachable: the VIP is a local address,
+//! so the kernel would) nor forward it a second time (VS/NAT replies from real servers pass
+//! through this host).
 //!
 //! The director sees these packets on its AF_PACKET sockets before netfilter does, so the guard
 //! simply drops them in an nftables table of its own, at the `raw` priority of `prerouting`
@@ -44,7 +45,7 @@ pub struct Endpoint {
 /// What the guard drops: packets *to* a virtual service, and VS/NAT replies *from* a real
 /// server's service port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GuardRules {
+pub struct NftRules {
     /// Virtual services (VIP, protocol, port). Port 0 means every port of the VIP.
     pub services: Vec<Endpoint>,
     /// VS/NAT real servers (address, protocol, port): their replies reach this host and
@@ -54,7 +55,7 @@ pub struct GuardRules {
 
 /// Why the guard could not be installed or removed.
 #[derive(Debug, thiserror::Error)]
-pub enum GuardError {
+pub enum NftError {
     #[error("cannot run {nft}: {source} (install the nftables package)")]
     Spawn { nft: String, source: std::io::Error },
     #[error("nft refused the director's table {TABLE}: {stderr}")]
@@ -63,12 +64,12 @@ pub enum GuardError {
 
 /// The guard, applied with the `nft` command.
 #[derive(Debug)]
-pub struct KernelGuard {
+pub struct NftTable {
     nft: String,
     installed: bool,
 }
 
-impl KernelGuard {
+impl NftTable {
     /// A guard that runs this `nft` binary (normally just `nft`, found on PATH).
     pub fn new(nft: impl Into<String>) -> Self {
         Self {
@@ -78,14 +79,14 @@ impl KernelGuard {
     }
 
     /// Replace the table with one for `rules`, atomically (one nft transaction).
-    pub fn apply(&mut self, rules: &GuardRules) -> Result<(), GuardError> {
+    pub fn apply(&mut self, rules: &NftRules) -> Result<(), NftError> {
         self.run(&ruleset(rules))?;
         self.installed = true;
         Ok(())
     }
 
     /// Delete the table, if this guard installed it.
-    pub fn remove(&mut self) -> Result<(), GuardError> {
+    pub fn remove(&mut self) -> Result<(), NftError> {
         if self.installed {
             // Declaring the table first makes the delete succeed even if someone already
             // removed it by hand.
@@ -95,8 +96,8 @@ impl KernelGuard {
         Ok(())
     }
 
-    fn run(&self, script: &str) -> Result<(), GuardError> {
-        let spawn_err = |source| GuardError::Spawn {
+    fn run(&self, script: &str) -> Result<(), NftError> {
+        let spawn_err = |source| NftError::Spawn {
             nft: self.nft.clone(),
             source,
         };
@@ -114,14 +115,14 @@ impl KernelGuard {
         if out.status.success() {
             Ok(())
         } else {
-            Err(GuardError::Nft {
+            Err(NftError::Nft {
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             })
         }
     }
 }
 
-impl Drop for KernelGuard {
+impl Drop for NftTable {
     fn drop(&mut self) {
         if let Err(e) = self.remove() {
             log::error!(
@@ -134,7 +135,7 @@ impl Drop for KernelGuard {
 
 /// The whole nft script: create-then-delete-then-create, so that applying it is one atomic
 /// replacement whether or not the table existed.
-pub fn ruleset(rules: &GuardRules) -> String {
+pub fn ruleset(rules: &NftRules) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "table inet {TABLE}");
     let _ = writeln!(s, "delete table inet {TABLE}");
@@ -196,7 +197,7 @@ mod tests {
     fn ruleset_drops_services_and_nat_replies_once_each() {
         let vip = Ipv4Addr::new(203, 0, 113, 100);
         let rs = Ipv4Addr::new(203, 0, 113, 11);
-        let rules = GuardRules {
+        let rules = NftRules {
             services: vec![
                 Endpoint {
                     addr: vip,
