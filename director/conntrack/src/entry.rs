@@ -1,7 +1,7 @@
 //! One entry of the table: a connection or a persistence template.
 
 use crate::addr::{Endpoint, Proto};
-use crate::list::NIL;
+use crate::linked_lists::NIL;
 use crate::tcp_state::State;
 
 /// How packets of a connection reach its real server (`ipvsadm -m/-g/-i`).

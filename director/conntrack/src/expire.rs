@@ -10,7 +10,7 @@
 
 use crate::dest::DestCounts;
 use crate::error::Error;
-use crate::listing::ConnInfo;
+use crate::inspect::ConnInfo;
 use crate::table::{Table, node_of};
 use crate::wheel::Pop;
 

@@ -5,7 +5,7 @@
 //! full table averages under one entry per bucket; a chain link costs 4 bytes per
 //! entry and a bucket about 4 more.
 
-use crate::list::NIL;
+use crate::linked_lists::NIL;
 
 /// Buckets and chain links.
 #[derive(Debug)]

@@ -17,7 +17,7 @@ use crate::addr::Endpoint;
 use crate::entry::{Conn, Forward, flags};
 use crate::error::Error;
 use crate::key::{TemplateKey, hash_client};
-use crate::list::NIL;
+use crate::linked_lists::NIL;
 use crate::table::Table;
 use crate::tcp_state::State;
 

@@ -10,7 +10,7 @@ use crate::addr::{Endpoint, Proto};
 use crate::entry::{Conn, Forward, flags};
 use crate::error::Error;
 use crate::key::{FlowKey, TemplateKey, hash_client};
-use crate::list::NIL;
+use crate::linked_lists::NIL;
 use crate::table::{ConnId, Table};
 use crate::tcp_state::State;
 

@@ -14,13 +14,13 @@ use crate::entry::{Conn, Forward, flags};
 use crate::error::{ConfigError, Error};
 use crate::index::Index;
 use crate::key::{FlowKey, hash_client};
-use crate::list::{Lists, NIL};
+use crate::linked_lists::{LinkedLists, NIL};
 use crate::stats::Stats;
 use crate::tcp_state::{Dir, State, StateTable, TcpFlags, next_state};
 use crate::timeouts::Timeouts;
 use crate::wheel::Wheel;
 
-/// The half-open list is list 0 of its `Lists`.
+/// The half-open list is list 0 of its `LinkedLists`.
 pub(crate) const HALF_OPEN: u32 = 0;
 
 /// A connection in the table. Valid until the entry is removed (by `expire`,
@@ -63,7 +63,7 @@ pub struct Table {
     pub(crate) entries: Slab<Conn>,
     pub(crate) index: Index,
     pub(crate) wheel: Wheel,
-    pub(crate) half_open: Lists,
+    pub(crate) half_open: LinkedLists,
     pub(crate) dests: Vec<DestSlot>,
     pub(crate) timeouts: Timeouts,
     pub(crate) stats: Stats,
@@ -122,7 +122,7 @@ impl Table {
             entries: Slab::with_capacity(cfg.capacity),
             index: Index::new(nodes),
             wheel: Wheel::new(nodes, now),
-            half_open: Lists::new(nodes, 1),
+            half_open: LinkedLists::new(nodes, 1),
             dests: vec![DestSlot::default(); cfg.dest_slots],
             timeouts: Timeouts::default(),
             stats: Stats::default(),
@@ -481,8 +481,8 @@ impl Table {
     }
 
     /// Bytes allocated for `capacity` entries, the index, the wheel and the lists.
-    pub fn footprint(&self) -> crate::listing::Footprint {
-        crate::listing::Footprint::of(self)
+    pub fn footprint(&self) -> crate::inspect::Footprint {
+        crate::inspect::Footprint::of(self)
     }
 
     /// The earliest time `expire` may have work, for the event loop's poll timeout:

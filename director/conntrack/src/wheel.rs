@@ -13,7 +13,7 @@
 //! keeps list surgery, and a cache miss, off the per-packet path. A deadline
 //! moved *earlier* (a state with a shorter timeout) must be re-armed at once.
 
-use crate::list::Lists;
+use crate::linked_lists::LinkedLists;
 
 const LEVEL_BITS: u32 = 6;
 const SLOTS: u32 = 1 << LEVEL_BITS;
@@ -41,7 +41,7 @@ pub(crate) enum Pop {
 /// The wheel. Node numbers are table slots, `0..nodes`.
 #[derive(Debug)]
 pub(crate) struct Wheel {
-    lists: Lists,
+    lists: LinkedLists,
     /// One bit per non-empty slot, per level.
     occupied: [u64; LEVELS as usize],
     /// The time up to which slots have been processed.
@@ -52,7 +52,7 @@ impl Wheel {
     /// A wheel for `nodes` entries, starting at time `now`.
     pub(crate) fn new(nodes: u32, now: u64) -> Wheel {
         Wheel {
-            lists: Lists::new(nodes, PENDING + 1),
+            lists: LinkedLists::new(nodes, PENDING + 1),
             occupied: [0; LEVELS as usize],
             elapsed: now,
         }

@@ -16,14 +16,14 @@ struct Link {
 
 /// A set of lists sharing one link array.
 #[derive(Debug)]
-pub(crate) struct Lists {
+pub(crate) struct LinkedLists {
     links: Vec<Link>,
     nodes: u32,
 }
 
-impl Lists {
+impl LinkedLists {
     /// Room for `nodes` entries and `heads` lists, all empty.
-    pub(crate) fn new(nodes: u32, heads: u32) -> Lists {
+    pub(crate) fn new(nodes: u32, heads: u32) -> LinkedLists {
         let total = nodes as usize + heads as usize;
         let mut links = vec![
             Link {
@@ -35,7 +35,7 @@ impl Lists {
         for h in nodes..nodes + heads {
             links[h as usize] = Link { prev: h, next: h };
         }
-        Lists { links, nodes }
+        LinkedLists { links, nodes }
     }
 
     /// The node number of list head `head`.
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn fifo_order_and_unlink_anywhere() {
-        let mut l = Lists::new(8, 2);
+        let mut l = LinkedLists::new(8, 2);
         for n in [3, 1, 4] {
             l.push_back(0, n);
         }
