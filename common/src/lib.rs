@@ -80,6 +80,7 @@ pub mod mcast;
 pub mod pidfile;
 pub mod run;
 pub mod signals;
+mod sys;
 
 pub use cli::DaemonArgs;
 pub use config::{ConfigError, Source, check_config, load_toml, one_line_reason, parse_toml};
