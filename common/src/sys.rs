@@ -63,3 +63,32 @@ pub(crate) fn set_ip_option<T: IpOptionValue>(
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_is_refused_while_other_threads_run() {
+        // The test harness runs tests on threads; keep one more alive to be sure.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        let e = fork_single_threaded().expect_err("forked with threads running");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(tx);
+        helper.join().unwrap();
+    }
+
+    #[test]
+    fn an_ip_option_of_the_wrong_size_is_refused_by_the_kernel() {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+        set_ip_option(fd, libc::IP_MULTICAST_TTL, &libc::c_int::from(3u8)).unwrap();
+        assert_eq!(s.multicast_ttl_v4().unwrap(), 3);
+        let group = libc::in_addr { s_addr: 0 };
+        let e = set_ip_option(fd, libc::IP_ADD_MEMBERSHIP, &group).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+}
