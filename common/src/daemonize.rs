@@ -198,6 +198,9 @@ mod tests {
             err.to_string()
                 .contains("daemonize before starting any thread")
         );
+        // The fork underneath refuses too, whoever calls it.
+        let e = fork_single_threaded().expect_err("forked with threads running");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         drop(tx);
         helper.join().unwrap();
     }
