@@ -16,7 +16,6 @@ use lvs_proto::{
 use lvs_sched_host::Registry;
 
 use crate::config::Config;
-use crate::content_edit;
 
 /// The content-switching engine, started when the first content service is configured.
 #[derive(Debug, Default)]
@@ -64,9 +63,13 @@ impl ContentSwitch {
         let Some(registry) = self.registry.clone() else {
             return Err("content switching is not running".into());
         };
-        let mut model = content_edit::model(&self.services, &self.pools);
-        lvs_control::content::apply(&mut model, edit, &content_edit::EngineChecks(&registry))?;
-        let (services, pools) = content_edit::engine_config(&self.services, model);
+        let mut model = crate::content_edit::model(&self.services, &self.pools);
+        lvs_control::content::apply(
+            &mut model,
+            edit,
+            &crate::content_edit::EngineChecks(&registry),
+        )?;
+        let (services, pools) = crate::content_edit::engine_config(&self.services, model);
         self.set(services, pools, self.workers, &registry)
             .map(|_| ())
     }
@@ -79,8 +82,8 @@ impl ContentSwitch {
             .map(Engine::services)
             .unwrap_or_default();
         lvs_control::content::status(
-            &content_edit::model(&self.services, &self.pools),
-            &content_edit::EngineCounters(&views),
+            &crate::content_edit::model(&self.services, &self.pools),
+            &crate::content_edit::EngineCounters(&views),
         )
     }
 

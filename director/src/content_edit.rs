@@ -217,10 +217,16 @@ impl ContentCounters for EngineCounters<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+
+    /// The content-switching tables of the director's file.
+    #[derive(serde::Deserialize)]
+    struct File {
+        content_service: Vec<ContentServiceConfig>,
+        pool: Vec<PoolConfig>,
+    }
 
     /// What the engine would be given after `edit`, from a file's content services.
-    fn edited(edit: ContentEdit) -> (Vec<ContentServiceConfig>, Vec<PoolConfig>, Config) {
+    fn edited(edit: ContentEdit) -> (Vec<ContentServiceConfig>, Vec<PoolConfig>, File) {
         let text = r#"
 [[content_service]]
 address = "192.0.2.1"
@@ -240,7 +246,7 @@ scheduler = "rr"
 options = "x=1"
 servers = [{ address = "10.0.0.1", port = 8080, weight = 3 }]
 "#;
-        let cfg: Config = lvs_common::parse_toml(text, std::path::Path::new("d.toml")).unwrap();
+        let cfg: File = lvs_common::parse_toml(text, std::path::Path::new("d.toml")).unwrap();
         let (services, pools) = (&cfg.content_service, &cfg.pool);
         let mut m = model(services, pools);
         struct Any;
