@@ -76,7 +76,7 @@ where
         if let Response::Error { message, .. } = &response {
             lvs_common::event!(
                 log::Level::Info,
-                "control_refused",
+                "request_refused",
                 peer = peer,
                 reason = message,
             );
@@ -84,7 +84,7 @@ where
         for change in &changes {
             lvs_common::event!(
                 log::Level::Info,
-                "control_change",
+                "config_changed",
                 peer = peer,
                 change = describe(change),
             );
@@ -96,7 +96,7 @@ where
     }
 }
 
-/// What a change did, in words (the `change` of its `control_change` event).
+/// What a change did, in words (the `change` of its `config_changed` event).
 fn describe(change: &ConfigChange) -> String {
     use lvs_proto::AddrPort;
     match change {
