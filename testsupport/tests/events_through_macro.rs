@@ -14,7 +14,8 @@ mod rust_source;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use rust_source::{T, Tok, files, ident_is, lex, paren, punct_is, repo_root, split_args, tree};
+use lvs_testsupport::{source_files, workspace_root};
+use rust_source::{T, Tok, ident_is, lex, paren, punct_is, split_args, tree};
 
 /// Macros that hand their arguments to the `log` facade.
 const LOG_MACROS: &[&str] = &["error", "warn", "info", "debug", "trace", "log"];
@@ -247,10 +248,8 @@ fn undocumented(found: &[Emitted], rows: &BTreeMap<String, BTreeSet<String>>) ->
 
 /// Both checks over every Rust file under `root`, by file.
 fn check(root: &Path, rows: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
-    let mut all = Vec::new();
-    files(root, &mut all);
     let mut report = Vec::new();
-    for path in all {
+    for path in source_files(root) {
         let rel = path.strip_prefix(root).unwrap_or(&path);
         let rel_s = rel.to_string_lossy();
         if !rel_s.ends_with(".rs") || is_test_path(&rel_s) {
@@ -276,7 +275,7 @@ fn check(root: &Path, rows: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> 
 
 #[test]
 fn every_event_line_goes_through_the_event_macro_and_is_documented() {
-    let root = repo_root();
+    let root = workspace_root();
     let docs = std::fs::read_to_string(root.join("docs/LOGGING.md")).expect("docs/LOGGING.md");
     let report = check(&root, &documented(&docs));
     assert!(

@@ -26,7 +26,8 @@ mod rust_source;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use rust_source::{T, Tok, files, ident_is, lex, paren, punct_is, repo_root, split_args, tree};
+use lvs_testsupport::{source_files, workspace_root};
+use rust_source::{T, Tok, ident_is, lex, paren, punct_is, split_args, tree};
 
 /// Test helpers whose first literal-array argument is a command line, program first.
 const ARRAY_HELPERS: &[&str] = &["exec", "spawn", "sh", "sh_out", "must"];
@@ -79,8 +80,6 @@ fn listed(text: &str) -> BTreeSet<String> {
         })
         .collect()
 }
-
-// ------------------------------------------------------------------ Rust tokens
 
 /// One argument of a command line: a literal, or anything else.
 #[derive(Debug, Clone, PartialEq)]
@@ -713,8 +712,7 @@ fn shell_command(
 
 /// Every program the sources under `root` start, by file.
 fn programs_started(root: &Path) -> BTreeMap<PathBuf, Vec<Found>> {
-    let mut all = Vec::new();
-    files(root, &mut all);
+    let all = source_files(root);
     let mut found = BTreeMap::new();
     for path in all {
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
@@ -744,7 +742,7 @@ fn programs_started(root: &Path) -> BTreeMap<PathBuf, Vec<Found>> {
 
 #[test]
 fn every_program_a_test_starts_is_in_scripts_test_programs() {
-    let root = repo_root();
+    let root = workspace_root();
     let list = std::fs::read_to_string(root.join("scripts/test-programs"))
         .expect("read scripts/test-programs");
     let listed = listed(&list);

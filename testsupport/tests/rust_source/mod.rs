@@ -2,16 +2,6 @@
 //! (`programs_declared`, `events_through_macro`): comments dropped, string literals decoded,
 //! bracketed runs grouped. Not a parser: enough to find macro calls and their literal arguments.
 
-use std::path::{Path, PathBuf};
-
-/// The workspace root (testsupport/ is one level down).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testsupport/ has a parent")
-        .to_path_buf()
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tok {
     Ident(String),
@@ -237,23 +227,5 @@ pub fn paren(t: Option<&T>) -> Option<&[T]> {
             ..
         }) => Some(inner),
         _ => None,
-    }
-}
-
-/// Every file under `dir`, recursively; hidden directories and build output left out.
-pub fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
-            if !(name.starts_with('.') || name == "target" || name == "node_modules") {
-                files(&p, out);
-            }
-        } else {
-            out.push(p);
-        }
     }
 }
