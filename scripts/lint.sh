@@ -11,6 +11,9 @@ cargo test --locked -q -p lvs-testsupport --test programs_declared
 # Every event line is built by lvs_common::event! (never written by hand with `event=`), and
 # every event and key it names is in docs/LOGGING.md.
 cargo test --locked -q -p lvs-testsupport --test events_through_macro
+# `unsafe` only in sys modules (sys.rs, sys/), apart from the files listed with a reason in
+# testsupport/tests/unsafe_confined.rs: read from the sources too.
+cargo test --locked -q -p lvs-testsupport --test unsafe_confined
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "scripts/lint.sh: installing cargo-deny (once per machine)" >&2
