@@ -7,6 +7,8 @@
 //! - [`message`]: Hello, requests, responses and events.
 //! - [`director`]: the director's control vocabulary (services, real servers, counters).
 //! - [`peer`]: `SO_PEERCRED` checks.
+//! - [`event`](mod@event): the one `event=<name> key=value` log line format (and its
+//!   [`event!`] macro), which `lvs_common` re-exports for the daemons.
 //! - [`server`]: the `mio` daemon side; [`client`]: the blocking CLI side.
 //!
 //! A conversation: the client sends [`ClientFrame::Hello`]; the daemon answers
@@ -17,6 +19,7 @@ pub mod client;
 pub mod codec;
 pub mod director;
 pub mod error;
+pub mod event;
 pub mod frame;
 pub mod message;
 pub mod peer;
@@ -36,3 +39,7 @@ pub use message::{
 };
 pub use peer::{AccessPolicy, Credentials, PeerInfo};
 pub use server::{Handler, PingHandler, Server, ServerConfig, ServerThread};
+
+/// The `log` crate, for the [`event!`] macro's expansion.
+#[doc(hidden)]
+pub use log as __log;
