@@ -15,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lvs_lockmgr::LockClient;
 use lvs_proto::{
-    AddrPort, Client, ClientOptions, DestHealth, Event, HaRole, MonitoredServer, Rates, Request,
-    Response, Role, ServiceKey, ServiceStatus, Stats, Topic,
+    AddrPort, Client, ClientOptions, Connect, DestHealth, DirectorLink, Event, HaRole, LinkError,
+    LinkOptions, MonitoredServer, Rates, Request, Response, Role, ServiceKey, ServiceStatus, Stats,
+    Topic,
 };
 use serde::Serialize;
 
@@ -422,8 +423,12 @@ impl Drop for CollectorThread {
 /// The collector's own state between polls.
 #[derive(Debug, Default)]
 pub struct Collector {
-    director: Option<Client>,
-    events: Option<Client>,
+    /// Requests to the director (made at the first poll; follows a moved socket).
+    director: Option<DirectorLink>,
+    /// A second connection to the director, subscribed to all its events.
+    events: Option<DirectorLink>,
+    /// `events` is subscribed (a new connection is not, until told again).
+    subscribed: bool,
     heartbeatd: Option<Client>,
     monitord: Option<Client>,
     lockmgr: Option<LockClient>,
@@ -431,6 +436,37 @@ pub struct Collector {
     last_health: HashMap<(String, String), String>,
     /// Whether each daemon answered at the last poll, to report changes as events.
     last_ok: HashMap<String, bool>,
+}
+
+/// The collector's links to the director: a request may take 2 s (this thread is off the
+/// HTTP loop); no back-off of their own (one attempt per poll) and no log lines of their own:
+/// the page shows the director unreachable and why, and the collector's events say when that
+/// changes.
+const DIRECTOR_LINK: LinkOptions = LinkOptions {
+    role: Role::Webmon,
+    timeout: Duration::from_secs(2),
+    backoff_min: Duration::ZERO,
+    backoff_max: Duration::ZERO,
+    report: lvs_proto::ignore_link_report,
+};
+
+/// The link in `slot` (made on first use), pointed at `path`.
+fn director_link<'a>(slot: &'a mut Option<DirectorLink>, path: &Path) -> &'a mut DirectorLink {
+    let link = slot.get_or_insert_with(|| DirectorLink::new(path, DIRECTOR_LINK));
+    link.set_path(path);
+    link
+}
+
+/// One request to the director, connecting first if need be; the error as the page shows it.
+fn ask_director(link: &mut DirectorLink, req: Request) -> Result<Response, String> {
+    link.connect_if_due(Instant::now());
+    link.request(req).map_err(|e| match e {
+        LinkError::Refused { message, .. } => message,
+        LinkError::Lost(e) => e.to_string(),
+        LinkError::Down => link
+            .unreachable_reason()
+            .map_or_else(|| "not connected".to_owned(), ToString::to_string),
+    })
 }
 
 fn opts() -> ClientOptions {
@@ -492,28 +528,25 @@ impl Collector {
         };
 
         // The director.
-        let services = match ask(
-            &mut self.director,
-            &t.director,
-            Request::ListServices { key: None },
-        ) {
+        let director = director_link(&mut self.director, &t.director);
+        let services = match ask_director(director, Request::ListServices { key: None }) {
             Ok(Response::Services(s)) => Ok(s),
             Ok(_) => Err("unexpected answer to ListServices".to_owned()),
             Err(e) => Err(e),
         };
-        let health = match ask(&mut self.director, &t.director, Request::ListHealth) {
+        let health = match ask_director(director, Request::ListHealth) {
             Ok(Response::Health(h)) => h,
             _ => Vec::new(),
         };
-        let role = match ask(&mut self.director, &t.director, Request::GetRole) {
+        let role = match ask_director(director, Request::GetRole) {
             Ok(Response::Role(r)) => Some(r),
             _ => None,
         };
-        let info = match ask(&mut self.director, &t.director, Request::GetInfo) {
+        let info = match ask_director(director, Request::GetInfo) {
             Ok(Response::Info(i)) => Some(i),
             _ => None,
         };
-        let sync = match ask(&mut self.director, &t.director, Request::SyncStatus) {
+        let sync = match ask_director(director, Request::SyncStatus) {
             Ok(Response::Sync(s)) if s.enabled => Some(SyncView {
                 active: s.active,
                 synced: s.synced,
@@ -619,26 +652,27 @@ impl Collector {
     }
 
     fn drain_events(&mut self, path: &Path, out: &mut Vec<(&'static str, String)>) {
-        if self.events.is_none() {
-            let Ok(mut c) = Client::connect_with(path, Role::Webmon, opts()) else {
-                return;
+        let link = director_link(&mut self.events, path);
+        match link.connect_if_due(Instant::now()) {
+            Connect::No => return,
+            // Perhaps a restarted director: it knows no subscription of ours.
+            Connect::Fresh => self.subscribed = false,
+            Connect::Already => {}
+        }
+        if !self.subscribed {
+            let subscribe = Request::Subscribe {
+                topics: Topic::ALL.to_vec(),
             };
-            if c.subscribe(&Topic::ALL).is_err() {
+            self.subscribed = matches!(link.request(subscribe), Ok(Response::Ok));
+            if !self.subscribed {
                 return;
             }
-            self.events = Some(c);
         }
-        let Some(c) = self.events.as_mut() else {
-            return;
-        };
         for _ in 0..100 {
-            match c.next_event(Duration::from_millis(1)) {
+            match link.next_event(Duration::from_millis(1)) {
                 Ok(Some(e)) => out.push(("director", event_text(&e))),
-                Ok(None) => return,
-                Err(_) => {
-                    self.events = None;
-                    return;
-                }
+                // A lost link reconnects at the next poll.
+                Ok(None) | Err(_) => return,
             }
         }
     }
