@@ -914,3 +914,94 @@ pub fn parse_service_id(id: &str) -> Option<ServiceKey> {
         port: sa.port(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use lvs_proto::server::{Handler, Server, ServerConfig, ServerThread};
+    use lvs_proto::{AccessPolicy, ErrorCode, PeerInfo};
+    use lvs_testsupport::wait_for;
+
+    use super::*;
+
+    /// A director with no services that refuses everything else.
+    struct EmptyDirector;
+
+    impl Handler for EmptyDirector {
+        fn handle(&mut self, _peer: &PeerInfo, request: Request) -> Response {
+            match request {
+                Request::ListServices { .. } => Response::Services(Vec::new()),
+                _ => Response::Error {
+                    code: ErrorCode::Unsupported,
+                    message: "unsupported".into(),
+                },
+            }
+        }
+    }
+
+    fn serve(rundir: &Path) -> ServerThread<EmptyDirector> {
+        let mut config = ServerConfig::new("director", rundir);
+        config.access = AccessPolicy::root_and_group(nix::unistd::getgid());
+        Server::bind(config).unwrap().spawn(EmptyDirector).unwrap()
+    }
+
+    fn poll(c: &mut Collector, t: &Targets, shared: &Mutex<Shared>) -> Arc<Snapshot> {
+        c.poll(t, Duration::from_secs(1), shared);
+        Arc::clone(&shared.lock().unwrap().snapshot)
+    }
+
+    fn director_events(shared: &Mutex<Shared>) -> usize {
+        let sh = shared.lock().unwrap();
+        sh.events.iter().filter(|e| e.source == "director").count()
+    }
+
+    #[test]
+    fn the_director_away_then_back_with_its_events_subscribed_again() {
+        let rundir =
+            std::env::temp_dir().join(format!("lvs-webmon-collector-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&rundir);
+        lvs_proto::rundir::ensure(&rundir, None).unwrap();
+        let t = Targets {
+            director: rundir.join("director.sock"),
+            monitord: rundir.join("monitord.sock"),
+            heartbeatd: rundir.join("heartbeatd.sock"),
+            lockmgr: rundir.join("lockmgr.sock"),
+        };
+        let shared = Mutex::new(Shared::default());
+        let mut c = Collector::default();
+
+        // Away: shown unreachable, with the connect error that says what to check.
+        let snap = poll(&mut c, &t, &shared);
+        let error = snap.directors[0].error.clone().unwrap();
+        assert!(!snap.directors[0].reachable);
+        assert!(error.contains("is lvs-director running"), "{error}");
+
+        // There, and its events reach the page.
+        let server = serve(&rundir);
+        assert!(poll(&mut c, &t, &shared).directors[0].reachable);
+        let role = Event::RoleChanged {
+            role: HaRole::Standby,
+        };
+        server.broadcast(role.clone());
+        wait_for("the first event", Duration::from_secs(5), || {
+            poll(&mut c, &t, &shared);
+            (director_events(&shared) == 1).then_some(())
+        });
+
+        // Restarted: it knows no subscription; the collector reconnects and subscribes again.
+        server.stop();
+        assert!(!poll(&mut c, &t, &shared).directors[0].reachable);
+        let server = serve(&rundir);
+        wait_for("the director again", Duration::from_secs(5), || {
+            poll(&mut c, &t, &shared).directors[0]
+                .reachable
+                .then_some(())
+        });
+        wait_for("an event after the restart", Duration::from_secs(5), || {
+            server.broadcast(role.clone());
+            poll(&mut c, &t, &shared);
+            (director_events(&shared) >= 2).then_some(())
+        });
+        drop(server);
+        let _ = std::fs::remove_dir_all(&rundir);
+    }
+}
