@@ -3,7 +3,7 @@
 //! old blocking `SetRole` could stall the loop for about a second).
 //!
 //! The loop hands the wanted role over ([`DirectorThread::set_role`], returns at once); the
-//! thread ([`RoleKeeper`]) tells the director over an [`lvs_proto::DirectorLink`], each
+//! thread (`RoleKeeper`) tells the director over an [`lvs_proto::DirectorLink`], each
 //! request bounded by [`REQUEST_TIMEOUT`], re-tells it after every reconnect (a restarted
 //! director learns its role again), and asks every [`POLL_INTERVAL`] whether the director's
 //! connection table is synced. The loop reads the answer without waiting
