@@ -60,6 +60,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod health;
+mod sys;
 
 pub use checks::{CheckResult, Engine, EngineOptions, TargetId};
 pub use config::Config;
