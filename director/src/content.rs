@@ -287,8 +287,12 @@ impl<H: Handler> Handler for WithContent<'_, H> {
                     .as_mut()
                     .is_some_and(|e| e.set_health(vip, server, healthy));
                 if found {
-                    log::info!(
-                        "event=content_health service={vip} server={server} healthy={healthy}"
+                    lvs_common::event!(
+                        log::Level::Info,
+                        "content_health",
+                        service = vip,
+                        server = server,
+                        healthy = healthy,
                     );
                     Response::Ok
                 } else {
@@ -299,10 +303,10 @@ impl<H: Handler> Handler for WithContent<'_, H> {
                 }
             }
             Request::EditContent(edit) => {
-                let what = crate::content_edit::describe(&edit);
+                let event = crate::content_edit::describe(&edit);
                 match self.content.edit_content(*edit) {
                     Ok(()) => {
-                        log::info!("event=content_edited {what}");
+                        event.log(log::Level::Info);
                         Response::Ok
                     }
                     Err(message) => Response::Error {

@@ -13,33 +13,45 @@ use lvs_proto::director::{ContentEdit, ContentRule, PoolServer};
 use lvs_proto::{AddrPort, Protocol, ServiceKey};
 use lvs_sched_host::Registry;
 
-/// A short key=value description for the log.
-pub fn describe(edit: &ContentEdit) -> String {
+/// The `content_edited` event line of an edit.
+pub fn describe(edit: &ContentEdit) -> lvs_common::event::Event {
     match edit {
         ContentEdit::AddPool {
             name, scheduler, ..
-        } => {
-            format!("change=add_pool pool={name} scheduler={scheduler}")
+        } => lvs_common::event_line!(
+            "content_edited",
+            change = "add_pool",
+            pool = name,
+            scheduler = scheduler,
+        ),
+        ContentEdit::DelPool { name } => {
+            lvs_common::event_line!("content_edited", change = "del_pool", pool = name)
         }
-        ContentEdit::DelPool { name } => format!("change=del_pool pool={name}"),
-        ContentEdit::AddPoolServer { pool, server } => format!(
-            "change=add_pool_server pool={pool} server={} weight={}",
-            AddrPort(server.addr, server.port),
-            server.weight
+        ContentEdit::AddPoolServer { pool, server } => lvs_common::event_line!(
+            "content_edited",
+            change = "add_pool_server",
+            pool = pool,
+            server = AddrPort(server.addr, server.port),
+            weight = server.weight,
         ),
-        ContentEdit::DelPoolServer { pool, addr, port } => format!(
-            "change=del_pool_server pool={pool} server={}",
-            AddrPort(*addr, *port)
+        ContentEdit::DelPoolServer { pool, addr, port } => lvs_common::event_line!(
+            "content_edited",
+            change = "del_pool_server",
+            pool = pool,
+            server = AddrPort(*addr, *port),
         ),
-        ContentEdit::AddRule { service, rule, .. } => format!(
-            "change=add_rule service={} rule={} pool={}",
-            AddrPort(service.addr, service.port),
-            rule.name,
-            rule.pool
+        ContentEdit::AddRule { service, rule, .. } => lvs_common::event_line!(
+            "content_edited",
+            change = "add_rule",
+            service = AddrPort(service.addr, service.port),
+            rule = rule.name,
+            pool = rule.pool,
         ),
-        ContentEdit::DelRule { service, name } => format!(
-            "change=del_rule service={} rule={name}",
-            AddrPort(service.addr, service.port)
+        ContentEdit::DelRule { service, name } => lvs_common::event_line!(
+            "content_edited",
+            change = "del_rule",
+            service = AddrPort(service.addr, service.port),
+            rule = name,
         ),
     }
 }

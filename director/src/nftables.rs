@@ -125,9 +125,11 @@ impl NftTable {
 impl Drop for NftTable {
     fn drop(&mut self) {
         if let Err(e) = self.remove() {
-            log::error!(
-                "event=guard_remove_failed table={TABLE} reason={:?}",
-                e.to_string()
+            lvs_common::event!(
+                log::Level::Error,
+                "guard_remove_failed",
+                table = TABLE,
+                reason = e,
             );
         }
     }

@@ -9,9 +9,14 @@
 //!
 //! Every connection is closed alone: bad input from one peer costs that peer its connection
 //! (with an Error frame when it can still be told why, and one log line), never the server.
+//!
+//! Log lines are events (`control_*`, see `docs/LOGGING.md`): `daemon` names the daemon whose
+//! socket it is, and a client is given by its `role` (`none` before its Hello) and the kernel's
+//! `pid uid gid`.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fmt::Display;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -20,6 +25,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use log::Level;
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use nix::errno::Errno;
@@ -30,7 +36,7 @@ use crate::codec;
 use crate::error::{ProtoError, Result};
 use crate::frame::{FrameDecoder, FrameLimit};
 use crate::message::{
-    ClientFrame, ErrorCode, Event, Hello, HelloOk, PROTOCOL_VERSION, Request, Response,
+    ClientFrame, ErrorCode, Event, Hello, HelloOk, PROTOCOL_VERSION, Request, Response, Role,
     ServerFrame, Topic,
 };
 use crate::peer::{AccessPolicy, Credentials, PeerInfo};
@@ -112,12 +118,41 @@ struct Conn {
 }
 
 impl Conn {
-    fn describe(&self) -> String {
+    /// The role it said in its Hello.
+    fn role(&self) -> Option<Role> {
         match &self.state {
-            State::AwaitHello => format!("({}, before Hello)", self.credentials),
-            State::Ready(peer) => peer.to_string(),
+            State::AwaitHello => None,
+            State::Ready(peer) => Some(peer.role),
         }
     }
+}
+
+/// Logs event `name` about one client of `daemon`'s socket, with `reason` when there is one.
+fn log_client(
+    level: Level,
+    name: &str,
+    daemon: &str,
+    role: Option<Role>,
+    credentials: &Credentials,
+    reason: Option<&dyn Display>,
+) {
+    if !log::log_enabled!(level) {
+        return;
+    }
+    let mut event = crate::event::Event::new(name);
+    event.push("daemon", daemon);
+    match role {
+        Some(role) => event.push("role", format_args!("{role:?}")),
+        None => event.push("role", "none"),
+    };
+    event
+        .push("pid", credentials.pid)
+        .push("uid", credentials.uid)
+        .push("gid", credentials.gid);
+    if let Some(reason) = reason {
+        event.push("reason", reason);
+    }
+    event.log(level);
 }
 
 /// Why a connection ends.
@@ -185,9 +220,12 @@ impl Server {
             .set_nonblocking(true)
             .map_err(|e| ProtoError::io("cannot make the listener non-blocking", e))?;
         let display = rundir::display_name(&config.daemon);
-        log::info!(
-            "{display}: listening on {} (protocol version {PROTOCOL_VERSION})",
-            config.socket_path.display()
+        crate::event!(
+            Level::Info,
+            "control_listening",
+            daemon = display,
+            socket = config.socket_path.display(),
+            protocol = PROTOCOL_VERSION
         );
         Ok(Server {
             settings: Settings {
@@ -274,7 +312,13 @@ impl Server {
         let frame = match codec::to_frame(&ServerFrame::Event(event.clone()), self.settings.limit) {
             Ok(frame) => frame,
             Err(e) => {
-                log::error!("{}: cannot broadcast {event:?}: {e}", self.settings.display);
+                crate::event!(
+                    Level::Error,
+                    "control_broadcast_failed",
+                    daemon = self.settings.display,
+                    topic = ?event.topic(),
+                    error = e
+                );
                 return 0;
             }
         };
@@ -321,11 +365,17 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let socket_path = self.config.socket_path.clone();
         let name = format!("{}-server", self.settings.display);
+        let daemon = self.settings.display.clone();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 if let Err(e) = self.serve(poll, &mut handler, Some(&rx)) {
-                    log::error!("server loop failed: {e}");
+                    crate::event!(
+                        Level::Error,
+                        "control_loop_failed",
+                        daemon = daemon,
+                        error = e
+                    );
                 }
                 handler
             })
@@ -379,7 +429,12 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // Typically EMFILE; the next connection attempt triggers another try.
-                    log::error!("{}: accept failed: {e}", self.settings.display);
+                    crate::event!(
+                        Level::Error,
+                        "control_accept_failed",
+                        daemon = self.settings.display,
+                        error = e
+                    );
                     return;
                 }
             }
@@ -391,12 +446,24 @@ impl Server {
         let credentials = match Credentials::of(&stream) {
             Ok(c) => c,
             Err(e) => {
-                log::warn!("{display}: dropping a new connection: {e}");
+                crate::event!(
+                    Level::Warn,
+                    "control_client_unidentified",
+                    daemon = display,
+                    error = e
+                );
                 return;
             }
         };
         if let Err(e) = self.config.access.check(&credentials) {
-            log::warn!("{display}: refused connection from {credentials}: {e}");
+            log_client(
+                Level::Warn,
+                "control_client_refused",
+                display,
+                None,
+                &credentials,
+                Some(&e),
+            );
             // The socket is fresh and its buffer empty, so this one send does not block.
             let mut out = Vec::new();
             if queue_error(&mut out, &e, self.settings.limit) {
@@ -410,10 +477,25 @@ impl Server {
             && let Err(e) =
                 registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
         {
-            log::error!("{display}: cannot register connection from {credentials}: {e}");
+            let reason = format!("cannot register the connection: {e}");
+            log_client(
+                Level::Error,
+                "control_client_dropped",
+                display,
+                None,
+                &credentials,
+                Some(&reason),
+            );
             return;
         }
-        log::debug!("{display}: accepted connection from {credentials}");
+        log_client(
+            Level::Debug,
+            "control_client_accepted",
+            display,
+            None,
+            &credentials,
+            None,
+        );
         self.conns.insert(Conn {
             stream,
             credentials,
@@ -467,11 +549,25 @@ impl Server {
             let _ = registry.deregister(&mut conn.stream);
         }
         let display = &self.settings.display;
-        let who = conn.describe();
+        let (role, credentials) = (conn.role(), conn.credentials);
         match close {
-            Close::PeerClosed => log::debug!("{display}: connection {who} closed by the peer"),
+            Close::PeerClosed => log_client(
+                Level::Debug,
+                "control_client_closed",
+                display,
+                role,
+                &credentials,
+                None,
+            ),
             Close::Error(e) => {
-                log::warn!("{display}: closing connection {who}: {e}");
+                log_client(
+                    Level::Warn,
+                    "control_client_dropped",
+                    display,
+                    role,
+                    &credentials,
+                    Some(&e),
+                );
                 if tell_peer(&e) && queue_error(&mut conn.out, &e, self.settings.limit) {
                     // Best effort: whatever fits in the socket buffer now.
                     let _ = flush_raw(&conn.stream, &mut conn.out);
@@ -484,10 +580,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         for (_, conn) in &self.conns {
-            log::info!(
-                "{}: closing connection {}: the daemon is shutting down",
-                self.settings.display,
-                conn.describe()
+            log_client(
+                Level::Info,
+                "control_client_dropped",
+                &self.settings.display,
+                conn.role(),
+                &conn.credentials,
+                Some(&"the daemon is shutting down"),
             );
         }
         // Remove the socket file only if it is still ours: a successor may have replaced it.
@@ -514,7 +613,14 @@ fn on_frame<H: Handler>(
                 credentials: conn.credentials,
                 role: hello.role,
             };
-            log::debug!("{}: connection {peer} said hello", settings.display);
+            log_client(
+                Level::Debug,
+                "control_client_hello",
+                &settings.display,
+                Some(peer.role),
+                &peer.credentials,
+                None,
+            );
             conn.state = State::Ready(peer);
             let ok = ServerFrame::HelloOk(HelloOk {
                 version: PROTOCOL_VERSION,
@@ -550,7 +656,15 @@ fn on_frame<H: Handler>(
     let frame = ServerFrame::Response { id, response };
     if let Err(e) = codec::encode_frame(&frame, settings.limit, &mut conn.out) {
         // A handler produced an answer too big for one frame: say so instead of hanging up.
-        log::error!("{}: cannot send response to {peer}: {e}", settings.display);
+        let reason = format!("cannot send its response: {e}");
+        log_client(
+            Level::Error,
+            "control_response_failed",
+            &settings.display,
+            Some(peer.role),
+            &peer.credentials,
+            Some(&reason),
+        );
         let fallback = ServerFrame::Response {
             id,
             response: Response::Error {
@@ -685,7 +799,7 @@ impl<H> ServerThread<H> {
         if self.tx.send(cmd).is_ok()
             && let Err(e) = self.waker.wake()
         {
-            log::error!("cannot wake the server thread: {e}");
+            crate::event!(Level::Error, "control_wake_failed", error = e);
         }
     }
 }
