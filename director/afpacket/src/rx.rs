@@ -329,10 +329,16 @@ impl AsRawFd for RxRing {
 }
 
 impl RxQueue for RxRing {
+    type Error = Error;
     type Batch<'a> = Block<'a>;
 
+    #[inline]
     fn next_batch(&mut self) -> Option<Block<'_>> {
         self.next_block()
+    }
+
+    fn take_error(&self) -> Result<()> {
+        RxRing::take_error(self)
     }
 }
 
@@ -392,6 +398,7 @@ impl RxBatch for Block<'_> {
     where
         Self: 'b;
 
+    #[inline]
     fn frames(&mut self) -> Frames<'_> {
         Block::frames(self)
     }

@@ -279,6 +279,7 @@ impl TxQueue for TxSocket {
     type Error = Error;
     type Batch<'a> = TxBatchRef<'a>;
 
+    #[inline]
     fn batch(&mut self) -> TxBatchRef<'_> {
         TxSocket::batch(self)
     }
@@ -376,18 +377,22 @@ impl Drop for TxBatchRef<'_> {
 impl<'a> TxBatch<'a> for TxBatchRef<'a> {
     type Error = Error;
 
+    #[inline]
     fn push(&mut self, ifindex: u32, frame: &'a [u8]) -> Result<()> {
         TxBatchRef::push(self, ifindex, frame)
     }
 
+    #[inline]
     fn push_with<F: FnOnce(&mut [u8]) -> usize>(&mut self, ifindex: u32, fill: F) -> Result<()> {
         TxBatchRef::push_with(self, ifindex, fill)
     }
 
+    #[inline]
     fn flush(&mut self) -> Result<Flushed> {
         TxBatchRef::flush(self)
     }
 
+    #[inline]
     fn len(&self) -> usize {
         TxBatchRef::len(self)
     }

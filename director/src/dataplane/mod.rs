@@ -2,6 +2,8 @@
 //! turns configuration changes into snapshots and commands for them.
 
 pub mod icmp_limit;
+#[cfg(test)]
+mod memory_queue;
 pub mod snapshot;
 pub mod stats;
 pub mod worker;
