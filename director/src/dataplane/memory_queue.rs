@@ -139,7 +139,10 @@ fn meta(len: usize) -> FrameMeta {
     }
 }
 
-#[expect(clippy::ptr_arg, reason = "mapped over `slice::IterMut<Vec<u8>>`, named in a type")]
+#[expect(
+    clippy::ptr_arg,
+    reason = "mapped over `slice::IterMut<Vec<u8>>`, named in a type"
+)]
 fn frame(buf: &mut Vec<u8>) -> Frame<'_> {
     let m = meta(buf.len());
     Frame::new(buf, 0, m)
