@@ -142,21 +142,11 @@ fn open_socket(cfg: &SyncConfig) -> std::io::Result<std::net::UdpSocket> {
         };
         lvs_common::mcast::join_group(&sock, *m.ip(), ifaddr)?;
     }
-    // A bulk resync arrives as a burst; a large receive buffer keeps it whole.
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    let size: libc::c_int = 4 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-        // SAFETY: `fd` is the open socket above; the option value is a c_int of the given size.
-        let _ = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                std::ptr::from_ref(&size).cast(),
-                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
-            )
-        };
-    }
+    // A bulk resync arrives as a burst; a large receive buffer keeps it whole. Forcing past
+    // the sysctl limits needs CAP_NET_ADMIN: without it, the default sizes do.
+    let size: usize = 4 << 20;
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &size);
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBufForce, &size);
     sock.set_nonblocking(true)?;
     Ok(sock)
 }
