@@ -30,7 +30,7 @@ use super::stats::{Loss, WorkerStats};
 /// What the control thread tells a worker. Commands arrive in order, so a real-server id is
 /// never reused before every worker has expired the old server's connections.
 #[derive(Debug)]
-pub enum Cmd {
+pub enum WorkerCommand {
     Snapshot(Arc<Snapshot>),
     ExpireDest(u32),
     Timeouts {
@@ -50,14 +50,14 @@ pub const WAKER: Token = Token(usize::MAX - 1);
 /// Everything a worker owns: `R` is its receive queue (one per interface), `T` its transmit
 /// queue.
 #[allow(missing_debug_implementations)] // rings and sockets: nothing useful to print
-pub struct Worker<R, T> {
+pub struct ForwardingWorker<R, T> {
     pub index: usize,
     pub rings: Vec<R>,
     pub tx: T,
     pub table: Table,
     pub snap: Arc<Snapshot>,
     pub stats: Arc<WorkerStats>,
-    pub cmds: Receiver<Cmd>,
+    pub cmds: Receiver<WorkerCommand>,
     /// Next hops whose MAC is missing, for the control thread to resolve. Bounded: when full,
     /// the control thread is already busy resolving.
     pub misses: SyncSender<Ipv4Addr>,
@@ -69,7 +69,7 @@ pub struct Worker<R, T> {
     pub icmp_limit: super::icmp_limit::TokenBucket,
 }
 
-impl<R: RxQueue, T: TxQueue> Worker<R, T> {
+impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -89,7 +89,7 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
         Waker::new(self.poll.registry(), WAKER)
     }
 
-    /// The worker's loop, until `Cmd::Stop`.
+    /// The worker's loop, until `WorkerCommand::Stop`.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
         let mut ip_id: u16 = u16::try_from(self.index).unwrap_or(0).wrapping_mul(7919);
@@ -115,7 +115,7 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
             }
             let now = self.now_ms();
             self.apply_synced(now);
-            let Worker {
+            let ForwardingWorker {
                 rings,
                 tx,
                 table,
@@ -162,26 +162,28 @@ impl<R: RxQueue, T: TxQueue> Worker<R, T> {
     fn commands(&mut self) -> bool {
         while let Ok(cmd) = self.cmds.try_recv() {
             match cmd {
-                Cmd::Snapshot(s) => {
+                WorkerCommand::Snapshot(s) => {
                     let dests = s.dests.len();
                     self.table.reserve_dests(dests);
                     self.snap = s;
                 }
-                Cmd::ExpireDest(id) => {
+                WorkerCommand::ExpireDest(id) => {
                     let _ = self.table.expire_dest(id);
                 }
-                Cmd::Timeouts { tcp, tcp_fin, udp } => self.table.set_timeouts(tcp, tcp_fin, udp),
-                Cmd::ListConns(reply) => {
+                WorkerCommand::Timeouts { tcp, tcp_fin, udp } => {
+                    self.table.set_timeouts(tcp, tcp_fin, udp)
+                }
+                WorkerCommand::ListConns(reply) => {
                     let _ = reply.try_send(self.table.list(self.now_ms()));
                 }
-                Cmd::SyncDump(reply) => {
+                WorkerCommand::SyncDump(reply) => {
                     let _ = reply.try_send(self.table.sync_dump(self.now_ms()));
                 }
-                Cmd::Clear => {
+                WorkerCommand::Clear => {
                     let now = self.now_ms();
                     self.table.clear(now);
                 }
-                Cmd::Stop => return false,
+                WorkerCommand::Stop => return false,
             }
         }
         true
@@ -1094,7 +1096,7 @@ mod tests {
         cfg.dest_slots = 256;
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
         let (miss_tx, _miss_rx) = std::sync::mpsc::sync_channel(16);
-        let mut worker = Worker {
+        let mut worker = ForwardingWorker {
             index: 0,
             rings: vec![rx],
             tx,
@@ -1150,7 +1152,7 @@ mod tests {
             (wire.released() == 2).then_some(())
         });
 
-        cmd_tx.send(Cmd::Stop).expect("worker listening");
+        cmd_tx.send(WorkerCommand::Stop).expect("worker listening");
         waker.wake().expect("wake");
         thread.join().expect("worker ran cleanly");
     }
