@@ -14,3 +14,4 @@ pub mod dataplane;
 pub mod guard;
 pub mod settings;
 pub mod sync;
+mod sys;

@@ -2,6 +2,8 @@
 //! turns configuration changes into snapshots and commands for them.
 
 pub mod icmp_limit;
+#[cfg(test)]
+mod memory_queue;
 pub mod snapshot;
 pub mod stats;
 pub mod worker;
@@ -24,7 +26,7 @@ use slab::Slab;
 use crate::guard::{Endpoint, GuardRules, L4};
 use snapshot::{DestEntry, ServiceEntry, Snapshot};
 use stats::{MAX_DESTS, MAX_SERVICES, RateEstimator, WorkerStats};
-use worker::{Cmd, Worker};
+use worker::{ForwardingWorker, WorkerCommand};
 
 /// Why the dataplane could not start or apply a change.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +62,7 @@ pub struct Setup {
 }
 
 struct WorkerHandle {
-    cmds: Sender<Cmd>,
+    cmds: Sender<WorkerCommand>,
     waker: Arc<Waker>,
     join: Option<JoinHandle<()>>,
 }
@@ -217,7 +219,7 @@ impl Dataplane {
             table.set_timeouts(tcp, tcp_fin, udp);
             let (cmd_tx, cmd_rx) = mpsc::channel();
             let poll = Poll::new().map_err(|e| fail(e.to_string()))?;
-            let mut w = Worker {
+            let mut w = ForwardingWorker {
                 index,
                 rings,
                 tx,
@@ -296,7 +298,7 @@ impl Dataplane {
         self.sync.as_ref().map(crate::sync::SyncEngine::status)
     }
 
-    fn send(&self, make: impl Fn() -> Cmd) {
+    fn send(&self, make: impl Fn() -> WorkerCommand) {
         for w in &self.workers {
             let _ = w.cmds.send(make());
             let _ = w.waker.wake();
@@ -378,7 +380,7 @@ impl Dataplane {
                 }
                 C::TimeoutsChanged(t) => {
                     let (tcp, tcp_fin, udp) = (t.tcp, t.tcp_fin, t.udp);
-                    self.send(|| Cmd::Timeouts { tcp, tcp_fin, udp });
+                    self.send(|| WorkerCommand::Timeouts { tcp, tcp_fin, udp });
                     Ok(())
                 }
                 C::Zero(key) => {
@@ -402,7 +404,7 @@ impl Dataplane {
                     for k in keys {
                         self.delete_service(&k);
                     }
-                    self.send(|| Cmd::Clear);
+                    self.send(|| WorkerCommand::Clear);
                     Ok(())
                 }
             };
@@ -564,7 +566,7 @@ impl Dataplane {
 
     /// The workers expire the server's connections before the id can come back.
     fn retire_dest(&mut self, id: u32) {
-        self.send(|| Cmd::ExpireDest(id));
+        self.send(|| WorkerCommand::ExpireDest(id));
         self.dest_ids.try_remove(id as usize);
         self.dest_base.remove(&id);
         self.dest_rates.remove(&id);
@@ -649,7 +651,7 @@ impl Dataplane {
             if_addrs: Arc::clone(&self.if_addrs),
             dest_index,
         });
-        self.send(|| Cmd::Snapshot(Arc::clone(&snap)));
+        self.send(|| WorkerCommand::Snapshot(Arc::clone(&snap)));
     }
 
     /// New next hops (neighbours resolved, routes changed).
@@ -773,7 +775,7 @@ impl Dataplane {
         if let Some(mut s) = self.sync.take() {
             s.stop();
         }
-        self.send(|| Cmd::Stop);
+        self.send(|| WorkerCommand::Stop);
         for w in &mut self.workers {
             if let Some(j) = w.join.take() {
                 let _ = j.join();
@@ -877,7 +879,7 @@ impl lvs_control::StatsSource for Dataplane {
         let mut replies = Vec::new();
         for w in &self.workers {
             let (tx, rx) = mpsc::sync_channel(1);
-            if w.cmds.send(Cmd::ListConns(tx)).is_ok() {
+            if w.cmds.send(WorkerCommand::ListConns(tx)).is_ok() {
                 let _ = w.waker.wake();
                 replies.push(rx);
             }
