@@ -13,3 +13,4 @@ pub mod daemon;
 pub mod dataplane;
 pub mod nftables;
 pub mod sync;
+mod sys;

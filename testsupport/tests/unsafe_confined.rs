@@ -21,26 +21,6 @@ use lvs_testsupport::{source_files, workspace_root};
 /// the reason.
 const ALLOWED: &[(&str, &str)] = &[
     (
-        "director/afpacket/src/ring.rs",
-        "ring access of the mmap'd AF_PACKET ring: moving into afpacket's sys.rs (issue 13)",
-    ),
-    (
-        "director/afpacket/src/rx.rs",
-        "ring access of the receive ring: moving into afpacket's sys.rs (issue 13)",
-    ),
-    (
-        "director/afpacket/src/tx.rs",
-        "ring access of the transmit ring: moving into afpacket's sys.rs (issue 13)",
-    ),
-    (
-        "director/src/sync/engine.rs",
-        "the sync engine's socket options: moving into a sys module (issue 13)",
-    ),
-    (
-        "director/src/sync/ring.rs",
-        "the sync engine's lock-free ring: moving into a sys module (issue 13)",
-    ),
-    (
         "sched-plugins/abi/src/lib.rs",
         "the plugin ABI itself: `unsafe extern \"C\"` function types, the table's Sync, \
          the exported entry symbol",

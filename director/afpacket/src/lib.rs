@@ -27,16 +27,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Unsafe code is confined to `sys` (system calls), `ring` (the ring's memory) and the
-//! few places in `rx`/`tx` that hand out ring or buffer memory; each block says why it is
-//! sound.
+//! Unsafe code is confined to `sys`: the system calls, the receive ring's memory
+//! (`sys::ring`) and the transmit message arrays (`sys::mmsg`), each behind a safe
+//! interface; each block says why it is sound.
 
 mod error;
 mod fanout;
 mod frame;
 mod iface;
 mod queue;
-mod ring;
 mod rx;
 mod sys;
 mod tx;

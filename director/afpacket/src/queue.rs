@@ -32,6 +32,9 @@ use crate::frame::Frame;
 /// worker's event loop. With edge-triggered polling, drain with [`RxQueue::next_batch`]
 /// until it returns `None`.
 pub trait RxQueue: AsFd {
+    /// Error of [`RxQueue::take_error`].
+    type Error: std::error::Error;
+
     /// A batch of received frames, owned by the caller until dropped.
     type Batch<'a>: RxBatch
     where
@@ -39,6 +42,13 @@ pub trait RxQueue: AsFd {
 
     /// The next ready batch, or `None` if nothing is ready. Never blocks, no system call.
     fn next_batch(&mut self) -> Option<Self::Batch<'_>>;
+
+    /// Reads and clears an error condition of the queue (its interface went down, say),
+    /// returned as an error; the queue keeps working once the condition is gone. The event
+    /// loop calls this when it is woken, before draining, so that a condition that the
+    /// descriptor keeps reporting is cleared. A backend without such conditions returns
+    /// `Ok(())`.
+    fn take_error(&self) -> Result<(), Self::Error>;
 }
 
 /// A batch of received frames. Dropping it gives the memory back to the kernel.

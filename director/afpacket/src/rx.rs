@@ -6,17 +6,18 @@
 //! take blocks strictly in ring order ([`RxRing::next_block`]), and hand each back by
 //! storing `TP_STATUS_KERNEL` when its [`Block`] guard drops.
 //!
-//! Reading the ring memory (block and frame headers, frame bytes) is in `ring.rs`.
+//! Reading the ring memory (block and frame headers, frame bytes) is in `sys::ring`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::frame::Frame;
 use crate::iface::Interface;
 use crate::queue::{RxBatch, RxQueue};
-use crate::ring::{self, BlockHeader, FrameHeader};
 use crate::sys;
+use crate::sys::ring::{self, RxMap, UserBlock};
+
+pub use crate::sys::ring::Frames;
 
 /// Geometry and options of a receive ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,11 +99,6 @@ impl RxConfig {
         }
         Ok(())
     }
-
-    fn ring_len(&self) -> usize {
-        usize::try_from(self.block_size).unwrap_or(0)
-            * usize::try_from(self.block_count).unwrap_or(0)
-    }
 }
 
 /// Ring statistics since the ring was opened (`PACKET_STATISTICS`, accumulated: the kernel
@@ -120,21 +116,12 @@ pub struct RxStats {
 /// A TPACKET_V3 receive ring bound to one interface.
 #[derive(Debug)]
 pub struct RxRing {
-    map: sys::Mmap,
+    ring: RxMap,
     fd: OwnedFd,
     iface: Interface,
-    block_size: usize,
-    block_count: usize,
-    /// The next block to hand out, in ring order.
-    current: usize,
     skip_outgoing: bool,
     stats: RxStats,
 }
-
-// SAFETY: the ring's memory is owned by this value alone (blocks borrow it mutably), the
-// kernel synchronises through the block status words, and nothing in it is tied to the
-// thread that created it. It is not `Sync`: one worker uses a ring at a time.
-unsafe impl Send for RxRing {}
 
 impl RxRing {
     /// Opens a receive ring on `iface` that sees all of its traffic.
@@ -193,15 +180,16 @@ impl RxRing {
                 e,
             )
         })?;
-        let map = sys::Mmap::new(fd.as_fd(), cfg.ring_len())
-            .map_err(|e| Error::sys("map the receive ring", name, "mmap", e))?;
+        let ring = RxMap::new(
+            fd.as_fd(),
+            usize::try_from(cfg.block_size).unwrap_or(0),
+            usize::try_from(cfg.block_count).unwrap_or(0),
+        )
+        .map_err(|e| Error::sys("map the receive ring", name, "mmap", e))?;
         Ok(Self {
-            map,
+            ring,
             fd,
             iface: iface.clone(),
-            block_size: usize::try_from(cfg.block_size).unwrap_or(0),
-            block_count: usize::try_from(cfg.block_count).unwrap_or(0),
-            current: 0,
             skip_outgoing: cfg.ignore_outgoing,
             stats: RxStats::default(),
         })
@@ -242,16 +230,11 @@ impl RxRing {
     /// call; never blocks. Blocks come in ring order, one at a time: the block must be
     /// dropped (given back) before the next one can be taken.
     pub fn next_block(&mut self) -> Option<Block<'_>> {
-        let base = self
-            .map
-            .as_ptr()
-            .wrapping_add(self.current * self.block_size);
-        // SAFETY: `base` is the start of block `current`, inside the mapping, page aligned.
-        let header = unsafe { BlockHeader::read_if_user(base) }?;
+        let skip_outgoing = self.skip_outgoing;
+        let block = self.ring.next_block()?;
         Some(Block {
-            base,
-            header,
-            ring: self,
+            block,
+            skip_outgoing,
         })
     }
 
@@ -329,10 +312,16 @@ impl AsRawFd for RxRing {
 }
 
 impl RxQueue for RxRing {
+    type Error = Error;
     type Batch<'a> = Block<'a>;
 
+    #[inline]
     fn next_batch(&mut self) -> Option<Block<'_>> {
         self.next_block()
+    }
+
+    fn take_error(&self) -> Result<()> {
+        RxRing::take_error(self)
     }
 }
 
@@ -340,49 +329,29 @@ impl RxQueue for RxRing {
 /// goes back to the kernel when this guard drops, never earlier.
 #[derive(Debug)]
 pub struct Block<'a> {
-    base: *mut u8,
-    header: BlockHeader,
-    ring: &'a mut RxRing,
+    block: UserBlock<'a>,
+    skip_outgoing: bool,
 }
 
 impl Block<'_> {
     /// Frames in the block (outgoing ones included, though [`Block::frames`] skips them).
     pub fn num_frames(&self) -> u32 {
-        self.header.num_pkts
+        self.block.header().num_pkts
     }
 
     /// The block's sequence number (increases by one per block the kernel retires).
     pub fn seq(&self) -> u64 {
-        self.header.seq
+        self.block.header().seq
     }
 
     /// The block was handed over by the retire timer, not because it was full.
     pub fn timed_out(&self) -> bool {
-        self.header.status & libc::TP_STATUS_BLK_TMO != 0
+        self.block.header().status & libc::TP_STATUS_BLK_TMO != 0
     }
 
     /// The block's frames, each a `&mut [u8]` into the ring plus metadata.
     pub fn frames(&mut self) -> Frames<'_> {
-        // SAFETY: the block is ours (status USER, checked in `next_block`) until `self`
-        // drops, which the returned iterator's borrow of `self` prevents; `header` was read
-        // from this block.
-        unsafe {
-            Frames::new(
-                self.base,
-                self.ring.block_size,
-                &self.header,
-                self.ring.skip_outgoing,
-            )
-        }
-    }
-}
-
-impl Drop for Block<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `base` is block `current` of the mapping, which we own (status USER) and
-        // no frame borrows any more (frames borrow `self`).
-        unsafe { ring::release_block(self.base) };
-        self.ring.current = (self.ring.current + 1) % self.ring.block_count;
+        self.block.frames(self.skip_outgoing)
     }
 }
 
@@ -392,94 +361,8 @@ impl RxBatch for Block<'_> {
     where
         Self: 'b;
 
+    #[inline]
     fn frames(&mut self) -> Frames<'_> {
         Block::frames(self)
-    }
-}
-
-/// Iterator over a block's frames. Each frame's bytes are a disjoint `&'b mut [u8]` into
-/// the ring.
-#[derive(Debug)]
-pub struct Frames<'b> {
-    base: *mut u8,
-    block_len: usize,
-    /// Offset of the next frame header from `base`.
-    offset: usize,
-    remaining: u32,
-    skip_outgoing: bool,
-    _block: std::marker::PhantomData<&'b mut [u8]>,
-}
-
-impl Frames<'_> {
-    /// # Safety
-    /// `base` must be the start of a block of `block_size` bytes owned by user space for
-    /// the iterator's lifetime, and `header` its header.
-    unsafe fn new(
-        base: *mut u8,
-        block_size: usize,
-        header: &BlockHeader,
-        skip_outgoing: bool,
-    ) -> Self {
-        let block_len = usize::try_from(header.blk_len).unwrap_or(0).min(block_size);
-        Self {
-            base,
-            block_len,
-            offset: usize::try_from(header.offset_to_first_pkt).unwrap_or(usize::MAX),
-            remaining: header.num_pkts,
-            skip_outgoing,
-            _block: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<'b> Iterator for Frames<'b> {
-    type Item = Frame<'b>;
-
-    fn next(&mut self) -> Option<Frame<'b>> {
-        while self.remaining > 0 {
-            self.remaining -= 1;
-            if self
-                .offset
-                .checked_add(ring::FRAME_HEADER_LEN)
-                .is_none_or(|end| end > self.block_len)
-            {
-                self.remaining = 0;
-                return None;
-            }
-            // SAFETY: `offset .. offset + FRAME_HEADER_LEN` lies inside the block (checked
-            // above), which we own; frame headers are never handed out as slices.
-            let hdr = unsafe { FrameHeader::read(self.base.wrapping_add(self.offset)) };
-            let this = self.offset;
-            // Where the next frame starts: the bound for this frame's bytes.
-            let next = if self.remaining > 0 {
-                this.saturating_add(hdr.next_offset)
-            } else {
-                self.block_len
-            };
-            let Some((start, end)) = hdr
-                .data_range(this)
-                .filter(|&(_, end)| end <= next && next <= self.block_len)
-            else {
-                // Inconsistent header: stop rather than hand out overlapping memory.
-                self.remaining = 0;
-                return None;
-            };
-            if self.remaining > 0 && next <= this {
-                self.remaining = 0;
-            }
-            self.offset = next;
-            if self.skip_outgoing && hdr.meta.pkttype == libc::PACKET_OUTGOING {
-                continue;
-            }
-            let buf_start = this + ring::FRAME_HEADER_LEN;
-            // SAFETY: `buf_start..end` lies inside this frame's slot, after its header and
-            // before the next frame's header, so slices handed out by this iterator are
-            // disjoint and never overlap a header we read; the block is owned by user space
-            // and borrowed mutably for `'b`.
-            let buf =
-                unsafe { ring::frame_bytes(self.base.wrapping_add(buf_start), end - buf_start) };
-            return Some(Frame::new(buf, start - buf_start, hdr.meta));
-        }
-        None
     }
 }

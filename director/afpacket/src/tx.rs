@@ -13,17 +13,16 @@
 //! a frame from a receive [`Block`](crate::Block) keeps the block borrowed, so the block
 //! cannot be released (dropped) while the batch may still send from it. The batch is
 //! flushed by [`TxBatchRef::flush`] or, at the latest, when it drops, and `sendmmsg` copies
-//! the data into socket buffers before it returns; after that no pointer is used again
-//! (the length is reset to 0 and stale pointers are overwritten before the next send).
-//! A batch leaked with `mem::forget` is discarded, never sent, by the next
-//! [`TxSocket::batch`].
+//! the data into socket buffers before it returns; after that no pointer is used again.
+//! A batch leaked with `mem::forget` is discarded, never sent: the next batch starts empty.
+//! The message arrays and that argument are in `sys::mmsg`.
 
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::error::{Error, Result};
 use crate::queue::{Flushed, TxBatch, TxQueue};
 use crate::sys;
+use crate::sys::mmsg::{MsgBatch, MsgSlots};
 
 const TX_NAME: &str = "the transmit socket";
 
@@ -71,24 +70,9 @@ pub struct TxStats {
 #[derive(Debug)]
 pub struct TxSocket {
     fd: OwnedFd,
-    // The three arrays and the buffers are `Vec`s allocated once and never resized: the
-    // pointers in `msgs` to `addrs`/`iovs` stay valid when the socket moves.
-    msgs: Vec<libc::mmsghdr>,
-    iovs: Vec<libc::iovec>,
-    addrs: Vec<libc::sockaddr_ll>,
-    _buffers: Vec<u8>,
-    /// `buffers.as_mut_ptr()`, taken once: slot buffers are carved from it so that a new
-    /// slot's `&mut [u8]` never reborrows (and invalidates) the pointers of earlier slots.
-    buffers_base: *mut u8,
-    copy_buffer: usize,
-    len: usize,
+    slots: MsgSlots,
     stats: TxStats,
 }
-
-// SAFETY: the raw pointers in `msgs` point into this value's own heap arrays, or (only while
-// a `TxBatchRef` borrows the socket) into frames that batch borrows; none is tied to a
-// thread. It is not `Sync`: one worker uses a socket at a time.
-unsafe impl Send for TxSocket {}
 
 impl TxSocket {
     /// Opens a transmit socket.
@@ -121,137 +105,31 @@ impl TxSocket {
                 .or_else(|_| sys::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, &size))
                 .map_err(|e| Error::tx("size the send buffer", "setsockopt(SO_SNDBUF)", e))?;
         }
-        let n = cfg.batch;
-        let mut buffers = vec![0; n * cfg.copy_buffer];
-        let buffers_base = buffers.as_mut_ptr();
-        let mut socket = Self {
+        Ok(Self {
             fd,
-            // SAFETY: `mmsghdr` is a C struct of integers and pointers, for which all-zero
-            // is a valid (null, empty) value.
-            msgs: vec![unsafe { std::mem::zeroed() }; n],
-            iovs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                n
-            ],
-            addrs: vec![sys::sockaddr_ll(0, 0); n],
-            _buffers: buffers,
-            buffers_base,
-            copy_buffer: cfg.copy_buffer,
-            len: 0,
+            slots: MsgSlots::new(cfg.batch, cfg.copy_buffer),
             stats: TxStats::default(),
-        };
-        let addr_len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>()).unwrap_or(0);
-        for msg in &mut socket.msgs {
-            msg.msg_hdr.msg_namelen = addr_len;
-            msg.msg_hdr.msg_iovlen = 1;
-        }
-        Ok(socket)
+        })
     }
 
     /// Starts a batch; see the module documentation for the lifetime.
+    #[inline]
     pub fn batch(&mut self) -> TxBatchRef<'_> {
-        // A batch flushes when it drops, so slots are left over only if one was leaked
-        // (`mem::forget`): their frames may be gone, so they must never be sent.
-        self.len = 0;
         TxBatchRef {
-            tx: self,
-            _frames: PhantomData,
+            fd: self.fd.as_fd(),
+            msgs: self.slots.batch(),
+            stats: &mut self.stats,
         }
     }
 
     /// Frames per batch.
     pub fn capacity(&self) -> usize {
-        self.msgs.len()
+        self.slots.capacity()
     }
 
     /// Counters since the socket was opened.
     pub fn stats(&self) -> TxStats {
         self.stats
-    }
-
-    /// Fills slot `len` with a frame at `ptr`, `len` bytes long, for `ifindex`.
-    fn fill_slot(
-        &mut self,
-        ifindex: u32,
-        ptr: *const u8,
-        frame_len: usize,
-        ethertype_be: u16,
-    ) -> bool {
-        let Ok(ifindex) = libc::c_int::try_from(ifindex) else {
-            self.refuse(libc::ENXIO);
-            return false;
-        };
-        let i = self.len;
-        self.iovs[i] = libc::iovec {
-            iov_base: ptr.cast_mut().cast(),
-            iov_len: frame_len,
-        };
-        self.addrs[i].sll_ifindex = ifindex;
-        self.addrs[i].sll_protocol = ethertype_be;
-        // Pointers into our own arrays, derived afresh after the writes above.
-        let hdr = &mut self.msgs[i].msg_hdr;
-        hdr.msg_name = self.addrs.as_mut_ptr().wrapping_add(i).cast();
-        hdr.msg_iov = self.iovs.as_mut_ptr().wrapping_add(i);
-        self.len += 1;
-        true
-    }
-
-    fn refuse(&mut self, errno: i32) {
-        self.stats.dropped_error += 1;
-        self.stats.last_errno = errno;
-    }
-
-    /// Sends slots `0..len`, then empties the batch.
-    fn flush_slots(&mut self) -> Result<Flushed> {
-        let n = std::mem::take(&mut self.len);
-        let mut done = Flushed::default();
-        let mut i = 0;
-        let mut interrupted = 0;
-        while i < n {
-            self.stats.syscalls += 1;
-            // SAFETY: slots `i..n` were filled by `push`/`push_with` of the current batch:
-            // their names point into `self.addrs`, their iovecs into `self.buffers` or into
-            // frames borrowed by the live `TxBatchRef` (see the module documentation), and
-            // all of them are valid for the call.
-            match unsafe { sys::sendmmsg(self.fd.as_fd(), &mut self.msgs[i..n]) } {
-                Ok(0) => {
-                    self.refuse(0);
-                    done.dropped += 1;
-                    i += 1;
-                }
-                Ok(k) => {
-                    done.sent += k;
-                    i += k;
-                }
-                Err(e) => match e.raw_os_error().unwrap_or(0) {
-                    libc::EINTR if interrupted < 3 => interrupted += 1,
-                    libc::EAGAIN | libc::ENOBUFS => {
-                        // The socket or the device queue is full: retrying now would only
-                        // spin. Drop the rest of the batch and count it.
-                        self.stats.dropped_congestion += (n - i) as u64;
-                        done.dropped += n - i;
-                        i = n;
-                    }
-                    libc::EBADF | libc::EFAULT | libc::ENOTSOCK => {
-                        self.stats.dropped_error += (n - i) as u64;
-                        self.stats.sent += done.sent as u64;
-                        return Err(Error::tx("transmit", "sendmmsg", e));
-                    }
-                    errno => {
-                        // This message is refused (interface down, too long ...); the next
-                        // ones may go to other interfaces.
-                        self.refuse(errno);
-                        done.dropped += 1;
-                        i += 1;
-                    }
-                },
-            }
-        }
-        self.stats.sent += done.sent as u64;
-        Ok(done)
     }
 }
 
@@ -279,6 +157,7 @@ impl TxQueue for TxSocket {
     type Error = Error;
     type Batch<'a> = TxBatchRef<'a>;
 
+    #[inline]
     fn batch(&mut self) -> TxBatchRef<'_> {
         TxSocket::batch(self)
     }
@@ -287,8 +166,9 @@ impl TxQueue for TxSocket {
 /// A batch being filled: borrows the socket, and every frame pushed, for `'a`.
 #[derive(Debug)]
 pub struct TxBatchRef<'a> {
-    tx: &'a mut TxSocket,
-    _frames: PhantomData<&'a [u8]>,
+    fd: BorrowedFd<'a>,
+    msgs: MsgBatch<'a>,
+    stats: &'a mut TxStats,
 }
 
 impl<'a> TxBatchRef<'a> {
@@ -296,14 +176,16 @@ impl<'a> TxBatchRef<'a> {
     /// the batch is full. Frames shorter than an Ethernet header are counted and dropped.
     pub fn push(&mut self, ifindex: u32, frame: &'a [u8]) -> Result<()> {
         let Some(proto) = ethertype_be(frame) else {
-            self.tx.refuse(libc::EINVAL);
+            self.refuse(libc::EINVAL);
             return Ok(());
         };
-        if self.tx.len == self.tx.capacity() {
-            self.tx.flush_slots()?;
+        if self.msgs.is_full() {
+            self.flush_slots()?;
         }
-        self.tx
-            .fill_slot(ifindex, frame.as_ptr(), frame.len(), proto);
+        let Some(ifindex) = self.out_index(ifindex) else {
+            return Ok(());
+        };
+        self.msgs.push(ifindex, proto, frame);
         Ok(())
     }
 
@@ -314,31 +196,28 @@ impl<'a> TxBatchRef<'a> {
         ifindex: u32,
         fill: F,
     ) -> Result<()> {
-        if self.tx.len == self.tx.capacity() {
-            self.tx.flush_slots()?;
+        if self.msgs.is_full() {
+            self.flush_slots()?;
         }
-        let size = self.tx.copy_buffer;
-        let slot = self.tx.buffers_base.wrapping_add(self.tx.len * size);
-        // SAFETY: slot `len` of `buffers` (`size` bytes at `len * size`, inside the vector,
-        // which is never resized); no other reference to this slot exists: earlier slots'
-        // pointers cover other bytes and the socket is borrowed mutably by this batch.
-        let buf = unsafe { std::slice::from_raw_parts_mut(slot, size) };
-        let len = fill(buf).min(size);
+        let buf = self.msgs.buffer();
+        let len = fill(buf).min(buf.len());
         let Some(proto) = ethertype_be(&buf[..len]) else {
             if len > 0 {
-                self.tx.refuse(libc::EINVAL);
+                self.refuse(libc::EINVAL);
             }
             return Ok(());
         };
-        let ptr = buf.as_ptr();
-        self.tx.fill_slot(ifindex, ptr, len, proto);
+        let Some(ifindex) = self.out_index(ifindex) else {
+            return Ok(());
+        };
+        self.msgs.push_buffer(ifindex, proto, len);
         Ok(())
     }
 
     /// Copies `frame` into an owned buffer and queues it.
     pub fn push_copy(&mut self, ifindex: u32, frame: &[u8]) -> Result<()> {
-        if frame.len() > self.tx.copy_buffer {
-            self.tx.refuse(libc::EMSGSIZE);
+        if frame.len() > self.msgs.buffer_size() {
+            self.refuse(libc::EMSGSIZE);
             return Ok(());
         }
         self.push_with(ifindex, |buf| {
@@ -350,25 +229,89 @@ impl<'a> TxBatchRef<'a> {
     /// Sends everything queued. Congestion and refused frames are counted (in the result
     /// and in [`TxSocket::stats`]); an error means the socket itself is unusable.
     pub fn flush(&mut self) -> Result<Flushed> {
-        self.tx.flush_slots()
+        self.flush_slots()
     }
 
     /// Frames queued and not yet sent.
     pub fn len(&self) -> usize {
-        self.tx.len
+        self.msgs.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.tx.len == 0
+        self.msgs.len() == 0
+    }
+
+    /// `ifindex` as `sll_ifindex` wants it; an index out of its range is refused.
+    #[inline]
+    fn out_index(&mut self, ifindex: u32) -> Option<libc::c_int> {
+        let index = libc::c_int::try_from(ifindex).ok();
+        if index.is_none() {
+            self.refuse(libc::ENXIO);
+        }
+        index
+    }
+
+    fn refuse(&mut self, errno: i32) {
+        self.stats.dropped_error += 1;
+        self.stats.last_errno = errno;
+    }
+
+    /// Sends the queued slots, then empties the batch.
+    fn flush_slots(&mut self) -> Result<Flushed> {
+        let n = self.msgs.len();
+        let mut done = Flushed::default();
+        let mut i = 0;
+        let mut interrupted = 0;
+        let result = loop {
+            if i >= n {
+                break Ok(());
+            }
+            self.stats.syscalls += 1;
+            match self.msgs.send(self.fd, i) {
+                Ok(0) => {
+                    self.refuse(0);
+                    done.dropped += 1;
+                    i += 1;
+                }
+                Ok(k) => {
+                    done.sent += k;
+                    i += k;
+                }
+                Err(e) => match e.raw_os_error().unwrap_or(0) {
+                    libc::EINTR if interrupted < 3 => interrupted += 1,
+                    libc::EAGAIN | libc::ENOBUFS => {
+                        // The socket or the device queue is full: retrying now would only
+                        // spin. Drop the rest of the batch and count it.
+                        self.stats.dropped_congestion += (n - i) as u64;
+                        done.dropped += n - i;
+                        i = n;
+                    }
+                    libc::EBADF | libc::EFAULT | libc::ENOTSOCK => {
+                        self.stats.dropped_error += (n - i) as u64;
+                        break Err(Error::tx("transmit", "sendmmsg", e));
+                    }
+                    errno => {
+                        // This message is refused (interface down, too long ...); the next
+                        // ones may go to other interfaces.
+                        self.refuse(errno);
+                        done.dropped += 1;
+                        i += 1;
+                    }
+                },
+            }
+        };
+        self.msgs.clear();
+        self.stats.sent += done.sent as u64;
+        result.map(|()| done)
     }
 }
 
 impl Drop for TxBatchRef<'_> {
     fn drop(&mut self) {
-        if self.tx.len > 0 {
+        if self.msgs.len() > 0 {
             // Errors are already counted in the socket's statistics.
-            let _ = self.tx.flush_slots();
+            let _ = self.flush_slots();
         }
     }
 }
@@ -376,18 +319,22 @@ impl Drop for TxBatchRef<'_> {
 impl<'a> TxBatch<'a> for TxBatchRef<'a> {
     type Error = Error;
 
+    #[inline]
     fn push(&mut self, ifindex: u32, frame: &'a [u8]) -> Result<()> {
         TxBatchRef::push(self, ifindex, frame)
     }
 
+    #[inline]
     fn push_with<F: FnOnce(&mut [u8]) -> usize>(&mut self, ifindex: u32, fill: F) -> Result<()> {
         TxBatchRef::push_with(self, ifindex, fill)
     }
 
+    #[inline]
     fn flush(&mut self) -> Result<Flushed> {
         TxBatchRef::flush(self)
     }
 
+    #[inline]
     fn len(&self) -> usize {
         TxBatchRef::len(self)
     }

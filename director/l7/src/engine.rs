@@ -21,7 +21,7 @@ use crate::error::L7Error;
 use crate::listener::bind_reuseport;
 use crate::pool::{CountersRef, MemberCounters, Pool, PoolCounters};
 use crate::route::{HostMatch, RouteTable, Rule, Settings};
-use crate::worker::{Command, ServiceShared, WAKER, Worker};
+use crate::worker::{ProxyCommand, ProxyWorker, ServiceShared, WAKER};
 
 /// Where scheduler plugins come from (the director's plugin registry).
 pub trait PluginSource {
@@ -36,13 +36,13 @@ impl<F: FnMut(&str) -> Result<Arc<Plugin>, String>> PluginSource for F {
 
 #[derive(Debug)]
 struct WorkerHandle {
-    tx: Sender<Command>,
+    tx: Sender<ProxyCommand>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl WorkerHandle {
-    fn send(&self, c: Command) {
+    fn send(&self, c: ProxyCommand) {
         if self.tx.send(c).is_ok() {
             let _ = self.waker.wake();
         }
@@ -121,7 +121,7 @@ impl Engine {
             let poll = Poll::new().map_err(L7Error::Thread)?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(L7Error::Thread)?);
             let (tx, rx) = channel();
-            let worker = Worker::new(poll, rx);
+            let worker = ProxyWorker::new(poll, rx);
             let thread = std::thread::Builder::new()
                 .name(format!("l7-worker-{i}"))
                 .spawn(move || worker.run())
@@ -282,7 +282,7 @@ impl Engine {
                 .map(|(_, l)| std::mem::take(l))
                 .unwrap_or_default();
             for (w, l) in self.workers.iter().zip(ls) {
-                w.send(Command::Listen(Arc::clone(&svc), l));
+                w.send(ProxyCommand::Listen(Arc::clone(&svc), l));
             }
             lvs_common::event!(
                 log::Level::Info,
@@ -296,7 +296,7 @@ impl Engine {
         for (old, mode) in &self.services {
             if !next.iter().any(|(n, m)| Arc::ptr_eq(n, old) && m == mode) {
                 for w in &self.workers {
-                    w.send(Command::Unlisten(old.vip));
+                    w.send(ProxyCommand::Unlisten(old.vip));
                 }
                 lvs_common::event!(log::Level::Info, "content_service_removed", vip = old.vip);
                 changes += 1;
@@ -385,7 +385,7 @@ impl Engine {
     /// Stop the workers; every client connection is closed.
     pub fn stop(&mut self) {
         for w in &self.workers {
-            w.send(Command::Stop);
+            w.send(ProxyCommand::Stop);
         }
         for w in &mut self.workers {
             if let Some(t) = w.thread.take() {

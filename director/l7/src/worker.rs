@@ -205,22 +205,22 @@ pub(crate) fn quiet(s: &TcpStream) -> bool {
 
 /// Orders from the engine.
 #[derive(Debug)]
-pub(crate) enum Command {
+pub(crate) enum ProxyCommand {
     Listen(Arc<ServiceShared>, std::net::TcpListener),
     Unlisten(SocketAddr),
     Stop,
 }
 
-pub(crate) struct Worker {
+pub(crate) struct ProxyWorker {
     pub poll: Poll,
-    pub rx: Receiver<Command>,
+    pub rx: Receiver<ProxyCommand>,
     listeners: Slab<(Arc<ServiceShared>, TcpListener)>,
     sessions: Slab<Session>,
     idle: IdlePool,
 }
 
-impl Worker {
-    pub fn new(poll: Poll, rx: Receiver<Command>) -> Self {
+impl ProxyWorker {
+    pub fn new(poll: Poll, rx: Receiver<ProxyCommand>) -> Self {
         Self {
             poll,
             rx,
@@ -277,7 +277,7 @@ impl Worker {
     fn commands(&mut self) -> bool {
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
-                Command::Listen(svc, l) => {
+                ProxyCommand::Listen(svc, l) => {
                     let mut l = TcpListener::from_std(l);
                     let entry = self.listeners.vacant_entry();
                     let token = Token(LISTENER_BASE + entry.key());
@@ -295,7 +295,7 @@ impl Worker {
                     }
                     entry.insert((svc, l));
                 }
-                Command::Unlisten(vip) => {
+                ProxyCommand::Unlisten(vip) => {
                     let keys: Vec<usize> = self
                         .listeners
                         .iter()
@@ -307,7 +307,7 @@ impl Worker {
                         let _ = self.poll.registry().deregister(&mut l);
                     }
                 }
-                Command::Stop => return false,
+                ProxyCommand::Stop => return false,
             }
         }
         true
@@ -393,9 +393,9 @@ impl Worker {
     }
 }
 
-impl std::fmt::Debug for Worker {
+impl std::fmt::Debug for ProxyWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker")
+        f.debug_struct("ProxyWorker")
             .field("listeners", &self.listeners.len())
             .field("sessions", &self.sessions.len())
             .finish()

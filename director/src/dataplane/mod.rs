@@ -9,6 +9,8 @@
 
 pub mod build;
 pub mod icmp_limit;
+#[cfg(test)]
+mod memory_queue;
 pub mod rates;
 pub mod registry;
 pub mod snapshot;
@@ -36,7 +38,7 @@ use rates::Meter;
 use registry::ServiceRegistry;
 use snapshot::Snapshot;
 use stats::WorkerStats;
-use worker::Cmd;
+use worker::WorkerCommand;
 use workers::Workers;
 
 /// Why the dataplane could not start or apply a change.
@@ -160,7 +162,7 @@ impl Dataplane {
         // Retired before the new ones start: an id freed here may be given out again below,
         // and the workers must expire the old server's connections first.
         for &id in &synced.gone_dests {
-            self.workers.send(|| Cmd::ExpireDest(id));
+            self.workers.send(|| WorkerCommand::ExpireDest(id));
             self.meter.forget_dest(id);
         }
         for &id in &synced.gone_services {
@@ -184,7 +186,8 @@ impl Dataplane {
             match change {
                 ConfigChange::TimeoutsChanged(t) => {
                     let (tcp, tcp_fin, udp) = (t.tcp, t.tcp_fin, t.udp);
-                    self.workers.send(|| Cmd::Timeouts { tcp, tcp_fin, udp });
+                    self.workers
+                        .send(|| WorkerCommand::Timeouts { tcp, tcp_fin, udp });
                 }
                 ConfigChange::Zero(key) => self.zero(key.as_ref()),
                 ConfigChange::RoleChanged(role) => {
@@ -202,7 +205,7 @@ impl Dataplane {
                 }
                 // The services are gone from the state (and their servers expired above);
                 // whatever the tables still hold goes too.
-                ConfigChange::Cleared => self.workers.send(|| Cmd::Clear),
+                ConfigChange::Cleared => self.workers.send(|| WorkerCommand::Clear),
                 // Read from the state.
                 ConfigChange::ServiceAdded(_)
                 | ConfigChange::ServiceEdited(_)
@@ -222,7 +225,8 @@ impl Dataplane {
         self.workers.set_vips(&snap.vips);
         let snap = Arc::new(snap);
         self.snap = Arc::clone(&snap);
-        self.workers.send(|| Cmd::Snapshot(Arc::clone(&snap)));
+        self.workers
+            .send(|| WorkerCommand::Snapshot(Arc::clone(&snap)));
     }
 
     /// New next hops (neighbours resolved, routes changed).

@@ -2,13 +2,18 @@
 //! transmit socket and its own connection table. Nothing here is shared with another worker
 //! but read-only snapshots and single-writer counters, so the packet path takes no lock (the
 //! one exception: choosing a real server for a new connection, see `ServiceEntry::sched`).
+//!
+//! The worker is generic over the packet I/O backend (`lvs_afpacket`'s [`RxQueue`] and
+//! [`TxQueue`]), monomorphised for the one in use: AF_PACKET today, another backend is a new
+//! implementation of the two traits. No call on the packet path goes through a vtable.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use lvs_afpacket::{FrameMeta, RxRing, TxSocket};
+use lvs_afpacket::{FrameMeta, RxBatch, RxQueue, TxBatch, TxQueue};
 use lvs_conntrack::{
     ConnId, ConnInfo, Dir, Endpoint, FlowKey, Forward, NewConn, NewTemplate, Proto, Table,
     TcpFlags, TemplateKey,
@@ -25,7 +30,7 @@ use super::stats::{Loss, WorkerStats};
 /// What the control thread tells a worker. Commands arrive in order, so a real-server id is
 /// never reused before every worker has expired the old server's connections.
 #[derive(Debug)]
-pub enum Cmd {
+pub enum WorkerCommand {
     Snapshot(Arc<Snapshot>),
     ExpireDest(u32),
     Timeouts {
@@ -42,16 +47,17 @@ pub enum Cmd {
 
 pub const WAKER: Token = Token(usize::MAX - 1);
 
-/// Everything a worker owns.
+/// Everything a worker owns: `R` is its receive queue (one per interface), `T` its transmit
+/// queue.
 #[allow(missing_debug_implementations)] // rings and sockets: nothing useful to print
-pub struct Worker {
+pub struct ForwardingWorker<R, T> {
     pub index: usize,
-    pub rings: Vec<RxRing>,
-    pub tx: TxSocket,
+    pub rings: Vec<R>,
+    pub tx: T,
     pub table: Table,
     pub snap: Arc<Snapshot>,
     pub stats: Arc<WorkerStats>,
-    pub cmds: Receiver<Cmd>,
+    pub cmds: Receiver<WorkerCommand>,
     /// Next hops whose MAC is missing, for the control thread to resolve. Bounded: when full,
     /// the control thread is already busy resolving.
     pub misses: SyncSender<Ipv4Addr>,
@@ -63,7 +69,7 @@ pub struct Worker {
     pub icmp_limit: super::icmp_limit::TokenBucket,
 }
 
-impl Worker {
+impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
     fn now_ms(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -71,7 +77,7 @@ impl Worker {
     /// Register the rings with this worker's poll; `waker` wakes it for commands.
     pub fn register(&mut self) -> std::io::Result<()> {
         for (i, ring) in self.rings.iter().enumerate() {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(ring);
+            let fd = ring.as_fd().as_raw_fd();
             self.poll
                 .registry()
                 .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
@@ -83,7 +89,7 @@ impl Worker {
         Waker::new(self.poll.registry(), WAKER)
     }
 
-    /// The worker's loop, until `Cmd::Stop`.
+    /// The worker's loop, until `WorkerCommand::Stop`.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(64);
         let mut ip_id: u16 = u16::try_from(self.index).unwrap_or(0).wrapping_mul(7919);
@@ -110,7 +116,7 @@ impl Worker {
             }
             let now = self.now_ms();
             self.apply_synced(now);
-            let Worker {
+            let ForwardingWorker {
                 rings,
                 tx,
                 table,
@@ -135,7 +141,7 @@ impl Worker {
                 if let Err(e) = ring.take_error() {
                     lvs_common::event!(log::Level::Warn, "ring_error", reason = e);
                 }
-                while let Some(mut block) = ring.next_block() {
+                while let Some(mut block) = ring.next_batch() {
                     let mut out = tx.batch();
                     for frame in block.frames() {
                         let meta = frame.meta;
@@ -157,26 +163,28 @@ impl Worker {
     fn commands(&mut self) -> bool {
         while let Ok(cmd) = self.cmds.try_recv() {
             match cmd {
-                Cmd::Snapshot(s) => {
+                WorkerCommand::Snapshot(s) => {
                     let dests = s.dests.len();
                     self.table.reserve_dests(dests);
                     self.snap = s;
                 }
-                Cmd::ExpireDest(id) => {
+                WorkerCommand::ExpireDest(id) => {
                     let _ = self.table.expire_dest(id);
                 }
-                Cmd::Timeouts { tcp, tcp_fin, udp } => self.table.set_timeouts(tcp, tcp_fin, udp),
-                Cmd::ListConns(reply) => {
+                WorkerCommand::Timeouts { tcp, tcp_fin, udp } => {
+                    self.table.set_timeouts(tcp, tcp_fin, udp)
+                }
+                WorkerCommand::ListConns(reply) => {
                     let _ = reply.try_send(self.table.list(self.now_ms()));
                 }
-                Cmd::SyncDump(reply) => {
+                WorkerCommand::SyncDump(reply) => {
                     let _ = reply.try_send(self.table.sync_dump(self.now_ms()));
                 }
-                Cmd::Clear => {
+                WorkerCommand::Clear => {
                     let now = self.now_ms();
                     self.table.clear(now);
                 }
-                Cmd::Stop => return false,
+                WorkerCommand::Stop => return false,
             }
         }
         true
@@ -314,12 +322,7 @@ fn proto_of(p: L4Proto) -> Option<Proto> {
 }
 
 impl<'w> Forwarder<'w> {
-    fn frame<'a>(
-        &mut self,
-        data: &'a mut [u8],
-        meta: &FrameMeta,
-        out: &mut lvs_afpacket::TxBatchRef<'a>,
-    ) {
+    fn frame<'a, B: TxBatch<'a>>(&mut self, data: &'a mut [u8], meta: &FrameMeta, out: &mut B) {
         if meta.truncated() {
             self.stats.parse_drop(lvs_packet::DropReason::Truncated);
             return;
@@ -818,12 +821,12 @@ impl<'w> Forwarder<'w> {
 
     /// Our reply when a VS/TUN packet does not fit the tunnel: "fragmentation needed" from
     /// the VIP to the client, as IPVS sends.
-    fn frag_needed<'a>(
+    fn frag_needed<'a, B: TxBatch<'a>>(
         &mut self,
         frame: &[u8],
         pkt: &Packet,
         mtu: u16,
-        out: &mut lvs_afpacket::TxBatchRef<'a>,
+        out: &mut B,
     ) {
         let (Some(client), Some(vip)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
             return;
@@ -867,6 +870,9 @@ mod tests {
     use super::super::snapshot::DestEntry;
     use super::*;
     use lvs_conntrack::State;
+    use lvs_netinfo::{Fib, Link, MacAddr, Neighbour, Neighbours, NextHopTable, NudState, Route};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
 
     fn dest(weight: u32) -> DestEntry {
         DestEntry {
@@ -918,5 +924,237 @@ mod tests {
             assert_eq!(reuse(State::Established, service, false, d), Reuse::Drop);
             assert_eq!(reuse(State::Udp, service, false, d), Reuse::Drop);
         }
+    }
+
+    /// Takes the first server with weight: the test knows where a connection goes.
+    struct First;
+
+    impl lvs_sched_abi::Scheduler for First {
+        fn create(_: &lvs_sched_abi::Service, _: &lvs_sched_abi::Options) -> Result<Self, String> {
+            Ok(First)
+        }
+
+        fn schedule(&mut self, _: &SchedFlow, dests: &[lvs_sched_abi::Dest]) -> Option<usize> {
+            dests.iter().position(|d| d.weight > 0)
+        }
+    }
+
+    static FIRST: lvs_sched_abi::Ops =
+        lvs_sched_abi::ops_for::<First>(c"first", c"the first server with weight");
+
+    const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
+    const RS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    /// The interface towards the real servers, and the one towards the clients.
+    const RS_IF: u32 = 2;
+    const CLIENT_IF: u32 = 3;
+    const RS_IF_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const CLIENT_IF_MAC: [u8; 6] = [2, 0, 0, 0, 0, 3];
+    const RS_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x11];
+    const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
+
+    fn link(ifindex: u32, mac: [u8; 6]) -> Link {
+        Link {
+            ifindex,
+            name: format!("eth{ifindex}"),
+            mac: Some(MacAddr(mac)),
+            mtu: 1500,
+            up: true,
+            running: true,
+            loopback: false,
+            noarp: false,
+        }
+    }
+
+    fn route(dst: Ipv4Addr, oif: u32) -> Route {
+        Route {
+            dst,
+            prefix_len: 24,
+            gateway: None,
+            oif,
+            metric: 0,
+        }
+    }
+
+    fn neighbour(ifindex: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Neighbour {
+        Neighbour {
+            ifindex,
+            addr,
+            mac: Some(MacAddr(mac)),
+            state: NudState::Reachable,
+        }
+    }
+
+    /// TCP VIP:80 by VS/NAT to RS:8080 (service 0, real server 1), both sides resolved.
+    fn nat_snapshot(stats: &Arc<WorkerStats>) -> Snapshot {
+        let plugin = lvs_sched_host::Plugin::from_static(&FIRST, "built-in").expect("table");
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&VIP.octets());
+        let spec = lvs_sched_host::ServiceSpec {
+            addr,
+            port: 80,
+            family: AF_INET,
+            protocol: 6,
+            ..Default::default()
+        };
+        let mut sched = lvs_sched_host::Instance::new(Arc::new(plugin), spec).expect("create");
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&RS.octets());
+        sched
+            .add_dest(lvs_sched_abi::Dest {
+                addr,
+                port: 8080,
+                family: AF_INET,
+                weight: 1,
+                id: 1,
+                ..Default::default()
+            })
+            .expect("add_dest");
+        let service = ServiceEntry {
+            id: 0,
+            proto: Proto::Tcp,
+            vip: VIP,
+            port: 80,
+            persistence: None,
+            sched: Arc::new(Mutex::new(sched)),
+            affinity: Arc::default(),
+        };
+        let dest = DestEntry {
+            id: 1,
+            service: 0,
+            addr: RS,
+            port: 8080,
+            forward: Forward::Nat,
+            weight: 1,
+            upper: 0,
+            lower: 0,
+        };
+        let nexthops = NextHopTable::build(
+            &[link(RS_IF, RS_IF_MAC), link(CLIENT_IF, CLIENT_IF_MAC)],
+            Fib::from_routes([
+                route(Ipv4Addr::new(10, 0, 0, 0), RS_IF),
+                route(Ipv4Addr::new(198, 51, 100, 0), CLIENT_IF),
+            ]),
+            &Neighbours::from_entries([
+                neighbour(RS_IF, RS, RS_MAC),
+                neighbour(CLIENT_IF, CLIENT, CLIENT_MAC),
+            ]),
+        );
+        Snapshot {
+            services: HashMap::from([((6, VIP, 80), Arc::new(service))]),
+            dests: vec![None, Some(dest)],
+            vips: vec![VIP],
+            live_dests: vec![1],
+            active: true,
+            any_nat: true,
+            nexthops: Arc::new(nexthops),
+            all_stats: vec![Arc::clone(stats)].into(),
+            mtus: HashMap::new(),
+            if_addrs: Arc::default(),
+            dest_index: HashMap::from([((0, RS, 8080), 1)]),
+        }
+    }
+
+    /// A TCP segment with its checksums right; `syn_ack` false for the client's SYN.
+    fn tcp_frame(
+        macs: ([u8; 6], [u8; 6]),
+        from: (Ipv4Addr, u16),
+        to: (Ipv4Addr, u16),
+        syn_ack: bool,
+    ) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(macs.0, macs.1)
+            .ipv4(from.0.octets(), to.0.octets(), 64)
+            .tcp(from.1, to.1, 1000, 65535)
+            .syn();
+        let b = if syn_ack { b.ack(1) } else { b };
+        let mut frame = Vec::new();
+        b.write(&mut frame, &[]).expect("build frame");
+        frame
+    }
+
+    /// (IPv4 source, TCP source port, IPv4 destination, TCP destination port, TTL) of a
+    /// frame, after checking that both checksums are right.
+    fn addresses(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
+        let pkt = lvs_packet::parse(frame).expect("a parsable frame");
+        assert!(lvs_packet::verify_ip_header(frame, &pkt), "IPv4 checksum");
+        assert!(lvs_packet::verify_l4(frame, &pkt), "TCP checksum");
+        let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
+            panic!("not IPv4: {pkt:?}");
+        };
+        let ttl = frame[pkt.l3 + 8];
+        (src, pkt.flow.src_port, dst, pkt.flow.dst_port, ttl)
+    }
+
+    /// The whole worker (event loop, commands, packet path) on a backend that is not
+    /// AF_PACKET: a client's SYN to the VIP leaves for the real server rewritten, and the
+    /// server's answer leaves for the client from the VIP.
+    #[test]
+    fn the_worker_forwards_vs_nat_on_any_backend_implementing_the_queue_traits() {
+        use super::super::memory_queue::memory_queues;
+        let (rx, tx, wire) = memory_queues();
+        let stats = Arc::new(WorkerStats::default());
+        let mut cfg = lvs_conntrack::Config::with_capacity(1024);
+        cfg.dest_slots = 256;
+        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+        let (miss_tx, _miss_rx) = std::sync::mpsc::sync_channel(16);
+        let mut worker = ForwardingWorker {
+            index: 0,
+            rings: vec![rx],
+            tx,
+            table: Table::new(cfg, 0).expect("table"),
+            snap: Arc::new(nat_snapshot(&stats)),
+            stats: Arc::clone(&stats),
+            cmds: cmd_rx,
+            misses: miss_tx,
+            poll: Poll::new().expect("poll"),
+            epoch: Instant::now(),
+            sync: None,
+            icmp_limit: super::super::icmp_limit::TokenBucket::default(),
+        };
+        worker.register().expect("register");
+        let waker = worker.waker().expect("waker");
+        let thread = std::thread::spawn(move || worker.run());
+        let limit = Duration::from_secs(10);
+        let sent = |n: usize| {
+            let w = &wire;
+            move || Some(w.sent()).filter(|s| s.len() >= n)
+        };
+
+        wire.deliver(vec![tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (CLIENT, 40_000),
+            (VIP, 80),
+            false,
+        )]);
+        let out = lvs_testsupport::wait_for("the SYN forwarded", limit, sent(1));
+        let (ifindex, frame) = &out[0];
+        assert_eq!(*ifindex, RS_IF);
+        assert_eq!((&frame[0..6], &frame[6..12]), (&RS_MAC[..], &RS_IF_MAC[..]));
+        assert_eq!(addresses(frame), (CLIENT, 40_000, RS, 8080, 63));
+        let svc = stats.services[0].read();
+        assert_eq!((svc.conns, svc.in_pkts), (1, 1));
+
+        wire.deliver(vec![tcp_frame(
+            (RS_MAC, RS_IF_MAC),
+            (RS, 8080),
+            (CLIENT, 40_000),
+            true,
+        )]);
+        let out = lvs_testsupport::wait_for("the SYN-ACK forwarded", limit, sent(2));
+        let (ifindex, frame) = &out[1];
+        assert_eq!(*ifindex, CLIENT_IF);
+        assert_eq!(
+            (&frame[0..6], &frame[6..12]),
+            (&CLIENT_MAC[..], &CLIENT_IF_MAC[..])
+        );
+        assert_eq!(addresses(frame), (VIP, 80, CLIENT, 40_000, 63));
+        assert_eq!(stats.services[0].read().out_pkts, 1);
+        lvs_testsupport::wait_for("every batch given back", limit, || {
+            (wire.released() == 2).then_some(())
+        });
+
+        cmd_tx.send(WorkerCommand::Stop).expect("worker listening");
+        waker.wake().expect("wake");
+        thread.join().expect("worker ran cleanly");
     }
 }

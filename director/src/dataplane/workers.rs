@@ -16,12 +16,12 @@ use mio::{Poll, Waker};
 
 use super::snapshot::Snapshot;
 use super::stats::WorkerStats;
-use super::worker::{Cmd, Worker};
+use super::worker::{ForwardingWorker, WorkerCommand};
 use super::{DataplaneError, Setup, icmp_limit};
 use crate::sync::{EngineSide, SyncConfig, SyncEngine, SyncShared};
 
 struct Handle {
-    cmds: Sender<Cmd>,
+    cmds: Sender<WorkerCommand>,
     waker: Arc<Waker>,
     join: Option<JoinHandle<()>>,
 }
@@ -102,7 +102,7 @@ impl Workers {
             table.set_timeouts(tcp, tcp_fin, udp);
             let (cmd_tx, cmd_rx) = mpsc::channel();
             let poll = Poll::new().map_err(|e| fail(e.to_string()))?;
-            let mut w = Worker {
+            let mut w = ForwardingWorker {
                 index,
                 rings,
                 tx,
@@ -179,7 +179,7 @@ impl Workers {
     }
 
     /// Send every worker a command and wake it.
-    pub fn send(&self, make: impl Fn() -> Cmd) {
+    pub fn send(&self, make: impl Fn() -> WorkerCommand) {
         for w in &self.handles {
             let _ = w.cmds.send(make());
             let _ = w.waker.wake();
@@ -208,7 +208,7 @@ impl Workers {
         let mut replies = Vec::new();
         for w in &self.handles {
             let (tx, rx) = mpsc::sync_channel(1);
-            if w.cmds.send(Cmd::ListConns(tx)).is_ok() {
+            if w.cmds.send(WorkerCommand::ListConns(tx)).is_ok() {
                 let _ = w.waker.wake();
                 replies.push(rx);
             }
@@ -228,7 +228,7 @@ impl Workers {
         if let Some(mut s) = self.sync.take() {
             s.stop();
         }
-        self.send(|| Cmd::Stop);
+        self.send(|| WorkerCommand::Stop);
         for w in &mut self.handles {
             if let Some(j) = w.join.take() {
                 let _ = j.join();

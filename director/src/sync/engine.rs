@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::wire::{self, AuthKey, Builder, Echoes, FLAG_ACTIVE, Header, Kind, Reject, TO_GROUP};
 use super::{EngineSide, SyncConfig, SyncShared, worker_of};
-use crate::dataplane::worker::Cmd;
+use crate::dataplane::worker::WorkerCommand;
 
 const SOCKET: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -54,7 +54,7 @@ enum Ctl {
 /// What the sync thread needs of one worker: its rings, and its command channel for dumps.
 pub struct WorkerLink {
     pub side: EngineSide,
-    pub cmds: Sender<Cmd>,
+    pub cmds: Sender<WorkerCommand>,
     pub waker: Arc<Waker>,
 }
 
@@ -142,21 +142,11 @@ fn open_socket(cfg: &SyncConfig) -> std::io::Result<std::net::UdpSocket> {
         };
         lvs_common::mcast::join_group(&sock, *m.ip(), ifaddr)?;
     }
-    // A bulk resync arrives as a burst; a large receive buffer keeps it whole.
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    let size: libc::c_int = 4 << 20;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-        // SAFETY: `fd` is the open socket above; the option value is a c_int of the given size.
-        let _ = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                std::ptr::from_ref(&size).cast(),
-                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
-            )
-        };
-    }
+    // A bulk resync arrives as a burst; a large receive buffer keeps it whole. Forcing past
+    // the sysctl limits needs CAP_NET_ADMIN: without it, the default sizes do.
+    let size: usize = 4 << 20;
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &size);
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBufForce, &size);
     sock.set_nonblocking(true)?;
     Ok(sock)
 }
@@ -541,7 +531,7 @@ impl Engine {
         let mut replies = Vec::new();
         for l in &self.links {
             let (tx, rx) = mpsc::sync_channel(1);
-            if l.cmds.send(Cmd::SyncDump(tx)).is_ok() {
+            if l.cmds.send(WorkerCommand::SyncDump(tx)).is_ok() {
                 let _ = l.waker.wake();
                 replies.push(rx);
             }
@@ -976,7 +966,7 @@ mod tests {
     fn engine(
         cfg: SyncConfig,
         workers: usize,
-        cmds: &Sender<Cmd>,
+        cmds: &Sender<WorkerCommand>,
         active: bool,
     ) -> (SyncEngine, Vec<super::super::WorkerSync>) {
         let shared = Arc::new(SyncShared::default());
@@ -1134,10 +1124,10 @@ mod tests {
         let addr = listen.local_addr().unwrap();
         drop(listen);
         let cfg = config(addr, fake.addr(), "restart-active");
-        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        let (cmd_tx, cmd_rx) = mpsc::channel::<WorkerCommand>();
         std::thread::spawn(move || {
             while let Ok(c) = cmd_rx.recv() {
-                if let Cmd::SyncDump(reply) = c {
+                if let WorkerCommand::SyncDump(reply) = c {
                     let _ = reply.send(vec![entry(1)]);
                 }
             }
@@ -1209,7 +1199,7 @@ mod tests {
         let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = listen.local_addr().unwrap();
         drop(listen);
-        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        let (cmd_tx, cmd_rx) = mpsc::channel::<WorkerCommand>();
         let (mut active, mut workers) =
             engine(config(addr, fake.addr(), "block"), 2, &cmd_tx, true);
         let request = Header {
@@ -1222,7 +1212,11 @@ mod tests {
             cmd_rx.recv_timeout(Duration::from_secs(10)),
             cmd_rx.recv_timeout(Duration::from_secs(10)),
         ];
-        assert!(asked.iter().all(|c| matches!(c, Ok(Cmd::SyncDump(_)))));
+        assert!(
+            asked
+                .iter()
+                .all(|c| matches!(c, Ok(WorkerCommand::SyncDump(_))))
+        );
         let t = Instant::now();
         assert!(workers[0].send(entry(4242)));
         let got = fake.recv_kind(Kind::Updates, Duration::from_secs(10));
@@ -1249,10 +1243,10 @@ mod tests {
         let listen = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = listen.local_addr().unwrap();
         drop(listen);
-        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        let (cmd_tx, cmd_rx) = mpsc::channel::<WorkerCommand>();
         std::thread::spawn(move || {
             while let Ok(c) = cmd_rx.recv() {
-                if let Cmd::SyncDump(reply) = c {
+                if let WorkerCommand::SyncDump(reply) = c {
                     let _ = reply.send(vec![entry(1)]);
                 }
             }
@@ -1348,10 +1342,10 @@ mod tests {
         let a_shared = Arc::new(SyncShared::default());
         let (aw_all, a_sides) =
             super::super::rings(1, 16, &cfg(a_addr, b_addr, "fig-a"), &a_shared);
-        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
+        let (cmd_tx, cmd_rx) = mpsc::channel::<WorkerCommand>();
         std::thread::spawn(move || {
             while let Ok(c) = cmd_rx.recv() {
-                if let Cmd::SyncDump(reply) = c {
+                if let WorkerCommand::SyncDump(reply) = c {
                     let v: Vec<SyncEntry> = (0..n)
                         .map(|i| entry(u16::try_from(i % 65_536).unwrap()))
                         .collect();
@@ -1392,7 +1386,7 @@ mod tests {
                 std::thread::sleep(Duration::from_micros(200));
             }
         });
-        let (cmd2, _rx2) = mpsc::channel::<Cmd>();
+        let (cmd2, _rx2) = mpsc::channel::<WorkerCommand>();
         let links = b_sides
             .into_iter()
             .map(|side| WorkerLink {

@@ -1,7 +1,7 @@
 //! Connection-state sync between directors (IPVS's sync daemon, authenticated).
 //!
 //! - The active director's workers hand new connections, state changes and periodic
-//!   refreshes to the sync thread through one preallocated SPSC ring each ([`ring`]); a
+//!   refreshes to the sync thread through one preallocated SPSC ring each ([`spsc`]); a
 //!   full ring drops the record and counts it, the worker never waits.
 //! - The sync thread ([`engine`]) batches them into HMAC-sealed datagrams ([`wire`]) to the
 //!   peers and the multicast group, answers bulk-resync requests with the whole table, and
@@ -11,7 +11,6 @@
 
 pub mod config;
 pub mod engine;
-pub mod ring;
 pub mod wire;
 
 use std::net::Ipv4Addr;
@@ -19,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use lvs_conntrack::SyncEntry;
+
+use crate::sys::spsc;
 
 pub use config::SyncConfig;
 pub use engine::SyncEngine;
@@ -52,9 +53,9 @@ impl SyncShared {
 #[derive(Debug)]
 pub struct WorkerSync {
     /// To the sync thread: what changed in this worker's table.
-    pub out: ring::Producer<SyncEntry>,
+    pub out: spsc::Producer<SyncEntry>,
     /// From the sync thread: entries to apply (standby).
-    pub inbound: ring::Consumer<SyncEntry>,
+    pub inbound: spsc::Consumer<SyncEntry>,
     /// Per table slot, the second (worker clock) the connection was last sent.
     pub last_sent: Vec<u32>,
     pub refresh_secs: u32,
@@ -97,8 +98,8 @@ impl WorkerSync {
 /// The sync thread's ends for one worker.
 #[derive(Debug)]
 pub struct EngineSide {
-    pub from_worker: ring::Consumer<SyncEntry>,
-    pub to_worker: ring::Producer<SyncEntry>,
+    pub from_worker: spsc::Consumer<SyncEntry>,
+    pub to_worker: spsc::Producer<SyncEntry>,
 }
 
 /// The rings for `workers` workers with tables of `slots` entries each.
@@ -111,8 +112,8 @@ pub fn rings(
     let mut w = Vec::with_capacity(workers);
     let mut e = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let (out_p, out_c) = ring::ring(cfg.ring_size);
-        let (in_p, in_c) = ring::ring(cfg.ring_size);
+        let (out_p, out_c) = spsc::ring(cfg.ring_size);
+        let (in_p, in_c) = spsc::ring(cfg.ring_size);
         w.push(WorkerSync {
             out: out_p,
             inbound: in_c,

@@ -1,9 +1,14 @@
-//! Thin wrappers over the system calls this crate needs.
+//! All of this crate's unsafe code: the system calls, here, and the memory shared with the
+//! kernel, in [`ring`] (the receive ring) and [`mmsg`] (the transmit message arrays). The
+//! rest of the crate uses only the safe interfaces they export.
 //!
-//! Every `unsafe` call into libc lives here (the ring memory itself is read in `ring.rs`).
-//! Each wrapper does one call, turns `-1` into `io::Error::last_os_error()`, and is safe to
-//! call because its arguments are Rust values of the right size, except [`sendmmsg`],
-//! whose messages carry raw pointers and which is therefore `unsafe`.
+//! Each wrapper here does one call, turns `-1` into `io::Error::last_os_error()`, and is
+//! safe to call because its arguments are Rust values of the right size, except
+//! [`sendmmsg`], whose messages carry raw pointers and which is therefore `unsafe` (its one
+//! caller is [`mmsg`]).
+
+pub mod mmsg;
+pub mod ring;
 
 use std::ffi::CStr;
 use std::io;
@@ -172,6 +177,11 @@ pub struct Mmap {
     len: usize,
 }
 
+// SAFETY: the mapping is plain memory, owned by this value alone, and not tied to the
+// thread that made it; the kernel synchronises with its user through the ring's status
+// words, whichever thread that is. It is not `Sync`: one worker uses a ring at a time.
+unsafe impl Send for Mmap {}
+
 impl Mmap {
     /// `mmap(2)` `len` bytes of `fd` at offset 0, shared, read-write, pre-faulted.
     pub fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Self> {
@@ -215,7 +225,7 @@ impl Drop for Mmap {
 /// Every `msg_hdr` in `msgs` must point to a valid `sockaddr_ll` (`msg_name`) and to
 /// `msg_iovlen` valid `iovec`s, each pointing to `iov_len` readable bytes, for the duration
 /// of the call. The kernel copies the data before returning and keeps no pointer.
-pub unsafe fn sendmmsg(fd: BorrowedFd<'_>, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+unsafe fn sendmmsg(fd: BorrowedFd<'_>, msgs: &mut [libc::mmsghdr]) -> io::Result<usize> {
     let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(libc::c_uint::MAX);
     // SAFETY: `msgs` is a live, writable array of `vlen` headers (the kernel writes
     // `msg_len`); the pointers inside are valid per this function's contract.
