@@ -43,12 +43,12 @@ use crate::config::Config;
 use crate::node::{Applied, Origin, Replication, SingleNode};
 use crate::nowait::Bounds;
 use crate::peer::Key;
-use crate::protocol::{
+use crate::replica::{ClusterConfig, RaftNode};
+use crate::storage::Storage;
+use lvs_lockclient::protocol::{
     ClientInfo, ClientMsg, DAEMON, LOCK_PROTOCOL_VERSION, LockEvent, LockReq, Reply, ServerMsg,
     StatusInfo, reply_limit, request_limit,
 };
-use crate::replica::{ClusterConfig, RaftNode};
-use crate::storage::Storage;
 
 /// Counts this node's starts (Raft mode), durably, so each life has its own lease owner and
 /// session ids.
