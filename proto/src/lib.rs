@@ -7,7 +7,8 @@
 //! - [`message`]: Hello, requests, responses and events.
 //! - [`director`]: the director's control vocabulary (services, real servers, counters).
 //! - [`peer`]: `SO_PEERCRED` checks.
-//! - [`server`]: the `mio` daemon side; [`client`]: the blocking CLI side.
+//! - [`frame_server`]: a daemon's socket: accept, peer credentials, frames in and out;
+//!   [`server`]: the request/response daemon side on it; [`client`]: the blocking CLI side.
 //!
 //! A conversation: the client sends [`ClientFrame::Hello`]; the daemon answers
 //! [`ServerFrame::HelloOk`] or an [`ServerFrame::Error`] and hangs up. Then requests carry an
@@ -18,6 +19,7 @@ pub mod codec;
 pub mod director;
 pub mod error;
 pub mod frame;
+pub mod frame_server;
 pub mod message;
 pub mod peer;
 pub mod rundir;
@@ -30,6 +32,7 @@ pub use director::{
 };
 pub use error::{ProtoError, Result};
 pub use frame::{FrameDecoder, FrameLimit};
+pub use frame_server::{FrameServer, FrameServerConfig, Input};
 pub use message::{
     ClientFrame, ErrorCode, Event, HaRole, Hello, HelloOk, MonitoredServer, PROTOCOL_VERSION,
     Request, Response, Role, ServerFrame, Topic,
