@@ -40,7 +40,7 @@ use mio::{Events, Poll, Token};
 use crate::config::Config;
 use crate::node::{Applied, Origin, Replication, SingleNode};
 use crate::nowait::Bounds;
-use crate::peer::Key;
+use crate::peer::load_key;
 use crate::replica::{ClusterConfig, RaftNode};
 use crate::storage::Storage;
 use lvs_lockclient::protocol::{
@@ -149,7 +149,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         let cluster = ClusterConfig {
             id: config.node_id,
             members: config.peers.iter().map(|p| (p.id, p.address)).collect(),
-            key: Key::load(key_file)?,
+            key: load_key(key_file)?,
             snapshot_every: config.snapshot_every,
             incarnation,
             catch_up_gap: Duration::from_millis(config.lease_ms / 2),
