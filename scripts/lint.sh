@@ -8,6 +8,9 @@ cargo fmt --all -- --check
 # scripts/test.sh installs it): read from the sources, so the verdict does not depend on what
 # this machine has installed.
 cargo test --locked -q -p lvs-testsupport --test programs_declared
+# `unsafe` only in sys modules (sys.rs, sys/), apart from the files listed with a reason in
+# testsupport/tests/unsafe_confined.rs: read from the sources too.
+cargo test --locked -q -p lvs-testsupport --test unsafe_confined
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "scripts/lint.sh: installing cargo-deny (once per machine)" >&2

@@ -25,7 +25,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, umask};
 use nix::sys::wait::waitpid;
-use nix::unistd::{ForkResult, chdir, dup2, fork, pipe2, setsid};
+use nix::unistd::{ForkResult, chdir, dup2, pipe2, setsid};
+
+use crate::sys::{exit_now, fork_single_threaded};
 
 /// The umask the daemon runs with: files it creates are not world-accessible unless it says
 /// so (the pidfile and sockets set their modes explicitly).
@@ -107,9 +109,10 @@ pub fn daemonize() -> Result<Readiness, DaemonizeError> {
     // Close-on-exec: programs the daemon runs later must not hold the pipe open.
     let (read_end, write_end) = pipe2(OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
 
-    // SAFETY: the process has one thread (checked above), so the child is a complete copy
-    // and may run any code, not only async-signal-safe functions.
-    match unsafe { fork() }.map_err(sys("fork"))? {
+    match fork_single_threaded().map_err(|source| DaemonizeError::Sys {
+        what: "fork",
+        source,
+    })? {
         ForkResult::Parent { child } => {
             drop(write_end);
             // The intermediate child exits as soon as it has forked again; reap it.
@@ -135,9 +138,9 @@ pub fn daemonize() -> Result<Readiness, DaemonizeError> {
         eprintln!("cannot daemonize: setsid: {e}");
         exit_now(1);
     }
-    // SAFETY: still a single thread: this process was forked from a single-threaded one and
-    // has started none.
-    match unsafe { fork() } {
+    // Still a single thread: this process was forked from a single-threaded one and has
+    // started none.
+    match fork_single_threaded() {
         Ok(ForkResult::Parent { .. }) => exit_now(0),
         Ok(ForkResult::Child) => {}
         Err(e) => {
@@ -156,13 +159,6 @@ pub fn daemonize() -> Result<Readiness, DaemonizeError> {
     Ok(Readiness {
         pipe: Some(write_end),
     })
-}
-
-/// Ends the intermediate process without running destructors or `atexit` handlers, which
-/// belong to the original process.
-fn exit_now(code: i32) -> ! {
-    // SAFETY: `_exit` has no preconditions; it ends the process immediately.
-    unsafe { libc::_exit(code) }
 }
 
 fn redirect_to_dev_null(fds: &[i32]) -> io::Result<()> {
@@ -202,6 +198,9 @@ mod tests {
             err.to_string()
                 .contains("daemonize before starting any thread")
         );
+        // The fork underneath refuses too, whoever calls it.
+        let e = fork_single_threaded().expect_err("forked with threads running");
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         drop(tx);
         helper.join().unwrap();
     }

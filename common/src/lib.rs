@@ -2,7 +2,8 @@
 //! event format ([`logging`], [`event`](mod@event), `docs/LOGGING.md`), the pidfile ([`pidfile`]),
 //! daemonizing ([`daemonize`](mod@daemonize)), signals in the `mio` loop ([`signals`]), configuration files
 //! with `FILE:LINE:COL` errors ([`config`]), and the start-up sequence tying them together
-//! ([`run`](mod@run)); joining a multicast group for LAN peers ([`mcast`]).
+//! ([`run`](mod@run)); joining a multicast group for LAN peers ([`mcast`]); the CRC-32 of the
+//! framed formats ([`crc32`](mod@crc32)).
 //!
 //! A daemon's `main` (see `examples/demo_daemon.rs` for a complete one):
 //!
@@ -71,6 +72,7 @@
 pub mod authdgram;
 pub mod cli;
 pub mod config;
+pub mod crc32;
 pub mod daemonize;
 pub mod event;
 pub mod logging;
@@ -78,6 +80,7 @@ pub mod mcast;
 pub mod pidfile;
 pub mod run;
 pub mod signals;
+mod sys;
 
 pub use cli::DaemonArgs;
 pub use config::{ConfigError, Source, check_config, load_toml, one_line_reason, parse_toml};

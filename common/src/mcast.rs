@@ -7,6 +7,8 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
+use crate::sys::set_ip_option;
+
 /// Joins `group` on the interface holding `interface` (`0.0.0.0`: the kernel picks, by its
 /// routes, both where to join and where to send). Works on any UDP socket (std or mio).
 pub fn join_group(socket: &impl AsRawFd, group: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
@@ -21,12 +23,12 @@ pub fn join_group(socket: &impl AsRawFd, group: Ipv4Addr, interface: Ipv4Addr) -
         imr_multiaddr: in_addr(group),
         imr_interface: in_addr(interface),
     };
-    set(fd, libc::IP_ADD_MEMBERSHIP, &mreq)?;
-    set(fd, libc::IP_MULTICAST_LOOP, &libc::c_int::from(false))?;
-    set(fd, libc::IP_MULTICAST_TTL, &libc::c_int::from(1u8))?;
+    set_ip_option(fd, libc::IP_ADD_MEMBERSHIP, &mreq)?;
+    set_ip_option(fd, libc::IP_MULTICAST_LOOP, &libc::c_int::from(false))?;
+    set_ip_option(fd, libc::IP_MULTICAST_TTL, &libc::c_int::from(1u8))?;
     if !interface.is_unspecified() {
         // std has no setter for IP_MULTICAST_IF.
-        set(fd, libc::IP_MULTICAST_IF, &in_addr(interface))?;
+        set_ip_option(fd, libc::IP_MULTICAST_IF, &in_addr(interface))?;
     }
     Ok(())
 }
@@ -34,28 +36,6 @@ pub fn join_group(socket: &impl AsRawFd, group: Ipv4Addr, interface: Ipv4Addr) -
 fn in_addr(a: Ipv4Addr) -> libc::in_addr {
     libc::in_addr {
         s_addr: u32::from(a).to_be(),
-    }
-}
-
-/// One `IPPROTO_IP` option of type `T`.
-fn set<T>(fd: std::os::fd::RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
-    let len = libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX);
-    // SAFETY: `value` is a live `T` for the whole call and `len` is its exact size; each
-    // caller passes the type the option reads (`ip_mreq`, `c_int`, `in_addr`). A closed or
-    // wrong fd makes the call fail (EBADF, ENOTSOCK), which is returned.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            option,
-            std::ptr::from_ref(value).cast::<libc::c_void>(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -1,9 +1,10 @@
 //! `lvs-director`: the load balancer.
 //!
 //! Assembled from the crates beside it: `packet` (parsing and rewriting), `conntrack` (the
-//! connection table), `afpacket` (rings and fanout), `netinfo` (netlink), `control` (the
-//! configuration model and control requests) and `lvsadm`. This crate holds the worker
-//! threads (`dataplane`), the kernel guard, the configuration, and the daemon's event loop.
+//! connection table), `afpacket` (rings and fanout), `control` (the configuration model and
+//! control requests) and `lvsadm`, and from the top-level library `netinfo` (netlink), which
+//! heartbeatd uses too. This crate holds the worker threads (`dataplane`), the kernel guard,
+//! the configuration, and the daemon's event loop.
 
 pub mod config;
 pub mod content;

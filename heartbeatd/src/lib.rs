@@ -51,6 +51,7 @@ pub mod epoch;
 pub mod fsm;
 pub mod linkwatch;
 pub mod serial;
+mod sys;
 pub mod udp;
 pub mod vipdev;
 pub mod wire;

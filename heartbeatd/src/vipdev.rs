@@ -18,39 +18,16 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::sys::{IFNAMSIZ, set_interface_up, tun_set_iff};
 
 /// The default name of the device.
 pub const DEFAULT_NAME: &str = "lvs-vip0";
 
-/// `_IOW('T', 202, int)`: attach to (create) a TUN/TAP device.
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// A TUN (layer 3) device ...
 const IFF_TUN: libc::c_short = 0x0001;
 /// ... without the packet-information header.
 const IFF_NO_PI: libc::c_short = 0x1000;
-/// `IFNAMSIZ`.
-const IFNAMSIZ: usize = 16;
-
-/// `struct ifreq` with the `ifr_flags` member of its union (40 bytes on 64-bit Linux).
-#[repr(C)]
-struct IfReqFlags {
-    name: [u8; IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-impl IfReqFlags {
-    fn new(name: &str, flags: libc::c_short) -> IfReqFlags {
-        let mut r = IfReqFlags {
-            name: [0; IFNAMSIZ],
-            flags,
-            _pad: [0; 22],
-        };
-        r.name[..name.len()].copy_from_slice(name.as_bytes());
-        r
-    }
-}
 
 /// Why the device could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -112,17 +89,11 @@ impl VipDevice {
             .map_err(VipDeviceError::Open)?;
         // CLOEXEC: a notify command must not inherit the descriptor and keep the device
         // (and the VIPs) alive after we die. std opens with O_CLOEXEC already.
-        let mut req = IfReqFlags::new(name, IFF_TUN | IFF_NO_PI);
-        // SAFETY: TUNSETIFF reads and writes one `struct ifreq`; `req` is a properly sized,
-        // initialised `#[repr(C)]` ifreq that lives across the call, and `file` is open.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req) };
-        if rc < 0 {
-            return Err(VipDeviceError::Create {
-                name: name.to_owned(),
-                source: io::Error::last_os_error(),
-            });
-        }
-        set_up(name).map_err(|source| VipDeviceError::Up {
+        tun_set_iff(&file, name, IFF_TUN | IFF_NO_PI).map_err(|source| VipDeviceError::Create {
+            name: name.to_owned(),
+            source,
+        })?;
+        set_interface_up(name).map_err(|source| VipDeviceError::Up {
             name: name.to_owned(),
             source,
         })?;
@@ -146,33 +117,6 @@ impl VipDevice {
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
-}
-
-/// Sets IFF_UP on `name` (SIOCGIFFLAGS / SIOCSIFFLAGS on a datagram socket).
-fn set_up(name: &str) -> io::Result<()> {
-    // SAFETY: socket(2) with constant arguments; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req = IfReqFlags::new(name, 0);
-    // SAFETY: SIOCGIFFLAGS fills `ifr_flags` of the ifreq `req`, which outlives the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::cast_possible_truncation)] // IFF_UP is 1
-    {
-        req.flags |= libc::IFF_UP as libc::c_short;
-    }
-    // SAFETY: SIOCSIFFLAGS reads the ifreq `req`, which outlives the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,11 +20,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use lvs_common::crc32::{crc32, crc32_parts};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError as RaftStorageError};
 
-use crate::storage::{StorageError, crc32};
+use crate::storage::StorageError;
 
 const LOG_MAGIC: &[u8; 8] = b"LVSRFT01";
 const SNAP_MAGIC: &[u8; 8] = b"LVSRSN01";
@@ -284,7 +285,7 @@ impl DiskLog {
             .map_err(|e| io_err("cannot encode the snapshot")(io::Error::other(e)))?;
         let mut body = Vec::with_capacity(SNAP_MAGIC.len() + 4 + snap_bytes.len());
         body.extend_from_slice(SNAP_MAGIC);
-        body.extend_from_slice(&crc32(&[&snap_bytes]).to_be_bytes());
+        body.extend_from_slice(&crc32(&snap_bytes).to_be_bytes());
         body.extend_from_slice(&snap_bytes);
         self.replace(SNAP_FILE, &body)?;
 
@@ -334,7 +335,7 @@ impl DiskLog {
 
 fn push_record(buf: &mut Vec<u8>, kind: u8, body: &[u8]) {
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes();
-    let crc = crc32(&[&[kind], &len, body]);
+    let crc = crc32_parts(&[&[kind], &len, body]);
     buf.extend_from_slice(&crc.to_be_bytes());
     buf.push(kind);
     buf.extend_from_slice(&len);
@@ -352,7 +353,7 @@ fn record_at(bytes: &[u8], pos: usize) -> Option<(u8, &[u8], usize)> {
         return None;
     }
     let body = bytes.get(pos + 9..pos + 9 + len)?;
-    (crc32(&[&[kind], &len_bytes, body]) == crc).then_some((kind, body, pos + 9 + len))
+    (crc32_parts(&[&[kind], &len_bytes, body]) == crc).then_some((kind, body, pos + 9 + len))
 }
 
 fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
@@ -365,7 +366,7 @@ fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Snapshot, StorageError> {
     }
     let crc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     let body = &bytes[12..];
-    if crc32(&[body]) != crc {
+    if crc32(body) != crc {
         return Err(corrupt("checksum mismatch"));
     }
     Snapshot::parse_from_bytes(body).map_err(|e| corrupt(&format!("undecodable: {e}")))

@@ -62,6 +62,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod director;
 pub mod health;
+mod sys;
 
 pub use checks::{CheckResult, Engine, EngineOptions, TargetId};
 pub use config::Config;

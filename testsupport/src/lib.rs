@@ -114,6 +114,38 @@ pub fn built_dir(marker: &str) -> PathBuf {
     dir
 }
 
+/// The workspace's root directory (the sources, not the build).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testsupport/ has a parent")
+        .to_path_buf()
+}
+
+/// Every file of the source tree under `dir`, for the lints that read the sources: hidden
+/// directories (`.git` ...), build output (`target`) and `node_modules` left out.
+pub fn source_files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if !(name.starts_with('.') || name == "target" || name == "node_modules") {
+                    walk(&p, out);
+                }
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
+
 /// A fresh directory `<temp>/lvs-<tag>-<pid>-<n>`, removed when dropped.
 #[derive(Debug)]
 pub struct TempDir(pub PathBuf);

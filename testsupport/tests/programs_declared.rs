@@ -24,6 +24,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use lvs_testsupport::{source_files, workspace_root};
+
 /// Test helpers whose first literal-array argument is a command line, program first.
 const ARRAY_HELPERS: &[&str] = &["exec", "spawn", "sh", "sh_out", "must"];
 /// Test helpers with a program as the string argument at this position.
@@ -58,13 +60,6 @@ struct Found {
 }
 
 // ------------------------------------------------------------------ the list
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testsupport/ has a parent")
-        .to_path_buf()
-}
 
 /// The programs of `scripts/test-programs` (every first field but `-`).
 fn listed(text: &str) -> BTreeSet<String> {
@@ -942,27 +937,9 @@ fn shell_command(
 
 // ------------------------------------------------------------------ the check
 
-fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if p.is_dir() {
-            if !(name.starts_with('.') || name == "target" || name == "node_modules") {
-                files(&p, out);
-            }
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 /// Every program the sources under `root` start, by file.
 fn programs_started(root: &Path) -> BTreeMap<PathBuf, Vec<Found>> {
-    let mut all = Vec::new();
-    files(root, &mut all);
+    let all = source_files(root);
     let mut found = BTreeMap::new();
     for path in all {
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
@@ -992,7 +969,7 @@ fn programs_started(root: &Path) -> BTreeMap<PathBuf, Vec<Found>> {
 
 #[test]
 fn every_program_a_test_starts_is_in_scripts_test_programs() {
-    let root = repo_root();
+    let root = workspace_root();
     let list = std::fs::read_to_string(root.join("scripts/test-programs"))
         .expect("read scripts/test-programs");
     let listed = listed(&list);

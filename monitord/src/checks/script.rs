@@ -10,13 +10,14 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use crate::config::ScriptCheck;
+use crate::sys::pidfd_open;
 
 /// Output kept per run.
 pub const MAX_OUTPUT: usize = 4096;
@@ -31,16 +32,6 @@ pub(crate) struct ScriptProbe {
     pub(crate) pidfd: Option<OwnedFd>,
     output: Vec<u8>,
     dropped: usize,
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; it touches no memory
-    // of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: `fd` was just returned by pidfd_open, is open, and nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl ScriptProbe {

@@ -31,16 +31,19 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
+
+use crate::sys::{
+    MAX_BATCH, SockAddr, attach_filter, bind, local_addr, recv_batch, send_batch, socket,
+};
 
 /// How long a looked-up source address is trusted (routes rarely change; a wrong one makes
 /// probes fail, and is looked up again after this long).
 pub const SOURCE_TTL: Duration = Duration::from_secs(60);
 /// SYNs sent per `sendmmsg`, replies read per `recvmmsg`.
-const BATCH: usize = 64;
+const BATCH: usize = MAX_BATCH;
 /// Bytes of a reply we look at: an IPv4 header with options and a TCP header.
 const SNAP: usize = 128;
 /// Our SYN: a 20-byte TCP header and an MSS option, as an ordinary SYN has.
@@ -145,14 +148,6 @@ pub fn parse_reply(buf: &[u8], from: IpAddr, sport: u16, v4: bool) -> Option<Syn
     })
 }
 
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// The classic BPF program: accept TCP segments whose destination port is `port`.
 fn port_filter(port: u16, v4: bool) -> Vec<libc::sock_filter> {
     let op = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
@@ -180,66 +175,6 @@ fn port_filter(port: u16, v4: bool) -> Vec<libc::sock_filter> {
     f
 }
 
-fn socket(family: libc::c_int, kind: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments; the descriptor it returns is new and ours.
-    let fd = cvt(unsafe {
-        libc::socket(
-            family,
-            kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            proto,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid (unspecified) value.
-    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            let sin = unsafe {
-                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(0);
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            let sin6 = unsafe {
-                &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::sa_family_t::try_from(libc::AF_INET6).unwrap_or(0);
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, libc::socklen_t::try_from(len).unwrap_or(0))
-}
-
-fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<IpAddr> {
-    match libc::c_int::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET) into the storage.
-            let sin =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the kernel wrote a sockaddr_in6 (family AF_INET6) into the storage.
-            let sin6 =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::from(sin6.sin6_addr.s6_addr))
-        }
-        _ => None,
-    }
-}
-
 /// The raw socket of one address family, with its reserved port, source cache and batches.
 pub(crate) struct SynSocket {
     fd: OwnedFd,
@@ -252,9 +187,10 @@ pub(crate) struct SynSocket {
     pending: Vec<Pending>,
     // Reused buffers: nothing is allocated per probe once they have grown.
     packets: Vec<[u8; SYN_LEN]>,
-    addrs: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    addrs: Vec<SockAddr>,
     rx: Vec<[u8; SNAP]>,
-    rx_addrs: Vec<libc::sockaddr_storage>,
+    rx_addrs: Vec<SockAddr>,
+    rx_lens: Vec<usize>,
 }
 
 impl std::fmt::Debug for SynSocket {
@@ -278,55 +214,15 @@ impl SynSocket {
         } else {
             SocketAddr::from(([0u8; 4], 0))
         };
-        let (ss, len) = sockaddr(any);
-        // SAFETY: `ss` is a valid sockaddr of `len` bytes for the socket's family.
-        cvt(unsafe {
-            libc::bind(
-                reserve.as_raw_fd(),
-                (&ss as *const libc::sockaddr_storage).cast(),
-                len,
-            )
-        })?;
-        // SAFETY: zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes.
-        let mut bound: libc::sockaddr_storage = unsafe { zeroed() };
-        let mut blen = libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).unwrap_or(0);
-        // SAFETY: `bound` has room for `blen` bytes.
-        cvt(unsafe {
-            libc::getsockname(
-                reserve.as_raw_fd(),
-                (&mut bound as *mut libc::sockaddr_storage).cast(),
-                &mut blen,
-            )
-        })?;
-        let port = if v6 {
-            // SAFETY: the socket is AF_INET6, so the kernel wrote a sockaddr_in6.
-            u16::from_be(unsafe {
-                (*(&bound as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()).sin6_port
-            })
-        } else {
-            // SAFETY: the socket is AF_INET, so the kernel wrote a sockaddr_in.
-            u16::from_be(unsafe {
-                (*(&bound as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()).sin_port
-            })
-        };
+        bind(reserve.as_fd(), &SockAddr::new(any))?;
+        let port = local_addr(reserve.as_fd())?
+            .port()
+            .ok_or_else(|| io::Error::other("getsockname: not an IP address"))?;
         let fd = socket(family, libc::SOCK_RAW, libc::IPPROTO_TCP).map_err(|e| {
             io::Error::new(e.kind(), format!("raw TCP socket (needs CAP_NET_RAW): {e}"))
         })?;
         let filter = port_filter(port, !v6);
-        let prog = libc::sock_fprog {
-            len: u16::try_from(filter.len()).unwrap_or(0),
-            filter: filter.as_ptr().cast_mut(),
-        };
-        // SAFETY: `prog` points at `filter`, alive for the call; the kernel copies it.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&prog as *const libc::sock_fprog).cast(),
-                libc::socklen_t::try_from(size_of::<libc::sock_fprog>()).unwrap_or(0),
-            )
-        })?;
+        attach_filter(fd.as_fd(), &filter)?;
         // Segments that arrived between socket() and the filter: not ours, drop them.
         let mut s = SynSocket {
             fd,
@@ -338,8 +234,8 @@ impl SynSocket {
             packets: Vec::with_capacity(BATCH),
             addrs: Vec::with_capacity(BATCH),
             rx: vec![[0u8; SNAP]; BATCH],
-            // SAFETY: sockaddr_storage is plain old data; zeroes are valid.
-            rx_addrs: vec![unsafe { zeroed() }; BATCH],
+            rx_addrs: vec![SockAddr::empty(); BATCH],
+            rx_lens: vec![0; BATCH],
         };
         let mut drained = Vec::new();
         while s.recv(&mut drained)? > 0 {
@@ -398,52 +294,24 @@ impl SynSocket {
                 self.packets
                     .push(syn_segment(p.src, self.port, p.dst, p.seq));
                 // Raw sockets take the port of the protocol, not of the peer.
-                self.addrs.push(sockaddr(SocketAddr::new(p.dst.ip(), 0)));
+                self.addrs
+                    .push(SockAddr::new(SocketAddr::new(p.dst.ip(), 0)));
             }
             let n = end - done;
-            let mut iov: [libc::iovec; BATCH] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
-            // SAFETY: mmsghdr is plain old data; zeroes are valid (no control data, no flags).
-            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-            for i in 0..n {
-                iov[i] = libc::iovec {
-                    iov_base: self.packets[i].as_mut_ptr().cast(),
-                    iov_len: SYN_LEN,
-                };
-                hdrs[i].msg_hdr.msg_name =
-                    (&mut self.addrs[i].0 as *mut libc::sockaddr_storage).cast();
-                hdrs[i].msg_hdr.msg_namelen = self.addrs[i].1;
-                hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-            }
             let mut sent = 0;
             while sent < n {
-                let batch = hdrs[sent..n].as_mut_ptr();
-                // SAFETY: hdrs[sent..n] point at iovecs, packets and addresses that live
-                // (unmoved) until the call returns.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        self.fd.as_raw_fd(),
-                        batch,
-                        u32::try_from(n - sent).unwrap_or(0),
-                        0,
-                    )
-                };
-                if r > 0 {
-                    sent += usize::try_from(r).unwrap_or(0);
-                    continue;
+                match send_batch(self.fd.as_fd(), &self.packets[sent..], &self.addrs[sent..]) {
+                    Ok(k) => sent += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // The first unsent one failed (no route, ...): report it, go on
+                        // after it.
+                        let p = self.pending[done + sent];
+                        self.sources.remove(&p.dst.ip());
+                        failed.push((p.key, e));
+                        sent += 1;
+                    }
                 }
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // The first unsent one failed (no route, ...): report it, go on after it.
-                let p = self.pending[done + sent];
-                self.sources.remove(&p.dst.ip());
-                failed.push((p.key, e));
-                sent += 1;
             }
             done = end;
         }
@@ -455,47 +323,25 @@ impl SynSocket {
     pub(crate) fn recv(&mut self, out: &mut Vec<SynReply>) -> io::Result<usize> {
         let mut total = 0;
         loop {
-            let mut iov: [libc::iovec; BATCH] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
-            // SAFETY: mmsghdr is plain old data; zeroes are valid.
-            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-            for i in 0..BATCH {
-                iov[i] = libc::iovec {
-                    iov_base: self.rx[i].as_mut_ptr().cast(),
-                    iov_len: SNAP,
-                };
-                hdrs[i].msg_hdr.msg_name =
-                    (&mut self.rx_addrs[i] as *mut libc::sockaddr_storage).cast();
-                hdrs[i].msg_hdr.msg_namelen =
-                    libc::socklen_t::try_from(size_of::<libc::sockaddr_storage>()).unwrap_or(0);
-                hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-            }
-            // SAFETY: every header points at a buffer and an address of the sizes given, alive
-            // and unmoved during the call.
-            let r = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    u32::try_from(BATCH).unwrap_or(0),
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
+            let r = recv_batch(
+                self.fd.as_fd(),
+                &mut self.rx,
+                &mut self.rx_addrs,
+                &mut self.rx_lens,
+            );
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock => Ok(total),
+                        io::ErrorKind::Interrupted => continue,
+                        _ => Err(e),
+                    };
+                }
             };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(total),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            let n = usize::try_from(r).unwrap_or(0);
-            for ((hdr, buf), addr) in hdrs.iter().zip(&self.rx).zip(&self.rx_addrs).take(n) {
-                let len = usize::try_from(hdr.msg_len).unwrap_or(0).min(SNAP);
-                let Some(from) = from_sockaddr(addr) else {
+            let got = self.rx.iter().zip(&self.rx_addrs).zip(&self.rx_lens);
+            for ((buf, addr), &len) in got.take(n) {
+                let Some(from) = addr.ip() else {
                     continue;
                 };
                 if let Some(reply) = parse_reply(&buf[..len], from, self.port, self.v4) {

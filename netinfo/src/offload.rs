@@ -5,14 +5,11 @@
 //! [`disable_receive_offloads`] turns both off and returns what it changed, so the director can
 //! put them back with [`OffloadChange::restore`] when it stops.
 
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use crate::error::{NetinfoError, Result};
-use crate::sys::socket;
+use crate::sys::{IFNAMSIZ, ethtool_value, socket};
 
-/// The ethtool ioctl (linux/sockios.h).
-const SIOCETHTOOL: libc::Ioctl = 0x8946;
 /// ethtool commands (linux/ethtool.h).
 const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_SFLAGS: u32 = 0x26;
@@ -20,23 +17,6 @@ const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
 /// LRO bit of ETHTOOL_GFLAGS/SFLAGS.
 const ETH_FLAG_LRO: u32 = 1 << 15;
-/// Interface names are at most 15 bytes plus NUL.
-const IFNAMSIZ: usize = 16;
-
-/// `struct ethtool_value`.
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-/// `struct ifreq` with the `ifr_data` member of its union, padded to the full union size.
-#[repr(C)]
-struct IfreqData {
-    name: [u8; IFNAMSIZ],
-    data: *mut EthtoolValue,
-    pad: [u8; 16],
-}
 
 /// What [`disable_receive_offloads`] changed on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,19 +144,8 @@ impl Ethtool {
     }
 
     fn ioctl(&self, cmd: u32, data: u32, op: &'static str) -> Result<u32> {
-        let mut value = EthtoolValue { cmd, data };
-        let mut ifr = IfreqData {
-            name: self.name,
-            data: &raw mut value,
-            pad: [0; 16],
-        };
-        // SAFETY: `ifr` is a fully initialised struct at least as large as `struct ifreq`;
-        // SIOCETHTOOL reads it and reads/writes the `ethtool_value` it points to, and both live
-        // on this stack frame until the call returns.
-        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCETHTOOL, &raw mut ifr) };
-        if rc < 0 {
-            let source = io::Error::last_os_error();
-            return Err(if source.raw_os_error() == Some(libc::ENODEV) {
+        ethtool_value(self.fd.as_fd(), self.name, cmd, data).map_err(|source| {
+            if source.raw_os_error() == Some(libc::ENODEV) {
                 NetinfoError::NoSuchInterface(self.ifname.clone())
             } else {
                 NetinfoError::Ethtool {
@@ -184,9 +153,8 @@ impl Ethtool {
                     op,
                     source,
                 }
-            });
-        }
-        Ok(value.data)
+            }
+        })
     }
 
     fn get(&self, cmd: u32, op: &'static str) -> Result<u32> {
@@ -210,12 +178,6 @@ impl Ethtool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ifreq_is_at_least_as_large_as_the_kernels() {
-        assert!(std::mem::size_of::<IfreqData>() >= 40);
-        assert_eq!(std::mem::size_of::<EthtoolValue>(), 8);
-    }
 
     #[test]
     fn bad_names_are_refused_before_any_ioctl() {

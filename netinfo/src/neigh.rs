@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_route::neighbour::{
@@ -13,7 +13,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::error::{NetinfoError, Result};
 use crate::mac::MacAddr;
 use crate::rtnl::Netlink;
-use crate::sys::socklen_of;
+use crate::sys::set_int_option;
 
 /// The discard port: where the fallback resolution datagram goes.
 const DISCARD_PORT: u16 = 9;
@@ -248,23 +248,8 @@ pub fn resolve_by_datagram(ifindex: u32, addr: Ipv4Addr) -> Result<()> {
         .map_err(|e| fail("make the resolution socket non-blocking", e))?;
     // IP_UNICAST_IF takes the interface index in network byte order.
     let value = libc::c_int::from_ne_bytes(ifindex.to_be_bytes());
-    // SAFETY: `sock` is an open socket for the whole call; the option value is a valid c_int
-    // whose size is passed as the length.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_UNICAST_IF,
-            (&raw const value).cast(),
-            socklen_of::<libc::c_int>(),
-        )
-    };
-    if rc != 0 {
-        return Err(fail(
-            "bind the resolution socket to the interface",
-            io::Error::last_os_error(),
-        ));
-    }
+    set_int_option(sock.as_fd(), libc::IPPROTO_IP, libc::IP_UNICAST_IF, value)
+        .map_err(|e| fail("bind the resolution socket to the interface", e))?;
     match sock.send_to(&[], (addr, DISCARD_PORT)) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),

@@ -1,13 +1,12 @@
 //! Gratuitous ARP: announce that an address now lives at our MAC (after a takeover), as
 //! keepalived and heartbeat do, on an AF_PACKET socket.
 
-use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use crate::error::{NetinfoError, Result};
 use crate::mac::MacAddr;
-use crate::sys::{socket, socklen_of};
+use crate::sys::{send_frame, socket};
 
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IP: u16 = 0x0800;
@@ -82,24 +81,8 @@ pub fn send_gratuitous_arp(
     };
     for &kind in kinds {
         let frame = gratuitous_arp_frame(mac, addr, kind);
-        // SAFETY: `frame` and `dest` are valid for the lengths passed and live until sendto
-        // returns; `fd` is an open socket.
-        let rc = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&raw const dest).cast(),
-                socklen_of::<libc::sockaddr_ll>(),
-            )
-        };
-        if rc < 0 {
-            return Err(fail(
-                "send a gratuitous ARP frame",
-                io::Error::last_os_error(),
-            ));
-        }
+        send_frame(fd.as_fd(), &frame, &dest)
+            .map_err(|e| fail("send a gratuitous ARP frame", e))?;
     }
     Ok(())
 }
