@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Formatting, the declared test programs, clippy with warnings as errors, and cargo-deny
+# Formatting, the declared test programs, the event lines, clippy with warnings as errors, and cargo-deny
 # (licenses, bans, sources; the advisories too where the advisory database can be fetched).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -8,6 +8,9 @@ cargo fmt --all -- --check
 # scripts/test.sh installs it): read from the sources, so the verdict does not depend on what
 # this machine has installed.
 cargo test --locked -q -p lvs-testsupport --test programs_declared
+# Every event line is built by lvs_common::event! (never written by hand with `event=`), and
+# every event and key it names is in docs/LOGGING.md.
+cargo test --locked -q -p lvs-testsupport --test events_through_macro
 # `unsafe` only in sys modules (sys.rs, sys/), apart from the files listed with a reason in
 # testsupport/tests/unsafe_confined.rs: read from the sources too.
 cargo test --locked -q -p lvs-testsupport --test unsafe_confined

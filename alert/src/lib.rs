@@ -54,20 +54,10 @@
 //!
 //! # Log events
 //!
-//! | event | level | fields | meaning |
-//! | --- | --- | --- | --- |
-//! | `server_down`, `server_up`, `sorry_server_on`, `sorry_server_off`, `master`, `backup`, `fault`, custom | per kind | `[service server reason]` | an alert was sent |
-//! | `flapping` / `stable` | warning / info | `[service server] state reason` | a target started flapping / settled (`state` = its last state) |
-//! | `alert_mail_sent` | info | `what alerts attempt subject` | a mail was accepted by the SMTP server (`what` = kind or `digest`) |
-//! | `alert_mail_failed` | warning | `what attempt error retry_in_ms` | a mail could not be sent; retried after `retry_in_ms` |
-//! | `alert_mail_dropped` | err | `what reason [error also_dropped]` | a mail was given up: `reason=refused` (permanent SMTP error) or `shutdown deadline` |
-//! | `alert_mail_deferred` | info | `pending limit next_in_secs` | the rate limit holds mails back for a digest (once per hold-up) |
-//! | `alert_suppressed` | debug | `kind [service server] why` | not mailed: `why=duplicate` or `flapping` |
-//! | `alert_queue_overflow` | warning | `queue dropped` | a full queue (`alerts`, `mail`, `notify`) dropped its oldest entries |
-//! | `alert_notify` | info | `command kind [service server] status ms` | the notify command exited with 0 |
-//! | `alert_notify_failed` | warning | `command kind [service server] error [ms also_not_run]` | it failed, timed out (killed with its process group) or could not start |
-//! | `alert_notify_output` | info | `command stream line` / `lines_not_logged` / `lost_bytes` | a line it wrote (at most 20 per stream) |
-//! | `alert_shutdown` | info / warning | `status [mails_left commands_left]` | `status=drained`, or `deadline` when delivery was cut short |
+//! Each alert is logged as its own event line (`server_down`, `master`, `flapping`, ... with
+//! `[service server state reason]`), and delivery as `alert_mail_*`, `alert_notify*`,
+//! `alert_suppressed`, `alert_queue_overflow` and `alert_shutdown`: docs/LOGGING.md lists them
+//! all with their levels and fields.
 
 mod alert;
 mod alerter;

@@ -74,7 +74,9 @@ pub mod cli;
 pub mod config;
 pub mod crc32;
 pub mod daemonize;
-pub mod event;
+/// The event line: defined in `lvs-proto` (whose own server logs in it too), used through here.
+pub use lvs_proto::event;
+pub use lvs_proto::event_line;
 pub mod logging;
 pub mod mcast;
 pub mod pidfile;
@@ -89,7 +91,3 @@ pub use event::Event;
 pub use pidfile::{Pidfile, PidfileError};
 pub use run::{BoxError, Context, Startup, run};
 pub use signals::{Signal, Signals};
-
-/// The `log` crate, for the [`event!`] macro's expansion.
-#[doc(hidden)]
-pub use log as __log;

@@ -21,7 +21,7 @@ use crate::config::Config;
 #[derive(Debug, Default)]
 pub struct ContentSwitch {
     engine: Option<Engine>,
-    /// The set in force, for run-time edits ([`ContentSwitch::edit`]).
+    /// The set in force, for run-time edits ([`Request::EditContent`]).
     services: Vec<lvs_l7::ContentServiceConfig>,
     pools: Vec<lvs_l7::PoolConfig>,
     /// For run-time edits: where schedulers come from and how many workers to start.
@@ -57,34 +57,20 @@ impl ContentSwitch {
         )
     }
 
-    /// Change the rules and pools in force at run time (for control commands): `f` edits a
-    /// copy of the current set, which is then applied whole, or refused whole.
-    pub fn edit(
-        &mut self,
-        f: impl FnOnce(
-            &mut Vec<lvs_l7::ContentServiceConfig>,
-            &mut Vec<lvs_l7::PoolConfig>,
-        ) -> Result<(), String>,
-    ) -> Result<usize, String> {
+    /// One `lvsadm` change ([`Request::EditContent`]): control's model of the set in force is
+    /// edited, and the result applied whole, or refused whole.
+    fn edit_content(&mut self, edit: ContentEdit) -> Result<(), String> {
         let Some(registry) = self.registry.clone() else {
             return Err("content switching is not running".into());
         };
-        let (mut services, mut pools) = (self.services.clone(), self.pools.clone());
-        f(&mut services, &mut pools)?;
+        let mut model = crate::content_edit::model(&self.services, &self.pools);
+        lvs_control::content::apply(
+            &mut model,
+            edit,
+            &crate::content_edit::EngineChecks(&registry),
+        )?;
+        let (services, pools) = crate::content_edit::engine_config(&self.services, model);
         self.set(services, pools, self.workers, &registry)
-    }
-
-    /// One `lvsadm` change ([`Request::EditContent`]).
-    fn edit_content(&mut self, edit: ContentEdit) -> Result<(), String> {
-        // A pool no service uses yet is not built by the engine: check its scheduler here.
-        if let ContentEdit::AddPool { scheduler, .. } = &edit
-            && let Some(r) = &self.registry
-        {
-            r.borrow_mut()
-                .get(scheduler)
-                .map_err(|e| format!("scheduler {scheduler:?}: {e}"))?;
-        }
-        self.edit(|services, pools| crate::content_edit::apply(services, pools, edit))
             .map(|_| ())
     }
 
@@ -95,7 +81,10 @@ impl ContentSwitch {
             .as_ref()
             .map(Engine::services)
             .unwrap_or_default();
-        crate::content_edit::status(&self.services, &self.pools, &views)
+        lvs_control::content::status(
+            &crate::content_edit::model(&self.services, &self.pools),
+            &crate::content_edit::EngineCounters(&views),
+        )
     }
 
     /// Every pool member's health, for monitord and the web console ([`Request::ListHealth`]).
@@ -298,8 +287,12 @@ impl<H: Handler> Handler for WithContent<'_, H> {
                     .as_mut()
                     .is_some_and(|e| e.set_health(vip, server, healthy));
                 if found {
-                    log::info!(
-                        "event=content_health service={vip} server={server} healthy={healthy}"
+                    lvs_common::event!(
+                        log::Level::Info,
+                        "content_health",
+                        service = vip,
+                        server = server,
+                        healthy = healthy,
                     );
                     Response::Ok
                 } else {
@@ -310,10 +303,10 @@ impl<H: Handler> Handler for WithContent<'_, H> {
                 }
             }
             Request::EditContent(edit) => {
-                let what = crate::content_edit::describe(&edit);
+                let event = crate::content_edit::describe(&edit);
                 match self.content.edit_content(*edit) {
                     Ok(()) => {
-                        log::info!("event=content_edited {what}");
+                        event.log(log::Level::Info);
                         Response::Ok
                     }
                     Err(message) => Response::Error {

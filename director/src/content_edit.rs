@@ -1,194 +1,67 @@
-//! `lvsadm`'s run-time changes to content switching ([`ContentEdit`]) applied to a copy of the
-//! rules and pools, and the listing of them ([`ContentStatus`]). The caller applies the edited
-//! copy whole through the engine (which validates it again), or keeps the old one.
+//! The director's side of `lvsadm`'s run-time changes to content switching: the engine's
+//! configuration as control's [`ContentModel`] (which [`lvs_control::content::apply`] edits
+//! and [`lvs_control::content::status`] lists) and back, the checks and counters the model
+//! asks the engine for, and the log line of a change.
 
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
 
+use lvs_control::content::{ContentChecks, ContentCounters, ContentModel, ContentService, Pool};
 use lvs_l7::config::{HeaderMatch, ServerConfig};
 use lvs_l7::{ContentServiceConfig, PoolConfig, RuleConfig, ServiceView};
-use lvs_proto::director::{
-    ContentEdit, ContentRule, ContentRuleStatus, ContentServiceStatus, ContentStatus, PoolServer,
-    PoolServerStatus, PoolStatus,
-};
+use lvs_proto::director::{ContentEdit, ContentRule, PoolServer};
 use lvs_proto::{AddrPort, Protocol, ServiceKey};
+use lvs_sched_host::Registry;
 
-/// Apply `edit` to `services` and `pools`; the error is the message `lvsadm` prints.
-pub fn apply(
-    services: &mut [ContentServiceConfig],
-    pools: &mut Vec<PoolConfig>,
-    edit: ContentEdit,
-) -> Result<(), String> {
-    match edit {
-        ContentEdit::AddPool {
-            name,
-            scheduler,
-            options,
-            servers,
-        } => {
-            check_name("pool", &name)?;
-            if pools.iter().any(|p| p.name == name) {
-                return Err(format!("pool {name:?} already exists"));
-            }
-            if servers.is_empty() {
-                return Err(format!(
-                    "pool {name:?} needs at least one real server (-r server-address)"
-                ));
-            }
-            pools.push(PoolConfig {
-                name,
-                scheduler,
-                options,
-                servers: servers.iter().map(server_config).collect(),
-            });
-        }
-        ContentEdit::DelPool { name } => {
-            let i = pool_index(pools, &name)?;
-            for s in services.iter() {
-                let what = key_of(s);
-                if s.default_pool.as_deref() == Some(name.as_str()) {
-                    return Err(format!("pool {name:?} is still the default pool of {what}"));
-                }
-                if let Some((i, r)) = s.rules.iter().enumerate().find(|(_, r)| r.pool == name) {
-                    return Err(format!(
-                        "pool {name:?} is still used by rule {:?} of {what}; delete the rule first",
-                        r.display_name(i)
-                    ));
-                }
-            }
-            pools.remove(i);
-        }
-        ContentEdit::AddPoolServer { pool, server } => {
-            let i = pool_index(pools, &pool)?;
-            let p = &mut pools[i];
-            if p.servers
-                .iter()
-                .any(|s| s.address == server.addr && s.port == server.port)
-            {
-                return Err(format!(
-                    "{} is already in pool {pool:?}",
-                    AddrPort(server.addr, server.port)
-                ));
-            }
-            p.servers.push(server_config(&server));
-        }
-        ContentEdit::DelPoolServer { pool, addr, port } => {
-            let i = pool_index(pools, &pool)?;
-            let p = &mut pools[i];
-            let Some(j) = p
-                .servers
-                .iter()
-                .position(|s| s.address == addr && s.port == port)
-            else {
-                return Err(format!("{} is not in pool {pool:?}", AddrPort(addr, port)));
-            };
-            if p.servers.len() == 1 {
-                return Err(format!(
-                    "{} is the last real server of pool {pool:?}; delete the pool instead",
-                    AddrPort(addr, port)
-                ));
-            }
-            p.servers.remove(j);
-        }
-        ContentEdit::AddRule {
-            service,
-            rule,
-            before,
-        } => {
-            let s = service_mut(services, &service)?;
-            check_name("rule", &rule.name)?;
-            if names(s).any(|n| n == rule.name) {
-                return Err(format!("rule {:?} already exists in {service}", rule.name));
-            }
-            if !pools.iter().any(|p| p.name == rule.pool) {
-                return Err(format!(
-                    "unknown pool {:?}: add it first with --add-pool",
-                    rule.pool
-                ));
-            }
-            if let Some(re) = &rule.path_regex {
-                lvs_l7::config::check_regex(re)
-                    .map_err(|e| format!("bad --path-regex {re:?}: {e}"))?;
-            }
-            // Unnamed rules of the file are called rule<N> by position: name them now, so
-            // that inserting before them does not rename them.
-            for (i, r) in s.rules.iter_mut().enumerate() {
-                if r.name.is_none() {
-                    r.name = Some(format!("rule{i}"));
-                }
-            }
-            let at = match before {
-                None => s.rules.len(),
-                Some(b) => s
-                    .rules
-                    .iter()
-                    .position(|r| r.name.as_deref() == Some(b.as_str()))
-                    .ok_or_else(|| format!("--before {b:?}: no such rule in {service}"))?,
-            };
-            s.rules.insert(at, rule_config(rule));
-        }
-        ContentEdit::DelRule { service, name } => {
-            let s = service_mut(services, &service)?;
-            let Some(i) = names(s).position(|n| n == name) else {
-                return Err(format!("no rule {name:?} in {service}"));
-            };
-            for (i, r) in s.rules.iter_mut().enumerate() {
-                if r.name.is_none() {
-                    r.name = Some(format!("rule{i}"));
-                }
-            }
-            s.rules.remove(i);
-        }
-    }
-    Ok(())
-}
-
-/// A short key=value description for the log.
-pub fn describe(edit: &ContentEdit) -> String {
+/// The `content_edited` event line of an edit.
+pub fn describe(edit: &ContentEdit) -> lvs_common::event::Event {
     match edit {
         ContentEdit::AddPool {
             name, scheduler, ..
-        } => {
-            format!("change=add_pool pool={name} scheduler={scheduler}")
+        } => lvs_common::event_line!(
+            "content_edited",
+            change = "add_pool",
+            pool = name,
+            scheduler = scheduler,
+        ),
+        ContentEdit::DelPool { name } => {
+            lvs_common::event_line!("content_edited", change = "del_pool", pool = name)
         }
-        ContentEdit::DelPool { name } => format!("change=del_pool pool={name}"),
-        ContentEdit::AddPoolServer { pool, server } => format!(
-            "change=add_pool_server pool={pool} server={} weight={}",
-            AddrPort(server.addr, server.port),
-            server.weight
+        ContentEdit::AddPoolServer { pool, server } => lvs_common::event_line!(
+            "content_edited",
+            change = "add_pool_server",
+            pool = pool,
+            server = AddrPort(server.addr, server.port),
+            weight = server.weight,
         ),
-        ContentEdit::DelPoolServer { pool, addr, port } => format!(
-            "change=del_pool_server pool={pool} server={}",
-            AddrPort(*addr, *port)
+        ContentEdit::DelPoolServer { pool, addr, port } => lvs_common::event_line!(
+            "content_edited",
+            change = "del_pool_server",
+            pool = pool,
+            server = AddrPort(*addr, *port),
         ),
-        ContentEdit::AddRule { service, rule, .. } => format!(
-            "change=add_rule service={} rule={} pool={}",
-            AddrPort(service.addr, service.port),
-            rule.name,
-            rule.pool
+        ContentEdit::AddRule { service, rule, .. } => lvs_common::event_line!(
+            "content_edited",
+            change = "add_rule",
+            service = AddrPort(service.addr, service.port),
+            rule = rule.name,
+            pool = rule.pool,
         ),
-        ContentEdit::DelRule { service, name } => format!(
-            "change=del_rule service={} rule={name}",
-            AddrPort(service.addr, service.port)
+        ContentEdit::DelRule { service, name } => lvs_common::event_line!(
+            "content_edited",
+            change = "del_rule",
+            service = AddrPort(service.addr, service.port),
+            rule = name,
         ),
     }
 }
 
-/// The listing: configuration from `services`/`pools`, counters and health from the engine.
-pub fn status(
-    services: &[ContentServiceConfig],
-    pools: &[PoolConfig],
-    views: &[ServiceView],
-) -> ContentStatus {
-    let out_services = services
-        .iter()
-        .map(|s| {
-            let vip = SocketAddr::new(s.address, s.port);
-            let view = views.iter().find(|v| v.vip == vip);
-            let hits = |name: &str| {
-                view.and_then(|v| v.rules.iter().find(|r| r.name == name))
-                    .map_or(0, |r| r.hits)
-            };
-            ContentServiceStatus {
+/// The rules and pools of the engine's configuration, as control's model.
+pub fn model(services: &[ContentServiceConfig], pools: &[PoolConfig]) -> ContentModel {
+    ContentModel {
+        services: services
+            .iter()
+            .map(|s| ContentService {
                 key: ServiceKey {
                     protocol: Protocol::Tcp,
                     addr: s.address,
@@ -196,79 +69,86 @@ pub fn status(
                 },
                 mode: s.mode.name().into(),
                 default_pool: s.default_pool.clone(),
-                default_hits: view.map_or(0, |v| v.default_hits),
                 rules: s
                     .rules
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| {
-                        let name = r.display_name(i);
-                        ContentRuleStatus {
-                            hits: hits(&name),
-                            rule: ContentRule {
-                                name,
-                                host: r.host.clone(),
-                                path_prefix: r.path_prefix.clone(),
-                                path_regex: r.path_regex.clone(),
-                                methods: r.methods.clone(),
-                                headers: r
-                                    .headers
-                                    .iter()
-                                    .map(|h| (h.name.clone(), h.value.clone()))
-                                    .collect(),
-                                pool: r.pool.clone(),
-                            },
-                        }
+                    .map(|(i, r)| rule(r, i))
+                    .collect(),
+            })
+            .collect(),
+        pools: pools
+            .iter()
+            .map(|p| Pool {
+                name: p.name.clone(),
+                scheduler: p.scheduler.clone(),
+                options: p.options.clone(),
+                servers: p
+                    .servers
+                    .iter()
+                    .map(|m| PoolServer {
+                        addr: m.address,
+                        port: m.port,
+                        weight: m.weight,
                     })
                     .collect(),
-            }
+            })
+            .collect(),
+    }
+}
+
+/// The engine's configuration after an edit: each of `services` (the set `model` was made
+/// from: an edit adds or removes no service) with its rules from `model`, and `model`'s pools.
+/// The other settings of a service are only the configuration file's.
+pub fn engine_config(
+    services: &[ContentServiceConfig],
+    model: ContentModel,
+) -> (Vec<ContentServiceConfig>, Vec<PoolConfig>) {
+    debug_assert_eq!(services.len(), model.services.len());
+    let services = services
+        .iter()
+        .zip(model.services)
+        .map(|(s, m)| ContentServiceConfig {
+            default_pool: m.default_pool,
+            rules: m.rules.into_iter().map(rule_config).collect(),
+            ..s.clone()
         })
         .collect();
-    let out_pools = pools
-        .iter()
-        .map(|p| PoolStatus {
-            name: p.name.clone(),
-            scheduler: p.scheduler.clone(),
-            options: p.options.clone(),
+    let pools = model
+        .pools
+        .into_iter()
+        .map(|p| PoolConfig {
+            name: p.name,
+            scheduler: p.scheduler,
+            options: p.options,
             servers: p
                 .servers
                 .iter()
-                .map(|m| {
-                    let addr = SocketAddr::new(m.address, m.port);
-                    // A pool used by several services has one member entry in each.
-                    let members = views
-                        .iter()
-                        .flat_map(|v| v.pools.iter().filter(|vp| vp.name == p.name))
-                        .flat_map(|vp| vp.members.iter().filter(|x| x.addr == addr));
-                    let (mut healthy, mut requests) = (true, 0);
-                    for x in members {
-                        healthy &= x.healthy;
-                        requests += x.requests;
-                    }
-                    PoolServerStatus {
-                        server: PoolServer {
-                            addr: m.address,
-                            port: m.port,
-                            weight: m.weight,
-                        },
-                        healthy,
-                        requests,
-                    }
+                .map(|s| ServerConfig {
+                    address: s.addr,
+                    port: s.port,
+                    weight: s.weight,
                 })
                 .collect(),
         })
         .collect();
-    ContentStatus {
-        services: out_services,
-        pools: out_pools,
-    }
+    (services, pools)
 }
 
-fn server_config(s: &PoolServer) -> ServerConfig {
-    ServerConfig {
-        address: s.addr,
-        port: s.port,
-        weight: s.weight,
+/// A rule of the configuration file, with its name (`rule<index>` when the file gives none).
+fn rule(r: &RuleConfig, index: usize) -> ContentRule {
+    ContentRule {
+        name: r.display_name(index),
+        host: r.host.clone(),
+        path_prefix: r.path_prefix.clone(),
+        path_regex: r.path_regex.clone(),
+        methods: r.methods.clone(),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect(),
+        pool: r.pool.clone(),
     }
 }
 
@@ -288,42 +168,169 @@ fn rule_config(r: ContentRule) -> RuleConfig {
     }
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'"
-        ))
+/// The model's checks: schedulers from the plugin registry, regular expressions as the
+/// engine compiles them.
+#[derive(Debug)]
+pub struct EngineChecks<'a>(pub &'a RefCell<Registry>);
+
+impl ContentChecks for EngineChecks<'_> {
+    fn scheduler(&self, name: &str) -> Result<(), String> {
+        self.0
+            .borrow_mut()
+            .get(name)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn path_regex(&self, re: &str) -> Result<(), String> {
+        lvs_l7::config::check_regex(re)
     }
 }
 
-fn pool_index(pools: &[PoolConfig], name: &str) -> Result<usize, String> {
-    pools
-        .iter()
-        .position(|p| p.name == name)
-        .ok_or_else(|| format!("unknown pool {name:?}"))
+/// The listing's counters and health, from the engine's views of its services.
+#[derive(Debug)]
+pub struct EngineCounters<'a>(pub &'a [ServiceView]);
+
+impl EngineCounters<'_> {
+    fn view(&self, key: &ServiceKey) -> Option<&ServiceView> {
+        let vip = SocketAddr::new(key.addr, key.port);
+        self.0.iter().find(|v| v.vip == vip)
+    }
 }
 
-fn key_of(s: &ContentServiceConfig) -> String {
-    format!("content service TCP {}", AddrPort(s.address, s.port))
+impl ContentCounters for EngineCounters<'_> {
+    fn rule_hits(&self, service: &ServiceKey, rule: &str) -> u64 {
+        self.view(service)
+            .and_then(|v| v.rules.iter().find(|r| r.name == rule))
+            .map_or(0, |r| r.hits)
+    }
+
+    fn default_hits(&self, service: &ServiceKey) -> u64 {
+        self.view(service).map_or(0, |v| v.default_hits)
+    }
+
+    fn member(&self, pool: &str, addr: IpAddr, port: u16) -> (bool, u64) {
+        let addr = SocketAddr::new(addr, port);
+        // A pool used by several services has one member entry in each.
+        let members = self
+            .0
+            .iter()
+            .flat_map(|v| v.pools.iter().filter(|vp| vp.name == pool))
+            .flat_map(|vp| vp.members.iter().filter(|x| x.addr == addr));
+        let (mut healthy, mut requests) = (true, 0);
+        for x in members {
+            healthy &= x.healthy;
+            requests += x.requests;
+        }
+        (healthy, requests)
+    }
 }
 
-fn service_mut<'a>(
-    services: &'a mut [ContentServiceConfig],
-    key: &ServiceKey,
-) -> Result<&'a mut ContentServiceConfig, String> {
-    services
-        .iter_mut()
-        .find(|s| key.protocol == Protocol::Tcp && s.address == key.addr && s.port == key.port)
-        .ok_or_else(|| format!("{key} is not a content service"))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn names(s: &ContentServiceConfig) -> impl Iterator<Item = String> + '_ {
-    s.rules.iter().enumerate().map(|(i, r)| r.display_name(i))
+    /// The content-switching tables of the director's file.
+    #[derive(serde::Deserialize)]
+    struct File {
+        content_service: Vec<ContentServiceConfig>,
+        pool: Vec<PoolConfig>,
+    }
+
+    /// What the engine would be given after `edit`, from a file's content services.
+    fn edited(edit: ContentEdit) -> (Vec<ContentServiceConfig>, Vec<PoolConfig>, File) {
+        let text = r#"
+[[content_service]]
+address = "192.0.2.1"
+port = 80
+default_pool = "web"
+client_timeout = 7
+max_connections = 9
+
+[[content_service.rule]]
+path_prefix = "/img/"
+headers = [{ name = "X-A" }]
+pool = "web"
+
+[[pool]]
+name = "web"
+scheduler = "rr"
+options = "x=1"
+servers = [{ address = "10.0.0.1", port = 8080, weight = 3 }]
+"#;
+        let cfg: File = lvs_common::parse_toml(text, std::path::Path::new("d.toml")).unwrap();
+        let (services, pools) = (&cfg.content_service, &cfg.pool);
+        let mut m = model(services, pools);
+        struct Any;
+        impl ContentChecks for Any {
+            fn scheduler(&self, _: &str) -> Result<(), String> {
+                Ok(())
+            }
+            fn path_regex(&self, _: &str) -> Result<(), String> {
+                Ok(())
+            }
+        }
+        lvs_control::content::apply(&mut m, edit, &Any).unwrap();
+        let (s, p) = engine_config(services, m);
+        (s, p, cfg)
+    }
+
+    #[test]
+    fn an_edit_keeps_what_the_model_does_not_carry() {
+        let (services, pools, cfg) = edited(ContentEdit::AddPoolServer {
+            pool: "web".into(),
+            server: PoolServer {
+                addr: "10.0.0.2".parse().unwrap(),
+                port: 8080,
+                weight: 1,
+            },
+        });
+        // The file's rule was unnamed: the engine gets its name, which is the same.
+        let mut rule = cfg.content_service[0].rules[0].clone();
+        assert_eq!(rule.name, None);
+        rule.name = Some("rule0".into());
+        assert_eq!(
+            services,
+            [ContentServiceConfig {
+                rules: vec![rule],
+                ..cfg.content_service[0].clone()
+            }]
+        );
+        assert_eq!(
+            (services[0].client_timeout, services[0].max_connections),
+            (7, 9)
+        );
+        let mut pool = cfg.pool[0].clone();
+        pool.servers.push(ServerConfig {
+            address: "10.0.0.2".parse().unwrap(),
+            port: 8080,
+            weight: 1,
+        });
+        assert_eq!(pools, [pool]);
+    }
+
+    #[test]
+    fn a_new_rule_reaches_the_engine_whole() {
+        let rule = ContentRule {
+            name: "api".into(),
+            host: Some("api.example".into()),
+            path_prefix: Some("/v1/".into()),
+            path_regex: Some("^/v1/".into()),
+            methods: vec!["GET".into()],
+            headers: vec![("X-B".into(), Some("2".into()))],
+            pool: "web".into(),
+        };
+        let (services, _, _) = edited(ContentEdit::AddRule {
+            service: ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: "192.0.2.1".parse().unwrap(),
+                port: 80,
+            },
+            rule: rule.clone(),
+            before: Some("rule0".into()),
+        });
+        let names: Vec<_> = services[0].rules.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(names, [Some("api".into()), Some("rule0".into())]);
+        assert_eq!(model(&services, &[]).services[0].rules[0], rule);
+    }
 }

@@ -108,10 +108,11 @@ fn resolve(
 ) {
     for p in table.missing(addrs) {
         if let Err(e) = nl.resolve(p.ifindex, p.addr) {
-            log::warn!(
-                "event=neighbour_resolve_failed addr={} reason={:?}",
-                p.addr,
-                e.to_string()
+            event!(
+                Level::Warn,
+                "neighbour_resolve_failed",
+                addr = p.addr,
+                reason = e
             );
         }
     }
@@ -153,10 +154,11 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
     for l in &chosen {
         match lvs_netinfo::disable_receive_offloads(&l.name) {
             Ok(change) => offloads.push(change),
-            Err(e) => log::warn!(
-                "event=offload_unchanged interface={} reason={:?}",
-                l.name,
-                e.to_string()
+            Err(e) => event!(
+                Level::Warn,
+                "offload_unchanged",
+                interface = l.name,
+                reason = e
             ),
         }
     }
@@ -280,7 +282,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                 }
                 NETLINK => match monitor.drain() {
                     Ok(changes) => rebuild_hops |= changes.next_hops_changed(),
-                    Err(e) => log::warn!("event=netlink_monitor_error reason={:?}", e.to_string()),
+                    Err(e) => event!(Level::Warn, "netlink_monitor_error", reason = e),
                 },
                 t if server.owns(t) => server.ready(ev, &mut content.handler(&mut handler)),
                 _ => {}
@@ -302,7 +304,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                         .borrow_mut()
                         .set_nexthops(Arc::new(table), mtus, if_addrs);
                 }
-                Err(e) => log::warn!("event=nexthop_rebuild_failed reason={:?}", e.to_string()),
+                Err(e) => event!(Level::Warn, "nexthop_rebuild_failed", reason = e),
             }
         }
         if guard_dirty.get() {
@@ -313,7 +315,7 @@ pub fn run(settings: Settings, startup: Startup<Settings>) -> Result<(), BoxErro
                     let addrs = dataplane.borrow().dest_addrs();
                     resolve(&mut nl, &table, addrs);
                 }
-                Err(e) => log::warn!("event=nexthop_rebuild_failed reason={:?}", e.to_string()),
+                Err(e) => event!(Level::Warn, "nexthop_rebuild_failed", reason = e),
             }
             let rules = dataplane.borrow().guard_rules();
             match guard.apply(&rules) {
@@ -430,11 +432,16 @@ fn shutdown(
 ) -> Result<(), BoxError> {
     dataplane.borrow_mut().stop();
     if let Err(e) = guard.remove() {
-        log::error!("event=guard_remove_failed reason={:?}", e.to_string());
+        event!(Level::Error, "guard_remove_failed", reason = e);
     }
     for o in offloads {
         if let Err(e) = o.restore() {
-            log::warn!("event=offload_restore_failed reason={:?}", e.to_string());
+            event!(
+                Level::Warn,
+                "offload_restore_failed",
+                interface = o.ifname,
+                reason = e
+            );
         }
     }
     Ok(())

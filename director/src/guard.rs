@@ -124,9 +124,11 @@ impl KernelGuard {
 impl Drop for KernelGuard {
     fn drop(&mut self) {
         if let Err(e) = self.remove() {
-            log::error!(
-                "event=guard_remove_failed table={TABLE} reason={:?}",
-                e.to_string()
+            lvs_common::event!(
+                log::Level::Error,
+                "guard_remove_failed",
+                table = TABLE,
+                reason = e,
             );
         }
     }

@@ -1,16 +1,11 @@
-//! lvsadm's grammar: the ipvsadm command line (`lvs_control::parse_args`), lvsadm's own
-//! content-switching commands, and the rules file (`load_rules`, as `lvsadm -R` and the
-//! director read it). The input is split into arguments at NUL bytes and newlines.
+//! lvsadm's grammar: the command line (`lvs_control::parse_args`: ipvsadm's commands and
+//! lvsadm's own content-switching ones), and the rules file (`load_rules`, as `lvsadm -R`
+//! and the director read it). The input is split into arguments at NUL bytes and newlines.
 //! Invariants: no panic; rules that load save to text that loads again to the same rules.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use lvs_control::{AnyScheduler, load_rules, parse_args};
-
-// lvsadm is a binary crate: its content-command parser is compiled in here as it is.
-#[allow(dead_code)]
-#[path = "../../director/lvsadm/src/content.rs"]
-mod content;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -23,9 +18,6 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     if let Ok(cmd) = parse_args(&args) {
         let _ = cmd;
-    }
-    if content::is_content(&args) {
-        let _ = content::parse(&args);
     }
     // The same bytes as a rules file: NULs become spaces.
     let rules = text.replace('\0', " ");

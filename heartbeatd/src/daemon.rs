@@ -3,7 +3,7 @@
 //! the release:
 //!
 //! - takeover ([`Action::BecomeMaster`]): director `SetRole Active` (handed to the
-//!   [`DirectorLink`] thread, never waited for), each virtual address added (netlink, on the
+//!   [`DirectorThread`], never waited for), each virtual address added (netlink, on the
 //!   TUN device of [`crate::vipdev`], so that the addresses die with the process), gratuitous
 //!   ARP on the physical interface (the first frames at once, the rest of the burst from the
 //!   loop, never blocking it), notify `master` (lvs-alert) — each step timed and logged
@@ -35,7 +35,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 
 use crate::Medium;
 use crate::config::{Config, Vip};
-use crate::director::DirectorLink;
+use crate::director::DirectorThread;
 use crate::epoch::EpochStore;
 use crate::fsm::{Action, Fsm, Input};
 use crate::linkwatch::LinkWatch;
@@ -80,7 +80,7 @@ struct Daemon {
     serial_writable: bool,
     netlink: Option<Netlink>,
     vipdev: VipDevice,
-    director: DirectorLink,
+    director: DirectorThread,
     alerter: Alerter,
     links: Option<LinkWatch>,
     link_fault: Option<String>,
@@ -139,7 +139,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut netlink = Netlink::open()?;
     let links = open_links(&config, &mut netlink, poll.registry())?;
     let alerter = Alerter::start(&config.alert)?;
-    let director = DirectorLink::start(director_path(&config, &startup))?;
+    let director = DirectorThread::start(director_path(&config, &startup))?;
     let mut sc = ServerConfig::new("heartbeatd", startup.rundir());
     sc.token_base = SERVER_BASE;
     let mut server = Server::bind(sc)?;

@@ -2,11 +2,12 @@
 //! for it: a director that is slow, restarting or wedged must not delay a heartbeat (the
 //! old blocking `SetRole` could stall the loop for about a second).
 //!
-//! The loop hands the wanted role over ([`DirectorLink::set_role`], returns at once); the
-//! thread tells the director, each request bounded by [`REQUEST_TIMEOUT`], re-tells it after
-//! every reconnect (a restarted director learns its role again), and asks every
-//! [`POLL_INTERVAL`] whether the director's connection table is synced. The loop reads the
-//! answer without waiting ([`DirectorLink::sync_state`]).
+//! The loop hands the wanted role over ([`DirectorThread::set_role`], returns at once); the
+//! thread (`RoleKeeper`) tells the director over an [`lvs_proto::DirectorLink`], each
+//! request bounded by [`REQUEST_TIMEOUT`], re-tells it after every reconnect (a restarted
+//! director learns its role again), and asks every [`POLL_INTERVAL`] whether the director's
+//! connection table is synced. The loop reads the answer without waiting
+//! ([`DirectorThread::sync_state`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,12 +18,23 @@ use std::time::{Duration, Instant};
 
 use log::Level;
 use lvs_common::event;
-use lvs_proto::{Client, ClientOptions, HaRole, Request, Response, Role};
+use lvs_proto::{Connect, DirectorLink, HaRole, LinkError, LinkOptions, Request, Response, Role};
 
 /// How long one director request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the thread asks for the sync state (and retries a role not yet delivered).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// heartbeatd's link to the director. No back-off of its own: the thread tries again at every
+/// role change and every sync poll, so a restarted director hears its role within
+/// [`POLL_INTERVAL`].
+const DIRECTOR_LINK: LinkOptions = LinkOptions {
+    role: Role::Heartbeatd,
+    timeout: REQUEST_TIMEOUT,
+    backoff_min: Duration::ZERO,
+    backoff_max: Duration::ZERO,
+    report: lvs_proto::log_director_link,
+};
 
 /// Whether the director's connection table is synced with the active director's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,61 +79,28 @@ impl SyncState {
     }
 }
 
-/// Where the sync state comes from; the daemon asks the director, tests can answer directly.
-pub trait SyncSource {
-    /// Asks once; `Unknown` when the question cannot be answered, `Err` when the connection
-    /// broke (it is then dropped and made again).
-    fn table_synced(&mut self, client: &mut Client) -> Result<SyncState, lvs_proto::ProtoError>;
-}
-
-/// Asks the director over its control socket (`Request::SyncStatus`). A director without
-/// connection sync configured, one that does not know the request, or no answer at all is
-/// `Unknown`: a returning primary then never claims a synced table, and `auto_failback` never
-/// hands the VIP back to a director that would drop the connections in flight.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DirectorSync;
-
-impl SyncSource for DirectorSync {
-    fn table_synced(&mut self, client: &mut Client) -> Result<SyncState, lvs_proto::ProtoError> {
-        Ok(match client.request(Request::SyncStatus)? {
-            Response::Sync(s) if s.enabled => {
-                if s.synced {
-                    SyncState::Synced
-                } else {
-                    SyncState::NotSynced
-                }
-            }
-            _ => SyncState::Unknown,
-        })
-    }
-}
-
-enum Cmd {
-    Role(HaRole),
-    Path(PathBuf),
+/// What the heartbeat loop asks of the [`RoleKeeper`] thread.
+enum RoleOrder {
+    /// Tell the director this role (now, and after every reconnect).
+    SetRole(HaRole),
+    /// The director's socket moved (configuration reload).
+    SetPath(PathBuf),
+    /// Deliver what is queued, then end.
     Stop,
 }
 
-/// The handle the heartbeat loop holds.
+/// The handle the heartbeat loop holds on the director thread.
 #[derive(Debug)]
-pub struct DirectorLink {
-    tx: Sender<Cmd>,
+pub struct DirectorThread {
+    tx: Sender<RoleOrder>,
     sync: Arc<AtomicU8>,
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl DirectorLink {
+impl DirectorThread {
     /// Starts the thread for the director at `path`.
-    pub fn start(path: PathBuf) -> std::io::Result<DirectorLink> {
-        Self::start_with(path, DirectorSync)
-    }
-
-    /// Starts the thread with another sync source.
-    pub fn start_with<S: SyncSource + Send + 'static>(
-        path: PathBuf,
-        source: S,
-    ) -> std::io::Result<DirectorLink> {
+    pub fn start(path: PathBuf) -> std::io::Result<DirectorThread> {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done) = mpsc::channel();
         let sync = Arc::new(AtomicU8::new(SyncState::Unknown.code()));
@@ -129,19 +108,16 @@ impl DirectorLink {
         let thread = std::thread::Builder::new()
             .name("director-link".into())
             .spawn(move || {
-                Worker {
-                    path,
-                    client: None,
-                    warned: false,
+                RoleKeeper {
+                    link: DirectorLink::new(&path, DIRECTOR_LINK),
                     wanted: None,
-                    delivered: false,
+                    told: false,
                     sync: shared,
-                    source,
                 }
                 .run(&rx);
                 let _ = done_tx.send(());
             })?;
-        Ok(DirectorLink {
+        Ok(DirectorThread {
             tx,
             sync,
             done,
@@ -151,12 +127,12 @@ impl DirectorLink {
 
     /// Asks for this role; returns at once.
     pub fn set_role(&self, role: HaRole) {
-        let _ = self.tx.send(Cmd::Role(role));
+        let _ = self.tx.send(RoleOrder::SetRole(role));
     }
 
     /// Uses another socket (configuration reload).
     pub fn set_path(&self, path: PathBuf) {
-        let _ = self.tx.send(Cmd::Path(path));
+        let _ = self.tx.send(RoleOrder::SetPath(path));
     }
 
     /// The last sync state the director reported.
@@ -166,7 +142,7 @@ impl DirectorLink {
 
     /// Delivers what is queued (e.g. the final standby) within `limit`, then stops the thread.
     pub fn stop(mut self, limit: Duration) {
-        let _ = self.tx.send(Cmd::Stop);
+        let _ = self.tx.send(RoleOrder::Stop);
         if self.done.recv_timeout(limit).is_ok()
             && let Some(t) = self.thread.take()
         {
@@ -175,48 +151,41 @@ impl DirectorLink {
     }
 }
 
-struct Worker<S> {
-    path: PathBuf,
-    client: Option<Client>,
-    warned: bool,
+/// The director thread: keeps the director in the role the loop wants, and reads its sync
+/// state for the loop.
+struct RoleKeeper {
+    link: DirectorLink,
     wanted: Option<HaRole>,
-    delivered: bool,
+    /// The director (this connection to it) was told `wanted`, or refused it.
+    told: bool,
     sync: Arc<AtomicU8>,
-    source: S,
 }
 
-impl<S: SyncSource> Worker<S> {
-    fn run(mut self, rx: &Receiver<Cmd>) {
+impl RoleKeeper {
+    fn run(mut self, orders: &Receiver<RoleOrder>) {
         let mut next_poll = Instant::now();
         loop {
             let wait = next_poll.saturating_duration_since(Instant::now());
             let mut stop = false;
-            match rx.recv_timeout(wait) {
-                Ok(cmd) => {
+            match orders.recv_timeout(wait) {
+                Ok(order) => {
                     // Only the latest role matters: take everything queued.
-                    let mut cmds = vec![cmd];
-                    cmds.extend(rx.try_iter());
-                    for c in cmds {
-                        match c {
-                            Cmd::Role(r) => {
+                    for order in std::iter::once(order).chain(orders.try_iter()) {
+                        match order {
+                            RoleOrder::SetRole(r) => {
                                 self.wanted = Some(r);
-                                self.delivered = false;
+                                self.told = false;
                             }
-                            Cmd::Path(p) => {
-                                if p != self.path {
-                                    self.path = p;
-                                    self.client = None;
-                                    self.delivered = false;
-                                }
-                            }
-                            Cmd::Stop => stop = true,
+                            // A new socket is a new connection: the role is told again there.
+                            RoleOrder::SetPath(p) => self.link.set_path(&p),
+                            RoleOrder::Stop => stop = true,
                         }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
-            if !self.delivered {
+            if !self.told {
                 self.deliver();
             }
             if stop {
@@ -229,80 +198,52 @@ impl<S: SyncSource> Worker<S> {
         }
     }
 
+    /// Connected, or connects now; a new connection may be a restarted director, so it is
+    /// told the role first.
     fn connect(&mut self) -> bool {
-        if self.client.is_some() {
-            return true;
-        }
-        if !self.path.exists() {
-            if !self.warned {
-                self.warned = true;
-                event!(
-                    Level::Warn,
-                    "director_unreachable",
-                    socket = self.path.display(),
-                    error = "no socket"
-                );
+        match self.link.connect_if_due(Instant::now()) {
+            Connect::Already => true,
+            Connect::Fresh => {
+                self.told = false;
+                self.tell_role();
+                self.link.is_up()
             }
-            return false;
-        }
-        let options = ClientOptions {
-            timeout: REQUEST_TIMEOUT,
-            ..ClientOptions::default()
-        };
-        match Client::connect_with(&self.path, Role::Heartbeatd, options) {
-            Ok(c) => {
-                self.warned = false;
-                event!(
-                    Level::Info,
-                    "director_connected",
-                    socket = self.path.display()
-                );
-                self.client = Some(c);
-                // A new connection may be a restarted director: tell it the role again.
-                self.delivered = false;
-                true
-            }
-            Err(e) => {
-                if !self.warned {
-                    self.warned = true;
-                    event!(
-                        Level::Warn,
-                        "director_unreachable",
-                        socket = self.path.display(),
-                        error = e
-                    );
-                }
-                false
-            }
+            Connect::No => false,
         }
     }
 
     fn deliver(&mut self) {
-        let Some(role) = self.wanted else {
-            self.delivered = true;
-            return;
-        };
-        if !self.connect() {
+        if self.wanted.is_none() {
+            self.told = true;
             return;
         }
-        let Some(client) = self.client.as_mut() else {
+        if self.connect() && !self.told {
+            self.tell_role();
+        }
+    }
+
+    fn tell_role(&mut self) {
+        let Some(role) = self.wanted else {
+            self.told = true;
             return;
         };
         let t = Instant::now();
-        let result = match client.request(Request::SetRole { role }) {
+        let result = match self.link.request(Request::SetRole { role }) {
             Ok(Response::Ok) => {
-                self.delivered = true;
+                self.told = true;
                 "ok".to_owned()
             }
+            // Refused: retrying would be refused again.
             Ok(other) => {
-                // Refused: retrying would be refused again.
-                self.delivered = true;
+                self.told = true;
                 format!("refused: {other:?}")
             }
-            Err(e) => {
-                self.client = None;
-                format!("failed: {e}")
+            Err(LinkError::Refused { message, .. }) => {
+                self.told = true;
+                format!("refused: {message}")
             }
+            Err(LinkError::Lost(e)) => format!("failed: {e}"),
+            Err(LinkError::Down) => return,
         };
         event!(
             Level::Info,
@@ -317,15 +258,16 @@ impl<S: SyncSource> Worker<S> {
         );
     }
 
+    /// Asks the director whether its table is synced. A director without connection sync
+    /// configured, one that does not know the request, or no answer at all is `Unknown`: a
+    /// returning primary then never claims a synced table, and `auto_failback` never hands
+    /// the VIP back to a director that would drop the connections in flight.
     fn poll_sync(&mut self) {
         let state = if self.connect() {
-            match self.client.as_mut().map(|c| self.source.table_synced(c)) {
-                Some(Ok(s)) => s,
-                Some(Err(_)) => {
-                    self.client = None;
-                    SyncState::Unknown
-                }
-                None => SyncState::Unknown,
+            match self.link.request(Request::SyncStatus) {
+                Ok(Response::Sync(s)) if s.enabled && s.synced => SyncState::Synced,
+                Ok(Response::Sync(s)) if s.enabled => SyncState::NotSynced,
+                _ => SyncState::Unknown,
             }
         } else {
             SyncState::Unknown

@@ -378,6 +378,35 @@ fn director_role(bed: &Bed, i: usize) -> Option<lvs_proto::HaRole> {
     }
 }
 
+/// Starts lvs-director in node `i`'s namespace with its own run directory; returns once its
+/// socket is there.
+fn start_director(bed: &Bed, i: usize, director: &std::path::Path) -> Child {
+    let rundir = bed.dir.join(format!("run{i}"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(bed.dir.join(format!("director{i}.log")))
+        .unwrap();
+    let sock = rundir.join("director.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = Command::new("ip")
+        .args(["netns", "exec", &bed.nodes[i].ns])
+        .arg(director)
+        .args(["-f", "--no-syslog", "--rundir"])
+        .arg(&rundir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn lvs-director");
+    let up = wait_until(Duration::from_secs(10), || sock.exists());
+    assert!(
+        up.is_some(),
+        "director {i} did not start: {}",
+        std::fs::read_to_string(bed.dir.join(format!("director{i}.log"))).unwrap_or_default()
+    );
+    child
+}
+
 #[test]
 fn directors_follow_master_and_backup() {
     if !root_or_skip("directors_follow_master_and_backup") {
@@ -392,25 +421,8 @@ fn directors_follow_master_and_backup() {
         },
     );
     for i in 0..2 {
-        let rundir = bed.dir.join(format!("run{i}"));
-        let log = std::fs::File::create(bed.dir.join(format!("director{i}.log"))).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &bed.nodes[i].ns])
-            .arg(&director)
-            .args(["-f", "--no-syslog", "--rundir"])
-            .arg(&rundir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lvs-director");
+        let child = start_director(&bed, i, &director);
         bed.directors.push(child);
-        let sock = rundir.join("director.sock");
-        let up = wait_until(Duration::from_secs(10), || sock.exists());
-        assert!(
-            up.is_some(),
-            "director {i} did not start: {}",
-            std::fs::read_to_string(bed.dir.join(format!("director{i}.log"))).unwrap_or_default()
-        );
     }
     start_pair(&mut bed);
     let roles = wait_until(Duration::from_secs(3), || {
@@ -424,6 +436,36 @@ fn directors_follow_master_and_backup() {
         director_role(&bed, 1),
         bed.logs()
     );
+    // The backup's director restarts (and starts active, as a director without heartbeatd
+    // does): its heartbeatd reconnects and tells it standby again.
+    let mut old = bed.directors.remove(1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(old.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    old.wait().unwrap();
+    let child = start_director(&bed, 1, &director);
+    bed.directors.push(child);
+    let told = wait_until(Duration::from_secs(3), || {
+        director_role(&bed, 1) == Some(lvs_proto::HaRole::Standby)
+            && bed
+                .log(1)
+                .matches("event=director_role role=standby result=ok")
+                .count()
+                >= 2
+    });
+    assert!(
+        told.is_some(),
+        "the restarted director was not told standby: {:?}\n{}",
+        director_role(&bed, 1),
+        bed.logs()
+    );
+    let log = bed.log(1);
+    for event in ["event=director_lost", "event=director_connected"] {
+        assert!(log.contains(event), "{event} missing\n{log}");
+    }
+
     // The master dies: the backup's director becomes active.
     bed.kill(0);
     let t = wait_until(Duration::from_secs(3), || {

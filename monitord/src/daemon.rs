@@ -24,7 +24,7 @@
 //!   with a sorry server hands it the traffic and takes its remaining healthy servers out too
 //!   (keepalived's behaviour); without one, nothing changes at the director.
 //! - **The director away**: checking goes on; the link reconnects with backoff
-//!   ([`crate::director`]) and on reconnect re-applies the health of every server (the
+//!   ([`DIRECTOR_LINK`], [`lvs_proto::link`]) and on reconnect re-applies the health of every server (the
 //!   director may have restarted and forgotten it). Every [`RELIST`] the health flags the
 //!   director reports are compared with monitord's verdicts and corrected.
 //! - **Maintenance** (`Request::Maintenance`, `lvs-monitord ctl maintenance on|off`): the
@@ -48,8 +48,8 @@ use lvs_alert::{Alert, AlertKind, Alerter};
 use lvs_common::{BoxError, Signal, Signals, Startup, event, signals};
 use lvs_proto::server::{Handler, Server, ServerConfig};
 use lvs_proto::{
-    AddrPort, DestConf, ErrorCode, FwdMethod, MonitoredServer, PeerInfo, Protocol, Request,
-    Response, ServiceKey, ServiceStatus,
+    AddrPort, Connect, DestConf, DirectorLink, ErrorCode, FwdMethod, LinkError, LinkOptions,
+    MonitoredServer, PeerInfo, Protocol, Request, Response, Role, ServiceKey, ServiceStatus,
 };
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -57,7 +57,6 @@ use mio::{Events, Interest, Poll, Token};
 use crate::checks::{CheckResult, Engine, TargetId};
 use crate::config::Quorum;
 use crate::config::{Check, Config, OnFailure};
-use crate::director::{Connect, DirectorLink, LinkError};
 use crate::health::{CheckPolicy, Health, QuorumState, State};
 
 const SIGNALS: Token = Token(0);
@@ -158,6 +157,16 @@ pub struct Monitor {
     next_relist: Instant,
 }
 
+/// The link to the director: a connect or request may take a second (the loop never waits
+/// longer for an absent or wedged director); reconnects back off from 200 ms to 5 s.
+pub const DIRECTOR_LINK: LinkOptions = LinkOptions {
+    role: Role::Monitord,
+    timeout: Duration::from_secs(1),
+    backoff_min: Duration::from_millis(200),
+    backoff_max: Duration::from_secs(5),
+    report: lvs_proto::log_director_link,
+};
+
 fn director_socket(cfg: &Config, rundir: &Path) -> PathBuf {
     cfg.director_socket
         .clone()
@@ -176,7 +185,7 @@ impl Monitor {
     /// state and starts every check.
     pub fn new(cfg: Config, rundir: &Path) -> Result<Monitor, BoxError> {
         let alerter = Alerter::start(&cfg.alert)?;
-        let link = DirectorLink::new(&director_socket(&cfg, rundir));
+        let link = DirectorLink::new(&director_socket(&cfg, rundir), DIRECTOR_LINK);
         let mut m = Monitor {
             cfg: Config::default(),
             rundir: rundir.to_path_buf(),
@@ -874,7 +883,7 @@ impl Monitor {
                 addr: old.ip(),
                 port: old.port(),
             }) {
-                Ok(_) | Err(LinkError::Refused(_)) => {
+                Ok(_) | Err(LinkError::Refused { .. }) => {
                     if let Some(s) = self.svc_mut(key) {
                         s.sorry_added = None;
                     }

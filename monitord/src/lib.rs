@@ -49,7 +49,6 @@
 //! - [`daemon`]: the loop (checks, the director, alerts, maintenance, reload, stop) and what it
 //!   does on every transition: `on_failure`, `sorry_server`, re-applying its verdicts when the
 //!   director comes back;
-//! - [`director`]: the link to the director's control socket, reconnected with backoff;
 //! - [`ctl`]: `lvs-monitord ctl list` and `lvs-monitord ctl maintenance on|off -t VIP:PORT -r
 //!   RS:PORT`, over monitord's own socket `<rundir>/monitord.sock`.
 //!
@@ -60,7 +59,6 @@ pub mod checks;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
-pub mod director;
 pub mod health;
 mod sys;
 

@@ -263,7 +263,7 @@ impl NetlinkMonitor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    log::warn!("netlink monitor: notifications were lost; rebuilding everything");
+                    lvs_common::event!(log::Level::Warn, "netlink_notifications_lost");
                     changes.overrun = true;
                 }
                 Err(source) => {

@@ -75,8 +75,15 @@ pub fn disable_receive_offloads(ifname: &str) -> Result<OffloadChange> {
     if let Some(flags) = lro {
         if let Err(err) = e.set(ETHTOOL_SFLAGS, flags & !ETH_FLAG_LRO, "turn LRO off") {
             // Leave the interface as we found it.
-            if change.gro_turned_off && e.set(ETHTOOL_SGRO, 1, "turn GRO back on").is_err() {
-                log::error!("{ifname}: GRO was turned off and could not be turned back on");
+            if change.gro_turned_off
+                && let Err(back) = e.set(ETHTOOL_SGRO, 1, "turn GRO back on")
+            {
+                lvs_common::event!(
+                    log::Level::Error,
+                    "offload_restore_failed",
+                    interface = ifname,
+                    reason = back,
+                );
             }
             return Err(err);
         }

@@ -225,7 +225,12 @@ pub(crate) fn classify(raw: &[u8], op: &dyn Fn() -> String) -> Result<Frame> {
         }),
         Err(e) => {
             // One RTM_* message we cannot parse must not hide the rest of the table.
-            log::warn!("netlink: skipping a message of type {kind} that could not be parsed: {e}");
+            lvs_common::event!(
+                log::Level::Warn,
+                "netlink_message_skipped",
+                kind = kind,
+                reason = e,
+            );
             Ok(Frame::Skip)
         }
     }

@@ -121,7 +121,11 @@ pub fn bind_socket(path: &Path, daemon: &str, group: Option<Gid>) -> Result<Unix
         Ok(_) => match UnixStream::connect(path) {
             Ok(_) => return Err(already_running()),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                log::info!("removing stale socket {}", path.display());
+                crate::event!(
+                    log::Level::Info,
+                    "stale_socket_removed",
+                    socket = path.display()
+                );
                 match fs::remove_file(path) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(ProtoError::io(

@@ -12,15 +12,21 @@
 //!
 //! Every connection is closed alone: bad input from one peer costs that peer its connection
 //! (with an Error frame when it can still be told why, and one log line), never the server.
+//!
+//! Log lines are events (`control_*`, see `docs/LOGGING.md`): `daemon` names the daemon whose
+//! socket it is, and a client is given by its `role` (`none` before its Hello) and the kernel's
+//! `pid uid gid`.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fmt::Display;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use log::Level;
 use mio::{Events, Poll, Registry, Token, Waker};
 
 use crate::codec;
@@ -28,7 +34,7 @@ use crate::error::{ProtoError, Result};
 use crate::frame::FrameLimit;
 use crate::frame_server::{FrameServer, FrameServerConfig, Input};
 use crate::message::{
-    ClientFrame, ErrorCode, Event, Hello, HelloOk, PROTOCOL_VERSION, Request, Response,
+    ClientFrame, ErrorCode, Event, Hello, HelloOk, PROTOCOL_VERSION, Request, Response, Role,
     ServerFrame, Topic,
 };
 use crate::peer::{AccessPolicy, Credentials, PeerInfo};
@@ -106,11 +112,42 @@ struct Conn {
     subscriptions: HashSet<Topic>,
 }
 
-fn describe(credentials: Credentials, conn: &Conn) -> String {
-    match &conn.state {
-        State::AwaitHello => format!("({credentials}, before Hello)"),
-        State::Ready(peer) => peer.to_string(),
+impl Conn {
+    /// The role it said in its Hello.
+    fn role(&self) -> Option<Role> {
+        match &self.state {
+            State::AwaitHello => None,
+            State::Ready(peer) => Some(peer.role),
+        }
     }
+}
+
+/// Logs event `name` about one client of `daemon`'s socket, with `reason` when there is one.
+fn log_client(
+    level: Level,
+    name: &str,
+    daemon: &str,
+    role: Option<Role>,
+    credentials: &Credentials,
+    reason: Option<&dyn Display>,
+) {
+    if !log::log_enabled!(level) {
+        return;
+    }
+    let mut event = crate::event::Event::new(name);
+    event.push("daemon", daemon);
+    match role {
+        Some(role) => event.push("role", format_args!("{role:?}")),
+        None => event.push("role", "none"),
+    };
+    event
+        .push("pid", credentials.pid)
+        .push("uid", credentials.uid)
+        .push("gid", credentials.gid);
+    if let Some(reason) = reason {
+        event.push("reason", reason);
+    }
+    event.log(level);
 }
 
 /// Why a connection ends.
@@ -162,9 +199,12 @@ impl Server {
             token_base: config.token_base,
             write_buffer_limit: config.write_buffer_limit,
         })?;
-        log::info!(
-            "{display}: listening on {} (protocol version {PROTOCOL_VERSION})",
-            config.socket_path.display()
+        crate::event!(
+            Level::Info,
+            "control_listening",
+            daemon = display,
+            socket = config.socket_path.display(),
+            protocol = PROTOCOL_VERSION
         );
         Ok(Server {
             frames,
@@ -208,7 +248,14 @@ impl Server {
         let (display, access, limit) = (&self.display, &self.access, self.limit);
         let inputs = self.frames.ready(event, |credentials| {
             if let Err(e) = access.check(credentials) {
-                log::warn!("{display}: refused connection from {credentials}: {e}");
+                log_client(
+                    Level::Warn,
+                    "control_client_refused",
+                    display,
+                    None,
+                    credentials,
+                    Some(&e),
+                );
                 let mut refusal = Vec::new();
                 queue_error(&mut refusal, &e, limit);
                 return Err(refusal);
@@ -220,21 +267,41 @@ impl Server {
         });
         for input in inputs {
             match input {
-                Input::Accepted { credentials, .. } => {
-                    log::debug!("{}: accepted connection from {credentials}", self.display);
-                }
+                Input::Accepted { credentials, .. } => log_client(
+                    Level::Debug,
+                    "control_client_accepted",
+                    &self.display,
+                    None,
+                    &credentials,
+                    None,
+                ),
                 Input::Dropped {
                     credentials: None,
                     error,
-                } => log::warn!("{}: dropping a new connection: {error}", self.display),
+                } => crate::event!(
+                    Level::Warn,
+                    "control_client_unidentified",
+                    daemon = self.display,
+                    error = error
+                ),
                 Input::Dropped {
                     credentials: Some(credentials),
                     error,
-                } => log::error!(
-                    "{}: dropping a new connection from {credentials}: {error}",
-                    self.display
+                } => log_client(
+                    Level::Error,
+                    "control_client_dropped",
+                    &self.display,
+                    None,
+                    &credentials,
+                    Some(&error),
                 ),
-                Input::AcceptFailed(error) => log::error!("{}: {error}", self.display),
+                // Typically EMFILE; the next connection attempt triggers another try.
+                Input::AcceptFailed(error) => crate::event!(
+                    Level::Error,
+                    "control_accept_failed",
+                    daemon = self.display,
+                    error = error
+                ),
                 Input::Frame { conn, body } => {
                     if !self.frames.contains(conn) {
                         continue;
@@ -275,7 +342,13 @@ impl Server {
         let mut sent = 0;
         for conn in subscribers {
             if let Err(e) = self.frames.queue(conn, &frame, self.limit) {
-                log::error!("{}: cannot broadcast {event:?}: {e}", self.display);
+                crate::event!(
+                    Level::Error,
+                    "control_broadcast_failed",
+                    daemon = self.display,
+                    topic = ?topic,
+                    error = e
+                );
                 return sent;
             }
             match self.frames.flush(conn) {
@@ -310,11 +383,17 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let socket_path = self.socket_path().to_path_buf();
         let name = format!("{}-server", self.display);
+        let daemon = self.display.clone();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
                 if let Err(e) = self.serve(poll, &mut handler, Some(&rx)) {
-                    log::error!("server loop failed: {e}");
+                    crate::event!(
+                        Level::Error,
+                        "control_loop_failed",
+                        daemon = daemon,
+                        error = e
+                    );
                 }
                 handler
             })
@@ -377,10 +456,24 @@ impl Server {
         let Some((credentials, state)) = self.frames.close(conn) else {
             return;
         };
-        let who = describe(credentials, &state);
+        let role = state.role();
         match close {
-            Close::PeerClosed => log::debug!("{display}: connection {who} closed by the peer"),
-            Close::Error(e) => log::warn!("{display}: closing connection {who}: {e}"),
+            Close::PeerClosed => log_client(
+                Level::Debug,
+                "control_client_closed",
+                display,
+                role,
+                &credentials,
+                None,
+            ),
+            Close::Error(e) => log_client(
+                Level::Warn,
+                "control_client_dropped",
+                display,
+                role,
+                &credentials,
+                Some(&e),
+            ),
         }
     }
 
@@ -398,7 +491,14 @@ impl Server {
                     credentials,
                     role: hello.role,
                 };
-                log::debug!("{display}: connection {peer} said hello");
+                log_client(
+                    Level::Debug,
+                    "control_client_hello",
+                    display,
+                    Some(peer.role),
+                    &peer.credentials,
+                    None,
+                );
                 state.state = State::Ready(peer);
                 let ok = ServerFrame::HelloOk(HelloOk {
                     version: PROTOCOL_VERSION,
@@ -434,7 +534,15 @@ impl Server {
         let frame = ServerFrame::Response { id, response };
         if let Err(e) = self.frames.queue(conn, &frame, limit) {
             // A handler produced an answer too big for one frame: say so instead of hanging up.
-            log::error!("{display}: cannot send response to {peer}: {e}");
+            let reason = format!("cannot send its response: {e}");
+            log_client(
+                Level::Error,
+                "control_response_failed",
+                display,
+                Some(peer.role),
+                &peer.credentials,
+                Some(&reason),
+            );
             let fallback = ServerFrame::Response {
                 id,
                 response: Response::Error {
@@ -451,10 +559,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         for (_, credentials, conn) in self.frames.iter() {
-            log::info!(
-                "{}: closing connection {}: the daemon is shutting down",
-                self.display,
-                describe(credentials, conn)
+            log_client(
+                Level::Info,
+                "control_client_dropped",
+                &self.display,
+                conn.role(),
+                &credentials,
+                Some(&"the daemon is shutting down"),
             );
         }
     }
@@ -551,7 +662,7 @@ impl<H> ServerThread<H> {
         if self.tx.send(cmd).is_ok()
             && let Err(e) = self.waker.wake()
         {
-            log::error!("cannot wake the server thread: {e}");
+            crate::event!(Level::Error, "control_wake_failed", error = e);
         }
     }
 }

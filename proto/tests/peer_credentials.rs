@@ -96,8 +96,9 @@ fn peer_without_permission_is_refused() -> bool {
     );
     wait_until("the refusal to be logged", || {
         logged(&[
-            "refused connection",
-            "uid 65534 gid 65534",
+            "event=control_client_refused daemon=",
+            "role=none",
+            "uid=65534 gid=65534",
             "permission denied",
         ])
     });

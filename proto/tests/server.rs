@@ -45,7 +45,11 @@ fn wrong_version_gets_error_and_close() {
         "protocol version 2 not supported; this daemon speaks 1"
     );
     wait_until("the close to be logged", || {
-        logged(&["closing connection", "protocol version 2 not supported"])
+        logged(&[
+            "event=control_client_dropped daemon=",
+            "role=none",
+            "protocol version 2 not supported",
+        ])
     });
 }
 
@@ -158,7 +162,9 @@ fn each_bad_input_closes_only_that_connection() {
             }
             None => raw.expect_closed(),
         }
-        wait_until(case.name, || logged(&["closing connection", case.logged]));
+        wait_until(case.name, || {
+            logged(&["event=control_client_dropped daemon=", case.logged])
+        });
 
         // The server and its other clients carry on.
         before
@@ -189,8 +195,16 @@ fn clean_disconnect_is_logged() {
     raw.hello();
     drop(raw);
     wait_until("the close to be logged", || {
-        logged(&["lvs-director: connection Other", "closed by the peer"])
+        logged(&["event=control_client_closed daemon=lvs-director role=Other pid="])
     });
+    // Every line the server wrote (in any test so far) is an event line, by the documented
+    // quoting rules.
+    for line in common::LOG.lock().unwrap().iter() {
+        let (_level, message) = line.split_once(' ').unwrap();
+        if let Err(e) = lvs_proto::event::parse(message) {
+            panic!("not an event line ({e}): {line}");
+        }
+    }
 }
 
 #[test]

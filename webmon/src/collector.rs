@@ -15,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lvs_lockclient::LockClient;
 use lvs_proto::{
-    AddrPort, Client, ClientOptions, DestHealth, Event, HaRole, MonitoredServer, Rates, Request,
-    Response, Role, ServiceKey, ServiceStatus, Stats, Topic,
+    AddrPort, Client, ClientOptions, Connect, DestHealth, DirectorLink, Event, HaRole, LinkError,
+    LinkOptions, MonitoredServer, Rates, Request, Response, Role, ServiceKey, ServiceStatus, Stats,
+    Topic,
 };
 use serde::Serialize;
 
@@ -422,8 +423,12 @@ impl Drop for CollectorThread {
 /// The collector's own state between polls.
 #[derive(Debug, Default)]
 pub struct Collector {
-    director: Option<Client>,
-    events: Option<Client>,
+    /// Requests to the director (made at the first poll; follows a moved socket).
+    director: Option<DirectorLink>,
+    /// A second connection to the director, subscribed to all its events.
+    events: Option<DirectorLink>,
+    /// `events` is subscribed (a new connection is not, until told again).
+    subscribed: bool,
     heartbeatd: Option<Client>,
     monitord: Option<Client>,
     lockmgr: Option<LockClient>,
@@ -431,6 +436,37 @@ pub struct Collector {
     last_health: HashMap<(String, String), String>,
     /// Whether each daemon answered at the last poll, to report changes as events.
     last_ok: HashMap<String, bool>,
+}
+
+/// The collector's links to the director: a request may take 2 s (this thread is off the
+/// HTTP loop); no back-off of their own (one attempt per poll) and no log lines of their own:
+/// the page shows the director unreachable and why, and the collector's events say when that
+/// changes.
+const DIRECTOR_LINK: LinkOptions = LinkOptions {
+    role: Role::Webmon,
+    timeout: Duration::from_secs(2),
+    backoff_min: Duration::ZERO,
+    backoff_max: Duration::ZERO,
+    report: lvs_proto::ignore_link_report,
+};
+
+/// The link in `slot` (made on first use), pointed at `path`.
+fn director_link<'a>(slot: &'a mut Option<DirectorLink>, path: &Path) -> &'a mut DirectorLink {
+    let link = slot.get_or_insert_with(|| DirectorLink::new(path, DIRECTOR_LINK));
+    link.set_path(path);
+    link
+}
+
+/// One request to the director, connecting first if need be; the error as the page shows it.
+fn ask_director(link: &mut DirectorLink, req: Request) -> Result<Response, String> {
+    link.connect_if_due(Instant::now());
+    link.request(req).map_err(|e| match e {
+        LinkError::Refused { message, .. } => message,
+        LinkError::Lost(e) => e.to_string(),
+        LinkError::Down => link
+            .unreachable_reason()
+            .map_or_else(|| "not connected".to_owned(), ToString::to_string),
+    })
 }
 
 fn opts() -> ClientOptions {
@@ -492,28 +528,25 @@ impl Collector {
         };
 
         // The director.
-        let services = match ask(
-            &mut self.director,
-            &t.director,
-            Request::ListServices { key: None },
-        ) {
+        let director = director_link(&mut self.director, &t.director);
+        let services = match ask_director(director, Request::ListServices { key: None }) {
             Ok(Response::Services(s)) => Ok(s),
             Ok(_) => Err("unexpected answer to ListServices".to_owned()),
             Err(e) => Err(e),
         };
-        let health = match ask(&mut self.director, &t.director, Request::ListHealth) {
+        let health = match ask_director(director, Request::ListHealth) {
             Ok(Response::Health(h)) => h,
             _ => Vec::new(),
         };
-        let role = match ask(&mut self.director, &t.director, Request::GetRole) {
+        let role = match ask_director(director, Request::GetRole) {
             Ok(Response::Role(r)) => Some(r),
             _ => None,
         };
-        let info = match ask(&mut self.director, &t.director, Request::GetInfo) {
+        let info = match ask_director(director, Request::GetInfo) {
             Ok(Response::Info(i)) => Some(i),
             _ => None,
         };
-        let sync = match ask(&mut self.director, &t.director, Request::SyncStatus) {
+        let sync = match ask_director(director, Request::SyncStatus) {
             Ok(Response::Sync(s)) if s.enabled => Some(SyncView {
                 active: s.active,
                 synced: s.synced,
@@ -619,26 +652,27 @@ impl Collector {
     }
 
     fn drain_events(&mut self, path: &Path, out: &mut Vec<(&'static str, String)>) {
-        if self.events.is_none() {
-            let Ok(mut c) = Client::connect_with(path, Role::Webmon, opts()) else {
-                return;
+        let link = director_link(&mut self.events, path);
+        match link.connect_if_due(Instant::now()) {
+            Connect::No => return,
+            // Perhaps a restarted director: it knows no subscription of ours.
+            Connect::Fresh => self.subscribed = false,
+            Connect::Already => {}
+        }
+        if !self.subscribed {
+            let subscribe = Request::Subscribe {
+                topics: Topic::ALL.to_vec(),
             };
-            if c.subscribe(&Topic::ALL).is_err() {
+            self.subscribed = matches!(link.request(subscribe), Ok(Response::Ok));
+            if !self.subscribed {
                 return;
             }
-            self.events = Some(c);
         }
-        let Some(c) = self.events.as_mut() else {
-            return;
-        };
         for _ in 0..100 {
-            match c.next_event(Duration::from_millis(1)) {
+            match link.next_event(Duration::from_millis(1)) {
                 Ok(Some(e)) => out.push(("director", event_text(&e))),
-                Ok(None) => return,
-                Err(_) => {
-                    self.events = None;
-                    return;
-                }
+                // A lost link reconnects at the next poll.
+                Ok(None) | Err(_) => return,
             }
         }
     }
@@ -879,4 +913,95 @@ pub fn parse_service_id(id: &str) -> Option<ServiceKey> {
         addr: sa.ip(),
         port: sa.port(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use lvs_proto::server::{Handler, Server, ServerConfig, ServerThread};
+    use lvs_proto::{AccessPolicy, ErrorCode, PeerInfo};
+    use lvs_testsupport::wait_for;
+
+    use super::*;
+
+    /// A director with no services that refuses everything else.
+    struct EmptyDirector;
+
+    impl Handler for EmptyDirector {
+        fn handle(&mut self, _peer: &PeerInfo, request: Request) -> Response {
+            match request {
+                Request::ListServices { .. } => Response::Services(Vec::new()),
+                _ => Response::Error {
+                    code: ErrorCode::Unsupported,
+                    message: "unsupported".into(),
+                },
+            }
+        }
+    }
+
+    fn serve(rundir: &Path) -> ServerThread<EmptyDirector> {
+        let mut config = ServerConfig::new("director", rundir);
+        config.access = AccessPolicy::root_and_group(nix::unistd::getgid());
+        Server::bind(config).unwrap().spawn(EmptyDirector).unwrap()
+    }
+
+    fn poll(c: &mut Collector, t: &Targets, shared: &Mutex<Shared>) -> Arc<Snapshot> {
+        c.poll(t, Duration::from_secs(1), shared);
+        Arc::clone(&shared.lock().unwrap().snapshot)
+    }
+
+    fn director_events(shared: &Mutex<Shared>) -> usize {
+        let sh = shared.lock().unwrap();
+        sh.events.iter().filter(|e| e.source == "director").count()
+    }
+
+    #[test]
+    fn the_director_away_then_back_with_its_events_subscribed_again() {
+        let rundir =
+            std::env::temp_dir().join(format!("lvs-webmon-collector-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&rundir);
+        lvs_proto::rundir::ensure(&rundir, None).unwrap();
+        let t = Targets {
+            director: rundir.join("director.sock"),
+            monitord: rundir.join("monitord.sock"),
+            heartbeatd: rundir.join("heartbeatd.sock"),
+            lockmgr: rundir.join("lockmgr.sock"),
+        };
+        let shared = Mutex::new(Shared::default());
+        let mut c = Collector::default();
+
+        // Away: shown unreachable, with the connect error that says what to check.
+        let snap = poll(&mut c, &t, &shared);
+        let error = snap.directors[0].error.clone().unwrap();
+        assert!(!snap.directors[0].reachable);
+        assert!(error.contains("is lvs-director running"), "{error}");
+
+        // There, and its events reach the page.
+        let server = serve(&rundir);
+        assert!(poll(&mut c, &t, &shared).directors[0].reachable);
+        let role = Event::RoleChanged {
+            role: HaRole::Standby,
+        };
+        server.broadcast(role.clone());
+        wait_for("the first event", Duration::from_secs(5), || {
+            poll(&mut c, &t, &shared);
+            (director_events(&shared) == 1).then_some(())
+        });
+
+        // Restarted: it knows no subscription; the collector reconnects and subscribes again.
+        server.stop();
+        assert!(!poll(&mut c, &t, &shared).directors[0].reachable);
+        let server = serve(&rundir);
+        wait_for("the director again", Duration::from_secs(5), || {
+            poll(&mut c, &t, &shared).directors[0]
+                .reachable
+                .then_some(())
+        });
+        wait_for("an event after the restart", Duration::from_secs(5), || {
+            server.broadcast(role.clone());
+            poll(&mut c, &t, &shared);
+            (director_events(&shared) >= 2).then_some(())
+        });
+        drop(server);
+        let _ = std::fs::remove_dir_all(&rundir);
+    }
 }

@@ -8,11 +8,13 @@
 
 use std::net::IpAddr;
 
+use lvs_proto::director::ContentEdit;
 use lvs_proto::{
     DestConf, FwdMethod, Persistence, Protocol, Request, ServiceConf, ServiceKey, Timeouts,
 };
 
 use crate::address::{parse_addr_port, parse_netmask};
+use crate::content::grammar as content;
 use crate::state::{MAX_TIMEOUT, MAX_WEIGHT};
 
 /// ipvsadm's default scheduler.
@@ -71,6 +73,11 @@ pub enum Command {
     Help,
     /// `-v`.
     Version,
+    /// `--add-pool`, `--del-pool`, `--add-pool-server`, `--del-pool-server`, `--add-rule`,
+    /// `--del-rule`: lvsadm's own layer-7 commands ([`crate::content::grammar`]).
+    EditContent(ContentEdit),
+    /// `--list-rules [-t service]`.
+    ListRules(Option<ServiceKey>),
 }
 
 /// What `-L` shows.
@@ -139,7 +146,9 @@ impl Command {
             },
             Command::Zero(key) => Request::Zero { key },
             Command::SetTimeouts(t) => Request::SetTimeouts(t),
+            Command::EditContent(e) => Request::EditContent(Box::new(e)),
             Command::List(_)
+            | Command::ListRules(_)
             | Command::Save { .. }
             | Command::Restore
             | Command::Help
@@ -642,8 +651,17 @@ struct Parts {
     fwd: Option<FwdMethod>,
 }
 
-/// Parses one command line (without the program name).
+/// Parses one lvsadm command line (without the program name): one of ipvsadm's commands, or
+/// one of lvsadm's own content-switching commands ([`crate::content::grammar`]).
 pub fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    if content::is_content(args) {
+        return content::parse(args);
+    }
+    parse_ipvsadm(args)
+}
+
+/// Parses one of ipvsadm's command lines: what a rules file and `lvsadm -R` read.
+pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let (found, positional) = scan(&args)?;
     let mut p = Parts::default();

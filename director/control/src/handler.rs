@@ -74,10 +74,20 @@ where
     fn handle(&mut self, peer: &PeerInfo, request: Request) -> Response {
         let (response, changes) = self.state.apply(request, &self.sched, &self.stats);
         if let Response::Error { message, .. } = &response {
-            log::info!("control request from {peer} refused: {message}");
+            lvs_common::event!(
+                log::Level::Info,
+                "request_refused",
+                peer = peer,
+                reason = message,
+            );
         }
         for change in &changes {
-            log::info!("{peer}: {}", describe(change));
+            lvs_common::event!(
+                log::Level::Info,
+                "config_changed",
+                peer = peer,
+                change = describe(change),
+            );
         }
         if !changes.is_empty() {
             (self.on_change)(&changes);
@@ -86,7 +96,7 @@ where
     }
 }
 
-/// One log line per change.
+/// What a change did, in words (the `change` of its `config_changed` event).
 fn describe(change: &ConfigChange) -> String {
     use lvs_proto::AddrPort;
     match change {

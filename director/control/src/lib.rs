@@ -11,6 +11,8 @@
 //!   [`save`](mod@save): the `ipvsadm-save` output; [`order`]: ipvsadm's listing order;
 //!   [`address`]: `host[:port]` and netmasks; [`sched_flags`]: `-b`, ipvsadm's flags and the
 //!   plugins' options.
+//! - [`content`]: layer-7 content switching: lvsadm's pool and rule commands, the model they
+//!   edit ([`ContentModel`]) and its listing.
 //!
 //! The director uses it like this:
 //!
@@ -27,6 +29,7 @@
 //! ```
 
 pub mod address;
+pub mod content;
 pub mod error;
 pub mod grammar;
 pub mod handler;
@@ -37,6 +40,7 @@ pub mod save;
 pub mod sched_flags;
 pub mod state;
 
+pub use content::ContentModel;
 pub use error::ControlError;
 pub use grammar::{Command, ListFormat, ListOptions, ListWhat, ParseError, parse_args};
 pub use handler::ControlHandler;

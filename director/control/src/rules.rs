@@ -6,7 +6,7 @@
 //! script of ipvsadm commands is also a rules file. Errors name the line.
 
 use crate::error::ControlError;
-use crate::grammar::{Command, ParseError, parse_args};
+use crate::grammar::{Command, ParseError, parse_ipvsadm};
 use crate::hooks::SchedulerCheck;
 use crate::state::{ControlState, Refusal};
 
@@ -46,7 +46,8 @@ pub fn split_line(line: &str) -> Vec<&str> {
 }
 
 /// Parses every line; returns the commands with their line numbers, or the first error.
-/// Only commands that change configuration are accepted.
+/// Only ipvsadm's commands that change configuration are accepted (content services, their
+/// pools and rules, live in the director's configuration file).
 pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -55,7 +56,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
             continue;
         }
         let at = |kind: RulesErrorKind| RulesError { line: i + 1, kind };
-        let cmd = parse_args(&words).map_err(|e| at(e.into()))?;
+        let cmd = parse_ipvsadm(&words).map_err(|e| at(e.into()))?;
         if cmd.to_request().is_none() {
             return Err(at(RulesErrorKind::NotARule(words.join(" "))));
         }

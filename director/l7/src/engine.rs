@@ -284,9 +284,11 @@ impl Engine {
             for (w, l) in self.workers.iter().zip(ls) {
                 w.send(Command::Listen(Arc::clone(&svc), l));
             }
-            log::info!(
-                "event=content_service_added vip={vip} mode={}",
-                s.mode.name()
+            lvs_common::event!(
+                log::Level::Info,
+                "content_service_added",
+                vip = vip,
+                mode = s.mode.name(),
             );
             next.push((svc, s.mode));
             changes += 1;
@@ -296,7 +298,7 @@ impl Engine {
                 for w in &self.workers {
                     w.send(Command::Unlisten(old.vip));
                 }
-                log::info!("event=content_service_removed vip={}", old.vip);
+                lvs_common::event!(log::Level::Info, "content_service_removed", vip = old.vip);
                 changes += 1;
             }
         }

@@ -179,10 +179,12 @@ impl Pool {
             let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
             let mut inst = self.sched.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = inst.update_dest(dest(id, addr, if healthy { m.weight } else { 0 })) {
-                log::warn!(
-                    "event=l7_health_update_failed pool={} server={addr} reason={:?}",
-                    self.name,
-                    e.to_string()
+                lvs_common::event!(
+                    log::Level::Warn,
+                    "l7_health_update_failed",
+                    pool = self.name,
+                    server = addr,
+                    reason = e,
                 );
             }
         }

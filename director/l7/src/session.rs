@@ -364,11 +364,20 @@ impl Session {
             };
     }
 
+    /// The real server this exchange went to, for log lines (empty before one was chosen).
+    fn upstream_addr(&self) -> String {
+        self.up
+            .as_ref()
+            .map_or_else(String::new, |u| u.addr.to_string())
+    }
+
     /// Answer with a response of our own and close.
     fn respond(&mut self, status: u16) {
-        log::debug!(
-            "event=l7_local_response status={status} client={}",
-            self.peer
+        lvs_common::event!(
+            log::Level::Debug,
+            "l7_local_response",
+            status = status,
+            client = self.peer,
         );
         self.release_upstream(None);
         self.ex = None;
@@ -481,10 +490,11 @@ impl Session {
                     headers: &[],
                 };
                 let Some(route) = self.table.route(&view) else {
-                    log::debug!(
-                        "event=l7_sni_no_match client={} server_name={:?}",
-                        self.peer,
-                        name.unwrap_or_default()
+                    lvs_common::event!(
+                        log::Level::Debug,
+                        "l7_sni_no_match",
+                        client = self.peer,
+                        server_name = name.unwrap_or_default(),
                     );
                     return Err(Close);
                 };
@@ -554,7 +564,12 @@ impl Session {
                         (s, false)
                     }
                     Err(e) => {
-                        log::debug!("event=l7_connect_failed server={addr} reason={e:?}");
+                        lvs_common::event!(
+                            log::Level::Debug,
+                            "l7_connect_failed",
+                            server = addr,
+                            reason = e
+                        );
                         member.counters.failures.fetch_add(1, Ordering::Relaxed);
                         self.tried.push(i);
                         continue;
@@ -596,7 +611,11 @@ impl Session {
         }
         let (mut s, _) = self.pinned.take()?;
         if !crate::worker::quiet(&s) {
-            log::debug!("event=l7_pinned_connection_dropped server={addr}");
+            lvs_common::event!(
+                log::Level::Debug,
+                "l7_pinned_connection_dropped",
+                server = addr
+            );
             let _ = cx.registry.deregister(&mut s);
             return None;
         }
@@ -679,7 +698,7 @@ impl Session {
                 },
             };
             if failed {
-                log::debug!("event=l7_connect_failed server={}", up.addr);
+                lvs_common::event!(log::Level::Debug, "l7_connect_failed", server = up.addr);
                 return self.upstream_failed(cx, false);
             }
             self.deadline = cx.now + self.table.settings.server_timeout;
@@ -736,7 +755,7 @@ impl Session {
             Body::Chunked(rc) => {
                 // Re-encoded, not copied: the next hop gets framing we wrote.
                 let n = rc.recode(from.bytes(), to).map_err(|e| {
-                    log::debug!("event=l7_bad_chunked reason={e}");
+                    lvs_common::event!(log::Level::Debug, "l7_bad_chunked", reason = e);
                     Close
                 })?;
                 from.consume(n);
@@ -793,7 +812,7 @@ impl Session {
             match http::parse_response(self.uin.bytes(), ex.is_head, max) {
                 Err(()) => {
                     let answered = ex.resp_started;
-                    log::debug!("event=l7_bad_response client={}", self.peer);
+                    lvs_common::event!(log::Level::Debug, "l7_bad_response", client = self.peer);
                     if answered {
                         return Err(Close);
                     }
@@ -807,7 +826,11 @@ impl Session {
                         && self.uin.is_empty()
                         && let Some(head) = ex.retry_head.take()
                     {
-                        log::debug!("event=l7_reused_connection_closed client={}", self.peer);
+                        lvs_common::event!(
+                            log::Level::Debug,
+                            "l7_reused_connection_closed",
+                            client = self.peer
+                        );
                         self.release_upstream(None);
                         self.uout.clear();
                         self.uout.push(&head);
@@ -835,12 +858,11 @@ impl Session {
                     let head_len = r.head_len;
                     if r.status == 101 && !ex.upgrade {
                         // A switch nobody allowed: what follows would escape the rules.
-                        log::info!(
-                            "event=l7_unrequested_upgrade client={} server={}",
-                            self.peer,
-                            self.up
-                                .as_ref()
-                                .map_or_else(String::new, |u| u.addr.to_string())
+                        lvs_common::event!(
+                            log::Level::Info,
+                            "l7_unrequested_upgrade",
+                            client = self.peer,
+                            server = self.upstream_addr(),
                         );
                         self.upstream_dead();
                         self.respond(502);
@@ -880,7 +902,11 @@ impl Session {
                         http::HeadWrite::NoRoom => return Ok(progress),
                         http::HeadWrite::Refused if ex.resp_started => return Err(Close),
                         http::HeadWrite::Refused => {
-                            log::debug!("event=l7_bad_response client={}", self.peer);
+                            lvs_common::event!(
+                                log::Level::Debug,
+                                "l7_bad_response",
+                                client = self.peer
+                            );
                             self.upstream_dead();
                             self.respond(502);
                             return Ok(true);
@@ -892,10 +918,11 @@ impl Session {
                         && let Some(up) = self.up.as_mut()
                         && !up.private
                     {
-                        log::debug!(
-                            "event=l7_server_connection_pinned client={} server={}",
-                            self.peer,
-                            up.addr
+                        lvs_common::event!(
+                            log::Level::Debug,
+                            "l7_server_connection_pinned",
+                            client = self.peer,
+                            server = up.addr,
                         );
                         up.private = true;
                     }
@@ -939,12 +966,11 @@ impl Session {
             } else if up_eof && self.uin.is_empty() {
                 // The server died in the middle of the response: the client sees the
                 // connection close before the body's end, which is all HTTP/1.1 can say.
-                log::info!(
-                    "event=l7_server_died_mid_response client={} server={}",
-                    self.peer,
-                    self.up
-                        .as_ref()
-                        .map_or_else(String::new, |u| u.addr.to_string())
+                lvs_common::event!(
+                    log::Level::Info,
+                    "l7_server_died_mid_response",
+                    client = self.peer,
+                    server = self.upstream_addr(),
                 );
                 self.upstream_dead();
                 self.phase = Phase::Closing;

@@ -86,9 +86,12 @@ impl ServiceShared {
             let before = self.last_refusal.swap(at, Ordering::Relaxed);
             let gap = u64::try_from(BURST_GAP.as_millis()).unwrap_or(u64::MAX);
             if before == u64::MAX || at.saturating_sub(before) >= gap {
-                log::warn!(
-                    "event=l7_connection_cap_reached service={} max_connections={max} refused_total={total}",
-                    self.vip
+                lvs_common::event!(
+                    log::Level::Warn,
+                    "l7_connection_cap_reached",
+                    service = self.vip,
+                    max_connections = max,
+                    refused_total = total,
                 );
             }
         }
@@ -153,7 +156,11 @@ impl IdlePool {
             if !quiet(&s) {
                 // The poller's word may not have arrived yet: a server that closed the
                 // connection or sent bytes nobody asked for gets no request on it.
-                log::debug!("event=l7_idle_connection_dropped server={addr}");
+                lvs_common::event!(
+                    log::Level::Debug,
+                    "l7_idle_connection_dropped",
+                    server = addr
+                );
                 let _ = registry.deregister(&mut s);
                 continue;
             }
@@ -231,7 +238,7 @@ impl Worker {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
                 }
-                log::error!("event=l7_poll_failed reason={:?}", e.to_string());
+                lvs_common::event!(log::Level::Error, "l7_poll_failed", reason = e);
                 return;
             }
             let now = Instant::now();
@@ -275,7 +282,7 @@ impl Worker {
                     let entry = self.listeners.vacant_entry();
                     let token = Token(LISTENER_BASE + entry.key());
                     if entry.key() + LISTENER_BASE >= IDLE_BASE {
-                        log::error!("event=l7_too_many_listeners");
+                        lvs_common::event!(log::Level::Error, "l7_too_many_listeners");
                         continue;
                     }
                     if let Err(e) = self
@@ -283,7 +290,7 @@ impl Worker {
                         .registry()
                         .register(&mut l, token, Interest::READABLE)
                     {
-                        log::error!("event=l7_listen_failed reason={:?}", e.to_string());
+                        lvs_common::event!(log::Level::Error, "l7_listen_failed", reason = e);
                         continue;
                     }
                     entry.insert((svc, l));
@@ -318,7 +325,7 @@ impl Worker {
                 Err(e) => {
                     // Out of descriptors or memory: leave the rest in the backlog for the
                     // next tick rather than spin.
-                    log::warn!("event=l7_accept_failed reason={:?}", e.to_string());
+                    lvs_common::event!(log::Level::Warn, "l7_accept_failed", reason = e);
                     return;
                 }
             };

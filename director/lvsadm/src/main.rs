@@ -4,7 +4,7 @@
 //! Exit codes, as ipvsadm's: 0 success; 2 a bad command line or no director to talk to;
 //! 255 (ipvsadm's `-1`) a usage error or a change the director refused; 1 a listing failed.
 
-mod content;
+mod content_listing;
 mod listing;
 mod run;
 mod usage;

@@ -9,8 +9,7 @@ use lvs_control::{
 };
 use lvs_proto::{Client, ProtoError, Request, Response, Role, rundir};
 
-use crate::content::{self, ContentCommand};
-use crate::{listing, usage};
+use crate::{content_listing, listing, usage};
 
 /// ipvsadm's exit code for a refused change (its `return -1`).
 const EXIT_REFUSED: i32 = 255;
@@ -32,9 +31,6 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
         Ok(split) => split,
         Err(e) => return usage_error(program, &e),
     };
-    if content::is_content(&rest) {
-        return content_main(program, &rest, rundir_flag.as_deref(), env_rundir);
-    }
     let command = if rest.is_empty() {
         // Like ipvsadm without arguments: list everything.
         Command::List(ListOptions {
@@ -78,6 +74,10 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
     };
     match command {
         Command::List(opts) => list(&mut client, &opts),
+        Command::ListRules(key) => match request(&mut client, Request::ListContent) {
+            Ok(Response::Content(status)) => print(&content_listing::rules(&status, key.as_ref())),
+            other => refused(EXIT_LIST, other),
+        },
         Command::Save { .. } => match request(&mut client, Request::ListServices { key: None }) {
             Ok(Response::Services(mut list)) => {
                 // Content services (layer 7) and their pools and rules live in the director's
@@ -104,38 +104,6 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
                 unreachable!("every other command changes configuration")
             };
             match change(&mut client, req) {
-                Ok(()) => 0,
-                Err(message) => fail(EXIT_REFUSED, &message),
-            }
-        }
-    }
-}
-
-/// A content-switching command (`--add-rule` ...): same exit codes as the ipvsadm ones.
-fn content_main(
-    program: &str,
-    args: &[String],
-    rundir_flag: Option<&Path>,
-    env_rundir: Option<OsString>,
-) -> i32 {
-    let command = match content::parse(args) {
-        Ok(c) => c,
-        Err(e) if e.is_usage() => return usage_error(program, &e),
-        Err(e) => return fail(EXIT_FAIL, &e.to_string()),
-    };
-    let dir = rundir::resolve_with(rundir_flag, env_rundir);
-    let socket = rundir::socket_path(&dir, "director");
-    let mut client = match Client::connect(&socket, Role::Lvsadm) {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_FAIL, &format!("Can't initialize ipvs: {e}")),
-    };
-    match command {
-        ContentCommand::List(key) => match request(&mut client, Request::ListContent) {
-            Ok(Response::Content(status)) => print(&content::listing(&status, key.as_ref())),
-            other => refused(EXIT_LIST, other),
-        },
-        ContentCommand::Edit(edit) => {
-            match change(&mut client, Request::EditContent(Box::new(edit))) {
                 Ok(()) => 0,
                 Err(message) => fail(EXIT_REFUSED, &message),
             }

@@ -390,9 +390,10 @@ impl Dataplane {
                     if let Some(s) = &self.sync {
                         s.set_role(self.active);
                     }
-                    log::info!(
-                        "event=role_changed role={}",
-                        if self.active { "active" } else { "standby" }
+                    lvs_common::event!(
+                        log::Level::Info,
+                        "role_changed",
+                        role = if self.active { "active" } else { "standby" },
                     );
                     Ok(())
                 }
@@ -406,9 +407,11 @@ impl Dataplane {
                 }
             };
             if let Err(e) = result {
-                log::error!(
-                    "event=dataplane_change_failed change={change:?} reason={:?}",
-                    e.to_string()
+                lvs_common::event!(
+                    log::Level::Error,
+                    "dataplane_change_failed",
+                    change = ?change,
+                    reason = e,
                 );
             }
         }
@@ -630,7 +633,7 @@ impl Dataplane {
         vips.dedup();
         for f in &self.fanouts {
             if let Err(e) = f.set_vips(&vips) {
-                log::error!("event=fanout_update_failed reason={:?}", e.to_string());
+                lvs_common::event!(log::Level::Error, "fanout_update_failed", reason = e);
             }
         }
         let snap = Arc::new(Snapshot {

@@ -98,10 +98,11 @@ impl Worker {
                 .poll(&mut events, Some(Duration::from_millis(wait)))
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
-                log::error!(
-                    "event=worker_poll_failed worker={} reason={:?}",
-                    self.index,
-                    e.to_string()
+                lvs_common::event!(
+                    log::Level::Error,
+                    "worker_poll_failed",
+                    worker = self.index,
+                    reason = e,
                 );
             }
             if !self.commands() {
@@ -132,7 +133,7 @@ impl Worker {
             };
             for ring in rings.iter_mut() {
                 if let Err(e) = ring.take_error() {
-                    log::warn!("event=ring_error reason={:?}", e.to_string());
+                    lvs_common::event!(log::Level::Warn, "ring_error", reason = e);
                 }
                 while let Some(mut block) = ring.next_block() {
                     let mut out = tx.batch();

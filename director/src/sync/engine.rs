@@ -348,7 +348,7 @@ impl Engine {
             if let Err(e) = self.poll.poll(&mut events, Some(wait))
                 && e.kind() != ErrorKind::Interrupted
             {
-                log::error!("event=sync_poll_failed reason={:?}", e.to_string());
+                event!(Level::Error, "sync_poll_failed", reason = e);
             }
             while let Ok(c) = self.ctl.try_recv() {
                 match c {
@@ -427,7 +427,7 @@ impl Engine {
         for t in targets {
             match self.sock.send_to(bytes, *t) {
                 Ok(_) => sent = true,
-                Err(e) => log::debug!("event=sync_send_failed to={t} reason={:?}", e.to_string()),
+                Err(e) => event!(Level::Debug, "sync_send_failed", to = t, reason = e),
             }
         }
         if sent {
@@ -637,7 +637,7 @@ impl Engine {
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("event=sync_receive_failed reason={:?}", e.to_string());
+                    event!(Level::Warn, "sync_receive_failed", reason = e);
                     more = false;
                     break;
                 }

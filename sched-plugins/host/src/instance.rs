@@ -263,10 +263,12 @@ impl Instance {
 
     fn fall_back(&mut self) {
         if let Backend::Plugin(state) = self.backend {
-            log::error!(
-                "event=sched_fallback plugin={} service_port={} fallback=rr",
-                self.plugin.name(),
-                self.spec.port
+            lvs_common::event!(
+                log::Level::Error,
+                "sched_fallback",
+                plugin = self.plugin.name(),
+                service_port = self.spec.port,
+                fallback = "rr",
             );
             // The state may be inconsistent after an error; it is not freed, since its
             // destructor is plugin code that just failed. A leak of one state per failure is

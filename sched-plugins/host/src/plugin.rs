@@ -216,11 +216,13 @@ impl Plugin {
             *r = reason.clone();
         }
         if !self.quarantined.swap(true, Ordering::Relaxed) {
-            log::error!(
-                "event=sched_quarantined plugin={} path={} reason={:?} fallback=rr",
-                self.name,
-                self.path.display(),
-                reason
+            lvs_common::event!(
+                log::Level::Error,
+                "sched_quarantined",
+                plugin = self.name,
+                path = self.path.display(),
+                reason = reason,
+                fallback = "rr",
             );
         }
     }

@@ -95,7 +95,7 @@ impl Registry {
         }
         for p in &report.problems {
             if !self.logged.contains(p) {
-                log::warn!("event=sched_plugin_problem reason={:?}", p.to_string());
+                lvs_common::event!(log::Level::Warn, "sched_plugin_problem", reason = p);
             }
         }
         self.logged = report.problems.clone();
@@ -104,9 +104,11 @@ impl Registry {
                 Arc::ptr_eq(old, &by_name[name]) && old.path() == path.as_path()
             });
             if !known {
-                log::info!(
-                    "event=sched_plugin_loaded name={name} path={}",
-                    path.display()
+                lvs_common::event!(
+                    log::Level::Info,
+                    "sched_plugin_loaded",
+                    name = name,
+                    path = path.display()
                 );
             }
         }

@@ -1,7 +1,9 @@
 //! The one event format every daemon logs in: `event=<name> key=value key="value with spaces"`.
 //!
 //! Sysadmins grep and alert on these lines, so the format is a contract (documented for them in
-//! `docs/LOGGING.md`):
+//! `docs/LOGGING.md`). It lives here, in the crate every daemon links, so that `proto`'s own
+//! server logs in it too; `lvs_common` re-exports it (`lvs_common::event!`, `lvs_common::Event`),
+//! and that is the path daemons use:
 //!
 //! - A line is `event=<name>` followed by zero or more ` key=value` fields, separated by one
 //!   space, in the order the code gave them.
@@ -19,7 +21,7 @@
 //! Therefore one event is always exactly one line, and [`parse`] gets the fields back.
 //!
 //! ```
-//! use lvs_common::event::Event;
+//! use lvs_proto::event::Event;
 //! let ev = Event::new("server_down")
 //!     .field("service", "tcp/10.0.0.1:80")
 //!     .field("server", "10.0.0.2:80")
@@ -102,8 +104,8 @@ impl Display for Event {
 /// use log::Level;
 /// let svc = "tcp/10.0.0.1:80";
 /// let addr: std::net::SocketAddr = "10.0.0.2:80".parse().unwrap();
-/// lvs_common::event!(Level::Warn, "server_down", service = svc, server = %addr, reason = "timeout");
-/// lvs_common::event!(Level::Info, "daemon_start");
+/// lvs_proto::event!(Level::Warn, "server_down", service = svc, server = %addr, reason = "timeout");
+/// lvs_proto::event!(Level::Info, "daemon_start");
 /// ```
 #[macro_export]
 macro_rules! event {
@@ -122,7 +124,7 @@ macro_rules! event {
 /// logging it (for tests, or to log the same line twice).
 ///
 /// ```
-/// let ev = lvs_common::event_line!("signal", signal = "SIGHUP", action = "reload");
+/// let ev = lvs_proto::event_line!("signal", signal = "SIGHUP", action = "reload");
 /// assert_eq!(ev.as_str(), "event=signal signal=SIGHUP action=reload");
 /// ```
 #[macro_export]
