@@ -187,7 +187,7 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
         let Some(key) = &f.key_file else {
             return Err(src.error_at(f.peers.span(), "peers need key_file (the shared key)"));
         };
-        if let Err(e) = crate::peer::Key::load(key.get_ref()) {
+        if let Err(e) = crate::peer::load_key(key.get_ref()) {
             return Err(src.error_at(key.span(), e.to_string()));
         }
     }

@@ -22,7 +22,7 @@
 //! [`Reply::Unavailable`] from the tick ([`crate::nowait`]); a late grant of it is released.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,23 +32,21 @@ use lvs_lockcore::{
     CloseReason, Command, Denial, LockFlags, LockRef, LockRequest, MAX_NAME_LEN, NodeId, Output,
     SessionId, Target,
 };
-use lvs_proto::frame::FrameDecoder;
-use lvs_proto::peer::{AccessPolicy, Credentials};
-use lvs_proto::{FrameLimit, codec, rundir};
-use mio::net::{UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Registry, Token};
-use slab::Slab;
+use lvs_proto::frame_server::{Flushed, FrameServer, FrameServerConfig, Input};
+use lvs_proto::peer::AccessPolicy;
+use lvs_proto::{FrameLimit, ProtoError, codec, rundir};
+use mio::{Events, Poll, Token};
 
 use crate::config::Config;
 use crate::node::{Applied, Origin, Replication, SingleNode};
 use crate::nowait::Bounds;
-use crate::peer::Key;
-use crate::protocol::{
+use crate::peer::load_key;
+use crate::replica::{ClusterConfig, RaftNode};
+use crate::storage::Storage;
+use lvs_lockclient::protocol::{
     ClientInfo, ClientMsg, DAEMON, LOCK_PROTOCOL_VERSION, LockEvent, LockReq, Reply, ServerMsg,
     StatusInfo, reply_limit, request_limit,
 };
-use crate::replica::{ClusterConfig, RaftNode};
-use crate::storage::Storage;
 
 /// Counts this node's starts (Raft mode), durably, so each life has its own lease owner and
 /// session ids.
@@ -79,22 +77,19 @@ fn next_incarnation(state_dir: &std::path::Path) -> Result<u64, BoxError> {
 }
 
 const SIGNALS: Token = Token(0);
-const LISTENER: Token = Token(1);
 /// Peer messages arrived (Raft mode).
 const PEERS: Token = Token(2);
-const FIRST_CONN: usize = 3;
+/// The socket's listener; its connections follow.
+const CLIENTS: usize = 3;
 /// A client with more unsent bytes than this does not read: it is disconnected.
 const WRITE_LIMIT: usize = 4 << 20;
-const READ_CHUNK: usize = 16 * 1024;
 
-#[derive(Debug)]
+/// What the daemon keeps per client connection (the socket and its buffers are the
+/// [`FrameServer`]'s).
+#[derive(Debug, Default)]
 struct Conn {
-    stream: UnixStream,
-    creds: Credentials,
     session: Option<SessionId>,
     name: String,
-    decoder: FrameDecoder,
-    out: Vec<u8>,
     /// Handle -> id of the `Lock` request waiting for its grant or denial.
     pending: HashMap<u64, u64>,
     /// Raft mode, handle -> (request id, arrival, conversion) of a no-wait `Lock` in
@@ -103,11 +98,8 @@ struct Conn {
     /// Request id -> (handle, conversion) of a no-wait `Lock` answered `Unavailable` but
     /// perhaps applied later: its answer is never sent, a late grant is undone.
     abandoned: HashMap<u64, (u64, bool)>,
-    /// Close once `out` is written (after an Error frame).
-    closing: bool,
     /// The Hello was accepted but its session is not open yet (waits for its commit).
     opening: bool,
-    writable: bool,
 }
 
 /// The daemon's state besides the replicated one.
@@ -122,9 +114,8 @@ struct Daemon {
     session_base: Option<u64>,
     session_seq: u64,
     repl: Box<dyn Replication>,
-    registry: Registry,
-    listener: UnixListener,
-    conns: Slab<Conn>,
+    /// The clients' socket: frames in, frames out (written after the sync, by `end_turn`).
+    server: FrameServer<Conn>,
     sessions: HashMap<SessionId, usize>,
     access: AccessPolicy,
     lease_ms: u64,
@@ -139,7 +130,6 @@ struct Daemon {
     /// Grants of abandoned no-wait requests, to release.
     late_grants: Vec<LockRef>,
     last_sync: Instant,
-    scratch: Box<[u8]>,
 }
 
 /// The daemon's body, for [`lvs_common::run()`].
@@ -159,7 +149,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         let cluster = ClusterConfig {
             id: config.node_id,
             members: config.peers.iter().map(|p| (p.id, p.address)).collect(),
-            key: Key::load(key_file)?,
+            key: load_key(key_file)?,
             snapshot_every: config.snapshot_every,
             incarnation,
             catch_up_gap: Duration::from_millis(config.lease_ms / 2),
@@ -227,11 +217,15 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         None => None,
     };
     let socket_path = rundir::socket_path(startup.rundir(), DAEMON);
-    let std_listener = rundir::bind_socket(&socket_path, DAEMON, group)?;
-    std_listener.set_nonblocking(true)?;
-    let mut listener = UnixListener::from_std(std_listener);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut server = FrameServer::bind(FrameServerConfig {
+        daemon: DAEMON.to_owned(),
+        socket_path: socket_path.clone(),
+        group,
+        read_limit: request_limit(),
+        token_base: CLIENTS,
+        write_buffer_limit: WRITE_LIMIT,
+    })?;
+    server.register(poll.registry())?;
 
     let mut d = Daemon {
         node,
@@ -239,9 +233,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         session_base,
         session_seq: 0,
         repl,
-        registry: poll.registry().try_clone()?,
-        listener,
-        conns: Slab::new(),
+        server,
         sessions: HashMap::new(),
         access: group.map_or_else(AccessPolicy::root_only, AccessPolicy::root_and_group),
         lease_ms: config.lease_ms,
@@ -251,7 +243,6 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         nowait_bounds: raft_mode.then(|| Bounds::for_tick(Duration::from_millis(config.tick_ms))),
         late_grants: Vec::new(),
         last_sync: Instant::now(),
-        scratch: vec![0; READ_CHUNK].into_boxed_slice(),
     };
     let ctx = startup.ready();
     event!(
@@ -278,8 +269,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                     for signal in signals.pending() {
                         match signal {
                             Signal::Stop => {
+                                // The socket file goes with the server (if still ours).
                                 d.stop()?;
-                                let _ = std::fs::remove_file(&socket_path);
                                 return Ok(());
                             }
                             Signal::Reload => {
@@ -303,13 +294,9 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                         }
                     }
                 }
-                LISTENER => d.accept_all(),
                 PEERS => {}
-                Token(t) => {
-                    if let Some(key) = t.checked_sub(FIRST_CONN) {
-                        d.conn_ready(key, ev.is_readable() || ev.is_read_closed());
-                    }
-                }
+                token if d.server.owns(token) => d.conn_ready(ev),
+                Token(_) => {}
             }
         }
         let now = Instant::now();
@@ -339,6 +326,11 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
 }
 
 impl Daemon {
+    /// The state of open connection `key`.
+    fn conn_mut(&mut self, key: usize) -> &mut Conn {
+        self.server.state_mut(key).expect("an open connection")
+    }
+
     fn now_ms(&mut self) -> u64 {
         let state_now = self.repl.state().now_ms();
         let (base, since) = *self
@@ -370,10 +362,10 @@ impl Daemon {
             // Caught up from the leader's snapshot: the answers to our clients' requests in
             // the entries it covers are lost, so they must start over.
             let keys: Vec<usize> = self
-                .conns
+                .server
                 .iter()
-                .filter(|(_, c)| c.session.is_some() && !c.closing)
-                .map(|(k, _)| k)
+                .filter(|(k, _, c)| c.session.is_some() && !self.server.is_ending(*k))
+                .map(|(k, _, _)| k)
                 .collect();
             for key in keys {
                 self.fatal(
@@ -415,7 +407,7 @@ impl Daemon {
     }
 
     fn stop(&mut self) -> Result<(), BoxError> {
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let keys: Vec<usize> = self.server.iter().map(|(k, _, _)| k).collect();
         for key in keys {
             self.close(key, "daemon stopping")?;
         }
@@ -442,7 +434,7 @@ impl Daemon {
         event!(
             Level::Info,
             "lock_state",
-            clients = self.conns.len(),
+            clients = self.server.len(),
             sessions = c.sessions,
             lockspaces = c.lockspaces,
             resources = c.resources,
@@ -454,127 +446,71 @@ impl Daemon {
         );
     }
 
-    fn accept_all(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, _)) => {
-                    let creds = match Credentials::of(&stream) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            event!(Level::Warn, "lock_client_refused", reason = e);
-                            continue;
-                        }
-                    };
-                    let entry = self.conns.vacant_entry();
-                    let token = Token(FIRST_CONN + entry.key());
-                    if let Err(e) = self
-                        .registry
-                        .register(&mut stream, token, Interest::READABLE)
-                    {
-                        event!(Level::Warn, "lock_client_refused", reason = e);
-                        continue;
-                    }
-                    entry.insert(Conn {
-                        stream,
-                        creds,
-                        session: None,
-                        name: String::new(),
-                        decoder: FrameDecoder::new(request_limit()),
-                        out: Vec::new(),
-                        pending: HashMap::new(),
-                        nowait: HashMap::new(),
-                        abandoned: HashMap::new(),
-                        closing: false,
-                        opening: false,
-                        writable: false,
-                    });
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    event!(Level::Warn, "lock_accept_failed", error = e);
-                    break;
-                }
-            }
-        }
-    }
-
-    fn conn_ready(&mut self, key: usize, readable: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !conn.out.is_empty() {
+    /// Reads what a client sent (or accepts new clients) and answers it; the answers are
+    /// written after the next sync.
+    fn conn_ready(&mut self, ev: &mio::event::Event) {
+        if let Some(key) = self.server.conn_of(ev.token())
+            && self.server.has_output(key)
+        {
             self.to_flush.push(key);
         }
-        if !readable || conn.closing {
-            return;
-        }
-        let mut bodies = Vec::new();
-        let mut end: Option<String> = None;
-        let mut fatal: Option<String> = None;
-        loop {
-            match conn.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    end = Some(match conn.decoder.finish() {
-                        Ok(()) => "closed by the client".to_owned(),
-                        Err(e) => e.to_string(),
-                    });
-                    break;
+        // The access check waits for the Hello, whose refusal is a lock protocol Error.
+        for input in self.server.ready(ev, |_| Ok(Conn::default())) {
+            match input {
+                Input::Accepted { .. } => {}
+                Input::Dropped { error, .. } => {
+                    event!(Level::Warn, "lock_client_refused", reason = error);
                 }
-                Ok(n) => {
-                    for body in conn.decoder.feed(&self.scratch[..n]) {
-                        match body {
-                            Ok(b) => bodies.push(b),
-                            Err(e) => fatal = Some(e.to_string()),
-                        }
-                    }
-                    if fatal.is_some() {
-                        break;
+                Input::AcceptFailed(error) => {
+                    event!(Level::Warn, "lock_accept_failed", error = error);
+                }
+                // After a fatal error nothing more from this client counts: its Error frame
+                // goes out, then the connection closes.
+                Input::Frame { conn, .. } | Input::End { conn, .. }
+                    if self.server.is_ending(conn) => {}
+                Input::Frame { conn, body } => {
+                    if let Err(message) = self.frame(conn, &body) {
+                        self.fatal(conn, message);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    end = Some(e.to_string());
-                    break;
-                }
+                Input::End {
+                    conn,
+                    error: ProtoError::Closed,
+                } => self
+                    .to_close
+                    .push((conn, "closed by the client".to_owned())),
+                Input::End {
+                    conn,
+                    error: error @ (ProtoError::Io { .. } | ProtoError::Truncated { .. }),
+                } => self.to_close.push((conn, error.to_string())),
+                Input::End { conn, error } => self.fatal(conn, error.to_string()),
             }
-        }
-        for body in bodies {
-            if let Err(message) = self.frame(key, &body) {
-                fatal = Some(message);
-                break;
-            }
-            if self.conns.get(key).is_none_or(|c| c.closing) {
-                break;
-            }
-        }
-        if let Some(message) = fatal {
-            self.fatal(key, message);
-        } else if let Some(reason) = end {
-            self.to_close.push((key, reason));
         }
     }
 
     /// Tells the client why, then closes its connection (and session).
     fn fatal(&mut self, key: usize, message: String) {
-        let Some(conn) = self.conns.get(key) else {
-            return;
-        };
-        if conn.closing {
+        if self.server.is_ending(key) {
             return;
         }
+        let (Some(creds), Some(conn)) = (self.server.credentials(key), self.server.state(key))
+        else {
+            return;
+        };
         event!(
             Level::Warn,
             "lock_client_error",
-            pid = conn.creds.pid,
-            uid = conn.creds.uid,
+            pid = creds.pid,
+            uid = creds.uid,
             session = conn.session.map_or(0, |s| s.0),
             error = message,
         );
-        self.send(key, &ServerMsg::Error { message });
-        if let Some(conn) = self.conns.get_mut(key) {
-            conn.closing = true;
+        // The client must not act on any later answer: this is its last frame.
+        let msg = ServerMsg::Error { message };
+        if let Err(e) = self.server.queue_last(key, &msg, reply_limit()) {
+            log::error!("cannot encode an error frame: {e}");
         }
+        self.to_flush.push(key);
     }
 
     /// One frame from a client. `Err`: a protocol error that ends the connection.
@@ -592,7 +528,7 @@ impl Daemon {
                 return Err(format!("malformed frame: {e}"));
             }
         };
-        let session = self.conns[key].session;
+        let session = self.conn_mut(key).session;
         match (msg, session) {
             (ClientMsg::Hello { version, name }, None) => self.hello(key, version, name),
             (ClientMsg::Hello { .. }, Some(_)) => Err("a second Hello".to_owned()),
@@ -609,7 +545,9 @@ impl Daemon {
                 "lock protocol version {version} not supported; lvs-lockmgr speaks {LOCK_PROTOCOL_VERSION}"
             ));
         }
-        let creds = self.conns[key].creds;
+        let Some(creds) = self.server.credentials(key) else {
+            return Ok(());
+        };
         self.access.check(&creds).map_err(|e| e.to_string())?;
         let session = match self.session_base {
             Some(base) => {
@@ -620,7 +558,7 @@ impl Daemon {
             None => SessionId((self.node.0 << 40) | (self.repl.applied_index() + 1)),
         };
         self.sessions.insert(session, key);
-        let conn = &mut self.conns[key];
+        let conn = &mut self.conn_mut(key);
         conn.session = Some(session);
         conn.opening = true;
         conn.name = name.chars().take(64).collect();
@@ -631,7 +569,7 @@ impl Daemon {
             lease_ms: self.lease_ms,
         };
         self.propose(cmd, None).map_err(|e| e.to_string())?;
-        if self.conns.get(key).is_some_and(|c| c.opening && !c.closing) {
+        if self.server.state(key).is_some_and(|c| c.opening) && !self.server.is_ending(key) {
             // Raft mode: HelloOk at once, so that status and list work on a node cut off from
             // the leader; this node's requests reach the log after its OpenSession, and a
             // refused open closes the connection (route).
@@ -669,14 +607,15 @@ impl Daemon {
                 timeout_ms,
                 lvb,
             } => {
-                if self.conns[key].pending.contains_key(&handle) {
+                if self.conn_mut(key).pending.contains_key(&handle) {
                     let reason = Denial::BadRequest(format!(
                         "lock {handle} already has a request pending: wait for it or cancel it"
                     ));
                     self.reply(key, id, Reply::Denied { reason });
                     return Ok(());
                 }
-                if self.conns[key]
+                if self
+                    .conn_mut(key)
                     .abandoned
                     .values()
                     .any(|(h, _)| *h == handle)
@@ -699,7 +638,7 @@ impl Daemon {
                         return Ok(());
                     }
                     let convert = flags.contains(LockFlags::CONVERT);
-                    self.conns[key].nowait.insert(handle, (id, now, convert));
+                    self.conn_mut(key).nowait.insert(handle, (id, now, convert));
                 }
                 let known = self.repl.state().lockspaces().contains(&lockspace);
                 if !known && !lockspace.is_empty() && lockspace.len() <= MAX_NAME_LEN {
@@ -708,7 +647,7 @@ impl Daemon {
                     };
                     self.propose(cmd, None).map_err(|e| e.to_string())?;
                 }
-                self.conns[key].pending.insert(handle, id);
+                self.conn_mut(key).pending.insert(handle, id);
                 let req = LockRequest {
                     lock: LockRef { session, handle },
                     lockspace,
@@ -783,7 +722,7 @@ impl Daemon {
         };
         let leaderless = self.repl.leaderless_for();
         let mut expired = Vec::new();
-        for (key, conn) in &mut self.conns {
+        for (key, conn) in self.server.iter_mut() {
             let Some(session) = conn.session else {
                 continue;
             };
@@ -797,12 +736,12 @@ impl Daemon {
             }
         }
         for (key, session, handle, id, since, convert, reason) in expired {
-            let conn = &mut self.conns[key];
+            let conn = &mut self.conn_mut(key);
             conn.nowait.remove(&handle);
             conn.pending.remove(&handle);
             let waited = now.saturating_duration_since(since);
             self.unavailable(key, session, handle, id, waited, reason);
-            self.conns[key].abandoned.insert(id, (handle, convert));
+            self.conn_mut(key).abandoned.insert(id, (handle, convert));
         }
     }
 
@@ -829,13 +768,13 @@ impl Daemon {
 
     fn clients(&self) -> Vec<ClientInfo> {
         let mut v: Vec<ClientInfo> = self
-            .conns
+            .server
             .iter()
-            .filter_map(|(_, c)| {
+            .filter_map(|(_, creds, c)| {
                 c.session.map(|session| ClientInfo {
                     session,
-                    pid: c.creds.pid.as_raw(),
-                    uid: c.creds.uid.as_raw(),
+                    pid: creds.pid.as_raw(),
+                    uid: creds.uid.as_raw(),
                     name: c.name.clone(),
                 })
             })
@@ -880,7 +819,7 @@ impl Daemon {
         // An abandoned no-wait request applied after all: was it granted?
         let abandoned = origin.and_then(|o| {
             let key = *self.sessions.get(&o.session)?;
-            let (handle, convert) = *self.conns.get(key)?.abandoned.get(&o.request)?;
+            let (handle, convert) = *self.server.state(key)?.abandoned.get(&o.request)?;
             let lock = LockRef {
                 session: o.session,
                 handle,
@@ -917,7 +856,7 @@ impl Daemon {
                     {
                         // A refused command: the answer to the request that proposed it.
                         if let Some(&key) = self.sessions.get(&o.session) {
-                            let conn = &mut self.conns[key];
+                            let conn = &mut self.conn_mut(key);
                             if conn.pending.get(&lock.handle) == Some(&o.request) {
                                 conn.pending.remove(&lock.handle);
                             }
@@ -934,7 +873,7 @@ impl Daemon {
                 } if self
                     .sessions
                     .get(&session)
-                    .is_some_and(|&k| self.conns.get(k).is_some_and(|c| c.opening)) =>
+                    .is_some_and(|&k| self.server.state(k).is_some_and(|c| c.opening)) =>
                 {
                     let key = self.sessions[&session];
                     self.fatal(key, format!("the session could not be opened: {reason}"));
@@ -1003,7 +942,7 @@ impl Daemon {
             self.reply(key, o.request, Reply::Ok);
         }
         if let Some((key, request, lock, convert, granted)) = abandoned {
-            if let Some(conn) = self.conns.get_mut(key) {
+            if let Some(conn) = self.server.state_mut(key) {
                 conn.abandoned.remove(&request);
             }
             if granted {
@@ -1029,7 +968,7 @@ impl Daemon {
         let Some(&key) = self.sessions.get(&session) else {
             return;
         };
-        let Some(conn) = self.conns.get_mut(key) else {
+        let Some(conn) = self.server.state_mut(key) else {
             return;
         };
         if !conn.opening {
@@ -1054,7 +993,7 @@ impl Daemon {
         let Some(&key) = self.sessions.get(&lock.session) else {
             return false;
         };
-        let Some(id) = self.conns[key].pending.remove(&lock.handle) else {
+        let Some(id) = self.conn_mut(key).pending.remove(&lock.handle) else {
             log::debug!("no request waits for {lock}: {reply:?}");
             return false;
         };
@@ -1064,8 +1003,8 @@ impl Daemon {
 
     fn reply(&mut self, key: usize, id: u64, reply: Reply) {
         if self
-            .conns
-            .get(key)
+            .server
+            .state(key)
             .is_some_and(|c| c.abandoned.contains_key(&id))
         {
             // Answered "no quorum" already: one answer per request.
@@ -1082,93 +1021,37 @@ impl Daemon {
 
     /// Queues a frame; it is written after the next sync.
     fn send(&mut self, key: usize, msg: &ServerMsg) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
         // After the Error frame nothing more: the client must not act on a later answer.
-        if conn.closing {
+        if self.server.is_ending(key) {
             return;
         }
-        if let Err(e) = codec::encode_frame(msg, reply_limit(), &mut conn.out) {
+        if let Err(e) = self.server.queue(key, msg, reply_limit()) {
             log::error!("cannot encode a reply: {e}");
             let fallback = ServerMsg::Error {
                 message: format!("reply too large: {e}"),
             };
-            let _ = codec::encode_frame(&fallback, FrameLimit::DEFAULT, &mut conn.out);
-            conn.closing = true;
+            let _ = self.server.queue_last(key, &fallback, FrameLimit::DEFAULT);
         }
         self.to_flush.push(key);
     }
 
     fn flush(&mut self, key: usize) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        let mut written = 0;
-        let mut failed = None;
-        while written < conn.out.len() {
-            match conn.stream.write(&conn.out[written..]) {
-                Ok(0) => {
-                    failed = Some("the client stopped reading".to_owned());
-                    break;
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        conn.out.drain(..written);
-        if failed.is_none() && conn.out.len() > WRITE_LIMIT {
-            failed = Some(format!(
-                "the client does not read: {} bytes waiting",
-                conn.out.len()
-            ));
-        }
-        if let Some(reason) = failed {
-            self.to_close.push((key, reason));
-            return;
-        }
-        if conn.out.is_empty() && conn.closing {
-            self.to_close.push((key, "protocol error".to_owned()));
-            return;
-        }
-        let want_write = !conn.out.is_empty();
-        if want_write != conn.writable {
-            let interest = if want_write {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let token = Token(FIRST_CONN + key);
-            if self
-                .registry
-                .reregister(&mut conn.stream, token, interest)
-                .is_ok()
-            {
-                conn.writable = want_write;
-            }
+        match self.server.flush(key) {
+            Ok(Flushed::All | Flushed::Partly) => {}
+            Ok(Flushed::Last) => self.to_close.push((key, "protocol error".to_owned())),
+            Err(e) => self.to_close.push((key, e.to_string())),
         }
     }
 
     /// Closes a connection and its session: its locks go at once.
     fn close(&mut self, key: usize, reason: &str) -> Result<(), BoxError> {
-        if !self.conns.contains(key) {
+        let Some((creds, conn)) = self.server.close(key) else {
             return Ok(());
-        }
-        let mut conn = self.conns.remove(key);
-        let _ = self.registry.deregister(&mut conn.stream);
+        };
         self.to_flush.retain(|k| *k != key);
         if let Some(session) = conn.session {
             self.sessions.remove(&session);
-            log::debug!(
-                "lock session {} closed ({}): {reason}",
-                session.0,
-                conn.creds
-            );
+            log::debug!("lock session {} closed ({}): {reason}", session.0, creds);
             self.propose(Command::CloseSession { session }, None)?;
         }
         Ok(())

@@ -26,18 +26,15 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use log::Level;
+use lvs_common::authdgram::{AuthKey, KeyError, MAC_LEN, tag_parts, verify_parts};
 use lvs_common::event;
 use protobuf::Message as _;
 use raft::eraftpb::Message;
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
 
 const MAGIC: &[u8; 6] = b"LVSLK1";
 const NONCE_LEN: usize = 16;
-const TAG_LEN: usize = 32;
+const TAG_LEN: usize = MAC_LEN;
 /// Largest frame payload (a snapshot of a big lock table fits).
 const MAX_FRAME: usize = 256 << 20;
 const KIND_RAFT: u8 = 1;
@@ -54,81 +51,16 @@ pub enum PeerMsg {
     Forward(Vec<u8>),
 }
 
-/// The shared key, read from the key file.
-#[derive(Clone)]
-pub struct Key(Arc<Vec<u8>>);
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Key(..)")
-    }
+/// Reads the shared key of the peers with `lvs_common::authdgram`'s checks: a regular file
+/// only its owner (root or the daemon's user) can access, 16 to 1024 bytes less one final
+/// line ending, zeroed once read.
+pub fn load_key(path: &std::path::Path) -> Result<AuthKey, KeyError> {
+    AuthKey::from_file(path, "lock peer")
 }
 
-/// Why the key file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Not readable.
-    #[error("key file {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
-    /// Readable by everyone, or too short.
-    #[error("key file {path}: {reason}")]
-    Unsafe {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl Key {
-    /// Reads the key: at least 16 bytes (surrounding whitespace ignored), not world-readable.
-    pub fn load(path: &std::path::Path) -> Result<Key, KeyError> {
-        use std::os::unix::fs::PermissionsExt;
-        let shown = path.display().to_string();
-        let io = |source| KeyError::Io {
-            path: shown.clone(),
-            source,
-        };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if meta.permissions().mode() & 0o004 != 0 {
-            return Err(KeyError::Unsafe {
-                path: shown,
-                reason: "readable by everyone: chmod 600 it".to_owned(),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        let text = bytes.trim_ascii();
-        if text.len() < 16 {
-            return Err(KeyError::Unsafe {
-                path: shown,
-                reason: format!("{} bytes: a key needs at least 16", text.len()),
-            });
-        }
-        Ok(Key(Arc::new(text.to_vec())))
-    }
-
-    fn mac(&self, parts: &[&[u8]]) -> [u8; TAG_LEN] {
-        mac_with(&self.0, parts)
-    }
-}
-
-fn mac_with(key: &[u8], parts: &[&[u8]]) -> [u8; TAG_LEN] {
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        m.update(p);
-    }
-    m.finalize().into_bytes().into()
-}
-
-/// Constant-time comparison of two tags.
-fn tags_equal(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The key of one connection, `HMAC(key, "S" nc na idc ida)`.
+fn session_key(ks: &[u8; TAG_LEN]) -> io::Result<AuthKey> {
+    AuthKey::from_bytes(ks).map_err(io::Error::other)
 }
 
 fn nonce() -> io::Result<[u8; NONCE_LEN]> {
@@ -151,7 +83,7 @@ impl PeerNet {
         me: u64,
         listen: SocketAddr,
         peers: &[(u64, SocketAddr)],
-        key: Key,
+        key: AuthKey,
         waker: Arc<mio::Waker>,
     ) -> io::Result<PeerNet> {
         let listener = TcpListener::bind(listen)?;
@@ -221,7 +153,7 @@ fn accept_loop(
     listener: &TcpListener,
     me: u64,
     allowed: &[u64],
-    key: &Key,
+    key: &AuthKey,
     tx: &SyncSender<(u64, PeerMsg)>,
     waker: &Arc<mio::Waker>,
 ) {
@@ -267,8 +199,8 @@ fn accept_handshake(
     mut s: &TcpStream,
     me: u64,
     allowed: &[u64],
-    key: &Key,
-) -> Result<(u64, [u8; TAG_LEN]), String> {
+    key: &AuthKey,
+) -> Result<(u64, AuthKey), String> {
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
     let mut hello = [0u8; 6 + 8 + NONCE_LEN];
@@ -286,13 +218,15 @@ fn accept_handshake(
     let mut reply = Vec::with_capacity(8 + NONCE_LEN + TAG_LEN);
     reply.extend_from_slice(&ida);
     reply.extend_from_slice(&na);
-    reply.extend_from_slice(&key.mac(&[b"A", parts[0], parts[1], parts[2], parts[3]]));
+    reply.extend_from_slice(&tag_parts(
+        key,
+        &[b"A", parts[0], parts[1], parts[2], parts[3]],
+    ));
     s.write_all(&reply).map_err(|e| e.to_string())?;
     let mut proof = [0u8; TAG_LEN];
     s.read_exact(&mut proof)
         .map_err(|e| format!("node {peer} did not prove the key: {e}"))?;
-    let want = key.mac(&[b"C", parts[0], parts[1], parts[2], parts[3]]);
-    if !tags_equal(&proof, &want) {
+    if !verify_parts(key, &[b"C", parts[0], parts[1], parts[2], parts[3]], &proof) {
         return Err(format!("node {peer} has the wrong key"));
     }
     if !allowed.contains(&peer) {
@@ -300,17 +234,15 @@ fn accept_handshake(
     }
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
-    Ok((
-        peer,
-        key.mac(&[b"S", parts[0], parts[1], parts[2], parts[3]]),
-    ))
+    let ks = tag_parts(key, &[b"S", parts[0], parts[1], parts[2], parts[3]]);
+    Ok((peer, session_key(&ks).map_err(|e| e.to_string())?))
 }
 
 /// Reads authenticated frames until the connection fails; returns why it ended.
 fn read_frames(
     mut s: TcpStream,
     peer: u64,
-    ks: &[u8; TAG_LEN],
+    ks: &AuthKey,
     tx: &SyncSender<(u64, PeerMsg)>,
     waker: &mio::Waker,
 ) -> String {
@@ -335,8 +267,7 @@ fn read_frames(
             return e.to_string();
         }
         let (payload, tag) = buf.split_at(len);
-        let want = mac_with(ks, &[&seq.to_be_bytes(), payload]);
-        if !tags_equal(tag, &want) {
+        if !verify_parts(ks, &[&seq.to_be_bytes(), payload], tag) {
             event!(
                 Level::Warn,
                 "lock_peer_refused",
@@ -409,7 +340,7 @@ fn send_loop(
     id: u64,
     addr: SocketAddr,
     local: std::net::IpAddr,
-    key: &Key,
+    key: &AuthKey,
     rx: &Receiver<Vec<u8>>,
 ) {
     let mut refused_logged = false;
@@ -458,7 +389,7 @@ fn send_loop(
                 let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(&payload);
-                out.extend_from_slice(&mac_with(&ks, &[&seq.to_be_bytes(), &payload]));
+                out.extend_from_slice(&tag_parts(&ks, &[&seq.to_be_bytes(), &payload]));
                 seq += 1;
             }
             if let Err(e) = s.write_all(&out) {
@@ -471,7 +402,7 @@ fn send_loop(
 }
 
 /// The connector's side: proves the key, checks the acceptor's proof; the session key.
-fn connect_handshake(mut s: &TcpStream, me: u64, id: u64, key: &Key) -> io::Result<[u8; TAG_LEN]> {
+fn connect_handshake(mut s: &TcpStream, me: u64, id: u64, key: &AuthKey) -> io::Result<AuthKey> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     let nc = nonce()?;
@@ -487,8 +418,7 @@ fn connect_handshake(mut s: &TcpStream, me: u64, id: u64, key: &Key) -> io::Resu
     let na = &reply[8..8 + NONCE_LEN];
     let tag = &reply[8 + NONCE_LEN..];
     let parts = handshake_parts(&nc, na, &idc, &ida);
-    let want = key.mac(&[b"A", parts[0], parts[1], parts[2], parts[3]]);
-    if !tags_equal(tag, &want) {
+    if !verify_parts(key, &[b"A", parts[0], parts[1], parts[2], parts[3]], tag) {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             "the peer has the wrong key",
@@ -500,9 +430,15 @@ fn connect_handshake(mut s: &TcpStream, me: u64, id: u64, key: &Key) -> io::Resu
             format!("expected node {id}, found node {}", u64::from_be_bytes(ida)),
         ));
     }
-    s.write_all(&key.mac(&[b"C", parts[0], parts[1], parts[2], parts[3]]))?;
+    s.write_all(&tag_parts(
+        key,
+        &[b"C", parts[0], parts[1], parts[2], parts[3]],
+    ))?;
     s.set_read_timeout(None)?;
-    Ok(key.mac(&[b"S", parts[0], parts[1], parts[2], parts[3]]))
+    session_key(&tag_parts(
+        key,
+        &[b"S", parts[0], parts[1], parts[2], parts[3]],
+    ))
 }
 
 #[cfg(test)]
@@ -510,27 +446,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags() {
-        let k = Key(Arc::new(b"0123456789abcdef".to_vec()));
-        let a = k.mac(&[b"x", b"y"]);
-        assert_eq!(a, k.mac(&[b"xy"]));
-        assert!(tags_equal(&a, &k.mac(&[b"xy"])));
-        assert!(!tags_equal(&a, &k.mac(&[b"xz"])));
-    }
-
-    #[test]
     fn key_file_must_be_private_and_long_enough() {
         use std::os::unix::fs::PermissionsExt;
         let path = std::env::temp_dir().join(format!("lvs-lock-key-{}", std::process::id()));
         std::fs::write(&path, "a key of thirty-two bytes, or so\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Key::load(&path).unwrap_err().to_string();
-        assert!(e.contains("readable by everyone"), "{e}");
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load_key(&path).unwrap_err().to_string();
+            assert!(e.contains("gives group or others access"), "{mode:o}: {e}");
+        }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(Key::load(&path).is_ok());
+        assert!(load_key(&path).is_ok());
         std::fs::write(&path, "short\n").unwrap();
-        let e = Key::load(&path).unwrap_err().to_string();
-        assert!(e.contains("at least 16"), "{e}");
+        let e = load_key(&path).unwrap_err().to_string();
+        assert!(e.contains("must be 16 to"), "{e}");
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -46,7 +46,7 @@ use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 
 use crate::node::{Applied, Membership, Origin, ProposeError, Replication};
-use crate::peer::{Key, PeerMsg, PeerNet};
+use crate::peer::{PeerMsg, PeerNet};
 use crate::raftlog::DiskLog;
 use crate::storage::StorageError;
 
@@ -124,7 +124,7 @@ pub struct ClusterConfig {
     /// Every member with its peer address, this node included.
     pub members: Vec<(u64, SocketAddr)>,
     /// The shared key.
-    pub key: Key,
+    pub key: lvs_common::authdgram::AuthKey,
     /// Write a snapshot (and shorten the log) after this many entries.
     pub snapshot_every: u64,
     /// This start of the daemon (counted in the state directory).

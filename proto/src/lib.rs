@@ -9,8 +9,9 @@
 //! - [`peer`]: `SO_PEERCRED` checks.
 //! - [`event`](mod@event): the one `event=<name> key=value` log line format (and its
 //!   [`event!`] macro), which `lvs_common` re-exports for the daemons.
-//! - [`server`]: the `mio` daemon side; [`client`]: the blocking CLI side; [`link`]: the
-//!   reconnecting client of the director's socket that the daemons hold.
+//! - [`frame_server`]: a daemon's socket: accept, peer credentials, frames in and out;
+//!   [`server`]: the request/response daemon side on it; [`client`]: the blocking CLI side;
+//!   [`link`]: the reconnecting client of the director's socket that the daemons hold.
 //!
 //! A conversation: the client sends [`ClientFrame::Hello`]; the daemon answers
 //! [`ServerFrame::HelloOk`] or an [`ServerFrame::Error`] and hangs up. Then requests carry an
@@ -22,6 +23,7 @@ pub mod director;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod frame_server;
 pub mod link;
 pub mod message;
 pub mod peer;
@@ -35,6 +37,7 @@ pub use director::{
 };
 pub use error::{ProtoError, Result};
 pub use frame::{FrameDecoder, FrameLimit};
+pub use frame_server::{FrameServer, FrameServerConfig, Input};
 pub use link::{
     Connect, DirectorLink, LinkError, LinkOptions, LinkReport, ignore_link_report,
     log_director_link,

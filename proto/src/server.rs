@@ -7,6 +7,9 @@
 //! when something happens. For a daemon (or test) with nothing else to watch,
 //! [`Server::run_blocking`] and [`Server::spawn`] provide the loop.
 //!
+//! The socket, its connections and their framing are a [`FrameServer`]'s; this module is the
+//! request/response protocol on it.
+//!
 //! Every connection is closed alone: bad input from one peer costs that peer its connection
 //! (with an Error frame when it can still be told why, and one log line), never the server.
 //!
@@ -17,24 +20,19 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fmt::Display;
-use std::io::{self, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
 use log::Level;
-use mio::net::{UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use nix::errno::Errno;
-use nix::sys::socket::{MsgFlags, send};
-use slab::Slab;
+use mio::{Events, Poll, Registry, Token, Waker};
 
 use crate::codec;
 use crate::error::{ProtoError, Result};
-use crate::frame::{FrameDecoder, FrameLimit};
+use crate::frame::FrameLimit;
+use crate::frame_server::{FrameServer, FrameServerConfig, Input};
 use crate::message::{
     ClientFrame, ErrorCode, Event, Hello, HelloOk, PROTOCOL_VERSION, Request, Response, Role,
     ServerFrame, Topic,
@@ -107,13 +105,10 @@ enum State {
     Ready(PeerInfo),
 }
 
+/// What this protocol keeps per connection of the [`FrameServer`].
 #[derive(Debug)]
 struct Conn {
-    stream: UnixStream,
-    credentials: Credentials,
     state: State,
-    decoder: FrameDecoder,
-    out: Vec<u8>,
     subscriptions: HashSet<Topic>,
 }
 
@@ -172,54 +167,38 @@ impl From<ProtoError> for Close {
     }
 }
 
-/// The parts of the server that frame handling reads while a connection is borrowed.
-#[derive(Debug)]
-struct Settings {
+/// A listening socket and its connections, driven by the daemon's `mio` loop: the request,
+/// response and event protocol of [`crate::message`] on a [`FrameServer`].
+pub struct Server {
+    frames: FrameServer<Conn>,
     display: String,
     limit: FrameLimit,
-    write_limit: usize,
-}
-
-/// A listening socket and its connections, driven by the daemon's `mio` loop.
-pub struct Server {
-    config: ServerConfig,
-    settings: Settings,
-    listener: UnixListener,
-    conns: Slab<Conn>,
-    registry: Option<Registry>,
-    /// (device, inode) of the socket we bound, so `Drop` removes only our own file.
-    socket_id: (u64, u64),
-    scratch: Box<[u8]>,
+    access: AccessPolicy,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
-            .field("daemon", &self.settings.display)
-            .field("socket", &self.config.socket_path)
-            .field("connections", &self.conns.len())
+            .field("daemon", &self.display)
+            .field("socket", &self.frames.socket_path())
+            .field("connections", &self.frames.len())
             .finish()
     }
 }
-
-const READ_CHUNK: usize = 64 * 1024;
 
 impl Server {
     /// Binds the socket (replacing a stale one, refusing to steal a live one). The run
     /// directory must exist: see [`rundir::ensure`].
     pub fn bind(config: ServerConfig) -> Result<Server> {
-        let std_listener =
-            rundir::bind_socket(&config.socket_path, &config.daemon, config.access.group())?;
-        let meta = std::fs::symlink_metadata(&config.socket_path).map_err(|e| {
-            ProtoError::io(
-                format!("cannot inspect {}", config.socket_path.display()),
-                e,
-            )
-        })?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| ProtoError::io("cannot make the listener non-blocking", e))?;
         let display = rundir::display_name(&config.daemon);
+        let frames = FrameServer::bind(FrameServerConfig {
+            daemon: config.daemon.clone(),
+            socket_path: config.socket_path.clone(),
+            group: config.access.group(),
+            read_limit: config.frame_limit,
+            token_base: config.token_base,
+            write_buffer_limit: config.write_buffer_limit,
+        })?;
         crate::event!(
             Level::Info,
             "control_listening",
@@ -228,115 +207,154 @@ impl Server {
             protocol = PROTOCOL_VERSION
         );
         Ok(Server {
-            settings: Settings {
-                display,
-                limit: config.frame_limit,
-                write_limit: config.write_buffer_limit,
-            },
-            listener: UnixListener::from_std(std_listener),
-            conns: Slab::new(),
-            registry: None,
-            socket_id: (meta.dev(), meta.ino()),
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            config,
+            frames,
+            display,
+            limit: config.frame_limit,
+            access: config.access,
         })
     }
 
     /// Registers the listener with the daemon's poll. Connections accepted later are
     /// registered with the same registry.
     pub fn register(&mut self, registry: &Registry) -> Result<()> {
-        let token = self.listener_token();
-        registry
-            .register(&mut self.listener, token, Interest::READABLE)
-            .map_err(|e| ProtoError::io("cannot register the listener", e))?;
-        self.registry = Some(
-            registry
-                .try_clone()
-                .map_err(|e| ProtoError::io("cannot clone the mio registry", e))?,
-        );
-        Ok(())
+        self.frames.register(registry)
     }
 
     /// The socket this server listens on.
     pub fn socket_path(&self) -> &Path {
-        &self.config.socket_path
+        self.frames.socket_path()
     }
 
     /// Whether `token` belongs to this server (and so goes to [`Server::ready`]).
     pub fn owns(&self, token: Token) -> bool {
-        token.0 >= self.config.token_base
+        self.frames.owns(token)
     }
 
     /// Open connections (including those still before their Hello).
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.frames.len()
     }
 
     /// Connections subscribed to `topic`.
     pub fn subscriber_count(&self, topic: Topic) -> usize {
-        self.conns
+        self.frames
             .iter()
-            .filter(|(_, c)| c.subscriptions.contains(&topic))
+            .filter(|(_, _, c)| c.subscriptions.contains(&topic))
             .count()
-    }
-
-    fn listener_token(&self) -> Token {
-        Token(self.config.token_base)
-    }
-
-    fn conn_token(&self, key: usize) -> Token {
-        Token(self.config.token_base + 1 + key)
     }
 
     /// Handles one readiness event for a token this server [`owns`](Server::owns).
     pub fn ready<H: Handler>(&mut self, event: &mio::event::Event, handler: &mut H) {
-        let token = event.token();
-        if token == self.listener_token() {
-            self.accept_all();
-            return;
+        let (display, access, limit) = (&self.display, &self.access, self.limit);
+        let inputs = self.frames.ready(event, |credentials| {
+            if let Err(e) = access.check(credentials) {
+                log_client(
+                    Level::Warn,
+                    "control_client_refused",
+                    display,
+                    None,
+                    credentials,
+                    Some(&e),
+                );
+                let mut refusal = Vec::new();
+                queue_error(&mut refusal, &e, limit);
+                return Err(refusal);
+            }
+            Ok(Conn {
+                state: State::AwaitHello,
+                subscriptions: HashSet::new(),
+            })
+        });
+        for input in inputs {
+            match input {
+                Input::Accepted { credentials, .. } => log_client(
+                    Level::Debug,
+                    "control_client_accepted",
+                    &self.display,
+                    None,
+                    &credentials,
+                    None,
+                ),
+                Input::Dropped {
+                    credentials: None,
+                    error,
+                } => crate::event!(
+                    Level::Warn,
+                    "control_client_unidentified",
+                    daemon = self.display,
+                    error = error
+                ),
+                Input::Dropped {
+                    credentials: Some(credentials),
+                    error,
+                } => log_client(
+                    Level::Error,
+                    "control_client_dropped",
+                    &self.display,
+                    None,
+                    &credentials,
+                    Some(&error),
+                ),
+                // Typically EMFILE; the next connection attempt triggers another try.
+                Input::AcceptFailed(error) => crate::event!(
+                    Level::Error,
+                    "control_accept_failed",
+                    daemon = self.display,
+                    error = error
+                ),
+                Input::Frame { conn, body } => {
+                    if !self.frames.contains(conn) {
+                        continue;
+                    }
+                    if let Err(e) = self.on_frame(conn, &body, handler) {
+                        self.close(conn, Close::Error(e));
+                    }
+                }
+                Input::End { conn, error } => {
+                    if !self.frames.contains(conn) {
+                        continue;
+                    }
+                    if matches!(error, ProtoError::Closed) {
+                        // Answers to what did arrive still go out before we hang up.
+                        let _ = self.frames.flush(conn);
+                    }
+                    self.close(conn, error.into());
+                }
+            }
         }
-        let Some(key) = token.0.checked_sub(self.config.token_base + 1) else {
-            return;
-        };
-        if !self.conns.contains(key) {
-            // Closed earlier in this same batch of events.
-            return;
-        }
-        if let Err(close) = self.service(key, handler) {
-            self.close(key, close);
+        if let Some(conn) = self.frames.conn_of(event.token())
+            && let Err(e) = self.frames.flush(conn)
+        {
+            self.close(conn, Close::Error(e));
         }
     }
 
     /// Sends `event` to every connection subscribed to its topic; returns how many.
     pub fn broadcast(&mut self, event: &Event) -> usize {
-        let frame = match codec::to_frame(&ServerFrame::Event(event.clone()), self.settings.limit) {
-            Ok(frame) => frame,
-            Err(e) => {
+        let frame = ServerFrame::Event(event.clone());
+        let topic = event.topic();
+        let subscribers: Vec<usize> = self
+            .frames
+            .iter()
+            .filter(|(_, _, c)| c.subscriptions.contains(&topic))
+            .map(|(k, _, _)| k)
+            .collect();
+        let mut sent = 0;
+        for conn in subscribers {
+            if let Err(e) = self.frames.queue(conn, &frame, self.limit) {
                 crate::event!(
                     Level::Error,
                     "control_broadcast_failed",
-                    daemon = self.settings.display,
-                    topic = ?event.topic(),
+                    daemon = self.display,
+                    topic = ?topic,
                     error = e
                 );
-                return 0;
+                return sent;
             }
-        };
-        let topic = event.topic();
-        let mut failed = Vec::new();
-        let mut sent = 0;
-        for (key, conn) in &mut self.conns {
-            if !conn.subscriptions.contains(&topic) {
-                continue;
+            match self.frames.flush(conn) {
+                Ok(_) => sent += 1,
+                Err(e) => self.close(conn, Close::Error(e)),
             }
-            conn.out.extend_from_slice(&frame);
-            match flush(conn, &self.settings) {
-                Ok(()) => sent += 1,
-                Err(e) => failed.push((key, e)),
-            }
-        }
-        for (key, e) in failed {
-            self.close(key, Close::Error(e));
         }
         sent
     }
@@ -351,7 +369,7 @@ impl Server {
     /// Serves on a thread of its own; the returned handle broadcasts and stops. The waker uses
     /// `Token(0)`, so `token_base` must be at least 1.
     pub fn spawn<H: Handler + Send + 'static>(self, mut handler: H) -> Result<ServerThread<H>> {
-        if self.config.token_base == 0 {
+        if self.frames.owns(WAKER) {
             return Err(ProtoError::io(
                 "cannot spawn the server",
                 io::Error::new(io::ErrorKind::InvalidInput, "token_base must be at least 1"),
@@ -363,9 +381,9 @@ impl Server {
                 .map_err(|e| ProtoError::io("cannot create a mio waker", e))?,
         );
         let (tx, rx) = mpsc::channel();
-        let socket_path = self.config.socket_path.clone();
-        let name = format!("{}-server", self.settings.display);
-        let daemon = self.settings.display.clone();
+        let socket_path = self.socket_path().to_path_buf();
+        let name = format!("{}-server", self.display);
+        let daemon = self.display.clone();
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
@@ -421,135 +439,24 @@ impl Server {
         }
     }
 
-    fn accept_all(&mut self) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Typically EMFILE; the next connection attempt triggers another try.
-                    crate::event!(
-                        Level::Error,
-                        "control_accept_failed",
-                        daemon = self.settings.display,
-                        error = e
-                    );
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(&mut self, mut stream: UnixStream) {
-        let display = &self.settings.display;
-        let credentials = match Credentials::of(&stream) {
-            Ok(c) => c,
-            Err(e) => {
-                crate::event!(
-                    Level::Warn,
-                    "control_client_unidentified",
-                    daemon = display,
-                    error = e
-                );
-                return;
-            }
-        };
-        if let Err(e) = self.config.access.check(&credentials) {
-            log_client(
-                Level::Warn,
-                "control_client_refused",
-                display,
-                None,
-                &credentials,
-                Some(&e),
-            );
-            // The socket is fresh and its buffer empty, so this one send does not block.
-            let mut out = Vec::new();
-            if queue_error(&mut out, &e, self.settings.limit) {
-                let _ = send(stream.as_raw_fd(), &out, MsgFlags::MSG_NOSIGNAL);
-            }
-            return;
-        }
-        let key = self.conns.vacant_key();
-        let token = self.conn_token(key);
-        if let Some(registry) = &self.registry
-            && let Err(e) =
-                registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+    fn close(&mut self, conn: usize, close: Close) {
+        let display = &self.display;
+        if let Close::Error(e) = &close
+            && tell_peer(e)
         {
-            let reason = format!("cannot register the connection: {e}");
-            log_client(
-                Level::Error,
-                "control_client_dropped",
-                display,
-                None,
-                &credentials,
-                Some(&reason),
-            );
-            return;
-        }
-        log_client(
-            Level::Debug,
-            "control_client_accepted",
-            display,
-            None,
-            &credentials,
-            None,
-        );
-        self.conns.insert(Conn {
-            stream,
-            credentials,
-            state: State::AwaitHello,
-            decoder: FrameDecoder::new(self.settings.limit),
-            out: Vec::new(),
-            subscriptions: HashSet::new(),
-        });
-    }
-
-    /// Reads everything available, answers it, and writes what fits.
-    fn service<H: Handler>(&mut self, key: usize, handler: &mut H) -> Result<(), Close> {
-        let Server {
-            conns,
-            settings,
-            scratch,
-            ..
-        } = self;
-        let conn = &mut conns[key];
-        // Edge-triggered: read until WouldBlock, or the next readiness never comes.
-        loop {
-            match conn.stream.read(scratch) {
-                Ok(0) => {
-                    // Answers to what did arrive still go out before we hang up.
-                    let _ = flush(conn, settings);
-                    conn.decoder.finish()?;
-                    return Err(Close::PeerClosed);
-                }
-                Ok(n) => {
-                    let mut input = &scratch[..n];
-                    while let Some(body) = conn.decoder.decode(&mut input)? {
-                        on_frame(conn, settings, &body, handler)?;
-                    }
-                    if conn.out.len() > settings.write_limit {
-                        // Do not read more from a peer that is not reading our answers.
-                        flush(conn, settings)?;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Close::Error(ProtoError::io("read failed", e))),
+            let frame = ServerFrame::Error {
+                code: e.code(),
+                message: e.to_string(),
+            };
+            // Best effort: whatever fits in the socket buffer now.
+            if self.frames.queue_last(conn, &frame, self.limit).is_ok() {
+                let _ = self.frames.flush(conn);
             }
         }
-        flush(conn, settings)?;
-        Ok(())
-    }
-
-    fn close(&mut self, key: usize, close: Close) {
-        let mut conn = self.conns.remove(key);
-        if let Some(registry) = &self.registry {
-            let _ = registry.deregister(&mut conn.stream);
-        }
-        let display = &self.settings.display;
-        let (role, credentials) = (conn.role(), conn.credentials);
+        let Some((credentials, state)) = self.frames.close(conn) else {
+            return;
+        };
+        let role = state.role();
         match close {
             Close::PeerClosed => log_client(
                 Level::Debug,
@@ -559,122 +466,109 @@ impl Server {
                 &credentials,
                 None,
             ),
-            Close::Error(e) => {
-                log_client(
-                    Level::Warn,
-                    "control_client_dropped",
-                    display,
-                    role,
-                    &credentials,
-                    Some(&e),
-                );
-                if tell_peer(&e) && queue_error(&mut conn.out, &e, self.settings.limit) {
-                    // Best effort: whatever fits in the socket buffer now.
-                    let _ = flush_raw(&conn.stream, &mut conn.out);
-                }
-            }
+            Close::Error(e) => log_client(
+                Level::Warn,
+                "control_client_dropped",
+                display,
+                role,
+                &credentials,
+                Some(&e),
+            ),
         }
+    }
+
+    /// Handles one complete frame from `conn`.
+    fn on_frame<H: Handler>(&mut self, conn: usize, body: &[u8], handler: &mut H) -> Result<()> {
+        let (display, limit) = (&self.display, self.limit);
+        let credentials = self.frames.credentials(conn).expect("an open connection");
+        let Some(state) = self.frames.state_mut(conn) else {
+            return Ok(());
+        };
+        let peer = match &state.state {
+            State::AwaitHello => {
+                let hello = decode_hello(body, limit)?;
+                let peer = PeerInfo {
+                    credentials,
+                    role: hello.role,
+                };
+                log_client(
+                    Level::Debug,
+                    "control_client_hello",
+                    display,
+                    Some(peer.role),
+                    &peer.credentials,
+                    None,
+                );
+                state.state = State::Ready(peer);
+                let ok = ServerFrame::HelloOk(HelloOk {
+                    version: PROTOCOL_VERSION,
+                    daemon: display.clone(),
+                });
+                return self.frames.queue(conn, &ok, limit);
+            }
+            State::Ready(peer) => peer.clone(),
+        };
+        let (id, request) = match codec::decode_body::<ClientFrame>(body, limit)? {
+            ClientFrame::Request { id, request } => (id, request),
+            ClientFrame::Hello(_) => {
+                return Err(ProtoError::UnexpectedFrame("a second Hello".to_owned()));
+            }
+        };
+        let response = match request {
+            Request::Subscribe { topics } => {
+                state.subscriptions.extend(topics);
+                Response::Ok
+            }
+            Request::Unsubscribe { topics } if topics.is_empty() => {
+                state.subscriptions.clear();
+                Response::Ok
+            }
+            Request::Unsubscribe { topics } => {
+                for t in &topics {
+                    state.subscriptions.remove(t);
+                }
+                Response::Ok
+            }
+            other => handler.handle(&peer, other),
+        };
+        let frame = ServerFrame::Response { id, response };
+        if let Err(e) = self.frames.queue(conn, &frame, limit) {
+            // A handler produced an answer too big for one frame: say so instead of hanging up.
+            let reason = format!("cannot send its response: {e}");
+            log_client(
+                Level::Error,
+                "control_response_failed",
+                display,
+                Some(peer.role),
+                &peer.credentials,
+                Some(&reason),
+            );
+            let fallback = ServerFrame::Response {
+                id,
+                response: Response::Error {
+                    code: ErrorCode::Internal,
+                    message: format!("the daemon could not send its answer: {e}"),
+                },
+            };
+            self.frames.queue(conn, &fallback, limit)?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for (_, conn) in &self.conns {
+        for (_, credentials, conn) in self.frames.iter() {
             log_client(
                 Level::Info,
                 "control_client_dropped",
-                &self.settings.display,
+                &self.display,
                 conn.role(),
-                &conn.credentials,
+                &credentials,
                 Some(&"the daemon is shutting down"),
             );
         }
-        // Remove the socket file only if it is still ours: a successor may have replaced it.
-        let path = &self.config.socket_path;
-        if let Ok(meta) = std::fs::symlink_metadata(path)
-            && (meta.dev(), meta.ino()) == self.socket_id
-        {
-            let _ = std::fs::remove_file(path);
-        }
     }
-}
-
-/// Handles one complete frame from `conn`.
-fn on_frame<H: Handler>(
-    conn: &mut Conn,
-    settings: &Settings,
-    body: &[u8],
-    handler: &mut H,
-) -> Result<()> {
-    let peer = match &conn.state {
-        State::AwaitHello => {
-            let hello = decode_hello(body, settings.limit)?;
-            let peer = PeerInfo {
-                credentials: conn.credentials,
-                role: hello.role,
-            };
-            log_client(
-                Level::Debug,
-                "control_client_hello",
-                &settings.display,
-                Some(peer.role),
-                &peer.credentials,
-                None,
-            );
-            conn.state = State::Ready(peer);
-            let ok = ServerFrame::HelloOk(HelloOk {
-                version: PROTOCOL_VERSION,
-                daemon: settings.display.clone(),
-            });
-            return codec::encode_frame(&ok, settings.limit, &mut conn.out);
-        }
-        State::Ready(peer) => peer,
-    };
-    let (id, request) = match codec::decode_body::<ClientFrame>(body, settings.limit)? {
-        ClientFrame::Request { id, request } => (id, request),
-        ClientFrame::Hello(_) => {
-            return Err(ProtoError::UnexpectedFrame("a second Hello".to_owned()));
-        }
-    };
-    let response = match request {
-        Request::Subscribe { topics } => {
-            conn.subscriptions.extend(topics);
-            Response::Ok
-        }
-        Request::Unsubscribe { topics } if topics.is_empty() => {
-            conn.subscriptions.clear();
-            Response::Ok
-        }
-        Request::Unsubscribe { topics } => {
-            for t in &topics {
-                conn.subscriptions.remove(t);
-            }
-            Response::Ok
-        }
-        other => handler.handle(peer, other),
-    };
-    let frame = ServerFrame::Response { id, response };
-    if let Err(e) = codec::encode_frame(&frame, settings.limit, &mut conn.out) {
-        // A handler produced an answer too big for one frame: say so instead of hanging up.
-        let reason = format!("cannot send its response: {e}");
-        log_client(
-            Level::Error,
-            "control_response_failed",
-            &settings.display,
-            Some(peer.role),
-            &peer.credentials,
-            Some(&reason),
-        );
-        let fallback = ServerFrame::Response {
-            id,
-            response: Response::Error {
-                code: ErrorCode::Internal,
-                message: format!("the daemon could not send its answer: {e}"),
-            },
-        };
-        codec::encode_frame(&fallback, settings.limit, &mut conn.out)?;
-    }
-    Ok(())
 }
 
 /// The first frame must be a Hello of our version; anything else gets a precise complaint.
@@ -717,37 +611,6 @@ fn queue_error(out: &mut Vec<u8>, e: &ProtoError, limit: FrameLimit) -> bool {
         message: e.to_string(),
     };
     codec::encode_frame(&frame, limit, out).is_ok()
-}
-
-/// Writes what the socket takes; a peer that lets too much pile up is disconnected.
-fn flush(conn: &mut Conn, settings: &Settings) -> Result<()> {
-    flush_raw(&conn.stream, &mut conn.out).map_err(|e| ProtoError::io("write failed", e))?;
-    if conn.out.len() > settings.write_limit {
-        return Err(ProtoError::SlowConsumer {
-            pending: conn.out.len(),
-            limit: settings.write_limit,
-        });
-    }
-    Ok(())
-}
-
-/// Sends from the front of `out` until it is empty or the socket is full.
-fn flush_raw(stream: &UnixStream, out: &mut Vec<u8>) -> io::Result<()> {
-    let mut sent = 0;
-    let result = loop {
-        if sent == out.len() {
-            break Ok(());
-        }
-        // MSG_NOSIGNAL: a vanished peer must be an error here, not a SIGPIPE for the daemon.
-        match send(stream.as_raw_fd(), &out[sent..], MsgFlags::MSG_NOSIGNAL) {
-            Ok(n) => sent += n,
-            Err(Errno::EAGAIN) => break Ok(()),
-            Err(Errno::EINTR) => {}
-            Err(e) => break Err(io::Error::from(e)),
-        }
-    };
-    out.drain(..sent);
-    result
 }
 
 const WAKER: Token = Token(0);

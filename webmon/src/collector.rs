@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lvs_lockmgr::LockClient;
+use lvs_lockclient::LockClient;
 use lvs_proto::{
     AddrPort, Client, ClientOptions, Connect, DestHealth, DirectorLink, Event, HaRole, LinkError,
     LinkOptions, MonitoredServer, Rates, Request, Response, Role, ServiceKey, ServiceStatus, Stats,

@@ -1,5 +1,7 @@
 //! Authenticated datagrams, written once for every daemon that talks over UDP or a serial
-//! line with a shared key (lvs-heartbeatd's heartbeats, the director's connection sync).
+//! line with a shared key (lvs-heartbeatd's heartbeats, the director's connection sync); the
+//! key and the tags serve lvs-lockmgr's authenticated TCP peer frames too ([`tag_parts`],
+//! [`verify_parts`]).
 //!
 //! - [`key`]: the shared key, read from a file that only its owner can read (owner and mode
 //!   checked on the opened file), the file's bytes zeroed once the HMAC state is built.
@@ -26,5 +28,5 @@ pub use floors::PeerFloors;
 pub use freshness::{Fresh, Freshness, Stale};
 pub use generation::Boot;
 pub use key::{AuthKey, KeyError, MAX_KEY_LEN, MIN_KEY_LEN};
-pub use seal::{MAC_LEN, OpenError, open, seal_in_place, tag};
+pub use seal::{MAC_LEN, OpenError, open, seal_in_place, tag, tag_parts, verify_parts};
 pub use statefile::StateError;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use lvs_lockmgr::{LockClient, LockError, LockFlags, LockHandle, LockMode};
+use lvs_lockclient::{LockClient, LockError, LockFlags, LockHandle, LockMode};
 
 /// Why a benchmark client stopped.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +143,7 @@ fn connect(cli: &Cli, i: usize, run: Duration) -> Result<Box<dyn Locker>, BenchE
                 .get(i % cli.rundir.len().max(1))
                 .ok_or_else(|| BenchError::Protocol("no --rundir given".into()))?;
             let client = LockClient::connect_socket(
-                &lvs_proto::rundir::socket_path(dir, lvs_lockmgr::protocol::DAEMON),
+                &lvs_proto::rundir::socket_path(dir, lvs_lockclient::protocol::DAEMON),
                 &format!("lvs-lockbench-{i}"),
             )?;
             Box::new(Lvs {

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 
-use lvs_lockmgr::LockError;
+use lvs_lockclient::LockError;
 use lvs_proto::ProtoError;
 
 /// Success.

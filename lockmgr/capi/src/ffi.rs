@@ -12,8 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Mutex, TryLockError};
 
+use lvs_lockclient::{Granted, LVB_LEN, LockEvent, LockMode};
 use lvs_lockcore::MAX_NAME_LEN;
-use lvs_lockmgr::{Granted, LVB_LEN, LockEvent, LockMode};
 
 use crate::error::{self, E_BUSY, E_INTERNAL, E_NULL, Failure, OK};
 use crate::session::{Session, flags_from, mode_from};
@@ -367,7 +367,7 @@ pub unsafe extern "C" fn lvs_lock_lock(
         }
         let mode = mode_from(mode)?;
         let flags = flags_from(flags)?;
-        let g = if flags.contains(lvs_lockmgr::LockFlags::CONVERT) {
+        let g = if flags.contains(lvs_lockclient::LockFlags::CONVERT) {
             // SAFETY: non-NULL and, by the caller's contract, an initialised lvs_lock_grant
             // when CONVERT is set.
             let prev = unsafe { grant.read() };

@@ -1,7 +1,7 @@
 //! `liblvslock.so`: the C API of lvs-lockmgr, declared in `include/lvs_lock.h` (see
 //! `README.md` for the guide and an example).
 //!
-//! - [`session`]: one session in safe Rust (the blocking [`lvs_lockmgr::LockClient`], the
+//! - [`session`]: one session in safe Rust (the blocking [`lvs_lockclient::LockClient`], the
 //!   granted mode and fencing token of each lock, DLM-style value block handling).
 //! - [`ffi`]: the exported `extern "C"` functions: pointer checks, panics caught, codes.
 //! - [`error`]: the negative error codes and their messages.

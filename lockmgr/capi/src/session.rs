@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
-use lvs_lockmgr::{
+use lvs_lockclient::{
     Granted, LVB_LEN, LockClient, LockEvent, LockFlags, LockHandle, LockMode, ValueBlock,
 };
 

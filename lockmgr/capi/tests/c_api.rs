@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use lvs_lockmgr::{LockClient, LockFlags, LockMode};
+use lvs_lockclient::{LockClient, LockFlags, LockMode};
 use lvs_testsupport::{TempDir, sibling_bin, wait_for};
 
 /// `target/<profile>`, where cargo put liblvslock.so and the workspace binaries.
@@ -145,7 +145,7 @@ fn header_compiles_as_c99_and_cplusplus_and_matches_the_library() {
         std::mem::offset_of!(LvsLockEvent, blocked_mode),
         std::mem::offset_of!(LvsLockEvent, handle),
         ffi::API_VERSION,
-        lvs_lockmgr::LVB_LEN,
+        lvs_lockclient::LVB_LEN,
         lvs_lockcore::MAX_NAME_LEN,
     );
     for (name, v) in consts {

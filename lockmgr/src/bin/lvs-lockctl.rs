@@ -22,8 +22,8 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lvs_lockmgr::client::{LockClient, LockError};
-use lvs_lockmgr::{LockFlags, LockMode};
+use lvs_lockclient::{LockClient, LockError};
+use lvs_lockclient::{LockFlags, LockMode};
 
 /// `lock --nowait` on a node of a cluster that cannot commit (no quorum): try again later, or
 /// on another node (sysexits' `EX_TEMPFAIL`).
@@ -43,11 +43,11 @@ struct Cli {
     rundir: Option<PathBuf>,
 
     #[command(subcommand)]
-    command: Cmd,
+    command: LockctlCommand,
 }
 
 #[derive(Subcommand, Debug)]
-enum Cmd {
+enum LockctlCommand {
     /// Run a command while holding a lock (exit code: the command's; 1 if no lock; 75 if
     /// --nowait and no quorum)
     Lock {
@@ -109,10 +109,10 @@ fn fail(e: impl ToString) -> Failure {
     (e.to_string(), 1)
 }
 
-fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, Failure> {
+fn run(cmd: LockctlCommand, rundir: &std::path::Path) -> Result<ExitCode, Failure> {
     let mut client = LockClient::connect(rundir).map_err(fail)?;
     match cmd {
-        Cmd::Lock {
+        LockctlCommand::Lock {
             name,
             mode,
             lockspace,
@@ -167,7 +167,7 @@ fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::from(code))
         }
-        Cmd::List { lockspace } => {
+        LockctlCommand::List { lockspace } => {
             let l = client.list(lockspace.as_deref()).map_err(fail)?;
             let holder = |session: u64| -> String {
                 l.clients
@@ -221,7 +221,7 @@ fn run(cmd: Cmd, rundir: &std::path::Path) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status => {
+        LockctlCommand::Status => {
             let s = client.status().map_err(fail)?;
             let ids = |v: &[lvs_lockcore::NodeId]| {
                 v.iter()

@@ -2,14 +2,14 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use lvs_lockmgr::{LockClient, LockFlags, LockMode};
+//! use lvs_lockclient::{LockClient, LockFlags, LockMode};
 //!
 //! let mut client = LockClient::connect("/run/lvs".as_ref())?;
 //! let g = client.lock("default", "orders.db", LockMode::EX, LockFlags::NONE,
 //!                     Some(Duration::from_secs(10)))?;
 //! // ... write to the shared storage, passing g.token along so it can fence stale holders ...
 //! client.unlock(g.handle, None)?;
-//! # Ok::<(), lvs_lockmgr::LockError>(())
+//! # Ok::<(), lvs_lockclient::LockError>(())
 //! ```
 //!
 //! When the client (or its process) goes away, the daemon releases every lock it held.

@@ -141,7 +141,7 @@ pub enum Reply {
     Status(StatusInfo),
     /// Raft mode, a no-wait `Lock` (NOQUEUE): this node cannot commit (no quorum: the leader
     /// is unknown or unreachable) within the bound, so the lock is not granted. Sent at most
-    /// two of the longest election timeouts after the request (see [`crate::nowait`]).
+    /// two of the longest election timeouts after the request (see the daemon's `nowait` module).
     Unavailable {
         /// Why, for a human.
         reason: String,
