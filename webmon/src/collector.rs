@@ -876,7 +876,7 @@ impl Collector {
             v.counts.insert(name.to_owned(), n);
         }
         if let Ok(list) = c.list(None) {
-            let lock = |l: &lvs_lockcore::LockInfo| LockView {
+            let lock = |l: &lvs_lockclient::LockInfo| LockView {
                 node: l.node.0,
                 session: l.lock.session.0,
                 mode: l.granted.map(|m| m.to_string()),

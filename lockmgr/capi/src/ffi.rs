@@ -12,8 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Mutex, TryLockError};
 
+use lvs_lockclient::MAX_NAME_LEN;
 use lvs_lockclient::{Granted, LVB_LEN, LockEvent, LockMode};
-use lvs_lockcore::MAX_NAME_LEN;
 
 use crate::error::{self, E_BUSY, E_INTERNAL, E_NULL, Failure, OK};
 use crate::session::{Session, flags_from, mode_from};

@@ -12,7 +12,7 @@ use lvs_lockclient::{
     Granted, LVB_LEN, LockClient, LockEvent, LockFlags, LockHandle, LockMode, ValueBlock,
 };
 
-use lvs_lockcore::MAX_NAME_LEN;
+use lvs_lockclient::MAX_NAME_LEN;
 
 use crate::error::Failure;
 use crate::sys;

@@ -146,7 +146,7 @@ fn header_compiles_as_c99_and_cplusplus_and_matches_the_library() {
         std::mem::offset_of!(LvsLockEvent, handle),
         ffi::API_VERSION,
         lvs_lockclient::LVB_LEN,
-        lvs_lockcore::MAX_NAME_LEN,
+        lvs_lockclient::MAX_NAME_LEN,
     );
     for (name, v) in consts {
         c += &format!("printf(\"{name} %d %s\\n\", (int)({name}), lvs_lock_strerror({name}));\n");

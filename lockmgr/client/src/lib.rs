@@ -22,5 +22,5 @@ pub mod client;
 pub mod protocol;
 
 pub use client::{Granted, Listing, LockClient, LockError, LockHandle};
-pub use lvs_lockcore::{LVB_LEN, LockFlags, LockMode, ValueBlock};
+pub use lvs_lockcore::{LVB_LEN, LockFlags, LockInfo, LockMode, MAX_NAME_LEN, ValueBlock};
 pub use protocol::{LockEvent, StatusInfo};
