@@ -268,8 +268,10 @@ impl ParseError {
     }
 }
 
+/// The one command option of an ipvsadm command line (`-A`, `-E`, `-a`, `-L` ...: ipvsadm's
+/// `CMD_*`); what it asks for becomes a [`Command`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cmd {
+enum CommandOption {
     Add,
     Edit,
     Del,
@@ -286,24 +288,24 @@ enum Cmd {
     Version,
 }
 
-impl Cmd {
+impl CommandOption {
     /// ipvsadm's `cmdnames`.
     fn name(self) -> &'static str {
         match self {
-            Cmd::Add => "add-service",
-            Cmd::Edit => "edit-service",
-            Cmd::Del => "delete-service",
-            Cmd::Flush => "flush",
-            Cmd::List => "list",
-            Cmd::AddDest => "add-server",
-            Cmd::DelDest => "delete-server",
-            Cmd::EditDest => "edit-server",
-            Cmd::Set => "set",
-            Cmd::Restore => "restore",
-            Cmd::Save => "save",
-            Cmd::Zero => "zero",
-            Cmd::Help => "help",
-            Cmd::Version => "version",
+            CommandOption::Add => "add-service",
+            CommandOption::Edit => "edit-service",
+            CommandOption::Del => "delete-service",
+            CommandOption::Flush => "flush",
+            CommandOption::List => "list",
+            CommandOption::AddDest => "add-server",
+            CommandOption::DelDest => "delete-server",
+            CommandOption::EditDest => "edit-server",
+            CommandOption::Set => "set",
+            CommandOption::Restore => "restore",
+            CommandOption::Save => "save",
+            CommandOption::Zero => "zero",
+            CommandOption::Help => "help",
+            CommandOption::Version => "version",
         }
     }
 
@@ -311,23 +313,25 @@ impl Cmd {
     /// `+` compulsory, `x` illegal, `1` at most one of the `1`s, blank optional.
     fn table(self) -> &'static [u8; N_OPTS] {
         match self {
-            Cmd::Add | Cmd::Edit => b"xx+   xxxxxxxxxxxxx ",
-            Cmd::Del => b"xx+xxxxxxxxxxxxxxxxx",
-            Cmd::List => b" 11xxxxxxxx11      x",
-            Cmd::AddDest | Cmd::EditDest => b"xx+xxx+    xxxxxxxxx",
-            Cmd::DelDest => b"xx+xxx+xxxxxxxxxxxxx",
-            Cmd::Save => b" xxxxxxxxxxxxxxxxxxx",
-            Cmd::Zero => b"xx xxxxxxxxxxxxxxxxx",
-            Cmd::Flush | Cmd::Set | Cmd::Restore | Cmd::Help | Cmd::Version => {
-                b"xxxxxxxxxxxxxxxxxxxx"
-            }
+            CommandOption::Add | CommandOption::Edit => b"xx+   xxxxxxxxxxxxx ",
+            CommandOption::Del => b"xx+xxxxxxxxxxxxxxxxx",
+            CommandOption::List => b" 11xxxxxxxx11      x",
+            CommandOption::AddDest | CommandOption::EditDest => b"xx+xxx+    xxxxxxxxx",
+            CommandOption::DelDest => b"xx+xxx+xxxxxxxxxxxxx",
+            CommandOption::Save => b" xxxxxxxxxxxxxxxxxxx",
+            CommandOption::Zero => b"xx xxxxxxxxxxxxxxxxx",
+            CommandOption::Flush
+            | CommandOption::Set
+            | CommandOption::Restore
+            | CommandOption::Help
+            | CommandOption::Version => b"xxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
 
 const N_OPTS: usize = 20;
 
-/// ipvsadm's `optnames`, in the column order of [`Cmd::table`].
+/// ipvsadm's `optnames`, in the column order of [`CommandOption::table`].
 const OPT_NAMES: [&str; N_OPTS] = [
     "numeric",
     "connection",
@@ -384,7 +388,7 @@ enum Arg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
-    Command(Cmd),
+    Command(CommandOption),
     Tcp,
     Udp,
     Fwmark,
@@ -419,46 +423,91 @@ const fn spec(short: Option<char>, long: &'static str, arg: Arg, opt: Opt) -> Sp
 const SYNC: &str = "connection synchronisation is configured in lvs-director's configuration file, not with lvsadm";
 
 const SPECS: &[Spec] = &[
-    spec(Some('A'), "add-service", Arg::None, Opt::Command(Cmd::Add)),
+    spec(
+        Some('A'),
+        "add-service",
+        Arg::None,
+        Opt::Command(CommandOption::Add),
+    ),
     spec(
         Some('E'),
         "edit-service",
         Arg::None,
-        Opt::Command(Cmd::Edit),
+        Opt::Command(CommandOption::Edit),
     ),
     spec(
         Some('D'),
         "delete-service",
         Arg::None,
-        Opt::Command(Cmd::Del),
+        Opt::Command(CommandOption::Del),
     ),
-    spec(Some('C'), "clear", Arg::None, Opt::Command(Cmd::Flush)),
-    spec(Some('L'), "list", Arg::None, Opt::Command(Cmd::List)),
-    spec(Some('l'), "list", Arg::None, Opt::Command(Cmd::List)),
-    spec(Some('Z'), "zero", Arg::None, Opt::Command(Cmd::Zero)),
+    spec(
+        Some('C'),
+        "clear",
+        Arg::None,
+        Opt::Command(CommandOption::Flush),
+    ),
+    spec(
+        Some('L'),
+        "list",
+        Arg::None,
+        Opt::Command(CommandOption::List),
+    ),
+    spec(
+        Some('l'),
+        "list",
+        Arg::None,
+        Opt::Command(CommandOption::List),
+    ),
+    spec(
+        Some('Z'),
+        "zero",
+        Arg::None,
+        Opt::Command(CommandOption::Zero),
+    ),
     spec(
         Some('a'),
         "add-server",
         Arg::None,
-        Opt::Command(Cmd::AddDest),
+        Opt::Command(CommandOption::AddDest),
     ),
     spec(
         Some('e'),
         "edit-server",
         Arg::None,
-        Opt::Command(Cmd::EditDest),
+        Opt::Command(CommandOption::EditDest),
     ),
     spec(
         Some('d'),
         "delete-server",
         Arg::None,
-        Opt::Command(Cmd::DelDest),
+        Opt::Command(CommandOption::DelDest),
     ),
-    spec(None, "set", Arg::None, Opt::Command(Cmd::Set)),
-    spec(Some('h'), "help", Arg::None, Opt::Command(Cmd::Help)),
-    spec(Some('v'), "version", Arg::None, Opt::Command(Cmd::Version)),
-    spec(Some('R'), "restore", Arg::None, Opt::Command(Cmd::Restore)),
-    spec(Some('S'), "save", Arg::None, Opt::Command(Cmd::Save)),
+    spec(None, "set", Arg::None, Opt::Command(CommandOption::Set)),
+    spec(
+        Some('h'),
+        "help",
+        Arg::None,
+        Opt::Command(CommandOption::Help),
+    ),
+    spec(
+        Some('v'),
+        "version",
+        Arg::None,
+        Opt::Command(CommandOption::Version),
+    ),
+    spec(
+        Some('R'),
+        "restore",
+        Arg::None,
+        Opt::Command(CommandOption::Restore),
+    ),
+    spec(
+        Some('S'),
+        "save",
+        Arg::None,
+        Opt::Command(CommandOption::Save),
+    ),
     spec(Some('t'), "tcp-service", Arg::Required, Opt::Tcp),
     spec(Some('u'), "udp-service", Arg::Required, Opt::Udp),
     spec(Some('f'), "fwmark-service", Arg::Required, Opt::Fwmark),
@@ -644,7 +693,7 @@ fn scan(args: &[&str]) -> Result<(Vec<Found>, Vec<String>), ParseError> {
 /// Everything one command line said, before it is checked against its command.
 #[derive(Default)]
 struct Parts {
-    command: Option<Cmd>,
+    command: Option<CommandOption>,
     given: [bool; N_OPTS],
     service: Option<(Protocol, String)>,
     values: [Option<String>; N_OPTS],
@@ -701,8 +750,8 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
         }
     }
     let cmd = p.command.ok_or(ParseError::NoCommand)?;
-    if matches!(cmd, Cmd::Help | Cmd::Version) {
-        return Ok(if cmd == Cmd::Help {
+    if matches!(cmd, CommandOption::Help | CommandOption::Version) {
+        return Ok(if cmd == CommandOption::Help {
             Command::Help
         } else {
             Command::Version
@@ -713,7 +762,7 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
         Some((proto, text)) => Some(parse_service(*proto, text)?),
         None => None,
     };
-    let timeouts = if cmd == Cmd::Set {
+    let timeouts = if cmd == CommandOption::Set {
         match positional.as_slice() {
             [tcp, fin, udp, rest @ ..] => {
                 if let Some(extra) = rest.first() {
@@ -735,24 +784,24 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
     };
     check_table(cmd, &p.given)?;
     Ok(match cmd {
-        Cmd::Add | Cmd::Edit => {
+        CommandOption::Add | CommandOption::Edit => {
             let key = service.ok_or(ParseError::BadServiceAddress)?;
             let conf = service_conf(key, &p)?;
-            if cmd == Cmd::Add {
+            if cmd == CommandOption::Add {
                 Command::AddService(conf)
             } else {
                 Command::EditService(conf)
             }
         }
-        Cmd::Del => Command::DelService(service.ok_or(ParseError::BadServiceAddress)?),
-        Cmd::Flush => Command::Clear,
-        Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
+        CommandOption::Del => Command::DelService(service.ok_or(ParseError::BadServiceAddress)?),
+        CommandOption::Flush => Command::Clear,
+        CommandOption::AddDest | CommandOption::EditDest | CommandOption::DelDest => {
             let key = service.ok_or(ParseError::BadServiceAddress)?;
             let text = p.values[o::SERVER].as_deref().unwrap_or("");
             let (addr, port) =
                 parse_addr_port(text, key.protocol).ok_or(ParseError::BadRealServer)?;
             let port = port.unwrap_or(key.port);
-            if cmd == Cmd::DelDest {
+            if cmd == CommandOption::DelDest {
                 Command::DelDest {
                     service: key,
                     addr,
@@ -760,21 +809,21 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
                 }
             } else {
                 let dest = dest_conf(&key, addr, port, &p)?;
-                if cmd == Cmd::AddDest {
+                if cmd == CommandOption::AddDest {
                     Command::AddDest { service: key, dest }
                 } else {
                     Command::EditDest { service: key, dest }
                 }
             }
         }
-        Cmd::List => list_options(service, &p.given)?,
-        Cmd::Zero => Command::Zero(service),
-        Cmd::Set => Command::SetTimeouts(timeouts.ok_or(ParseError::SetNeedsThree)?),
-        Cmd::Save => Command::Save {
+        CommandOption::List => list_options(service, &p.given)?,
+        CommandOption::Zero => Command::Zero(service),
+        CommandOption::Set => Command::SetTimeouts(timeouts.ok_or(ParseError::SetNeedsThree)?),
+        CommandOption::Save => Command::Save {
             numeric: p.given[o::NUMERIC],
         },
-        Cmd::Restore => Command::Restore,
-        Cmd::Help | Cmd::Version => unreachable!("answered above"),
+        CommandOption::Restore => Command::Restore,
+        CommandOption::Help | CommandOption::Version => unreachable!("answered above"),
     })
 }
 
@@ -787,7 +836,7 @@ fn set(given: &mut [bool; N_OPTS], col: usize) -> Result<(), ParseError> {
 }
 
 /// ipvsadm's `generic_opt_check`.
-fn check_table(cmd: Cmd, given: &[bool; N_OPTS]) -> Result<(), ParseError> {
+fn check_table(cmd: CommandOption, given: &[bool; N_OPTS]) -> Result<(), ParseError> {
     let row = cmd.table();
     let mut exclusive: Option<usize> = None;
     for col in 0..N_OPTS {
