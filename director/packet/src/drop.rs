@@ -45,6 +45,19 @@ pub enum DropReason {
     /// to, or an address of the wrong family was given: a bug in the caller, counted rather than
     /// panicking.
     RewriteFailed,
+    /// IPv6 payload length longer than the bytes the frame holds after the fixed header.
+    Ipv6PayloadLength,
+    /// An IPv6 extension header runs past the payload, or its options are malformed.
+    Ipv6ExtHeader,
+    /// A hop-by-hop options header that is not the first after the fixed header (RFC 8200
+    /// section 4.1 allows it only there).
+    Ipv6HopByHopNotFirst,
+    /// More IPv6 extension headers than the parser walks ([`crate::ipv6::MAX_EXT_HEADERS`]).
+    Ipv6TooManyExtHeaders,
+    /// An IPv6 jumbogram (RFC 2675): more than 65535 bytes cannot arrive in one frame here.
+    Ipv6Jumbogram,
+    /// An IPv6 routing header of type 0, deprecated by RFC 5095 (amplification attacks).
+    Ipv6RoutingType0,
 }
 
 /// Broad class of a [`DropReason`], for the summary counters.
@@ -62,7 +75,7 @@ pub enum DropClass {
 
 impl DropReason {
     /// Every reason, in [`DropReason::index`] order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::NotIpv4,
         DropReason::Truncated,
         DropReason::BadVersion,
@@ -79,6 +92,12 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::NeedsFragmentation,
         DropReason::RewriteFailed,
+        DropReason::Ipv6PayloadLength,
+        DropReason::Ipv6ExtHeader,
+        DropReason::Ipv6HopByHopNotFirst,
+        DropReason::Ipv6TooManyExtHeaders,
+        DropReason::Ipv6Jumbogram,
+        DropReason::Ipv6RoutingType0,
     ];
 
     /// Number of reasons: the length of a per-reason counter array.
@@ -108,6 +127,12 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::NeedsFragmentation => "needs_fragmentation",
             DropReason::RewriteFailed => "rewrite_failed",
+            DropReason::Ipv6PayloadLength => "malformed_ipv6_payload_length",
+            DropReason::Ipv6ExtHeader => "malformed_ipv6_ext_header",
+            DropReason::Ipv6HopByHopNotFirst => "malformed_ipv6_hop_by_hop_not_first",
+            DropReason::Ipv6TooManyExtHeaders => "ipv6_too_many_ext_headers",
+            DropReason::Ipv6Jumbogram => "ipv6_jumbogram",
+            DropReason::Ipv6RoutingType0 => "ipv6_routing_type0",
         }
     }
 
@@ -122,12 +147,18 @@ impl DropReason {
             | DropReason::BadIpChecksum
             | DropReason::BadTcpHeader
             | DropReason::BadUdpLength
-            | DropReason::BadIcmp => DropClass::Malformed,
+            | DropReason::BadIcmp
+            | DropReason::Ipv6PayloadLength
+            | DropReason::Ipv6ExtHeader
+            | DropReason::Ipv6HopByHopNotFirst => DropClass::Malformed,
             DropReason::IpOptions
             | DropReason::Fragment
             | DropReason::TtlExpired
             | DropReason::TooBig
-            | DropReason::NeedsFragmentation => DropClass::Policy,
+            | DropReason::NeedsFragmentation
+            | DropReason::Ipv6TooManyExtHeaders
+            | DropReason::Ipv6Jumbogram
+            | DropReason::Ipv6RoutingType0 => DropClass::Policy,
             DropReason::RewriteFailed => DropClass::Internal,
         }
     }

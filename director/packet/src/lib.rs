@@ -7,7 +7,9 @@
 //! it belongs to.
 //!
 //! IPv4 with TCP, UDP and ICMP for now. Addresses are `IpAddr` in every public type so that
-//! IPv6 can be added without changing them; IPv4 layout lives inside the functions.
+//! IPv6 can be added without changing them; IPv4 layout lives inside the functions. The
+//! [`ipv6`] module walks an IPv6 header chain to the transport header, and
+//! [`checksum::ipv6_l4_checksum`] sums the IPv6 pseudo-header; neither is in the data path yet.
 //!
 //! # How a worker uses it
 //!
@@ -39,6 +41,7 @@ mod drop;
 mod error;
 mod eth;
 mod icmp;
+pub mod ipv6;
 mod nat;
 mod parse;
 mod ttl;

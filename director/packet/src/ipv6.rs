@@ -1,0 +1,205 @@
+//! The IPv6 header and its extension-header chain (RFC 8200), walked to the transport header.
+//!
+//! Not wired into the data path yet: the director forwards IPv4 only. The walk is strict
+//! because a packet whose transport header cannot be found must be counted and dropped, never
+//! forwarded unparsed (a port-based rule could otherwise be bypassed by hiding the ports
+//! behind a header the parser skipped). Like the rest of the crate it allocates nothing and
+//! never panics, whatever the bytes.
+
+use crate::bytes::{get_array, get_u16};
+use crate::drop::DropReason;
+
+/// Length of the fixed IPv6 header.
+pub const IPV6_HEADER_LEN: usize = 40;
+
+/// Most extension headers walked before giving up. Real traffic carries two or three; a long
+/// chain is a way to make every worker spend time on one packet.
+pub const MAX_EXT_HEADERS: usize = 8;
+
+/// Next-header values of the extension headers walked here.
+const HOP_BY_HOP: u8 = 0;
+const ROUTING: u8 = 43;
+const FRAGMENT: u8 = 44;
+const AUTH: u8 = 51;
+const DEST_OPTS: u8 = 60;
+
+/// The Jumbo Payload option type (RFC 2675).
+const OPT_JUMBO: u8 = 0xc2;
+/// The Pad1 option: a single byte with no length field.
+const OPT_PAD1: u8 = 0;
+
+/// What a fragment header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fragment {
+    /// Offset of this fragment's data in the original packet, in bytes (a multiple of 8).
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+    /// The identification shared by every fragment of the original packet.
+    pub id: u32,
+}
+
+/// An IPv6 packet's headers, walked to the transport header. Offsets are into the buffer
+/// given to [`parse_ipv6`], and `l3 + 40 <= l4 <= end <= buf.len()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ipv6Headers {
+    /// Offset of the fixed IPv6 header.
+    pub l3: usize,
+    /// The next-header value after the last extension header: the transport protocol (6, 17,
+    /// 58 ...), or whatever the walk does not know (ESP, No Next Header ...), as it is.
+    pub protocol: u8,
+    /// Offset of the transport header (for a non-first fragment: of its data).
+    pub l4: usize,
+    /// End of the IPv6 packet as its payload length says (trailing frame padding excluded).
+    pub end: usize,
+    /// The fragment header, if there is one (an atomic fragment has offset 0 and no more).
+    pub fragment: Option<Fragment>,
+    /// Extension headers walked.
+    pub ext_headers: usize,
+    /// The hop limit.
+    pub hop_limit: u8,
+}
+
+impl Ipv6Headers {
+    /// `Err(DropReason::Fragment)` for a non-first fragment, which carries no transport header:
+    /// a caller that needs ports drops it (no reassembly is done, as for IPv4).
+    pub fn require_transport_header(&self) -> Result<(), DropReason> {
+        match self.fragment {
+            Some(f) if f.offset != 0 => Err(DropReason::Fragment),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses the IPv6 packet whose fixed header starts at `l3` in `buf` (a whole frame, so the
+/// offsets returned index the frame).
+///
+/// Bytes after the end the payload length gives are padding and are ignored. For a non-first
+/// fragment the walk ends at the fragment header and `protocol`/`l4` are its next header and
+/// data (see [`Ipv6Headers::require_transport_header`]).
+pub fn parse_ipv6(buf: &[u8], l3: usize) -> Result<Ipv6Headers, DropReason> {
+    let fixed: [u8; IPV6_HEADER_LEN] = get_array(buf, l3).ok_or(DropReason::Truncated)?;
+    if fixed[0] >> 4 != 6 {
+        return Err(DropReason::BadVersion);
+    }
+    let payload_len = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+    let mut next = fixed[6];
+    let hop_limit = fixed[7];
+    let start = l3 + IPV6_HEADER_LEN;
+    if next == HOP_BY_HOP && hop_by_hop_has_jumbo(buf, start) {
+        return Err(DropReason::Ipv6Jumbogram);
+    }
+    let end = start
+        .checked_add(payload_len)
+        .filter(|&e| e <= buf.len())
+        .ok_or(DropReason::Ipv6PayloadLength)?;
+    // Only the payload is read from here on: a header cut by the payload length is bad even
+    // if the frame's padding would complete it.
+    let pkt = buf.get(..end).ok_or(DropReason::Ipv6PayloadLength)?;
+    let mut off = start;
+    let mut ext_headers = 0;
+    let mut fragment = None;
+    loop {
+        let len = match next {
+            HOP_BY_HOP if ext_headers != 0 => return Err(DropReason::Ipv6HopByHopNotFirst),
+            HOP_BY_HOP | DEST_OPTS => options_header_len(pkt, off)?,
+            ROUTING => {
+                let [_, _, routing_type, _] =
+                    get_array::<4>(pkt, off).ok_or(DropReason::Ipv6ExtHeader)?;
+                if routing_type == 0 {
+                    return Err(DropReason::Ipv6RoutingType0);
+                }
+                ext_len(pkt, off)?
+            }
+            FRAGMENT => {
+                let h = get_array::<8>(pkt, off).ok_or(DropReason::Ipv6ExtHeader)?;
+                let word = u16::from_be_bytes([h[2], h[3]]);
+                fragment = Some(Fragment {
+                    offset: word & !7,
+                    more: word & 1 != 0,
+                    id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                });
+                8
+            }
+            AUTH => {
+                // RFC 4302: the length is in 4-byte units, minus 2.
+                let [_, units] = get_array::<2>(pkt, off).ok_or(DropReason::Ipv6ExtHeader)?;
+                (usize::from(units) + 2) * 4
+            }
+            _ => break,
+        };
+        ext_headers += 1;
+        if ext_headers > MAX_EXT_HEADERS {
+            return Err(DropReason::Ipv6TooManyExtHeaders);
+        }
+        let [nh] = get_array::<1>(pkt, off).ok_or(DropReason::Ipv6ExtHeader)?;
+        off = off
+            .checked_add(len)
+            .filter(|&o| o <= end)
+            .ok_or(DropReason::Ipv6ExtHeader)?;
+        next = nh;
+        // A non-first fragment's data is not a header: stop there. A first fragment holds the
+        // whole chain (RFC 7112), so the walk goes on.
+        if fragment.is_some_and(|f| f.offset != 0) {
+            break;
+        }
+    }
+    Ok(Ipv6Headers {
+        l3,
+        protocol: next,
+        l4: off,
+        end,
+        fragment,
+        ext_headers,
+        hop_limit,
+    })
+}
+
+/// Length of a generic extension header: (Hdr Ext Len + 1) 8-byte units.
+fn ext_len(pkt: &[u8], off: usize) -> Result<usize, DropReason> {
+    let [_, units] = get_array::<2>(pkt, off).ok_or(DropReason::Ipv6ExtHeader)?;
+    Ok((usize::from(units) + 1) * 8)
+}
+
+/// Length of a hop-by-hop or destination options header, after checking that its options
+/// are well-formed TLVs that fill it exactly.
+fn options_header_len(pkt: &[u8], off: usize) -> Result<usize, DropReason> {
+    let len = ext_len(pkt, off)?;
+    let opts = pkt
+        .get(off + 2..off + len)
+        .ok_or(DropReason::Ipv6ExtHeader)?;
+    for_each_option(opts, |_| {}).ok_or(DropReason::Ipv6ExtHeader)?;
+    Ok(len)
+}
+
+/// Calls `f` with each option type in `opts`; `None` if an option runs past the end.
+fn for_each_option(opts: &[u8], mut f: impl FnMut(u8)) -> Option<()> {
+    let mut i = 0;
+    while let Some(&t) = opts.get(i) {
+        f(t);
+        i += if t == OPT_PAD1 {
+            1
+        } else {
+            2 + usize::from(*opts.get(i + 1)?)
+        };
+    }
+    (i == opts.len()).then_some(())
+}
+
+/// True if the hop-by-hop header at `off` carries a Jumbo Payload option. A jumbogram's
+/// payload length is 0, so the header is read within the frame, not within the payload.
+/// A header too short or malformed to say is reported by the payload-bound walk instead.
+fn hop_by_hop_has_jumbo(buf: &[u8], off: usize) -> bool {
+    let Some(units) = get_u16(buf, off).map(|w| usize::from(w & 0xff)) else {
+        return false;
+    };
+    let Some(opts) = buf.get(off + 2..off + (units + 1) * 8) else {
+        return false;
+    };
+    let mut jumbo = false;
+    let _ = for_each_option(opts, |t| jumbo |= t == OPT_JUMBO);
+    jumbo
+}
+
+#[cfg(test)]
+mod tests;
