@@ -123,6 +123,41 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_as_ipvsadm_writes_them() {
+        let parse = |s| parse_addr_port(s, Protocol::Udp);
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert_eq!(parse("[::1]:0"), Some((v6("::1"), Some(0))));
+        assert_eq!(
+            parse("[2001:DB8::A]:65535"),
+            Some((v6("2001:db8::a"), Some(65535)))
+        );
+        assert_eq!(
+            parse("[::ffff:192.0.2.1]:80"),
+            Some((v6("::ffff:192.0.2.1"), Some(80)))
+        );
+        // Brackets are ipvsadm's only way to give an IPv6 port: they need both halves and
+        // a port, and zone ids (`%eth0`) have no meaning for a virtual service.
+        for bad in [
+            "[::1:80",
+            "::1]:80",
+            "[::1]:",
+            "[::1]:65536",
+            "[::1]:80:81",
+            "[[::1]]:80",
+            "[::1]]:80",
+            "[]:80",
+            "[2001:db8::1",
+            "[fe80::1%eth0]:80",
+            "fe80::1%eth0",
+            "[fe80::1%2]:80",
+            "[2001:db8::g]:80",
+            "[192.0.2.1]:80",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn service_names() {
         let services = "# comment\nhttp\t80/tcp\twww # WorldWideWeb\ndomain 53/udp\n";
         assert_eq!(lookup_service(services, "http", Protocol::Tcp), Some(80));

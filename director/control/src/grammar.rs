@@ -1339,6 +1339,82 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_services_and_servers() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        let Command::AddService(c) = parse("-A -t [2001:db8::1]:80 -s rr").unwrap() else {
+            panic!("not AddService")
+        };
+        assert_eq!(c.key.addr, v6("2001:db8::1"));
+        assert_eq!((c.key.protocol, c.key.port), (Protocol::Tcp, 80));
+        let Command::AddDest { service, dest } =
+            parse("-a -u [2001:db8::1]:53 -r [2001:db8::10]:5353 -m -w 2").unwrap()
+        else {
+            panic!("not AddDest")
+        };
+        assert_eq!((service.protocol, service.port), (Protocol::Udp, 53));
+        assert_eq!(
+            (dest.addr, dest.port, dest.weight),
+            (v6("2001:db8::10"), 5353, 2)
+        );
+        // Without a port (unbracketed) the real server takes the service's, as for IPv4.
+        let Command::EditDest { dest, .. } =
+            parse("-e -t [2001:db8::1]:80 -r 2001:db8::11 -g").unwrap()
+        else {
+            panic!("not EditDest")
+        };
+        assert_eq!((dest.addr, dest.port), (v6("2001:db8::11"), 80));
+        let Command::DelDest { addr, port, .. } =
+            parse("-d -t [2001:db8::1]:80 -r [2001:db8::11]:80").unwrap()
+        else {
+            panic!("not DelDest")
+        };
+        assert_eq!((addr, port), (v6("2001:db8::11"), 80));
+        assert_eq!(
+            parse("-D -t [2001:db8::1]:80").unwrap(),
+            parse("--delete-service --tcp-service=[2001:db8::1]:80").unwrap()
+        );
+        assert!(matches!(
+            parse("-L -n -t [2001:db8::1]:80").unwrap(),
+            Command::List(ListOptions {
+                what: ListWhat::Services(Some(_)),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_ipv6_input_is_refused_with_ipvsadm_messages() {
+        let err = |line: &str| parse(line).unwrap_err().to_string();
+        let vip = "illegal virtual server address[:port] specified";
+        let rip = "illegal real server address[:port] specified";
+        let family = "Different address family is allowed only for tunneling servers";
+        let cases = [
+            ("-A -t [::1:80", vip),
+            // Brackets without a port: ipvsadm refuses them rather than meaning port 0.
+            ("-A -t [::1]", vip),
+            ("-a -t [2001:db8::1]:80 -r [2001:db8::10]", rip),
+            ("-A -t [::1]: -s rr", vip),
+            ("-A -u [fe80::1%eth0]:53", vip),
+            ("-A -t fe80::1%eth0", vip),
+            ("-a -t [2001:db8::1]:80 -r [2001:db8::10:80", rip),
+            ("-a -t [2001:db8::1]:80 -r [fe80::10%lo]:80", rip),
+            ("-a -t [2001:db8::1]:80 -r [2001:db8::10]:", rip),
+            ("-a -t [2001:db8::1]:80 -r 10.0.0.2:80 -m", family),
+            ("-a -t [2001:db8::1]:80 -r 10.0.0.2 -g", family),
+            ("-e -u [2001:db8::1]:53 -r 10.0.0.2:53 -m", family),
+            ("-a -t 192.0.2.1:80 -r [2001:db8::10]:80 -g", family),
+        ];
+        for (line, want) in cases {
+            assert_eq!(err(line), want, "{line}");
+        }
+        // `-6` is ipvsadm's family switch for -f (fwmark) services only, which lvs-rs has
+        // not: it is refused, never silently taken as a different service.
+        for line in ["-A -f 1 -6", "-A -t [2001:db8::1]:80 -6", "-L -n -6"] {
+            assert!(err(line).contains("not supported"), "{line}");
+        }
+    }
+
+    #[test]
     fn tunnelled_servers_may_cross_families() {
         assert!(parse("-a -t 192.0.2.1:80 -r [2001:db8::2]:80 -i").is_ok());
     }

@@ -105,6 +105,37 @@ mod tests {
         assert_eq!(save(&again.list(None, &ZeroStats).unwrap(), false), GOLDEN);
     }
 
+    /// IPv6 as `ipvsadm -S -n` writes it: bracketed with the port, compressed lower-case
+    /// addresses, `-M` as a prefix length, every IPv4 service (UDP too) before the IPv6
+    /// ones; `-R` reads it back to the same text, and a bracket-less IPv6 real server (no
+    /// port) takes the service's port.
+    #[test]
+    fn ipv6_save_is_ipvsadm_save_format_and_round_trips() {
+        const V6: &str = "\
+-A -t 192.0.2.1:80 -s rr
+-a -t 192.0.2.1:80 -r [2001:db8::20]:80 -i -w 1
+-A -u 192.0.2.1:53 -s rr
+-A -t [2001:db8::1]:0 -s sh -p 3600 -M 48 -b sh-port
+-a -t [2001:db8::1]:0 -r [2001:db8::10]:0 -g -w 1
+-A -t [2001:db8::1]:443 -s wlc -p 300
+-a -t [2001:db8::1]:443 -r [2001:db8::10]:8443 -m -w 2 -x 100 -y 10
+-a -t [2001:db8::1]:443 -r [2001:db8:ffff:ffff:ffff:ffff:ffff:10]:443 -g -w 0
+-A -u [2001:db8::53]:53 -s rr
+-a -u [2001:db8::53]:53 -r [2001:db8::10]:53 -g -w 1
+";
+        let state = load_rules(V6, &AnyScheduler).unwrap();
+        assert_eq!(state.save(), V6);
+        let upper = V6
+            .replace("[2001:db8::53]", "[2001:DB8:0:0::53]")
+            .replace("-r [2001:db8::10]:53", "-r 2001:db8::10");
+        assert_eq!(load_rules(&upper, &AnyScheduler).unwrap().save(), V6);
+        // A full-length mask (128) is not written, as for IPv4's /32.
+        let full = load_rules("-A -t [2001:db8::1]:80 -s rr -p 60 -M 128\n", &AnyScheduler)
+            .unwrap()
+            .save();
+        assert_eq!(full, "-A -t [2001:db8::1]:80 -s rr -p 60\n");
+    }
+
     fn addr4() -> impl Strategy<Value = IpAddr> {
         (0u8..4).prop_map(|n| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)))
     }

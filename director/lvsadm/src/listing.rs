@@ -472,6 +472,142 @@ TCP 01:01  NONE        198.51.100.7:0     192.0.2.1:80       10.0.0.2:80
         assert_eq!(connections(&conns), want);
     }
 
+    fn v6(text: &str) -> IpAddr {
+        IpAddr::V6(text.parse().unwrap())
+    }
+
+    /// One IPv6 service, one IPv4 service and their real servers, IPv6 ones of both
+    /// address lengths (one longer than ipvsadm's 28-column field).
+    fn sample_v6() -> Vec<ServiceStatus> {
+        let dest = |addr, port, fwd, n: u32| DestStatus {
+            conf: DestConf {
+                addr,
+                port,
+                fwd,
+                weight: n,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+            active_conns: n,
+            inactive_conns: 2 * n,
+            persist_conns: 0,
+            stats: Stats {
+                conns: u64::from(n),
+                ..Stats::default()
+            },
+            rates: Rates::default(),
+        };
+        let service = |protocol, addr, port, persistence, dests| ServiceStatus {
+            conf: ServiceConf {
+                key: ServiceKey {
+                    protocol,
+                    addr,
+                    port,
+                },
+                scheduler: "rr".into(),
+                sched_flags: String::new(),
+                persistence,
+            },
+            stats: Stats::default(),
+            rates: Rates::default(),
+            dests,
+        };
+        vec![
+            service(
+                Protocol::Tcp,
+                v6("2001:db8::1"),
+                80,
+                Some(Persistence {
+                    timeout_secs: 300,
+                    netmask: 64,
+                }),
+                vec![
+                    dest(
+                        v6("2001:db8:ffff:ffff:ffff:ffff:ffff:10"),
+                        80,
+                        FwdMethod::Route,
+                        3,
+                    ),
+                    dest(v6("2001:db8::10"), 8080, FwdMethod::Masq, 1),
+                ],
+            ),
+            service(
+                Protocol::Udp,
+                v6("2001:db8::53"),
+                53,
+                None,
+                vec![dest(v6("2001:db8::10"), 53, FwdMethod::Tunnel, 0)],
+            ),
+            service(
+                Protocol::Udp,
+                IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+                53,
+                None,
+                vec![dest(v6("2001:db8::20"), 53, FwdMethod::Tunnel, 2)],
+            ),
+        ]
+    }
+
+    /// ipvsadm 1.31 `-L -n`: `[addr]:port`, the same fixed widths as IPv4 (a longer address
+    /// pushes the rest of its line right, never truncated), IPv4 services first.
+    #[test]
+    fn ipv6_listings() {
+        let plain = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+UDP  192.0.2.1:53 rr
+  -> [2001:db8::20]:53            Tunnel  2      2          4         
+TCP  [2001:db8::1]:80 rr persistent 300 mask 64
+  -> [2001:db8::10]:8080          Masq    1      1          2         
+  -> [2001:db8:ffff:ffff:ffff:ffff:ffff:10]:80 Route   3      3          6         
+UDP  [2001:db8::53]:53 rr
+  -> [2001:db8::10]:53            Tunnel  0      0          0         
+";
+        let stats = "\
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+UDP  192.0.2.1:53                        0        0        0        0        0
+  -> [2001:db8::20]:53                   2        0        0        0        0
+TCP  [2001:db8::1]:80                    0        0        0        0        0
+  -> [2001:db8::10]:8080                 1        0        0        0        0
+  -> [2001:db8:ffff:ffff:ffff:ffff:ffff:10]:80        3        0        0        0        0
+UDP  [2001:db8::53]:53                   0        0        0        0        0
+  -> [2001:db8::10]:53                   0        0        0        0        0
+";
+        for (format, want) in [(ListFormat::Plain, plain), (ListFormat::Stats, stats)] {
+            assert_eq!(
+                services(&sample_v6(), &opts(format, false)),
+                want,
+                "{format:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_connections() {
+        // A connection and its persistence template (client port 0, no state).
+        let conns = [
+            ("SYN_RECV", "2001:db8:1::7", 40000),
+            ("", "2001:db8:1::", 0),
+        ]
+        .map(|(state, client, port)| ConnEntry {
+            protocol: Protocol::Tcp,
+            expire_secs: 119,
+            state: state.into(),
+            client: (v6(client), port),
+            virtual_addr: (v6("2001:db8::1"), 80),
+            dest: (v6("2001:db8::10"), 8080),
+            template: port == 0,
+        });
+        let want = "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 01:59  SYN_RECV    [2001:db8:1::7]:40000 [2001:db8::1]:80   [2001:db8::10]:8080
+TCP 01:59  NONE        [2001:db8:1::]:0   [2001:db8::1]:80   [2001:db8::10]:8080
+";
+        assert_eq!(connections(&conns), want);
+    }
+
     #[test]
     fn largenum_matches_ipvsadm() {
         assert_eq!(largenum(0, false), "        0");
