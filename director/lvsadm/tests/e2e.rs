@@ -554,6 +554,87 @@ fn save_clear_restore_round_trips() {
     assert_eq!(d.ok(&["-L", "-n"]), listed);
 }
 
+/// ipvsadm's IPv6 command lines through the real binary: bracketed services and real
+/// servers, the listing, a save that `-R` restores to the same configuration, and the
+/// refusals (mixed families, malformed brackets) with ipvsadm's messages and exit codes.
+#[test]
+fn ipv6_add_list_save_restore() {
+    let d = Director::start("ipv6");
+    let vip = "[2001:db8::1]:80";
+    d.ok(&["-A", "-t", vip, "-s", "wlc", "-p", "120", "-M", "64"]);
+    d.ok(&[
+        "-a",
+        "-t",
+        vip,
+        "-r",
+        "[2001:db8::10]:8080",
+        "-m",
+        "-w",
+        "3",
+    ]);
+    d.ok(&["-a", "-t", vip, "-r", "2001:db8::11", "-g"]);
+    d.ok(&["-A", "-u", "192.0.2.1:53", "-s", "rr"]);
+    d.ok(&["-a", "-u", "192.0.2.1:53", "-r", "[2001:db8::12]:53", "-i"]);
+    let listed = d.ok(&["-L", "-n"]);
+    // The header and title lines are the IPv4 listing's.
+    let (head, body) = listed.split_at(LIST.find("TCP").unwrap());
+    assert_eq!(head, &LIST[..head.len()]);
+    assert_eq!(
+        body,
+        "\
+UDP  192.0.2.1:53 rr
+  -> [2001:db8::12]:53            Tunnel  1      0          0         
+TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
+  -> [2001:db8::10]:8080          Masq    3      0          0         
+  -> [2001:db8::11]:80            Route   1      0          0         
+"
+    );
+    let saved = d.ok(&["-S", "-n"]);
+    assert_eq!(
+        saved,
+        "\
+-A -u 192.0.2.1:53 -s rr
+-a -u 192.0.2.1:53 -r [2001:db8::12]:53 -i -w 1
+-A -t [2001:db8::1]:80 -s wlc -p 120 -M 64
+-a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 3
+-a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -g -w 1
+"
+    );
+    for (args, stderr) in [
+        (
+            &["-a", "-t", vip, "-r", "10.0.0.2:80", "-m"][..],
+            "Different address family is allowed only for tunneling servers\n",
+        ),
+        (
+            &["-a", "-t", vip, "-r", "[2001:db8::13:80", "-m"][..],
+            "illegal real server address[:port] specified\n",
+        ),
+        (
+            &["-A", "-t", "[fe80::1%lo]:80"][..],
+            "illegal virtual server address[:port] specified\n",
+        ),
+    ] {
+        let r = d.run(args);
+        assert_eq!(
+            (r.code, r.stderr.as_str(), r.stdout.as_str()),
+            (2, stderr, ""),
+            "lvsadm {args:?}"
+        );
+    }
+    d.ok(&["-C"]);
+    let r = d.run_with_stdin(&["-R"], &saved);
+    assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
+    assert_eq!(d.ok(&["-S"]), saved);
+    assert_eq!(d.ok(&["-L", "-n"]), listed);
+    d.ok(&["-d", "-t", vip, "-r", "[2001:db8::11]:80"]);
+    d.ok(&["-D", "-u", "192.0.2.1:53"]);
+    assert_eq!(
+        d.ok(&["-S"]),
+        "-A -t [2001:db8::1]:80 -s wlc -p 120 -M 64\n\
+         -a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 3\n"
+    );
+}
+
 #[test]
 fn restore_checks_every_line_first_and_reports_refusals_by_line() {
     let d = Director::start("restore-errors");
