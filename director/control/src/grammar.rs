@@ -594,8 +594,11 @@ const SPECS: &[Spec] = &[
         Some('6'),
         "ipv6",
         Arg::None,
+        // ipvsadm's own message first: -6 only switches an -f service to IPv6; a -t/-u
+        // service's family is its address's.
         Opt::Unsupported(
-            "firewall-mark services (-f, -6) are not supported by lvs-rs yet: use -t or -u",
+            "-6 used before -f: -t/-u take IPv6 as [addr]:port without -6, and firewall-mark \
+             services (-f) are not supported by lvs-rs yet",
         ),
     ),
     spec(None, "start-daemon", Arg::Required, Opt::Unsupported(SYNC)),
@@ -1409,8 +1412,15 @@ mod tests {
         }
         // `-6` is ipvsadm's family switch for -f (fwmark) services only, which lvs-rs has
         // not: it is refused, never silently taken as a different service.
-        for line in ["-A -f 1 -6", "-A -t [2001:db8::1]:80 -6", "-L -n -6"] {
-            assert!(err(line).contains("not supported"), "{line}");
+        assert!(err("-A -f 1 -6").starts_with("firewall-mark services (-f) are not supported"));
+        for line in [
+            "-A -t [2001:db8::1]:80 -6",
+            "-6 -A -t [2001:db8::1]:80",
+            "-L -n -6",
+        ] {
+            let e = err(line);
+            assert!(e.starts_with("-6 used before -f: "), "{line}: {e}");
+            assert!(e.contains("[addr]:port without -6"), "{line}: {e}");
         }
     }
 

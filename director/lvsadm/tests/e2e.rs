@@ -613,6 +613,11 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
             &["-A", "-t", "[fe80::1%lo]:80"][..],
             "illegal virtual server address[:port] specified\n",
         ),
+        (
+            &["-A", "-t", "[2001:db8::2]:80", "-6"][..],
+            "-6 used before -f: -t/-u take IPv6 as [addr]:port without -6, and firewall-mark \
+             services (-f) are not supported by lvs-rs yet\n",
+        ),
     ] {
         let r = d.run(args);
         assert_eq!(
