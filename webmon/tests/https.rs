@@ -199,6 +199,28 @@ fn served_over_ipv6_loopback() {
     );
 }
 
+/// `listen = "[::]:PORT"` answers over both families (IPv4 as mapped addresses, unless the
+/// host sets net.ipv6.bindv6only, which makes such a socket IPv6-only).
+#[test]
+fn the_ipv6_wildcard_serves_both_families() {
+    let w = Webmon::start_on(std::net::Ipv6Addr::UNSPECIFIED.into(), None, "", &[]);
+    let page = curl6(&format!("https://[::1]:{}/login", w.port));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let v6only =
+        std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|s| s.trim() == "1");
+    if v6only {
+        println!("net.ipv6.bindv6only is 1: the IPv4 half is not checked");
+        return;
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-4", "-k", "-s", "-i", "-m", "10"])
+        .arg(format!("https://127.0.0.1:{}/login", w.port))
+        .output()
+        .expect("curl");
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page} {out:?}");
+}
+
 #[test]
 fn lockout_per_user_and_per_address() {
     let w = start("max_failures_user = 3\nmax_failures_addr = 6\nlockout = 600\n");
