@@ -248,6 +248,32 @@ mod tests {
         assert!(e.contains("not IP:PORT"), "{e}");
     }
 
+    /// IPv6 peers are written bracketed, as every IP:PORT; a bare address is refused.
+    #[test]
+    fn ipv6_peer_addresses() {
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::env::temp_dir().join(format!("lvs-lock-v6-key-{}", std::process::id()));
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = |a: &str| {
+            format!(
+                "node_id = 1\nkey_file = \"{}\"\npeers = [{{ id = 1, address = \"{a}\" }}, {{ id = 2, address = \"[fd00::2]:7000\" }}, {{ id = 3, address = \"127.0.0.3:7000\" }}]\n",
+                key.display()
+            )
+        };
+        let c = p(&cfg("[fd00::1]:7000"));
+        let e = p(&cfg("fd00::1:7000"));
+        std::fs::remove_file(&key).unwrap();
+        let c = c.unwrap();
+        assert_eq!(
+            c.peers[0].address,
+            "[fd00::1]:7000".parse::<std::net::SocketAddr>().unwrap()
+        );
+        assert_eq!(c.peers[1].address.to_string(), "[fd00::2]:7000");
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("peer 1") && e.contains("not IP:PORT"), "{e}");
+    }
+
     #[test]
     fn the_samples_are_valid() {
         use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,5 @@
 //! Raft mode for real: three `lvs-lockmgr` daemons in a network namespace of their own (one per
-//! test, named with the pid), peers on 127.0.0.1-3, clients (`lvs-lockctl` processes and the
+//! test, named with the pid), peers on 127.0.0.1-3 (or on ::1, one port each), clients (`lvs-lockctl` processes and the
 //! client library) on the daemons' Unix sockets. Partitions are nftables rules inside that
 //! namespace; deleting the namespace at the end removes every trace, even after a failure.
 
@@ -28,6 +28,24 @@ fn sh(args: &[&str]) {
     );
 }
 
+/// The address family the peers talk over.
+#[derive(Clone, Copy)]
+enum Family {
+    /// 127.0.0.ID, one port: partitions cut by address.
+    V4,
+    /// ::1, a port per node.
+    V6,
+}
+
+impl Family {
+    fn peer_address(self, id: u64) -> String {
+        match self {
+            Family::V4 => format!("127.0.0.{id}:{PORT}"),
+            Family::V6 => format!("[::1]:{}", PORT + u16::try_from(id).unwrap()),
+        }
+    }
+}
+
 struct Cluster {
     ns: String,
     dir: PathBuf,
@@ -37,6 +55,11 @@ struct Cluster {
 impl Cluster {
     /// Three nodes; `bad_key` gives node 3 a key of its own.
     fn start(tag: &str, bad_key: bool, lease_ms: u64) -> Cluster {
+        Cluster::start_over(Family::V4, tag, bad_key, lease_ms)
+    }
+
+    /// As [`Cluster::start`], the peers talking over `family`.
+    fn start_over(family: Family, tag: &str, bad_key: bool, lease_ms: u64) -> Cluster {
         let ns = format!("lvslk-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&ns);
         let _ = std::fs::remove_dir_all(&dir);
@@ -59,7 +82,7 @@ impl Cluster {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let peers = (1..=3)
-            .map(|i| format!("{{ id = {i}, address = \"127.0.0.{i}:{PORT}\" }}"))
+            .map(|i| format!("{{ id = {i}, address = \"{}\" }}", family.peer_address(i)))
             .collect::<Vec<_>>()
             .join(", ");
         for id in 1..=3u64 {
@@ -356,6 +379,31 @@ fn leader_killed_new_leader_keeps_every_lock_and_tokens_increase() {
     }
     let _ = on_leader.kill();
     let _ = on_leader.wait();
+}
+
+/// Peers over IPv6: a leader is elected, a lock taken through one node excludes a client of
+/// another, and passes on when released.
+#[test]
+fn peers_over_ipv6_elect_a_leader_and_grant_a_lock() {
+    if !root_or_skip("peers_over_ipv6_elect_a_leader_and_grant_a_lock") {
+        return;
+    }
+    let c = Cluster::start_over(Family::V6, "v6", false, 3000);
+    let leader = c.agreed_leader(&[1, 2, 3]);
+    let others: Vec<u64> = (1..=3).filter(|&i| i != leader).collect();
+    let (mut held, token) = hold(&c, others[0], "over-v6");
+    wait_for("the lock replicated over IPv6", LONG, || {
+        (c.holders(others[1], "over-v6").len() == 1).then_some(())
+    });
+    assert_eq!(try_token(&c, others[1], "over-v6", &["--nowait"]), None);
+    // Its command ends at end of input (`read` fails there), and lvs-lockctl releases the
+    // lock as the command exits.
+    drop(held.stdin.take());
+    held.wait().unwrap();
+    let t = wait_for("the lock released over IPv6", LONG, || {
+        try_token(&c, leader, "over-v6", &["--nowait"])
+    });
+    assert!(t > token, "token {t} after {token}");
 }
 
 #[test]

@@ -954,6 +954,55 @@ mod tests {
         sh.events.iter().filter(|e| e.source == "director").count()
     }
 
+    /// An IPv6 service and real server as the JSON API shows them: bracketed `[ADDR]:PORT`,
+    /// and the service id the API hands out leads back to the same service.
+    #[test]
+    fn ipv6_services_are_rendered_bracketed_in_the_json_api() {
+        let vip: std::net::IpAddr = "2001:db8::1".parse().unwrap();
+        let rip: std::net::IpAddr = "2001:db8:1::7".parse().unwrap();
+        let key = ServiceKey {
+            protocol: lvs_proto::Protocol::Tcp,
+            addr: vip,
+            port: 80,
+        };
+        let status = ServiceStatus {
+            conf: lvs_proto::ServiceConf {
+                key,
+                scheduler: "rr".into(),
+                sched_flags: String::new(),
+                persistence: None,
+            },
+            stats: Stats::default(),
+            rates: Rates::default(),
+            dests: vec![lvs_proto::DestStatus {
+                conf: lvs_proto::DestConf {
+                    addr: rip,
+                    port: 8080,
+                    fwd: lvs_proto::FwdMethod::Masq,
+                    weight: 1,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+                active_conns: 0,
+                inactive_conns: 0,
+                persist_conns: 0,
+                stats: Stats::default(),
+                rates: Rates::default(),
+            }],
+        };
+        let mut c = Collector::default();
+        let mut events = Vec::new();
+        let views = c.services(&[status], &[], &[], &mut events);
+        let json = serde_json::to_value(&views).unwrap();
+        assert_eq!(json[0]["id"], "tcp/[2001:db8::1]:80", "{json}");
+        assert_eq!(json[0]["address"], "[2001:db8::1]:80", "{json}");
+        assert_eq!(
+            json[0]["servers"][0]["id"], "[2001:db8:1::7]:8080",
+            "{json}"
+        );
+        assert_eq!(parse_service_id(json[0]["id"].as_str().unwrap()), Some(key));
+    }
+
     #[test]
     fn the_director_away_then_back_with_its_events_subscribed_again() {
         let rundir =

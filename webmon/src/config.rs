@@ -326,6 +326,17 @@ mod tests {
         assert_eq!(c, Config::default());
     }
 
+    /// IPv6 listen addresses are written bracketed; the redirect port follows the listener's.
+    #[test]
+    fn ipv6_listen_addresses() {
+        let c = p("listen = \"[::]:8443\"\nredirect_listen = \"[::1]:8080\"\n").unwrap();
+        assert_eq!(c.listen, "[::]:8443".parse().unwrap());
+        assert_eq!(c.redirect_listen, Some("[::1]:8080".parse().unwrap()));
+        assert_eq!(c.public_port, 8443);
+        let e = p("listen = \"::1:8443\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("webmon.toml:1:"), "{e}");
+    }
+
     #[test]
     fn sockets_default_to_the_rundir() {
         let c = p("[sockets]\nmonitord = \"/x/m.sock\"\n").unwrap();

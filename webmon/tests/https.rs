@@ -163,6 +163,64 @@ fn login_logout_and_sessions() {
     assert_eq!(w.get("/api/state", Some("lvs_session=00ff")).status, 401);
 }
 
+/// `curl -g -6 -k -i` of `url`: the status line and headers.
+fn curl6(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-g", "-6", "-k", "-s", "-i", "-m", "10", url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn served_over_ipv6_loopback() {
+    let w = Webmon::start_on(
+        std::net::Ipv6Addr::LOCALHOST.into(),
+        None,
+        "",
+        &[("admin", "admin", ADMIN_PW)],
+    );
+    let (cookie, _) = w.session("admin", ADMIN_PW);
+    let st = w.get("/api/state", Some(&cookie));
+    assert_eq!(st.status, 200, "{st:?}");
+    let v: serde_json::Value = serde_json::from_str(&st.body).expect("json");
+    assert!(v["services"].is_array(), "{v}");
+
+    // Any HTTPS client reaches it by the bracketed address; the plaintext listener sends
+    // browsers to the same bracketed address.
+    let page = curl6(&format!("https://[::1]:{}/login", w.port));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let redirect = curl6(&format!("http://[::1]:{}/x", w.plain_port));
+    let location = format!("location: https://[::1]:{}/x", w.port);
+    assert!(
+        redirect.to_ascii_lowercase().contains(&location),
+        "{redirect}"
+    );
+}
+
+/// `listen = "[::]:PORT"` answers over both families (IPv4 as mapped addresses, unless the
+/// host sets net.ipv6.bindv6only, which makes such a socket IPv6-only).
+#[test]
+fn the_ipv6_wildcard_serves_both_families() {
+    let w = Webmon::start_on(std::net::Ipv6Addr::UNSPECIFIED.into(), None, "", &[]);
+    let page = curl6(&format!("https://[::1]:{}/login", w.port));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let v6only =
+        std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").is_ok_and(|s| s.trim() == "1");
+    if v6only {
+        println!("net.ipv6.bindv6only is 1: the IPv4 half is not checked");
+        return;
+    }
+    let out = std::process::Command::new("curl")
+        .args(["-4", "-k", "-s", "-i", "-m", "10"])
+        .arg(format!("https://127.0.0.1:{}/login", w.port))
+        .output()
+        .expect("curl");
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page} {out:?}");
+}
+
 #[test]
 fn lockout_per_user_and_per_address() {
     let w = start("max_failures_user = 3\nmax_failures_addr = 6\nlockout = 600\n");

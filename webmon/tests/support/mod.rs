@@ -5,7 +5,7 @@
 pub mod openmetrics;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,7 +27,11 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on(Ipv4Addr::LOCALHOST.into())
+}
+
+pub fn free_port_on(ip: IpAddr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
@@ -76,6 +80,8 @@ pub fn parse_response(raw: &[u8]) -> Option<Resp> {
 pub struct Webmon {
     pub child: Child,
     pub dir: PathBuf,
+    /// The loopback address both listeners are on.
+    pub ip: IpAddr,
     pub port: u16,
     pub plain_port: u16,
     tls: Arc<rustls::ClientConfig>,
@@ -87,14 +93,24 @@ pub type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 impl Webmon {
     /// The config: loopback ports, short timeouts and small limits, plus `extra`.
     pub fn start(rundir: Option<&Path>, extra: &str, users: &[(&str, &str, &str)]) -> Webmon {
+        Webmon::start_on(Ipv4Addr::LOCALHOST.into(), rundir, extra, users)
+    }
+
+    /// As [`Webmon::start`], both listeners on `ip` (a loopback address of either family).
+    pub fn start_on(
+        ip: IpAddr,
+        rundir: Option<&Path>,
+        extra: &str,
+        users: &[(&str, &str, &str)],
+    ) -> Webmon {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("lvs-webmon-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
-        let port = free_port();
-        let plain_port = free_port();
+        let port = free_port_on(ip);
+        let plain_port = free_port_on(ip);
         let config = format!(
-            "listen = \"127.0.0.1:{port}\"\nredirect_listen = \"127.0.0.1:{plain_port}\"\n\
+            "listen = \"{listen}\"\nredirect_listen = \"{redirect}\"\n\
              cert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nusers_file = \"{d}/users\"\n\
              metrics_token = \"{TOKEN}\"\n{timeout}max_header_bytes = 4096\n\
              max_body_bytes = 8192\n{extra}\n",
@@ -103,6 +119,8 @@ impl Webmon {
             } else {
                 "request_timeout = 2\n"
             },
+            listen = SocketAddr::new(ip, port),
+            redirect = SocketAddr::new(ip, plain_port),
             d = dir.display()
         );
         std::fs::write(dir.join("webmon.toml"), config).expect("config");
@@ -123,6 +141,7 @@ impl Webmon {
         let mut w = Webmon {
             child,
             dir: dir.clone(),
+            ip,
             port,
             plain_port,
             pinned: Vec::new(),
@@ -140,8 +159,7 @@ impl Webmon {
             if let Ok(Some(s)) = w.child.try_wait() {
                 panic!("lvs-webmon exited ({s}):\n{}", w.log());
             }
-            (dir.join("cert.pem").exists() && TcpStream::connect(("127.0.0.1", port)).is_ok())
-                .then_some(())
+            (dir.join("cert.pem").exists() && TcpStream::connect((ip, port)).is_ok()).then_some(())
         });
         // The self-signed certificate is pinned: exactly the one the daemon wrote is accepted
         // (webpki does not take a self-signed leaf as its own trust anchor).
@@ -181,7 +199,7 @@ impl Webmon {
         config: Arc<rustls::ClientConfig>,
         path: &str,
     ) -> (u16, Option<rustls::ProtocolVersion>) {
-        let sock = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        let sock = TcpStream::connect((self.ip, self.port)).expect("connect");
         sock.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let conn =
@@ -208,7 +226,7 @@ impl Webmon {
 
     /// A TLS connection (the certificate is verified for `localhost`).
     pub fn connect(&self) -> Tls {
-        let sock = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        let sock = TcpStream::connect((self.ip, self.port)).expect("connect");
         sock.set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let conn = rustls::ClientConnection::new(
