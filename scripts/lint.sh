@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo fmt --all -- --check
-# Every external program a test starts is listed in scripts/test-programs (so that
+# Every external program a test starts is named in scripts/test.sh's program list (so that
 # scripts/test.sh installs it): read from the sources, so the verdict does not depend on what
 # this machine has installed.
 cargo test --locked -q -p lvs-testsupport --test programs_declared

@@ -19,16 +19,93 @@ fi
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 export PATH
 
-# scripts/test-programs: every external program the tests start, with its Debian package
-# (scripts/lint.sh checks that the tests start nothing else).
+# Every external program the tests start, with its Debian package: the list between the PROGRAMS
+# markers below (scripts/lint.sh checks that the tests start nothing else).
 programs=()
 packages=()
 while read -r prog pkg _; do
     case "$prog" in '' | '#'*) continue ;; esac
-    [ -n "$pkg" ] || { echo "scripts/test.sh: scripts/test-programs: '$prog' has no package" >&2; exit 1; }
+    [ -n "$pkg" ] || { echo "scripts/test.sh: the program list: '$prog' has no package" >&2; exit 1; }
     programs+=("$prog")
     packages+=("$pkg")
-done < scripts/test-programs
+done <<'PROGRAMS'
+# Every external program the tests start, and the Debian package that provides it.
+#
+#   PROGRAM PACKAGE     a program (a name looked up in PATH, or an absolute path)
+#   - PACKAGE           a package the tests need that brings no program of its own
+#
+# This script reads this list first: it installs the package of every program that
+# `command -v` cannot find (and every `-` package not installed), then fails with one line
+# naming the program and its package if one is still missing. scripts/lint.sh fails when a
+# test starts a program that is not listed here (testsupport/tests/programs_declared.rs says
+# which calls it reads). Programs that daemons under test start are listed by hand below: the
+# lint cannot see them, since their names come from configuration defaults.
+
+# --- network namespaces, the testbed (scripts/testbed.sh) and the tests' packet tools
+ip iproute2
+nft nftables
+ethtool ethtool
+sysctl procps
+kill procps
+tcpdump tcpdump
+# Best effort (warms d2's ARP cache in director/tests/sync.rs), but started all the same.
+ping iputils-ping
+
+# --- real servers, clients and probes
+python3 python3
+# The SMTP tests prefer Debian's interpreter (a python3 earlier in PATH may lack aiosmtpd).
+/usr/bin/python3 python3
+- python3-aiosmtpd
+# The strict reference parser of the layer-7 differential tests (lvs-l7, l7_framing).
+- python3-h11
+curl curl
+openssl openssl
+
+# --- compilers: the C scheduler plugins, the lock manager's C API and its C++ header check
+gcc gcc
+g++ g++
+- libc6-dev
+
+# --- lvs-webmon's browser test: node drives chromium through playwright-core (npm ci)
+node nodejs
+npm npm
+/usr/bin/chromium chromium
+
+# --- the SysV init scripts under test (etc/init.d/*)
+start-stop-daemon dpkg
+
+# --- shells and the base tools that test shell lines, scripts and lvs-lockctl commands run
+sh dash
+/bin/sh dash
+bash bash
+# scripts/testbed.sh's #! line.
+/usr/bin/env coreutils
+head coreutils
+id coreutils
+cat coreutils
+date coreutils
+dirname coreutils
+echo coreutils
+env coreutils
+head coreutils
+id coreutils
+mkdir coreutils
+rm coreutils
+seq coreutils
+sha256sum coreutils
+sleep coreutils
+sort coreutils
+timeout coreutils
+touch coreutils
+tr coreutils
+true coreutils
+xargs findutils
+
+# --- started by the daemons under test (not visible to the lint: set by config defaults)
+# lvs-director's guard (director/src/guard.rs, `nft` by default): nft, listed above.
+# lvs-webmon makes its self-signed certificate with openssl (webmon/src/tls.rs): listed above.
+# lvs-heartbeatd's UDP medium (heartbeatd/src/udp.rs) runs ip: listed above.
+PROGRAMS
 
 # A `-` line names a package without a program of its own: it counts as present when dpkg says
 # it is installed.

@@ -1,4 +1,4 @@
-//! The lint behind `scripts/test-programs` (scripts/lint.sh runs it, before scripts/test.sh
+//! The lint behind the program list of `scripts/test.sh` (scripts/lint.sh runs it, before scripts/test.sh
 //! installs anything): every external program a test starts must be listed there, so that
 //! `scripts/test.sh` installs it on a fresh machine. It reads the sources only, never the
 //! machine, so its verdict does not depend on what happens to be installed.
@@ -64,7 +64,19 @@ struct Found {
 
 // ------------------------------------------------------------------ the list
 
-/// The programs of `scripts/test-programs` (every first field but `-`).
+/// The program list of `scripts/test.sh`: the lines of its `<<'PROGRAMS'` here-document.
+fn program_list(test_sh: &str) -> &str {
+    let start = test_sh
+        .find("<<'PROGRAMS'\n")
+        .expect("scripts/test.sh has its <<'PROGRAMS' list")
+        + "<<'PROGRAMS'\n".len();
+    let len = test_sh[start..]
+        .find("\nPROGRAMS\n")
+        .expect("scripts/test.sh's program list ends with a PROGRAMS line");
+    &test_sh[start..start + len]
+}
+
+/// The programs of that list (every first field but `-`).
 fn listed(text: &str) -> BTreeSet<String> {
     text.lines()
         .map(str::trim)
@@ -74,7 +86,7 @@ fn listed(text: &str) -> BTreeSet<String> {
             let program = f.next()?;
             assert!(
                 f.next().is_some(),
-                "scripts/test-programs: `{l}` has no Debian package"
+                "scripts/test.sh's program list: `{l}` has no Debian package"
             );
             (program != "-").then(|| program.to_owned())
         })
@@ -741,11 +753,11 @@ fn programs_started(root: &Path) -> BTreeMap<PathBuf, Vec<Found>> {
 }
 
 #[test]
-fn every_program_a_test_starts_is_in_scripts_test_programs() {
+fn every_program_a_test_starts_is_in_the_list_of_scripts_test_sh() {
     let root = workspace_root();
-    let list = std::fs::read_to_string(root.join("scripts/test-programs"))
-        .expect("read scripts/test-programs");
-    let listed = listed(&list);
+    let test_sh =
+        std::fs::read_to_string(root.join("scripts/test.sh")).expect("read scripts/test.sh");
+    let listed = listed(program_list(&test_sh));
     let mut missing = BTreeSet::new();
     for (file, found) in programs_started(&root) {
         for f in found {
@@ -756,8 +768,8 @@ fn every_program_a_test_starts_is_in_scripts_test_programs() {
     }
     assert!(
         missing.is_empty(),
-        "tests start programs that scripts/test-programs does not list (add `PROGRAM \
-         DEBIAN-PACKAGE` lines so that scripts/test.sh installs them):\n{}",
+        "tests start programs that scripts/test.sh's program list does not name (add \
+         `PROGRAM DEBIAN-PACKAGE` lines to it so that it installs them):\n{}",
         missing
             .iter()
             .map(|(file, line, program)| format!("{}:{line}: {program}", file.display()))
