@@ -1057,15 +1057,14 @@ mod tests {
         let (cmd_tx, _cmd_rx) = mpsc::channel();
         let ports = |workers: &mut Vec<super::super::WorkerSync>, want: &[u16]| {
             let mut got = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while got != want {
-                assert!(Instant::now() < deadline, "got {got:?}, want {want:?}");
+            let what = format!("the entries of client ports {want:?}");
+            lvs_testsupport::wait_for(&what, Duration::from_secs(10), || {
                 while let Some(e) = workers[0].inbound.pop() {
                     got.push(e.client.port);
                 }
                 got.sort_unstable();
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                (got == want).then_some(())
+            });
         };
 
         // The first run hears the fake's generation 5: new to it, no echo needed.
