@@ -7,18 +7,29 @@
 //! ICMP packet of the host; datagram sockets only their own, with the kernel's identifier),
 //! sequence number and source address. A "destination unreachable" quoting one of our
 //! requests fails that check at once.
+//!
+//! ICMPv6 works alike: the kernel computes the ICMPv6 checksum (it covers the IPv6
+//! pseudo-header) on both kinds of socket, and a raw ICMPv6 socket is given a type filter, so
+//! that the host's neighbour discovery, router advertisements and echo requests to this host
+//! never wake the engine (what gets through, other programs' echo replies among it, is
+//! matched as above, and the rest ignored).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6,
     SockaddrLike, SockaddrStorage, recvfrom, sendto, socket,
 };
 
+use crate::sys::icmp6_pass_only;
+
 /// Payload after the 8-byte header, so that replies are recognisably ours.
 const MAGIC: &[u8; 8] = b"lvs-mon\0";
+/// The ICMPv6 types a raw socket lets through: destination unreachable, time exceeded (both
+/// may quote our request) and echo reply.
+const V6_TYPES: [u8; 3] = [1, 3, 129];
 
 /// What came back for one of our requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,12 +183,19 @@ impl IcmpSocket {
         };
         let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
         match socket(family, SockType::Raw, flags, proto) {
-            Ok(fd) => Ok(IcmpSocket {
-                fd,
-                v6,
-                raw: true,
-                ident,
-            }),
+            Ok(fd) => {
+                if v6 {
+                    // Only what `parse_v6` looks at; not a correctness matter (anything else
+                    // is ignored there), it spares a wake-up per NDP message of the host.
+                    icmp6_pass_only(fd.as_fd(), &V6_TYPES)?;
+                }
+                Ok(IcmpSocket {
+                    fd,
+                    v6,
+                    raw: true,
+                    ident,
+                })
+            }
             Err(raw_err) => match socket(family, SockType::Datagram, flags, proto) {
                 Ok(fd) => Ok(IcmpSocket {
                     fd,
