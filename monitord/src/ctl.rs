@@ -12,20 +12,17 @@
 //! to (or a bad command line, from clap).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use lvs_proto::{AddrPort, Client, MonitoredServer, Protocol, Request, Response, Role, ServiceKey};
 
-/// A service or server on the command line: `ADDR:PORT`, `[V6]:PORT`, or a bare address.
+/// A service or server on the command line: `ADDR:PORT`, `[IPV6]:PORT`, or an address alone
+/// (`default_port` then), as [`crate::address`] reads them.
 pub fn parse_addr(text: &str, default_port: u16) -> Result<(IpAddr, u16), String> {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        return Ok((sa.ip(), sa.port()));
-    }
-    let bare = text.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .map(|ip| (ip, default_port))
-        .map_err(|_| format!("`{text}` is not ADDRESS:PORT"))
+    crate::address::parse(text)
+        .map(|(ip, port)| (ip, port.unwrap_or(default_port)))
+        .map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// The service key of `-t`/`-u`.

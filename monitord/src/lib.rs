@@ -55,6 +55,7 @@
 //! A service's quorum ([`health::QuorumState`]) is acted upon in [`daemon`]: `quorum_down` /
 //! `quorum_up` alerts, and the sorry server (if any) takes the traffic while it is lost.
 
+pub mod address;
 pub mod checks;
 pub mod config;
 pub mod ctl;
