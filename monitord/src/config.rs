@@ -29,6 +29,15 @@
 //! TCP service (`tcp_probe`: a connect by default, or a half-open SYN probe), an ICMP echo for
 //! a UDP service.
 //!
+//! # Addresses
+//!
+//! IPv4 and IPv6 alike, as [`crate::address`] reads them: `vip` is an address (`192.0.2.1`,
+//! `2001:db8::100` or `[2001:db8::100]`); a server's `address` may carry its port
+//! (`192.0.2.11:8080`, `[2001:db8::11]:8080`, the form `lvsadm -L -n` prints) instead of
+//! `port`; `sorry_server` is an address with an optional port. An IPv6 address with a port is
+//! always in brackets. A check's `host` holds an IPv6 address only in brackets, as an HTTP
+//! Host header must.
+//!
 //! # Errors
 //!
 //! Everything is validated here, with `FILE:LINE:COL: reason` errors (see
@@ -975,6 +984,15 @@ impl Validator<'_> {
                 {
                     return self.err(span_of(h), format!("host: `{v}` is not a host name"));
                 }
+                if let Ok(v6) = v.parse::<std::net::Ipv6Addr>() {
+                    return self.err(
+                        span_of(h),
+                        format!("host: an IPv6 address takes brackets in a Host header: [{v6}]"),
+                    );
+                }
+                if v.contains(['[', ']']) {
+                    self.ip_port(h, "host")?;
+                }
                 Some(v.clone())
             }
         };
@@ -1287,6 +1305,35 @@ mod tests {
             c.services[1].sorry_server,
             Some("[2001:db8::50]:443".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn an_ipv6_host_header_needs_its_brackets() {
+        let check = |host: &str| {
+            p(&format!(
+                "{BASE}[[service.check]]\ntype = \"http\"\nhost = \"{host}\"\n\
+                 [[service.server]]\naddress = \"2001:db8::11\"\n"
+            ))
+        };
+        for good in [
+            "[2001:db8::11]",
+            "[2001:db8::11]:8080",
+            "www.example.com:8080",
+        ] {
+            assert!(check(good).is_ok(), "{good}");
+        }
+        let e = check("2001:db8::11").unwrap_err().to_string();
+        assert!(
+            e.ends_with("host: an IPv6 address takes brackets in a Host header: [2001:db8::11]"),
+            "{e}"
+        );
+        let e = check("[2001:db8::11").unwrap_err().to_string();
+        assert!(
+            e.contains("host `[2001:db8::11`: `[` without its `]`"),
+            "{e}"
+        );
+        let e = check("[192.0.2.1]").unwrap_err().to_string();
+        assert!(e.contains("brackets are for IPv6 addresses only"), "{e}");
     }
 
     #[test]
