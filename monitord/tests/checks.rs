@@ -960,3 +960,75 @@ fn dns_over_ipv6() {
     // Over UDP to [2001:db8:77::2]:5353; ICMPv6 port unreachable refuses the closed port.
     dns_right_and_wrong_address_at("dns_over_ipv6", B6);
 }
+
+/// Drops CAP_NET_RAW from the calling thread's effective capabilities (capabilities are per
+/// thread on Linux): the thread can no longer open raw sockets, as a monitord run without the
+/// privilege.
+fn drop_net_raw_in_this_thread() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_RAW: u32 = 13;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget with a version-3 header reads two data structs into `data`.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    assert_eq!(rc, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_NET_RAW);
+    // SAFETY: capset reads the header and two data structs; pid 0 is this thread.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn without_cap_net_raw_icmp_and_icmpv6_use_ping_sockets() {
+    if !root_or_skip("without_cap_net_raw_icmp_and_icmpv6_use_ping_sockets") {
+        return;
+    }
+    let bed = Testbed::new();
+    // Unprivileged ICMP datagram sockets (both families) for every group in `a`.
+    bed.a.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ping_group_range=0 2147483647",
+    ]);
+    bed.a.run(|| {
+        drop_net_raw_in_this_thread();
+        let raw = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet6,
+            nix::sys::socket::SockType::Raw,
+            nix::sys::socket::SockFlag::empty(),
+            nix::sys::socket::SockProtocol::IcmpV6,
+        );
+        assert!(raw.is_err(), "raw sockets are refused now");
+        let mut engine = engine();
+        let icmp = [check(CheckKind::Icmp, 300, 200, 1, 1)];
+        let nobody: IpAddr = "2001:db8:77::99".parse().unwrap();
+        let ids = [
+            engine.add_target(b_addr(), 0, &icmp),
+            engine.add_target(b6_addr(), 0, &icmp),
+            engine.add_target(nobody, 0, &icmp),
+        ];
+        let r = first_results(&mut engine, &ids, Duration::from_secs(3));
+        assert_eq!((r[0].ok, r[0].detail.as_str()), (true, "echo reply"));
+        assert_eq!((r[1].ok, r[1].detail.as_str()), (true, "echo reply"));
+        assert!(!r[2].ok, "{:?}", r[2]);
+        // Later runs keep matching (the kernel's identifier, our sequence numbers).
+        let again = first_results(&mut engine, &ids[..2], Duration::from_secs(3));
+        assert!(again.iter().all(|r| r.ok), "{again:?}");
+    });
+}
