@@ -15,6 +15,9 @@ use cluster::*;
 const VIP6: &str = "2001:db8:100::100";
 const DIRECTOR6: &str = "2001:db8::1";
 const RS6: [&str; 3] = ["2001:db8::11", "2001:db8::12", "2001:db8::13"];
+/// The sorry server of the IPv6 service in the remove test (nothing needs to answer there:
+/// what is asserted is the director's table).
+const SORRY6: &str = "[2001:db8::13]:8080";
 /// Names of the IPv6 HTTP servers among the cluster's helpers (per real server).
 const HTTP6: [&str; 3] = ["r1 http [v6]", "r2 http [v6]", "r3 http [v6]"];
 
@@ -275,9 +278,10 @@ fn a_real_server_failing_its_http_check_over_ipv6_is_quiesced_and_returns() {
 }
 
 #[test]
-fn over_ipv6_remove_takes_the_server_out_and_back_and_maintenance_holds_it() {
-    let test = "over_ipv6_remove_takes_the_server_out_and_back_and_maintenance_holds_it";
-    let Some(mut c) = dual_stack(test, "on_failure = \"remove\"") else {
+fn over_ipv6_remove_maintenance_and_the_sorry_server() {
+    let test = "over_ipv6_remove_maintenance_and_the_sorry_server";
+    let extra = format!("on_failure = \"remove\"\nsorry_server = \"{SORRY6}\"");
+    let Some(mut c) = dual_stack(test, &extra) else {
         return;
     };
 
@@ -315,5 +319,20 @@ fn over_ipv6_remove_takes_the_server_out_and_back_and_maintenance_holds_it() {
     let off = c.ctl(&["maintenance", "off", "-t", &service6(), "-r", &rs6(0)]);
     assert!(off.status.success(), "{}", text(&off.stderr));
     wait_dests6(&c, "[2001:db8::11]:80 back after maintenance", &all_up6());
+
+    // Every server down: the sorry server, written [addr]:port, takes the service; it leaves
+    // when one comes back.
+    for i in 0..3 {
+        kill_http6(&mut c, i);
+    }
+    wait_dests6(&c, "only the sorry server", &[(SORRY6.into(), 1)]);
+    start_http6(&mut c, 1, 80);
+    wait_dests6(
+        &c,
+        "r2 back, the sorry server gone",
+        &[(rs6(1), WEIGHTS[1])],
+    );
+    assert_eq!(c.monitord_lines("event=sorry_server_on").len(), 1);
+    assert_eq!(c.monitord_lines("event=sorry_server_off").len(), 1);
     c.stop_monitord();
 }
