@@ -109,7 +109,8 @@ fn bare(text: &str) -> Result<IpAddr, AddressError> {
     if let Some((_, zone)) = text.split_once('%') {
         return Err(AddressError::Zone(zone.to_owned()));
     }
-    if text.contains(':') {
+    // Two colons at least: meant as IPv6 (a name with a port, `localhost:80`, has one).
+    if text.matches(':').count() >= 2 {
         return Err(AddressError::BadV6(why_not_v6(text)));
     }
     Err(AddressError::NotIp)
@@ -252,6 +253,13 @@ mod tests {
             e("::ffff:192.0.2.256"),
             "not an IPv6 address: `192.0.2.256`: an embedded IPv4 address comes last and has four numbers 0-255"
         );
+        for name in ["localhost:80", "www.example.com:80", "db8:11"] {
+            assert_eq!(
+                e(name),
+                "not an IP address (IPv4 like 192.0.2.11, IPv6 like 2001:db8::11)",
+                "{name}"
+            );
+        }
         assert_eq!(
             e("www.example.com"),
             "not an IP address (IPv4 like 192.0.2.11, IPv6 like 2001:db8::11)"
