@@ -69,6 +69,10 @@ pub enum DropReason {
     /// A UDP datagram over IPv6 with a zero checksum, which RFC 8200 section 8.1 tells the
     /// receiver to discard.
     Ipv6UdpZeroChecksum,
+    /// An IPv6 hop-by-hop or destination option whose type says a node that does not
+    /// recognise it must discard the packet (RFC 8200 section 4.2; the director recognises only
+    /// padding).
+    Ipv6UnrecognisedOption,
 }
 
 /// Broad class of a [`DropReason`], for the summary counters.
@@ -86,7 +90,7 @@ pub enum DropClass {
 
 impl DropReason {
     /// Every reason, in [`DropReason::index`] order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 25] = [
         DropReason::NotIp,
         DropReason::Truncated,
         DropReason::BadVersion,
@@ -111,6 +115,7 @@ impl DropReason {
         DropReason::Ipv6RoutingType0,
         DropReason::Ipv6RoutingSegmentsLeft,
         DropReason::Ipv6UdpZeroChecksum,
+        DropReason::Ipv6UnrecognisedOption,
     ];
 
     /// Number of reasons: the length of a per-reason counter array.
@@ -148,6 +153,7 @@ impl DropReason {
             DropReason::Ipv6RoutingType0 => "ipv6_routing_type0",
             DropReason::Ipv6RoutingSegmentsLeft => "ipv6_routing_segments_left",
             DropReason::Ipv6UdpZeroChecksum => "malformed_ipv6_udp_zero_checksum",
+            DropReason::Ipv6UnrecognisedOption => "ipv6_unrecognised_option",
         }
     }
 
@@ -175,7 +181,8 @@ impl DropReason {
             | DropReason::Ipv6TooManyExtHeaders
             | DropReason::Ipv6Jumbogram
             | DropReason::Ipv6RoutingType0
-            | DropReason::Ipv6RoutingSegmentsLeft => DropClass::Policy,
+            | DropReason::Ipv6RoutingSegmentsLeft
+            | DropReason::Ipv6UnrecognisedOption => DropClass::Policy,
             DropReason::RewriteFailed => DropClass::Internal,
         }
     }

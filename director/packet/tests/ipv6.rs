@@ -175,9 +175,40 @@ fn bad_input_each_has_its_reason() {
     for r in [
         DropReason::Ipv6RoutingSegmentsLeft,
         DropReason::Ipv6UdpZeroChecksum,
+        DropReason::Ipv6UnrecognisedOption,
     ] {
         assert!(DropReason::ALL.contains(&r));
     }
+}
+
+/// An options header of 8 bytes holding one option of type `t` with 4 bytes of data.
+fn one_option(kind: u8, t: u8) -> (u8, Vec<u8>) {
+    (kind, vec![0, 0, t, 4, 0, 0, 0, 0])
+}
+
+#[test]
+fn options_that_must_be_understood_drop_the_packet() {
+    // Router alert (5) and any type with the high bits 00 are skipped.
+    for t in [5, 0x11, 0x3f] {
+        for kind in [HOP_BY_HOP, DEST_OPTS] {
+            assert!(parse(&tcp(&client_tcp().ext(one_option(kind, t)))).is_ok());
+        }
+    }
+    // 01 discard, 10 and 11 discard and report: Home Address (0xc9), RPL (0x63) ...
+    for t in [0x40, 0x63, 0x80, 0xc9, 0xfe] {
+        for kind in [HOP_BY_HOP, DEST_OPTS] {
+            let f = tcp(&client_tcp().ext(one_option(kind, t)));
+            assert_eq!(
+                parse(&f),
+                Err(DropReason::Ipv6UnrecognisedOption),
+                "type {t:#x}"
+            );
+        }
+    }
+    assert_eq!(
+        DropReason::Ipv6UnrecognisedOption.class(),
+        DropClass::Policy
+    );
 }
 
 #[test]
