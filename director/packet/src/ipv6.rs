@@ -23,6 +23,17 @@ const FRAGMENT: u8 = 44;
 const AUTH: u8 = 51;
 const DEST_OPTS: u8 = 60;
 
+/// Extension headers in IANA's registry that the walk does not step over: Mobility (135), HIP
+/// (139), Shim6 (140) and the two experimental values (253, 254). A chain that reaches one
+/// hides its transport header.
+const UNWALKED: [u8; 5] = [135, 139, 140, 253, 254];
+
+/// True if `next_header` is an extension header the walk stops at without reaching the
+/// transport header (see [`Ipv6Headers::protocol`]).
+pub fn is_unwalked_ext_header(next_header: u8) -> bool {
+    UNWALKED.contains(&next_header)
+}
+
 /// The Jumbo Payload option type (RFC 2675).
 const OPT_JUMBO: u8 = 0xc2;
 /// The Pad1 option: a single byte with no length field.

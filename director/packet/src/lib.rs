@@ -18,7 +18,7 @@
 //!   reason: `malformed_ipv6_ext_header`, `malformed_ipv6_payload_length`,
 //!   `malformed_ipv6_hop_by_hop_not_first`, `ipv6_too_many_ext_headers`, `fragment`,
 //!   `ipv6_jumbogram`, `ipv6_routing_type0`, `ipv6_routing_segments_left`,
-//!   `ipv6_unrecognised_option`, `malformed_ipv6_udp_zero_checksum`, `malformed_bad_icmp` (an
+//!   `ipv6_unrecognised_option`, `ipv6_unknown_ext_header`, `malformed_ipv6_udp_zero_checksum`, `malformed_bad_icmp` (an
 //!   error quoting a packet cut before its ports), and `ttl_expired` from [`decrement_ttl`]
 //!   for a hop limit of 1.
 //! - ICMPv6 is [`L4Proto::Icmpv6`], a protocol of its own rather than `Icmp` with the family

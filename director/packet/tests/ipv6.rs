@@ -164,18 +164,27 @@ fn bad_input_each_has_its_reason() {
     f[18..20].copy_from_slice(&10u16.to_be_bytes());
     assert_eq!(parse(&f), Err(DropReason::Truncated));
 
-    // Headers the walk does not know (ESP), and ICMPv4's number, are not ours.
+    // Protocols of their own (ESP, no next header, SCTP) and ICMPv4's number are not ours,
+    // as over IPv4.
     let mut f = base.clone();
-    f[20] = 50;
-    assert_eq!(parse(&f), Err(DropReason::UnsupportedProtocol));
-    f[20] = 1;
-    assert_eq!(parse(&f), Err(DropReason::UnsupportedProtocol));
+    for nh in [50, 59, 132, 1] {
+        f[20] = nh;
+        assert_eq!(parse(&f), Err(DropReason::UnsupportedProtocol), "{nh}");
+        assert_eq!(DropReason::UnsupportedProtocol.class(), DropClass::NotForUs);
+    }
+    // An extension header the walk does not step over hides the transport header: counted.
+    for nh in [135, 139, 140, 253, 254] {
+        let f = tcp(&client_tcp().ext((nh, vec![0; 8])));
+        assert_eq!(parse(&f), Err(DropReason::Ipv6UnknownExtHeader), "{nh}");
+        assert_eq!(DropReason::Ipv6UnknownExtHeader.class(), DropClass::Policy);
+    }
 
     // Every reason has its own stable name, listed in docs/LOGGING.md by the director.
     for r in [
         DropReason::Ipv6RoutingSegmentsLeft,
         DropReason::Ipv6UdpZeroChecksum,
         DropReason::Ipv6UnrecognisedOption,
+        DropReason::Ipv6UnknownExtHeader,
     ] {
         assert!(DropReason::ALL.contains(&r));
     }
