@@ -756,3 +756,26 @@ fn no_error_about_an_error_or_a_non_host() {
     );
     assert!(icmp_frag_needed(&f, &p, ip6(VIP6), 1280, to_client, &mut out).is_ok());
 }
+
+/// An error quoting an ICMPv6 message: its checksum covers the quoted addresses, so the
+/// rewrite keeps it valid (ICMPv4's does not cover them).
+#[test]
+fn quoted_icmpv6_checksum_follows_the_address() {
+    let mut echo = Vec::new();
+    etherparse::PacketBuilder::ethernet2(MAC_ROUTER, MAC_DIRECTOR)
+        .ipv6(RS6, CLIENT6, 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    let mut e = icmp6_error(CLIENT6, RS6, port_unreachable6(), &echo, 1000);
+    let pe = parse(&e).unwrap();
+    assert_eq!(pe.embedded().unwrap().flow.protocol, L4Proto::Icmpv6);
+    nat_icmp_out(&mut e, &pe, ip6(VIP6), 0).unwrap();
+    assert_checksums6(&e);
+    let q = parse(&e).unwrap();
+    let emb = q.embedded().unwrap();
+    assert_eq!(emb.flow.dst, ip6(VIP6));
+    let quoted = &e[emb.l4..q.end];
+    let pseudo = naive_pseudo6(&RS6, &VIP6, 58, quoted.len());
+    assert_eq!(naive_sum(pseudo, quoted), 0xffff, "quoted echo checksum");
+}
