@@ -247,6 +247,11 @@ fn client_address_config() -> String {
     ] {
         c.push_str(&service(vip, port, how, pool));
     }
+    // TLS passthrough tells the server the client's address the same way.
+    c.push_str(
+        &service(VIP6, 443, "proxy-v2", "raw6")
+            .replace("port = 443\n", "port = 443\nmode = \"tls-sni\"\n"),
+    );
     c.push_str(&format!(
         r#"[[pool]]
 name = "raw6"
@@ -399,6 +404,27 @@ fn ipv6_client_addresses_reach_the_servers_in_each_form() {
     let mut want = v2_header((c4, 40089), (v4, 89));
     want.extend_from_slice(b"GET /v2-89 HTTP/1.1\r\n");
     assert!(connection_of(&raw6, "/v2-89").starts_with(&want));
+
+    // TLS passthrough with PROXY v2: the header, then the client's ClientHello untouched
+    // (raw.py speaks no TLS, so curl gives up; what the server received is what counts).
+    let (code, _, _) = bed.curl(&[
+        "-6",
+        "--max-time",
+        "3",
+        "--local-port",
+        "40443",
+        "--resolve",
+        &format!("a.example:443:[{VIP6}]"),
+        "https://a.example/",
+    ]);
+    assert_ne!(code, 0, "raw.py is no TLS server");
+    let want = v2_header((c6, 40443), (v6, 443));
+    wait_for("the PROXY header and the ClientHello at r1", SOON, || {
+        recorded(&raw6)
+            .iter()
+            .any(|c| c.starts_with(&want) && c.get(want.len()) == Some(&0x16))
+            .then_some(())
+    });
 
     // Forwarded (RFC 7239): quoted and bracketed; X-Forwarded-For: the bare address. What
     // the client sent itself is replaced (the default `forwarded_for`).
