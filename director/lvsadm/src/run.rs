@@ -27,6 +27,10 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
             .and_then(|n| n.to_str())
             .unwrap_or("lvsadm")
     });
+    // Not a director command: it reads another program's configuration and writes files.
+    if args.get(1).map(String::as_str) == Some("--import") {
+        return crate::import::cli(&args[2..]);
+    }
     let (rundir_flag, rest) = match take_rundir(args.get(1..).unwrap_or_default()) {
         Ok(split) => split,
         Err(e) => return usage_error(program, &e),

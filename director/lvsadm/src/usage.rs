@@ -27,6 +27,7 @@ pub fn usage(program: &str) -> String {
   {p} -Z [-t|u service-address]
   {p} --set tcp tcpfin udp
   {p} -h
+  {p} --import keepalived|ldirectord FILE -o DIR
   {p} --add-pool --pool name [-s scheduler] [-b sched-flags] -r server-address [-w weight]
   {p} --add-pool-server --pool name -r server-address [-w weight]
   {p} --del-pool-server --pool name -r server-address
