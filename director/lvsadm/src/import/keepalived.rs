@@ -52,7 +52,7 @@ fn all_notes(n: &Node, why: &str, out: &mut Vec<Note>) {
     }
 }
 
-fn arg<'a>(n: &'a Node, i: usize) -> Result<&'a str, ImportError> {
+fn arg(n: &Node, i: usize) -> Result<&str, ImportError> {
     n.args().get(i).map(String::as_str).ok_or_else(|| {
         ImportError::syntax(n.at.clone(), format!("`{}` needs a value", n.keyword()))
     })
@@ -80,6 +80,11 @@ fn secs(n: &Node) -> Result<f64, ImportError> {
         ));
     }
     Ok(v)
+}
+
+/// Seconds (already checked to be 0 to 3600) in milliseconds.
+fn millis(secs: f64) -> u64 {
+    u64::try_from(std::time::Duration::from_secs_f64(secs).as_millis()).unwrap_or(u64::MAX)
 }
 
 fn ip(n: &Node, i: usize) -> Result<IpAddr, ImportError> {
@@ -1111,7 +1116,7 @@ impl Mapper {
                     }
                     "interface" => ha.udp_at.push(at.clone()),
                     "advert_int" => {
-                        let ms = (secs(c)? * 1000.0).round() as u64;
+                        let ms = millis(secs(c)?);
                         match &ha.keepalive_ms {
                             None => ha.keepalive_ms = Some(Set::new(ms, at)),
                             Some(k) if k.v == ms => ha.at.push(at.clone()),
@@ -1176,7 +1181,7 @@ impl Mapper {
                     "nopreempt" => ha.auto_failback = Set::new(false, at),
                     "preempt_delay" => {
                         ha.hold_down_ms =
-                            Some(Set::new((secs(c)? * 1000.0).round() as u64, at));
+                            Some(Set::new(millis(secs(c)?), at));
                     }
                     "garp_master_repeat" => ha.garp_count = Some(Set::new(num(c, 0)?, at)),
                     "garp_master_refresh" => {

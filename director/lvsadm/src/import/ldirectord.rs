@@ -619,9 +619,8 @@ impl Mapper {
                     let why = format!(
                         "monitord has no `{other}` protocol check: a TCP connect to the check port instead (a script check can do more)"
                     );
-                    match service.1 {
-                        Some(l) => notes.push(note(l, why)),
-                        None => {}
+                    if let Some(l) = service.1 {
+                        notes.push(note(l, why));
                     }
                     for k in ["request", "receive"] {
                         if let Some(l) = scope.get(k, used) {

@@ -142,8 +142,7 @@ pub fn parse(
     // The statement being read, and whether its block is open (then it is on `open`).
     let mut open: Vec<Node> = Vec::new();
     let mut current: Option<Node> = None;
-    let mut it = toks.into_iter().peekable();
-    while let Some((tok, n)) = it.next() {
+    for (tok, n) in toks {
         let at = Origin::new(file, n);
         match tok {
             Tok::Word(w) => match current.as_mut() {
