@@ -324,32 +324,75 @@ fn syntax_errors_name_file_and_line_and_write_nothing() {
     assert!(text(&o.stderr).contains("neither keepalived nor ldirectord"));
 }
 
-/// Stops the director and removes the testbed, even when the test fails.
+/// Stops monitord and the director and removes the testbed, even when the test fails.
 struct Bed {
     prefix: String,
+    rundir: PathBuf,
+    monitord: Option<Child>,
     director: Option<Child>,
-    log: PathBuf,
+}
+
+/// SIGTERM, a bounded wait, then SIGKILL.
+fn stop(mut child: Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..500 {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Bed {
+    /// Starts a workspace daemon in the director's namespace on the run directory.
+    fn spawn(&self, name: &str, config: &Path) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-d", self.prefix)])
+            .arg(daemon(name))
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(&self.rundir)
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.rundir.join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"))
+    }
+
+    fn lvsadm_list(&self) -> String {
+        let o = run(Command::new(LVSADM)
+            .arg("--rundir")
+            .arg(&self.rundir)
+            .args(["-L", "-n"]));
+        if o.status.success() {
+            text(&o.stdout)
+        } else {
+            String::new()
+        }
+    }
 }
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        if let Some(mut d) = self.director.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(i32::try_from(d.id()).unwrap_or(0)),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = wait_for("the director to stop", Duration::from_secs(10), || {
-                d.try_wait().ok().flatten()
-            });
-            let _ = d.kill();
-            let _ = d.wait();
+        if let Some(m) = self.monitord.take() {
+            stop(m);
+        }
+        if let Some(d) = self.director.take() {
+            stop(d);
         }
         let _ = run(Command::new(testbed()).args(["down", &self.prefix]));
         if std::thread::panicking() {
-            eprintln!(
-                "director log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
+            for name in ["lvs-director", "lvs-monitord"] {
+                eprintln!(
+                    "{name} log:\n{}",
+                    std::fs::read_to_string(self.rundir.join(format!("{name}.log")))
+                        .unwrap_or_default()
+                );
+            }
         }
     }
 }
@@ -381,8 +424,9 @@ fn two_keepalived_virtual_servers_run_on_the_demo_cluster() {
     std::fs::create_dir_all(&rundir).unwrap();
     let mut bed = Bed {
         prefix: prefix.clone(),
+        rundir: rundir.clone(),
+        monitord: None,
         director: None,
-        log: rundir.join("director.log"),
     };
     let up = run(Command::new(testbed()).args(["up", &prefix, "nat"]));
     assert!(up.status.success(), "testbed up: {}", text(&up.stderr));
@@ -396,27 +440,10 @@ fn two_keepalived_virtual_servers_run_on_the_demo_cluster() {
     let config = rundir.join("director.toml");
     let imported = std::fs::read_to_string(out.join("director.toml")).unwrap();
     std::fs::write(&config, format!("workers = 2\n{imported}")).unwrap();
-    bed.director = Some(
-        Command::new("ip")
-            .args(["netns", "exec", &format!("{prefix}-d")])
-            .arg(daemon("lvs-director"))
-            .args(["-f", "--no-syslog", "--rundir"])
-            .arg(&rundir)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&bed.log).unwrap())
-            .spawn()
-            .expect("start lvs-director"),
-    );
+    bed.director = Some(bed.spawn("lvs-director", &config));
     let listing = wait_for("the imported services", Duration::from_secs(15), || {
-        let o = run(Command::new(LVSADM)
-            .arg("--rundir")
-            .arg(&rundir)
-            .args(["-L", "-n"]));
-        let l = text(&o.stdout);
-        (o.status.success() && l.contains("203.0.113.100:8080")).then_some(l)
+        let l = bed.lvsadm_list();
+        l.contains("203.0.113.100:8080").then_some(l)
     });
     assert!(listing.contains("TCP  203.0.113.100:80 rr"), "{listing}");
     assert!(listing.contains("TCP  203.0.113.100:8080 wrr"), "{listing}");
@@ -443,4 +470,45 @@ fn two_keepalived_virtual_servers_run_on_the_demo_cluster() {
     let names: Vec<String> = (0..6).map(|_| curl(8080)).collect();
     assert_eq!(names.iter().filter(|n| *n == "r1").count(), 4, "{names:?}");
     assert_eq!(names.iter().filter(|n| *n == "r2").count(), 2, "{names:?}");
+
+    // The imported checks, run by monitord: r3's web server dies, its HTTP check fails, and
+    // it leaves the service (keepalived removes a failed server unless inhibit_on_failure).
+    bed.monitord = Some(bed.spawn("lvs-monitord", &out.join("monitord.toml")));
+    wait_for(
+        "lvs-monitord's control socket",
+        Duration::from_secs(15),
+        || {
+            let o = run(Command::new(daemon("lvs-monitord"))
+                .args(["ctl", "--rundir"])
+                .arg(&rundir)
+                .arg("list"));
+            o.status.success().then_some(())
+        },
+    );
+    let pids = run(Command::new("ip").args(["netns", "pids", &format!("{prefix}-r3")]));
+    for p in text(&pids.stdout).split_whitespace() {
+        if let Ok(p) = p.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    wait_for(
+        "r3 to leave 203.0.113.100:80",
+        Duration::from_secs(20),
+        || {
+            let l = bed.lvsadm_list();
+            let port80 = l
+                .split("203.0.113.100:8080")
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            (l.contains("203.0.113.100:80 ") && !port80.contains("203.0.113.13:80")).then_some(())
+        },
+    );
+    let mut names: Vec<String> = (0..4).map(|_| curl(80)).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names, ["r1", "r2"]);
 }
