@@ -120,6 +120,19 @@ fn fwd(n: &Node) -> Result<Fwd, ImportError> {
     }
 }
 
+/// `lvs_method TUN type gue port 6080 ...`: the words after the method.
+fn tunnel_options(n: &Node) -> Option<Note> {
+    (n.args().len() > 1).then(|| {
+        note(
+            n,
+            format!(
+                "`{}` is not imported: the director's tunnels are IP-in-IP",
+                n.args()[1..].join(" ")
+            ),
+        )
+    })
+}
+
 /// A script given as one string (`"/path/script arg"`) or as words: its argv, if the
 /// program is an absolute path (monitord and heartbeatd run no shell).
 fn argv(n: &Node) -> Option<Vec<String>> {
@@ -447,7 +460,12 @@ impl Mapper {
                         ));
                     }
                 }
-                "lb_kind" | "lvs_method" => s.fwd = Some(Set::new(fwd(c)?, at)),
+                "lb_kind" | "lvs_method" => {
+                    s.fwd = Some(Set::new(fwd(c)?, at));
+                    if let Some(n) = tunnel_options(c) {
+                        s.notes.push(n);
+                    }
+                }
                 "persistence_timeout" => s.persistence = Some(Set::new(num(c, 0)?, at)),
                 "persistence_granularity" => {
                     s.netmask = Some(Set::new(arg(c, 0)?.to_owned(), at));
@@ -527,6 +545,10 @@ impl Mapper {
             let v = n.children.iter().find(|c| c.keyword() == "virtualhost");
             s.notes.extend(v.map(|v| note(v, "no HTTP check uses it")));
         }
+        // keepalived's default forwarding method is NAT (ipvsadm's is DR).
+        if s.fwd.is_none() {
+            s.fwd = Some(Set::new(Fwd::Nat, &n.at));
+        }
         if let (Some(q), Some(h)) = (&s.quorum, &mut s.hysteresis)
             && h.v >= q.v
         {
@@ -585,7 +607,12 @@ impl Mapper {
                 }),
                 "uthreshold" => r.uthreshold = Some(Set::new(num(c, 0)?, at)),
                 "lthreshold" => r.lthreshold = Some(Set::new(num(c, 0)?, at)),
-                "lvs_method" | "lb_kind" => r.fwd = Some(Set::new(fwd(c)?, at)),
+                "lvs_method" | "lb_kind" => {
+                    r.fwd = Some(Set::new(fwd(c)?, at));
+                    if let Some(n) = tunnel_options(c) {
+                        r.notes.push(n);
+                    }
+                }
                 "delay_loop" => {
                     timing.interval = Some(Set::new(secs(c)?, at));
                     timing_nodes.push(c);
