@@ -116,6 +116,11 @@ fn rules(site: &Site) -> Result<String, ImportError> {
     );
     // Which source line each rules line came from, to name it if the director refuses one.
     let mut lines: Vec<Origin> = vec![Origin::new(&site.source, 0)];
+    // Notes are comment lines: they take a place in `lines` too.
+    let comment = |out: &mut String, lines: &mut Vec<Origin>, n: &Note| {
+        note(out, "", n);
+        lines.extend([n.at.clone(), n.at.clone()]);
+    };
     for s in &site.services {
         let proto = if s.udp { "-u" } else { "-t" };
         let vs = hostport(s.vip, s.port);
@@ -141,6 +146,9 @@ fn rules(site: &Site) -> Result<String, ImportError> {
         }
         let _ = writeln!(out, "{line}{}", src(at));
         lines.push(s.at.clone());
+        for n in &s.rules_notes {
+            comment(&mut out, &mut lines, n);
+        }
         for r in &s.servers {
             let mut line = format!("-a {proto} {vs} -r {}", hostport(r.addr, r.port));
             let mut at = vec![&r.at];
@@ -627,6 +635,19 @@ fn heartbeatd(site: &Site, ha: &Ha, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the director would refuse is refused at import, naming the source line, also
+    /// after comment lines in the rules.
+    #[test]
+    fn a_service_the_director_refuses_names_its_line() {
+        let text = "virtual_server 192.0.2.1 80 {\n  ops\n  lb_algo lblc\n}\n\
+                    virtual_server 192.0.2.2 0 {\n  lb_algo rr\n}\n";
+        let nodes = super::super::tokens::parse(text, "k.conf", None, 0).unwrap();
+        let site = super::super::keepalived::map(&nodes, "k.conf").unwrap();
+        let e = render(&site, Path::new("/x")).unwrap_err().to_string();
+        assert!(e.starts_with("k.conf:5:"), "{e}");
+        assert!(e.contains("the director refuses"), "{e}");
+    }
 
     #[test]
     fn strings_and_durations() {

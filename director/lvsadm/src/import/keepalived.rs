@@ -435,6 +435,7 @@ impl Mapper {
             timing: Timing::default(),
             servers: Vec::new(),
             notes: Vec::new(),
+            rules_notes: Vec::new(),
         };
         let mut host: Option<Set<String>> = None;
         if let Some(v) = n.children.iter().find(|c| c.keyword() == "virtualhost") {
@@ -451,7 +452,7 @@ impl Mapper {
                     if SCHEDULERS.contains(&name) {
                         s.scheduler = Some(Set::new(name.to_owned(), at));
                     } else {
-                        s.notes.push(note(
+                        s.rules_notes.push(note(
                             c,
                             format!(
                                 "the director has no `{name}` scheduler plugin ({}): the service uses wlc, the default",
@@ -463,7 +464,7 @@ impl Mapper {
                 "lb_kind" | "lvs_method" => {
                     s.fwd = Some(Set::new(fwd(c)?, at));
                     if let Some(n) = tunnel_options(c) {
-                        s.notes.push(n);
+                        s.rules_notes.push(n);
                     }
                 }
                 "persistence_timeout" => s.persistence = Some(Set::new(num(c, 0)?, at)),
@@ -502,7 +503,7 @@ impl Mapper {
                 "virtualhost" => {}
                 "smtp_alert" => self.g.smtp_alerts.push(c.clone()),
                 "real_server" => {}
-                "persistence_engine" => s.notes.push(note(
+                "persistence_engine" => s.rules_notes.push(note(
                     c,
                     "no persistence engines: persistence is by client address (and netmask)",
                 )),
@@ -524,7 +525,7 @@ impl Mapper {
                     c,
                     "checks run on both directors; the standby's director does not forward",
                 )),
-                "ops" | "one_packet_scheduling" => s.notes.push(note(
+                "ops" | "one_packet_scheduling" => s.rules_notes.push(note(
                     c,
                     "no one-packet scheduling: every UDP flow has a connection entry",
                 )),
@@ -532,7 +533,9 @@ impl Mapper {
                     c,
                     "monitord adds the sorry server with weight 1 while every server is down",
                 )),
-                "ip_family" => s.notes.push(note(c, "the addresses say their family")),
+                "ip_family" => s
+                    .rules_notes
+                    .push(note(c, "the addresses say their family")),
                 _ => s.notes.push(note(c, "no equivalent in lvs-rs")),
             }
         }
@@ -610,7 +613,7 @@ impl Mapper {
                 "lvs_method" | "lb_kind" => {
                     r.fwd = Some(Set::new(fwd(c)?, at));
                     if let Some(n) = tunnel_options(c) {
-                        r.notes.push(n);
+                        s.rules_notes.push(n);
                     }
                 }
                 "delay_loop" => {

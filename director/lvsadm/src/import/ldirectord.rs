@@ -350,6 +350,7 @@ impl Mapper {
             timing: Timing::default(),
             servers: Vec::new(),
             notes: Vec::new(),
+            rules_notes: Vec::new(),
         };
         let used = &mut self.used;
         if let Some(p) = scope.get("protocol", used) {
@@ -372,7 +373,7 @@ impl Mapper {
             if SCHEDULERS.contains(&l.value.as_str()) {
                 s.scheduler = Some(Set::new(l.value.clone(), &l.at));
             } else {
-                s.notes.push(note(
+                s.rules_notes.push(note(
                     l,
                     format!(
                         "the director has no `{}` scheduler plugin ({}): the service uses wlc",
@@ -871,6 +872,7 @@ fn origins(s: &Service) -> HashSet<Origin> {
     o.extend(s.also.iter().cloned());
     o.extend(s.on_failure_at.iter().cloned());
     o.extend(s.notes.iter().map(|n| n.at.clone()));
+    o.extend(s.rules_notes.iter().map(|n| n.at.clone()));
     let sets = [
         s.scheduler.as_ref().map(|x| &x.at),
         s.persistence.as_ref().map(|x| &x.at),

@@ -162,7 +162,10 @@ pub struct Service {
     /// The service's own timing (its servers' default check uses it).
     pub timing: Timing,
     pub servers: Vec<Server>,
+    /// Lines about monitoring that became nothing (written in monitord.toml) ...
     pub notes: Vec<Note>,
+    /// ... and about forwarding (written beside the service in the rules file).
+    pub rules_notes: Vec<Note>,
 }
 
 /// `[alert.mail]`.
@@ -253,7 +256,7 @@ impl Site {
     pub fn note_count(&self) -> usize {
         let mut n = self.notes.len();
         for s in &self.services {
-            n += s.notes.len();
+            n += s.notes.len() + s.rules_notes.len();
             for r in &s.servers {
                 n += r.notes.len();
                 n += r.checks.iter().map(|c| c.notes.len()).sum::<usize>();
