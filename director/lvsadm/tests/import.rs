@@ -1,8 +1,9 @@
 //! `lvsadm --import`: realistic keepalived.conf and ldirectord.cf files (tests/testdata,
 //! written from keepalived.conf(5) and ldirectord(8)) imported, every line of them found again
 //! in what was written (mapped, or a comment with why), and each written file accepted by its
-//! daemon's `--check-config`; a keepalived.conf with two virtual services imported and run:
-//! the real lvs-director in the namespace testbed (scripts/testbed.sh) serving curl.
+//! daemon's `--check-config`; a keepalived.conf with two virtual services and a VRRP instance
+//! imported and run in the namespace testbed (scripts/testbed.sh): the real lvs-director
+//! serving curl, lvs-heartbeatd taking the VIP, lvs-monitord taking a dead server out.
 //!
 //! The daemons come from the target directory: `cargo build --workspace` first
 //! (scripts/test.sh does).
@@ -328,6 +329,7 @@ fn syntax_errors_name_file_and_line_and_write_nothing() {
 struct Bed {
     prefix: String,
     rundir: PathBuf,
+    heartbeatd: Option<Child>,
     monitord: Option<Child>,
     director: Option<Child>,
 }
@@ -378,6 +380,9 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        if let Some(h) = self.heartbeatd.take() {
+            stop(h);
+        }
         if let Some(m) = self.monitord.take() {
             stop(m);
         }
@@ -386,7 +391,7 @@ impl Drop for Bed {
         }
         let _ = run(Command::new(testbed()).args(["down", &self.prefix]));
         if std::thread::panicking() {
-            for name in ["lvs-director", "lvs-monitord"] {
+            for name in ["lvs-director", "lvs-monitord", "lvs-heartbeatd"] {
                 eprintln!(
                     "{name} log:\n{}",
                     std::fs::read_to_string(self.rundir.join(format!("{name}.log")))
@@ -425,6 +430,7 @@ fn two_keepalived_virtual_servers_run_on_the_demo_cluster() {
     let mut bed = Bed {
         prefix: prefix.clone(),
         rundir: rundir.clone(),
+        heartbeatd: None,
         monitord: None,
         director: None,
     };
@@ -444,6 +450,42 @@ fn two_keepalived_virtual_servers_run_on_the_demo_cluster() {
     let listing = wait_for("the imported services", Duration::from_secs(15), || {
         let l = bed.lvsadm_list();
         l.contains("203.0.113.100:8080").then_some(l)
+    });
+    // The imported heartbeatd owns the VIP from now on (as in the demo's failover act): it
+    // leaves the director's eth0, and the primary, alone, takes it after initdead. Its state
+    // stays in the test's directory.
+    let del = run(Command::new("ip").args([
+        "-n",
+        &format!("{prefix}-d"),
+        "addr",
+        "del",
+        "203.0.113.100/32",
+        "dev",
+        "eth0",
+    ]));
+    assert!(del.status.success(), "{}", text(&del.stderr));
+    let hb = rundir.join("heartbeatd.toml");
+    let imported = std::fs::read_to_string(out.join("heartbeatd.toml")).unwrap();
+    let epoch = rundir.join("heartbeatd.epoch");
+    std::fs::write(
+        &hb,
+        format!("epoch_file = \"{}\"\n{imported}", epoch.display()),
+    )
+    .unwrap();
+    bed.heartbeatd = Some(bed.spawn("lvs-heartbeatd", &hb));
+    wait_for("the VIP on lvs-vip0", Duration::from_secs(20), || {
+        let o = run(Command::new("ip").args([
+            "-n",
+            &format!("{prefix}-d"),
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "lvs-vip0",
+        ]));
+        text(&o.stdout)
+            .contains("inet 203.0.113.100/")
+            .then_some(())
     });
     assert!(listing.contains("TCP  203.0.113.100:80 rr"), "{listing}");
     assert!(listing.contains("TCP  203.0.113.100:8080 wrr"), "{listing}");

@@ -1401,6 +1401,88 @@ mod tests {
         assert_eq!(c.timing.timeout.as_ref().unwrap().v, 3.0);
     }
 
+    /// Statements made of keepalived's own words, in any order and nesting: the mapper and
+    /// the writer refuse or map them, and never panic.
+    fn soup() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let words = prop::sample::select(vec![
+            "virtual_server",
+            "real_server",
+            "HTTP_GET",
+            "SSL_GET",
+            "TCP_CHECK",
+            "MISC_CHECK",
+            "DNS_CHECK",
+            "PING_CHECK",
+            "url",
+            "path",
+            "status_code",
+            "digest",
+            "regex",
+            "vrrp_instance",
+            "virtual_ipaddress",
+            "unicast_peer",
+            "state",
+            "MASTER",
+            "priority",
+            "advert_int",
+            "global_defs",
+            "notification_email",
+            "smtp_server",
+            "quorum",
+            "hysteresis",
+            "sorry_server",
+            "lb_kind",
+            "NAT",
+            "TUN",
+            "lb_algo",
+            "rr",
+            "weight",
+            "delay_loop",
+            "connect_timeout",
+            "retry",
+            "misc_path",
+            "type",
+            "A",
+            "name",
+            "192.0.2.1",
+            "10.0.0.1",
+            "2001:db8::1",
+            "80",
+            "0",
+            "1",
+            "65536",
+            "200-299",
+            "/x",
+            "\"/bin/x a\"",
+            "{",
+            "}",
+            "\n",
+            "\n",
+            "inhibit_on_failure",
+            "lvs_timeouts",
+            "tcp",
+            "persistence_timeout",
+            "protocol",
+            "UDP",
+            "fwmark",
+            "notify_up",
+            "authentication",
+        ]);
+        prop::collection::vec(words, 0..80).prop_map(|w| w.join(" "))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keepalived_words_in_any_order_never_panic(text in soup()) {
+            if let Ok(nodes) = tokens::parse(&text, "k.conf", None, 0)
+                && let Ok(site) = map(&nodes, "k.conf")
+            {
+                let _ = super::super::emit::render(&site, Path::new("/x"));
+            }
+        }
+    }
+
     #[test]
     fn bad_values_name_their_line() {
         for (text, line) in [
