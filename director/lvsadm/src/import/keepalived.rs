@@ -848,6 +848,10 @@ impl Mapper {
                 codes.sort_unstable();
                 codes.dedup();
                 h.status = Some(Set::new(codes, &at));
+            } else {
+                // Without status_code keepalived passes any 2xx: these are the ones HTTP
+                // defines.
+                h.status = Some(Set::new((200..=206).collect(), &u.at));
             }
             if let Some(hs) = &h.host
                 && !valid_host(&hs.v)

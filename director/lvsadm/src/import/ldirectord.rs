@@ -1007,10 +1007,76 @@ mod tests {
         }
     }
 
+    /// Lines made of ldirectord's own keys and values, in any order.
+    fn soup() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec![
+            "virtual",
+            "\treal",
+            "\tservice",
+            "\tchecktype",
+            "\trequest",
+            "\treceive",
+            "\tscheduler",
+            "\tprotocol",
+            "\tfallback",
+            "\tquiescent",
+            "checktimeout",
+            "\tcheckport",
+            "\tcheckcommand",
+            "emailalert",
+            "smtp",
+            "\tvirtualhost",
+            "\tpersistent",
+            "\tnetmask",
+            "failurecount",
+            "\tlogin",
+        ]);
+        let value = prop::sample::select(vec![
+            "192.0.2.1:80",
+            "10.0.0.1->10.0.0.3:80 masq 2",
+            "[2001:db8::1]:80",
+            "1",
+            "http",
+            "https",
+            "dns",
+            "smtp",
+            "negotiate",
+            "connect",
+            "external",
+            "ping",
+            "off",
+            "2",
+            "\"/x\"",
+            "\"^a$\"",
+            "yes",
+            "no",
+            "udp",
+            "fwm",
+            "/bin/x",
+            "a@b",
+            "0",
+            "3600",
+            "10.0.0.9:8080 gate \"/x\", \"OK\"",
+        ]);
+        prop::collection::vec((key, value), 0..40).prop_map(|v| {
+            v.into_iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect::<String>()
+        })
+    }
+
     proptest::proptest! {
         #[test]
         fn the_line_parser_never_panics(text in "[ -~\t\n\"#=é]{0,300}") {
             let _ = site(&text);
+        }
+
+        #[test]
+        fn ldirectord_keys_in_any_order_never_panic(text in soup()) {
+            if let Ok(s) = site(&text) {
+                let _ = super::super::emit::render(&s, Path::new("/x"));
+            }
         }
     }
 }
