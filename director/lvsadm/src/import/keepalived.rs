@@ -877,7 +877,7 @@ impl Mapper {
             all_notes(n, "a MISC_CHECK without misc_path checks nothing", notes);
             return Ok(None);
         };
-        let line = arg(p, 0)?;
+        arg(p, 0)?;
         let words: Vec<String> = p
             .args()
             .iter()
@@ -894,7 +894,6 @@ impl Mapper {
                 vec!["-c".to_owned(), p.args().join(" ")],
             )
         };
-        let _ = line;
         for c in &n.children {
             match c.keyword() {
                 "misc_dynamic" => ch.notes.push(note(

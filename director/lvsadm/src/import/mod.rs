@@ -8,7 +8,8 @@
 //! - `DIR/monitord.toml`: the checks, sorry servers, quorum and alerts;
 //! - `DIR/heartbeatd.toml` and its key `DIR/heartbeat.key`, when the source has VRRP.
 //!
-//! A syntax error writes nothing.
+//! A syntax error writes nothing. Exit codes: 0 written, 1 the source is refused (file, line
+//! and reason on stderr) or a file could not be written, 2 a bad command line.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
