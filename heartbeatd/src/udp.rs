@@ -468,9 +468,9 @@ mod tests {
             for k in ["all", "default"] {
                 let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/accept_dad"), "0");
             }
-            for args in [&["link", "add", "va", "type", "veth", "peer", "name", "vb"][..]] {
-                let _ = std::process::Command::new("ip").args(args).status();
-            }
+            let _ = std::process::Command::new("ip")
+                .args(["link", "add", "va", "type", "veth", "peer", "name", "vb"])
+                .status();
             for dev in ["va", "vb"] {
                 let _ = std::process::Command::new("ip")
                     .args(["link", "set", dev, "up"])
