@@ -625,6 +625,18 @@ mod tests {
         assert!(matches!(c.udp, Some(UdpConfig::Multicast { .. })));
     }
 
+    #[test]
+    fn the_sample_file_is_valid() {
+        let d = dir("sample");
+        let _ = conf(&d, "", "");
+        let text = include_str!("../../etc/lvs-heartbeatd.toml")
+            .replace("/etc/lvs/heartbeat.key", d.join("key").to_str().unwrap());
+        let c = parse_str(&text, Path::new("etc/lvs-heartbeatd.toml"));
+        let _ = std::fs::remove_dir_all(&d);
+        let c = c.unwrap();
+        assert!(c.vips.iter().any(|v| v.addr.is_ipv6()));
+    }
+
     /// Each mistake is refused with the file, the line of the value and a reason.
     #[test]
     fn mistakes_name_file_line_and_reason() {

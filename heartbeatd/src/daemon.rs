@@ -701,12 +701,14 @@ impl Daemon {
     /// device, and the kernel still answers ARP for it on the physical interface (neighbour
     /// solicitations are answered by [`crate::ndp`]).
     ///
-    /// An IPv6 address goes on with `nodad` (IFA_F_NODAD): otherwise it would stay
-    /// `tentative` for the duplicate-address detection (about a second by the kernel's
-    /// defaults), during which the kernel refuses it as a source address and for binding,
-    /// so the director's answers and every listener on the VIP would wait for it. The probe
-    /// would learn nothing anyway: the other holder of the address is the peer we are taking
-    /// it from, dead or giving it up.
+    /// An IPv6 address goes on with `nodad` (IFA_F_NODAD). Without it the kernel marks a new
+    /// address `tentative` until duplicate-address detection has run: on the TUN device
+    /// (NOARP) it skips the probe, but only later, from its address-configuration work
+    /// queue; on a device that probes, about a second. A tentative address is neither used
+    /// as a source nor accepted in a bind, so the director's answers and every listener on
+    /// the VIP would wait. With `nodad` the address is usable as soon as the kernel has
+    /// acknowledged it. A probe would learn nothing anyway: the other holder of the address
+    /// is the peer we take it from, dead or giving it up.
     fn add_vip(&mut self, vip: &Vip) -> Result<(), String> {
         let ifindex = self.vipdev.ifindex();
         let nl = self.netlink()?;
@@ -794,11 +796,8 @@ impl Daemon {
 
     /// Neighbour solicitations for the IPv6 addresses answered (held) or not (released).
     fn hold_ndp(&mut self, held: bool) {
-        if !self.config.vips.iter().any(|v| v.addr.is_ipv6()) && !held {
-            // Nothing was ever answered: no socket to quiet.
-            if self.ndp.stats() == lvs_netinfo::NdpStats::default() {
-                return;
-            }
+        if self.ndp.is_empty() && !self.config.vips.iter().any(|v| v.addr.is_ipv6()) {
+            return;
         }
         let failed = match self.netlink() {
             Ok(_) => match self.netlink.as_mut() {

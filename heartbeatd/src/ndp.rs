@@ -39,6 +39,11 @@ fn targets(vips: &[Vip], interface: &str) -> Vec<Ipv6Addr> {
 }
 
 impl Responders {
+    /// No socket open (none was ever needed).
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
+    }
+
     /// None yet: sockets open as the addresses need them; tokens from `base` on.
     pub fn new(base: usize) -> Responders {
         Responders {
