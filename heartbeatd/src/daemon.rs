@@ -212,13 +212,14 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     // The socket is edge-triggered: set by its readable event, cleared only once a read
     // found it empty.
     let mut udp_pending = false;
+    let mut ndp_pending = false;
     loop {
         let now = d.now();
         let mut deadline = d.fsm.next_deadline();
         if let Some(g) = d.garp {
             deadline = deadline.min(g.due_ms);
         }
-        let timeout = if udp_pending {
+        let timeout = if udp_pending || ndp_pending {
             Duration::ZERO
         } else {
             Duration::from_millis(deadline.saturating_sub(now))
@@ -276,12 +277,18 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                     }
                 }
                 t if d.ndp.owns(t) => {
-                    if let Err(e) = d.ndp.readable(t) {
-                        event!(Level::Warn, "ndp_failed", error = e);
-                    }
+                    d.ndp.readable(t);
+                    ndp_pending = true;
                 }
                 t if server.owns(t) => server.ready(ev, &mut Ctl(&d)),
                 _ => {}
+            }
+        }
+        if ndp_pending {
+            let (more, errors) = d.ndp.serve();
+            ndp_pending = more;
+            for e in errors {
+                event!(Level::Warn, "ndp_failed", error = e);
             }
         }
         if udp_pending {

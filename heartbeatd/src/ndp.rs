@@ -20,11 +20,15 @@ use mio::{Interest, Registry, Token};
 
 use crate::config::Vip;
 
-/// The sockets, each with the interface it is bound to; socket `i` polls as `base + i`.
+/// Solicitations read per socket per turn of the loop (see [`NdpSocket::serve`]).
+pub const NDP_BURST: usize = 64;
+
+/// The sockets, each with the interface it is bound to and whether solicitations may be
+/// waiting on it; socket `i` polls as `base + i`.
 #[derive(Debug)]
 pub struct Responders {
     base: usize,
-    sockets: Vec<(String, NdpSocket)>,
+    sockets: Vec<(String, NdpSocket, bool)>,
 }
 
 /// The IPv6 virtual addresses of `vips` served on `interface`.
@@ -64,7 +68,7 @@ impl Responders {
         registry: &Registry,
         interface: &str,
     ) -> Result<&mut NdpSocket, String> {
-        let i = match self.sockets.iter().position(|(n, _)| n == interface) {
+        let i = match self.sockets.iter().position(|(n, _, _)| n == interface) {
             Some(i) => i,
             None => {
                 let link = nl.link_by_name(interface).map_err(|e| e.to_string())?;
@@ -76,7 +80,7 @@ impl Responders {
                 registry
                     .register(&mut SourceFd(&s.raw_fd()), token, Interest::READABLE)
                     .map_err(|e| format!("register the neighbour discovery socket: {e}"))?;
-                self.sockets.push((interface.to_owned(), s));
+                self.sockets.push((interface.to_owned(), s, false));
                 self.sockets.len() - 1
             }
         };
@@ -112,7 +116,7 @@ impl Responders {
             }
         }
         // Interfaces no longer (or not now) served answer nothing.
-        for (name, s) in &mut self.sockets {
+        for (name, s, _) in &mut self.sockets {
             if (!held
                 || !vips
                     .iter()
@@ -138,18 +142,40 @@ impl Responders {
             .map_err(|e| e.to_string())
     }
 
-    /// `token` is readable: answers what waits. Errors name the interface.
-    pub fn readable(&mut self, token: Token) -> Result<usize, String> {
-        let Some((name, s)) = self.sockets.get_mut(token.0 - self.base) else {
-            return Ok(0);
-        };
-        s.serve().map_err(|e| format!("{name}: {e}"))
+    /// `token` is readable (edge-triggered): solicitations wait on it until
+    /// [`Responders::serve`] finds it empty.
+    pub fn readable(&mut self, token: Token) {
+        if let Some((_, _, pending)) = self.sockets.get_mut(token.0 - self.base) {
+            *pending = true;
+        }
+    }
+
+    /// Answers at most [`NDP_BURST`] solicitations on each socket where some wait; true
+    /// when some may still wait (the loop comes back without sleeping). Errors name the
+    /// interface.
+    pub fn serve(&mut self) -> (bool, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut more = false;
+        for (name, s, pending) in &mut self.sockets {
+            if !*pending {
+                continue;
+            }
+            *pending = match s.serve(NDP_BURST) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(format!("{name}: {e}"));
+                    false
+                }
+            };
+            more |= *pending;
+        }
+        (more, errors)
     }
 
     /// The counters of every socket, added up.
     pub fn stats(&self) -> NdpStats {
         let mut t = NdpStats::default();
-        for (_, s) in &self.sockets {
+        for (_, s, _) in &self.sockets {
             let x = s.stats();
             t.answered += x.answered;
             t.not_ours += x.not_ours;

@@ -94,6 +94,17 @@ impl Bed {
             ]);
             sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            // The client probes a STALE entry it uses after 1 s instead of 5 (unicast
+            // solicitations, which the VIP's holder must answer too).
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.neigh.eth0.delay_first_probe_time=1",
+            ]);
             let host = if *n == "c" { 9 } else { i + 1 };
             sh(&[
                 "ip",
@@ -525,15 +536,24 @@ fn ipv6_vip_fails_over_and_the_unsolicited_na_moves_the_clients_cache() {
         .collect();
     assert!(asked.is_empty(), "the client had to ask: {asked:?}");
 
-    // Node 1 answers the client's solicitations from now on.
+    // Node 1 answers the client's solicitations from now on: the unicast probe of the
+    // STALE entry once the client uses it (REACHABLE only by an answer: an echo reply does
+    // not confirm reachability) ...
     let reached = wait_until(Duration::from_secs(10), || bed.ping(VIP6));
     assert!(
         reached.is_some(),
         "the client cannot reach {VIP6} on node 1\n{}",
         bed.logs()
     );
-    assert_eq!(bed.client_neigh(VIP6).map(|(m, _)| m), Some(mac1.clone()));
-    // After the probe of a STALE entry, and from a fresh cache.
+    let confirmed = wait_until(Duration::from_secs(5), || {
+        bed.client_neigh(VIP6) == Some((mac1.clone(), "REACHABLE".to_owned()))
+    });
+    assert!(
+        confirmed.is_some(),
+        "the probe went unanswered: {:?}",
+        bed.client_neigh(VIP6)
+    );
+    // ... and the multicast solicitation of a fresh resolution.
     sh(&[
         "ip",
         "-n",

@@ -468,19 +468,20 @@ impl NdpSocket {
         Ok(())
     }
 
-    /// Reads every waiting solicitation; answers the valid ones for our targets (RFC 4861
-    /// §7.2.4: to the asker with Solicited set, or to all nodes for duplicate-address
-    /// detection), counts and drops the rest. Returns how many were answered.
+    /// Reads at most `max` waiting solicitations; answers the valid ones for our targets
+    /// (RFC 4861 §7.2.4: to the asker with Solicited set, or to all nodes for
+    /// duplicate-address detection), counts and drops the rest. True when `max` were read and
+    /// more may wait: a flood costs the caller's loop one burst per turn, never its timers
+    /// (for an edge-triggered poll, call again without waiting for readiness).
     ///
     /// # Errors
     /// Reading failed other than with "nothing more to read".
-    pub fn serve(&mut self) -> Result<usize> {
+    pub fn serve(&mut self, max: usize) -> Result<bool> {
         let mut buf = [0u8; 1280];
-        let mut answered = 0;
-        loop {
+        for _ in 0..max {
             let got = match sys::recv_icmp6(self.fd.as_fd(), &mut buf) {
                 Ok(g) => g,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(answered),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => {
                     return Err(NetinfoError::Send {
@@ -529,13 +530,11 @@ impl NdpSocket {
                 0
             };
             match sys::send_icmp6(self.fd.as_fd(), &na, to, scope, sol.target, self.ifindex) {
-                Ok(()) => {
-                    self.stats.answered += 1;
-                    answered += 1;
-                }
+                Ok(()) => self.stats.answered += 1,
                 Err(_) => self.stats.send_errors += 1,
             }
         }
+        Ok(true)
     }
 }
 
