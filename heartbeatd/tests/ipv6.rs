@@ -72,15 +72,7 @@ impl Bed {
             // link-local addresses are usable (as NDP sources) at once. The VIP itself is
             // added with nodad by lvs-heartbeatd, whatever these say.
             for k in ["all", "default"] {
-                sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &ns,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{k}.accept_dad=0"),
-                ]);
+                sysctl(&ns, &format!("net.ipv6.conf.{k}.accept_dad=0"));
             }
         }
         sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
@@ -96,15 +88,7 @@ impl Bed {
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             // The client probes a STALE entry it uses after 1 s instead of 5 (unicast
             // solicitations, which the VIP's holder must answer too).
-            sh(&[
-                "ip",
-                "netns",
-                "exec",
-                &ns,
-                "sysctl",
-                "-qw",
-                "net.ipv6.neigh.eth0.delay_first_probe_time=1",
-            ]);
+            sysctl(&ns, "net.ipv6.neigh.eth0.delay_first_probe_time=1");
             let host = if *n == "c" { 9 } else { i + 1 };
             sh(&[
                 "ip",
@@ -352,6 +336,11 @@ impl Drop for Bed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// `sysctl -w key=value` in namespace `ns`.
+fn sysctl(ns: &str, setting: &str) {
+    sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", setting]);
 }
 
 /// The capture as tcpdump prints it verbosely, one packet per line.
