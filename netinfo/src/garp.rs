@@ -414,7 +414,7 @@ impl NdpSocket {
         }
         for g in &want {
             if let Err(e) = self.membership(libc::IPV6_ADD_MEMBERSHIP, *g) {
-                // Already a member (a group several targets share) is no error.
+                // Still a member from the previous targets: no error.
                 if e.errno() != Some(libc::EADDRINUSE) {
                     first_error.get_or_insert(e);
                     continue;
