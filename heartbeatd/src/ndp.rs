@@ -31,6 +31,14 @@ pub struct Responders {
     sockets: Vec<(String, NdpSocket, bool)>,
 }
 
+/// Whether IPv6 forwarding is on on `interface`: our advertisements then carry the Router
+/// flag, as the kernel's own would. Read at each takeover (it is a sysctl; unreadable: off).
+fn forwarding(interface: &str) -> bool {
+    crate::vipdev::valid_name(interface)
+        && std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{interface}/forwarding"))
+            .is_ok_and(|v| v.trim() == "1")
+}
+
 /// The IPv6 virtual addresses of `vips` served on `interface`.
 fn targets(vips: &[Vip], interface: &str) -> Vec<Ipv6Addr> {
     vips.iter()
@@ -107,9 +115,10 @@ impl Responders {
         if held {
             for interface in interfaces {
                 let t = targets(vips, interface);
-                let r = self
-                    .socket(nl, registry, interface)
-                    .and_then(|s| s.set_targets(&t).map_err(|e| e.to_string()));
+                let r = self.socket(nl, registry, interface).and_then(|s| {
+                    s.set_router(forwarding(interface));
+                    s.set_targets(&t).map_err(|e| e.to_string())
+                });
                 if let Err(e) = r {
                     failed.push((interface.to_owned(), e));
                 }

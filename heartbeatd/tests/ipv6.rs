@@ -570,6 +570,9 @@ fn ipv6_multicast_heartbeats_and_sigterm_release() {
         return;
     }
     let mut bed = Bed::new("m", Heartbeats::Multicast);
+    // Node 0 forwards IPv6 on eth0 (as a VS/NAT gateway would): its advertisements say
+    // Router, as the kernel's own would.
+    sysctl(&bed.ns("n0"), "net.ipv6.conf.eth0.forwarding=1");
     bed.start_pair();
     let heard = wait_until(Duration::from_secs(5), || {
         bed.status(1).is_some_and(|s| {
@@ -608,6 +611,15 @@ fn ipv6_multicast_heartbeats_and_sigterm_release() {
         decoded(&capture).join("\n")
     );
     bed.stop_capture();
+    for na in decoded(&capture)
+        .iter()
+        .filter(|p| p.contains("neighbor advertisement"))
+    {
+        assert!(
+            na.contains("hlim 255") && na.contains("Flags [router, override]"),
+            "{na}"
+        );
+    }
     let stopped = Instant::now();
     bed.terminate(0);
     let log = bed.log(0);

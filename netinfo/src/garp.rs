@@ -108,6 +108,7 @@ pub const NA_LEN: usize = 32;
 /// ff02::1, every node of the link: where unsolicited advertisements go.
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
+const NA_FLAG_ROUTER: u8 = 0x80;
 const NA_FLAG_SOLICITED: u8 = 0x40;
 const NA_FLAG_OVERRIDE: u8 = 0x20;
 const OPT_SOURCE_LLADDR: u8 = 1;
@@ -117,15 +118,32 @@ const ICMP6_FILTER: libc::c_int = 1;
 /// `SO_BINDTOIFINDEX` (asm-generic/socket.h, Linux 5.0): bind to an interface by index.
 const SO_BINDTOIFINDEX: libc::c_int = 62;
 
+/// The flags of a neighbour advertisement besides Override, which is always set here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NaFlags {
+    /// Router (RFC 4861 §4.4): the sender forwards packets. Set, as Linux sets it, when
+    /// IPv6 forwarding is on on the interface (a VS/NAT director is its real servers'
+    /// gateway): a receiver that knew the address as a router's drops it from its default
+    /// routers on an advertisement without the flag.
+    pub router: bool,
+    /// Solicited: an answer to a solicitation.
+    pub solicited: bool,
+}
+
 /// Build a neighbour advertisement for `target` at `mac` (the ICMPv6 message; the kernel
 /// adds the IPv6 header and, on a raw ICMPv6 socket, the checksum, left 0 here). Override is
-/// always set (the address moved to us and must replace any cached MAC); Solicited only in
-/// an answer to a solicitation; Router never (a director does not route for its clients).
+/// always set: the address moved to us and must replace any cached MAC.
 #[must_use]
-pub fn neighbour_advertisement(mac: MacAddr, target: Ipv6Addr, solicited: bool) -> [u8; NA_LEN] {
+pub fn neighbour_advertisement(mac: MacAddr, target: Ipv6Addr, flags: NaFlags) -> [u8; NA_LEN] {
     let mut m = [0u8; NA_LEN];
     m[0] = ICMPV6_NEIGHBOUR_ADVERTISEMENT;
-    m[4] = NA_FLAG_OVERRIDE | if solicited { NA_FLAG_SOLICITED } else { 0 };
+    m[4] = NA_FLAG_OVERRIDE
+        | if flags.router { NA_FLAG_ROUTER } else { 0 }
+        | if flags.solicited {
+            NA_FLAG_SOLICITED
+        } else {
+            0
+        };
     m[8..24].copy_from_slice(&target.octets());
     m[24] = OPT_TARGET_LLADDR;
     m[25] = 1; // in units of 8 octets
@@ -313,6 +331,7 @@ pub struct NdpSocket {
     mac: MacAddr,
     targets: Vec<Ipv6Addr>,
     groups: Vec<Ipv6Addr>,
+    router: bool,
     stats: NdpStats,
 }
 
@@ -377,6 +396,7 @@ impl NdpSocket {
             mac,
             targets: Vec::new(),
             groups: Vec::new(),
+            router: false,
             stats: NdpStats::default(),
         })
     }
@@ -391,6 +411,11 @@ impl NdpSocket {
     #[must_use]
     pub fn stats(&self) -> NdpStats {
         self.stats
+    }
+
+    /// Whether our advertisements carry the Router flag (see [`NaFlags::router`]).
+    pub fn set_router(&mut self, router: bool) {
+        self.router = router;
     }
 
     /// The addresses answered for from now on (none: stop answering). Joins their
@@ -450,7 +475,11 @@ impl NdpSocket {
     /// # Errors
     /// The kernel refused it (the interface down, `target` not a local address ...).
     pub fn announce(&mut self, target: Ipv6Addr) -> Result<()> {
-        let na = neighbour_advertisement(self.mac, target, false);
+        let flags = NaFlags {
+            router: self.router,
+            solicited: false,
+        };
+        let na = neighbour_advertisement(self.mac, target, flags);
         sys::send_icmp6(
             self.fd.as_fd(),
             &na,
@@ -523,7 +552,11 @@ impl NdpSocket {
             } else {
                 (got.source, true)
             };
-            let na = neighbour_advertisement(self.mac, sol.target, solicited);
+            let flags = NaFlags {
+                router: self.router,
+                solicited,
+            };
+            let na = neighbour_advertisement(self.mac, sol.target, flags);
             let scope = if to.is_multicast() || to.is_unicast_link_local() {
                 self.ifindex
             } else {
@@ -582,13 +615,22 @@ mod tests {
 
     #[test]
     fn unsolicited_and_solicited_advertisements() {
-        let na = neighbour_advertisement(MAC, vip6(), false);
+        let na = neighbour_advertisement(MAC, vip6(), NaFlags::default());
         let mut expected = vec![136u8, 0, 0, 0, 0x20, 0, 0, 0]; // type, code, csum; O only
         expected.extend(vip6().octets());
         expected.extend([2, 1, 2, 0, 0, 0, 0, 0x42]); // target link-layer address option
         assert_eq!(na.to_vec(), expected);
-        let na = neighbour_advertisement(MAC, vip6(), true);
-        assert_eq!(na[4], 0x60, "Solicited and Override, never Router");
+        let solicited = NaFlags {
+            router: false,
+            solicited: true,
+        };
+        let na = neighbour_advertisement(MAC, vip6(), solicited);
+        assert_eq!(na[4], 0x60, "Solicited and Override");
+        let router = NaFlags {
+            router: true,
+            solicited: false,
+        };
+        assert_eq!(neighbour_advertisement(MAC, vip6(), router)[4], 0xa0);
     }
 
     #[test]

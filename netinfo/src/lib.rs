@@ -81,8 +81,8 @@ pub use addr::{AddressChange, Ipv4Address, Ipv6Address};
 pub use error::{NetinfoError, Result};
 pub use garp::{
     ALL_NODES, BadSolicitation, GARP_FRAME_LEN, GarpKind, ICMPV6_NEIGHBOUR_ADVERTISEMENT,
-    ICMPV6_NEIGHBOUR_SOLICITATION, NA_LEN, NDP_HOP_LIMIT, NdpSocket, NdpStats, Solicitation,
-    gratuitous_arp_frame, neighbour_advertisement, parse_neighbour_solicitation,
+    ICMPV6_NEIGHBOUR_SOLICITATION, NA_LEN, NDP_HOP_LIMIT, NaFlags, NdpSocket, NdpStats,
+    Solicitation, gratuitous_arp_frame, neighbour_advertisement, parse_neighbour_solicitation,
     send_gratuitous_arp, send_unsolicited_na, solicited_node,
 };
 pub use link::Link;
