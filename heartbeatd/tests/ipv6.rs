@@ -4,7 +4,8 @@
 //! client's neighbour cache moved to the backup's MAC by the unsolicited neighbour
 //! advertisement alone (captured: hop limit 255, Override set), without the client asking;
 //! the address usable at once (not `tentative`: added with `nodad`); the address removed on
-//! SIGTERM. Needs root: SKIPPED otherwise.
+//! SIGTERM and on stepping down to backup, and solicitations for it then left to the new
+//! master. Needs root: SKIPPED otherwise.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, sh, sh_out, wait_until};
+use common::{BIN, add_addr, bridge_port, new_bridge, new_netns, sh, sh_out, wait_until};
 use lvs_testsupport::root_or_skip;
 
 const VIP6: &str = "fd00:79::100";
@@ -65,9 +66,7 @@ impl Bed {
         let sw = bed.ns("sw");
         for n in ["sw"].iter().chain(NODES.iter()) {
             let ns = bed.ns(n);
-            let _ = sh_out(&["ip", "netns", "del", &ns]);
-            sh(&["ip", "netns", "add", &ns]);
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            new_netns(&ns);
             // Static test addresses need no duplicate-address detection: without it the
             // link-local addresses are usable (as NDP sources) at once. The VIP itself is
             // added with nodad by lvs-heartbeatd, whatever these say.
@@ -75,43 +74,17 @@ impl Bed {
                 sysctl(&ns, &format!("net.ipv6.conf.{k}.accept_dad=0"));
             }
         }
-        sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        sh(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        new_bridge(&sw);
         for (i, n) in NODES.iter().enumerate() {
             let ns = bed.ns(n);
-            let port = format!("{n}l");
-            sh(&[
-                "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &ns,
-            ]);
-            sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            bridge_port(&sw, &format!("{n}l"), &ns);
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             // The client probes a STALE entry it uses after 1 s instead of 5 (unicast
             // solicitations, which the VIP's holder must answer too).
             sysctl(&ns, "net.ipv6.neigh.eth0.delay_first_probe_time=1");
             let host = if *n == "c" { 9 } else { i + 1 };
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.79.0.{host}/24"),
-                "dev",
-                "eth0",
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "-6",
-                "addr",
-                "add",
-                &format!("fd00:79::{host}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
+            add_addr(&ns, &format!("10.79.0.{host}/24"), &[]);
+            add_addr(&ns, &format!("fd00:79::{host}/64"), &["nodad"]);
         }
         let key = common::write_key(&bed.dir);
         for i in 0..2 {
@@ -216,25 +189,12 @@ impl Bed {
     }
 
     fn mac(&self, node: &str) -> String {
-        let out = sh(&["ip", "-n", &self.ns(node), "-br", "link", "show", "eth0"]);
-        out.split_whitespace().nth(2).unwrap_or_default().to_owned()
+        common::mac(&self.ns(node))
     }
 
     /// The client's neighbour entry for `addr`: (MAC, state), if it has one with a MAC.
     fn client_neigh(&self, addr: &str) -> Option<(String, String)> {
-        let out = sh(&[
-            "ip",
-            "-n",
-            &self.ns("c"),
-            "neigh",
-            "show",
-            addr,
-            "dev",
-            "eth0",
-        ]);
-        let f: Vec<&str> = out.split_whitespace().collect();
-        let i = f.iter().position(|w| *w == "lladdr")?;
-        Some((f.get(i + 1)?.to_string(), f.last()?.to_string()))
+        common::neighbour(&self.ns("c"), addr)
     }
 
     /// One ping from the client to `addr`, answered.
@@ -329,13 +289,16 @@ impl Drop for Bed {
         for i in 0..2 {
             self.kill(i);
         }
-        for n in ["sw"].iter().chain(NODES.iter()) {
-            let _ = sh_out(&["ip", "netns", "del", &self.ns(n)]);
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        common::remove_bed(
+            ["sw"].iter().chain(NODES.iter()).map(|n| self.ns(n)),
+            &self.dir,
+        );
     }
+}
+
+/// The bed of a test (not started); `None` (after printing SKIPPED) when not root.
+fn bed(test: &str, tag: &str, hb: Heartbeats) -> Option<Bed> {
+    root_or_skip(test).then(|| Bed::new(tag, hb))
 }
 
 /// `sysctl -w key=value` in namespace `ns`.
@@ -374,11 +337,13 @@ fn decoded(file: &Path) -> Vec<String> {
 /// entry for it moves to the backup's MAC by the unsolicited NA alone.
 #[test]
 fn ipv6_vip_fails_over_and_the_unsolicited_na_moves_the_clients_cache() {
-    let test = "ipv6_vip_fails_over_and_the_unsolicited_na_moves_the_clients_cache";
-    if !root_or_skip(test) {
+    let Some(mut bed) = bed(
+        "ipv6_vip_fails_over_and_the_unsolicited_na_moves_the_clients_cache",
+        "u",
+        Heartbeats::Unicast,
+    ) else {
         return;
-    }
-    let mut bed = Bed::new("u", Heartbeats::Unicast);
+    };
     bed.start_pair();
     let (mac0, mac1) = (bed.mac("n0"), bed.mac("n1"));
 
@@ -565,11 +530,13 @@ fn ipv6_vip_fails_over_and_the_unsolicited_na_moves_the_clients_cache() {
 /// its IPv6 address (logged) and the backup takes over at once.
 #[test]
 fn ipv6_multicast_heartbeats_and_sigterm_release() {
-    let test = "ipv6_multicast_heartbeats_and_sigterm_release";
-    if !root_or_skip(test) {
+    let Some(mut bed) = bed(
+        "ipv6_multicast_heartbeats_and_sigterm_release",
+        "m",
+        Heartbeats::Multicast,
+    ) else {
         return;
-    }
-    let mut bed = Bed::new("m", Heartbeats::Multicast);
+    };
     // Node 0 forwards IPv6 on eth0 (as a VS/NAT gateway would): its advertisements say
     // Router, as the kernel's own would.
     sysctl(&bed.ns("n0"), "net.ipv6.conf.eth0.forwarding=1");
@@ -639,4 +606,77 @@ fn ipv6_multicast_heartbeats_and_sigterm_release() {
         t < Duration::from_millis(900),
         "the farewell over the group did not make the backup take over at once: {t:?}"
     );
+}
+
+/// Whether node `node`'s eth0 is in the solicited-node group of the VIP (joined by the
+/// daemon's neighbour discovery socket while it answers for the VIP).
+fn in_vip_group(bed: &Bed, node: &str) -> bool {
+    sh(&[
+        "ip",
+        "-n",
+        &bed.ns(node),
+        "-6",
+        "maddr",
+        "show",
+        "dev",
+        "eth0",
+    ])
+    .contains("ff02::1:ff00:100")
+}
+
+/// Node 1 stops hearing node 0 (its heartbeats dropped on input) and takes over with a newer
+/// epoch; node 0, which still hears it, steps down: its IPv6 VIP is removed and it stops
+/// answering solicitations for it (leaves the group), while node 1 answers them.
+#[test]
+fn ipv6_vip_removed_on_standby_and_solicitations_left_to_the_new_master() {
+    let Some(mut bed) = bed(
+        "ipv6_vip_removed_on_standby_and_solicitations_left_to_the_new_master",
+        "s",
+        Heartbeats::Unicast,
+    ) else {
+        return;
+    };
+    bed.start_pair();
+    let joined = wait_until(Duration::from_secs(5), || in_vip_group(&bed, "n0"));
+    assert!(
+        joined.is_some(),
+        "node 0 never joined the VIP's solicited-node group"
+    );
+    assert!(!in_vip_group(&bed, "n1"), "the backup answers for the VIP");
+    let n1 = bed.ns("n1");
+    for rule in [
+        "add table inet hb6",
+        "add chain inet hb6 input { type filter hook input priority 0 ; }",
+        &format!("add rule inet hb6 input udp dport {PORT} drop"),
+    ] {
+        let mut args = vec!["ip", "netns", "exec", &n1, "nft"];
+        args.extend(rule.split_whitespace());
+        sh(&args);
+    }
+    let released = wait_until(Duration::from_secs(10), || bed.vip6_line(0).is_none());
+    assert!(released.is_some(), "node 0 kept the VIP\n{}", bed.logs());
+    assert!(
+        bed.log(0).lines().any(|l| l.contains("event=release")
+            && l.contains("why=backup")
+            && l.contains(&format!("addr={VIP6}/64"))
+            && l.contains("removed=true")),
+        "{}",
+        bed.logs()
+    );
+    assert!(
+        bed.vip6_line(1).is_some(),
+        "node 1 does not hold the VIP\n{}",
+        bed.logs()
+    );
+    assert!(
+        !in_vip_group(&bed, "n0"),
+        "node 0 still answers for the VIP"
+    );
+    assert!(
+        in_vip_group(&bed, "n1"),
+        "node 1 does not answer for the VIP"
+    );
+    // A fresh resolution finds node 1 only.
+    assert!(bed.ping(VIP6), "{}", bed.logs());
+    assert_eq!(bed.client_neigh(VIP6).map(|(m, _)| m), Some(bed.mac("n1")));
 }
