@@ -160,21 +160,57 @@ fn address_message(ifindex: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<Addre
 }
 
 impl Netlink {
+    /// Every address of `family` in this network namespace, as `parse` reads them.
+    fn addresses<T>(
+        &mut self,
+        family: AddressFamily,
+        what: &'static str,
+        parse: fn(&AddressMessage) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let mut req = AddressMessage::default();
+        req.header.family = family;
+        let msgs = self.dump(&RouteNetlinkMessage::GetAddress(req), what)?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => parse(a),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// RTM_NEWADDR, exclusive: an address already there is no error. `what` says
+    /// "ADDR/LEN to interface index N" for messages.
+    fn new_address(&mut self, msg: AddressMessage, what: &str) -> Result<AddressChange> {
+        let op = || format!("add address {what}");
+        match self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            &op,
+        ) {
+            Ok(_) => Ok(AddressChange::Added),
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(AddressChange::AlreadyPresent),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// RTM_DELADDR: an address not there is no error. `what` says "ADDR/LEN from interface
+    /// index N" for messages.
+    fn del_address(&mut self, msg: AddressMessage, what: &str) -> Result<AddressChange> {
+        let op = || format!("remove address {what}");
+        match self.request(RouteNetlinkMessage::DelAddress(msg), 0, &op) {
+            Ok(_) => Ok(AddressChange::Removed),
+            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(AddressChange::AlreadyAbsent),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every IPv4 address of this network namespace.
     ///
     /// # Errors
     /// Netlink failures.
     pub fn ipv4_addresses(&mut self) -> Result<Vec<Ipv4Address>> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet;
-        let msgs = self.dump(&RouteNetlinkMessage::GetAddress(req), "IPv4 address")?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => address_from_message(a),
-                _ => None,
-            })
-            .collect())
+        self.addresses(AddressFamily::Inet, "IPv4 address", address_from_message)
     }
 
     /// Add `addr/prefix_len` to interface `ifindex`, like `ip addr add`.
@@ -191,16 +227,10 @@ impl Netlink {
         prefix_len: u8,
     ) -> Result<AddressChange> {
         let msg = address_message(ifindex, addr, prefix_len)?;
-        let op = || format!("add address {addr}/{prefix_len} to interface index {ifindex}");
-        match self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &op,
-        ) {
-            Ok(_) => Ok(AddressChange::Added),
-            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(AddressChange::AlreadyPresent),
-            Err(e) => Err(e),
-        }
+        self.new_address(
+            msg,
+            &format!("{addr}/{prefix_len} to interface index {ifindex}"),
+        )
     }
 
     /// Remove `addr/prefix_len` from interface `ifindex`, like `ip addr del`.
@@ -218,31 +248,22 @@ impl Netlink {
         prefix_len: u8,
     ) -> Result<AddressChange> {
         let msg = address_message(ifindex, addr, prefix_len)?;
-        let op = || format!("remove address {addr}/{prefix_len} from interface index {ifindex}");
-        match self.request(RouteNetlinkMessage::DelAddress(msg), 0, &op) {
-            Ok(_) => Ok(AddressChange::Removed),
-            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(AddressChange::AlreadyAbsent),
-            Err(e) => Err(e),
-        }
+        self.del_address(
+            msg,
+            &format!("{addr}/{prefix_len} from interface index {ifindex}"),
+        )
     }
-}
 
-impl Netlink {
     /// Every IPv6 address of this network namespace, with its DAD state.
     ///
     /// # Errors
     /// Netlink failures.
     pub fn ipv6_addresses(&mut self) -> Result<Vec<Ipv6Address>> {
-        let mut req = AddressMessage::default();
-        req.header.family = AddressFamily::Inet6;
-        let msgs = self.dump(&RouteNetlinkMessage::GetAddress(req), "IPv6 address")?;
-        Ok(msgs
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => ipv6_address_from_message(a),
-                _ => None,
-            })
-            .collect())
+        self.addresses(
+            AddressFamily::Inet6,
+            "IPv6 address",
+            ipv6_address_from_message,
+        )
     }
 
     /// Add `addr/prefix_len` to interface `ifindex`, like `ip -6 addr add` (with `nodad` when
@@ -263,16 +284,10 @@ impl Netlink {
         nodad: bool,
     ) -> Result<AddressChange> {
         let msg = ipv6_address_message(ifindex, addr, prefix_len, nodad)?;
-        let op = || format!("add address {addr}/{prefix_len} to interface index {ifindex}");
-        match self.request(
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-            &op,
-        ) {
-            Ok(_) => Ok(AddressChange::Added),
-            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(AddressChange::AlreadyPresent),
-            Err(e) => Err(e),
-        }
+        self.new_address(
+            msg,
+            &format!("{addr}/{prefix_len} to interface index {ifindex}"),
+        )
     }
 
     /// Remove `addr/prefix_len` from interface `ifindex`, like `ip -6 addr del`; an address
@@ -287,12 +302,10 @@ impl Netlink {
         prefix_len: u8,
     ) -> Result<AddressChange> {
         let msg = ipv6_address_message(ifindex, addr, prefix_len, false)?;
-        let op = || format!("remove address {addr}/{prefix_len} from interface index {ifindex}");
-        match self.request(RouteNetlinkMessage::DelAddress(msg), 0, &op) {
-            Ok(_) => Ok(AddressChange::Removed),
-            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(AddressChange::AlreadyAbsent),
-            Err(e) => Err(e),
-        }
+        self.del_address(
+            msg,
+            &format!("{addr}/{prefix_len} from interface index {ifindex}"),
+        )
     }
 }
 

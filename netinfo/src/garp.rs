@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use crate::error::{NetinfoError, Result};
 use crate::mac::MacAddr;
-use crate::sys::{send_frame, set_int_option, socket};
+use crate::sys::{send_frame, set_int_option, set_option, socket};
 
 mod sys;
 
@@ -360,7 +360,7 @@ impl NdpSocket {
         let mut filter = [u32::MAX; 8];
         let ns = usize::from(ICMPV6_NEIGHBOUR_SOLICITATION);
         filter[ns >> 5] &= !(1u32 << (ns & 31));
-        sys::set_struct_option(b, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
+        set_option(b, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &filter)
             .map_err(|e| fail("set the ICMPv6 filter of the neighbour discovery socket", e))?;
         set_int_option(b, libc::SOL_SOCKET, SO_BINDTOIFINDEX, index)
             .map_err(|e| fail("bind the neighbour discovery socket to its interface", e))?;
@@ -457,13 +457,13 @@ impl NdpSocket {
             },
             ipv6mr_interface: self.ifindex,
         };
-        sys::set_struct_option(self.fd.as_fd(), libc::IPPROTO_IPV6, option, &mreq).map_err(
-            |source| NetinfoError::Send {
+        set_option(self.fd.as_fd(), libc::IPPROTO_IPV6, option, &mreq).map_err(|source| {
+            NetinfoError::Send {
                 ifindex: self.ifindex,
                 op: "join or leave a solicited-node multicast group",
                 source,
-            },
-        )
+            }
+        })
     }
 
     /// Sends one unsolicited neighbour advertisement for `target` (RFC 4861 §7.2.6): to

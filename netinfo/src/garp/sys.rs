@@ -1,6 +1,6 @@
 //! The raw ICMPv6 socket calls of neighbour discovery (sendmsg and recvmsg with their
-//! ancillary data, struct-valued socket options), each behind a safe function: with
-//! `crate::sys`, the only `unsafe` code of `lvs-netinfo`.
+//! ancillary data), each behind a safe function: with `crate::sys`, the only `unsafe` code
+//! of `lvs-netinfo`.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -10,37 +10,6 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// `size_of::<T>()` as a `socklen_t` (every type passed here is a few dozen bytes).
 fn socklen_of<T>() -> libc::socklen_t {
     libc::socklen_t::try_from(size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
-}
-
-/// A plain C value that setsockopt(2) may read byte for byte: the structs passed here
-/// (`ipv6_mreq`, the ICMPv6 filter) have no padding and no pointers.
-pub(crate) trait OptionValue: Copy {}
-impl OptionValue for libc::ipv6_mreq {}
-impl OptionValue for [u32; 8] {}
-
-/// setsockopt(2) of one option whose value is the C struct `value`.
-pub(crate) fn set_struct_option<T: OptionValue>(
-    fd: BorrowedFd<'_>,
-    level: libc::c_int,
-    option: libc::c_int,
-    value: &T,
-) -> io::Result<()> {
-    // SAFETY: `fd` is borrowed, so open for the whole call; `value` is a valid, initialised
-    // plain C value whose exact size is passed as the length, and the kernel only reads it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            option,
-            std::ptr::from_ref(value).cast(),
-            socklen_of::<T>(),
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 fn sockaddr_in6(addr: Ipv6Addr, scope_id: u32) -> libc::sockaddr_in6 {
