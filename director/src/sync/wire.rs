@@ -38,10 +38,11 @@
 //! A datagram is at most [`MAX_DATAGRAM`] bytes over IPv4 and [`MAX_DATAGRAM_V6`] over IPv6
 //! (1500-byte MTU less the IP and UDP headers: never fragmented); the receiver takes either.
 //!
-//! The reply address of a bulk request (16, IPv4 mapped, and port) is where the requester
-//! wants the table: the active director answers only when it is the datagram's source and a
-//! configured peer, or, when it is `0.0.0.0:0`, to the configured multicast group. Being under
-//! the MAC, it cannot be changed to send the table elsewhere.
+//! The reply address of a bulk request (16, IPv4 mapped or IPv6, and port) is where the
+//! requester wants the table: the active director answers only when it is the datagram's
+//! source and a configured peer, or, when it is `0.0.0.0:0`, to the configured multicast
+//! group (of either family). Being under the MAC, it cannot be changed to send the table
+//! elsewhere.
 //!
 //! The echoes are the freshness challenge of
 //! [`lvs_common::authdgram::Freshness::with_challenge`], for several peers at once: each
