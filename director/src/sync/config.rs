@@ -22,7 +22,9 @@ pub struct SyncConfig {
     #[serde(default)]
     pub multicast: Option<SocketAddr>,
     /// The interface for multicast (ipvsadm's `--mcast-interface`); needed for an IPv6 group
-    /// of link or interface scope (`ff02::`, `ff01::`), which names no interface itself.
+    /// of link or interface scope (`ff02::`, `ff01::`), which names no interface itself. An
+    /// IPv6 group of wider scope (`ff05::`) is joined there, and its datagrams leave by the
+    /// kernel's route to the group.
     #[serde(default)]
     pub interface: Option<String>,
     /// The shared HMAC-SHA256 key; group and others must have no access to it.
