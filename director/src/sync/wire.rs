@@ -809,6 +809,16 @@ mod tests {
         assert_eq!(got.len(), usize::from(n));
         assert_eq!((got[0], got[1], got[7]), (template, entry(1), entry6(7)));
         assert!(!got[7].client.addr.is_v4());
+
+        // A standby on an IPv6 socket names its IPv6 address for the bulk reply.
+        let to: SocketAddr = "[2001:db8:7::2]:8848".parse().unwrap();
+        b.start(&Header {
+            kind: Kind::BulkRequest,
+            reply_to: Some(to),
+            ..header(10)
+        });
+        let o = open(b.seal(&key()), &key()).unwrap().header;
+        assert_eq!(o.reply_to, Some(to));
     }
 
     /// A record whose addresses are not all of one family is malformed (authentic or not,
