@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -347,12 +347,12 @@ fn fib_lookup_agrees_with_ip_route_get() {
         assert_eq!(ours, *kernel_hop, "RTM_GETROUTE disagrees for {addr}");
         let (dev, via) = ip_route_get(&p.a, *addr);
         assert_eq!(link(&links, &dev).ifindex, ours.ifindex, "dev for {addr}");
-        assert_eq!(via, ours.gateway, "gateway for {addr}");
+        assert_eq!(via.map(IpAddr::V4), ours.gateway, "gateway for {addr}");
     }
     let va = link(&links, "va").ifindex;
     assert_eq!(
         fib.lookup(Ipv4Addr::new(10, 201, 9, 9)).unwrap().gateway,
-        Some(Ipv4Addr::new(10, 77, 0, 4))
+        Some(Ipv4Addr::new(10, 77, 0, 4).into())
     );
     assert_eq!(fib.lookup(Ipv4Addr::new(10, 77, 0, 9)).unwrap().ifindex, va);
 }
@@ -382,20 +382,20 @@ fn resolve_fills_the_neighbour_table_and_next_hop_table() {
         let table = nl.next_hop_table().unwrap();
         let pending = PendingNeighbour {
             ifindex: va,
-            addr: ADDR_B,
+            addr: ADDR_B.into(),
         };
         assert_eq!(
             table.lookup(ADDR_B),
             NextHopLookup::Unresolved {
                 ifindex: va,
-                neighbour: ADDR_B
+                neighbour: ADDR_B.into()
             }
         );
         assert_eq!(
             table.lookup(behind_b),
             NextHopLookup::Unresolved {
                 ifindex: va,
-                neighbour: ADDR_B
+                neighbour: ADDR_B.into()
             }
         );
         assert_eq!(table.missing([ADDR_B, behind_b]), vec![pending]);
@@ -476,7 +476,7 @@ fn monitor_reports_address_route_link_and_neighbour_changes() {
         let c = until("the new address", &|c| {
             c.events.contains(&NetChange::Address {
                 ifindex: va,
-                addr: Ipv4Addr::new(10, 77, 9, 9),
+                addr: Ipv4Addr::new(10, 77, 9, 9).into(),
                 prefix_len: 32,
                 removed: false,
             })
@@ -487,7 +487,7 @@ fn monitor_reports_address_route_link_and_neighbour_changes() {
         until("the new route", &|c| {
             c.routes
                 && c.events.contains(&NetChange::Route {
-                    dst: Ipv4Addr::new(10, 123, 0, 0),
+                    dst: Ipv4Addr::new(10, 123, 0, 0).into(),
                     prefix_len: 16,
                     removed: false,
                 })
