@@ -187,8 +187,9 @@ impl Workers {
 
     /// Steer packets to these VIPs to the workers (sorted, no duplicates).
     pub fn set_vips(&self, vips: &[Ipv4Addr]) {
+        let vips: Vec<IpAddr> = vips.iter().map(|&v| v.into()).collect();
         for f in &self.fanouts {
-            if let Err(e) = f.set_vips(vips) {
+            if let Err(e) = f.set_vips(&vips) {
                 event!(Level::Error, "fanout_update_failed", reason = e.to_string());
             }
         }
