@@ -1,7 +1,8 @@
 //! What the director (and the heartbeat daemon) need from the kernel's networking tables,
 //! over a synchronous NETLINK_ROUTE socket, plus two small ioctl/AF_PACKET helpers.
 //!
-//! - [`Netlink`]: links, IPv4 addresses (idempotent add/delete), the main routing table (IPv4
+//! - [`Netlink`]: links, IPv4 and IPv6 addresses (idempotent add/delete; IPv6 with `nodad` and
+//!   its DAD state), the main routing table (IPv4
 //!   and IPv6) as a [`Fib`] with longest-prefix match per family, the neighbour table (ARP and
 //!   NDP), neighbour resolution, and the combined [`NextHopTable`] that workers use per packet
 //!   without system calls.
