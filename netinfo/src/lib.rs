@@ -2,10 +2,9 @@
 //! over a synchronous NETLINK_ROUTE socket, plus two small ioctl/AF_PACKET helpers.
 //!
 //! - [`Netlink`]: links, IPv4 and IPv6 addresses (idempotent add/delete; IPv6 with `nodad` and
-//!   its DAD state), the main routing table (IPv4
-//!   and IPv6) as a [`Fib`] with longest-prefix match per family, the neighbour table (ARP and
-//!   NDP), neighbour resolution, and the combined [`NextHopTable`] that workers use per packet
-//!   without system calls.
+//!   its DAD state), the main routing table (IPv4 and IPv6) as a [`Fib`] with longest-prefix
+//!   match per family, the neighbour table (ARP and NDP), neighbour resolution, and the
+//!   combined [`NextHopTable`] that workers use per packet without system calls.
 //! - [`NetlinkMonitor`]: change notifications for a `mio` loop.
 //! - [`disable_receive_offloads`]: GRO/LRO off for an AF_PACKET forwarder, undone at stop.
 //! - [`send_gratuitous_arp`]: announce a taken-over address; [`NdpSocket`]: the same for
