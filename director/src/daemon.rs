@@ -104,7 +104,7 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
 fn resolve(
     nl: &mut Netlink,
     table: &NextHopTable,
-    addrs: impl IntoIterator<Item = std::net::Ipv4Addr>,
+    addrs: impl IntoIterator<Item = impl Into<std::net::IpAddr>>,
 ) {
     for p in table.missing(addrs) {
         if let Err(e) = nl.resolve(p.ifindex, p.addr) {

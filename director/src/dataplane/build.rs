@@ -75,7 +75,7 @@ pub fn build(
             Protocol::Udp => L4::Udp,
         };
         guard.services.push(Endpoint {
-            addr: vip,
+            addr: vip.into(),
             proto: l4,
             port: key.port,
         });
@@ -105,7 +105,7 @@ pub fn build(
             let port = if conf.port == 0 { key.port } else { conf.port };
             if forward == Forward::Nat {
                 guard.nat_servers.push(Endpoint {
-                    addr,
+                    addr: addr.into(),
                     proto: l4,
                     port,
                 });

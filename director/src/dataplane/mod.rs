@@ -249,7 +249,7 @@ impl Dataplane {
     }
 
     /// Next hops the workers found without a MAC since the last call.
-    pub fn take_misses(&self) -> Vec<Ipv4Addr> {
+    pub fn take_misses(&self) -> Vec<IpAddr> {
         self.workers.take_misses()
     }
 

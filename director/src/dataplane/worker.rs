@@ -60,7 +60,7 @@ pub struct ForwardingWorker<R, T> {
     pub cmds: Receiver<WorkerCommand>,
     /// Next hops whose MAC is missing, for the control thread to resolve. Bounded: when full,
     /// the control thread is already busy resolving.
-    pub misses: SyncSender<Ipv4Addr>,
+    pub misses: SyncSender<IpAddr>,
     pub poll: Poll,
     pub epoch: Instant,
     /// Connection sync, when configured.
@@ -237,7 +237,7 @@ struct Forwarder<'w> {
     table: &'w mut Table,
     snap: &'w Arc<Snapshot>,
     stats: &'w Arc<WorkerStats>,
-    misses: &'w SyncSender<Ipv4Addr>,
+    misses: &'w SyncSender<IpAddr>,
     now: u64,
     ip_id: u16,
     sync: Option<&'w mut crate::sync::WorkerSync>,
@@ -968,7 +968,7 @@ mod tests {
 
     fn route(dst: Ipv4Addr, oif: u32) -> Route {
         Route {
-            dst,
+            dst: dst.into(),
             prefix_len: 24,
             gateway: None,
             oif,
@@ -979,7 +979,7 @@ mod tests {
     fn neighbour(ifindex: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Neighbour {
         Neighbour {
             ifindex,
-            addr,
+            addr: addr.into(),
             mac: Some(MacAddr(mac)),
             state: NudState::Reachable,
         }
