@@ -198,6 +198,7 @@ fn a_realistic_keepalived_conf_imports_line_by_line_and_every_daemon_accepts_it(
         "peers = [\"198.51.100.2:694\"]",
         "addr = \"192.0.2.10/24\"",
         "addr = \"10.0.0.254/24\"",
+        "addr = \"2001:db8::10/64\"",
         "keepalive_ms = 1000",
     ] {
         assert!(hb.contains(want), "{want}\n{hb}");

@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::model::{
-    Alerts, Check, CheckKind, Ha, Mail, Note, OnFailure, Server, Service, Site, Target, Timing, Udp,
+    Alerts, Check, CheckKind, Ha, Mail, Note, OnFailure, Server, Service, Set, Site, Target,
+    Timing, Udp,
 };
 use super::{ImportError, Origin};
 
@@ -92,6 +93,32 @@ fn quote_list(v: &[String]) -> String {
 /// ADDR:PORT with IPv6 in brackets, as lvsadm and monitord write it.
 fn hostport(addr: IpAddr, port: u16) -> String {
     SocketAddr::new(addr, port).to_string()
+}
+
+/// `group = ...`: the source's, else keepalived's default VRRP group.
+fn group_line<T: std::fmt::Display>(
+    out: &mut String,
+    group: Option<&Set<T>>,
+    default: &str,
+    family: &str,
+) {
+    let _ = match group {
+        Some(g) => writeln!(out, "group = \"{}\"{}", g.v, src([&g.at])),
+        None => writeln!(
+            out,
+            "group = \"{default}\"  # keepalived's {family}VRRP group"
+        ),
+    };
+}
+
+/// ADDRESS:PORT for heartbeatd's `[udp]`; a link-local IPv6 address takes its interface.
+fn udp_addr(a: IpAddr, scope: Option<&str>) -> String {
+    match (a, scope) {
+        (IpAddr::V6(v6), Some(dev)) if v6.is_unicast_link_local() => {
+            format!("[{v6}%{dev}]:{HEARTBEAT_PORT}")
+        }
+        _ => SocketAddr::new(a, HEARTBEAT_PORT).to_string(),
+    }
 }
 
 /// Seconds as monitord reads a duration: a whole number, or milliseconds.
@@ -552,18 +579,26 @@ fn heartbeatd(site: &Site, ha: &Ha, dir: &Path) -> String {
     }
     let _ = writeln!(out, "\n[udp]{}", src(&ha.udp_at));
     match &ha.udp {
-        Udp::Unicast { bind, peers } => {
-            let b = bind
-                .as_ref()
-                .map_or_else(|| "0.0.0.0".to_owned(), |b| b.v.to_string());
+        Udp::Unicast { bind, peers, scope } => {
+            let v4 = bind.as_ref().map_or_else(
+                || peers.first().is_none_or(|p| p.v.is_ipv4()),
+                |b| b.v.is_ipv4(),
+            );
+            let any = if v4 {
+                IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+            } else {
+                IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+            };
+            let b = bind.as_ref().map_or(any, |b| b.v);
             let _ = writeln!(
                 out,
-                "bind = \"{b}:{HEARTBEAT_PORT}\"{}",
+                "bind = {}{}",
+                quote(&udp_addr(b, scope.as_deref())),
                 bind.as_ref().map_or(String::new(), |b| src([&b.at]))
             );
             let list: Vec<String> = peers
                 .iter()
-                .map(|p| format!("{}:{HEARTBEAT_PORT}", p.v))
+                .map(|p| udp_addr(p.v, scope.as_deref()))
                 .collect();
             let _ = writeln!(
                 out,
@@ -572,18 +607,16 @@ fn heartbeatd(site: &Site, ha: &Ha, dir: &Path) -> String {
                 src(peers.iter().map(|p| &p.at))
             );
         }
-        Udp::Multicast { group, interface } => {
+        Udp::Multicast6 { group, interface } => {
+            group_line(&mut out, group.as_ref(), "ff02::12", "IPv6 ");
             let _ = writeln!(
                 out,
-                "group = \"{}\"{}",
-                group
-                    .as_ref()
-                    .map_or_else(|| "224.0.0.18".to_owned(), |g| g.v.to_string()),
-                group.as_ref().map_or_else(
-                    || "  # keepalived's VRRP group".to_owned(),
-                    |g| src([&g.at])
-                )
+                "port = {HEARTBEAT_PORT}\ninterface = {}",
+                quote(interface)
             );
+        }
+        Udp::Multicast { group, interface } => {
+            group_line(&mut out, group.as_ref(), "224.0.0.18", "");
             let _ = writeln!(out, "port = {HEARTBEAT_PORT}");
             match interface {
                 Some(i) => {

@@ -3,7 +3,7 @@
 //! (its line kept with what it became) or a [`Note`] saying why not; a malformed value of a
 //! keyword that is mapped is an error naming its line.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -204,6 +204,9 @@ struct Global {
     smtp_alerts: Vec<Node>,
     router_id: Option<Set<String>>,
     mcast_group: Option<Set<Ipv4Addr>>,
+    mcast_group6: Option<Set<Ipv6Addr>>,
+    /// The global lines about VRRP, noted when there is no vrrp_instance.
+    vrrp_nodes: Vec<Node>,
     garp_count: Option<Set<u32>>,
     garp_refresh_ms: Option<Set<u64>>,
 }
@@ -239,6 +242,8 @@ impl Mapper {
                 smtp_alerts: Vec::new(),
                 router_id: None,
                 mcast_group: None,
+                mcast_group6: None,
+                vrrp_nodes: Vec::new(),
                 garp_count: None,
                 garp_refresh_ms: None,
             },
@@ -294,6 +299,11 @@ impl Mapper {
 
     fn global(&mut self, n: &Node) -> Result<(), ImportError> {
         let at = &n.at;
+        if n.keyword().starts_with("vrrp_mcast_group")
+            || n.keyword().starts_with("vrrp_garp_master_r")
+        {
+            self.g.vrrp_nodes.push(n.clone());
+        }
         match n.keyword() {
             "notification_email" => {
                 for c in &n.children {
@@ -359,6 +369,12 @@ impl Mapper {
                     return Err(ImportError::syntax(at.clone(), "vrrp_mcast_group4 is IPv4"));
                 };
                 self.g.mcast_group = Some(Set::new(g, at));
+            }
+            "vrrp_mcast_group6" => {
+                let IpAddr::V6(g) = ip(n, 0)? else {
+                    return Err(ImportError::syntax(at.clone(), "vrrp_mcast_group6 is IPv6"));
+                };
+                self.g.mcast_group6 = Some(Set::new(g, at));
             }
             "vrrp_garp_master_repeat" => self.g.garp_count = Some(Set::new(num(n, 0)?, at)),
             "vrrp_garp_master_refresh" => {
@@ -1038,15 +1054,8 @@ impl Mapper {
         self.site.ha = self.ha(mail)?;
         if self.site.ha.is_none() {
             // Where no failover is written, these lines stand for nothing; say so.
-            if let Some(g) = self.g.mcast_group.clone() {
-                self.site.notes.push((
-                    Target::Director,
-                    Note {
-                        at: g.at,
-                        text: format!("vrrp_mcast_group4 {}", g.v),
-                        why: "no vrrp_instance".into(),
-                    },
-                ));
+            for n in self.g.vrrp_nodes.clone() {
+                self.note(Target::Director, &n, "no vrrp_instance");
             }
         }
         Ok(self.site)
@@ -1084,9 +1093,13 @@ impl Mapper {
             notes: Vec::new(),
         };
         let mut scripts = Vec::new();
-        let mut bind: Option<Set<Ipv4Addr>> = None;
-        let mut peers: Vec<Set<Ipv4Addr>> = Vec::new();
+        let mut bind: Option<Set<IpAddr>> = None;
+        let mut peers: Vec<Set<IpAddr>> = Vec::new();
         let mut mcast_src: Option<Set<Ipv4Addr>> = None;
+        let mut native_ipv6: Option<Origin> = None;
+        // The first instance's interface: link-local heartbeat addresses and an IPv6 group
+        // need it.
+        let mut first_interface: Option<String> = None;
         for g in self.sync_groups.clone() {
             ha.at.push(g.at.clone());
             for c in &g.children {
@@ -1111,12 +1124,15 @@ impl Mapper {
         for (i, inst) in instances.iter().enumerate() {
             ha.at.push(inst.at.clone());
             let first = i == 0;
-            let interface = inst
+            let interface: Option<String> = inst
                 .children
                 .iter()
                 .find(|c| c.keyword() == "interface")
                 .map(|c| arg(c, 0).map(str::to_owned))
                 .transpose()?;
+            if first {
+                first_interface.clone_from(&interface);
+            }
             for c in &inst.children {
                 let at = &c.at;
                 match c.keyword() {
@@ -1180,14 +1196,13 @@ impl Mapper {
                             self.vip(&mut ha, v, interface.as_deref())?;
                         }
                     }
-                    "unicast_src_ip" => match ip(c, 0)? {
-                        IpAddr::V4(a) => bind = Some(Set::new(a, at)),
-                        IpAddr::V6(_) => ha.notes.push(note(c, "heartbeats go over IPv4")),
-                    },
+                    "unicast_src_ip" => bind = Some(Set::new(ip(c, 0)?, at)),
                     "mcast_src_ip" => match ip(c, 0)? {
                         IpAddr::V4(a) => mcast_src = Some(Set::new(a, at)),
-                        IpAddr::V6(_) => ha.notes.push(note(c, "heartbeats go over IPv4")),
+                        // An IPv6 group is joined on the interface, by name.
+                        IpAddr::V6(_) => ha.udp_at.push(at.clone()),
                     },
+                    "native_ipv6" => native_ipv6 = Some(at.clone()),
                     "unicast_peer" => {
                         ha.udp_at.push(at.clone());
                         for p in &c.children {
@@ -1197,17 +1212,10 @@ impl Mapper {
                                     format!("unicast_peer: `{}` is not an IP address", p.keyword()),
                                 )
                             })?;
-                            match addr {
-                                IpAddr::V4(a) => {
-                                    if !peers.iter().any(|x| x.v == a) {
-                                        peers.push(Set::new(a, &p.at));
-                                    } else {
-                                        ha.at.push(p.at.clone());
-                                    }
-                                }
-                                IpAddr::V6(_) => {
-                                    ha.notes.push(note(p, "heartbeats go over IPv4"));
-                                }
+                            if peers.iter().any(|x| x.v == addr) {
+                                ha.at.push(p.at.clone());
+                            } else {
+                                peers.push(Set::new(addr, &p.at));
                             }
                         }
                     }
@@ -1265,20 +1273,84 @@ impl Mapper {
                 }
             }
         }
+        if peers.is_empty()
+            && let Some(b) = bind.take()
+        {
+            ha.notes.push(Note {
+                at: b.at.clone(),
+                text: format!("unicast_src_ip {}", b.v),
+                why: "no unicast_peer: heartbeats go to the multicast group".into(),
+            });
+        }
         if !peers.is_empty() {
-            ha.udp = Udp::Unicast { bind, peers };
-        } else {
-            if let Some(b) = bind {
+            // One socket speaks one family: the source address's, else the first peer's.
+            let v4 = bind
+                .as_ref()
+                .map_or(peers[0].v.is_ipv4(), |b| b.v.is_ipv4());
+            let (same, other): (Vec<_>, Vec<_>) =
+                peers.into_iter().partition(|p| p.v.is_ipv4() == v4);
+            for p in other {
                 ha.notes.push(Note {
-                    at: b.at.clone(),
-                    text: format!("unicast_src_ip {}", b.v),
-                    why: "no unicast_peer: heartbeats go to the multicast group".into(),
+                    at: p.at.clone(),
+                    text: p.v.to_string(),
+                    why: "heartbeats go over one address family: the source's (unicast_src_ip)"
+                        .into(),
+                });
+            }
+            ha.udp = Udp::Unicast {
+                bind,
+                peers: same,
+                scope: first_interface.clone(),
+            };
+        } else if let Some(interface) = first_interface.clone().filter(|_| {
+            native_ipv6.is_some()
+                || (!ha.vips.is_empty() && ha.vips.iter().all(|v| v.addr.is_ipv6()))
+        }) {
+            // keepalived's instance speaks IPv6 (its addresses are): so do the heartbeats.
+            ha.udp_at.extend(native_ipv6);
+            ha.udp = Udp::Multicast6 {
+                group: self.g.mcast_group6.clone(),
+                interface,
+            };
+        } else {
+            if let Some(at) = native_ipv6 {
+                ha.notes.push(Note {
+                    at,
+                    text: "native_ipv6".into(),
+                    why: "the instance has no interface to join an IPv6 group on".into(),
                 });
             }
             ha.udp = Udp::Multicast {
                 group: self.g.mcast_group.clone(),
-                interface: mcast_src,
+                interface: mcast_src.clone(),
             };
+        }
+        // The group and source lines of the media not chosen.
+        let unused = |n: &Node| match &ha.udp {
+            Udp::Unicast { .. } => true,
+            Udp::Multicast { .. } => n.keyword() == "vrrp_mcast_group6",
+            Udp::Multicast6 { .. } => n.keyword() == "vrrp_mcast_group4",
+        };
+        let why =
+            "the heartbeats go another way (unicast_peer, or the group of the instance's family)";
+        for n in self
+            .g
+            .vrrp_nodes
+            .iter()
+            .filter(|n| n.keyword().starts_with("vrrp_mcast_group"))
+        {
+            if unused(n) {
+                ha.notes.push(note(n, why));
+            }
+        }
+        if !matches!(ha.udp, Udp::Multicast { .. })
+            && let Some(m) = mcast_src
+        {
+            ha.notes.push(Note {
+                at: m.at,
+                text: format!("mcast_src_ip {}", m.v),
+                why: why.into(),
+            });
         }
         ha.alerts.notify = notify(&scripts, &mut ha.notes);
         Ok(Some(ha))
@@ -1294,18 +1366,25 @@ impl Mapper {
                 format!("virtual_ipaddress: `{}` is not an address", w[0]),
             )
         })?;
-        let IpAddr::V4(addr) = addr else {
+        if let IpAddr::V6(v6) = addr
+            && (v6.is_unicast_link_local()
+                || v6.is_multicast()
+                || v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.to_ipv4_mapped().is_some())
+        {
             ha.notes.push(note(
                 n,
-                "heartbeatd's virtual addresses are IPv4; add an IPv6 VIP to the host by hand",
+                "an IPv6 virtual address must be global or unique local: a link-local one cannot move to another host",
             ));
             return Ok(());
-        };
+        }
+        let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix: u8 = if len.is_empty() {
-            32
+            max
         } else {
             match len.parse() {
-                Ok(p) if p <= 32 => p,
+                Ok(p) if p <= max => p,
                 _ => {
                     return Err(ImportError::syntax(
                         n.at.clone(),
@@ -1484,6 +1563,46 @@ mod tests {
                 let _ = super::super::emit::render(&site, Path::new("/x"));
             }
         }
+    }
+
+    #[test]
+    fn ipv6_instances_heartbeat_over_ipv6() {
+        let s = site(
+            "vrrp_instance V6 {\n state BACKUP\n interface eth1\n priority 90\n\
+             virtual_ipaddress {\n  2001:db8::100/64\n  fe80::100/64\n }\n}\n",
+        )
+        .unwrap();
+        let ha = s.ha.unwrap();
+        assert_eq!(ha.node_id, 2);
+        assert_eq!(ha.vips.len(), 1);
+        assert_eq!(ha.vips[0].prefix, 64);
+        assert!(
+            ha.notes
+                .iter()
+                .any(|n| n.at.line == 7 && n.why.contains("link-local"))
+        );
+        assert_eq!(
+            ha.udp,
+            Udp::Multicast6 {
+                group: None,
+                interface: "eth1".into()
+            }
+        );
+        let s = site(
+            "vrrp_instance V6 {\n interface eth1\n unicast_src_ip fe80::1\n\
+             unicast_peer {\n  fe80::2\n  192.0.2.2\n }\n}\n",
+        )
+        .unwrap();
+        let ha = s.ha.as_ref().unwrap();
+        let Udp::Unicast { peers, .. } = &ha.udp else {
+            panic!("{:?}", ha.udp)
+        };
+        assert_eq!(peers.len(), 1);
+        assert!(ha.notes.iter().any(|n| n.at.line == 6));
+        let files = super::super::emit::render(&s, Path::new("/x")).unwrap();
+        let hb = &files.iter().find(|f| f.0 == "heartbeatd.toml").unwrap().1;
+        assert!(hb.contains("bind = \"[fe80::1%eth1]:694\""), "{hb}");
+        assert!(hb.contains("peers = [\"[fe80::2%eth1]:694\"]"), "{hb}");
     }
 
     #[test]

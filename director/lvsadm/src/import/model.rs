@@ -3,7 +3,7 @@
 //! line it came from ([`Set`]), and every line that became nothing is a [`Note`], so that
 //! what is written names its source line by line.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::Origin;
 
@@ -192,20 +192,27 @@ pub struct Alerts {
 /// The heartbeat media.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Udp {
+    /// Both ends of one family; `scope`: the interface of link-local addresses.
     Unicast {
-        bind: Option<Set<Ipv4Addr>>,
-        peers: Vec<Set<Ipv4Addr>>,
+        bind: Option<Set<IpAddr>>,
+        peers: Vec<Set<IpAddr>>,
+        scope: Option<String>,
     },
     Multicast {
         group: Option<Set<Ipv4Addr>>,
         /// A local address of the interface.
         interface: Option<Set<Ipv4Addr>>,
     },
+    /// An IPv6 group, joined on the interface named.
+    Multicast6 {
+        group: Option<Set<Ipv6Addr>>,
+        interface: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vip {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix: u8,
     pub interface: String,
     pub at: Origin,
