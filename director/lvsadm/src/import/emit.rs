@@ -348,7 +348,13 @@ fn service(out: &mut String, s: &Service) {
         );
     }
     if let Some(q) = &s.quorum {
-        let _ = writeln!(out, "quorum = {}{}", q.v, src([&q.at]));
+        // keepalived adds up the weights of the servers up; monitord counts the servers.
+        let _ = writeln!(
+            out,
+            "quorum = {}{} (servers up, not the sum of their weights)",
+            q.v,
+            src([&q.at])
+        );
         if let Some(h) = &s.hysteresis {
             let _ = writeln!(out, "hysteresis = {}{}", h.v, src([&h.at]));
         }
@@ -562,6 +568,14 @@ fn heartbeatd(site: &Site, ha: &Ha, dir: &Path) -> String {
         ha.auto_failback.v,
         src([&ha.auto_failback.at])
     );
+    if ha.auto_failback.v {
+        let _ = writeln!(
+            out,
+            "# keepalived preempts at once; heartbeatd gives the addresses back to this node only
+             # once its director reports the connection table synced: configure [sync] in
+             # director.toml (connection sync), or the addresses stay with the backup."
+        );
+    }
     if let Some(h) = &ha.hold_down_ms {
         let _ = writeln!(out, "hold_down_ms = {}{}", h.v, src([&h.at]));
     }
