@@ -322,7 +322,7 @@ impl Mapper {
     ) -> Result<(), ImportError> {
         let scope = Scope { own, global };
         if v.value.parse::<u32>().is_ok() {
-            let why = "firewall-mark services are not imported: mark the packets and add the service with lvsadm -A -f MARK by hand";
+            let why = "firewall-mark services are not imported: the director must be told how packets are marked; set them up by hand";
             self.note(Target::Director, v, why);
             for l in own {
                 self.note(Target::Director, l, "inside the virtual= section above");
