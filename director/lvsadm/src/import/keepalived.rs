@@ -406,8 +406,8 @@ impl Mapper {
             self.all(
                 Target::Director,
                 n,
-                "firewall-mark services are not imported: mark the packets and add the service \
-                 with lvsadm -A -f MARK by hand",
+                "firewall-mark services are not imported: the director must be told how packets \
+                 are marked; set them up by hand",
             );
             return Ok(());
         }
