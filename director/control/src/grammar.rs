@@ -954,18 +954,19 @@ fn check_value(col: usize, text: &str, p: &Parts) -> Result<(), ParseError> {
         .map_or(Protocol::Tcp, |(proto, _)| *proto);
     match col {
         o::PERSISTENT => parse_timeout(text, 1).map(drop),
-        o::NETMASK => {
-            let v6 = p
-                .service
-                .as_ref()
-                .and_then(|(proto, t)| parse_addr_port(t, *proto))
-                .is_some_and(|(addr, _)| addr.is_ipv6());
-            match parse_netmask(text, v6) {
+        // Before -t/-u the family is not known yet: checked with the service.
+        o::NETMASK => match p
+            .service
+            .as_ref()
+            .and_then(|(proto, t)| parse_addr_port(t, *proto))
+        {
+            Some((addr, _)) => match parse_netmask(text, addr.is_ipv6()) {
                 Some(_) => Ok(()),
-                None if v6 => Err(ParseError::BadV6Netmask),
+                None if addr.is_ipv6() => Err(ParseError::BadV6Netmask),
                 None => Err(ParseError::BadNetmask),
-            }
-        }
+            },
+            None => Ok(()),
+        },
         o::SERVER => parse_addr_port(text, protocol)
             .map(drop)
             .ok_or(ParseError::BadRealServer),
@@ -1335,6 +1336,11 @@ mod tests {
         let Command::AddService(c) = parse("-A -t [2001:db8::1]:443 -p1800 -M 64").unwrap() else {
             panic!()
         };
+        assert_eq!(
+            parse("-A -M 64 -p1800 -t [2001:db8::1]:443").unwrap(),
+            Command::AddService(c.clone()),
+            "-M before the service"
+        );
         assert_eq!(c.persistence.unwrap().netmask, 64);
         assert_eq!(c.persistence.unwrap().timeout_secs, 1800);
     }

@@ -971,3 +971,74 @@ fn rundir_comes_from_the_environment_without_the_flag() {
         String::from_utf8_lossy(&r.stderr)
     );
 }
+
+/// `scripts/lvsadm-save` and `scripts/lvsadm-restore` (the ipvsadm-save and ipvsadm-restore
+/// of lvsadm), run by `sh` with lvsadm in PATH and the director in `$LVS_RUNDIR`.
+#[test]
+fn save_and_restore_wrappers() {
+    let d = Director::start("wrappers");
+    configure(&d);
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+    let bin = Path::new(env!("CARGO_BIN_EXE_lvsadm")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let wrapper = |name: &str, args: &[&str], stdin: &str| {
+        let mut child = Command::new("sh")
+            .arg(scripts.join(name))
+            .args(args)
+            .env("PATH", &path)
+            .env(rundir::ENV_VAR, &d.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let saved = wrapper("lvsadm-save", &["-n"], "");
+    assert_eq!((saved.code, saved.stderr.as_str()), (0, ""));
+    assert_eq!(saved.stdout, d.ok(&["-S", "-n"]));
+    assert_eq!(wrapper("lvsadm-save", &[], "").stdout, d.ok(&["-S"]));
+    let r = wrapper("lvsadm-save", &["-x"], "");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("lvsadm-save: Script to save the director's virtual services"),
+        "{r:?}"
+    );
+    // Restore replaces the table (lvsadm -C first) and leaves comment lines out.
+    let input = "# saved by lvsadm-save\n-A -t 192.0.2.9:80 -s rr\n# a server\n-a -t 192.0.2.9:80 -r 10.0.0.9:80 -m -w 4\n";
+    let r = wrapper("lvsadm-restore", &[], input);
+    assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
+    assert_eq!(
+        d.ok(&["-S", "-n"]),
+        "-A -t 192.0.2.9:80 -s rr\n-a -t 192.0.2.9:80 -r 10.0.0.9:80 -m -w 4\n"
+    );
+    let r = wrapper("lvsadm-restore", &[], &saved.stdout);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(d.ok(&["-S", "-n"]), saved.stdout);
+    // The exit code is lvsadm -R's.
+    let r = wrapper(
+        "lvsadm-restore",
+        &[],
+        "-A -t 192.0.2.9:80 -s rr\n-A -t 192.0.2.9:80 -s rr\n",
+    );
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (255, "Service already exists\n")
+    );
+}
