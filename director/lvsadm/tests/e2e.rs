@@ -502,6 +502,33 @@ fn errors_and_exit_codes_are_ipvsadm_s() {
             2,
             "options conflicts in the list command\n",
         ),
+        // The kernel's refusals, in ipvsadm's words.
+        (
+            &["-a", "-t", "192.0.2.1:80", "-r", "224.0.0.5:80", "-m"],
+            255,
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
+        ),
+        (
+            &["-a", "-t", "192.0.2.1:80", "-r", "0.0.0.0:80", "-m"],
+            255,
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
+        ),
+        (
+            &[
+                "-e",
+                "-t",
+                "192.0.2.1:80",
+                "-r",
+                "10.0.0.2:80",
+                "-m",
+                "-x",
+                "5",
+                "-y",
+                "10",
+            ],
+            255,
+            "Numerical result out of range\n",
+        ),
         // popt's errors after the command: the message alone, 255.
         (&["-L", "-Q"], 255, "-Q: unknown option\n"),
         (&["-L", "-nQ"], 255, "-nQ: unknown option\n"),
