@@ -7,6 +7,7 @@
 //! There is no DNS: a listing never waits on a resolver, and a rules file means the same on
 //! every director that shares its `/etc/hosts`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -17,11 +18,14 @@ pub const HOSTS_FILE: &str = "/etc/hosts";
 /// Where `getservbyname` and `getservbyport` look.
 pub const SERVICES_FILE: &str = "/etc/services";
 
-/// The text of a hosts file and a services file.
+/// The text of a hosts file and a services file, with the reverse lookups indexed (a
+/// connection listing names three addresses a line).
 #[derive(Debug, Clone, Default)]
 pub struct Names {
     hosts: String,
     services: String,
+    host_names: HashMap<IpAddr, String>,
+    service_names: HashMap<(Protocol, u16), String>,
 }
 
 impl Names {
@@ -33,12 +37,33 @@ impl Names {
 
     /// Names from the given texts (tests, other files).
     pub fn from_text(hosts: String, services: String) -> Self {
-        Self { hosts, services }
+        let mut host_names = HashMap::new();
+        for (addr, mut names) in host_lines(&hosts) {
+            if let Some(name) = names.next() {
+                host_names.entry(addr).or_insert_with(|| name.to_owned());
+            }
+        }
+        let mut service_names = HashMap::new();
+        for protocol in [Protocol::Tcp, Protocol::Udp] {
+            for (port, mut names) in service_lines(&services, protocol) {
+                if let Some(name) = names.next() {
+                    service_names
+                        .entry((protocol, port))
+                        .or_insert_with(|| name.to_owned());
+                }
+            }
+        }
+        Self {
+            hosts,
+            services,
+            host_names,
+            service_names,
+        }
     }
 
     /// The canonical name of `addr` (`gethostbyaddr`).
     pub fn host_name(&self, addr: IpAddr) -> Option<&str> {
-        host_lines(&self.hosts).find_map(|(a, mut names)| (a == addr).then(|| names.next())?)
+        self.host_names.get(&addr).map(String::as_str)
     }
 
     /// The IPv4 address of `name` (`gethostbyname`, which ipvsadm asks for IPv4 only).
@@ -51,8 +76,9 @@ impl Names {
 
     /// The name of `port` for `protocol` (`getservbyport`).
     pub fn service_name(&self, port: u16, protocol: Protocol) -> Option<&str> {
-        service_lines(&self.services, protocol)
-            .find_map(|(p, mut names)| (p == port).then(|| names.next())?)
+        self.service_names
+            .get(&(protocol, port))
+            .map(String::as_str)
     }
 
     /// The port of service `name` (or an alias) for `protocol` (`getservbyname`).
