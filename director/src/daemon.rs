@@ -91,7 +91,13 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
         addrs
             .entry(a.ifindex)
             .or_default()
-            .push((a.addr, a.prefix_len, a.secondary));
+            .push((a.addr.into(), a.prefix_len, a.secondary));
+    }
+    for (ifindex, addr, prefix_len) in ipv6_addresses() {
+        addrs
+            .entry(ifindex)
+            .or_default()
+            .push((addr.into(), prefix_len, false));
     }
     for v in addrs.values_mut() {
         // Primary addresses first, as the kernel picks them for a source.
@@ -100,12 +106,40 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
     Ok((table, mtus, addrs))
 }
 
+/// This namespace's usable IPv6 addresses (interface index, address, prefix length), from
+/// the kernel's `/proc/net/if_inet6`: addresses still in duplicate-address detection
+/// (tentative), failed it, or deprecated are left out, as the kernel leaves them out of its
+/// own choice of a source address. None when IPv6 is off.
+fn ipv6_addresses() -> Vec<(u32, std::net::Ipv6Addr, u8)> {
+    std::fs::read_to_string("/proc/net/if_inet6")
+        .map(|text| text.lines().filter_map(parse_if_inet6).collect())
+        .unwrap_or_default()
+}
+
+/// One line of `/proc/net/if_inet6`: address (32 hex digits), interface index, prefix
+/// length, scope and flags (hex), name.
+fn parse_if_inet6(line: &str) -> Option<(u32, std::net::Ipv6Addr, u8)> {
+    /// IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE.
+    const UNUSABLE: u32 = 0x08 | 0x20 | 0x40;
+    let mut f = line.split_whitespace();
+    let addr = u128::from_str_radix(f.next().filter(|a| a.len() == 32)?, 16).ok()?;
+    let ifindex = u32::from_str_radix(f.next()?, 16).ok()?;
+    let prefix_len = u8::from_str_radix(f.next()?, 16).ok()?;
+    let _scope = f.next()?;
+    let flags = u32::from_str_radix(f.next()?, 16).ok()?;
+    (flags & UNUSABLE == 0).then_some((ifindex, addr.into(), prefix_len))
+}
+
 /// Ask the kernel to resolve the MACs of these next hops (never waits).
 fn resolve(
     nl: &mut Netlink,
     table: &NextHopTable,
-    addrs: impl IntoIterator<Item = std::net::Ipv4Addr>,
+    addrs: impl IntoIterator<Item = std::net::IpAddr>,
 ) {
+    let addrs = addrs.into_iter().filter_map(|a| match a {
+        std::net::IpAddr::V4(v) => Some(v),
+        std::net::IpAddr::V6(_) => None,
+    });
     for p in table.missing(addrs) {
         if let Err(e) = nl.resolve(p.ifindex, p.addr) {
             event!(
@@ -462,6 +496,29 @@ mod tests {
         );
         lvs_common::parse_toml(&text, std::path::Path::new("test.toml"))
             .expect("a valid configuration")
+    }
+
+    /// The kernel's own lines: a global address, a link-local one, and one still in
+    /// duplicate-address detection (left out: it cannot be a source yet).
+    #[test]
+    fn ipv6_addresses_are_read_from_if_inet6() {
+        let lines = [
+            "20010db8000000000000000000000001 02 40 00 80     eth0",
+            "fe800000000000000000000000000001 02 40 20 80     eth0",
+            "20010db8000000000000000000000002 03 40 00 c0     eth1",
+            "garbage",
+        ];
+        let got: Vec<_> = lines
+            .iter()
+            .filter_map(|l| super::parse_if_inet6(l))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, "2001:db8::1".parse().unwrap(), 64),
+                (2, "fe80::1".parse().unwrap(), 64),
+            ]
+        );
     }
 
     /// A reload (or a start) that would put a content service and a virtual service on one

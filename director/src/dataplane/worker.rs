@@ -7,7 +7,7 @@
 //! [`TxQueue`]), monomorphised for the one in use: AF_PACKET today, another backend is a new
 //! implementation of the two traits. No call on the packet path goes through a vtable.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -20,7 +20,7 @@ use lvs_conntrack::{
 };
 use lvs_netinfo::{NextHopLookup, Resolved};
 use lvs_packet::{L4Proto, MacPair, Packet, RewriteError, TunError, TunParams};
-use lvs_sched_abi::{AF_INET, DEST_F_OVERLOADED, Flow as SchedFlow};
+use lvs_sched_abi::{DEST_F_OVERLOADED, Flow as SchedFlow};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -60,7 +60,7 @@ pub struct ForwardingWorker<R, T> {
     pub cmds: Receiver<WorkerCommand>,
     /// Next hops whose MAC is missing, for the control thread to resolve. Bounded: when full,
     /// the control thread is already busy resolving.
-    pub misses: SyncSender<Ipv4Addr>,
+    pub misses: SyncSender<IpAddr>,
     pub poll: Poll,
     pub epoch: Instant,
     /// Connection sync, when configured.
@@ -199,13 +199,11 @@ impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
         };
         let snap: &Snapshot = &self.snap;
         while let Some(e) = sync.inbound.pop() {
-            let found = match (crate::sync::v4(e.virt.addr), crate::sync::v4(e.dest.addr)) {
-                (Some(vip), Some(rs)) => snap.service(e.proto, vip, e.virt.port).and_then(|svc| {
-                    snap.dest_by_addr(svc.id, rs, e.dest.port)
-                        .map(|d| (svc.id, d))
-                }),
-                _ => None,
-            };
+            let (vip, rs) = (IpAddr::from(e.virt.addr), IpAddr::from(e.dest.addr));
+            let found = snap.service(e.proto, vip, e.virt.port).and_then(|svc| {
+                snap.dest_by_addr(svc.id, rs, e.dest.port)
+                    .map(|d| (svc.id, d))
+            });
             let done =
                 found.is_some_and(|(svc, dest)| self.table.sync_import(&e, svc, dest, now).is_ok());
             let counter = if done {
@@ -237,7 +235,7 @@ struct Forwarder<'w> {
     table: &'w mut Table,
     snap: &'w Arc<Snapshot>,
     stats: &'w Arc<WorkerStats>,
-    misses: &'w SyncSender<Ipv4Addr>,
+    misses: &'w SyncSender<IpAddr>,
     now: u64,
     ip_id: u16,
     sync: Option<&'w mut crate::sync::WorkerSync>,
@@ -252,13 +250,6 @@ enum Verdict {
     Tunnel(u32, TunParams),
     /// Nothing to send (dropped, counted, or not ours).
     Done,
-}
-
-fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(v) => Some(v),
-        IpAddr::V6(_) => None,
-    }
 }
 
 /// What a packet does with the connection entry its flow found.
@@ -297,20 +288,30 @@ fn reuse(
     }
 }
 
-/// The IPv4 destination of a frame the parser refused, if the bytes reach that far.
-fn ipv4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
+/// The IPv4 or IPv6 destination of a frame the parser refused, if the bytes reach that far.
+fn ip_dst(frame: &[u8]) -> Option<IpAddr> {
     let ethertype = |at: usize| {
         frame
             .get(at..at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
     };
-    let l3 = match ethertype(12)? {
-        0x0800 => 14,
-        0x8100 if ethertype(16)? == 0x0800 => 18,
+    let (l3, ipv6) = match ethertype(12)? {
+        0x0800 => (14, false),
+        0x86dd => (14, true),
+        0x8100 => match ethertype(16)? {
+            0x0800 => (18, false),
+            0x86dd => (18, true),
+            _ => return None,
+        },
         _ => return None,
     };
-    let d: [u8; 4] = frame.get(l3 + 16..l3 + 20)?.try_into().ok()?;
-    Some(Ipv4Addr::from(d))
+    if ipv6 {
+        let d: [u8; 16] = frame.get(l3 + 24..l3 + 40)?.try_into().ok()?;
+        Some(IpAddr::from(d))
+    } else {
+        let d: [u8; 4] = frame.get(l3 + 16..l3 + 20)?.try_into().ok()?;
+        Some(IpAddr::from(d))
+    }
 }
 
 fn proto_of(p: L4Proto) -> Option<Proto> {
@@ -335,7 +336,7 @@ impl<'w> Forwarder<'w> {
                 // anything else on the wire is the kernel's business, not a drop of ours.
                 if reason.is_malformed()
                     || (reason.class() == lvs_packet::DropClass::Policy
-                        && ipv4_dst(data).is_some_and(|d| self.snap.vips.binary_search(&d).is_ok()))
+                        && ip_dst(data).is_some_and(|d| self.snap.vips.binary_search(&d).is_ok()))
                 {
                     self.stats.parse_drop(reason);
                 }
@@ -389,9 +390,7 @@ impl<'w> Forwarder<'w> {
         let Some(proto) = proto_of(pkt.flow.protocol) else {
             return Verdict::Done;
         };
-        let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
-            return Verdict::Done;
-        };
+        let (src, dst) = (pkt.flow.src, pkt.flow.dst);
         // A plain reference for the whole packet: cloning the Arc would bounce its count's
         // cache line between workers on every packet.
         let snap: &'w Snapshot = self.snap;
@@ -417,7 +416,7 @@ impl<'w> Forwarder<'w> {
         pkt: &Packet,
         partial: bool,
         proto: Proto,
-        client: Ipv4Addr,
+        client: IpAddr,
         svc: &ServiceEntry,
     ) -> Verdict {
         let client_ep = Endpoint::new(client.into(), pkt.flow.src_port);
@@ -480,9 +479,7 @@ impl<'w> Forwarder<'w> {
         if let Some(c) = self.stats.dests.get(dest_id as usize) {
             c.inbound(bytes);
         }
-        let IpAddr::V4(rs) = IpAddr::from(dest_ep.addr) else {
-            return Verdict::Done;
-        };
+        let rs = IpAddr::from(dest_ep.addr);
         let Some(hop) = self.next_hop(rs) else {
             return Verdict::Done;
         };
@@ -492,7 +489,7 @@ impl<'w> Forwarder<'w> {
         };
         let done = match forward {
             Forward::Nat => lvs_packet::decrement_ttl(data, pkt)
-                .and_then(|()| lvs_packet::nat_in(data, pkt, IpAddr::V4(rs), dest_ep.port, partial))
+                .and_then(|()| lvs_packet::nat_in(data, pkt, rs, dest_ep.port, partial))
                 .and_then(|()| lvs_packet::set_macs(data, macs)),
             Forward::DirectRoute => lvs_packet::dr_rewrite(data, pkt, macs, partial),
             Forward::Tunnel => {
@@ -501,8 +498,8 @@ impl<'w> Forwarder<'w> {
                 // VIP itself would drop a packet from the VIP as a martian.
                 let outer_src = self.snap.source_addr(hop.ifindex, rs).unwrap_or(svc.vip);
                 let params = TunParams {
-                    outer_src: IpAddr::V4(outer_src),
-                    outer_dst: IpAddr::V4(rs),
+                    outer_src,
+                    outer_dst: rs,
                     macs,
                     mtu: self.snap.mtus.get(&hop.ifindex).copied().unwrap_or(1500),
                     ip_id: self.ip_id,
@@ -641,15 +638,15 @@ impl<'w> Forwarder<'w> {
 
     /// Ask the service's scheduler, with the whole director's connection counts.
     fn schedule(&self, pkt: &Packet, svc: &ServiceEntry) -> Option<u32> {
+        let (src_addr, family) = super::registry::abi_addr(pkt.flow.src);
+        let (dst_addr, _) = super::registry::abi_addr(pkt.flow.dst);
         let mut flow = SchedFlow {
-            family: AF_INET,
+            family,
             protocol: pkt.flow.protocol.number(),
+            src_addr,
+            dst_addr,
             ..Default::default()
         };
-        if let (IpAddr::V4(s), IpAddr::V4(d)) = (pkt.flow.src, pkt.flow.dst) {
-            flow.src_addr[..4].copy_from_slice(&s.octets());
-            flow.dst_addr[..4].copy_from_slice(&d.octets());
-        }
         flow.src_port = pkt.flow.src_port;
         flow.dst_port = pkt.flow.dst_port;
         let mut inst = match svc.sched.lock() {
@@ -730,13 +727,9 @@ impl<'w> Forwarder<'w> {
         if let Some(c) = self.stats.dests.get(dest_id as usize) {
             c.outbound(bytes);
         }
-        let (IpAddr::V4(vip), IpAddr::V4(cl)) =
-            (IpAddr::from(virt.addr), IpAddr::from(client.addr))
-        else {
-            return Verdict::Done;
-        };
+        let (vip, cl) = (IpAddr::from(virt.addr), IpAddr::from(client.addr));
         self.routed(data, pkt, cl, |d| {
-            lvs_packet::nat_out(d, pkt, IpAddr::V4(vip), virt.port, partial)
+            lvs_packet::nat_out(d, pkt, vip, virt.port, partial)
         })
     }
 
@@ -746,7 +739,7 @@ impl<'w> Forwarder<'w> {
         &mut self,
         data: &mut [u8],
         pkt: &Packet,
-        to: Ipv4Addr,
+        to: IpAddr,
         rewrite: impl FnOnce(&mut [u8]) -> Result<(), RewriteError>,
     ) -> Verdict {
         let Some(hop) = self.next_hop(to) else {
@@ -774,9 +767,7 @@ impl<'w> Forwarder<'w> {
         let Some(proto) = proto_of(emb.flow.protocol) else {
             return Verdict::Done;
         };
-        let (Some(es), Some(ed)) = (v4(emb.flow.src), v4(emb.flow.dst)) else {
-            return Verdict::Done;
-        };
+        let (es, ed) = (emb.flow.src, emb.flow.dst);
         // The quoted packet went the other way: reversed, it is the flow we track.
         let quoted_rev = FlowKey::new(
             proto,
@@ -793,11 +784,9 @@ impl<'w> Forwarder<'w> {
                 return Verdict::Done;
             }
             let dest = conn.dest();
-            let IpAddr::V4(rs) = IpAddr::from(dest.addr) else {
-                return Verdict::Done;
-            };
+            let rs = IpAddr::from(dest.addr);
             return self.routed(data, pkt, rs, |d| {
-                lvs_packet::nat_icmp_in(d, pkt, IpAddr::V4(rs), dest.port)
+                lvs_packet::nat_icmp_in(d, pkt, rs, dest.port)
             });
         }
         if let Some(id) = self.table.lookup_out(&quoted_rev) {
@@ -807,13 +796,9 @@ impl<'w> Forwarder<'w> {
                 return Verdict::Done;
             };
             let (virt, client) = (conn.virt(), conn.client());
-            let (IpAddr::V4(vip), IpAddr::V4(cl)) =
-                (IpAddr::from(virt.addr), IpAddr::from(client.addr))
-            else {
-                return Verdict::Done;
-            };
+            let (vip, cl) = (IpAddr::from(virt.addr), IpAddr::from(client.addr));
             return self.routed(data, pkt, cl, |d| {
-                lvs_packet::nat_icmp_out(d, pkt, IpAddr::V4(vip), virt.port)
+                lvs_packet::nat_icmp_out(d, pkt, vip, virt.port)
             });
         }
         Verdict::Done
@@ -828,9 +813,7 @@ impl<'w> Forwarder<'w> {
         mtu: u16,
         out: &mut B,
     ) {
-        let (Some(client), Some(vip)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
-            return;
-        };
+        let (client, vip) = (pkt.flow.src, pkt.flow.dst);
         if !self.icmp_limit.allow(self.now) {
             self.stats.lose(Loss::IcmpRateLimited);
             return;
@@ -843,16 +826,20 @@ impl<'w> Forwarder<'w> {
             dst: hop.dst_mac.0,
         };
         let _ = out.push_with(hop.ifindex, |buf| {
-            lvs_packet::icmp_frag_needed(frame, pkt, IpAddr::V4(vip), mtu, macs, buf).unwrap_or(0)
+            lvs_packet::icmp_frag_needed(frame, pkt, vip, mtu, macs, buf).unwrap_or(0)
         });
     }
 
-    fn next_hop(&self, dst: Ipv4Addr) -> Option<Resolved> {
+    fn next_hop(&self, dst: IpAddr) -> Option<Resolved> {
+        let IpAddr::V4(dst) = dst else {
+            self.stats.lose(Loss::NoRoute);
+            return None;
+        };
         match self.snap.nexthops.lookup(dst) {
             NextHopLookup::Ready(r) => Some(r),
             NextHopLookup::Unresolved { neighbour, .. } => {
                 self.stats.lose(Loss::NoNeighbour);
-                match self.misses.try_send(neighbour) {
+                match self.misses.try_send(neighbour.into()) {
                     Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
                 }
                 None
@@ -871,14 +858,16 @@ mod tests {
     use super::*;
     use lvs_conntrack::State;
     use lvs_netinfo::{Fib, Link, MacAddr, Neighbour, Neighbours, NextHopTable, NudState, Route};
+    use lvs_sched_abi::AF_INET;
     use std::collections::HashMap;
+    use std::net::Ipv4Addr;
     use std::sync::Mutex;
 
     fn dest(weight: u32) -> DestEntry {
         DestEntry {
             id: 3,
             service: 1,
-            addr: Ipv4Addr::new(203, 0, 113, 11),
+            addr: Ipv4Addr::new(203, 0, 113, 11).into(),
             port: 80,
             forward: Forward::Nat,
             weight,
@@ -1013,7 +1002,7 @@ mod tests {
         let service = ServiceEntry {
             id: 0,
             proto: Proto::Tcp,
-            vip: VIP,
+            vip: VIP.into(),
             port: 80,
             persistence: None,
             sched: Arc::new(Mutex::new(sched)),
@@ -1022,7 +1011,7 @@ mod tests {
         let dest = DestEntry {
             id: 1,
             service: 0,
-            addr: RS,
+            addr: RS.into(),
             port: 8080,
             forward: Forward::Nat,
             weight: 1,
@@ -1041,9 +1030,9 @@ mod tests {
             ]),
         );
         Snapshot {
-            services: HashMap::from([((6, VIP, 80), Arc::new(service))]),
+            services: HashMap::from([((6, VIP.into(), 80), Arc::new(service))]),
             dests: vec![None, Some(dest)],
-            vips: vec![VIP],
+            vips: vec![VIP.into()],
             live_dests: vec![1],
             active: true,
             any_nat: true,
@@ -1051,7 +1040,7 @@ mod tests {
             all_stats: vec![Arc::clone(stats)].into(),
             mtus: HashMap::new(),
             if_addrs: Arc::default(),
-            dest_index: HashMap::from([((0, RS, 8080), 1)]),
+            dest_index: HashMap::from([((0, RS.into(), 8080), 1)]),
         }
     }
 
@@ -1078,7 +1067,7 @@ mod tests {
         let pkt = lvs_packet::parse(frame).expect("a parsable frame");
         assert!(lvs_packet::verify_ip_header(frame, &pkt), "IPv4 checksum");
         assert!(lvs_packet::verify_l4(frame, &pkt), "TCP checksum");
-        let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (pkt.flow.src, pkt.flow.dst) else {
             panic!("not IPv4: {pkt:?}");
         };
         let ttl = frame[pkt.l3 + 8];

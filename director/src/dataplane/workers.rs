@@ -2,7 +2,7 @@
 //! workers, the commands they are sent, the fanout programs, connection sync's thread, and
 //! stopping it all.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -30,7 +30,7 @@ struct Handle {
 pub struct Workers {
     handles: Vec<Handle>,
     fanouts: Vec<FanoutControl>,
-    misses: Receiver<Ipv4Addr>,
+    misses: Receiver<IpAddr>,
     /// Connection sync: its configuration and the sync thread's ends of the rings until
     /// `start_sync`, then the running thread.
     sync_setup: Option<(SyncConfig, Vec<EngineSide>)>,
@@ -74,8 +74,7 @@ impl Workers {
             }
             fanouts.push(control);
         }
-        let (miss_tx, miss_rx): (SyncSender<Ipv4Addr>, Receiver<Ipv4Addr>) =
-            mpsc::sync_channel(1024);
+        let (miss_tx, miss_rx): (SyncSender<IpAddr>, Receiver<IpAddr>) = mpsc::sync_channel(1024);
         let per_worker = (setup.conn_table_size / n).max(1024);
         let sync_shared = setup.sync.as_ref().map(|_| Arc::new(SyncShared::default()));
         let (mut worker_syncs, engine_sides) = match (&setup.sync, &sync_shared) {
@@ -187,17 +186,24 @@ impl Workers {
     }
 
     /// Steer packets to these VIPs to the workers (sorted, no duplicates).
-    pub fn set_vips(&self, vips: &[Ipv4Addr]) {
+    pub fn set_vips(&self, vips: &[IpAddr]) {
+        let vips: Vec<Ipv4Addr> = vips
+            .iter()
+            .filter_map(|v| match v {
+                IpAddr::V4(v) => Some(*v),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         for f in &self.fanouts {
-            if let Err(e) = f.set_vips(vips) {
+            if let Err(e) = f.set_vips(&vips) {
                 event!(Level::Error, "fanout_update_failed", reason = e.to_string());
             }
         }
     }
 
     /// Next hops the workers found without a MAC since the last call.
-    pub fn take_misses(&self) -> Vec<Ipv4Addr> {
-        let mut v: Vec<Ipv4Addr> = self.misses.try_iter().collect();
+    pub fn take_misses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self.misses.try_iter().collect();
         v.sort_unstable();
         v.dedup();
         v
