@@ -7,8 +7,9 @@
 
 use core::net::{IpAddr, Ipv6Addr};
 
-use crate::bytes::{get_array, get_u16, low16, put_u16};
+use crate::bytes::{get_u16, low16, put_u16};
 use crate::error::RewriteError;
+use crate::family::{End, Family};
 use crate::parse::{L4Proto, Packet};
 
 /// Bytes summed between two folds: far below the 2^32 words a `u64` can take without overflow.
@@ -71,13 +72,20 @@ impl CsumDelta {
         self.0 += u64::from(!old) + u64::from(new);
     }
 
+    /// Records that a field changed from `old` to `new` (two slices of one length, starting at
+    /// an even offset of the checksummed region: an address of either family).
+    #[inline]
+    pub fn replace_slice(&mut self, old: &[u8], new: &[u8]) {
+        for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+            self.replace16(word(o), word(n));
+        }
+    }
+
     /// Records that a field of `N` bytes (an address: 4 or 16) changed. The field must start
     /// at an even offset of the checksummed region, as every address and port does.
     #[inline]
     pub fn replace<const N: usize>(&mut self, old: &[u8; N], new: &[u8; N]) {
-        for (o, n) in old.chunks(2).zip(new.chunks(2)) {
-            self.replace16(word(o), word(n));
-        }
+        self.replace_slice(old, new);
     }
 
     /// The checksum `csum` updated for every change recorded so far.
@@ -151,8 +159,7 @@ pub fn ipv6_l4_checksum(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, l4: &[u8]
     let protocol = match next_header {
         6 => L4Proto::Tcp,
         17 => L4Proto::Udp,
-        // ICMPv6 keeps its checksum where ICMP does and has no "no checksum" zero.
-        58 => L4Proto::Icmp,
+        58 => L4Proto::Icmpv6,
         _ => return None,
     };
     let off = l4_csum_offset(protocol);
@@ -169,26 +176,23 @@ pub(crate) fn l4_csum_offset(protocol: L4Proto) -> usize {
     match protocol {
         L4Proto::Tcp => 16,
         L4Proto::Udp => 6,
-        L4Proto::Icmp => 2,
+        L4Proto::Icmp | L4Proto::Icmpv6 => 2,
     }
 }
 
 /// The pseudo-header sum of `pkt` as it stands in `frame` now (addresses read from the frame,
-/// so it is right after a rewrite). Zero for ICMP, which has no pseudo-header.
+/// so it is right after a rewrite). Zero for ICMPv4, which has no pseudo-header; ICMPv6 has
+/// one (RFC 4443 section 2.3).
 fn frame_pseudo_sum(frame: &[u8], pkt: &Packet) -> Option<u64> {
     let protocol = pkt.flow.protocol;
     if protocol == L4Proto::Icmp {
         return Some(0);
     }
-    let src = get_array::<4>(frame, pkt.l3 + 12)?;
-    let dst = get_array::<4>(frame, pkt.l3 + 16)?;
+    let family = pkt.family();
+    let src = family.read_addr(frame, pkt.l3 + family.addr_offset(End::Src))?;
+    let dst = family.read_addr(frame, pkt.l3 + family.addr_offset(End::Dst))?;
     let len = u32::try_from(pkt.l4_end.checked_sub(pkt.l4)?).ok()?;
-    Some(pseudo_header_sum(
-        src.into(),
-        dst.into(),
-        protocol.number(),
-        len,
-    ))
+    Some(pseudo_header_sum(src, dst, protocol.number(), len))
 }
 
 /// Recomputes the transport checksum of `pkt` in `frame` from scratch, replacing whatever the
@@ -205,21 +209,26 @@ pub fn complete_l4_checksum(frame: &mut [u8], pkt: &Packet) -> Result<(), Rewrit
     put_u16(frame, pkt.l4 + off, c).ok_or(RewriteError::FrameMismatch)
 }
 
-/// True if the IPv4 header checksum of `pkt` in `frame` verifies.
+/// True if the IPv4 header checksum of `pkt` in `frame` verifies. An IPv6 header has no
+/// checksum: true if the frame holds it.
 pub fn verify_ip_header(frame: &[u8], pkt: &Packet) -> bool {
-    frame
-        .get(pkt.l3..pkt.l4)
-        .is_some_and(|h| fold(sum(h, 0)) == 0xffff)
+    match pkt.family() {
+        Family::V4 => frame
+            .get(pkt.l3..pkt.l4)
+            .is_some_and(|h| fold(sum(h, 0)) == 0xffff),
+        Family::V6 => frame.get(pkt.l3..pkt.l4).is_some(),
+    }
 }
 
-/// True if the transport checksum of `pkt` in `frame` verifies (a UDP checksum of zero, "no
-/// checksum", counts as verified). Addresses are read from the frame, not from `pkt`.
+/// True if the transport checksum of `pkt` in `frame` verifies. Over IPv4 a UDP checksum of
+/// zero ("no checksum") counts as verified; over IPv6 it is invalid (RFC 8200 section 8.1).
+/// Addresses are read from the frame, not from `pkt`.
 pub fn verify_l4(frame: &[u8], pkt: &Packet) -> bool {
     let Some(l4) = frame.get(pkt.l4..pkt.l4_end) else {
         return false;
     };
     if pkt.flow.protocol == L4Proto::Udp && get_u16(l4, 6) == Some(0) {
-        return true;
+        return pkt.family() == Family::V4;
     }
     frame_pseudo_sum(frame, pkt).is_some_and(|pseudo| fold(sum(l4, pseudo)) == 0xffff)
 }

@@ -7,12 +7,12 @@
 /// [`crate::RewriteError::drop_reason`] and [`crate::TunError::drop_reason`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
-    /// Not an IPv4 frame (ARP, IPv6, LLDP, a second VLAN tag ...). Not an error: the director
+    /// Neither IPv4 nor IPv6 (ARP, LLDP, a second VLAN tag ...). Not an error: the director
     /// leaves such frames to the host's kernel.
-    NotIpv4,
+    NotIp,
     /// A header, or the IP packet its total length announces, runs past the end of the frame.
     Truncated,
-    /// EtherType IPv4 but the IP version field is not 4.
+    /// EtherType IPv4 (IPv6) but the IP version field is not 4 (6).
     BadVersion,
     /// IPv4 header length below 5 words, or longer than the packet.
     BadIhl,
@@ -24,19 +24,24 @@ pub enum DropReason {
     BadTcpHeader,
     /// UDP length below 8 or past the end of the IP packet.
     BadUdpLength,
-    /// ICMP message too short, with a bad checksum, or an error that quotes no usable header.
+    /// ICMP or ICMPv6 message too short, with a bad checksum, or an error that quotes no
+    /// usable header (a quote cut before the quoted transport header's first 8 bytes, or a
+    /// quoted IPv6 extension-header chain that does not fit in the quote).
     BadIcmp,
     /// The IPv4 header carries options (not supported yet: counted and dropped).
     IpOptions,
-    /// A fragment, or an ICMP error about a non-first fragment (no ports to match: counted and
-    /// dropped; reassembly is not done).
+    /// A fragment (IPv4, or IPv6 with a fragment header that is not atomic), or an ICMP error
+    /// about a non-first fragment (no ports to match: counted and dropped; reassembly is not
+    /// done).
     Fragment,
-    /// An IP protocol other than TCP, UDP or ICMP. Not an error: left to the host's kernel.
+    /// An IP protocol other than TCP, UDP or ICMP (ICMPv6 over IPv6), including IPv6 next
+    /// headers the walk does not know (ESP, mobility, no next header ...). Not an error: left
+    /// to the host's kernel.
     UnsupportedProtocol,
-    /// The TTL would reach zero when forwarded.
+    /// The TTL (IPv6: the hop limit) would reach zero when forwarded.
     TtlExpired,
-    /// VS/TUN: the encapsulated packet exceeds the MTU and DF is set (ICMP "fragmentation
-    /// needed" goes back to the client).
+    /// VS/TUN: the encapsulated packet exceeds the MTU and DF is set, or it is IPv6 (ICMP
+    /// "fragmentation needed" or ICMPv6 "packet too big" goes back to the client).
     TooBig,
     /// VS/TUN: the encapsulated packet exceeds the MTU and DF is clear. IPVS would fragment the
     /// outer packet; we drop and count it for now.
@@ -58,6 +63,12 @@ pub enum DropReason {
     Ipv6Jumbogram,
     /// An IPv6 routing header of type 0, deprecated by RFC 5095 (amplification attacks).
     Ipv6RoutingType0,
+    /// An IPv6 routing header with segments left: the destination address is a waypoint, not
+    /// the packet's final destination, and the director does not act as one.
+    Ipv6RoutingSegmentsLeft,
+    /// A UDP datagram over IPv6 with a zero checksum, which RFC 8200 section 8.1 tells the
+    /// receiver to discard.
+    Ipv6UdpZeroChecksum,
 }
 
 /// Broad class of a [`DropReason`], for the summary counters.
@@ -75,8 +86,8 @@ pub enum DropClass {
 
 impl DropReason {
     /// Every reason, in [`DropReason::index`] order.
-    pub const ALL: [DropReason; 22] = [
-        DropReason::NotIpv4,
+    pub const ALL: [DropReason; 24] = [
+        DropReason::NotIp,
         DropReason::Truncated,
         DropReason::BadVersion,
         DropReason::BadIhl,
@@ -98,6 +109,8 @@ impl DropReason {
         DropReason::Ipv6TooManyExtHeaders,
         DropReason::Ipv6Jumbogram,
         DropReason::Ipv6RoutingType0,
+        DropReason::Ipv6RoutingSegmentsLeft,
+        DropReason::Ipv6UdpZeroChecksum,
     ];
 
     /// Number of reasons: the length of a per-reason counter array.
@@ -111,7 +124,7 @@ impl DropReason {
     /// The counter name (`malformed_truncated`, `fragment`, ...): stable, used in stats output.
     pub fn as_str(self) -> &'static str {
         match self {
-            DropReason::NotIpv4 => "not_ipv4",
+            DropReason::NotIp => "not_ip",
             DropReason::Truncated => "malformed_truncated",
             DropReason::BadVersion => "malformed_bad_version",
             DropReason::BadIhl => "malformed_bad_ihl",
@@ -133,13 +146,15 @@ impl DropReason {
             DropReason::Ipv6TooManyExtHeaders => "ipv6_too_many_ext_headers",
             DropReason::Ipv6Jumbogram => "ipv6_jumbogram",
             DropReason::Ipv6RoutingType0 => "ipv6_routing_type0",
+            DropReason::Ipv6RoutingSegmentsLeft => "ipv6_routing_segments_left",
+            DropReason::Ipv6UdpZeroChecksum => "malformed_ipv6_udp_zero_checksum",
         }
     }
 
     /// The broad class of this reason.
     pub fn class(self) -> DropClass {
         match self {
-            DropReason::NotIpv4 | DropReason::UnsupportedProtocol => DropClass::NotForUs,
+            DropReason::NotIp | DropReason::UnsupportedProtocol => DropClass::NotForUs,
             DropReason::Truncated
             | DropReason::BadVersion
             | DropReason::BadIhl
@@ -150,7 +165,8 @@ impl DropReason {
             | DropReason::BadIcmp
             | DropReason::Ipv6PayloadLength
             | DropReason::Ipv6ExtHeader
-            | DropReason::Ipv6HopByHopNotFirst => DropClass::Malformed,
+            | DropReason::Ipv6HopByHopNotFirst
+            | DropReason::Ipv6UdpZeroChecksum => DropClass::Malformed,
             DropReason::IpOptions
             | DropReason::Fragment
             | DropReason::TtlExpired
@@ -158,7 +174,8 @@ impl DropReason {
             | DropReason::NeedsFragmentation
             | DropReason::Ipv6TooManyExtHeaders
             | DropReason::Ipv6Jumbogram
-            | DropReason::Ipv6RoutingType0 => DropClass::Policy,
+            | DropReason::Ipv6RoutingType0
+            | DropReason::Ipv6RoutingSegmentsLeft => DropClass::Policy,
             DropReason::RewriteFailed => DropClass::Internal,
         }
     }
@@ -199,6 +216,6 @@ mod tests {
                 "{r}"
             );
         }
-        assert_eq!(DropReason::NotIpv4.class(), DropClass::NotForUs);
+        assert_eq!(DropReason::NotIp.class(), DropClass::NotForUs);
     }
 }

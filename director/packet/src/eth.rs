@@ -25,12 +25,12 @@ pub fn set_macs(frame: &mut [u8], macs: MacPair) -> Result<(), RewriteError> {
     Ok(())
 }
 
-/// Writes an untagged Ethernet II header for IPv4 at the start of `out`.
-pub(crate) fn write_eth_ipv4(out: &mut [u8], macs: MacPair) -> Option<usize> {
+/// Writes an untagged Ethernet II header carrying `ether_type` at the start of `out`.
+pub(crate) fn write_eth(out: &mut [u8], macs: MacPair, ether_type: EtherType) -> Option<usize> {
     let header = Ethernet2Header {
         source: macs.src,
         destination: macs.dst,
-        ether_type: EtherType::IPV4,
+        ether_type,
     };
     put_bytes(out, 0, &header.to_bytes())?;
     Some(ETH_HEADER_LEN)

@@ -1,17 +1,21 @@
-//! ICMP errors: rewriting the ones that belong to a VS/NAT connection, and building the ones the
-//! director itself sends ("fragmentation needed" for VS/TUN, "time exceeded").
+//! ICMP and ICMPv6 errors: rewriting the ones that belong to a VS/NAT connection, and building
+//! the ones the director itself sends ("fragmentation needed" or "packet too big" for VS/TUN,
+//! "time exceeded"); the ICMPv6 builder is in [`crate::icmp6`].
 
 use core::net::{IpAddr, Ipv4Addr};
 
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
-use etherparse::{Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header};
+use etherparse::{EtherType, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header};
 
-use crate::bytes::{get_array, get_u16, put_bytes, put_u16};
-use crate::checksum::{CsumDelta, fold, ipv4_header_checksum, l4_csum_offset, sum};
+use crate::bytes::{get_u16, put_bytes, put_u16};
+use crate::checksum::{CsumDelta, complete_l4_checksum, ipv4_header_checksum, l4_csum_offset};
 use crate::error::RewriteError;
-use crate::eth::{MacPair, write_eth_ipv4};
-use crate::nat::{End, update_l4_csum, v4};
-use crate::parse::{ETH_HEADER_LEN, ICMP_HEADER_LEN, IPV4_HEADER_LEN, Packet};
+use crate::eth::{MacPair, write_eth};
+use crate::family::End;
+use crate::icmp6::build_icmpv6_error;
+use crate::nat::{replace_addr, update_l4_csum};
+use crate::parse::{ETH_HEADER_LEN, ICMP_HEADER_LEN, IPV4_HEADER_LEN, L4Proto, Packet};
+use crate::parse6::{ICMPV6_PACKET_TOO_BIG, ICMPV6_TIME_EXCEEDED};
 
 /// The largest ICMP error the director builds, IP header included: RFC 1812 4.3.2.3's "as much
 /// of the original datagram as possible without the length of the ICMP datagram exceeding 576
@@ -62,70 +66,59 @@ fn rewrite_icmp_error(
     use RewriteError::FrameMismatch;
     pkt.check_frame(frame)?;
     let emb = *pkt.embedded().ok_or(RewriteError::WrongKind)?;
-    let new_addr = v4(addr)?;
-    let inner = match outer {
-        End::Src => End::Dst,
-        End::Dst => End::Src,
-    };
+    let family = pkt.family();
+    let new_addr = family.octets(addr)?;
+    let inner = outer.opposite();
 
     // Outer header: incremental, like any forwarded packet.
-    let outer_off = pkt.l3 + outer.addr_offset();
-    let old_outer = get_array::<4>(frame, outer_off).ok_or(FrameMismatch)?;
-    let ip_csum = get_u16(frame, pkt.l3 + 10).ok_or(FrameMismatch)?;
-    let mut outer_delta = CsumDelta::new();
-    outer_delta.replace(&old_outer, &new_addr);
-    put_bytes(frame, outer_off, &new_addr).ok_or(FrameMismatch)?;
-    put_u16(frame, pkt.l3 + 10, outer_delta.apply(ip_csum)).ok_or(FrameMismatch)?;
+    replace_addr(frame, pkt.l3, family, outer, addr)?;
 
     // Quoted header: the quote may hold a header whose checksum a router already broke, so
-    // recompute it rather than carry an error forward.
-    let inner_off = emb.l3 + inner.addr_offset();
-    let old_inner = get_array::<4>(frame, inner_off).ok_or(FrameMismatch)?;
-    put_bytes(frame, inner_off, &new_addr).ok_or(FrameMismatch)?;
-    let inner_header = frame.get(emb.l3..emb.l4).ok_or(FrameMismatch)?;
-    let inner_csum = ipv4_header_checksum(inner_header);
-    put_u16(frame, emb.l3 + 10, inner_csum).ok_or(FrameMismatch)?;
+    // recompute it rather than carry an error forward. IPv6 has none.
+    let inner_off = emb.l3 + family.addr_offset(inner);
+    let old_inner = family.read_octets(frame, inner_off).ok_or(FrameMismatch)?;
+    new_addr.write(frame, inner_off).ok_or(FrameMismatch)?;
+    if let Some(c) = family.header_checksum_offset() {
+        let inner_header = frame.get(emb.l3..emb.l4).ok_or(FrameMismatch)?;
+        let inner_csum = ipv4_header_checksum(inner_header);
+        put_u16(frame, emb.l3 + c, inner_csum).ok_or(FrameMismatch)?;
+    }
 
     // Quoted transport header: the port, and its checksum if the quote reaches that far (a
-    // quoted UDP header always does; a quoted TCP header only beyond 18 bytes).
+    // quoted UDP header always does; a quoted TCP header only beyond 18 bytes). A quoted
+    // ICMPv6 message's checksum covers the address too; a quoted ICMPv4 one does not.
     let protocol = emb.flow.protocol;
+    let mut d = CsumDelta::new();
+    d.replace_slice(old_inner.as_slice(), new_addr.as_slice());
     if protocol.has_ports() {
         let port_off = emb.l4 + inner.port_offset();
         let old_port = get_u16(frame, port_off).ok_or(FrameMismatch)?;
         put_u16(frame, port_off, port).ok_or(FrameMismatch)?;
-        let csum_off = emb.l4 + l4_csum_offset(protocol);
-        if csum_off + 2 <= pkt.end {
-            let mut d = CsumDelta::new();
-            d.replace(&old_inner, &new_addr);
-            d.replace16(old_port, port);
-            let c = get_u16(frame, csum_off).ok_or(FrameMismatch)?;
-            if let Some(c) = update_l4_csum(protocol, c, &d) {
-                put_u16(frame, csum_off, c).ok_or(FrameMismatch)?;
-            }
+        d.replace16(old_port, port);
+    }
+    let csum_off = emb.l4 + l4_csum_offset(protocol);
+    if protocol != L4Proto::Icmp && csum_off + 2 <= pkt.end {
+        let c = get_u16(frame, csum_off).ok_or(FrameMismatch)?;
+        if let Some(c) = update_l4_csum(protocol, c, &d) {
+            put_u16(frame, csum_off, c).ok_or(FrameMismatch)?;
         }
     }
 
-    // The ICMP checksum covers the whole quote: recompute (it was verified by `parse`).
-    recompute_icmp_checksum(frame, pkt.l4, pkt.end)
-}
-
-/// Recomputes the checksum of the ICMP message at `l4..end`.
-fn recompute_icmp_checksum(frame: &mut [u8], l4: usize, end: usize) -> Result<(), RewriteError> {
-    put_u16(frame, l4 + 2, 0).ok_or(RewriteError::FrameMismatch)?;
-    let msg = frame.get(l4..end).ok_or(RewriteError::FrameMismatch)?;
-    let c = !fold(sum(msg, 0));
-    put_u16(frame, l4 + 2, c).ok_or(RewriteError::FrameMismatch)
+    // The ICMP checksum covers the whole quote (and, for ICMPv6, the outer addresses):
+    // recompute it (it was verified by `parse`).
+    complete_l4_checksum(frame, pkt)
 }
 
 /// Builds, into `out`, the ICMP "fragmentation needed and DF set" (type 3, code 4) that tells
-/// the client of `pkt` to send packets of at most `next_hop_mtu` bytes. Returns the frame
-/// length.
+/// the client of `pkt` to send packets of at most `next_hop_mtu` bytes; for an IPv6 `pkt`,
+/// the ICMPv6 "packet too big" (type 2, code 0) with that MTU. Returns the frame length.
 ///
-/// `from` is the ICMP's source: pass the VIP the client addressed, as Linux does for a packet
-/// it received for a local address. The frame is untagged Ethernet from `macs.src` to
-/// `macs.dst` (the next hop toward the client). The quote is the original IP packet, as
-/// received, cut so that the ICMP packet is at most [`ICMP_ERROR_MAX_LEN`] bytes: call this
-/// before any in-place rewrite of `frame`.
+/// `from` is the ICMP's source, of the packet's family: pass the VIP the client addressed, as
+/// Linux does for a packet it received for a local address. The frame is untagged Ethernet
+/// from `macs.src` to `macs.dst` (the next hop toward the client). The quote is the original
+/// IP packet, as received, cut so that the ICMP packet is at most [`ICMP_ERROR_MAX_LEN`]
+/// bytes (IPv6: [`crate::ICMPV6_ERROR_MAX_LEN`], RFC 4443 section 2.4 (c)): call this before any
+/// in-place rewrite of `frame`.
 pub fn icmp_frag_needed(
     frame: &[u8],
     pkt: &Packet,
@@ -134,6 +127,10 @@ pub fn icmp_frag_needed(
     macs: MacPair,
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
+    if pkt.is_ipv6() {
+        let mtu = u32::from(next_hop_mtu);
+        return build_icmpv6_error(frame, pkt, ICMPV6_PACKET_TOO_BIG, mtu, from, macs, out);
+    }
     let kind = Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
         next_hop_mtu,
     });
@@ -141,7 +138,8 @@ pub fn icmp_frag_needed(
 }
 
 /// Builds, into `out`, the ICMP "time exceeded in transit" (type 11, code 0) for a packet whose
-/// TTL expired at the director ([`crate::decrement_ttl`] said so). Arguments as for
+/// TTL expired at the director ([`crate::decrement_ttl`] said so); for an IPv6 `pkt`, the
+/// ICMPv6 "hop limit exceeded in transit" (type 3, code 0). Arguments as for
 /// [`icmp_frag_needed`].
 pub fn icmp_time_exceeded(
     frame: &[u8],
@@ -150,6 +148,9 @@ pub fn icmp_time_exceeded(
     macs: MacPair,
     out: &mut [u8],
 ) -> Result<usize, RewriteError> {
+    if pkt.is_ipv6() {
+        return build_icmpv6_error(frame, pkt, ICMPV6_TIME_EXCEEDED, 0, from, macs, out);
+    }
     let kind = Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit);
     build_icmp_error(frame, pkt, kind, from, macs, out)
 }
@@ -177,7 +178,10 @@ fn build_icmp_error(
     if pkt.is_icmp_error() || !may_send_error_about(client, dst) {
         return Err(RewriteError::IcmpNotAllowed);
     }
-    let from = v4(from)?;
+    let from: [u8; 4] = match from {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => return Err(RewriteError::FamilyMismatch),
+    };
 
     let max_quote = ICMP_ERROR_MAX_LEN - IPV4_HEADER_LEN - ICMP_HEADER_LEN;
     let quote_len = (pkt.end - pkt.l3).min(max_quote);
@@ -205,7 +209,7 @@ fn build_icmp_error(
     ip.header_checksum = ip.calc_header_checksum();
     let icmp = Icmpv4Header::with_checksum(kind, quote);
 
-    let l3 = write_eth_ipv4(out, macs).ok_or(too_small)?;
+    let l3 = write_eth(out, macs, EtherType::IPV4).ok_or(too_small)?;
     let l4 = l3 + IPV4_HEADER_LEN;
     put_bytes(out, l3, &ip.to_bytes()).ok_or(too_small)?;
     put_bytes(out, l4, &icmp.to_bytes()).ok_or(too_small)?;

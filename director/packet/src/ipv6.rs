@@ -1,7 +1,7 @@
 //! The IPv6 header and its extension-header chain (RFC 8200), walked to the transport header.
 //!
-//! Not wired into the data path yet: the director forwards IPv4 only. The walk is strict
-//! because a packet whose transport header cannot be found must be counted and dropped, never
+//! [`crate::parse`] walks every IPv6 frame with it, and the quote of every ICMPv6 error. The
+//! walk is strict because a packet whose transport header cannot be found must be counted and dropped, never
 //! forwarded unparsed (a port-based rule could otherwise be bypassed by hiding the ports
 //! behind a header the parser skipped). Like the rest of the crate it allocates nothing and
 //! never panics, whatever the bytes.
@@ -58,6 +58,9 @@ pub struct Ipv6Headers {
     pub ext_headers: usize,
     /// The hop limit.
     pub hop_limit: u8,
+    /// The routing header's "segments left", 0 without one. Non-zero means the destination
+    /// address is not the packet's final destination (which the TCP/UDP pseudo-header uses).
+    pub segments_left: u8,
 }
 
 impl Ipv6Headers {
@@ -83,32 +86,45 @@ pub fn parse_ipv6(buf: &[u8], l3: usize) -> Result<Ipv6Headers, DropReason> {
         return Err(DropReason::BadVersion);
     }
     let payload_len = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
-    let mut next = fixed[6];
-    let hop_limit = fixed[7];
     let start = l3 + IPV6_HEADER_LEN;
-    if next == HOP_BY_HOP && hop_by_hop_has_jumbo(buf, start) {
+    if fixed[6] == HOP_BY_HOP && hop_by_hop_has_jumbo(buf, start) {
         return Err(DropReason::Ipv6Jumbogram);
     }
     let end = start
         .checked_add(payload_len)
         .filter(|&e| e <= buf.len())
         .ok_or(DropReason::Ipv6PayloadLength)?;
+    walk(buf, l3, end)
+}
+
+/// Walks the IPv6 packet whose fixed header starts at `l3` in `buf`, reading nothing at or
+/// after `end`: the end its payload length gives, or, for the quote in an ICMPv6 error, the
+/// end of the quote if that comes first. The caller has checked that `end <= buf.len()`.
+pub(crate) fn walk(buf: &[u8], l3: usize, end: usize) -> Result<Ipv6Headers, DropReason> {
+    let fixed: [u8; IPV6_HEADER_LEN] = get_array(buf, l3).ok_or(DropReason::Truncated)?;
+    let mut next = fixed[6];
+    let hop_limit = fixed[7];
     // Only the payload is read from here on: a header cut by the payload length is bad even
     // if the frame's padding would complete it.
     let pkt = buf.get(..end).ok_or(DropReason::Ipv6PayloadLength)?;
-    let mut off = start;
+    let mut off = l3 + IPV6_HEADER_LEN;
+    if off > end {
+        return Err(DropReason::Ipv6PayloadLength);
+    }
     let mut ext_headers = 0;
     let mut fragment = None;
+    let mut segments_left = 0;
     loop {
         let len = match next {
             HOP_BY_HOP if ext_headers != 0 => return Err(DropReason::Ipv6HopByHopNotFirst),
             HOP_BY_HOP | DEST_OPTS => options_header_len(pkt, off)?,
             ROUTING => {
-                let [_, _, routing_type, _] =
+                let [_, _, routing_type, left] =
                     get_array::<4>(pkt, off).ok_or(DropReason::Ipv6ExtHeader)?;
                 if routing_type == 0 {
                     return Err(DropReason::Ipv6RoutingType0);
                 }
+                segments_left = left;
                 ext_len(pkt, off)?
             }
             FRAGMENT => {
@@ -152,7 +168,43 @@ pub fn parse_ipv6(buf: &[u8], l3: usize) -> Result<Ipv6Headers, DropReason> {
         fragment,
         ext_headers,
         hop_limit,
+        segments_left,
     })
+}
+
+/// An IPv6 fixed header the director writes (an ICMPv6 error, a tunnel's outer header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ipv6Out {
+    /// Traffic class (DSCP and ECN).
+    pub traffic_class: u8,
+    /// Flow label (20 bits; higher bits are ignored).
+    pub flow_label: u32,
+    /// Bytes after the fixed header.
+    pub payload_len: u16,
+    /// The next header: 58 for ICMPv6, 41 for IPv6 in IPv6.
+    pub next_header: u8,
+    /// Hop limit.
+    pub hop_limit: u8,
+    /// Source address.
+    pub src: [u8; 16],
+    /// Destination address.
+    pub dst: [u8; 16],
+}
+
+impl Ipv6Out {
+    /// The header's 40 bytes.
+    pub(crate) fn to_bytes(self) -> [u8; IPV6_HEADER_LEN] {
+        let first =
+            (6 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xf_ffff);
+        let mut h = [0; IPV6_HEADER_LEN];
+        h[..4].copy_from_slice(&first.to_be_bytes());
+        h[4..6].copy_from_slice(&self.payload_len.to_be_bytes());
+        h[6] = self.next_header;
+        h[7] = self.hop_limit;
+        h[8..24].copy_from_slice(&self.src);
+        h[24..40].copy_from_slice(&self.dst);
+        h
+    }
 }
 
 /// Length of a generic extension header: (Hdr Ext Len + 1) 8-byte units.

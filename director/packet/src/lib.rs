@@ -6,16 +6,34 @@
 //! rewrite that cannot apply is a [`RewriteError`] or [`TunError`], each with the drop counter
 //! it belongs to.
 //!
-//! IPv4 with TCP, UDP and ICMP for now. Addresses are `IpAddr` in every public type so that
-//! IPv6 can be added without changing them; IPv4 layout lives inside the functions. The
-//! [`ipv6`] module walks an IPv6 header chain to the transport header, and
-//! [`checksum::ipv6_l4_checksum`] sums the IPv6 pseudo-header; neither is in the data path yet.
+//! IPv4 with TCP, UDP and ICMP, and IPv6 with TCP, UDP and ICMPv6, through the same functions:
+//! addresses are `IpAddr` in every public type, a `Packet`'s family is its addresses'
+//! ([`Packet::is_ipv6`]), and each function takes the layout of that family. An address of the
+//! other family is [`RewriteError::FamilyMismatch`]. Over IPv6:
+//!
+//! - [`parse`] walks the extension headers ([`ipv6`]: hop-by-hop, routing, destination
+//!   options, fragment, authentication) to the transport header; a packet whose transport
+//!   header cannot be found (a non-first fragment, a chain past the payload, too many headers,
+//!   an unknown header) is a [`DropReason`], never a `Packet`. Every IPv6 bad input has its own
+//!   reason: `malformed_ipv6_ext_header`, `malformed_ipv6_payload_length`, `fragment`,
+//!   `ipv6_jumbogram`, `ipv6_routing_type0`, `ipv6_routing_segments_left`,
+//!   `malformed_ipv6_udp_zero_checksum`, `malformed_bad_icmp` (an error quoting a packet cut
+//!   before its ports), and `ttl_expired` from [`decrement_ttl`] for a hop limit of 1.
+//! - ICMPv6 is [`L4Proto::Icmpv6`], a protocol of its own rather than `Icmp` with the family
+//!   deciding: its number (58) is what the scheduler and the connection table see, and its
+//!   checksum covers a pseudo-header. A worker needs no new branch for it: ICMP errors of
+//!   either family come with [`Packet::embedded`], and `pkt.icmp.is_some()` is true for both.
+//! - The `Packet` fields named after IPv4 mean: `ttl` the hop limit, `tos` the traffic class,
+//!   `ip_id` 0, `dont_fragment` true.
+//! - TUN is IPv6-in-IPv6 (next header 41, what Linux's `ip6tnl` decapsulates); an IPv4
+//!   packet over an IPv6 tunnel or the reverse is [`TunError::MixedFamilies`]. The
+//!   "fragmentation needed" of [`icmp_frag_needed`] is ICMPv6 "packet too big".
 //!
 //! # How a worker uses it
 //!
 //! Every frame: `let pkt = parse(frame)?` (count the `Err` by [`DropReason::index`]; the
 //! [`DropClass::NotForUs`] ones are left to the kernel), then look up `pkt.flow` (or, for an
-//! ICMP error, `pkt.embedded()`'s flow reversed) in the connection table. `csum_partial` is
+//! ICMP or ICMPv6 error, `pkt.embedded()`'s flow reversed) in the connection table. `csum_partial` is
 //! the ring's `TP_STATUS_CSUMNOTREADY` bit for this frame. Then, by forwarding method:
 //!
 //! - **NAT, client to real server**: [`decrement_ttl`] (on `TtlExpired`, optionally
@@ -40,10 +58,13 @@ mod dr;
 mod drop;
 mod error;
 mod eth;
+mod family;
 mod icmp;
+mod icmp6;
 pub mod ipv6;
 mod nat;
 mod parse;
+mod parse6;
 mod ttl;
 mod tun;
 
@@ -55,11 +76,16 @@ pub use eth::{MacPair, set_macs};
 pub use icmp::{
     ICMP_ERROR_MAX_LEN, icmp_frag_needed, icmp_time_exceeded, nat_icmp_in, nat_icmp_out,
 };
+pub use icmp6::ICMPV6_ERROR_MAX_LEN;
+pub use ipv6::IPV6_HEADER_LEN;
 pub use nat::{nat_in, nat_out};
 pub use parse::{
     ETH_HEADER_LEN, Embedded, Flow, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HEADER_LEN,
     ICMP_PARAMETER_PROBLEM, ICMP_TIME_EXCEEDED, IPV4_HEADER_LEN, IcmpInfo, L4Proto, Mac, Packet,
     TcpFlags, parse,
+};
+pub use parse6::{
+    ICMPV6_DEST_UNREACH, ICMPV6_PACKET_TOO_BIG, ICMPV6_PARAMETER_PROBLEM, ICMPV6_TIME_EXCEEDED,
 };
 pub use ttl::decrement_ttl;
 pub use tun::{TunError, TunParams, tun_encap};

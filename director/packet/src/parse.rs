@@ -11,14 +11,15 @@ use core::net::{IpAddr, Ipv4Addr};
 use etherparse::err::{LenError, tcp::HeaderSliceError as TcpSliceError};
 use etherparse::err::{ipv4::HeaderError as Ipv4HeaderError, ipv4::HeaderSliceError};
 use etherparse::{
-    EtherType, Ethernet2HeaderSlice, Icmpv4Slice, Ipv4HeaderSlice, SingleVlanHeaderSlice,
-    TcpHeaderSlice, UdpHeaderSlice,
+    EtherType, Ethernet2HeaderSlice, Ipv4HeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice,
+    UdpHeaderSlice,
 };
 
 use crate::bytes::{get_array, get_u16};
 use crate::checksum::{fold, sum};
 use crate::drop::DropReason;
 use crate::error::RewriteError;
+use crate::family::Family;
 
 /// An Ethernet MAC address.
 pub type Mac = [u8; 6];
@@ -44,12 +45,17 @@ pub const ICMP_FRAG_NEEDED: u8 = 4;
 /// The transport protocols the director forwards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum L4Proto {
-    /// ICMP (errors are matched to the flow they quote; queries are not balanced).
+    /// ICMP over IPv4 (errors are matched to the flow they quote; queries are not balanced).
     Icmp,
     /// TCP.
     Tcp,
     /// UDP.
     Udp,
+    /// ICMPv6 (IPv6 next header 58): errors as for [`L4Proto::Icmp`]; everything else
+    /// (echo, neighbour discovery, MLD) is left to the host's kernel. A protocol of its own,
+    /// not `Icmp` with the family deciding, because it differs where the code must tell them
+    /// apart: its number, its types, and a checksum that covers a pseudo-header.
+    Icmpv6,
 }
 
 impl L4Proto {
@@ -59,6 +65,7 @@ impl L4Proto {
             L4Proto::Icmp => 1,
             L4Proto::Tcp => 6,
             L4Proto::Udp => 17,
+            L4Proto::Icmpv6 => 58,
         }
     }
 
@@ -68,6 +75,7 @@ impl L4Proto {
             1 => Some(L4Proto::Icmp),
             6 => Some(L4Proto::Tcp),
             17 => Some(L4Proto::Udp),
+            58 => Some(L4Proto::Icmpv6),
             _ => None,
         }
     }
@@ -75,6 +83,20 @@ impl L4Proto {
     /// True for the protocols that have ports.
     pub const fn has_ports(self) -> bool {
         matches!(self, L4Proto::Tcp | L4Proto::Udp)
+    }
+
+    /// True for ICMP of either family.
+    pub const fn is_icmp(self) -> bool {
+        matches!(self, L4Proto::Icmp | L4Proto::Icmpv6)
+    }
+
+    /// The protocol with number `n` as carried by IPv4 (`ipv6 == false`) or IPv6: ICMP is 1
+    /// over IPv4 and 58 over IPv6, and neither number means ICMP in the other family.
+    pub const fn from_number_in(n: u8, ipv6: bool) -> Option<Self> {
+        match (L4Proto::from_number(n), ipv6) {
+            (Some(L4Proto::Icmp), true) | (Some(L4Proto::Icmpv6), false) => None,
+            (p, _) => p,
+        }
     }
 }
 
@@ -106,8 +128,8 @@ impl TcpFlags {
     }
 }
 
-/// A transport flow as seen in one packet: the connection table's key material. Addresses are
-/// `IpAddr`, so the same type carries IPv6 flows later. ICMP has no ports (both zero).
+/// A transport flow as seen in one packet: the connection table's key material. Both
+/// addresses are of the packet's family. ICMP has no ports (both zero).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Flow {
     /// Transport protocol.
@@ -143,9 +165,10 @@ impl Flow {
 /// server saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Embedded {
-    /// Offset of the quoted IP header in the frame.
+    /// Offset of the quoted IP header in the frame (of the outer packet's family).
     pub l3: usize,
-    /// Offset of the quoted transport header (at least 8 bytes of it are in the frame).
+    /// Offset of the quoted transport header, after any quoted IPv6 extension headers (at
+    /// least 8 bytes of it are in the frame).
     pub l4: usize,
     /// The quoted packet's flow.
     pub flow: Flow,
@@ -158,12 +181,18 @@ pub struct IcmpInfo {
     pub icmp_type: u8,
     /// ICMP code.
     pub code: u8,
-    /// For the errors the director forwards (destination unreachable, time exceeded, parameter
-    /// problem): the packet they quote. `None` for queries such as echo.
+    /// For the errors the director forwards (ICMPv4 destination unreachable, time exceeded,
+    /// parameter problem; ICMPv6 destination unreachable, packet too big, time exceeded,
+    /// parameter problem): the packet they quote. `None` for queries such as echo.
     pub embedded: Option<Embedded>,
 }
 
 /// A parsed frame: offsets into the frame and the fields the director decides on.
+///
+/// IPv4 or IPv6: the family is the addresses' (`flow.src.is_ipv6()`, or [`Packet::is_ipv6`]).
+/// Over IPv6, `l4` is past every extension header, and the IPv4 fields mean: `ttl` the hop
+/// limit, `tos` the traffic class, `ip_id` 0, `dont_fragment` true (routers never fragment
+/// IPv6), `total_len` the fixed header plus the payload length.
 ///
 /// Offsets are absolute positions in the frame. They are valid for the frame that was parsed
 /// (and stay valid across the in-place rewrites, which change no length); every function that
@@ -176,7 +205,7 @@ pub struct Packet {
     pub vlan: Option<u16>,
     /// Offset of the IP header.
     pub l3: usize,
-    /// Offset of the transport header.
+    /// Offset of the transport header (IPv6: after the extension headers).
     pub l4: usize,
     /// Offset of the transport payload (for ICMP errors: of the quoted packet).
     pub payload: usize,
@@ -189,15 +218,15 @@ pub struct Packet {
     pub flow: Flow,
     /// TCP flags (empty for UDP and ICMP).
     pub tcp_flags: TcpFlags,
-    /// IP total length.
+    /// IP total length (IPv6: 40 plus the payload length).
     pub total_len: u16,
-    /// IP time to live.
+    /// IP time to live (IPv6: the hop limit).
     pub ttl: u8,
-    /// IP type of service byte (DSCP and ECN).
+    /// IP type of service byte, DSCP and ECN (IPv6: the traffic class, the same bits).
     pub tos: u8,
-    /// IP identification.
+    /// IP identification (IPv6: 0; it has none outside a fragment header).
     pub ip_id: u16,
-    /// The "don't fragment" flag.
+    /// The "don't fragment" flag (IPv6: always true, routers never fragment it).
     pub dont_fragment: bool,
     /// ICMP details, for ICMP packets.
     pub icmp: Option<IcmpInfo>,
@@ -214,23 +243,35 @@ impl Packet {
         self.embedded().is_some()
     }
 
-    /// Checks that `frame` can hold this packet: offsets in order and inside the frame, and an
-    /// address family the rewrites support.
+    /// True for an IPv6 packet.
+    pub fn is_ipv6(&self) -> bool {
+        self.flow.src.is_ipv6()
+    }
+
+    /// The packet's IP family.
+    pub(crate) fn family(&self) -> Family {
+        Family::of(self.flow.src)
+    }
+
+    /// Checks that `frame` can hold this packet: offsets in order and inside the frame, and
+    /// both addresses of one family.
     pub(crate) fn check_frame(&self, frame: &[u8]) -> Result<(), RewriteError> {
-        if !matches!(self.flow.src, IpAddr::V4(_)) {
+        let family = self.family();
+        if Family::of(self.flow.dst) != family {
             return Err(RewriteError::FamilyMismatch);
         }
+        let header_len = family.header_len();
         // `a + n <= b` without overflow, for offsets a caller may have set to anything.
         let fits = |a: usize, n: usize, b: usize| a.checked_add(n).is_some_and(|x| x <= b);
         let ordered = self.l3 >= ETH_HEADER_LEN
-            && fits(self.l3, IPV4_HEADER_LEN, self.l4)
+            && fits(self.l3, header_len, self.l4)
             && fits(self.l4, ICMP_HEADER_LEN, self.l4_end)
             && self.l4 <= self.payload
             && self.payload <= self.l4_end
             && self.l4_end <= self.end
             && self.end <= frame.len();
         let embedded_ok = self.embedded().is_none_or(|e| {
-            e.l3 >= self.payload && fits(e.l3, IPV4_HEADER_LEN, e.l4) && fits(e.l4, 8, self.end)
+            e.l3 >= self.payload && fits(e.l3, header_len, e.l4) && fits(e.l4, 8, self.end)
         });
         if ordered && embedded_ok {
             Ok(())
@@ -274,12 +315,13 @@ fn truncated(_: LenError) -> DropReason {
 }
 
 /// Parses an Ethernet II frame (optionally with one 802.1Q tag) holding IPv4 with TCP, UDP or
-/// ICMP.
+/// ICMP, or IPv6 with TCP, UDP or ICMPv6 after its extension headers.
 ///
-/// Frames the director does not handle give [`DropReason::NotIpv4`] or
+/// Frames the director does not handle give [`DropReason::NotIp`] or
 /// [`DropReason::UnsupportedProtocol`] (see [`DropReason::class`]); everything else that is not
-/// a valid, unfragmented, option-free packet gives the reason it was refused. Allocates
-/// nothing and never panics.
+/// a valid, unfragmented, option-free packet gives the reason it was refused. An IPv6 packet
+/// whose transport header cannot be found is always refused. Allocates nothing and never
+/// panics.
 pub fn parse(frame: &[u8]) -> Result<Packet, DropReason> {
     let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(truncated)?;
     let (ether_type, l3, vlan) = if eth.ether_type() == ETH_P_8021Q {
@@ -295,11 +337,18 @@ pub fn parse(frame: &[u8]) -> Result<Packet, DropReason> {
     } else {
         (eth.ether_type(), ETH_HEADER_LEN, None)
     };
-    // A second tag lands here too: QinQ is not for us.
-    if ether_type != EtherType::IPV4 {
-        return Err(DropReason::NotIpv4);
-    }
+    // A second tag lands in the last arm too: QinQ is not for us.
+    let mut pkt = match ether_type {
+        EtherType::IPV4 => parse_ipv4(frame, l3)?,
+        EtherType::IPV6 => crate::parse6::parse_ipv6_packet(frame, l3)?,
+        _ => return Err(DropReason::NotIp),
+    };
+    pkt.vlan = vlan;
+    Ok(pkt)
+}
 
+/// The IPv4 packet at `l3`, with its transport header.
+fn parse_ipv4(frame: &[u8], l3: usize) -> Result<Packet, DropReason> {
     // Our own checks first, in an order that names the real fault (a header length beyond
     // the total length is a bad IHL, not a truncation); etherparse then reads the fields.
     let rest = frame.get(l3..).ok_or(DropReason::Truncated)?;
@@ -339,12 +388,12 @@ pub fn parse(frame: &[u8]) -> Result<Packet, DropReason> {
     if ip.more_fragments() || ip.fragments_offset().value() != 0 {
         return Err(DropReason::Fragment);
     }
-    let protocol = L4Proto::from_number(ip.protocol().0).ok_or(DropReason::UnsupportedProtocol)?;
+    let protocol =
+        L4Proto::from_number_in(ip.protocol().0, false).ok_or(DropReason::UnsupportedProtocol)?;
     let l4 = l3 + header_len;
-    let segment = frame.get(l4..end).ok_or(DropReason::Truncated)?;
 
     let mut pkt = Packet {
-        vlan,
+        vlan: None,
         l3,
         l4,
         payload: l4,
@@ -365,60 +414,77 @@ pub fn parse(frame: &[u8]) -> Result<Packet, DropReason> {
         dont_fragment: ip.dont_fragment(),
         icmp: None,
     };
-
-    match protocol {
-        L4Proto::Tcp => {
-            let tcp = TcpHeaderSlice::from_slice(segment).map_err(|e| match e {
-                TcpSliceError::Len(_) if segment.len() < 20 => DropReason::Truncated,
-                _ => DropReason::BadTcpHeader,
-            })?;
-            pkt.flow.src_port = tcp.source_port();
-            pkt.flow.dst_port = tcp.destination_port();
-            pkt.tcp_flags = TcpFlags(tcp.slice().get(13).copied().unwrap_or(0));
-            pkt.payload = l4 + tcp.slice().len();
-        }
-        L4Proto::Udp => {
-            let udp = UdpHeaderSlice::from_slice(segment).map_err(truncated)?;
-            let len = usize::from(udp.length());
-            if len < 8 || len > segment.len() {
-                return Err(DropReason::BadUdpLength);
-            }
-            pkt.flow.src_port = udp.source_port();
-            pkt.flow.dst_port = udp.destination_port();
-            pkt.payload = l4 + 8;
-            pkt.l4_end = l4 + len;
-        }
-        L4Proto::Icmp => {
-            let icmp = Icmpv4Slice::from_slice(segment).map_err(|e| {
-                if segment.len() < ICMP_HEADER_LEN {
-                    truncated(e)
-                } else {
-                    DropReason::BadIcmp
-                }
-            })?;
-            let (icmp_type, code) = (icmp.type_u8(), icmp.code_u8());
-            pkt.payload = l4 + ICMP_HEADER_LEN;
-            let embedded = if matches!(
-                icmp_type,
-                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
-            ) {
-                // The error is rewritten and its checksum recomputed from scratch, which would
-                // launder a corrupted message; so check it first, as IPVS does.
-                if fold(sum(segment, 0)) != 0xffff {
-                    return Err(DropReason::BadIcmp);
-                }
-                Some(parse_embedded(frame, pkt.payload, end)?)
-            } else {
-                None
-            };
-            pkt.icmp = Some(IcmpInfo {
-                icmp_type,
-                code,
-                embedded,
-            });
-        }
+    if protocol != L4Proto::Icmp {
+        parse_ports(frame, &mut pkt)?;
+        return Ok(pkt);
     }
+    // The error is rewritten and its checksum recomputed from scratch, which would launder a
+    // corrupted message; so it is checked first, as IPVS does. ICMPv4 has no pseudo-header.
+    const ERRORS: [u8; 3] = [
+        ICMP_DEST_UNREACH,
+        ICMP_TIME_EXCEEDED,
+        ICMP_PARAMETER_PROBLEM,
+    ];
+    parse_icmp(frame, &mut pkt, &ERRORS, 0, parse_embedded)?;
     Ok(pkt)
+}
+
+/// Reads the ICMP or ICMPv6 header at `pkt.l4`. For the `errors` types, checks the checksum
+/// (with the `pseudo`-header sum) and parses the packet they quote with `quote`.
+pub(crate) fn parse_icmp(
+    frame: &[u8],
+    pkt: &mut Packet,
+    errors: &[u8],
+    pseudo: u64,
+    quote: fn(&[u8], usize, usize) -> Result<Embedded, DropReason>,
+) -> Result<(), DropReason> {
+    let segment = frame.get(pkt.l4..pkt.end).ok_or(DropReason::Truncated)?;
+    let [icmp_type, code] = get_array::<2>(segment, 0)
+        .filter(|_| segment.len() >= ICMP_HEADER_LEN)
+        .ok_or(DropReason::Truncated)?;
+    pkt.payload = pkt.l4 + ICMP_HEADER_LEN;
+    let embedded = if errors.contains(&icmp_type) {
+        if fold(sum(segment, pseudo)) != 0xffff {
+            return Err(DropReason::BadIcmp);
+        }
+        Some(quote(frame, pkt.payload, pkt.end)?)
+    } else {
+        None
+    };
+    pkt.icmp = Some(IcmpInfo {
+        icmp_type,
+        code,
+        embedded,
+    });
+    Ok(())
+}
+
+/// Reads the TCP or UDP header at `pkt.l4` (either family): ports, flags, where the payload
+/// starts and, for UDP, where the datagram ends.
+pub(crate) fn parse_ports(frame: &[u8], pkt: &mut Packet) -> Result<(), DropReason> {
+    let l4 = pkt.l4;
+    let segment = frame.get(l4..pkt.end).ok_or(DropReason::Truncated)?;
+    if pkt.flow.protocol == L4Proto::Tcp {
+        let tcp = TcpHeaderSlice::from_slice(segment).map_err(|e| match e {
+            TcpSliceError::Len(_) if segment.len() < 20 => DropReason::Truncated,
+            _ => DropReason::BadTcpHeader,
+        })?;
+        pkt.flow.src_port = tcp.source_port();
+        pkt.flow.dst_port = tcp.destination_port();
+        pkt.tcp_flags = TcpFlags(tcp.slice().get(13).copied().unwrap_or(0));
+        pkt.payload = l4 + tcp.slice().len();
+    } else {
+        let udp = UdpHeaderSlice::from_slice(segment).map_err(truncated)?;
+        let len = usize::from(udp.length());
+        if len < 8 || len > segment.len() {
+            return Err(DropReason::BadUdpLength);
+        }
+        pkt.flow.src_port = udp.source_port();
+        pkt.flow.dst_port = udp.destination_port();
+        pkt.payload = l4 + 8;
+        pkt.l4_end = l4 + len;
+    }
+    Ok(())
 }
 
 /// Parses the packet an ICMP error quotes, from `at` to the end of the ICMP message.
@@ -433,7 +499,8 @@ fn parse_embedded(frame: &[u8], at: usize, end: usize) -> Result<Embedded, DropR
     if ip.fragments_offset().value() != 0 {
         return Err(DropReason::Fragment);
     }
-    let protocol = L4Proto::from_number(ip.protocol().0).ok_or(DropReason::UnsupportedProtocol)?;
+    let protocol =
+        L4Proto::from_number_in(ip.protocol().0, false).ok_or(DropReason::UnsupportedProtocol)?;
     let (src_port, dst_port) = if protocol.has_ports() {
         (
             get_u16(l4_quote, 0).unwrap_or(0),

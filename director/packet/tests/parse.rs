@@ -34,19 +34,22 @@ fn truncated_frames() {
 }
 
 #[test]
-fn not_ipv4_is_not_malformed() {
+fn not_ip_is_not_malformed() {
     let mut f = tcp_frame();
-    for et in [[0x08, 0x06], [0x86, 0xdd], [0x88, 0xcc]] {
+    for et in [[0x08, 0x06], [0x88, 0xcc]] {
         f[12..14].copy_from_slice(&et);
-        assert_eq!(parse(&f), Err(DropReason::NotIpv4));
+        assert_eq!(parse(&f), Err(DropReason::NotIp));
     }
-    assert_eq!(DropReason::NotIpv4.class(), DropClass::NotForUs);
+    assert_eq!(DropReason::NotIp.class(), DropClass::NotForUs);
+    // EtherType IPv6 is parsed now: an IPv4 header behind it is a bad version.
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    assert_eq!(parse(&f), Err(DropReason::BadVersion));
     // Two VLAN tags (QinQ) are not for us either.
     let mut spec = Spec::new(CLIENT, 1, VIP, 2);
     spec.vlan = Some(3);
     let mut f = tcp(&spec);
     f[16..18].copy_from_slice(&[0x81, 0x00]);
-    assert_eq!(parse(&f), Err(DropReason::NotIpv4));
+    assert_eq!(parse(&f), Err(DropReason::NotIp));
 }
 
 #[test]
