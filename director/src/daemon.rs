@@ -136,10 +136,6 @@ fn resolve(
     table: &NextHopTable,
     addrs: impl IntoIterator<Item = std::net::IpAddr>,
 ) {
-    let addrs = addrs.into_iter().filter_map(|a| match a {
-        std::net::IpAddr::V4(v) => Some(v),
-        std::net::IpAddr::V6(_) => None,
-    });
     for p in table.missing(addrs) {
         if let Err(e) = nl.resolve(p.ifindex, p.addr) {
             event!(

@@ -1,15 +1,19 @@
 //! What the director (and the heartbeat daemon) need from the kernel's networking tables,
 //! over a synchronous NETLINK_ROUTE socket, plus two small ioctl/AF_PACKET helpers.
 //!
-//! - [`Netlink`]: links, IPv4 addresses (idempotent add/delete), the main routing table as a
-//!   [`Fib`] with longest-prefix match, the neighbour table, neighbour resolution, and the
-//!   combined [`NextHopTable`] that workers use per packet without system calls.
+//! - [`Netlink`]: links, IPv4 addresses (idempotent add/delete), the main routing table (IPv4
+//!   and IPv6) as a [`Fib`] with longest-prefix match per family, the neighbour table (ARP and
+//!   NDP), neighbour resolution, and the combined [`NextHopTable`] that workers use per packet
+//!   without system calls.
 //! - [`NetlinkMonitor`]: change notifications for a `mio` loop.
 //! - [`disable_receive_offloads`]: GRO/LRO off for an AF_PACKET forwarder, undone at stop.
 //! - [`send_gratuitous_arp`]: announce a taken-over address.
 //!
-//! Everything here works in the network namespace of the calling thread. IPv4 only for now;
-//! the types say `Ipv4Addr` so that IPv6 arrives as new types, not as changed ones.
+//! Everything here works in the network namespace of the calling thread. Routes, neighbours,
+//! next hops and change notifications hold `IpAddr`: one table serves both families, and a
+//! lookup only ever matches routes and neighbours of the address's own family. IPv6 default
+//! routes usually go via a link-local router (fe80::/10); such a gateway is a neighbour like any
+//! other, keyed by its interface.
 //!
 //! # How the director uses it
 //!
@@ -29,7 +33,8 @@
 //! }
 //!
 //! // Control thread: build the snapshot, resolve what is missing, rebuild on change.
-//! let real_servers = ["10.0.1.11".parse().unwrap(), "10.0.1.12".parse().unwrap()];
+//! let real_servers: [std::net::IpAddr; 2] =
+//!     ["10.0.1.11".parse().unwrap(), "2001:db8:1::12".parse().unwrap()];
 //! let mut table = Arc::new(nl.next_hop_table()?);
 //! for hop in table.missing(real_servers) {
 //!     nl.resolve(hop.ifindex, hop.addr)?; // never waits for ARP
@@ -56,7 +61,7 @@
 //!
 //! # Limits
 //!
-//! - Only the main routing table is read: policy routing rules, other tables, TOS-specific
+//! - Only the main routing table is read (for IPv6 too): policy routing rules, other tables, TOS-specific
 //!   routes and non-unicast routes (local, broadcast, blackhole, unreachable, prohibit) are
 //!   ignored. An ECMP route keeps its first next hop.
 //! - GRO/LRO are switched with the legacy ethtool ioctl: hardware GRO (`rx-gro-hw`) is not

@@ -1,15 +1,15 @@
-//! Change notifications: a non-blocking NETLINK_ROUTE socket subscribed to link, IPv4 address,
-//! IPv4 route and neighbour events, for the caller's `mio` loop.
+//! Change notifications: a non-blocking NETLINK_ROUTE socket subscribed to link, address
+//! (IPv4 and IPv6), route (IPv4 and IPv6) and neighbour events, for the caller's `mio` loop.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::neighbour::NeighbourMessage;
-use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
 use netlink_packet_route::{AddressFamily, link::LinkAttribute};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -23,6 +23,8 @@ const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_NEIGH: u32 = 0x4;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
+const RTMGRP_IPV6_IFADDR: u32 = 0x100;
+const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 /// Message types, used when a message cannot be parsed but its kind still matters.
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
@@ -49,32 +51,32 @@ pub enum NetChange {
         /// True for RTM_DELLINK.
         removed: bool,
     },
-    /// An IPv4 address was added or removed.
+    /// An IPv4 or IPv6 address was added or removed.
     Address {
         /// Interface index.
         ifindex: u32,
         /// The address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// Its prefix length.
         prefix_len: u8,
         /// True for RTM_DELADDR.
         removed: bool,
     },
-    /// A route of the main IPv4 table was added, changed or removed.
+    /// A route of the main table (IPv4 or IPv6) was added, changed or removed.
     Route {
         /// Destination network.
-        dst: Ipv4Addr,
+        dst: IpAddr,
         /// Prefix length.
         prefix_len: u8,
         /// True for RTM_DELROUTE.
         removed: bool,
     },
-    /// An IPv4 neighbour entry changed state or was removed.
+    /// A neighbour entry (ARP or NDP) changed state or was removed.
     Neighbour {
         /// Interface index.
         ifindex: u32,
         /// Neighbour address.
-        addr: Ipv4Addr,
+        addr: IpAddr,
         /// Its MAC, if known.
         mac: Option<MacAddr>,
         /// Its new state.
@@ -89,11 +91,11 @@ pub enum NetChange {
 pub struct Changes {
     /// Some interface changed: rebuild the link list (and the next-hop table).
     pub links: bool,
-    /// Some IPv4 address changed.
+    /// Some address (IPv4 or IPv6) changed.
     pub addresses: bool,
-    /// The main IPv4 routing table changed: rebuild the FIB.
+    /// The main routing table (IPv4 or IPv6) changed: rebuild the FIB.
     pub routes: bool,
-    /// The IPv4 neighbour table changed: rebuild the next-hop table.
+    /// The neighbour table (IPv4 or IPv6) changed: rebuild the next-hop table.
     pub neighbours: bool,
     /// The kernel dropped notifications (socket buffer full): rebuild everything.
     pub overrun: bool,
@@ -136,15 +138,21 @@ impl Changes {
                     removed: matches!(msg, M::DelLink(_)),
                 });
             }
-            M::NewAddress(a) | M::DelAddress(a) if a.header.family == AddressFamily::Inet => {
+            M::NewAddress(a) | M::DelAddress(a)
+                if matches!(a.header.family, AddressFamily::Inet | AddressFamily::Inet6) =>
+            {
                 self.addresses = true;
+                let v6 = a.header.family == AddressFamily::Inet6;
+                let ours = |v: &IpAddr| v.is_ipv6() == v6;
+                // IPv4 puts the interface's own address in IFA_LOCAL (IFA_ADDRESS is the peer
+                // on point-to-point links); IPv6 sends IFA_ADDRESS only, unless there is a peer.
                 let addr = a.attributes.iter().find_map(|at| match at {
-                    AddressAttribute::Local(IpAddr::V4(v)) => Some(*v),
+                    AddressAttribute::Local(v) if ours(v) => Some(*v),
                     _ => None,
                 });
                 let addr = addr.or_else(|| {
                     a.attributes.iter().find_map(|at| match at {
-                        AddressAttribute::Address(IpAddr::V4(v)) => Some(*v),
+                        AddressAttribute::Address(v) if ours(v) => Some(*v),
                         _ => None,
                     })
                 });
@@ -157,18 +165,26 @@ impl Changes {
                     });
                 }
             }
-            M::NewRoute(r) | M::DelRoute(r) if is_main_ipv4(r) => {
+            M::NewRoute(r) | M::DelRoute(r) if is_main(r) => {
                 self.routes = true;
+                let v6 = r.header.address_family == AddressFamily::Inet6;
                 let dst = r
                     .attributes
                     .iter()
                     .find_map(|a| match a {
-                        RouteAttribute::Destination(
-                            netlink_packet_route::route::RouteAddress::Inet(d),
-                        ) => Some(*d),
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) if !v6 => {
+                            Some(IpAddr::V4(*d))
+                        }
+                        RouteAttribute::Destination(RouteAddress::Inet6(d)) if v6 => {
+                            Some(IpAddr::V6(*d))
+                        }
                         _ => None,
                     })
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    .unwrap_or(if v6 {
+                        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                    } else {
+                        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                    });
                 self.push(NetChange::Route {
                     dst,
                     prefix_len: r.header.destination_prefix_length,
@@ -205,7 +221,8 @@ impl Changes {
     }
 }
 
-fn is_main_ipv4(r: &RouteMessage) -> bool {
+/// A route of the main table, IPv4 or IPv6 (the local table and the others are not read).
+fn is_main(r: &RouteMessage) -> bool {
     let table = r
         .attributes
         .iter()
@@ -214,10 +231,14 @@ fn is_main_ipv4(r: &RouteMessage) -> bool {
             _ => None,
         })
         .unwrap_or(u32::from(r.header.table));
-    r.header.address_family == AddressFamily::Inet && table == u32::from(RouteHeader::RT_TABLE_MAIN)
+    matches!(
+        r.header.address_family,
+        AddressFamily::Inet | AddressFamily::Inet6
+    ) && table == u32::from(RouteHeader::RT_TABLE_MAIN)
 }
 
-/// A subscription to the kernel's link, IPv4 address, IPv4 route and neighbour notifications.
+/// A subscription to the kernel's link, address, route and neighbour notifications (IPv4 and
+/// IPv6).
 ///
 /// Register [`NetlinkMonitor::as_raw_fd`] with `mio` (`SourceFd`, readable, edge-triggered is
 /// fine) and call [`NetlinkMonitor::drain`] when it is readable: it reads until the socket is
@@ -235,7 +256,12 @@ impl NetlinkMonitor {
     /// [`NetinfoError::Socket`] when the socket cannot be set up.
     pub fn open() -> Result<Self> {
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(NetinfoError::Socket)?;
-        let groups = RTMGRP_LINK | RTMGRP_NEIGH | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE;
+        let groups = RTMGRP_LINK
+            | RTMGRP_NEIGH
+            | RTMGRP_IPV4_IFADDR
+            | RTMGRP_IPV4_ROUTE
+            | RTMGRP_IPV6_IFADDR
+            | RTMGRP_IPV6_ROUTE;
         sock.bind(&SocketAddr::new(0, groups))
             .map_err(NetinfoError::Socket)?;
         sock.set_non_blocking(true).map_err(NetinfoError::Socket)?;
@@ -352,19 +378,19 @@ mod tests {
             vec![
                 NetChange::Address {
                     ifindex: 3,
-                    addr: Ipv4Addr::new(10, 0, 0, 5),
+                    addr: Ipv4Addr::new(10, 0, 0, 5).into(),
                     prefix_len: 24,
                     removed: false
                 },
                 NetChange::Neighbour {
                     ifindex: 3,
-                    addr: Ipv4Addr::new(10, 0, 0, 7),
+                    addr: Ipv4Addr::new(10, 0, 0, 7).into(),
                     mac: None,
                     state: NudState::Failed,
                     removed: true
                 },
                 NetChange::Route {
-                    dst: Ipv4Addr::new(10, 0, 0, 0),
+                    dst: Ipv4Addr::new(10, 0, 0, 0).into(),
                     prefix_len: 24,
                     removed: false
                 },
@@ -382,5 +408,58 @@ mod tests {
         let mut c = Changes::default();
         decode_notifications(&[1, 2, 3], &mut c);
         assert!(c.overrun);
+    }
+
+    #[test]
+    fn decodes_ipv6_notifications() {
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        // RTM_NEWADDR 2001:db8::5/64 on 3 (IPv6 sends IFA_ADDRESS only).
+        let mut addr = vec![10u8, 64, 0, 0];
+        addr.extend(3u32.to_ne_bytes());
+        addr.extend(nla(1, &v6("2001:db8::5").octets()));
+        // RTM_NEWNEIGH fe80::1 on 3, REACHABLE, with its MAC.
+        let mut neigh = vec![10u8, 0, 0, 0];
+        neigh.extend(3u32.to_ne_bytes());
+        neigh.extend(0x02u16.to_ne_bytes());
+        neigh.extend([0u8, 1]);
+        neigh.extend(nla(1, &v6("fe80::1").octets()));
+        neigh.extend(nla(2, &[2, 0, 0, 0, 0, 1]));
+        // RTM_DELROUTE of the IPv6 default route (main table, no RTA_DST).
+        let mut route = vec![10u8, 0, 0, 0, 254, 9, 0, 1];
+        route.extend(0u32.to_ne_bytes());
+        route.extend(nla(4, &3u32.to_ne_bytes()));
+        // The local table's routes for our own addresses change nothing.
+        let mut local = vec![10u8, 128, 0, 0, 255, 2, 0, 2];
+        local.extend(0u32.to_ne_bytes());
+        let mut dgram = nlmsg(RTM_NEWADDR, 0, 0, &addr);
+        dgram.extend(nlmsg(RTM_NEWNEIGH, 0, 0, &neigh));
+        dgram.extend(nlmsg(RTM_NEWROUTE, 0, 0, &local));
+        dgram.extend(nlmsg(RTM_DELROUTE, 0, 0, &route));
+        let mut c = Changes::default();
+        decode_notifications(&dgram, &mut c);
+        assert!(c.addresses && c.neighbours && c.routes && !c.links && !c.overrun);
+        assert_eq!(
+            c.events,
+            vec![
+                NetChange::Address {
+                    ifindex: 3,
+                    addr: v6("2001:db8::5").into(),
+                    prefix_len: 64,
+                    removed: false
+                },
+                NetChange::Neighbour {
+                    ifindex: 3,
+                    addr: v6("fe80::1").into(),
+                    mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+                    state: NudState::Reachable,
+                    removed: false
+                },
+                NetChange::Route {
+                    dst: Ipv6Addr::UNSPECIFIED.into(),
+                    prefix_len: 0,
+                    removed: true
+                },
+            ]
+        );
     }
 }

@@ -1,12 +1,12 @@
 //! The next-hop table: FIB + links + neighbours combined into one immutable snapshot that the
 //! director's workers consult per packet, without system calls, allocation or locks.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::error::Result;
 use crate::link::Link;
 use crate::mac::MacAddr;
-use crate::neigh::{Neighbours, key};
+use crate::neigh::{Key, Neighbours, key};
 use crate::route::Fib;
 use crate::rtnl::Netlink;
 
@@ -32,7 +32,7 @@ pub enum NextHopLookup {
         /// Output interface index.
         ifindex: u32,
         /// The address whose MAC is missing (gateway or the destination itself).
-        neighbour: Ipv4Addr,
+        neighbour: IpAddr,
     },
     /// No route, or the route leaves through an interface that is down or not Ethernet-like.
     NoRoute,
@@ -44,7 +44,7 @@ pub struct PendingNeighbour {
     /// Interface index.
     pub ifindex: u32,
     /// Neighbour address.
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
 }
 
 /// FIB, link MACs and usable neighbour MACs, frozen at build time.
@@ -57,8 +57,8 @@ pub struct NextHopTable {
     fib: Fib,
     /// Up, Ethernet-like links: (ifindex, MAC), sorted.
     links: Vec<(u32, MacAddr)>,
-    /// Usable neighbour entries: ((ifindex, addr) key, MAC), sorted.
-    neighbours: Vec<(u64, MacAddr)>,
+    /// Usable neighbour entries, IPv4 and IPv6: ((ifindex, addr) key, MAC), sorted.
+    neighbours: Vec<(Key, MacAddr)>,
 }
 
 impl NextHopTable {
@@ -83,9 +83,11 @@ impl NextHopTable {
         }
     }
 
-    /// Where and how to send a packet for `dst`. No allocation, no lock, no system call.
+    /// Where and how to send a packet for `dst` (IPv4 or IPv6). No allocation, no lock, no
+    /// system call.
     #[must_use]
-    pub fn lookup(&self, dst: Ipv4Addr) -> NextHopLookup {
+    pub fn lookup(&self, dst: impl Into<IpAddr>) -> NextHopLookup {
+        let dst = dst.into();
         let Some(hop) = self.fib.lookup(dst) else {
             return NextHopLookup::NoRoute;
         };
@@ -111,9 +113,9 @@ impl NextHopTable {
 
     /// The neighbours to resolve: every gateway of the FIB plus the next hop of each of
     /// `destinations` (real servers, say) whose MAC is missing. Sorted, without duplicates.
-    pub fn missing(
+    pub fn missing<A: Into<IpAddr>>(
         &self,
-        destinations: impl IntoIterator<Item = Ipv4Addr>,
+        destinations: impl IntoIterator<Item = A>,
     ) -> Vec<PendingNeighbour> {
         let mut out: Vec<PendingNeighbour> = self
             .fib
@@ -168,6 +170,7 @@ mod tests {
     use super::*;
     use crate::neigh::{Neighbour, NudState};
     use crate::route::Route;
+    use std::net::Ipv4Addr;
 
     fn link(ifindex: u32, up: bool, mac: Option<[u8; 6]>) -> Link {
         Link {
@@ -192,7 +195,7 @@ mod tests {
         let route = |dst: [u8; 4], prefix_len, gateway: Option<[u8; 4]>, oif| Route {
             dst: dst.into(),
             prefix_len,
-            gateway: gateway.map(Ipv4Addr::from),
+            gateway: gateway.map(IpAddr::from),
             oif,
             metric: 0,
         };
@@ -235,7 +238,7 @@ mod tests {
             t.lookup(Ipv4Addr::new(10, 1, 0, 6)),
             NextHopLookup::Unresolved {
                 ifindex: 3,
-                neighbour: Ipv4Addr::new(10, 1, 0, 6)
+                neighbour: Ipv4Addr::new(10, 1, 0, 6).into()
             }
         );
         // Interface down.
@@ -261,29 +264,94 @@ mod tests {
             vec![
                 PendingNeighbour {
                     ifindex: 3,
-                    addr: Ipv4Addr::new(10, 1, 0, 6)
+                    addr: Ipv4Addr::new(10, 1, 0, 6).into()
                 },
                 PendingNeighbour {
                     ifindex: 3,
-                    addr: Ipv4Addr::new(10, 1, 0, 7)
+                    addr: Ipv4Addr::new(10, 1, 0, 7).into()
                 },
             ]
         );
         // An unknown gateway is always listed.
         let fib = Fib::from_routes([Route {
-            dst: Ipv4Addr::UNSPECIFIED,
+            dst: Ipv4Addr::UNSPECIFIED.into(),
             prefix_len: 0,
-            gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
+            gateway: Some(Ipv4Addr::new(10, 0, 0, 254).into()),
             oif: 2,
             metric: 0,
         }]);
         let t = NextHopTable::build(&[link(2, true, Some([2; 6]))], fib, &Neighbours::default());
         assert_eq!(
-            t.missing([]),
+            t.missing::<IpAddr>([]),
             vec![PendingNeighbour {
                 ifindex: 2,
-                addr: Ipv4Addr::new(10, 0, 0, 254)
+                addr: Ipv4Addr::new(10, 0, 0, 254).into()
             }]
         );
+    }
+
+    #[test]
+    fn ipv6_next_hops_via_link_local_routers() {
+        let links = [
+            link(2, true, Some([2, 0, 0, 0, 0, 2])),
+            link(3, true, Some([2, 0, 0, 0, 0, 3])),
+        ];
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let route = |dst: &str, prefix_len, gateway: Option<&str>, oif| Route {
+            dst: v6(dst),
+            prefix_len,
+            gateway: gateway.map(v6),
+            oif,
+            metric: 0,
+        };
+        let fib = Fib::from_routes([
+            route("::", 0, Some("fe80::1"), 2),
+            route("2001:db8:1::", 64, None, 3),
+            route("fe80::", 64, None, 3),
+        ]);
+        let n = |ifindex, a: &str, last| Neighbour {
+            ifindex,
+            addr: v6(a),
+            mac: Some(MacAddr([0xaa, 0, 0, 0, 0, last])),
+            state: NudState::Reachable,
+        };
+        // The same link-local address on another interface is another neighbour.
+        let neighbours = Neighbours::from_entries([
+            n(3, "fe80::1", 0x31),
+            n(2, "fe80::1", 0x21),
+            n(3, "2001:db8:1::5", 0x05),
+        ]);
+        let t = NextHopTable::build(&links, fib, &neighbours);
+        let ready = |ifindex, src: u8, dst: u8| {
+            NextHopLookup::Ready(Resolved {
+                ifindex,
+                src_mac: MacAddr([2, 0, 0, 0, 0, src]),
+                dst_mac: MacAddr([0xaa, 0, 0, 0, 0, dst]),
+            })
+        };
+        assert_eq!(t.lookup(v6("2606:4700::1")), ready(2, 2, 0x21));
+        assert_eq!(t.lookup(v6("2001:db8:1::5")), ready(3, 3, 0x05));
+        assert_eq!(
+            t.lookup(v6("2001:db8:1::6")),
+            NextHopLookup::Unresolved {
+                ifindex: 3,
+                neighbour: v6("2001:db8:1::6")
+            }
+        );
+        // No IPv4 route at all: IPv4 destinations have none, whatever the IPv6 table says.
+        assert_eq!(t.lookup(Ipv4Addr::new(10, 0, 0, 1)), NextHopLookup::NoRoute);
+        assert_eq!(
+            t.missing([v6("2001:db8:1::6"), v6("2001:db8:1::5")]),
+            vec![PendingNeighbour {
+                ifindex: 3,
+                addr: v6("2001:db8:1::6")
+            }]
+        );
+        // An unresolved link-local default router is listed for resolution on its interface.
+        let t = NextHopTable::build(&links, t.fib().clone(), &Neighbours::default());
+        assert!(t.missing::<IpAddr>([]).contains(&PendingNeighbour {
+            ifindex: 2,
+            addr: v6("fe80::1")
+        }));
     }
 }

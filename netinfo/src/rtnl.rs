@@ -10,7 +10,7 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkBuffer, NetlinkMessage,
     NetlinkPayload,
 };
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use crate::error::{NetinfoError, Result};
@@ -93,6 +93,18 @@ impl Netlink {
             log::debug!("netlink: {table} dump interrupted (attempt {attempt}), retrying");
         }
         Err(NetinfoError::DumpInterrupted(table))
+    }
+
+    /// Dump one table of both families: the IPv4 dump, then the IPv6 one. `request` makes the
+    /// dump request for a family; `tables` names the two tables for error messages.
+    pub(crate) fn dump_both_families(
+        &mut self,
+        request: impl Fn(AddressFamily) -> RouteNetlinkMessage,
+        tables: [&'static str; 2],
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut msgs = self.dump(&request(AddressFamily::Inet), tables[0])?;
+        msgs.extend(self.dump(&request(AddressFamily::Inet6), tables[1])?);
+        Ok(msgs)
     }
 
     /// Send a request that the kernel acknowledges; returns any messages sent before the ack.

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -263,8 +263,9 @@ fn address_add_and_delete_are_idempotent() {
 // ---------------------------------------------------------------- routes
 
 /// `ip route get` parsed: (dev name, gateway).
-fn ip_route_get(ns: &Ns, addr: Ipv4Addr) -> (String, Option<Ipv4Addr>) {
-    let out = ns.ip(&["-4", "route", "get", &addr.to_string()]);
+fn ip_route_get(ns: &Ns, addr: IpAddr) -> (String, Option<IpAddr>) {
+    let family = if addr.is_ipv4() { "-4" } else { "-6" };
+    let out = ns.ip(&[family, "route", "get", &addr.to_string()]);
     let words: Vec<&str> = out.split_whitespace().collect();
     let after = |key: &str| {
         words
@@ -276,6 +277,27 @@ fn ip_route_get(ns: &Ns, addr: Ipv4Addr) -> (String, Option<Ipv4Addr>) {
         after("dev").expect("a dev in `ip route get`"),
         after("via").map(|g| g.parse().unwrap()),
     )
+}
+
+/// Our FIB snapshot of `ns`, after checking that its lookup of every probe agrees with the
+/// kernel's RTM_GETROUTE answer and with `ip route get`; the links with it.
+fn fib_agrees_with_the_kernel(ns: &Ns, probes: &[IpAddr]) -> (Vec<Link>, lvs_netinfo::Fib) {
+    let (links, fib, kernel) = ns.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let fib = nl.fib().unwrap();
+        let kernel: Vec<_> = probes.iter().map(|&a| nl.route_get(a).unwrap()).collect();
+        (nl.links().unwrap(), fib, kernel)
+    });
+    for (addr, kernel_hop) in probes.iter().zip(&kernel) {
+        let ours = fib
+            .lookup(*addr)
+            .unwrap_or_else(|| panic!("no route for {addr}"));
+        assert_eq!(ours, *kernel_hop, "RTM_GETROUTE disagrees for {addr}");
+        let (dev, via) = ip_route_get(ns, *addr);
+        assert_eq!(link(&links, &dev).ifindex, ours.ifindex, "dev for {addr}");
+        assert_eq!(via, ours.gateway, "gateway for {addr}");
+    }
+    (links, fib)
 }
 
 #[test]
@@ -313,7 +335,7 @@ fn fib_lookup_agrees_with_ip_route_get() {
     p.a.ip(&["route", "add", "10.202.3.4/32", "dev", "vc"]);
     p.a.ip(&["route", "add", "blackhole", "10.203.0.0/16"]);
 
-    let probes: Vec<Ipv4Addr> = [
+    let probes: Vec<IpAddr> = [
         "10.77.0.9",    // connected on va
         "10.88.0.200",  // connected on vc
         "10.200.1.1",   // via 10.77.0.2
@@ -328,33 +350,111 @@ fn fib_lookup_agrees_with_ip_route_get() {
     .map(|s| s.parse().unwrap())
     .collect();
 
-    let (links, fib, kernel) = p.a.run(|| {
-        let mut nl = Netlink::open().unwrap();
-        let fib = nl.fib().unwrap();
-        let kernel: Vec<_> = probes.iter().map(|&a| nl.route_get(a).unwrap()).collect();
-        (nl.links().unwrap(), fib, kernel)
-    });
+    let (links, fib) = fib_agrees_with_the_kernel(&p.a, &probes);
     // Blackhole and local routes are not in the snapshot.
     assert!(
         fib.routes()
             .iter()
             .all(|r| r.dst != Ipv4Addr::new(10, 203, 0, 0))
     );
-    for (addr, kernel_hop) in probes.iter().zip(&kernel) {
-        let ours = fib
-            .lookup(*addr)
-            .unwrap_or_else(|| panic!("no route for {addr}"));
-        assert_eq!(ours, *kernel_hop, "RTM_GETROUTE disagrees for {addr}");
-        let (dev, via) = ip_route_get(&p.a, *addr);
-        assert_eq!(link(&links, &dev).ifindex, ours.ifindex, "dev for {addr}");
-        assert_eq!(via, ours.gateway, "gateway for {addr}");
-    }
     let va = link(&links, "va").ifindex;
     assert_eq!(
         fib.lookup(Ipv4Addr::new(10, 201, 9, 9)).unwrap().gateway,
-        Some(Ipv4Addr::new(10, 77, 0, 4))
+        Some(Ipv4Addr::new(10, 77, 0, 4).into())
     );
     assert_eq!(fib.lookup(Ipv4Addr::new(10, 77, 0, 9)).unwrap().ifindex, va);
+}
+
+/// IPv6 on the pair: 2001:db8:77::1/64 on va, 2001:db8:77::2/64 on vb, and fixed link-local
+/// addresses fe80::a (va) and fe80::b (vb); all without duplicate address detection, so that
+/// they are usable at once (the kernel's own EUI-64 link-local addresses may still be
+/// tentative).
+const ADDR6_A: &str = "2001:db8:77::1";
+const ADDR6_B: &str = "2001:db8:77::2";
+const LL_B: &str = "fe80::b";
+
+fn v6(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn add_ipv6(p: &Pair) {
+    p.a.ip(&["addr", "add", "2001:db8:77::1/64", "dev", "va", "nodad"]);
+    p.a.ip(&["addr", "add", "fe80::a/64", "dev", "va", "nodad"]);
+    p.b.ip(&["addr", "add", "2001:db8:77::2/64", "dev", "vb", "nodad"]);
+    p.b.ip(&["addr", "add", "fe80::b/64", "dev", "vb", "nodad"]);
+}
+
+#[test]
+fn ipv6_fib_lookup_agrees_with_ip_route_get() {
+    if !is_root("ipv6_fib_lookup_agrees_with_ip_route_get") {
+        return;
+    }
+    let p = pair();
+    add_ipv6(&p);
+    p.a.ip(&["link", "add", "vc", "type", "veth", "peer", "name", "vd"]);
+    p.a.ip(&["link", "set", "vc", "up"]);
+    p.a.ip(&["link", "set", "vd", "up"]);
+    p.a.ip(&["addr", "add", "2001:db8:88::1/64", "dev", "vc", "nodad"]);
+    // The usual IPv6 default route: via a link-local router.
+    p.a.ip(&["-6", "route", "add", "default", "via", LL_B, "dev", "va"]);
+    p.a.ip(&["-6", "route", "add", "2001:db8:200::/48", "via", ADDR6_B]);
+    p.a.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:200:7::/64",
+        "via",
+        "2001:db8:88::9",
+    ]);
+    for (gw, metric) in [("2001:db8:77::3", "50"), ("2001:db8:77::4", "10")] {
+        p.a.ip(&[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:201::/48",
+            "via",
+            gw,
+            "metric",
+            metric,
+        ]);
+    }
+    p.a.ip(&["-6", "route", "add", "2001:db8:202::4/128", "dev", "vc"]);
+    p.a.ip(&["-6", "route", "add", "blackhole", "2001:db8:203::/48"]);
+    // An IPv4 route beside them: each family keeps to its own routes.
+    p.a.ip(&["route", "add", "default", "via", "10.77.0.254"]);
+
+    let probes: Vec<IpAddr> = [
+        "2001:db8:77::9",    // connected on va
+        "2001:db8:88::200",  // connected on vc
+        "2001:db8:200:1::1", // via 2001:db8:77::2
+        "2001:db8:200:7::1", // more specific, via 2001:db8:88::9
+        "2001:db8:201::9",   // lowest metric wins: via ::4
+        "2001:db8:202::4",   // host route on vc
+        "2001:db8:202::5",   // default, via fe80::b
+        "2606:4700::1",      // default
+    ]
+    .iter()
+    .map(|s| v6(s))
+    .collect();
+
+    let (links, fib) = fib_agrees_with_the_kernel(&p.a, &probes);
+    assert!(fib.routes().iter().all(|r| r.dst != v6("2001:db8:203::")));
+    let va = link(&links, "va").ifindex;
+    assert_eq!(
+        fib.lookup(v6("2606:4700::1")),
+        Some(lvs_netinfo::NextHop {
+            ifindex: va,
+            gateway: Some(v6(LL_B))
+        })
+    );
+    assert_eq!(
+        fib.lookup(v6("2001:db8:201::9")).unwrap().gateway,
+        Some(v6("2001:db8:77::4"))
+    );
+    assert_eq!(
+        fib.lookup(Ipv4Addr::new(192, 0, 2, 1)).unwrap().gateway,
+        Some(Ipv4Addr::new(10, 77, 0, 254).into())
+    );
 }
 
 // ---------------------------------------------------------------- neighbours
@@ -382,20 +482,20 @@ fn resolve_fills_the_neighbour_table_and_next_hop_table() {
         let table = nl.next_hop_table().unwrap();
         let pending = PendingNeighbour {
             ifindex: va,
-            addr: ADDR_B,
+            addr: ADDR_B.into(),
         };
         assert_eq!(
             table.lookup(ADDR_B),
             NextHopLookup::Unresolved {
                 ifindex: va,
-                neighbour: ADDR_B
+                neighbour: ADDR_B.into()
             }
         );
         assert_eq!(
             table.lookup(behind_b),
             NextHopLookup::Unresolved {
                 ifindex: va,
-                neighbour: ADDR_B
+                neighbour: ADDR_B.into()
             }
         );
         assert_eq!(table.missing([ADDR_B, behind_b]), vec![pending]);
@@ -439,6 +539,122 @@ fn resolve_fills_the_neighbour_table_and_next_hop_table() {
     );
 }
 
+#[test]
+fn ndp_resolution_fills_the_neighbour_table_and_next_hop_table() {
+    if !is_root("ndp_resolution_fills_the_neighbour_table_and_next_hop_table") {
+        return;
+    }
+    let p = pair();
+    add_ipv6(&p);
+    p.b.ip(&["addr", "add", "2001:db8:77::3/64", "dev", "vb", "nodad"]);
+    p.a.ip(&["-6", "route", "add", "default", "via", LL_B, "dev", "va"]);
+    let (peer, router, third) = (v6(ADDR6_B), v6(LL_B), v6("2001:db8:77::3"));
+    let far = v6("2606:4700::1");
+
+    p.a.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let va = nl.link_by_name("va").unwrap().ifindex;
+        let usable = |nl: &mut Netlink, what: &str, addr: IpAddr| {
+            wait_for(what, || {
+                nl.neighbours()
+                    .unwrap()
+                    .get(va, addr)
+                    .copied()
+                    .filter(|n| n.state.is_usable())
+            })
+        };
+        let table = nl.next_hop_table().unwrap();
+        assert_eq!(
+            table.lookup(peer),
+            NextHopLookup::Unresolved {
+                ifindex: va,
+                neighbour: peer
+            }
+        );
+        // Beyond the default route: the link-local router is the neighbour to resolve.
+        assert_eq!(
+            table.lookup(far),
+            NextHopLookup::Unresolved {
+                ifindex: va,
+                neighbour: router
+            }
+        );
+        assert_eq!(
+            table.missing([peer, far]),
+            vec![
+                PendingNeighbour {
+                    ifindex: va,
+                    addr: peer
+                },
+                PendingNeighbour {
+                    ifindex: va,
+                    addr: router
+                },
+            ]
+        );
+
+        // NTF_USE makes the kernel send a neighbour solicitation.
+        for hop in table.missing([peer, far]) {
+            assert_eq!(
+                nl.resolve(hop.ifindex, hop.addr).unwrap(),
+                ResolveTrigger::Netlink
+            );
+        }
+        for addr in [peer, router] {
+            let entry = usable(&mut nl, &format!("NDP to resolve {addr}"), addr);
+            assert_eq!(entry.mac, Some(mac(MAC_B)));
+        }
+        let table = nl.next_hop_table().unwrap();
+        let ready = NextHopLookup::Ready(Resolved {
+            ifindex: va,
+            src_mac: mac(MAC_A),
+            dst_mac: mac(MAC_B),
+        });
+        assert_eq!(table.lookup(peer), ready);
+        assert_eq!(table.lookup(far), ready);
+        assert!(table.missing([peer, far]).is_empty());
+        // The IPv4 side knows nothing of it.
+        assert!(matches!(
+            table.lookup(ADDR_B),
+            NextHopLookup::Unresolved { .. }
+        ));
+
+        // The fallback: one datagram to the discard port, global and link-local.
+        resolve_by_datagram(va, third).unwrap();
+        let entry = usable(&mut nl, "the datagram to resolve 2001:db8:77::3", third);
+        assert_eq!(entry.mac, Some(mac(MAC_B)));
+    });
+    let shown = p.a.ip(&["-6", "neigh", "show", "dev", "va"]);
+    assert!(
+        shown.contains(&format!("{ADDR6_B} lladdr {MAC_B}")),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("{LL_B} lladdr {MAC_B}")), "{shown}");
+}
+
+#[test]
+fn resolve_by_datagram_reaches_a_link_local_neighbour() {
+    if !is_root("resolve_by_datagram_reaches_a_link_local_neighbour") {
+        return;
+    }
+    let p = pair();
+    add_ipv6(&p);
+    p.a.run(|| {
+        let mut nl = Netlink::open().unwrap();
+        let va = nl.link_by_name("va").unwrap().ifindex;
+        // fe80::b is on every link as far as routing knows: the scope picks va.
+        resolve_by_datagram(va, v6(LL_B)).unwrap();
+        let entry = wait_for("the datagram to resolve fe80::b", || {
+            nl.neighbours()
+                .unwrap()
+                .get(va, v6(LL_B))
+                .copied()
+                .filter(|n| n.state.is_usable())
+        });
+        assert_eq!(entry.mac, Some(mac(MAC_B)));
+    });
+}
+
 // ---------------------------------------------------------------- notifications
 
 #[test]
@@ -476,7 +692,7 @@ fn monitor_reports_address_route_link_and_neighbour_changes() {
         let c = until("the new address", &|c| {
             c.events.contains(&NetChange::Address {
                 ifindex: va,
-                addr: Ipv4Addr::new(10, 77, 9, 9),
+                addr: Ipv4Addr::new(10, 77, 9, 9).into(),
                 prefix_len: 32,
                 removed: false,
             })
@@ -487,7 +703,7 @@ fn monitor_reports_address_route_link_and_neighbour_changes() {
         until("the new route", &|c| {
             c.routes
                 && c.events.contains(&NetChange::Route {
-                    dst: Ipv4Addr::new(10, 123, 0, 0),
+                    dst: Ipv4Addr::new(10, 123, 0, 0).into(),
                     prefix_len: 16,
                     removed: false,
                 })
@@ -513,6 +729,41 @@ fn monitor_reports_address_route_link_and_neighbour_changes() {
         until("the removed address", &|c| {
             c.events.iter().any(|e| {
                 matches!(e, NetChange::Address { addr, removed: true, .. } if *addr == Ipv4Addr::new(10, 77, 9, 9))
+            })
+        });
+
+        // IPv6: an address, a route via a link-local router, and an NDP entry.
+        add_ipv6(&p);
+        until("the new IPv6 address", &|c| {
+            c.events.contains(&NetChange::Address {
+                ifindex: va,
+                addr: v6(ADDR6_A),
+                prefix_len: 64,
+                removed: false,
+            })
+        });
+        p.a.ip(&["-6", "route", "add", "2001:db8:123::/48", "via", LL_B, "dev", "va"]);
+        let c = until("the new IPv6 route", &|c| {
+            c.events.contains(&NetChange::Route {
+                dst: v6("2001:db8:123::"),
+                prefix_len: 48,
+                removed: false,
+            })
+        });
+        assert!(c.next_hops_changed());
+        Netlink::open().unwrap().resolve(va, v6(LL_B)).unwrap();
+        until("the IPv6 neighbour to become reachable", &|c| {
+            c.neighbours
+                && c.events.iter().any(|e| {
+                    matches!(e, NetChange::Neighbour { addr, state: NudState::Reachable, .. } if *addr == v6(LL_B))
+                })
+        });
+        p.a.ip(&["-6", "route", "del", "2001:db8:123::/48"]);
+        until("the removed IPv6 route", &|c| {
+            c.events.contains(&NetChange::Route {
+                dst: v6("2001:db8:123::"),
+                prefix_len: 48,
+                removed: true,
             })
         });
     });

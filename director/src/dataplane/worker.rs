@@ -831,15 +831,11 @@ impl<'w> Forwarder<'w> {
     }
 
     fn next_hop(&self, dst: IpAddr) -> Option<Resolved> {
-        let IpAddr::V4(dst) = dst else {
-            self.stats.lose(Loss::NoRoute);
-            return None;
-        };
         match self.snap.nexthops.lookup(dst) {
             NextHopLookup::Ready(r) => Some(r),
             NextHopLookup::Unresolved { neighbour, .. } => {
                 self.stats.lose(Loss::NoNeighbour);
-                match self.misses.try_send(neighbour.into()) {
+                match self.misses.try_send(neighbour) {
                     Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
                 }
                 None
@@ -957,7 +953,7 @@ mod tests {
 
     fn route(dst: Ipv4Addr, oif: u32) -> Route {
         Route {
-            dst,
+            dst: dst.into(),
             prefix_len: 24,
             gateway: None,
             oif,
@@ -968,7 +964,7 @@ mod tests {
     fn neighbour(ifindex: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Neighbour {
         Neighbour {
             ifindex,
-            addr,
+            addr: addr.into(),
             mac: Some(MacAddr(mac)),
             state: NudState::Reachable,
         }
