@@ -854,7 +854,6 @@ mod tests {
     use super::*;
     use lvs_conntrack::State;
     use lvs_netinfo::{Fib, Link, MacAddr, Neighbour, Neighbours, NextHopTable, NudState, Route};
-    use lvs_sched_abi::AF_INET;
     use std::collections::HashMap;
     use std::net::Ipv4Addr;
     use std::sync::Mutex;
@@ -927,9 +926,40 @@ mod tests {
     static FIRST: lvs_sched_abi::Ops =
         lvs_sched_abi::ops_for::<First>(c"first", c"the first server with weight");
 
-    const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
-    const RS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
-    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    /// The addresses of one family's test network: the client's network is on one interface,
+    /// the real server's on the other.
+    struct Net {
+        vip: IpAddr,
+        rs: IpAddr,
+        client: IpAddr,
+        rs_net: IpAddr,
+        client_net: IpAddr,
+        prefix_len: u8,
+    }
+
+    fn v4_net() -> Net {
+        Net {
+            vip: Ipv4Addr::new(203, 0, 113, 100).into(),
+            rs: Ipv4Addr::new(10, 0, 0, 11).into(),
+            client: Ipv4Addr::new(198, 51, 100, 2).into(),
+            rs_net: Ipv4Addr::new(10, 0, 0, 0).into(),
+            client_net: Ipv4Addr::new(198, 51, 100, 0).into(),
+            prefix_len: 24,
+        }
+    }
+
+    fn v6_net() -> Net {
+        let a = |s: &str| s.parse::<IpAddr>().expect("an address");
+        Net {
+            vip: a("2001:db8::100"),
+            rs: a("2001:db8:1::11"),
+            client: a("2001:db8:51::2"),
+            rs_net: a("2001:db8:1::"),
+            client_net: a("2001:db8:51::"),
+            prefix_len: 64,
+        }
+    }
+
     /// The interface towards the real servers, and the one towards the clients.
     const RS_IF: u32 = 2;
     const CLIENT_IF: u32 = 3;
@@ -951,45 +981,50 @@ mod tests {
         }
     }
 
-    fn route(dst: Ipv4Addr, oif: u32) -> Route {
+    fn route(dst: IpAddr, prefix_len: u8, oif: u32) -> Route {
         Route {
-            dst: dst.into(),
-            prefix_len: 24,
+            dst,
+            prefix_len,
             gateway: None,
             oif,
             metric: 0,
         }
     }
 
-    fn neighbour(ifindex: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Neighbour {
+    fn neighbour(ifindex: u32, addr: IpAddr, mac: [u8; 6]) -> Neighbour {
         Neighbour {
             ifindex,
-            addr: addr.into(),
+            addr,
             mac: Some(MacAddr(mac)),
             state: NudState::Reachable,
         }
     }
 
-    /// TCP VIP:80 by VS/NAT to RS:8080 (service 0, real server 1), both sides resolved.
-    fn nat_snapshot(stats: &Arc<WorkerStats>) -> Snapshot {
+    /// `proto` VIP:80 by `forward` to RS:`rs_port` (service 0, real server 1), both sides
+    /// resolved.
+    fn snapshot(
+        net: &Net,
+        proto: Proto,
+        forward: Forward,
+        rs_port: u16,
+        stats: &Arc<WorkerStats>,
+    ) -> Snapshot {
         let plugin = lvs_sched_host::Plugin::from_static(&FIRST, "built-in").expect("table");
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&VIP.octets());
+        let (addr, family) = super::super::registry::abi_addr(net.vip);
         let spec = lvs_sched_host::ServiceSpec {
             addr,
             port: 80,
-            family: AF_INET,
-            protocol: 6,
+            family,
+            protocol: super::super::snapshot::proto_number(proto),
             ..Default::default()
         };
         let mut sched = lvs_sched_host::Instance::new(Arc::new(plugin), spec).expect("create");
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&RS.octets());
+        let (addr, family) = super::super::registry::abi_addr(net.rs);
         sched
             .add_dest(lvs_sched_abi::Dest {
                 addr,
-                port: 8080,
-                family: AF_INET,
+                port: rs_port,
+                family,
                 weight: 1,
                 id: 1,
                 ..Default::default()
@@ -997,8 +1032,8 @@ mod tests {
             .expect("add_dest");
         let service = ServiceEntry {
             id: 0,
-            proto: Proto::Tcp,
-            vip: VIP.into(),
+            proto,
+            vip: net.vip,
             port: 80,
             persistence: None,
             sched: Arc::new(Mutex::new(sched)),
@@ -1007,9 +1042,9 @@ mod tests {
         let dest = DestEntry {
             id: 1,
             service: 0,
-            addr: RS.into(),
-            port: 8080,
-            forward: Forward::Nat,
+            addr: net.rs,
+            port: rs_port,
+            forward,
             weight: 1,
             upper: 0,
             lower: 0,
@@ -1017,129 +1052,273 @@ mod tests {
         let nexthops = NextHopTable::build(
             &[link(RS_IF, RS_IF_MAC), link(CLIENT_IF, CLIENT_IF_MAC)],
             Fib::from_routes([
-                route(Ipv4Addr::new(10, 0, 0, 0), RS_IF),
-                route(Ipv4Addr::new(198, 51, 100, 0), CLIENT_IF),
+                route(net.rs_net, net.prefix_len, RS_IF),
+                route(net.client_net, net.prefix_len, CLIENT_IF),
             ]),
             &Neighbours::from_entries([
-                neighbour(RS_IF, RS, RS_MAC),
-                neighbour(CLIENT_IF, CLIENT, CLIENT_MAC),
+                neighbour(RS_IF, net.rs, RS_MAC),
+                neighbour(CLIENT_IF, net.client, CLIENT_MAC),
             ]),
         );
+        // The director's own address on the real servers' side: the VS/TUN outer source.
+        let own = match net.rs {
+            IpAddr::V4(_) => Ipv4Addr::new(10, 0, 0, 1).into(),
+            IpAddr::V6(_) => "2001:db8:1::1".parse().expect("an address"),
+        };
         Snapshot {
-            services: HashMap::from([((6, VIP.into(), 80), Arc::new(service))]),
+            services: HashMap::from([(
+                (super::super::snapshot::proto_number(proto), net.vip, 80),
+                Arc::new(service),
+            )]),
             dests: vec![None, Some(dest)],
-            vips: vec![VIP.into()],
+            vips: vec![net.vip],
             live_dests: vec![1],
             active: true,
-            any_nat: true,
+            any_nat: forward == Forward::Nat,
             nexthops: Arc::new(nexthops),
             all_stats: vec![Arc::clone(stats)].into(),
-            mtus: HashMap::new(),
-            if_addrs: Arc::default(),
-            dest_index: HashMap::from([((0, RS.into(), 8080), 1)]),
+            mtus: HashMap::from([(RS_IF, 1500), (CLIENT_IF, 1500)]),
+            if_addrs: Arc::new(HashMap::from([(RS_IF, vec![(own, net.prefix_len, false)])])),
+            dest_index: HashMap::from([((0, net.rs, rs_port), 1)]),
         }
     }
 
     /// A TCP segment with its checksums right; `syn_ack` false for the client's SYN.
     fn tcp_frame(
         macs: ([u8; 6], [u8; 6]),
-        from: (Ipv4Addr, u16),
-        to: (Ipv4Addr, u16),
+        from: (IpAddr, u16),
+        to: (IpAddr, u16),
         syn_ack: bool,
     ) -> Vec<u8> {
-        let b = etherparse::PacketBuilder::ethernet2(macs.0, macs.1)
-            .ipv4(from.0.octets(), to.0.octets(), 64)
-            .tcp(from.1, to.1, 1000, 65535)
-            .syn();
+        let eth = etherparse::PacketBuilder::ethernet2(macs.0, macs.1);
+        let ip = match (from.0, to.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("one family"),
+        };
+        let b = ip.tcp(from.1, to.1, 1000, 65535).syn();
         let b = if syn_ack { b.ack(1) } else { b };
         let mut frame = Vec::new();
         b.write(&mut frame, &[]).expect("build frame");
         frame
     }
 
-    /// (IPv4 source, TCP source port, IPv4 destination, TCP destination port, TTL) of a
-    /// frame, after checking that both checksums are right.
-    fn addresses(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
-        let pkt = lvs_packet::parse(frame).expect("a parsable frame");
-        assert!(lvs_packet::verify_ip_header(frame, &pkt), "IPv4 checksum");
-        assert!(lvs_packet::verify_l4(frame, &pkt), "TCP checksum");
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (pkt.flow.src, pkt.flow.dst) else {
-            panic!("not IPv4: {pkt:?}");
+    /// A UDP datagram of `payload` bytes, DF set over IPv4.
+    fn udp_frame(
+        macs: ([u8; 6], [u8; 6]),
+        from: (IpAddr, u16),
+        to: (IpAddr, u16),
+        payload: usize,
+    ) -> Vec<u8> {
+        let eth = etherparse::PacketBuilder::ethernet2(macs.0, macs.1);
+        let ip = match (from.0, to.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut h = etherparse::Ipv4Header::new(
+                    0,
+                    64,
+                    etherparse::IpNumber::UDP,
+                    s.octets(),
+                    d.octets(),
+                )
+                .expect("a header");
+                h.dont_fragment = true;
+                eth.ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("one family"),
         };
-        let ttl = frame[pkt.l3 + 8];
-        (src, pkt.flow.src_port, dst, pkt.flow.dst_port, ttl)
+        let mut frame = Vec::new();
+        ip.udp(from.1, to.1)
+            .write(&mut frame, &vec![0x5a; payload])
+            .expect("build frame");
+        frame
     }
 
-    /// The whole worker (event loop, commands, packet path) on a backend that is not
-    /// AF_PACKET: a client's SYN to the VIP leaves for the real server rewritten, and the
-    /// server's answer leaves for the client from the VIP.
-    #[test]
-    fn the_worker_forwards_vs_nat_on_any_backend_implementing_the_queue_traits() {
-        use super::super::memory_queue::memory_queues;
-        let (rx, tx, wire) = memory_queues();
-        let stats = Arc::new(WorkerStats::default());
-        let mut cfg = lvs_conntrack::Config::with_capacity(1024);
-        cfg.dest_slots = 256;
-        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
-        let (miss_tx, _miss_rx) = std::sync::mpsc::sync_channel(16);
-        let mut worker = ForwardingWorker {
-            index: 0,
-            rings: vec![rx],
-            tx,
-            table: Table::new(cfg, 0).expect("table"),
-            snap: Arc::new(nat_snapshot(&stats)),
-            stats: Arc::clone(&stats),
-            cmds: cmd_rx,
-            misses: miss_tx,
-            poll: Poll::new().expect("poll"),
-            epoch: Instant::now(),
-            sync: None,
-            icmp_limit: super::super::icmp_limit::TokenBucket::default(),
+    /// (source, TCP source port, destination, TCP destination port, TTL or hop limit) of a
+    /// frame, after checking that its checksums are right.
+    fn addresses(frame: &[u8]) -> (IpAddr, u16, IpAddr, u16, u8) {
+        let pkt = lvs_packet::parse(frame).expect("a parsable frame");
+        assert!(
+            lvs_packet::verify_ip_header(frame, &pkt),
+            "IP header checksum"
+        );
+        assert!(lvs_packet::verify_l4(frame, &pkt), "TCP checksum");
+        let hops = if pkt.is_ipv6() {
+            frame[pkt.l3 + 7]
+        } else {
+            frame[pkt.l3 + 8]
         };
-        worker.register().expect("register");
-        let waker = worker.waker().expect("waker");
-        let thread = std::thread::spawn(move || worker.run());
-        let limit = Duration::from_secs(10);
-        let sent = |n: usize| {
-            let w = &wire;
-            move || Some(w.sent()).filter(|s| s.len() >= n)
-        };
+        (
+            pkt.flow.src,
+            pkt.flow.src_port,
+            pkt.flow.dst,
+            pkt.flow.dst_port,
+            hops,
+        )
+    }
 
-        wire.deliver(vec![tcp_frame(
+    /// A worker running on an in-memory backend with `snap`, and how to talk to it.
+    struct Running {
+        wire: super::super::memory_queue::MemoryWire,
+        stats: Arc<WorkerStats>,
+        cmds: std::sync::mpsc::Sender<WorkerCommand>,
+        waker: Waker,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Running {
+        fn start(snap: impl FnOnce(&Arc<WorkerStats>) -> Snapshot) -> Running {
+            use super::super::memory_queue::memory_queues;
+            let (rx, tx, wire) = memory_queues();
+            let stats = Arc::new(WorkerStats::default());
+            let mut cfg = lvs_conntrack::Config::with_capacity(1024);
+            cfg.dest_slots = 256;
+            let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+            let (miss_tx, _miss_rx) = std::sync::mpsc::sync_channel(16);
+            let mut worker = ForwardingWorker {
+                index: 0,
+                rings: vec![rx],
+                tx,
+                table: Table::new(cfg, 0).expect("table"),
+                snap: Arc::new(snap(&stats)),
+                stats: Arc::clone(&stats),
+                cmds: cmd_rx,
+                misses: miss_tx,
+                poll: Poll::new().expect("poll"),
+                epoch: Instant::now(),
+                sync: None,
+                icmp_limit: super::super::icmp_limit::TokenBucket::default(),
+            };
+            worker.register().expect("register");
+            let waker = worker.waker().expect("waker");
+            let thread = std::thread::spawn(move || worker.run());
+            Running {
+                wire,
+                stats,
+                cmds: cmd_tx,
+                waker,
+                thread,
+            }
+        }
+
+        /// Deliver `frame`; the `n`th frame sent (1-based) once there.
+        fn deliver(&self, frame: Vec<u8>, n: usize) -> (u32, Vec<u8>) {
+            self.wire.deliver(vec![frame]);
+            let out = lvs_testsupport::wait_for("a frame sent", Duration::from_secs(10), || {
+                Some(self.wire.sent()).filter(|s| s.len() >= n)
+            });
+            out[n - 1].clone()
+        }
+
+        fn stop(self) {
+            self.cmds
+                .send(WorkerCommand::Stop)
+                .expect("worker listening");
+            self.waker.wake().expect("wake");
+            self.thread.join().expect("worker ran cleanly");
+        }
+    }
+
+    /// The whole worker (event loop, commands, packet path): a client's SYN to the VIP
+    /// leaves for the real server rewritten, and the server's answer leaves for the client
+    /// from the VIP, with every checksum right and the TTL (hop limit) one lower.
+    fn forwards_vs_nat(net: &Net) {
+        let w = Running::start(|stats| snapshot(net, Proto::Tcp, Forward::Nat, 8080, stats));
+        let syn = tcp_frame(
             (CLIENT_MAC, CLIENT_IF_MAC),
-            (CLIENT, 40_000),
-            (VIP, 80),
+            (net.client, 40_000),
+            (net.vip, 80),
             false,
-        )]);
-        let out = lvs_testsupport::wait_for("the SYN forwarded", limit, sent(1));
-        let (ifindex, frame) = &out[0];
-        assert_eq!(*ifindex, RS_IF);
+        );
+        let (ifindex, frame) = w.deliver(syn, 1);
+        assert_eq!(ifindex, RS_IF);
         assert_eq!((&frame[0..6], &frame[6..12]), (&RS_MAC[..], &RS_IF_MAC[..]));
-        assert_eq!(addresses(frame), (CLIENT, 40_000, RS, 8080, 63));
-        let svc = stats.services[0].read();
+        assert_eq!(addresses(&frame), (net.client, 40_000, net.rs, 8080, 63));
+        let svc = w.stats.services[0].read();
         assert_eq!((svc.conns, svc.in_pkts), (1, 1));
 
-        wire.deliver(vec![tcp_frame(
+        let syn_ack = tcp_frame(
             (RS_MAC, RS_IF_MAC),
-            (RS, 8080),
-            (CLIENT, 40_000),
+            (net.rs, 8080),
+            (net.client, 40_000),
             true,
-        )]);
-        let out = lvs_testsupport::wait_for("the SYN-ACK forwarded", limit, sent(2));
-        let (ifindex, frame) = &out[1];
-        assert_eq!(*ifindex, CLIENT_IF);
+        );
+        let (ifindex, frame) = w.deliver(syn_ack, 2);
+        assert_eq!(ifindex, CLIENT_IF);
         assert_eq!(
             (&frame[0..6], &frame[6..12]),
             (&CLIENT_MAC[..], &CLIENT_IF_MAC[..])
         );
-        assert_eq!(addresses(frame), (VIP, 80, CLIENT, 40_000, 63));
-        assert_eq!(stats.services[0].read().out_pkts, 1);
-        lvs_testsupport::wait_for("every batch given back", limit, || {
-            (wire.released() == 2).then_some(())
+        assert_eq!(addresses(&frame), (net.vip, 80, net.client, 40_000, 63));
+        assert_eq!(w.stats.services[0].read().out_pkts, 1);
+        lvs_testsupport::wait_for("every batch given back", Duration::from_secs(10), || {
+            (w.wire.released() == 2).then_some(())
         });
+        w.stop();
+    }
 
-        cmd_tx.send(WorkerCommand::Stop).expect("worker listening");
-        waker.wake().expect("wake");
-        thread.join().expect("worker ran cleanly");
+    /// On a backend that is not AF_PACKET (the queue traits implemented in memory).
+    #[test]
+    fn the_worker_forwards_vs_nat_on_any_backend_implementing_the_queue_traits() {
+        forwards_vs_nat(&v4_net());
+    }
+
+    #[test]
+    fn the_worker_forwards_vs_nat_over_ipv6() {
+        forwards_vs_nat(&v6_net());
+    }
+
+    /// VS/TUN over IPv6: a SYN leaves wrapped in an outer IPv6 header (next header 41) from
+    /// the director's own address to the real server; a full-size datagram does not fit the
+    /// tunnel and the client gets ICMPv6 "packet too big" from the VIP with the tunnel's MTU
+    /// (1500 less the 40-byte outer header).
+    #[test]
+    fn the_worker_tunnels_ipv6_in_ipv6_and_answers_packet_too_big() {
+        let net = v6_net();
+        let w = Running::start(|stats| snapshot(&net, Proto::Tcp, Forward::Tunnel, 80, stats));
+        let syn = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_000),
+            (net.vip, 80),
+            false,
+        );
+        let (ifindex, frame) = w.deliver(syn.clone(), 1);
+        assert_eq!(ifindex, RS_IF);
+        assert_eq!((&frame[0..6], &frame[6..12]), (&RS_MAC[..], &RS_IF_MAC[..]));
+        assert_eq!(&frame[12..14], &[0x86, 0xdd]);
+        let outer = &frame[14..54];
+        assert_eq!(outer[6], 41, "IPv6 in IPv6");
+        let own: IpAddr = "2001:db8:1::1".parse().unwrap();
+        let src: [u8; 16] = outer[8..24].try_into().unwrap();
+        let dst: [u8; 16] = outer[24..40].try_into().unwrap();
+        assert_eq!((IpAddr::from(src), IpAddr::from(dst)), (own, net.rs));
+        assert_eq!(
+            &frame[54..],
+            &syn[14..],
+            "the client's packet inside, unchanged"
+        );
+        w.stop();
+
+        let w = Running::start(|stats| snapshot(&net, Proto::Udp, Forward::Tunnel, 80, stats));
+        // 1500 bytes of IPv6: no room for the outer header.
+        let big = udp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_000),
+            (net.vip, 80),
+            1500 - 40 - 8,
+        );
+        let (ifindex, frame) = w.deliver(big, 1);
+        assert_eq!(ifindex, CLIENT_IF);
+        assert_eq!(
+            (&frame[0..6], &frame[6..12]),
+            (&CLIENT_MAC[..], &CLIENT_IF_MAC[..])
+        );
+        let pkt = lvs_packet::parse(&frame).expect("a parsable ICMPv6 error");
+        assert_eq!((pkt.flow.src, pkt.flow.dst), (net.vip, net.client));
+        assert!(lvs_packet::verify_l4(&frame, &pkt), "ICMPv6 checksum");
+        let icmp = &frame[pkt.l4..];
+        assert_eq!(icmp[0], 2, "packet too big");
+        assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1460);
+        w.stop();
     }
 }
