@@ -39,7 +39,7 @@ fn rx(iface: &str, workers: u64, secs: u64) -> lvs_afpacket::Result<()> {
     let iface = Interface::by_name(iface)?;
     let fanout = FanoutConfig {
         members: usize::try_from(workers).unwrap_or(1),
-        vips: vec![Ipv4Addr::new(10, 0, 0, 100)],
+        vips: vec![Ipv4Addr::new(10, 0, 0, 100).into()],
         group_id: None,
     };
     let (rings, _control) = open_fanout(&iface, &RxConfig::default(), &fanout)?;

@@ -10,9 +10,20 @@
 //!   reversed: if its source is a VIP, hash (embedded destination, embedded destination
 //!   port), else (embedded source, embedded source port).
 //! * Ports are read for TCP and UDP only, and not from fragments (0 otherwise).
-//! * Everything else (not IPv4, too short to read what the rule needs) goes to member 0.
+//! * IPv6 (ethertype 0x86DD): the same rules, with ICMPv6 errors (types 1 to 4) in place of
+//!   ICMP errors. The 16-byte address is folded into 32 bits (the XOR of its four words)
+//!   before the same mix with the port; the VIP comparison uses all 16 bytes.
+//! * IPv6 extension headers (hop-by-hop 0, routing 43, destination options 60) are walked,
+//!   in the packet and in the one an ICMPv6 error quotes, up to [`EXT_HEADERS`] of them, so
+//!   that a flow whose packets carry such headers in one direction only still hashes the
+//!   same both ways. A fragment header (44), any other next header, or a chain longer than
+//!   that gives no ports (like an IPv4 fragment): the flow hashes by address alone, the same
+//!   for every such packet of it. (The data plane drops what it cannot parse anyway.)
+//! * Everything else (not IP, too short to read what the rule needs) goes to member 0; so
+//!   does all IPv6 when no VIP is IPv6 (the IPv6 part of the program is left out then: it
+//!   costs about 200 of the 4096 instructions a program may have).
 //!
-//! Both IP headers are assumed to be 20 bytes long (the director drops IP options).
+//! IPv4 headers are assumed to be 20 bytes long (the director drops IP options).
 //!
 //! A fanout program runs on the skb as the protocol layer sees it: data starts at the
 //! network header, not at the Ethernet header (`fanout_demux_bpf` in af_packet.c), the
@@ -21,9 +32,9 @@
 //! Members are numbered in the order they joined; [`open_fanout`] joins them in order.
 //!
 //! [`fanout_hash`] is the same function in Rust, for tests and for backends (AF_XDP) that
-//! steer in user space.
+//! steer in user space; [`client_hash`] is its value for a known client address and port.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsFd, OwnedFd};
 
 use libc::sock_filter;
@@ -37,8 +48,16 @@ use crate::sys;
 const K1: u32 = 0x9e37_79b1;
 /// Second multiplier of the hash (murmur3's).
 const K2: u32 = 0x85eb_ca6b;
-/// VIP comparisons per run of the chain (a conditional jump reaches at most 255 ahead).
+/// IPv4 VIP comparisons per run of the chain (a conditional jump reaches at most 255 ahead).
 const GROUP: usize = 128;
+/// IPv6 VIPs per run of the chain: each takes eight instructions (four loads, four
+/// compares).
+const GROUP6: usize = 31;
+/// IPv6 extension headers walked before the transport header is given up on.
+pub const EXT_HEADERS: usize = 4;
+/// Ethertypes.
+const IPV4: u16 = 0x0800;
+const IPV6: u16 = 0x86dd;
 
 /// The steering hash of an (address, port) pair.
 pub const fn mix(addr: u32, port: u16) -> u32 {
@@ -47,9 +66,34 @@ pub const fn mix(addr: u32, port: u16) -> u32 {
     h ^ (h >> 16)
 }
 
+/// An IPv6 address folded into 32 bits: the XOR of its four big-endian words.
+pub const fn fold(addr: Ipv6Addr) -> u32 {
+    let w = words(addr);
+    w[0] ^ w[1] ^ w[2] ^ w[3]
+}
+
+const fn words(addr: Ipv6Addr) -> [u32; 4] {
+    let o = addr.octets();
+    [
+        u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
+        u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
+        u32::from_be_bytes([o[8], o[9], o[10], o[11]]),
+        u32::from_be_bytes([o[12], o[13], o[14], o[15]]),
+    ]
+}
+
+/// The steering hash of a flow whose client is `addr:port`: what [`fanout_hash`] gives every
+/// packet of it, both directions (for a TCP or UDP flow of a VIP).
+pub fn client_hash(addr: IpAddr, port: u16) -> u32 {
+    match addr {
+        IpAddr::V4(a) => mix(u32::from(a), port),
+        IpAddr::V6(a) => mix(fold(a), port),
+    }
+}
+
 /// The steering hash of a frame as the ring shows it (from its Ethernet header; the kernel
 /// has already removed an offloaded VLAN tag). Member = hash % members.
-pub fn fanout_hash(frame: &[u8], vips: &[Ipv4Addr]) -> u32 {
+pub fn fanout_hash(frame: &[u8], vips: &[IpAddr]) -> u32 {
     match frame {
         [_, _, _, _, _, _, _, _, _, _, _, _, a, b, l3 @ ..] => {
             fanout_hash_l3(u16::from_be_bytes([*a, *b]), l3, vips)
@@ -59,39 +103,138 @@ pub fn fanout_hash(frame: &[u8], vips: &[Ipv4Addr]) -> u32 {
 }
 
 /// The steering hash of a network-layer packet with the given ethertype.
-pub fn fanout_hash_l3(ethertype: u16, packet: &[u8], vips: &[Ipv4Addr]) -> u32 {
-    if ethertype != 0x0800 {
-        return 0;
+pub fn fanout_hash_l3(ethertype: u16, packet: &[u8], vips: &[IpAddr]) -> u32 {
+    match ethertype {
+        IPV4 => {
+            let v4: Vec<u32> = vips.iter().filter_map(|v| v4_bits(*v)).collect();
+            reference(packet, &v4).unwrap_or(0)
+        }
+        IPV6 => {
+            let v6: Vec<[u32; 4]> = vips.iter().filter_map(|v| v6_words(*v)).collect();
+            if v6.is_empty() {
+                return 0;
+            }
+            reference6(packet, &v6).unwrap_or(0)
+        }
+        _ => 0,
     }
-    reference(packet, vips).unwrap_or(0)
 }
 
-/// The program's logic, load for load: `None` where the program would read out of bounds.
-fn reference(p: &[u8], vips: &[Ipv4Addr]) -> Option<u32> {
-    let b = |at: usize| p.get(at).copied();
-    let h = |at: usize| p.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]));
-    let w = |at: usize| {
-        p.get(at..at + 4)
+fn v4_bits(a: IpAddr) -> Option<u32> {
+    match a {
+        IpAddr::V4(a) => Some(a.into()),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn v6_words(a: IpAddr) -> Option<[u32; 4]> {
+    match a {
+        IpAddr::V6(a) => Some(words(a)),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// Big-endian loads from a packet; `None` out of bounds, where the program would end with 0.
+struct Loads<'a>(&'a [u8]);
+
+impl Loads<'_> {
+    fn b(&self, at: usize) -> Option<u8> {
+        self.0.get(at).copied()
+    }
+    fn h(&self, at: usize) -> Option<u16> {
+        self.0
+            .get(at..at + 2)
+            .map(|s| u16::from_be_bytes([s[0], s[1]]))
+    }
+    fn w(&self, at: usize) -> Option<u32> {
+        self.0
+            .get(at..at + 4)
             .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    };
-    let icmp_error = b(9)? == 1 && matches!(b(20)?, 3 | 11 | 12);
+    }
+    fn addr6(&self, at: usize) -> Option<[u32; 4]> {
+        Some([
+            self.w(at)?,
+            self.w(at + 4)?,
+            self.w(at + 8)?,
+            self.w(at + 12)?,
+        ])
+    }
+}
+
+/// The IPv4 program's logic, load for load: `None` where the program would read out of
+/// bounds.
+fn reference(p: &[u8], vips: &[u32]) -> Option<u32> {
+    let p = Loads(p);
+    let icmp_error = p.b(9)? == 1 && matches!(p.b(20)?, 3 | 11 | 12);
     // (checked address, its port, other address, its port) and where to find them.
     let (checked, other, proto_at, frag_at, checked_port_at, other_port_at) = if icmp_error {
-        (w(40)?, w(44)?, 37, 34, 48, 50)
+        (p.w(40)?, p.w(44)?, 37, 34, 48, 50)
     } else {
-        (w(16)?, w(12)?, 9, 6, 22, 20)
+        (p.w(16)?, p.w(12)?, 9, 6, 22, 20)
     };
-    let (checked_port, other_port) = if matches!(b(proto_at)?, 6 | 17) && h(frag_at)? & 0x3fff == 0
-    {
-        (h(checked_port_at)?, h(other_port_at)?)
-    } else {
-        (0, 0)
-    };
-    let is_vip = vips.iter().any(|&v| u32::from(v) == checked);
-    Some(if is_vip {
+    let (checked_port, other_port) =
+        if matches!(p.b(proto_at)?, 6 | 17) && p.h(frag_at)? & 0x3fff == 0 {
+            (p.h(checked_port_at)?, p.h(other_port_at)?)
+        } else {
+            (0, 0)
+        };
+    Some(if vips.contains(&checked) {
         mix(other, other_port)
     } else {
         mix(checked, checked_port)
+    })
+}
+
+/// Where a walk along an IPv6 header chain ended.
+enum Landed {
+    /// A TCP or UDP header at this offset.
+    Ports(usize),
+    /// An ICMPv6 header at this offset (only looked for in the outer packet).
+    Icmp(usize),
+    /// A fragment header, another protocol, or too many extension headers: no ports.
+    Nothing,
+}
+
+/// Follows extension headers from `next` (the first next-header value) at `at`.
+fn walk(p: &Loads<'_>, mut next: u8, mut at: usize, outer: bool) -> Option<Landed> {
+    for _ in 0..EXT_HEADERS {
+        match next {
+            6 | 17 => return Some(Landed::Ports(at)),
+            58 if outer => return Some(Landed::Icmp(at)),
+            0 | 43 | 60 => {
+                let after = p.b(at)?;
+                at += (usize::from(p.b(at + 1)?) + 1) * 8;
+                next = after;
+            }
+            _ => return Some(Landed::Nothing),
+        }
+    }
+    Some(Landed::Nothing)
+}
+
+/// The IPv6 program's logic, load for load.
+fn reference6(p: &[u8], vips: &[[u32; 4]]) -> Option<u32> {
+    let p = Loads(p);
+    let dst = p.addr6(24)?;
+    let src = p.addr6(8)?;
+    let (checked, other, checked_port, other_port) = match walk(&p, p.b(6)?, 40, true)? {
+        Landed::Ports(at) => (dst, src, p.h(at + 2)?, p.h(at)?),
+        Landed::Nothing => (dst, src, 0, 0),
+        Landed::Icmp(at) if matches!(p.b(at)?, 1..=4) => {
+            // An error about a packet that went the other way: its source is our destination.
+            let (quoted_src, quoted_dst) = (p.addr6(at + 16)?, p.addr6(at + 32)?);
+            match walk(&p, p.b(at + 14)?, at + 48, false)? {
+                Landed::Ports(q) => (quoted_src, quoted_dst, p.h(q)?, p.h(q + 2)?),
+                _ => (quoted_src, quoted_dst, 0, 0),
+            }
+        }
+        Landed::Icmp(_) => (dst, src, 0, 0),
+    };
+    let fold = |w: [u32; 4]| w[0] ^ w[1] ^ w[2] ^ w[3];
+    Some(if vips.contains(&checked) {
+        mix(fold(other), other_port)
+    } else {
+        mix(fold(checked), checked_port)
     })
 }
 
@@ -100,17 +243,24 @@ fn reference(p: &[u8], vips: &[Ipv4Addr]) -> Option<u32> {
 pub struct FanoutProgram;
 
 impl FanoutProgram {
-    /// VIPs a program can hold within the kernel's 4096-instruction limit.
+    /// IPv4 VIPs a program can hold within the kernel's 4096-instruction limit (when no VIP
+    /// is IPv6).
     pub const MAX_VIPS: usize = 3900;
+    /// IPv6 VIPs a program can hold (when no VIP is IPv4). An IPv6 VIP costs about as much as
+    /// eight IPv4 ones: a mixed set fits when `v4 + 8 * v6` stays within about 3700.
+    pub const MAX_VIPS6: usize = 460;
 
     /// The program for this VIP set (duplicates are ignored). Pure: no system call.
-    /// Longer than `BPF_MAXINSNS` if there are more than [`Self::MAX_VIPS`] VIPs; installing
-    /// it then fails with a clear error.
-    pub fn build(vips: &[Ipv4Addr]) -> Vec<sock_filter> {
-        let mut vips: Vec<u32> = vips.iter().map(|&v| u32::from(v)).collect();
-        vips.sort_unstable();
-        vips.dedup();
-        assemble(&program(&vips))
+    /// Longer than `BPF_MAXINSNS` if there are too many VIPs (see [`Self::MAX_VIPS`] and
+    /// [`Self::MAX_VIPS6`]); installing it then fails with a clear error.
+    pub fn build(vips: &[IpAddr]) -> Vec<sock_filter> {
+        let mut v4: Vec<u32> = vips.iter().filter_map(|v| v4_bits(*v)).collect();
+        v4.sort_unstable();
+        v4.dedup();
+        let mut v6: Vec<[u32; 4]> = vips.iter().filter_map(|v| v6_words(*v)).collect();
+        v6.sort_unstable();
+        v6.dedup();
+        assemble(&program(&v4, &v6))
     }
 }
 
@@ -127,10 +277,29 @@ enum L {
     Chain,
     Match,
     Hash,
-    /// The trampoline of VIP group n.
+    /// The trampoline of IPv4 VIP group n.
     Tramp(usize),
-    /// The start of VIP group n.
+    /// The start of IPv4 VIP group n.
     Group(usize),
+    /// Neither IPv4 nor IPv6.
+    Other,
+    /// IPv6: the fixed header.
+    Ip6,
+    /// IPv6 walk `w` (0 outer, 1 quoted): the extension header of step n.
+    Ext(usize, usize),
+    /// IPv6 walk `w` ended on TCP or UDP.
+    Ports6(usize),
+    /// IPv6 walk `w` ended without ports.
+    NoPorts6(usize),
+    /// IPv6: the outer walk ended on ICMPv6, and it is an error.
+    Icmp6,
+    Icmp6Err,
+    /// IPv6: fold the addresses, then compare the checked one with the VIPs.
+    Fold6,
+    /// IPv6 VIP n's comparison (n = the number of VIPs: none was it).
+    Vip6(usize),
+    /// The trampoline of IPv6 VIP group n.
+    Tramp6(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -151,13 +320,21 @@ const fn op(code: u32) -> u16 {
 const LD_W_ABS: u16 = op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS);
 const LD_H_ABS: u16 = op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS);
 const LD_B_ABS: u16 = op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS);
+const LD_W_IND: u16 = op(libc::BPF_LD | libc::BPF_W | libc::BPF_IND);
+const LD_H_IND: u16 = op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND);
+const LD_B_IND: u16 = op(libc::BPF_LD | libc::BPF_B | libc::BPF_IND);
 const LD_IMM: u16 = op(libc::BPF_LD | libc::BPF_IMM);
 const LD_MEM: u16 = op(libc::BPF_LD | libc::BPF_MEM);
+const LDX_IMM: u16 = op(libc::BPF_LDX | libc::BPF_IMM);
 const ST: u16 = op(libc::BPF_ST);
+const ALU_ADD_K: u16 = op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K);
+const ALU_ADD_X: u16 = op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_X);
+const ALU_LSH_K: u16 = op(libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K);
 const ALU_MUL_K: u16 = op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K);
 const ALU_XOR_X: u16 = op(libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X);
 const ALU_RSH_K: u16 = op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K);
 const TAX: u16 = op(libc::BPF_MISC | libc::BPF_TAX);
+const TXA: u16 = op(libc::BPF_MISC | libc::BPF_TXA);
 const JEQ_K: u16 = op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K);
 const JSET_K: u16 = op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K);
 const JA: u16 = op(libc::BPF_JMP | libc::BPF_JA);
@@ -167,17 +344,33 @@ const RET_A: u16 = op(libc::BPF_RET | libc::BPF_A);
 const AD_PROTOCOL: u32 =
     u32::from_ne_bytes((libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL).to_ne_bytes());
 
-/// Scratch cells: the checked address and its port, the other address and its port.
+/// Scratch cells: the checked address and its port, the other address and its port (IPv6:
+/// the folded addresses).
 const M_CHECKED: u32 = 0;
 const M_CHECKED_PORT: u32 = 1;
 const M_OTHER: u32 = 2;
 const M_OTHER_PORT: u32 = 3;
+/// IPv6: the four words of the checked address, then of the other one.
+const M_CHECKED6: u32 = 4;
+const M_OTHER6: u32 = 8;
+/// IPv6: the next-header value while the offset is being advanced.
+const M_NEXT: u32 = 12;
 
-fn program(vips: &[u32]) -> Vec<Op> {
+fn program(vips: &[u32], vips6: &[[u32; 4]]) -> Vec<Op> {
     use Op::{Ja, Jump, Label, Stmt};
     let mut p = vec![
         Stmt(LD_H_ABS, AD_PROTOCOL),
-        Jump(JEQ_K, 0x0800, L::Ip, L::Next),
+        Jump(JEQ_K, u32::from(IPV4), L::Ip, L::Next),
+    ];
+    if !vips6.is_empty() {
+        // The IPv6 part sits after the IPv4 VIP chain: too far for a conditional jump.
+        p.extend([
+            Jump(JEQ_K, u32::from(IPV6), L::Next, L::Other),
+            Ja(L::Ip6),
+            Label(L::Other),
+        ]);
+    }
+    p.extend([
         Stmt(RET_K, 0),
         Label(L::Ip),
         Stmt(LD_B_ABS, 9),
@@ -227,7 +420,7 @@ fn program(vips: &[u32]) -> Vec<Op> {
         // Is the checked address a VIP?
         Label(L::Chain),
         Stmt(LD_MEM, M_CHECKED),
-    ];
+    ]);
     let groups: Vec<&[u32]> = vips.chunks(GROUP).collect();
     for (g, group) in groups.iter().enumerate() {
         p.push(Label(L::Group(g)));
@@ -246,6 +439,9 @@ fn program(vips: &[u32]) -> Vec<Op> {
     }
     if groups.is_empty() {
         p.push(Ja(L::Hash));
+    }
+    if !vips6.is_empty() {
+        p.extend(program6(vips6));
     }
     p.extend([
         // A VIP: hash the other side instead.
@@ -267,6 +463,130 @@ fn program(vips: &[u32]) -> Vec<Op> {
         Stmt(ALU_XOR_X, 0),
         Stmt(RET_A, 0),
     ]);
+    p
+}
+
+/// Four word loads of an IPv6 address at `at` (absolute, or relative to X) into `cell`..
+fn load_addr6(p: &mut Vec<Op>, code: u16, at: u32, cell: u32) {
+    for i in 0..4 {
+        p.push(Op::Stmt(code, at + 4 * i));
+        p.push(Op::Stmt(ST, cell + i));
+    }
+}
+
+/// The walk along an extension-header chain: A holds the next-header value, X the offset of
+/// that header. Ends at `Ports6(w)` (X at TCP/UDP), `Icmp6` (outer walk only, X at ICMPv6) or
+/// `NoPorts6(w)`.
+fn walk6(p: &mut Vec<Op>, w: usize) {
+    use Op::{Ja, Jump, Label, Stmt};
+    for step in 0..EXT_HEADERS {
+        p.push(Jump(JEQ_K, 6, L::Ports6(w), L::Next));
+        p.push(Jump(JEQ_K, 17, L::Ports6(w), L::Next));
+        if w == 0 {
+            p.push(Jump(JEQ_K, 58, L::Icmp6, L::Next));
+        }
+        p.push(Jump(JEQ_K, 0, L::Ext(w, step), L::Next));
+        p.push(Jump(JEQ_K, 43, L::Ext(w, step), L::Next));
+        p.push(Jump(JEQ_K, 60, L::Ext(w, step), L::NoPorts6(w)));
+        p.extend([
+            Label(L::Ext(w, step)),
+            Stmt(LD_B_IND, 0),
+            Stmt(ST, M_NEXT),
+            // X += (hdr ext len + 1) * 8
+            Stmt(LD_B_IND, 1),
+            Stmt(ALU_ADD_K, 1),
+            Stmt(ALU_LSH_K, 3),
+            Stmt(ALU_ADD_X, 0),
+            Stmt(TAX, 0),
+            Stmt(LD_MEM, M_NEXT),
+        ]);
+    }
+    p.push(Ja(L::NoPorts6(w)));
+}
+
+/// Where walk `w` found TCP or UDP at X: the checked port at X + `checked`, the other at
+/// X + `other`.
+fn ports6(p: &mut Vec<Op>, w: usize, checked: u32, other: u32) {
+    p.extend([
+        Op::Label(L::Ports6(w)),
+        Op::Stmt(LD_H_IND, checked),
+        Op::Stmt(ST, M_CHECKED_PORT),
+        Op::Stmt(LD_H_IND, other),
+        Op::Stmt(ST, M_OTHER_PORT),
+        Op::Ja(L::Fold6),
+    ]);
+}
+
+/// The IPv6 part: entered at `Ip6`, leaves for `Match` or `Hash` with M[0..4] filled.
+fn program6(vips6: &[[u32; 4]]) -> Vec<Op> {
+    use Op::{Ja, Jump, Label, Stmt};
+    let mut p = vec![Label(L::Ip6)];
+    // Checked = destination, other = source, unless an ICMPv6 error says otherwise.
+    load_addr6(&mut p, LD_W_ABS, 24, M_CHECKED6);
+    load_addr6(&mut p, LD_W_ABS, 8, M_OTHER6);
+    p.push(Stmt(LD_B_ABS, 6));
+    p.push(Stmt(LDX_IMM, 40));
+    walk6(&mut p, 0);
+    // Checked port = destination port.
+    ports6(&mut p, 0, 2, 0);
+    p.extend([
+        Label(L::Icmp6),
+        Stmt(LD_B_IND, 0),
+        Jump(JEQ_K, 1, L::Icmp6Err, L::Next),
+        Jump(JEQ_K, 2, L::Icmp6Err, L::Next),
+        Jump(JEQ_K, 3, L::Icmp6Err, L::Next),
+        Jump(JEQ_K, 4, L::Icmp6Err, L::NoPorts6(0)),
+        // The quoted packet went the other way: checked = its source, other = its
+        // destination, ports likewise.
+        Label(L::Icmp6Err),
+    ]);
+    load_addr6(&mut p, LD_W_IND, 16, M_CHECKED6);
+    load_addr6(&mut p, LD_W_IND, 32, M_OTHER6);
+    p.extend([
+        Stmt(LD_B_IND, 14),
+        Stmt(ST, M_NEXT),
+        Stmt(TXA, 0),
+        Stmt(ALU_ADD_K, 48),
+        Stmt(TAX, 0),
+        Stmt(LD_MEM, M_NEXT),
+    ]);
+    walk6(&mut p, 1);
+    // Checked port = the quoted source port.
+    ports6(&mut p, 1, 0, 2);
+    p.extend([
+        Label(L::NoPorts6(0)),
+        Label(L::NoPorts6(1)),
+        Stmt(LD_IMM, 0),
+        Stmt(ST, M_CHECKED_PORT),
+        Stmt(ST, M_OTHER_PORT),
+        // M[0] = fold(checked), M[2] = fold(other).
+        Label(L::Fold6),
+    ]);
+    for (words, folded) in [(M_CHECKED6, M_CHECKED), (M_OTHER6, M_OTHER)] {
+        p.push(Stmt(LD_MEM, words));
+        for i in 1..4 {
+            p.extend([Stmt(TAX, 0), Stmt(LD_MEM, words + i), Stmt(ALU_XOR_X, 0)]);
+        }
+        p.push(Stmt(ST, folded));
+    }
+    // Is the checked address an IPv6 VIP? Four words compared; a mismatch moves on to the
+    // next VIP, past the group's trampoline after its last one.
+    let mut n = 0;
+    for (g, group) in vips6.chunks(GROUP6).enumerate() {
+        for vip in group {
+            p.push(Label(L::Vip6(n)));
+            for (i, &word) in (0u32..).zip(vip) {
+                p.push(Stmt(LD_MEM, M_CHECKED6 + i));
+                let hit = if i == 3 { L::Tramp6(g) } else { L::Next };
+                p.push(Jump(JEQ_K, word, hit, L::Vip6(n + 1)));
+            }
+            n += 1;
+        }
+        p.push(Label(L::Tramp6(g)));
+        p.push(Ja(L::Match));
+    }
+    p.push(Label(L::Vip6(n)));
+    p.push(Ja(L::Hash));
     p
 }
 
@@ -328,8 +648,8 @@ pub struct FanoutConfig {
     /// Members (workers), 1 to 256. Every interface's group must have the same number, so
     /// that both directions of a connection land on the same worker index.
     pub members: usize,
-    /// The VIPs the program recognises.
-    pub vips: Vec<Ipv4Addr>,
+    /// The VIPs the program recognises, IPv4 and IPv6.
+    pub vips: Vec<IpAddr>,
     /// The group id (unique per network namespace); `None` lets the kernel pick a free one.
     pub group_id: Option<u16>,
 }
@@ -357,7 +677,7 @@ impl FanoutControl {
 
     /// Replaces the program for a new VIP set (`PACKET_FANOUT_DATA`); takes effect for the
     /// next frame, atomically for the whole group.
-    pub fn set_vips(&self, vips: &[Ipv4Addr]) -> Result<()> {
+    pub fn set_vips(&self, vips: &[IpAddr]) -> Result<()> {
         set_program(self.fd.as_fd(), &self.iface, &FanoutProgram::build(vips))
     }
 }
@@ -376,9 +696,11 @@ fn set_program(
                 "fanout program",
                 iface.name(),
                 format!(
-                    "{} instructions (at most {max}): too many VIPs (at most {})",
+                    "{} instructions (at most {max}): too many VIPs (at most {} IPv4 ones, or {} \
+                     IPv6 ones; an IPv6 VIP costs as much as eight IPv4 ones)",
                     prog.len(),
-                    FanoutProgram::MAX_VIPS
+                    FanoutProgram::MAX_VIPS,
+                    FanoutProgram::MAX_VIPS6,
                 ),
             )
         })?;
@@ -517,6 +839,7 @@ pub fn open_fanout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     /// A classic BPF interpreter for the instructions the program uses, with the kernel's
     /// semantics: loads relative to the network header, out-of-bounds loads return 0.
@@ -530,22 +853,29 @@ mod tests {
             let bytes = pkt.get(at..at + n)?;
             Some(bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)))
         };
+        let size = |code: u16| match code {
+            LD_W_ABS | LD_W_IND => 4,
+            LD_H_ABS | LD_H_IND => 2,
+            _ => 1,
+        };
         loop {
             let i = prog[pc];
             pc += 1;
             match i.code {
-                LD_W_ABS | LD_H_ABS | LD_B_ABS => {
-                    let n = match i.code {
-                        LD_W_ABS => 4,
-                        LD_H_ABS => 2,
-                        _ => 1,
-                    };
-                    match load(i.k, n) {
-                        Some(v) => a = v,
-                        None => return 0,
-                    }
-                }
+                LD_W_ABS | LD_H_ABS | LD_B_ABS => match load(i.k, size(i.code)) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
+                LD_W_IND | LD_H_IND | LD_B_IND => match load(x.wrapping_add(i.k), size(i.code)) {
+                    Some(v) => a = v,
+                    None => return 0,
+                },
                 LD_IMM => a = i.k,
+                LDX_IMM => x = i.k,
+                ALU_ADD_K => a = a.wrapping_add(i.k),
+                ALU_ADD_X => a = a.wrapping_add(x),
+                ALU_LSH_K => a <<= i.k,
+                TXA => a = x,
                 LD_MEM => a = mem[usize::try_from(i.k).unwrap()],
                 ST => mem[usize::try_from(i.k).unwrap()] = a,
                 ALU_MUL_K => a = a.wrapping_mul(i.k),
@@ -581,8 +911,8 @@ mod tests {
     const VIP: [u8; 4] = [10, 0, 0, 100];
     const RS: [u8; 4] = [10, 0, 1, 5];
 
-    fn vips() -> Vec<Ipv4Addr> {
-        vec![Ipv4Addr::from(VIP), Ipv4Addr::new(192, 168, 7, 7)]
+    fn vips() -> Vec<IpAddr> {
+        vec![VIP.into(), Ipv4Addr::new(192, 168, 7, 7).into()]
     }
 
     #[test]
@@ -623,6 +953,9 @@ mod tests {
         let prog = FanoutProgram::build(&vips());
         let req = ip(6, CLIENT, VIP, &ports(40000, 80));
         assert_eq!(run(&prog, 0x0806, &req), 0);
+        assert_eq!(fanout_hash_l3(0x0806, &req, &vips()), 0);
+        // Without an IPv6 VIP, IPv6 is not looked at.
+        assert_eq!(run(&prog, 0x86dd, &req), 0);
         assert_eq!(fanout_hash_l3(0x86dd, &req, &vips()), 0);
         assert_eq!(fanout_hash(&[0; 10], &vips()), 0);
         for cut in 0..23 {
@@ -635,27 +968,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn program_matches_reference_on_many_packets() {
-        // Many VIPs so that the chain spans several trampolined groups.
-        let mut v: Vec<Ipv4Addr> = (0..700u32)
-            .map(|i| Ipv4Addr::from(0x0a64_0000 + i * 3))
-            .collect();
-        v.push(Ipv4Addr::from(VIP));
-        let prog = FanoutProgram::build(&v);
-        assert!(prog.len() < 4096);
-        let mut seed = 0x1234_5678_u32;
-        let mut rnd = move || {
+    /// A deterministic pseudo-random sequence.
+    fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
             seed
-        };
+        }
+    }
+
+    /// The kernel's view (the program, interpreted) and the reference agree on `pkt`.
+    fn agree(prog: &[sock_filter], ethertype: u16, pkt: &[u8], vips: &[IpAddr]) {
+        assert_eq!(
+            run(prog, ethertype, pkt),
+            fanout_hash_l3(ethertype, pkt, vips),
+            "packet {pkt:02x?}"
+        );
+    }
+
+    #[test]
+    fn program_matches_reference_on_many_packets() {
+        // Many VIPs so that the chain spans several trampolined groups.
+        let mut v: Vec<IpAddr> = (0..700u32)
+            .map(|i| Ipv4Addr::from(0x0a64_0000 + i * 3).into())
+            .collect();
+        v.push(VIP.into());
+        let prog = FanoutProgram::build(&v);
+        assert!(prog.len() < 4096);
+        let mut rnd = xorshift(0x1234_5678);
         for n in 0..20_000 {
             let pick_vip = |r: u32| {
                 // A VIP one time in three (`match`: `is_multiple_of` is newer than our MSRV).
                 match r % 3 {
-                    0 => u32::from(v[usize::try_from(r / 3).unwrap() % v.len()]).to_be_bytes(),
+                    0 => match v[usize::try_from(r / 3).unwrap() % v.len()] {
+                        IpAddr::V4(a) => a.octets(),
+                        IpAddr::V6(_) => unreachable!(),
+                    },
                     _ => r.to_be_bytes(),
                 }
             };
@@ -677,25 +1026,32 @@ mod tests {
                 pkt[6] = 0x40;
                 pkt[7] = 0;
             }
-            let len = pkt.len() - usize::try_from(rnd() % 8).unwrap() * usize::from(n % 5 == 0);
-            let pkt = &pkt[..len];
-            assert_eq!(
-                run(&prog, 0x0800, pkt),
-                fanout_hash_l3(0x0800, pkt, &v),
-                "packet {pkt:02x?}"
-            );
+            let cut = usize::try_from(rnd() % 8).unwrap() * usize::from(n % 5 == 0);
+            agree(&prog, 0x0800, &pkt[..pkt.len() - cut], &v);
         }
     }
 
     #[test]
     fn too_many_vips_is_refused_not_truncated() {
-        let v: Vec<Ipv4Addr> = (0..5000u32).map(Ipv4Addr::from).collect();
+        let v: Vec<IpAddr> = (0..5000u32).map(|a| Ipv4Addr::from(a).into()).collect();
         let prog = FanoutProgram::build(&v);
         assert!(prog.len() > 4096);
-        let ok: Vec<Ipv4Addr> = (0..u32::try_from(FanoutProgram::MAX_VIPS).unwrap())
-            .map(Ipv4Addr::from)
+        let ok: Vec<IpAddr> = (0..u32::try_from(FanoutProgram::MAX_VIPS).unwrap())
+            .map(|a| Ipv4Addr::from(a).into())
             .collect();
         assert!(FanoutProgram::build(&ok).len() <= 4096);
+        let ok6: Vec<IpAddr> = (0..u128::try_from(FanoutProgram::MAX_VIPS6).unwrap())
+            .map(|a| Ipv6Addr::from(a).into())
+            .collect();
+        assert!(FanoutProgram::build(&ok6).len() <= 4096);
+        let too_many6: Vec<IpAddr> = (0..520u128).map(|a| Ipv6Addr::from(a).into()).collect();
+        assert!(FanoutProgram::build(&too_many6).len() > 4096);
+        // Mixed: v4 + 8 * v6 within about 3700.
+        let mixed: Vec<IpAddr> = (0..2900u32)
+            .map(|a| Ipv4Addr::from(a).into())
+            .chain((0..100u128).map(|a| Ipv6Addr::from(a).into()))
+            .collect();
+        assert!(FanoutProgram::build(&mixed).len() <= 4096);
     }
 
     #[test]
@@ -706,5 +1062,210 @@ mod tests {
             counts[usize::try_from(h % 2).unwrap()] += 1;
         }
         assert!(counts.iter().all(|&c| c > 900), "{counts:?}");
+    }
+
+    // ------------------------------------------------------------------ IPv6
+
+    const CLIENT6: &str = "2001:db8:c::1";
+    const VIP6: &str = "2001:db8:f::100";
+    const RS6: &str = "2001:db8:1::5";
+
+    fn a6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn vips6() -> Vec<IpAddr> {
+        vec![
+            VIP.into(),
+            a6(VIP6).into(),
+            a6("2001:db8:f::101").into(),
+            // Same first three words as VIP6: all four must be compared.
+            a6("2001:db8:f::1:100").into(),
+        ]
+    }
+
+    /// An IPv6 packet: fixed header, then `chain` (extension headers, each `(type, body)`
+    /// with the body padded to a multiple of 8 with its two leading bytes), then the payload.
+    fn ip6(next: u8, src: &str, dst: &str, chain: &[(u8, usize)], payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0];
+        let first = chain.first().map_or(next, |h| h.0);
+        p.push(first);
+        p.push(64);
+        p.extend_from_slice(&a6(src).octets());
+        p.extend_from_slice(&a6(dst).octets());
+        for (i, &(kind, len8)) in chain.iter().enumerate() {
+            let after = chain.get(i + 1).map_or(next, |h| h.0);
+            let mut h = vec![0u8; if kind == 44 { 8 } else { 8 * (len8 + 1) }];
+            h[0] = after;
+            if kind != 44 {
+                h[1] = u8::try_from(len8).unwrap();
+            }
+            p.extend(h);
+        }
+        p.extend_from_slice(payload);
+        let plen = u16::try_from(p.len() - 40).unwrap();
+        p[4..6].copy_from_slice(&plen.to_be_bytes());
+        p
+    }
+
+    /// An ICMPv6 error quoting `quoted` (a whole IPv6 packet).
+    fn icmp6(kind: u8, src: &str, dst: &str, quoted: &[u8]) -> Vec<u8> {
+        let mut m = vec![kind, 0, 0, 0, 0, 0, 5, 0xdc];
+        m.extend_from_slice(quoted);
+        ip6(58, src, dst, &[], &m)
+    }
+
+    fn both(vips: &[IpAddr], pkt: &[u8]) -> u32 {
+        let reference = fanout_hash_l3(0x86dd, pkt, vips);
+        assert_eq!(
+            run(&FanoutProgram::build(vips), 0x86dd, pkt),
+            reference,
+            "program and reference disagree on {pkt:02x?}"
+        );
+        reference
+    }
+
+    #[test]
+    fn ipv6_request_reply_and_icmpv6_errors_hash_the_client() {
+        let v = vips6();
+        let want = mix(fold(a6(CLIENT6)), 40000);
+        assert_eq!(client_hash(a6(CLIENT6).into(), 40000), want);
+        for proto in [6, 17] {
+            let req = ip6(proto, CLIENT6, VIP6, &[], &ports(40000, 80));
+            let reply = ip6(proto, RS6, CLIENT6, &[], &ports(8080, 40000));
+            assert_eq!(both(&v, &req), want);
+            assert_eq!(both(&v, &reply), want);
+            // Extension headers in one direction only: the walk finds the same ports.
+            let chain = [(0, 0), (60, 2), (43, 1)];
+            let req = ip6(proto, CLIENT6, VIP6, &chain, &ports(40000, 80));
+            let reply = ip6(proto, RS6, CLIENT6, &chain[1..], &ports(8080, 40000));
+            assert_eq!(both(&v, &req), want);
+            assert_eq!(both(&v, &reply), want);
+        }
+        // Packet Too Big from a router, about the director's reply VIP -> client.
+        let to_client = ip6(6, VIP6, CLIENT6, &[], &ports(80, 40000));
+        assert_eq!(
+            both(&v, &icmp6(2, "2001:db8:ff::1", VIP6, &to_client)),
+            want
+        );
+        // Port unreachable from the real server about the forwarded request client -> RS,
+        // the quoted packet with a destination-options header and cut after the ports.
+        let to_rs = ip6(17, CLIENT6, RS6, &[(60, 0)], &ports(40000, 53));
+        let err = icmp6(1, RS6, CLIENT6, &to_rs[..40 + 8 + 4]);
+        assert_eq!(both(&v, &err), want);
+        // Time exceeded (3) and parameter problem (4) too.
+        for kind in [3, 4] {
+            assert_eq!(
+                both(&v, &icmp6(kind, "2001:db8:ff::1", VIP6, &to_client)),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_without_ports_hashes_by_address() {
+        let v = vips6();
+        let client_only = mix(fold(a6(CLIENT6)), 0);
+        // Echo request to the VIP and its reply; neither is an error.
+        let echo = ip6(58, CLIENT6, VIP6, &[], &[128, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(both(&v, &echo), client_only);
+        let echo_reply = ip6(58, VIP6, CLIENT6, &[], &[129, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(both(&v, &echo_reply), client_only);
+        // Fragments: every fragment of a datagram alike, ports or not.
+        for chain in [&[(44, 0)][..], &[(0, 0), (44, 0)][..]] {
+            let frag = ip6(17, CLIENT6, VIP6, chain, &ports(40000, 53));
+            assert_eq!(both(&v, &frag), client_only);
+        }
+        // More extension headers than the walk follows.
+        let long = [(0, 0); EXT_HEADERS];
+        let pkt = ip6(6, CLIENT6, VIP6, &long, &ports(40000, 80));
+        assert_eq!(both(&v, &pkt), client_only);
+        let fits = [(0, 0); EXT_HEADERS - 1];
+        let pkt = ip6(6, CLIENT6, VIP6, &fits, &ports(40000, 80));
+        assert_eq!(both(&v, &pkt), mix(fold(a6(CLIENT6)), 40000));
+        // Not a VIP (differs in the last word only): hash the destination.
+        let other = ip6(6, CLIENT6, "2001:db8:f::1:101", &[], &ports(40000, 80));
+        assert_eq!(both(&v, &other), mix(fold(a6("2001:db8:f::1:101")), 80));
+    }
+
+    #[test]
+    fn short_ipv6_packets_go_to_member_zero() {
+        let v = vips6();
+        let req = ip6(6, CLIENT6, VIP6, &[(60, 1)], &ports(40000, 80));
+        // Cut anywhere before the end of the ports: member 0.
+        for cut in 0..40 + 16 + 4 {
+            assert_eq!(both(&v, &req[..cut]), 0, "cut at {cut}");
+        }
+        assert_ne!(both(&v, &req), 0);
+    }
+
+    #[test]
+    fn ipv6_program_matches_reference_on_many_packets() {
+        // Many IPv6 VIPs (several trampolined groups) beside IPv4 ones.
+        let mut v: Vec<IpAddr> = (0..100u128)
+            .map(|i| Ipv6Addr::from(u128::from(a6(VIP6)) + (i << 64) + i * 7).into())
+            .collect();
+        v.extend((0..300u32).map(|i| IpAddr::from(Ipv4Addr::from(0x0a64_0000 + i))));
+        v.push(a6(VIP6).into());
+        let prog = FanoutProgram::build(&v);
+        assert!(prog.len() < 4096);
+        let v6: Vec<Ipv6Addr> = v
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let mut rnd = xorshift(0x2545_f491);
+        for n in 0..20_000 {
+            // A VIP one time in three, else an address near one.
+            let addr = |r: u32| match r % 3 {
+                0 => v6[usize::try_from(r / 3).unwrap() % v6.len()].to_string(),
+                _ => Ipv6Addr::from(u128::from(a6(VIP6)) ^ u128::from(r)).to_string(),
+            };
+            let (src, dst) = (addr(rnd()), addr(rnd()));
+            let next = [6, 17, 58, 44, 50, 59][usize::try_from(rnd() % 6).unwrap()];
+            let chain: Vec<(u8, usize)> = (0..rnd() % 6)
+                .map(|_| {
+                    let kind = [0, 43, 60, 44][usize::try_from(rnd() % 4).unwrap()];
+                    (kind, usize::try_from(rnd() % 3).unwrap())
+                })
+                .collect();
+            let mut payload: Vec<u8> = (0..16).map(|_| rnd().to_le_bytes()[0]).collect();
+            if next == 58 {
+                payload[0] = [1, 2, 3, 4, 128, 135][usize::try_from(rnd() % 6).unwrap()];
+                let qnext = [6, 17, 58][usize::try_from(rnd() % 3).unwrap()];
+                let qchain: Vec<(u8, usize)> = (0..rnd() % 3).map(|_| (60, 0)).collect();
+                let quoted = ip6(qnext, &dst, &src, &qchain, &ports(80, 40000));
+                payload.truncate(8);
+                payload.extend(quoted);
+            }
+            let pkt = ip6(next, &src, &dst, &chain, &payload);
+            let cut = usize::try_from(rnd() % 24).unwrap() * usize::from(n % 5 == 0);
+            agree(&prog, 0x86dd, &pkt[..pkt.len() - cut], &v);
+        }
+    }
+
+    #[test]
+    fn adding_ipv6_vips_leaves_ipv4_steering_alone() {
+        let v4 = vips();
+        let both_families = vips6();
+        let (p4, p46) = (
+            FanoutProgram::build(&v4),
+            FanoutProgram::build(&both_families),
+        );
+        for port in 1024..1200u16 {
+            for pkt in [
+                ip(6, CLIENT, VIP, &ports(port, 80)),
+                ip(6, RS, CLIENT, &ports(8080, port)),
+                ip(17, [10, 9, 9, 9], RS, &ports(port, 53)),
+            ] {
+                assert_eq!(run(&p4, 0x0800, &pkt), run(&p46, 0x0800, &pkt));
+                assert_eq!(
+                    fanout_hash_l3(0x0800, &pkt, &v4),
+                    fanout_hash_l3(0x0800, &pkt, &both_families)
+                );
+            }
+        }
     }
 }

@@ -42,7 +42,8 @@ mod tx;
 
 pub use error::{Error, Result};
 pub use fanout::{
-    FanoutConfig, FanoutControl, FanoutProgram, fanout_hash, fanout_hash_l3, mix, open_fanout,
+    EXT_HEADERS, FanoutConfig, FanoutControl, FanoutProgram, client_hash, fanout_hash,
+    fanout_hash_l3, fold, mix, open_fanout,
 };
 pub use frame::{Frame, FrameMeta, Status, Vlan};
 pub use iface::Interface;

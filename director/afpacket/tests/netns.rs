@@ -3,7 +3,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -239,23 +239,10 @@ fn fanout_keeps_nat_request_and_reply_together_and_spreads_clients() {
     let bed = Testbed::new();
     let vip = [10, 77, 0, 100];
     let rs = [10, 77, 0, 50];
-    let vips = vec![Ipv4Addr::from(vip)];
-    let (mut rings, control) = bed.b.run(|| {
-        let fanout = FanoutConfig {
-            members: 2,
-            vips: vips.clone(),
-            group_id: None,
-        };
-        open_fanout(&Interface::by_name("vb").unwrap(), &small_ring(), &fanout).unwrap()
-    });
+    let vips = vec![IpAddr::from(vip)];
+    let (mut rings, control, mut tx, va) = fanout_bed(&bed, 2, &vips);
     assert_eq!(rings.len(), 2);
     assert_eq!(control.members(), 2);
-    let (mut tx, va) = bed.a.run(|| {
-        (
-            TxSocket::open(&TxConfig::default()).unwrap(),
-            Interface::by_name("va").unwrap(),
-        )
-    });
 
     // For each client port: the request, its NAT reply, and an ICMP error about the
     // director's reply (VIP -> client) as a router would send it.
@@ -334,6 +321,192 @@ fn fanout_keeps_nat_request_and_reply_together_and_spreads_clients() {
     assert!(
         member_of.values().all(|&m| m == expect),
         "after set_vips([]) all requests go to member {expect}"
+    );
+}
+
+/// A fanout group of `members` on `vb` steering for `vips`, and a sender on `va`.
+fn fanout_bed(
+    bed: &Testbed,
+    members: usize,
+    vips: &[IpAddr],
+) -> (
+    Vec<RxRing>,
+    lvs_afpacket::FanoutControl,
+    TxSocket,
+    Interface,
+) {
+    let (rings, control) = bed.b.run(|| {
+        let fanout = FanoutConfig {
+            members,
+            vips: vips.to_vec(),
+            group_id: None,
+        };
+        open_fanout(&Interface::by_name("vb").unwrap(), &small_ring(), &fanout).unwrap()
+    });
+    let (tx, va) = bed.a.run(|| {
+        (
+            TxSocket::open(&TxConfig::default()).unwrap(),
+            Interface::by_name("va").unwrap(),
+        )
+    });
+    (rings, control, tx, va)
+}
+
+/// An Ethernet + IPv6 frame: the fixed header, extension headers of the given types (8
+/// bytes each, a fragment header whole and first), then `l4` as protocol `next`.
+fn ip6_frame(src: Ipv6Addr, dst: Ipv6Addr, exts: &[u8], next: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = MAC_B.to_vec();
+    f.extend(MAC_A);
+    f.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+    let plen = u16::try_from(exts.len() * 8 + l4.len()).unwrap();
+    f.extend(plen.to_be_bytes());
+    f.push(exts.first().copied().unwrap_or(next));
+    f.push(64);
+    f.extend(src.octets());
+    f.extend(dst.octets());
+    for (i, _) in exts.iter().enumerate() {
+        let after = exts.get(i + 1).copied().unwrap_or(next);
+        // Hop-by-hop / destination options: PadN filling the 6 bytes; fragment: offset 0,
+        // no more fragments (an "atomic fragment"), identification 1.
+        f.extend([after, 0, 1, 4, 0, 0, 0, 0]);
+        if exts[i] == 44 {
+            let at = f.len() - 8;
+            f[at + 1..at + 8].copy_from_slice(&[0, 0, 0, 0, 0, 0, 1]);
+        }
+    }
+    f.extend(l4);
+    f
+}
+
+/// The Internet checksum over the IPv6 pseudo-header and `l4`.
+fn l4_checksum6(src: Ipv6Addr, dst: Ipv6Addr, next: u8, l4: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        for c in bytes.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&u32::try_from(l4.len()).unwrap().to_be_bytes());
+    add(&[0, 0, 0, next]);
+    add(l4);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !u16::try_from(sum).unwrap()
+}
+
+/// A TCP SYN over IPv6 with a valid checksum, after the given extension headers.
+fn tcp6_frame(src: Ipv6Addr, dst: Ipv6Addr, exts: &[u8], sport: u16, dport: u16) -> Vec<u8> {
+    let mut tcp = sport.to_be_bytes().to_vec();
+    tcp.extend(dport.to_be_bytes());
+    tcp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
+    let sum = l4_checksum6(src, dst, 6, &tcp);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+    ip6_frame(src, dst, exts, 6, &tcp)
+}
+
+/// An ICMPv6 error from `src` to `dst` quoting the IPv6 packet of `quoted` (a whole frame).
+fn icmp6_error(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, 0, 0, 0, 0, 0, 5, 0xdc];
+    m.extend(&quoted[14..]);
+    let sum = l4_checksum6(src, dst, 58, &m);
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
+    ip6_frame(src, dst, &[], 58, &m)
+}
+
+#[test]
+fn fanout_keeps_ipv6_nat_request_and_reply_together_and_spreads_clients() {
+    if !common::root_or_skip("fanout_keeps_ipv6_nat_request_and_reply_together_and_spreads_clients")
+    {
+        return;
+    }
+    let bed = Testbed::new();
+    let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    let (client, vip, rs, router) = (
+        v6("2001:db8:c::1"),
+        v6("2001:db8:f::100"),
+        v6("2001:db8:1::5"),
+        v6("2001:db8:ff::1"),
+    );
+    let vip4 = [10, 77, 0, 100];
+    // Both families in one program; a second IPv6 VIP differing in its last word only.
+    let vips = vec![
+        IpAddr::from(vip4),
+        vip.into(),
+        v6("2001:db8:f::1:100").into(),
+    ];
+    let (mut rings, _control, mut tx, va) = fanout_bed(&bed, 2, &vips);
+
+    // Per client port: the request (every other one with a hop-by-hop and a destination
+    // options header), its NAT reply, a Packet Too Big about the director's reply to the
+    // client, a Destination Unreachable from the real server about the forwarded request,
+    // and the same flow's IPv4 twin.
+    let ports: Vec<u16> = (20000..20160).collect();
+    let mut sent = Vec::new();
+    for &port in &ports {
+        let exts: &[u8] = if port % 2 == 0 { &[0, 60] } else { &[] };
+        let request = tcp6_frame(client, vip, exts, port, 80);
+        let reply = tcp6_frame(rs, client, &[], 8080, port);
+        let to_client = tcp6_frame(vip, client, &[], 80, port);
+        let too_big = icmp6_error(router, vip, 2, &to_client);
+        let to_rs = tcp6_frame(client, rs, &[60], port, 8080);
+        let unreachable = icmp6_error(rs, client, 1, &to_rs);
+        sent.extend([request, reply, too_big, unreachable]);
+    }
+    // Atomic fragments (a fragment header, no ports read): by the client's address alone.
+    let fragments: Vec<Vec<u8>> = (0..20u16)
+        .flat_map(|i| {
+            [
+                tcp6_frame(client, vip, &[44], 30000 + i, 80),
+                tcp6_frame(rs, client, &[44], 8080, 30000 + i),
+            ]
+        })
+        .collect();
+    let all: Vec<Vec<u8>> = sent.iter().chain(&fragments).cloned().collect();
+    let mut batch = tx.batch();
+    for f in &all {
+        batch.push(va.index(), f).unwrap();
+    }
+    drop(batch);
+    assert_eq!(tx.stats().sent, all.len() as u64);
+
+    let member_of = receive_by_member(&mut rings, &all, WAIT);
+    assert_eq!(
+        member_of.len(),
+        all.len(),
+        "every frame arrived exactly once"
+    );
+    let mut per_member = [0usize; 2];
+    for (i, &port) in ports.iter().enumerate() {
+        let flow = &sent[4 * i..4 * i + 4];
+        let m = member_of[&flow[0]];
+        for (what, f) in ["reply", "packet too big", "unreachable"]
+            .iter()
+            .zip(&flow[1..])
+        {
+            assert_eq!(member_of[f], m, "port {port}: {what} on another member");
+        }
+        assert_eq!(
+            m,
+            fanout_hash(&flow[0], &vips) as usize % 2,
+            "kernel and reference disagree"
+        );
+        per_member[m] += 1;
+    }
+    assert!(
+        per_member.iter().all(|&n| n >= 30),
+        "client ports not spread: {per_member:?}"
+    );
+    let fragment_member = member_of[&fragments[0]];
+    assert!(
+        fragments.iter().all(|f| member_of[f] == fragment_member),
+        "fragments of one client spread over members"
+    );
+    assert_eq!(
+        fragment_member,
+        lvs_afpacket::client_hash(client.into(), 0) as usize % 2
     );
 }
 
@@ -659,7 +832,7 @@ fn fanout_keeps_member_order_across_a_link_flap() {
     }
     let bed = Testbed::new();
     let vip = [10, 77, 0, 100];
-    let vips = vec![Ipv4Addr::from(vip)];
+    let vips = vec![IpAddr::from(vip)];
     let (mut rings, _control) = bed.b.run(|| {
         let fanout = FanoutConfig {
             members: 3,

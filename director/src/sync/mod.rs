@@ -132,12 +132,7 @@ pub fn rings(
 /// The worker a flow's packets are steered to (both directions): the fanout hash of the
 /// client's address and port. Templates (port 0) go to every worker instead.
 pub fn worker_of(e: &SyncEntry, workers: usize) -> usize {
-    let addr = std::net::IpAddr::from(e.client.addr);
-    let a = match addr {
-        std::net::IpAddr::V4(v) => u32::from(v),
-        std::net::IpAddr::V6(_) => 0,
-    };
-    let h = lvs_afpacket::mix(a, e.client.port);
+    let h = lvs_afpacket::client_hash(std::net::IpAddr::from(e.client.addr), e.client.port);
     (h as usize) % workers.max(1)
 }
 
@@ -211,5 +206,58 @@ mod tests {
         };
         let want = lvs_afpacket::mix(u32::from(Ipv4Addr::new(198, 51, 100, 2)), 40_000) % 4;
         assert_eq!(worker_of(&e, 4), want as usize);
+    }
+
+    /// An Ethernet frame: IPv6 + TCP, ports only (the fanout reads nothing further).
+    fn tcp6_frame(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, sp: u16, dp: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend([0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, 6, 64]);
+        f.extend(src.octets());
+        f.extend(dst.octets());
+        f.extend(sp.to_be_bytes());
+        f.extend(dp.to_be_bytes());
+        f.extend([0u8; 16]);
+        f
+    }
+
+    #[test]
+    fn both_directions_of_an_ipv6_flow_go_to_the_worker_the_fanout_picks() {
+        let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        let (client, vip, rs) = (
+            v6("2001:db8:c::2"),
+            v6("2001:db8:f::100"),
+            v6("2001:db8:1::11"),
+        );
+        let vips = [
+            std::net::IpAddr::from(vip),
+            Ipv4Addr::new(203, 0, 113, 100).into(),
+        ];
+        for port in 40_000..40_064 {
+            let e = SyncEntry {
+                proto: Proto::Tcp,
+                client: Endpoint::new(client.into(), port),
+                virt: Endpoint::new(vip.into(), 80),
+                dest: Endpoint::new(rs.into(), 8080),
+                forward: Forward::Nat,
+                state: State::Established,
+                flags: 0,
+                timeout_ms: 1,
+                persist_secs: 0,
+            };
+            let request = lvs_afpacket::fanout_hash(&tcp6_frame(client, vip, port, 80), &vips);
+            let reply = lvs_afpacket::fanout_hash(&tcp6_frame(rs, client, 8080, port), &vips);
+            for workers in [2, 3, 4] {
+                assert_eq!(
+                    worker_of(&e, workers),
+                    request as usize % workers,
+                    "port {port}"
+                );
+                assert_eq!(
+                    worker_of(&e, workers),
+                    reply as usize % workers,
+                    "port {port}"
+                );
+            }
+        }
     }
 }
