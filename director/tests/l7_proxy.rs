@@ -3,10 +3,7 @@
 
 mod l7_common;
 
-use std::net::IpAddr;
-
 use l7_common::{L7Bed, RS, SOON, VIP, wait_for};
-use lvs_proto::{Client, Protocol, Request, Response, Role, ServiceKey};
 
 fn service(port: u16, client_address: &str, pool: &str) -> String {
     format!(
@@ -70,24 +67,8 @@ fn client_addresses_reach_servers_and_health_applies_to_pools() {
 
     // The monitor marks r2 down for the service on 83: pool "two" sends everything to r3;
     // up again, both answer.
-    let mut c = Client::connect(&bed.rundir.join("director.sock"), Role::Other)
-        .expect("connect to the director");
-    let set = |c: &mut Client, healthy: bool| {
-        let r = c
-            .request(Request::SetHealth {
-                service: ServiceKey {
-                    protocol: Protocol::Tcp,
-                    addr: VIP.parse::<IpAddr>().expect("vip"),
-                    port: 83,
-                },
-                addr: RS[1].parse().expect("rs"),
-                port: 8080,
-                healthy,
-            })
-            .expect("SetHealth");
-        assert_eq!(r, Response::Ok);
-    };
-    set(&mut c, false);
+    let set = |healthy: bool| bed.set_health((VIP, 83), (RS[1], 8080), healthy);
+    set(false);
     for _ in 0..6 {
         let out = get(83);
         assert!(out.starts_with("r3 "), "r2 is down, yet: {out}");
@@ -110,7 +91,7 @@ fn client_addresses_reach_servers_and_health_applies_to_pools() {
             .then_some(())
     });
     assert!(get(81).starts_with("r1 "));
-    set(&mut c, true);
+    set(true);
     let mut seen = std::collections::HashSet::new();
     wait_for("r2 back in pool two", SOON, || {
         seen.insert(get(83).split_whitespace().next().unwrap_or("").to_owned());

@@ -29,6 +29,15 @@
 //! TCP service (`tcp_probe`: a connect by default, or a half-open SYN probe), an ICMP echo for
 //! a UDP service.
 //!
+//! # Addresses
+//!
+//! IPv4 and IPv6 alike, as [`crate::address`] reads them: `vip` is an address (`192.0.2.1`,
+//! `2001:db8::100` or `[2001:db8::100]`); a server's `address` may carry its port
+//! (`192.0.2.11:8080`, `[2001:db8::11]:8080`, the form `lvsadm -L -n` prints) instead of
+//! `port`; `sorry_server` is an address with an optional port. An IPv6 address with a port is
+//! always in brackets. A check's `host` holds an IPv6 address only in brackets, as an HTTP
+//! Host header must.
+//!
 //! # Errors
 //!
 //! Everything is validated here, with `FILE:LINE:COL: reason` errors (see
@@ -47,6 +56,8 @@ use lvs_common::config::{ConfigError, Source};
 use lvs_proto::director::{AddrPort, Protocol, ServiceKey};
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::address;
 
 /// Default time between two starts of one check.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -670,12 +681,18 @@ impl Validator<'_> {
     }
 
     fn ip(&self, v: &Spanned<String>, what: &str) -> Result<IpAddr, ConfigError> {
-        v.get_ref().trim().parse().or_else(|_| {
-            self.err(
-                span_of(v),
-                format!("{what}: `{}` is not an IP address", v.get_ref()),
-            )
-        })
+        address::parse_ip(v.get_ref())
+            .or_else(|e| self.err(span_of(v), format!("{what} `{}`: {e}", v.get_ref())))
+    }
+
+    /// An address with an optional port (`[IPV6]:PORT`, `IPV4:PORT`).
+    fn ip_port(
+        &self,
+        v: &Spanned<String>,
+        what: &str,
+    ) -> Result<(IpAddr, Option<u16>), ConfigError> {
+        address::parse(v.get_ref())
+            .or_else(|e| self.err(span_of(v), format!("{what} `{}`: {e}", v.get_ref())))
     }
 
     fn service(&self, top: Resolved, s: FileService) -> Result<Service, ConfigError> {
@@ -710,23 +727,8 @@ impl Validator<'_> {
         let sorry_server = match &s.sorry_server {
             None => None,
             Some(v) => {
-                let text = v.get_ref().trim();
-                let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
-                    text.parse::<IpAddr>()
-                        .ok()
-                        .map(|ip| SocketAddr::new(ip, port))
-                });
-                match parsed {
-                    Some(a) => Some(a),
-                    None => {
-                        return self.err(
-                            span_of(v),
-                            format!(
-                                "sorry_server: `{text}` is not an address (\"ip\", \"ip:port\" or \"[v6]:port\")"
-                            ),
-                        );
-                    }
-                }
+                let (ip, p) = self.ip_port(v, "sorry_server")?;
+                Some(SocketAddr::new(ip, p.unwrap_or(port)))
             }
         };
         let timing = self.timing(
@@ -743,16 +745,26 @@ impl Validator<'_> {
         let mut servers = Vec::with_capacity(s.servers.len());
         let mut seen = HashSet::new();
         for fs in &s.servers {
-            let addr = self.ip(&fs.address, "address")?;
-            let sport = match &fs.port {
-                Some(p) => self.port(p, 1)?,
-                None if port == 0 => {
+            let (addr, port_in_address) = self.ip_port(&fs.address, "address")?;
+            let sport = match (&fs.port, port_in_address) {
+                (Some(p), Some(_)) => {
+                    return self.err(
+                        span_of(p),
+                        format!(
+                            "the port is given twice: in `address` ({}) and as `port`",
+                            fs.address.get_ref()
+                        ),
+                    );
+                }
+                (Some(p), None) => self.port(p, 1)?,
+                (None, Some(p)) => p,
+                (None, None) if port == 0 => {
                     return self.err(
                         span_of(&fs.address),
                         "the service has port 0: give the server a port",
                     );
                 }
-                None => port,
+                (None, None) => port,
             };
             if !seen.insert((addr, sport)) {
                 return self.err(
@@ -972,6 +984,15 @@ impl Validator<'_> {
                 {
                     return self.err(span_of(h), format!("host: `{v}` is not a host name"));
                 }
+                if let Ok(v6) = v.parse::<std::net::Ipv6Addr>() {
+                    return self.err(
+                        span_of(h),
+                        format!("host: an IPv6 address takes brackets in a Host header: [{v6}]"),
+                    );
+                }
+                if v.contains(['[', ']']) {
+                    self.ip_port(h, "host")?;
+                }
                 Some(v.clone())
             }
         };
@@ -1053,12 +1074,9 @@ impl Validator<'_> {
         let mut expect = Vec::new();
         if let Some(list) = &c.expect {
             for a in list.get_ref() {
-                let ip: IpAddr = match a.trim().parse() {
+                let ip = match address::parse_ip(a) {
                     Ok(ip) => ip,
-                    Err(_) => {
-                        return self
-                            .err(span_of(list), format!("expect: `{a}` is not an IP address"));
-                    }
+                    Err(e) => return self.err(span_of(list), format!("expect `{a}`: {e}")),
                 };
                 if ip.is_ipv4() != (qtype == DnsType::A) {
                     return self.err(
@@ -1253,6 +1271,123 @@ mod tests {
         assert!(e.starts_with("/etc/lvs/monitord.toml:2:7: "), "{e}");
         let e = err(&format!("{BASE}sorry_server = \"1.2.3\"\n"));
         assert!(e.contains(":4:16: sorry_server"), "{e}");
+    }
+
+    #[test]
+    fn ipv6_services_and_servers_in_every_written_form() {
+        let c = p("[[service]]\nvip = \"[2001:db8::100]\"\nport = 80\n\
+                   sorry_server = \"[2001:db8::50]:8080\"\n\
+                   [[service.server]]\naddress = \"2001:db8::11\"\n\
+                   [[service.server]]\naddress = \"[2001:DB8:0::12]\"\nport = 8080\n\
+                   [[service.server]]\naddress = \"[2001:db8::13]:8081\"\nweight = 2\n\
+                   [[service.server]]\naddress = \"192.0.2.14:8082\"\n\
+                   [[service]]\nvip = \"2001:db8::100\"\nport = 443\nsorry_server = \"2001:db8::50\"\n")
+        .unwrap();
+        let s = &c.services[0];
+        assert_eq!(s.vip, "2001:db8::100".parse::<IpAddr>().unwrap());
+        assert_eq!(s.sorry_server, Some("[2001:db8::50]:8080".parse().unwrap()));
+        let servers: Vec<(String, u16, u32)> = s
+            .servers
+            .iter()
+            .map(|r| (r.addr.to_string(), r.port, r.weight))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                ("2001:db8::11".into(), 80, 1),
+                ("2001:db8::12".into(), 8080, 1),
+                ("2001:db8::13".into(), 8081, 2),
+                ("192.0.2.14".into(), 8082, 1),
+            ]
+        );
+        // The sorry server's port defaults to the service's.
+        assert_eq!(
+            c.services[1].sorry_server,
+            Some("[2001:db8::50]:443".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn an_ipv6_host_header_needs_its_brackets() {
+        let check = |host: &str| {
+            p(&format!(
+                "{BASE}[[service.check]]\ntype = \"http\"\nhost = \"{host}\"\n\
+                 [[service.server]]\naddress = \"2001:db8::11\"\n"
+            ))
+        };
+        for good in [
+            "[2001:db8::11]",
+            "[2001:db8::11]:8080",
+            "www.example.com:8080",
+        ] {
+            assert!(check(good).is_ok(), "{good}");
+        }
+        let e = check("2001:db8::11").unwrap_err().to_string();
+        assert!(
+            e.ends_with("host: an IPv6 address takes brackets in a Host header: [2001:db8::11]"),
+            "{e}"
+        );
+        let e = check("[2001:db8::11").unwrap_err().to_string();
+        assert!(
+            e.contains("host `[2001:db8::11`: `[` without its `]`"),
+            "{e}"
+        );
+        let e = check("[192.0.2.1]").unwrap_err().to_string();
+        assert!(e.contains("brackets are for IPv6 addresses only"), "{e}");
+    }
+
+    #[test]
+    fn malformed_ipv6_is_refused_with_line_and_reason() {
+        let server = |addr: &str| err(&format!("{BASE}[[service.server]]\naddress = \"{addr}\"\n"));
+        let e = server("2001:db8::zz");
+        assert_eq!(
+            e,
+            "/etc/lvs/monitord.toml:5:11: address `2001:db8::zz`: not an IPv6 address: `z` is not a hexadecimal digit"
+        );
+        let e = server("[2001:db8::11:80");
+        assert!(e.starts_with("/etc/lvs/monitord.toml:5:11: "), "{e}");
+        assert!(
+            e.ends_with("`[` without its `]`: write `[IPV6]` or `[IPV6]:PORT`"),
+            "{e}"
+        );
+        let e = server("2001:db8::1::2");
+        assert!(e.ends_with("`::` may appear only once"), "{e}");
+        let e = server("fe80::1%eth0");
+        assert!(
+            e.contains("zone indexes (`%eth0`) are not supported"),
+            "{e}"
+        );
+        let e = server("[2001:db8::11]:0");
+        assert!(
+            e.ends_with("the port `0` is not a number between 1 and 65535"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{BASE}[[service.server]]\naddress = \"[2001:db8::11]:81\"\nport = 82\n"
+        ));
+        assert_eq!(
+            e,
+            "/etc/lvs/monitord.toml:6:8: the port is given twice: in `address` ([2001:db8::11]:81) and as `port`"
+        );
+        let e = err("[[service]]\nvip = \"[2001:db8::100]:80\"\nport = 80\n");
+        assert_eq!(
+            e,
+            "/etc/lvs/monitord.toml:2:7: vip `[2001:db8::100]:80`: a port does not belong here: give the address alone (2001:db8::100), the port apart"
+        );
+        let e = err(&format!("{BASE}sorry_server = \"[2001:db8::50]x\"\n"));
+        assert!(
+            e.contains(":4:16: sorry_server `[2001:db8::50]x`: `x` after `]`"),
+            "{e}"
+        );
+        // Both servers are the same one, whichever way they are written.
+        let e = err(&format!(
+            "{BASE}[[service.server]]\naddress = \"[2001:db8::11]:80\"\n\
+             [[service.server]]\naddress = \"2001:DB8::11\"\n"
+        ));
+        assert!(
+            e.ends_with("server [2001:db8::11]:80 is listed twice"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -12,20 +12,17 @@
 //! to (or a bad command line, from clap).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use lvs_proto::{AddrPort, Client, MonitoredServer, Protocol, Request, Response, Role, ServiceKey};
 
-/// A service or server on the command line: `ADDR:PORT`, `[V6]:PORT`, or a bare address.
+/// A service or server on the command line: `ADDR:PORT`, `[IPV6]:PORT`, or an address alone
+/// (`default_port` then), as [`crate::address`] reads them.
 pub fn parse_addr(text: &str, default_port: u16) -> Result<(IpAddr, u16), String> {
-    if let Ok(sa) = text.parse::<SocketAddr>() {
-        return Ok((sa.ip(), sa.port()));
-    }
-    let bare = text.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .map(|ip| (ip, default_port))
-        .map_err(|_| format!("`{text}` is not ADDRESS:PORT"))
+    crate::address::parse(text)
+        .map(|(ip, port)| (ip, port.unwrap_or(default_port)))
+        .map_err(|e| format!("`{text}`: {e}"))
 }
 
 /// The service key of `-t`/`-u`.
@@ -105,7 +102,7 @@ pub fn list(rundir: &Path) -> Result<String, CtlError> {
 /// The table `ctl list` prints.
 pub fn format_list(servers: &[MonitoredServer]) -> String {
     let mut out = format!(
-        "{:<5}{:<24}{:<24}{:>7}  {:<8}{:<6}{:<10}{:<11}{}\n",
+        "{:<5}{:<23} {:<23} {:>7}  {:<8}{:<6}{:<10}{:<11}{}\n",
         "Prot",
         "LocalAddress:Port",
         "RemoteAddress:Port",
@@ -128,7 +125,9 @@ pub fn format_list(servers: &[MonitoredServer]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<5}{:<24}{:<24}{:>7}  {:<8}{:<6}{:<10}{:<11}{}",
+            // A space after each address even when it fills its column (a long IPv6
+            // address does): the columns stay apart for awk and split_whitespace.
+            "{:<5}{:<23} {:<23} {:>7}  {:<8}{:<6}{:<10}{:<11}{}",
             s.service.protocol.name(),
             AddrPort(s.service.addr, s.service.port).to_string(),
             AddrPort(s.addr, s.port).to_string(),
@@ -162,5 +161,62 @@ mod tests {
             ("2001:db8::1".parse().unwrap(), 53)
         );
         assert!(parse_addr("nonsense:80", 0).is_err());
+        let e = parse_addr("[2001:db8::1:53", 0).unwrap_err();
+        assert_eq!(
+            e,
+            "`[2001:db8::1:53`: `[` without its `]`: write `[IPV6]` or `[IPV6]:PORT`"
+        );
+    }
+
+    #[test]
+    fn the_list_keeps_its_columns_apart_for_long_ipv6_addresses() {
+        let server = |service: &str, addr: &str| MonitoredServer {
+            service: ServiceKey {
+                protocol: Protocol::Tcp,
+                addr: service.parse().unwrap(),
+                port: 443,
+            },
+            addr: addr.parse().unwrap(),
+            port: 8443,
+            weight: 2,
+            state: "up".into(),
+            maintenance: false,
+            in_service: true,
+            discovered: false,
+            last_ok: Some(true),
+            last_detail: "connected".into(),
+            last_age_ms: Some(5),
+        };
+        let list = format_list(&[
+            server("192.0.2.1", "192.0.2.11"),
+            server(
+                "2001:db8:1234:5678:9abc:def0:1234:5678",
+                "2001:db8:1234:5678:9abc:def0:1234:5679",
+            ),
+        ]);
+        let rows: Vec<Vec<&str>> = list
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            &rows[1][..5],
+            &["TCP", "192.0.2.1:443", "192.0.2.11:8443", "2", "up"]
+        );
+        assert_eq!(
+            &rows[2][..5],
+            &[
+                "TCP",
+                "[2001:db8:1234:5678:9abc:def0:1234:5678]:443",
+                "[2001:db8:1234:5678:9abc:def0:1234:5679]:8443",
+                "2",
+                "up"
+            ]
+        );
+        // Short addresses line up exactly as before.
+        assert!(
+            list.lines().nth(1).unwrap().starts_with(
+                "TCP  192.0.2.1:443           192.0.2.11:8443               2  up      "
+            )
+        );
     }
 }

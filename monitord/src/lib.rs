@@ -13,6 +13,9 @@
 //!   [`health::Transition`]s with rise/fall counting, all checks combined, reported once, and
 //!   a start-up state taken from the director so that a restart does not flap anything.
 //!
+//! Every check works over IPv4 and IPv6 alike; [`address`] reads the addresses of the
+//! configuration and of `ctl` (IPv6 with a port in brackets, `[2001:db8::11]:80`).
+//!
 //! The glue, in the daemon:
 //!
 //! ```no_run
@@ -55,6 +58,7 @@
 //! A service's quorum ([`health::QuorumState`]) is acted upon in [`daemon`]: `quorum_down` /
 //! `quorum_up` alerts, and the sorry server (if any) takes the traffic while it is lost.
 
+pub mod address;
 pub mod checks;
 pub mod config;
 pub mod ctl;

@@ -1,5 +1,6 @@
 //! The system calls of the checks that neither std nor nix offer in the shape we need (the
-//! raw socket of the SYN probe with its batched I/O, pidfd_open), each behind a safe function:
+//! raw socket of the SYN probe with its batched I/O, the ICMPv6 type filter, pidfd_open), each
+//! behind a safe function:
 //! the only place in `lvs-monitord` with `unsafe` code, one operation per block.
 
 use std::io;
@@ -182,6 +183,32 @@ pub(crate) fn attach_filter(fd: BorrowedFd<'_>, filter: &[libc::sock_filter]) ->
             libc::SO_ATTACH_FILTER,
             (&raw const prog).cast(),
             socklen_of::<libc::sock_fprog>(),
+        )
+    })
+    .map(drop)
+}
+
+/// `ICMPV6_FILTER` (linux/icmpv6.h), at level `IPPROTO_ICMPV6`; not in the libc crate.
+const ICMPV6_FILTER: libc::c_int = 1;
+
+/// ICMPV6_FILTER on a raw ICMPv6 socket: the kernel delivers only the message types in `pass`
+/// (a raw ICMPv6 socket otherwise gets every neighbour solicitation, router advertisement and
+/// multicast listener report of the host, each one a wake-up for nothing).
+pub(crate) fn icmp6_pass_only(fd: BorrowedFd<'_>, pass: &[u8]) -> io::Result<()> {
+    // Linux's `struct icmp6_filter`: 256 bits, a set bit blocks that type.
+    let mut blocked = [u32::MAX; 8];
+    for &t in pass {
+        blocked[usize::from(t >> 5)] &= !(1u32 << (t & 31));
+    }
+    // SAFETY: `blocked` is the 32-byte struct the option takes, alive for the call; the kernel
+    // only reads it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_ICMPV6,
+            ICMPV6_FILTER,
+            blocked.as_ptr().cast(),
+            socklen_of::<[u32; 8]>(),
         )
     })
     .map(drop)

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use lvs_monitord::checks::{CheckResult, Engine};
 use lvs_monitord::config::{CheckKind, DnsCheck, DnsType, HttpCheck};
 use lvs_monitord::health::{CheckPolicy, Health, State};
 
@@ -33,13 +34,26 @@ fn http(port: u16, path: &str) -> HttpCheck {
 /// A small HTTP server in `b` (python's http.server, threaded): `/ok` 200 "all healthy",
 /// `/fail` 500, `/other` 200 "something else". With `tls`, HTTPS with that cert and key.
 fn python_http(bed: &Testbed, port: u16, tls: Option<(&Path, &Path)>) -> ChildGuard {
+    python_http_at(bed, B, port, tls)
+}
+
+/// [`python_http`] on `addr` (IPv4 or IPv6) of `b`. Two more pages say what the server saw:
+/// `/host` answers `host=<the Host header>;`, `/sni` answers `sni=<the TLS server name, or
+/// None when the client sent none>;`.
+fn python_http_at(bed: &Testbed, addr: &str, port: u16, tls: Option<(&Path, &Path)>) -> ChildGuard {
     let script = r#"
-import http.server, ssl, sys
-port = int(sys.argv[1])
+import http.server, socket, ssl, sys
+addr, port = sys.argv[1], int(sys.argv[2])
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        code, body = {"/ok": (200, b"all healthy\n"), "/fail": (500, b"broken\n")}.get(self.path, (200, b"something else\n"))
+        sni = getattr(self.connection, "lvs_sni", None)
+        code, body = {
+            "/ok": (200, b"all healthy\n"),
+            "/fail": (500, b"broken\n"),
+            "/host": (200, ("host=%s;\n" % self.headers.get("Host")).encode()),
+            "/sni": (200, ("sni=%s;\n" % sni).encode()),
+        }.get(self.path, (200, b"something else\n"))
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -50,15 +64,20 @@ class S(http.server.ThreadingHTTPServer):
     # Python's default backlog is 5: a sixth check connecting at the same moment would
     # have its SYN dropped and retried only after a second, past its timeout.
     request_queue_size = 64
-srv = S(("10.77.0.2", port), H)
-if len(sys.argv) > 2:
+    address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+srv = S((addr, port), H)
+if len(sys.argv) > 3:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    # Called for every ClientHello; `name` is None when the client sent no server name.
+    def on_sni(sock, name, _ctx):
+        sock.lvs_sni = name
+    ctx.sni_callback = on_sni
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 srv.serve_forever()
 "#;
     let port_s = port.to_string();
-    let mut args = vec!["python3", "-c", script, &port_s];
+    let mut args = vec!["python3", "-c", script, addr, &port_s];
     let (c, k);
     if let Some((cert, key)) = tls {
         c = cert.display().to_string();
@@ -67,7 +86,8 @@ srv.serve_forever()
         args.push(&k);
     }
     let guard = bed.b.spawn(&args);
-    wait_port(&bed.a, &format!("{B}:{port}"));
+    let at: IpAddr = addr.parse().expect("an IP address");
+    wait_port(&bed.a, &SocketAddr::new(at, port).to_string());
     guard
 }
 
@@ -104,17 +124,7 @@ fn icmp_passes_then_fails_after_fall_when_the_peer_drops_icmp() {
         }
         assert_eq!(health.state(&id), Some(State::Up));
         // Now the peer drops echo requests.
-        let nft = |rule: &str| {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &b_name, "nft", rule])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "nft {rule}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let nft = |rule: &str| nft_in(&b_name, rule);
         nft("add table inet lvsmon");
         nft("add chain inet lvsmon input { type filter hook input priority 0; policy accept; }");
         nft("add rule inet lvsmon input icmp type echo-request drop");
@@ -373,7 +383,7 @@ impl Drop for DirGuard {
     }
 }
 
-/// A CA and a leaf certificate for 10.77.0.2 signed by it: (ca.pem, leaf.pem, leaf.key).
+/// A CA and a leaf certificate for 10.77.0.2, 2001:db8:77::2 and www.lvsmon.test signed by it: (ca.pem, leaf.pem, leaf.key).
 fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     // scripts/test.sh installs openssl: its absence is a broken set-up, not a reason to pass.
     assert!(
@@ -416,7 +426,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     run("openssl", &a);
     std::fs::write(
         &ext,
-        "subjectAltName=IP:10.77.0.2,DNS:www.lvsmon.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=IP:10.77.0.2,IP:2001:db8:77::2,DNS:www.lvsmon.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
     run(
@@ -526,10 +536,10 @@ struct Responder {
 }
 
 impl Responder {
-    fn start(bed: &Testbed, port: u16) -> Responder {
+    fn start(bed: &Testbed, addr: &'static str, port: u16) -> Responder {
         let sock = bed
             .b
-            .run(move || UdpSocket::bind((B, port)).expect("bind dns"));
+            .run(move || UdpSocket::bind((addr, port)).expect("bind dns"));
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -580,11 +590,17 @@ impl Drop for Responder {
 
 #[test]
 fn dns_right_and_wrong_address() {
-    if !root_or_skip("dns_right_and_wrong_address") {
+    dns_right_and_wrong_address_at("dns_right_and_wrong_address", B);
+}
+
+/// The DNS checks against [`Responder`] on `server`, an address of `b`.
+fn dns_right_and_wrong_address_at(test: &str, server: &'static str) {
+    if !root_or_skip(test) {
         return;
     }
     let bed = Testbed::new();
-    let _dns = Responder::start(&bed, 5353);
+    let _dns = Responder::start(&bed, server, 5353);
+    let server: IpAddr = server.parse().unwrap();
     bed.a.run(|| {
         let mut engine = engine();
         let d = |name: &str, expect: &[&str], port| {
@@ -602,10 +618,10 @@ fn dns_right_and_wrong_address() {
             )
         };
         let ids = [
-            engine.add_target(b_addr(), 53, &[d("www.lvsmon.test", &["10.77.0.53"], 5353)]),
-            engine.add_target(b_addr(), 53, &[d("www.lvsmon.test", &["10.77.0.99"], 5353)]),
-            engine.add_target(b_addr(), 53, &[d("nx.lvsmon.test", &[], 5353)]),
-            engine.add_target(b_addr(), 53, &[d("www.lvsmon.test", &[], 5354)]),
+            engine.add_target(server, 53, &[d("www.lvsmon.test", &["10.77.0.53"], 5353)]),
+            engine.add_target(server, 53, &[d("www.lvsmon.test", &["10.77.0.99"], 5353)]),
+            engine.add_target(server, 53, &[d("nx.lvsmon.test", &[], 5353)]),
+            engine.add_target(server, 53, &[d("www.lvsmon.test", &[], 5354)]),
         ];
         let r = first_results(&mut engine, &ids, Duration::from_secs(3));
         assert!(r[0].ok, "{:?}", r[0]);
@@ -679,5 +695,341 @@ fn many_targets_are_checked_concurrently_within_one_interval() {
         }
         assert!(engine.is_empty());
         assert_eq!(engine.next_timeout(), None);
+    });
+}
+
+// ---- The same checks over IPv6 (2001:db8:77::1 -> 2001:db8:77::2 on the same veth pair) ----
+
+fn b6_addr() -> IpAddr {
+    B6.parse().unwrap()
+}
+
+/// `nft` in namespace `ns`, asserted.
+fn nft_in(ns: &str, rule: &str) {
+    run("ip", &["netns", "exec", ns, "nft", rule]);
+}
+
+/// Polls until `n` results came or `limit` passed; every one of them.
+fn next_results(engine: &mut Engine, n: usize, limit: Duration) -> Vec<CheckResult> {
+    let r = collect(engine, limit, |r| r.len() >= n);
+    assert!(r.len() >= n, "{n} results expected within {limit:?}: {r:?}");
+    r
+}
+
+#[test]
+fn icmpv6_echo_passes_ignores_other_icmpv6_and_fails_when_dropped_or_rejected() {
+    if !root_or_skip("icmpv6_echo_passes_ignores_other_icmpv6_and_fails_when_dropped_or_rejected") {
+        return;
+    }
+    let bed = Testbed::new();
+    let (a_name, b_name) = (bed.a.name.clone(), bed.b.name.clone());
+    // Other ICMPv6 on the same host while we check: somebody else's pings to the same peer
+    // (echo replies with another identifier), the peer pinging us (echo requests), and
+    // neighbour discovery (the caches flushed, so solicitations and advertisements flow).
+    let _their_ping = bed
+        .a
+        .spawn(&["ping", "-6", "-q", "-i", "0.05", "-c", "100", B6]);
+    let _peer_ping = bed
+        .b
+        .spawn(&["ping", "-6", "-q", "-i", "0.05", "-c", "100", A6]);
+    bed.a.run(move || {
+        let mut engine = engine();
+        let c = check(CheckKind::Icmp, 200, 150, 1, 3);
+        let id = engine.add_target(b6_addr(), 0, std::slice::from_ref(&c));
+        let mut health = Health::new();
+        health.add_server(id, vec![CheckPolicy::of(&c)], State::Unknown);
+        // Ten runs, every one answered: the noise neither fails nor doubles a result.
+        let mut seen = 0;
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while seen < 10 {
+            assert!(Instant::now() < deadline, "only {seen} echo replies");
+            if seen == 5 {
+                run(
+                    "ip",
+                    &["netns", "exec", &a_name, "ip", "-6", "neigh", "flush", "dev", "va"],
+                );
+            }
+            let r = next_results(&mut engine, 1, Duration::from_secs(2));
+            for r in r {
+                assert!(r.ok, "{r:?}");
+                assert_eq!(r.detail, "echo reply");
+                health.record(&r.target, r.check, r.ok, &r.detail);
+                seen += 1;
+            }
+        }
+        assert_eq!(health.state(&id), Some(State::Up));
+
+        // The peer drops echo requests: down after exactly `fall` timeouts.
+        nft_in(&b_name, "add table inet lvsmon");
+        nft_in(
+            &b_name,
+            "add chain inet lvsmon input { type filter hook input priority 0; policy accept; }",
+        );
+        nft_in(
+            &b_name,
+            "add rule inet lvsmon input icmpv6 type echo-request drop",
+        );
+        let mut failures = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let transition = loop {
+            assert!(Instant::now() < deadline, "never down");
+            let mut got = None;
+            for r in next_results(&mut engine, 1, Duration::from_secs(2)) {
+                if !r.ok {
+                    failures += 1;
+                    assert_eq!(r.detail, "timeout after 150 ms waiting for the echo reply");
+                    assert!(r.latency >= Duration::from_millis(150), "early: {r:?}");
+                }
+                got = got.or(health.record(&r.target, r.check, r.ok, &r.detail));
+            }
+            if let Some(t) = got {
+                break t;
+            }
+        };
+        assert_eq!((transition.from, transition.to), (State::Up, State::Down));
+        assert_eq!(failures, 3, "down after exactly `fall` failures");
+
+        // Rejected with "administratively prohibited": the error quoting our request fails
+        // the run at once, not at its timeout.
+        nft_in(&b_name, "flush chain inet lvsmon input");
+        nft_in(
+            &b_name,
+            "add rule inet lvsmon input icmpv6 type echo-request reject with icmpv6 type admin-prohibited",
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            assert!(Instant::now() < deadline, "no rejection seen");
+            let r = next_results(&mut engine, 1, Duration::from_secs(2));
+            if let Some(r) = r.into_iter().find(|r| r.detail.starts_with("destination")) {
+                break r;
+            }
+        };
+        assert!(!r.ok);
+        assert_eq!(r.detail, "destination unreachable (ICMP type 1 code 1)");
+        assert!(r.latency < Duration::from_millis(150), "{r:?}");
+    });
+}
+
+#[test]
+fn tcp_connect_and_syn_probe_over_ipv6() {
+    if !root_or_skip("tcp_connect_and_syn_probe_over_ipv6") {
+        return;
+    }
+    let bed = Testbed::new();
+    let listener = silent_listener(&bed.b, &format!("[{B6}]:8090"));
+    listener.set_nonblocking(true).expect("nonblocking");
+    bed.a.run(|| {
+        let mut engine = engine();
+        // One connect run each within the test (the accept count below relies on it).
+        let tcp = |port| [check(CheckKind::Tcp { port }, 30_000, 500, 1, 1)];
+        let syn = |port| [check(CheckKind::Syn { port }, 300, 200, 1, 1)];
+        let nobody: IpAddr = "2001:db8:77::99".parse().unwrap();
+        let ids = [
+            engine.add_target(b6_addr(), 8090, &tcp(8090)),
+            engine.add_target(b6_addr(), 8091, &tcp(8091)),
+            engine.add_target(b6_addr(), 8090, &syn(8090)),
+            engine.add_target(b6_addr(), 8091, &syn(8091)),
+            // Nobody has this address: neighbour discovery fails, no answer at all.
+            engine.add_target(nobody, 8090, &syn(8090)),
+        ];
+        let r = first_results(&mut engine, &ids, Duration::from_secs(3));
+        assert_eq!((r[0].ok, r[0].detail.as_str()), (true, "connected"));
+        assert!(
+            !r[1].ok && r[1].detail.starts_with("connect: Connection refused"),
+            "{:?}",
+            r[1]
+        );
+        // The SYN-ACK and the RST answer a segment whose checksum we computed over the IPv6
+        // pseudo-header: the peer's kernel would have dropped it silently otherwise.
+        assert_eq!(
+            (r[2].ok, r[2].detail.as_str()),
+            (true, "SYN-ACK: listening")
+        );
+        assert!(
+            !r[3].ok && r[3].detail == "connect: Connection refused (RST to the SYN)",
+            "{:?}",
+            r[3]
+        );
+        assert!(
+            !r[4].ok && r[4].detail.starts_with("timeout after 200 ms"),
+            "{:?}",
+            r[4]
+        );
+        // Later runs keep matching their own replies.
+        let again = first_results(&mut engine, &ids[2..4], Duration::from_secs(3));
+        assert!(again[0].ok && !again[1].ok, "{again:?}");
+    });
+    // The connect checks reached the accept queue; the SYN probes never did (our kernel reset
+    // each SYN-ACK). Exactly the connect checks' connections are there.
+    let mut accepted = 0;
+    while listener.accept().is_ok() {
+        accepted += 1;
+    }
+    assert_eq!(accepted, 1, "only the connect check completed a handshake");
+}
+
+#[test]
+fn http_https_and_script_over_ipv6_bracket_the_host_and_send_no_sni_for_an_address() {
+    if !root_or_skip(
+        "http_https_and_script_over_ipv6_bracket_the_host_and_send_no_sni_for_an_address",
+    ) {
+        return;
+    }
+    let dir = DirGuard(tempdir("tls6"));
+    let (ca, cert, key) = make_certs(&dir.0);
+    let bed = Testbed::new();
+    let _http80 = python_http_at(&bed, B6, 80, None);
+    let _http8000 = python_http_at(&bed, B6, 8000, None);
+    let _https = python_http_at(&bed, B6, 8443, Some((&cert, &key)));
+    bed.a.run(|| {
+        let mut engine = engine();
+        let t = |k| [check(k, 1000, 800, 1, 1)];
+        let with_body = |port, path: &str, body: &str| {
+            let mut h = http(port, path);
+            h.body = Some(body.into());
+            h
+        };
+        let mut own_ca = with_body(8443, "/sni", "sni=None;");
+        own_ca.ca_file = Some(ca.clone());
+        let mut by_name = with_body(8443, "/sni", "sni=www.lvsmon.test;");
+        by_name.ca_file = Some(ca.clone());
+        by_name.host = Some("www.lvsmon.test".into());
+        let failing = http(8000, "/fail");
+        // A script check doing the same over IPv6: the address comes bare, the script adds
+        // the brackets a URL needs.
+        let curl = dir.0.join("curl6");
+        std::fs::write(
+            &curl,
+            "#!/bin/sh\nexec curl -sS -f -m 1 \"http://[$LVS_SERVER_ADDR]:$LVS_SERVER_PORT/ok\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&curl, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let script = CheckKind::Script(lvs_monitord::config::ScriptCheck {
+            command: curl,
+            args: vec![],
+        });
+        let ids = [
+            engine.add_target(
+                b6_addr(),
+                80,
+                &t(CheckKind::Http(with_body(
+                    80,
+                    "/host",
+                    "host=[2001:db8:77::2];",
+                ))),
+            ),
+            engine.add_target(
+                b6_addr(),
+                8000,
+                &t(CheckKind::Http(with_body(
+                    8000,
+                    "/host",
+                    "host=[2001:db8:77::2]:8000;",
+                ))),
+            ),
+            engine.add_target(b6_addr(), 8000, &t(CheckKind::Http(failing))),
+            // Verified against the certificate's IPv6 address, and no SNI sent for it.
+            engine.add_target(b6_addr(), 8443, &t(CheckKind::Https(own_ca))),
+            // A host name is sent as SNI, and verified.
+            engine.add_target(b6_addr(), 8443, &t(CheckKind::Https(by_name))),
+            engine.add_target(b6_addr(), 8000, &t(script)),
+        ];
+        let r = first_results(&mut engine, &ids, Duration::from_secs(5));
+        for (i, r) in r.iter().enumerate() {
+            if i == 2 {
+                assert!(!r.ok, "{r:?}");
+                assert_eq!(
+                    r.detail,
+                    "wrong status: 500 Internal Server Error, expected 200"
+                );
+            } else if i == 5 {
+                assert_eq!(
+                    (r.ok, r.detail.as_str()),
+                    (true, "exit status 0: all healthy")
+                );
+            } else {
+                assert!(r.ok, "check {i}: {r:?}");
+                assert!(r.detail.starts_with("status 200, body ok"), "{r:?}");
+            }
+        }
+    });
+}
+
+#[test]
+fn dns_over_ipv6() {
+    // Over UDP to [2001:db8:77::2]:5353; ICMPv6 port unreachable refuses the closed port.
+    dns_right_and_wrong_address_at("dns_over_ipv6", B6);
+}
+
+/// Drops CAP_NET_RAW from the calling thread's effective capabilities (capabilities are per
+/// thread on Linux): the thread can no longer open raw sockets, as a monitord run without the
+/// privilege.
+fn drop_net_raw_in_this_thread() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_RAW: u32 = 13;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget with a version-3 header reads two data structs into `data`.
+    let rc = unsafe { libc::syscall(libc::SYS_capget, &raw mut header, data.as_mut_ptr()) };
+    assert_eq!(rc, 0, "capget: {}", std::io::Error::last_os_error());
+    data[0].effective &= !(1 << CAP_NET_RAW);
+    // SAFETY: capset reads the header and two data structs; pid 0 is this thread.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn without_cap_net_raw_icmp_and_icmpv6_use_ping_sockets() {
+    if !root_or_skip("without_cap_net_raw_icmp_and_icmpv6_use_ping_sockets") {
+        return;
+    }
+    let bed = Testbed::new();
+    // Unprivileged ICMP datagram sockets (both families) for every group in `a`.
+    bed.a.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ping_group_range=0 2147483647",
+    ]);
+    bed.a.run(|| {
+        drop_net_raw_in_this_thread();
+        let raw = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet6,
+            nix::sys::socket::SockType::Raw,
+            nix::sys::socket::SockFlag::empty(),
+            nix::sys::socket::SockProtocol::IcmpV6,
+        );
+        assert!(raw.is_err(), "raw sockets are refused now");
+        let mut engine = engine();
+        let icmp = [check(CheckKind::Icmp, 300, 200, 1, 1)];
+        let nobody: IpAddr = "2001:db8:77::99".parse().unwrap();
+        let ids = [
+            engine.add_target(b_addr(), 0, &icmp),
+            engine.add_target(b6_addr(), 0, &icmp),
+            engine.add_target(nobody, 0, &icmp),
+        ];
+        let r = first_results(&mut engine, &ids, Duration::from_secs(3));
+        assert_eq!((r[0].ok, r[0].detail.as_str()), (true, "echo reply"));
+        assert_eq!((r[1].ok, r[1].detail.as_str()), (true, "echo reply"));
+        assert!(!r[2].ok, "{:?}", r[2]);
+        // Later runs keep matching (the kernel's identifier, our sequence numbers).
+        let again = first_results(&mut engine, &ids[..2], Duration::from_secs(3));
+        assert!(again.iter().all(|r| r.ok), "{again:?}");
     });
 }

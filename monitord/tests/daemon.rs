@@ -310,6 +310,53 @@ port = 80
     port = PORT
 "#;
 
+#[test]
+fn check_config_names_file_line_and_reason_for_malformed_ipv6() {
+    let dir = std::env::temp_dir().join(format!("lvs-mon-cfg6-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("monitord.toml");
+    let check = |text_: &str| {
+        std::fs::write(&cfg, text_).unwrap();
+        let out = Command::new(monitord_bin())
+            .arg("--check-config")
+            .arg("-c")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let service = |server: &str| {
+        format!(
+            "[[service]]\nvip = \"[2001:db8::100]\"\nport = 80\n\
+             [[service.server]]\naddress = \"{server}\"\n"
+        )
+    };
+    let (code, out, _) = check(&service("[2001:db8::11]:8080"));
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), format!("{}: configuration OK", cfg.display()));
+    for (server, reason) in [
+        (
+            "2001:db8::zz",
+            "address `2001:db8::zz`: not an IPv6 address: `z` is not a hexadecimal digit",
+        ),
+        (
+            "[2001:db8::11:8080",
+            "address `[2001:db8::11:8080`: `[` without its `]`: write `[IPV6]` or `[IPV6]:PORT`",
+        ),
+        (
+            "2001:db8:0:0:0:0:0:0:11",
+            "address `2001:db8:0:0:0:0:0:0:11`: not an IPv6 address: 9 groups of the eight an address has (or use `::`)",
+        ),
+    ] {
+        let (code, _, err) = check(&service(server));
+        assert_eq!(code, Some(1), "{server}: {err}");
+        assert_eq!(err.trim(), format!("{}:5:11: {reason}", cfg.display()));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Kills the child when the test fails half-way.
 struct KillOnDrop(std::process::Child);
 

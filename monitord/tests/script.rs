@@ -115,3 +115,26 @@ fn script_pass_fail_timeout() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn an_ipv6_server_is_in_the_environment_in_canonical_form_without_brackets() {
+    let dir = Dir(std::env::temp_dir().join(format!("lvsmon-script6-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mut engine = engine();
+    // Written long-hand: scripts see RFC 5952's form, the one lvsadm and the logs show.
+    let addr = "2001:0DB8:0:0:0:0:0:0007".parse().unwrap();
+    let id = engine.add_target(
+        addr,
+        8080,
+        &[check(
+            script(&dir.0, "env6", "echo \"$LVS_SERVER_ADDR|$LVS_SERVER_PORT\""),
+            2000,
+            500,
+            1,
+            1,
+        )],
+    );
+    let r = first_results(&mut engine, &[id], Duration::from_secs(5));
+    assert!(r[0].ok, "{:?}", r[0]);
+    assert_eq!(r[0].detail, "exit status 0: 2001:db8::7|8080");
+}

@@ -25,7 +25,7 @@
 //! ```
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
@@ -83,6 +83,8 @@ pub enum ForwardedFor {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContentServiceConfig {
+    /// IPv4 or IPv6. `::` takes IPv6 clients only (listeners are `IPV6_V6ONLY`): IPv4 clients
+    /// of the port need a `0.0.0.0` service of their own.
     pub address: IpAddr,
     pub port: u16,
     #[serde(default)]
@@ -180,6 +182,8 @@ pub struct PoolConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// IPv4 or IPv6, whatever the family of the services using the pool: the director
+    /// connects to each server in the server's own family.
     pub address: IpAddr,
     pub port: u16,
     #[serde(default = "default_weight")]
@@ -282,8 +286,9 @@ pub fn validate_at(
                 return Err((
                     at(Some("servers")),
                     format!(
-                        "pool {:?}: server {}:{} is listed twice",
-                        p.name, s.address, s.port
+                        "pool {:?}: server {} is listed twice",
+                        p.name,
+                        SocketAddr::new(s.address, s.port)
                     ),
                 ));
             }
@@ -292,7 +297,7 @@ pub fn validate_at(
     let mut keys = HashSet::new();
     for (si, s) in services.iter().enumerate() {
         let at = |key| Place::Service(si, key);
-        let what = format!("content_service {}:{}", s.address, s.port);
+        let what = format!("content_service {}", SocketAddr::new(s.address, s.port));
         if s.port == 0 {
             return Err((at(Some("port")), format!("{what}: port must not be 0")));
         }
@@ -488,6 +493,55 @@ servers = [{ address = "10.0.0.2", port = 80, weight = 3 }]
         assert!(e.contains("not a protocol name"), "{e}");
         let e = with("forwarded_for = \"keep\"").unwrap_err();
         assert!(e.contains("replace") && e.contains("append"), "{e}");
+    }
+
+    /// IPv6 VIPs and IPv6 servers, and pools mixing both families (the director is a proxy:
+    /// it opens its own connection to each server, in that server's family).
+    #[test]
+    fn ipv6_services_and_pools_validate() {
+        let v6 = r#"
+[[content_service]]
+address = "2001:db8::100"
+port = 80
+default_pool = "mixed"
+[[content_service]]
+address = "::"
+port = 80
+default_pool = "six"
+[[content_service]]
+address = "0.0.0.0"
+port = 80
+default_pool = "mixed"
+[[pool]]
+name = "six"
+servers = [{ address = "2001:db8:1::11", port = 8080 }, { address = "2001:db8:1::12", port = 8080 }]
+[[pool]]
+name = "mixed"
+servers = [{ address = "2001:db8:1::11", port = 8080 }, { address = "10.0.0.1", port = 8080 }]
+"#;
+        let f: File = toml::from_str(v6).unwrap();
+        validate(&f.content_service, &f.pool).unwrap();
+        assert_eq!(
+            f.pool[0].servers[1].address,
+            "2001:db8:1::12".parse::<IpAddr>().unwrap()
+        );
+        // One address written two ways is one server, listed twice.
+        let twice = v6.replace("2001:db8:1::12", "2001:DB8:1:0:0::11");
+        let f: File = toml::from_str(&twice).unwrap();
+        let e = validate(&f.content_service, &f.pool).unwrap_err();
+        assert!(e.contains("[2001:db8:1::11]:8080 is listed twice"), "{e}");
+        // And one VIP written two ways is one service.
+        let f: File = toml::from_str(&v6.replace("\"::\"", "\"2001:db8:0::100\"")).unwrap();
+        let e = validate(&f.content_service, &f.pool).unwrap_err();
+        assert!(
+            e.contains("content_service [2001:db8::100]:80 is defined twice"),
+            "{e}"
+        );
+        // The address is an address: its port is the `port` key, and brackets are refused.
+        let e = toml::from_str::<File>(&v6.replace("\"2001:db8::100\"", "\"[2001:db8::100]\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid IP address syntax"), "{e}");
     }
 
     /// The commented example in the director's sample configuration is valid as it stands.

@@ -194,10 +194,10 @@ pub(crate) fn authority(v: &str) -> Option<&str> {
     let port_ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
     if let Some(rest) = v.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
-        let ok = !ip.is_empty()
-            && ip
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b));
+        // IP-literal (RFC 3986 §3.2.2): an IPv6address, nothing else. No IPvFuture and no
+        // zone identifier (RFC 6874): neither can name a host of ours. Rust's parser takes
+        // exactly the RFC 4291 text forms (with or without an embedded IPv4 tail).
+        let ok = ip.parse::<std::net::Ipv6Addr>().is_ok();
         let port = match after {
             "" => true,
             a => a.strip_prefix(':').is_some_and(port_ok),
@@ -504,6 +504,81 @@ mod tests {
         assert_eq!(target("CONNECT", "a.example:443", &host, false), Err(501));
         assert!(target("OPTIONS", "*", &host, false).is_ok());
         assert_eq!(target("GET", "*", &host, false), Err(400));
+    }
+
+    /// IPv6 literals in `Host` and in absolute-form targets: the host routed on is the
+    /// address without brackets; anything but an IPv6 address in brackets is refused.
+    #[test]
+    fn ipv6_literal_hosts() {
+        for (v, host) in [
+            ("[2001:db8::100]", "2001:db8::100"),
+            ("[2001:db8::100]:80", "2001:db8::100"),
+            ("[2001:DB8::100]:8080", "2001:DB8::100"),
+            ("[::1]", "::1"),
+            ("[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1"),
+        ] {
+            let hs = [h("Host", v.as_bytes())];
+            let t = target("GET", "/x", &hs, false).unwrap_or_else(|e| panic!("{v}: {e}"));
+            assert_eq!((t.authority, t.host), (Some(v), Some(host)), "{v}");
+        }
+        let any = [h("Host", b"a.example")];
+        let t = target("GET", "http://[2001:db8::100]:81/p", &any, false).unwrap();
+        assert_eq!(
+            (t.authority, t.host, t.path),
+            (Some("[2001:db8::100]:81"), Some("2001:db8::100"), "/p")
+        );
+        for bad in [
+            "[]",
+            "[:::]",
+            "[1:2:3]",
+            "[2001:db8::1::2]",
+            "[2001:db8::12345]",
+            "[2001:db8::1%25eth0]",
+            "[fe80::1%eth0]",
+            "[v1.x]",
+            "[192.0.2.1]",
+            "[2001:db8::1",
+            "2001:db8::1",
+            "[2001:db8::1]80",
+            "[2001:db8::1]:x",
+            "[2001:db8::1]:80:80",
+            "[[2001:db8::1]]",
+            "[ 2001:db8::1]",
+        ] {
+            let hs = [h("Host", bad.as_bytes())];
+            assert_eq!(target("GET", "/", &hs, false), Err(400), "Host {bad}");
+            assert_eq!(
+                target("GET", &format!("http://{bad}/"), &any, false),
+                Err(400),
+                "target {bad}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Every IPv6 address, in any of its text forms, with or without a port, is a host.
+        #[test]
+        fn every_ipv6_address_is_a_host(
+            octets in proptest::prelude::any::<[u8; 16]>(),
+            port in proptest::option::of(proptest::prelude::any::<u16>()),
+            upper in proptest::prelude::any::<bool>(),
+        ) {
+            let a = std::net::Ipv6Addr::from(octets);
+            let text = if upper { a.to_string().to_ascii_uppercase() } else { a.to_string() };
+            let v = match port {
+                Some(p) => format!("[{text}]:{p}"),
+                None => format!("[{text}]"),
+            };
+            proptest::prop_assert_eq!(authority(&v), Some(text.as_str()));
+        }
+
+        /// Inside brackets, exactly what parses as an IPv6 address is accepted.
+        #[test]
+        fn brackets_hold_an_ipv6_address_or_nothing_is_accepted(inside in "[0-9a-fA-F:.%vV]{0,45}") {
+            let v = format!("[{inside}]:80");
+            let want = inside.parse::<std::net::Ipv6Addr>().is_ok().then_some(inside.as_str());
+            proptest::prop_assert_eq!(authority(&v), want);
+        }
     }
 
     #[test]

@@ -403,6 +403,75 @@ mod tests {
         }
     }
 
+    /// The head the server gets from `client`, for a service with `extra` settings.
+    fn head_from(extra: &str, client: &str, raw: &[u8]) -> String {
+        let cfg: crate::config::ContentServiceConfig = toml::from_str(&format!(
+            "address = \"2001:db8::100\"\nport = 80\n{extra}\n"
+        ))
+        .expect("config");
+        let table = RouteTable {
+            settings: crate::route::Settings::from_config(&cfg),
+            rules: Vec::new(),
+            pools: Vec::new(),
+            default_pool: None,
+            default_hits: Default::default(),
+        };
+        let r = parse_request(raw, &table, client.parse().expect("address"))
+            .expect("accepted")
+            .expect("a complete head");
+        String::from_utf8(r.upstream_head).expect("utf-8")
+    }
+
+    /// IPv6 clients: `X-Forwarded-For` carries the bare address (the de-facto form), and
+    /// `Forwarded` the quoted, bracketed one RFC 7239 §6 requires; IPv4 clients as before.
+    #[test]
+    fn client_address_fields_of_ipv6_clients() {
+        let get = b"GET /who HTTP/1.1\r\nHost: [2001:db8::100]\r\nX-Forwarded-For: 192.0.2.9\r\nForwarded: for=\"[2001:db8:9::9]\"\r\n\r\n";
+        let v6 = "[2001:db8:c::2]:40001";
+        let v4 = "198.51.100.2:40001";
+        let xff = "client_address = \"x-forwarded-for\"";
+        let fwd = "client_address = \"forwarded\"";
+        let append = "\nforwarded_for = \"append\"";
+        // (settings, client, the client address fields the server gets)
+        let cases: [(String, &str, &[&str]); 6] = [
+            (xff.into(), v6, &["X-Forwarded-For: 2001:db8:c::2"]),
+            (
+                format!("{xff}{append}"),
+                v6,
+                // `append` keeps the client's other address field too.
+                &[
+                    "Forwarded: for=\"[2001:db8:9::9]\"",
+                    "X-Forwarded-For: 192.0.2.9, 2001:db8:c::2",
+                ],
+            ),
+            (
+                fwd.into(),
+                v6,
+                &["Forwarded: for=\"[2001:db8:c::2]\";proto=http"],
+            ),
+            (
+                format!("{fwd}{append}"),
+                v6,
+                &[
+                    "X-Forwarded-For: 192.0.2.9",
+                    "Forwarded: for=\"[2001:db8:9::9]\", for=\"[2001:db8:c::2]\";proto=http",
+                ],
+            ),
+            (xff.into(), v4, &["X-Forwarded-For: 198.51.100.2"]),
+            (fwd.into(), v4, &["Forwarded: for=198.51.100.2;proto=http"]),
+        ];
+        for (settings, client, want) in cases {
+            let h = head_from(&settings, client, get);
+            let got: Vec<&str> = h
+                .lines()
+                .filter(|l| l.starts_with("X-Forwarded-For:") || l.starts_with("Forwarded:"))
+                .collect();
+            assert_eq!(got, want, "{settings} {client}: {h}");
+            // The IPv6 literal Host goes on as the client sent it.
+            assert!(h.contains("\r\nHost: [2001:db8::100]\r\n"), "{h}");
+        }
+    }
+
     fn req(raw: &[u8]) -> Result<Request, u16> {
         let client = "198.51.100.7:4000".parse().expect("address");
         parse_request(raw, &table(), client).map(|r| r.expect("a complete head"))

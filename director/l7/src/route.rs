@@ -3,7 +3,7 @@
 //! the start of each request, so a reload changes the routing of the next request on every
 //! open connection and drops none.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -60,10 +60,20 @@ pub enum HostMatch {
     Exact(String),
     /// `*.example.com`: lowercase `.example.com`.
     Suffix(String),
+    /// An IPv6 address (`2001:db8::100` or `[2001:db8::100]`): matches that address in any of
+    /// its text forms (`Host: [2001:DB8:0::100]:80` too).
+    Ipv6(Ipv6Addr),
 }
 
 impl HostMatch {
     pub fn parse(s: &str) -> Self {
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
+        if let Ok(a) = bare.parse::<Ipv6Addr>() {
+            return HostMatch::Ipv6(a);
+        }
         let s = s.to_ascii_lowercase();
         match s.strip_prefix('*') {
             Some(rest) if rest.starts_with('.') => HostMatch::Suffix(rest.to_owned()),
@@ -79,6 +89,9 @@ impl HostMatch {
                     && host.as_bytes()[host.len() - suffix.len()..]
                         .eq_ignore_ascii_case(suffix.as_bytes())
             }
+            // Only an IP-literal host has a colon (a reg-name has none), so names never pay
+            // for the parse.
+            HostMatch::Ipv6(a) => host.contains(':') && host.parse::<Ipv6Addr>() == Ok(*a),
         }
     }
 }
@@ -167,5 +180,27 @@ impl RouteTable {
             }
         }
         self.default_pool.map(|pool| Route { rule: None, pool })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostMatch;
+
+    #[test]
+    fn an_ipv6_host_matches_the_address_in_any_text_form() {
+        for rule in ["2001:db8::100", "[2001:db8::100]", "2001:DB8:0:0::100"] {
+            let m = HostMatch::parse(rule);
+            for host in ["2001:db8::100", "2001:DB8::100", "2001:db8:0:0:0:0:0:100"] {
+                assert!(m.matches(host), "{rule} / {host}");
+            }
+            for host in ["2001:db8::101", "2001:db8::100.example", "a.example", ""] {
+                assert!(!m.matches(host), "{rule} / {host}");
+            }
+        }
+        // Names are as before.
+        assert!(HostMatch::parse("A.Example").matches("a.EXAMPLE"));
+        assert!(HostMatch::parse("*.example").matches("x.example"));
+        assert!(!HostMatch::parse("*.example").matches("example"));
     }
 }

@@ -69,6 +69,13 @@ pub enum DropReason {
     /// A UDP datagram over IPv6 with a zero checksum, which RFC 8200 section 8.1 tells the
     /// receiver to discard.
     Ipv6UdpZeroChecksum,
+    /// An IPv6 hop-by-hop or destination option whose type says a node that does not
+    /// recognise it must discard the packet (RFC 8200 section 4.2; the director recognises only
+    /// padding).
+    Ipv6UnrecognisedOption,
+    /// An IPv6 extension header the parser does not step over (mobility, HIP, shim6,
+    /// experimental): the transport header behind it cannot be found.
+    Ipv6UnknownExtHeader,
 }
 
 /// Broad class of a [`DropReason`], for the summary counters.
@@ -86,7 +93,7 @@ pub enum DropClass {
 
 impl DropReason {
     /// Every reason, in [`DropReason::index`] order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::NotIp,
         DropReason::Truncated,
         DropReason::BadVersion,
@@ -111,6 +118,8 @@ impl DropReason {
         DropReason::Ipv6RoutingType0,
         DropReason::Ipv6RoutingSegmentsLeft,
         DropReason::Ipv6UdpZeroChecksum,
+        DropReason::Ipv6UnrecognisedOption,
+        DropReason::Ipv6UnknownExtHeader,
     ];
 
     /// Number of reasons: the length of a per-reason counter array.
@@ -148,6 +157,8 @@ impl DropReason {
             DropReason::Ipv6RoutingType0 => "ipv6_routing_type0",
             DropReason::Ipv6RoutingSegmentsLeft => "ipv6_routing_segments_left",
             DropReason::Ipv6UdpZeroChecksum => "malformed_ipv6_udp_zero_checksum",
+            DropReason::Ipv6UnrecognisedOption => "ipv6_unrecognised_option",
+            DropReason::Ipv6UnknownExtHeader => "ipv6_unknown_ext_header",
         }
     }
 
@@ -175,7 +186,9 @@ impl DropReason {
             | DropReason::Ipv6TooManyExtHeaders
             | DropReason::Ipv6Jumbogram
             | DropReason::Ipv6RoutingType0
-            | DropReason::Ipv6RoutingSegmentsLeft => DropClass::Policy,
+            | DropReason::Ipv6RoutingSegmentsLeft
+            | DropReason::Ipv6UnrecognisedOption
+            | DropReason::Ipv6UnknownExtHeader => DropClass::Policy,
             DropReason::RewriteFailed => DropClass::Internal,
         }
     }

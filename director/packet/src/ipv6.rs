@@ -23,6 +23,17 @@ const FRAGMENT: u8 = 44;
 const AUTH: u8 = 51;
 const DEST_OPTS: u8 = 60;
 
+/// Extension headers in IANA's registry that the walk does not step over: Mobility (135), HIP
+/// (139), Shim6 (140) and the two experimental values (253, 254). A chain that reaches one
+/// hides its transport header.
+const UNWALKED: [u8; 5] = [135, 139, 140, 253, 254];
+
+/// True if `next_header` is an extension header the walk stops at without reaching the
+/// transport header (see [`Ipv6Headers::protocol`]).
+pub fn is_unwalked_ext_header(next_header: u8) -> bool {
+    UNWALKED.contains(&next_header)
+}
+
 /// The Jumbo Payload option type (RFC 2675).
 const OPT_JUMBO: u8 = 0xc2;
 /// The Pad1 option: a single byte with no length field.
@@ -214,13 +225,21 @@ fn ext_len(pkt: &[u8], off: usize) -> Result<usize, DropReason> {
 }
 
 /// Length of a hop-by-hop or destination options header, after checking that its options
-/// are well-formed TLVs that fill it exactly.
+/// are well-formed TLVs that fill it exactly, and that none of them must be understood.
+///
+/// RFC 8200 section 4.2: the two high bits of an option type say what a node that does not
+/// recognise it does; anything but "skip" (00) means discard. The director recognises only
+/// padding (and Jumbo Payload, refused on its own), so every such option drops the packet.
 fn options_header_len(pkt: &[u8], off: usize) -> Result<usize, DropReason> {
     let len = ext_len(pkt, off)?;
     let opts = pkt
         .get(off + 2..off + len)
         .ok_or(DropReason::Ipv6ExtHeader)?;
-    for_each_option(opts, |_| {}).ok_or(DropReason::Ipv6ExtHeader)?;
+    let mut must_understand = false;
+    for_each_option(opts, |t| must_understand |= t >> 6 != 0).ok_or(DropReason::Ipv6ExtHeader)?;
+    if must_understand {
+        return Err(DropReason::Ipv6UnrecognisedOption);
+    }
     Ok(len)
 }
 

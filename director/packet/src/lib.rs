@@ -15,10 +15,12 @@
 //!   options, fragment, authentication) to the transport header; a packet whose transport
 //!   header cannot be found (a non-first fragment, a chain past the payload, too many headers,
 //!   an unknown header) is a [`DropReason`], never a `Packet`. Every IPv6 bad input has its own
-//!   reason: `malformed_ipv6_ext_header`, `malformed_ipv6_payload_length`, `fragment`,
+//!   reason: `malformed_ipv6_ext_header`, `malformed_ipv6_payload_length`,
+//!   `malformed_ipv6_hop_by_hop_not_first`, `ipv6_too_many_ext_headers`, `fragment`,
 //!   `ipv6_jumbogram`, `ipv6_routing_type0`, `ipv6_routing_segments_left`,
-//!   `malformed_ipv6_udp_zero_checksum`, `malformed_bad_icmp` (an error quoting a packet cut
-//!   before its ports), and `ttl_expired` from [`decrement_ttl`] for a hop limit of 1.
+//!   `ipv6_unrecognised_option`, `ipv6_unknown_ext_header`, `malformed_ipv6_udp_zero_checksum`, `malformed_bad_icmp` (an
+//!   error quoting a packet cut before its ports), and `ttl_expired` from [`decrement_ttl`]
+//!   for a hop limit of 1.
 //! - ICMPv6 is [`L4Proto::Icmpv6`], a protocol of its own rather than `Icmp` with the family
 //!   deciding: its number (58) is what the scheduler and the connection table see, and its
 //!   checksum covers a pseudo-header. A worker needs no new branch for it: ICMP errors of

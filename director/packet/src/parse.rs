@@ -218,7 +218,8 @@ pub struct Packet {
     pub flow: Flow,
     /// TCP flags (empty for UDP and ICMP).
     pub tcp_flags: TcpFlags,
-    /// IP total length (IPv6: 40 plus the payload length).
+    /// IP total length (IPv6: 40 plus the payload length, saturating at 65535; `end - l3`
+    /// is exact).
     pub total_len: u16,
     /// IP time to live (IPv6: the hop limit).
     pub ttl: u8,

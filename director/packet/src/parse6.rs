@@ -2,15 +2,17 @@
 //! by [`crate::ipv6`]), then TCP, UDP or ICMPv6, and the packet an ICMPv6 error quotes.
 //!
 //! The director forwards only what it fully understands: a fragment (other than an atomic
-//! one), a routing header still naming hops to visit, or a transport header the walk cannot
-//! reach is refused with its own reason, never forwarded unparsed.
+//! one), a routing header still naming hops to visit, or a transport header behind an
+//! extension header the walk does not step over is refused with its own reason, never
+//! forwarded unparsed. A next header that is a protocol of its own (ESP, SCTP, no next
+//! header ...) is [`DropReason::UnsupportedProtocol`], as over IPv4.
 
 use core::net::{IpAddr, Ipv6Addr};
 
 use crate::bytes::{get_array, get_u16, sat16};
 use crate::checksum::pseudo_header_sum;
 use crate::drop::DropReason;
-use crate::ipv6::{IPV6_HEADER_LEN, Ipv6Headers, parse_ipv6, walk};
+use crate::ipv6::{IPV6_HEADER_LEN, Ipv6Headers, is_unwalked_ext_header, parse_ipv6, walk};
 use crate::parse::{Embedded, Flow, L4Proto, Packet, TcpFlags, parse_icmp, parse_ports};
 
 /// ICMPv6 "destination unreachable".
@@ -32,6 +34,9 @@ pub(crate) fn parse_ipv6_packet(frame: &[u8], l3: usize) -> Result<Packet, DropR
     }
     if h.segments_left != 0 {
         return Err(DropReason::Ipv6RoutingSegmentsLeft);
+    }
+    if is_unwalked_ext_header(h.protocol) {
+        return Err(DropReason::Ipv6UnknownExtHeader);
     }
     let protocol =
         L4Proto::from_number_in(h.protocol, true).ok_or(DropReason::UnsupportedProtocol)?;

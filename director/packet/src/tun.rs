@@ -37,7 +37,10 @@ pub struct TunParams {
 pub enum TunError {
     /// The encapsulated packet would exceed the link MTU and the inner packet has DF set (or
     /// is IPv6). Send [`crate::icmp_frag_needed`] with this `mtu` (the link MTU less the outer
-    /// header: 20 bytes, or 40 for IPv6) back to the client, as IPVS does.
+    /// header: 20 bytes, or 40 for IPv6) back to the client, as IPVS does. Over a link whose
+    /// MTU is below 1320 this reports less than IPv6's minimum of 1280, which a client will
+    /// not go below (RFC 8201): its full-size packets keep being refused, as IPVS refuses
+    /// such a tunnel altogether; smaller packets still pass.
     #[error("packet too big for the tunnel: the client must fit {mtu} bytes")]
     TooBig {
         /// The largest inner packet the tunnel carries: the next-hop MTU to report.

@@ -164,20 +164,60 @@ fn bad_input_each_has_its_reason() {
     f[18..20].copy_from_slice(&10u16.to_be_bytes());
     assert_eq!(parse(&f), Err(DropReason::Truncated));
 
-    // Headers the walk does not know (ESP), and ICMPv4's number, are not ours.
+    // Protocols of their own (ESP, no next header, SCTP) and ICMPv4's number are not ours,
+    // as over IPv4.
     let mut f = base.clone();
-    f[20] = 50;
-    assert_eq!(parse(&f), Err(DropReason::UnsupportedProtocol));
-    f[20] = 1;
-    assert_eq!(parse(&f), Err(DropReason::UnsupportedProtocol));
+    for nh in [50, 59, 132, 1] {
+        f[20] = nh;
+        assert_eq!(parse(&f), Err(DropReason::UnsupportedProtocol), "{nh}");
+        assert_eq!(DropReason::UnsupportedProtocol.class(), DropClass::NotForUs);
+    }
+    // An extension header the walk does not step over hides the transport header: counted.
+    for nh in [135, 139, 140, 253, 254] {
+        let f = tcp(&client_tcp().ext((nh, vec![0; 8])));
+        assert_eq!(parse(&f), Err(DropReason::Ipv6UnknownExtHeader), "{nh}");
+        assert_eq!(DropReason::Ipv6UnknownExtHeader.class(), DropClass::Policy);
+    }
 
     // Every reason has its own stable name, listed in docs/LOGGING.md by the director.
     for r in [
         DropReason::Ipv6RoutingSegmentsLeft,
         DropReason::Ipv6UdpZeroChecksum,
+        DropReason::Ipv6UnrecognisedOption,
+        DropReason::Ipv6UnknownExtHeader,
     ] {
         assert!(DropReason::ALL.contains(&r));
     }
+}
+
+/// An options header of 8 bytes holding one option of type `t` with 4 bytes of data.
+fn one_option(kind: u8, t: u8) -> (u8, Vec<u8>) {
+    (kind, vec![0, 0, t, 4, 0, 0, 0, 0])
+}
+
+#[test]
+fn options_that_must_be_understood_drop_the_packet() {
+    // Router alert (5) and any type with the high bits 00 are skipped.
+    for t in [5, 0x11, 0x3f] {
+        for kind in [HOP_BY_HOP, DEST_OPTS] {
+            assert!(parse(&tcp(&client_tcp().ext(one_option(kind, t)))).is_ok());
+        }
+    }
+    // 01 discard, 10 and 11 discard and report: Home Address (0xc9), RPL (0x63) ...
+    for t in [0x40, 0x63, 0x80, 0xc9, 0xfe] {
+        for kind in [HOP_BY_HOP, DEST_OPTS] {
+            let f = tcp(&client_tcp().ext(one_option(kind, t)));
+            assert_eq!(
+                parse(&f),
+                Err(DropReason::Ipv6UnrecognisedOption),
+                "type {t:#x}"
+            );
+        }
+    }
+    assert_eq!(
+        DropReason::Ipv6UnrecognisedOption.class(),
+        DropClass::Policy
+    );
 }
 
 #[test]
@@ -715,4 +755,27 @@ fn no_error_about_an_error_or_a_non_host() {
         Err(RewriteError::IcmpNotAllowed)
     );
     assert!(icmp_frag_needed(&f, &p, ip6(VIP6), 1280, to_client, &mut out).is_ok());
+}
+
+/// An error quoting an ICMPv6 message: its checksum covers the quoted addresses, so the
+/// rewrite keeps it valid (ICMPv4's does not cover them).
+#[test]
+fn quoted_icmpv6_checksum_follows_the_address() {
+    let mut echo = Vec::new();
+    etherparse::PacketBuilder::ethernet2(MAC_ROUTER, MAC_DIRECTOR)
+        .ipv6(RS6, CLIENT6, 64)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut echo, b"ping")
+        .unwrap();
+    let mut e = icmp6_error(CLIENT6, RS6, port_unreachable6(), &echo, 1000);
+    let pe = parse(&e).unwrap();
+    assert_eq!(pe.embedded().unwrap().flow.protocol, L4Proto::Icmpv6);
+    nat_icmp_out(&mut e, &pe, ip6(VIP6), 0).unwrap();
+    assert_checksums6(&e);
+    let q = parse(&e).unwrap();
+    let emb = q.embedded().unwrap();
+    assert_eq!(emb.flow.dst, ip6(VIP6));
+    let quoted = &e[emb.l4..q.end];
+    let pseudo = naive_pseudo6(&RS6, &VIP6, 58, quoted.len());
+    assert_eq!(naive_sum(pseudo, quoted), 0xffff, "quoted echo checksum");
 }

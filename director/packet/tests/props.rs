@@ -4,164 +4,11 @@
 
 mod common;
 
-use core::net::{IpAddr, Ipv4Addr};
-
+use common::exercise::*;
 use common::*;
 use lvs_packet::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
-
-/// Bytes around the frame under test, to catch a write outside it.
-const CANARY: u8 = 0xa5;
-const GUARD: usize = 32;
-
-fn ip(a: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(a))
-}
-
-const MACS: MacPair = MacPair {
-    src: MAC_DIRECTOR,
-    dst: MAC_RS,
-};
-
-/// `frame` inside a buffer with canaries either side.
-struct Guarded {
-    buf: Vec<u8>,
-    len: usize,
-}
-
-impl Guarded {
-    fn new(frame: &[u8]) -> Guarded {
-        let mut buf = vec![CANARY; frame.len() + 2 * GUARD];
-        buf[GUARD..GUARD + frame.len()].copy_from_slice(frame);
-        Guarded {
-            buf,
-            len: frame.len(),
-        }
-    }
-
-    fn frame(&mut self) -> &mut [u8] {
-        &mut self.buf[GUARD..GUARD + self.len]
-    }
-
-    fn assert_canaries(&self) {
-        let (head, rest) = self.buf.split_at(GUARD);
-        let tail = &rest[self.len..];
-        assert!(
-            head.iter().chain(tail).all(|&b| b == CANARY),
-            "write outside the frame"
-        );
-    }
-}
-
-/// Runs every rewrite and builder on a copy of `frame` with `pkt` (which may be stale or
-/// describe another frame), checking bounds; where a rewrite succeeds on a frame that `pkt`
-/// really describes, the result must parse again with valid checksums.
-fn exercise(frame: &[u8], pkt: &Packet, fresh: bool) {
-    let addrs = [ip(RS), IpAddr::V6(core::net::Ipv6Addr::LOCALHOST)];
-    for partial in [false, true] {
-        for addr in addrs {
-            type Rw = fn(&mut [u8], &Packet, IpAddr, u16, bool) -> Result<(), RewriteError>;
-            let rewrites: [Rw; 4] = [
-                nat_in,
-                nat_out,
-                |f, p, a, port, _| nat_icmp_in(f, p, a, port),
-                |f, p, a, port, _| nat_icmp_out(f, p, a, port),
-            ];
-            for rw in rewrites {
-                let mut g = Guarded::new(frame);
-                let ok = rw(g.frame(), pkt, addr, 4242, partial).is_ok();
-                g.assert_canaries();
-                if ok && fresh {
-                    let f = g.frame();
-                    let again = parse(f).expect("a rewritten valid packet parses again");
-                    assert!(verify_ip_header(f, &again));
-                    if partial || verify_l4(frame, pkt) {
-                        assert!(verify_l4(f, &again), "transport checksum after rewrite");
-                    }
-                }
-            }
-        }
-        let mut g = Guarded::new(frame);
-        let _ = dr_rewrite(g.frame(), pkt, MACS, partial);
-        g.assert_canaries();
-
-        for out_len in [0, 40, 100, 600, 2100] {
-            let mut out = Guarded::new(&vec![0u8; out_len]);
-            let params = TunParams {
-                outer_src: ip(DIRECTOR),
-                outer_dst: ip(RS),
-                macs: MACS,
-                mtu: 1500,
-                ip_id: 9,
-            };
-            let r = tun_encap(frame, pkt, &params, partial, out.frame());
-            out.assert_canaries();
-            if let (Ok(n), true) = (r, fresh) {
-                let f = out.frame();
-                let inner = &f[34..n];
-                if partial && pkt.flow.protocol != L4Proto::Icmp {
-                    // The inner checksum was completed: frame the inner packet again and
-                    // check it.
-                    let mut again = f[..14].to_vec();
-                    again.extend_from_slice(inner);
-                    let p2 = parse(&again).expect("the inner packet parses");
-                    assert!(verify_l4(&again, &p2), "inner checksum completed");
-                } else {
-                    assert_eq!(inner, &frame[pkt.l3..pkt.end]);
-                }
-            }
-        }
-    }
-    let mut g = Guarded::new(frame);
-    let _ = decrement_ttl(g.frame(), pkt);
-    g.assert_canaries();
-    for out_len in [0, 50, 600] {
-        let mut out = Guarded::new(&vec![0u8; out_len]);
-        let r = icmp_frag_needed(frame, pkt, ip(VIP), 1480, MACS, out.frame());
-        out.assert_canaries();
-        if let (Ok(n), true) = (r, fresh) {
-            let q = parse(&out.frame()[..n]).expect("our ICMP error parses");
-            assert_eq!(q.embedded().map(|e| e.flow), Some(pkt.flow));
-        }
-        let mut out = Guarded::new(&vec![0u8; out_len]);
-        let _ = icmp_time_exceeded(frame, pkt, ip(VIP), MACS, out.frame());
-        out.assert_canaries();
-    }
-}
-
-/// Parses `frame` and, if it parses, exercises every rewrite on it and on truncations of it
-/// with the now stale `Packet`.
-fn parse_and_exercise(frame: &[u8]) {
-    let mut g = Guarded::new(frame);
-    let r = parse(g.frame());
-    g.assert_canaries();
-    if let Ok(pkt) = r {
-        exercise(frame, &pkt, true);
-        for cut in [1, 2, 9, frame.len() / 2] {
-            if let Some(short) = frame.get(..frame.len().saturating_sub(cut)) {
-                exercise(short, &pkt, false);
-            }
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-enum Kind {
-    Tcp(u8),
-    Udp,
-    IcmpFromClient(usize),
-    IcmpFromServer(usize),
-}
-
-fn kind() -> impl Strategy<Value = Kind> {
-    prop_oneof![
-        any::<u8>().prop_map(Kind::Tcp),
-        Just(Kind::Udp),
-        (28usize..700).prop_map(Kind::IcmpFromClient),
-        (28usize..700).prop_map(Kind::IcmpFromServer),
-    ]
-}
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
@@ -183,25 +30,6 @@ fn spec() -> impl Strategy<Value = Spec> {
             s.vlan = vlan;
             s
         })
-}
-
-/// A valid frame of the given kind.
-fn build(spec: &Spec, kind: &Kind) -> Vec<u8> {
-    match *kind {
-        Kind::Tcp(flags) => frame(spec, L4::Tcp { flags }),
-        Kind::Udp => udp(spec),
-        Kind::IcmpFromClient(q) | Kind::IcmpFromServer(q) => {
-            let mut inner = spec.clone();
-            inner.vlan = None;
-            let about = udp(&inner);
-            let from = if matches!(kind, Kind::IcmpFromClient(_)) {
-                inner.dst
-            } else {
-                inner.src
-            };
-            icmp_error(from, inner.src, port_unreachable(), &about, q.max(28))
-        }
-    }
 }
 
 proptest! {
@@ -228,43 +56,30 @@ proptest! {
     #[test]
     fn mutated_valid_packets(
         spec in spec(),
-        kind in kind(),
-        flips in vec((any::<usize>(), any::<u8>()), 0..6),
-        truncate in proptest::option::of(any::<usize>()),
+        kind in kind(28..700),
+        mutations in mutations(),
         fix_checksum in any::<bool>(),
     ) {
-        let mut f = build(&spec, &kind);
-        for (at, v) in flips {
-            let n = f.len();
-            f[at % n] = v;
-        }
-        if let Some(t) = truncate {
-            f.truncate(t % (f.len() + 1));
-        }
+        let mut f = build_kind(&spec, &kind);
+        mutate(&mut f, &mutations);
         if fix_checksum && spec.vlan.is_none() && f.len() >= 34 {
             fix_ip_checksum(&mut f);
         }
         parse_and_exercise(&f);
     }
 
-    /// A `Packet` whose public offsets the caller changed to anything is refused, not obeyed.
+    /// A `Packet` whose public offsets the caller changed to anything is refused, not obeyed
+    /// (IPv4 and IPv6).
     #[test]
     fn tampered_packet_offsets(
-        spec in spec(),
-        kind in kind(),
-        offsets in proptest::array::uniform7(prop_oneof![any::<usize>(), 0usize..1600]),
+        f in prop_oneof![
+            (spec(), kind(28..700)).prop_map(|(s, k)| build_kind(&s, &k)),
+            (spec6(), kind(48..1232)).prop_map(|(s, k)| build_kind(&s, &k)),
+        ],
+        offsets in offsets(),
     ) {
-        let f = build(&spec, &kind);
         let mut p = parse(&f).unwrap();
-        p.l3 = offsets[0];
-        p.l4 = offsets[1];
-        p.payload = offsets[2];
-        p.l4_end = offsets[3];
-        p.end = offsets[4];
-        if let Some(e) = p.icmp.as_mut().and_then(|i| i.embedded.as_mut()) {
-            e.l3 = offsets[5];
-            e.l4 = offsets[6];
-        }
+        tamper(&mut p, offsets);
         exercise(&f, &p, false);
     }
 
@@ -288,15 +103,7 @@ proptest! {
         let q = parse(&f).unwrap();
         prop_assert!(verify_ip_header(&f, &q));
         prop_assert!(verify_l4(&f, &q));
-        let csum_at = q.l4 + if tcp { 16 } else { 6 };
-        let incremental = u16::from_be_bytes([f[csum_at], f[csum_at + 1]]);
-        let mut full = f.clone();
-        complete_l4_checksum(&mut full, &q).unwrap();
-        let recomputed = u16::from_be_bytes([full[csum_at], full[csum_at + 1]]);
-        prop_assert!(csum_eq(incremental, recomputed), "{incremental:#06x} vs {recomputed:#06x}");
-        if !tcp {
-            prop_assert_ne!(incremental, 0, "UDP must not turn a checksum into 'none'");
-        }
+        assert_incremental_equals_full(&f, &q, tcp);
         let ip_at = q.l3 + 10;
         let ip_csum = u16::from_be_bytes([f[ip_at], f[ip_at + 1]]);
         prop_assert_eq!(ip_csum, lvs_packet::checksum::ipv4_header_checksum(&f[q.l3..q.l4]));
@@ -342,43 +149,6 @@ proptest! {
         client in any::<[u8; 4]>(), cport in any::<u16>(), vport in any::<u16>(),
         rport in any::<u16>(), quote in 28usize..600, n in 0usize..1000, tcp in any::<bool>(),
     ) {
-        let l4 = || if tcp { L4::Tcp { flags: 0x10 } } else { L4::Udp };
-        let original = frame(&Spec::new(client, cport, VIP, vport).payload_len(n), l4());
-        let mut natted = original.clone();
-        let p = parse(&natted).unwrap();
-        nat_in(&mut natted, &p, ip(RS), rport, false).unwrap();
-        let mut e = icmp_error(RS, client, port_unreachable(), &natted, quote);
-        let pe = parse(&e).unwrap();
-        nat_icmp_out(&mut e, &pe, ip(VIP), vport).unwrap();
-        assert_checksums(&e);
-        let want = icmp_error(VIP, client, port_unreachable(), &original, quote);
-        // The quoted transport checksum may come back as the other zero.
-        let q = parse(&e).unwrap().embedded().unwrap().l4 + if tcp { 16 } else { 6 };
-        if q + 2 <= e.len() {
-            prop_assert!(csum_eq(
-                u16::from_be_bytes([e[q], e[q + 1]]),
-                u16::from_be_bytes([want[q], want[q + 1]])
-            ));
-        }
-        if q < e.len() {
-            // Either the other zero, or half a checksum field the quote cut: it cannot be
-            // updated without the other half, so it is left as the real server saw it.
-            let upto = (q + 2).min(e.len());
-            e[q..upto].copy_from_slice(&want[q..upto]);
-            e[36..38].copy_from_slice(&want[36..38]);
-        }
-        prop_assert_eq!(&e, &want);
-
-        let mut reply = frame(&Spec::new(RS, rport, client, cport).payload_len(n), l4());
-        let pr = parse(&reply).unwrap();
-        nat_out(&mut reply, &pr, ip(VIP), vport, false).unwrap();
-        let mut e = icmp_error(client, VIP, frag_needed(1400), &reply, quote);
-        let pe = parse(&e).unwrap();
-        nat_icmp_in(&mut e, &pe, ip(RS), rport).unwrap();
-        assert_checksums(&e);
-        let q = parse(&e).unwrap();
-        let emb = q.embedded().unwrap();
-        prop_assert_eq!((emb.flow.src, emb.flow.src_port), (ip(RS), rport));
-        prop_assert_eq!(q.flow.dst, ip(RS));
+        check_icmp_nat_round_trip(V4, ip(client), (cport, vport, rport), quote, n, tcp, &[]);
     }
 }

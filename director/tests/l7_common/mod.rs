@@ -26,6 +26,12 @@ mod common;
 
 pub const VIP: &str = "203.0.113.100";
 pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
+/// The IPv6 layer of a dual-stack bed ([`L7Bed::start_dual`]), in the documentation prefix
+/// (RFC 3849): the VIP, the real servers on the LAN, and the client.
+pub const VIP6: &str = "2001:db8::100";
+pub const RS6: [&str; 3] = ["2001:db8:1::11", "2001:db8:1::12", "2001:db8:1::13"];
+pub const CLIENT6: &str = "2001:db8:c::2";
+pub const CLIENT: &str = "198.51.100.2";
 /// Generous bound for anything that should happen "at once" on a loaded 2-core machine.
 pub const SOON: Duration = Duration::from_secs(20);
 
@@ -64,6 +70,16 @@ impl L7Bed {
     /// [`L7Bed::start`] with `workers` worker threads (1: every client meets the same idle
     /// server connections).
     pub fn start_workers(test: &str, config: &str, workers: u32) -> Option<Self> {
+        Self::start_with(test, config, workers, false)
+    }
+
+    /// [`L7Bed::start`] on a dual-stack bed: IPv6 beside the IPv4 of `scripts/testbed.sh`
+    /// (see [`L7Bed::add_ipv6`]); the real servers listen on both families.
+    pub fn start_dual(test: &str, config: &str) -> Option<Self> {
+        Self::start_with(test, config, 2, true)
+    }
+
+    fn start_with(test: &str, config: &str, workers: u32, dual: bool) -> Option<Self> {
         if !root_or_skip(test) {
             return None;
         }
@@ -84,6 +100,9 @@ impl L7Bed {
         };
         let out = bed.script(&["up", &bed.prefix.clone(), "nat"]);
         assert!(out.status.success(), "testbed up: {}", text(&out.stderr));
+        if dual {
+            bed.add_ipv6();
+        }
         std::fs::write(bed.rundir.join("servers.py"), include_str!("servers.py"))
             .expect("write servers.py");
         std::fs::write(bed.rundir.join("raw.py"), include_str!("raw.py")).expect("write raw.py");
@@ -92,6 +111,54 @@ impl L7Bed {
         }
         bed.start_director(config);
         Some(bed)
+    }
+
+    /// The IPv6 layer, laid like the IPv4 one: the client `2001:db8:c::2/64` routes through
+    /// the router (`2001:db8:c::1`, `2001:db8:1::254` on the LAN); the director is
+    /// `2001:db8:1::1` with the VIP `2001:db8::100/128` on its LAN port, to which the router
+    /// routes; the real servers are `2001:db8:1::11` to `::13`. Addresses skip duplicate-address
+    /// detection (`nodad`): nothing else is on these wires, and a tentative address would
+    /// refuse connections for a second or two. `replace`, so that it stays right should the
+    /// testbed itself gain these addresses.
+    fn add_ipv6(&self) {
+        let mut steps = vec![
+            ("rt", "sysctl -qw net.ipv6.conf.all.forwarding=1".to_owned()),
+            ("c", format!("ip addr replace {CLIENT6}/64 dev eth0 nodad")),
+            ("c", "ip -6 route replace default via 2001:db8:c::1".into()),
+            (
+                "rt",
+                "ip addr replace 2001:db8:c::1/64 dev eth0 nodad".into(),
+            ),
+            (
+                "rt",
+                "ip addr replace 2001:db8:1::254/64 dev eth1 nodad".into(),
+            ),
+            (
+                "rt",
+                format!("ip -6 route replace {VIP6}/128 via 2001:db8:1::1"),
+            ),
+            (
+                "d",
+                "ip addr replace 2001:db8:1::1/64 dev eth0 nodad".into(),
+            ),
+            ("d", format!("ip addr replace {VIP6}/128 dev eth0 nodad")),
+            (
+                "d",
+                "ip -6 route replace default via 2001:db8:1::254".into(),
+            ),
+        ];
+        for (node, rs) in ["r1", "r2", "r3"].into_iter().zip(RS6) {
+            steps.push((node, format!("ip addr replace {rs}/64 dev eth0 nodad")));
+        }
+        for (node, line) in steps {
+            let argv: Vec<&str> = line.split_whitespace().collect();
+            let out = self.exec(node, &argv);
+            assert!(
+                out.status.success(),
+                "{node}: {line}: {}",
+                text(&out.stderr)
+            );
+        }
     }
 
     fn script(&self, args: &[&str]) -> Output {
@@ -200,6 +267,32 @@ impl L7Bed {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {args:?} in {node}: {e}"))
+    }
+
+    /// The monitor's verdict on pool member `server:port` of the content service at
+    /// `vip:vip_port`, sent as lvs-monitord sends it; the director must accept it.
+    pub fn set_health(
+        &self,
+        (vip, vip_port): (&str, u16),
+        (server, port): (&str, u16),
+        healthy: bool,
+    ) {
+        let mut c =
+            lvs_proto::Client::connect(&self.rundir.join("director.sock"), lvs_proto::Role::Other)
+                .expect("connect to the director");
+        let r = c
+            .request(lvs_proto::Request::SetHealth {
+                service: lvs_proto::ServiceKey {
+                    protocol: lvs_proto::Protocol::Tcp,
+                    addr: vip.parse().expect("a VIP"),
+                    port: vip_port,
+                },
+                addr: server.parse().expect("a server address"),
+                port,
+                healthy,
+            })
+            .expect("SetHealth");
+        assert_eq!(r, lvs_proto::Response::Ok);
     }
 
     pub fn lvsadm(&self, args: &[&str]) -> Output {

@@ -1,6 +1,7 @@
 # A raw HTTP/1.1 server that records, byte for byte, what each connection received.
 #   python3 raw.py NAME PORT DIR
-# Connection K (from 1) appends every byte it reads to DIR/K.raw. Requests end at the blank
+# Listens on both families. Connection K (from 1) appends every byte it reads to DIR/K.raw;
+# a PROXY header (v1 or v2) opening it is recorded and skipped. Requests end at the blank
 # line plus Content-Length bytes. Every answer carries "X-Conn: K" and, unless said otherwise,
 # the body "NAME conn=K n=N METHOD PATH" (N: the request's number on that connection).
 # Paths:
@@ -29,9 +30,40 @@ def more(c, path):
     return d
 
 
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def skip_proxy(c, path):
+    """What follows a PROXY header at the start of c (all of it, if there is none)."""
+    pending = b""
+    while len(pending) < 16 and (V2_SIG.startswith(pending[:12]) or b"PROXY ".startswith(pending[:6])):
+        d = more(c, path)
+        if not d:
+            return pending
+        pending += d
+        if pending.startswith(b"PROXY ") and b"\r\n" in pending:
+            break
+    if pending.startswith(b"PROXY "):
+        while b"\r\n" not in pending:
+            d = more(c, path)
+            if not d:
+                return b""
+            pending += d
+        return pending[pending.index(b"\r\n") + 2:]
+    if pending.startswith(V2_SIG):
+        end = 16 + int.from_bytes(pending[14:16], "big")
+        while len(pending) < end:
+            d = more(c, path)
+            if not d:
+                return b""
+            pending += d
+        return pending[end:]
+    return pending
+
+
 def serve(c, k):
     path = os.path.join(DIR, "%d.raw" % k)
-    pending = b""
+    pending = skip_proxy(c, path)
     n = 0
     while True:
         while b"\r\n\r\n" not in pending:
@@ -79,9 +111,10 @@ def run(c, k):
         c.close()
 
 
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", PORT))
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", PORT))
 s.listen(128)
 while True:
     c, _ = s.accept()

@@ -7,7 +7,7 @@
 # GET /ws            WebSocket handshake, then echoes every frame (unmasked)
 # POST/PUT           reads the body (Content-Length or chunked): "NAME sha256 LENGTH"
 # anything else      "NAME METHOD PATH xff=X-Forwarded-For fwd=Forwarded proxy=PROXY-source"
-import base64, hashlib, http.server, socket, socketserver, ssl, sys, time
+import base64, hashlib, http.server, ipaddress, socket, socketserver, ssl, sys, time
 
 NAME, PORT = sys.argv[1], int(sys.argv[2])
 PATTERN = bytes(i % 251 for i in range(251 * 261))  # 65511 bytes, a whole number of periods
@@ -39,7 +39,9 @@ class H(http.server.BaseHTTPRequestHandler):
         elif head.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
             h = self.rfile.read(16)
             body = self.rfile.read(int.from_bytes(h[14:16], "big"))
-            self.proxy = "v2:" + ".".join(str(b) for b in body[0:4])
+            # The family byte: 0x11 TCP over IPv4, 0x21 TCP over IPv6.
+            src = body[0:16] if h[13] == 0x21 else body[0:4]
+            self.proxy = "v2:" + str(ipaddress.ip_address(src))
 
     def log_message(self, *a):
         pass
@@ -164,12 +166,18 @@ class H(http.server.BaseHTTPRequestHandler):
 
 
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    # Both families on one socket (IPv4 clients appear IPv4-mapped), whatever bindv6only says.
+    address_family = socket.AF_INET6
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
-srv = S(("0.0.0.0", PORT), H)
+
+srv = S(("::", PORT), H)
 if len(sys.argv) > 4:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(sys.argv[3], sys.argv[4])

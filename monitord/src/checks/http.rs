@@ -4,6 +4,10 @@
 //!
 //! The status decides as soon as the head is in; the body is read only when a `body` or
 //! `body_sha256` condition needs it.
+//!
+//! Without a `host`, the Host header is the server's address as RFC 3986 writes it in a URI:
+//! `192.0.2.11`, `[2001:db8::11]`, with `:PORT` unless the port is 80 or 443
+//! (`[2001:db8::11]:8080`).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};

@@ -7,18 +7,29 @@
 //! ICMP packet of the host; datagram sockets only their own, with the kernel's identifier),
 //! sequence number and source address. A "destination unreachable" quoting one of our
 //! requests fails that check at once.
+//!
+//! ICMPv6 works alike: the kernel computes the ICMPv6 checksum (it covers the IPv6
+//! pseudo-header) on both kinds of socket, and a raw ICMPv6 socket is given a type filter, so
+//! that the host's neighbour discovery, router advertisements and echo requests to this host
+//! never wake the engine (what gets through, other programs' echo replies among it, is
+//! matched as above, and the rest ignored).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6,
     SockaddrLike, SockaddrStorage, recvfrom, sendto, socket,
 };
 
+use crate::sys::icmp6_pass_only;
+
 /// Payload after the 8-byte header, so that replies are recognisably ours.
 const MAGIC: &[u8; 8] = b"lvs-mon\0";
+/// The ICMPv6 types a raw socket lets through: destination unreachable, time exceeded (both
+/// may quote our request) and echo reply.
+const V6_TYPES: [u8; 3] = [1, 3, 129];
 
 /// What came back for one of our requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,12 +183,19 @@ impl IcmpSocket {
         };
         let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
         match socket(family, SockType::Raw, flags, proto) {
-            Ok(fd) => Ok(IcmpSocket {
-                fd,
-                v6,
-                raw: true,
-                ident,
-            }),
+            Ok(fd) => {
+                if v6 {
+                    // Only what `parse_v6` looks at; not a correctness matter (anything else
+                    // is ignored there), it spares a wake-up per NDP message of the host.
+                    icmp6_pass_only(fd.as_fd(), &V6_TYPES)?;
+                }
+                Ok(IcmpSocket {
+                    fd,
+                    v6,
+                    raw: true,
+                    ident,
+                })
+            }
             Err(raw_err) => match socket(family, SockType::Datagram, flags, proto) {
                 Ok(fd) => Ok(IcmpSocket {
                     fd,
@@ -294,6 +312,63 @@ mod tests {
         for n in 0..err.len() {
             let _ = parse_v4(&err[..n], from, false, Some(0x1111));
             let _ = parse_v6(&err[..n], Ipv6Addr::LOCALHOST, None);
+        }
+    }
+
+    #[test]
+    fn icmpv6_replies_and_errors_parse_and_everything_else_is_ignored() {
+        let from: Ipv6Addr = "2001:db8::11".parse().unwrap();
+        let request = echo_request(true, 0x1111, 42);
+        assert_eq!(
+            (request[0], &request[2..4]),
+            (128, &[0, 0][..]),
+            "checksum: the kernel's"
+        );
+        let mut reply = request;
+        reply[0] = 129;
+        assert_eq!(
+            parse_v6(&reply, from, Some(0x1111)),
+            Some(IcmpEvent::Reply {
+                from: IpAddr::V6(from),
+                seq: 42
+            })
+        );
+        // Someone else's reply (another identifier), unless the kernel filtered (datagram).
+        assert_eq!(parse_v6(&reply, from, Some(0x2222)), None);
+        assert!(parse_v6(&reply, from, None).is_some());
+        // Not ours: a reply without our payload, echo requests, NDP, router advertisements.
+        let mut foreign = reply;
+        foreign[8] ^= 0xff;
+        assert_eq!(parse_v6(&foreign, from, None), None);
+        for t in [128u8, 133, 134, 135, 136, 143] {
+            let mut m = reply;
+            m[0] = t;
+            assert_eq!(parse_v6(&m, from, None), None, "type {t}");
+        }
+        // Address unreachable from a router, quoting the IPv6 header and our request.
+        let to: Ipv6Addr = "2001:db8::99".parse().unwrap();
+        let mut err = vec![1u8, 3, 0, 0, 0, 0, 0, 0];
+        let mut ip6 = vec![0x60u8, 0, 0, 0, 0, 16, 58, 64];
+        ip6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        ip6.extend_from_slice(&to.octets());
+        err.extend_from_slice(&ip6);
+        err.extend_from_slice(&echo_request(true, 0x1111, 9));
+        let router: Ipv6Addr = "2001:db8::fe".parse().unwrap();
+        assert_eq!(
+            parse_v6(&err, router, Some(0x1111)),
+            Some(IcmpEvent::Unreachable {
+                to: IpAddr::V6(to),
+                seq: 9,
+                kind: (1, 3)
+            })
+        );
+        assert_eq!(parse_v6(&err, router, Some(0x2222)), None);
+        // Quoting something that is not ICMPv6 (next header TCP): not ours.
+        let mut tcp = err.clone();
+        tcp[8 + 6] = 6;
+        assert_eq!(parse_v6(&tcp, router, Some(0x1111)), None);
+        for n in 0..err.len() {
+            let _ = parse_v6(&err[..n], router, Some(0x1111));
         }
     }
 }

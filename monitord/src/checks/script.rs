@@ -6,6 +6,11 @@
 //! timeout kills the script and everything it started. Output is kept up to
 //! [`MAX_OUTPUT`] bytes (the rest is read and dropped, so a chatty script never blocks on a full
 //! pipe).
+//!
+//! The environment names the server: `LVS_SERVER_ADDR` is its address alone, IPv6 in RFC 5952's
+//! canonical form (`2001:db8::11`, as lvsadm and the logs print it) and never in brackets;
+//! `LVS_SERVER_PORT` is the port number alone. There is no combined `ADDR:PORT` variable: a
+//! script that needs one adds the brackets for IPv6 itself (`[$LVS_SERVER_ADDR]:$LVS_SERVER_PORT`).
 
 use std::fs::File;
 use std::io::{self, Read};

@@ -366,6 +366,17 @@ impl AsRawFd for SynSocket {
 mod tests {
     use super::*;
 
+    /// The server's SYN-ACK from port 80 to 40000 acknowledging our sequence 0x12345678.
+    fn syn_ack_from_80() -> [u8; 20] {
+        let mut tcp = [0u8; 20];
+        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[8..12].copy_from_slice(&0x1234_5679u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x12;
+        tcp
+    }
+
     #[test]
     fn syn_checksum_verifies_and_replies_parse() {
         let src: IpAddr = "192.0.2.1".parse().unwrap();
@@ -376,13 +387,7 @@ mod tests {
         // The server's SYN-ACK, behind a 20-byte IPv4 header.
         let mut reply = vec![0x45u8, 0, 0, 44, 0, 0, 0, 0, 64, 6, 0, 0];
         reply.extend_from_slice(&[192, 0, 2, 9, 192, 0, 2, 1]);
-        let mut tcp = [0u8; 20];
-        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
-        tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
-        tcp[8..12].copy_from_slice(&0x1234_5679u32.to_be_bytes());
-        tcp[12] = 5 << 4;
-        tcp[13] = 0x12;
-        reply.extend_from_slice(&tcp);
+        reply.extend_from_slice(&syn_ack_from_80());
         let from = dst.ip();
         assert_eq!(
             parse_reply(&reply, from, 40000, true),
@@ -408,5 +413,49 @@ mod tests {
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         let d6: SocketAddr = "[2001:db8::9]:443".parse().unwrap();
         assert_eq!(tcp_checksum(v6, d6.ip(), &syn_segment(v6, 1, d6, 7)), 0);
+    }
+
+    #[test]
+    fn ipv6_segments_checksum_over_the_pseudo_header_and_replies_parse() {
+        let src: IpAddr = "2001:db8::1".parse().unwrap();
+        let dst: SocketAddr = "[2001:db8::9]:80".parse().unwrap();
+        let p = syn_segment(src, 40000, dst, 0x1234_5678);
+        // RFC 8200 8.1 by hand: source, destination, upper-layer length (32 bits), three zero
+        // bytes and next header 6, then the segment with a zero checksum field.
+        let mut pseudo = Vec::new();
+        if let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst.ip()) {
+            pseudo.extend_from_slice(&s.octets());
+            pseudo.extend_from_slice(&d.octets());
+        }
+        pseudo.extend_from_slice(&u32::try_from(SYN_LEN).unwrap().to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, 6]);
+        let mut zeroed = p;
+        zeroed[16..18].copy_from_slice(&[0, 0]);
+        pseudo.extend_from_slice(&zeroed);
+        assert_eq!(
+            u16::from_be_bytes([p[16], p[17]]),
+            crate::checks::icmp::checksum(&pseudo)
+        );
+        // Another source changes it: the pseudo-header is in.
+        assert_ne!(
+            syn_segment("2001:db8::2".parse().unwrap(), 40000, dst, 0x1234_5678),
+            p
+        );
+        // Replies come without the IPv6 header (raw IPv6 sockets strip it).
+        let mut tcp = syn_ack_from_80();
+        assert_eq!(
+            parse_reply(&tcp, dst.ip(), 40000, false),
+            Some(SynReply {
+                from: dst,
+                seq: 0x1234_5678,
+                open: true
+            })
+        );
+        tcp[13] = 0x14;
+        assert_eq!(
+            parse_reply(&tcp, dst.ip(), 40000, false).map(|r| r.open),
+            Some(false)
+        );
+        assert_eq!(parse_reply(&tcp, dst.ip(), 40001, false), None);
     }
 }

@@ -3,6 +3,9 @@
 //! - `verify = true` (default): the chain is verified against Mozilla's roots (`webpki-roots`,
 //!   compiled in: no dependence on the host's CA bundle), or against the PEM certificates of
 //!   `ca_file` when given, and the name against `host` (or the server's IP address).
+//! - The server name (SNI) is sent only for a host name: for an address, IPv4 or IPv6 (no
+//!   `host`, or `host = "[2001:db8::11]:8443"`), none is sent, as RFC 6066 says (literal
+//!   addresses are not allowed in SNI); the certificate must then name that address.
 //! - `verify = false`: **any certificate is accepted**, whoever issued it and whatever name it
 //!   carries ([`AcceptAnyCert`]). The handshake signature is still checked against the key in
 //!   the presented certificate, so the peer must hold that key; this is for health checks of

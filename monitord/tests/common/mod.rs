@@ -1,6 +1,7 @@
-//! Test bed for the check tests: a monitor namespace `a` (10.77.0.1) and a peer namespace `b`
-//! (10.77.0.2) joined by a veth pair, removed on drop even when the test fails. Names are
-//! `lvsmon<pid%10000><n>`.
+//! Test bed for the check tests: a monitor namespace `a` (10.77.0.1, 2001:db8:77::1) and a peer
+//! namespace `b` (10.77.0.2, 2001:db8:77::2) joined by a veth pair, removed on drop even when the
+//! test fails. Names are `lvsmon<pid%10000><n>`. The IPv6 addresses skip duplicate address
+//! detection (`nodad`), so they are usable as soon as the link is up.
 //!
 //! The engine runs on a thread that entered `a` (a thread that changed namespace is never
 //! reused); sockets made in `b` stay there, so peers can be served from any thread.
@@ -117,8 +118,11 @@ impl Drop for ChildGuard {
 
 pub const A: &str = "10.77.0.1";
 pub const B: &str = "10.77.0.2";
+pub const A6: &str = "2001:db8:77::1";
+pub const B6: &str = "2001:db8:77::2";
 
-/// `a` and `b` joined by a veth pair (`va` 10.77.0.1/24, `vb` 10.77.0.2/24).
+/// `a` and `b` joined by a veth pair (`va` 10.77.0.1/24 and 2001:db8:77::1/64, `vb` 10.77.0.2/24
+/// and 2001:db8:77::2/64).
 #[derive(Debug)]
 pub struct Testbed {
     pub a: Netns,
@@ -155,6 +159,10 @@ impl Testbed {
             ns.exec(&["ip", "addr", "add", addr, "dev", dev]);
             ns.exec(&["ip", "link", "set", dev, "up"]);
         }
+        for (ns, dev, addr) in [(&bed.a, "va", A6), (&bed.b, "vb", B6)] {
+            let addr = format!("{addr}/64");
+            ns.exec(&["ip", "-6", "addr", "add", &addr, "dev", dev, "nodad"]);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         for (ns, dev) in [(&bed.a, "va"), (&bed.b, "vb")] {
             while !ns
@@ -183,21 +191,20 @@ pub fn silent_listener(ns: &Netns, addr: &str) -> TcpListener {
     let addr: SocketAddr = addr.parse().unwrap();
     ns.run(move || {
         use nix::sys::socket::{
-            AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt,
-            socket, sockopt,
+            AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, bind, listen,
+            setsockopt, socket, sockopt,
         };
-        let fd = socket(
-            AddressFamily::Inet,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .expect("socket");
+        let family = match addr {
+            SocketAddr::V4(_) => AddressFamily::Inet,
+            SocketAddr::V6(_) => AddressFamily::Inet6,
+        };
+        let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).expect("socket");
         setsockopt(&fd, sockopt::ReuseAddr, &true).expect("reuseaddr");
-        let SocketAddr::V4(v4) = addr else {
-            panic!("v4 only")
-        };
-        bind(fd.as_raw_fd(), &SockaddrIn::from(v4)).expect("bind");
+        match addr {
+            SocketAddr::V4(v4) => bind(fd.as_raw_fd(), &SockaddrIn::from(v4)),
+            SocketAddr::V6(v6) => bind(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
+        }
+        .expect("bind");
         listen(&fd, Backlog::new(1024).expect("backlog")).expect("listen");
         TcpListener::from(fd)
     })

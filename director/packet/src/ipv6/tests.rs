@@ -252,3 +252,43 @@ proptest! {
         check(&buf, 0)?;
     }
 }
+
+#[test]
+fn segments_left_is_reported() {
+    let mut r = routing(4);
+    r.1[3] = 2;
+    let h = parse_ipv6(&chain(&[r]), 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((h.segments_left, h.protocol), (2, UDP));
+    let h = parse_ipv6(&chain(&[routing(4)]), 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h.segments_left, 0);
+}
+
+/// The walk of a quote stops at the end it is given, not at the end the payload length says.
+#[test]
+fn walk_reads_nothing_past_its_end() {
+    let p = chain(&[opts(DEST_OPTS, 1), opts(DEST_OPTS, 0)]);
+    let full = walk(&p, 0, p.len()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(full.l4, 40 + 16 + 8);
+    for end in [40, 41, 55, 56 + 7] {
+        assert_eq!(walk(&p, 0, end), Err(DropReason::Ipv6ExtHeader), "{end}");
+    }
+    assert_eq!(walk(&p, 0, 39), Err(DropReason::Ipv6PayloadLength));
+    assert_eq!(walk(&p, 0, p.len() + 1), Err(DropReason::Ipv6PayloadLength));
+}
+
+#[test]
+fn options_that_must_be_understood() {
+    for t in [0x40u8, 0x80, 0xc0, 0xc9] {
+        let h = (DEST_OPTS, vec![0, 0, t, 4, 0, 0, 0, 0]);
+        assert_eq!(
+            parse_ipv6(&chain(&[h]), 0),
+            Err(DropReason::Ipv6UnrecognisedOption),
+            "{t:#x}"
+        );
+    }
+    let skip = (HOP_BY_HOP, vec![0, 0, 5, 2, 0, 0, 1, 0]);
+    assert!(
+        parse_ipv6(&chain(&[skip]), 0).is_ok(),
+        "router alert is skipped"
+    );
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::cast_possible_truncation)]
 
+pub mod exercise;
+
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{
     Icmpv4Header, Icmpv4Type, IpHeaders, IpNumber, Ipv4Dscp, Ipv4Ecn, Ipv4Extensions, Ipv4Header,
@@ -122,17 +124,47 @@ fn build_frame(
 /// A spec of either family.
 pub trait Build {
     fn build(&self, l4: L4) -> Vec<u8>;
+
+    /// A "port unreachable" about the UDP datagram of this spec (untagged), from its
+    /// destination (`from_client`) or from its source (to itself), quoting `quote` bytes or
+    /// at least its ports.
+    fn udp_error(&self, from_client: bool, quote: usize) -> Vec<u8>;
 }
 
 impl Build for Spec {
     fn build(&self, l4: L4) -> Vec<u8> {
         frame(self, l4)
     }
+
+    fn udp_error(&self, from_client: bool, quote: usize) -> Vec<u8> {
+        let about = udp(&Spec {
+            vlan: None,
+            ..self.clone()
+        });
+        let from = if from_client { self.dst } else { self.src };
+        icmp_error(from, self.src, port_unreachable(), &about, quote.max(28))
+    }
 }
 
 impl Build for Spec6 {
     fn build(&self, l4: L4) -> Vec<u8> {
         frame6(self, l4)
+    }
+
+    fn udp_error(&self, from_client: bool, quote: usize) -> Vec<u8> {
+        let about = udp(&Spec6 {
+            vlan: None,
+            ..self.clone()
+        });
+        let from = if from_client { self.dst } else { self.src };
+        let chain: usize = self.exts.iter().map(|e| e.1.len()).sum();
+        icmp6_error(
+            from,
+            self.src,
+            port_unreachable6(),
+            &about,
+            quote.max(48 + chain),
+        )
     }
 }
 
