@@ -182,3 +182,79 @@ fn dual_stack_the_same_real_servers_serve_both_vips_at_once() {
         Some((tb.try_curl_to(VIP, 5)?, tb.try_curl_to(VIP6, 5)?))
     });
 }
+
+/// Sends crafted IPv6 packets from the router's LAN side to a destination (argv: source,
+/// destination, what, count): `rh0` a TCP SYN to port 80 behind a type 0 routing header,
+/// `frag` a non-first fragment of a TCP segment to port 80, `hop1` a TCP SYN to port 80 with
+/// a hop limit of 1. Checksums are right, so only the policy refuses them.
+const BAD_IPV6: &str = r#"
+import socket, struct, sys
+src, dst, what, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+s6, d6 = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while t > 0xffff:
+        t = (t & 0xffff) + (t >> 16)
+    return ~t & 0xffff
+def syn(port):
+    tcp = struct.pack("!HHIIBBHHH", port, 80, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+    c = csum(s6 + d6 + struct.pack("!IxxxB", len(tcp), 6) + tcp)
+    return tcp[:16] + struct.pack("!H", c) + tcp[18:]
+raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for i in range(n):
+    hops, body = 64, syn(41000 + i)
+    if what == "rh0":
+        # Type 0 routing header, no segments left, no addresses: next header TCP.
+        nh, body = 43, struct.pack("!BBBBI", 6, 0, 0, 0, 0) + body
+    elif what == "frag":
+        # Fragment header: next header TCP, offset 8 octets (not the first fragment).
+        nh, body = 44, struct.pack("!BBHI", 6, 0, 1 << 3, 0x1000 + i) + b"x" * 16
+    else:
+        nh, hops = 6, 1
+    ip = struct.pack("!IHBB", 6 << 28, len(body), nh, hops) + s6 + d6
+    raw.sendto(ip + body, (dst, 0))
+"#;
+
+/// IPv6 the director refuses by policy, sent to the VIP: a type 0 routing header, a non-first
+/// fragment (no ports to schedule by) and a hop limit of 1 are each counted under its own
+/// reason and dropped; the same routing header to an address that is not a VIP is the
+/// kernel's business and not counted.
+#[test]
+fn nat6_bad_ipv6_for_the_vip_is_counted_by_reason() {
+    let Some(tb) = Testbed::start("nat6_bad_ipv6_for_the_vip_is_counted_by_reason", "nat") else {
+        return;
+    };
+    tb.service6("-t", 80, "-s rr", "-m", &[1, 1, 1]);
+    let send = |dst: &str, what: &str, n: u32| {
+        let out = tb.exec(
+            "rt",
+            &[
+                "python3",
+                "-c",
+                BAD_IPV6,
+                "2001:db8::fe",
+                dst,
+                what,
+                &n.to_string(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    send(common::DIRECTOR6, "rh0", 5);
+    send(VIP6, "rh0", 3);
+    send(VIP6, "frag", 2);
+    send(VIP6, "hop1", 4);
+    let got = |d: &std::collections::HashMap<String, u64>, k: &str| d.get(k).copied().unwrap_or(0);
+    let drops = tb.wait_drops("the refused packets counted", |d| {
+        got(d, "ipv6_routing_type0") >= 3 && got(d, "fragment") >= 2 && got(d, "ttl_expired") >= 4
+    });
+    assert_eq!(got(&drops, "ipv6_routing_type0"), 3, "{drops:?}");
+    assert_eq!(got(&drops, "fragment"), 2, "{drops:?}");
+    assert_eq!(got(&drops, "ttl_expired"), 4, "{drops:?}");
+}
