@@ -9,10 +9,14 @@
 //! addressed to this host itself, so that its own connections to the real servers (the health
 //! checks of lvs-monitord) still work. The table is rebuilt atomically on every
 //! configuration change and deleted when the director stops. No sysctl is needed.
+//!
+//! The table is of the `inet` family, so one chain sees IPv4 and IPv6: IPv4 VIPs and real
+//! servers are matched with `ip daddr`/`ip saddr`, IPv6 ones with `ip6 daddr`/`ip6 saddr`, and
+//! the `fib daddr type` test works for both.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 /// The nftables table the director owns. Nothing else is touched.
@@ -25,6 +29,14 @@ pub enum L4 {
     Udp,
 }
 
+/// The nft protocol keyword of an address's family (`ip` or `ip6`).
+fn family(addr: IpAddr) -> &'static str {
+    match addr {
+        IpAddr::V4(_) => "ip",
+        IpAddr::V6(_) => "ip6",
+    }
+}
+
 impl L4 {
     fn nft(self) -> &'static str {
         match self {
@@ -34,12 +46,23 @@ impl L4 {
     }
 }
 
-/// One address, protocol and port the kernel must keep its hands off.
+/// One address (IPv4 or IPv6), protocol and port the kernel must keep its hands off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub proto: L4,
     pub port: u16,
+}
+
+impl Endpoint {
+    /// An endpoint of either family.
+    pub fn new(addr: impl Into<IpAddr>, proto: L4, port: u16) -> Self {
+        Self {
+            addr: addr.into(),
+            proto,
+            port,
+        }
+    }
 }
 
 /// What the guard drops: packets *to* a virtual service, and VS/NAT replies *from* a real
@@ -155,17 +178,18 @@ pub fn ruleset(rules: &NftRules) -> String {
     services.sort();
     services.dedup();
     for e in &services {
+        let ip = family(e.addr);
         if e.port == 0 {
             let _ = writeln!(
                 s,
-                "        ip daddr {} meta l4proto {} drop",
+                "        {ip} daddr {} meta l4proto {} drop",
                 e.addr,
                 e.proto.nft()
             );
         } else {
             let _ = writeln!(
                 s,
-                "        ip daddr {} {} dport {} drop",
+                "        {ip} daddr {} {} dport {} drop",
                 e.addr,
                 e.proto.nft(),
                 e.port
@@ -180,7 +204,8 @@ pub fn ruleset(rules: &NftRules) -> String {
         // (lvs-monitord's health checks of the real servers) go to the local stack.
         let _ = writeln!(
             s,
-            "        ip saddr {} {} sport {} fib daddr type != local drop",
+            "        {} saddr {} {} sport {} fib daddr type != local drop",
+            family(e.addr),
             e.addr,
             e.proto.nft(),
             e.port
@@ -195,33 +220,19 @@ pub fn ruleset(rules: &NftRules) -> String {
 mod tests {
     use super::*;
 
+    use std::net::Ipv4Addr;
+
     #[test]
     fn ruleset_drops_services_and_nat_replies_once_each() {
         let vip = Ipv4Addr::new(203, 0, 113, 100);
         let rs = Ipv4Addr::new(203, 0, 113, 11);
         let rules = NftRules {
             services: vec![
-                Endpoint {
-                    addr: vip,
-                    proto: L4::Tcp,
-                    port: 80,
-                },
-                Endpoint {
-                    addr: vip,
-                    proto: L4::Udp,
-                    port: 0,
-                },
-                Endpoint {
-                    addr: vip,
-                    proto: L4::Tcp,
-                    port: 80,
-                },
+                Endpoint::new(vip, L4::Tcp, 80),
+                Endpoint::new(vip, L4::Udp, 0),
+                Endpoint::new(vip, L4::Tcp, 80),
             ],
-            nat_servers: vec![Endpoint {
-                addr: rs,
-                proto: L4::Tcp,
-                port: 8080,
-            }],
+            nat_servers: vec![Endpoint::new(rs, L4::Tcp, 8080)],
         };
         let text = ruleset(&rules);
         assert!(text.starts_with("table inet lvs_director\ndelete table inet lvs_director\n"));
@@ -233,5 +244,39 @@ mod tests {
         assert!(text.contains("ip daddr 203.0.113.100 meta l4proto udp drop"));
         assert!(text.contains("ip saddr 203.0.113.11 tcp sport 8080 fib daddr type != local drop"));
         assert!(text.contains("priority raw"));
+    }
+
+    #[test]
+    fn ipv6_endpoints_get_ip6_matches_in_the_same_table() {
+        let vip6: IpAddr = "2001:db8:f::100".parse().unwrap();
+        let rs6: IpAddr = "2001:db8:1::11".parse().unwrap();
+        let vip4: IpAddr = Ipv4Addr::new(203, 0, 113, 100).into();
+        let rules = NftRules {
+            services: vec![
+                Endpoint::new(vip6, L4::Tcp, 80),
+                Endpoint::new(vip6, L4::Udp, 0),
+                Endpoint::new(vip4, L4::Tcp, 80),
+            ],
+            nat_servers: vec![Endpoint::new(rs6, L4::Udp, 53)],
+        };
+        let text = ruleset(&rules);
+        assert!(text.starts_with("table inet lvs_director\ndelete table inet lvs_director\n"));
+        assert!(
+            text.contains("ip6 daddr 2001:db8:f::100 tcp dport 80 drop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip6 daddr 2001:db8:f::100 meta l4proto udp drop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip daddr 203.0.113.100 tcp dport 80 drop"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip6 saddr 2001:db8:1::11 udp sport 53 fib daddr type != local drop"),
+            "{text}"
+        );
+        assert_eq!(text.matches("table inet").count(), 3, "one table: {text}");
     }
 }

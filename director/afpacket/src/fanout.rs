@@ -13,15 +13,16 @@
 //! * IPv6 (ethertype 0x86DD): the same rules, with ICMPv6 errors (types 1 to 4) in place of
 //!   ICMP errors. The 16-byte address is folded into 32 bits (the XOR of its four words)
 //!   before the same mix with the port; the VIP comparison uses all 16 bytes.
-//! * IPv6 extension headers (hop-by-hop 0, routing 43, destination options 60) are walked,
-//!   in the packet and in the one an ICMPv6 error quotes, up to [`EXT_HEADERS`] of them, so
-//!   that a flow whose packets carry such headers in one direction only still hashes the
-//!   same both ways. A fragment header (44), any other next header, or a chain longer than
-//!   that gives no ports (like an IPv4 fragment): the flow hashes by address alone, the same
-//!   for every such packet of it. (The data plane drops what it cannot parse anyway.)
+//! * IPv6 extension headers are walked as the data plane walks them (hop-by-hop 0, routing
+//!   43, destination options 60, authentication 51, fragment 44; up to [`EXT_HEADERS`]), in
+//!   the packet and in the one an ICMPv6 error quotes, so that a flow whose packets carry such
+//!   headers in one direction only still hashes the same both ways, and a first fragment
+//!   (offset 0, which the data plane forwards) goes with its flow. A later fragment, any other
+//!   next header or a longer chain gives no ports: such a packet hashes by address alone, the
+//!   same for all of them from one client (the data plane drops them anyway).
 //! * Everything else (not IP, too short to read what the rule needs) goes to member 0; so
 //!   does all IPv6 when no VIP is IPv6 (the IPv6 part of the program is left out then: it
-//!   costs about 200 of the 4096 instructions a program may have).
+//!   costs about 600 of the 4096 instructions a program may have).
 //!
 //! IPv4 headers are assumed to be 20 bytes long (the director drops IP options).
 //!
@@ -53,8 +54,9 @@ const GROUP: usize = 128;
 /// IPv6 VIPs per run of the chain: each takes eight instructions (four loads, four
 /// compares).
 const GROUP6: usize = 31;
-/// IPv6 extension headers walked before the transport header is given up on.
-pub const EXT_HEADERS: usize = 4;
+/// IPv6 extension headers walked before the transport header is given up on (as many as the
+/// data plane's parser walks).
+pub const EXT_HEADERS: usize = 8;
 /// Ethertypes.
 const IPV4: u16 = 0x0800;
 const IPV6: u16 = 0x86dd;
@@ -199,17 +201,34 @@ enum Landed {
 fn walk(p: &Loads<'_>, mut next: u8, mut at: usize, outer: bool) -> Option<Landed> {
     for _ in 0..EXT_HEADERS {
         match next {
-            6 | 17 => return Some(Landed::Ports(at)),
-            58 if outer => return Some(Landed::Icmp(at)),
+            // Hop-by-hop, routing, destination options: (length + 1) * 8 bytes.
             0 | 43 | 60 => {
                 let after = p.b(at)?;
                 at += (usize::from(p.b(at + 1)?) + 1) * 8;
                 next = after;
             }
-            _ => return Some(Landed::Nothing),
+            // Authentication header: (length + 2) * 4 bytes.
+            51 => {
+                let after = p.b(at)?;
+                at += (usize::from(p.b(at + 1)?) + 2) * 4;
+                next = after;
+            }
+            // Fragment: a first fragment carries the ports, a later one does not.
+            44 => {
+                if p.h(at + 2)? & 0xfff8 != 0 {
+                    return Some(Landed::Nothing);
+                }
+                next = p.b(at)?;
+                at += 8;
+            }
+            _ => break,
         }
     }
-    Some(Landed::Nothing)
+    Some(match next {
+        6 | 17 => Landed::Ports(at),
+        58 if outer => Landed::Icmp(at),
+        _ => Landed::Nothing,
+    })
 }
 
 /// The IPv6 program's logic, load for load.
@@ -247,8 +266,9 @@ impl FanoutProgram {
     /// is IPv6).
     pub const MAX_VIPS: usize = 3900;
     /// IPv6 VIPs a program can hold (when no VIP is IPv4). An IPv6 VIP costs about as much as
-    /// eight IPv4 ones: a mixed set fits when `v4 + 8 * v6` stays within about 3700.
-    pub const MAX_VIPS6: usize = 460;
+    /// eight IPv4 ones, and IPv6 itself about 700 instructions: a mixed set fits when
+    /// `v4 + 8 * v6` stays within about 3300.
+    pub const MAX_VIPS6: usize = 400;
 
     /// The program for this VIP set (duplicates are ignored). Pure: no system call.
     /// Longer than `BPF_MAXINSNS` if there are too many VIPs (see [`Self::MAX_VIPS`] and
@@ -285,8 +305,16 @@ enum L {
     Other,
     /// IPv6: the fixed header.
     Ip6,
-    /// IPv6 walk `w` (0 outer, 1 quoted): the extension header of step n.
-    Ext(usize, usize),
+    /// IPv6 walk `w` (0 outer, 1 quoted), step n: its start, its options-type header (hop-by-
+    /// hop, routing, destination options), its authentication header, a later fragment, and
+    /// its way out (to `Done`).
+    Step(usize, usize),
+    Options(usize, usize),
+    Auth(usize, usize),
+    Later(usize, usize),
+    Exit(usize, usize),
+    /// IPv6 walk `w` has found the header after the extension headers.
+    Done(usize),
     /// IPv6 walk `w` ended on TCP or UDP.
     Ports6(usize),
     /// IPv6 walk `w` ended without ports.
@@ -476,42 +504,82 @@ fn load_addr6(p: &mut Vec<Op>, code: u16, at: u32, cell: u32) {
 
 /// The walk along an extension-header chain: A holds the next-header value, X the offset of
 /// that header. Ends at `Ports6(w)` (X at TCP/UDP), `Icmp6` (outer walk only, X at ICMPv6) or
-/// `NoPorts6(w)`.
+/// `NoPorts6(w)`. Every step leaves through a local `Ja` (or moves on to the next step), so
+/// no conditional jump reaches past its own step.
 fn walk6(p: &mut Vec<Op>, w: usize) {
     use Op::{Ja, Jump, Label, Stmt};
-    for step in 0..EXT_HEADERS {
-        p.push(Jump(JEQ_K, 6, L::Ports6(w), L::Next));
-        p.push(Jump(JEQ_K, 17, L::Ports6(w), L::Next));
-        if w == 0 {
-            p.push(Jump(JEQ_K, 58, L::Icmp6, L::Next));
-        }
-        p.push(Jump(JEQ_K, 0, L::Ext(w, step), L::Next));
-        p.push(Jump(JEQ_K, 43, L::Ext(w, step), L::Next));
-        p.push(Jump(JEQ_K, 60, L::Ext(w, step), L::NoPorts6(w)));
+    // X += (P[X + 1] + add) << shift; A = the next header, read first.
+    let advance = |p: &mut Vec<Op>, add: u32, shift: u32, step: usize| {
         p.extend([
-            Label(L::Ext(w, step)),
             Stmt(LD_B_IND, 0),
             Stmt(ST, M_NEXT),
-            // X += (hdr ext len + 1) * 8
             Stmt(LD_B_IND, 1),
-            Stmt(ALU_ADD_K, 1),
-            Stmt(ALU_LSH_K, 3),
+            Stmt(ALU_ADD_K, add),
+            Stmt(ALU_LSH_K, shift),
             Stmt(ALU_ADD_X, 0),
             Stmt(TAX, 0),
             Stmt(LD_MEM, M_NEXT),
+            Ja(L::Step(w, step + 1)),
+        ]);
+    };
+    for step in 0..EXT_HEADERS {
+        p.extend([
+            Label(L::Step(w, step)),
+            Jump(JEQ_K, 0, L::Options(w, step), L::Next),
+            Jump(JEQ_K, 43, L::Options(w, step), L::Next),
+            Jump(JEQ_K, 60, L::Options(w, step), L::Next),
+            Jump(JEQ_K, 51, L::Auth(w, step), L::Next),
+            Jump(JEQ_K, 44, L::Next, L::Exit(w, step)),
+            // Fragment: 8 bytes; a later fragment (offset not 0) has no ports.
+            Stmt(LD_H_IND, 2),
+            Jump(JSET_K, 0xfff8, L::Later(w, step), L::Next),
+            Stmt(LD_B_IND, 0),
+            Stmt(ST, M_NEXT),
+            Stmt(TXA, 0),
+            Stmt(ALU_ADD_K, 8),
+            Stmt(TAX, 0),
+            Stmt(LD_MEM, M_NEXT),
+            Ja(L::Step(w, step + 1)),
+            Label(L::Options(w, step)),
+        ]);
+        advance(p, 1, 3, step);
+        p.push(Label(L::Auth(w, step)));
+        advance(p, 2, 2, step);
+        p.extend([
+            // "No next header": not a transport protocol.
+            Label(L::Later(w, step)),
+            Stmt(LD_IMM, 59),
+            Label(L::Exit(w, step)),
+            Ja(L::Done(w)),
         ]);
     }
-    p.push(Ja(L::NoPorts6(w)));
+    p.extend([
+        Label(L::Step(w, EXT_HEADERS)),
+        Label(L::Done(w)),
+        Jump(JEQ_K, 6, L::Ports6(w), L::Next),
+    ]);
+    if w == 0 {
+        // ICMPv6 goes on to `Icmp6`, right after the walk.
+        p.push(Jump(JEQ_K, 17, L::Ports6(w), L::Next));
+        p.push(Jump(JEQ_K, 58, L::Next, L::NoPorts6(w)));
+    } else {
+        p.push(Jump(JEQ_K, 17, L::Ports6(w), L::NoPorts6(w)));
+    }
 }
 
-/// Where walk `w` found TCP or UDP at X: the checked port at X + `checked`, the other at
-/// X + `other`.
+/// The ends of walk `w`: TCP or UDP at X (the checked port at X + `checked`, the other at
+/// X + `other`), or no ports; both go on to `Fold6`.
 fn ports6(p: &mut Vec<Op>, w: usize, checked: u32, other: u32) {
     p.extend([
         Op::Label(L::Ports6(w)),
         Op::Stmt(LD_H_IND, checked),
         Op::Stmt(ST, M_CHECKED_PORT),
         Op::Stmt(LD_H_IND, other),
+        Op::Stmt(ST, M_OTHER_PORT),
+        Op::Ja(L::Fold6),
+        Op::Label(L::NoPorts6(w)),
+        Op::Stmt(LD_IMM, 0),
+        Op::Stmt(ST, M_CHECKED_PORT),
         Op::Stmt(ST, M_OTHER_PORT),
         Op::Ja(L::Fold6),
     ]);
@@ -527,8 +595,6 @@ fn program6(vips6: &[[u32; 4]]) -> Vec<Op> {
     p.push(Stmt(LD_B_ABS, 6));
     p.push(Stmt(LDX_IMM, 40));
     walk6(&mut p, 0);
-    // Checked port = destination port.
-    ports6(&mut p, 0, 2, 0);
     p.extend([
         Label(L::Icmp6),
         Stmt(LD_B_IND, 0),
@@ -536,10 +602,12 @@ fn program6(vips6: &[[u32; 4]]) -> Vec<Op> {
         Jump(JEQ_K, 2, L::Icmp6Err, L::Next),
         Jump(JEQ_K, 3, L::Icmp6Err, L::Next),
         Jump(JEQ_K, 4, L::Icmp6Err, L::NoPorts6(0)),
-        // The quoted packet went the other way: checked = its source, other = its
-        // destination, ports likewise.
-        Label(L::Icmp6Err),
     ]);
+    // Checked port = destination port.
+    ports6(&mut p, 0, 2, 0);
+    // The quoted packet went the other way: checked = its source, other = its destination,
+    // ports likewise.
+    p.push(Label(L::Icmp6Err));
     load_addr6(&mut p, LD_W_IND, 16, M_CHECKED6);
     load_addr6(&mut p, LD_W_IND, 32, M_OTHER6);
     p.extend([
@@ -553,15 +621,8 @@ fn program6(vips6: &[[u32; 4]]) -> Vec<Op> {
     walk6(&mut p, 1);
     // Checked port = the quoted source port.
     ports6(&mut p, 1, 0, 2);
-    p.extend([
-        Label(L::NoPorts6(0)),
-        Label(L::NoPorts6(1)),
-        Stmt(LD_IMM, 0),
-        Stmt(ST, M_CHECKED_PORT),
-        Stmt(ST, M_OTHER_PORT),
-        // M[0] = fold(checked), M[2] = fold(other).
-        Label(L::Fold6),
-    ]);
+    // M[0] = fold(checked), M[2] = fold(other).
+    p.push(Label(L::Fold6));
     for (words, folded) in [(M_CHECKED6, M_CHECKED), (M_OTHER6, M_OTHER)] {
         p.push(Stmt(LD_MEM, words));
         for i in 1..4 {
@@ -1044,10 +1105,10 @@ mod tests {
             .map(|a| Ipv6Addr::from(a).into())
             .collect();
         assert!(FanoutProgram::build(&ok6).len() <= 4096);
-        let too_many6: Vec<IpAddr> = (0..520u128).map(|a| Ipv6Addr::from(a).into()).collect();
+        let too_many6: Vec<IpAddr> = (0..430u128).map(|a| Ipv6Addr::from(a).into()).collect();
         assert!(FanoutProgram::build(&too_many6).len() > 4096);
-        // Mixed: v4 + 8 * v6 within about 3700.
-        let mixed: Vec<IpAddr> = (0..2900u32)
+        // Mixed: v4 + 8 * v6 within about 3300.
+        let mixed: Vec<IpAddr> = (0..2500u32)
             .map(|a| Ipv4Addr::from(a).into())
             .chain((0..100u128).map(|a| Ipv6Addr::from(a).into()))
             .collect();
@@ -1084,8 +1145,9 @@ mod tests {
         ]
     }
 
-    /// An IPv6 packet: fixed header, then `chain` (extension headers, each `(type, body)`
-    /// with the body padded to a multiple of 8 with its two leading bytes), then the payload.
+    /// An IPv6 packet: fixed header, then `chain` (extension headers, each `(type, n)`), then
+    /// the payload. An options-type header is 8 * (n + 1) bytes long, an authentication
+    /// header 8 * n + 16, a fragment header 8 with a fragment offset of n (in 8-byte units).
     fn ip6(next: u8, src: &str, dst: &str, chain: &[(u8, usize)], payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0x60, 0, 0, 0, 0, 0];
         let first = chain.first().map_or(next, |h| h.0);
@@ -1095,11 +1157,23 @@ mod tests {
         p.extend_from_slice(&a6(dst).octets());
         for (i, &(kind, len8)) in chain.iter().enumerate() {
             let after = chain.get(i + 1).map_or(next, |h| h.0);
-            let mut h = vec![0u8; if kind == 44 { 8 } else { 8 * (len8 + 1) }];
-            h[0] = after;
-            if kind != 44 {
-                h[1] = u8::try_from(len8).unwrap();
-            }
+            let n = u8::try_from(len8).unwrap();
+            let h = match kind {
+                44 => {
+                    let [hi, lo] = (u16::from(n) << 3).to_be_bytes();
+                    vec![after, 0, hi, lo, 0, 0, 0, 1]
+                }
+                51 => {
+                    let mut h = vec![0u8; 8 * len8 + 16];
+                    (h[0], h[1]) = (after, 2 * n + 2);
+                    h
+                }
+                _ => {
+                    let mut h = vec![0u8; 8 * (len8 + 1)];
+                    (h[0], h[1]) = (after, n);
+                    h
+                }
+            };
             p.extend(h);
         }
         p.extend_from_slice(payload);
@@ -1135,8 +1209,9 @@ mod tests {
             let reply = ip6(proto, RS6, CLIENT6, &[], &ports(8080, 40000));
             assert_eq!(both(&v, &req), want);
             assert_eq!(both(&v, &reply), want);
-            // Extension headers in one direction only: the walk finds the same ports.
-            let chain = [(0, 0), (60, 2), (43, 1)];
+            // Extension headers in one direction only: the walk finds the same ports. A first
+            // fragment (offset 0) and an authentication header included.
+            let chain = [(0, 0), (60, 2), (43, 1), (44, 0), (51, 1)];
             let req = ip6(proto, CLIENT6, VIP6, &chain, &ports(40000, 80));
             let reply = ip6(proto, RS6, CLIENT6, &chain[1..], &ports(8080, 40000));
             assert_eq!(both(&v, &req), want);
@@ -1171,16 +1246,16 @@ mod tests {
         assert_eq!(both(&v, &echo), client_only);
         let echo_reply = ip6(58, VIP6, CLIENT6, &[], &[129, 0, 0, 0, 0, 1, 0, 1]);
         assert_eq!(both(&v, &echo_reply), client_only);
-        // Fragments: every fragment of a datagram alike, ports or not.
-        for chain in [&[(44, 0)][..], &[(0, 0), (44, 0)][..]] {
+        // Later fragments (offset not 0): no ports, so by the client's address.
+        for chain in [&[(44, 1)][..], &[(0, 0), (44, 185)][..]] {
             let frag = ip6(17, CLIENT6, VIP6, chain, &ports(40000, 53));
             assert_eq!(both(&v, &frag), client_only);
         }
-        // More extension headers than the walk follows.
-        let long = [(0, 0); EXT_HEADERS];
+        // More extension headers than the walk follows (and the data plane accepts).
+        let long = [(0, 0); EXT_HEADERS + 1];
         let pkt = ip6(6, CLIENT6, VIP6, &long, &ports(40000, 80));
         assert_eq!(both(&v, &pkt), client_only);
-        let fits = [(0, 0); EXT_HEADERS - 1];
+        let fits = [(0, 0); EXT_HEADERS];
         let pkt = ip6(6, CLIENT6, VIP6, &fits, &ports(40000, 80));
         assert_eq!(both(&v, &pkt), mix(fold(a6(CLIENT6)), 40000));
         // Not a VIP (differs in the last word only): hash the destination.
@@ -1225,9 +1300,9 @@ mod tests {
             };
             let (src, dst) = (addr(rnd()), addr(rnd()));
             let next = [6, 17, 58, 44, 50, 59][usize::try_from(rnd() % 6).unwrap()];
-            let chain: Vec<(u8, usize)> = (0..rnd() % 6)
+            let chain: Vec<(u8, usize)> = (0..rnd() % 10)
                 .map(|_| {
-                    let kind = [0, 43, 60, 44][usize::try_from(rnd() % 4).unwrap()];
+                    let kind = [0, 43, 60, 44, 51][usize::try_from(rnd() % 5).unwrap()];
                     (kind, usize::try_from(rnd() % 3).unwrap())
                 })
                 .collect();

@@ -367,7 +367,7 @@ fn ip6_frame(src: Ipv6Addr, dst: Ipv6Addr, exts: &[u8], next: u8, l4: &[u8]) -> 
     for (i, _) in exts.iter().enumerate() {
         let after = exts.get(i + 1).copied().unwrap_or(next);
         // Hop-by-hop / destination options: PadN filling the 6 bytes; fragment: offset 0,
-        // no more fragments (an "atomic fragment"), identification 1.
+        // no more fragments (an "atomic fragment", RFC 6946), identification 1.
         f.extend([after, 0, 1, 4, 0, 0, 0, 0]);
         if exts[i] == 44 {
             let at = f.len() - 8;
@@ -441,8 +441,8 @@ fn fanout_keeps_ipv6_nat_request_and_reply_together_and_spreads_clients() {
 
     // Per client port: the request (every other one with a hop-by-hop and a destination
     // options header), its NAT reply, a Packet Too Big about the director's reply to the
-    // client, a Destination Unreachable from the real server about the forwarded request,
-    // and the same flow's IPv4 twin.
+    // client, a Destination Unreachable from the real server about the forwarded request, and
+    // the request again as a first (here: only) fragment.
     let ports: Vec<u16> = (20000..20160).collect();
     let mut sent = Vec::new();
     for &port in &ports {
@@ -453,15 +453,20 @@ fn fanout_keeps_ipv6_nat_request_and_reply_together_and_spreads_clients() {
         let too_big = icmp6_error(router, vip, 2, &to_client);
         let to_rs = tcp6_frame(client, rs, &[60], port, 8080);
         let unreachable = icmp6_error(rs, client, 1, &to_rs);
-        sent.extend([request, reply, too_big, unreachable]);
+        let fragment = tcp6_frame(client, vip, &[44], port, 80);
+        sent.extend([request, reply, too_big, unreachable, fragment]);
     }
-    // Atomic fragments (a fragment header, no ports read): by the client's address alone.
+    // Later fragments (offset 1480): no ports to read, so by the client's address alone.
     let fragments: Vec<Vec<u8>> = (0..20u16)
         .flat_map(|i| {
             [
                 tcp6_frame(client, vip, &[44], 30000 + i, 80),
                 tcp6_frame(rs, client, &[44], 8080, 30000 + i),
             ]
+        })
+        .map(|mut f| {
+            f[14 + 40 + 2..14 + 40 + 4].copy_from_slice(&1480u16.to_be_bytes());
+            f
         })
         .collect();
     let all: Vec<Vec<u8>> = sent.iter().chain(&fragments).cloned().collect();
@@ -480,12 +485,10 @@ fn fanout_keeps_ipv6_nat_request_and_reply_together_and_spreads_clients() {
     );
     let mut per_member = [0usize; 2];
     for (i, &port) in ports.iter().enumerate() {
-        let flow = &sent[4 * i..4 * i + 4];
+        let flow = &sent[5 * i..5 * i + 5];
         let m = member_of[&flow[0]];
-        for (what, f) in ["reply", "packet too big", "unreachable"]
-            .iter()
-            .zip(&flow[1..])
-        {
+        let what = ["reply", "packet too big", "unreachable", "first fragment"];
+        for (what, f) in what.iter().zip(&flow[1..]) {
             assert_eq!(member_of[f], m, "port {port}: {what} on another member");
         }
         assert_eq!(
@@ -502,7 +505,7 @@ fn fanout_keeps_ipv6_nat_request_and_reply_together_and_spreads_clients() {
     let fragment_member = member_of[&fragments[0]];
     assert!(
         fragments.iter().all(|f| member_of[f] == fragment_member),
-        "fragments of one client spread over members"
+        "later fragments of one client spread over members"
     );
     assert_eq!(
         fragment_member,

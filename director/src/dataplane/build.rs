@@ -3,7 +3,6 @@
 //! both.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use lvs_conntrack::{Addr, Forward, Proto};
@@ -68,13 +67,11 @@ pub fn build(
             Protocol::Tcp => L4::Tcp,
             Protocol::Udp => L4::Udp,
         };
-        if let IpAddr::V4(addr) = vip {
-            guard.services.push(Endpoint {
-                addr,
-                proto: l4,
-                port: key.port,
-            });
-        }
+        guard.services.push(Endpoint {
+            addr: vip,
+            proto: l4,
+            port: key.port,
+        });
         let persistence = svc
             .conf
             .persistence
@@ -100,9 +97,7 @@ pub fn build(
             let forward = forward_of(conf.fwd);
             any_nat |= forward == Forward::Nat;
             let port = if conf.port == 0 { key.port } else { conf.port };
-            if forward == Forward::Nat
-                && let IpAddr::V4(addr) = addr
-            {
+            if forward == Forward::Nat {
                 guard.nat_servers.push(Endpoint {
                     addr,
                     proto: l4,
