@@ -314,6 +314,15 @@ fn ip_dst(frame: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`). The connection table holds IPv4 in
+/// exactly that form, so an IPv6 packet carrying one would pass for IPv4 (and find IPv4
+/// entries and next hops): such packets are left to the kernel, which drops them (RFC 4291
+/// 2.5.5.2 keeps these addresses off the wire).
+#[inline]
+fn ipv4_mapped(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if v.to_ipv4_mapped().is_some())
+}
+
 fn proto_of(p: L4Proto) -> Option<Proto> {
     match p {
         L4Proto::Tcp => Some(Proto::Tcp),
@@ -391,6 +400,9 @@ impl<'w> Forwarder<'w> {
             return Verdict::Done;
         };
         let (src, dst) = (pkt.flow.src, pkt.flow.dst);
+        if ipv4_mapped(src) || ipv4_mapped(dst) {
+            return Verdict::Done;
+        }
         // A plain reference for the whole packet: cloning the Arc would bounce its count's
         // cache line between workers on every packet.
         let snap: &'w Snapshot = self.snap;
@@ -768,6 +780,12 @@ impl<'w> Forwarder<'w> {
             return Verdict::Done;
         };
         let (es, ed) = (emb.flow.src, emb.flow.dst);
+        if [pkt.flow.src, pkt.flow.dst, es, ed]
+            .into_iter()
+            .any(ipv4_mapped)
+        {
+            return Verdict::Done;
+        }
         // The quoted packet went the other way: reversed, it is the flow we track.
         let quoted_rev = FlowKey::new(
             proto,
@@ -1266,6 +1284,34 @@ mod tests {
     #[test]
     fn the_worker_forwards_vs_nat_over_ipv6() {
         forwards_vs_nat(&v6_net());
+    }
+
+    /// An IPv6 packet from an IPv4-mapped address would meet the IPv4 entries of the same
+    /// client in the table: it is not forwarded (the next, ordinary SYN is the first frame
+    /// out).
+    #[test]
+    fn an_ipv6_packet_with_an_ipv4_mapped_address_is_not_forwarded() {
+        let net = v6_net();
+        let w = Running::start(|stats| snapshot(&net, Proto::Tcp, Forward::Nat, 8080, stats));
+        let mapped: IpAddr = "::ffff:198.51.100.2".parse().unwrap();
+        let bad = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (mapped, 40_000),
+            (net.vip, 80),
+            false,
+        );
+        w.wire.deliver(vec![bad]);
+        let good = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_001),
+            (net.vip, 80),
+            false,
+        );
+        let (_, frame) = w.deliver(good, 1);
+        assert_eq!(addresses(&frame), (net.client, 40_001, net.rs, 8080, 63));
+        assert_eq!(w.wire.sent().len(), 1, "the mapped one was dropped");
+        assert_eq!(w.stats.services[0].read().conns, 1);
+        w.stop();
     }
 
     /// VS/TUN over IPv6: a SYN leaves wrapped in an outer IPv6 header (next header 41) from
