@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ChildStderr;
+use std::time::{Duration, Instant};
 
 use common::{
     CLIENT6, DIRECTOR6, Lines, NAMES, RS6, SOON, Testbed, TunnelEndpoint as Endpoint, VIP6,
@@ -23,7 +24,9 @@ fn tcpdump(
     args: &[&str],
     filter: &str,
 ) -> (usize, BufReader<ChildStderr>) {
-    let mut cmd = vec!["tcpdump", "-l", "-n", "-i", ifname];
+    // Immediate mode: each packet is handed over (and printed) as it comes, not when a
+    // buffer block fills or times out, so that nothing is still unread when it is stopped.
+    let mut cmd = vec!["tcpdump", "--immediate-mode", "-l", "-n", "-i", ifname];
     cmd.extend_from_slice(args);
     cmd.push(filter);
     let h = tb.spawn(node, &cmd);
@@ -47,10 +50,15 @@ fn mac_text(m: &[u8]) -> String {
         .join(":")
 }
 
-/// SIGTERM a helper started in a namespace (`ip netns exec` execs it, so the pid is its own)
-/// and read its stdout to the end.
-fn stop_and_read(tb: &mut Testbed, h: usize) -> String {
+/// Let a helper started in a namespace run until it exits by itself (within `grace`), else
+/// SIGTERM it (`ip netns exec` execs it, so the pid is its own); then read its stdout to the
+/// end.
+fn stop_and_read(tb: &mut Testbed, h: usize, grace: Duration) -> String {
     let child = tb.helper(h);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let mut out = String::new();
@@ -96,7 +104,7 @@ fn dr6_http_rr_spreads_evenly_and_only_the_director_answers_ndp_for_the_vip() {
     assert_eq!(listing.matches("Route").count(), 3, "{listing}");
 
     let director = mac_text(&tb.mac("d"));
-    let advertised = stop_and_read(&mut tb, na);
+    let advertised = stop_and_read(&mut tb, na, Duration::ZERO);
     let for_vip: Vec<&str> = advertised
         .lines()
         .filter(|l| l.contains(&format!("tgt is {VIP6},")))
@@ -260,7 +268,8 @@ fn tun6_encapsulates_ipv6_in_ipv6_and_the_real_server_answers_directly() {
                 .expect("lvs6tnl's rx_packets")
         }
     };
-    let frame = tcpdump_hex(&stop_and_read(&mut tb, cap));
+    // tcpdump exits by itself after the one packet (-c 1).
+    let frame = tcpdump_hex(&stop_and_read(&mut tb, cap, SOON));
     check_tunnelled_frame(&tb, &frame);
 
     tb.assert_tunnelled(VIP6, RS6[0], tunnelled);
