@@ -111,21 +111,66 @@ fn key_file(dir: &Path) -> PathBuf {
 }
 
 /// `[sync]` for one director: unicast to `peers`, or the multicast group on eth0 when
-/// `peers` is empty. Each director has a state directory of its own (`state`, made here):
-/// its sync id and boot generation live there.
+/// `peers` is empty. IPv6 peers make the socket an IPv6 one (`[::]:8848`). Each director has
+/// a state directory of its own (`state`, made here): its sync id and boot generation live
+/// there.
 fn sync_section(key: &Path, peers: &[&str], state: &Path) -> String {
     std::fs::create_dir_all(state).unwrap();
+    let v6 = peers.iter().any(|p| p.contains(':'));
     let to = if peers.is_empty() {
         "multicast = \"239.7.7.7:8848\"\ninterface = \"eth0\"".to_owned()
     } else {
-        let list: Vec<String> = peers.iter().map(|p| format!("\"{p}:8848\"")).collect();
+        let list: Vec<String> = peers
+            .iter()
+            .map(|p| {
+                if v6 {
+                    format!("\"[{p}]:8848\"")
+                } else {
+                    format!("\"{p}:8848\"")
+                }
+            })
+            .collect();
         format!("peers = [{}]", list.join(", "))
     };
+    let listen = if v6 { "[::]:8848" } else { "0.0.0.0:8848" };
     format!(
-        "[sync]\nlisten = \"0.0.0.0:8848\"\n{to}\nkey_file = \"{}\"\nsync_id = 7\nstate_dir = \"{}\"\n",
+        "[sync]\nlisten = \"{listen}\"\n{to}\nkey_file = \"{}\"\nsync_id = 7\nstate_dir = \"{}\"\n",
         key.display(),
         state.display()
     )
+}
+
+/// How the two directors of [`failover`] sync.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// IPv4 unicast, each to the other's address.
+    Unicast,
+    /// The IPv4 multicast group on eth0.
+    Multicast,
+    /// IPv6 unicast, each to the other's IPv6 address on the LAN (IPv4 connections: the
+    /// entries' family is not the transport's).
+    UnicastV6,
+}
+
+/// The directors' and the router's IPv6 addresses on the LAN (added by [`add_v6`]).
+const D1_6: &str = "2001:db8:7::1";
+const D2_6: &str = "2001:db8:7::2";
+const RT_6: &str = "2001:db8:7::fe";
+
+/// Gives `dev` in `ns` the IPv6 address `addr`/64, usable at once (no duplicate detection
+/// on a LAN of our own).
+fn add_v6(ns: &str, dev: &str, addr: &str) {
+    must(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{addr}/64"),
+        "dev",
+        dev,
+        "nodad",
+    ]);
 }
 
 /// The second director: its namespace on the testbed's bridge and its process; both go on
@@ -366,7 +411,8 @@ fn send_raw(tb: &Testbed, bytes: &[u8]) {
     send_raw_to(tb, bytes, D2);
 }
 
-/// Send raw bytes to `dst`'s sync port from the router's namespace (from a port of its own).
+/// Send raw bytes to `dst`'s sync port (IPv4 or IPv6) from the router's namespace (from a
+/// port of its own).
 fn send_raw_to(tb: &Testbed, bytes: &[u8], dst: &str) {
     let path = tb.rundir.join("raw.bin");
     std::fs::write(&path, bytes).unwrap();
@@ -375,7 +421,9 @@ fn send_raw_to(tb: &Testbed, bytes: &[u8], dst: &str) {
         &[
             "python3",
             "-c",
-            "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+            "import socket,sys; \
+             f=socket.AF_INET6 if ':' in sys.argv[2] else socket.AF_INET; \
+             s=socket.socket(f, socket.SOCK_DGRAM); \
              s.sendto(open(sys.argv[1],'rb').read(), (sys.argv[2], 8848))",
             path.to_str().unwrap(),
             dst,
@@ -419,20 +467,21 @@ fn datagram(key: &[u8], kind: Kind, sender: u64, seq: u64, record: bool) -> Vec<
     b.seal(&AuthKey::from_bytes(key).unwrap()).to_vec()
 }
 
-/// Forged, replayed and truncated datagrams at the standby: counted, and the table is left
-/// alone.
-fn rejections(tb: &Testbed, second: &Second) {
+/// Forged, replayed and truncated datagrams at the standby (at its address `d2`): counted,
+/// and the table is left alone.
+fn rejections(tb: &Testbed, second: &Second, d2: &str) {
     let before = status(&second.rundir);
-    send_raw(
+    send_raw_to(
         tb,
         &datagram(b"not the right key at all", Kind::Updates, 99, 1, true),
+        d2,
     );
     let good = datagram(KEY.trim_end().as_bytes(), Kind::Keepalive, 0x5eed, 1, false);
-    send_raw(tb, &good);
-    send_raw(tb, &good);
+    send_raw_to(tb, &good, d2);
+    send_raw_to(tb, &good, d2);
     let cut = datagram(KEY.trim_end().as_bytes(), Kind::Updates, 0x5eed, 2, true);
     // Shorter than a magic and a MAC (cut anywhere later, the MAC fails instead).
-    send_raw(tb, &cut[..20]);
+    send_raw_to(tb, &cut[..20], d2);
     let after = wait_for("the rejections counted", common::SOON, || {
         let s = status(&second.rundir);
         (s.rejected_mac > before.rejected_mac
@@ -460,14 +509,14 @@ fn rejections(tb: &Testbed, second: &Second) {
 
 /// `sched`: the scheduler options of the service on both directors (`-p` makes the
 /// persistence templates travel too).
-/// `multicast`: sync over a multicast group instead of unicast peers.
-fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
-    let dir = std::env::temp_dir().join(format!("lvs-sync-{}-{mode}", std::process::id()));
+/// `transport`: how the directors sync.
+fn failover(test: &str, mode: &str, fwd: &str, sched: &str, transport: Transport) {
+    let dir = std::env::temp_dir().join(format!("lvs-sync-{}-{test}", std::process::id()));
     let key = key_file(&dir);
-    let (to_d1, to_d2): (&[&str], &[&str]) = if multicast {
-        (&[], &[])
-    } else {
-        (&[D1], &[D2])
+    let (to_d1, to_d2): (&[&str], &[&str]) = match transport {
+        Transport::Multicast => (&[], &[]),
+        Transport::Unicast => (&[D1], &[D2]),
+        Transport::UnicastV6 => (&[D1_6], &[D2_6]),
     };
     let Some(mut tb) = Testbed::start_with(test, mode, &sync_section(&key, to_d2, &dir.join("d1")))
     else {
@@ -476,6 +525,11 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
     };
     let nat = mode == "nat";
     let mut second = Second::new(&tb);
+    if transport == Transport::UnicastV6 {
+        add_v6(&tb.ns("d"), "eth0", D1_6);
+        add_v6(&second.ns, "eth0", D2_6);
+        add_v6(&tb.ns("rt"), "eth1", RT_6);
+    }
     tb.service("-t", 80, sched, fwd, &[1, 1, 1]);
     // Let d2 know the router's MAC before it has to route replies (best effort: without
     // it, the first reply is dropped while the director resolves it, and TCP retransmits).
@@ -530,6 +584,15 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
     );
     assert!(second.adm("-L --daemon").starts_with("backup sync daemon"));
     assert!(tb.adm("-L --daemon").starts_with("master sync daemon"));
+    if transport == Transport::UnicastV6 {
+        assert!(
+            second.adm("-L --daemon").contains(&format!(
+                "(listen=[::]:8848, peers=[{D1_6}]:8848, syncid=7)"
+            )),
+            "{}",
+            second.adm("-L --daemon")
+        );
+    }
 
     // More connections while the standby listens: sent as updates.
     let more = 60;
@@ -543,7 +606,15 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, multicast: bool) {
     });
     assert_eq!(established(&tb.adm("-L -n -c")), total);
 
-    rejections(&tb, &second);
+    rejections(
+        &tb,
+        &second,
+        if transport == Transport::UnicastV6 {
+            D2_6
+        } else {
+            D2
+        },
+    );
 
     // Takeover: the standby becomes active, the VIP moves, the old one steps down.
     set_role(&second.rundir, HaRole::Active);
@@ -604,7 +675,21 @@ fn nat_connections_survive_a_failover_with_bulk_resync_and_updates() {
         "nat",
         "-m",
         "-s rr",
-        false,
+        Transport::Unicast,
+    );
+}
+
+/// The same over IPv6: the directors sync over an IPv6 socket to each other's IPv6 address
+/// (the bulk request names its IPv6 source, which must be a configured peer), the IPv4
+/// connections survive the failover, and forged IPv6 datagrams are counted.
+#[test]
+fn nat_connections_survive_a_failover_synced_over_ipv6() {
+    failover(
+        "nat_connections_survive_a_failover_synced_over_ipv6",
+        "nat",
+        "-m",
+        "-s rr",
+        Transport::UnicastV6,
     );
 }
 
@@ -615,7 +700,7 @@ fn dr_connections_survive_a_failover_with_persistence_over_multicast() {
         "dr",
         "-g",
         "-s rr -p 300",
-        true,
+        Transport::Multicast,
     );
 }
 

@@ -12,10 +12,14 @@
 #      requests per second over keep-alive, against: one real server directly (upper bound),
 #      HAProxy `mode tcp` in the director namespace in front of the three servers (the peer),
 #      and lvs-director in VS/DR and VS/NAT. The real servers run nginx (1 worker, tiny body).
+#   Both are measured over IPv4 and then over IPv6 (the testbed is dual stack): the IPv6 UDP
+#   rows are compared with the kernel's IPv6 forwarding, the IPv6 TCP rows with going straight
+#   to the server over IPv6, and a last table puts each IPv6 director row next to its IPv4 twin.
 #
-# Usage: scripts/bench/net.sh [--quick] [--only udp|tcp] [--out FILE]
+# Usage: scripts/bench/net.sh [--quick] [--only udp|tcp] [--family 4|6] [--out FILE]
 #   --quick   ~2 s per measurement instead of ~10 s (smoke run)
 #   --only    run one half
+#   --family  run one address family (default: both)
 #   --out     also write the final tables to FILE
 # Tuning (environment): BENCH_DURATION (seconds per measurement), BENCH_UDP_SENDERS (counts of
 # parallel udpblast processes; every UDP path is measured once per count, default "1 2"),
@@ -38,10 +42,12 @@ die() { echo "bench/net: $*" >&2; exit 1; }
 log() { echo "bench/net: $*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit "${1:-2}"; }
 
-QUICK=0 ONLY=all OUT=""
+QUICK=0 ONLY=all OUT="" FAMILIES="4 6"
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1 ;;
+        --family) [ $# -ge 2 ] || usage; FAMILIES=$2; shift ;;
+        --family=*) FAMILIES=${1#--family=} ;;
         --only) [ $# -ge 2 ] || usage; ONLY=$2; shift ;;
         --only=*) ONLY=${1#--only=} ;;
         --out) [ $# -ge 2 ] || usage; OUT=$2; shift ;;
@@ -52,6 +58,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 case $ONLY in all|udp|tcp) ;; *) die "--only takes udp or tcp" ;; esac
+case $FAMILIES in "4 6"|4|6) ;; *) die "--family takes 4 or 6" ;; esac
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
 if [ -n "$OUT" ]; then
     case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
@@ -72,9 +79,25 @@ WRK_CONNS=${BENCH_WRK_CONNS:-100}
 DIRECTOR_BIN=${LVS_DIRECTOR:-$ROOT/target/release/lvs-director}
 LVSADM_BIN=${LVSADM:-$ROOT/target/release/lvsadm}
 
-VIP=203.0.113.100
-RS=(203.0.113.11 203.0.113.12 203.0.113.13)
-DIRECTOR_IP=203.0.113.1
+VIP4=203.0.113.100
+RS4=(203.0.113.11 203.0.113.12 203.0.113.13)
+DIRECTOR_IP4=203.0.113.1
+# The testbed's IPv6 twins (scripts/testbed.sh).
+VIP6=2001:db8::100
+RS6=(2001:db8::11 2001:db8::12 2001:db8::13)
+DIRECTOR_IP6=2001:db8::1
+# The family being measured: set by use_family. HOST() is an address as a URL or lvsadm
+# endpoint takes it (IPv6 in brackets); SUFFIX labels the rows.
+FAM=4 VIP=$VIP4 RS=("${RS4[@]}") DIRECTOR_IP=$DIRECTOR_IP4 SUFFIX=""
+use_family() {
+    FAM=$1
+    if [ "$FAM" = 6 ]; then
+        VIP=$VIP6 RS=("${RS6[@]}") DIRECTOR_IP=$DIRECTOR_IP6 SUFFIX=" (IPv6)"
+    else
+        VIP=$VIP4 RS=("${RS4[@]}") DIRECTOR_IP=$DIRECTOR_IP4 SUFFIX=""
+    fi
+}
+host() { case $1 in *:*) echo "[$1]" ;; *) echo "$1" ;; esac; }
 UDP_PORT=9000
 UDP_PAYLOAD=18
 P="bn$$"; P=${P:0:10}
@@ -215,9 +238,11 @@ director_built() { [ -x "$DIRECTOR_BIN" ] && [ -x "$LVSADM_BIN" ]; }
 lvsadm() { inns d "$LVSADM_BIN" --rundir "$DIRECTOR_RUNDIR" "$@"; }
 service_listed() { # PROTO(TCP|UDP) PORT
     local out
+    local rs n=0
     out=$(lvsadm -L -n 2>/dev/null) || return 1
-    grep -q "^$1  *$VIP:$2 " <<<"$out" || return 1
-    [ "$(grep -cE -- "-> 203\.0\.113\.1[123]:$2 " <<<"$out")" -eq 3 ]
+    grep -qF "$1  $(host "$VIP"):$2 " <<<"$out" || return 1
+    for rs in "${RS[@]}"; do grep -qF -- "-> $(host "$rs"):$2 " <<<"$out" && n=$((n + 1)); done
+    [ "$n" -eq 3 ]
 }
 # director_start -t|-u PORT -m|-g ; on failure sets DIRECTOR_WHY and returns 1
 director_start() {
@@ -238,11 +263,11 @@ EOF
         alive "$DIRECTOR_PID" || DIRECTOR_WHY="lvs-director exited"
         director_stop; return 1
     fi
-    if ! lvsadm -A "$proto" "$VIP:$port" -s rr >> "$TMP/director.log" 2>&1; then
+    if ! lvsadm -A "$proto" "$(host "$VIP"):$port" -s rr >> "$TMP/director.log" 2>&1; then
         DIRECTOR_WHY="lvsadm -A failed"; director_stop; return 1
     fi
     for rs in "${RS[@]}"; do
-        if ! lvsadm -a "$proto" "$VIP:$port" -r "$rs:$port" "$method" >> "$TMP/director.log" 2>&1; then
+        if ! lvsadm -a "$proto" "$(host "$VIP"):$port" -r "$(host "$rs"):$port" "$method" >> "$TMP/director.log" 2>&1; then
             DIRECTOR_WHY="lvsadm -a failed"; director_stop; return 1
         fi
     done
@@ -328,36 +353,56 @@ udp_run() {
     BACKLOG=$(( $(softnet_drops) - bl0 ))
     [ $((SECONDS - t0)) -le $((DUR + 40)) ] || log "UDP measurement overran its time"
 }
-declare -A KERNEL_UDP_PPS
-udp_row() { # LABEL ; uses UDP_SENDERS SENT RECV SECS RCVBUF BACKLOG CPU
-    local spps rpps loss vs
+declare -A KERNEL_UDP_PPS UDP_PPS
+FAMILY_ROWS=()
+# family_row LABEL KEY4 KEY6 TABLE: an IPv6 figure next to its IPv4 twin, when both were measured.
+family_row() {
+    local -n tbl=$4
+    [ -n "${tbl[$2]:-}" ] && [ -n "${tbl[$3]:-}" ] || return 0
+    FAMILY_ROWS+=("| $1 | $(fmt_int "${tbl[$2]}") | $(fmt_int "${tbl[$3]}") | $(ratio "${tbl[$3]}" "${tbl[$2]}") |")
+}
+udp_row() { # KEY LABEL ; uses FAM UDP_SENDERS SENT RECV SECS RCVBUF BACKLOG CPU
+    local spps rpps loss vs key=$1
+    shift
     spps=$(awk -v n="$SENT" -v s="$SECS" 'BEGIN{print n/s}')
     rpps=$(awk -v n="$RECV" -v s="$SECS" 'BEGIN{print n/s}')
     loss=$(awk -v s="$SENT" -v r="$RECV" 'BEGIN{ if (s > 0) printf "%.2f%%", (s-r)*100/s; else print "—" }')
-    [ -n "${KERNEL_UDP_PPS[$UDP_SENDERS]:-}" ] || KERNEL_UDP_PPS[$UDP_SENDERS]=$rpps
-    vs=$(ratio "$rpps" "${KERNEL_UDP_PPS[$UDP_SENDERS]}")
+    [ -n "${KERNEL_UDP_PPS[$FAM-$UDP_SENDERS]:-}" ] || KERNEL_UDP_PPS[$FAM-$UDP_SENDERS]=$rpps
+    UDP_PPS[$key-$FAM-$UDP_SENDERS]=$rpps
+    vs=$(ratio "$rpps" "${KERNEL_UDP_PPS[$FAM-$UDP_SENDERS]}")
     UDP_ROWS+=("| $1 | $UDP_SENDERS | $(fmt_int "$spps") | $(fmt_int "$rpps") | $loss (rcvbuf $RCVBUF, backlog $BACKLOG) | $vs | $CPU |")
     log "$1, $UDP_SENDERS sender(s): sent $(fmt_int "$spps") pps, received $(fmt_int "$rpps") pps, loss $loss"
 }
 
 udp_kernel() {
     local rs dsts
-    log "UDP: kernel IP forwarding through $P-d (peer), $UDP_SENDERS sender(s)"
+    log "UDP: kernel IPv$FAM forwarding through $P-d (peer), $UDP_SENDERS sender(s)"
     "$ROOT/scripts/testbed.sh" mode "$P" nat
-    for rs in "${RS[@]}"; do ip -n "$P-rt" route replace "$rs/32" via "$DIRECTOR_IP"; done
-    inns d sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
-        net.ipv4.conf.eth0.send_redirects=0
+    if [ "$FAM" = 6 ]; then
+        for rs in "${RS[@]}"; do ip -n "$P-rt" -6 route replace "$rs/128" via "$DIRECTOR_IP"; done
+        inns d sysctl -qw net.ipv6.conf.all.forwarding=1
+    else
+        for rs in "${RS[@]}"; do ip -n "$P-rt" route replace "$rs/32" via "$DIRECTOR_IP"; done
+        inns d sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 \
+            net.ipv4.conf.eth0.send_redirects=0
+    fi
     dsts=$(IFS=,; echo "${RS[*]}")
     udp_run "$dsts"
-    udp_row "kernel IP forwarding in the director namespace (peer)"
-    for rs in "${RS[@]}"; do ip -n "$P-rt" route del "$rs/32" via "$DIRECTOR_IP"; done
-    inns d sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.send_redirects=1 \
-        net.ipv4.conf.eth0.send_redirects=1
+    udp_row kernel "kernel IP forwarding in the director namespace (peer)$SUFFIX"
+    if [ "$FAM" = 6 ]; then
+        for rs in "${RS[@]}"; do ip -n "$P-rt" -6 route del "$rs/128" via "$DIRECTOR_IP"; done
+        inns d sysctl -qw net.ipv6.conf.all.forwarding=0
+    else
+        for rs in "${RS[@]}"; do ip -n "$P-rt" route del "$rs/32" via "$DIRECTOR_IP"; done
+        inns d sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.send_redirects=1 \
+            net.ipv4.conf.eth0.send_redirects=1
+    fi
 }
 
 udp_director() { # nat|dr
     local mode=$1 flag label
     [ "$mode" = nat ] && { flag=-m; label="lvs-director VS/NAT"; } || { flag=-g; label="lvs-director VS/DR"; }
+    label+=$SUFFIX
     if ! director_built; then
         UDP_ROWS+=("| $label | $UDP_SENDERS | not built | | | | |"); log "$label: not built"; return 0
     fi
@@ -368,7 +413,7 @@ udp_director() { # nat|dr
     fi
     udp_run "$VIP"
     director_stop
-    udp_row "$label"
+    udp_row "director-$mode" "$label"
     director_log_tail
 }
 
@@ -400,6 +445,7 @@ http {
     scgi_temp_path $dir/scgi;
     server {
         listen 80 backlog=4096;
+        listen [::]:80 backlog=4096;
         location / { default_type text/plain; return 200 "r$i\n"; }
     }
 }
@@ -467,12 +513,13 @@ wrk_run() {
     ERRS=${ERRS%; }; ERRS=${ERRS:-none}; LAT50=${LAT50:-—}; LAT99=${LAT99:-—}
     [ "$RPS" != 0 ] || { log "wrk found nothing: $out"; ERRS="wrk failed"; }
 }
-tcp_row() { # KEY LABEL KIND ; uses RPS ...
+tcp_row() { # KEY LABEL KIND ; uses FAM RPS ...
     local key=$1 label=$2 kind=$3 conn vs_h vs_s
     [ "$kind" = close ] && conn="new per request (Connection: close)" || conn="keep-alive"
-    TCP_RPS[$key-$kind]=$RPS
-    vs_s=$(ratio "$RPS" "${TCP_RPS[straight-$kind]:-0}")
-    vs_h=$(ratio "$RPS" "${TCP_RPS[haproxy-$kind]:-0}")
+    TCP_RPS[$key-$FAM-$kind]=$RPS
+    vs_s=$(ratio "$RPS" "${TCP_RPS[straight-$FAM-$kind]:-0}")
+    vs_h=$(ratio "$RPS" "${TCP_RPS[haproxy-$FAM-$kind]:-0}")
+    [ -n "${TCP_RPS[haproxy-$FAM-$kind]:-}" ] || vs_h="—"
     [ "$key" = straight ] && vs_h="—"
     TCP_ROWS+=("| $label | $conn | $(fmt_int "$RPS") | $vs_h | $vs_s | $LAT50 / $LAT99 | $ERRS | $CPU |")
     log "$label, $conn: $(fmt_int "$RPS") requests/s"
@@ -488,7 +535,7 @@ tcp_measure() { # KEY LABEL URL
 tcp_straight() {
     log "TCP: straight to one real server"
     "$ROOT/scripts/testbed.sh" mode "$P" dr
-    tcp_measure straight "straight to one real server (upper bound)" "http://${RS[0]}/"
+    tcp_measure straight "straight to one real server (upper bound)$SUFFIX" "http://$(host "${RS[0]}")/"
 }
 tcp_haproxy() {
     log "TCP: HAProxy mode tcp in $P-d"
@@ -500,6 +547,7 @@ tcp_haproxy() {
 tcp_director() { # dr|nat
     local mode=$1 flag label key kind
     [ "$mode" = nat ] && { flag=-m; label="lvs-director VS/NAT"; } || { flag=-g; label="lvs-director VS/DR"; }
+    label+=$SUFFIX
     key=director-$mode
     if ! director_built; then
         for kind in close keepalive; do
@@ -513,7 +561,7 @@ tcp_director() { # dr|nat
     if ! director_start -t 80 "$flag"; then
         TCP_ROWS+=("| $label | | failed: $DIRECTOR_WHY | | | | | |"); director_log_tail; return 0
     fi
-    tcp_measure "$key" "$label" "http://$VIP/"
+    tcp_measure "$key" "$label" "http://$(host "$VIP")/"
     director_stop
     director_log_tail
 }
@@ -537,19 +585,36 @@ done
 inns c sysctl -qw net.ipv4.tcp_tw_reuse=1
 
 if [ "$ONLY" != tcp ]; then
-    for UDP_SENDERS in $UDP_SENDER_SETS; do
-        udp_kernel
-        udp_director nat
-        udp_director dr
+    for f in $FAMILIES; do
+        use_family "$f"
+        for UDP_SENDERS in $UDP_SENDER_SETS; do
+            udp_kernel
+            udp_director nat
+            udp_director dr
+        done
     done
 fi
 if [ "$ONLY" != udp ]; then
     nginx_start
-    tcp_straight
-    tcp_haproxy
-    tcp_director dr
-    tcp_director nat
+    for f in $FAMILIES; do
+        use_family "$f"
+        tcp_straight
+        # HAProxy is the peer of the IPv4 rows; the IPv6 rows compare with going straight.
+        [ "$f" = 4 ] && tcp_haproxy
+        tcp_director dr
+        tcp_director nat
+    done
 fi
+for n in $UDP_SENDER_SETS; do
+    for k in kernel director-nat director-dr; do
+        family_row "UDP pps received, $k, $n sender(s)" "$k-4-$n" "$k-6-$n" UDP_PPS
+    done
+done
+for k in straight director-dr director-nat; do
+    for kind in close keepalive; do
+        family_row "HTTP requests/s, $k, $kind" "$k-4-$kind" "$k-6-$kind" TCP_RPS
+    done
+done
 
 {
     echo "$HEADER"
@@ -572,6 +637,14 @@ fi
         echo "| target | connections | requests/s | vs HAProxy | vs straight | latency p50 / p99 | errors | CPU (% of one core) |"
         echo "| --- | --- | ---: | ---: | ---: | --- | --- | --- |"
         printf '%s\n' "${TCP_ROWS[@]}"
+    fi
+    if [ ${#FAMILY_ROWS[@]} -gt 0 ]; then
+        echo
+        echo "### IPv6 against IPv4 (same run)"
+        echo
+        echo "| measurement | IPv4 | IPv6 | IPv6 / IPv4 |"
+        echo "| --- | ---: | ---: | ---: |"
+        printf '%s\n' "${FAMILY_ROWS[@]}"
     fi
 } > "$TMP/table.md"
 

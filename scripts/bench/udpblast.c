@@ -4,7 +4,7 @@
  *
  *   udpblast -d ADDR[,ADDR...] -p PORT [-f FLOWS] [-s PAYLOAD] [-t SECONDS] [-b BATCH]
  *
- * FLOWS connected sockets (one source port each) take the destinations in turn, so that a
+ * ADDR is IPv4 or IPv6 (all of one family). FLOWS connected sockets (one source port each) take the destinations in turn, so that a
  * load balancer sees several flows and spreads them. Prints "sent=N secs=T errors=E".
  * Bounded: stops after SECONDS (at most 600) or on SIGINT/SIGTERM.
  */
@@ -59,16 +59,30 @@ int main(int argc, char **argv) {
         payload > 1400 || secs <= 0 || secs > 600 || batch < 1 || batch > MAX_BATCH)
         usage();
 
-    struct sockaddr_in dst[MAX_DST];
-    int ndst = 0;
+    struct sockaddr_storage dst[MAX_DST];
+    socklen_t dstlen = 0;
+    int ndst = 0, family = 0;
     for (char *tok = strtok(dsts, ","); tok; tok = strtok(NULL, ",")) {
         if (ndst == MAX_DST) usage();
         memset(&dst[ndst], 0, sizeof dst[ndst]);
-        dst[ndst].sin_family = AF_INET;
-        dst[ndst].sin_port = htons((unsigned short)port);
-        if (inet_pton(AF_INET, tok, &dst[ndst].sin_addr) != 1) {
-            fprintf(stderr, "udpblast: bad address %s\n", tok);
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&dst[ndst];
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&dst[ndst];
+        int fam = strchr(tok, ':') ? AF_INET6 : AF_INET;
+        int ok = fam == AF_INET6 ? inet_pton(AF_INET6, tok, &a6->sin6_addr)
+                                 : inet_pton(AF_INET, tok, &a4->sin_addr);
+        if (ok != 1 || (family && fam != family)) {
+            fprintf(stderr, "udpblast: bad address %s (one family for all)\n", tok);
             return 2;
+        }
+        family = fam;
+        if (fam == AF_INET6) {
+            a6->sin6_family = AF_INET6;
+            a6->sin6_port = htons((unsigned short)port);
+            dstlen = sizeof *a6;
+        } else {
+            a4->sin_family = AF_INET;
+            a4->sin_port = htons((unsigned short)port);
+            dstlen = sizeof *a4;
         }
         ndst++;
     }
@@ -76,11 +90,11 @@ int main(int argc, char **argv) {
 
     int fd[MAX_FLOWS];
     for (int i = 0; i < flows; i++) {
-        fd[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        fd[i] = socket(family, SOCK_DGRAM, 0);
         if (fd[i] < 0) { perror("socket"); return 1; }
         int sz = 4 << 20;
         setsockopt(fd[i], SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz);
-        if (connect(fd[i], (struct sockaddr *)&dst[i % ndst], sizeof dst[0]) < 0) {
+        if (connect(fd[i], (struct sockaddr *)&dst[i % ndst], dstlen) < 0) {
             perror("connect");
             return 1;
         }

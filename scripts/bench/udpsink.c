@@ -4,6 +4,8 @@
  *
  *   udpsink -p PORT [-t MAXSECONDS]
  *
+ * Bound to the IPv6 wildcard with IPV6_V6ONLY off, so it counts IPv4 and IPv6 datagrams alike.
+ *
  * Prints "ready" once bound; SIGUSR1 zeroes the count (after a warm-up); SIGTERM/SIGINT or
  * MAXSECONDS (default 120, at most 3600) ends it, printing "recv=N".
  */
@@ -39,16 +41,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: udpsink -p PORT [-t MAXSECONDS]\n");
         return 2;
     }
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = socket(AF_INET6, SOCK_DGRAM, 0);
     if (fd < 0) { perror("socket"); return 1; }
+    int off = 0;
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) < 0) {
+        perror("IPV6_V6ONLY");
+        return 1;
+    }
     int sz = 8 << 20;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz);
     struct timeval tv = {0, 100000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a;
+    struct sockaddr_in6 a;
     memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)port);
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_any;
+    a.sin6_port = htons((unsigned short)port);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) { perror("bind"); return 1; }
 
     struct sigaction sa;

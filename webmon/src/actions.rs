@@ -92,7 +92,7 @@ fn expect_ok(r: Response, daemon: &str) -> Result<(), Failure> {
 fn service(b: &ActionBody) -> Result<ServiceKey, Failure> {
     parse_service_id(&b.service).ok_or_else(|| {
         bad(format!(
-            "service {:?} is not PROTO/VIP:PORT, e.g. tcp/192.0.2.10:80",
+            "service {:?} is not PROTO/VIP:PORT, e.g. tcp/192.0.2.10:80 or tcp/[2001:db8::10]:80",
             b.service
         ))
     })
@@ -106,7 +106,7 @@ fn server(b: &ActionBody, key: &ServiceKey) -> Result<(IpAddr, u16), Failure> {
         return Ok((ip, key.port));
     }
     Err(bad(format!(
-        "server {:?} is not ADDR:PORT, e.g. 10.0.0.11:80",
+        "server {:?} is not ADDR:PORT, e.g. 10.0.0.11:80 or [2001:db8::11]:80",
         b.server
     )))
 }

@@ -4,7 +4,9 @@
 //!
 //! Checked: a wrong password is refused; the right one shows three healthy servers; a real
 //! server whose HTTP service stops turns down on the page; an admin's click on Drain makes
-//! `lvsadm -L -n` show weight 0; a viewer has no controls and a forged request is refused.
+//! `lvsadm -L -n` show weight 0; a viewer has no controls and a forged request is refused;
+//! an IPv6 service and real server added with the page's forms show bracketed, reach the
+//! director, and are drained with a click.
 //! The overview's screenshot is saved under the target directory
 //! (`CARGO_TARGET_TMPDIR/webmon-overview.png`).
 
@@ -26,6 +28,17 @@ const TESTBED: Testbed = Testbed {
     letter: "w",
     rundir: "lvs-web",
 };
+
+/// The IPv6 service and real server the admin adds (ipvsadm's bracketed form).
+const VIP6: &str = "[2001:db8::80]:80";
+const RS6: &str = "[2001:db8::10]:8080";
+
+/// Whether `lvsadm -L -n` lists the IPv6 real server, masqueraded, with `weight`.
+fn lists_rs6(listing: &str, weight: &str) -> bool {
+    listing
+        .lines()
+        .any(|l| l.split_whitespace().take(4).eq(["->", RS6, "Masq", weight]))
+}
 
 const ADMIN_PW: &str = "admin-password-1";
 const VIEWER_PW: &str = "viewer-password-1";
@@ -95,6 +108,8 @@ fn the_console_in_a_real_browser() {
         .env("VIEWER_PW", VIEWER_PW)
         .env("SERVICE", &service)
         .env("SERVERS", servers.join(","))
+        .env("VIP6", VIP6)
+        .env("RS6", RS6)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -142,6 +157,24 @@ fn the_console_in_a_real_browser() {
                     // The viewer's forged drain changed nothing at the director.
                     assert_eq!(c.weight(RS[2]), Some(cluster::WEIGHTS[2]));
                 }
+                "ipv6_added" => {
+                    lvs_testsupport::wait_for(
+                        "lvsadm -L -n to list the IPv6 service",
+                        SOON,
+                        || {
+                            let l = text(&c.lvsadm(&["-L", "-n"]).stdout);
+                            (l.contains(&format!("TCP  {VIP6} rr\n")) && lists_rs6(&l, "2"))
+                                .then_some(())
+                        },
+                    );
+                }
+                "ipv6_drained" => {
+                    lvs_testsupport::wait_for(
+                        "lvsadm -L -n to show weight 0 for the IPv6 server",
+                        SOON,
+                        || lists_rs6(&text(&c.lvsadm(&["-L", "-n"]).stdout), "0").then_some(()),
+                    );
+                }
                 other => panic!("unknown step {other}"),
             }
             writeln!(stdin, "GO").expect("tell the browser to go on");
@@ -157,7 +190,7 @@ fn the_console_in_a_real_browser() {
         "the browser test failed ({status}); passed: {passed:?}\n{errors}\n--- webmon ---\n{}",
         w.log()
     );
-    assert_eq!(passed.len(), 6, "{passed:?}");
+    assert_eq!(passed.len(), 8, "{passed:?}");
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     eprintln!("screenshot of the overview: {}", shot.display());

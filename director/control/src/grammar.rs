@@ -420,7 +420,7 @@ const fn spec(short: Option<char>, long: &'static str, arg: Arg, opt: Opt) -> Sp
     }
 }
 
-const SYNC: &str = "connection synchronisation is configured in lvs-director's configuration file, not with lvsadm";
+const SYNC: &str = "connection synchronisation is configured in lvs-director's configuration file, not with lvsadm: [sync] peers, multicast (224.0.0.81:8848 or [ff02::51]:8848), interface, sync_id";
 
 const SPECS: &[Spec] = &[
     spec(
@@ -610,6 +610,11 @@ const SPECS: &[Spec] = &[
         Opt::Unsupported(SYNC),
     ),
     spec(None, "syncid", Arg::Required, Opt::Unsupported(SYNC)),
+    // ipvsadm 1.28's sync daemon options: the same answer, whichever comes first.
+    spec(None, "mcast-group", Arg::Required, Opt::Unsupported(SYNC)),
+    spec(None, "mcast-port", Arg::Required, Opt::Unsupported(SYNC)),
+    spec(None, "mcast-ttl", Arg::Required, Opt::Unsupported(SYNC)),
+    spec(None, "sync-maxlen", Arg::Required, Opt::Unsupported(SYNC)),
 ];
 
 /// One option occurrence with its value.
@@ -1337,6 +1342,38 @@ mod tests {
         assert!(err("-A -f 1").contains("not supported"));
         assert!(err("-A -u 192.0.2.1:53 -o").contains("not supported"));
         assert!(err("--start-daemon master").contains("lvs-director's configuration"));
+        // ipvsadm 1.31's IPv6 sync daemon line, in either order: pointed at [sync].
+        for line in [
+            "--start-daemon backup --mcast-interface eth1 --mcast-group ff02::51 --syncid 3",
+            "--mcast-group ff02::51 --mcast-port 8848 --mcast-ttl 1 --start-daemon master",
+            "--sync-maxlen 1472 --start-daemon master",
+        ] {
+            let e = err(line);
+            assert!(
+                e.contains("lvs-director's configuration") && e.contains("[ff02::51]:8848"),
+                "{line}: {e}"
+            );
+        }
+        for (line, want) in [
+            (
+                "-A -t [2001:db8::1]:80 -p -M 129",
+                "illegal ipv6 netmask specified",
+            ),
+            (
+                "-A -t [2001:db8::1]:80 -p -M 0",
+                "illegal ipv6 netmask specified",
+            ),
+            (
+                "-A -t [2001:db8::1]:80 -p -M /64",
+                "illegal ipv6 netmask specified",
+            ),
+            (
+                "-A -t 192.0.2.1:80 -p -M 24",
+                "illegal virtual server persistent mask specified",
+            ),
+        ] {
+            assert_eq!(err(line), want, "{line}");
+        }
         assert!(parse("-Q").unwrap_err().is_usage());
         assert!(!parse("-C x").unwrap_err().is_usage());
     }

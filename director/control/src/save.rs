@@ -136,6 +136,28 @@ mod tests {
         assert_eq!(full, "-A -t [2001:db8::1]:80 -s rr -p 60\n");
     }
 
+    /// An IPv6 service persistent per /64 with a tunnelled, a direct-routed and a masqueraded
+    /// IPv6 real server: `-S` writes what ipvsadm 1.31 writes (`-M 64`), `-R` of it restores
+    /// the same state, whose save is the same text again.
+    #[test]
+    fn ipv6_persistent_64_with_every_forwarding_method_round_trips() {
+        const TEXT: &str = "\
+-A -t [2001:db8::1]:443 -s wrr -p 600 -M 64
+-a -t [2001:db8::1]:443 -r [2001:db8:1::10]:443 -i -w 3
+-a -t [2001:db8::1]:443 -r [2001:db8:1::11]:443 -g -w 2
+-a -t [2001:db8::1]:443 -r [2001:db8:1::12]:8443 -m -w 1
+";
+        let state = load_rules(TEXT, &AnyScheduler).unwrap();
+        let list = state.list(None, &ZeroStats).unwrap();
+        assert_eq!(list.len(), 1);
+        let p = list[0].conf.persistence.as_ref().unwrap();
+        assert_eq!((p.timeout_secs, p.netmask), (600, 64));
+        assert_eq!(save(&list, false), TEXT);
+        let again = load_rules(&save(&list, false), &AnyScheduler).unwrap();
+        assert_eq!(again.save(), TEXT);
+        assert_eq!(again.list(None, &ZeroStats).unwrap(), list);
+    }
+
     fn addr4() -> impl Strategy<Value = IpAddr> {
         (0u8..4).prop_map(|n| IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)))
     }

@@ -1,6 +1,6 @@
 //! `[sync]`: connection-state sync between directors.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -9,16 +9,22 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
-    /// Local address and port to receive on (and send from).
+    /// Local address and port to receive on (and send from): `0.0.0.0:8848` for IPv4,
+    /// `[::]:8848` for IPv6. One socket speaks one family: the peers and the group are of it.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Unicast peers: the other directors' `listen` addresses.
+    /// Unicast peers: the other directors' `listen` addresses (`192.0.2.2:8848`,
+    /// `[2001:db8::2]:8848`).
     #[serde(default)]
     pub peers: Vec<SocketAddr>,
-    /// A multicast group to send to and receive on, e.g. `224.0.0.81:8848`.
+    /// A multicast group to send to and receive on, e.g. `224.0.0.81:8848` or
+    /// `[ff02::51]:8848` (ipvsadm's `--mcast-group`).
     #[serde(default)]
-    pub multicast: Option<SocketAddrV4>,
-    /// The interface for multicast (ipvsadm's `--mcast-interface`).
+    pub multicast: Option<SocketAddr>,
+    /// The interface for multicast (ipvsadm's `--mcast-interface`); needed for an IPv6 group
+    /// of link or interface scope (`ff02::`, `ff01::`), which names no interface itself. An
+    /// IPv6 group of wider scope (`ff05::`) is joined there, and its datagrams leave by the
+    /// kernel's route to the group.
     #[serde(default)]
     pub interface: Option<String>,
     /// The shared HMAC-SHA256 key; group and others must have no access to it.
@@ -64,10 +70,42 @@ impl SyncConfig {
         if self.peers.is_empty() && self.multicast.is_none() {
             return Err("sync: give peers or a multicast group".into());
         }
-        if let Some(m) = self.multicast
-            && !m.ip().is_multicast()
+        if let Some(m) = self.multicast {
+            if !m.ip().is_multicast() {
+                return Err(format!("sync.multicast = {m} is not a multicast address"));
+            }
+            if let IpAddr::V6(g) = m.ip()
+                && needs_interface(g)
+                && self.interface.is_none()
+            {
+                return Err(format!(
+                    "sync.multicast = {m} is a link-local group: give sync.interface, the \
+                     interface to join it on (ipvsadm's --mcast-interface)"
+                ));
+            }
+        }
+        let family = |a: &SocketAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        let listen = family(&self.listen);
+        for (what, a) in self
+            .peers
+            .iter()
+            .map(|p| ("sync.peers", p))
+            .chain(self.multicast.iter().map(|m| ("sync.multicast", m)))
         {
-            return Err(format!("sync.multicast = {m} is not a multicast address"));
+            if family(a) != listen {
+                return Err(format!(
+                    "{what}: {a} is {} but sync.listen = {} is {listen}; one sync socket \
+                     speaks one family (listen = \"{}\" for {} peers)",
+                    family(a),
+                    self.listen,
+                    if a.is_ipv4() {
+                        "0.0.0.0:8848"
+                    } else {
+                        "[::]:8848"
+                    },
+                    family(a)
+                ));
+            }
         }
         if self.refresh_secs == 0 {
             return Err("sync.refresh_secs must be at least 1".into());
@@ -94,11 +132,15 @@ impl SyncConfig {
     /// Where updates go: the peers and the group.
     pub fn destinations(&self) -> Vec<SocketAddr> {
         let mut v = self.peers.clone();
-        if let Some(m) = self.multicast {
-            v.push(SocketAddr::V4(m));
-        }
+        v.extend(self.multicast);
         v
     }
+}
+
+/// Whether an IPv6 group's scope (interface- or link-local) leaves the interface unnamed:
+/// the kernel would pick one by its routes.
+pub fn needs_interface(group: std::net::Ipv6Addr) -> bool {
+    matches!(group.segments()[0] & 0x000f, 1 | 2)
 }
 
 #[cfg(test)]
@@ -126,6 +168,51 @@ mod tests {
         };
         assert!(none.validate().unwrap_err().contains("peers"));
         let bad: Result<SyncConfig, _> = lvs_common::parse_toml("key_file = \"k\"\npeer = []\n", p);
+        assert!(bad.is_err());
+    }
+
+    /// IPv6 peers and groups as ipvsadm 1.31 takes them (`--mcast-group ff02::...` with
+    /// `--mcast-interface`), and the mistakes refused with what to write instead.
+    #[test]
+    fn ipv6_peers_and_groups() {
+        let p = std::path::Path::new("d.toml");
+        let parse = |extra: &str| -> SyncConfig {
+            lvs_common::parse_toml(&format!("key_file = \"k\"\n{extra}"), p).unwrap()
+        };
+        let c = parse(
+            "listen = \"[::]:8848\"\npeers = [\"[2001:db8::2]:8848\"]\n\
+             multicast = \"[ff02::51]:8848\"\ninterface = \"eth1\"\n",
+        );
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.destinations(),
+            vec![
+                "[2001:db8::2]:8848".parse::<SocketAddr>().unwrap(),
+                "[ff02::51]:8848".parse().unwrap()
+            ]
+        );
+        // A site-scoped group names its reach itself; an IPv4 group as before.
+        let c = parse("listen = \"[::]:8848\"\nmulticast = \"[ff05::51]:8848\"\n");
+        assert_eq!(c.validate(), Ok(()));
+        let c = parse("multicast = \"224.0.0.81:8848\"\n");
+        assert_eq!(c.validate(), Ok(()));
+
+        let err = |extra: &str| parse(extra).validate().unwrap_err();
+        let e = err("listen = \"[::]:8848\"\nmulticast = \"[ff02::51]:8848\"\n");
+        assert!(e.contains("link-local group: give sync.interface"), "{e}");
+        let e = err("listen = \"[::]:8848\"\nmulticast = \"[2001:db8::51]:8848\"\n");
+        assert!(e.contains("is not a multicast address"), "{e}");
+        let e = err("peers = [\"[2001:db8::2]:8848\"]\n");
+        assert!(
+            e.contains("[2001:db8::2]:8848 is IPv6 but sync.listen = 0.0.0.0:8848 is IPv4")
+                && e.contains("listen = \"[::]:8848\""),
+            "{e}"
+        );
+        let e = err("listen = \"[::]:8848\"\nmulticast = \"224.0.0.81:8848\"\n");
+        assert!(e.contains("sync.multicast: 224.0.0.81:8848 is IPv4"), "{e}");
+        // The bare IPv6 form is not an address and port.
+        let bad: Result<SyncConfig, _> =
+            lvs_common::parse_toml("key_file = \"k\"\npeers = [\"2001:db8::2:8848\"]\n", p);
         assert!(bad.is_err());
     }
 }

@@ -117,6 +117,8 @@ struct Engine {
     echoes: Echoes,
     builder: Builder,
     dests: Vec<SocketAddr>,
+    /// The multicast group as datagrams are sent to it (with its interface for link scope).
+    group: Option<SocketAddr>,
     active: bool,
     last_sent: Instant,
     jobs: Vec<BulkJob>,
@@ -131,24 +133,62 @@ struct Engine {
 }
 
 /// Opens the socket: bound to `listen`, in the multicast group if one is configured.
-fn open_socket(cfg: &SyncConfig) -> std::io::Result<std::net::UdpSocket> {
+/// Returns it and the group as datagrams are sent to it (an IPv6 group of link scope carries
+/// its interface's index, which names where it leaves).
+fn open_socket(cfg: &SyncConfig) -> std::io::Result<(std::net::UdpSocket, Option<SocketAddr>)> {
     let sock = std::net::UdpSocket::bind(cfg.listen)?;
-    if let Some(m) = cfg.multicast {
-        let ifaddr = match &cfg.interface {
-            Some(name) => interface_v4(name).ok_or_else(|| {
-                std::io::Error::other(format!("sync.interface {name} has no IPv4 address"))
-            })?,
-            None => std::net::Ipv4Addr::UNSPECIFIED,
-        };
-        lvs_common::mcast::join_group(&sock, *m.ip(), ifaddr)?;
-    }
+    let group = match cfg.multicast {
+        Some(SocketAddr::V4(m)) => {
+            let ifaddr = match &cfg.interface {
+                Some(name) => interface_v4(name).ok_or_else(|| {
+                    std::io::Error::other(format!("sync.interface {name} has no IPv4 address"))
+                })?,
+                None => std::net::Ipv4Addr::UNSPECIFIED,
+            };
+            lvs_common::mcast::join_group(&sock, *m.ip(), ifaddr)?;
+            Some(SocketAddr::V4(m))
+        }
+        Some(SocketAddr::V6(m)) => Some(SocketAddr::V6(join_group_v6(&sock, m, cfg)?)),
+        None => None,
+    };
     // A bulk resync arrives as a burst; a large receive buffer keeps it whole. Forcing past
     // the sysctl limits needs CAP_NET_ADMIN: without it, the default sizes do.
     let size: usize = 4 << 20;
     let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &size);
     let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SndBufForce, &size);
     sock.set_nonblocking(true)?;
-    Ok(sock)
+    Ok((sock, group))
+}
+
+/// Joins an IPv6 group as [`lvs_common::mcast::join_group`] joins an IPv4 one: on the
+/// configured interface (by index; none: the kernel's choice), our own datagrams not looped
+/// back, one hop. The group returned carries the interface as its scope id, so that a
+/// link-scoped group's datagrams leave by that interface.
+fn join_group_v6(
+    sock: &std::net::UdpSocket,
+    group: std::net::SocketAddrV6,
+    cfg: &SyncConfig,
+) -> std::io::Result<std::net::SocketAddrV6> {
+    let index = match &cfg.interface {
+        Some(name) => nix::net::if_::if_nametoindex(name.as_str()).map_err(|e| {
+            std::io::Error::other(format!("sync.interface {name}: no such interface ({e})"))
+        })?,
+        None => 0,
+    };
+    sock.join_multicast_v6(group.ip(), index)?;
+    sock.set_multicast_loop_v6(false)?;
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::Ipv6MulticastHops, &1)?;
+    let scope = if super::config::needs_interface(*group.ip()) {
+        index
+    } else {
+        0
+    };
+    Ok(std::net::SocketAddrV6::new(
+        *group.ip(),
+        group.port(),
+        group.flowinfo(),
+        scope,
+    ))
 }
 
 /// The local address the kernel would send from toward `to` (a connected UDP socket sends
@@ -185,7 +225,7 @@ impl SyncEngine {
         let state_err = |e: lvs_common::authdgram::StateError| std::io::Error::other(e.to_string());
         let boot = Boot::advance(&cfg.generation_file()).map_err(state_err)?;
         let floors = PeerFloors::load(&cfg.peers_file()).map_err(state_err)?;
-        let std_sock = open_socket(&cfg)?;
+        let (std_sock, group) = open_socket(&cfg)?;
         let mut sock = UdpSocket::from_std(std_sock);
         let poll = Poll::new()?;
         poll.registry()
@@ -196,7 +236,8 @@ impl SyncEngine {
         shared.active.store(active, Ordering::Relaxed);
         let n = links.len();
         let engine = Engine {
-            dests: cfg.destinations(),
+            dests: cfg.peers.iter().copied().chain(group).collect(),
+            group,
             cfg: cfg.clone(),
             key,
             sock,
@@ -211,7 +252,12 @@ impl SyncEngine {
             // is accepted only from datagrams echoing it (recorded ones cannot).
             fresh: Freshness::with_challenge(floors, boot.generation),
             echoes: Echoes::default(),
-            builder: Builder::default(),
+            // Records per datagram: as many as fit a 1500-byte MTU under this family's headers.
+            builder: Builder::with_limit(if cfg.listen.is_ipv4() {
+                wire::MAX_DATAGRAM
+            } else {
+                wire::MAX_DATAGRAM_V6
+            }),
             active,
             last_sent: Instant::now(),
             jobs: Vec::new(),
@@ -501,9 +547,12 @@ impl Engine {
     fn requester(&self, reply_to: Option<SocketAddr>, from: SocketAddr) -> Option<SocketAddr> {
         let r = reply_to?;
         if r == TO_GROUP {
-            return self.cfg.multicast.map(SocketAddr::V4);
+            return self.group;
         }
-        (r == from && self.cfg.peers.contains(&from)).then_some(from)
+        // Address and port: a received IPv6 source may carry a flow label or scope id that
+        // neither the reply address nor the configuration has.
+        let same = |a: &SocketAddr| a.ip() == from.ip() && a.port() == from.port();
+        (same(&r) && self.cfg.peers.iter().any(same)).then_some(from)
     }
 
     /// A bulk request: every worker is asked for its table; [`Engine::collect_dumps`] turns
@@ -792,7 +841,7 @@ impl Engine {
     /// Queue a received entry for its worker (a template for every worker).
     fn dispatch(&mut self, e: SyncEntry) -> bool {
         let n = self.links.len();
-        if n == 0 || !matches!(IpAddr::from(e.client.addr), IpAddr::V4(_)) {
+        if n == 0 {
             SyncShared::bump(&self.shared.dropped);
             return false;
         }
@@ -826,7 +875,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lvs_conntrack::{Endpoint, Forward, Proto, State};
+    use lvs_conntrack::{Addr, Endpoint, Forward, Proto, State};
 
     const KEY: &[u8] = b"unit test key for sync";
 
@@ -1313,6 +1362,266 @@ mod tests {
             || (standby.status().rejected_other != 0).then_some(()),
         );
         standby.stop();
+    }
+
+    /// `n` IPv6 entries of 2001:db8:c::/48 clients (NAT, DR and TUN), and one /64 template.
+    fn entries6(n: u16) -> Vec<SyncEntry> {
+        let a = |net: u8, last: u16| {
+            let [hi, lo] = last.to_be_bytes();
+            Addr::v6([0x20, 1, 0xd, 0xb8, 0, net, 0, 0, 0, 0, 0, 0, 0, 0, hi, lo])
+        };
+        let forwards = [Forward::Nat, Forward::DirectRoute, Forward::Tunnel];
+        let mut v: Vec<SyncEntry> = (0..n)
+            .map(|i| SyncEntry {
+                proto: Proto::Tcp,
+                client: Endpoint::new(a(0xc, i), 40_000 + i),
+                virt: Endpoint::new(a(0xa, 1), 80),
+                dest: Endpoint::new(a(0xb, 11 + i % 3), 80),
+                forward: forwards[usize::from(i % 3)],
+                state: State::Established,
+                flags: 0,
+                timeout_ms: 900_000,
+                persist_secs: 0,
+            })
+            .collect();
+        v.push(SyncEntry {
+            client: Endpoint::new(a(0xc, 0), 0),
+            state: State::None,
+            flags: SyncEntry::TEMPLATE_FLAG,
+            timeout_ms: 300_000,
+            persist_secs: 300,
+            ..v[0]
+        });
+        v
+    }
+
+    /// Runs `f` on a thread in network namespace `ns` (`None`: this one). Sockets keep the
+    /// namespace they were opened in, so an engine started there stays there.
+    fn in_netns<T: Send>(ns: Option<&str>, f: impl FnOnce() -> T + Send) -> T {
+        let Some(ns) = ns else { return f() };
+        let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("open netns");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                use std::os::fd::AsRawFd;
+                // SAFETY: setns on a valid namespace descriptor changes only this thread's
+                // network namespace; the thread ends with the scope.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in netns")
+        })
+    }
+
+    /// Pops what arrives at `w` until every entry of `want` has (in any order, some maybe
+    /// twice; besides, only entries of `also`); the deadline is generous for a busy machine.
+    fn wait_entries(
+        w: &mut super::super::WorkerSync,
+        want: &[SyncEntry],
+        also: &[SyncEntry],
+        what: &str,
+    ) {
+        let mut got: Vec<SyncEntry> = Vec::new();
+        lvs_testsupport::wait_for(what, Duration::from_secs(20), || {
+            while let Some(e) = w.inbound.pop() {
+                got.push(e);
+            }
+            want.iter().all(|e| got.contains(e)).then_some(())
+        });
+        let other: Vec<_> = got
+            .iter()
+            .filter(|e| !want.contains(e) && !also.contains(e))
+            .collect();
+        assert!(
+            other.is_empty(),
+            "{what}: something else arrived: {other:?}"
+        );
+    }
+
+    /// An active and a standby engine (in namespaces `ns`, or here): the standby's bulk
+    /// resync brings the active's table `table`, then the active's worker queues `updates`,
+    /// which arrive as they were sent.
+    fn sync_pair(
+        ns: [Option<&str>; 2],
+        cfgs: [SyncConfig; 2],
+        table: &[SyncEntry],
+        updates: &[SyncEntry],
+    ) {
+        let [a, b] = cfgs;
+        let (cmd_tx, cmd_rx) = mpsc::channel::<WorkerCommand>();
+        let dump = table.to_vec();
+        std::thread::spawn(move || {
+            while let Ok(c) = cmd_rx.recv() {
+                if let WorkerCommand::SyncDump(reply) = c {
+                    let _ = reply.send(dump.clone());
+                }
+            }
+        });
+        let (mut active, mut aw) = in_netns(ns[0], || engine(a, 1, &cmd_tx, true));
+        let (cmd2, _rx2) = mpsc::channel::<WorkerCommand>();
+        let (mut standby, mut bw) = in_netns(ns[1], || engine(b, 1, &cmd2, false));
+        wait_entries(&mut bw[0], table, &[], "the bulk resync's entries");
+        lvs_testsupport::wait_for("the bulk resync complete", Duration::from_secs(20), || {
+            standby.status().bulk_complete.then_some(())
+        });
+        for e in updates {
+            assert!(aw[0].send(*e));
+        }
+        // A chunk lost on a busy machine is asked for again: the table may come twice.
+        wait_entries(&mut bw[0], updates, table, "the updates");
+        let st = standby.status();
+        assert_eq!(
+            (
+                st.rejected_mac,
+                st.rejected_other,
+                st.rejected_truncated,
+                st.dropped
+            ),
+            (0, 0, 0, 0),
+            "{st:?}"
+        );
+        standby.stop();
+        active.stop();
+    }
+
+    /// Ports two engines can listen on (free now, on `ip`).
+    fn two_ports(ip: &str) -> [SocketAddr; 2] {
+        let s1 = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        let s2 = std::net::UdpSocket::bind((ip, 0)).unwrap();
+        [s1.local_addr().unwrap(), s2.local_addr().unwrap()]
+    }
+
+    /// Connection sync over IPv6 unicast (on ::1): IPv6 entries, templates, every
+    /// forwarding method, a bulk resync of several datagrams and then updates.
+    #[test]
+    fn ipv6_entries_sync_over_ipv6_unicast() {
+        let _rm = RemoveOnDrop(&["v6-a", "v6-b"]);
+        let [a, b] = two_ports("::1");
+        let table = entries6(50);
+        let updates: Vec<SyncEntry> = entries6(5)
+            .into_iter()
+            .map(|e| SyncEntry {
+                state: State::FinWait,
+                timeout_ms: 120_000,
+                ..e
+            })
+            .collect();
+        sync_pair(
+            [None, None],
+            [config(a, b, "v6-a"), config(b, a, "v6-b")],
+            &table,
+            &updates,
+        );
+    }
+
+    /// IPv6 entries over an IPv4 socket, beside IPv4 ones: the entry's family is its own,
+    /// not the transport's.
+    #[test]
+    fn ipv6_entries_sync_over_ipv4_too() {
+        let _rm = RemoveOnDrop(&["v4v6-a", "v4v6-b"]);
+        let [a, b] = two_ports("127.0.0.1");
+        let mut table = entries6(30);
+        table.extend((1..=30).map(entry));
+        let updates = [entries6(1)[0], entry(7)];
+        sync_pair(
+            [None, None],
+            [config(a, b, "v4v6-a"), config(b, a, "v4v6-b")],
+            &table,
+            &updates,
+        );
+    }
+
+    /// Two namespaces joined by a veth pair, a node on each; removed when dropped.
+    struct VethPair(String);
+
+    impl VethPair {
+        fn new(name: &str) -> VethPair {
+            let base = format!("lvs-s6{}-{name}", std::process::id());
+            let pair = VethPair(base.clone());
+            let ip = |args: &str| {
+                let out = std::process::Command::new("ip")
+                    .args(args.split_whitespace())
+                    .output()
+                    .expect("ip");
+                assert!(out.status.success(), "ip {args}: {out:?}");
+            };
+            for side in ["a", "b"] {
+                ip(&format!("netns add {base}-{side}"));
+                // The link-local address must be usable at once (no duplicate detection).
+                let out = std::process::Command::new("ip")
+                    .args(["netns", "exec", &format!("{base}-{side}"), "sysctl", "-qw"])
+                    .arg("net.ipv6.conf.default.accept_dad=0")
+                    .output()
+                    .expect("sysctl");
+                assert!(out.status.success(), "{out:?}");
+            }
+            ip(&format!(
+                "link add va netns {base}-a type veth peer name vb netns {base}-b"
+            ));
+            for (side, dev) in [("a", "va"), ("b", "vb")] {
+                ip(&format!("-n {base}-{side} link set lo up"));
+                ip(&format!("-n {base}-{side} link set {dev} up"));
+            }
+            for (side, dev) in [("a", "va"), ("b", "vb")] {
+                let ns = format!("{base}-{side}");
+                lvs_testsupport::wait_for(
+                    &format!("a usable link-local address on {dev}"),
+                    Duration::from_secs(20),
+                    || {
+                        let out = std::process::Command::new("ip")
+                            .args(["-n", &ns, "-6", "addr", "show", "dev", dev])
+                            .output()
+                            .ok()?;
+                        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                        (text.contains("fe80::") && !text.contains("tentative")).then_some(())
+                    },
+                );
+            }
+            pair
+        }
+
+        fn ns(&self, side: &str) -> String {
+            format!("{}-{side}", self.0)
+        }
+    }
+
+    impl Drop for VethPair {
+        fn drop(&mut self) {
+            for side in ["a", "b"] {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &self.ns(side)])
+                    .output();
+            }
+        }
+    }
+
+    /// Connection sync over an IPv6 multicast group of link scope (ipvsadm's
+    /// `--mcast-group ff02::...` with `--mcast-interface`), between two namespaces: the
+    /// standby's bulk request goes to the group, and so do the table and the updates.
+    #[test]
+    fn ipv6_entries_sync_over_an_ipv6_multicast_group() {
+        let _rm = RemoveOnDrop(&["mc6-a", "mc6-b"]);
+        let pair = VethPair::new("mc");
+        let port = two_ports("::1")[0].port();
+        let group: SocketAddr = format!("[ff02::51]:{port}").parse().unwrap();
+        let cfg = |dev: &str, state: &str| SyncConfig {
+            peers: vec![],
+            multicast: Some(group),
+            interface: Some(dev.into()),
+            ..config(SocketAddr::from(([0u16; 8], port)), group, state)
+        };
+        let (a, b) = (cfg("va", "mc6-a"), cfg("vb", "mc6-b"));
+        assert_eq!(a.validate(), Ok(()));
+        let mut table = entries6(40);
+        table.push(entry(1));
+        let updates = entries6(3);
+        sync_pair(
+            [Some(&pair.ns("a")), Some(&pair.ns("b"))],
+            [a, b],
+            &table,
+            &updates,
+        );
     }
 
     /// Two engines on loopback; the active's worker answers the dump with `n` entries, the

@@ -28,10 +28,21 @@
 //! flags, client address (16, IPv4 mapped) and port, virtual address and port, real server
 //! address and port, milliseconds left, persistence timeout in seconds (templates).
 //!
-//! The reply address of a bulk request (16, IPv4 mapped, and port) is where the requester
-//! wants the table: the active director answers only when it is the datagram's source and a
-//! configured peer, or, when it is `0.0.0.0:0`, to the configured multicast group. Being under
-//! the MAC, it cannot be changed to send the table elsewhere.
+//! The family of a record is the form of its addresses, as in the connection table: an IPv4
+//! address is IPv4-mapped (`::ffff:a.b.c.d`), every other value is an IPv6 address. The
+//! three addresses of one record are of one family (a service does not mix them); a record
+//! mixing them is malformed. IPv6 entries travel in the same version-3 records over either
+//! family's socket: version 3 always carried 16-byte addresses, and its senders only ever
+//! sent IPv4-mapped ones, so no version bump was needed when IPv6 entries appeared.
+//!
+//! A datagram is at most [`MAX_DATAGRAM`] bytes over IPv4 and [`MAX_DATAGRAM_V6`] over IPv6
+//! (1500-byte MTU less the IP and UDP headers: never fragmented); the receiver takes either.
+//!
+//! The reply address of a bulk request (16, IPv4 mapped or IPv6, and port) is where the
+//! requester wants the table: the active director answers only when it is the datagram's
+//! source and a configured peer, or, when it is `0.0.0.0:0`, to the configured multicast
+//! group (of either family). Being under the MAC, it cannot be changed to send the table
+//! elsewhere.
 //!
 //! The echoes are the freshness challenge of
 //! [`lvs_common::authdgram::Freshness::with_challenge`], for several peers at once: each
@@ -66,12 +77,19 @@ pub const MAX_ECHOES: usize = 8;
 pub const REPLY_TO_LEN: usize = 18;
 /// Datagrams stay below a 1500-byte MTU with IPv4 and UDP headers.
 pub const MAX_DATAGRAM: usize = 1472;
+/// The same over IPv6, whose header is 20 bytes longer.
+pub const MAX_DATAGRAM_V6: usize = 1452;
 /// Records in one full datagram without echoes (each echo takes room: [`records_fit`]).
 pub const MAX_RECORDS: usize = records_fit(0);
 
 /// Records that fit in one datagram beside `echoes` echoes.
 pub const fn records_fit(echoes: usize) -> usize {
-    (MAX_DATAGRAM - HEADER_LEN - MAC_LEN - echoes * ECHO_LEN) / RECORD_LEN
+    records_fit_in(MAX_DATAGRAM, echoes)
+}
+
+/// Records that fit in a datagram of at most `max` bytes beside `echoes` echoes.
+pub const fn records_fit_in(max: usize, echoes: usize) -> usize {
+    (max - HEADER_LEN - MAC_LEN - echoes * ECHO_LEN) / RECORD_LEN
 }
 /// The sender is the active director.
 pub const FLAG_ACTIVE: u8 = 1;
@@ -237,21 +255,33 @@ pub struct Builder {
     records_at: usize,
     capacity: usize,
     reply_to: Option<SocketAddr>,
+    /// The largest datagram to build ([`MAX_DATAGRAM`] or [`MAX_DATAGRAM_V6`]).
+    limit: usize,
 }
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder {
-            buf: [0; MAX_DATAGRAM],
-            count: 0,
-            records_at: HEADER_LEN,
-            capacity: MAX_RECORDS,
-            reply_to: None,
-        }
+        Builder::with_limit(MAX_DATAGRAM)
     }
 }
 
 impl Builder {
+    /// A builder of datagrams of at most `limit` bytes (at most [`MAX_DATAGRAM`]).
+    pub fn with_limit(limit: usize) -> Builder {
+        let limit = limit.clamp(
+            HEADER_LEN + MAC_LEN + MAX_ECHOES * ECHO_LEN + RECORD_LEN,
+            MAX_DATAGRAM,
+        );
+        Builder {
+            buf: [0; MAX_DATAGRAM],
+            count: 0,
+            records_at: HEADER_LEN,
+            capacity: records_fit_in(limit, 0),
+            reply_to: None,
+            limit,
+        }
+    }
+
     /// Start a datagram (records are added with [`Builder::push`]).
     pub fn start(&mut self, h: &Header) {
         self.count = 0;
@@ -276,7 +306,7 @@ impl Builder {
             at += ECHO_LEN;
         }
         self.records_at = at;
-        self.capacity = records_fit(echoes.len());
+        self.capacity = records_fit_in(self.limit, echoes.len());
         self.reply_to = h.reply_to.filter(|_| h.kind == Kind::BulkRequest);
     }
 
@@ -392,11 +422,16 @@ fn decode_record(b: &[u8]) -> Result<SyncEntry, Reject> {
         a.copy_from_slice(&b[..16]);
         Endpoint::new(Addr(a), be16(&b[16..18]))
     };
+    let (client, virt, dest) = (ep(&b[4..22]), ep(&b[22..40]), ep(&b[40..58]));
+    let v4 = client.addr.is_v4();
+    if virt.addr.is_v4() != v4 || dest.addr.is_v4() != v4 {
+        return Err(Reject::Malformed);
+    }
     Ok(SyncEntry {
         proto,
-        client: ep(&b[4..22]),
-        virt: ep(&b[22..40]),
-        dest: ep(&b[40..58]),
+        client,
+        virt,
+        dest,
         forward,
         state,
         flags: SyncEntry::clean_flags(b[3]),
@@ -723,6 +758,228 @@ mod tests {
         let mut short = body.clone();
         short[42] = 3;
         assert_eq!(open(&reseal(short), &key()).unwrap_err(), Reject::Truncated);
+    }
+
+    fn entry6(port: u16) -> SyncEntry {
+        // 2001:db8:a::last
+        let a = |last: u8| Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, last]);
+        SyncEntry {
+            client: Endpoint::new(a(2), port),
+            virt: Endpoint::new(a(100), 80),
+            dest: Endpoint::new(a(11), 8080),
+            forward: Forward::Tunnel,
+            state: State::SynRecv,
+            ..entry(port)
+        }
+    }
+
+    /// IPv6 entries (and a /64 template) in the same records as IPv4 ones, in a datagram
+    /// built for an IPv6 socket: fewer records fit, all of them come back whole.
+    #[test]
+    fn ipv6_entries_round_trip_in_datagrams_sized_for_ipv6() {
+        let template = SyncEntry {
+            client: Endpoint::new(
+                Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0xa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+                0,
+            ),
+            dest: entry6(0).dest,
+            state: State::None,
+            flags: SyncEntry::TEMPLATE_FLAG,
+            persist_secs: 300,
+            ..entry6(0)
+        };
+        let mut b = Builder::with_limit(MAX_DATAGRAM_V6);
+        b.start(&header(9));
+        assert!(b.push(&template));
+        assert!(b.push(&entry(1)), "both families in one datagram");
+        let mut n = 2u16;
+        while b.push(&entry6(n)) {
+            n += 1;
+        }
+        assert_eq!(usize::from(n), records_fit_in(MAX_DATAGRAM_V6, 0));
+        assert_eq!(
+            usize::from(n) + 1,
+            MAX_RECORDS,
+            "one record less than over IPv4"
+        );
+        let bytes = b.seal(&key()).to_vec();
+        assert!(bytes.len() <= MAX_DATAGRAM_V6);
+        let o = open(&bytes, &key()).unwrap();
+        let got: Vec<SyncEntry> = o.records().map(Result::unwrap).collect();
+        assert_eq!(got.len(), usize::from(n));
+        assert_eq!((got[0], got[1], got[7]), (template, entry(1), entry6(7)));
+        assert!(!got[7].client.addr.is_v4());
+
+        // A standby on an IPv6 socket names its IPv6 address for the bulk reply.
+        let to: SocketAddr = "[2001:db8:7::2]:8848".parse().unwrap();
+        b.start(&Header {
+            kind: Kind::BulkRequest,
+            reply_to: Some(to),
+            ..header(10)
+        });
+        let o = open(b.seal(&key()), &key()).unwrap().header;
+        assert_eq!(o.reply_to, Some(to));
+    }
+
+    /// A record whose addresses are not all of one family is malformed (authentic or not,
+    /// nothing of it reaches a worker).
+    #[test]
+    fn a_record_mixing_families_is_malformed() {
+        let (v4, v6) = (entry(1), entry6(1));
+        for mixed in [
+            SyncEntry {
+                client: v4.client,
+                ..v6
+            },
+            SyncEntry {
+                virt: v4.virt,
+                ..v6
+            },
+            SyncEntry {
+                dest: v6.dest,
+                ..v4
+            },
+        ] {
+            let mut b = Builder::default();
+            b.start(&header(1));
+            b.push(&v6);
+            b.push(&mixed);
+            let bytes = b.seal(&key()).to_vec();
+            let o = open(&bytes, &key()).unwrap();
+            let got: Vec<_> = o.records().collect();
+            assert_eq!(got, vec![Ok(v6), Err(Reject::Malformed)], "{mixed:?}");
+        }
+    }
+
+    fn any_addr(v4: bool) -> impl proptest::strategy::Strategy<Value = Addr> {
+        use proptest::prelude::*;
+        any::<[u8; 16]>().prop_map(move |o| {
+            if v4 {
+                Addr::v4([o[0], o[1], o[2], o[3]])
+            } else {
+                // Not IPv4-mapped: the first byte is never 0 here.
+                let mut o = o;
+                o[0] |= 0x20;
+                Addr::v6(o)
+            }
+        })
+    }
+
+    fn any_entry() -> impl proptest::strategy::Strategy<Value = SyncEntry> {
+        use proptest::prelude::*;
+        any::<bool>().prop_flat_map(|v4| {
+            (
+                (any_addr(v4), any::<u16>(), any_addr(v4), any::<u16>()),
+                (
+                    any_addr(v4),
+                    any::<u16>(),
+                    any::<bool>(),
+                    0u8..3,
+                    0usize..12,
+                ),
+                (any::<u8>(), any::<u32>(), any::<u32>()),
+            )
+                .prop_map(|((ca, cp, va, vp), (da, dp, udp, fwd, st), (fl, t, p))| {
+                    SyncEntry {
+                        proto: if udp { Proto::Udp } else { Proto::Tcp },
+                        client: Endpoint::new(ca, cp),
+                        virt: Endpoint::new(va, vp),
+                        dest: Endpoint::new(da, dp),
+                        forward: [Forward::Nat, Forward::DirectRoute, Forward::Tunnel]
+                            [usize::from(fwd)],
+                        state: if st < State::TCP.len() {
+                            State::TCP[st]
+                        } else {
+                            State::Udp
+                        },
+                        flags: SyncEntry::clean_flags(fl),
+                        timeout_ms: t,
+                        persist_secs: p,
+                    }
+                })
+        })
+    }
+
+    proptest::proptest! {
+        /// Any bytes, under a valid MAC or not: `open` and every record's decoding return,
+        /// never panic; a record that decodes is of one family and encodes back to its bytes
+        /// (but for flag bits the receiver drops).
+        #[test]
+        fn random_bytes_never_panic_and_what_decodes_is_canonical(
+            head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..HEADER_LEN + 2 * ECHO_LEN),
+            records in proptest::collection::vec(proptest::prelude::any::<[u8; RECORD_LEN]>(), 0..4),
+            family in 0u8..3,
+            keep_head in proptest::prelude::any::<bool>(),
+        ) {
+            let mut body = head;
+            if keep_head && body.len() >= HEADER_LEN {
+                // A plausible header, so that the records are read.
+                body[..4].copy_from_slice(&MAGIC);
+                body[4] = VERSION;
+                body[5] = Kind::Updates as u8;
+                body.truncate(HEADER_LEN);
+                body[40..42].copy_from_slice(&u16::try_from(records.len()).unwrap().to_be_bytes());
+                body[42] = 0;
+                body[43] = 0;
+            }
+            for mut r in records {
+                if keep_head {
+                    // Mostly valid codes, so that the addresses are what is judged.
+                    r[0] = if r[0] & 1 == 0 { 6 } else { 17 };
+                    r[1] %= 4;
+                    r[2] %= 13;
+                }
+                for at in [4, 22, 40] {
+                    match family {
+                        // All three IPv4-mapped, all three native IPv6, or random bytes
+                        // (native IPv6, or now and then a mix).
+                        0 => {
+                            r[at..at + 10].fill(0);
+                            r[at + 10..at + 12].fill(0xff);
+                        }
+                        1 => r[at] |= 0x20,
+                        _ => {}
+                    }
+                }
+                body.extend_from_slice(&r);
+            }
+            let _ = open(&body, &key());
+            let mut sealed = body.clone();
+            sealed.extend_from_slice(&authdgram::tag(&key(), &body));
+            if let Ok(o) = open(&sealed, &key()) {
+                for (r, raw) in o.records().zip(o.records.chunks_exact(RECORD_LEN)) {
+                    if let Ok(e) = r {
+                        let v4 = e.client.addr.is_v4();
+                        proptest::prop_assert_eq!(e.virt.addr.is_v4(), v4);
+                        proptest::prop_assert_eq!(e.dest.addr.is_v4(), v4);
+                        let mut again = [0u8; RECORD_LEN];
+                        encode_record(&e, &mut again);
+                        let mut want = [0u8; RECORD_LEN];
+                        want.copy_from_slice(raw);
+                        want[3] = SyncEntry::clean_flags(want[3]);
+                        proptest::prop_assert_eq!(&again[..], &want[..]);
+                    }
+                }
+            }
+        }
+
+        /// Entries of either family, any values, come back as sent from a datagram built for
+        /// either socket family.
+        #[test]
+        fn entries_of_either_family_round_trip(
+            entries in proptest::collection::vec(any_entry(), 0..30),
+            over_v6 in proptest::prelude::any::<bool>(),
+        ) {
+            let limit = if over_v6 { MAX_DATAGRAM_V6 } else { MAX_DATAGRAM };
+            let mut b = Builder::with_limit(limit);
+            b.start(&header(1));
+            let sent: Vec<SyncEntry> = entries.into_iter().take_while(|e| b.push(e)).collect();
+            let bytes = b.seal(&key()).to_vec();
+            proptest::prop_assert!(bytes.len() <= limit);
+            let o = open(&bytes, &key()).unwrap();
+            let got: Vec<SyncEntry> = o.records().map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(got, sent);
+        }
     }
 
     #[test]

@@ -18,6 +18,9 @@ const SHOT = env("SCREENSHOT");
 const [ADMIN, ADMIN_PW, VIEWER, VIEWER_PW] = ["ADMIN", "ADMIN_PW", "VIEWER", "VIEWER_PW"].map(env);
 const SERVICE = env("SERVICE");
 const [RS_DOWN, RS_DRAIN, RS_FORGE] = env("SERVERS").split(",");
+// An IPv6 service and real server, as the page shows them: "[2001:db8::80]:80".
+const VIP6 = env("VIP6");
+const RS6 = env("RS6");
 const SOON = 30_000;
 
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -128,6 +131,31 @@ try {
   if (forged[0] !== 403) throw new Error(`forged viewer request answered ${forged[0]}: ${forged[1]}`);
   ok("viewer has no controls and a forged request is refused");
   await step("forged");
+
+  // IPv6: the admin adds a service on an IPv6 VIP and an IPv6 real server with the page's
+  // forms; both show bracketed, the director has them, and a click drains the server.
+  await page.fill("#add-service [name=vip]", VIP6);
+  await page.fill("#add-service [name=scheduler]", "rr");
+  await page.click("#add-service button[type=submit]");
+  await page.locator("#result.ok").filter({ hasText: `tcp/${VIP6} added` }).waitFor({ timeout: SOON });
+  const svc6 = `tcp/${VIP6}`;
+  const block6 = page.locator(`div.service[data-service="${svc6}"]`);
+  await block6.locator("form.add-server").waitFor({ timeout: SOON });
+  const title = await block6.locator("h3").textContent();
+  if (!title.startsWith(`TCP ${VIP6}  scheduler rr`)) throw new Error(`IPv6 service shown as ${JSON.stringify(title)}`);
+  await block6.locator("input[name=server]").fill(RS6);
+  await block6.locator("input[name=weight]").fill("2");
+  await block6.locator("form.add-server button[type=submit]").click();
+  const row6 = page.locator(`tr[data-service="${svc6}"][data-server="${RS6}"]`);
+  await row6.waitFor({ timeout: SOON });
+  const cell = await row6.locator("td").first().textContent();
+  if (!cell.startsWith(`${RS6} (`)) throw new Error(`IPv6 real server shown as ${JSON.stringify(cell)}`);
+  ok("IPv6 service and real server shown bracketed");
+  await step("ipv6_added");
+  await row6.locator("button.drain").click();
+  await page.locator("#result.ok").filter({ hasText: "quiesced" }).waitFor({ timeout: SOON });
+  await step("ipv6_drained");
+  ok("IPv6 real server drained");
   console.log("DONE");
 } catch (e) {
   console.error(`browser test failed: ${e && e.stack ? e.stack : e}`);
