@@ -346,8 +346,8 @@ servers = [{ address = "${RS[2]}", port = 80 }]
 EOF
 # A reload applies the whole file: the services made with lvsadm are saved to a rules file
 # first, and the configuration names it (without rules_file a reload would delete them).
-echo "\$ lvsadm -S > $RUNDIR/rules"
-adm -S > "$RUNDIR/rules"
+echo "\$ lvsadm -S -n > $RUNDIR/rules"
+adm -S -n > "$RUNDIR/rules"
 director_conf "$D1" "$D2" "$RUNDIR/content.toml" "$RUNDIR/rules" > "$RUNDIR/director.toml"
 echo "added to $RUNDIR/director.toml: rules_file = \"$RUNDIR/rules\", and"
 sed 's/^/    /' "$RUNDIR/content.toml"

@@ -174,9 +174,18 @@ fn tun_encapsulates_ip_in_ip_and_the_real_server_answers_directly() {
     ) else {
         return;
     };
-    tb.service("-t", 80, "-s rr", "-i", &[1]);
+    // Added as ipvsadm 1.31's save writes a tunnelled server, and saved the same way.
+    tb.service("-t", 80, "-s rr", "-i --tun-type ipip", &[1]);
     let listing = tb.adm("-L -n");
     assert!(listing.contains("Tunnel"), "{listing}");
+    assert!(
+        tb.adm("-S -n").contains(&format!(
+            "-a -t {VIP}:80 -r {}:80 -i -w 1 --tun-type ipip\n",
+            RS[0]
+        )),
+        "{}",
+        tb.adm("-S -n")
+    );
 
     let endpoint = tb.tunnel_endpoint(
         "r1",

@@ -1,8 +1,10 @@
 //! lvsadm against the real director with real traffic in namespaces: scheduler flags (`-b`)
 //! reach the plugin, counters count and `-Z` zeroes them, `--rate` follows a burst,
 //! `--persistent-conn` counts the persistence templates, `-L -t` lists one service, `-E`
-//! changes the scheduler, and refusals carry ipvsadm's words and exit codes. No fake: what
-//! the director answers is what a sysadmin would see.
+//! changes the scheduler, and refusals carry ipvsadm's words and exit codes; an ipvsadm 1.31
+//! save file (NAT, DR, tunnels, persistence, scheduler flags, thresholds) round-trips through
+//! `-R` and `-S`, `-R` applies line by line, and traffic flows after it. No fake: what the
+//! director answers is what a sysadmin would see.
 
 mod common;
 
@@ -288,4 +290,80 @@ fn persistent_conn_counts_the_templates() {
             assert!(r[2] + r[3] >= 6, "its connections are listed too:\n{l}");
         }
     }
+}
+
+/// A save file as `ipvsadm-save -n` 1.31 writes it (every tunnelled server with
+/// `--tun-type ipip`, `-b` last, persistence with a netmask), with lvs-rs's `-x`/`-y` at the
+/// end of a line: `lvsadm -R` into the real director and `-S -n` give the same file, the
+/// plugins take the flags, the NAT service carries traffic, `-L --tun-info` shows the
+/// tunnels, `-S` without `-n` names the ports, and a second `-R` with a bad line in the
+/// middle keeps what came before it, as ipvsadm's restore does.
+#[test]
+fn ipvsadm_save_file_round_trips_through_the_director() {
+    let Some(tb) = Testbed::start("ipvsadm_save_file_round_trips_through_the_director", "nat")
+    else {
+        return;
+    };
+    let [r1, r2, r3] = RS;
+    let file = format!(
+        "\
+-A -t {VIP}:80 -s wrr
+-a -t {VIP}:80 -r {r1}:80 -m -w 3
+-a -t {VIP}:80 -r {r2}:80 -m -w 1 -x 500 -y 400
+-a -t {VIP}:80 -r {r3}:80 -m -w 1
+-A -t {VIP}:443 -s sh -p 1800 -M 255.255.255.0 -b sh-fallback,sh-port
+-a -t {VIP}:443 -r {r1}:443 -g -w 1
+-a -t {VIP}:443 -r {r2}:443 -g -w 1
+-A -t 203.0.113.101:0 -s mh -p 300 -M 255.255.0.0 -b mh-port
+-a -t 203.0.113.101:0 -r 198.18.0.21:0 -i -w 1 --tun-type ipip
+-a -t 203.0.113.101:0 -r 198.18.0.22:0 -i -w 2 --tun-type ipip -x 1000 -y 800
+-A -u {VIP}:53 -s rr
+-a -u {VIP}:53 -r {r3}:53 -g -w 1
+-a -u {VIP}:53 -r [2001:db8::31]:53 -i -w 1 --tun-type ipip
+"
+    );
+    assert_eq!(tb.adm_stdin("-R", &file), "");
+    assert_eq!(tb.adm("-S -n"), file);
+    let seen = tally(&tb.curls(10));
+    assert_eq!(seen.len(), 3, "every NAT server answers: {seen:?}");
+    let tun = tb.adm("-L -n --tun-info -t 203.0.113.101:0");
+    assert!(
+        tun.contains(
+            "\n  -> 198.18.0.22:0                Tunnel  ipip          2      0          0         \n"
+        ),
+        "{tun}"
+    );
+    let named = tb.adm("-S");
+    assert!(
+        named.starts_with(&format!(
+            "-A -t {VIP}:http -s wrr\n-a -t {VIP}:http -r {r1}:http -m -w 3\n"
+        )),
+        "{named}"
+    );
+
+    // Line by line: the line before the bad one stays, the one after is not read (exit 2).
+    let more =
+        format!("-A -t {VIP}:8080 -s rr\n-a -t {VIP}:8080 -r {r1} -w lots\n-D -t {VIP}:80\n");
+    let mut child = std::process::Command::new(common::lvsadm_bin())
+        .arg("--rundir")
+        .arg(&tb.rundir)
+        .arg("-R")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lvsadm");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), more.as_bytes())
+        .expect("write lvsadm's stdin");
+    let out = child.wait_with_output().expect("lvsadm ran");
+    assert_eq!(
+        (out.status.code(), text(&out.stderr)),
+        (Some(2), "illegal weight specified\n".to_owned())
+    );
+    let want = file.replacen(
+        "-A -t 203.0.113.101:0",
+        &format!("-A -t {VIP}:8080 -s rr\n-A -t 203.0.113.101:0"),
+        1,
+    );
+    assert_eq!(tb.adm("-S -n"), want, "line 1 stays, line 3 was not read");
 }

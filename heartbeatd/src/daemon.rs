@@ -6,8 +6,10 @@
 //!   [`DirectorThread`], never waited for), each virtual address added (netlink, on the
 //!   TUN device of [`crate::vipdev`], so that the addresses die with the process), gratuitous
 //!   ARP on the physical interface (the first frames at once, the rest of the burst from the
-//!   loop, never blocking it), notify `master` (lvs-alert) — each step timed and logged
-//!   (`event=takeover step=... ms=...`);
+//!   loop, never blocking it) — for an IPv6 address, an unsolicited neighbour advertisement
+//!   instead, and from then on the answers to neighbour solicitations ([`crate::ndp`]) —,
+//!   notify `master` (lvs-alert) — each step timed and logged (`event=takeover step=...
+//!   ms=...`);
 //! - release ([`Action::BecomeBackup`], [`Action::Fault`], SIGTERM): the reverse: addresses
 //!   removed, director `SetRole Standby`, notify `backup`/`fault`.
 //!
@@ -20,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,7 @@ use crate::director::DirectorThread;
 use crate::epoch::EpochStore;
 use crate::fsm::{Action, Fsm, Input};
 use crate::linkwatch::LinkWatch;
+use crate::ndp::Responders;
 use crate::serial::SerialPort;
 use crate::udp::{MAX_DATAGRAM, UdpHeartbeat};
 use crate::vipdev::VipDevice;
@@ -49,6 +53,8 @@ const SIGNALS: Token = Token(0);
 const UDP: Token = Token(1);
 const SERIAL: Token = Token(2);
 const LINKS: Token = Token(3);
+/// The neighbour discovery sockets' tokens start here (one per interface).
+const NDP_BASE: usize = 512;
 /// The control socket's tokens start here.
 const SERVER_BASE: usize = 1024;
 /// UDP datagrams read per turn of the loop: a flood (forged, replayed or just noise) must
@@ -88,6 +94,8 @@ struct Daemon {
     stopping: bool,
     holds_vips: bool,
     garp: Option<GarpPlan>,
+    ndp: Responders,
+    registry: Registry,
     node: String,
 }
 
@@ -169,6 +177,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         stopping: false,
         holds_vips: false,
         garp: None,
+        ndp: Responders::new(NDP_BASE),
+        registry: poll.registry().try_clone()?,
         node,
     };
     // An older lvs-heartbeatd put the addresses on the physical interface, where they outlive
@@ -202,13 +212,14 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     // The socket is edge-triggered: set by its readable event, cleared only once a read
     // found it empty.
     let mut udp_pending = false;
+    let mut ndp_pending = false;
     loop {
         let now = d.now();
         let mut deadline = d.fsm.next_deadline();
         if let Some(g) = d.garp {
             deadline = deadline.min(g.due_ms);
         }
-        let timeout = if udp_pending {
+        let timeout = if udp_pending || ndp_pending {
             Duration::ZERO
         } else {
             Duration::from_millis(deadline.saturating_sub(now))
@@ -265,8 +276,19 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                         d.check_links();
                     }
                 }
+                t if d.ndp.owns(t) => {
+                    d.ndp.readable(t);
+                    ndp_pending = true;
+                }
                 t if server.owns(t) => server.ready(ev, &mut Ctl(&d)),
                 _ => {}
+            }
+        }
+        if ndp_pending {
+            let (more, errors) = d.ndp.serve();
+            ndp_pending = more;
+            for e in errors {
+                event!(Level::Warn, "ndp_failed", error = e);
             }
         }
         if udp_pending {
@@ -534,6 +556,7 @@ impl Daemon {
                 }
             }
         }
+        self.hold_ndp(true);
         self.start_garp();
         let t = Instant::now();
         self.alerter.send(
@@ -577,6 +600,7 @@ impl Daemon {
         let t0 = Instant::now();
         self.garp = None;
         let had = self.holds_vips;
+        self.hold_ndp(false);
         self.remove_vips(why);
         self.director.set_role(HaRole::Standby);
         event!(
@@ -644,9 +668,13 @@ impl Daemon {
     /// Removes copies of the VIPs on their physical interfaces (left by an older version).
     fn remove_legacy_vips(&mut self) {
         for vip in self.config.vips.clone() {
+            // Older versions knew IPv4 only.
+            let IpAddr::V4(addr) = vip.addr else {
+                continue;
+            };
             let res = self.netlink().and_then(|nl| {
                 let link = nl.link_by_name(&vip.interface).map_err(|e| e.to_string())?;
-                nl.del_ipv4_address(link.ifindex, vip.addr, vip.prefix)
+                nl.del_ipv4_address(link.ifindex, addr, vip.prefix)
                     .map_err(|e| e.to_string())
             });
             if let Ok(lvs_netinfo::AddressChange::Removed) = res {
@@ -676,12 +704,25 @@ impl Daemon {
         self.netlink.as_mut().ok_or_else(|| "no netlink".to_owned())
     }
 
-    /// The address goes on the VIP device as /32: no subnet route points into the device,
-    /// and the kernel still answers ARP for it on the physical interface.
+    /// The address goes on the VIP device as /32 (/128): no subnet route points into the
+    /// device, and the kernel still answers ARP for it on the physical interface (neighbour
+    /// solicitations are answered by [`crate::ndp`]).
+    ///
+    /// An IPv6 address goes on with `nodad` (IFA_F_NODAD). Without it the kernel marks a new
+    /// address `tentative` until duplicate-address detection has run: on the TUN device
+    /// (NOARP) it skips the probe, but only later, from its address-configuration work
+    /// queue; on a device that probes, about a second. A tentative address is neither used
+    /// as a source nor accepted in a bind, so the director's answers and every listener on
+    /// the VIP would wait. With `nodad` the address is usable as soon as the kernel has
+    /// acknowledged it. A probe would learn nothing anyway: the other holder of the address
+    /// is the peer we take it from, dead or giving it up.
     fn add_vip(&mut self, vip: &Vip) -> Result<(), String> {
         let ifindex = self.vipdev.ifindex();
         let nl = self.netlink()?;
-        let r = nl.add_ipv4_address(ifindex, vip.addr, 32);
+        let r = match vip.addr {
+            IpAddr::V4(a) => nl.add_ipv4_address(ifindex, a, 32),
+            IpAddr::V6(a) => nl.add_ipv6_address(ifindex, a, 128, true),
+        };
         r.map(|_| ()).map_err(|e| {
             self.netlink = None;
             e.to_string()
@@ -691,7 +732,11 @@ impl Daemon {
     fn del_vip(&mut self, vip: &Vip) -> Result<bool, String> {
         let ifindex = self.vipdev.ifindex();
         let nl = self.netlink()?;
-        match nl.del_ipv4_address(ifindex, vip.addr, 32) {
+        let r = match vip.addr {
+            IpAddr::V4(a) => nl.del_ipv4_address(ifindex, a, 32),
+            IpAddr::V6(a) => nl.del_ipv6_address(ifindex, a, 128),
+        };
+        match r {
             Ok(change) => Ok(change == lvs_netinfo::AddressChange::Removed),
             Err(e) => {
                 self.netlink = None;
@@ -708,19 +753,28 @@ impl Daemon {
             return;
         }
         for vip in self.config.vips.clone() {
-            let res = self.netlink().and_then(|nl| {
-                let link = nl.link_by_name(&vip.interface).map_err(|e| e.to_string())?;
-                let mac = link
-                    .mac
-                    .ok_or_else(|| format!("{} has no MAC address", vip.interface))?;
-                send_gratuitous_arp(
-                    link.ifindex,
-                    mac,
-                    vip.addr,
-                    &[GarpKind::Request, GarpKind::Reply],
-                )
-                .map_err(|e| e.to_string())
-            });
+            let res = match vip.addr {
+                IpAddr::V4(addr) => self.netlink().and_then(|nl| {
+                    let link = nl.link_by_name(&vip.interface).map_err(|e| e.to_string())?;
+                    let mac = link
+                        .mac
+                        .ok_or_else(|| format!("{} has no MAC address", vip.interface))?;
+                    send_gratuitous_arp(
+                        link.ifindex,
+                        mac,
+                        addr,
+                        &[GarpKind::Request, GarpKind::Reply],
+                    )
+                    .map_err(|e| e.to_string())
+                }),
+                IpAddr::V6(addr) => match self.netlink() {
+                    Ok(_) => match self.netlink.as_mut() {
+                        Some(nl) => self.ndp.announce(nl, &self.registry, &vip, addr),
+                        None => Err("no netlink".to_owned()),
+                    },
+                    Err(e) => Err(e),
+                },
+            };
             if let Err(e) = res {
                 event!(
                     Level::Warn,
@@ -745,6 +799,28 @@ impl Daemon {
         } else {
             None
         };
+    }
+
+    /// Neighbour solicitations for the IPv6 addresses answered (held) or not (released).
+    fn hold_ndp(&mut self, held: bool) {
+        if self.ndp.is_empty() && !self.config.vips.iter().any(|v| v.addr.is_ipv6()) {
+            return;
+        }
+        let failed = match self.netlink() {
+            Ok(_) => match self.netlink.as_mut() {
+                Some(nl) => self.ndp.hold(nl, &self.registry, &self.config.vips, held),
+                None => Vec::new(),
+            },
+            Err(e) => vec![(String::new(), e)],
+        };
+        for (interface, error) in failed {
+            event!(
+                Level::Warn,
+                "ndp_failed",
+                interface = interface,
+                error = error
+            );
+        }
     }
 
     /// A watched link lost its carrier: a local fault; every link back: backup again.
@@ -898,6 +974,7 @@ impl Daemon {
                 .ne(new.vips.iter().map(|v| &v.interface));
         self.config = new;
         if self.holds_vips {
+            self.hold_ndp(true);
             self.start_garp();
         }
         if relink {
@@ -1011,6 +1088,9 @@ impl Daemon {
             rejected_stale_generation = rejects.stale_generation,
             rejected_old_version = rejects.old_version,
             generation = self.sealer.generation(),
+            ndp_answered = self.ndp.stats().answered,
+            ndp_announced = self.ndp.stats().announced,
+            ndp_malformed = self.ndp.stats().malformed_total(),
         );
     }
 }

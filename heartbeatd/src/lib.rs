@@ -18,6 +18,8 @@
 //! - [`vipdev`]: the TUN device the virtual addresses live on, so that they die with the
 //!   process (a SIGKILLed primary must not go on answering ARP for the VIP).
 //! - [`linkwatch`]: carrier of the VIP interfaces over netlink; a link down is a local fault.
+//! - [`ndp`]: neighbour discovery for the IPv6 virtual addresses (answers to solicitations
+//!   while master, the unsolicited advertisements of a takeover).
 //! - [`director`]: the director's control socket on a helper thread (role changes never block
 //!   the loop; the director's connection-sync state feeds the `TABLE_SYNCED` flag).
 //!
@@ -50,6 +52,7 @@ pub mod director;
 pub mod epoch;
 pub mod fsm;
 pub mod linkwatch;
+pub mod ndp;
 pub mod serial;
 mod sys;
 pub mod udp;

@@ -1,5 +1,6 @@
-//! The interface ioctls of the VIP device ([`crate::vipdev`]), each behind a safe function:
-//! the only place in `lvs-heartbeatd` with `unsafe` code.
+//! The interface ioctls of the VIP device ([`crate::vipdev`]) and the one socket option nix
+//! has no setter for, each behind a safe function: the only place in `lvs-heartbeatd` with
+//! `unsafe` code.
 
 use std::fs::File;
 use std::io;
@@ -69,4 +70,21 @@ pub(crate) fn set_interface_up(name: &str) -> io::Result<()> {
     }
     // SAFETY: SIOCSIFFLAGS reads the ifreq `req`, which outlives the call.
     check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) })
+}
+
+/// IPV6_MULTICAST_IF: multicast datagrams of `socket` leave by interface `ifindex`.
+pub(crate) fn set_ipv6_multicast_if(socket: &impl AsRawFd, ifindex: u32) -> io::Result<()> {
+    let value = libc::c_int::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index too large"))?;
+    // SAFETY: the option value is a c_int on this stack frame whose exact size is passed;
+    // the kernel only reads it, and a closed descriptor only makes the call fail (EBADF).
+    check(unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MULTICAST_IF,
+            (&raw const value).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    })
 }

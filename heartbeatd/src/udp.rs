@@ -1,13 +1,15 @@
-//! Heartbeats over UDP: unicast to a list of peers, or one IPv4 multicast group.
+//! Heartbeats over UDP: unicast to a list of peers (IPv4 or IPv6), or one multicast group
+//! (IPv4, or IPv6 joined on a named interface).
 //!
 //! The socket is non-blocking, for a `mio` loop (it is a [`mio::net::UdpSocket`]; register it
 //! with READABLE interest). Sending never waits: a datagram the kernel will not take now is
 //! counted as dropped (the next keepalive follows soon). Datagrams are marked DSCP CS6
-//! (network control) so that a congested link drops them last. A multicast socket does not
-//! loop its own heartbeats back, and uses TTL 1 (the peers sit on the same segment).
+//! (network control, the TOS byte or the IPv6 traffic class) so that a congested link drops
+//! them last. A multicast socket does not loop its own heartbeats back, and uses TTL (hop
+//! limit) 1: the peers sit on the same segment.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 use mio::net::UdpSocket;
@@ -37,6 +39,17 @@ pub enum UdpConfig {
         port: u16,
         /// The local IPv4 address of the interface to use.
         interface: Ipv4Addr,
+    },
+    /// Join the IPv6 `group` on `interface`, listen on `port`, send to the group out of
+    /// that interface.
+    Multicast6 {
+        /// An IPv6 multicast group: link-local (ff02::/16, which needs the interface as its
+        /// scope) or of a wider scope (ff05::/16 site ...).
+        group: Ipv6Addr,
+        /// The port, the same on every node.
+        port: u16,
+        /// The interface's name, resolved to its index when the socket is bound.
+        interface: String,
     },
 }
 
@@ -88,12 +101,27 @@ impl UdpHeartbeat {
                     vec![SocketAddr::V4(SocketAddrV4::new(*group, *port))],
                 )
             }
+            UdpConfig::Multicast6 {
+                group,
+                port,
+                interface,
+            } => {
+                let (socket, dest) = bind_group6(*group, *port, interface)?;
+                (socket, vec![SocketAddr::V6(dest)])
+            }
         };
         if destinations.iter().any(|d| d.is_ipv4()) {
             // Best effort: an IPv6-only socket has no IP_TOS.
             let _ = nix::sys::socket::setsockopt(
                 &socket,
                 nix::sys::socket::sockopt::IpTos,
+                &libc::c_int::from(TOS_CS6),
+            );
+        }
+        if destinations.iter().any(SocketAddr::is_ipv6) {
+            let _ = nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::Ipv6TClass,
                 &libc::c_int::from(TOS_CS6),
             );
         }
@@ -184,7 +212,7 @@ impl UdpHeartbeat {
     /// where the MAC and node id decide).
     pub fn is_peer_address(&self, from: &SocketAddr) -> bool {
         match self.destinations.as_slice() {
-            [SocketAddr::V4(d)] if d.ip().is_multicast() => true,
+            [d] if d.ip().is_multicast() => true,
             dests => dests
                 .iter()
                 .any(|d| d.ip() == from.ip() || same_v4(d.ip(), from.ip())),
@@ -198,6 +226,49 @@ fn same_v4(a: IpAddr, b: IpAddr) -> bool {
         IpAddr::V6(v) => v.to_ipv4_mapped(),
     };
     v4(a).is_some() && v4(a) == v4(b)
+}
+
+/// The IPv6 group socket: bound to the group (scoped to the interface, which a link-local
+/// group needs and a wider one ignores), joined on the interface, sending out of it with hop
+/// limit 1 and without loopback. Returns the socket and where heartbeats go.
+fn bind_group6(
+    group: Ipv6Addr,
+    port: u16,
+    interface: &str,
+) -> io::Result<(UdpSocket, SocketAddrV6)> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn6, bind, setsockopt, socket, sockopt,
+    };
+    if !group.is_multicast() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{group} is not a multicast group"),
+        ));
+    }
+    let ifindex = nix::net::if_::if_nametoindex(interface).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("interface {interface} for IPv6 group {group}: {e}"),
+        )
+    })?;
+    let dest = SocketAddrV6::new(group, port, 0, ifindex);
+    let fd = socket(
+        AddressFamily::Inet6,
+        SockType::Datagram,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrIn6::from(dest))?;
+    let socket = std::net::UdpSocket::from(fd);
+    socket.join_multicast_v6(&group, ifindex)?;
+    socket.set_multicast_loop_v6(false)?;
+    setsockopt(&socket, sockopt::Ipv6MulticastHops, &1)?;
+    // A group of wider than link scope is routed like any destination: this keeps it on the
+    // configured interface.
+    crate::sys::set_ipv6_multicast_if(&socket, ifindex)?;
+    Ok((UdpSocket::from_std(socket), dest))
 }
 
 /// A non-blocking UDP socket with `SO_REUSEADDR` (so that more than one listener, a
@@ -309,6 +380,17 @@ mod tests {
                 &["link", "set", "lo", "up"][..],
                 &["link", "set", "lo", "multicast", "on"],
                 &["route", "add", "224.0.0.0/4", "dev", "lo"],
+                &[
+                    "-6",
+                    "route",
+                    "add",
+                    "multicast",
+                    "ff00::/8",
+                    "dev",
+                    "lo",
+                    "table",
+                    "local",
+                ],
             ] {
                 let ok = std::process::Command::new("ip")
                     .args(args)
@@ -354,6 +436,92 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_unicast_on_loopback() {
+        let lo6 = |port| SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+        let Ok(mut b) = UdpHeartbeat::bind(&UdpConfig::Unicast {
+            bind: lo6(0),
+            peers: vec![lo6(9)],
+        }) else {
+            lvs_testsupport::skip("ipv6_unicast_on_loopback", "no IPv6 on lo");
+            return;
+        };
+        let mut a = UdpHeartbeat::bind(&UdpConfig::Unicast {
+            bind: lo6(0),
+            peers: vec![b.local_addr().unwrap()],
+        })
+        .unwrap();
+        assert_eq!(a.send_all(b"beat6"), 1);
+        let (msg, from) = recv_one(&mut b);
+        assert_eq!(msg, b"beat6");
+        assert_eq!(from, a.local_addr().unwrap());
+        assert!(b.is_peer_address(&lo6(9)));
+    }
+
+    /// Both IPv6 scopes the configuration offers, between the two ends of a veth pair in a
+    /// fresh namespace (each socket joined on its own end): a link-local group (ff02::/16,
+    /// scoped by the interface) and a site group (ff05::/16, kept on the interface by
+    /// IPV6_MULTICAST_IF).
+    #[test]
+    fn ipv6_multicast_groups() {
+        let got = in_netns(|| {
+            // No duplicate-address detection: the link-local source is usable at once.
+            for k in ["all", "default"] {
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{k}/accept_dad"), "0");
+            }
+            let _ = std::process::Command::new("ip")
+                .args(["link", "add", "va", "type", "veth", "peer", "name", "vb"])
+                .status();
+            for dev in ["va", "vb"] {
+                let _ = std::process::Command::new("ip")
+                    .args(["link", "set", dev, "up"])
+                    .status();
+            }
+            let mut out = Vec::new();
+            for group in ["ff02::694:1", "ff05::694:2"] {
+                let group: Ipv6Addr = group.parse().unwrap();
+                let config = |interface: &str| UdpConfig::Multicast6 {
+                    group,
+                    port: 6942,
+                    interface: interface.into(),
+                };
+                let mut a = UdpHeartbeat::bind(&config("va")).unwrap();
+                let mut b = UdpHeartbeat::bind(&config("vb")).unwrap();
+                let va = nix::net::if_::if_nametoindex("va").unwrap();
+                assert_eq!(
+                    a.destinations(),
+                    &[SocketAddr::V6(SocketAddrV6::new(group, 6942, 0, va))]
+                );
+                let mut got = None;
+                for _ in 0..30 {
+                    // Fails until the link-local source address is there.
+                    a.send_all(b"group beat 6");
+                    std::thread::sleep(Duration::from_millis(100));
+                    let mut buf = [0u8; MAX_DATAGRAM];
+                    if let Some((n, from)) = b.recv(&mut buf).unwrap() {
+                        got = Some((buf[..n].to_vec(), from));
+                        break;
+                    }
+                }
+                let (msg, from) = got.expect("the group datagram never arrived");
+                assert!(b.is_peer_address(&from));
+                out.push((msg, from));
+            }
+            out
+        });
+        match got {
+            Some(got) => {
+                for (msg, from) in got {
+                    assert_eq!(msg, b"group beat 6");
+                    assert!(from.is_ipv6(), "{from}");
+                }
+            }
+            None => {
+                lvs_testsupport::skip("ipv6_multicast_groups", "cannot make a network namespace")
+            }
+        }
+    }
+
+    #[test]
     fn unicast_without_peers_is_refused() {
         let e = UdpHeartbeat::bind(&UdpConfig::Unicast {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
@@ -365,6 +533,13 @@ mod tests {
             group: Ipv4Addr::new(10, 0, 0, 1),
             port: 0,
             interface: Ipv4Addr::LOCALHOST,
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = UdpHeartbeat::bind(&UdpConfig::Multicast6 {
+            group: Ipv6Addr::LOCALHOST,
+            port: 0,
+            interface: "lo".into(),
         })
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);

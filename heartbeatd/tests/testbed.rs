@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, SerialLine, sh, sh_out, wait_until};
+use common::{
+    BIN, SerialLine, add_addr, bridge_port, new_bridge, new_netns, sh, sh_out, wait_until,
+};
 use lvs_testsupport::root_or_skip;
 
 const VIP: &str = "10.88.0.100";
@@ -115,22 +117,14 @@ impl Cluster {
 
     fn build_network(&mut self, mode: Mode) {
         for n in NODES {
-            let ns = self.ns(n);
-            let _ = sh_out(&["ip", "netns", "del", &ns]);
-            sh(&["ip", "netns", "add", &ns]);
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            new_netns(&self.ns(n));
         }
         let sw = self.ns("sw");
-        sh(&["ip", "-n", &sw, "link", "add", "br0", "type", "bridge"]);
-        sh(&["ip", "-n", &sw, "link", "set", "br0", "up"]);
+        new_bridge(&sw);
         for n in &NODES[1..] {
             let ns = self.ns(n);
             let port = format!("{n}l");
-            sh(&[
-                "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", &ns,
-            ]);
-            sh(&["ip", "-n", &sw, "link", "set", &port, "master", "br0", "up"]);
+            bridge_port(&sw, &port, &ns);
             // No segmentation offloads: a veth would hand the director 64 KiB packets.
             for (space, dev) in [(&sw, port.as_str()), (&ns, "eth0")] {
                 let _ = sh_out(&[
@@ -140,9 +134,7 @@ impl Cluster {
             }
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         }
-        let addr = |node: &str, a: &str| {
-            sh(&["ip", "-n", &self.ns(node), "addr", "add", a, "dev", "eth0"]);
-        };
+        let addr = |node: &str, a: &str| add_addr(&self.ns(node), a, &[]);
         addr("c", &format!("{CLIENT}/24"));
         addr("d0", "10.88.0.11/24");
         addr("d0", "10.88.1.11/24");
@@ -350,25 +342,12 @@ impl Cluster {
     }
 
     fn mac(&self, node: &str) -> String {
-        let out = sh(&["ip", "-n", &self.ns(node), "-br", "link", "show", "eth0"]);
-        out.split_whitespace().nth(2).unwrap_or_default().to_owned()
+        common::mac(&self.ns(node))
     }
 
     /// The client's neighbour entry for the VIP: its MAC, if it has one.
     fn client_neigh(&self) -> Option<String> {
-        let out = sh(&[
-            "ip",
-            "-n",
-            &self.ns("c"),
-            "neigh",
-            "show",
-            VIP,
-            "dev",
-            "eth0",
-        ]);
-        let f: Vec<&str> = out.split_whitespace().collect();
-        let i = f.iter().position(|w| *w == "lladdr")?;
-        f.get(i + 1).map(|s| (*s).to_owned())
+        common::neighbour(&self.ns("c"), VIP).map(|(mac, _)| mac)
     }
 
     /// One new HTTP connection from the client to `addr:port`: the body, if it worked.
@@ -480,12 +459,7 @@ impl Drop for Cluster {
             let _ = h.kill();
             let _ = h.wait();
         }
-        for n in NODES {
-            let _ = sh_out(&["ip", "netns", "del", &self.ns(n)]);
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        common::remove_bed(NODES.map(|n| self.ns(n)), &self.dir);
     }
 }
 

@@ -65,6 +65,10 @@ pub enum NetinfoError {
     #[error("prefix length /{0} is invalid for an IPv4 address (must be 0 to 32)")]
     BadPrefixLength(u8),
 
+    /// A prefix length outside 0..=128.
+    #[error("prefix length /{0} is invalid for an IPv6 address (must be 0 to 128)")]
+    BadIpv6PrefixLength(u8),
+
     /// An ethtool ioctl failed.
     #[error("cannot {op} on interface {ifname} (ethtool ioctl): {source}")]
     Ethtool {

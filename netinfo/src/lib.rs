@@ -1,13 +1,15 @@
 //! What the director (and the heartbeat daemon) need from the kernel's networking tables,
 //! over a synchronous NETLINK_ROUTE socket, plus two small ioctl/AF_PACKET helpers.
 //!
-//! - [`Netlink`]: links, IPv4 addresses (idempotent add/delete), the main routing table (IPv4
-//!   and IPv6) as a [`Fib`] with longest-prefix match per family, the neighbour table (ARP and
-//!   NDP), neighbour resolution, and the combined [`NextHopTable`] that workers use per packet
-//!   without system calls.
+//! - [`Netlink`]: links, IPv4 and IPv6 addresses (idempotent add/delete; IPv6 with `nodad` and
+//!   its DAD state), the main routing table (IPv4 and IPv6) as a [`Fib`] with longest-prefix
+//!   match per family, the neighbour table (ARP and NDP), neighbour resolution, and the
+//!   combined [`NextHopTable`] that workers use per packet without system calls.
 //! - [`NetlinkMonitor`]: change notifications for a `mio` loop.
 //! - [`disable_receive_offloads`]: GRO/LRO off for an AF_PACKET forwarder, undone at stop.
-//! - [`send_gratuitous_arp`]: announce a taken-over address.
+//! - [`send_gratuitous_arp`]: announce a taken-over address; [`NdpSocket`]: the same for
+//!   IPv6 (unsolicited neighbour advertisements), and the answers to neighbour solicitations
+//!   for addresses held on another interface.
 //!
 //! Everything here works in the network namespace of the calling thread. Routes, neighbours,
 //! next hops and change notifications hold `IpAddr`: one table serves both families, and a
@@ -80,9 +82,14 @@ mod route;
 mod rtnl;
 mod sys;
 
-pub use addr::{AddressChange, Ipv4Address};
+pub use addr::{AddressChange, Ipv4Address, Ipv6Address};
 pub use error::{NetinfoError, Result};
-pub use garp::{GARP_FRAME_LEN, GarpKind, gratuitous_arp_frame, send_gratuitous_arp};
+pub use garp::{
+    ALL_NODES, BadSolicitation, GARP_FRAME_LEN, GarpKind, ICMPV6_NEIGHBOUR_ADVERTISEMENT,
+    ICMPV6_NEIGHBOUR_SOLICITATION, NA_LEN, NDP_HOP_LIMIT, NaFlags, NdpSocket, NdpStats,
+    Solicitation, gratuitous_arp_frame, neighbour_advertisement, parse_neighbour_solicitation,
+    send_gratuitous_arp, send_unsolicited_na, solicited_node,
+};
 pub use link::Link;
 pub use mac::{BadMacAddr, MacAddr};
 pub use monitor::{Changes, MAX_EVENTS, NetChange, NetlinkMonitor};

@@ -61,15 +61,26 @@ pub(crate) fn set_int_option(
     option: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: `fd` is borrowed, so open for the whole call; the option value is a valid c_int
-    // on this stack frame whose size is passed as the length.
+    set_option(fd, level, option, &value)
+}
+
+/// setsockopt(2) of one option whose value is the plain C value `value` (an int, a struct
+/// such as `ipv6_mreq`).
+pub(crate) fn set_option<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `fd` is borrowed, so open for the whole call; `value` is a valid, initialised
+    // value whose exact size is passed as the length, and the kernel only reads it.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
             level,
             option,
-            (&raw const value).cast(),
-            socklen_of::<libc::c_int>(),
+            std::ptr::from_ref(value).cast(),
+            socklen_of::<T>(),
         )
     };
     check(rc < 0)

@@ -1,60 +1,56 @@
 //! Addresses, ports and netmasks as ipvsadm reads and writes them.
 
+use std::cell::OnceCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 
 use lvs_proto::Protocol;
 
-/// Where `getservbyname` looks up port names such as `http`.
-pub const SERVICES_FILE: &str = "/etc/services";
+use crate::names::Names;
 
 /// Parses ipvsadm's `host[:port]`: `192.0.2.1`, `192.0.2.1:80`, `192.0.2.1:http`,
-/// `2001:db8::1` (no port), `[2001:db8::1]:80`. Host names are not resolved: a rules file
-/// must mean the same thing whatever DNS says. Returns `None` if `text` is none of these.
+/// `www:http`, `2001:db8::1` (no port), `[2001:db8::1]:80`. A host name is looked up in
+/// `/etc/hosts` (IPv4, as ipvsadm's `gethostbyname`), a port name in `/etc/services`
+/// ([`Names`]); never in DNS, so that a rules file means the same whatever DNS says.
+/// Returns `None` if `text` is none of these.
 pub fn parse_addr_port(text: &str, protocol: Protocol) -> Option<(IpAddr, Option<u16>)> {
+    let names = OnceCell::new();
+    parse_addr_port_with(text, protocol, || names.get_or_init(Names::load))
+}
+
+/// [`parse_addr_port`] with the names from `names` (read only when a name is given).
+pub fn parse_addr_port_with<'a>(
+    text: &str,
+    protocol: Protocol,
+    names: impl Fn() -> &'a Names,
+) -> Option<(IpAddr, Option<u16>)> {
     if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    let port_of = |port: &str| -> Option<u16> {
+        if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+            return port.parse().ok();
+        }
+        names().service_port(port, protocol)
+    };
     if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest.split_once(']')?;
         let port = after.strip_prefix(':')?;
         let addr: Ipv6Addr = inside.parse().ok()?;
-        return Some((IpAddr::V6(addr), Some(parse_port(port, protocol)?)));
+        return Some((IpAddr::V6(addr), Some(port_of(port)?)));
     }
     if let Ok(v6) = text.parse::<Ipv6Addr>() {
         return Some((IpAddr::V6(v6), None));
     }
     let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, Some(parse_port(port, protocol)?)),
+        Some((host, port)) => (host, Some(port_of(port)?)),
         None => (text, None),
     };
-    let addr: Ipv4Addr = host.parse().ok()?;
-    Some((IpAddr::V4(addr), port))
-}
-
-/// A port number (0-65535) or a name from [`SERVICES_FILE`] for `protocol`.
-pub fn parse_port(text: &str, protocol: Protocol) -> Option<u16> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok();
-    }
-    let services = std::fs::read_to_string(Path::new(SERVICES_FILE)).ok()?;
-    lookup_service(&services, text, protocol)
-}
-
-/// Finds `name` (or one of its aliases) for `protocol` in the text of an `/etc/services`.
-pub fn lookup_service(services: &str, name: &str, protocol: Protocol) -> Option<u16> {
-    let proto = match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
+    let addr = match host.parse::<Ipv4Addr>() {
+        Ok(a) => a,
+        Err(_) if !host.is_empty() => names().host_addr(host)?,
+        Err(_) => return None,
     };
-    services.lines().find_map(|line| {
-        let line = line.split('#').next().unwrap_or("");
-        let mut words = line.split_whitespace();
-        let first = words.next()?;
-        let (port, p) = words.next()?.split_once('/')?;
-        let named = first == name || words.any(|alias| alias == name);
-        (named && p == proto).then(|| port.parse().ok()).flatten()
-    })
+    Some((IpAddr::V4(addr), port))
 }
 
 /// Parses `-M`: a contiguous dotted mask for IPv4 (`255.255.255.0` is 24), a prefix length
@@ -115,11 +111,47 @@ mod tests {
             "300.0.0.1:80",
             "[::1]",
             "[::1]80",
-            "host:80",
+            "no-such-host.invalid:80",
             "192.0.2.1:-1",
+            "192.0.2.1:no-such-service",
+            ":80",
         ] {
             assert_eq!(v4(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn host_and_service_names() {
+        let names = Names::from_text(
+            "192.0.2.1 www www.example.org\n2001:db8::1 www6\n".into(),
+            "# comment\nhttp\t80/tcp\twww # WorldWideWeb\ndomain 53/udp\n".into(),
+        );
+        let parse = |s, p| parse_addr_port_with(s, p, || &names);
+        let www = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(parse("www:http", Protocol::Tcp), Some((www, Some(80))));
+        assert_eq!(
+            parse("WWW.example.org:www", Protocol::Tcp),
+            Some((www, Some(80)))
+        );
+        assert_eq!(parse("www", Protocol::Udp), Some((www, None)));
+        assert_eq!(
+            parse("192.0.2.1:domain", Protocol::Udp),
+            Some((www, Some(53)))
+        );
+        assert_eq!(
+            parse("[2001:db8::1]:http", Protocol::Tcp).map(|a| a.1),
+            Some(Some(80))
+        );
+        assert_eq!(parse("www:domain", Protocol::Tcp), None);
+        assert_eq!(parse("www:http", Protocol::Udp), None);
+        // ipvsadm looks host names up for IPv4 only; IPv6 is given as an address.
+        assert_eq!(parse("www6:80", Protocol::Tcp), None);
+        // Numbers need no file at all.
+        let empty = Names::default();
+        assert_eq!(
+            parse_addr_port_with("192.0.2.1:80", Protocol::Tcp, || &empty),
+            Some((www, Some(80)))
+        );
     }
 
     #[test]
@@ -155,15 +187,6 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn service_names() {
-        let services = "# comment\nhttp\t80/tcp\twww # WorldWideWeb\ndomain 53/udp\n";
-        assert_eq!(lookup_service(services, "http", Protocol::Tcp), Some(80));
-        assert_eq!(lookup_service(services, "www", Protocol::Tcp), Some(80));
-        assert_eq!(lookup_service(services, "http", Protocol::Udp), None);
-        assert_eq!(lookup_service(services, "domain", Protocol::Udp), Some(53));
     }
 
     #[test]

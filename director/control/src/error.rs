@@ -55,16 +55,19 @@ pub enum ControlError {
     #[error("illegal weight specified")]
     BadWeight,
 
-    /// The kernel's ERANGE for thresholds, with the reason spelled out.
-    #[error(
-        "Numerical result out of range (lower threshold {lower} is higher than upper threshold {upper})"
-    )]
+    /// The kernel's ERANGE for a lower threshold above the upper one, as ipvsadm shows it.
+    #[error("Numerical result out of range")]
     Thresholds {
         /// `-y`.
         lower: u32,
         /// `-x`.
         upper: u32,
     },
+
+    /// The kernel's EINVAL for a real server that is not a unicast address (`0.0.0.0`,
+    /// broadcast, multicast; in IPv6 `::`, multicast, link-local), as ipvsadm shows it.
+    #[error("Invalid operation.  Possibly wrong module version, address not unicast, ...")]
+    NotUnicast(std::net::IpAddr),
 
     /// Only VS/TUN may cross address families.
     #[error("Different address family is allowed only for tunneling servers")]

@@ -9,7 +9,8 @@
 //! - [`grammar`]: one ipvsadm command line to a typed [`Command`];
 //!   [`rules`]: `ipvsadm-save` text (restore input, the rules file) with line numbers;
 //!   [`save`](mod@save): the `ipvsadm-save` output; [`order`]: ipvsadm's listing order;
-//!   [`address`]: `host[:port]` and netmasks; [`sched_flags`]: `-b`, ipvsadm's flags and the
+//!   [`address`]: `host[:port]` and netmasks; [`names`]: host and service names from
+//!   `/etc/hosts` and `/etc/services`; [`sched_flags`]: `-b`, ipvsadm's flags and the
 //!   plugins' options.
 //! - [`content`]: layer-7 content switching: lvsadm's pool and rule commands, the model they
 //!   edit ([`ContentModel`]) and its listing.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod grammar;
 pub mod handler;
 pub mod hooks;
+pub mod names;
 pub mod order;
 pub mod rules;
 pub mod save;
@@ -48,6 +50,7 @@ pub use hooks::{
     AnyScheduler, DestCounters, KnownSchedulers, SCHEDULER_NOT_FOUND, SchedulerCheck, StatsSource,
     ZeroStats,
 };
-pub use rules::{RulesError, RulesErrorKind, load_rules, parse_rules, split_line};
-pub use save::save;
+pub use names::Names;
+pub use rules::{RulesError, RulesErrorKind, load_rules, parse_line, parse_rules, split_line};
+pub use save::{save, save_named};
 pub use state::{ConfigChange, ControlState, MAX_TIMEOUT, MAX_WEIGHT, Refusal, Service};

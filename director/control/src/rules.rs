@@ -45,22 +45,30 @@ pub fn split_line(line: &str) -> Vec<&str> {
     words
 }
 
+/// Parses one line: `None` for a blank or comment line. Only ipvsadm's commands that
+/// change configuration are accepted (content services, their pools and rules, live in the
+/// director's configuration file).
+pub fn parse_line(line: &str) -> Option<Result<Command, RulesErrorKind>> {
+    let words = split_line(line);
+    if words.is_empty() {
+        return None;
+    }
+    Some(match parse_ipvsadm(&words) {
+        Ok(cmd) if cmd.to_request().is_none() => Err(RulesErrorKind::NotARule(words.join(" "))),
+        Ok(cmd) => Ok(cmd),
+        Err(e) => Err(e.into()),
+    })
+}
+
 /// Parses every line; returns the commands with their line numbers, or the first error.
-/// Only ipvsadm's commands that change configuration are accepted (content services, their
-/// pools and rules, live in the director's configuration file).
 pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let words = split_line(line);
-        if words.is_empty() {
-            continue;
+        match parse_line(line) {
+            None => {}
+            Some(Ok(cmd)) => out.push((i + 1, cmd)),
+            Some(Err(kind)) => return Err(RulesError { line: i + 1, kind }),
         }
-        let at = |kind: RulesErrorKind| RulesError { line: i + 1, kind };
-        let cmd = parse_ipvsadm(&words).map_err(|e| at(e.into()))?;
-        if cmd.to_request().is_none() {
-            return Err(at(RulesErrorKind::NotARule(words.join(" "))));
-        }
-        out.push((i + 1, cmd));
     }
     Ok(out)
 }

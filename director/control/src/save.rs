@@ -1,21 +1,30 @@
 //! `ipvsadm-save` output: one `-A` line per service followed by one `-a` line per real
 //! server, which `-R` (and the director's rules file) read back.
 //!
-//! Exactly ipvsadm's format (always numeric, as `ipvsadm -S -n`), with one addition:
-//! non-zero thresholds are written as `-x`/`-y`, which ipvsadm's save forgets although its
+//! Exactly ipvsadm 1.31's format (every tunnelled server ends with `--tun-type ipip`;
+//! without `-n`, host and port names as in listings), with one addition: non-zero thresholds
+//! are written as `-x`/`-y` at the end of the line, which ipvsadm's save forgets although its
 //! restore accepts them; without them a save would lose configuration.
 
 use std::fmt::Write as _;
 
-use lvs_proto::{AddrPort, ServiceStatus};
+use lvs_proto::{FwdMethod, ServiceStatus};
 
 use crate::address::format_netmask;
 use crate::hooks::ZeroStats;
+use crate::names::{Names, addr_port};
 use crate::order::sort_services;
 use crate::state::{ControlState, full_prefix};
 
-/// The save text of `services`; sorted as ipvsadm sorts unless `sort` is false.
+/// The save text of `services` (numeric, as `-S -n`); sorted as ipvsadm sorts unless
+/// `sort` is false.
 pub fn save(services: &[ServiceStatus], sort: bool) -> String {
+    save_named(services, sort, None)
+}
+
+/// The save text of `services` with host and port names from `names` (`-S` without `-n`),
+/// numeric when `names` is `None`.
+pub fn save_named(services: &[ServiceStatus], sort: bool, names: Option<&Names>) -> String {
     let mut services = services.to_vec();
     if sort {
         sort_services(&mut services);
@@ -23,7 +32,11 @@ pub fn save(services: &[ServiceStatus], sort: bool) -> String {
     let mut out = String::new();
     for s in &services {
         let key = s.conf.key;
-        let svc = format!("{} {}", key.protocol.switch(), AddrPort(key.addr, key.port));
+        let svc = format!(
+            "{} {}",
+            key.protocol.switch(),
+            addr_port(names, key.protocol, key.addr, key.port)
+        );
         let _ = write!(out, "-A {svc} -s {}", s.conf.scheduler);
         if let Some(p) = s.conf.persistence {
             let _ = write!(out, " -p {}", p.timeout_secs);
@@ -41,10 +54,15 @@ pub fn save(services: &[ServiceStatus], sort: bool) -> String {
             let _ = write!(
                 out,
                 "-a {svc} -r {} {} -w {}",
-                AddrPort(c.addr, c.port),
+                addr_port(names, key.protocol, c.addr, c.port),
                 c.fwd.switch(),
                 c.weight
             );
+            // ipvsadm 1.31 names the tunnel type of every tunnelled server; IP-in-IP is
+            // the only one the data plane has.
+            if c.fwd == FwdMethod::Tunnel {
+                out.push_str(" --tun-type ipip");
+            }
             if c.upper_threshold != 0 {
                 let _ = write!(out, " -x {}", c.upper_threshold);
             }
@@ -84,7 +102,7 @@ mod tests {
 -A -t 192.0.2.1:443 -s wlc -p 300
 -a -t 192.0.2.1:443 -r 10.0.0.2:443 -g -w 0
 -A -t 192.0.2.2:0 -s sh -p 3600 -M 255.255.255.0 -b sh-port
--a -t 192.0.2.2:0 -r 10.0.0.4:0 -i -w 1
+-a -t 192.0.2.2:0 -r 10.0.0.4:0 -i -w 1 --tun-type ipip
 -A -u 192.0.2.1:53 -s rr
 -A -t [2001:db8::1]:80 -s rr -p 60 -M 64
 -a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -g -w 1
@@ -113,7 +131,7 @@ mod tests {
     fn ipv6_save_is_ipvsadm_save_format_and_round_trips() {
         const V6: &str = "\
 -A -t 192.0.2.1:80 -s rr
--a -t 192.0.2.1:80 -r [2001:db8::20]:80 -i -w 1
+-a -t 192.0.2.1:80 -r [2001:db8::20]:80 -i -w 1 --tun-type ipip
 -A -u 192.0.2.1:53 -s rr
 -A -t [2001:db8::1]:0 -s sh -p 3600 -M 48 -b sh-port
 -a -t [2001:db8::1]:0 -r [2001:db8::10]:0 -g -w 1
@@ -143,7 +161,7 @@ mod tests {
     fn ipv6_persistent_64_with_every_forwarding_method_round_trips() {
         const TEXT: &str = "\
 -A -t [2001:db8::1]:443 -s wrr -p 600 -M 64
--a -t [2001:db8::1]:443 -r [2001:db8:1::10]:443 -i -w 3
+-a -t [2001:db8::1]:443 -r [2001:db8:1::10]:443 -i -w 3 --tun-type ipip
 -a -t [2001:db8::1]:443 -r [2001:db8:1::11]:443 -g -w 2
 -a -t [2001:db8::1]:443 -r [2001:db8:1::12]:8443 -m -w 1
 ";
@@ -156,6 +174,32 @@ mod tests {
         let again = load_rules(&save(&list, false), &AnyScheduler).unwrap();
         assert_eq!(again.save(), TEXT);
         assert_eq!(again.list(None, &ZeroStats).unwrap(), list);
+    }
+
+    /// `-S` without `-n`: host and port names where `/etc/hosts` and `/etc/services` have
+    /// them, numbers elsewhere (the real binary's round trip is in lvsadm's tests).
+    #[test]
+    fn named_save_names_hosts_and_ports() {
+        let names = Names::from_text(
+            "192.0.2.1 www\n10.0.0.2 web1\n".into(),
+            "http 80/tcp\ndomain 53/udp\n".into(),
+        );
+        let state = load_rules(
+            "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.2:80 -i -w 1\n\
+             -a -t 192.0.2.1:80 -r 10.0.0.3:80 -g -w 1\n-A -u 192.0.2.1:53 -s rr\n\
+             -A -t 192.0.2.1:8080 -s rr\n",
+            &AnyScheduler,
+        )
+        .unwrap();
+        let list = state.list(None, &ZeroStats).unwrap();
+        assert_eq!(
+            save_named(&list, true, Some(&names)),
+            "-A -t www:http -s rr\n\
+             -a -t www:http -r web1:http -i -w 1 --tun-type ipip\n\
+             -a -t www:http -r 10.0.0.3:http -g -w 1\n\
+             -A -t www:8080 -s rr\n\
+             -A -u www:domain -s rr\n"
+        );
     }
 
     fn addr4() -> impl Strategy<Value = IpAddr> {

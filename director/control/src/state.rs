@@ -333,6 +333,10 @@ impl ControlState {
         if service.find_dest(dest.addr, dest.port).is_some() {
             return Err(ControlError::DestExists(AddrPort(dest.addr, dest.port)));
         }
+        // The kernel's ip_vs_new_dest: only a new server's address type is checked.
+        if !is_unicast(dest.addr) {
+            return Err(ControlError::NotUnicast(dest.addr));
+        }
         service.dests.push(dest);
         Ok(vec![ConfigChange::DestAdded {
             service: *key,
@@ -555,6 +559,17 @@ fn check_service(
     Ok(conf)
 }
 
+/// What the kernel takes for a real server: IPv4 other than 0.0.0.0/8, broadcast and
+/// multicast (`inet_addr_type` local or unicast); IPv6 unicast other than link-local.
+fn is_unicast(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => a.octets()[0] != 0 && !a.is_broadcast() && !a.is_multicast(),
+        IpAddr::V6(a) => {
+            !a.is_unspecified() && !a.is_multicast() && (a.segments()[0] & 0xffc0) != 0xfe80
+        }
+    }
+}
+
 fn check_dest(key: &ServiceKey, mut dest: DestConf) -> Result<DestConf, ControlError> {
     if dest.weight > MAX_WEIGHT {
         return Err(ControlError::BadWeight);
@@ -716,10 +731,26 @@ mod tests {
         heavy.lower_threshold = 5;
         assert_eq!(
             msg(s.edit_dest(&key(80), heavy)),
-            "Numerical result out of range (lower threshold 5 is higher than upper threshold 0)"
+            "Numerical result out of range"
         );
         heavy.upper_threshold = 10;
         s.edit_dest(&key(80), heavy).unwrap();
+        for bad in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "fe80::1",
+        ] {
+            let mut d = dest(2, FwdMethod::Tunnel);
+            d.addr = bad.parse().unwrap();
+            assert_eq!(
+                msg(s.add_dest(&key(80), d)),
+                "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+                "{bad}"
+            );
+        }
         assert_eq!(s.service(&key(80)).unwrap().dests[0], heavy);
         let mut zero = dest(4, FwdMethod::Masq);
         zero.port = 0;

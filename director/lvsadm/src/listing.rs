@@ -1,13 +1,21 @@
 //! `-L` output, column for column as ipvsadm prints it (trailing blanks included: ipvsadm
 //! pads its last column too, and scripts that compare output byte for byte exist).
 //!
-//! Addresses are always numeric: `-n` is accepted and changes nothing.
+//! With `-n` addresses and ports are numbers; without it, names where `/etc/hosts` and
+//! `/etc/services` have one (`names` is `None` for `-n`), cut to ipvsadm's column widths
+//! for IPv4 as ipvsadm cuts them.
 
 use std::fmt::Write as _;
 
+use lvs_control::names::addr_port;
 use lvs_control::order::sort_services;
-use lvs_control::{ListFormat, ListOptions};
-use lvs_proto::{AddrPort, ConnEntry, DirectorInfo, ServiceStatus, Timeouts};
+use lvs_control::{ListFormat, ListOptions, Names};
+use lvs_proto::{ConnEntry, DirectorInfo, FwdMethod, ServiceStatus, Timeouts};
+
+/// ipvsadm's `svc_name[33]` and `dname[28]`: an IPv4 service (with its protocol) and
+/// server are cut to these widths in listings; IPv6 ones are not.
+const SERVICE_WIDTH: usize = 33;
+const SERVER_WIDTH: usize = 28;
 
 /// The first line of a full listing.
 pub fn header(info: &DirectorInfo) -> String {
@@ -41,7 +49,22 @@ pub fn title(format: ListFormat) -> String {
         ListFormat::Plain => format!(
             "{local} Scheduler Flags\n{remote}           Forward Weight ActiveConn InActConn\n"
         ),
+        ListFormat::TunInfo => format!(
+            "{local} Scheduler Flags\n\
+             {remote}           Forward TunnelInfo    Weight ActiveConn InActConn\n"
+        ),
     }
+}
+
+fn cut(mut text: String, v4: bool, width: usize) -> String {
+    if v4 && text.len() > width {
+        let mut at = width;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+    }
+    text
 }
 
 /// ipvsadm's `print_largenum`: nine columns, scaled to K/M/G/T unless `exact`.
@@ -65,22 +88,31 @@ pub fn largenum(n: u64, exact: bool) -> String {
 }
 
 /// The title and every service with its real servers (sorted unless `--nosort`).
-pub fn services(list: &[ServiceStatus], opts: &ListOptions) -> String {
+pub fn services(list: &[ServiceStatus], opts: &ListOptions, names: Option<&Names>) -> String {
     let mut list = list.to_vec();
     if opts.sort {
         sort_services(&mut list);
     }
     let mut out = title(opts.format);
     for s in &list {
-        service(&mut out, s, opts);
+        service(&mut out, s, opts, names);
     }
     out
 }
 
-fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions) {
+fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions, names: Option<&Names>) {
     let key = s.conf.key;
     let exact = opts.exact;
-    let name = format!("{}  {}", key.protocol.name(), AddrPort(key.addr, key.port));
+    let v4 = key.addr.is_ipv4();
+    let name = cut(
+        format!(
+            "{}  {}",
+            key.protocol.name(),
+            addr_port(names, key.protocol, key.addr, key.port)
+        ),
+        v4,
+        SERVICE_WIDTH,
+    );
     match opts.format {
         ListFormat::Stats => {
             let st = &s.stats;
@@ -97,7 +129,10 @@ fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions) {
             }
         }
         // Thresholds and persistent-conn share the plain service line, as in ipvsadm.
-        ListFormat::Plain | ListFormat::Thresholds | ListFormat::PersistentConn => {
+        ListFormat::Plain
+        | ListFormat::Thresholds
+        | ListFormat::PersistentConn
+        | ListFormat::TunInfo => {
             let _ = write!(out, "{name} {}", s.conf.scheduler);
             if !s.conf.sched_flags.is_empty() {
                 let _ = write!(out, " ({})", s.conf.sched_flags);
@@ -114,7 +149,11 @@ fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions) {
     out.push('\n');
     for d in &s.dests {
         let c = &d.conf;
-        let dname = AddrPort(c.addr, c.port).to_string();
+        let dname = cut(
+            addr_port(names, key.protocol, c.addr, c.port),
+            v4,
+            SERVER_WIDTH,
+        );
         let _ = match opts.format {
             ListFormat::Stats => {
                 let st = &d.stats;
@@ -146,6 +185,20 @@ fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions) {
                 "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
                 c.weight, d.persist_conns, d.active_conns, d.inactive_conns
             ),
+            // IP-in-IP is the only tunnel type; other methods have no tunnel ("n/a").
+            ListFormat::TunInfo => writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                c.fwd.name(),
+                if c.fwd == FwdMethod::Tunnel {
+                    "ipip"
+                } else {
+                    "n/a"
+                },
+                c.weight,
+                d.active_conns,
+                d.inactive_conns
+            ),
             ListFormat::Plain => writeln!(
                 out,
                 "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
@@ -158,14 +211,24 @@ fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions) {
     }
 }
 
-/// `-L -c`.
-pub fn connections(conns: &[ConnEntry]) -> String {
+/// `-L -c`; with `--persistent-conn`, ipvsadm's title with the persistence engine's
+/// columns, which stay empty (lvs-rs has no persistence engines, and ipvsadm prints them
+/// only for entries that have one).
+pub fn connections(conns: &[ConnEntry], format: ListFormat, names: Option<&Names>) -> String {
     let mut out = String::from("IPVS connection entries\n");
-    let _ = writeln!(
-        out,
-        "pro expire {:<11} {:<18} {:<18} destination",
-        "state", "source", "virtual"
-    );
+    let _ = if format == ListFormat::PersistentConn {
+        writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        )
+    } else {
+        writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        )
+    };
     for c in conns {
         let expire = format!("{:02}:{:02}", c.expire_secs / 60, c.expire_secs % 60);
         let state = if c.template && c.state.is_empty() {
@@ -177,9 +240,9 @@ pub fn connections(conns: &[ConnEntry]) -> String {
             out,
             "{:<3} {expire:<6} {state:<11} {:<18} {:<18} {}",
             c.protocol.name(),
-            AddrPort(c.client.0, c.client.1).to_string(),
-            AddrPort(c.virtual_addr.0, c.virtual_addr.1).to_string(),
-            AddrPort(c.dest.0, c.dest.1),
+            addr_port(names, c.protocol, c.client.0, c.client.1),
+            addr_port(names, c.protocol, c.virtual_addr.0, c.virtual_addr.1),
+            addr_port(names, c.protocol, c.dest.0, c.dest.1),
         );
     }
     out
@@ -348,14 +411,17 @@ TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
   -> 10.0.0.4:80                  Tunnel  0      4          8         
 UDP  192.0.2.1:53 rr
 ";
-        assert_eq!(services(&sample(), &opts(ListFormat::Plain, false)), want);
+        assert_eq!(
+            services(&sample(), &opts(ListFormat::Plain, false), None),
+            want
+        );
     }
 
     #[test]
     fn nosort_keeps_configuration_order() {
         let mut o = opts(ListFormat::Plain, false);
         o.sort = false;
-        let out = services(&sample(), &o);
+        let out = services(&sample(), &o, None);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[2].starts_with("UDP  192.0.2.1:53"));
         assert!(lines[4].starts_with("  -> 10.0.0.3:8080"));
@@ -372,8 +438,11 @@ TCP  192.0.2.1:80                  123456K 99999999    1234M     123G     123T
   -> 10.0.0.4:80                      1000    10000     9000  1000000  100000K
 UDP  192.0.2.1:53                        0        0        0        0        0
 ";
-        assert_eq!(services(&sample(), &opts(ListFormat::Stats, false)), want);
-        let exact = services(&sample(), &opts(ListFormat::Stats, true));
+        assert_eq!(
+            services(&sample(), &opts(ListFormat::Stats, false), None),
+            want
+        );
+        let exact = services(&sample(), &opts(ListFormat::Stats, true), None);
         assert_eq!(
             exact.lines().nth(2).unwrap(),
             "TCP  192.0.2.1:80                 123456789 99999999 1234567890 123456789012 123456789012345"
@@ -395,7 +464,10 @@ TCP  192.0.2.1:80                        7       70       63     7000   700000
   -> 10.0.0.4:80                      1000    10000     9000  1000000  100000K
 UDP  192.0.2.1:53                        0        0        0        0        0
 ";
-        assert_eq!(services(&sample(), &opts(ListFormat::Rate, false)), want);
+        assert_eq!(
+            services(&sample(), &opts(ListFormat::Rate, false), None),
+            want
+        );
     }
 
     #[test]
@@ -410,7 +482,7 @@ TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
 UDP  192.0.2.1:53 rr
 ";
         assert_eq!(
-            services(&sample(), &opts(ListFormat::Thresholds, false)),
+            services(&sample(), &opts(ListFormat::Thresholds, false), None),
             want
         );
         let want = "\
@@ -423,7 +495,7 @@ TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
 UDP  192.0.2.1:53 rr
 ";
         assert_eq!(
-            services(&sample(), &opts(ListFormat::PersistentConn, false)),
+            services(&sample(), &opts(ListFormat::PersistentConn, false), None),
             want
         );
     }
@@ -469,7 +541,76 @@ pro expire state       source             virtual            destination
 TCP 14:59  ESTABLISHED 198.51.100.7:40000 192.0.2.1:80       10.0.0.2:80
 TCP 01:01  NONE        198.51.100.7:0     192.0.2.1:80       10.0.0.2:80
 ";
-        assert_eq!(connections(&conns), want);
+        assert_eq!(connections(&conns, ListFormat::Plain, None), want);
+    }
+
+    /// `-L --tun-info` as ipvsadm 1.31 prints it: IP-in-IP for tunnelled servers, "n/a"
+    /// for the others.
+    #[test]
+    fn tun_info_listing() {
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.0.2.1:80 wlc (flag-1) persistent 300 mask 255.255.255.0
+  -> 10.0.0.2:80                  Route   n/a           1      2          4         
+  -> 10.0.0.3:8080                Masq    n/a           2      3          6         
+  -> 10.0.0.4:80                  Tunnel  ipip          0      4          8         
+UDP  192.0.2.1:53 rr
+";
+        assert_eq!(
+            services(&sample(), &opts(ListFormat::TunInfo, false), None),
+            want
+        );
+    }
+
+    /// Without `-n`: names from the hosts and services files, numbers where they have none,
+    /// an IPv4 service cut to 33 characters and a server to 28 as ipvsadm cuts them.
+    #[test]
+    fn names_without_numeric() {
+        let names = Names::from_text(
+            "192.0.2.1 vip.example.org\n\
+             10.0.0.2 web-server-number-two.example.org\n\
+             10.0.0.3 web3\n"
+                .into(),
+            "http 80/tcp www\ndomain 53/udp\nwebcache 8080/tcp\n".into(),
+        );
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  vip.example.org:http wlc (flag-1) persistent 300 mask 255.255.255.0
+  -> web-server-number-two.exampl Route   1      2          4         
+  -> web3:webcache                Masq    2      3          6         
+  -> 10.0.0.4:http                Tunnel  0      4          8         
+UDP  vip.example.org:domain rr
+";
+        let o = opts(ListFormat::Plain, false);
+        assert_eq!(services(&sample(), &o, Some(&names)), want);
+        let long = Names::from_text(
+            "192.0.2.1 a-very-long-virtual-service-name.example.org\n".into(),
+            String::new(),
+        );
+        let out = services(&sample(), &o, Some(&long));
+        assert_eq!(
+            out.lines().nth(2).unwrap(),
+            "TCP  a-very-long-virtual-service- wlc (flag-1) persistent 300 mask 255.255.255.0"
+        );
+        let conns = [ConnEntry {
+            protocol: Protocol::Tcp,
+            expire_secs: 5,
+            state: "FIN_WAIT".into(),
+            client: (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)), 40000),
+            virtual_addr: (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 80),
+            dest: (v4(3), 80),
+            template: false,
+        }];
+        assert_eq!(
+            connections(&conns, ListFormat::PersistentConn, Some(&names)),
+            "\
+IPVS connection entries
+pro expire state       source             virtual            destination        pe name          pe_data
+TCP 00:05  FIN_WAIT    198.51.100.7:40000 vip.example.org:http web3:http
+"
+        );
     }
 
     fn v6(text: &str) -> IpAddr {
@@ -576,7 +717,7 @@ UDP  [2001:db8::53]:53                   0        0        0        0        0
 ";
         for (format, want) in [(ListFormat::Plain, plain), (ListFormat::Stats, stats)] {
             assert_eq!(
-                services(&sample_v6(), &opts(format, false)),
+                services(&sample_v6(), &opts(format, false), None),
                 want,
                 "{format:?}"
             );
@@ -605,7 +746,7 @@ pro expire state       source             virtual            destination
 TCP 01:59  SYN_RECV    [2001:db8:1::7]:40000 [2001:db8::1]:80   [2001:db8::10]:8080
 TCP 01:59  NONE        [2001:db8:1::]:0   [2001:db8::1]:80   [2001:db8::10]:8080
 ";
-        assert_eq!(connections(&conns), want);
+        assert_eq!(connections(&conns, ListFormat::Plain, None), want);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! From argv to the director and back to the terminal.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 use lvs_control::{
-    Command, ListFormat, ListOptions, ListWhat, ParseError, parse_args, parse_rules,
+    Command, ListFormat, ListOptions, ListWhat, Names, ParseError, RulesErrorKind, parse_args,
+    parse_line,
 };
 use lvs_proto::{Client, ProtoError, Request, Response, Role, rundir};
 
@@ -21,15 +22,11 @@ const EXIT_LIST: i32 = 1;
 /// Runs lvsadm with `args` (program name first) and the value of `$LVS_RUNDIR`; returns the
 /// exit code.
 pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
-    let program = args.first().map_or("lvsadm", |p| {
-        Path::new(p)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("lvsadm")
-    });
+    // ipvsadm names itself as it was invoked (`/usr/sbin/ipvsadm`) in help and "Try" lines.
+    let program = args.first().map_or("lvsadm", String::as_str);
     let (rundir_flag, rest) = match take_rundir(args.get(1..).unwrap_or_default()) {
         Ok(split) => split,
-        Err(e) => return usage_error(program, &e),
+        Err(e) => return parse_failure(program, &e),
     };
     let command = if rest.is_empty() {
         // Like ipvsadm without arguments: list everything.
@@ -43,8 +40,7 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
     } else {
         match parse_args(&rest) {
             Ok(cmd) => cmd,
-            Err(e) if e.is_usage() => return usage_error(program, &e),
-            Err(e) => return fail(EXIT_FAIL, &e.to_string()),
+            Err(e) => return parse_failure(program, &e),
         }
     };
     match command {
@@ -52,20 +48,6 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
         Command::Version => return print(&usage::version()),
         _ => {}
     }
-    // Restore input is read and checked before anything is sent: a typo on line 40 must not
-    // leave 39 lines applied.
-    let restore = if command == Command::Restore {
-        let mut text = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-            return fail(EXIT_FAIL, &format!("cannot read the rules from stdin: {e}"));
-        }
-        match parse_rules(&text) {
-            Ok(rules) => rules,
-            Err(e) => return fail(EXIT_FAIL, &e.to_string()),
-        }
-    } else {
-        Vec::new()
-    };
     let dir = rundir::resolve_with(rundir_flag.as_deref(), env_rundir);
     let socket = rundir::socket_path(&dir, "director");
     let mut client = match Client::connect(&socket, Role::Lvsadm) {
@@ -78,27 +60,21 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
             Ok(Response::Content(status)) => print(&content_listing::rules(&status, key.as_ref())),
             other => refused(EXIT_LIST, other),
         },
-        Command::Save { .. } => match request(&mut client, Request::ListServices { key: None }) {
-            Ok(Response::Services(mut list)) => {
-                // Content services (layer 7) and their pools and rules live in the director's
-                // TOML file: `-S` output stays what ipvsadm-restore and the director's rules
-                // file read, so they are listed (`--list-rules`), not saved.
-                list.retain(|s| !s.conf.scheduler.starts_with("l7-"));
-                print(&lvs_control::save(&list, true))
-            }
-            other => refused(EXIT_LIST, other),
-        },
-        Command::Restore => {
-            let mut code = 0;
-            for (line, cmd) in restore {
-                let req = cmd.to_request().expect("parse_rules keeps only rules");
-                if let Err(message) = change(&mut client, req) {
-                    eprintln!("line {line}: {message}");
-                    code = EXIT_REFUSED;
+        Command::Save { numeric } => {
+            match request(&mut client, Request::ListServices { key: None }) {
+                Ok(Response::Services(mut list)) => {
+                    // Content services (layer 7) and their pools and rules live in the
+                    // director's TOML file: `-S` output stays what ipvsadm-restore and the
+                    // director's rules file read, so they are listed (`--list-rules`), not
+                    // saved.
+                    list.retain(|s| !s.conf.scheduler.starts_with("l7-"));
+                    let names = (!numeric).then(Names::load);
+                    print(&lvs_control::save_named(&list, true, names.as_ref()))
                 }
+                other => refused(EXIT_LIST, other),
             }
-            code
         }
+        Command::Restore => restore(program, &mut client, std::io::stdin().lock()),
         other => {
             let Some(req) = other.to_request() else {
                 unreachable!("every other command changes configuration")
@@ -109,6 +85,40 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
             }
         }
     }
+}
+
+/// `-R`, line by line as ipvsadm's `restore_table`: each line is applied as it is read, so
+/// the lines before a failing one stay applied. A line ipvsadm rejects with `fail()` (a bad
+/// value, an option that does not go with its command) ends the restore with exit code 2;
+/// a line without a command ends it with the "Try" line and 255; a line with an unknown
+/// option, or one the director refuses, prints why and the restore goes on. The exit code
+/// is then the last line's, as in ipvsadm: 0 if the last line was applied.
+fn restore(program: &str, client: &mut Client, input: impl BufRead) -> i32 {
+    let mut code = 0;
+    for line in input.lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return fail(EXIT_FAIL, &format!("cannot read the rules from stdin: {e}")),
+        };
+        match parse_line(&line) {
+            None => {}
+            Some(Ok(cmd)) => {
+                let req = cmd.to_request().expect("parse_line keeps only rules");
+                code = match change(client, req) {
+                    Ok(()) => 0,
+                    Err(message) => fail(EXIT_REFUSED, &message),
+                };
+            }
+            Some(Err(RulesErrorKind::Parse(e))) if e.is_usage() => {
+                if e == ParseError::NoCommand {
+                    return parse_failure(program, &e);
+                }
+                code = fail(EXIT_REFUSED, &e.to_string());
+            }
+            Some(Err(e)) => return fail(EXIT_FAIL, &e.to_string()),
+        }
+    }
+    code
 }
 
 /// Splits `--rundir DIR` / `--rundir=DIR` (lvsadm's own option) from ipvsadm's options.
@@ -132,9 +142,11 @@ fn take_rundir(args: &[String]) -> Result<(Option<PathBuf>, Vec<String>), ParseE
 }
 
 fn list(client: &mut Client, opts: &ListOptions) -> i32 {
+    let names = (!opts.numeric).then(Names::load);
+    let names = names.as_ref();
     match opts.what {
         ListWhat::Connections => match request(client, Request::ListConns) {
-            Ok(Response::Conns(conns)) => print(&listing::connections(&conns)),
+            Ok(Response::Conns(conns)) => print(&listing::connections(&conns, opts.format, names)),
             other => refused(EXIT_LIST, other),
         },
         ListWhat::Daemon => match request(client, Request::SyncStatus) {
@@ -156,7 +168,7 @@ fn list(client: &mut Client, opts: &ListOptions) -> i32 {
             }
             match request(client, Request::ListServices { key }) {
                 Ok(Response::Services(list)) => {
-                    out.push_str(&listing::services(&list, opts));
+                    out.push_str(&listing::services(&list, opts, names));
                     print(&out)
                 }
                 other => refused(EXIT_LIST, other),
@@ -194,10 +206,17 @@ fn fail(code: i32, message: &str) -> i32 {
     code
 }
 
-fn usage_error(program: &str, e: &ParseError) -> i32 {
-    eprintln!("{e}");
-    eprintln!("Try `{program} -h' or '{program} --help' for more information.");
-    EXIT_REFUSED
+/// A command line ipvsadm would refuse, as it refuses it: without a command first, only the
+/// "Try" line (255); popt's errors, their message alone (255); the others, the message (2).
+fn parse_failure(program: &str, e: &ParseError) -> i32 {
+    if *e == ParseError::NoCommand {
+        eprintln!("Try `{program} -h' or '{program} --help' for more information.");
+        EXIT_REFUSED
+    } else if e.is_usage() {
+        fail(EXIT_REFUSED, &e.to_string())
+    } else {
+        fail(EXIT_FAIL, &e.to_string())
+    }
 }
 
 /// Writes all of `text` to stdout; a closed pipe (`lvsadm -L | head`) is not an error worth

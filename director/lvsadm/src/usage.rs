@@ -63,6 +63,13 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
+  --tun-type      type                one of ipip|gue|gre,
+                                      the default tunnel type is ipip.
+                                      (lvs-rs encapsulates in ipip only)
+  --tun-port      port                tunnel destination port
+  --tun-nocsum                        tunnel encapsulation without checksum
+  --tun-csum                          tunnel encapsulation with checksum
+  --tun-remcsum                       tunnel encapsulation with remote checksum
   --weight       -w weight            capacity of real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
@@ -73,9 +80,10 @@ Options:
   --exact                             expand numbers (display exact values)
   --thresholds                        output of thresholds information
   --persistent-conn                   output of persistent connection info
+  --tun-info                          output of tunnel information
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
-  --numeric      -n                   numeric output of addresses and ports (always on)
+  --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated): sh-fallback, sh-port,
                                       mh-fallback, mh-port, flag-1..3; key=value items are
                                       the plugin's options (table_size=4093, port=on)
@@ -104,7 +112,8 @@ Changes apply at once without dropping open client connections (their next reque
 the new rules). They are not written back: the configuration file is read again at the
 next start or SIGHUP, and -S saves IP-load-balanced services only.
 
-Host names are not resolved: give IP addresses (IPv6 as [addr]:port).
+Host and port names come from /etc/hosts and /etc/services only (never DNS); IPv6 is
+given as [addr]:port.
 ",
         version = version()
     )

@@ -248,8 +248,13 @@ fn add_list_and_tell_the_dataplane() {
     let d = Director::start("list");
     configure(&d);
     assert_eq!(d.ok(&["-L", "-n"]), LIST);
-    // No arguments: list, as ipvsadm does.
-    assert_eq!(d.ok(&[]), LIST);
+    // No arguments: list, as ipvsadm does (without -n: names where /etc/services has them).
+    assert_eq!(d.ok(&[]), d.ok(&["-L"]));
+    assert!(
+        d.ok(&[]).contains("\nTCP  192.0.2.1:http rr\n"),
+        "{}",
+        d.ok(&[])
+    );
     let changes = d.drain_changes();
     assert_eq!(changes.len(), 5);
     assert!(matches!(&changes[0], ConfigChange::ServiceAdded(c) if c.scheduler == "rr"));
@@ -497,10 +502,81 @@ fn errors_and_exit_codes_are_ipvsadm_s() {
             2,
             "options conflicts in the list command\n",
         ),
+        // The kernel's refusals, in ipvsadm's words.
         (
-            &["-Q"],
+            &["-a", "-t", "192.0.2.1:80", "-r", "224.0.0.5:80", "-m"],
             255,
-            "-Q: unknown option\nTry `lvsadm -h' or 'lvsadm --help' for more information.\n",
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
+        ),
+        (
+            &["-a", "-t", "192.0.2.1:80", "-r", "0.0.0.0:80", "-m"],
+            255,
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
+        ),
+        (
+            &[
+                "-e",
+                "-t",
+                "192.0.2.1:80",
+                "-r",
+                "10.0.0.2:80",
+                "-m",
+                "-x",
+                "5",
+                "-y",
+                "10",
+            ],
+            255,
+            "Numerical result out of range\n",
+        ),
+        // popt's errors after the command: the message alone, 255.
+        (&["-L", "-Q"], 255, "-Q: unknown option\n"),
+        (&["-L", "-nQ"], 255, "-nQ: unknown option\n"),
+        (&["-A", "-t"], 255, "-t: missing argument\n"),
+        (
+            &["-C", "--clear=now"],
+            255,
+            "--clear=now: option does not take an argument\n",
+        ),
+        // A second command is an option the first does not have.
+        (
+            &["-A", "-E", "-t", "192.0.2.1:80"],
+            2,
+            "invalid option `-E'\n",
+        ),
+        (&["foo", "-C"], 2, "unexpected argument foo\n"),
+        (
+            &[
+                "-a",
+                "-t",
+                "192.0.2.1:80",
+                "-r",
+                "10.0.0.2",
+                "-m",
+                "--tun-type",
+                "ipip",
+            ],
+            2,
+            "Tunnel options conflict with forward method\n",
+        ),
+        (
+            &[
+                "-a",
+                "-t",
+                "192.0.2.1:80",
+                "-r",
+                "10.0.0.2",
+                "-i",
+                "--tun-type",
+                "gue",
+            ],
+            2,
+            "You need to supply the 'tun-port' option for the 'gue' tunnel type\n",
+        ),
+        (
+            &["-L", "--timeout", "--persistent-conn"],
+            2,
+            "options conflicts in the list command\n",
         ),
     ];
     for (args, code, stderr) in cases {
@@ -511,6 +587,40 @@ fn errors_and_exit_codes_are_ipvsadm_s() {
             "lvsadm {args:?}"
         );
     }
+    // Without a command first: only the "Try" line, with the program as it was invoked.
+    let exe = env!("CARGO_BIN_EXE_lvsadm");
+    let try_line = format!("Try `{exe} -h' or '{exe} --help' for more information.\n");
+    for args in [
+        &["-Q"][..],
+        &["-t", "192.0.2.1:80", "-A"],
+        &["-n"],
+        &["word"],
+    ] {
+        let r = d.run(args);
+        assert_eq!(
+            (r.code, r.stderr.as_str(), r.stdout.as_str()),
+            (255, try_line.as_str(), ""),
+            "lvsadm {args:?}"
+        );
+    }
+    // GUE and GRE pass ipvsadm's checks, then are refused: the data plane has IP-in-IP only.
+    let r = d.run(&[
+        "-a",
+        "-t",
+        "192.0.2.1:80",
+        "-r",
+        "10.0.0.9",
+        "-i",
+        "--tun-type",
+        "gre",
+        "--tun-csum",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("GRE encapsulation (--tun-type gre) is not supported by lvs-rs yet"),
+        "{r:?}"
+    );
     // Nothing of that changed the configuration.
     assert_eq!(d.ok(&["-L", "-n"]), LIST);
 }
@@ -540,7 +650,7 @@ fn save_clear_restore_round_trips() {
 -a -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 1
 -a -t 192.0.2.1:80 -r 10.0.0.3:8080 -m -w 2
 -A -t 192.0.2.2:0 -s sh -p 300 -M 255.255.0.0 -b sh-port
--a -t 192.0.2.2:0 -r 10.0.0.7:0 -i -w 0
+-a -t 192.0.2.2:0 -r 10.0.0.7:0 -i -w 0 --tun-type ipip
 -A -u 192.0.2.1:53 -s wlc -p 60
 -a -u 192.0.2.1:53 -r 10.0.0.4:53 -g -w 1 -x 100 -y 10
 "
@@ -550,8 +660,123 @@ fn save_clear_restore_round_trips() {
     assert_eq!(d.ok(&["-S"]), "");
     let r = d.run_with_stdin(&["-R"], &saved);
     assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
-    assert_eq!(d.ok(&["-S"]), saved);
+    assert_eq!(d.ok(&["-S", "-n"]), saved);
     assert_eq!(d.ok(&["-L", "-n"]), listed);
+    // Without -n, -S names ports (and hosts) as listings do; -R reads the names back.
+    let named = d.ok(&["-S"]);
+    assert!(
+        named.starts_with(
+            "-A -t 192.0.2.1:http -s rr\n-a -t 192.0.2.1:http -r 10.0.0.2:http -m -w 1\n"
+        ),
+        "{named}"
+    );
+    assert!(
+        named.contains("\n-A -u 192.0.2.1:domain -s wlc -p 60\n"),
+        "{named}"
+    );
+    d.ok(&["-C"]);
+    let r = d.run_with_stdin(&["-R"], &named);
+    assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
+    assert_eq!(d.ok(&["-S", "-n"]), saved);
+}
+
+/// Host and service names as ipvsadm takes and shows them: `-t`/`-r` accept names from
+/// `/etc/hosts` (`localhost`) and `/etc/services` (`http`, `domain`); without `-n`, `-L`,
+/// `-L -c` and `-S` print them.
+#[test]
+fn host_and_service_names_without_numeric() {
+    let d = Director::start("names");
+    d.ok(&["-A", "-t", "localhost:http", "-s", "rr"]);
+    d.ok(&["-a", "-t", "localhost:http", "-r", "10.0.0.2:www", "-m"]);
+    d.ok(&["-A", "-u", "localhost:domain", "-s", "rr"]);
+    assert_eq!(
+        d.ok(&["-S", "-n"]),
+        "-A -t 127.0.0.1:80 -s rr\n-a -t 127.0.0.1:80 -r 10.0.0.2:80 -m -w 1\n-A -u 127.0.0.1:53 -s rr\n"
+    );
+    assert_eq!(
+        d.ok(&["-S"]),
+        "-A -t localhost:http -s rr\n-a -t localhost:http -r 10.0.0.2:http -m -w 1\n-A -u localhost:domain -s rr\n"
+    );
+    assert_eq!(
+        d.ok(&["-L"]),
+        "\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  localhost:http rr
+  -> 10.0.0.2:http                Masq    1      2          4         
+UDP  localhost:domain rr
+"
+    );
+    assert_eq!(
+        d.ok(&["-L", "-c"]),
+        "\
+IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 198.51.100.7:40000 192.0.2.1:http     10.0.0.2:http
+"
+    );
+    // The persistence-engine title of ipvsadm 1.31 (lvs-rs has no engines: no such column
+    // is filled).
+    assert_eq!(
+        d.ok(&["-L", "-n", "-c", "--persistent-conn"]),
+        "\
+IPVS connection entries
+pro expire state       source             virtual            destination        pe name          pe_data
+TCP 14:59  ESTABLISHED 198.51.100.7:40000 192.0.2.1:80       10.0.0.2:80
+"
+    );
+    let r = d.run(&["-A", "-t", "no-such-host.invalid:http"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (2, "illegal virtual server address[:port] specified\n")
+    );
+    let r = d.run(&["-A", "-t", "localhost:no-such-service"]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (2, "illegal virtual server address[:port] specified\n")
+    );
+}
+
+/// A save file as ipvsadm 1.31 writes it (`ipvsadm-save -n`): NAT, DR and tunnelled servers
+/// (`--tun-type ipip`), persistence with a netmask, scheduler flags; with lvs-rs's `-x`/`-y`
+/// at the end of a line. `-R` then `-S -n` gives the same file, and `-L --tun-info` shows
+/// the tunnels.
+#[test]
+fn ipvsadm_1_31_save_file_round_trips() {
+    let d = Director::start("ipvsadm-save");
+    const FILE: &str = "\
+-A -t 192.0.2.10:80 -s wrr
+-a -t 192.0.2.10:80 -r 10.0.1.11:8080 -m -w 3
+-a -t 192.0.2.10:80 -r 10.0.1.12:8080 -m -w 1 -x 500 -y 400
+-A -t 192.0.2.10:443 -s wlc -p 1800 -M 255.255.255.0
+-a -t 192.0.2.10:443 -r 10.0.1.11:443 -g -w 1
+-a -t 192.0.2.10:443 -r 10.0.1.12:443 -g -w 1
+-A -t 192.0.2.20:0 -s sh -p 300 -M 255.255.0.0 -b sh-fallback,sh-port
+-a -t 192.0.2.20:0 -r 198.51.100.21:0 -i -w 1 --tun-type ipip
+-a -t 192.0.2.20:0 -r 198.51.100.22:0 -i -w 2 --tun-type ipip -x 1000 -y 800
+-A -u 192.0.2.53:53 -s rr
+-a -u 192.0.2.53:53 -r 10.0.1.31:53 -g -w 1
+-a -u 192.0.2.53:53 -r [2001:db8::31]:53 -i -w 1 --tun-type ipip
+";
+    let r = d.run_with_stdin(&["-R"], FILE);
+    assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
+    assert_eq!(d.ok(&["-S", "-n"]), FILE);
+    let tun = d.ok(&["-L", "-n", "--tun-info", "-t", "192.0.2.20:0"]);
+    assert_eq!(
+        tun,
+        "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.0.2.20:0 sh (sh-fallback,sh-port) persistent 300 mask 255.255.0.0
+  -> 198.51.100.21:0              Tunnel  ipip          1      21         42        
+  -> 198.51.100.22:0              Tunnel  ipip          2      22         44        
+"
+    );
+    assert!(
+        d.ok(&["-L", "-n", "--tun-info", "-t", "192.0.2.10:80"])
+            .contains("\n  -> 10.0.1.11:8080               Masq    n/a           3 "),
+    );
 }
 
 /// ipvsadm's IPv6 command lines through the real binary: bracketed services and real
@@ -594,7 +819,7 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
         saved,
         "\
 -A -u 192.0.2.1:53 -s rr
--a -u 192.0.2.1:53 -r [2001:db8::12]:53 -i -w 1
+-a -u 192.0.2.1:53 -r [2001:db8::12]:53 -i -w 1 --tun-type ipip
 -A -t [2001:db8::1]:80 -s wlc -p 120 -M 64
 -a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 3
 -a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -g -w 1
@@ -629,38 +854,70 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
     d.ok(&["-C"]);
     let r = d.run_with_stdin(&["-R"], &saved);
     assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
-    assert_eq!(d.ok(&["-S"]), saved);
+    assert_eq!(d.ok(&["-S", "-n"]), saved);
     assert_eq!(d.ok(&["-L", "-n"]), listed);
     d.ok(&["-d", "-t", vip, "-r", "[2001:db8::11]:80"]);
     d.ok(&["-D", "-u", "192.0.2.1:53"]);
     assert_eq!(
-        d.ok(&["-S"]),
+        d.ok(&["-S", "-n"]),
         "-A -t [2001:db8::1]:80 -s wlc -p 120 -M 64\n\
          -a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 3\n"
     );
 }
 
+/// `-R` as ipvsadm's restore: line by line, the lines before a failing one stay applied. A
+/// line ipvsadm rejects while reading it stops the restore (exit 2); a line the director
+/// refuses is reported and the restore goes on, the exit code being the last line's.
 #[test]
-fn restore_checks_every_line_first_and_reports_refusals_by_line() {
+fn restore_applies_line_by_line_as_ipvsadm() {
     let d = Director::start("restore-errors");
-    let bad = "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.2 -w many\n";
+    let bad = "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.2 -w many\n-A -t 192.0.2.2:80 -s rr\n";
     let r = d.run_with_stdin(&["-R"], bad);
     assert_eq!(
         (r.code, r.stderr.as_str()),
-        (2, "line 2: illegal weight specified\n")
+        (2, "illegal weight specified\n")
     );
-    assert_eq!(d.ok(&["-S"]), "", "nothing of a bad input is applied");
-    // Valid syntax, but line 2 is refused by the director: the rest still goes in.
+    assert_eq!(
+        d.ok(&["-S", "-n"]),
+        "-A -t 192.0.2.1:80 -s rr\n",
+        "the line before stays, the one after is not read"
+    );
+    // Line 2 is refused by the director: the rest still goes in; the last line succeeded.
+    d.ok(&["-C"]);
     let dup = "-A -t 192.0.2.1:80 -s rr\n-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.2:80 -m\n";
     let r = d.run_with_stdin(&["-R"], dup);
+    assert_eq!((r.code, r.stderr.as_str()), (0, "Service already exists\n"));
     assert_eq!(
-        (r.code, r.stderr.as_str()),
-        (255, "line 2: Service already exists\n")
-    );
-    assert_eq!(
-        d.ok(&["-S"]),
+        d.ok(&["-S", "-n"]),
         "-A -t 192.0.2.1:80 -s rr\n-a -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 1\n"
     );
+    // The last line refused: its exit code.
+    let r = d.run_with_stdin(&["-R"], "# comment\n\n-A -t 192.0.2.1:80 -s rr\n");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (255, "Service already exists\n")
+    );
+    // An unknown option is popt's error: reported, and the restore goes on.
+    let r = d.run_with_stdin(
+        &["-R"],
+        "-D -t 192.0.2.1:80 --frobnicate\n-D -t 192.0.2.1:80\n",
+    );
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (0, "--frobnicate: unknown option\n")
+    );
+    assert_eq!(d.ok(&["-S", "-n"]), "");
+    // A line without a command ends it with the "Try" line.
+    let exe = env!("CARGO_BIN_EXE_lvsadm");
+    let r = d.run_with_stdin(&["-R"], "-n\n-A -t 192.0.2.1:80 -s rr\n");
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (
+            255,
+            format!("Try `{exe} -h' or '{exe} --help' for more information.\n").as_str()
+        )
+    );
+    assert_eq!(d.ok(&["-S", "-n"]), "");
 }
 
 #[test]
@@ -706,9 +963,11 @@ fn director_not_running() {
     // Help, version and bad command lines need no director.
     let r = lvsadm(&dir, &["-h"], None);
     assert_eq!(r.code, 0);
+    // The program as invoked, as ipvsadm names itself.
+    let exe = env!("CARGO_BIN_EXE_lvsadm");
     assert!(
         r.stdout
-            .contains("Usage:\n  lvsadm -A|E -t|u service-address"),
+            .contains(&format!("Usage:\n  {exe} -A|E -t|u service-address")),
         "{}",
         r.stdout
     );
@@ -737,5 +996,76 @@ fn rundir_comes_from_the_environment_without_the_flag() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&r.stderr)
+    );
+}
+
+/// `scripts/lvsadm-save` and `scripts/lvsadm-restore` (the ipvsadm-save and ipvsadm-restore
+/// of lvsadm), run by `sh` with lvsadm in PATH and the director in `$LVS_RUNDIR`.
+#[test]
+fn save_and_restore_wrappers() {
+    let d = Director::start("wrappers");
+    configure(&d);
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
+    let bin = Path::new(env!("CARGO_BIN_EXE_lvsadm")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let wrapper = |name: &str, args: &[&str], stdin: &str| {
+        let mut child = Command::new("sh")
+            .arg(scripts.join(name))
+            .args(args)
+            .env("PATH", &path)
+            .env(rundir::ENV_VAR, &d.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    };
+    let saved = wrapper("lvsadm-save", &["-n"], "");
+    assert_eq!((saved.code, saved.stderr.as_str()), (0, ""));
+    assert_eq!(saved.stdout, d.ok(&["-S", "-n"]));
+    assert_eq!(wrapper("lvsadm-save", &[], "").stdout, d.ok(&["-S"]));
+    let r = wrapper("lvsadm-save", &["-x"], "");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .starts_with("lvsadm-save: Script to save the director's virtual services"),
+        "{r:?}"
+    );
+    // Restore replaces the table (lvsadm -C first) and leaves comment lines out.
+    let input = "# saved by lvsadm-save\n-A -t 192.0.2.9:80 -s rr\n# a server\n-a -t 192.0.2.9:80 -r 10.0.0.9:80 -m -w 4\n";
+    let r = wrapper("lvsadm-restore", &[], input);
+    assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
+    assert_eq!(
+        d.ok(&["-S", "-n"]),
+        "-A -t 192.0.2.9:80 -s rr\n-a -t 192.0.2.9:80 -r 10.0.0.9:80 -m -w 4\n"
+    );
+    let r = wrapper("lvsadm-restore", &[], &saved.stdout);
+    assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    assert_eq!(d.ok(&["-S", "-n"]), saved.stdout);
+    // The exit code is lvsadm -R's.
+    let r = wrapper(
+        "lvsadm-restore",
+        &[],
+        "-A -t 192.0.2.9:80 -s rr\n-A -t 192.0.2.9:80 -s rr\n",
+    );
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (255, "Service already exists\n")
     );
 }

@@ -105,3 +105,57 @@ pub fn ha_status(rundir: &Path) -> Option<lvs_proto::message::HaStatus> {
         _ => None,
     }
 }
+
+/// A fresh namespace `ns` (any old one of that name removed first) with `lo` up.
+pub fn new_netns(ns: &str) {
+    let _ = sh_out(&["ip", "netns", "del", ns]);
+    sh(&["ip", "netns", "add", ns]);
+    sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
+/// The bridge `br0`, up, in namespace `sw`.
+pub fn new_bridge(sw: &str) {
+    sh(&["ip", "-n", sw, "link", "add", "br0", "type", "bridge"]);
+    sh(&["ip", "-n", sw, "link", "set", "br0", "up"]);
+}
+
+/// Namespace `ns` joined to `sw`'s bridge by a veth pair: `port` in `sw`, `eth0` in `ns`
+/// (left down: callers tune it first).
+pub fn bridge_port(sw: &str, port: &str, ns: &str) {
+    sh(&[
+        "ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+    ]);
+    sh(&["ip", "-n", sw, "link", "set", port, "master", "br0", "up"]);
+}
+
+/// `ip -n ns addr add ADDR dev eth0 [extra ...]`.
+pub fn add_addr(ns: &str, addr: &str, extra: &[&str]) {
+    let mut args = vec!["ip", "-n", ns, "addr", "add", addr, "dev", "eth0"];
+    args.extend_from_slice(extra);
+    sh(&args);
+}
+
+/// The MAC of `eth0` in namespace `ns`.
+pub fn mac(ns: &str) -> String {
+    let out = sh(&["ip", "-n", ns, "-br", "link", "show", "eth0"]);
+    out.split_whitespace().nth(2).unwrap_or_default().to_owned()
+}
+
+/// Namespace `ns`'s neighbour entry for `addr` on eth0: (MAC, state), if it has a MAC.
+pub fn neighbour(ns: &str, addr: &str) -> Option<(String, String)> {
+    let out = sh(&["ip", "-n", ns, "neigh", "show", addr, "dev", "eth0"]);
+    let f: Vec<&str> = out.split_whitespace().collect();
+    let i = f.iter().position(|w| *w == "lladdr")?;
+    Some(((*f.get(i + 1)?).to_owned(), (*f.last()?).to_owned()))
+}
+
+/// What a test bed's drop does last: its namespaces deleted, and its directory too unless
+/// the test failed (kept to be read).
+pub fn remove_bed(namespaces: impl IntoIterator<Item = String>, dir: &Path) {
+    for ns in namespaces {
+        let _ = sh_out(&["ip", "netns", "del", &ns]);
+    }
+    if !std::thread::panicking() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -526,6 +526,9 @@ mod tests {
         );
         // Content services are the configuration file's: not a rules line, as before.
         let e = crate::parse_rules(&format!("-C\n{line}\n")).unwrap_err();
-        assert_eq!(e.to_string(), "line 2: --del-pool: unknown option");
+        assert_eq!(
+            e.to_string(),
+            "line 2: no command given: the first option must be one of -A -E -D -C -a -e -d -L -Z -S -R --set -h -v"
+        );
     }
 }
