@@ -93,11 +93,15 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
             .or_default()
             .push((a.addr.into(), a.prefix_len, a.secondary));
     }
-    for (ifindex, addr, prefix_len, second) in ipv6_addresses() {
+    // An address still in duplicate-address detection is a second choice (the kernel does
+    // not send from it yet, but it beats the VIP as a VS/TUN outer source); one that failed
+    // detection is dead. A kernel without IPv6 refuses the dump: it has no IPv6 addresses.
+    let v6 = nl.ipv6_addresses().unwrap_or_default();
+    for a in v6.into_iter().filter(|a| !a.dad_failed) {
         addrs
-            .entry(ifindex)
+            .entry(a.ifindex)
             .or_default()
-            .push((addr.into(), prefix_len, second));
+            .push((a.addr.into(), a.prefix_len, a.tentative));
     }
     for v in addrs.values_mut() {
         // First choices first, as the kernel picks them for a source (a stable sort: the
@@ -105,33 +109,6 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
         v.sort_by_key(|&(_, _, second)| second);
     }
     Ok((table, mtus, addrs))
-}
-
-/// This namespace's IPv6 addresses (interface index, address, prefix length, second
-/// choice), from the kernel's `/proc/net/if_inet6`. An address still in duplicate-address
-/// detection (tentative) or deprecated is a second choice, after the others of its
-/// interface, as the kernel ranks them for a source address; one that failed detection is
-/// left out. None when IPv6 is off.
-fn ipv6_addresses() -> Vec<(u32, std::net::Ipv6Addr, u8, bool)> {
-    std::fs::read_to_string("/proc/net/if_inet6")
-        .map(|text| text.lines().filter_map(parse_if_inet6).collect())
-        .unwrap_or_default()
-}
-
-/// One line of `/proc/net/if_inet6`: address (32 hex digits), interface index, prefix
-/// length, scope and flags (hex), name.
-fn parse_if_inet6(line: &str) -> Option<(u32, std::net::Ipv6Addr, u8, bool)> {
-    const DADFAILED: u32 = 0x08;
-    const DEPRECATED: u32 = 0x20;
-    const TENTATIVE: u32 = 0x40;
-    let mut f = line.split_whitespace();
-    let addr = u128::from_str_radix(f.next().filter(|a| a.len() == 32)?, 16).ok()?;
-    let ifindex = u32::from_str_radix(f.next()?, 16).ok()?;
-    let prefix_len = u8::from_str_radix(f.next()?, 16).ok()?;
-    let _scope = f.next()?;
-    let flags = u32::from_str_radix(f.next()?, 16).ok()?;
-    let second = flags & (DEPRECATED | TENTATIVE) != 0;
-    (flags & DADFAILED == 0).then_some((ifindex, addr.into(), prefix_len, second))
 }
 
 /// Ask the kernel to resolve the MACs of these next hops (never waits).
@@ -496,32 +473,6 @@ mod tests {
         );
         lvs_common::parse_toml(&text, std::path::Path::new("test.toml"))
             .expect("a valid configuration")
-    }
-
-    /// The kernel's own lines: a global address, a link-local one, one still in
-    /// duplicate-address detection (a second choice: not yet the kernel's source) and one that
-    /// failed it (left out).
-    #[test]
-    fn ipv6_addresses_are_read_from_if_inet6() {
-        let lines = [
-            "20010db8000000000000000000000001 02 40 00 80     eth0",
-            "fe800000000000000000000000000001 02 40 20 80     eth0",
-            "20010db8000000000000000000000002 03 40 00 c0     eth1",
-            "20010db8000000000000000000000003 03 40 00 88     eth1",
-            "garbage",
-        ];
-        let got: Vec<_> = lines
-            .iter()
-            .filter_map(|l| super::parse_if_inet6(l))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                (2, "2001:db8::1".parse().unwrap(), 64, false),
-                (2, "fe80::1".parse().unwrap(), 64, false),
-                (3, "2001:db8::2".parse().unwrap(), 64, true),
-            ]
-        );
     }
 
     /// A reload (or a start) that would put a content service and a virtual service on one

@@ -63,7 +63,7 @@ pub enum DataplaneError {
 
 /// Each interface's IPv4 and IPv6 addresses by index: (address, prefix length, second
 /// choice), the others first. A second choice is an IPv4 secondary address, or an IPv6 one
-/// still tentative or deprecated. VS/TUN takes its outer source address from here.
+/// still in duplicate-address detection. VS/TUN takes its outer source address from here.
 pub type IfAddrs = HashMap<u32, Vec<(IpAddr, u8, bool)>>;
 
 /// How to start the workers.
