@@ -950,20 +950,16 @@ fn established_ipv6_dr_connections_survive_the_failover() {
     );
 }
 
-#[test]
-fn auto_failback_after_resync_loses_no_connection() {
-    let Some(mut c) = Cluster::start(
-        "auto_failback_after_resync_loses_no_connection",
-        "f",
-        Mode::Nat,
-        Some(V4),
-        true,
-    ) else {
+/// 100 keep-alive connections to `fam`'s VIP survive the failover and then the failback to
+/// the preferred director, which waits for its table to be resynchronised (over `transport`)
+/// before taking the VIP back.
+fn failback_loses_no_connection(test: &str, tag: &str, fam: Family, transport: Family) {
+    let Some(mut c) = Cluster::start(test, tag, Mode::Nat, Some(transport), true) else {
         return;
     };
-    let (mut conns, first) = ManyConns::open(&c, V4, 100);
+    let (mut conns, first) = ManyConns::open(&c, fam, 100);
     assert_eq!(first, "ok 100", "{}", c.logs());
-    fail_over_with_connections(&mut c, &mut conns, V4);
+    fail_over_with_connections(&mut c, &mut conns, fam);
     // The preferred director returns: backup first, its table resynchronised, then (after
     // the hold-down) it takes the VIP back, and every connection goes on.
     c.start_director(0);
@@ -992,6 +988,39 @@ fn auto_failback_after_resync_loses_no_connection() {
         "{}",
         c.logs()
     );
+    // The idle client was moved back by d0's announcement.
+    let mac0 = c.mac("d0");
+    let moved = wait_until(Duration::from_secs(5), || {
+        c.client_neigh(fam).as_deref() == Some(mac0.as_str())
+    });
+    assert!(
+        moved.is_some(),
+        "the client's entry for {}: {:?}, d0 is {mac0}",
+        fam.vip(),
+        c.client_neigh(fam)
+    );
     assert_eq!(conns.round(), "ok 100", "after the failback\n{}", c.logs());
-    assert!(c.get(&V4.vip(), 80).is_some(), "{}", c.logs());
+    assert!(c.get(&fam.vip(), 80).is_some(), "{}", c.logs());
+}
+
+#[test]
+fn auto_failback_after_resync_loses_no_connection() {
+    failback_loses_no_connection(
+        "auto_failback_after_resync_loses_no_connection",
+        "f",
+        V4,
+        V4,
+    );
+}
+
+/// The same for IPv6 connections, synced over IPv6: the failback's unsolicited neighbour
+/// advertisements move the client back to d0.
+#[test]
+fn auto_failback_over_ipv6_loses_no_ipv6_connection() {
+    failback_loses_no_connection(
+        "auto_failback_over_ipv6_loses_no_ipv6_connection",
+        "b",
+        V6,
+        V6,
+    );
 }
