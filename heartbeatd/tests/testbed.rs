@@ -536,6 +536,22 @@ impl Cluster {
         common::neighbour(&self.ns("c"), &fam.vip()).map(|(mac, _)| mac)
     }
 
+    /// Within 5 s the client's neighbour entry for `fam`'s VIP holds the MAC of director
+    /// `node`: moved there by the director's announcement (or its answer).
+    fn assert_client_moves_to(&self, fam: Family, node: &str) {
+        let mac = self.mac(node);
+        let moved = wait_until(Duration::from_secs(5), || {
+            self.client_neigh(fam).as_deref() == Some(mac.as_str())
+        });
+        assert!(
+            moved.is_some(),
+            "the client's entry for {}: {:?}, {node} is {mac}\n{}",
+            fam.vip(),
+            self.client_neigh(fam),
+            self.logs()
+        );
+    }
+
     /// How many neighbour solicitations the client has sent (`Icmp6OutNeighborSolicits`).
     fn client_solicitations(&self) -> u64 {
         let out = sh(&[
@@ -619,14 +635,7 @@ impl Cluster {
         let mac1 = self.mac("d1");
         let mac0 = self.mac("d0");
         assert_ne!(mac0, mac1);
-        let announced = wait_until(Duration::from_secs(5), || {
-            self.client_neigh(fam).as_deref() == Some(mac1.as_str())
-        });
-        assert!(
-            announced.is_some(),
-            "client's entry for {vip}: {:?}, d1 is {mac1}, d0 is {mac0}",
-            self.client_neigh(fam)
-        );
+        self.assert_client_moves_to(fam, "d1");
         // Resolved afresh, only d1 may answer; and the entry must keep d1's MAC.
         let _ = sh_out(&[
             "ip",
@@ -840,7 +849,6 @@ fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns, fam: Famil
         c.vip_conns(1, fam),
         c.logs()
     );
-    let mac1 = c.mac("d1");
     assert_eq!(c.client_neigh(fam), Some(c.mac("d0")));
     let solicited = c.client_solicitations();
     if fam == V6 {
@@ -850,16 +858,7 @@ fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns, fam: Famil
     c.kill_all(0);
     let t = wait_until(Duration::from_secs(5), || c.holds_addresses(1));
     assert!(t.is_some(), "{}", c.logs());
-    let moved = wait_until(Duration::from_secs(5), || {
-        c.client_neigh(fam).as_deref() == Some(mac1.as_str())
-    });
-    assert!(
-        moved.is_some(),
-        "the idle client's entry for {}: {:?}, d1 is {mac1}\n{}",
-        fam.vip(),
-        c.client_neigh(fam),
-        c.logs()
-    );
+    c.assert_client_moves_to(fam, "d1");
     if fam == V6 {
         assert_eq!(
             c.client_solicitations(),
@@ -989,16 +988,7 @@ fn failback_loses_no_connection(test: &str, tag: &str, fam: Family, transport: F
         c.logs()
     );
     // The idle client was moved back by d0's announcement.
-    let mac0 = c.mac("d0");
-    let moved = wait_until(Duration::from_secs(5), || {
-        c.client_neigh(fam).as_deref() == Some(mac0.as_str())
-    });
-    assert!(
-        moved.is_some(),
-        "the client's entry for {}: {:?}, d0 is {mac0}",
-        fam.vip(),
-        c.client_neigh(fam)
-    );
+    c.assert_client_moves_to(fam, "d0");
     assert_eq!(conns.round(), "ok 100", "after the failback\n{}", c.logs());
     assert!(c.get(&fam.vip(), 80).is_some(), "{}", c.logs());
 }
