@@ -124,20 +124,17 @@ enum Mode {
     Dr,
 }
 
-/// An HTTP server for IPv6 only (`IPV6_V6ONLY`, beside the IPv4 one on the same port):
-/// [`lvs_testsupport::HTTP_SERVER`] over an IPv6 socket.
-fn http6_server() -> String {
-    format!(
-        "import http.server, socket\n\
-         class V6(http.server.HTTPServer):\n\
-         \x20   address_family = socket.AF_INET6\n\
-         \x20   def server_bind(self):\n\
-         \x20       self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n\
-         \x20       super().server_bind()\n\
-         http.server.HTTPServer = V6\n{}",
-        lvs_testsupport::HTTP_SERVER
-    )
-}
+/// Makes [`lvs_testsupport::HTTP_SERVER`], when put before it, an HTTP server for IPv6 only
+/// (`IPV6_V6ONLY`: beside the IPv4 one on the same port).
+const HTTP6_PRELUDE: &str = r#"
+import http.server, socket
+class V6(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+http.server.HTTPServer = V6
+"#;
 
 /// The namespaces, processes and files of one cluster; everything undone on drop.
 struct Cluster {
@@ -311,7 +308,7 @@ impl Cluster {
 
     /// Each real server answers its name on port 80 of both families.
     fn start_http(&mut self) {
-        let http6 = http6_server();
+        let http6 = format!("{HTTP6_PRELUDE}{}", lvs_testsupport::HTTP_SERVER);
         for i in 0..3 {
             let node = format!("r{}", i + 1);
             self.spawn_http(&node, &node, 80, "0.0.0.0");
