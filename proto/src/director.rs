@@ -282,6 +282,18 @@ mod tests {
         }
     }
 
+    fn daemon() -> SyncDaemon {
+        SyncDaemon {
+            state: SyncDaemonState::Master,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            maxlen: 1472,
+            group: Some(IpAddr::V6("ff02::51".parse().unwrap())),
+            port: 8848,
+            ttl: 1,
+        }
+    }
+
     fn round_trip<T>(msg: &T) -> T
     where
         T: Encode + Decode<()>,
@@ -333,6 +345,9 @@ mod tests {
             Request::GetTimeouts,
             Request::SetTimeouts(Timeouts::default()),
             Request::GetInfo,
+            Request::StartSyncDaemon(daemon()),
+            Request::StopSyncDaemon(SyncDaemonState::Backup),
+            Request::ListSyncDaemons,
         ];
         for r in requests {
             assert_eq!(round_trip(&r), r);
@@ -372,6 +387,7 @@ mod tests {
                 conn_table_size: 4096,
                 conn_count: 0,
             }),
+            Response::SyncDaemons(vec![daemon()]),
         ];
         for r in responses {
             let frame = ServerFrame::Response { id: 9, response: r };
@@ -449,6 +465,45 @@ pub struct SyncStatus {
     pub dropped: u64,
     /// Bulk resyncs completed (standby) or served (active).
     pub bulk_resyncs: u64,
+}
+
+/// Which of ipvsadm's two sync daemons (`--start-daemon master|backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum SyncDaemonState {
+    /// Sends this director's connections.
+    Master,
+    /// Receives another director's connections.
+    Backup,
+}
+
+impl SyncDaemonState {
+    /// `master` or `backup`, as ipvsadm writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncDaemonState::Master => "master",
+            SyncDaemonState::Backup => "backup",
+        }
+    }
+}
+
+/// A sync daemon as `ipvsadm --start-daemon` starts it and `-L --daemon` lists it. In a
+/// request, 0 and `None` ask for the kernel's defaults; in a listing they are filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct SyncDaemon {
+    /// Master or backup.
+    pub state: SyncDaemonState,
+    /// `--mcast-interface` (ipvsadm's default: `eth0`).
+    pub mcast_ifn: String,
+    /// `--syncid`.
+    pub syncid: u8,
+    /// `--sync-maxlen`: the largest datagram's payload (0: from the interface's MTU).
+    pub maxlen: u16,
+    /// `--mcast-group` (`None`: 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// `--mcast-port` (0: 8848).
+    pub port: u16,
+    /// `--mcast-ttl` (0: 1).
+    pub ttl: u8,
 }
 
 /// A real server of a content-switching pool (`lvsadm --add-pool-server`).
