@@ -396,6 +396,21 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_daemon_reads_as_ipvsadm_lists_it() {
+        let mut d = daemon();
+        assert_eq!(
+            d.to_string(),
+            "master sync daemon (mcast=eth1, syncid=7, maxlen=1472, group=ff02::51, port=8848, ttl=1)"
+        );
+        d.state = SyncDaemonState::Backup;
+        d.maxlen = 0;
+        d.group = None;
+        d.port = 0;
+        d.ttl = 0;
+        assert_eq!(d.to_string(), "backup sync daemon (mcast=eth1, syncid=7)");
+    }
+
+    #[test]
     fn display_matches_ipvsadm() {
         assert_eq!(key().to_string(), "TCP 192.0.2.1:80");
         assert_eq!(
@@ -504,6 +519,34 @@ pub struct SyncDaemon {
     pub port: u16,
     /// `--mcast-ttl` (0: 1).
     pub ttl: u8,
+}
+
+impl fmt::Display for SyncDaemon {
+    /// As ipvsadm 1.31's `-L --daemon` prints it: `master sync daemon (mcast=eth0,
+    /// syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)`, maxlen, group, port and
+    /// ttl only when set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} sync daemon (mcast={}, syncid={}",
+            self.state.name(),
+            self.mcast_ifn,
+            self.syncid
+        )?;
+        if self.maxlen != 0 {
+            write!(f, ", maxlen={}", self.maxlen)?;
+        }
+        if let Some(g) = self.group {
+            write!(f, ", group={g}")?;
+        }
+        if self.port != 0 {
+            write!(f, ", port={}", self.port)?;
+        }
+        if self.ttl != 0 {
+            write!(f, ", ttl={}", self.ttl)?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// A real server of a content-switching pool (`lvsadm --add-pool-server`).
