@@ -161,9 +161,7 @@ fn list(client: &mut Client, opts: &ListOptions) -> i32 {
         // ipvsadm's lines for the daemons lvsadm started; the `[sync]` of the director's
         // file (or a director without run-time daemons) as before.
         ListWhat::Daemon => match request(client, Request::ListSyncDaemons) {
-            Ok(Response::SyncDaemons(list)) if !list.is_empty() => {
-                print(&listing::daemons(&list))
-            }
+            Ok(Response::SyncDaemons(list)) if !list.is_empty() => print(&listing::daemons(&list)),
             _ => match request(client, Request::SyncStatus) {
                 Ok(Response::Sync(status)) => print(&listing::daemon(&status)),
                 other => refused(EXIT_LIST, other),

@@ -38,7 +38,10 @@ impl<H: Handler> Handler for WithSync<'_, H> {
                 (done, what)
             }
             Request::StopSyncDaemon(state) => (
-                self.dataplane.borrow_mut().sync_daemons().stop_daemon(state),
+                self.dataplane
+                    .borrow_mut()
+                    .sync_daemons()
+                    .stop_daemon(state),
                 format!("stopped the {} sync daemon", state.name()),
             ),
             Request::ListSyncDaemons => {

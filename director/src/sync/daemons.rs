@@ -197,7 +197,12 @@ impl Daemons {
 fn role_of(engine: &SyncEngine, origin: &Origin) -> SyncDaemonState {
     match origin {
         Origin::Lvsadm(d) => d.state,
-        Origin::File if engine.shared.active.load(std::sync::atomic::Ordering::Relaxed) => {
+        Origin::File
+            if engine
+                .shared
+                .active
+                .load(std::sync::atomic::Ordering::Relaxed) =>
+        {
             SyncDaemonState::Master
         }
         Origin::File => SyncDaemonState::Backup,
@@ -317,5 +322,38 @@ mod tests {
         assert_eq!(cfg.validate(), Ok(()));
         assert_eq!(mtu("no-such-if0"), None);
         assert_eq!(mtu("../lo"), None);
+    }
+
+    /// Without `[sync]` there is no key: refused, saying what to configure; nothing sent.
+    /// An unknown interface is the kernel's ENODEV; stopping what does not run, ESRCH.
+    #[test]
+    fn refusals() {
+        let shared = Arc::new(SyncShared::default());
+        let mut d = Daemons::new(None, Vec::new(), Arc::clone(&shared));
+        let lo = SyncDaemon {
+            mcast_ifn: "lo".into(),
+            ..want(SyncDaemonState::Master)
+        };
+        let e = d.start_daemon(&lo).unwrap_err().to_string();
+        assert!(
+            e.contains("no sync key") && e.contains("[sync] key_file") && e.contains("autostart"),
+            "{e}"
+        );
+        let nic = SyncDaemon {
+            mcast_ifn: "no-such-if0".into(),
+            ..lo.clone()
+        };
+        assert_eq!(
+            d.start_daemon(&nic).unwrap_err().to_string(),
+            "No such device"
+        );
+        assert_eq!(
+            d.stop_daemon(SyncDaemonState::Backup)
+                .unwrap_err()
+                .to_string(),
+            "No daemon is running"
+        );
+        assert!(d.daemons().is_empty() && d.status().is_none());
+        assert!(!shared.running.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

@@ -237,7 +237,6 @@ impl SyncEngine {
 
     /// [`SyncEngine::start`], giving the workers' links back when it fails (a later daemon
     /// needs them).
-    #[allow(clippy::result_large_err)]
     pub fn start_keeping(
         cfg: SyncConfig,
         key: AuthKey,
