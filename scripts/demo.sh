@@ -5,6 +5,7 @@
 #                               a router, the director, three real servers with HTTP servers),
 #                               then one act after the other, each checking its own result:
 #                                 1. VS/NAT with rr, set up with lvsadm: HTTP from the client
+#                                    1b. the same over IPv6: an IPv6 VIP, curl -6
 #                                 2. VS/DR with wrr weights 3:2:1
 #                                 3. lvs-monitord: r2's HTTP server stops, r2 is removed from
 #                                    the service (on_failure = "remove") and comes back
@@ -42,6 +43,8 @@ GW=203.0.113.253             # the real servers' gateway in the failover act: mo
 D1=203.0.113.1
 D2=203.0.113.2
 RS=(203.0.113.11 203.0.113.12 203.0.113.13)
+VIP6=2001:db8::100           # the testbed is dual stack (scripts/testbed.sh)
+RS6=(2001:db8::11 2001:db8::12 2001:db8::13)
 WEB_PORT=${WEB_PORT:-8443}
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release
@@ -211,6 +214,27 @@ ok=1
 [[ $nat_answers != *FAILED* ]] && [ "$(grep -c -E '^ *[0-9]+ r[123]$' <<< "$burst")" = 3 ] &&
     [ "$n" = 600 ] && [[ $nat_answers == *r1* && $nat_answers == *r2* && $nat_answers == *r3* ]] && ok=0
 verdict "act 1, VS/NAT" $ok "30 + $n/600 requests answered by r1, r2 and r3"
+
+# --- act 1b --------------------------------------------------------------------------------
+say "act 1b, VS/NAT over IPv6: the same real servers behind the IPv6 VIP $VIP6, round robin"
+show -A -t "[$VIP6]:80" -s rr
+for rs in "${RS6[@]}"; do show -a -t "[$VIP6]:80" -r "[$rs]:80" -m; done
+show -L -n
+echo "6 HTTP requests with curl -6 from the client to http://[$VIP6]/:"
+v6_answers=""
+for _ in 1 2 3 4 5 6; do
+    a=$(ask -6 -g "http://[$VIP6]/"); a=${a//$'\n'/}
+    printf '%s ' "$a"; v6_answers+="$a "
+done
+echo
+echo "\$ lvsadm -L -n -c | grep '$VIP6'"
+adm -L -n -c | grep -F "[$VIP6]" || true
+cnt6() { grep -o "$1" <<< "$v6_answers" | wc -l; }
+ok=1
+[ "$(cnt6 r1)" = 2 ] && [ "$(cnt6 r2)" = 2 ] && [ "$(cnt6 r3)" = 2 ] && ok=0
+verdict "act 1b, VS/NAT over IPv6" $ok "6 requests: r1 $(cnt6 r1), r2 $(cnt6 r2), r3 $(cnt6 r3)"
+# The next acts move the real servers' routes away from VS/NAT: the IPv6 service goes.
+show -D -t "[$VIP6]:80"
 
 # --- act 2 ---------------------------------------------------------------------------------
 say "act 2, VS/DR: the real servers answer the client directly; weighted round robin 3:2:1"

@@ -3,27 +3,39 @@
 # namespaces this script makes (nothing in the caller's namespace is touched).
 #
 #   client (P-c) 198.51.100.2 --- 198.51.100.1 router (P-rt) 203.0.113.254 ---+
+#                2001:db8:51::2   2001:db8:51::1       2001:db8::fe           |
 #                                                                             | LAN: bridge br0
 #   director (P-d) 203.0.113.1, VIP 203.0.113.100 ----------------------------+ in namespace P-sw
+#                  2001:db8::1, VIP 2001:db8::100                             |
 #   real servers (P-r1..P-r3) 203.0.113.11 .12 .13 ---------------------------+
-#   backup director (P-d2) 203.0.113.2, only after `backup` ------------------+
+#                             2001:db8::11 ::12 ::13                          |
+#   backup director (P-d2) 203.0.113.2, 2001:db8::2, only after `backup` -----+
+#
+# Every link is dual stack: each IPv4 address has an IPv6 one beside it (documentation prefix
+# 2001:db8::/32, RFC 3849), and the director holds an IPv6 VIP too. IPv6 addresses are added
+# `nodad` (and duplicate-address detection is off in every namespace) so that nothing waits
+# for DAD; the router forwards both families.
 #
 # The router routes the client's traffic to the LAN, where the director answers ARP for the
 # VIP: the classic LVS layout, which serves VS/NAT (real servers route through the director),
 # VS/DR (real servers hold the VIP on lo and answer the client through the router) and VS/TUN.
-# Addresses are documentation ranges (RFC 5737), reachable only inside these namespaces.
+# Addresses are documentation ranges (RFC 5737, RFC 3849), reachable only inside these
+# namespaces. For IPv6 the router reaches the VIP on the LAN by neighbour discovery, which only
+# the director answers: a real server holds the IPv6 VIP on lo, and Linux answers a
+# neighbour solicitation only for an address of the interface it arrived on.
 #
 # Usage:
 #   scripts/testbed.sh up PREFIX [nat|dr|tun]   build it; the mode sets the real servers' routes
 #   scripts/testbed.sh down PREFIX              remove every namespace of PREFIX
-#   scripts/testbed.sh mode PREFIX nat|dr|tun [GW]
+#   scripts/testbed.sh mode PREFIX nat|dr|tun [GW [GW6]]
 #                                               switch the real servers' routes (nat: default
-#                                               route via GW, default the director's address;
-#                                               give a floating address that moves with the VIP
-#                                               when two directors share the work)
-#   scripts/testbed.sh backup PREFIX            add a second director P-d2, 203.0.113.2 on the LAN
+#                                               routes via GW and GW6, default the director's
+#                                               addresses; give floating addresses that move
+#                                               with the VIP when two directors share the work)
+#   scripts/testbed.sh backup PREFIX            add a second director P-d2, 203.0.113.2 and
+#                                               2001:db8::2 on the LAN
 #   scripts/testbed.sh http PREFIX              start a tiny HTTP server on port 80 of each real
-#                                               server, answering with its own name
+#                                               server (both families), answering with its name
 #   scripts/testbed.sh exec PREFIX NODE CMD...  run CMD in P-NODE (c, rt, d, r1, r2, r3, d2)
 set -euo pipefail
 
@@ -32,6 +44,11 @@ RS=(203.0.113.11 203.0.113.12 203.0.113.13)
 DIRECTOR=203.0.113.1
 BACKUP=203.0.113.2
 ROUTER_LAN=203.0.113.254
+VIP6=2001:db8::100
+RS6=(2001:db8::11 2001:db8::12 2001:db8::13)
+DIRECTOR6=2001:db8::1
+BACKUP6=2001:db8::2
+ROUTER_LAN6=2001:db8::fe
 
 die() { echo "testbed: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
@@ -43,6 +60,18 @@ case "$P" in *[!a-zA-Z0-9_-]*) die "prefix must be [a-zA-Z0-9_-]";; esac
 nodes=(c rt d r1 r2 r3 sw)
 all_nodes=(c rt d d2 r1 r2 r3 sw)
 inns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
+
+# A new namespace: lo up, and no duplicate-address detection on any interface made in it
+# (set before the interfaces exist, so that their link-local addresses do not wait either).
+new_ns() {
+    ip netns add "$P-$1"
+    inns "$1" ip link set lo up
+    inns "$1" sysctl -qw net.ipv6.conf.all.accept_dad=0
+    inns "$1" sysctl -qw net.ipv6.conf.default.accept_dad=0
+}
+
+# An IPv6 address without DAD: usable at once.
+addr6() { inns "$1" ip -6 addr add "$2" dev "$3" nodad; }
 
 # No segmentation offloads on the virtual wires: a veth hands 64 KiB TSO/GSO packets across
 # unsegmented, which no real NIC would deliver to the director. Checksum offload stays on, so
@@ -81,18 +110,25 @@ lan_port() {
 }
 
 set_mode() {
-    local gw
+    local gw gw6
     case "$1" in
         nat) gw=${2:-$DIRECTOR} ;;
         dr|tun) gw=$ROUTER_LAN ;;
         *) die "mode must be nat, dr or tun" ;;
     esac
+    case "$1" in
+        nat) gw6=${3:-$DIRECTOR6} ;;
+        *) gw6=$ROUTER_LAN6 ;;
+    esac
     for i in 1 2 3; do
         inns "r$i" ip route replace default via "$gw"
+        inns "r$i" ip -6 route replace default via "$gw6"
         if [ "$1" = dr ] || [ "$1" = tun ]; then
             inns "r$i" ip addr replace "$VIP/32" dev lo
+            inns "r$i" ip -6 addr replace "$VIP6/128" dev lo nodad
         else
             inns "r$i" ip addr del "$VIP/32" dev lo 2>/dev/null || true
+            inns "r$i" ip -6 addr del "$VIP6/128" dev lo 2>/dev/null || true
         fi
     done
 }
@@ -101,10 +137,11 @@ up() {
     local mode=${1:-nat}
     down
     for n in "${nodes[@]}"; do
-        ip netns add "$P-$n"
-        inns "$n" ip link set lo up
+        new_ns "$n"
     done
-    inns sw ip link add br0 type bridge
+    # No multicast snooping: neighbour solicitations go to solicited-node groups, and a
+    # snooping bridge without an MLD querier may stop flooding them.
+    inns sw ip link add br0 type bridge mcast_snooping 0
     inns sw ip link set br0 up
 
     # Client <-> router: a point-to-point veth.
@@ -112,25 +149,34 @@ up() {
     no_offload c eth0
     no_offload rt eth0
     inns c ip addr add 198.51.100.2/24 dev eth0
+    addr6 c 2001:db8:51::2/64 eth0
     inns c ip link set eth0 up
     inns c ip route add default via 198.51.100.1
+    inns c ip -6 route add default via 2001:db8:51::1
     inns rt ip addr add 198.51.100.1/24 dev eth0
+    addr6 rt 2001:db8:51::1/64 eth0
     inns rt ip link set eth0 up
 
     lan_port rt eth1
     inns rt ip addr add "$ROUTER_LAN/24" dev eth1
+    addr6 rt "$ROUTER_LAN6/64" eth1
     inns rt ip link set eth1 up
     inns rt sysctl -qw net.ipv4.ip_forward=1
+    inns rt sysctl -qw net.ipv6.conf.all.forwarding=1
 
     lan_port d eth0
     inns d ip addr add "$DIRECTOR/24" dev eth0
     inns d ip addr add "$VIP/32" dev eth0
+    addr6 d "$DIRECTOR6/64" eth0
+    addr6 d "$VIP6/128" eth0
     inns d ip link set eth0 up
     inns d ip route add default via "$ROUTER_LAN"
+    inns d ip -6 route add default via "$ROUTER_LAN6"
 
     for i in 1 2 3; do
         lan_port "r$i" eth0
         inns "r$i" ip addr add "${RS[$((i-1))]}/24" dev eth0
+        addr6 "r$i" "${RS6[$((i-1))]}/64" eth0
         inns "r$i" ip link set eth0 up
         # VS/DR: the real server holds the VIP on lo but must never answer ARP for it.
         inns "r$i" sysctl -qw net.ipv4.conf.all.arp_ignore=1
@@ -143,12 +189,13 @@ up() {
 
 # A second director on the LAN, for failover (lvs-heartbeatd) and connection sync.
 backup() {
-    ip netns add "$P-d2"
-    inns d2 ip link set lo up
+    new_ns d2
     lan_port d2 eth0
     inns d2 ip addr add "$BACKUP/24" dev eth0
+    addr6 d2 "$BACKUP6/64" eth0
     inns d2 ip link set eth0 up
     inns d2 ip route add default via "$ROUTER_LAN"
+    inns d2 ip -6 route add default via "$ROUTER_LAN6"
 }
 
 # A tiny HTTP/1.1 server per real server, naming itself in every answer; keep-alive capable.
@@ -156,7 +203,7 @@ http() {
     mkdir -p /run/lvs-testbed
     for i in 1 2 3; do
         inns "r$i" python3 -c '
-import http.server, socketserver, sys
+import http.server, socket, socketserver, sys
 name = sys.argv[1]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -171,7 +218,12 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-S(("0.0.0.0", 80), H).serve_forever()
+    # One socket for both families: IPv4 clients arrive as ::ffff:a.b.c.d.
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+S(("::", 80), H).serve_forever()
 ' "r$i" >/dev/null 2>&1 &
         echo $! >> "/run/lvs-testbed/$P-r$i.pids"
     done
@@ -187,7 +239,7 @@ S(("0.0.0.0", 80), H).serve_forever()
 case "$cmd" in
     up) up "${3:-nat}" ;;
     down) down ;;
-    mode) set_mode "${3:?mode}" "${4:-}" ;;
+    mode) set_mode "${3:?mode}" "${4:-}" "${5:-}" ;;
     backup) backup ;;
     http) http ;;
     exec) shift 2; node=$1; shift; inns "$node" "$@" ;;

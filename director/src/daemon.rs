@@ -91,11 +91,22 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
         addrs
             .entry(a.ifindex)
             .or_default()
-            .push((a.addr, a.prefix_len, a.secondary));
+            .push((a.addr.into(), a.prefix_len, a.secondary));
+    }
+    // An address still in duplicate-address detection is a second choice (the kernel does
+    // not send from it yet, but it beats the VIP as a VS/TUN outer source); one that failed
+    // detection is dead. A kernel without IPv6 refuses the dump: it has no IPv6 addresses.
+    let v6 = nl.ipv6_addresses().unwrap_or_default();
+    for a in v6.into_iter().filter(|a| !a.dad_failed) {
+        addrs
+            .entry(a.ifindex)
+            .or_default()
+            .push((a.addr.into(), a.prefix_len, a.tentative));
     }
     for v in addrs.values_mut() {
-        // Primary addresses first, as the kernel picks them for a source.
-        v.sort_by_key(|&(_, _, secondary)| secondary);
+        // First choices first, as the kernel picks them for a source (a stable sort: the
+        // kernel's order otherwise).
+        v.sort_by_key(|&(_, _, second)| second);
     }
     Ok((table, mtus, addrs))
 }
@@ -104,7 +115,7 @@ fn next_hops(nl: &mut Netlink) -> Result<(NextHopTable, HashMap<u32, u16>, IfAdd
 fn resolve(
     nl: &mut Netlink,
     table: &NextHopTable,
-    addrs: impl IntoIterator<Item = impl Into<std::net::IpAddr>>,
+    addrs: impl IntoIterator<Item = std::net::IpAddr>,
 ) {
     for p in table.missing(addrs) {
         if let Err(e) = nl.resolve(p.ifindex, p.addr) {

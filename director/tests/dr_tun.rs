@@ -4,26 +4,9 @@ mod common;
 
 use std::io::Write;
 
-use common::{CLIENT, DIRECTOR, Lines, NAMES, RS, Testbed, VIP};
-
-fn count(names: &[String], who: &str) -> usize {
-    names.iter().filter(|n| n.as_str() == who).count()
-}
-
-/// The service's counters from `-L -n --stats`: (conns, inpkts, outpkts).
-fn service_stats(tb: &Testbed, port: u16) -> (u64, u64, u64) {
-    let stats = tb.adm("-L -n --stats --exact");
-    let line = stats
-        .lines()
-        .find(|l| l.starts_with("TCP") && l.contains(&format!("{VIP}:{port}")))
-        .unwrap_or_else(|| panic!("no service line in\n{stats}"));
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(2)
-        .map(|x| x.parse().expect("a number"))
-        .collect();
-    (f[0], f[1], f[2])
-}
+use common::{
+    CLIENT, DIRECTOR, Lines, NAMES, RS, Testbed, TunnelEndpoint as Endpoint, VIP, count, csum,
+};
 
 /// VS/DR with rr: HTTP answers come straight from the real servers (through the router, not
 /// the director: the service sees inbound packets only), spread evenly.
@@ -40,7 +23,7 @@ fn dr_http_rr_spreads_evenly_and_replies_bypass_the_director() {
     for n in NAMES {
         assert_eq!(count(&got, n), 3, "{got:?}");
     }
-    let (conns, inpkts, outpkts) = service_stats(&tb, 80);
+    let (conns, inpkts, outpkts) = tb.service_stats(VIP, 80);
     assert_eq!(conns, 9);
     assert!(
         inpkts >= 9 * 3,
@@ -148,39 +131,8 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn csum(data: &[u8], init: u32) -> u16 {
-    let mut sum = init;
-    for c in data.chunks(2) {
-        let w = u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]);
-        sum += u32::from(w);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    u16::try_from(sum).expect("folded")
-}
-
 fn ip4(b: &[u8]) -> String {
     format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3])
-}
-
-fn mac_of(tb: &Testbed, node: &str) -> Vec<u8> {
-    let out = tb.exec(node, &["cat", "/sys/class/net/eth0/address"]);
-    let s = String::from_utf8_lossy(&out.stdout);
-    s.trim()
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16).expect("mac"))
-        .collect()
-}
-
-/// Runs `args` in `node`; it must succeed.
-fn must(tb: &Testbed, node: &str, args: &[&str]) {
-    let out = tb.exec(node, args);
-    assert!(
-        out.status.success(),
-        "{args:?} in {node}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Whether the TCP segment inside IPv4 packet `ip` has a valid checksum.
@@ -190,15 +142,6 @@ fn tcp_csum_ok(ip: &[u8]) -> bool {
     let tcp = &ip[ihl..len];
     let pseudo = u32::from(csum(&ip[12..20], 0)) + 6 + u32::try_from(tcp.len()).unwrap();
     csum(tcp, pseudo) == 0xffff
-}
-
-/// How r1 takes the packets out of the tunnel.
-#[derive(Debug, PartialEq, Eq)]
-enum Endpoint {
-    /// The kernel's ipip driver, through the device `lvsipip`.
-    Kernel,
-    /// This kernel has no ipip driver: the userspace decapsulator of [`CAPTURE_AND_DECAP`].
-    Userspace,
 }
 
 /// VS/TUN end to end: the client's GETs reach r1 wrapped in IP-in-IP, and r1 answers the
@@ -244,34 +187,17 @@ fn tun_encapsulates_ip_in_ip_and_the_real_server_answers_directly() {
         tb.adm("-S -n")
     );
 
-    let add = tb.exec(
+    let endpoint = tb.tunnel_endpoint(
         "r1",
         &[
             "ip", "link", "add", "lvsipip", "type", "ipip", "local", RS[0],
         ],
+        "ipip",
     );
-    let endpoint = if add.status.success() {
-        Endpoint::Kernel
-    } else if String::from_utf8_lossy(&add.stderr).contains("Unknown device type") {
-        Endpoint::Userspace
-    } else {
-        panic!(
-            "ip link add type ipip in r1: {}",
-            String::from_utf8_lossy(&add.stderr)
-        );
-    };
+    // The userspace decapsulator is CAPTURE_AND_DECAP's `decap` mode.
     let device = match endpoint {
-        Endpoint::Kernel => {
-            eprintln!("NOTE: the kernel's ipip driver decapsulates on r1: VS/TUN end to end");
-            "lvsipip"
-        }
-        Endpoint::Userspace => {
-            eprintln!(
-                "NOTE: this kernel has no ipip driver: a userspace decapsulator on r1 stands in \
-                 for it; the kernel's own decapsulation is NOT tested here"
-            );
-            "lvsdecap"
-        }
+        Endpoint::Kernel => "lvsipip",
+        Endpoint::Userspace => "lvsdecap",
     };
     let mode = if endpoint == Endpoint::Kernel {
         "capture"
@@ -284,10 +210,9 @@ fn tun_encapsulates_ip_in_ip_and_the_real_server_answers_directly() {
     assert_eq!(r1.next_line(), "ready");
     // The inner packets come in on the tunnel device while the route back to the client
     // leaves by eth0: strict reverse-path filtering would drop them all.
-    must(&tb, "r1", &["ip", "link", "set", device, "up"]);
+    tb.must("r1", &["ip", "link", "set", device, "up"]);
     for conf in ["all", device] {
-        must(
-            &tb,
+        tb.must(
             "r1",
             &[
                 "sysctl",
@@ -328,21 +253,8 @@ fn tun_encapsulates_ip_in_ip_and_the_real_server_answers_directly() {
                 .expect("lvsipip's rx_packets")
         }
     };
-    let (conns, inpkts, outpkts) = service_stats(&tb, 80);
-    assert_eq!(conns, 3);
-    assert_eq!(outpkts, 0, "VS/TUN replies do not pass the director");
-    assert!(
-        tunnelled >= 3 * 4 && tunnelled <= inpkts,
-        "{tunnelled} packets came out of the tunnel; the director received {inpkts}"
-    );
+    tb.assert_tunnelled(VIP, RS[0], tunnelled);
     println!("{tunnelled} packets came out of the tunnel ({endpoint:?} endpoint)");
-    // The director counted and listed the tunnelled connections.
-    let conns = tb.conns();
-    assert!(!conns.is_empty());
-    assert!(
-        conns.iter().all(|c| c.dest == format!("{}:80", RS[0])),
-        "{conns:?}"
-    );
 }
 
 /// The byte checks of the doc comment above, on `captured` (the first IP-in-IP frame r1
@@ -353,8 +265,8 @@ fn check_tunnelled_frame(tb: &Testbed, captured: &str, d: &mut Lines) {
         "no IP-in-IP frame captured on r1: {captured:?}"
     );
     let f = unhex(captured);
-    assert_eq!(&f[0..6], &mac_of(tb, "r1")[..], "to r1's MAC");
-    assert_eq!(&f[6..12], &mac_of(tb, "d")[..], "from the director's MAC");
+    assert_eq!(&f[0..6], &tb.mac("r1")[..], "to r1's MAC");
+    assert_eq!(&f[6..12], &tb.mac("d")[..], "from the director's MAC");
     assert_eq!(&f[12..14], &[0x08, 0x00]);
     let outer = &f[14..34];
     let inner = &f[34..];

@@ -18,32 +18,7 @@ fn an_icmp_error_from_a_real_server_reaches_the_client_through_nat() {
         return;
     };
     tb.service("-u", 5999, "-s rr", "-m", &[1, 1, 1]);
-    let probe = format!(
-        r#"
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(1.0)
-s.connect(("{VIP}", 5999))
-for attempt in range(5):
-    try:
-        s.send(b"hello")
-        s.recv(100)
-        print("ANSWER"); sys.exit(0)
-    except ConnectionRefusedError:
-        print("REFUSED"); sys.exit(0)
-    except socket.timeout:
-        continue
-print("TIMEOUT")
-"#
-    );
-    let out = tb.exec("c", &["python3", "-c", &probe]);
-    let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(
-        said,
-        "REFUSED",
-        "the client must hear the real server's port unreachable\n{}",
-        tb.log_text()
-    );
+    tb.assert_udp_refused(VIP, 5999);
     let stats = tb.adm("-L -n --stats");
     let svc = stats
         .lines()

@@ -5,6 +5,7 @@
 //! 255 (ipvsadm's `-1`) a usage error or a change the director refused; 1 a listing failed.
 
 mod content_listing;
+mod import;
 mod listing;
 mod run;
 mod usage;

@@ -24,6 +24,10 @@ const EXIT_LIST: i32 = 1;
 pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
     // ipvsadm names itself as it was invoked (`/usr/sbin/ipvsadm`) in help and "Try" lines.
     let program = args.first().map_or("lvsadm", String::as_str);
+    // Not a director command: it reads another program's configuration and writes files.
+    if args.get(1).map(String::as_str) == Some("--import") {
+        return crate::import::cli(&args[2..]);
+    }
     let (rundir_flag, rest) = match take_rundir(args.get(1..).unwrap_or_default()) {
         Ok(split) => split,
         Err(e) => return parse_failure(program, &e),

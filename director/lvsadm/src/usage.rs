@@ -29,6 +29,7 @@ pub fn usage(program: &str) -> String {
   {p} --start-daemon {{master|backup}} [daemon-options]
   {p} --stop-daemon {{master|backup}}
   {p} -h
+  {p} --import keepalived|ldirectord FILE -o DIR
   {p} --add-pool --pool name [-s scheduler] [-b sched-flags] -r server-address [-w weight]
   {p} --add-pool-server --pool name -r server-address [-w weight]
   {p} --del-pool-server --pool name -r server-address

@@ -3,7 +3,6 @@
 //! both.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use lvs_conntrack::{Addr, Forward, Proto};
@@ -25,13 +24,6 @@ pub struct Surroundings {
     pub if_addrs: Arc<IfAddrs>,
     pub all_stats: Arc<[Arc<WorkerStats>]>,
     pub active: bool,
-}
-
-fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(v) => Some(v),
-        IpAddr::V6(_) => None,
-    }
 }
 
 fn proto_of(p: Protocol) -> Proto {
@@ -65,9 +57,10 @@ pub fn build(
     let mut guard = NftRules::default();
     for svc in state.services() {
         let key = svc.conf.key;
-        let (Some(slot), Some(vip)) = (registry.service(&key), v4(key.addr)) else {
+        let Some(slot) = registry.service(&key) else {
             continue;
         };
+        let vip = key.addr;
         vips.push(vip);
         let proto = proto_of(key.protocol);
         let l4 = match key.protocol {
@@ -75,14 +68,14 @@ pub fn build(
             Protocol::Udp => L4::Udp,
         };
         guard.services.push(Endpoint {
-            addr: vip.into(),
+            addr: vip,
             proto: l4,
             port: key.port,
         });
         let persistence = svc
             .conf
             .persistence
-            .map(|p| (p.timeout_secs, Addr::prefix_mask(true, p.netmask)));
+            .map(|p| (p.timeout_secs, Addr::prefix_mask(vip.is_ipv4(), p.netmask)));
         services.insert(
             (snapshot::proto_number(proto), vip, key.port),
             Arc::new(ServiceEntry {
@@ -96,16 +89,17 @@ pub fn build(
             }),
         );
         for d in &svc.dests {
-            let (Some(id), Some(addr)) = (slot.dest(d.addr, d.port), v4(d.addr)) else {
+            let Some(id) = slot.dest(d.addr, d.port) else {
                 continue;
             };
+            let addr = d.addr;
             let conf = state.effective(&key, *d);
             let forward = forward_of(conf.fwd);
             any_nat |= forward == Forward::Nat;
             let port = if conf.port == 0 { key.port } else { conf.port };
             if forward == Forward::Nat {
                 guard.nat_servers.push(Endpoint {
-                    addr: addr.into(),
+                    addr,
                     proto: l4,
                     port,
                 });

@@ -19,7 +19,7 @@ pub mod worker;
 pub mod workers;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -54,13 +54,17 @@ pub enum DataplaneError {
     Full { what: &'static str, max: usize },
     #[error("{0}")]
     Sched(String),
-    #[error("only IPv4 virtual services and real servers are forwarded yet: {0}")]
-    NotIpv4(String),
+    #[error(
+        "real server {dest} is not of the address family of {service}: the director tunnels \
+         IPv4 in IPv4 and IPv6 in IPv6 only"
+    )]
+    CrossFamily { dest: String, service: String },
 }
 
-/// Each interface's IPv4 addresses by index: (address, prefix length, secondary), primary
-/// addresses first. VS/TUN takes its outer source address from here.
-pub type IfAddrs = HashMap<u32, Vec<(Ipv4Addr, u8, bool)>>;
+/// Each interface's IPv4 and IPv6 addresses by index: (address, prefix length, second
+/// choice), the others first. A second choice is an IPv4 secondary address, or an IPv6 one
+/// still in duplicate-address detection. VS/TUN takes its outer source address from here.
+pub type IfAddrs = HashMap<u32, Vec<(IpAddr, u8, bool)>>;
 
 /// How to start the workers.
 #[derive(Debug, Clone)]
@@ -72,13 +76,6 @@ pub struct Setup {
     pub timeouts: (u32, u32, u32),
     /// Connection sync (`[sync]`), when configured.
     pub sync: Option<crate::sync::SyncConfig>,
-}
-
-fn v4(a: IpAddr, what: &str) -> Result<Ipv4Addr, DataplaneError> {
-    match a {
-        IpAddr::V4(v) => Ok(v),
-        IpAddr::V6(v) => Err(DataplaneError::NotIpv4(format!("{what} {v}"))),
-    }
 }
 
 /// The control side of the dataplane. Lives on the control thread.
@@ -259,7 +256,7 @@ impl Dataplane {
     }
 
     /// The real servers' addresses, to resolve their MACs ahead of the first packet.
-    pub fn dest_addrs(&self) -> Vec<Ipv4Addr> {
+    pub fn dest_addrs(&self) -> Vec<IpAddr> {
         self.snap.dests.iter().flatten().map(|d| d.addr).collect()
     }
 
@@ -363,12 +360,10 @@ impl Dataplane {
             Protocol::Tcp => Proto::Tcp,
             Protocol::Udp => Proto::Udp,
         };
-        v4(key.addr, "").is_ok_and(|vip| {
-            self.snap
-                .services
-                .get(&(snapshot::proto_number(proto), vip, key.port))
-                .is_some_and(|s| s.persistence.is_some())
-        })
+        self.snap
+            .services
+            .get(&(snapshot::proto_number(proto), key.addr, key.port))
+            .is_some_and(|s| s.persistence.is_some())
     }
 }
 

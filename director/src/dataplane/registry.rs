@@ -12,9 +12,9 @@ use lvs_proto::{AddrPort, DestConf, Protocol, ServiceConf, ServiceKey};
 use lvs_sched_host::{Dest, Instance, Registry as Plugins, ServiceSpec};
 use slab::Slab;
 
+use super::DataplaneError;
 use super::snapshot::Affinity;
 use super::stats::{MAX_DESTS, MAX_SERVICES};
-use super::{DataplaneError, v4};
 
 /// One virtual service's place in the data plane.
 #[derive(Debug)]
@@ -246,7 +246,7 @@ impl ServiceRegistry {
                     if self.refused.contains(&refused) {
                         continue;
                     }
-                    match place_dest(&mut self.dest_ids, &conf) {
+                    match place_dest(&mut self.dest_ids, &key, &conf) {
                         Ok((id, sd)) => {
                             slot.dests.insert((d.addr, d.port), id);
                             out.new_dests.push(id);
@@ -275,7 +275,6 @@ impl ServiceRegistry {
         plugins: &mut Plugins,
         conf: &ServiceConf,
     ) -> Result<u32, DataplaneError> {
-        v4(conf.key.addr, "virtual service")?;
         if self.service_ids.len() >= MAX_SERVICES {
             return Err(DataplaneError::Full {
                 what: "virtual services",
@@ -299,8 +298,17 @@ impl ServiceRegistry {
 }
 
 /// A new id for a real server, and the server as its scheduler sees it.
-fn place_dest(ids: &mut Slab<()>, conf: &DestConf) -> Result<(u32, Dest), DataplaneError> {
-    v4(conf.addr, "real server")?;
+fn place_dest(
+    ids: &mut Slab<()>,
+    key: &ServiceKey,
+    conf: &DestConf,
+) -> Result<(u32, Dest), DataplaneError> {
+    if conf.addr.is_ipv4() != key.addr.is_ipv4() {
+        return Err(DataplaneError::CrossFamily {
+            dest: AddrPort(conf.addr, conf.port).to_string(),
+            service: key.to_string(),
+        });
+    }
     if ids.len() >= MAX_DESTS {
         return Err(DataplaneError::Full {
             what: "real servers",
@@ -319,13 +327,11 @@ fn instance(plugins: &mut Plugins, conf: &ServiceConf) -> Result<Instance, Datap
     let plugin = plugins
         .get(&conf.scheduler)
         .map_err(|e| DataplaneError::Sched(e.to_string()))?;
-    let vip = v4(conf.key.addr, "virtual service")?;
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&vip.octets());
+    let (addr, family) = abi_addr(conf.key.addr);
     let spec = ServiceSpec {
         addr,
         port: conf.key.port,
-        family: lvs_sched_abi::AF_INET,
+        family,
         protocol: match conf.key.protocol {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
@@ -342,13 +348,11 @@ fn instance(plugins: &mut Plugins, conf: &ServiceConf) -> Result<Instance, Datap
 
 /// A real server as its scheduler sees it: weight 0 is quiesced.
 fn sched_dest(id: u32, conf: &DestConf) -> Result<Dest, DataplaneError> {
-    let a = v4(conf.addr, "real server")?;
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&a.octets());
+    let (addr, family) = abi_addr(conf.addr);
     Ok(Dest {
         addr,
         port: conf.port,
-        family: lvs_sched_abi::AF_INET,
+        family,
         weight: conf.weight,
         flags: if conf.weight == 0 {
             lvs_sched_abi::DEST_F_QUIESCED
@@ -358,6 +362,19 @@ fn sched_dest(id: u32, conf: &DestConf) -> Result<Dest, DataplaneError> {
         id,
         ..Dest::default()
     })
+}
+
+/// An address as the scheduler ABI carries it: IPv4 in the first 4 of 16 bytes, and its
+/// family.
+pub fn abi_addr(a: IpAddr) -> ([u8; 16], u8) {
+    let mut addr = [0u8; 16];
+    match a {
+        IpAddr::V4(v) => {
+            addr[..4].copy_from_slice(&v.octets());
+            (addr, lvs_sched_abi::AF_INET)
+        }
+        IpAddr::V6(v) => (v.octets(), lvs_sched_abi::AF_INET6),
+    }
 }
 
 #[cfg(test)]
@@ -495,16 +512,32 @@ mod tests {
         let mut p = plugins();
         let mut reg = ServiceRegistry::default();
         let mut s = state(RULES);
-        // VS/TUN may cross address families in the model; the workers forward IPv4 only.
+        // VS/TUN may cross address families in the model (as ipvsadm takes it); the workers
+        // tunnel IPv4 in IPv4 and IPv6 in IPv6 only. An IPv6 service is forwarded.
         change(&mut s, "-a -t 192.0.2.1:80 -r [2001:db8::5]:80 -i -w 1");
         change(&mut s, "-A -t [2001:db8::1]:80 -s rr");
+        change(&mut s, "-a -t [2001:db8::1]:80 -r [2001:db8::6]:80 -m -w 1");
         let first = sync(&mut reg, &mut p, &s);
-        assert_eq!(first.failed.len(), 2, "{:?}", first.failed);
-        assert!(
-            first
-                .failed
-                .iter()
-                .all(|(_, e)| matches!(e, DataplaneError::NotIpv4(_)))
+        assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
+        let (what, e) = &first.failed[0];
+        assert!(matches!(e, DataplaneError::CrossFamily { .. }), "{e}");
+        assert_eq!(what, "real server [2001:db8::5]:80 of TCP 192.0.2.1:80");
+        let v6_key = ServiceKey {
+            addr: "2001:db8::1".parse().unwrap(),
+            ..key()
+        };
+        let v6 = reg.service(&v6_key).expect("the IPv6 service placed");
+        assert!(v6.dest("2001:db8::6".parse().unwrap(), 80).is_some());
+        let sd = v6.sched().dests()[0];
+        assert_eq!(
+            (sd.family, sd.addr),
+            (
+                lvs_sched_abi::AF_INET6,
+                "2001:db8::6"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets()
+            )
         );
         change(&mut s, "-e -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 3");
         assert!(sync(&mut reg, &mut p, &s).failed.is_empty(), "once");

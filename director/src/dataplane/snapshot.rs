@@ -3,7 +3,7 @@
 //! worker never sees half a change, and reading it takes no lock.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ pub struct ServiceEntry {
     /// The id used for counters and connection entries.
     pub id: u32,
     pub proto: Proto,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     /// `-p`: (timeout in seconds, netmask as an address).
     pub persistence: Option<(u32, Addr)>,
@@ -84,7 +84,7 @@ impl Affinity {
 pub struct DestEntry {
     pub id: u32,
     pub service: u32,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub forward: Forward,
     /// The weight the scheduler has: 0 when quiesced (`-w 0`) or reported unhealthy.
@@ -98,12 +98,13 @@ pub struct DestEntry {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// By (protocol number, VIP, port); port 0 is a service on every port.
-    pub services: HashMap<(u8, Ipv4Addr, u16), Arc<ServiceEntry>>,
+    pub services: HashMap<(u8, IpAddr, u16), Arc<ServiceEntry>>,
     /// By real-server id.
     pub dests: Vec<Option<DestEntry>>,
-    /// Every VIP with a service, sorted: a packet the parser refuses by policy (a fragment,
-    /// IP options) is counted when it was meant for one of them.
-    pub vips: Vec<Ipv4Addr>,
+    /// Every VIP with a service, sorted (IPv4 before IPv6): a packet the parser refuses by
+    /// policy (a fragment, IP options, an IPv6 header chain it does not take) is counted when
+    /// it was meant for one of them.
+    pub vips: Vec<IpAddr>,
     /// Ids of the real servers that exist, for publishing their connection counts.
     pub live_dests: Vec<u32>,
     /// Active: forward. Standby: forward nothing (the heartbeat daemon's decision); the
@@ -120,13 +121,13 @@ pub struct Snapshot {
     /// Each interface's addresses, for the VS/TUN outer source.
     pub if_addrs: Arc<super::IfAddrs>,
     /// Real-server ids by (service id, address, port), for entries received by sync.
-    pub dest_index: HashMap<(u32, Ipv4Addr, u16), u32>,
+    pub dest_index: HashMap<(u32, IpAddr, u16), u32>,
 }
 
 impl Snapshot {
     /// The service a packet to `vip:port` belongs to.
     #[inline]
-    pub fn service(&self, proto: Proto, vip: Ipv4Addr, port: u16) -> Option<&Arc<ServiceEntry>> {
+    pub fn service(&self, proto: Proto, vip: IpAddr, port: u16) -> Option<&Arc<ServiceEntry>> {
         let p = proto_number(proto);
         self.services
             .get(&(p, vip, port))
@@ -134,26 +135,27 @@ impl Snapshot {
     }
 
     /// The director's own address to send from on `ifindex` toward `dst`, as the kernel would
-    /// pick it: a primary address whose subnet holds `dst`, else the first primary address
-    /// that is not a host route (a VIP is usually a /32), else any address.
-    pub fn source_addr(&self, ifindex: u32, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    /// pick it: an address of `dst`'s family, primary, whose subnet holds `dst`, else the first
+    /// primary one that is not a host route (a VIP is usually a /32 or /128), else any. An IPv6
+    /// link-local address is never picked for a destination beyond the link.
+    pub fn source_addr(&self, ifindex: u32, dst: IpAddr) -> Option<IpAddr> {
         let addrs = self.if_addrs.get(&ifindex)?;
-        let same_subnet = |&&(a, len, _): &&(Ipv4Addr, u8, bool)| {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(len.min(32)))
-                .unwrap_or(0);
-            u32::from(a) & mask == u32::from(dst) & mask
+        let host = host_prefix(dst);
+        let usable = |e: &&(IpAddr, u8, bool)| {
+            e.0.is_ipv4() == dst.is_ipv4() && (!is_link_local(e.0) || is_link_local(dst))
         };
-        addrs
-            .iter()
-            .find(|e| same_subnet(e) && e.1 < 32)
-            .or_else(|| addrs.iter().find(|e| e.1 < 32))
-            .or_else(|| addrs.first())
+        let same_subnet = |e: &&(IpAddr, u8, bool)| same_prefix(e.0, dst, e.1);
+        let mut family = addrs.iter().filter(usable);
+        family
+            .clone()
+            .find(|e| same_subnet(e) && e.1 < host)
+            .or_else(|| family.clone().find(|e| e.1 < host))
+            .or_else(|| family.next())
             .map(|e| e.0)
     }
 
     /// The id of a service's real server by address and port (a port-0 server matches any).
-    pub fn dest_by_addr(&self, service: u32, addr: Ipv4Addr, port: u16) -> Option<u32> {
+    pub fn dest_by_addr(&self, service: u32, addr: IpAddr, port: u16) -> Option<u32> {
         self.dest_index
             .get(&(service, addr, port))
             .or_else(|| self.dest_index.get(&(service, addr, 0)))
@@ -164,6 +166,30 @@ impl Snapshot {
     pub fn dest(&self, id: u32) -> Option<&DestEntry> {
         self.dests.get(id as usize).and_then(Option::as_ref)
     }
+}
+
+/// 32 for IPv4, 128 for IPv6: the prefix length of a host route.
+fn host_prefix(a: IpAddr) -> u8 {
+    if a.is_ipv4() { 32 } else { 128 }
+}
+
+fn is_link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if v.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+/// Whether `a` and `b` (of one family) share their first `len` bits.
+fn same_prefix(a: IpAddr, b: IpAddr, len: u8) -> bool {
+    let bits = |x: IpAddr| match x {
+        IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+        IpAddr::V6(v) => u128::from(v),
+    };
+    if a.is_ipv4() != b.is_ipv4() {
+        return false;
+    }
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(host_prefix(a))))
+        .unwrap_or(0);
+    bits(a) & mask == bits(b) & mask
 }
 
 pub fn proto_number(p: Proto) -> u8 {
@@ -177,6 +203,7 @@ pub fn proto_number(p: Proto) -> u8 {
 mod tests {
     use super::*;
     use lvs_conntrack::Endpoint;
+    use std::net::Ipv4Addr;
     use std::time::Duration;
 
     fn key(client: [u8; 4]) -> TemplateKey {
@@ -213,5 +240,48 @@ mod tests {
         a.set(key([198, 51, 100, 4]), 8, t0, 60);
         assert_eq!((a.count(7, t0), a.count(8, t0), a.count(9, t0)), (2, 1, 0));
         assert_eq!(a.count(7, t0 + Duration::from_secs(31)), 1, "one expired");
+    }
+
+    fn with_addrs(addrs: Vec<(IpAddr, u8, bool)>) -> Snapshot {
+        Snapshot {
+            services: HashMap::new(),
+            dests: Vec::new(),
+            vips: Vec::new(),
+            live_dests: Vec::new(),
+            active: true,
+            any_nat: false,
+            nexthops: Arc::new(lvs_netinfo::NextHopTable::default()),
+            all_stats: Vec::new().into(),
+            mtus: HashMap::new(),
+            if_addrs: Arc::new(HashMap::from([(2, addrs)])),
+            dest_index: HashMap::new(),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("an address")
+    }
+
+    /// The VS/TUN outer source: the director's address of the real server's family, in its
+    /// subnet when there is one, never the VIP (a host route) nor a link-local address.
+    #[test]
+    fn the_source_address_is_of_the_destinations_family() {
+        let snap = with_addrs(vec![
+            (ip("203.0.113.100"), 32, false),
+            (ip("fe80::1"), 64, false),
+            (ip("2001:db8::100"), 128, false),
+            (ip("203.0.113.1"), 24, false),
+            (ip("2001:db8:1::1"), 64, false),
+            (ip("2001:db8:2::1"), 64, false),
+        ]);
+        let src = |dst: &str| snap.source_addr(2, ip(dst));
+        assert_eq!(src("203.0.113.11"), Some(ip("203.0.113.1")));
+        assert_eq!(src("198.51.100.2"), Some(ip("203.0.113.1")));
+        assert_eq!(src("2001:db8:2::11"), Some(ip("2001:db8:2::1")));
+        assert_eq!(src("2001:db8:9::11"), Some(ip("2001:db8:1::1")));
+        assert_eq!(src("fe80::11"), Some(ip("fe80::1")));
+        assert_eq!(snap.source_addr(3, ip("2001:db8:2::11")), None);
+        let v4_only = with_addrs(vec![(ip("203.0.113.1"), 24, false)]);
+        assert_eq!(v4_only.source_addr(2, ip("2001:db8::11")), None);
     }
 }

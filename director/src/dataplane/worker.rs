@@ -7,7 +7,7 @@
 //! [`TxQueue`]), monomorphised for the one in use: AF_PACKET today, another backend is a new
 //! implementation of the two traits. No call on the packet path goes through a vtable.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -20,7 +20,7 @@ use lvs_conntrack::{
 };
 use lvs_netinfo::{NextHopLookup, Resolved};
 use lvs_packet::{L4Proto, MacPair, Packet, RewriteError, TunError, TunParams};
-use lvs_sched_abi::{AF_INET, DEST_F_OVERLOADED, Flow as SchedFlow};
+use lvs_sched_abi::{DEST_F_OVERLOADED, Flow as SchedFlow};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -199,13 +199,11 @@ impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
         };
         let snap: &Snapshot = &self.snap;
         while let Some(e) = sync.inbound.pop() {
-            let found = match (crate::sync::v4(e.virt.addr), crate::sync::v4(e.dest.addr)) {
-                (Some(vip), Some(rs)) => snap.service(e.proto, vip, e.virt.port).and_then(|svc| {
-                    snap.dest_by_addr(svc.id, rs, e.dest.port)
-                        .map(|d| (svc.id, d))
-                }),
-                _ => None,
-            };
+            let (vip, rs) = (IpAddr::from(e.virt.addr), IpAddr::from(e.dest.addr));
+            let found = snap.service(e.proto, vip, e.virt.port).and_then(|svc| {
+                snap.dest_by_addr(svc.id, rs, e.dest.port)
+                    .map(|d| (svc.id, d))
+            });
             let done =
                 found.is_some_and(|(svc, dest)| self.table.sync_import(&e, svc, dest, now).is_ok());
             let counter = if done {
@@ -254,13 +252,6 @@ enum Verdict {
     Done,
 }
 
-fn v4(a: IpAddr) -> Option<Ipv4Addr> {
-    match a {
-        IpAddr::V4(v) => Some(v),
-        IpAddr::V6(_) => None,
-    }
-}
-
 /// What a packet does with the connection entry its flow found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reuse {
@@ -297,20 +288,39 @@ fn reuse(
     }
 }
 
-/// The IPv4 destination of a frame the parser refused, if the bytes reach that far.
-fn ipv4_dst(frame: &[u8]) -> Option<Ipv4Addr> {
+/// The IPv4 or IPv6 destination of a frame the parser refused, if the bytes reach that far.
+fn ip_dst(frame: &[u8]) -> Option<IpAddr> {
     let ethertype = |at: usize| {
         frame
             .get(at..at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
     };
-    let l3 = match ethertype(12)? {
-        0x0800 => 14,
-        0x8100 if ethertype(16)? == 0x0800 => 18,
+    let (l3, ipv6) = match ethertype(12)? {
+        0x0800 => (14, false),
+        0x86dd => (14, true),
+        0x8100 => match ethertype(16)? {
+            0x0800 => (18, false),
+            0x86dd => (18, true),
+            _ => return None,
+        },
         _ => return None,
     };
-    let d: [u8; 4] = frame.get(l3 + 16..l3 + 20)?.try_into().ok()?;
-    Some(Ipv4Addr::from(d))
+    if ipv6 {
+        let d: [u8; 16] = frame.get(l3 + 24..l3 + 40)?.try_into().ok()?;
+        Some(IpAddr::from(d))
+    } else {
+        let d: [u8; 4] = frame.get(l3 + 16..l3 + 20)?.try_into().ok()?;
+        Some(IpAddr::from(d))
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`). The connection table holds IPv4 in
+/// exactly that form, so an IPv6 packet carrying one would pass for IPv4 (and find IPv4
+/// entries and next hops): such packets are left to the kernel, which drops them (RFC 4291
+/// 2.5.5.2 keeps these addresses off the wire).
+#[inline]
+fn ipv4_mapped(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if v.to_ipv4_mapped().is_some())
 }
 
 fn proto_of(p: L4Proto) -> Option<Proto> {
@@ -335,7 +345,7 @@ impl<'w> Forwarder<'w> {
                 // anything else on the wire is the kernel's business, not a drop of ours.
                 if reason.is_malformed()
                     || (reason.class() == lvs_packet::DropClass::Policy
-                        && ipv4_dst(data).is_some_and(|d| self.snap.vips.binary_search(&d).is_ok()))
+                        && ip_dst(data).is_some_and(|d| self.snap.vips.binary_search(&d).is_ok()))
                 {
                     self.stats.parse_drop(reason);
                 }
@@ -389,9 +399,10 @@ impl<'w> Forwarder<'w> {
         let Some(proto) = proto_of(pkt.flow.protocol) else {
             return Verdict::Done;
         };
-        let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
+        let (src, dst) = (pkt.flow.src, pkt.flow.dst);
+        if ipv4_mapped(src) || ipv4_mapped(dst) {
             return Verdict::Done;
-        };
+        }
         // A plain reference for the whole packet: cloning the Arc would bounce its count's
         // cache line between workers on every packet.
         let snap: &'w Snapshot = self.snap;
@@ -417,7 +428,7 @@ impl<'w> Forwarder<'w> {
         pkt: &Packet,
         partial: bool,
         proto: Proto,
-        client: Ipv4Addr,
+        client: IpAddr,
         svc: &ServiceEntry,
     ) -> Verdict {
         let client_ep = Endpoint::new(client.into(), pkt.flow.src_port);
@@ -480,9 +491,7 @@ impl<'w> Forwarder<'w> {
         if let Some(c) = self.stats.dests.get(dest_id as usize) {
             c.inbound(bytes);
         }
-        let IpAddr::V4(rs) = IpAddr::from(dest_ep.addr) else {
-            return Verdict::Done;
-        };
+        let rs = IpAddr::from(dest_ep.addr);
         let Some(hop) = self.next_hop(rs) else {
             return Verdict::Done;
         };
@@ -492,7 +501,7 @@ impl<'w> Forwarder<'w> {
         };
         let done = match forward {
             Forward::Nat => lvs_packet::decrement_ttl(data, pkt)
-                .and_then(|()| lvs_packet::nat_in(data, pkt, IpAddr::V4(rs), dest_ep.port, partial))
+                .and_then(|()| lvs_packet::nat_in(data, pkt, rs, dest_ep.port, partial))
                 .and_then(|()| lvs_packet::set_macs(data, macs)),
             Forward::DirectRoute => lvs_packet::dr_rewrite(data, pkt, macs, partial),
             Forward::Tunnel => {
@@ -501,8 +510,8 @@ impl<'w> Forwarder<'w> {
                 // VIP itself would drop a packet from the VIP as a martian.
                 let outer_src = self.snap.source_addr(hop.ifindex, rs).unwrap_or(svc.vip);
                 let params = TunParams {
-                    outer_src: IpAddr::V4(outer_src),
-                    outer_dst: IpAddr::V4(rs),
+                    outer_src,
+                    outer_dst: rs,
                     macs,
                     mtu: self.snap.mtus.get(&hop.ifindex).copied().unwrap_or(1500),
                     ip_id: self.ip_id,
@@ -641,15 +650,15 @@ impl<'w> Forwarder<'w> {
 
     /// Ask the service's scheduler, with the whole director's connection counts.
     fn schedule(&self, pkt: &Packet, svc: &ServiceEntry) -> Option<u32> {
+        let (src_addr, family) = super::registry::abi_addr(pkt.flow.src);
+        let (dst_addr, _) = super::registry::abi_addr(pkt.flow.dst);
         let mut flow = SchedFlow {
-            family: AF_INET,
+            family,
             protocol: pkt.flow.protocol.number(),
+            src_addr,
+            dst_addr,
             ..Default::default()
         };
-        if let (IpAddr::V4(s), IpAddr::V4(d)) = (pkt.flow.src, pkt.flow.dst) {
-            flow.src_addr[..4].copy_from_slice(&s.octets());
-            flow.dst_addr[..4].copy_from_slice(&d.octets());
-        }
         flow.src_port = pkt.flow.src_port;
         flow.dst_port = pkt.flow.dst_port;
         let mut inst = match svc.sched.lock() {
@@ -730,13 +739,9 @@ impl<'w> Forwarder<'w> {
         if let Some(c) = self.stats.dests.get(dest_id as usize) {
             c.outbound(bytes);
         }
-        let (IpAddr::V4(vip), IpAddr::V4(cl)) =
-            (IpAddr::from(virt.addr), IpAddr::from(client.addr))
-        else {
-            return Verdict::Done;
-        };
+        let (vip, cl) = (IpAddr::from(virt.addr), IpAddr::from(client.addr));
         self.routed(data, pkt, cl, |d| {
-            lvs_packet::nat_out(d, pkt, IpAddr::V4(vip), virt.port, partial)
+            lvs_packet::nat_out(d, pkt, vip, virt.port, partial)
         })
     }
 
@@ -746,7 +751,7 @@ impl<'w> Forwarder<'w> {
         &mut self,
         data: &mut [u8],
         pkt: &Packet,
-        to: Ipv4Addr,
+        to: IpAddr,
         rewrite: impl FnOnce(&mut [u8]) -> Result<(), RewriteError>,
     ) -> Verdict {
         let Some(hop) = self.next_hop(to) else {
@@ -774,9 +779,13 @@ impl<'w> Forwarder<'w> {
         let Some(proto) = proto_of(emb.flow.protocol) else {
             return Verdict::Done;
         };
-        let (Some(es), Some(ed)) = (v4(emb.flow.src), v4(emb.flow.dst)) else {
+        let (es, ed) = (emb.flow.src, emb.flow.dst);
+        if [pkt.flow.src, pkt.flow.dst, es, ed]
+            .into_iter()
+            .any(ipv4_mapped)
+        {
             return Verdict::Done;
-        };
+        }
         // The quoted packet went the other way: reversed, it is the flow we track.
         let quoted_rev = FlowKey::new(
             proto,
@@ -793,11 +802,9 @@ impl<'w> Forwarder<'w> {
                 return Verdict::Done;
             }
             let dest = conn.dest();
-            let IpAddr::V4(rs) = IpAddr::from(dest.addr) else {
-                return Verdict::Done;
-            };
+            let rs = IpAddr::from(dest.addr);
             return self.routed(data, pkt, rs, |d| {
-                lvs_packet::nat_icmp_in(d, pkt, IpAddr::V4(rs), dest.port)
+                lvs_packet::nat_icmp_in(d, pkt, rs, dest.port)
             });
         }
         if let Some(id) = self.table.lookup_out(&quoted_rev) {
@@ -807,13 +814,9 @@ impl<'w> Forwarder<'w> {
                 return Verdict::Done;
             };
             let (virt, client) = (conn.virt(), conn.client());
-            let (IpAddr::V4(vip), IpAddr::V4(cl)) =
-                (IpAddr::from(virt.addr), IpAddr::from(client.addr))
-            else {
-                return Verdict::Done;
-            };
+            let (vip, cl) = (IpAddr::from(virt.addr), IpAddr::from(client.addr));
             return self.routed(data, pkt, cl, |d| {
-                lvs_packet::nat_icmp_out(d, pkt, IpAddr::V4(vip), virt.port)
+                lvs_packet::nat_icmp_out(d, pkt, vip, virt.port)
             });
         }
         Verdict::Done
@@ -828,9 +831,7 @@ impl<'w> Forwarder<'w> {
         mtu: u16,
         out: &mut B,
     ) {
-        let (Some(client), Some(vip)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
-            return;
-        };
+        let (client, vip) = (pkt.flow.src, pkt.flow.dst);
         if !self.icmp_limit.allow(self.now) {
             self.stats.lose(Loss::IcmpRateLimited);
             return;
@@ -843,11 +844,11 @@ impl<'w> Forwarder<'w> {
             dst: hop.dst_mac.0,
         };
         let _ = out.push_with(hop.ifindex, |buf| {
-            lvs_packet::icmp_frag_needed(frame, pkt, IpAddr::V4(vip), mtu, macs, buf).unwrap_or(0)
+            lvs_packet::icmp_frag_needed(frame, pkt, vip, mtu, macs, buf).unwrap_or(0)
         });
     }
 
-    fn next_hop(&self, dst: Ipv4Addr) -> Option<Resolved> {
+    fn next_hop(&self, dst: IpAddr) -> Option<Resolved> {
         match self.snap.nexthops.lookup(dst) {
             NextHopLookup::Ready(r) => Some(r),
             NextHopLookup::Unresolved { neighbour, .. } => {
@@ -872,13 +873,14 @@ mod tests {
     use lvs_conntrack::State;
     use lvs_netinfo::{Fib, Link, MacAddr, Neighbour, Neighbours, NextHopTable, NudState, Route};
     use std::collections::HashMap;
+    use std::net::Ipv4Addr;
     use std::sync::Mutex;
 
     fn dest(weight: u32) -> DestEntry {
         DestEntry {
             id: 3,
             service: 1,
-            addr: Ipv4Addr::new(203, 0, 113, 11),
+            addr: Ipv4Addr::new(203, 0, 113, 11).into(),
             port: 80,
             forward: Forward::Nat,
             weight,
@@ -942,9 +944,40 @@ mod tests {
     static FIRST: lvs_sched_abi::Ops =
         lvs_sched_abi::ops_for::<First>(c"first", c"the first server with weight");
 
-    const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
-    const RS: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 11);
-    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+    /// The addresses of one family's test network: the client's network is on one interface,
+    /// the real server's on the other.
+    struct Net {
+        vip: IpAddr,
+        rs: IpAddr,
+        client: IpAddr,
+        rs_net: IpAddr,
+        client_net: IpAddr,
+        prefix_len: u8,
+    }
+
+    fn v4_net() -> Net {
+        Net {
+            vip: Ipv4Addr::new(203, 0, 113, 100).into(),
+            rs: Ipv4Addr::new(10, 0, 0, 11).into(),
+            client: Ipv4Addr::new(198, 51, 100, 2).into(),
+            rs_net: Ipv4Addr::new(10, 0, 0, 0).into(),
+            client_net: Ipv4Addr::new(198, 51, 100, 0).into(),
+            prefix_len: 24,
+        }
+    }
+
+    fn v6_net() -> Net {
+        let a = |s: &str| s.parse::<IpAddr>().expect("an address");
+        Net {
+            vip: a("2001:db8::100"),
+            rs: a("2001:db8:1::11"),
+            client: a("2001:db8:51::2"),
+            rs_net: a("2001:db8:1::"),
+            client_net: a("2001:db8:51::"),
+            prefix_len: 64,
+        }
+    }
+
     /// The interface towards the real servers, and the one towards the clients.
     const RS_IF: u32 = 2;
     const CLIENT_IF: u32 = 3;
@@ -966,45 +999,50 @@ mod tests {
         }
     }
 
-    fn route(dst: Ipv4Addr, oif: u32) -> Route {
+    fn route(dst: IpAddr, prefix_len: u8, oif: u32) -> Route {
         Route {
-            dst: dst.into(),
-            prefix_len: 24,
+            dst,
+            prefix_len,
             gateway: None,
             oif,
             metric: 0,
         }
     }
 
-    fn neighbour(ifindex: u32, addr: Ipv4Addr, mac: [u8; 6]) -> Neighbour {
+    fn neighbour(ifindex: u32, addr: IpAddr, mac: [u8; 6]) -> Neighbour {
         Neighbour {
             ifindex,
-            addr: addr.into(),
+            addr,
             mac: Some(MacAddr(mac)),
             state: NudState::Reachable,
         }
     }
 
-    /// TCP VIP:80 by VS/NAT to RS:8080 (service 0, real server 1), both sides resolved.
-    fn nat_snapshot(stats: &Arc<WorkerStats>) -> Snapshot {
+    /// `proto` VIP:80 by `forward` to RS:`rs_port` (service 0, real server 1), both sides
+    /// resolved.
+    fn snapshot(
+        net: &Net,
+        proto: Proto,
+        forward: Forward,
+        rs_port: u16,
+        stats: &Arc<WorkerStats>,
+    ) -> Snapshot {
         let plugin = lvs_sched_host::Plugin::from_static(&FIRST, "built-in").expect("table");
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&VIP.octets());
+        let (addr, family) = super::super::registry::abi_addr(net.vip);
         let spec = lvs_sched_host::ServiceSpec {
             addr,
             port: 80,
-            family: AF_INET,
-            protocol: 6,
+            family,
+            protocol: super::super::snapshot::proto_number(proto),
             ..Default::default()
         };
         let mut sched = lvs_sched_host::Instance::new(Arc::new(plugin), spec).expect("create");
-        let mut addr = [0u8; 16];
-        addr[..4].copy_from_slice(&RS.octets());
+        let (addr, family) = super::super::registry::abi_addr(net.rs);
         sched
             .add_dest(lvs_sched_abi::Dest {
                 addr,
-                port: 8080,
-                family: AF_INET,
+                port: rs_port,
+                family,
                 weight: 1,
                 id: 1,
                 ..Default::default()
@@ -1012,8 +1050,8 @@ mod tests {
             .expect("add_dest");
         let service = ServiceEntry {
             id: 0,
-            proto: Proto::Tcp,
-            vip: VIP,
+            proto,
+            vip: net.vip,
             port: 80,
             persistence: None,
             sched: Arc::new(Mutex::new(sched)),
@@ -1022,9 +1060,9 @@ mod tests {
         let dest = DestEntry {
             id: 1,
             service: 0,
-            addr: RS,
-            port: 8080,
-            forward: Forward::Nat,
+            addr: net.rs,
+            port: rs_port,
+            forward,
             weight: 1,
             upper: 0,
             lower: 0,
@@ -1032,129 +1070,301 @@ mod tests {
         let nexthops = NextHopTable::build(
             &[link(RS_IF, RS_IF_MAC), link(CLIENT_IF, CLIENT_IF_MAC)],
             Fib::from_routes([
-                route(Ipv4Addr::new(10, 0, 0, 0), RS_IF),
-                route(Ipv4Addr::new(198, 51, 100, 0), CLIENT_IF),
+                route(net.rs_net, net.prefix_len, RS_IF),
+                route(net.client_net, net.prefix_len, CLIENT_IF),
             ]),
             &Neighbours::from_entries([
-                neighbour(RS_IF, RS, RS_MAC),
-                neighbour(CLIENT_IF, CLIENT, CLIENT_MAC),
+                neighbour(RS_IF, net.rs, RS_MAC),
+                neighbour(CLIENT_IF, net.client, CLIENT_MAC),
             ]),
         );
+        // The director's own address on the real servers' side: the VS/TUN outer source.
+        let own = match net.rs {
+            IpAddr::V4(_) => Ipv4Addr::new(10, 0, 0, 1).into(),
+            IpAddr::V6(_) => "2001:db8:1::1".parse().expect("an address"),
+        };
         Snapshot {
-            services: HashMap::from([((6, VIP, 80), Arc::new(service))]),
+            services: HashMap::from([(
+                (super::super::snapshot::proto_number(proto), net.vip, 80),
+                Arc::new(service),
+            )]),
             dests: vec![None, Some(dest)],
-            vips: vec![VIP],
+            vips: vec![net.vip],
             live_dests: vec![1],
             active: true,
-            any_nat: true,
+            any_nat: forward == Forward::Nat,
             nexthops: Arc::new(nexthops),
             all_stats: vec![Arc::clone(stats)].into(),
-            mtus: HashMap::new(),
-            if_addrs: Arc::default(),
-            dest_index: HashMap::from([((0, RS, 8080), 1)]),
+            mtus: HashMap::from([(RS_IF, 1500), (CLIENT_IF, 1500)]),
+            if_addrs: Arc::new(HashMap::from([(RS_IF, vec![(own, net.prefix_len, false)])])),
+            dest_index: HashMap::from([((0, net.rs, rs_port), 1)]),
         }
     }
 
     /// A TCP segment with its checksums right; `syn_ack` false for the client's SYN.
     fn tcp_frame(
         macs: ([u8; 6], [u8; 6]),
-        from: (Ipv4Addr, u16),
-        to: (Ipv4Addr, u16),
+        from: (IpAddr, u16),
+        to: (IpAddr, u16),
         syn_ack: bool,
     ) -> Vec<u8> {
-        let b = etherparse::PacketBuilder::ethernet2(macs.0, macs.1)
-            .ipv4(from.0.octets(), to.0.octets(), 64)
-            .tcp(from.1, to.1, 1000, 65535)
-            .syn();
+        let eth = etherparse::PacketBuilder::ethernet2(macs.0, macs.1);
+        let ip = match (from.0, to.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("one family"),
+        };
+        let b = ip.tcp(from.1, to.1, 1000, 65535).syn();
         let b = if syn_ack { b.ack(1) } else { b };
         let mut frame = Vec::new();
         b.write(&mut frame, &[]).expect("build frame");
         frame
     }
 
-    /// (IPv4 source, TCP source port, IPv4 destination, TCP destination port, TTL) of a
-    /// frame, after checking that both checksums are right.
-    fn addresses(frame: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
-        let pkt = lvs_packet::parse(frame).expect("a parsable frame");
-        assert!(lvs_packet::verify_ip_header(frame, &pkt), "IPv4 checksum");
-        assert!(lvs_packet::verify_l4(frame, &pkt), "TCP checksum");
-        let (Some(src), Some(dst)) = (v4(pkt.flow.src), v4(pkt.flow.dst)) else {
-            panic!("not IPv4: {pkt:?}");
+    /// A UDP datagram of `payload` bytes, DF set over IPv4.
+    fn udp_frame(
+        macs: ([u8; 6], [u8; 6]),
+        from: (IpAddr, u16),
+        to: (IpAddr, u16),
+        payload: usize,
+    ) -> Vec<u8> {
+        let eth = etherparse::PacketBuilder::ethernet2(macs.0, macs.1);
+        let ip = match (from.0, to.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut h = etherparse::Ipv4Header::new(
+                    0,
+                    64,
+                    etherparse::IpNumber::UDP,
+                    s.octets(),
+                    d.octets(),
+                )
+                .expect("a header");
+                h.dont_fragment = true;
+                eth.ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("one family"),
         };
-        let ttl = frame[pkt.l3 + 8];
-        (src, pkt.flow.src_port, dst, pkt.flow.dst_port, ttl)
+        let mut frame = Vec::new();
+        ip.udp(from.1, to.1)
+            .write(&mut frame, &vec![0x5a; payload])
+            .expect("build frame");
+        frame
     }
 
-    /// The whole worker (event loop, commands, packet path) on a backend that is not
-    /// AF_PACKET: a client's SYN to the VIP leaves for the real server rewritten, and the
-    /// server's answer leaves for the client from the VIP.
-    #[test]
-    fn the_worker_forwards_vs_nat_on_any_backend_implementing_the_queue_traits() {
-        use super::super::memory_queue::memory_queues;
-        let (rx, tx, wire) = memory_queues();
-        let stats = Arc::new(WorkerStats::default());
-        let mut cfg = lvs_conntrack::Config::with_capacity(1024);
-        cfg.dest_slots = 256;
-        let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
-        let (miss_tx, _miss_rx) = std::sync::mpsc::sync_channel(16);
-        let mut worker = ForwardingWorker {
-            index: 0,
-            rings: vec![rx],
-            tx,
-            table: Table::new(cfg, 0).expect("table"),
-            snap: Arc::new(nat_snapshot(&stats)),
-            stats: Arc::clone(&stats),
-            cmds: cmd_rx,
-            misses: miss_tx,
-            poll: Poll::new().expect("poll"),
-            epoch: Instant::now(),
-            sync: None,
-            icmp_limit: super::super::icmp_limit::TokenBucket::default(),
+    /// (source, TCP source port, destination, TCP destination port, TTL or hop limit) of a
+    /// frame, after checking that its checksums are right.
+    fn addresses(frame: &[u8]) -> (IpAddr, u16, IpAddr, u16, u8) {
+        let pkt = lvs_packet::parse(frame).expect("a parsable frame");
+        assert!(
+            lvs_packet::verify_ip_header(frame, &pkt),
+            "IP header checksum"
+        );
+        assert!(lvs_packet::verify_l4(frame, &pkt), "TCP checksum");
+        let hops = if pkt.is_ipv6() {
+            frame[pkt.l3 + 7]
+        } else {
+            frame[pkt.l3 + 8]
         };
-        worker.register().expect("register");
-        let waker = worker.waker().expect("waker");
-        let thread = std::thread::spawn(move || worker.run());
-        let limit = Duration::from_secs(10);
-        let sent = |n: usize| {
-            let w = &wire;
-            move || Some(w.sent()).filter(|s| s.len() >= n)
-        };
+        (
+            pkt.flow.src,
+            pkt.flow.src_port,
+            pkt.flow.dst,
+            pkt.flow.dst_port,
+            hops,
+        )
+    }
 
-        wire.deliver(vec![tcp_frame(
+    /// A worker running on an in-memory backend with `snap`, and how to talk to it.
+    struct Running {
+        wire: super::super::memory_queue::MemoryWire,
+        stats: Arc<WorkerStats>,
+        cmds: std::sync::mpsc::Sender<WorkerCommand>,
+        waker: Waker,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Running {
+        fn start(snap: impl FnOnce(&Arc<WorkerStats>) -> Snapshot) -> Running {
+            use super::super::memory_queue::memory_queues;
+            let (rx, tx, wire) = memory_queues();
+            let stats = Arc::new(WorkerStats::default());
+            let mut cfg = lvs_conntrack::Config::with_capacity(1024);
+            cfg.dest_slots = 256;
+            let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
+            let (miss_tx, _miss_rx) = std::sync::mpsc::sync_channel(16);
+            let mut worker = ForwardingWorker {
+                index: 0,
+                rings: vec![rx],
+                tx,
+                table: Table::new(cfg, 0).expect("table"),
+                snap: Arc::new(snap(&stats)),
+                stats: Arc::clone(&stats),
+                cmds: cmd_rx,
+                misses: miss_tx,
+                poll: Poll::new().expect("poll"),
+                epoch: Instant::now(),
+                sync: None,
+                icmp_limit: super::super::icmp_limit::TokenBucket::default(),
+            };
+            worker.register().expect("register");
+            let waker = worker.waker().expect("waker");
+            let thread = std::thread::spawn(move || worker.run());
+            Running {
+                wire,
+                stats,
+                cmds: cmd_tx,
+                waker,
+                thread,
+            }
+        }
+
+        /// Deliver `frame`; the `n`th frame sent (1-based) once there.
+        fn deliver(&self, frame: Vec<u8>, n: usize) -> (u32, Vec<u8>) {
+            self.wire.deliver(vec![frame]);
+            let out = lvs_testsupport::wait_for("a frame sent", Duration::from_secs(10), || {
+                Some(self.wire.sent()).filter(|s| s.len() >= n)
+            });
+            out[n - 1].clone()
+        }
+
+        fn stop(self) {
+            self.cmds
+                .send(WorkerCommand::Stop)
+                .expect("worker listening");
+            self.waker.wake().expect("wake");
+            self.thread.join().expect("worker ran cleanly");
+        }
+    }
+
+    /// The whole worker (event loop, commands, packet path): a client's SYN to the VIP
+    /// leaves for the real server rewritten, and the server's answer leaves for the client
+    /// from the VIP, with every checksum right and the TTL (hop limit) one lower.
+    fn forwards_vs_nat(net: &Net) {
+        let w = Running::start(|stats| snapshot(net, Proto::Tcp, Forward::Nat, 8080, stats));
+        let syn = tcp_frame(
             (CLIENT_MAC, CLIENT_IF_MAC),
-            (CLIENT, 40_000),
-            (VIP, 80),
+            (net.client, 40_000),
+            (net.vip, 80),
             false,
-        )]);
-        let out = lvs_testsupport::wait_for("the SYN forwarded", limit, sent(1));
-        let (ifindex, frame) = &out[0];
-        assert_eq!(*ifindex, RS_IF);
+        );
+        let (ifindex, frame) = w.deliver(syn, 1);
+        assert_eq!(ifindex, RS_IF);
         assert_eq!((&frame[0..6], &frame[6..12]), (&RS_MAC[..], &RS_IF_MAC[..]));
-        assert_eq!(addresses(frame), (CLIENT, 40_000, RS, 8080, 63));
-        let svc = stats.services[0].read();
+        assert_eq!(addresses(&frame), (net.client, 40_000, net.rs, 8080, 63));
+        let svc = w.stats.services[0].read();
         assert_eq!((svc.conns, svc.in_pkts), (1, 1));
 
-        wire.deliver(vec![tcp_frame(
+        let syn_ack = tcp_frame(
             (RS_MAC, RS_IF_MAC),
-            (RS, 8080),
-            (CLIENT, 40_000),
+            (net.rs, 8080),
+            (net.client, 40_000),
             true,
-        )]);
-        let out = lvs_testsupport::wait_for("the SYN-ACK forwarded", limit, sent(2));
-        let (ifindex, frame) = &out[1];
-        assert_eq!(*ifindex, CLIENT_IF);
+        );
+        let (ifindex, frame) = w.deliver(syn_ack, 2);
+        assert_eq!(ifindex, CLIENT_IF);
         assert_eq!(
             (&frame[0..6], &frame[6..12]),
             (&CLIENT_MAC[..], &CLIENT_IF_MAC[..])
         );
-        assert_eq!(addresses(frame), (VIP, 80, CLIENT, 40_000, 63));
-        assert_eq!(stats.services[0].read().out_pkts, 1);
-        lvs_testsupport::wait_for("every batch given back", limit, || {
-            (wire.released() == 2).then_some(())
+        assert_eq!(addresses(&frame), (net.vip, 80, net.client, 40_000, 63));
+        assert_eq!(w.stats.services[0].read().out_pkts, 1);
+        lvs_testsupport::wait_for("every batch given back", Duration::from_secs(10), || {
+            (w.wire.released() == 2).then_some(())
         });
+        w.stop();
+    }
 
-        cmd_tx.send(WorkerCommand::Stop).expect("worker listening");
-        waker.wake().expect("wake");
-        thread.join().expect("worker ran cleanly");
+    /// On a backend that is not AF_PACKET (the queue traits implemented in memory).
+    #[test]
+    fn the_worker_forwards_vs_nat_on_any_backend_implementing_the_queue_traits() {
+        forwards_vs_nat(&v4_net());
+    }
+
+    #[test]
+    fn the_worker_forwards_vs_nat_over_ipv6() {
+        forwards_vs_nat(&v6_net());
+    }
+
+    /// An IPv6 packet from an IPv4-mapped address would meet the IPv4 entries of the same
+    /// client in the table: it is not forwarded (the next, ordinary SYN is the first frame
+    /// out).
+    #[test]
+    fn an_ipv6_packet_with_an_ipv4_mapped_address_is_not_forwarded() {
+        let net = v6_net();
+        let w = Running::start(|stats| snapshot(&net, Proto::Tcp, Forward::Nat, 8080, stats));
+        let mapped: IpAddr = "::ffff:198.51.100.2".parse().unwrap();
+        let bad = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (mapped, 40_000),
+            (net.vip, 80),
+            false,
+        );
+        w.wire.deliver(vec![bad]);
+        let good = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_001),
+            (net.vip, 80),
+            false,
+        );
+        let (_, frame) = w.deliver(good, 1);
+        assert_eq!(addresses(&frame), (net.client, 40_001, net.rs, 8080, 63));
+        assert_eq!(w.wire.sent().len(), 1, "the mapped one was dropped");
+        assert_eq!(w.stats.services[0].read().conns, 1);
+        w.stop();
+    }
+
+    /// VS/TUN over IPv6: a SYN leaves wrapped in an outer IPv6 header (next header 41) from
+    /// the director's own address to the real server; a full-size datagram does not fit the
+    /// tunnel and the client gets ICMPv6 "packet too big" from the VIP with the tunnel's MTU
+    /// (1500 less the 40-byte outer header).
+    #[test]
+    fn the_worker_tunnels_ipv6_in_ipv6_and_answers_packet_too_big() {
+        let net = v6_net();
+        let w = Running::start(|stats| snapshot(&net, Proto::Tcp, Forward::Tunnel, 80, stats));
+        let syn = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_000),
+            (net.vip, 80),
+            false,
+        );
+        let (ifindex, frame) = w.deliver(syn.clone(), 1);
+        assert_eq!(ifindex, RS_IF);
+        assert_eq!((&frame[0..6], &frame[6..12]), (&RS_MAC[..], &RS_IF_MAC[..]));
+        assert_eq!(&frame[12..14], &[0x86, 0xdd]);
+        let outer = &frame[14..54];
+        assert_eq!(outer[6], 41, "IPv6 in IPv6");
+        let own: IpAddr = "2001:db8:1::1".parse().unwrap();
+        let src: [u8; 16] = outer[8..24].try_into().unwrap();
+        let dst: [u8; 16] = outer[24..40].try_into().unwrap();
+        assert_eq!((IpAddr::from(src), IpAddr::from(dst)), (own, net.rs));
+        assert_eq!(
+            &frame[54..],
+            &syn[14..],
+            "the client's packet inside, unchanged"
+        );
+        w.stop();
+
+        let w = Running::start(|stats| snapshot(&net, Proto::Udp, Forward::Tunnel, 80, stats));
+        // 1500 bytes of IPv6: no room for the outer header.
+        let big = udp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_000),
+            (net.vip, 80),
+            1500 - 40 - 8,
+        );
+        let (ifindex, frame) = w.deliver(big, 1);
+        assert_eq!(ifindex, CLIENT_IF);
+        assert_eq!(
+            (&frame[0..6], &frame[6..12]),
+            (&CLIENT_MAC[..], &CLIENT_IF_MAC[..])
+        );
+        let pkt = lvs_packet::parse(&frame).expect("a parsable ICMPv6 error");
+        assert_eq!((pkt.flow.src, pkt.flow.dst), (net.vip, net.client));
+        assert!(lvs_packet::verify_l4(&frame, &pkt), "ICMPv6 checksum");
+        let icmp = &frame[pkt.l4..];
+        assert_eq!(icmp[0], 2, "packet too big");
+        assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1460);
+        w.stop();
     }
 }

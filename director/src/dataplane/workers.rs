@@ -2,7 +2,7 @@
 //! workers, the commands they are sent, the fanout programs, connection sync's thread, and
 //! stopping it all.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
@@ -185,10 +185,9 @@ impl Workers {
     }
 
     /// Steer packets to these VIPs to the workers (sorted, no duplicates).
-    pub fn set_vips(&self, vips: &[Ipv4Addr]) {
-        let vips: Vec<IpAddr> = vips.iter().map(|&v| v.into()).collect();
+    pub fn set_vips(&self, vips: &[IpAddr]) {
         for f in &self.fanouts {
-            if let Err(e) = f.set_vips(&vips) {
+            if let Err(e) = f.set_vips(vips) {
                 event!(Level::Error, "fanout_update_failed", reason = e.to_string());
             }
         }

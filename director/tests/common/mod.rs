@@ -23,6 +23,20 @@ pub const CLIENT: &str = "198.51.100.2";
 pub const RS: [&str; 3] = ["203.0.113.11", "203.0.113.12", "203.0.113.13"];
 /// The names the testbed's HTTP servers answer with, in the order of [`RS`].
 pub const NAMES: [&str; 3] = ["r1", "r2", "r3"];
+/// The testbed's IPv6 addresses, beside the IPv4 ones above (`scripts/testbed.sh`).
+pub const VIP6: &str = "2001:db8::100";
+pub const DIRECTOR6: &str = "2001:db8::1";
+pub const CLIENT6: &str = "2001:db8:51::2";
+pub const RS6: [&str; 3] = ["2001:db8::11", "2001:db8::12", "2001:db8::13"];
+
+/// `addr:port` as ipvsadm writes it: an IPv6 address in brackets.
+pub fn addr_port(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
 
 /// Generous bound for anything that should happen "at once" on a loaded 2-core machine.
 pub const SOON: Duration = Duration::from_secs(10);
@@ -339,16 +353,21 @@ impl Testbed {
     /// One HTTP GET of the VIP from the client with curl: the answering server's name, or
     /// `None` if no answer came within `secs`.
     pub fn try_curl(&self, secs: u32) -> Option<String> {
-        let out = self.exec(
-            "c",
-            &[
-                "curl",
-                "-s",
-                "-m",
-                &secs.to_string(),
-                &format!("http://{VIP}/"),
-            ],
-        );
+        self.try_curl_to(VIP, secs)
+    }
+
+    /// One HTTP GET of `vip` (the IPv4 or the IPv6 VIP; IPv6 with `curl -6`) from the
+    /// client: the answering server's name, or `None` if no answer came within `secs`.
+    pub fn try_curl_to(&self, vip: &str, secs: u32) -> Option<String> {
+        let secs = secs.to_string();
+        let url = format!("http://{}/", addr_port(vip, 80));
+        let mut args = vec!["curl", "-s", "-m", &secs];
+        if vip.contains(':') {
+            // -g: the brackets of an IPv6 literal are not a curl glob.
+            args.extend(["-6", "-g"]);
+        }
+        args.push(&url);
+        let out = self.exec("c", &args);
         out.status
             .success()
             .then(|| text(&out.stdout).trim().to_owned())
@@ -356,9 +375,15 @@ impl Testbed {
 
     /// One HTTP GET of the VIP from the client; it must answer.
     pub fn curl(&self) -> String {
-        self.try_curl(5).unwrap_or_else(|| {
+        self.curl_to(VIP)
+    }
+
+    /// One HTTP GET of `vip` from the client; it must answer.
+    pub fn curl_to(&self, vip: &str) -> String {
+        self.try_curl_to(vip, 5).unwrap_or_else(|| {
             panic!(
-                "curl http://{VIP}/ from the client got no answer\n{}\n{}",
+                "curl http://{}/ from the client got no answer\n{}\n{}",
+                addr_port(vip, 80),
                 self.adm("-L -n --stats"),
                 self.log_text()
             )
@@ -367,17 +392,38 @@ impl Testbed {
 
     /// `n` sequential GETs: the server names in order.
     pub fn curls(&self, n: usize) -> Vec<String> {
-        (0..n).map(|_| self.curl()).collect()
+        self.curls_to(VIP, n)
+    }
+
+    /// `n` sequential GETs of `vip`: the server names in order.
+    pub fn curls_to(&self, vip: &str, n: usize) -> Vec<String> {
+        (0..n).map(|_| self.curl_to(vip)).collect()
     }
 
     /// A virtual service `proto` (`-t`/`-u`) on the VIP with the given real servers.
     pub fn service(&self, proto: &str, port: u16, sched_opts: &str, fwd: &str, weights: &[u32]) {
-        self.adm(&format!("-A {proto} {VIP}:{port} {sched_opts}"));
+        self.service_at((VIP, &RS), proto, port, sched_opts, fwd, weights);
+    }
+
+    /// The same on the IPv6 VIP, with the real servers' IPv6 addresses.
+    pub fn service6(&self, proto: &str, port: u16, sched_opts: &str, fwd: &str, weights: &[u32]) {
+        self.service_at((VIP6, &RS6), proto, port, sched_opts, fwd, weights);
+    }
+
+    fn service_at(
+        &self,
+        (vip, rs): (&str, &[&str]),
+        proto: &str,
+        port: u16,
+        sched_opts: &str,
+        fwd: &str,
+        weights: &[u32],
+    ) {
+        let v = addr_port(vip, port);
+        self.adm(&format!("-A {proto} {v} {sched_opts}"));
         for (i, w) in weights.iter().enumerate() {
-            self.adm(&format!(
-                "-a {proto} {VIP}:{port} -r {}:{port} {fwd} -w {w}",
-                RS[i]
-            ));
+            let r = addr_port(rs[i], port);
+            self.adm(&format!("-a {proto} {v} -r {r} {fwd} -w {w}"));
         }
     }
 
@@ -453,6 +499,151 @@ impl Testbed {
                 problems.join("\n"),
                 self.log_text()
             ))
+        }
+    }
+}
+
+/// How many of `names` are `who`.
+pub fn count(names: &[String], who: &str) -> usize {
+    names.iter().filter(|n| n.as_str() == who).count()
+}
+
+/// The Internet checksum of `data` added to `init`, folded (0xffff over a valid packet).
+pub fn csum(data: &[u8], init: u32) -> u16 {
+    let mut sum = init;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    u16::try_from(sum).expect("folded")
+}
+
+/// A Python probe for the client: UDP from a connected socket to `vip`:`port` (either
+/// family), up to five tries a second apart; prints `REFUSED` when an ICMP "port unreachable"
+/// came back (the socket says ECONNREFUSED), `ANSWER` or `TIMEOUT`.
+fn udp_refused_probe(vip: &str, port: u16) -> String {
+    let family = if vip.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    format!(
+        r#"
+import socket, sys
+s = socket.socket(socket.{family}, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+s.connect(("{vip}", {port}))
+for attempt in range(5):
+    try:
+        s.send(b"hello")
+        s.recv(100)
+        print("ANSWER"); sys.exit(0)
+    except ConnectionRefusedError:
+        print("REFUSED"); sys.exit(0)
+    except socket.timeout:
+        continue
+print("TIMEOUT")
+"#
+    )
+}
+
+/// How a real server takes VS/TUN packets out of the tunnel.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TunnelEndpoint {
+    /// The kernel's driver (ipip, or ip6tnl for IPv6), through the device the test made.
+    Kernel,
+    /// This kernel has no such driver: a userspace decapsulator in the test stands in.
+    Userspace,
+}
+
+impl Testbed {
+    /// The counters of the TCP service on `vip`:`port` from `-L -n --stats --exact`:
+    /// (conns, inpkts, outpkts).
+    pub fn service_stats(&self, vip: &str, port: u16) -> (u64, u64, u64) {
+        let stats = self.adm("-L -n --stats --exact");
+        let want = format!("TCP  {}", addr_port(vip, port));
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&want))
+            .unwrap_or_else(|| panic!("no line {want:?} in\n{stats}"));
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(2)
+            .map(|x| x.parse().expect("a number"))
+            .collect();
+        (f[0], f[1], f[2])
+    }
+
+    /// After three GETs of `vip`:80 by VS/TUN to `rs` alone, of which `tunnelled` packets
+    /// came out of the tunnel: the director counted three connections, no reply passed it,
+    /// every tunnelled packet is one it received (at least SYN, ACK, GET and FIN each), and
+    /// it lists the connections as going to `rs`.
+    pub fn assert_tunnelled(&self, vip: &str, rs: &str, tunnelled: u64) {
+        let (conns, inpkts, outpkts) = self.service_stats(vip, 80);
+        assert_eq!(conns, 3);
+        assert_eq!(outpkts, 0, "VS/TUN replies do not pass the director");
+        assert!(
+            tunnelled >= 3 * 4 && tunnelled <= inpkts,
+            "{tunnelled} packets came out of the tunnel; the director received {inpkts}"
+        );
+        let conns = self.conns();
+        assert!(!conns.is_empty());
+        let dest = addr_port(rs, 80);
+        assert!(conns.iter().all(|c| c.dest == dest), "{conns:?}");
+    }
+
+    /// UDP from the client to `vip`:`port` (a service whose real servers listen on nothing)
+    /// must come back as ECONNREFUSED: the real server's "port unreachable" reached the
+    /// client, rewritten by the director.
+    pub fn assert_udp_refused(&self, vip: &str, port: u16) {
+        let out = self.exec("c", &["python3", "-c", &udp_refused_probe(vip, port)]);
+        let said = text(&out.stdout).trim().to_owned();
+        assert_eq!(
+            said,
+            "REFUSED",
+            "the client must hear the real server's port unreachable\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Runs `args` in `node`; it must succeed.
+    pub fn must(&self, node: &str, args: &[&str]) {
+        let out = self.exec(node, args);
+        assert!(
+            out.status.success(),
+            "{args:?} in {node}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    /// The MAC address of `node`'s eth0.
+    pub fn mac(&self, node: &str) -> Vec<u8> {
+        let out = self.exec(node, &["cat", "/sys/class/net/eth0/address"]);
+        text(&out.stdout)
+            .trim()
+            .split(':')
+            .map(|x| u8::from_str_radix(x, 16).expect("mac"))
+            .collect()
+    }
+
+    /// Make the tunnel device `add` (an `ip link add ...` command) in `node`: the kernel's
+    /// driver when it has one, else [`TunnelEndpoint::Userspace`] ("Unknown device type").
+    /// Says on stderr which case runs, `kind` naming the driver.
+    pub fn tunnel_endpoint(&self, node: &str, add: &[&str], kind: &str) -> TunnelEndpoint {
+        let out = self.exec(node, add);
+        if out.status.success() {
+            eprintln!("NOTE: the kernel's {kind} driver decapsulates on {node}: VS/TUN end to end");
+            TunnelEndpoint::Kernel
+        } else if text(&out.stderr).contains("Unknown device type") {
+            eprintln!(
+                "NOTE: this kernel has no {kind} driver: a userspace decapsulator on {node} \
+                 stands in for it; the kernel's own decapsulation is NOT tested here"
+            );
+            TunnelEndpoint::Userspace
+        } else {
+            panic!("{add:?} in {node}: {}", text(&out.stderr));
         }
     }
 }
