@@ -672,6 +672,16 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, transport: Transport
             .expect("a known server");
         assert_eq!(tb.curl(), common::NAMES[i]);
     }
+    // The old primary, standby now, runs [sync]'s daemon as ipvsadm's backup: lvsadm sees
+    // it as one, and can stop it.
+    refused(
+        &tb.rundir,
+        "--start-daemon backup",
+        "Daemon has already run (the one of [sync] in lvs-director's configuration file)",
+    );
+    refused(&tb.rundir, "--stop-daemon master", "No daemon is running");
+    tb.adm("--stop-daemon backup");
+    assert_eq!(tb.adm("-L --daemon"), "");
     drop(input);
     drop(second);
     drop(tb);
