@@ -149,8 +149,9 @@ ROUTER6 = [0xFD] + [0] * 14 + [1]
 
 def packet_params(flags, cut, addr, port, mtu):
     """The parameter block of fuzz_targets/packet.rs (lvs_fuzz::packet_input): flags (1: partial
-    checksum, 2: cut, 4: IPv6 address, 8: tunnel source of the other family), bytes to cut,
-    port, MTU, then the address in 16 bytes (IPv4 in the first four)."""
+    checksum, 2: cut, 4: IPv6 address, 8: tunnel source of the other family, 16: fix the
+    checksums before parsing), bytes to cut, port, MTU, then the address in 16 bytes (IPv4 in
+    the first four)."""
     return struct.pack("!BBHH16s", flags, cut, port, mtu, bytes(addr).ljust(16, b"\0"))
 
 
@@ -172,10 +173,11 @@ def packet_seeds():
         "icmp-time-exceeded": eth(icmp([10, 0, 0, 1], client, 11, 0, b"\0" * 4, tcp(client, rs, 40000, 8080)[:40])),
         "icmp-unreach-icmp": eth(icmp(client, vip, 3, 1, b"\0" * 4, icmp(vip, client, 8, 0, b"\0\1\0\1", b""))),
     }
-    # A cut of 5 bytes makes a stale Packet; -other gives every rewrite an address of the other
+    # The base seeds have their checksums fixed, so that their mutations reach past them; a cut
+    # of 5 bytes makes a stale Packet; -other gives every rewrite an address of the other
     # family, which it must refuse.
     v4_params = {
-        "": packet_params(0, 0, rs, 8080, 1500),
+        "": packet_params(16, 0, rs, 8080, 1500),
         "-partial": packet_params(1, 0, [10, 0, 0, 3], 80, 1480),
         "-stale": packet_params(2, 5, vip, 443, 576),
         "-other": packet_params(4, 0, RS6, 8080, 1500),
@@ -215,7 +217,7 @@ def packet_seeds():
             fragment_header(0, False), opts_header(DEST_OPTS)])),
     }
     v6_params = {
-        "": packet_params(4, 0, RS6, 8080, 1500),
+        "": packet_params(20, 0, RS6, 8080, 1500),
         "-partial": packet_params(5, 0, VIP6, 80, 1480),
         "-stale": packet_params(6, 5, VIP6, 443, 1280),
         "-other": packet_params(0, 0, rs, 8080, 1500),

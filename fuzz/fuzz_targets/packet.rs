@@ -4,7 +4,8 @@
 //!
 //! Input: a 22-byte parameter block, then the Ethernet frame (see `lvs_fuzz::packet_input`);
 //! the block's address is of either family, so every rewrite is also tried with an address
-//! of the other family than the packet's.
+//! of the other family than the packet's, and one of its flags has the frame's checksums
+//! fixed before parsing (`lvs_fuzz::fix_checksums`), so that mutations get past them.
 //! Invariants: nothing panics; a rewrite changes no length; each rewrite gives exactly the
 //! result its contract names (a `Packet` longer than the frame is refused, an address of the
 //! other family is refused, one of the packet's family is accepted where the kind of packet
@@ -19,7 +20,7 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use lvs_fuzz::{PacketParams, packet_input};
+use lvs_fuzz::{PacketParams, fix_checksums, packet_input};
 use lvs_packet::{
     ETH_HEADER_LEN, Embedded, ICMP_ERROR_MAX_LEN, ICMPV6_ERROR_MAX_LEN, IPV4_HEADER_LEN,
     IPV6_HEADER_LEN, L4Proto, MacPair, Packet, RewriteError, TunError, TunParams, checksum,
@@ -230,6 +231,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((p, frame)) = packet_input(data) else {
         return;
     };
+    let fixed;
+    let frame = if p.fix_checksums {
+        let mut f = frame.to_vec();
+        fix_checksums(&mut f);
+        fixed = f;
+        &fixed[..]
+    } else {
+        frame
+    };
     let Ok(pkt) = parse(frame) else {
         return;
     };
@@ -427,6 +437,21 @@ fn builds(p: &PacketParams, frame: &[u8], pkt: &Packet) {
                 (params.outer_src, params.outer_dst),
                 "tun_encap: outer addresses"
             );
+            if v6 {
+                // Traffic class and flow label (with the version) are the inner packet's.
+                assert_eq!(
+                    out[l3..l3 + 4],
+                    frame[pkt.l3..pkt.l3 + 4],
+                    "tun_encap: outer traffic class or flow label"
+                );
+            } else {
+                let df = out[l3 + 6] & 0x40 != 0;
+                assert_eq!(
+                    (out[l3 + 1], be16(&out, l3 + 4), df),
+                    (pkt.tos, usize::from(p.port), pkt.dont_fragment),
+                    "tun_encap: outer TOS, identification or DF"
+                );
+            }
             let inner = &out[l3 + hl..end];
             assert_eq!(inner.len(), inner_len, "tun_encap: inner length");
             if p.csum_partial && pkt.flow.protocol.has_ports() {
@@ -502,6 +527,20 @@ fn builds(p: &PacketParams, frame: &[u8], pkt: &Packet) {
             checksum::fold(checksum::sum(msg, pseudo)),
             0xffff,
             "{what}: ICMP checksum"
+        );
+        // Type and code, then the four bytes before the quote: the MTU for "fragmentation
+        // needed" (in the low half) and "packet too big", nothing for "time exceeded".
+        let [hi, lo] = p.mtu.to_be_bytes();
+        let want: [u8; 6] = match (v6, too_big) {
+            (false, true) => [3, 4, 0, 0, hi, lo],
+            (false, false) => [11, 0, 0, 0, 0, 0],
+            (true, true) => [2, 0, 0, 0, hi, lo],
+            (true, false) => [3, 0, 0, 0, 0, 0],
+        };
+        assert_eq!(
+            [msg[0], msg[1], msg[4], msg[5], msg[6], msg[7]],
+            want,
+            "{what}: ICMP type, code or MTU"
         );
         let quote = &msg[8..];
         assert_eq!(

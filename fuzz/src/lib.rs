@@ -4,8 +4,8 @@
 mod packet;
 
 pub use packet::{
-    FLAG_CSUM_PARTIAL, FLAG_CUT, FLAG_IPV6, FLAG_MIXED_TUNNEL, PACKET_PARAMS_LEN, PacketParams,
-    packet_input,
+    FLAG_CSUM_PARTIAL, FLAG_CUT, FLAG_FIX_CHECKSUMS, FLAG_IPV6, FLAG_MIXED_TUNNEL,
+    PACKET_PARAMS_LEN, PacketParams, fix_checksums, packet_input,
 };
 
 use lvs_common::ConfigError;

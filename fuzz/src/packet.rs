@@ -1,6 +1,10 @@
-//! The `packet` target's input: a parameter block, then the Ethernet frame.
+//! The `packet` target's input: a parameter block, then the Ethernet frame, whose checksums
+//! the target may fix first.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use lvs_packet::checksum::{ipv4_header_checksum, l4_checksum, pseudo_header_sum};
+use lvs_packet::{L4Proto, Packet, parse};
 
 /// Length of the parameter block before the frame.
 ///
@@ -18,6 +22,8 @@ pub const FLAG_CUT: u8 = 2;
 pub const FLAG_IPV6: u8 = 4;
 /// Byte 0, bit 3: the tunnel's outer source is of the other family than the address.
 pub const FLAG_MIXED_TUNNEL: u8 = 8;
+/// Byte 0, bit 4: fix the frame's checksums before parsing it ([`fix_checksums`]).
+pub const FLAG_FIX_CHECKSUMS: u8 = 16;
 
 /// What the parameter block asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +41,8 @@ pub struct PacketParams {
     pub mtu: u16,
     /// The tunnel's outer source is of the other family than `addr`.
     pub mixed_tunnel: bool,
+    /// Fix the frame's checksums before parsing it.
+    pub fix_checksums: bool,
 }
 
 impl PacketParams {
@@ -53,7 +61,7 @@ impl PacketParams {
 ///
 /// | bytes | what |
 /// | --- | --- |
-/// | 0 | flags: [`FLAG_CSUM_PARTIAL`], [`FLAG_CUT`], [`FLAG_IPV6`], [`FLAG_MIXED_TUNNEL`] |
+/// | 0 | flags: [`FLAG_CSUM_PARTIAL`], [`FLAG_CUT`], [`FLAG_IPV6`], [`FLAG_MIXED_TUNNEL`], [`FLAG_FIX_CHECKSUMS`] |
 /// | 1 | bytes to cut off the frame, with [`FLAG_CUT`] |
 /// | 2..4 | port, big-endian |
 /// | 4..6 | MTU, big-endian |
@@ -80,6 +88,142 @@ pub fn packet_input(data: &[u8]) -> Option<(PacketParams, &[u8])> {
         port: u16::from_be_bytes([p[2], p[3]]),
         mtu: u16::from_be_bytes([p[4], p[5]]),
         mixed_tunnel: flags & FLAG_MIXED_TUNNEL != 0,
+        fix_checksums: flags & FLAG_FIX_CHECKSUMS != 0,
     };
     Some((params, frame))
+}
+
+/// Rewrites every checksum of `frame` that it can find to its right value: the IPv4 header's,
+/// the TCP, UDP, ICMP or ICMPv6 one, and in an ICMP error the quoted IPv4 header's and the
+/// quoted packet's transport checksum when the quote holds that packet whole. A UDP checksum
+/// of zero stays zero ("none" over IPv4, refused over IPv6).
+///
+/// A mutation almost always breaks a checksum, and `parse` refuses an IPv4 header or an ICMP
+/// error whose checksum is wrong before it looks further: without this, the quote of an ICMP
+/// error, behind the checksum, would be reached only by the seeds. Never panics.
+pub fn fix_checksums(frame: &mut [u8]) {
+    fix_outer(frame);
+    let Ok(pkt) = parse(frame) else {
+        return;
+    };
+    if let Some(&e) = pkt.embedded() {
+        fix_quote(frame, &pkt, e.l3, e.l4);
+        fix_outer(frame);
+    }
+}
+
+fn be16(b: &[u8], off: usize) -> Option<usize> {
+    let [hi, lo] = *b.get(off..off.checked_add(2)?)? else {
+        return None;
+    };
+    Some(usize::from(u16::from_be_bytes([hi, lo])))
+}
+
+fn addr_at(b: &[u8], off: usize, v6: bool) -> Option<IpAddr> {
+    if v6 {
+        let a: [u8; 16] = b.get(off..off + 16)?.try_into().ok()?;
+        Some(IpAddr::from(a))
+    } else {
+        let a: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
+        Some(IpAddr::from(a))
+    }
+}
+
+/// The IP packet's checksums, after an optional VLAN tag.
+fn fix_outer(frame: &mut [u8]) {
+    let (l3, ether_type) = match be16(frame, 12) {
+        Some(0x8100) => (18, be16(frame, 16)),
+        t => (14, t),
+    };
+    match ether_type {
+        Some(0x0800) => {
+            fix_ipv4(frame, l3, frame.len());
+        }
+        Some(0x86dd) => {
+            if let Ok(h) = lvs_packet::ipv6::parse_ipv6(frame, l3) {
+                fix_l4(frame, l3, true, h.protocol, h.l4, h.end);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The IPv4 header at `l3` (and its transport checksum if the packet ends by `limit`).
+fn fix_ipv4(frame: &mut [u8], l3: usize, limit: usize) -> Option<()> {
+    let header_len = usize::from(frame.get(l3)? & 0x0f) * 4;
+    if header_len < 20 {
+        return None;
+    }
+    let header = frame.get_mut(l3..l3 + header_len)?;
+    let c = ipv4_header_checksum(header);
+    header[10..12].copy_from_slice(&c.to_be_bytes());
+    let end = l3 + be16(frame, l3 + 2)?;
+    if end > limit || end < l3 + header_len {
+        return None;
+    }
+    let protocol = *frame.get(l3 + 9)?;
+    fix_l4(frame, l3, false, protocol, l3 + header_len, end)
+}
+
+/// The transport checksum of the segment `l4..end` of the IP packet at `l3`.
+fn fix_l4(
+    frame: &mut [u8],
+    l3: usize,
+    v6: bool,
+    protocol: u8,
+    l4: usize,
+    end: usize,
+) -> Option<()> {
+    let proto = L4Proto::from_number_in(protocol, v6)?;
+    let (csum_off, end) = match proto {
+        L4Proto::Tcp => (16, end),
+        L4Proto::Udp => {
+            let len = be16(frame, l4 + 4)?;
+            if len < 8 || l4 + len > end || be16(frame, l4 + 6)? == 0 {
+                return None;
+            }
+            (6, l4 + len)
+        }
+        L4Proto::Icmp | L4Proto::Icmpv6 => (2, end),
+    };
+    let seg = frame.get(l4..end)?;
+    if seg.len() < csum_off + 2 {
+        return None;
+    }
+    let pseudo = if proto == L4Proto::Icmp {
+        0
+    } else {
+        let (src, dst) = if v6 { (8, 24) } else { (12, 16) };
+        let len = u32::try_from(seg.len()).ok()?;
+        pseudo_header_sum(
+            addr_at(frame, l3 + src, v6)?,
+            addr_at(frame, l3 + dst, v6)?,
+            protocol,
+            len,
+        )
+    };
+    let c = l4_checksum(pseudo, seg, csum_off, proto);
+    frame
+        .get_mut(l4 + csum_off..l4 + csum_off + 2)?
+        .copy_from_slice(&c.to_be_bytes());
+    Some(())
+}
+
+/// The packet an ICMP error quotes, from `l3` (its transport header at `l4`) to the end of
+/// the error: an IPv4 header checksum, and the transport checksum if the quote is whole.
+fn fix_quote(frame: &mut [u8], pkt: &Packet, l3: usize, l4: usize) -> Option<()> {
+    if !pkt.is_ipv6() {
+        return fix_ipv4(frame, l3, pkt.end);
+    }
+    if l3 + 40 + be16(frame, l3 + 4)? != pkt.end {
+        return None;
+    }
+    // The quoted transport header is behind the quote's extension headers, if any.
+    let protocol = if l4 == l3 + 40 {
+        *frame.get(l3 + 6)?
+    } else {
+        let h = lvs_packet::ipv6::parse_ipv6(frame.get(..pkt.end)?, l3).ok()?;
+        (h.l4 == l4).then_some(h.protocol)?
+    };
+    fix_l4(frame, l3, true, protocol, l4, pkt.end)
 }
