@@ -72,11 +72,87 @@ def icmp(src, dst, typ, code, rest, body):
     return ip(src, dst, 1, msg, df=False)
 
 
-def eth(packet, vlan=None):
+def eth(packet, vlan=None, ether_type=0x0800):
     hdr = bytes([2, 0, 0, 0, 0, 0xAA]) + bytes([2, 0, 0, 0, 0, 0xBB])
     if vlan is not None:
         hdr += struct.pack("!HH", 0x8100, vlan)
-    return hdr + struct.pack("!H", 0x0800) + packet
+    return hdr + struct.pack("!H", ether_type) + packet
+
+
+# IPv6 (RFC 8200). An extension header is (next-header value that names it, its bytes); the
+# first byte of each, its own next header, is filled in when the chain is laid out.
+HOP_BY_HOP, ROUTING, FRAGMENT, AUTH, DEST_OPTS = 0, 43, 44, 51, 60
+
+
+def opts_header(kind, units=0):
+    """Hop-by-hop or destination options of (units + 1) * 8 bytes, filled with PadN."""
+    pad = (units + 1) * 8 - 2
+    return kind, bytes([0, units, 1, pad - 2]) + bytes(pad - 2)
+
+
+def routing_header(segments_left=0):
+    """A segment routing header (type 4) naming one address."""
+    return ROUTING, bytes([0, 2, 4, segments_left]) + bytes(4) + bytes(VIP6)
+
+
+def fragment_header(offset, more, ident=0x1234):
+    return FRAGMENT, struct.pack("!BBHI", 0, 0, offset | int(more), ident)
+
+
+def auth_header():
+    """An authentication header (RFC 4302) with a 12-byte ICV: (4 + 2) * 4 bytes."""
+    return AUTH, struct.pack("!BBHII", 0, 4, 0, 0x100, 1) + bytes(12)
+
+
+def ip6(src, dst, nh, payload, hlim=64, tclass=0, flow=0, ext=()):
+    chain = b""
+    kinds = [k for k, _ in ext] + [nh]
+    for (_, h), following in zip(ext, kinds[1:]):
+        chain += bytes([following]) + h[1:]
+    first = (6 << 28) | (tclass << 20) | flow
+    h = struct.pack("!IHBB16s16s", first, len(chain) + len(payload), kinds[0], hlim, bytes(src), bytes(dst))
+    return h + chain + payload
+
+
+def l4_6(src, dst, proto, seg, csum_off):
+    pseudo = struct.pack("!16s16sI3xB", bytes(src), bytes(dst), len(seg), proto)
+    c = csum(pseudo + seg)
+    if proto == 17 and c == 0:
+        c = 0xFFFF
+    return seg[:csum_off] + struct.pack("!H", c) + seg[csum_off + 2:]
+
+
+def tcp6(src, dst, sport, dport, flags=0x02, payload=b"", **kw):
+    seg = struct.pack("!HHIIBBHHH", sport, dport, 1000, 0, 5 << 4, flags, 65535, 0, 0) + payload
+    return ip6(src, dst, 6, l4_6(src, dst, 6, seg, 16), **kw)
+
+
+def udp6(src, dst, sport, dport, payload=b"", **kw):
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return ip6(src, dst, 17, l4_6(src, dst, 17, seg, 6), **kw)
+
+
+def icmp6(src, dst, typ, code, rest, body, **kw):
+    msg = struct.pack("!BBH", typ, code, 0) + rest + body
+    return ip6(src, dst, 58, l4_6(src, dst, 58, msg, 2), **kw)
+
+
+def eth6(packet, vlan=None):
+    return eth(packet, vlan, 0x86DD)
+
+
+CLIENT6 = [0x20, 0x01, 0x0D, 0xB8, 0, 1] + [0] * 9 + [7]
+VIP6 = [0x20, 0x01, 0x0D, 0xB8] + [0] * 11 + [0x10]
+RS6 = [0xFD] + [0] * 14 + [0x21]
+ROUTER6 = [0xFD] + [0] * 14 + [1]
+
+
+def packet_params(flags, cut, addr, port, mtu):
+    """The parameter block of fuzz_targets/packet.rs (lvs_fuzz::packet_input): flags (1: partial
+    checksum, 2: cut, 4: IPv6 address, 8: tunnel source of the other family, 16: fix the
+    checksums before parsing), bytes to cut, port, MTU, then the address in 16 bytes (IPv4 in
+    the first four)."""
+    return struct.pack("!BBHH16s", flags, cut, port, mtu, bytes(addr).ljust(16, b"\0"))
 
 
 def packet_seeds():
@@ -97,14 +173,58 @@ def packet_seeds():
         "icmp-time-exceeded": eth(icmp([10, 0, 0, 1], client, 11, 0, b"\0" * 4, tcp(client, rs, 40000, 8080)[:40])),
         "icmp-unreach-icmp": eth(icmp(client, vip, 3, 1, b"\0" * 4, icmp(vip, client, 8, 0, b"\0\1\0\1", b""))),
     }
-    # Parameter block (fuzz_targets/packet.rs): flags, cut, address, port, MTU.
-    params = {
-        "": bytes([0, 0, 10, 0, 0, 2]) + struct.pack("!HH", 8080, 1500),
-        "-partial": bytes([1, 0, 10, 0, 0, 3]) + struct.pack("!HH", 80, 1480),
-        "-stale": bytes([2, 5, 192, 0, 2, 10]) + struct.pack("!HH", 443, 576),
+    # The base seeds have their checksums fixed, so that their mutations reach past them; a cut
+    # of 5 bytes makes a stale Packet; -other gives every rewrite an address of the other
+    # family, which it must refuse.
+    v4_params = {
+        "": packet_params(16, 0, rs, 8080, 1500),
+        "-partial": packet_params(1, 0, [10, 0, 0, 3], 80, 1480),
+        "-stale": packet_params(2, 5, vip, 443, 576),
+        "-other": packet_params(4, 0, RS6, 8080, 1500),
     }
     for name, frame in frames.items():
-        for suffix, p in params.items():
+        for suffix, p in v4_params.items():
+            write("packet", name + suffix, p + frame)
+
+    reply6 = tcp6(VIP6, CLIENT6, 80, 40000, 0x10, b"HTTP/1.1 200 OK\r\n")
+    echo6 = icmp6(CLIENT6, VIP6, 128, 0, b"\0\1\0\1", b"ping")
+    frames6 = {
+        "tcp6-syn": eth6(tcp6(CLIENT6, VIP6, 40000, 80, tclass=0xB8, flow=0x12345)),
+        "tcp6-data": eth6(tcp6(CLIENT6, VIP6, 40000, 80, 0x18, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")),
+        "tcp6-reply": eth6(tcp6(RS6, CLIENT6, 8080, 40000, 0x12)),
+        "tcp6-vlan": eth6(tcp6(CLIENT6, VIP6, 40001, 443), vlan=42),
+        "tcp6-hlim1": eth6(tcp6(CLIENT6, VIP6, 40000, 80, hlim=1)),
+        "tcp6-big": eth6(tcp6(CLIENT6, VIP6, 40002, 80, 0x18, b"x" * 1440)),
+        "udp6-dns": eth6(udp6(CLIENT6, VIP6, 5353, 53, b"\x12\x34\x01\x00\x00\x01")),
+        "udp6-padded": eth6(udp6(CLIENT6, VIP6, 1, 2, b"")) + b"\0" * 18,
+        "icmp6-echo": eth6(echo6),
+        "icmp6-unreach-tcp": eth6(icmp6(CLIENT6, VIP6, 1, 4, b"\0" * 4, reply6)),
+        "icmp6-too-big-tcp": eth6(icmp6(CLIENT6, VIP6, 2, 0, struct.pack("!I", 1280), reply6[:48])),
+        "icmp6-time-exceeded": eth6(icmp6(ROUTER6, CLIENT6, 3, 0, b"\0" * 4, tcp6(CLIENT6, RS6, 40000, 8080)[:48])),
+        "icmp6-unreach-udp": eth6(icmp6(RS6, CLIENT6, 1, 4, b"\0" * 4, udp6(CLIENT6, RS6, 5353, 53, b"q"))),
+        "icmp6-unreach-icmp6": eth6(icmp6(VIP6, CLIENT6, 1, 0, b"\0" * 4, echo6)),
+        "icmp6-unreach-ext": eth6(icmp6(CLIENT6, VIP6, 1, 4, b"\0" * 4,
+                                        tcp6(VIP6, CLIENT6, 80, 40000, 0x10, ext=[opts_header(DEST_OPTS, 1)]))),
+        "ext-hbh-tcp": eth6(tcp6(CLIENT6, VIP6, 40000, 80, ext=[opts_header(HOP_BY_HOP)])),
+        "ext-dst-udp": eth6(udp6(CLIENT6, VIP6, 5353, 53, b"q", ext=[opts_header(DEST_OPTS, 2)])),
+        "ext-frag-atomic": eth6(tcp6(CLIENT6, VIP6, 40000, 80, ext=[fragment_header(0, False)])),
+        "ext-frag-first": eth6(tcp6(CLIENT6, VIP6, 40000, 80, ext=[fragment_header(0, True)])),
+        "ext-frag-later": eth6(ip6(CLIENT6, VIP6, 6, b"y" * 16, ext=[fragment_header(1480, False)])),
+        "ext-ah-tcp": eth6(tcp6(CLIENT6, VIP6, 40000, 80, ext=[auth_header()])),
+        "ext-routing-left": eth6(tcp6(CLIENT6, VIP6, 40000, 80, ext=[routing_header(1)])),
+        "ext-chain": eth6(tcp6(CLIENT6, VIP6, 40000, 80, 0x18, b"z", ext=[
+            opts_header(HOP_BY_HOP), opts_header(DEST_OPTS, 1), routing_header(0),
+            fragment_header(0, False), opts_header(DEST_OPTS)])),
+    }
+    v6_params = {
+        "": packet_params(20, 0, RS6, 8080, 1500),
+        "-partial": packet_params(5, 0, VIP6, 80, 1480),
+        "-stale": packet_params(6, 5, VIP6, 443, 1280),
+        "-other": packet_params(0, 0, rs, 8080, 1500),
+        "-mixed-tunnel": packet_params(12, 0, RS6, 8080, 1500),
+    }
+    for name, frame in frames6.items():
+        for suffix, p in v6_params.items():
             write("packet", name + suffix, p + frame)
     return frames
 

@@ -1,4 +1,12 @@
-//! What the configuration targets check on every loader's answer.
+//! What the targets share: the checks on every configuration loader's answer, the sealing of
+//! wire-format inputs, and the `packet` target's parameter block.
+
+mod packet;
+
+pub use packet::{
+    FLAG_CSUM_PARTIAL, FLAG_CUT, FLAG_FIX_CHECKSUMS, FLAG_IPV6, FLAG_MIXED_TUNNEL,
+    PACKET_PARAMS_LEN, PacketParams, fix_checksums, packet_input,
+};
 
 use lvs_common::ConfigError;
 
