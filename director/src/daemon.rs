@@ -192,6 +192,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         },
         timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         sync: cfg.sync.clone(),
+        marks: crate::fwmark::MarkTable::new(&cfg.fwmark),
     };
     let dataplane = Rc::new(RefCell::new(Dataplane::start(
         &setup,
@@ -274,6 +275,13 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                                         &mut content,
                                         &guard_dirty,
                                     );
+                                    // After the rules: the marks are checked against the
+                                    // services the reload left.
+                                    dataplane.borrow_mut().set_marks(
+                                        crate::fwmark::MarkTable::new(&new.file.fwmark),
+                                        handler.state(),
+                                    );
+                                    guard_dirty.set(true);
                                 }
                             }
                             Signal::Dump => {

@@ -1,0 +1,120 @@
+//! Firewall-mark services (`-f MARK`) with real traffic in namespaces: the director's
+//! `[[fwmark]]` rules give mark 1 to TCP ports 80 and 8443 of the VIP, a persistent
+//! `-A -f 1` service sends one client's connections to both ports to one real server (the
+//! classic 80 + 443 sticky set-up), listings and `-S` read as ipvsadm's, and the kernel
+//! guard keeps the director's own kernel off both ports.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{RS, SOON, Testbed, VIP, wait_for};
+
+/// The second port every real server answers on (beside the testbed's port 80).
+const PORT2: u16 = 8443;
+
+const MARKS: &str = "\
+[[fwmark]]
+mark = 1
+match = [{ proto = \"tcp\", daddr = \"203.0.113.100\", dport = [80, 8443] }]
+";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Each real server also serves its name on `PORT2`, with the testbed's HTTP server.
+fn serve_second_port(tb: &mut Testbed) {
+    for (i, rs) in RS.iter().enumerate() {
+        let name = format!("r{}", i + 1);
+        let port = PORT2.to_string();
+        let script = lvs_testsupport::HTTP_SERVER;
+        let h = tb.spawn(&name, &["python3", "-c", script, &name, &port]);
+        let url = format!("http://{rs}:{PORT2}/");
+        wait_for(&format!("{name}'s server on {PORT2}"), SOON, || {
+            if let Ok(Some(status)) = tb.helper(h).try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = tb.helper(h).stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!("{name}'s server on {PORT2} exited ({status}): {err}");
+            }
+            let out = tb.exec(&name, &["curl", "-s", "-m", "2", &url]);
+            (out.status.success() && text(&out.stdout).trim() == name).then_some(())
+        });
+    }
+}
+
+/// One GET of the VIP on `port` from the client: the real server's name.
+fn get(tb: &Testbed, port: u16) -> String {
+    let url = format!("http://{VIP}:{port}/");
+    let out = tb.exec("c", &["curl", "-s", "-m", "5", &url]);
+    assert!(
+        out.status.success(),
+        "curl {url} got no answer\n{}\n{}",
+        tb.adm("-L -n --stats"),
+        tb.log_text()
+    );
+    text(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
+    let Some(mut tb) = Testbed::start_with(
+        "a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports",
+        "nat",
+        MARKS,
+    ) else {
+        return;
+    };
+    serve_second_port(&mut tb);
+    tb.adm("-A -f 1 -s rr -p 300");
+    for rs in RS {
+        tb.adm(&format!("-a -f 1 -r {rs}:0 -m"));
+    }
+
+    // Both ports, alternately: rr alone would rotate; the mark's one template holds.
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        seen.insert(get(&tb, 80));
+        seen.insert(get(&tb, PORT2));
+    }
+    assert_eq!(seen.len(), 1, "one server for both ports: {seen:?}");
+
+    let listing = tb.adm("-L -n");
+    assert!(
+        listing.contains("\nFWM  1 rr persistent 300\n"),
+        "{listing}"
+    );
+    for rs in RS {
+        let line = format!("\n  -> {:<28} Masq    1", format!("{rs}:0"));
+        assert!(listing.contains(&line), "{line}\n{listing}");
+    }
+    let save = tb.adm("-S -n");
+    let mut want = String::from("-A -f 1 -s rr -p 300\n");
+    for rs in RS {
+        want.push_str(&format!("-a -f 1 -r {rs}:0 -m -w 1\n"));
+    }
+    assert_eq!(save, want);
+    // Six connections on the two ports of the one server, none elsewhere.
+    let conns = tb.adm("-L -n -c");
+    for port in [80, PORT2] {
+        assert!(
+            conns.contains(&format!("{VIP}:{port}")),
+            "connections to port {port} are listed:\n{conns}"
+        );
+    }
+
+    // The guard: the director's kernel keeps off both ports of the mark, in nft's syntax.
+    let nft = tb.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
+    let table = text(&nft.stdout);
+    assert!(
+        table.contains("ip daddr 203.0.113.100 tcp dport { 80, 8443 } drop"),
+        "{table}"
+    );
+
+    // Without persistence the ports are scheduled one connection at a time: rr rotates.
+    tb.adm("-E -f 1 -s rr");
+    let names: HashSet<String> = (0..6).map(|i| get(&tb, [80, PORT2][i % 2])).collect();
+    assert_eq!(names.len(), 3, "rr over the three servers: {names:?}");
+}
