@@ -377,6 +377,23 @@ mod tests {
         );
     }
 
+    /// The commented example of the shipped sample configuration is valid, and says what
+    /// its comments say.
+    #[test]
+    fn the_sample_example_parses() {
+        let sample = include_str!("../../etc/lvs-director.toml");
+        let block: String = sample
+            .lines()
+            .skip_while(|l| *l != "# [[fwmark]]")
+            .map_while(|l| l.strip_prefix("# "))
+            .map(|l| format!("{}\n", l.split(" # ").next().unwrap_or(l)))
+            .collect();
+        let t = table(&block).expect("the sample's [[fwmark]] parses");
+        assert_eq!(t.classify(Proto::Tcp, ip("192.0.2.1"), 443), Some(1));
+        assert_eq!(t.classify(Proto::Udp, ip("2001:db8::2"), 8000), Some(1));
+        assert_eq!(t.classify(Proto::Udp, ip("192.0.2.1"), 443), None);
+    }
+
     #[test]
     fn mistakes_are_refused_with_their_line() {
         let cases = [

@@ -1,8 +1,8 @@
 //! Firewall-mark services (`-f MARK`) with real traffic in namespaces: the director's
 //! `[[fwmark]]` rules give mark 1 to TCP ports 80 and 8443 of the VIP, a persistent
 //! `-A -f 1` service sends one client's connections to both ports to one real server (the
-//! classic 80 + 443 sticky set-up), listings and `-S` read as ipvsadm's, and the kernel
-//! guard keeps the director's own kernel off both ports.
+//! classic 80 + 443 sticky set-up), listings and `-S` read as ipvsadm's, the kernel guard
+//! keeps the director's own kernel off both ports, and a SIGHUP with new rules is followed.
 
 mod common;
 
@@ -68,6 +68,13 @@ fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
         return;
     };
     serve_second_port(&mut tb);
+    // A mark no rule gives: accepted, as ipvsadm accepts it, and the log says so.
+    tb.adm("-A -f 9 -s rr");
+    wait_for("the fwmark_undefined warning", SOON, || {
+        let log = tb.log_text();
+        (log.contains("event=fwmark_undefined") && log.contains("FWM 9")).then_some(())
+    });
+    tb.adm("-D -f 9");
     tb.adm("-A -f 1 -s rr -p 300");
     for rs in RS {
         tb.adm(&format!("-a -f 1 -r {rs}:0 -m"));
@@ -117,4 +124,27 @@ fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
     tb.adm("-E -f 1 -s rr");
     let names: HashSet<String> = (0..6).map(|i| get(&tb, [80, PORT2][i % 2])).collect();
     assert_eq!(names.len(), 3, "rr over the three servers: {names:?}");
+
+    // SIGHUP with port 80 left out of the mark: the guard follows, 8443 is still the
+    // service's, and port 80 is no longer forwarded.
+    let config = tb.rundir.join("director.toml");
+    std::fs::write(
+        &config,
+        format!("workers = 2\n{}", MARKS.replace("[80, 8443]", "[8443]")),
+    )
+    .expect("rewrite the configuration");
+    tb.sighup();
+    wait_for("the guard without port 80", SOON, || {
+        let nft = tb.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
+        let table = text(&nft.stdout);
+        (table.contains("tcp dport 8443 drop") && !table.contains("80, 8443")).then_some(())
+    });
+    assert!(["r1", "r2", "r3"].contains(&get(&tb, PORT2).as_str()));
+    let url = format!("http://{VIP}:80/");
+    let out = tb.exec("c", &["curl", "-s", "-m", "2", &url]);
+    assert!(
+        !out.status.success(),
+        "port 80 is not marked any more: {}",
+        text(&out.stdout)
+    );
 }
