@@ -305,7 +305,13 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                     Ok(changes) => rebuild_hops |= changes.next_hops_changed(),
                     Err(e) => event!(Level::Warn, "netlink_monitor_error", reason = e),
                 },
-                t if server.owns(t) => server.ready(ev, &mut content.handler(&mut handler)),
+                t if server.owns(t) => server.ready(
+                    ev,
+                    &mut crate::sync::control::handler(
+                        &dataplane,
+                        &mut content.handler(&mut handler),
+                    ),
+                ),
                 _ => {}
             }
         }

@@ -319,8 +319,8 @@ fn ipvsadm_save_file_round_trips_through_the_director() {
 -a -t 203.0.113.101:0 -r 198.18.0.21:0 -i -w 1 --tun-type ipip
 -a -t 203.0.113.101:0 -r 198.18.0.22:0 -i -w 2 --tun-type ipip -x 1000 -y 800
 -A -u {VIP}:53 -s rr
+-a -u {VIP}:53 -r {r1}:53 -i -w 1 --tun-type ipip
 -a -u {VIP}:53 -r {r3}:53 -g -w 1
--a -u {VIP}:53 -r [2001:db8::31]:53 -i -w 1 --tun-type ipip
 -A -f 1 -s rr -p 300
 -a -f 1 -r {r1}:0 -m -w 1
 -a -f 1 -r {r2}:0 -g -w 2

@@ -291,6 +291,22 @@ impl Second {
         text(&out.stdout)
     }
 
+    /// Let d2 know the router's MAC before it has to route replies (best effort: without
+    /// it, the first reply is dropped while the director resolves it, and TCP retransmits).
+    fn warm_arp(&self) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "ping", "-c1", "-W2", RT])
+            .output();
+    }
+
+    /// The same service and real servers as the testbed's director (`sched`, `fwd`).
+    fn same_service(&self, sched: &str, fwd: &str) {
+        self.adm(&format!("-A -t {VIP}:80 {sched}"));
+        for rs in RS {
+            self.adm(&format!("-a -t {VIP}:80 -r {rs}:80 {fwd} -w 1"));
+        }
+    }
+
     fn mac(&self) -> String {
         must(&[
             "ip",
@@ -343,6 +359,28 @@ fn established(list: &str) -> usize {
         .iter()
         .filter(|c| c.state == "ESTABLISHED" && c.source.starts_with(CLIENT))
         .count()
+}
+
+/// [`MANY_CLIENT`] on the client with `n` connections open and answered: its output and
+/// input.
+fn clients(tb: &mut Testbed, n: usize) -> (Lines, std::process::ChildStdin) {
+    let h = tb.spawn(
+        "c",
+        &["python3", "-c", MANY_CLIENT, VIP, &n.to_string(), "30"],
+    );
+    let mut lines = Lines::new(tb.helper(h));
+    let input = tb.helper(h).stdin.take().expect("stdin");
+    assert_eq!(lines.next_line(), format!("OK {n} ERR -"));
+    (lines, input)
+}
+
+/// The client's established connections: client, virtual and real server of each.
+fn identity(list: &str) -> std::collections::BTreeSet<(String, String, String)> {
+    common::parse_conns(list)
+        .into_iter()
+        .filter(|c| c.state == "ESTABLISHED" && c.source.starts_with(CLIENT))
+        .map(|c| (c.source, c.virt, c.dest))
+        .collect()
 }
 
 fn round(input: &mut std::process::ChildStdin, lines: &mut Lines, cmd: &str) -> String {
@@ -531,35 +569,14 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, transport: Transport
         add_v6(&tb.ns("rt"), "eth1", RT_6);
     }
     tb.service("-t", 80, sched, fwd, &[1, 1, 1]);
-    // Let d2 know the router's MAC before it has to route replies (best effort: without
-    // it, the first reply is dropped while the director resolves it, and TCP retransmits).
-    let _ = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &second.ns,
-            "ping",
-            "-c1",
-            "-W2",
-            "203.0.113.254",
-        ])
-        .output();
+    second.warm_arp();
 
     // Connections before the standby exists: it must get them by bulk resync.
     let first = 60;
-    let h = tb.spawn(
-        "c",
-        &["python3", "-c", MANY_CLIENT, VIP, &first.to_string(), "30"],
-    );
-    let mut lines = Lines::new(tb.helper(h));
-    let mut input = tb.helper(h).stdin.take().expect("stdin");
-    assert_eq!(lines.next_line(), format!("OK {first} ERR -"));
+    let (mut lines, mut input) = clients(&mut tb, first);
 
     second.start(&sync_section(&key, to_d1, &dir.join("d2")));
-    second.adm(&format!("-A -t {VIP}:80 {sched}"));
-    for rs in RS {
-        second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 {fwd} -w 1"));
-    }
+    second.same_service(sched, fwd);
     set_role(&second.rundir, HaRole::Standby);
     let st = wait_for("the standby to report its table synced", LONG, || {
         let s = status(&second.rundir);
@@ -568,13 +585,6 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, transport: Transport
     assert!(st.bulk_complete && !st.active, "{st:?}");
     // The bulk resync brought the whole table: exactly the primary's connections, each to
     // the same real server, not merely as many.
-    let identity = |list: &str| -> std::collections::BTreeSet<(String, String, String)> {
-        common::parse_conns(list)
-            .into_iter()
-            .filter(|c| c.state == "ESTABLISHED" && c.source.starts_with(CLIENT))
-            .map(|c| (c.source, c.virt, c.dest))
-            .collect()
-    };
     let primary = identity(&tb.adm("-L -n -c"));
     assert_eq!(primary.len(), first, "{primary:?}");
     wait_for(
@@ -662,6 +672,16 @@ fn failover(test: &str, mode: &str, fwd: &str, sched: &str, transport: Transport
             .expect("a known server");
         assert_eq!(tb.curl(), common::NAMES[i]);
     }
+    // The old primary, standby now, runs [sync]'s daemon as ipvsadm's backup: lvsadm sees
+    // it as one, and can stop it.
+    refused(
+        &tb.rundir,
+        "--start-daemon backup",
+        "Daemon has already run (the one of [sync] in lvs-director's configuration file)",
+    );
+    refused(&tb.rundir, "--stop-daemon master", "No daemon is running");
+    tb.adm("--stop-daemon backup");
+    assert_eq!(tb.adm("-L --daemon"), "");
     drop(input);
     drop(second);
     drop(tb);
@@ -784,10 +804,7 @@ fn datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused() {
     let rec = tb.spawn("rt", &["python3", "-c", RECORDER, run2.to_str().unwrap()]);
     let mut second = Second::new(&tb);
     second.start(&sync_section(&key, &[D1, RT], &dir.join("d2")));
-    second.adm(&format!("-A -t {VIP}:80 -s rr"));
-    for rs in RS {
-        second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 -m -w 1"));
-    }
+    second.same_service("-s rr", "-m");
     set_role(&second.rundir, HaRole::Standby);
     wait_for("the standby to report its table synced", LONG, || {
         status(&second.rundir).synced.then_some(())
@@ -917,10 +934,7 @@ fn datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused() {
         "drop",
     ]);
     second.start(&sync_section(&key, &[D1, RT], &dir.join("d2")));
-    second.adm(&format!("-A -t {VIP}:80 -s rr"));
-    for rs in RS {
-        second.adm(&format!("-a -t {VIP}:80 -r {rs}:80 -m -w 1"));
-    }
+    second.same_service("-s rr", "-m");
     set_role(&second.rundir, HaRole::Standby);
     let replay = |what: &str| {
         let before = status(&second.rundir);
@@ -965,6 +979,158 @@ fn datagrams_of_an_earlier_run_and_foreign_bulk_requests_are_refused() {
     wait_for("an update of d's new connection applied", SOON, || {
         (status(&second.rundir).entries_applied > after.entries_applied).then_some(())
     });
+    drop(second);
+    drop(tb);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `[sync]` that only gives the key and state directory: no daemon until lvsadm starts one.
+fn key_only_section(key: &Path, state: &Path) -> String {
+    std::fs::create_dir_all(state).unwrap();
+    format!(
+        "[sync]\nautostart = false\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+        key.display(),
+        state.display()
+    )
+}
+
+/// `lvsadm ARGS` on `rundir` that must fail as ipvsadm fails: exit 255 and `message` alone.
+fn refused(rundir: &Path, args: &str, message: &str) {
+    let out = common::lvsadm_at(rundir, &args.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(
+        (out.status.code(), text(&out.stderr), text(&out.stdout)),
+        (Some(255), format!("{message}\n"), String::new()),
+        "lvsadm {args}"
+    );
+}
+
+/// ipvsadm's way, on two running directors with a key but no sync: `--start-daemon master`
+/// on the one forwarding, `--start-daemon backup` on the other; the backup learns the
+/// master's connections (by bulk resync, then by updates) over the kernel's default group,
+/// authenticated; `-L --daemon` prints ipvsadm's lines; ipvsadm's refusals word for word;
+/// `--stop-daemon` stops them.
+#[test]
+fn daemons_started_and_stopped_with_lvsadm_sync_the_connections() {
+    let test = "daemons_started_and_stopped_with_lvsadm_sync_the_connections";
+    let dir = std::env::temp_dir().join(format!("lvs-sync-{}-lvsadm", std::process::id()));
+    let key = key_file(&dir);
+    let Some(mut tb) = Testbed::start_with(test, "nat", &key_only_section(&key, &dir.join("d1")))
+    else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let mut second = Second::new(&tb);
+    tb.service("-t", 80, "-s rr", "-m", &[1, 1, 1]);
+    assert_eq!(
+        tb.adm("-L --daemon"),
+        "",
+        "no daemon yet: nothing, as ipvsadm"
+    );
+    assert!(!status(&tb.rundir).enabled);
+    second.warm_arp();
+
+    // Connections before any daemon: the backup gets them by bulk resync.
+    let first = 20;
+    let (mut lines, mut input) = clients(&mut tb, first);
+
+    second.start(&key_only_section(&key, &dir.join("d2")));
+    second.same_service("-s rr", "-m");
+    set_role(&second.rundir, HaRole::Standby);
+
+    tb.adm("--start-daemon master");
+    const DEFAULTS: &str =
+        "(mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)";
+    assert_eq!(
+        tb.adm("-L --daemon"),
+        format!("master sync daemon {DEFAULTS}\n")
+    );
+    second.adm("--start-daemon backup --mcast-interface eth0");
+    assert_eq!(
+        second.adm("-L --daemon"),
+        format!("backup sync daemon {DEFAULTS}\n")
+    );
+    // ipvsadm's refusals: the kernel's EEXIST, ENODEV (checked first) and ESRCH.
+    refused(
+        &tb.rundir,
+        "--start-daemon master",
+        "Daemon has already run",
+    );
+    refused(
+        &tb.rundir,
+        "--start-daemon master --mcast-interface nosuch0",
+        "No such device",
+    );
+    refused(
+        &tb.rundir,
+        "--start-daemon backup",
+        "Daemon has already run (lvs-director runs one sync daemon at a time, and its master \
+         sync daemon runs: stop it first with --stop-daemon master)",
+    );
+    refused(&tb.rundir, "--stop-daemon backup", "No daemon is running");
+
+    let primary = identity(&tb.adm("-L -n -c"));
+    assert_eq!(primary.len(), first, "{primary:?}");
+    wait_for("the backup to hold the master's connections", LONG, || {
+        (identity(&second.adm("-L -n -c")) == primary).then_some(())
+    });
+    let more = 20;
+    assert_eq!(
+        round(&mut input, &mut lines, &format!("open {more}")),
+        format!("OK {more} ERR -")
+    );
+    wait_for("the backup to hold every connection", LONG, || {
+        (established(&second.adm("-L -n -c")) >= first + more).then_some(())
+    });
+    let s = status(&second.rundir);
+    assert!(s.enabled && !s.active && s.rejected_mac == 0, "{s:?}");
+
+    tb.adm("--stop-daemon master");
+    assert_eq!(tb.adm("-L --daemon"), "");
+    assert!(!status(&tb.rundir).enabled);
+    second.adm("--stop-daemon backup");
+    assert_eq!(second.adm("-L --daemon"), "");
+    refused(
+        &second.rundir,
+        "--stop-daemon backup",
+        "No daemon is running",
+    );
+    // Started again after a stop: the rings came back from the stopped thread.
+    tb.adm("--start-daemon master --syncid 9 --mcast-port 8849 --mcast-ttl 2");
+    assert_eq!(
+        tb.adm("-L --daemon"),
+        "master sync daemon (mcast=eth0, syncid=9, maxlen=1472, group=224.0.0.81, port=8849, ttl=2)\n"
+    );
+    tb.adm("--stop-daemon master");
+
+    // ipvsadm 1.31's IPv6 group (neither ipvsadm nor the kernel has an IPv6 default): the
+    // same, over ff02::51 on eth0, 20 bytes less per datagram.
+    for ns in [tb.ns("d"), second.ns.clone()] {
+        wait_for("a usable link-local address on eth0", LONG, || {
+            let list = must(&["ip", "-n", &ns, "-6", "addr", "show", "dev", "eth0"]);
+            (list.contains("fe80::") && !list.contains("tentative")).then_some(())
+        });
+    }
+    tb.adm("--start-daemon master --mcast-group ff02::51");
+    second.adm("--start-daemon backup --mcast-group ff02::51");
+    const V6: &str = "(mcast=eth0, syncid=0, maxlen=1452, group=ff02::51, port=8848, ttl=1)";
+    assert_eq!(tb.adm("-L --daemon"), format!("master sync daemon {V6}\n"));
+    assert_eq!(
+        second.adm("-L --daemon"),
+        format!("backup sync daemon {V6}\n")
+    );
+    let last = 10;
+    assert_eq!(
+        round(&mut input, &mut lines, &format!("open {last}")),
+        format!("OK {last} ERR -")
+    );
+    wait_for(
+        "the IPv6 backup to hold the new connections too",
+        LONG,
+        || (identity(&second.adm("-L -n -c")) == identity(&tb.adm("-L -n -c"))).then_some(()),
+    );
+    assert_eq!(established(&second.adm("-L -n -c")), first + more + last);
+    drop(input);
+    second.stop();
     drop(second);
     drop(tb);
     let _ = std::fs::remove_dir_all(&dir);

@@ -317,6 +317,18 @@ mod tests {
         }
     }
 
+    fn daemon() -> SyncDaemon {
+        SyncDaemon {
+            state: SyncDaemonState::Master,
+            mcast_ifn: "eth1".into(),
+            syncid: 7,
+            maxlen: 1472,
+            group: Some(IpAddr::V6("ff02::51".parse().unwrap())),
+            port: 8848,
+            ttl: 1,
+        }
+    }
+
     fn round_trip<T>(msg: &T) -> T
     where
         T: Encode + Decode<()>,
@@ -368,6 +380,9 @@ mod tests {
             Request::GetTimeouts,
             Request::SetTimeouts(Timeouts::default()),
             Request::GetInfo,
+            Request::StartSyncDaemon(daemon()),
+            Request::StopSyncDaemon(SyncDaemonState::Backup),
+            Request::ListSyncDaemons,
         ];
         for r in requests {
             assert_eq!(round_trip(&r), r);
@@ -407,11 +422,27 @@ mod tests {
                 conn_table_size: 4096,
                 conn_count: 0,
             }),
+            Response::SyncDaemons(vec![daemon()]),
         ];
         for r in responses {
             let frame = ServerFrame::Response { id: 9, response: r };
             assert_eq!(round_trip(&frame), frame);
         }
+    }
+
+    #[test]
+    fn a_sync_daemon_reads_as_ipvsadm_lists_it() {
+        let mut d = daemon();
+        assert_eq!(
+            d.to_string(),
+            "master sync daemon (mcast=eth1, syncid=7, maxlen=1472, group=ff02::51, port=8848, ttl=1)"
+        );
+        d.state = SyncDaemonState::Backup;
+        d.maxlen = 0;
+        d.group = None;
+        d.port = 0;
+        d.ttl = 0;
+        assert_eq!(d.to_string(), "backup sync daemon (mcast=eth1, syncid=7)");
     }
 
     #[test]
@@ -496,6 +527,73 @@ pub struct SyncStatus {
     pub dropped: u64,
     /// Bulk resyncs completed (standby) or served (active).
     pub bulk_resyncs: u64,
+}
+
+/// Which of ipvsadm's two sync daemons (`--start-daemon master|backup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum SyncDaemonState {
+    /// Sends this director's connections.
+    Master,
+    /// Receives another director's connections.
+    Backup,
+}
+
+impl SyncDaemonState {
+    /// `master` or `backup`, as ipvsadm writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncDaemonState::Master => "master",
+            SyncDaemonState::Backup => "backup",
+        }
+    }
+}
+
+/// A sync daemon as `ipvsadm --start-daemon` starts it and `-L --daemon` lists it. In a
+/// request, 0 and `None` ask for the kernel's defaults; in a listing they are filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct SyncDaemon {
+    /// Master or backup.
+    pub state: SyncDaemonState,
+    /// `--mcast-interface` (ipvsadm's default: `eth0`).
+    pub mcast_ifn: String,
+    /// `--syncid`.
+    pub syncid: u8,
+    /// `--sync-maxlen`: the largest datagram's payload (0: from the interface's MTU).
+    pub maxlen: u16,
+    /// `--mcast-group` (`None`: 224.0.0.81).
+    pub group: Option<IpAddr>,
+    /// `--mcast-port` (0: 8848).
+    pub port: u16,
+    /// `--mcast-ttl` (0: 1).
+    pub ttl: u8,
+}
+
+impl fmt::Display for SyncDaemon {
+    /// As ipvsadm 1.31's `-L --daemon` prints it: `master sync daemon (mcast=eth0,
+    /// syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)`, maxlen, group, port and
+    /// ttl only when set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} sync daemon (mcast={}, syncid={}",
+            self.state.name(),
+            self.mcast_ifn,
+            self.syncid
+        )?;
+        if self.maxlen != 0 {
+            write!(f, ", maxlen={}", self.maxlen)?;
+        }
+        if let Some(g) = self.group {
+            write!(f, ", group={g}")?;
+        }
+        if self.port != 0 {
+            write!(f, ", port={}", self.port)?;
+        }
+        if self.ttl != 0 {
+            write!(f, ", ttl={}", self.ttl)?;
+        }
+        f.write_str(")")
+    }
 }
 
 /// A real server of a content-switching pool (`lvsadm --add-pool-server`).

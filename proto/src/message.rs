@@ -218,6 +218,16 @@ pub enum Request {
     /// Director: content services, rules and pools (`lvsadm --list-rules`). Answered with
     /// [`Response::Content`].
     ListContent,
+    /// Director: start a connection-sync daemon as `ipvsadm --start-daemon` does (the
+    /// datagrams are sealed with the key of the director's `[sync] key_file`). Answered with
+    /// [`Response::Ok`], or ipvsadm's words (`Daemon has already run`, `No such device`).
+    StartSyncDaemon(crate::director::SyncDaemon),
+    /// Director: stop the master or backup sync daemon (`ipvsadm --stop-daemon`). Answered
+    /// with [`Response::Ok`] or `No daemon is running`.
+    StopSyncDaemon(crate::director::SyncDaemonState),
+    /// Director: the sync daemons started with [`Request::StartSyncDaemon`], their defaults
+    /// filled in (`lvsadm -L --daemon`). Answered with [`Response::SyncDaemons`].
+    ListSyncDaemons,
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -256,6 +266,8 @@ pub enum Response {
     Sync(crate::director::SyncStatus),
     /// Director: answer to [`Request::ListContent`].
     Content(crate::director::ContentStatus),
+    /// Director: answer to [`Request::ListSyncDaemons`], master first.
+    SyncDaemons(Vec<crate::director::SyncDaemon>),
 }
 
 /// The high-availability role of a director.

@@ -73,6 +73,14 @@ pub enum ControlError {
     #[error("Different address family is allowed only for tunneling servers")]
     AddressFamily,
 
+    /// A VS/TUN real server of the other family than its virtual service. IPVS allows it
+    /// (IPv4 in IPv6 and the reverse); the director tunnels IPv4 in IPv4 and IPv6 in IPv6 only,
+    /// so it is refused here rather than accepted and never forwarded to.
+    #[error(
+        "Different address family tunneling is not supported by lvs-director: a tunnel real server must be of the virtual service's family"
+    )]
+    TunnelAddressFamily,
+
     /// A `-b` item ipvsadm would refuse.
     #[error(transparent)]
     SchedFlag(#[from] crate::sched_flags::SchedFlagError),

@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use lvs_proto::director::ContentEdit;
+use lvs_proto::director::{ContentEdit, SyncDaemon, SyncDaemonState};
 use lvs_proto::{
     DestConf, FwdMethod, Persistence, Protocol, Request, ServiceConf, ServiceKey, Timeouts,
 };
@@ -78,6 +78,11 @@ pub enum Command {
     EditContent(ContentEdit),
     /// `--list-rules [-t service]`.
     ListRules(Option<ServiceKey>),
+    /// `--start-daemon master|backup [--mcast-interface ...]`: answered by the director's
+    /// sync (not a rule: a rules file or `-R` does not start daemons).
+    StartDaemon(SyncDaemon),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(SyncDaemonState),
 }
 
 /// What `-L` shows.
@@ -153,6 +158,8 @@ impl Command {
             Command::EditContent(e) => Request::EditContent(Box::new(e)),
             Command::List(_)
             | Command::ListRules(_)
+            | Command::StartDaemon(_)
+            | Command::StopDaemon(_)
             | Command::Save { .. }
             | Command::Restore
             | Command::Help
@@ -300,6 +307,32 @@ pub enum ParseError {
     /// A real server of another address family, not tunnelled.
     #[error("Different address family is allowed only for tunneling servers")]
     AddressFamily,
+    /// `--start-daemon` other than `master` or `backup`.
+    #[error("illegal start-daemon parameter specified")]
+    BadStartDaemon,
+    /// `--stop-daemon` other than `master` or `backup` (ipvsadm's words).
+    #[error("illegal start_daemon specified")]
+    BadStopDaemon,
+    /// Bad `--syncid`.
+    #[error("illegal syncid specified")]
+    BadSyncId,
+    /// Bad `--mcast-group`.
+    #[error("invalid {family} mcast-group `{text}'")]
+    BadMcastGroup {
+        /// `IPv4` or `IPv6` (by whether the text has a colon).
+        family: &'static str,
+        /// As given.
+        text: String,
+    },
+    /// Bad `--mcast-port`.
+    #[error("illegal mcast-port specified")]
+    BadMcastPort,
+    /// Bad `--mcast-ttl`.
+    #[error("illegal mcast-ttl specified")]
+    BadMcastTtl,
+    /// Bad `--sync-maxlen`.
+    #[error("illegal sync-maxlen specified")]
+    BadSyncMaxlen,
     /// An ipvsadm feature lvs-rs does not have (yet); the message says which.
     #[error("{0}")]
     Unsupported(&'static str),
@@ -342,6 +375,10 @@ enum CommandOption {
     Zero,
     Help,
     Version,
+    /// `--start-daemon master|backup`.
+    StartDaemon(SyncDaemonState),
+    /// `--stop-daemon master|backup`.
+    StopDaemon(SyncDaemonState),
 }
 
 impl CommandOption {
@@ -362,6 +399,8 @@ impl CommandOption {
             CommandOption::Zero => "zero",
             CommandOption::Help => "help",
             CommandOption::Version => "version",
+            CommandOption::StartDaemon(_) => "start-daemon",
+            CommandOption::StopDaemon(_) => "stop-daemon",
         }
     }
 
@@ -369,23 +408,25 @@ impl CommandOption {
     /// `+` compulsory, `x` illegal, `1` at most one of the `1`s, blank optional.
     fn table(self) -> &'static [u8; N_OPTS] {
         match self {
-            CommandOption::Add | CommandOption::Edit => b"xx+   xxxxxxxxxxxxx xxxxxx",
-            CommandOption::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxx",
-            CommandOption::List => b" 11xxxxxxxx11      x xxxxx",
-            CommandOption::AddDest | CommandOption::EditDest => b"xx+xxx+    xxxxxxxxxx     ",
-            CommandOption::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxx",
-            CommandOption::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxx",
-            CommandOption::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxx",
+            CommandOption::Add | CommandOption::Edit => b"xx+   xxxxxxxxxxxxxxx xxxxxxxxxx",
+            CommandOption::Del => b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            CommandOption::List => b" 11xxxxxxxxx11       xxxxx xxxxx",
+            CommandOption::AddDest | CommandOption::EditDest => b"xx+xxx+    xxxxxxxxxxxxxxxx     ",
+            CommandOption::DelDest => b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxxxx",
+            CommandOption::Save => b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            CommandOption::Zero => b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            CommandOption::StartDaemon(_) => b"xxxxxxxxxxx xxxxxxx xx    xxxxxx",
+            CommandOption::StopDaemon(_) => b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxxxx",
             CommandOption::Flush
             | CommandOption::Set
             | CommandOption::Restore
             | CommandOption::Help
-            | CommandOption::Version => b"xxxxxxxxxxxxxxxxxxxxxxxxxx",
+            | CommandOption::Version => b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         }
     }
 }
 
-const N_OPTS: usize = 26;
+const N_OPTS: usize = 32;
 
 /// ipvsadm's `optnames`, in the column order of [`CommandOption::table`].
 const OPT_NAMES: [&str; N_OPTS] = [
@@ -400,6 +441,7 @@ const OPT_NAMES: [&str; N_OPTS] = [
     "weight",
     "u-threshold",
     "l-threshold",
+    "mcast-interface",
     "timeout",
     "daemon",
     "stats",
@@ -407,8 +449,13 @@ const OPT_NAMES: [&str; N_OPTS] = [
     "thresholds",
     "persistent-conn",
     "nosort",
+    "syncid",
     "exact",
     "sched-flags",
+    "mcast-group",
+    "mcast-port",
+    "mcast-ttl",
+    "sync-maxlen",
     "tun-info",
     "tun-type",
     "tun-port",
@@ -430,21 +477,27 @@ mod o {
     pub const WEIGHT: usize = 8;
     pub const UTHRESHOLD: usize = 9;
     pub const LTHRESHOLD: usize = 10;
-    pub const TIMEOUT: usize = 11;
-    pub const DAEMON: usize = 12;
-    pub const STATS: usize = 13;
-    pub const RATE: usize = 14;
-    pub const THRESHOLDS: usize = 15;
-    pub const PERSISTENTCONN: usize = 16;
-    pub const NOSORT: usize = 17;
-    pub const EXACT: usize = 18;
-    pub const SCHED_FLAGS: usize = 19;
-    pub const TUN_INFO: usize = 20;
-    pub const TUN_TYPE: usize = 21;
-    pub const TUN_PORT: usize = 22;
-    pub const TUN_NOCSUM: usize = 23;
-    pub const TUN_CSUM: usize = 24;
-    pub const TUN_REMCSUM: usize = 25;
+    pub const MCAST: usize = 11;
+    pub const TIMEOUT: usize = 12;
+    pub const DAEMON: usize = 13;
+    pub const STATS: usize = 14;
+    pub const RATE: usize = 15;
+    pub const THRESHOLDS: usize = 16;
+    pub const PERSISTENTCONN: usize = 17;
+    pub const NOSORT: usize = 18;
+    pub const SYNCID: usize = 19;
+    pub const EXACT: usize = 20;
+    pub const SCHED_FLAGS: usize = 21;
+    pub const MCAST_GROUP: usize = 22;
+    pub const MCAST_PORT: usize = 23;
+    pub const MCAST_TTL: usize = 24;
+    pub const SYNC_MAXLEN: usize = 25;
+    pub const TUN_INFO: usize = 26;
+    pub const TUN_TYPE: usize = 27;
+    pub const TUN_PORT: usize = 28;
+    pub const TUN_NOCSUM: usize = 29;
+    pub const TUN_CSUM: usize = 30;
+    pub const TUN_REMCSUM: usize = 31;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -489,8 +542,6 @@ const fn spec(short: Option<char>, long: &'static str, arg: Arg, opt: Opt) -> Sp
         opt,
     }
 }
-
-const SYNC: &str = "connection synchronisation is configured in lvs-director's configuration file, not with lvsadm: [sync] peers, multicast (224.0.0.81:8848 or [ff02::51]:8848), interface, sync_id";
 
 const SPECS: &[Spec] = &[
     spec(
@@ -667,20 +718,34 @@ const SPECS: &[Spec] = &[
         Opt::Unsupported("persistence engines (--pe) are not supported by lvs-rs"),
     ),
     spec(Some('6'), "ipv6", Arg::None, Opt::Ipv6),
-    spec(None, "start-daemon", Arg::Required, Opt::Unsupported(SYNC)),
-    spec(None, "stop-daemon", Arg::Required, Opt::Unsupported(SYNC)),
     spec(
         None,
-        "mcast-interface",
+        "start-daemon",
         Arg::Required,
-        Opt::Unsupported(SYNC),
+        Opt::Command(CommandOption::StartDaemon(SyncDaemonState::Master)),
     ),
-    spec(None, "syncid", Arg::Required, Opt::Unsupported(SYNC)),
-    // ipvsadm 1.28's sync daemon options: the same answer, whichever comes first.
-    spec(None, "mcast-group", Arg::Required, Opt::Unsupported(SYNC)),
-    spec(None, "mcast-port", Arg::Required, Opt::Unsupported(SYNC)),
-    spec(None, "mcast-ttl", Arg::Required, Opt::Unsupported(SYNC)),
-    spec(None, "sync-maxlen", Arg::Required, Opt::Unsupported(SYNC)),
+    spec(
+        None,
+        "stop-daemon",
+        Arg::Required,
+        Opt::Command(CommandOption::StopDaemon(SyncDaemonState::Master)),
+    ),
+    spec(None, "mcast-interface", Arg::Required, Opt::Value(o::MCAST)),
+    spec(None, "syncid", Arg::Required, Opt::Value(o::SYNCID)),
+    spec(
+        None,
+        "mcast-group",
+        Arg::Required,
+        Opt::Value(o::MCAST_GROUP),
+    ),
+    spec(None, "mcast-port", Arg::Required, Opt::Value(o::MCAST_PORT)),
+    spec(None, "mcast-ttl", Arg::Required, Opt::Value(o::MCAST_TTL)),
+    spec(
+        None,
+        "sync-maxlen",
+        Arg::Required,
+        Opt::Value(o::SYNC_MAXLEN),
+    ),
 ];
 
 /// One option occurrence with its value.
@@ -825,10 +890,16 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
         error,
     } = scan(&args);
     let mut found = found.into_iter();
-    let cmd = match found.next().map(|f| f.opt) {
-        Some(Opt::Command(cmd)) => cmd,
-        // ipvsadm's sync daemon commands: pointed at the director's configuration.
-        Some(Opt::Unsupported(why)) => return Err(ParseError::Unsupported(why)),
+    let cmd = match found.next().map(|f| (f.opt, f.value)) {
+        // ipvsadm reads the daemon's state with the command, before any other option.
+        Some((Opt::Command(CommandOption::StartDaemon(_)), value)) => CommandOption::StartDaemon(
+            daemon_state(value.as_deref()).ok_or(ParseError::BadStartDaemon)?,
+        ),
+        Some((Opt::Command(CommandOption::StopDaemon(_)), value)) => CommandOption::StopDaemon(
+            daemon_state(value.as_deref()).ok_or(ParseError::BadStopDaemon)?,
+        ),
+        Some((Opt::Command(cmd), _)) => cmd,
+        Some((Opt::Unsupported(why), _)) => return Err(ParseError::Unsupported(why)),
         _ => return Err(ParseError::NoCommand),
     };
     match cmd {
@@ -947,8 +1018,84 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
             numeric: p.given[o::NUMERIC],
         },
         CommandOption::Restore => Command::Restore,
+        CommandOption::StartDaemon(state) => Command::StartDaemon(sync_daemon(state, &p)?),
+        CommandOption::StopDaemon(state) => Command::StopDaemon(state),
         CommandOption::Help | CommandOption::Version => unreachable!("answered above"),
     })
+}
+
+/// `master` or `backup`, exactly (ipvsadm compares with `strcmp`).
+fn daemon_state(value: Option<&str>) -> Option<SyncDaemonState> {
+    match value? {
+        "master" => Some(SyncDaemonState::Master),
+        "backup" => Some(SyncDaemonState::Backup),
+        _ => None,
+    }
+}
+
+/// ipvsadm's default `--mcast-interface`.
+pub const DEFAULT_MCAST_INTERFACE: &str = "eth0";
+
+/// The daemon `--start-daemon` asks for: what was given, 0 or `None` for the rest (the
+/// director fills in the kernel's defaults, as IPVS does).
+fn sync_daemon(state: SyncDaemonState, p: &Parts) -> Result<SyncDaemon, ParseError> {
+    let number = |col: usize, min: u32, max: u32, err: ParseError| match &p.values[col] {
+        Some(text) => parse_number(text, max).filter(|n| *n >= min).ok_or(err),
+        None => Ok(0),
+    };
+    let mut mcast_ifn = p.values[o::MCAST]
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MCAST_INTERFACE.to_owned());
+    // ipvsadm copies at most IP_VS_IFNAME_MAXLEN - 1 bytes of the name.
+    while mcast_ifn.len() > 15 {
+        mcast_ifn.pop();
+    }
+    let syncid = number(o::SYNCID, 0, 255, ParseError::BadSyncId)?;
+    let maxlen = number(
+        o::SYNC_MAXLEN,
+        1,
+        MAX_SYNC_MAXLEN,
+        ParseError::BadSyncMaxlen,
+    )?;
+    let port = number(o::MCAST_PORT, 1, 65535, ParseError::BadMcastPort)?;
+    let ttl = number(o::MCAST_TTL, 1, 255, ParseError::BadMcastTtl)?;
+    let group = match &p.values[o::MCAST_GROUP] {
+        Some(text) => Some(parse_mcast_group(text)?),
+        None => None,
+    };
+    Ok(SyncDaemon {
+        state,
+        mcast_ifn,
+        syncid: u8::try_from(syncid).map_err(|_| ParseError::BadSyncId)?,
+        maxlen: u16::try_from(maxlen).map_err(|_| ParseError::BadSyncMaxlen)?,
+        group,
+        port: u16::try_from(port).map_err(|_| ParseError::BadMcastPort)?,
+        ttl: u8::try_from(ttl).map_err(|_| ParseError::BadMcastTtl)?,
+    })
+}
+
+/// ipvsadm's largest `--sync-maxlen`: a UDP payload in one IPv4 datagram.
+const MAX_SYNC_MAXLEN: u32 = 65535 - 20 - 8;
+
+/// `--mcast-group`: IPv6 when the text has a colon, else IPv4; a multicast group either way.
+fn parse_mcast_group(text: &str) -> Result<IpAddr, ParseError> {
+    if text.contains(':') {
+        match text.parse::<std::net::Ipv6Addr>() {
+            Ok(a) if a.is_multicast() => Ok(IpAddr::V6(a)),
+            _ => Err(ParseError::BadMcastGroup {
+                family: "IPv6",
+                text: text.to_owned(),
+            }),
+        }
+    } else {
+        match text.parse::<std::net::Ipv4Addr>().ok() {
+            Some(a) if a.is_multicast() => Ok(IpAddr::V4(a)),
+            _ => Err(ParseError::BadMcastGroup {
+                family: "IPv4",
+                text: text.to_owned(),
+            }),
+        }
+    }
 }
 
 /// The checks ipvsadm makes on an option's value as it reads it (so that a bad value is
@@ -991,6 +1138,22 @@ fn check_value(col: usize, text: &str, p: &Parts) -> Result<(), ParseError> {
             .filter(|n| *n >= 1)
             .map(drop)
             .ok_or(ParseError::BadTunnelPort),
+        o::SYNCID => parse_number(text, 255)
+            .map(drop)
+            .ok_or(ParseError::BadSyncId),
+        o::MCAST_GROUP => parse_mcast_group(text).map(drop),
+        o::MCAST_PORT => parse_number(text, 65535)
+            .filter(|n| *n >= 1)
+            .map(drop)
+            .ok_or(ParseError::BadMcastPort),
+        o::MCAST_TTL => parse_number(text, 255)
+            .filter(|n| *n >= 1)
+            .map(drop)
+            .ok_or(ParseError::BadMcastTtl),
+        o::SYNC_MAXLEN => parse_number(text, MAX_SYNC_MAXLEN)
+            .filter(|n| *n >= 1)
+            .map(drop)
+            .ok_or(ParseError::BadSyncMaxlen),
         _ => Ok(()),
     }
 }
@@ -1633,19 +1796,6 @@ mod tests {
             assert_eq!(err(line), want, "{line}");
         }
         assert!(err("-A -u 192.0.2.1:53 -o").contains("not supported"));
-        assert!(err("--start-daemon master").contains("lvs-director's configuration"));
-        // ipvsadm 1.31's IPv6 sync daemon line, in either order: pointed at [sync].
-        for line in [
-            "--start-daemon backup --mcast-interface eth1 --mcast-group ff02::51 --syncid 3",
-            "--mcast-group ff02::51 --mcast-port 8848 --mcast-ttl 1 --start-daemon master",
-            "--sync-maxlen 1472 --start-daemon master",
-        ] {
-            let e = err(line);
-            assert!(
-                e.contains("lvs-director's configuration") && e.contains("[ff02::51]:8848"),
-                "{line}: {e}"
-            );
-        }
         for (line, want) in [
             (
                 "-A -t [2001:db8::1]:80 -p -M 129",
@@ -2008,5 +2158,130 @@ mod tests {
         fn never_panics(tokens in prop::collection::vec(token(), 0..10)) {
             let _ = parse_args(&tokens);
         }
+    }
+
+    /// ipvsadm 1.31's sync daemon commands: defaults left to the director (0 / `None`),
+    /// values checked as ipvsadm checks them, the table of options as ipvsadm's.
+    #[test]
+    fn sync_daemon_commands() {
+        let master = |ifn: &str| SyncDaemon {
+            state: SyncDaemonState::Master,
+            mcast_ifn: ifn.into(),
+            syncid: 0,
+            maxlen: 0,
+            group: None,
+            port: 0,
+            ttl: 0,
+        };
+        assert_eq!(
+            parse("--start-daemon master").unwrap(),
+            Command::StartDaemon(master("eth0"))
+        );
+        assert_eq!(
+            parse(
+                "--start-daemon=backup --mcast-interface eth1 --mcast-group ff02::51 --syncid 3 \
+                 --mcast-port 8849 --mcast-ttl 2 --sync-maxlen 1400"
+            )
+            .unwrap(),
+            Command::StartDaemon(SyncDaemon {
+                state: SyncDaemonState::Backup,
+                mcast_ifn: "eth1".into(),
+                syncid: 3,
+                maxlen: 1400,
+                group: Some("ff02::51".parse().unwrap()),
+                port: 8849,
+                ttl: 2,
+            })
+        );
+        assert_eq!(
+            parse("--stop-daemon backup").unwrap(),
+            Command::StopDaemon(SyncDaemonState::Backup)
+        );
+        assert_eq!(
+            parse("--stop-daemon master --syncid 9").unwrap(),
+            Command::StopDaemon(SyncDaemonState::Master)
+        );
+        assert!(
+            parse("--start-daemon master")
+                .unwrap()
+                .to_request()
+                .is_none()
+        );
+        for (line, want) in [
+            (
+                "--start-daemon primary",
+                "illegal start-daemon parameter specified",
+            ),
+            ("--stop-daemon Master", "illegal start_daemon specified"),
+            (
+                "--start-daemon master --syncid 256",
+                "illegal syncid specified",
+            ),
+            (
+                "--start-daemon master --mcast-group 10.0.0.1",
+                "invalid IPv4 mcast-group `10.0.0.1'",
+            ),
+            (
+                "--start-daemon master --mcast-group 2001:db8::1",
+                "invalid IPv6 mcast-group `2001:db8::1'",
+            ),
+            (
+                "--start-daemon master --mcast-port 0",
+                "illegal mcast-port specified",
+            ),
+            (
+                "--start-daemon master --mcast-ttl 256",
+                "illegal mcast-ttl specified",
+            ),
+            (
+                "--start-daemon master --sync-maxlen 65508",
+                "illegal sync-maxlen specified",
+            ),
+            (
+                "--stop-daemon master --mcast-interface eth0",
+                "Illegal 'mcast-interface' option with the 'stop-daemon' command",
+            ),
+            (
+                "--start-daemon master -n",
+                "Illegal 'numeric' option with the 'start-daemon' command",
+            ),
+            (
+                "--start-daemon master --syncid 1 --syncid 2",
+                "multiple 'syncid' options specified",
+            ),
+            (
+                "-A -t 192.0.2.1:80 --syncid 1",
+                "Illegal 'syncid' option with the 'add-service' command",
+            ),
+            (
+                "-L --mcast-group 224.0.0.81",
+                "Illegal 'mcast-group' option with the 'list' command",
+            ),
+            (
+                "-A --start-daemon master",
+                "invalid option `--start-daemon'",
+            ),
+        ] {
+            assert_eq!(err(line), want, "{line}");
+        }
+        // popt's error on the command itself: ipvsadm prints only its "Try" line.
+        assert_eq!(parse("--start-daemon"), Err(ParseError::NoCommand));
+        // ipvsadm takes --syncid with -L (and ignores it).
+        assert!(matches!(
+            parse("-L --daemon --syncid 3").unwrap(),
+            Command::List(ListOptions {
+                what: ListWhat::Daemon,
+                ..
+            })
+        ));
+        // The name is cut as ipvsadm's strncpy cuts it.
+        let Command::StartDaemon(d) =
+            parse("--start-daemon master --mcast-interface abcdefghijklmnopq").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(d.mcast_ifn, "abcdefghijklmno");
+        // A rules file or -R does not start daemons.
+        assert!(crate::rules::parse_rules("--start-daemon master\n").is_err());
     }
 }

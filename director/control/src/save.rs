@@ -152,7 +152,7 @@ mod tests {
     fn ipv6_save_is_ipvsadm_save_format_and_round_trips() {
         const V6: &str = "\
 -A -t 192.0.2.1:80 -s rr
--a -t 192.0.2.1:80 -r [2001:db8::20]:80 -i -w 1 --tun-type ipip
+-a -t 192.0.2.1:80 -r 192.0.2.20:80 -i -w 1 --tun-type ipip
 -A -u 192.0.2.1:53 -s rr
 -A -t [2001:db8::1]:0 -s sh -p 3600 -M 48 -b sh-port
 -a -t [2001:db8::1]:0 -r [2001:db8::10]:0 -g -w 1

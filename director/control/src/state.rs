@@ -337,6 +337,11 @@ impl ControlState {
         if !is_unicast(dest.addr) {
             return Err(ControlError::NotUnicast(dest.addr));
         }
+        // After ipvsadm's own checks, in their order: what IPVS would accept but the data
+        // plane cannot do.
+        if dest.addr.is_ipv4() != key.addr.is_ipv4() {
+            return Err(ControlError::TunnelAddressFamily);
+        }
         service.dests.push(dest);
         Ok(vec![ConfigChange::DestAdded {
             service: *key,
@@ -762,6 +767,12 @@ mod tests {
         assert_eq!(
             msg(s.add_dest(&key(80), v6)),
             "Different address family is allowed only for tunneling servers"
+        );
+        let mut v6_tun = dest(6, FwdMethod::Tunnel);
+        v6_tun.addr = "2001:db8::6".parse().unwrap();
+        assert!(
+            msg(s.add_dest(&key(80), v6_tun))
+                .starts_with("Different address family tunneling is not supported")
         );
         assert_eq!(
             msg(s.del_dest(&key(80), dest(9, FwdMethod::Masq).addr, 8080)),

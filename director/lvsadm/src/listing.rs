@@ -253,8 +253,16 @@ pub fn timeouts(t: &Timeouts) -> String {
     )
 }
 
-/// `-L --daemon`: ipvsadm's first line (`master sync daemon (...)`), then the sync counters.
-/// Nothing when sync is not configured, as ipvsadm prints nothing without a daemon.
+/// `-L --daemon` of the daemons `lvsadm --start-daemon` started: exactly ipvsadm's lines,
+/// one per daemon.
+pub fn daemons(list: &[lvs_proto::director::SyncDaemon]) -> String {
+    list.iter().map(|d| format!("{d}\n")).collect()
+}
+
+/// `-L --daemon` of the sync configured in `[sync]` of the director's file (unicast peers,
+/// following the director's role, which no ipvsadm line can say): an ipvsadm-like first line
+/// (`master sync daemon (...)`), then the sync counters. Nothing when no sync runs, as
+/// ipvsadm prints nothing without a daemon.
 pub fn daemon(s: &lvs_proto::director::SyncStatus) -> String {
     if !s.enabled {
         return String::new();
@@ -778,6 +786,25 @@ TCP 01:59  NONE        [2001:db8:1::]:0   [2001:db8::1]:80   [2001:db8::10]:8080
         assert_eq!(largenum(u64::MAX, false), "18446744T");
         assert_eq!(largenum(12, true), "       12");
         assert_eq!(largenum(123_456_789, true), " 123456789");
+    }
+
+    #[test]
+    fn started_daemons_read_exactly_as_ipvsadm_lists_them() {
+        use lvs_proto::director::{SyncDaemon, SyncDaemonState};
+        let master = SyncDaemon {
+            state: SyncDaemonState::Master,
+            mcast_ifn: "eth0".into(),
+            syncid: 0,
+            maxlen: 1472,
+            group: Some(IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81))),
+            port: 8848,
+            ttl: 1,
+        };
+        assert_eq!(daemons(&[]), "");
+        assert_eq!(
+            daemons(&[master]),
+            "master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
     }
 
     #[test]

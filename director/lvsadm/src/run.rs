@@ -79,6 +79,15 @@ pub fn main(args: &[String], env_rundir: Option<OsString>) -> i32 {
             }
         }
         Command::Restore => restore(program, &mut client, std::io::stdin().lock()),
+        // As ipvsadm: a refusal is libipvs's message and exit code 255.
+        Command::StartDaemon(d) => match change(&mut client, Request::StartSyncDaemon(d)) {
+            Ok(()) => 0,
+            Err(message) => fail(EXIT_REFUSED, &message),
+        },
+        Command::StopDaemon(s) => match change(&mut client, Request::StopSyncDaemon(s)) {
+            Ok(()) => 0,
+            Err(message) => fail(EXIT_REFUSED, &message),
+        },
         other => {
             let Some(req) = other.to_request() else {
                 unreachable!("every other command changes configuration")
@@ -153,9 +162,14 @@ fn list(client: &mut Client, opts: &ListOptions) -> i32 {
             Ok(Response::Conns(conns)) => print(&listing::connections(&conns, opts.format, names)),
             other => refused(EXIT_LIST, other),
         },
-        ListWhat::Daemon => match request(client, Request::SyncStatus) {
-            Ok(Response::Sync(status)) => print(&listing::daemon(&status)),
-            other => refused(EXIT_LIST, other),
+        // ipvsadm's lines for the daemons lvsadm started; the `[sync]` of the director's
+        // file (or a director without run-time daemons) as before.
+        ListWhat::Daemon => match request(client, Request::ListSyncDaemons) {
+            Ok(Response::SyncDaemons(list)) if !list.is_empty() => print(&listing::daemons(&list)),
+            _ => match request(client, Request::SyncStatus) {
+                Ok(Response::Sync(status)) => print(&listing::daemon(&status)),
+                other => refused(EXIT_LIST, other),
+            },
         },
         ListWhat::Timeouts => match request(client, Request::GetTimeouts) {
             Ok(Response::Timeouts(t)) => print(&listing::timeouts(&t)),

@@ -26,6 +26,8 @@ pub fn usage(program: &str) -> String {
   {p} -L|l [options]
   {p} -Z [-t|u service-address]
   {p} --set tcp tcpfin udp
+  {p} --start-daemon {{master|backup}} [daemon-options]
+  {p} --stop-daemon {{master|backup}}
   {p} -h
   {p} --import keepalived|ldirectord FILE -o DIR
   {p} --add-pool --pool name [-s scheduler] [-b sched-flags] -r server-address [-w weight]
@@ -50,6 +52,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon              start connection sync daemon
+  --stop-daemon               stop connection sync daemon
   --help            -h        display this help message
   --version         -v        display the version
 
@@ -76,6 +80,7 @@ Options:
   --l-threshold  -y lthreshold        lower threshold of connections
   --connection   -c                   output of current IPVS connections
   --timeout                           output of timeout (tcp tcpfin udp)
+  --daemon                            output of daemon information
   --stats                             output of statistics information
   --rate                              output of rate information
   --exact                             expand numbers (display exact values)
@@ -90,6 +95,16 @@ Options:
                                       the plugin's options (table_size=4093, port=on)
   --rundir DIR                        the suite's run directory (default $LVS_RUNDIR,
                                       else /run/lvs); talks to DIR/director.sock
+
+Daemon Options:
+  --syncid sid                        syncid for connection sync (default=0)
+  --sync-maxlen length                Max sync message length (default=1472)
+  --mcast-interface interface         multicast interface for connection sync (default=eth0)
+  --mcast-group address               IPv4/IPv6 group (default=224.0.0.81)
+  --mcast-port port                   UDP port (default=8848)
+  --mcast-ttl ttl                     Multicast TTL (default=1)
+  Sync datagrams are always authenticated with the key of [sync] key_file in
+  lvs-director's configuration file; without it --start-daemon is refused.
 
 Content switching (layer 7), for content services of the director's configuration file:
   --add-pool                  add a pool of real servers (director-wide, like [[pool]]),

@@ -477,10 +477,11 @@ fn errors_and_exit_codes_are_ipvsadm_s() {
             "illegal weight specified\n",
         ),
         (
-            &["-A", "-f", "1"],
+            &["-A", "-f", "0"],
             2,
-            "firewall-mark services (-f) are not supported by lvs-rs yet: use -t or -u\n",
+            "invalid fwmark value `0' specified\n",
         ),
+        (&["-A", "-6", "-f", "1"], 2, "-6 used before -f\n"),
         (
             &["-A", "-t", "192.0.2.2:80", "-s", "nosuch"],
             255,
@@ -757,7 +758,12 @@ fn ipvsadm_1_31_save_file_round_trips() {
 -a -t 192.0.2.20:0 -r 198.51.100.22:0 -i -w 2 --tun-type ipip -x 1000 -y 800
 -A -u 192.0.2.53:53 -s rr
 -a -u 192.0.2.53:53 -r 10.0.1.31:53 -g -w 1
--a -u 192.0.2.53:53 -r [2001:db8::31]:53 -i -w 1 --tun-type ipip
+-a -u 192.0.2.53:53 -r 10.0.1.32:53 -i -w 1 --tun-type ipip
+-A -f 1 -s rr -p 300
+-a -f 1 -r 10.0.1.11:0 -m -w 1
+-a -f 1 -r 10.0.1.12:0 -g -w 2
+-A -f 2 -6 -s wlc
+-a -f 2 -6 -r [2001:db8::11]:0 -g -w 1
 ";
     let r = d.run_with_stdin(&["-R"], FILE);
     assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
@@ -799,7 +805,7 @@ fn ipv6_add_list_save_restore() {
     ]);
     d.ok(&["-a", "-t", vip, "-r", "2001:db8::11", "-g"]);
     d.ok(&["-A", "-u", "192.0.2.1:53", "-s", "rr"]);
-    d.ok(&["-a", "-u", "192.0.2.1:53", "-r", "[2001:db8::12]:53", "-i"]);
+    d.ok(&["-a", "-u", "192.0.2.1:53", "-r", "192.0.2.12:53", "-i"]);
     let listed = d.ok(&["-L", "-n"]);
     // The header and title lines are the IPv4 listing's.
     let (head, body) = listed.split_at(LIST.find("TCP").unwrap());
@@ -808,7 +814,7 @@ fn ipv6_add_list_save_restore() {
         body,
         "\
 UDP  192.0.2.1:53 rr
-  -> [2001:db8::12]:53            Tunnel  1      0          0         
+  -> 192.0.2.12:53                Tunnel  1      12         24        
 TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
   -> [2001:db8::10]:8080          Masq    3      0          0         
   -> [2001:db8::11]:80            Route   1      0          0         
@@ -819,7 +825,7 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
         saved,
         "\
 -A -u 192.0.2.1:53 -s rr
--a -u 192.0.2.1:53 -r [2001:db8::12]:53 -i -w 1 --tun-type ipip
+-a -u 192.0.2.1:53 -r 192.0.2.12:53 -i -w 1 --tun-type ipip
 -A -t [2001:db8::1]:80 -s wlc -p 120 -M 64
 -a -t [2001:db8::1]:80 -r [2001:db8::10]:8080 -m -w 3
 -a -t [2001:db8::1]:80 -r [2001:db8::11]:80 -g -w 1
@@ -840,8 +846,7 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
         ),
         (
             &["-A", "-t", "[2001:db8::2]:80", "-6"][..],
-            "-6 used before -f: -t/-u take IPv6 as [addr]:port without -6, and firewall-mark \
-             services (-f) are not supported by lvs-rs yet\n",
+            "-6 used before -f\n",
         ),
     ] {
         let r = d.run(args);
@@ -851,6 +856,15 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
             "lvsadm {args:?}"
         );
     }
+    // IPVS accepts a tunnel server of the other family; the director does not tunnel across
+    // families, so it refuses one rather than list a server it never forwards to.
+    let r = d.run(&["-a", "-u", "192.0.2.1:53", "-r", "[2001:db8::12]:53", "-i"]);
+    assert!(
+        r.stderr
+            .starts_with("Different address family tunneling is not supported by lvs-director"),
+        "{r:?}"
+    );
+    assert_ne!(r.code, 0);
     d.ok(&["-C"]);
     let r = d.run_with_stdin(&["-R"], &saved);
     assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));

@@ -139,6 +139,11 @@ impl Dataplane {
         self.workers.sync_status()
     }
 
+    /// The sync daemons (`lvsadm --start-daemon`, `--stop-daemon`, `-L --daemon`).
+    pub fn sync_daemons(&mut self) -> &mut crate::sync::Daemons {
+        self.workers.sync_daemons()
+    }
+
     /// Follow the control state after `changes`, then hand the workers a new snapshot.
     ///
     /// Services and real servers are read from `state`; `changes` says only what is not in

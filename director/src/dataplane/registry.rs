@@ -513,16 +513,16 @@ mod tests {
         let mut p = plugins();
         let mut reg = ServiceRegistry::default();
         let mut s = state(RULES);
-        // VS/TUN may cross address families in the model (as ipvsadm takes it); the workers
-        // tunnel IPv4 in IPv4 and IPv6 in IPv6 only. An IPv6 service is forwarded.
-        change(&mut s, "-a -t 192.0.2.1:80 -r [2001:db8::5]:80 -i -w 1");
+        // The control state takes any scheduler name; the plugins here are rr and wrr only. An
+        // IPv6 service beside it is forwarded.
+        change(&mut s, "-A -t 192.0.2.7:80 -s nosuch");
         change(&mut s, "-A -t [2001:db8::1]:80 -s rr");
         change(&mut s, "-a -t [2001:db8::1]:80 -r [2001:db8::6]:80 -m -w 1");
         let first = sync(&mut reg, &mut p, &s);
         assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
         let (what, e) = &first.failed[0];
-        assert!(matches!(e, DataplaneError::CrossFamily { .. }), "{e}");
-        assert_eq!(what, "real server [2001:db8::5]:80 of TCP 192.0.2.1:80");
+        assert!(matches!(e, DataplaneError::Sched(_)), "{e}");
+        assert_eq!(what, "service TCP 192.0.2.7:80");
         let v6_key = ServiceKey {
             addr: "2001:db8::1".parse().unwrap(),
             ..key()
@@ -543,9 +543,9 @@ mod tests {
         change(&mut s, "-e -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 3");
         assert!(sync(&mut reg, &mut p, &s).failed.is_empty(), "once");
         // Deleted and added again: tried (and reported) again.
-        change(&mut s, "-d -t 192.0.2.1:80 -r [2001:db8::5]:80");
+        change(&mut s, "-D -t 192.0.2.7:80");
         sync(&mut reg, &mut p, &s);
-        change(&mut s, "-a -t 192.0.2.1:80 -r [2001:db8::5]:80 -i -w 1");
+        change(&mut s, "-A -t 192.0.2.7:80 -s nosuch");
         assert_eq!(sync(&mut reg, &mut p, &s).failed.len(), 1);
     }
 

@@ -18,7 +18,12 @@ use super::snapshot::Snapshot;
 use super::stats::WorkerStats;
 use super::worker::{ForwardingWorker, WorkerCommand};
 use super::{DataplaneError, Setup, icmp_limit};
-use crate::sync::{EngineSide, SyncConfig, SyncEngine, SyncShared};
+use crate::sync::SyncShared;
+
+/// Ring size and refresh period of the workers' sync rings without a `[sync]` section (its
+/// defaults), for a daemon `lvsadm --start-daemon` starts.
+const DEFAULT_SYNC_RING: usize = 16384;
+const DEFAULT_SYNC_REFRESH: u32 = 30;
 
 struct Handle {
     cmds: Sender<WorkerCommand>,
@@ -31,11 +36,9 @@ pub struct Workers {
     handles: Vec<Handle>,
     fanouts: Vec<FanoutControl>,
     misses: Receiver<IpAddr>,
-    /// Connection sync: its configuration and the sync thread's ends of the rings until
-    /// `start_sync`, then the running thread.
-    sync_setup: Option<(SyncConfig, Vec<EngineSide>)>,
-    sync_shared: Option<Arc<SyncShared>>,
-    sync: Option<SyncEngine>,
+    /// Connection sync: the sync thread that runs (from `[sync]` or `lvsadm
+    /// --start-daemon`), or its ends of the rings while none does.
+    sync: crate::sync::Daemons,
 }
 
 impl std::fmt::Debug for Workers {
@@ -76,14 +79,18 @@ impl Workers {
         }
         let (miss_tx, miss_rx): (SyncSender<IpAddr>, Receiver<IpAddr>) = mpsc::sync_channel(1024);
         let per_worker = (setup.conn_table_size / n).max(1024);
-        let sync_shared = setup.sync.as_ref().map(|_| Arc::new(SyncShared::default()));
-        let (mut worker_syncs, engine_sides) = match (&setup.sync, &sync_shared) {
-            (Some(cfg), Some(shared)) => {
-                let (w, e) = crate::sync::rings(n, per_worker, cfg, shared);
-                (w.into_iter().map(Some).collect::<Vec<_>>(), Some(e))
-            }
-            _ => ((0..n).map(|_| None).collect(), None),
-        };
+        // Every worker has its rings, so that `lvsadm --start-daemon` can start a daemon at
+        // any time; while none runs, the workers hand them nothing.
+        let sync_shared = Arc::new(SyncShared::default());
+        let (ring_size, refresh) = setup
+            .sync
+            .as_ref()
+            .map_or((DEFAULT_SYNC_RING, DEFAULT_SYNC_REFRESH), |c| {
+                (c.ring_size, c.refresh_secs)
+            });
+        let (worker_syncs, engine_sides) =
+            crate::sync::rings_sized(n, per_worker, ring_size, refresh, &sync_shared);
+        let mut worker_syncs: Vec<_> = worker_syncs.into_iter().map(Some).collect();
         let mut handles = Vec::with_capacity(n);
         for (index, rings) in rings_per_worker.into_iter().enumerate() {
             let fail = |reason: String| DataplaneError::Worker {
@@ -127,54 +134,46 @@ impl Workers {
                 join: Some(join),
             });
         }
-        Ok(Self {
-            handles,
-            fanouts,
-            misses: miss_rx,
-            sync_setup: setup.sync.clone().zip(engine_sides),
-            sync_shared,
-            sync: None,
-        })
-    }
-
-    /// Start the sync thread (after `start`, with the key read from `key_file`).
-    pub fn start_sync(
-        &mut self,
-        key: crate::sync::wire::AuthKey,
-        active: bool,
-    ) -> std::io::Result<()> {
-        let (Some((cfg, sides)), Some(shared)) = (self.sync_setup.take(), &self.sync_shared) else {
-            return Ok(());
-        };
-        let links = sides
+        let links = engine_sides
             .into_iter()
-            .zip(&self.handles)
+            .zip(&handles)
             .map(|(side, w)| crate::sync::engine::WorkerLink {
                 side,
                 cmds: w.cmds.clone(),
                 waker: Arc::clone(&w.waker),
             })
             .collect();
-        self.sync = Some(SyncEngine::start(
-            cfg,
-            key,
-            links,
-            Arc::clone(shared),
-            active,
-        )?);
-        Ok(())
+        Ok(Self {
+            handles,
+            fanouts,
+            misses: miss_rx,
+            sync: crate::sync::Daemons::new(setup.sync.clone(), links, sync_shared),
+        })
     }
 
-    /// Connection sync's status (`None`: not configured).
+    /// With the key read from `[sync] key_file`: the configured sync thread starts (unless
+    /// `autostart = false`).
+    pub fn start_sync(
+        &mut self,
+        key: crate::sync::wire::AuthKey,
+        active: bool,
+    ) -> std::io::Result<()> {
+        self.sync.start_configured(key, active)
+    }
+
+    /// Connection sync's status (`None`: no sync thread runs).
     pub fn sync_status(&self) -> Option<lvs_proto::director::SyncStatus> {
-        self.sync.as_ref().map(SyncEngine::status)
+        self.sync.status()
+    }
+
+    /// The sync daemons, for `lvsadm --start-daemon` and `--stop-daemon`.
+    pub fn sync_daemons(&mut self) -> &mut crate::sync::Daemons {
+        &mut self.sync
     }
 
     /// Active or standby: connection sync sends, or receives.
     pub fn set_role(&self, active: bool) {
-        if let Some(s) = &self.sync {
-            s.set_role(active);
-        }
+        self.sync.set_role(active);
     }
 
     /// Send every worker a command and wake it.
@@ -224,9 +223,7 @@ impl Workers {
 
     /// Stop every worker (and the sync thread) and wait for them.
     pub fn stop(&mut self) {
-        if let Some(mut s) = self.sync.take() {
-            s.stop();
-        }
+        self.sync.stop();
         self.send(|| WorkerCommand::Stop);
         for w in &mut self.handles {
             if let Some(j) = w.join.take() {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// `[sync]` in the director's TOML file. Present: sync runs.
+/// `[sync]` in the director's TOML file. Present: sync runs from the start (unless
+/// `autostart = false`), and `lvsadm --start-daemon` has the key it needs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncConfig {
@@ -46,6 +47,19 @@ pub struct SyncConfig {
     /// `sync.peers` (the highest generation accepted from each peer); must exist.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Start syncing with the director (default). `false`: the section only gives the key,
+    /// state directory and rings to the daemons `lvsadm --start-daemon` starts, as with
+    /// ipvsadm; no peers or group needed then.
+    #[serde(default = "default_autostart")]
+    pub autostart: bool,
+    /// Multicast TTL / hop limit (ipvsadm's `--mcast-ttl`): 1 keeps the datagrams on the
+    /// directors' segment.
+    #[serde(default = "default_ttl")]
+    pub ttl: u8,
+    /// The largest datagram, UDP payload in bytes (ipvsadm's `--sync-maxlen`); 0: 1472 over
+    /// IPv4, 1452 over IPv6 (a 1500-byte MTU). Datagrams never grow past those.
+    #[serde(default)]
+    pub maxlen: u16,
 }
 
 fn default_listen() -> SocketAddr {
@@ -63,12 +77,25 @@ fn default_ring() -> usize {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/lvs")
 }
+fn default_autostart() -> bool {
+    true
+}
+fn default_ttl() -> u8 {
+    1
+}
 
 impl SyncConfig {
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
-        if self.peers.is_empty() && self.multicast.is_none() {
-            return Err("sync: give peers or a multicast group".into());
+        if self.autostart && self.peers.is_empty() && self.multicast.is_none() {
+            return Err(
+                "sync: give peers or a multicast group (or autostart = false, to start \
+                 daemons only with lvsadm --start-daemon)"
+                    .into(),
+            );
+        }
+        if self.ttl == 0 {
+            return Err("sync.ttl must be 1 to 255".into());
         }
         if let Some(m) = self.multicast {
             if !m.ip().is_multicast() {
@@ -162,11 +189,18 @@ mod tests {
             PathBuf::from("/var/lib/lvs/sync.generation")
         );
         assert!(c.validate().is_ok());
+        assert!(c.autostart && c.ttl == 1 && c.maxlen == 0);
         let none = SyncConfig {
             peers: vec![],
             ..c.clone()
         };
         assert!(none.validate().unwrap_err().contains("peers"));
+        // Only the key and state for lvsadm's daemons.
+        let later = SyncConfig {
+            autostart: false,
+            ..none
+        };
+        assert_eq!(later.validate(), Ok(()));
         let bad: Result<SyncConfig, _> = lvs_common::parse_toml("key_file = \"k\"\npeer = []\n", p);
         assert!(bad.is_err());
     }

@@ -69,7 +69,8 @@ impl std::fmt::Debug for WorkerLink {
 pub struct SyncEngine {
     ctl: Sender<Ctl>,
     waker: Arc<Waker>,
-    join: Option<JoinHandle<()>>,
+    /// The thread gives the workers' links back when it stops, for the next daemon.
+    join: Option<JoinHandle<Vec<WorkerLink>>>,
     pub shared: Arc<SyncShared>,
     pub config: SyncConfig,
     epoch: Instant,
@@ -151,6 +152,17 @@ fn open_socket(cfg: &SyncConfig) -> std::io::Result<(std::net::UdpSocket, Option
         Some(SocketAddr::V6(m)) => Some(SocketAddr::V6(join_group_v6(&sock, m, cfg)?)),
         None => None,
     };
+    if cfg.ttl != 1 {
+        match group {
+            Some(SocketAddr::V4(_)) => sock.set_multicast_ttl_v4(u32::from(cfg.ttl))?,
+            Some(SocketAddr::V6(_)) => nix::sys::socket::setsockopt(
+                &sock,
+                nix::sys::socket::sockopt::Ipv6MulticastHops,
+                &i32::from(cfg.ttl),
+            )?,
+            None => {}
+        }
+    }
     // A bulk resync arrives as a burst; a large receive buffer keeps it whole. Forcing past
     // the sysctl limits needs CAP_NET_ADMIN: without it, the default sizes do.
     let size: usize = 4 << 20;
@@ -220,20 +232,41 @@ impl SyncEngine {
         shared: Arc<SyncShared>,
         active: bool,
     ) -> std::io::Result<SyncEngine> {
-        // Advanced and fsynced before the first datagram: peers refuse every datagram of an
-        // earlier generation, so nothing recorded during an earlier run can be replayed.
-        let state_err = |e: lvs_common::authdgram::StateError| std::io::Error::other(e.to_string());
-        let boot = Boot::advance(&cfg.generation_file()).map_err(state_err)?;
-        let floors = PeerFloors::load(&cfg.peers_file()).map_err(state_err)?;
-        let (std_sock, group) = open_socket(&cfg)?;
-        let mut sock = UdpSocket::from_std(std_sock);
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut sock, SOCKET, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        Self::start_keeping(cfg, key, links, shared, active).map_err(|(e, _)| e)
+    }
+
+    /// [`SyncEngine::start`], giving the workers' links back when it fails (a later daemon
+    /// needs them).
+    pub fn start_keeping(
+        cfg: SyncConfig,
+        key: AuthKey,
+        links: Vec<WorkerLink>,
+        shared: Arc<SyncShared>,
+        active: bool,
+    ) -> Result<SyncEngine, (std::io::Error, Vec<WorkerLink>)> {
+        let opened = (|| -> std::io::Result<_> {
+            // Advanced and fsynced before the first datagram: peers refuse every datagram of
+            // an earlier generation, so nothing recorded during an earlier run can be replayed.
+            let state_err =
+                |e: lvs_common::authdgram::StateError| std::io::Error::other(e.to_string());
+            let boot = Boot::advance(&cfg.generation_file()).map_err(state_err)?;
+            let floors = PeerFloors::load(&cfg.peers_file()).map_err(state_err)?;
+            let (std_sock, group) = open_socket(&cfg)?;
+            let mut sock = UdpSocket::from_std(std_sock);
+            let poll = Poll::new()?;
+            poll.registry()
+                .register(&mut sock, SOCKET, Interest::READABLE)?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+            Ok((boot, floors, group, sock, poll, waker))
+        })();
+        let (boot, floors, group, sock, poll, waker) = match opened {
+            Ok(v) => v,
+            Err(e) => return Err((e, links)),
+        };
         let (ctl_tx, ctl_rx) = mpsc::channel();
         let epoch = Instant::now();
         shared.active.store(active, Ordering::Relaxed);
+        shared.running.store(true, Ordering::Relaxed);
         let n = links.len();
         let engine = Engine {
             dests: cfg.peers.iter().copied().chain(group).collect(),
@@ -252,11 +285,13 @@ impl SyncEngine {
             // is accepted only from datagrams echoing it (recorded ones cannot).
             fresh: Freshness::with_challenge(floors, boot.generation),
             echoes: Echoes::default(),
-            // Records per datagram: as many as fit a 1500-byte MTU under this family's headers.
-            builder: Builder::with_limit(if cfg.listen.is_ipv4() {
-                wire::MAX_DATAGRAM
-            } else {
-                wire::MAX_DATAGRAM_V6
+            // Records per datagram: as many as fit a 1500-byte MTU under this family's headers,
+            // or the smaller `maxlen` (ipvsadm's --sync-maxlen).
+            builder: Builder::with_limit(match (cfg.maxlen, cfg.listen.is_ipv4()) {
+                (0, true) => wire::MAX_DATAGRAM,
+                (0, false) => wire::MAX_DATAGRAM_V6,
+                (n, true) => usize::from(n).min(wire::MAX_DATAGRAM),
+                (n, false) => usize::from(n).min(wire::MAX_DATAGRAM_V6),
             }),
             active,
             last_sent: Instant::now(),
@@ -286,7 +321,8 @@ impl SyncEngine {
         );
         let join = std::thread::Builder::new()
             .name("lvs-sync".into())
-            .spawn(move || engine.run())?;
+            .spawn(move || engine.run())
+            .map_err(|e| (e, Vec::new()))?;
         Ok(SyncEngine {
             ctl: ctl_tx,
             waker,
@@ -303,14 +339,16 @@ impl SyncEngine {
         let _ = self.waker.wake();
     }
 
-    /// Stop the thread and wait for it.
-    pub fn stop(&mut self) {
+    /// Stop the thread and wait for it; the workers' links come back (`None` if it was
+    /// stopped before, or died).
+    pub fn stop(&mut self) -> Option<Vec<WorkerLink>> {
         let _ = self.ctl.send(Ctl::Stop);
         let _ = self.waker.wake();
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-            event!(Level::Info, "sync_stopped", listen = self.config.listen);
-        }
+        let j = self.join.take()?;
+        let links = j.join().ok();
+        self.shared.running.store(false, Ordering::Relaxed);
+        event!(Level::Info, "sync_stopped", listen = self.config.listen);
+        links
     }
 
     /// The status for `lvsadm -L --daemon` and lvs-heartbeatd.
@@ -353,7 +391,7 @@ impl SyncEngine {
 
 impl Drop for SyncEngine {
     fn drop(&mut self) {
-        self.stop();
+        drop(self.stop());
     }
 }
 
@@ -364,7 +402,7 @@ impl Engine {
             .max(1)
     }
 
-    fn run(mut self) {
+    fn run(mut self) -> Vec<WorkerLink> {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; 65536];
         if !self.active {
@@ -388,7 +426,7 @@ impl Engine {
             }
             while let Ok(c) = self.ctl.try_recv() {
                 match c {
-                    Ctl::Stop => return,
+                    Ctl::Stop => return std::mem::take(&mut self.links),
                     Ctl::Role(active) => self.set_role(active),
                 }
             }
@@ -932,6 +970,9 @@ mod tests {
             flush_ms: 5,
             ring_size: 1 << 16,
             state_dir: state_dir(state),
+            autostart: true,
+            ttl: 1,
+            maxlen: 0,
         }
     }
 

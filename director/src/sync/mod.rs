@@ -10,6 +10,8 @@
 //! - Each worker applies received entries to its own table (`apply_synced` in `dataplane/worker.rs`).
 
 pub mod config;
+pub mod control;
+pub mod daemons;
 pub mod engine;
 pub mod wire;
 
@@ -22,11 +24,15 @@ use lvs_conntrack::SyncEntry;
 use crate::sys::spsc;
 
 pub use config::SyncConfig;
+pub use daemons::Daemons;
 pub use engine::SyncEngine;
 
 /// Counters and flags the sync thread and the workers write and the control thread reads.
 #[derive(Debug, Default)]
 pub struct SyncShared {
+    /// A sync thread runs: the workers hand it their changes (none wasted on a full ring
+    /// while no daemon runs).
+    pub running: AtomicBool,
     pub active: AtomicBool,
     pub bulk_complete: AtomicBool,
     /// Milliseconds since the engine's start when an active director was last heard; 0 never.
@@ -78,6 +84,9 @@ impl WorkerSync {
     /// `refresh_secs`.
     #[inline]
     pub fn due(&self, slot: u32, now_ms: u64, force: bool) -> bool {
+        if !self.shared.running.load(Ordering::Relaxed) {
+            return false;
+        }
         if force {
             return true;
         }
@@ -109,16 +118,27 @@ pub fn rings(
     cfg: &SyncConfig,
     shared: &Arc<SyncShared>,
 ) -> (Vec<WorkerSync>, Vec<EngineSide>) {
+    rings_sized(workers, slots, cfg.ring_size, cfg.refresh_secs, shared)
+}
+
+/// [`rings`] of `ring_size` entries, refreshing every `refresh_secs`.
+pub fn rings_sized(
+    workers: usize,
+    slots: usize,
+    ring_size: usize,
+    refresh_secs: u32,
+    shared: &Arc<SyncShared>,
+) -> (Vec<WorkerSync>, Vec<EngineSide>) {
     let mut w = Vec::with_capacity(workers);
     let mut e = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let (out_p, out_c) = spsc::ring(cfg.ring_size);
-        let (in_p, in_c) = spsc::ring(cfg.ring_size);
+        let (out_p, out_c) = spsc::ring(ring_size);
+        let (in_p, in_c) = spsc::ring(ring_size);
         w.push(WorkerSync {
             out: out_p,
             inbound: in_c,
             last_sent: vec![0; slots],
-            refresh_secs: cfg.refresh_secs,
+            refresh_secs,
             shared: Arc::clone(shared),
         });
         e.push(EngineSide {
@@ -161,6 +181,9 @@ mod tests {
             flush_ms: 5,
             ring_size: 64,
             state_dir: "unused".into(),
+            autostart: true,
+            ttl: 1,
+            maxlen: 0,
         }
     }
 
@@ -169,6 +192,8 @@ mod tests {
         let shared = Arc::new(SyncShared::default());
         let (mut w, _e) = rings(1, 8, &cfg(), &shared);
         let w = &mut w[0];
+        assert!(!w.due(3, 0, true), "no sync thread: nothing is due");
+        shared.running.store(true, Ordering::Relaxed);
         let e = SyncEntry {
             proto: Proto::Tcp,
             client: Endpoint::v4([198, 51, 100, 2], 1),
