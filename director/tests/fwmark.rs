@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{RS, SOON, Testbed, VIP, wait_for};
+use common::{RS, RS6, SOON, Testbed, VIP, VIP6, wait_for};
 
 /// The second port every real server answers on (beside the testbed's port 80).
 const PORT2: u16 = 8443;
@@ -146,5 +146,44 @@ fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
         !out.status.success(),
         "port 80 is not marked any more: {}",
         text(&out.stdout)
+    );
+}
+
+/// An IPv6 firewall-mark service (`-f 2 -6`) whose rule names the VIP by a prefix: VS/NAT
+/// traffic to the IPv6 VIP is marked and scheduled round robin over the three servers, and
+/// the IPv4 VIP on the same port, which no rule marks, is not the service's.
+#[test]
+fn an_ipv6_fwmark_service_takes_the_prefix_of_its_rule() {
+    let marks = "[[fwmark]]\nmark = 2\nmatch = [{ daddr = \"2001:db8::100/127\", dport = [80] }]\n";
+    let Some(tb) = Testbed::start_with(
+        "an_ipv6_fwmark_service_takes_the_prefix_of_its_rule",
+        "nat",
+        marks,
+    ) else {
+        return;
+    };
+    tb.adm("-A -f 2 -6 -s rr");
+    for rs in RS6 {
+        tb.adm(&format!("-a -f 2 -6 -r [{rs}]:0 -m"));
+    }
+    let got = tb.curls_to(VIP6, 6);
+    let names: HashSet<&String> = got.iter().collect();
+    assert_eq!(names.len(), 3, "rr over the three servers: {got:?}");
+    let listing = tb.adm("-L -n --stats");
+    assert!(listing.contains("\nFWM  2 IPv6 "), "{listing}");
+    assert_eq!(
+        tb.adm("-S -n").lines().next(),
+        Some("-A -f 2 -6 -s rr"),
+        "the save names the family"
+    );
+    let nft = tb.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
+    let table = text(&nft.stdout);
+    assert!(
+        table.contains("ip6 daddr 2001:db8::100/127 meta l4proto { tcp, udp } th dport 80 drop"),
+        "{table}"
+    );
+    assert!(
+        tb.try_curl_to(VIP, 2).is_none(),
+        "the IPv4 VIP is no part of an IPv6 mark"
     );
 }
