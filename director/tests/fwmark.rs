@@ -103,7 +103,7 @@ fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
         want.push_str(&format!("-a -f 1 -r {rs}:0 -m -w 1\n"));
     }
     assert_eq!(save, want);
-    // Six connections on the two ports of the one server, none elsewhere.
+    // Connections to both ports, and the one template, keyed by the mark as in IPVS.
     let conns = tb.adm("-L -n -c");
     for port in [80, PORT2] {
         assert!(
@@ -111,6 +111,7 @@ fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
             "connections to port {port} are listed:\n{conns}"
         );
     }
+    assert!(conns.contains(" 0.0.0.1:0 "), "the mark's template:\n{conns}");
 
     // The guard: the director's kernel keeps off both ports of the mark, in nft's syntax.
     let nft = tb.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
