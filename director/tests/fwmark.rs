@@ -111,7 +111,10 @@ fn a_persistent_fwmark_service_keeps_a_client_on_one_server_across_its_ports() {
             "connections to port {port} are listed:\n{conns}"
         );
     }
-    assert!(conns.contains(" 0.0.0.1:0 "), "the mark's template:\n{conns}");
+    assert!(
+        conns.contains(" 0.0.0.1:0 "),
+        "the mark's template:\n{conns}"
+    );
 
     // The guard: the director's kernel keeps off both ports of the mark, in nft's syntax.
     let nft = tb.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);

@@ -1304,6 +1304,49 @@ mod tests {
         forwards_vs_nat(&v4_net());
     }
 
+    /// A firewall-mark service in the worker: the `[[fwmark]]` rule marks port 443 of the
+    /// VIP, the service of that mark takes the SYN, and its real server on port 0 gets the
+    /// packet's own port.
+    #[test]
+    fn the_worker_forwards_a_marked_packet_to_the_port_it_was_sent_to() {
+        let net = v4_net();
+        let w = Running::start(|stats| {
+            let mut snap = snapshot(&net, Proto::Tcp, Forward::Nat, 0, stats);
+            let (_, svc) = snap.services.drain().next().expect("the service");
+            let svc = Arc::try_unwrap(svc).expect("one owner");
+            let fwm = ServiceEntry {
+                mark: Some(1),
+                vip: Ipv4Addr::UNSPECIFIED.into(),
+                port: 0,
+                ..svc
+            };
+            snap.by_mark.insert((1, false), Arc::new(fwm));
+            snap.marks = Arc::new(crate::fwmark::MarkTable {
+                rules: vec![crate::fwmark::MarkRule {
+                    mark: 1,
+                    proto: Some(Proto::Tcp),
+                    net: crate::fwmark::Net::host(net.vip),
+                    ports: vec![crate::fwmark::PortRange {
+                        first: 443,
+                        last: 443,
+                    }],
+                }],
+            });
+            snap
+        });
+        let syn = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_000),
+            (net.vip, 443),
+            false,
+        );
+        let (ifindex, frame) = w.deliver(syn, 1);
+        assert_eq!(ifindex, RS_IF);
+        assert_eq!(addresses(&frame), (net.client, 40_000, net.rs, 443, 63));
+        assert_eq!(w.stats.services[0].read().conns, 1);
+        w.stop();
+    }
+
     #[test]
     fn the_worker_forwards_vs_nat_over_ipv6() {
         forwards_vs_nat(&v6_net());
