@@ -317,11 +317,26 @@ impl MarkTable {
     }
 }
 
-/// Checks serde cannot express.
-pub fn validate(config: &[FwmarkConfig]) -> Result<(), String> {
+/// Checks serde cannot express: every mark matches something, and no rule takes the TCP
+/// port of a content service (the data plane would forward the packets the content service
+/// waits for).
+pub fn validate(
+    config: &[FwmarkConfig],
+    content: &[lvs_l7::ContentServiceConfig],
+) -> Result<(), String> {
     for f in config {
         if f.matches.is_empty() {
             return Err(format!("fwmark: mark {} has an empty match list", f.mark));
+        }
+    }
+    let table = MarkTable::new(config);
+    for c in content {
+        if let Some(mark) = table.classify(Proto::Tcp, c.address, c.port) {
+            return Err(format!(
+                "fwmark: mark {mark} takes TCP {}, where a content service listens: one \
+                 address and port is either load balanced or content switched",
+                std::net::SocketAddr::new(c.address, c.port)
+            ));
         }
     }
     Ok(())
@@ -342,7 +357,7 @@ mod tests {
         }
         let f: F = lvs_common::parse_toml(toml, std::path::Path::new("d.toml"))
             .map_err(|e| e.to_string())?;
-        validate(&f.fwmark)?;
+        validate(&f.fwmark, &[])?;
         Ok(MarkTable::new(&f.fwmark))
     }
 

@@ -132,7 +132,7 @@ impl FileConfig {
             s.validate()?;
         }
         lvs_l7::config::validate(&self.content_service, &self.pool)?;
-        crate::fwmark::validate(&self.fwmark)?;
+        crate::fwmark::validate(&self.fwmark, &self.content_service)?;
         Ok(())
     }
 }
