@@ -1,12 +1,14 @@
 //! The whole failover in network namespaces: a client, two directors (each running the real
 //! `lvs-director` and `lvs-heartbeatd`) and three real HTTP servers, all on one bridge. The
-//! client's subnet (10.88.0.0/24, VIP .100) and the real servers' (10.88.1.0/24, their NAT
-//! gateway .254, also moved by lvs-heartbeatd) share the segment; the serial line between the
-//! directors is a pty pair relayed by the test. Needs root: SKIPPED otherwise; needs
-//! `lvs-director` and `lvsadm` built beside `lvs-heartbeatd` (`cargo build --workspace`).
+//! segment is dual stack: the client's subnet (10.88.0.0/24 and 2001:db8:88::/64, VIP .100 and
+//! ::100) and the real servers' (10.88.1.0/24 and 2001:db8:88:1::/64, their NAT gateway .254
+//! and ::254, also moved by lvs-heartbeatd) share it, and each director serves the same real
+//! servers behind the IPv4 and the IPv6 VIP. The serial line between the directors is a pty
+//! pair relayed by the test. Needs root: SKIPPED otherwise; needs `lvs-director` and `lvsadm`
+//! built beside `lvs-heartbeatd` (`cargo build --workspace`).
 //!
-//! What is checked is what a client sees: who answers ARP for the VIP (the client's neighbour
-//! entry), and whether new connections work.
+//! What is checked is what a client sees: who answers ARP or neighbour discovery for the VIP
+//! (the client's neighbour entry), and whether new and established connections work.
 
 mod common;
 
@@ -20,11 +22,79 @@ use common::{
 };
 use lvs_testsupport::root_or_skip;
 
-const VIP: &str = "10.88.0.100";
-const GATEWAY: &str = "10.88.1.254";
-const CLIENT: &str = "10.88.0.2";
-const RS: [&str; 3] = ["10.88.1.21", "10.88.1.22", "10.88.1.23"];
 const HB_PORT: u16 = 6941;
+
+/// An address family of the dual-stack segment: which VIP a client uses, or what the
+/// directors' heartbeats and connection sync travel over.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Family {
+    V4,
+    V6,
+}
+
+use Family::{V4, V6};
+
+/// Every cluster serves both.
+const FAMILIES: [Family; 2] = [V4, V6];
+
+impl Family {
+    /// Host `host` of subnet `net`: 0 the client's (VIP, client, directors), 1 the real
+    /// servers' (real servers, directors, NAT gateway).
+    fn addr(self, net: u8, host: &str) -> String {
+        match (self, net) {
+            (V4, _) => format!("10.88.{net}.{host}"),
+            (V6, 0) => format!("2001:db8:88::{host}"),
+            (V6, _) => format!("2001:db8:88:{net}::{host}"),
+        }
+    }
+
+    fn prefix(self) -> u8 {
+        match self {
+            V4 => 24,
+            V6 => 64,
+        }
+    }
+
+    /// `addr/prefix` on the segment.
+    fn cidr(self, net: u8, host: &str) -> String {
+        format!("{}/{}", self.addr(net, host), self.prefix())
+    }
+
+    /// `ip`'s family option.
+    fn flag(self) -> &'static str {
+        match self {
+            V4 => "-4",
+            V6 => "-6",
+        }
+    }
+
+    fn vip(self) -> String {
+        self.addr(0, "100")
+    }
+
+    fn gateway(self) -> String {
+        self.addr(1, "254")
+    }
+
+    /// Real server `i` (0..3) on the servers' subnet.
+    fn rs(self, i: usize) -> String {
+        self.addr(1, &format!("2{}", i + 1))
+    }
+
+    /// Director `i` (0 or 1) on the client's subnet.
+    fn director(self, i: usize) -> String {
+        self.addr(0, &format!("1{}", i + 1))
+    }
+}
+
+/// `addr:port` as lvsadm, curl and the daemons' configurations write it: IPv6 in brackets.
+fn sockaddr(addr: &str, port: u16) -> String {
+    if addr.contains(':') {
+        format!("[{addr}]:{port}")
+    } else {
+        format!("{addr}:{port}")
+    }
+}
 
 /// Opens N keep-alive connections to the VIP, one GET each; then, for every "get" line on
 /// stdin, one more GET on every connection; prints "ok N" or "lost K" per round.
@@ -54,12 +124,25 @@ enum Mode {
     Dr,
 }
 
+/// Makes [`lvs_testsupport::HTTP_SERVER`], when put before it, an HTTP server for IPv6 only
+/// (`IPV6_V6ONLY`: beside the IPv4 one on the same port).
+const HTTP6_PRELUDE: &str = r#"
+import http.server, socket
+class V6(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+http.server.HTTPServer = V6
+"#;
+
 /// The namespaces, processes and files of one cluster; everything undone on drop.
 struct Cluster {
     p: String,
     dir: PathBuf,
     director_bin: PathBuf,
     lvsadm_bin: PathBuf,
+    mode: Mode,
     /// Per director: [lvs-director, lvs-heartbeatd].
     daemons: [[Option<Child>; 2]; 2],
     helpers: Vec<Child>,
@@ -70,8 +153,16 @@ const NODES: [&str; 7] = ["sw", "c", "d0", "d1", "r1", "r2", "r3"];
 
 impl Cluster {
     /// Builds the cluster; `None` (after printing SKIPPED) when not root. Without the
-    /// director's binaries and the rr plugin it fails, saying how to build them.
-    fn start(test: &str, tag: &str, mode: Mode, sync: bool, failback: bool) -> Option<Cluster> {
+    /// director's binaries and the rr plugin it fails, saying how to build them. With
+    /// `sync`, the directors sync connections over that family, and send their heartbeats
+    /// over it too; without, heartbeats go over IPv4.
+    fn start(
+        test: &str,
+        tag: &str,
+        mode: Mode,
+        sync: Option<Family>,
+        failback: bool,
+    ) -> Option<Cluster> {
         if !root_or_skip(test) {
             return None;
         }
@@ -87,23 +178,22 @@ impl Cluster {
             dir,
             director_bin,
             lvsadm_bin,
+            mode,
             daemons: Default::default(),
             helpers: Vec::new(),
             _serial: SerialLine::new(),
         };
-        c.build_network(mode);
+        c.build_network();
         c.start_http();
         common::write_key(&c.dir);
         for i in 0..2 {
-            c.write_configs(i, mode, sync, failback);
-            c.start_director(i, mode);
+            c.write_configs(i, sync, failback);
+            c.start_director(i);
         }
         c.start_heartbeatd(0);
         c.start_heartbeatd(1);
-        let up = wait_until(Duration::from_secs(10), || {
-            c.has_addr(0, VIP) && (mode == Mode::Dr || c.has_addr(0, GATEWAY))
-        });
-        assert!(up.is_some(), "d0 never took the VIP\n{}", c.logs());
+        let up = wait_until(Duration::from_secs(10), || c.holds_addresses(0));
+        assert!(up.is_some(), "d0 never took the VIPs\n{}", c.logs());
         let backup = wait_until(Duration::from_secs(10), || {
             c.log(1, "heartbeatd").contains("event=backup")
         });
@@ -115,9 +205,24 @@ impl Cluster {
         format!("{}{node}", self.p)
     }
 
-    fn build_network(&mut self, mode: Mode) {
+    fn build_network(&mut self) {
         for n in NODES {
-            new_netns(&self.ns(n));
+            let ns = self.ns(n);
+            new_netns(&ns);
+            // Static addresses on a segment of our own need no duplicate-address detection:
+            // without it the IPv6 addresses (the link-local ones too, the sources of neighbour
+            // discovery) are usable at once. Set before eth0 arrives, which inherits it.
+            for k in ["all", "default"] {
+                sh(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    &ns,
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{k}.accept_dad=0"),
+                ]);
+            }
         }
         let sw = self.ns("sw");
         new_bridge(&sw);
@@ -134,41 +239,60 @@ impl Cluster {
             }
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         }
-        let addr = |node: &str, a: &str| add_addr(&self.ns(node), a, &[]);
-        addr("c", &format!("{CLIENT}/24"));
-        addr("d0", "10.88.0.11/24");
-        addr("d0", "10.88.1.11/24");
-        addr("d1", "10.88.0.12/24");
-        addr("d1", "10.88.1.12/24");
-        for (i, rs) in RS.iter().enumerate() {
+        for fam in FAMILIES {
+            self.add_family(fam);
+        }
+    }
+
+    /// The addresses and routes of one family.
+    fn add_family(&self, fam: Family) {
+        let nodad: &[&str] = if fam == V6 { &["nodad"] } else { &[] };
+        let addr = |node: &str, net: u8, host: &str| {
+            add_addr(&self.ns(node), &fam.cidr(net, host), nodad);
+        };
+        addr("c", 0, "2");
+        for i in 0..2 {
+            let host = format!("1{}", i + 1);
+            addr(&format!("d{i}"), 0, &host);
+            addr(&format!("d{i}"), 1, &host);
+        }
+        for i in 0..3 {
             let node = format!("r{}", i + 1);
-            addr(&node, &format!("{rs}/24"));
             let ns = self.ns(&node);
-            match mode {
+            addr(&node, 1, &format!("2{}", i + 1));
+            match self.mode {
                 Mode::Nat => {
-                    sh(&["ip", "-n", &ns, "route", "add", "default", "via", GATEWAY]);
-                }
-                Mode::Dr => {
-                    // The real server holds the VIP on lo, never answers ARP for it, and
-                    // answers the client directly.
-                    addr(&node, &format!("10.88.0.2{}/24", i + 1));
+                    let gw = fam.gateway();
                     sh(&[
                         "ip",
                         "-n",
                         &ns,
-                        "addr",
+                        fam.flag(),
+                        "route",
                         "add",
-                        &format!("{VIP}/32"),
-                        "dev",
-                        "lo",
+                        "default",
+                        "via",
+                        &gw,
                     ]);
-                    for k in [
-                        "net.ipv4.conf.all.arp_ignore=1",
-                        "net.ipv4.conf.all.arp_announce=2",
-                        "net.ipv4.conf.eth0.arp_ignore=1",
-                        "net.ipv4.conf.eth0.arp_announce=2",
-                    ] {
-                        sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", k]);
+                }
+                Mode::Dr => {
+                    // The real server holds the VIP on lo, never answers ARP or neighbour
+                    // discovery for it (Linux answers a solicitation only for an address of
+                    // the interface it came in on), and answers the client directly.
+                    addr(&node, 0, &format!("2{}", i + 1));
+                    let vip = format!("{}/{}", fam.vip(), if fam == V4 { 32 } else { 128 });
+                    let mut args = vec!["ip", "-n", &ns, "addr", "add", &vip, "dev", "lo"];
+                    args.extend_from_slice(nodad);
+                    sh(&args);
+                    if fam == V4 {
+                        for k in [
+                            "net.ipv4.conf.all.arp_ignore=1",
+                            "net.ipv4.conf.all.arp_announce=2",
+                            "net.ipv4.conf.eth0.arp_ignore=1",
+                            "net.ipv4.conf.eth0.arp_announce=2",
+                        ] {
+                            sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", k]);
+                        }
                     }
                 }
             }
@@ -182,27 +306,40 @@ impl Cluster {
         self.helpers.push(child);
     }
 
+    /// Each real server answers its name on port 80 of both families.
     fn start_http(&mut self) {
+        let http6 = format!("{HTTP6_PRELUDE}{}", lvs_testsupport::HTTP_SERVER);
         for i in 0..3 {
             let node = format!("r{}", i + 1);
             self.spawn_http(&node, &node, 80, "0.0.0.0");
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(&node), "python3", "-c", &http6])
+                .args([node.as_str(), "80", "::"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start python3 (ip netns exec)");
+            self.helpers.push(child);
         }
         for i in 0..3 {
             let node = format!("r{}", i + 1);
-            let ok = wait_until(Duration::from_secs(10), || {
-                sh_out(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &self.ns(&node),
-                    "python3",
-                    "-c",
-                    "import socket; socket.create_connection(('127.0.0.1', 80), 1)",
-                ])
-                .status
-                .success()
-            });
-            assert!(ok.is_some(), "HTTP server on {node} did not start");
+            for local in ["('127.0.0.1', 80)", "('::1', 80)"] {
+                let ok = wait_until(Duration::from_secs(10), || {
+                    sh_out(&[
+                        "ip",
+                        "netns",
+                        "exec",
+                        &self.ns(&node),
+                        "python3",
+                        "-c",
+                        &format!("import socket; socket.create_connection({local}, 1)"),
+                    ])
+                    .status
+                    .success()
+                });
+                assert!(ok.is_some(), "HTTP server on {node} {local} did not start");
+            }
         }
     }
 
@@ -210,15 +347,18 @@ impl Cluster {
         self.dir.join(format!("run{i}"))
     }
 
-    fn write_configs(&self, i: usize, mode: Mode, sync: bool, failback: bool) {
-        let me = format!("10.88.0.1{}", i + 1);
-        let peer = format!("10.88.0.1{}", 2 - i);
+    fn write_configs(&self, i: usize, sync: Option<Family>, failback: bool) {
+        let transport = sync.unwrap_or(V4);
+        let me = transport.director(i);
+        let peer = transport.director(1 - i);
         let key = self.dir.join("key");
-        let sync_section = if sync {
+        let sync_section = if sync.is_some() {
             let state = self.dir.join(format!("sync{i}"));
             std::fs::create_dir_all(&state).unwrap();
             format!(
-                "[sync]\nlisten = \"{me}:8848\"\npeers = [\"{peer}:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                "[sync]\nlisten = \"{}\"\npeers = [\"{}\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+                sockaddr(&me, 8848),
+                sockaddr(&peer, 8848),
                 key.display(),
                 state.display()
             )
@@ -231,26 +371,33 @@ impl Cluster {
         )
         .unwrap();
         let notify = self.dir.join(format!("notify{i}"));
-        let gateway = if mode == Mode::Nat {
-            format!("[[vip]]\naddr = \"{GATEWAY}/24\"\ninterface = \"eth0\"\n")
-        } else {
-            String::new()
-        };
+        let mut vips = String::new();
+        for fam in FAMILIES {
+            let mut addrs = vec![fam.cidr(0, "100")];
+            if self.mode == Mode::Nat {
+                addrs.push(fam.cidr(1, "254"));
+            }
+            for a in addrs {
+                vips += &format!("[[vip]]\naddr = \"{a}\"\ninterface = \"eth0\"\n");
+            }
+        }
         let conf = format!(
             "node_id = {id}\npriority = {prio}\npeers = [{peer_id}]\n\
              auth_key_file = \"{key}\"\nepoch_file = \"{epoch}\"\n\
              auto_failback = {failback}\nhold_down_ms = 2000\n\
              [timers]\nkeepalive_ms = 200\ndeadtime_ms = 1000\n\
-             [udp]\nbind = \"{me}:{HB_PORT}\"\npeers = [\"{peer}:{HB_PORT}\"]\n\
+             [udp]\nbind = \"{bind}\"\npeers = [\"{to}\"]\n\
              [serial]\ndevice = \"{serial}\"\nbaud = 115200\n\
              [garp]\ncount = 3\ninterval_ms = 100\n\
-             [[vip]]\naddr = \"{VIP}/24\"\ninterface = \"eth0\"\n{gateway}\
+             {vips}\
              [alert]\n[alert.notify]\ncommand = [\"/bin/sh\", \"-c\", \"echo \\\"$*\\\" >> {notify}\", \"notify\"]\n",
             id = i + 1,
             prio = if i == 0 { 200 } else { 100 },
             peer_id = 2 - i,
             key = key.display(),
             epoch = self.dir.join(format!("epoch{i}")).display(),
+            bind = sockaddr(&me, HB_PORT),
+            to = sockaddr(&peer, HB_PORT),
             serial = self._serial.paths[i].display(),
             notify = notify.display(),
         );
@@ -291,22 +438,25 @@ impl Cluster {
         );
     }
 
-    /// Entries for the VIP's port 80 in director `i`'s connection table (`lvsadm -L -c -n`).
-    fn vip_conns(&self, i: usize) -> usize {
+    /// Entries for `fam`'s VIP, port 80, in director `i`'s connection table
+    /// (`lvsadm -L -c -n`).
+    fn vip_conns(&self, i: usize, fam: Family) -> usize {
         let out = Command::new(&self.lvsadm_bin)
             .arg("--rundir")
             .arg(self.rundir(i))
             .args(["-L", "-c", "-n"])
             .output()
             .expect("lvsadm");
-        let vip = format!(" {VIP}:80 ");
+        let vip = format!(" {} ", sockaddr(&fam.vip(), 80));
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| format!("{l} ").contains(&vip))
             .count()
     }
 
-    fn start_director(&mut self, i: usize, mode: Mode) {
+    /// Starts director `i` and gives it the service on each family's VIP, port 80, over
+    /// that family's addresses of the three real servers.
+    fn start_director(&mut self, i: usize) {
         // A killed director left its socket behind: wait for the new one.
         let _ = std::fs::remove_file(self.rundir(i).join("director.sock"));
         let child = self.spawn_daemon(i, &self.director_bin.clone(), "director");
@@ -314,10 +464,14 @@ impl Cluster {
         let sock = self.rundir(i).join("director.sock");
         let up = wait_until(Duration::from_secs(15), || sock.exists());
         assert!(up.is_some(), "director {i} did not start\n{}", self.logs());
-        self.lvsadm(i, &format!("-A -t {VIP}:80 -s rr"));
-        let flag = if mode == Mode::Nat { "-m" } else { "-g" };
-        for rs in RS {
-            self.lvsadm(i, &format!("-a -t {VIP}:80 -r {rs}:80 {flag}"));
+        let flag = if self.mode == Mode::Nat { "-m" } else { "-g" };
+        for fam in FAMILIES {
+            let vs = sockaddr(&fam.vip(), 80);
+            self.lvsadm(i, &format!("-A -t {vs} -s rr"));
+            for r in 0..3 {
+                let rs = sockaddr(&fam.rs(r), 80);
+                self.lvsadm(i, &format!("-a -t {vs} -r {rs} {flag}"));
+            }
         }
     }
 
@@ -336,22 +490,85 @@ impl Cluster {
         }
     }
 
+    /// Whether director `i` holds `addr` (either family) on an interface.
     fn has_addr(&self, i: usize, addr: &str) -> bool {
-        sh(&["ip", "-n", &self.ns(&format!("d{i}")), "-4", "addr", "show"])
-            .contains(&format!("inet {addr}/"))
+        let want = format!("{addr}/");
+        sh(&["ip", "-n", &self.ns(&format!("d{i}")), "addr", "show"])
+            .lines()
+            .any(|l| {
+                let mut w = l.split_whitespace();
+                matches!(w.next(), Some("inet" | "inet6"))
+                    && w.next().is_some_and(|a| a.starts_with(&want))
+            })
+    }
+
+    /// The addresses the master holds: each family's VIP and, for VS/NAT, gateway.
+    fn addresses(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for fam in FAMILIES {
+            v.push(fam.vip());
+            if self.mode == Mode::Nat {
+                v.push(fam.gateway());
+            }
+        }
+        v
+    }
+
+    /// Director `i` holds every address of [`Cluster::addresses`].
+    fn holds_addresses(&self, i: usize) -> bool {
+        self.addresses().iter().all(|a| self.has_addr(i, a))
+    }
+
+    /// Director `i` holds none of them.
+    fn holds_no_address(&self, i: usize) -> bool {
+        !self.addresses().iter().any(|a| self.has_addr(i, a))
     }
 
     fn mac(&self, node: &str) -> String {
         common::mac(&self.ns(node))
     }
 
-    /// The client's neighbour entry for the VIP: its MAC, if it has one.
-    fn client_neigh(&self) -> Option<String> {
-        common::neighbour(&self.ns("c"), VIP).map(|(mac, _)| mac)
+    /// The client's neighbour entry for `fam`'s VIP: its MAC, if it has one.
+    fn client_neigh(&self, fam: Family) -> Option<String> {
+        common::neighbour(&self.ns("c"), &fam.vip()).map(|(mac, _)| mac)
+    }
+
+    /// Within 5 s the client's neighbour entry for `fam`'s VIP holds the MAC of director
+    /// `node`: moved there by the director's announcement (or its answer).
+    fn assert_client_moves_to(&self, fam: Family, node: &str) {
+        let mac = self.mac(node);
+        let moved = wait_until(Duration::from_secs(5), || {
+            self.client_neigh(fam).as_deref() == Some(mac.as_str())
+        });
+        assert!(
+            moved.is_some(),
+            "the client's entry for {}: {:?}, {node} is {mac}\n{}",
+            fam.vip(),
+            self.client_neigh(fam),
+            self.logs()
+        );
+    }
+
+    /// How many neighbour solicitations the client has sent (`Icmp6OutNeighborSolicits`).
+    fn client_solicitations(&self) -> u64 {
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns("c"),
+            "python3",
+            "-c",
+            "print(open('/proc/net/snmp6').read())",
+        ]);
+        out.lines()
+            .find_map(|l| l.strip_prefix("Icmp6OutNeighborSolicits"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("Icmp6OutNeighborSolicits in /proc/net/snmp6")
     }
 
     /// One new HTTP connection from the client to `addr:port`: the body, if it worked.
     fn get(&self, addr: &str, port: u16) -> Option<String> {
+        let url = format!("http://{}/", sockaddr(addr, port));
         let out = sh_out(&[
             "ip",
             "netns",
@@ -359,9 +576,11 @@ impl Cluster {
             &self.ns("c"),
             "curl",
             "-s",
+            // -g: the brackets of an IPv6 literal are not a curl glob.
+            "-g",
             "--max-time",
             "2",
-            &format!("http://{addr}:{port}/"),
+            &url,
         ]);
         out.status
             .success()
@@ -386,36 +605,34 @@ impl Cluster {
         common::ha_status(&self.rundir(i))
     }
 
-    /// The backup (d1) has taken over: it holds the addresses, d0 holds none, new
-    /// connections work, and the client's neighbour entry for the VIP holds d1's MAC, also
-    /// after the client resolves the VIP afresh, and keeps holding it.
-    fn assert_backup_serves(&self, mode: Mode) {
-        let t = wait_until(Duration::from_secs(5), || self.has_addr(1, VIP));
-        assert!(t.is_some(), "d1 never took the VIP\n{}", self.logs());
-        println!("VIP on the backup after {:?}", t.unwrap());
-        if mode == Mode::Nat {
-            assert!(self.has_addr(1, GATEWAY), "{}", self.logs());
+    /// The backup (d1) has taken over: it holds the addresses of both families, d0 holds
+    /// none, and for each family new connections work and the client's neighbour entry for
+    /// the VIP holds d1's MAC, also after the client resolves the VIP afresh, and keeps
+    /// holding it.
+    fn assert_backup_serves(&self) {
+        let t = wait_until(Duration::from_secs(5), || self.holds_addresses(1));
+        assert!(t.is_some(), "d1 never took the VIPs\n{}", self.logs());
+        println!("VIPs on the backup after {:?}", t.unwrap());
+        assert!(self.holds_no_address(0), "d0 still holds an address");
+        for fam in FAMILIES {
+            self.assert_backup_serves_family(fam);
         }
-        assert!(!self.has_addr(0, VIP), "d0 still holds the VIP");
+    }
+
+    fn assert_backup_serves_family(&self, fam: Family) {
+        let vip = fam.vip();
         let served = wait_until(Duration::from_secs(10), || {
-            self.get(VIP, 80).is_some_and(|b| b.starts_with('r'))
+            self.get(&vip, 80).is_some_and(|b| b.starts_with('r'))
         });
         assert!(
             served.is_some(),
-            "no new connection through d1\n{}",
+            "no new connection to {vip} through d1\n{}",
             self.logs()
         );
         let mac1 = self.mac("d1");
         let mac0 = self.mac("d0");
         assert_ne!(mac0, mac1);
-        let garp = wait_until(Duration::from_secs(5), || {
-            self.client_neigh().as_deref() == Some(mac1.as_str())
-        });
-        assert!(
-            garp.is_some(),
-            "client's entry for the VIP: {:?}, d1 is {mac1}, d0 is {mac0}",
-            self.client_neigh()
-        );
+        self.assert_client_moves_to(fam, "d1");
         // Resolved afresh, only d1 may answer; and the entry must keep d1's MAC.
         let _ = sh_out(&[
             "ip",
@@ -423,7 +640,7 @@ impl Cluster {
             &self.ns("c"),
             "neigh",
             "del",
-            VIP,
+            &vip,
             "dev",
             "eth0",
         ]);
@@ -432,21 +649,21 @@ impl Cluster {
         while Instant::now() < end {
             if round % 10 == 0 {
                 assert!(
-                    self.get(VIP, 80).is_some(),
-                    "connection failed\n{}",
+                    self.get(&vip, 80).is_some(),
+                    "connection to {vip} failed\n{}",
                     self.logs()
                 );
             }
             round += 1;
-            if let Some(mac) = self.client_neigh() {
+            if let Some(mac) = self.client_neigh(fam) {
                 assert_eq!(
                     mac, mac1,
-                    "the client's VIP entry moved away from the backup"
+                    "the client's entry for {vip} moved away from the backup"
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(self.client_neigh().as_deref(), Some(mac1.as_str()));
+        assert_eq!(self.client_neigh(fam).as_deref(), Some(mac1.as_str()));
     }
 }
 
@@ -464,11 +681,17 @@ impl Drop for Cluster {
 }
 
 /// [`Cluster::start`] without sync or auto-failback, once new connections from the client work
-/// through d0.
+/// through d0 to both VIPs.
 fn serving_through_d0(test: &str, tag: &str, mode: Mode) -> Option<Cluster> {
-    let c = Cluster::start(test, tag, mode, false, false)?;
-    let ok = wait_until(Duration::from_secs(10), || c.get(VIP, 80).is_some());
-    assert!(ok.is_some(), "no connection through d0\n{}", c.logs());
+    let c = Cluster::start(test, tag, mode, None, false)?;
+    for fam in FAMILIES {
+        let ok = wait_until(Duration::from_secs(10), || c.get(&fam.vip(), 80).is_some());
+        assert!(
+            ok.is_some(),
+            "no connection to {fam:?} through d0\n{}",
+            c.logs()
+        );
+    }
     Some(c)
 }
 
@@ -482,18 +705,19 @@ fn primary_killed_backup_serves_nat_and_keeps_the_client() {
     ) else {
         return;
     };
-    assert_eq!(c.client_neigh(), Some(c.mac("d0")));
+    for fam in FAMILIES {
+        assert_eq!(c.client_neigh(fam), Some(c.mac("d0")), "{fam:?}");
+    }
     c.kill_all(0);
     // The addresses died with the process: d0's kernel no longer answers for them.
-    let gone = wait_until(Duration::from_secs(2), || {
-        !c.has_addr(0, VIP) && !c.has_addr(0, GATEWAY)
-    });
+    let gone = wait_until(Duration::from_secs(2), || c.holds_no_address(0));
     assert!(gone.is_some(), "d0 kept its addresses");
-    c.assert_backup_serves(Mode::Nat);
+    c.assert_backup_serves();
     // A local listener bound to the VIP on the new master answers too.
-    c.spawn_http("d1", "local", 8080, VIP);
+    let vip = V4.vip();
+    c.spawn_http("d1", "local", 8080, &vip);
     let local = wait_until(Duration::from_secs(10), || {
-        c.get(VIP, 8080).as_deref() == Some("local")
+        c.get(&vip, 8080).as_deref() == Some("local")
     });
     assert!(
         local.is_some(),
@@ -512,7 +736,7 @@ fn primary_link_down_backup_serves() {
     // d0's cable is pulled at the switch: its eth0 loses carrier; the serial line still
     // hears it, so only its "fault" makes d1 take over.
     sh(&["ip", "-n", &c.ns("sw"), "link", "set", "d0l", "down"]);
-    c.assert_backup_serves(Mode::Nat);
+    c.assert_backup_serves();
     assert!(
         c.log(1, "heartbeatd").contains("event=peer_fault"),
         "{}",
@@ -530,8 +754,10 @@ fn primary_link_down_backup_serves() {
         c.status(0).is_some_and(|s| s.state == "backup")
     });
     assert!(back.is_some(), "d0 not backup again\n{}", c.logs());
-    assert!(c.has_addr(1, VIP) && !c.has_addr(0, VIP));
-    assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
+    assert!(c.holds_addresses(1) && c.holds_no_address(0));
+    for fam in FAMILIES {
+        assert!(c.get(&fam.vip(), 80).is_some(), "{fam:?}\n{}", c.logs());
+    }
 }
 
 #[test]
@@ -540,7 +766,7 @@ fn primary_killed_backup_serves_dr() {
         return;
     };
     c.kill_all(0);
-    c.assert_backup_serves(Mode::Dr);
+    c.assert_backup_serves();
 }
 
 /// The keep-alive client of [`MANY_CONNS`]: one more round on every connection.
@@ -550,7 +776,8 @@ struct ManyConns {
 }
 
 impl ManyConns {
-    fn open(c: &Cluster, n: usize) -> (ManyConns, String) {
+    /// `n` connections to `fam`'s VIP; the first round's line.
+    fn open(c: &Cluster, fam: Family, n: usize) -> (ManyConns, String) {
         let mut child = Command::new("ip")
             .args([
                 "netns",
@@ -559,7 +786,7 @@ impl ManyConns {
                 "python3",
                 "-c",
                 MANY_CONNS,
-                VIP,
+                &fam.vip(),
             ])
             .arg(n.to_string())
             .stdin(Stdio::piped())
@@ -596,9 +823,11 @@ impl Drop for ManyConns {
     }
 }
 
-/// Kills the primary (d0) with 100 keep-alive connections established through it; true
-/// when they all still answer through d1.
-fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns) {
+/// Kills the primary (d0) with 100 keep-alive connections to `fam`'s VIP established
+/// through it; they must all still answer through d1. Before the next round the idle client's
+/// neighbour entry for the VIP must hold d1's MAC: moved by d1's announcement alone (for
+/// IPv6, the unsolicited neighbour advertisement: the client sent no solicitation).
+fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns, fam: Family) {
     // The backup's director has the table (bulk resync done, updates flowing).
     let synced = wait_until(Duration::from_secs(10), || {
         c.status(1).is_some_and(|s| s.table_synced == Some(true))
@@ -610,29 +839,50 @@ fn fail_over_with_connections(c: &mut Cluster, conns: &mut ManyConns) {
     );
     // The bulk resync may have run before the connections were opened: wait until the
     // updates about them (batched every few ms) are in the backup's table too.
-    let have = wait_until(Duration::from_secs(10), || c.vip_conns(1) >= 100);
+    let have = wait_until(Duration::from_secs(10), || c.vip_conns(1, fam) >= 100);
     assert!(
         have.is_some(),
         "backup holds {} of 100 connections\n{}",
-        c.vip_conns(1),
+        c.vip_conns(1, fam),
         c.logs()
     );
+    assert_eq!(c.client_neigh(fam), Some(c.mac("d0")));
+    let solicited = c.client_solicitations();
+    if fam == V6 {
+        // The counter counts: the client solicited the VIP to reach d0.
+        assert!(solicited > 0, "no solicitation counted");
+    }
     c.kill_all(0);
-    let t = wait_until(Duration::from_secs(5), || c.has_addr(1, VIP));
+    let t = wait_until(Duration::from_secs(5), || c.holds_addresses(1));
     assert!(t.is_some(), "{}", c.logs());
+    c.assert_client_moves_to(fam, "d1");
+    if fam == V6 {
+        assert_eq!(
+            c.client_solicitations(),
+            solicited,
+            "the client solicited: its entry did not move by the unsolicited advertisement alone"
+        );
+    }
     assert_eq!(conns.round(), "ok 100", "after the failover\n{}", c.logs());
 }
 
-/// 100 keep-alive connections opened through the primary keep answering through the backup
-/// after the primary's daemons are killed, and new connections work.
-fn connections_survive_the_failover(test: &str, tag: &str, mode: Mode) {
-    let Some(mut c) = Cluster::start(test, tag, mode, true, false) else {
+/// 100 keep-alive connections to `fam`'s VIP opened through the primary keep answering
+/// through the backup after the primary's daemons are killed, and new connections work.
+/// The directors sync their connections (and send heartbeats) over `transport`.
+fn connections_survive_the_failover(
+    test: &str,
+    tag: &str,
+    mode: Mode,
+    fam: Family,
+    transport: Family,
+) {
+    let Some(mut c) = Cluster::start(test, tag, mode, Some(transport), false) else {
         return;
     };
-    let (mut conns, first) = ManyConns::open(&c, 100);
+    let (mut conns, first) = ManyConns::open(&c, fam, 100);
     assert_eq!(first, "ok 100", "before the failover\n{}", c.logs());
-    fail_over_with_connections(&mut c, &mut conns);
-    assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
+    fail_over_with_connections(&mut c, &mut conns, fam);
+    assert!(c.get(&fam.vip(), 80).is_some(), "{}", c.logs());
 }
 
 #[test]
@@ -641,6 +891,8 @@ fn established_connections_survive_the_failover() {
         "established_connections_survive_the_failover",
         "s",
         Mode::Nat,
+        V4,
+        V4,
     );
 }
 
@@ -652,26 +904,61 @@ fn established_dr_connections_survive_the_failover() {
         "established_dr_connections_survive_the_failover",
         "e",
         Mode::Dr,
+        V4,
+        V4,
     );
 }
 
+/// IPv6 VS/NAT: the IPv6 entries are synced over IPv4, the client's neighbour entry moves
+/// by the backup's unsolicited neighbour advertisement.
 #[test]
-fn auto_failback_after_resync_loses_no_connection() {
-    let Some(mut c) = Cluster::start(
-        "auto_failback_after_resync_loses_no_connection",
-        "f",
+fn established_ipv6_connections_survive_the_failover() {
+    connections_survive_the_failover(
+        "established_ipv6_connections_survive_the_failover",
+        "6",
         Mode::Nat,
-        true,
-        true,
-    ) else {
+        V6,
+        V4,
+    );
+}
+
+/// The same with heartbeats and connection sync over IPv6: IPv6 from end to end.
+#[test]
+fn established_ipv6_connections_survive_the_failover_synced_over_ipv6() {
+    connections_survive_the_failover(
+        "established_ipv6_connections_survive_the_failover_synced_over_ipv6",
+        "o",
+        Mode::Nat,
+        V6,
+        V6,
+    );
+}
+
+/// IPv6 VS/DR, entries synced over IPv4.
+#[test]
+fn established_ipv6_dr_connections_survive_the_failover() {
+    connections_survive_the_failover(
+        "established_ipv6_dr_connections_survive_the_failover",
+        "r",
+        Mode::Dr,
+        V6,
+        V4,
+    );
+}
+
+/// 100 keep-alive connections to `fam`'s VIP survive the failover and then the failback to
+/// the preferred director, which waits for its table to be resynchronised (over `transport`)
+/// before taking the VIP back.
+fn failback_loses_no_connection(test: &str, tag: &str, fam: Family, transport: Family) {
+    let Some(mut c) = Cluster::start(test, tag, Mode::Nat, Some(transport), true) else {
         return;
     };
-    let (mut conns, first) = ManyConns::open(&c, 100);
+    let (mut conns, first) = ManyConns::open(&c, fam, 100);
     assert_eq!(first, "ok 100", "{}", c.logs());
-    fail_over_with_connections(&mut c, &mut conns);
+    fail_over_with_connections(&mut c, &mut conns, fam);
     // The preferred director returns: backup first, its table resynchronised, then (after
     // the hold-down) it takes the VIP back, and every connection goes on.
-    c.start_director(0, Mode::Nat);
+    c.start_director(0);
     c.start_heartbeatd(0);
     // The addresses move a few ms before takeover_done is logged (the gratuitous ARP step
     // comes in between), so wait for the log line as well.
@@ -680,7 +967,7 @@ fn auto_failback_after_resync_loses_no_connection() {
         let done = log0
             .rfind("event=heartbeat_start")
             .is_some_and(|r| log0[r..].contains("event=takeover_done"));
-        done && c.has_addr(0, VIP) && !c.has_addr(1, VIP)
+        done && c.holds_addresses(0) && c.holds_no_address(1)
     });
     assert!(back.is_some(), "no failback\n{}", c.logs());
     let log0 = c.log(0, "heartbeatd");
@@ -697,6 +984,30 @@ fn auto_failback_after_resync_loses_no_connection() {
         "{}",
         c.logs()
     );
+    // The idle client was moved back by d0's announcement.
+    c.assert_client_moves_to(fam, "d0");
     assert_eq!(conns.round(), "ok 100", "after the failback\n{}", c.logs());
-    assert!(c.get(VIP, 80).is_some(), "{}", c.logs());
+    assert!(c.get(&fam.vip(), 80).is_some(), "{}", c.logs());
+}
+
+#[test]
+fn auto_failback_after_resync_loses_no_connection() {
+    failback_loses_no_connection(
+        "auto_failback_after_resync_loses_no_connection",
+        "f",
+        V4,
+        V4,
+    );
+}
+
+/// The same for IPv6 connections, synced over IPv6: the failback's unsolicited neighbour
+/// advertisements move the client back to d0.
+#[test]
+fn auto_failback_over_ipv6_loses_no_ipv6_connection() {
+    failback_loses_no_connection(
+        "auto_failback_over_ipv6_loses_no_ipv6_connection",
+        "b",
+        V6,
+        V6,
+    );
 }
