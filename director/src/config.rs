@@ -240,6 +240,27 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A firewall mark on the port of a content service is refused, naming both.
+    #[test]
+    fn a_mark_on_a_content_services_port_is_refused() {
+        let dir = std::env::temp_dir().join(format!("lvs-config-fwm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("director.toml");
+        let text = "[[content_service]]\naddress = \"192.0.2.1\"\nport = 80\n\
+                    default_pool = \"p\"\n\n\
+                    [[pool]]\nname = \"p\"\nservers = [{ address = \"10.0.0.1\", port = 80 }]\n\n\
+                    [[fwmark]]\nmark = 1\nmatch = [{ daddr = \"192.0.2.0/28\", dport = [80, 443] }]\n";
+        std::fs::write(&conf, text).unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("director.toml") && err.contains("mark 1 takes TCP 192.0.2.1:80"),
+            "{err}"
+        );
+        std::fs::write(&conf, text.replace("[80, 443]", "[443]")).unwrap();
+        assert!(super::load(Some(&conf)).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Content-switching mistakes point at their line, as TOML syntax errors do.
     #[test]
     fn content_errors_name_file_line_and_column() {

@@ -192,6 +192,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         },
         timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         sync: cfg.sync.clone(),
+        marks: crate::fwmark::MarkTable::new(&cfg.fwmark),
     };
     let dataplane = Rc::new(RefCell::new(Dataplane::start(
         &setup,
@@ -266,7 +267,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                             Signal::Reload => {
                                 registry.borrow_mut().rescan();
                                 if let Some(new) = ctx.reload() {
-                                    reload(
+                                    let applied = reload(
                                         &new,
                                         &cfg,
                                         &registry,
@@ -274,6 +275,15 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                                         &mut content,
                                         &guard_dirty,
                                     );
+                                    // After the rules: the marks are checked against the
+                                    // services the reload left. A refused file changes none.
+                                    if applied {
+                                        dataplane.borrow_mut().set_marks(
+                                            crate::fwmark::MarkTable::new(&new.file.fwmark),
+                                            handler.state(),
+                                        );
+                                        guard_dirty.set(true);
+                                    }
                                 }
                             }
                             Signal::Dump => {
@@ -348,7 +358,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
 /// virtual services are replaced by the `rules_file`'s when one is configured, and left exactly
 /// as they are (with the monitor's verdicts) when none is: they were made with `lvsadm`. A
 /// file that cannot be applied whole (bad rules, a content service on the port of a virtual
-/// service) is refused and the running configuration stays.
+/// service) is refused and the running configuration stays: then `false`.
 fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
     new: &Config,
     running: &crate::config::FileConfig,
@@ -356,7 +366,7 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
     handler: &mut ControlHandler<DpStats, PluginCheck, F>,
     content: &mut crate::content::ContentSwitch,
     guard_dirty: &std::cell::Cell<bool>,
-) {
+) -> bool {
     let check = PluginCheck(Rc::clone(registry));
     let rules = match new.rules_state(&check).and_then(|rules| {
         let lb = rules.as_ref().unwrap_or(handler.state());
@@ -368,7 +378,7 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
         Ok(rules) => rules,
         Err(reason) => {
             event!(Level::Error, "config_rejected", reason = reason);
-            return;
+            return false;
         }
     };
     if new.file.sync != running.sync {
@@ -388,7 +398,7 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
             "rules_kept",
             reason = "no rules_file: the virtual services made with lvsadm stay"
         );
-        return;
+        return true;
     };
     // The content services refused above are still the old ones: they must not clash either.
     if let Some(s) = state
@@ -404,12 +414,13 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
                 s.conf.key
             )
         );
-        return;
+        return false;
     }
     // Applied by the handler's on_change.
     let changes = handler.replace(state);
     guard_dirty.set(true);
     event!(Level::Info, "rules_reloaded", changes = changes.len());
+    true
 }
 
 /// A virtual service (TCP, on the same address and port, or on every port) where a content

@@ -11,6 +11,7 @@ pub mod content;
 pub mod content_edit;
 pub mod daemon;
 pub mod dataplane;
+pub mod fwmark;
 pub mod nftables;
 pub mod sync;
 mod sys;

@@ -74,6 +74,51 @@ pub struct NftRules {
     /// VS/NAT real servers (address, protocol, port): their replies reach this host and
     /// must go through the director only.
     pub nat_servers: Vec<Endpoint>,
+    /// What the `[[fwmark]]` rules of firewall-mark services match (by destination).
+    pub marked: Vec<Marked>,
+    /// VS/NAT real servers of firewall-mark services (by source), on the ports of their
+    /// mark's rules.
+    pub marked_nat: Vec<Marked>,
+}
+
+/// Addresses, protocol (`None`: TCP and UDP) and ports (empty: every port) of a firewall-mark
+/// rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub net: crate::fwmark::Net,
+    pub proto: Option<L4>,
+    pub ports: Vec<crate::fwmark::PortRange>,
+}
+
+impl Marked {
+    /// `ip daddr 192.0.2.0/28 tcp dport { 80, 8000-8099 }` (`dir` is `d` or `s`).
+    fn nft(&self, dir: char) -> String {
+        let mut s = format!("{} {dir}addr {}", family(self.net.addr), self.net);
+        let ports: Vec<String> = self
+            .ports
+            .iter()
+            .map(|r| {
+                if r.first == r.last {
+                    r.first.to_string()
+                } else {
+                    format!("{}-{}", r.first, r.last)
+                }
+            })
+            .collect();
+        let (l4, th) = match self.proto {
+            Some(p) => (format!(" meta l4proto {}", p.nft()), p.nft()),
+            None => (" meta l4proto { tcp, udp }".to_owned(), "th"),
+        };
+        if ports.is_empty() {
+            s.push_str(&l4);
+        } else {
+            if self.proto.is_none() {
+                s.push_str(&l4);
+            }
+            let _ = write!(s, " {th} {dir}port {{ {} }}", ports.join(", "));
+        }
+        s
+    }
 }
 
 /// Why the guard could not be installed or removed.
@@ -211,6 +256,12 @@ pub fn ruleset(rules: &NftRules) -> String {
             e.port
         );
     }
+    for m in &rules.marked {
+        let _ = writeln!(s, "        {} drop", m.nft('d'));
+    }
+    for m in &rules.marked_nat {
+        let _ = writeln!(s, "        {} fib daddr type != local drop", m.nft('s'));
+    }
     let _ = writeln!(s, "    }}");
     let _ = writeln!(s, "}}");
     s
@@ -233,6 +284,7 @@ mod tests {
                 Endpoint::new(vip, L4::Tcp, 80),
             ],
             nat_servers: vec![Endpoint::new(rs, L4::Tcp, 8080)],
+            ..NftRules::default()
         };
         let text = ruleset(&rules);
         assert!(text.starts_with("table inet lvs_director\ndelete table inet lvs_director\n"));
@@ -244,6 +296,52 @@ mod tests {
         assert!(text.contains("ip daddr 203.0.113.100 meta l4proto udp drop"));
         assert!(text.contains("ip saddr 203.0.113.11 tcp sport 8080 fib daddr type != local drop"));
         assert!(text.contains("priority raw"));
+    }
+
+    /// A firewall-mark service's rules, both ways, in nft's own syntax (checked by nft in
+    /// the fwmark namespace test).
+    #[test]
+    fn fwmark_rules_drop_what_the_marks_match() {
+        use crate::fwmark::{Net, PortRange};
+        let ports = |v: &[(u16, u16)]| {
+            v.iter()
+                .map(|&(first, last)| PortRange { first, last })
+                .collect::<Vec<_>>()
+        };
+        let rules = NftRules {
+            marked: vec![
+                Marked {
+                    net: Net::parse("192.0.2.1").unwrap(),
+                    proto: Some(L4::Tcp),
+                    ports: ports(&[(80, 80), (443, 443)]),
+                },
+                Marked {
+                    net: Net::parse("2001:db8::/126").unwrap(),
+                    proto: None,
+                    ports: ports(&[(8000, 8099)]),
+                },
+                Marked {
+                    net: Net::parse("192.0.2.16/28").unwrap(),
+                    proto: Some(L4::Udp),
+                    ports: Vec::new(),
+                },
+            ],
+            marked_nat: vec![Marked {
+                net: Net::parse("10.0.0.2").unwrap(),
+                proto: Some(L4::Tcp),
+                ports: ports(&[(80, 80), (443, 443)]),
+            }],
+            ..NftRules::default()
+        };
+        let text = ruleset(&rules);
+        for line in [
+            "ip daddr 192.0.2.1 tcp dport { 80, 443 } drop",
+            "ip6 daddr 2001:db8::/126 meta l4proto { tcp, udp } th dport { 8000-8099 } drop",
+            "ip daddr 192.0.2.16/28 meta l4proto udp drop",
+            "ip saddr 10.0.0.2 tcp sport { 80, 443 } fib daddr type != local drop",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 
     #[test]
@@ -258,6 +356,7 @@ mod tests {
                 Endpoint::new(vip4, L4::Tcp, 80),
             ],
             nat_servers: vec![Endpoint::new(rs6, L4::Udp, 53)],
+            ..NftRules::default()
         };
         let text = ruleset(&rules);
         assert!(text.starts_with("table inet lvs_director\ndelete table inet lvs_director\n"));

@@ -474,6 +474,7 @@ fn kernel_neither_answers_nor_forwards_for_an_ipv6_vip() {
             Endpoint::new(rs, L4::Tcp, 8080),
             Endpoint::new(rs, L4::Udp, 5353),
         ],
+        ..NftRules::default()
     };
     let mut guard = net.run_in("d", || {
         let mut guard = NftTable::new("nft");

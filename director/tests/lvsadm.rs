@@ -293,7 +293,8 @@ fn persistent_conn_counts_the_templates() {
 }
 
 /// A save file as `ipvsadm-save -n` 1.31 writes it (every tunnelled server with
-/// `--tun-type ipip`, `-b` last, persistence with a netmask), with lvs-rs's `-x`/`-y` at the
+/// `--tun-type ipip`, `-b` last, persistence with a netmask, firewall-mark services after the
+/// others, `-6` after an IPv6 one's mark), with lvs-rs's `-x`/`-y` at the
 /// end of a line: `lvsadm -R` into the real director and `-S -n` give the same file, the
 /// plugins take the flags, the NAT service carries traffic, `-L --tun-info` shows the
 /// tunnels, `-S` without `-n` names the ports, and a second `-R` with a bad line in the
@@ -320,6 +321,11 @@ fn ipvsadm_save_file_round_trips_through_the_director() {
 -A -u {VIP}:53 -s rr
 -a -u {VIP}:53 -r {r1}:53 -i -w 1 --tun-type ipip
 -a -u {VIP}:53 -r {r3}:53 -g -w 1
+-A -f 1 -s rr -p 300
+-a -f 1 -r {r1}:0 -m -w 1
+-a -f 1 -r {r2}:0 -g -w 2
+-A -f 2 -6 -s wlc -p 60 -M 64
+-a -f 2 -6 -r [2001:db8::31]:0 -g -w 1
 "
     );
     assert_eq!(tb.adm_stdin("-R", &file), "");

@@ -184,7 +184,8 @@ pub struct Check {
 
 impl Check {
     /// The check a server gets when none is configured: TCP connect to `port` for a TCP
-    /// service, ICMP echo for a UDP service; default timing.
+    /// service, ICMP echo for a UDP service and for a firewall-mark one (its servers are on
+    /// port 0: no port to connect to); default timing.
     pub fn default_for(protocol: Protocol, port: u16) -> Check {
         Check::default_with(protocol, port, TcpProbe::Connect)
     }
@@ -194,7 +195,7 @@ impl Check {
         let kind = match (protocol, probe) {
             (Protocol::Tcp, TcpProbe::Connect) => CheckKind::Tcp { port },
             (Protocol::Tcp, TcpProbe::Syn) => CheckKind::Syn { port },
-            (Protocol::Udp, _) => CheckKind::Icmp,
+            (Protocol::Udp | Protocol::Fwmark(_), _) => CheckKind::Icmp,
         };
         Check {
             kind,

@@ -23,6 +23,11 @@ pub enum Protocol {
     Tcp,
     /// `-u`, `UDP` in listings.
     Udp,
+    /// `-f MARK`, `FWM` in listings: a firewall-mark service, which takes TCP and UDP to
+    /// whatever addresses and ports the director's `[[fwmark]]` rules give this mark. Its
+    /// key's address is the unspecified address of its family (0.0.0.0, or :: with `-6`) and
+    /// its port 0, as in IPVS.
+    Fwmark(u32),
 }
 
 impl Protocol {
@@ -31,14 +36,16 @@ impl Protocol {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+            Protocol::Fwmark(_) => "FWM",
         }
     }
 
-    /// `-t` or `-u`, as `ipvsadm-save` writes it.
+    /// `-t`, `-u` or `-f`, as `ipvsadm-save` writes it.
     pub fn switch(self) -> &'static str {
         match self {
             Protocol::Tcp => "-t",
             Protocol::Udp => "-u",
+            Protocol::Fwmark(_) => "-f",
         }
     }
 }
@@ -56,9 +63,37 @@ pub struct ServiceKey {
     pub port: u16,
 }
 
+impl ServiceKey {
+    /// The firewall-mark service `mark` (`-f mark`, with `-6` when `ipv6`).
+    pub fn fwmark(mark: u32, ipv6: bool) -> ServiceKey {
+        let addr = if ipv6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        ServiceKey {
+            protocol: Protocol::Fwmark(mark),
+            addr,
+            port: 0,
+        }
+    }
+
+    /// The mark of a firewall-mark service.
+    pub fn mark(&self) -> Option<u32> {
+        match self.protocol {
+            Protocol::Fwmark(m) => Some(m),
+            Protocol::Tcp | Protocol::Udp => None,
+        }
+    }
+}
+
 impl fmt::Display for ServiceKey {
-    /// `TCP 192.0.2.1:80`, `UDP [2001:db8::1]:53`.
+    /// `TCP 192.0.2.1:80`, `UDP [2001:db8::1]:53`, `FWM 1`, `FWM 1 IPv6`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Protocol::Fwmark(mark) = self.protocol {
+            let v6 = if self.addr.is_ipv6() { " IPv6" } else { "" };
+            return write!(f, "FWM {mark}{v6}");
+        }
         write!(
             f,
             "{} {}",
@@ -420,6 +455,18 @@ mod tests {
         assert_eq!(FwdMethod::Masq.name(), "Masq");
         assert_eq!(FwdMethod::Route.switch(), "-g");
         assert_eq!(Protocol::Udp.switch(), "-u");
+        assert_eq!(ServiceKey::fwmark(1, false).to_string(), "FWM 1");
+        assert_eq!(ServiceKey::fwmark(7, true).to_string(), "FWM 7 IPv6");
+        assert_eq!(ServiceKey::fwmark(7, true).mark(), Some(7));
+        assert_eq!(key().mark(), None);
+    }
+
+    /// A firewall-mark key crosses the socket whole (the variant is appended, so TCP and UDP
+    /// keys encode as before).
+    #[test]
+    fn a_fwmark_key_round_trips() {
+        let r = Request::DelService(ServiceKey::fwmark(u32::MAX, true));
+        assert_eq!(round_trip(&r), r);
     }
 }
 

@@ -228,6 +228,12 @@ pub enum ParseError {
     /// Bad `-t`/`-u` value.
     #[error("illegal virtual server address[:port] specified")]
     BadServiceAddress,
+    /// Bad `-f` value: not a number from 1 to 4294967295.
+    #[error("invalid fwmark value `{0}' specified")]
+    BadFwmark(String),
+    /// `-6` without a `-f` before it (a `-t`/`-u` service's family is its address's).
+    #[error("-6 used before -f")]
+    SixBeforeF,
     /// Bad `-r` value.
     #[error("illegal real server address[:port] specified")]
     BadRealServer,
@@ -507,6 +513,8 @@ enum Opt {
     Tcp,
     Udp,
     Fwmark,
+    /// `-6`: the firewall-mark service given before it is an IPv6 one.
+    Ipv6,
     /// An option of the table that takes no value, by its column.
     Flag(usize),
     /// An option of the table that takes a value, by its column.
@@ -709,17 +717,7 @@ const SPECS: &[Spec] = &[
         Arg::Required,
         Opt::Unsupported("persistence engines (--pe) are not supported by lvs-rs"),
     ),
-    spec(
-        Some('6'),
-        "ipv6",
-        Arg::None,
-        // ipvsadm's own message first: -6 only switches an -f service to IPv6; a -t/-u
-        // service's family is its address's.
-        Opt::Unsupported(
-            "-6 used before -f: -t/-u take IPv6 as [addr]:port without -6, and firewall-mark \
-             services (-f) are not supported by lvs-rs yet",
-        ),
-    ),
+    spec(Some('6'), "ipv6", Arg::None, Opt::Ipv6),
     spec(
         None,
         "start-daemon",
@@ -863,6 +861,8 @@ fn scan(args: &[&str]) -> Scanned {
 struct Parts {
     given: [bool; N_OPTS],
     service: Option<(Protocol, String)>,
+    /// `-6` after `-f`.
+    ipv6: bool,
     values: [Option<String>; N_OPTS],
     fwd: Option<FwdMethod>,
 }
@@ -923,10 +923,16 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
                 p.service = Some((proto, text));
             }
             Opt::Fwmark => {
-                return Err(ParseError::Unsupported(
-                    "firewall-mark services (-f) are not supported by lvs-rs yet: use -t or -u",
-                ));
+                set(&mut p.given, o::SERVICE)?;
+                let text = f.value.unwrap_or_default();
+                let mark = parse_fwmark(&text)?;
+                p.service = Some((Protocol::Fwmark(mark), text));
             }
+            // ipvsadm's order: -6 switches the -f service already read.
+            Opt::Ipv6 => match p.service {
+                Some((Protocol::Fwmark(_), _)) => p.ipv6 = true,
+                _ => return Err(ParseError::SixBeforeF),
+            },
             Opt::Flag(col) => set(&mut p.given, col)?,
             Opt::Value(col) => {
                 set(&mut p.given, col)?;
@@ -947,6 +953,7 @@ pub(crate) fn parse_ipvsadm<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseE
         return Err(e);
     }
     let service = match &p.service {
+        Some((Protocol::Fwmark(mark), _)) => Some(ServiceKey::fwmark(*mark, p.ipv6)),
         Some((proto, text)) => Some(parse_service(*proto, text)?),
         None => None,
     };
@@ -1283,6 +1290,14 @@ fn check_table(cmd: CommandOption, given: &[bool; N_OPTS]) -> Result<(), ParseEr
     Ok(())
 }
 
+/// ipvsadm's `parse_fwmark`: a decimal mark from 1 to 2^32-1.
+fn parse_fwmark(text: &str) -> Result<u32, ParseError> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| ParseError::BadFwmark(text.to_owned()))
+}
+
 /// A service without a port is port 0 ("all ports").
 fn parse_service(protocol: Protocol, text: &str) -> Result<ServiceKey, ParseError> {
     let (addr, port) = parse_addr_port(text, protocol).ok_or(ParseError::BadServiceAddress)?;
@@ -1337,7 +1352,7 @@ fn service_conf(key: ServiceKey, p: &Parts) -> Result<ServiceConf, ParseError> {
         Some(text) => crate::sched_flags::normalize(&scheduler, text)?,
         None => String::new(),
     };
-    if key.port == 0 && persistence.is_none() {
+    if key.port == 0 && key.mark().is_none() && persistence.is_none() {
         return Err(ParseError::ZeroPort);
     }
     Ok(ServiceConf {
@@ -1780,7 +1795,6 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(err(line), want, "{line}");
         }
-        assert!(err("-A -f 1").contains("not supported"));
         assert!(err("-A -u 192.0.2.1:53 -o").contains("not supported"));
         for (line, want) in [
             (
@@ -1882,18 +1896,76 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(err(line), want, "{line}");
         }
-        // `-6` is ipvsadm's family switch for -f (fwmark) services only, which lvs-rs has
-        // not: it is refused, never silently taken as a different service.
-        assert!(err("-A -f 1 -6").starts_with("firewall-mark services (-f) are not supported"));
-        for line in [
-            "-A -t [2001:db8::1]:80 -6",
-            "-6 -A -t [2001:db8::1]:80",
-            "-L -n -6",
-        ] {
-            let e = err(line);
-            assert!(e.starts_with("-6 used before -f: "), "{line}: {e}");
-            assert!(e.contains("[addr]:port without -6"), "{line}: {e}");
+        // `-6` is ipvsadm's family switch for -f (fwmark) services only, and must follow -f.
+        for line in ["-A -t [2001:db8::1]:80 -6", "-L -n -6", "-A -6 -f 1"] {
+            assert_eq!(err(line), "-6 used before -f", "{line}");
         }
+        // Before the command, it is no command at all (ipvsadm's tryhelp).
+        assert_eq!(
+            parse("-6 -A -t [2001:db8::1]:80").unwrap_err(),
+            ParseError::NoCommand
+        );
+    }
+
+    /// `-f MARK` for every service and server command, `-6` after it for IPv6, and ipvsadm's
+    /// messages for a bad mark.
+    #[test]
+    fn firewall_mark_services() {
+        let v4 = ServiceKey::fwmark(1, false);
+        let v6 = ServiceKey::fwmark(2, true);
+        match parse("-A -f 1 -s rr -p 300").unwrap() {
+            Command::AddService(c) => {
+                assert_eq!(c.key, v4);
+                assert_eq!(
+                    c.persistence.map(|p| (p.timeout_secs, p.netmask)),
+                    Some((300, 32))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Not persistent: port 0 is no "every port" service here.
+        assert!(matches!(parse("-A -f 1 -s rr").unwrap(), Command::AddService(c) if c.key == v4));
+        match parse("-A -f 2 -6 -s wlc -p 60 -M 64").unwrap() {
+            Command::AddService(c) => {
+                assert_eq!(c.key, v6);
+                assert_eq!(c.persistence.map(|p| p.netmask), Some(64));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("-a -f 1 -r 10.0.0.2:0 -m").unwrap() {
+            Command::AddDest { service, dest } => {
+                assert_eq!(service, v4);
+                assert_eq!((dest.addr, dest.port), ("10.0.0.2".parse().unwrap(), 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("-a -f 2 -6 -r 2001:db8::10 -g -w 2").unwrap() {
+            Command::AddDest { service, dest } => {
+                assert_eq!(service, v6);
+                assert_eq!(dest.port, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse("-D -f 1").unwrap(), Command::DelService(v4));
+        assert!(matches!(parse("-E -f 1 -s sh").unwrap(), Command::EditService(c) if c.key == v4));
+        assert!(
+            matches!(parse("-e -f 1 -r 10.0.0.2 -m -w 0").unwrap(), Command::EditDest { service, .. } if service == v4)
+        );
+        assert!(
+            matches!(parse("-d -f 1 -r 10.0.0.2").unwrap(), Command::DelDest { service, port: 0, .. } if service == v4)
+        );
+        assert_eq!(parse("-Z -f 1").unwrap(), Command::Zero(Some(v4)));
+        for bad in ["0", "-1", "x", "4294967296", "1x"] {
+            assert_eq!(
+                parse_args(&["-A", "-f", bad]).unwrap_err().to_string(),
+                format!("invalid fwmark value `{bad}' specified"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            err("-A -f 1 -t 192.0.2.1:80"),
+            "multiple 'service-address' options specified"
+        );
     }
 
     #[test]

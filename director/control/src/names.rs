@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
-use lvs_proto::{AddrPort, Protocol};
+use lvs_proto::{AddrPort, Protocol, ServiceKey};
 
 /// Where `gethostbyname` and `gethostbyaddr` look first.
 pub const HOSTS_FILE: &str = "/etc/hosts";
@@ -113,6 +113,39 @@ pub fn addr_port(names: Option<&Names>, protocol: Protocol, addr: IpAddr, port: 
     }
 }
 
+/// A service as `-S` writes it: `-t 192.0.2.1:80`, or `-f 1` (`-f 1 -6` for IPv6), as
+/// ipvsadm 1.31's `print_service_entry` does.
+pub fn service_switch(names: Option<&Names>, key: &ServiceKey) -> String {
+    service_text(names, key, true)
+}
+
+/// A service as listings name it: `TCP  192.0.2.1:80`, or `FWM  1` (`FWM  1 IPv6`).
+pub fn service_label(names: Option<&Names>, key: &ServiceKey) -> String {
+    service_text(names, key, false)
+}
+
+fn service_text(names: Option<&Names>, key: &ServiceKey, rule: bool) -> String {
+    let (proto, sep) = if rule {
+        (key.protocol.switch(), " ")
+    } else {
+        (key.protocol.name(), "  ")
+    };
+    match key.mark() {
+        Some(mark) => {
+            let v6 = match (key.addr.is_ipv6(), rule) {
+                (false, _) => "",
+                (true, true) => " -6",
+                (true, false) => " IPv6",
+            };
+            format!("{proto}{sep}{mark}{v6}")
+        }
+        None => format!(
+            "{proto}{sep}{}",
+            addr_port(names, key.protocol, key.addr, key.port)
+        ),
+    }
+}
+
 /// The meaningful lines of a hosts file: address, then its names.
 fn host_lines(text: &str) -> impl Iterator<Item = (IpAddr, std::str::SplitWhitespace<'_>)> {
     text.lines().filter_map(|line| {
@@ -128,7 +161,8 @@ fn service_lines(
     protocol: Protocol,
 ) -> impl Iterator<Item = (u16, impl Iterator<Item = &str>)> {
     let proto = match protocol {
-        Protocol::Tcp => "tcp",
+        // ipvsadm gives a firewall-mark service TCP as its (unused) protocol.
+        Protocol::Tcp | Protocol::Fwmark(_) => "tcp",
         Protocol::Udp => "udp",
     };
     text.lines().filter_map(move |line| {

@@ -13,14 +13,15 @@ fn cmp_addr_port(a: (IpAddr, u16), b: (IpAddr, u16)) -> Ordering {
         .then(a.1.cmp(&b.1))
 }
 
-/// Services by address family, protocol (TCP before UDP), address, port; each service's
-/// real servers by address and port.
+/// Services by firewall mark (address services, mark 0, first), address family, protocol
+/// (TCP before UDP), address, port; each service's real servers by address and port.
 pub fn sort_services(services: &mut [ServiceStatus]) {
     services.sort_by(|a, b| {
         let (a, b) = (&a.conf.key, &b.conf.key);
-        a.addr
-            .is_ipv6()
-            .cmp(&b.addr.is_ipv6())
+        let mark = |k: &lvs_proto::ServiceKey| k.mark().unwrap_or(0);
+        mark(a)
+            .cmp(&mark(b))
+            .then(a.addr.is_ipv6().cmp(&b.addr.is_ipv6()))
             .then(a.protocol.cmp(&b.protocol))
             .then(cmp_addr_port((a.addr, a.port), (b.addr, b.port)))
     });

@@ -12,7 +12,7 @@ use lvs_proto::{FwdMethod, ServiceStatus};
 
 use crate::address::format_netmask;
 use crate::hooks::ZeroStats;
-use crate::names::{Names, addr_port};
+use crate::names::{Names, addr_port, service_switch};
 use crate::order::sort_services;
 use crate::state::{ControlState, full_prefix};
 
@@ -32,11 +32,7 @@ pub fn save_named(services: &[ServiceStatus], sort: bool, names: Option<&Names>)
     let mut out = String::new();
     for s in &services {
         let key = s.conf.key;
-        let svc = format!(
-            "{} {}",
-            key.protocol.switch(),
-            addr_port(names, key.protocol, key.addr, key.port)
-        );
+        let svc = service_switch(names, &key);
         let _ = write!(out, "-A {svc} -s {}", s.conf.scheduler);
         if let Some(p) = s.conf.persistence {
             let _ = write!(out, " -p {}", p.timeout_secs);
@@ -107,6 +103,31 @@ mod tests {
 -A -t [2001:db8::1]:80 -s rr -p 60 -M 64
 -a -t [2001:db8::1]:80 -r [2001:db8::10]:80 -g -w 1
 ";
+
+    /// Firewall-mark services as ipvsadm 1.31 saves them: after every address service, by
+    /// mark, `-6` right after an IPv6 one's mark, real servers on port 0.
+    #[test]
+    fn fwmark_services_save_after_the_others_and_round_trip() {
+        const FWM: &str = "\
+-A -t 192.0.2.1:80 -s rr
+-a -t 192.0.2.1:80 -r 10.0.0.2:80 -m -w 1
+-A -f 1 -s rr -p 300
+-a -f 1 -r 10.0.0.2:0 -m -w 1
+-a -f 1 -r 10.0.0.3:0 -g -w 2
+-A -f 2 -6 -s sh -p 60 -M 64 -b sh-port
+-a -f 2 -6 -r [2001:db8::10]:0 -i -w 1 --tun-type ipip
+-A -f 7 -s wlc
+";
+        let lines: Vec<&str> = FWM.lines().collect();
+        let shuffled: String = [7, 5, 6, 2, 3, 4, 0, 1]
+            .iter()
+            .map(|i| format!("{}\n", lines[*i]))
+            .collect();
+        let state = load_rules(&shuffled, &AnyScheduler).unwrap();
+        assert_eq!(state.save(), FWM);
+        // A mark without -p is a service of its own, not a port-0 one needing persistence.
+        assert!(load_rules("-A -f 3 -s rr\n", &AnyScheduler).is_ok());
+    }
 
     #[test]
     fn golden_save_is_ipvsadm_save_format_and_round_trips() {

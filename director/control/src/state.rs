@@ -536,7 +536,9 @@ fn check_service(
     sched: &dyn SchedulerCheck,
 ) -> Result<ServiceConf, ControlError> {
     match conf.persistence {
-        None if conf.key.port == 0 => return Err(ControlError::ZeroPortNotPersistent),
+        None if conf.key.port == 0 && conf.key.mark().is_none() => {
+            return Err(ControlError::ZeroPortNotPersistent);
+        }
         None => {}
         Some(p) => {
             if p.timeout_secs == 0 || p.timeout_secs > MAX_TIMEOUT {

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use lvs_control::names::addr_port;
+use lvs_control::names::{addr_port, service_label};
 use lvs_control::order::sort_services;
 use lvs_control::{ListFormat, ListOptions, Names};
 use lvs_proto::{ConnEntry, DirectorInfo, FwdMethod, ServiceStatus, Timeouts};
@@ -104,13 +104,10 @@ fn service(out: &mut String, s: &ServiceStatus, opts: &ListOptions, names: Optio
     let key = s.conf.key;
     let exact = opts.exact;
     let v4 = key.addr.is_ipv4();
+    // ipvsadm cuts an IPv4 address service's name, never a firewall-mark one.
     let name = cut(
-        format!(
-            "{}  {}",
-            key.protocol.name(),
-            addr_port(names, key.protocol, key.addr, key.port)
-        ),
-        v4,
+        service_label(names, &key),
+        v4 && key.mark().is_none(),
         SERVICE_WIDTH,
     );
     match opts.format {
@@ -423,6 +420,25 @@ UDP  192.0.2.1:53 rr
             services(&sample(), &opts(ListFormat::Plain, false), None),
             want
         );
+    }
+
+    /// ipvsadm 1.31's `FWM  1` and `FWM  2 IPv6` lines, never cut, with their servers on
+    /// port 0.
+    #[test]
+    fn fwmark_services_are_listed_as_ipvsadm_lists_them() {
+        let rules = "-A -f 1 -s rr -p 300\n-a -f 1 -r 10.0.0.2:0 -m -w 1\n\
+                     -A -f 2 -6 -s wlc\n-a -f 2 -6 -r 2001:db8::10 -g -w 2\n";
+        let state = lvs_control::load_rules(rules, &lvs_control::AnyScheduler).unwrap();
+        let list = state.list(None, &lvs_control::ZeroStats).unwrap();
+        let want = "\
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+FWM  1 rr persistent 300
+  -> 10.0.0.2:0                   Masq    1      0          0         
+FWM  2 IPv6 wlc
+  -> [2001:db8::10]:0             Route   2      0          0         
+";
+        assert_eq!(services(&list, &opts(ListFormat::Plain, false), None), want);
     }
 
     #[test]

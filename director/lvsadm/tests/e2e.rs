@@ -477,10 +477,11 @@ fn errors_and_exit_codes_are_ipvsadm_s() {
             "illegal weight specified\n",
         ),
         (
-            &["-A", "-f", "1"],
+            &["-A", "-f", "0"],
             2,
-            "firewall-mark services (-f) are not supported by lvs-rs yet: use -t or -u\n",
+            "invalid fwmark value `0' specified\n",
         ),
+        (&["-A", "-6", "-f", "1"], 2, "-6 used before -f\n"),
         (
             &["-A", "-t", "192.0.2.2:80", "-s", "nosuch"],
             255,
@@ -758,6 +759,11 @@ fn ipvsadm_1_31_save_file_round_trips() {
 -A -u 192.0.2.53:53 -s rr
 -a -u 192.0.2.53:53 -r 10.0.1.31:53 -g -w 1
 -a -u 192.0.2.53:53 -r 10.0.1.32:53 -i -w 1 --tun-type ipip
+-A -f 1 -s rr -p 300
+-a -f 1 -r 10.0.1.11:0 -m -w 1
+-a -f 1 -r 10.0.1.12:0 -g -w 2
+-A -f 2 -6 -s wlc
+-a -f 2 -6 -r [2001:db8::11]:0 -g -w 1
 ";
     let r = d.run_with_stdin(&["-R"], FILE);
     assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
@@ -840,8 +846,7 @@ TCP  [2001:db8::1]:80 wlc persistent 120 mask 64
         ),
         (
             &["-A", "-t", "[2001:db8::2]:80", "-6"][..],
-            "-6 used before -f: -t/-u take IPv6 as [addr]:port without -6, and firewall-mark \
-             services (-f) are not supported by lvs-rs yet\n",
+            "-6 used before -f\n",
         ),
     ] {
         let r = d.run(args);

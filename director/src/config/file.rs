@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub content_service: Vec<lvs_l7::ContentServiceConfig>,
     /// Pools of real servers that content services route to (`[[pool]]`).
     pub pool: Vec<lvs_l7::PoolConfig>,
+    /// The packets that get each firewall mark, for `-f MARK` services (`[[fwmark]]`).
+    pub fwmark: Vec<crate::fwmark::FwmarkConfig>,
 }
 
 /// `[timeouts]`, in seconds: the same as `lvsadm --set tcp tcpfin udp`.
@@ -68,6 +70,7 @@ impl Default for FileConfig {
             sync: None,
             content_service: Vec::new(),
             pool: Vec::new(),
+            fwmark: Vec::new(),
         }
     }
 }
@@ -129,6 +132,7 @@ impl FileConfig {
             s.validate()?;
         }
         lvs_l7::config::validate(&self.content_service, &self.pool)?;
+        crate::fwmark::validate(&self.fwmark, &self.content_service)?;
         Ok(())
     }
 }

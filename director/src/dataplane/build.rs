@@ -14,7 +14,8 @@ use super::IfAddrs;
 use super::registry::ServiceRegistry;
 use super::snapshot::{self, DestEntry, ServiceEntry, Snapshot};
 use super::stats::WorkerStats;
-use crate::nftables::{Endpoint, L4, NftRules};
+use crate::fwmark::{MarkTable, Net, PortRange};
+use crate::nftables::{Endpoint, L4, Marked, NftRules};
 
 /// What the snapshot needs beside the configuration: where to send, and the counters.
 #[derive(Debug, Clone)]
@@ -24,12 +25,22 @@ pub struct Surroundings {
     pub if_addrs: Arc<IfAddrs>,
     pub all_stats: Arc<[Arc<WorkerStats>]>,
     pub active: bool,
+    /// Every `[[fwmark]]` rule of the configuration.
+    pub marks: Arc<MarkTable>,
 }
 
+/// A firewall-mark service has no protocol of its own: TCP stands in, as in IPVS.
 fn proto_of(p: Protocol) -> Proto {
     match p {
-        Protocol::Tcp => Proto::Tcp,
+        Protocol::Tcp | Protocol::Fwmark(_) => Proto::Tcp,
         Protocol::Udp => Proto::Udp,
+    }
+}
+
+fn l4_of(p: Proto) -> L4 {
+    match p {
+        Proto::Tcp => L4::Tcp,
+        Proto::Udp => L4::Udp,
     }
 }
 
@@ -49,45 +60,51 @@ pub fn build(
     around: &Surroundings,
 ) -> (Snapshot, NftRules) {
     let mut services = HashMap::new();
+    let mut by_mark = HashMap::new();
     let mut dest_index = HashMap::new();
     let mut dests: Vec<Option<DestEntry>> = Vec::new();
     let mut live = Vec::new();
     let mut any_nat = false;
     let mut vips = Vec::new();
     let mut guard = NftRules::default();
+    // VS/NAT servers of firewall-mark services: (mark, address, port), guarded below with
+    // the ports of the mark's rules.
+    let mut marked_nat = Vec::new();
     for svc in state.services() {
         let key = svc.conf.key;
         let Some(slot) = registry.service(&key) else {
             continue;
         };
         let vip = key.addr;
-        vips.push(vip);
+        let mark = key.mark();
         let proto = proto_of(key.protocol);
-        let l4 = match key.protocol {
-            Protocol::Tcp => L4::Tcp,
-            Protocol::Udp => L4::Udp,
-        };
-        guard.services.push(Endpoint {
-            addr: vip,
-            proto: l4,
-            port: key.port,
-        });
+        let l4 = l4_of(proto);
+        if mark.is_none() {
+            vips.push(vip);
+            guard.services.push(Endpoint {
+                addr: vip,
+                proto: l4,
+                port: key.port,
+            });
+        }
         let persistence = svc
             .conf
             .persistence
             .map(|p| (p.timeout_secs, Addr::prefix_mask(vip.is_ipv4(), p.netmask)));
-        services.insert(
-            (snapshot::proto_number(proto), vip, key.port),
-            Arc::new(ServiceEntry {
-                id: slot.id,
-                proto,
-                vip,
-                port: key.port,
-                persistence,
-                sched: Arc::clone(&slot.sched),
-                affinity: Arc::clone(&slot.affinity),
-            }),
-        );
+        let entry = Arc::new(ServiceEntry {
+            id: slot.id,
+            proto,
+            vip,
+            port: key.port,
+            mark,
+            persistence,
+            sched: Arc::clone(&slot.sched),
+            affinity: Arc::clone(&slot.affinity),
+        });
+        match mark {
+            Some(m) => by_mark.insert((m, vip.is_ipv6()), entry),
+            None => services.insert((snapshot::proto_number(proto), vip, key.port), entry),
+        };
         for d in &svc.dests {
             let Some(id) = slot.dest(d.addr, d.port) else {
                 continue;
@@ -98,11 +115,14 @@ pub fn build(
             any_nat |= forward == Forward::Nat;
             let port = if conf.port == 0 { key.port } else { conf.port };
             if forward == Forward::Nat {
-                guard.nat_servers.push(Endpoint {
-                    addr,
-                    proto: l4,
-                    port,
-                });
+                match mark {
+                    Some(m) => marked_nat.push((m, addr, port)),
+                    None => guard.nat_servers.push(Endpoint {
+                        addr,
+                        proto: l4,
+                        port,
+                    }),
+                }
             }
             let i = id as usize;
             if dests.len() <= i {
@@ -122,10 +142,42 @@ pub fn build(
             dest_index.insert((slot.id, addr, conf.port), id);
         }
     }
+    let marks = around.marks.active(|m, v6| by_mark.contains_key(&(m, v6)));
+    for r in &marks.rules {
+        vips.extend(r.net.addresses());
+        guard.marked.push(Marked {
+            net: r.net,
+            proto: r.proto.map(l4_of),
+            ports: r.ports.clone(),
+        });
+    }
+    for (m, addr, port) in marked_nat {
+        let rules = marks
+            .rules
+            .iter()
+            .filter(|r| r.mark == m && r.net.addr.is_ipv6() == addr.is_ipv6());
+        for r in rules {
+            let ports = if port == 0 {
+                r.ports.clone()
+            } else {
+                vec![PortRange {
+                    first: port,
+                    last: port,
+                }]
+            };
+            guard.marked_nat.push(Marked {
+                net: Net::host(addr),
+                proto: r.proto.map(l4_of),
+                ports,
+            });
+        }
+    }
     vips.sort_unstable();
     vips.dedup();
     let snap = Snapshot {
         services,
+        by_mark,
+        marks: Arc::new(marks),
         vips,
         dests,
         live_dests: live,

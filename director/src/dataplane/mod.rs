@@ -76,6 +76,8 @@ pub struct Setup {
     pub timeouts: (u32, u32, u32),
     /// Connection sync (`[sync]`), when configured.
     pub sync: Option<crate::sync::SyncConfig>,
+    /// The `[[fwmark]]` rules.
+    pub marks: crate::fwmark::MarkTable,
 }
 
 /// The control side of the dataplane. Lives on the control thread.
@@ -110,6 +112,7 @@ impl Dataplane {
             if_addrs: Arc::new(if_addrs),
             all_stats: Arc::clone(&stats),
             active: true,
+            marks: Arc::new(setup.marks.clone()),
         };
         let registry = ServiceRegistry::default();
         let (first, guard) = build::build(&ControlState::new(), &registry, &around);
@@ -208,9 +211,9 @@ impl Dataplane {
                 // The services are gone from the state (and their servers expired above);
                 // whatever the tables still hold goes too.
                 ConfigChange::Cleared => self.workers.send(|| WorkerCommand::Clear),
+                ConfigChange::ServiceAdded(c) => self.warn_unmarked(&c.key),
                 // Read from the state.
-                ConfigChange::ServiceAdded(_)
-                | ConfigChange::ServiceEdited(_)
+                ConfigChange::ServiceEdited(_)
                 | ConfigChange::ServiceDeleted(_)
                 | ConfigChange::DestAdded { .. }
                 | ConfigChange::DestEdited { .. }
@@ -220,6 +223,36 @@ impl Dataplane {
         let (snap, guard) = build::build(state, &self.registry, &self.around);
         self.guard = guard;
         self.publish(snap);
+    }
+
+    /// New `[[fwmark]]` rules (a reload): a new snapshot and guard from `state`.
+    pub fn set_marks(&mut self, marks: crate::fwmark::MarkTable, state: &ControlState) {
+        if *self.around.marks == marks {
+            return;
+        }
+        self.around.marks = Arc::new(marks);
+        for s in state.services() {
+            self.warn_unmarked(&s.conf.key);
+        }
+        let (snap, guard) = build::build(state, &self.registry, &self.around);
+        self.guard = guard;
+        self.publish(snap);
+    }
+
+    /// A firewall-mark service whose mark no `[[fwmark]]` rule of its family gives is
+    /// accepted (as ipvsadm accepts a mark no netfilter rule sets yet, and a restore file may
+    /// come before the configuration), but it gets no packet until a rule does: say so.
+    fn warn_unmarked(&self, key: &ServiceKey) {
+        if let Some(m) = key.mark()
+            && !self.around.marks.defines(m, key.addr.is_ipv6())
+        {
+            event!(
+                Level::Warn,
+                "fwmark_undefined",
+                service = key.to_string(),
+                reason = "no [[fwmark]] rule of the director's configuration gives this mark to a packet of this family: the service gets no packet until one does"
+            );
+        }
     }
 
     /// Hand `snap` to every worker; update the fanout programs.
@@ -356,14 +389,20 @@ impl lvs_control::StatsSource for Dataplane {
 impl Dataplane {
     /// Whether the workers have `-p` for this service now.
     fn persistent(&self, key: &ServiceKey) -> bool {
-        let proto = match key.protocol {
-            Protocol::Tcp => Proto::Tcp,
-            Protocol::Udp => Proto::Udp,
+        let entry = match key.protocol {
+            Protocol::Fwmark(m) => self.snap.by_mark.get(&(m, key.addr.is_ipv6())),
+            Protocol::Tcp | Protocol::Udp => {
+                let proto = if key.protocol == Protocol::Tcp {
+                    Proto::Tcp
+                } else {
+                    Proto::Udp
+                };
+                self.snap
+                    .services
+                    .get(&(snapshot::proto_number(proto), key.addr, key.port))
+            }
         };
-        self.snap
-            .services
-            .get(&(snapshot::proto_number(proto), key.addr, key.port))
-            .is_some_and(|s| s.persistence.is_some())
+        entry.is_some_and(|s| s.persistence.is_some())
     }
 }
 

@@ -333,7 +333,8 @@ fn instance(plugins: &mut Plugins, conf: &ServiceConf) -> Result<Instance, Datap
         port: conf.key.port,
         family,
         protocol: match conf.key.protocol {
-            Protocol::Tcp => 6,
+            // IPVS gives a firewall-mark service TCP.
+            Protocol::Tcp | Protocol::Fwmark(_) => 6,
             Protocol::Udp => 17,
         },
         flags: if conf.persistence.is_some() {

@@ -12,6 +12,7 @@ use lvs_netinfo::NextHopTable;
 use lvs_sched_host::Instance;
 
 use super::stats::WorkerStats;
+use crate::fwmark::MarkTable;
 
 /// A virtual service as the workers see it.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ pub struct ServiceEntry {
     pub proto: Proto,
     pub vip: IpAddr,
     pub port: u16,
+    /// `-f MARK`: a firewall-mark service (its `vip` is the unspecified address of its
+    /// family, its `port` 0).
+    pub mark: Option<u32>,
     /// `-p`: (timeout in seconds, netmask as an address).
     pub persistence: Option<(u32, Addr)>,
     /// The scheduler, shared by the workers: it is asked only for a new connection, and a
@@ -99,6 +103,11 @@ pub struct DestEntry {
 pub struct Snapshot {
     /// By (protocol number, VIP, port); port 0 is a service on every port.
     pub services: HashMap<(u8, IpAddr, u16), Arc<ServiceEntry>>,
+    /// Firewall-mark services by (mark, IPv6).
+    pub by_mark: HashMap<(u32, bool), Arc<ServiceEntry>>,
+    /// The `[[fwmark]]` rules of the marks in `by_mark`: asked when no address service
+    /// matches.
+    pub marks: Arc<MarkTable>,
     /// By real-server id.
     pub dests: Vec<Option<DestEntry>>,
     /// Every VIP with a service, sorted (IPv4 before IPv6): a packet the parser refuses by
@@ -125,13 +134,29 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The service a packet to `vip:port` belongs to.
+    /// The service a packet to `vip:port` belongs to: by address first, then by the mark
+    /// the `[[fwmark]]` rules give it (IPVS's order).
     #[inline]
     pub fn service(&self, proto: Proto, vip: IpAddr, port: u16) -> Option<&Arc<ServiceEntry>> {
         let p = proto_number(proto);
         self.services
             .get(&(p, vip, port))
             .or_else(|| self.services.get(&(p, vip, 0)))
+            .or_else(|| {
+                let mark = self.marks.classify(proto, vip, port)?;
+                self.by_mark.get(&(mark, vip.is_ipv6()))
+            })
+    }
+
+    /// The firewall-mark service of a persistence template received by sync: its virtual
+    /// address is the mark ([`template_addr`]), its port 0.
+    pub fn template_service(&self, vip: IpAddr, port: u16) -> Option<&Arc<ServiceEntry>> {
+        let mark = match vip {
+            _ if port != 0 => return None,
+            IpAddr::V4(a) => u32::from(a),
+            IpAddr::V6(a) => u32::try_from(u128::from(a)).ok()?,
+        };
+        self.by_mark.get(&(mark, vip.is_ipv6()))
     }
 
     /// The director's own address to send from on `ifindex` toward `dst`, as the kernel would
@@ -165,6 +190,17 @@ impl Snapshot {
     #[inline]
     pub fn dest(&self, id: u32) -> Option<&DestEntry> {
         self.dests.get(id as usize).and_then(Option::as_ref)
+    }
+}
+
+/// The virtual address of a firewall-mark service's persistence templates: the mark itself
+/// (`0.0.0.1` for mark 1; `::1` for IPv6), as IPVS keys them. One template per client
+/// covers every address, port and protocol of the mark.
+pub fn template_addr(mark: u32, ipv6: bool) -> IpAddr {
+    if ipv6 {
+        IpAddr::V6(u128::from(mark).into())
+    } else {
+        IpAddr::V4(mark.into())
     }
 }
 
@@ -245,6 +281,8 @@ mod tests {
     fn with_addrs(addrs: Vec<(IpAddr, u8, bool)>) -> Snapshot {
         Snapshot {
             services: HashMap::new(),
+            by_mark: HashMap::new(),
+            marks: Arc::default(),
             dests: Vec::new(),
             vips: Vec::new(),
             live_dests: Vec::new(),

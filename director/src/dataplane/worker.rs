@@ -24,7 +24,7 @@ use lvs_sched_abi::{DEST_F_OVERLOADED, Flow as SchedFlow};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::snapshot::{ServiceEntry, Snapshot};
+use super::snapshot::{ServiceEntry, Snapshot, template_addr};
 use super::stats::{Loss, WorkerStats};
 
 /// What the control thread tells a worker. Commands arrive in order, so a real-server id is
@@ -200,10 +200,13 @@ impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
         let snap: &Snapshot = &self.snap;
         while let Some(e) = sync.inbound.pop() {
             let (vip, rs) = (IpAddr::from(e.virt.addr), IpAddr::from(e.dest.addr));
-            let found = snap.service(e.proto, vip, e.virt.port).and_then(|svc| {
-                snap.dest_by_addr(svc.id, rs, e.dest.port)
-                    .map(|d| (svc.id, d))
-            });
+            let found = snap
+                .service(e.proto, vip, e.virt.port)
+                .or_else(|| snap.template_service(vip, e.virt.port))
+                .and_then(|svc| {
+                    snap.dest_by_addr(svc.id, rs, e.dest.port)
+                        .map(|d| (svc.id, d))
+                });
             let done =
                 found.is_some_and(|(svc, dest)| self.table.sync_import(&e, svc, dest, now).is_ok());
             let counter = if done {
@@ -432,7 +435,8 @@ impl<'w> Forwarder<'w> {
         svc: &ServiceEntry,
     ) -> Verdict {
         let client_ep = Endpoint::new(client.into(), pkt.flow.src_port);
-        let virt = Endpoint::new(svc.vip.into(), pkt.flow.dst_port);
+        // The packet's own destination: a firewall-mark service has no single VIP.
+        let virt = Endpoint::new(pkt.flow.dst.into(), pkt.flow.dst_port);
         let key = FlowKey::new(proto, client_ep, virt);
         let flags = TcpFlags(pkt.tcp_flags.0);
         let syn = proto == Proto::Tcp
@@ -508,7 +512,10 @@ impl<'w> Forwarder<'w> {
                 self.ip_id = self.ip_id.wrapping_add(1);
                 // From the director's own address, as IPVS does: a real server holding the
                 // VIP itself would drop a packet from the VIP as a martian.
-                let outer_src = self.snap.source_addr(hop.ifindex, rs).unwrap_or(svc.vip);
+                let outer_src = self
+                    .snap
+                    .source_addr(hop.ifindex, rs)
+                    .unwrap_or(pkt.flow.dst);
                 let params = TunParams {
                     outer_src,
                     outer_dst: rs,
@@ -544,8 +551,21 @@ impl<'w> Forwarder<'w> {
         let mut template = None;
         let mut chosen = None;
         if let Some((timeout, mask)) = svc.persistence {
-            let tvirt = Endpoint::new(virt.addr, svc.port);
-            let tkey = TemplateKey::new(proto, client.addr, &mask, tvirt);
+            // A firewall-mark service's template is (mark, client network) alone, as in
+            // IPVS: one real server for every address, port and protocol of the mark (the
+            // classic 80 + 443 set-up).
+            let tkey = match svc.mark {
+                Some(m) => {
+                    let tvirt = Endpoint::new(template_addr(m, svc.vip.is_ipv6()).into(), 0);
+                    TemplateKey::new(Proto::Tcp, client.addr, &mask, tvirt)
+                }
+                None => TemplateKey::new(
+                    proto,
+                    client.addr,
+                    &mask,
+                    Endpoint::new(virt.addr, svc.port),
+                ),
+            };
             let now = Instant::now();
             let mut affinity = svc
                 .affinity
@@ -1053,6 +1073,7 @@ mod tests {
             proto,
             vip: net.vip,
             port: 80,
+            mark: None,
             persistence: None,
             sched: Arc::new(Mutex::new(sched)),
             affinity: Arc::default(),
@@ -1088,6 +1109,8 @@ mod tests {
                 (super::super::snapshot::proto_number(proto), net.vip, 80),
                 Arc::new(service),
             )]),
+            by_mark: HashMap::new(),
+            marks: Arc::default(),
             dests: vec![None, Some(dest)],
             vips: vec![net.vip],
             live_dests: vec![1],
@@ -1279,6 +1302,49 @@ mod tests {
     #[test]
     fn the_worker_forwards_vs_nat_on_any_backend_implementing_the_queue_traits() {
         forwards_vs_nat(&v4_net());
+    }
+
+    /// A firewall-mark service in the worker: the `[[fwmark]]` rule marks port 443 of the
+    /// VIP, the service of that mark takes the SYN, and its real server on port 0 gets the
+    /// packet's own port.
+    #[test]
+    fn the_worker_forwards_a_marked_packet_to_the_port_it_was_sent_to() {
+        let net = v4_net();
+        let w = Running::start(|stats| {
+            let mut snap = snapshot(&net, Proto::Tcp, Forward::Nat, 0, stats);
+            let (_, svc) = snap.services.drain().next().expect("the service");
+            let svc = Arc::try_unwrap(svc).expect("one owner");
+            let fwm = ServiceEntry {
+                mark: Some(1),
+                vip: Ipv4Addr::UNSPECIFIED.into(),
+                port: 0,
+                ..svc
+            };
+            snap.by_mark.insert((1, false), Arc::new(fwm));
+            snap.marks = Arc::new(crate::fwmark::MarkTable {
+                rules: vec![crate::fwmark::MarkRule {
+                    mark: 1,
+                    proto: Some(Proto::Tcp),
+                    net: crate::fwmark::Net::host(net.vip),
+                    ports: vec![crate::fwmark::PortRange {
+                        first: 443,
+                        last: 443,
+                    }],
+                }],
+            });
+            snap
+        });
+        let syn = tcp_frame(
+            (CLIENT_MAC, CLIENT_IF_MAC),
+            (net.client, 40_000),
+            (net.vip, 443),
+            false,
+        );
+        let (ifindex, frame) = w.deliver(syn, 1);
+        assert_eq!(ifindex, RS_IF);
+        assert_eq!(addresses(&frame), (net.client, 40_000, net.rs, 443, 63));
+        assert_eq!(w.stats.services[0].read().conns, 1);
+        w.stop();
     }
 
     #[test]
