@@ -20,13 +20,16 @@ const RS6: [&str; 3] = ["2001:db8::11", "2001:db8::12", "2001:db8::13"];
 const SORRY6: &str = "[2001:db8::13]:8080";
 /// Names of the IPv6 HTTP servers among the cluster's helpers (per real server).
 const HTTP6: [&str; 3] = ["r1 http [v6]", "r2 http [v6]", "r3 http [v6]"];
+/// The port of those servers: not 80, where the testbed's own HTTP servers answer on both
+/// families (they would keep answering a check after the test killed its server).
+const PORT6: u16 = 8086;
 
 fn service6() -> String {
     format!("[{VIP6}]:80")
 }
 
 fn rs6(i: usize) -> String {
-    format!("[{}]:80", RS6[i])
+    format!("[{}]:{PORT6}", RS6[i])
 }
 
 /// `lvsadm ARGS`, asserted.
@@ -45,7 +48,7 @@ fn lvsadm(c: &Cluster, args: &[&str]) {
 fn addr6(c: &Cluster, node: &str, cidr: &str) {
     let out = c.exec(
         node,
-        &["ip", "-6", "addr", "add", cidr, "dev", "eth0", "nodad"],
+        &["ip", "-6", "addr", "replace", cidr, "dev", "eth0", "nodad"],
     );
     assert!(
         out.status.success(),
@@ -73,7 +76,7 @@ fn all_up6() -> Vec<(String, u32)> {
 
 /// The IPv4 testbed and service of [`Cluster::start`], plus IPv6: 2001:db8::1 on the
 /// director's LAN interface and the VIP 2001:db8:100::100 beside it, 2001:db8::11..13 on r1..r3
-/// with an HTTP server each on port 80, and the service `[VIP6]:80` (rr, NAT, r1..r3 with
+/// with an HTTP server each on port [`PORT6`], and the service `[VIP6]:80` (rr, NAT, r1..r3 with
 /// [`WEIGHTS`]) added with `lvsadm`; then monitord with [`config6`]`(extra_service)`, once it
 /// has found every server of both services up.
 fn dual_stack(test: &str, extra_service: &str) -> Option<Cluster> {
@@ -82,7 +85,7 @@ fn dual_stack(test: &str, extra_service: &str) -> Option<Cluster> {
     addr6(&c, "d", &format!("{VIP6}/128"));
     for (i, node) in NAMES.iter().enumerate() {
         addr6(&c, node, &format!("{}/64", RS6[i]));
-        start_http6(&mut c, i, 80);
+        start_http6(&mut c, i, PORT6);
     }
     lvsadm(&c, &["-A", "-t", &service6(), "-s", "rr"]);
     for (i, w) in WEIGHTS.iter().enumerate() {
@@ -139,7 +142,7 @@ fn kill_http6(c: &mut Cluster, i: usize) {
     let mut h = c.helpers.remove(at);
     let _ = h.child.kill();
     let _ = h.child.wait();
-    let url = format!("http://[{}]/", RS6[i]);
+    let url = format!("http://[{}]:{PORT6}/", RS6[i]);
     wait_for(&format!("{url} to refuse"), SOON, || {
         let out = c.exec("d", &["curl", "-g", "-s", "-m", "2", &url]);
         (!out.status.success()).then_some(())
@@ -201,7 +204,7 @@ fn a_real_server_failing_its_http_check_over_ipv6_is_quiesced_and_returns() {
     kill_http6(&mut c, 1);
     wait_dests6(
         &c,
-        "[2001:db8::12]:80 at weight 0",
+        "[2001:db8::12]:8086 at weight 0",
         &[(rs6(0), WEIGHTS[0]), (rs6(1), 0), (rs6(2), WEIGHTS[2])],
     );
     let v4: HashMap<String, u32> = c
@@ -217,23 +220,23 @@ fn a_real_server_failing_its_http_check_over_ipv6_is_quiesced_and_returns() {
     let downs = c.monitord_lines("event=server_down");
     assert_eq!(downs.len(), 1, "{downs:?}");
     assert!(
-        downs[0].contains("server=[2001:db8::12]:80")
+        downs[0].contains("server=[2001:db8::12]:8086")
             && downs[0].contains(&format!("service=tcp/{}", service6())),
         "{}",
         downs[0]
     );
     assert!(
-        downs[0].contains("http:80/ failed 3 times: connect: Connection refused"),
+        downs[0].contains("http:8086/ failed 3 times: connect: Connection refused"),
         "{}",
         downs[0]
     );
 
     // Back, with its weight.
-    start_http6(&mut c, 1, 80);
-    wait_dests6(&c, "[2001:db8::12]:80 back at weight 2", &all_up6());
+    start_http6(&mut c, 1, PORT6);
+    wait_dests6(&c, "[2001:db8::12]:8086 back at weight 2", &all_up6());
     let ups = c.monitord_lines("event=server_up");
     assert_eq!(ups.len(), 1, "{ups:?}");
-    assert!(ups[0].contains("server=[2001:db8::12]:80"), "{}", ups[0]);
+    assert!(ups[0].contains("server=[2001:db8::12]:8086"), "{}", ups[0]);
 
     // A server added with lvsadm and not in the config is found and checked (TCP connect to
     // its port): nothing listens yet, so it is quiesced; it comes back when something does.
@@ -288,20 +291,28 @@ fn over_ipv6_remove_maintenance_and_the_sorry_server() {
     kill_http6(&mut c, 1);
     wait_dests6(
         &c,
-        "[2001:db8::12]:80 removed",
+        "[2001:db8::12]:8086 removed",
         &[(rs6(0), WEIGHTS[0]), (rs6(2), WEIGHTS[2])],
     );
     assert_eq!(c.monitord_lines("action=remove").len(), 1);
-    start_http6(&mut c, 1, 80);
-    wait_dests6(&c, "[2001:db8::12]:80 added back with weight 2", &all_up6());
+    start_http6(&mut c, 1, PORT6);
+    wait_dests6(
+        &c,
+        "[2001:db8::12]:8086 added back with weight 2",
+        &all_up6(),
+    );
     assert_eq!(c.monitord_lines("action=add").len(), 1);
 
     // Maintenance of a healthy IPv6 server through the CLI, bracketed as lvsadm writes it.
     let on = c.ctl(&["maintenance", "on", "-t", &service6(), "-r", &rs6(0)]);
     assert!(on.status.success(), "{}", text(&on.stderr));
     let in_maintenance = [(rs6(1), WEIGHTS[1]), (rs6(2), WEIGHTS[2])];
-    wait_dests6(&c, "[2001:db8::11]:80 out for maintenance", &in_maintenance);
-    // Kept across a restart (monitord.maintenance holds it as [2001:db8::11]:80).
+    wait_dests6(
+        &c,
+        "[2001:db8::11]:8086 out for maintenance",
+        &in_maintenance,
+    );
+    // Kept across a restart (monitord.maintenance holds it as [2001:db8::11]:8086).
     c.stop_monitord();
     let kept = std::fs::read_to_string(c.rundir.join("monitord.maintenance")).unwrap();
     assert_eq!(
@@ -318,7 +329,7 @@ fn over_ipv6_remove_maintenance_and_the_sorry_server() {
     );
     let off = c.ctl(&["maintenance", "off", "-t", &service6(), "-r", &rs6(0)]);
     assert!(off.status.success(), "{}", text(&off.stderr));
-    wait_dests6(&c, "[2001:db8::11]:80 back after maintenance", &all_up6());
+    wait_dests6(&c, "[2001:db8::11]:8086 back after maintenance", &all_up6());
 
     // Every server down: the sorry server, written [addr]:port, takes the service; it leaves
     // when one comes back.
@@ -326,7 +337,7 @@ fn over_ipv6_remove_maintenance_and_the_sorry_server() {
         kill_http6(&mut c, i);
     }
     wait_dests6(&c, "only the sorry server", &[(SORRY6.into(), 1)]);
-    start_http6(&mut c, 1, 80);
+    start_http6(&mut c, 1, PORT6);
     wait_dests6(
         &c,
         "r2 back, the sorry server gone",
