@@ -551,8 +551,10 @@ servers = [{ address = "2001:db8:1::11", port = 8080 }, { address = "10.0.0.1", 
         let start = sample
             .find("# [[content_service]]")
             .expect("example present");
+        // The example is one commented block: it ends at the first blank line.
         let text: String = sample[start..]
             .lines()
+            .take_while(|l| !l.trim().is_empty())
             .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
             .collect::<Vec<_>>()
             .join("\n");
