@@ -334,7 +334,13 @@ def config_seeds():
             write(target, "uncommented-" + f, re.sub(r"(?m)^# ?", "", text))
     director = open(os.path.join(etc, "lvs-director.toml")).read()
     start = director.find("# [[content_service]]")
-    example = "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in director[start:].splitlines())
+    # The example is one commented block: it ends at the first blank line (other examples follow).
+    block = []
+    for l in director[start:].splitlines():
+        if not l.strip():
+            break
+        block.append(l)
+    example = "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in block)
     write("config_l7", "sample-example", example)
     write("config_director", "content-example", example)
     write("config_l7", "rules", """[[content_service]]
