@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ChildStderr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     CLIENT6, DIRECTOR6, Lines, NAMES, RS6, SOON, Testbed, TunnelEndpoint as Endpoint, VIP6,
@@ -55,10 +55,7 @@ fn mac_text(m: &[u8]) -> String {
 /// end.
 fn stop_and_read(tb: &mut Testbed, h: usize, grace: Duration) -> String {
     let child = tb.helper(h);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    lvs_testsupport::poll_for(grace, || child.try_wait().ok().flatten());
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let mut out = String::new();

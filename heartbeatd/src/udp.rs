@@ -491,18 +491,16 @@ mod tests {
                     a.destinations(),
                     &[SocketAddr::V6(SocketAddrV6::new(group, 6942, 0, va))]
                 );
-                let mut got = None;
-                for _ in 0..30 {
-                    // Fails until the link-local source address is there.
-                    a.send_all(b"group beat 6");
-                    std::thread::sleep(Duration::from_millis(100));
-                    let mut buf = [0u8; MAX_DATAGRAM];
-                    if let Some((n, from)) = b.recv(&mut buf).unwrap() {
-                        got = Some((buf[..n].to_vec(), from));
-                        break;
-                    }
-                }
-                let (msg, from) = got.expect("the group datagram never arrived");
+                // Sending fails until the link-local source address is there: send on every
+                // poll, take the first datagram that arrives.
+                let (msg, from) =
+                    lvs_testsupport::wait_for("the group datagram", Duration::from_secs(3), || {
+                        a.send_all(b"group beat 6");
+                        let mut buf = [0u8; MAX_DATAGRAM];
+                        b.recv(&mut buf)
+                            .unwrap()
+                            .map(|(n, from)| (buf[..n].to_vec(), from))
+                    });
                 assert!(b.is_peer_address(&from));
                 out.push((msg, from));
             }

@@ -397,14 +397,15 @@ fn ipv6_vip_fails_over_and_the_unsolicited_na_moves_the_clients_cache() {
         VIP6,
         "64",
     ]);
-    let counted = wait_until(Duration::from_secs(5), || {
-        bed.dump(0);
-        std::thread::sleep(Duration::from_millis(100));
-        bed.log(0).lines().any(|l| {
+    // Each poll asks for a state line (SIGUSR1) and reads the lines written so far.
+    let counted = lvs_testsupport::poll_for(Duration::from_secs(5), || {
+        let seen = bed.log(0).lines().any(|l| {
             l.contains("event=state")
                 && l.contains("ndp_malformed=1")
                 && !l.contains("ndp_answered=0")
-        })
+        });
+        bed.dump(0);
+        seen.then_some(())
     });
     assert!(counted.is_some(), "{}", bed.log(0));
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -96,21 +96,7 @@ impl Proc {
 
     /// SIGTERM, wait for the exit (killed after `SOON`); the exit status, if it exited.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        let deadline = Instant::now() + SOON;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => return Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return None;
-                }
-            }
-        }
+        crate::terminate(&mut self.child, SOON)
     }
 
     /// [`Proc::stop`], and the process must exit 0 (else the test fails showing `log`).

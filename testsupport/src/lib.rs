@@ -67,18 +67,43 @@ pub fn root_or_skip(test: &str) -> bool {
 /// Polls `f` until it returns `Some`, or panics naming `what` once `limit` has passed. The
 /// pause between polls is short (20 ms): waiting is always bounded by the deadline, never a
 /// guessed sleep.
-pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    poll_for(limit, f).unwrap_or_else(|| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// [`wait_for`] for a wait whose running out is an outcome, not a failure: `None` once
+/// `limit` has passed.
+pub fn poll_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// SIGTERM to `child`, a wait of at most `limit` for its exit, then SIGKILL: its exit status
+/// if it exited by itself.
+pub fn terminate(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let status = poll_for(limit, || child.try_wait().ok().flatten());
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
 }
 
 /// The workspace binary `name` in the same directory as `built` (a `CARGO_BIN_EXE_*` path),

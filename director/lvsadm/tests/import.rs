@@ -321,7 +321,7 @@ fn syntax_errors_name_file_and_line_and_write_nothing() {
         assert!(!out.exists(), "{body}: something was written");
     }
     // A bad command line is a usage error.
-    let o = run(Command::new(LVSADM).args(["--import", "haproxy", "x", "-o", "y"]));
+    let o = run(Command::new(LVSADM).args(["--import", "no-such-format", "x", "-o", "y"]));
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("neither keepalived nor ldirectord"));
 }
@@ -337,16 +337,7 @@ struct Bed {
 
 /// SIGTERM, a bounded wait, then SIGKILL.
 fn stop(mut child: Child) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    for _ in 0..500 {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    lvs_testsupport::terminate(&mut child, Duration::from_secs(10));
 }
 
 impl Bed {

@@ -432,27 +432,7 @@ impl Mapper {
                 return Ok(());
             }
         }
-        let mut s = Service {
-            at: n.at.clone(),
-            udp: false,
-            vip,
-            port: vport,
-            also: Vec::new(),
-            scheduler: None,
-            sched_flags: Vec::new(),
-            persistence: None,
-            netmask: None,
-            fwd: None,
-            on_failure: OnFailure::Remove,
-            on_failure_at: Vec::new(),
-            sorry: None,
-            quorum: None,
-            hysteresis: None,
-            timing: Timing::default(),
-            servers: Vec::new(),
-            notes: Vec::new(),
-            rules_notes: Vec::new(),
-        };
+        let mut s = Service::new(n.at.clone(), vip, vport, OnFailure::Remove);
         let mut host: Option<Set<String>> = None;
         if let Some(v) = n.children.iter().find(|c| c.keyword() == "virtualhost") {
             host = Some(Set::new(arg(v, 0)?.to_owned(), &v.at));

@@ -331,27 +331,7 @@ impl Mapper {
         }
         let (vip, vport) = addr_port(v, &v.value)?;
         let vport = vport.ok_or_else(|| err(v, "virtual= needs ADDRESS:PORT"))?;
-        let mut s = Service {
-            at: v.at.clone(),
-            udp: false,
-            vip,
-            port: vport,
-            also: Vec::new(),
-            scheduler: None,
-            sched_flags: Vec::new(),
-            persistence: None,
-            netmask: None,
-            fwd: None,
-            on_failure: OnFailure::Quiesce,
-            on_failure_at: Vec::new(),
-            sorry: None,
-            quorum: None,
-            hysteresis: None,
-            timing: Timing::default(),
-            servers: Vec::new(),
-            notes: Vec::new(),
-            rules_notes: Vec::new(),
-        };
+        let mut s = Service::new(v.at.clone(), vip, vport, OnFailure::Quiesce);
         let used = &mut self.used;
         if let Some(p) = scope.get("protocol", used) {
             match p.value.to_ascii_lowercase().as_str() {
@@ -447,32 +427,6 @@ impl Mapper {
         let mut notes = Vec::new();
         let check = self.check(&scope, v, &checktype, &service, &mut notes)?;
         s.notes.extend(notes);
-        // Lines of the section this function has not read yet.
-        let handled = [
-            "protocol",
-            "scheduler",
-            "persistent",
-            "netmask",
-            "quiescent",
-            "fallback",
-            "checkinterval",
-            "failurecount",
-            "checktype",
-            "connecttimeout",
-            "negotiatetimeout",
-            "checktimeout",
-            "service",
-            "checkport",
-            "request",
-            "receive",
-            "virtualhost",
-            "httpmethod",
-            "checkcommand",
-            "real",
-            "emailalert",
-            "emailalertfrom",
-            "smtp",
-        ];
         for l in own {
             match l.key.as_str() {
                 "real" => self.real(&mut s, l, check.as_ref(), &service.0)?,
@@ -483,7 +437,7 @@ impl Mapper {
                 {
                     s.notes.push(note(l, "the timeout of another check type"));
                 }
-                k if handled.contains(&k) => {}
+                k if is_service_key(k) => {}
                 k => match unmapped(k) {
                     Some(why) => s.notes.push(note(l, why)),
                     None => s

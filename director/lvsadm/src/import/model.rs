@@ -168,6 +168,35 @@ pub struct Service {
     pub rules_notes: Vec<Note>,
 }
 
+impl Service {
+    /// A TCP service `vip:port` read at `at`, nothing else set yet: each importer fills in
+    /// what its source says. `on_failure` is the source's own default (keepalived removes a
+    /// failed server, ldirectord quiesces it).
+    pub fn new(at: Origin, vip: IpAddr, port: u16, on_failure: OnFailure) -> Service {
+        Service {
+            at,
+            udp: false,
+            vip,
+            port,
+            also: Vec::new(),
+            scheduler: None,
+            sched_flags: Vec::new(),
+            persistence: None,
+            netmask: None,
+            fwd: None,
+            on_failure,
+            on_failure_at: Vec::new(),
+            sorry: None,
+            quorum: None,
+            hysteresis: None,
+            timing: Timing::default(),
+            servers: Vec::new(),
+            notes: Vec::new(),
+            rules_notes: Vec::new(),
+        }
+    }
+}
+
 /// `[alert.mail]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mail {
