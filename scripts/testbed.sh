@@ -143,6 +143,16 @@ up() {
     # snooping bridge without an MLD querier may stop flooding them.
     inns sw ip link add br0 type bridge mcast_snooping 0
     inns sw ip link set br0 up
+    # A real switch forwards frames without looking at IP. With br_netfilter loaded (built
+    # into some kernels), a new namespace starts with bridge-nf-call-* = 1, and every frame
+    # crossing br0 then runs the IPv4/IPv6/ARP netfilter hooks in the sender's context:
+    # cost no LAN has, charged to whoever sends (the director's workers in the benchmarks).
+    # Without br_netfilter the keys do not exist, and there is nothing to switch off.
+    local key
+    for key in iptables ip6tables arptables; do
+        [ -e "/proc/sys/net/bridge/bridge-nf-call-$key" ] || continue
+        inns sw sysctl -qw "net.bridge.bridge-nf-call-$key=0"
+    done
 
     # Client <-> router: a point-to-point veth.
     ip -n "$P-c" link add eth0 type veth peer name eth0 netns "$P-rt"
