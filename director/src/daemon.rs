@@ -185,6 +185,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         workers: cfg.worker_count(),
         conn_table_size: cfg.conn_table_size,
         rx: lvs_afpacket::RxConfig {
+            version: cfg.ring.version(),
             block_size: cfg.ring.block_size,
             block_count: cfg.ring.block_count,
             retire_timeout_ms: cfg.ring.retire_ms,

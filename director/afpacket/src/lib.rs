@@ -1,4 +1,4 @@
-//! AF_PACKET packet I/O for the director: TPACKET_V3 receive rings, batched `sendmmsg`
+//! AF_PACKET packet I/O for the director: TPACKET_V2 and TPACKET_V3 receive rings, batched `sendmmsg`
 //! transmit, and `PACKET_FANOUT` steering that keeps both directions of a VS/NAT
 //! connection on one worker.
 //!
@@ -49,5 +49,5 @@ pub use frame::{Frame, FrameMeta, Status, Vlan};
 pub use iface::Interface;
 pub use libc::sock_filter;
 pub use queue::{Flushed, RxBatch, RxQueue, TxBatch, TxQueue};
-pub use rx::{Block, Frames, RxConfig, RxRing, RxStats};
+pub use rx::{Block, Frames, RingVersion, RxConfig, RxRing, RxStats};
 pub use tx::{TxBatchRef, TxConfig, TxSocket, TxStats};

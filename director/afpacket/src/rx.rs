@@ -1,12 +1,17 @@
-//! Receive: a TPACKET_V3 memory-mapped ring on an `AF_PACKET`/`SOCK_RAW` socket.
+//! Receive: a memory-mapped ring on an `AF_PACKET`/`SOCK_RAW` socket, TPACKET_V2 or V3
+//! ([`RingVersion`]).
 //!
-//! The ring is `block_count` blocks of `block_size` bytes. The kernel fills one block at a
-//! time with variable-sized frames and hands it to us ("retires" it) when it is full or
-//! when the retire timeout expires, by setting `TP_STATUS_USER` in the block header. We
-//! take blocks strictly in ring order ([`RxRing::next_block`]), and hand each back by
-//! storing `TP_STATUS_KERNEL` when its [`Block`] guard drops.
+//! Either ring is `block_count` blocks of `block_size` bytes. With TPACKET_V3 the kernel
+//! fills one block at a time with variable-sized frames and hands it to us ("retires" it)
+//! when it is full or when the retire timeout expires, by setting `TP_STATUS_USER` in the
+//! block header: few wake-ups, but a frame waits for its block. With TPACKET_V2 every block
+//! is cut into fixed `frame_size` slots, and each frame is handed over on its own as soon as
+//! it is written: no wait, one wake-up per frame while the reader sleeps. We take batches
+//! strictly in ring order ([`RxRing::next_block`]: a V3 block, or the run of ready V2
+//! slots), and hand each back by storing `TP_STATUS_KERNEL` when its [`Block`] guard drops.
 //!
-//! Reading the ring memory (block and frame headers, frame bytes) is in `sys::ring`.
+//! Reading the ring memory (block, slot and frame headers, frame bytes) is in `sys::ring`
+//! (V3) and `sys::frame_ring` (V2).
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -15,23 +20,44 @@ use crate::error::{Error, Result};
 use crate::iface::Interface;
 use crate::queue::{RxBatch, RxQueue};
 use crate::sys;
-use crate::sys::ring::{self, RxMap, UserBlock};
+use crate::sys::frame_ring::{self, FrameMap, RunFrames, UserRun};
+use crate::sys::ring::{self, BlockFrames, RxMap, UserBlock};
 
-pub use crate::sys::ring::Frames;
+/// The TPACKET version of a receive ring: how the kernel hands frames over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RingVersion {
+    /// TPACKET_V2: fixed-size slots, each handed over the moment its frame is written. The
+    /// lowest latency; a sleeping reader is woken for every frame. `frame_size` must hold
+    /// the largest frame (MTU plus Ethernet and VLAN headers, headroom and slot header), or
+    /// frames arrive truncated.
+    #[default]
+    V2,
+    /// TPACKET_V3: variable-sized frames packed into blocks, a block handed over when it is
+    /// full or after `retire_timeout_ms`. Fewer wake-ups and denser memory, but each frame
+    /// may wait up to the retire timeout.
+    V3,
+}
+
+/// Most slots a TPACKET_V2 batch holds: about what one `sendmmsg` sends, so that a batch's
+/// slots go back to the kernel soon.
+const V2_BATCH: usize = 256;
 
 /// Geometry and options of a receive ring.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RxConfig {
+    /// TPACKET_V2 (frame by frame) or TPACKET_V3 (block by block).
+    pub version: RingVersion,
     /// Bytes per block: a multiple of the page size. Frames never span blocks, so a block
     /// must hold the largest frame expected (a TCP GSO frame is up to 64 KiB).
     pub block_size: u32,
     /// Number of blocks.
     pub block_count: u32,
-    /// Nominal frame size (a multiple of 16 that divides `block_size`). TPACKET_V3 packs
-    /// frames of any size; this only sets the kernel's frame count.
+    /// Frame size (a multiple of 16 that divides `block_size`). TPACKET_V3 packs frames of
+    /// any size, and this only sets the kernel's frame count; for TPACKET_V2 it is the slot
+    /// size, which bounds the frame (longer ones are truncated).
     pub frame_size: u32,
-    /// Milliseconds after which a block that is not full is handed over anyway
-    /// (latency at low rates). 0 lets the kernel choose (several ms).
+    /// TPACKET_V3: milliseconds after which a block that is not full is handed over anyway
+    /// (latency at low rates). 0 lets the kernel choose (several ms). Unused by TPACKET_V2.
     pub retire_timeout_ms: u32,
     /// Minimum free bytes before each frame (`PACKET_RESERVE`), so that headers can be
     /// prepended in place (IP-in-IP needs 20).
@@ -45,9 +71,11 @@ pub struct RxConfig {
 }
 
 impl Default for RxConfig {
-    /// 4 MiB per ring (32 blocks of 128 KiB), 1 ms retire timeout, 32 bytes of headroom.
+    /// TPACKET_V2, 4 MiB per ring (32 blocks of 128 KiB, 2 KiB slots), 32 bytes of
+    /// headroom; 1 ms retire timeout for TPACKET_V3.
     fn default() -> Self {
         Self {
+            version: RingVersion::default(),
             block_size: 128 * 1024,
             block_count: 32,
             frame_size: 2048,
@@ -74,8 +102,11 @@ impl RxConfig {
         if self.block_count == 0 {
             return bad("block count is 0".into());
         }
-        let min_frame =
-            ring::FRAME_HEADER_LEN + usize::try_from(self.headroom).unwrap_or(usize::MAX);
+        let header = match self.version {
+            RingVersion::V2 => frame_ring::FRAME_HEADER_LEN,
+            RingVersion::V3 => ring::FRAME_HEADER_LEN,
+        };
+        let min_frame = header + usize::try_from(self.headroom).unwrap_or(usize::MAX);
         let frame = usize::try_from(self.frame_size).unwrap_or(0);
         if frame % 16 != 0 || frame < min_frame || frame > block {
             return bad(format!(
@@ -113,10 +144,17 @@ pub struct RxStats {
     pub freezes: u64,
 }
 
-/// A TPACKET_V3 receive ring bound to one interface.
+/// The ring memory of either version.
+#[derive(Debug)]
+enum RingMap {
+    V2(FrameMap),
+    V3(RxMap),
+}
+
+/// A TPACKET_V2 or TPACKET_V3 receive ring bound to one interface.
 #[derive(Debug)]
 pub struct RxRing {
-    ring: RxMap,
+    ring: RingMap,
     fd: OwnedFd,
     iface: Interface,
     skip_outgoing: bool,
@@ -147,9 +185,13 @@ impl RxRing {
                     e,
                 )
             })?;
-        let version = libc::tpacket_versions::TPACKET_V3 as libc::c_int;
+        let (version, what) = match cfg.version {
+            RingVersion::V2 => (libc::tpacket_versions::TPACKET_V2, "select TPACKET_V2"),
+            RingVersion::V3 => (libc::tpacket_versions::TPACKET_V3, "select TPACKET_V3"),
+        };
+        let version = version as libc::c_int;
         sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VERSION, &version)
-            .map_err(|e| Error::sys("select TPACKET_V3", name, "setsockopt(PACKET_VERSION)", e))?;
+            .map_err(|e| Error::sys(what, name, "setsockopt(PACKET_VERSION)", e))?;
         if cfg.headroom > 0 {
             sys::setsockopt(
                 fd.as_fd(),
@@ -159,33 +201,53 @@ impl RxRing {
             )
             .map_err(|e| Error::sys("reserve headroom", name, "setsockopt(PACKET_RESERVE)", e))?;
         }
-        let req = libc::tpacket_req3 {
-            tp_block_size: cfg.block_size,
-            tp_block_nr: cfg.block_count,
-            tp_frame_size: cfg.frame_size,
-            tp_frame_nr: (cfg.block_size / cfg.frame_size) * cfg.block_count,
-            tp_retire_blk_tov: cfg.retire_timeout_ms,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: if cfg.fill_rxhash {
-                libc::TP_FT_REQ_FILL_RXHASH
-            } else {
-                0
-            },
-        };
-        sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req).map_err(|e| {
+        let ring_err = |e| {
             Error::sys(
                 "set up the receive ring",
                 name,
                 "setsockopt(PACKET_RX_RING)",
                 e,
             )
-        })?;
-        let ring = RxMap::new(
-            fd.as_fd(),
-            usize::try_from(cfg.block_size).unwrap_or(0),
-            usize::try_from(cfg.block_count).unwrap_or(0),
-        )
-        .map_err(|e| Error::sys("map the receive ring", name, "mmap", e))?;
+        };
+        let frame_nr = (cfg.block_size / cfg.frame_size) * cfg.block_count;
+        let block_size = usize::try_from(cfg.block_size).unwrap_or(0);
+        let block_count = usize::try_from(cfg.block_count).unwrap_or(0);
+        let map_err = |e| Error::sys("map the receive ring", name, "mmap", e);
+        let ring = match cfg.version {
+            RingVersion::V2 => {
+                let req = libc::tpacket_req {
+                    tp_block_size: cfg.block_size,
+                    tp_block_nr: cfg.block_count,
+                    tp_frame_size: cfg.frame_size,
+                    tp_frame_nr: frame_nr,
+                };
+                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+                    .map_err(ring_err)?;
+                let frame_size = usize::try_from(cfg.frame_size).unwrap_or(0);
+                RingMap::V2(
+                    FrameMap::new(fd.as_fd(), block_size, block_count, frame_size)
+                        .map_err(map_err)?,
+                )
+            }
+            RingVersion::V3 => {
+                let req = libc::tpacket_req3 {
+                    tp_block_size: cfg.block_size,
+                    tp_block_nr: cfg.block_count,
+                    tp_frame_size: cfg.frame_size,
+                    tp_frame_nr: frame_nr,
+                    tp_retire_blk_tov: cfg.retire_timeout_ms,
+                    tp_sizeof_priv: 0,
+                    tp_feature_req_word: if cfg.fill_rxhash {
+                        libc::TP_FT_REQ_FILL_RXHASH
+                    } else {
+                        0
+                    },
+                };
+                sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_RX_RING, &req)
+                    .map_err(ring_err)?;
+                RingMap::V3(RxMap::new(fd.as_fd(), block_size, block_count).map_err(map_err)?)
+            }
+        };
         Ok(Self {
             ring,
             fd,
@@ -226,14 +288,27 @@ impl RxRing {
         &self.iface
     }
 
-    /// The next retired block, or `None` if the kernel has not handed one over. No system
-    /// call; never blocks. Blocks come in ring order, one at a time: the block must be
-    /// dropped (given back) before the next one can be taken.
+    /// The ring's TPACKET version.
+    pub fn version(&self) -> RingVersion {
+        match self.ring {
+            RingMap::V2(_) => RingVersion::V2,
+            RingMap::V3(_) => RingVersion::V3,
+        }
+    }
+
+    /// The next batch: a retired block (TPACKET_V3) or the run of ready slots (TPACKET_V2),
+    /// or `None` if the kernel has not handed anything over. No system call; never blocks.
+    /// Batches come in ring order, one at a time: the batch must be dropped (given back)
+    /// before the next one can be taken.
+    #[inline]
     pub fn next_block(&mut self) -> Option<Block<'_>> {
         let skip_outgoing = self.skip_outgoing;
-        let block = self.ring.next_block()?;
+        let inner = match &mut self.ring {
+            RingMap::V2(map) => BlockInner::V2(map.next_run(V2_BATCH)?),
+            RingMap::V3(map) => BlockInner::V3(map.next_block()?),
+        };
         Some(Block {
-            block,
+            inner,
             skip_outgoing,
         })
     }
@@ -325,33 +400,78 @@ impl RxQueue for RxRing {
     }
 }
 
-/// A block handed over by the kernel. Its frames may be read and rewritten in place; it
-/// goes back to the kernel when this guard drops, never earlier.
+#[derive(Debug)]
+enum BlockInner<'a> {
+    V2(UserRun<'a>),
+    V3(UserBlock<'a>),
+}
+
+/// A batch handed over by the kernel: a TPACKET_V3 block, or a run of TPACKET_V2 slots. Its
+/// frames may be read and rewritten in place; it goes back to the kernel when this guard
+/// drops, never earlier.
 #[derive(Debug)]
 pub struct Block<'a> {
-    block: UserBlock<'a>,
+    inner: BlockInner<'a>,
     skip_outgoing: bool,
 }
 
 impl Block<'_> {
-    /// Frames in the block (outgoing ones included, though [`Block::frames`] skips them).
+    /// Frames in the batch (outgoing ones included, though [`Block::frames`] skips them).
     pub fn num_frames(&self) -> u32 {
-        self.block.header().num_pkts
+        match &self.inner {
+            BlockInner::V2(run) => u32::try_from(run.len()).unwrap_or(u32::MAX),
+            BlockInner::V3(block) => block.header().num_pkts,
+        }
     }
 
-    /// The block's sequence number (increases by one per block the kernel retires).
+    /// TPACKET_V3: the block's sequence number (increases by one per block the kernel
+    /// retires). TPACKET_V2 has none: 0.
     pub fn seq(&self) -> u64 {
-        self.block.header().seq
+        match &self.inner {
+            BlockInner::V2(_) => 0,
+            BlockInner::V3(block) => block.header().seq,
+        }
     }
 
-    /// The block was handed over by the retire timer, not because it was full.
+    /// TPACKET_V3: the block was handed over by the retire timer, not because it was full.
+    /// Never for TPACKET_V2, which has no timer.
     pub fn timed_out(&self) -> bool {
-        self.block.header().status & libc::TP_STATUS_BLK_TMO != 0
+        match &self.inner {
+            BlockInner::V2(_) => false,
+            BlockInner::V3(block) => block.header().status & libc::TP_STATUS_BLK_TMO != 0,
+        }
     }
 
-    /// The block's frames, each a `&mut [u8]` into the ring plus metadata.
+    /// The batch's frames, each a `&mut [u8]` into the ring plus metadata.
+    #[inline]
     pub fn frames(&mut self) -> Frames<'_> {
-        self.block.frames(self.skip_outgoing)
+        match &mut self.inner {
+            BlockInner::V2(run) => Frames(FramesInner::V2(run.frames(self.skip_outgoing))),
+            BlockInner::V3(block) => Frames(FramesInner::V3(block.frames(self.skip_outgoing))),
+        }
+    }
+}
+
+/// Iterator over a batch's frames. Each frame's bytes are a disjoint `&'b mut [u8]` into the
+/// ring.
+#[derive(Debug)]
+pub struct Frames<'b>(FramesInner<'b>);
+
+#[derive(Debug)]
+enum FramesInner<'b> {
+    V2(RunFrames<'b>),
+    V3(BlockFrames<'b>),
+}
+
+impl<'b> Iterator for Frames<'b> {
+    type Item = crate::frame::Frame<'b>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            FramesInner::V2(f) => f.next(),
+            FramesInner::V3(f) => f.next(),
+        }
     }
 }
 

@@ -8,13 +8,16 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use common::{
-    IP_A, IP_B, MAC_A, MAC_B, Testbed, collect, icmp_error, small_ring, tcp_frame, udp_dport,
-    udp_frame,
+    IP_A, IP_B, MAC_A, MAC_B, Testbed, collect, icmp_error, small_ring, small_ring_of, tcp_frame,
+    udp_dport, udp_frame,
 };
 use lvs_afpacket::{
-    FanoutConfig, Interface, RxBatch, RxConfig, RxQueue, RxRing, TxBatch, TxConfig, TxQueue,
-    TxSocket, fanout_hash, open_fanout,
+    FanoutConfig, Interface, RingVersion, RxBatch, RxConfig, RxQueue, RxRing, TxBatch, TxConfig,
+    TxQueue, TxSocket, fanout_hash, open_fanout,
 };
+
+/// Both ring versions, for the tests that must hold for each.
+const VERSIONS: [RingVersion; 2] = [RingVersion::V2, RingVersion::V3];
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -59,10 +62,17 @@ fn raw_frames_arrive_byte_for_byte() {
     if !common::root_or_skip("raw_frames_arrive_byte_for_byte") {
         return;
     }
+    for version in VERSIONS {
+        raw_frames_arrive_byte_for_byte_with(version);
+    }
+}
+
+fn raw_frames_arrive_byte_for_byte_with(version: RingVersion) {
     let bed = Testbed::new();
     let mut rx = bed
         .b
-        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &small_ring()).unwrap());
+        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &small_ring_of(version)).unwrap());
+    assert_eq!(rx.version(), version);
     let (mut tx, va) = bed.a.run(|| {
         (
             TxSocket::open(&TxConfig::default()).unwrap(),
@@ -91,7 +101,7 @@ fn raw_frames_arrive_byte_for_byte() {
     drop(batch);
     let got = collect(&mut rx, frames.len(), WAIT, |f| udp_dport(f) == 5002);
     let got: Vec<Vec<u8>> = got.into_iter().map(|(d, _)| d).collect();
-    assert_eq!(got, frames);
+    assert_eq!(got, frames, "{version:?}");
 }
 
 #[test]
@@ -169,11 +179,17 @@ fn zero_copy_forward_from_ring_to_tx_and_own_output_is_not_seen() {
     if !common::root_or_skip("zero_copy_forward_from_ring_to_tx_and_own_output_is_not_seen") {
         return;
     }
+    for version in VERSIONS {
+        zero_copy_forward_with(version);
+    }
+}
+
+fn zero_copy_forward_with(version: RingVersion) {
     let bed = Testbed::new();
     let (mut rx_b, mut tx_b, vb) = bed.b.run(|| {
         let vb = Interface::by_name("vb").unwrap();
         (
-            RxRing::open(&vb, &small_ring()).unwrap(),
+            RxRing::open(&vb, &small_ring_of(version)).unwrap(),
             TxSocket::open(&TxConfig::default()).unwrap(),
             vb,
         )
@@ -228,7 +244,11 @@ fn zero_copy_forward_from_ring_to_tx_and_own_output_is_not_seen() {
     let echo = collect(&mut rx_b, 1, Duration::from_millis(200), |f| {
         udp_dport(f) == 5003
     });
-    assert!(echo.is_empty(), "B saw {} of its own frames", echo.len());
+    assert!(
+        echo.is_empty(),
+        "{version:?}: B saw {} of its own frames",
+        echo.len()
+    );
 }
 
 #[test]
@@ -236,11 +256,18 @@ fn fanout_keeps_nat_request_and_reply_together_and_spreads_clients() {
     if !common::root_or_skip("fanout_keeps_nat_request_and_reply_together_and_spreads_clients") {
         return;
     }
+    for version in VERSIONS {
+        fanout_keeps_nat_flows_together_with(version);
+    }
+}
+
+fn fanout_keeps_nat_flows_together_with(version: RingVersion) {
     let bed = Testbed::new();
     let vip = [10, 77, 0, 100];
     let rs = [10, 77, 0, 50];
     let vips = vec![IpAddr::from(vip)];
-    let (mut rings, control, mut tx, va) = fanout_bed(&bed, 2, &vips);
+    let (mut rings, control, mut tx, va) = fanout_bed_of(&bed, 2, &vips, version);
+    assert!(rings.iter().all(|r| r.version() == version));
     assert_eq!(rings.len(), 2);
     assert_eq!(control.members(), 2);
 
@@ -335,13 +362,29 @@ fn fanout_bed(
     TxSocket,
     Interface,
 ) {
+    fanout_bed_of(bed, members, vips, RingVersion::default())
+}
+
+/// [`fanout_bed`] with rings of `version`.
+fn fanout_bed_of(
+    bed: &Testbed,
+    members: usize,
+    vips: &[IpAddr],
+    version: RingVersion,
+) -> (
+    Vec<RxRing>,
+    lvs_afpacket::FanoutControl,
+    TxSocket,
+    Interface,
+) {
     let (rings, control) = bed.b.run(|| {
         let fanout = FanoutConfig {
             members,
             vips: vips.to_vec(),
             group_id: None,
         };
-        open_fanout(&Interface::by_name("vb").unwrap(), &small_ring(), &fanout).unwrap()
+        let cfg = small_ring_of(version);
+        open_fanout(&Interface::by_name("vb").unwrap(), &cfg, &fanout).unwrap()
     });
     let (tx, va) = bed.a.run(|| {
         (
@@ -549,9 +592,16 @@ fn ring_statistics_count_packets_drops_and_freezes() {
     if !common::root_or_skip("ring_statistics_count_packets_drops_and_freezes") {
         return;
     }
+    for version in VERSIONS {
+        ring_statistics_with(version);
+    }
+}
+
+fn ring_statistics_with(version: RingVersion) {
     let bed = Testbed::new();
-    // Two one-page blocks: a few dozen frames fill the ring.
+    // Two one-page blocks: a few dozen frames (TPACKET_V3) or four (V2) fill the ring.
     let cfg = RxConfig {
+        version,
         block_size: 4096,
         block_count: 2,
         frame_size: 2048,
@@ -583,22 +633,98 @@ fn ring_statistics_count_packets_drops_and_freezes() {
         rx.wait(Some(Duration::from_millis(10))).unwrap();
         stats = rx.stats().unwrap();
     }
-    assert_eq!(stats.packets, N as u64, "{stats:?}");
-    assert!(stats.drops > 0, "{stats:?}");
-    assert!(stats.freezes > 0, "{stats:?}");
+    assert_eq!(stats.packets, N as u64, "{version:?} {stats:?}");
+    assert!(stats.drops > 0, "{version:?} {stats:?}");
+    // Only TPACKET_V3 freezes a ring (every block held by user space); V2 just drops.
+    assert_eq!(
+        stats.freezes > 0,
+        version == RingVersion::V3,
+        "{version:?} {stats:?}"
+    );
     let kept = collect(&mut rx, N, Duration::from_millis(300), |f| {
         udp_dport(f) == 5004
     });
     assert_eq!(kept.len() as u64, stats.packets - stats.drops, "{stats:?}");
     assert!(kept.iter().any(|(_, meta)| meta.status.losing()) || stats.drops > 0);
 
-    // The ring works again once drained.
+    // The ring works again once drained (the V2 ring has four slots).
+    let again = if version == RingVersion::V2 { 4 } else { 5 };
     let mut batch = tx.batch();
-    for f in frames.iter().take(5) {
+    for f in frames.iter().take(again) {
         batch.push(va.index(), f).unwrap();
     }
     drop(batch);
-    assert_eq!(collect(&mut rx, 5, WAIT, |f| udp_dport(f) == 5004).len(), 5);
+    assert_eq!(
+        collect(&mut rx, again, WAIT, |f| udp_dport(f) == 5004).len(),
+        again,
+        "{version:?}"
+    );
+}
+
+/// TPACKET_V2 hands each frame over as soon as it arrives; a TPACKET_V3 ring beside it,
+/// with a retire timer of 2 s, holds the same frame back until its block is retired.
+#[test]
+fn frame_ring_hands_each_frame_over_at_once() {
+    if !common::root_or_skip("frame_ring_hands_each_frame_over_at_once") {
+        return;
+    }
+    let bed = Testbed::new();
+    let slow = RxConfig {
+        retire_timeout_ms: 2000,
+        ..small_ring_of(RingVersion::V3)
+    };
+    let opened = Instant::now();
+    let (mut v2, mut v3) = bed.b.run(|| {
+        let vb = Interface::by_name("vb").unwrap();
+        (
+            RxRing::open(&vb, &small_ring_of(RingVersion::V2)).unwrap(),
+            RxRing::open(&vb, &slow).unwrap(),
+        )
+    });
+    let (mut tx, va) = bed.a.run(|| {
+        (
+            TxSocket::open(&TxConfig::default()).unwrap(),
+            Interface::by_name("va").unwrap(),
+        )
+    });
+    let frame = udp_frame(MAC_A, MAC_B, IP_A, IP_B, 7500, 5007, &[3; 40]);
+    let mut batch = tx.batch();
+    batch.push(va.index(), &frame).unwrap();
+    drop(batch);
+    let sent = Instant::now();
+    assert!(v2.wait(Some(WAIT)).unwrap(), "the V2 ring became readable");
+    let got = collect(&mut v2, 1, WAIT, |f| udp_dport(f) == 5007);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, frame);
+    let waited = sent.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "the V2 frame took {waited:?}"
+    );
+    // The V3 block is retired 2 s after the ring opened; only check while that is far off,
+    // so that a slow machine cannot fail the test.
+    if opened.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            v3.next_block().is_none(),
+            "the V3 block was handed over before its timer"
+        );
+    }
+    let mut late = None;
+    let deadline = Instant::now() + WAIT;
+    while late.is_none() && Instant::now() < deadline {
+        v3.wait(Some(Duration::from_millis(50))).unwrap();
+        if let Some(mut block) = v3.next_block() {
+            let timed_out = block.timed_out();
+            if block.frames().any(|f| udp_dport(f.data()) == 5007) {
+                late = Some(timed_out);
+            }
+        }
+    }
+    assert_eq!(
+        late,
+        Some(true),
+        "the V3 ring got the frame by its retire timer"
+    );
 }
 
 #[test]
@@ -606,10 +732,16 @@ fn truncated_frames_are_detectable() {
     if !common::root_or_skip("truncated_frames_are_detectable") {
         return;
     }
+    for version in VERSIONS {
+        truncated_frames_are_detectable_with(version);
+    }
+}
+
+fn truncated_frames_are_detectable_with(version: RingVersion) {
     let bed = Testbed::new();
     let mut rx = bed
         .b
-        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &small_ring()).unwrap());
+        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &small_ring_of(version)).unwrap());
     // A socket filter that keeps 60 bytes of each frame: the ring then holds a truncated copy.
     let keep60 = [libc::sock_filter {
         code: u16::try_from(libc::BPF_RET | libc::BPF_K).unwrap(),
@@ -664,10 +796,16 @@ fn vlan_tag_is_reported_in_metadata() {
     if !common::root_or_skip("vlan_tag_is_reported_in_metadata") {
         return;
     }
+    for version in VERSIONS {
+        vlan_tag_is_reported_with(version);
+    }
+}
+
+fn vlan_tag_is_reported_with(version: RingVersion) {
     let bed = Testbed::new();
     let mut rx = bed
         .b
-        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &small_ring()).unwrap());
+        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &small_ring_of(version)).unwrap());
     let (mut tx, va) = bed.a.run(|| {
         (
             TxSocket::open(&TxConfig::default()).unwrap(),
@@ -686,7 +824,9 @@ fn vlan_tag_is_reported_in_metadata() {
     let got = collect(&mut rx, 1, WAIT, |f| udp_dport(f) == 5006);
     assert_eq!(got.len(), 1);
     let (data, meta) = &got[0];
-    let vlan = meta.vlan.expect("VLAN tag reported");
+    let vlan = meta
+        .vlan
+        .unwrap_or_else(|| panic!("{version:?}: VLAN tag reported"));
     assert_eq!(vlan.tci, tci);
     assert_eq!(vlan.id(), 42);
     assert_eq!(vlan.tpid, 0x8100);

@@ -45,15 +45,30 @@ pub struct FileTimeouts {
     pub udp: u32,
 }
 
-/// `[ring]`: the size of each AF_PACKET receive ring (one per interface per worker).
+/// `[ring]`: the kind and size of each AF_PACKET receive ring (one per interface per worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileRing {
+    /// TPACKET version: 2 hands each frame over at once (lowest latency, the default), 3
+    /// hands over whole blocks (fewer wake-ups, each frame waits up to `retire_ms`).
+    pub tpacket_version: u8,
     /// Bytes per block; a power of two, a multiple of the page size.
     pub block_size: u32,
     pub block_count: u32,
-    /// How long the kernel fills a block before handing it over anyway, in milliseconds.
+    /// TPACKET_V3: how long the kernel fills a block before handing it over anyway, in
+    /// milliseconds.
     pub retire_ms: u32,
+}
+
+impl FileRing {
+    /// The ring version of `tpacket_version` (checked by [`FileConfig::validate`]).
+    pub fn version(&self) -> lvs_afpacket::RingVersion {
+        if self.tpacket_version == 3 {
+            lvs_afpacket::RingVersion::V3
+        } else {
+            lvs_afpacket::RingVersion::V2
+        }
+    }
 }
 
 impl Default for FileConfig {
@@ -88,6 +103,7 @@ impl Default for FileTimeouts {
 impl Default for FileRing {
     fn default() -> Self {
         Self {
+            tpacket_version: 2,
             block_size: 1 << 18,
             block_count: 16,
             retire_ms: 1,
@@ -120,6 +136,12 @@ impl FileConfig {
         if !b.is_power_of_two() || b < 4096 {
             return Err(format!(
                 "ring.block_size = {b} must be a power of two of at least 4096"
+            ));
+        }
+        if !matches!(self.ring.tpacket_version, 2 | 3) {
+            return Err(format!(
+                "ring.tpacket_version = {} must be 2 or 3",
+                self.ring.tpacket_version
             ));
         }
         if self.ring.block_count == 0 {
@@ -175,6 +197,12 @@ mod tests {
         c = FileConfig::default();
         c.ring.block_size = 5000;
         assert!(c.validate().unwrap_err().contains("ring.block_size"));
+        c = FileConfig::default();
+        c.ring.tpacket_version = 1;
+        assert!(c.validate().unwrap_err().contains("ring.tpacket_version"));
+        c.ring.tpacket_version = 3;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.ring.version(), lvs_afpacket::RingVersion::V3);
         let err =
             lvs_common::parse_toml::<FileConfig>("worker = 2", std::path::Path::new("d.toml"))
                 .unwrap_err();

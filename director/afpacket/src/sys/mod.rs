@@ -1,12 +1,14 @@
 //! All of this crate's unsafe code: the system calls, here, and the memory shared with the
-//! kernel, in [`ring`] (the receive ring) and [`mmsg`] (the transmit message arrays). The
-//! rest of the crate uses only the safe interfaces they export.
+//! kernel, in [`ring`] and [`frame_ring`] (the receive rings, TPACKET_V3 and TPACKET_V2) and
+//! [`mmsg`] (the transmit message arrays). The rest of the crate uses only the safe
+//! interfaces they export.
 //!
 //! Each wrapper here does one call, turns `-1` into `io::Error::last_os_error()`, and is
 //! safe to call because its arguments are Rust values of the right size, except
 //! [`sendmmsg`], whose messages carry raw pointers and which is therefore `unsafe` (its one
 //! caller is [`mmsg`]).
 
+pub mod frame_ring;
 pub mod mmsg;
 pub mod ring;
 

@@ -17,7 +17,7 @@
 //!
 //! The safe interface: [`RxMap::next_block`] hands out the next block in ring order as a
 //! [`UserBlock`] guard (at most one at a time, it borrows the map mutably), whose
-//! [`Frames`] iterator yields each frame's bytes as a disjoint `&mut [u8]` into the ring
+//! [`BlockFrames`] iterator yields each frame's bytes as a disjoint `&mut [u8]` into the ring
 //! (zero copy), and whose drop gives the block back to the kernel. Every pointer
 //! computation and bound check is here; the frame walk checks each header against the
 //! block's length once, as it did when it lived in `rx`.
@@ -233,11 +233,11 @@ impl UserBlock<'_> {
 
     /// The block's frames; `skip_outgoing` leaves out frames this host sent.
     #[inline]
-    pub fn frames(&mut self, skip_outgoing: bool) -> Frames<'_> {
+    pub fn frames(&mut self, skip_outgoing: bool) -> BlockFrames<'_> {
         let block_len = usize::try_from(self.header.blk_len)
             .unwrap_or(0)
             .min(self.map.block_size);
-        Frames {
+        BlockFrames {
             base: self.base,
             block_len,
             offset: usize::try_from(self.header.offset_to_first_pkt).unwrap_or(usize::MAX),
@@ -261,7 +261,7 @@ impl Drop for UserBlock<'_> {
 /// Iterator over a block's frames. Each frame's bytes are a disjoint `&'b mut [u8]` into
 /// the ring.
 #[derive(Debug)]
-pub struct Frames<'b> {
+pub struct BlockFrames<'b> {
     /// Start of the block, owned by user space while the iterator borrows its guard.
     base: *mut u8,
     /// Bytes of the block in use (`blk_len`, at most the block size).
@@ -273,7 +273,7 @@ pub struct Frames<'b> {
     _block: PhantomData<&'b mut [u8]>,
 }
 
-impl<'b> Iterator for Frames<'b> {
+impl<'b> Iterator for BlockFrames<'b> {
     type Item = Frame<'b>;
 
     fn next(&mut self) -> Option<Frame<'b>> {

@@ -185,11 +185,23 @@ pub fn collect(
     }
 }
 
-/// A small ring for tests (256 KiB).
+/// A small ring for tests, of the default version.
 pub fn small_ring() -> lvs_afpacket::RxConfig {
+    small_ring_of(lvs_afpacket::RingVersion::default())
+}
+
+/// A small ring for tests of `version`: 256 KiB for TPACKET_V3, whose blocks pack small
+/// frames densely; 1 MiB (512 slots of 2 KiB) for TPACKET_V2, so that it holds as many of
+/// the tests' bursts of small frames.
+pub fn small_ring_of(version: lvs_afpacket::RingVersion) -> lvs_afpacket::RxConfig {
+    let block_count = match version {
+        lvs_afpacket::RingVersion::V2 => 16,
+        lvs_afpacket::RingVersion::V3 => 4,
+    };
     lvs_afpacket::RxConfig {
+        version,
         block_size: 64 * 1024,
-        block_count: 4,
+        block_count,
         ..Default::default()
     }
 }
