@@ -137,22 +137,16 @@ impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
                 sync: sync.as_mut(),
                 icmp_limit,
             };
-            for ring in rings.iter_mut() {
-                if let Err(e) = ring.take_error() {
+            // An error condition (the interface went down) is cleared where the poll
+            // reports it, rather than asked for on every pass (a system call per ring).
+            for event in events.iter().filter(|e| e.is_error()) {
+                if let Some(ring) = rings.get(event.token().0)
+                    && let Err(e) = ring.take_error()
+                {
                     lvs_common::event!(log::Level::Warn, "ring_error", reason = e);
                 }
-                while let Some(mut block) = ring.next_batch() {
-                    let mut out = tx.batch();
-                    for frame in block.frames() {
-                        let meta = frame.meta;
-                        let data = frame.into_data();
-                        fwd.frame(data, &meta, &mut out);
-                    }
-                    if out.flush().is_err() {
-                        fwd.stats.lose(Loss::TxFailed);
-                    }
-                }
             }
+            drain(rings, tx, &mut fwd);
             ip_id = fwd.ip_id;
             self.table.expire(now, |_| {});
             self.publish();
@@ -230,6 +224,23 @@ impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
             }
         }
         self.stats.table_len.store(self.table.len() as u64, Relaxed);
+    }
+}
+
+/// Forwards what the rings hold now.
+fn drain<R: RxQueue, T: TxQueue>(rings: &mut [R], tx: &mut T, fwd: &mut Forwarder<'_>) {
+    for ring in rings.iter_mut() {
+        while let Some(mut block) = ring.next_batch() {
+            let mut out = tx.batch();
+            for frame in block.frames() {
+                let meta = frame.meta;
+                let data = frame.into_data();
+                fwd.frame(data, &meta, &mut out);
+            }
+            if out.flush().is_err() {
+                fwd.stats.lose(Loss::TxFailed);
+            }
+        }
     }
 }
 
