@@ -13,6 +13,14 @@
 //! The table is of the `inet` family, so one chain sees IPv4 and IPv6: IPv4 VIPs and real
 //! servers are matched with `ip daddr`/`ip saddr`, IPv6 ones with `ip6 daddr`/`ip6 saddr`, and
 //! the `fib daddr type` test works for both.
+//!
+//! On the interfaces the director forwards on, packets *to* a virtual service are dropped
+//! earlier still, in an `ingress` chain of the same table: the ingress hook runs after the
+//! AF_PACKET taps (so the director has its copy) and before the IP stack, which then never
+//! spends validation, routing and the prerouting hook on packets it only has to drop. The
+//! prerouting chain stays, unchanged, for the other interfaces and for the VS/NAT replies
+//! (their `fib` test is not available at ingress). A kernel or nft without `inet` ingress
+//! chains (Linux before 5.10, nft before 0.9.7) gets the prerouting chain alone.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -79,6 +87,9 @@ pub struct NftRules {
     /// VS/NAT real servers of firewall-mark services (by source), on the ports of their
     /// mark's rules.
     pub marked_nat: Vec<Marked>,
+    /// The interfaces the director forwards on: packets to a virtual service are dropped at
+    /// their ingress hook already (none: at prerouting only).
+    pub devices: Vec<String>,
 }
 
 /// Addresses, protocol (`None`: TCP and UDP) and ports (empty: every port) of a firewall-mark
@@ -135,6 +146,8 @@ pub enum NftError {
 pub struct NftTable {
     nft: String,
     installed: bool,
+    /// nft refused the ingress chain once: from then on the table has none.
+    no_ingress: bool,
 }
 
 impl NftTable {
@@ -143,12 +156,32 @@ impl NftTable {
         Self {
             nft: nft.into(),
             installed: false,
+            no_ingress: false,
         }
     }
 
-    /// Replace the table with one for `rules`, atomically (one nft transaction).
+    /// Replace the table with one for `rules`, atomically (one nft transaction). If nft
+    /// refuses the ingress chain, the table is applied without it (and without it from then
+    /// on): the prerouting chain alone keeps the kernel's hands off, at a higher cost.
     pub fn apply(&mut self, rules: &NftRules) -> Result<(), NftError> {
-        self.run(&ruleset(rules))?;
+        let ingress = !self.no_ingress && !rules.devices.is_empty();
+        match self.run(&ruleset(rules)) {
+            Err(NftError::Nft { stderr }) if ingress => {
+                let without = NftRules {
+                    devices: Vec::new(),
+                    ..rules.clone()
+                };
+                self.run(&ruleset(&without))?;
+                self.no_ingress = true;
+                lvs_common::event!(
+                    log::Level::Warn,
+                    "guard_ingress_unavailable",
+                    table = TABLE,
+                    reason = stderr,
+                );
+            }
+            other => other?,
+        }
         self.installed = true;
         Ok(())
     }
@@ -214,26 +247,24 @@ pub fn ruleset(rules: &NftRules) -> String {
         s,
         "    comment \"lvs-director: packets for virtual services are forwarded in user space\""
     );
-    let _ = writeln!(s, "    chain prerouting {{");
-    let _ = writeln!(
-        s,
-        "        type filter hook prerouting priority raw; policy accept;"
-    );
     let mut services = rules.services.clone();
     services.sort();
     services.dedup();
+    // Packets to a service (or a marked destination), by destination only: the same rules
+    // in both chains.
+    let mut to_services = String::new();
     for e in &services {
         let ip = family(e.addr);
         if e.port == 0 {
             let _ = writeln!(
-                s,
+                to_services,
                 "        {ip} daddr {} meta l4proto {} drop",
                 e.addr,
                 e.proto.nft()
             );
         } else {
             let _ = writeln!(
-                s,
+                to_services,
                 "        {ip} daddr {} {} dport {} drop",
                 e.addr,
                 e.proto.nft(),
@@ -241,6 +272,28 @@ pub fn ruleset(rules: &NftRules) -> String {
             );
         }
     }
+    for m in &rules.marked {
+        let _ = writeln!(to_services, "        {} drop", m.nft('d'));
+    }
+    if !rules.devices.is_empty() && !to_services.is_empty() {
+        let mut devices: Vec<String> = rules.devices.iter().map(|d| format!("{d:?}")).collect();
+        devices.sort();
+        devices.dedup();
+        let _ = writeln!(s, "    chain ingress {{");
+        let _ = writeln!(
+            s,
+            "        type filter hook ingress devices = {{ {} }} priority filter; policy accept;",
+            devices.join(", ")
+        );
+        s.push_str(&to_services);
+        let _ = writeln!(s, "    }}");
+    }
+    let _ = writeln!(s, "    chain prerouting {{");
+    let _ = writeln!(
+        s,
+        "        type filter hook prerouting priority raw; policy accept;"
+    );
+    s.push_str(&to_services);
     let mut servers = rules.nat_servers.clone();
     servers.sort();
     servers.dedup();
@@ -255,9 +308,6 @@ pub fn ruleset(rules: &NftRules) -> String {
             e.proto.nft(),
             e.port
         );
-    }
-    for m in &rules.marked {
-        let _ = writeln!(s, "        {} drop", m.nft('d'));
     }
     for m in &rules.marked_nat {
         let _ = writeln!(s, "        {} fib daddr type != local drop", m.nft('s'));
@@ -296,6 +346,51 @@ mod tests {
         assert!(text.contains("ip daddr 203.0.113.100 meta l4proto udp drop"));
         assert!(text.contains("ip saddr 203.0.113.11 tcp sport 8080 fib daddr type != local drop"));
         assert!(text.contains("priority raw"));
+    }
+
+    /// With the director's interfaces, the rules by destination are in an ingress chain on
+    /// them as well; the VS/NAT reply rules (with `fib`, not available at ingress) are not.
+    #[test]
+    fn destination_rules_also_drop_at_the_ingress_of_the_directors_interfaces() {
+        let vip = Ipv4Addr::new(203, 0, 113, 100);
+        let vip6: IpAddr = "2001:db8::100".parse().unwrap();
+        let rs = Ipv4Addr::new(203, 0, 113, 11);
+        let rules = NftRules {
+            services: vec![
+                Endpoint::new(vip, L4::Tcp, 80),
+                Endpoint::new(vip6, L4::Udp, 0),
+            ],
+            nat_servers: vec![Endpoint::new(rs, L4::Tcp, 80)],
+            devices: vec!["eth1".into(), "eth0".into(), "eth1".into()],
+            ..NftRules::default()
+        };
+        let text = ruleset(&rules);
+        let ingress = text
+            .split("chain prerouting")
+            .next()
+            .and_then(|t| t.split("chain ingress").nth(1))
+            .unwrap_or_else(|| panic!("no ingress chain before prerouting:\n{text}"));
+        assert!(
+            ingress.contains(
+                "type filter hook ingress devices = { \"eth0\", \"eth1\" } priority filter;"
+            ),
+            "{text}"
+        );
+        assert!(ingress.contains("ip daddr 203.0.113.100 tcp dport 80 drop"));
+        assert!(ingress.contains("ip6 daddr 2001:db8::100 meta l4proto udp drop"));
+        assert!(!ingress.contains("saddr"), "{text}");
+        assert_eq!(
+            text.matches("ip daddr 203.0.113.100 tcp dport 80 drop")
+                .count(),
+            2
+        );
+        assert!(text.contains("ip saddr 203.0.113.11 tcp sport 80 fib daddr type != local drop"));
+        // No service to drop: no ingress chain.
+        let none = NftRules {
+            devices: vec!["eth0".into()],
+            ..NftRules::default()
+        };
+        assert!(!ruleset(&none).contains("ingress"));
     }
 
     /// A firewall-mark service's rules, both ways, in nft's own syntax (checked by nft in

@@ -64,6 +64,17 @@ fn kernel_sends_no_rst_for_a_virtual_service() {
         table.contains(&format!("ip daddr {VIP} udp dport 53 drop")),
         "{table}"
     );
+    // Dropped at the ingress of the director's interface already, before the IP stack.
+    let ingress = table
+        .split("chain prerouting")
+        .next()
+        .and_then(|t| t.split("chain ingress").nth(1))
+        .unwrap_or_else(|| panic!("no ingress chain: {table}"));
+    assert!(ingress.contains("hook ingress device \"eth0\""), "{table}");
+    assert!(
+        ingress.contains(&format!("ip daddr {VIP} tcp dport 80 drop")),
+        "{table}"
+    );
 
     // Everything the VIP sends the client; two packets are expected (the controls' RST and
     // ICMP port unreachable), anything for port 80 or 53 would come before them.
@@ -474,6 +485,8 @@ fn kernel_neither_answers_nor_forwards_for_an_ipv6_vip() {
             Endpoint::new(rs, L4::Tcp, 8080),
             Endpoint::new(rs, L4::Udp, 5353),
         ],
+        // The director's interfaces: packets to the VIP are dropped at their ingress.
+        devices: vec!["dc".into(), "dr".into()],
         ..NftRules::default()
     };
     let mut guard = net.run_in("d", || {
@@ -483,8 +496,15 @@ fn kernel_neither_answers_nor_forwards_for_an_ipv6_vip() {
     });
     let listed = net.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(
+        listed
+            .matches(&format!("ip6 daddr {VIP6} tcp dport 80 drop"))
+            .count(),
+        2,
+        "at ingress and at prerouting: {listed}"
+    );
     assert!(
-        listed.contains(&format!("ip6 daddr {VIP6} tcp dport 80 drop")),
+        listed.contains("hook ingress devices = { dc, dr }"),
         "{listed}"
     );
 

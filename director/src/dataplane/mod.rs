@@ -90,6 +90,8 @@ pub struct Dataplane {
     /// What the workers have now, and the guard rules made with it.
     snap: Arc<Snapshot>,
     guard: NftRules,
+    /// The interfaces forwarded on, for the guard's ingress chain.
+    devices: Vec<String>,
     conn_table_size: usize,
 }
 
@@ -125,6 +127,11 @@ impl Dataplane {
             around,
             snap,
             guard,
+            devices: setup
+                .interfaces
+                .iter()
+                .map(|i| i.name().to_owned())
+                .collect(),
             conn_table_size: setup.conn_table_size,
         })
     }
@@ -295,7 +302,10 @@ impl Dataplane {
 
     /// What the kernel guard must keep from the kernel.
     pub fn nft_rules(&self) -> NftRules {
-        self.guard.clone()
+        NftRules {
+            devices: self.devices.clone(),
+            ..self.guard.clone()
+        }
     }
 
     fn zero(&mut self, key: Option<&ServiceKey>) {
