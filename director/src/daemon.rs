@@ -178,6 +178,12 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         .map(|l| lvs_afpacket::Interface::by_index(l.ifindex))
         .collect::<Result<Vec<_>, _>>()?;
     let (table, mtus, if_addrs) = next_hops(&mut nl)?;
+    let largest_mtu = chosen
+        .iter()
+        .filter_map(|l| mtus.get(&l.ifindex))
+        .max()
+        .copied()
+        .unwrap_or(1500);
 
     let registry = Rc::new(RefCell::new(Registry::new(SearchPath::from_env())));
     let setup = Setup {
@@ -190,7 +196,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
             block_count: cfg.ring.block_count,
             retire_timeout_ms: cfg.ring.retire_ms,
             ..lvs_afpacket::RxConfig::default()
-        },
+        }
+        .fit_mtu(u32::from(largest_mtu)),
         timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         sync: cfg.sync.clone(),
         marks: crate::fwmark::MarkTable::new(&cfg.fwmark),

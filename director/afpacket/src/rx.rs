@@ -66,7 +66,7 @@ pub struct RxConfig {
     /// output): `PACKET_IGNORE_OUTGOING` (or the fanout flag), and skipping any
     /// `PACKET_OUTGOING` frame that still arrives.
     pub ignore_outgoing: bool,
-    /// Ask the kernel to fill in its flow hash (`FrameMeta::rxhash`).
+    /// Ask the kernel to fill in its flow hash (`FrameMeta::rxhash`). TPACKET_V3 only.
     pub fill_rxhash: bool,
 }
 
@@ -88,6 +88,24 @@ impl Default for RxConfig {
 }
 
 impl RxConfig {
+    /// For TPACKET_V2, raises the slot size so that a frame of `mtu` bytes of IP packet
+    /// (plus its Ethernet and VLAN headers, the headroom and the slot header) fits whole,
+    /// up to the block size; a frame that does not fit arrives truncated. TPACKET_V3 packs
+    /// frames of any size and is left alone.
+    pub fn fit_mtu(mut self, mtu: u32) -> Self {
+        if self.version == RingVersion::V2 {
+            let need = u32::try_from(frame_ring::FRAME_HEADER_LEN)
+                .unwrap_or(u32::MAX)
+                .saturating_add(self.headroom)
+                .saturating_add(18)
+                .saturating_add(mtu)
+                .saturating_add(15)
+                & !15;
+            self.frame_size = self.frame_size.max(need).min(self.block_size & !15);
+        }
+        self
+    }
+
     /// Checks what the kernel would refuse, with a clear reason.
     pub fn validate(&self, iface: &str) -> Result<()> {
         let bad = |reason: String| Err(Error::config("receive ring geometry", iface, reason));
@@ -484,5 +502,27 @@ impl RxBatch for Block<'_> {
     #[inline]
     fn frames(&mut self) -> Frames<'_> {
         Block::frames(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_slots_grow_to_hold_the_mtu_and_v3_is_left_alone() {
+        let v2 = RxConfig::default();
+        assert_eq!(v2.version, RingVersion::V2);
+        assert_eq!(v2.clone().fit_mtu(1500).frame_size, 2048);
+        // 52 (slot header) + 32 (headroom) + 18 (Ethernet and VLAN) + 9000, to 16 bytes.
+        assert_eq!(v2.clone().fit_mtu(9000).frame_size, 9104);
+        // Never beyond a block.
+        assert_eq!(v2.clone().fit_mtu(1 << 20).frame_size, v2.block_size);
+        assert!(v2.clone().fit_mtu(9000).validate("eth0").is_ok());
+        let v3 = RxConfig {
+            version: RingVersion::V3,
+            ..RxConfig::default()
+        };
+        assert_eq!(v3.clone().fit_mtu(9000).frame_size, v3.frame_size);
     }
 }

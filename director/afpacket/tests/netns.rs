@@ -661,6 +661,35 @@ fn ring_statistics_with(version: RingVersion) {
     );
 }
 
+/// A TPACKET_V2 ring sized with `fit_mtu` for a jumbo MTU receives a jumbo frame whole.
+#[test]
+fn jumbo_frames_fit_a_v2_ring_sized_for_the_mtu() {
+    if !common::root_or_skip("jumbo_frames_fit_a_v2_ring_sized_for_the_mtu") {
+        return;
+    }
+    let bed = Testbed::new();
+    bed.a.exec(&["ip", "link", "set", "va", "mtu", "9000"]);
+    bed.b.exec(&["ip", "link", "set", "vb", "mtu", "9000"]);
+    let cfg = small_ring_of(RingVersion::V2).fit_mtu(9000);
+    let mut rx = bed
+        .b
+        .run(|| RxRing::open(&Interface::by_name("vb").unwrap(), &cfg).unwrap());
+    let (mut tx, va) = bed.a.run(|| {
+        (
+            TxSocket::open(&TxConfig::default()).unwrap(),
+            Interface::by_name("va").unwrap(),
+        )
+    });
+    let frame = udp_frame(MAC_A, MAC_B, IP_A, IP_B, 7600, 5008, &[5; 8000]);
+    let mut batch = tx.batch();
+    batch.push(va.index(), &frame).unwrap();
+    drop(batch);
+    let got = collect(&mut rx, 1, WAIT, |f| udp_dport(f) == 5008);
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].1.truncated(), "{:?}", got[0].1);
+    assert_eq!(got[0].0, frame);
+}
+
 /// TPACKET_V2 hands each frame over as soon as it arrives; a TPACKET_V3 ring beside it,
 /// with a retire timer of 2 s, holds the same frame back until its block is retired.
 #[test]
