@@ -9,6 +9,7 @@
 //!   [`node::SingleNode`] logs it and applies it at once.
 //! - [`history`]: the checker of the fault tests' histories (mutual exclusion, tokens,
 //!   value blocks).
+//! - [`leaderclock`]: the replicated clock (leases, timeouts) as the leader moves it.
 //! - [`nowait`]: the bound on a no-wait lock request where the cluster cannot commit.
 //! - [`storage`]: the write-ahead log and snapshot that make a single node durable.
 //! - [`replica`]: Raft mode (`peers` in the configuration): the state machine replicated with
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod daemon;
 pub mod history;
+pub mod leaderclock;
 pub mod node;
 pub mod nowait;
 pub mod peer;

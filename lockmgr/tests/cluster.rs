@@ -51,7 +51,13 @@ struct Cluster {
     ns: String,
     dir: PathBuf,
     nodes: Vec<Option<Child>>,
+    /// The daemons run under libfaketime, each with its clock's offset in `n<ID>/clock`.
+    faked_clocks: bool,
 }
+
+/// libfaketime (Debian's libfaketime): moves the clocks a process reads (the monotonic one
+/// too) by the offset in the file named by FAKETIME_TIMESTAMP_FILE.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl Cluster {
     /// Three nodes; `bad_key` gives node 3 a key of its own.
@@ -61,6 +67,18 @@ impl Cluster {
 
     /// As [`Cluster::start`], the peers talking over `family`.
     fn start_over(family: Family, tag: &str, bad_key: bool, lease_ms: u64) -> Cluster {
+        Cluster::start_with(family, tag, bad_key, lease_ms, false)
+    }
+
+    /// As [`Cluster::start_over`]; with `faked_clocks` each daemon's clocks can be moved with
+    /// [`Cluster::set_clock`].
+    fn start_with(
+        family: Family,
+        tag: &str,
+        bad_key: bool,
+        lease_ms: u64,
+        faked_clocks: bool,
+    ) -> Cluster {
         let ns = format!("lvslk-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&ns);
         let _ = std::fs::remove_dir_all(&dir);
@@ -71,6 +89,7 @@ impl Cluster {
             ns,
             dir,
             nodes: vec![None, None, None],
+            faked_clocks,
         };
         sh(&["ip", "-n", &c.ns, "link", "set", "lo", "up"]);
         for (name, key) in [
@@ -99,12 +118,23 @@ impl Cluster {
                 ),
             )
             .unwrap();
+            std::fs::write(nd.join("clock"), "+0\n").unwrap();
         }
         let mut c = c;
         for id in 1..=3 {
             c.spawn(id);
         }
         c
+    }
+
+    /// Moves node `id`'s clocks (wall and monotonic) to `offset` from the true time
+    /// (libfaketime's syntax: "+3600", "-3600", "+0"), at once.
+    fn set_clock(&self, id: u64, offset: &str) {
+        assert!(self.faked_clocks);
+        let path = self.node_dir(id).join("clock");
+        let tmp = self.node_dir(id).join("clock.new");
+        std::fs::write(&tmp, format!("{offset}\n")).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
 
     fn node_dir(&self, id: u64) -> PathBuf {
@@ -126,7 +156,14 @@ impl Cluster {
             .append(true)
             .open(nd.join("log"))
             .unwrap();
-        let child = Command::new("ip")
+        let mut cmd = Command::new("ip");
+        if self.faked_clocks {
+            // Read at every clock reading: a jump takes effect at once.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", nd.join("clock"))
+                .env("FAKETIME_NO_CACHE", "1");
+        }
+        let child = cmd
             .args(["netns", "exec", &self.ns, DAEMON])
             .args(["-f", "--no-syslog", "--log-level", "info", "--rundir"])
             .arg(self.rundir(id))
@@ -1322,4 +1359,90 @@ fn a_paused_leader_steps_down_and_grants_nothing_after_the_new_leader() {
     let t = try_token(&c, old, "after-the-pause", &["--timeout", "30"]).expect("a grant");
     assert!(t > t_y, "token {t} after {t_y}");
     assert_eq!(c.agreed_leader(&[1, 2, 3]), new);
+}
+
+/// The clocks of one node jump, an hour forward and back, then an hour back and forward (the
+/// monotonic clock the leases use, and the wall clock), first on the leader, then on a
+/// follower, under four clients. Leases stay safe: the history is consistent with a lock
+/// service (no incompatible holders at once, tokens increasing), no session expires, and while
+/// the leader's clock jumps no client loses anything. A follower whose clock jumps forward
+/// more than half a lease believes it was cut off that long and disconnects its clients (they
+/// reconnect; their locks were released, not expired).
+#[test]
+fn clock_jumps_on_the_leader_or_a_follower_leave_leases_safe() {
+    if !root_or_skip("clock_jumps_on_the_leader_or_a_follower_leave_leases_safe") {
+        return;
+    }
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        panic!("{LIBFAKETIME} is missing: apt-get install libfaketime (scripts/test.sh does)");
+    }
+    let c = Cluster::start_with(Family::V4, "clock", false, 3000, true);
+    let leader = c.agreed_leader(&[1, 2, 3]);
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let rec = Arc::new(Recorder {
+        started: Instant::now(),
+        events: Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let rundir = c.rundir(w % 3 + 1);
+            let (rec, stop) = (Arc::clone(&rec), Arc::clone(&stop));
+            let mut rng = Rng(0x5EED ^ (w + 1).wrapping_mul(0x9E37_79B9));
+            std::thread::spawn(move || history_client(&rundir, w + 1, &mut rng, &rec, &stop))
+        })
+        .collect();
+    let now_ns = |rec: &Recorder| u64::try_from(rec.started.elapsed().as_nanos()).unwrap();
+    // (node, from, to) of each phase, in the recorder's time.
+    let mut phases = Vec::new();
+    for node in [leader, follower] {
+        let from = now_ns(&rec);
+        for offset in ["+3600", "+0", "-3600", "+0"] {
+            c.set_clock(node, offset);
+            // More than a lease on each side of every jump.
+            let until = Instant::now() + Duration::from_millis(4000);
+            wait_for("the jump's interval", LONG, || {
+                (Instant::now() >= until).then_some(())
+            });
+        }
+        phases.push((node, from, now_ns(&rec)));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let events = rec.events.lock().unwrap().clone();
+    let summary = history::check(&events).unwrap_or_else(|v| {
+        panic!("the history breaks the lock service's rules: {v:?}");
+    });
+    eprintln!("checker: {summary}");
+    for e in &events {
+        let error = e.error.as_deref().unwrap_or_default();
+        assert!(
+            !error.contains("session expired"),
+            "a clock jump ended a lease: {e:?}"
+        );
+    }
+    let (_, from, to) = phases[0];
+    let during = |from: u64, to: u64| {
+        events
+            .iter()
+            .filter(move |e| e.time_ns >= from && e.time_ns <= to)
+    };
+    let lost: Vec<&Event> = during(from, to)
+        .filter(|e| e.kind == Kind::Unknown || e.kind == Kind::Fail)
+        .collect();
+    assert!(lost.is_empty(), "while the leader's clock jumped: {lost:?}");
+    for (node, from, to) in phases {
+        let grants = during(from, to)
+            .filter(|e| e.kind == Kind::Ok && e.op == Op::Lock)
+            .count();
+        eprintln!("node {node}'s clock jumped: {grants} grants meanwhile");
+        assert!(grants > 10, "node {node}'s jumps stopped the clients");
+    }
+    assert_eq!(c.agreed_leader(&[1, 2, 3]), leader);
+    // Their own clocks back to true time, the nodes grant with larger tokens still.
+    let max = events.iter().filter_map(|e| e.token).max().unwrap_or(0);
+    let t = try_token(&c, follower, "after-the-jumps", &["--timeout", "30"]).expect("a grant");
+    assert!(t > max, "token {t} after {max}");
 }
