@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -164,6 +165,11 @@ impl Cluster {
                 .env("FAKETIME_NO_CACHE", "1");
         }
         let child = cmd
+            // A process group of its own, whose parent (this test) is in another group of the
+            // session: never an orphaned group, which the kernel would send SIGHUP and SIGCONT
+            // when a member exits while another is stopped (a test's SIGSTOP would not hold
+            // when the tests run without a controlling job, e.g. under setsid).
+            .process_group(0)
             .args(["netns", "exec", &self.ns, DAEMON])
             .args(["-f", "--no-syslog", "--log-level", "info", "--rundir"])
             .arg(self.rundir(id))
@@ -1190,7 +1196,6 @@ fn a_paused_holder_wakes_up_and_its_stale_write_is_refused_by_the_fencing_token(
     let storage = Storage::start();
     let leader = c.agreed_leader(&[1, 2, 3]);
     let paused = (1..=3).find(|&i| i != leader).unwrap();
-    use std::os::unix::process::CommandExt;
     let mut a = c
         .ctl(paused)
         .args(["lock", "fenced", "--mode", "EX", "--", "bash", "-c"])

@@ -6,6 +6,7 @@
 //! this test (`target/<profile>`); `cargo build --workspace` (which scripts/test.sh runs first)
 //! builds them.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -465,7 +466,9 @@ impl RaftCluster {
                 ),
             )
             .unwrap();
+            // A process group of its own: see lockmgr/tests/cluster.rs, Cluster::spawn.
             let child = Command::new("ip")
+                .process_group(0)
                 .args(["netns", "exec", &c.ns])
                 .arg(bin("lvs-lockmgr"))
                 .args(["-f", "--no-syslog", "--log-level", "warn", "--rundir"])
