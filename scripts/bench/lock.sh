@@ -40,7 +40,7 @@ if [ -n "${SOAK_MINUTES:-}" ]; then
     case "$SOAK_MINUTES" in '' | *[!0-9]*) say "--soak takes a whole number of minutes"; exit 2 ;; esac
     [ "$(id -u)" -eq 0 ] || { say "--soak needs root (network namespaces, nftables)"; exit 1; }
     HISTORY=$(mktemp /var/tmp/lvs-lock-history.XXXXXX.jsonl)
-    say "randomised faults for $SOAK_MINUTES minutes; the history goes to $HISTORY"
+    say "randomised faults for $SOAK_MINUTES minute(s); the history goes to $HISTORY (kept)"
     set +e
     LVS_LOCK_SOAK_SECONDS=$((SOAK_MINUTES * 60)) LVS_LOCK_HISTORY=$HISTORY \
         cargo test --release --locked -p lvs-lockmgr --test cluster -- --exact \
