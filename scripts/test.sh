@@ -61,6 +61,9 @@ python3 python3
 curl curl
 openssl openssl
 
+# --- the lock manager's clock-jump test preloads libfaketime into its daemons (no program)
+- libfaketime
+
 # --- compilers: the C scheduler plugins, the lock manager's C API and its C++ header check
 gcc gcc
 g++ g++

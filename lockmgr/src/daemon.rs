@@ -13,7 +13,8 @@
 //! of one turn become one Raft entry, a follower forwards them to the leader, and outputs come
 //! from committed entries (durable on a majority) as they are applied here. The Raft clock
 //! ticks with the daemon's tick; only the leader proposes [`Command::Tick`], continuing the
-//! replicated clock from where it found it. Every node heartbeats for its own sessions under a
+//! replicated clock from where it found it, by its monotonic clock in capped steps
+//! ([`crate::leaderclock`]). Every node heartbeats for its own sessions under a
 //! lease owner of its current life (`node_id * 1000 + incarnation`), so the sessions of a node
 //! that died expire after their lease, even if it restarts at once. The Hello is answered at
 //! once (status and list work on a node cut off from the leader); a session the cluster
@@ -38,6 +39,7 @@ use lvs_proto::{FrameLimit, ProtoError, codec, rundir};
 use mio::{Events, Poll, Token};
 
 use crate::config::Config;
+use crate::leaderclock::LeaderClock;
 use crate::node::{Applied, Origin, Replication, SingleNode};
 use crate::nowait::Bounds;
 use crate::peer::load_key;
@@ -123,8 +125,8 @@ struct Daemon {
     to_flush: Vec<usize>,
     /// Connections to close at the end of this turn.
     to_close: Vec<(usize, String)>,
-    /// While this node is the leader: the replicated clock when it became leader, and then.
-    leader_clock: Option<(u64, Instant)>,
+    /// While this node is the leader: the replicated clock it moves.
+    leader_clock: Option<LeaderClock>,
     /// Raft mode: how long a no-wait request may wait for the cluster.
     nowait_bounds: Option<Bounds>,
     /// Grants of abandoned no-wait requests, to release.
@@ -261,7 +263,10 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let mut next_heartbeat = Instant::now();
     let mut events = Events::with_capacity(256);
     loop {
-        let timeout = next_tick.saturating_duration_since(Instant::now());
+        // At most a tick: after the monotonic clock went back, `next_tick` is far ahead.
+        let timeout = next_tick
+            .saturating_duration_since(Instant::now())
+            .min(tick);
         signals::poll(&mut poll, &mut events, Some(timeout))?;
         for ev in events.iter() {
             match ev.token() {
@@ -300,10 +305,12 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
             }
         }
         let now = Instant::now();
-        if now >= next_tick {
+        // Also when the clock went back further than a tick (or a heartbeat interval): the
+        // next one is then due a tick from now, not when the clock is back where it was.
+        if now >= next_tick || next_tick > now + tick {
             next_tick = now + tick;
             d.repl.tick();
-            if now >= next_heartbeat {
+            if now >= next_heartbeat || next_heartbeat > now + heartbeat_every {
                 next_heartbeat = now + heartbeat_every;
                 d.propose(
                     Command::Heartbeat {
@@ -333,11 +340,12 @@ impl Daemon {
 
     fn now_ms(&mut self) -> u64 {
         let state_now = self.repl.state().now_ms();
-        let (base, since) = *self
-            .leader_clock
-            .get_or_insert_with(|| (state_now, Instant::now()));
-        let elapsed = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
-        base.saturating_add(elapsed)
+        let now = Instant::now();
+        // A step of at most a heartbeat interval: a jump of this node's clock ends no lease.
+        let max_step = Duration::from_millis((self.lease_ms / 3).clamp(1, 1000));
+        self.leader_clock
+            .get_or_insert_with(|| LeaderClock::new(state_now, now))
+            .read(now, state_now, max_step)
     }
 
     /// Proposes a command and routes everything applied so far.

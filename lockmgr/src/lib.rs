@@ -7,6 +7,9 @@
 //! - [`daemon`]: the daemon's event loop; [`config`]: its configuration.
 //! - [`node`]: the replication seam: every state change is a [`node::Replication::propose`];
 //!   [`node::SingleNode`] logs it and applies it at once.
+//! - [`history`]: the checker of the fault tests' histories (mutual exclusion, tokens,
+//!   value blocks).
+//! - [`leaderclock`]: the replicated clock (leases, timeouts) as the leader moves it.
 //! - [`nowait`]: the bound on a no-wait lock request where the cluster cannot commit.
 //! - [`storage`]: the write-ahead log and snapshot that make a single node durable.
 //! - [`replica`]: Raft mode (`peers` in the configuration): the state machine replicated with
@@ -18,6 +21,8 @@
 
 pub mod config;
 pub mod daemon;
+pub mod history;
+pub mod leaderclock;
 pub mod node;
 pub mod nowait;
 pub mod peer;

@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lvs_lockmgr::{LockClient, LockError, LockMode};
+use lvs_lockmgr::history::{self, Event, Kind, Op};
+use lvs_lockmgr::{LockClient, LockError, LockFlags, LockMode};
 use lvs_testsupport::{root_or_skip, wait_for};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_lvs-lockmgr");
@@ -50,7 +52,13 @@ struct Cluster {
     ns: String,
     dir: PathBuf,
     nodes: Vec<Option<Child>>,
+    /// The daemons run under libfaketime, each with its clock's offset in `n<ID>/clock`.
+    faked_clocks: bool,
 }
+
+/// libfaketime (Debian's libfaketime): moves the clocks a process reads (the monotonic one
+/// too) by the offset in the file named by FAKETIME_TIMESTAMP_FILE.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl Cluster {
     /// Three nodes; `bad_key` gives node 3 a key of its own.
@@ -60,6 +68,18 @@ impl Cluster {
 
     /// As [`Cluster::start`], the peers talking over `family`.
     fn start_over(family: Family, tag: &str, bad_key: bool, lease_ms: u64) -> Cluster {
+        Cluster::start_with(family, tag, bad_key, lease_ms, false)
+    }
+
+    /// As [`Cluster::start_over`]; with `faked_clocks` each daemon's clocks can be moved with
+    /// [`Cluster::set_clock`].
+    fn start_with(
+        family: Family,
+        tag: &str,
+        bad_key: bool,
+        lease_ms: u64,
+        faked_clocks: bool,
+    ) -> Cluster {
         let ns = format!("lvslk-{}-{tag}", std::process::id());
         let dir = std::env::temp_dir().join(&ns);
         let _ = std::fs::remove_dir_all(&dir);
@@ -70,6 +90,7 @@ impl Cluster {
             ns,
             dir,
             nodes: vec![None, None, None],
+            faked_clocks,
         };
         sh(&["ip", "-n", &c.ns, "link", "set", "lo", "up"]);
         for (name, key) in [
@@ -98,12 +119,23 @@ impl Cluster {
                 ),
             )
             .unwrap();
+            std::fs::write(nd.join("clock"), "+0\n").unwrap();
         }
         let mut c = c;
         for id in 1..=3 {
             c.spawn(id);
         }
         c
+    }
+
+    /// Moves node `id`'s clocks (wall and monotonic) to `offset` from the true time
+    /// (libfaketime's syntax: "+3600", "-3600", "+0"), at once.
+    fn set_clock(&self, id: u64, offset: &str) {
+        assert!(self.faked_clocks);
+        let path = self.node_dir(id).join("clock");
+        let tmp = self.node_dir(id).join("clock.new");
+        std::fs::write(&tmp, format!("{offset}\n")).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
     }
 
     fn node_dir(&self, id: u64) -> PathBuf {
@@ -125,7 +157,19 @@ impl Cluster {
             .append(true)
             .open(nd.join("log"))
             .unwrap();
-        let child = Command::new("ip")
+        let mut cmd = Command::new("ip");
+        if self.faked_clocks {
+            // Read at every clock reading: a jump takes effect at once.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", nd.join("clock"))
+                .env("FAKETIME_NO_CACHE", "1");
+        }
+        let child = cmd
+            // A process group of its own, whose parent (this test) is in another group of the
+            // session: never an orphaned group, which the kernel would send SIGHUP and SIGCONT
+            // when a member exits while another is stopped (a test's SIGSTOP would not hold
+            // when the tests run without a controlling job, e.g. under setsid).
+            .process_group(0)
             .args(["netns", "exec", &self.ns, DAEMON])
             .args(["-f", "--no-syslog", "--log-level", "info", "--rundir"])
             .arg(self.rundir(id))
@@ -210,6 +254,13 @@ impl Cluster {
             "-f",
             path.to_str().unwrap(),
         ]);
+    }
+
+    /// Sends `signal` (STOP, CONT) to node `id`'s daemon (`ip netns exec` runs it in its own
+    /// process).
+    fn signal(&self, id: u64, signal: &str) {
+        let pid = self.nodes[idx(id)].as_ref().expect("a running node").id();
+        sh(&["kill", &format!("-{signal}"), &pid.to_string()]);
     }
 
     fn heal(&self) {
@@ -672,21 +723,6 @@ fn mutual_exclusion_across_nodes_no_update_lost() {
     );
 }
 
-/// One critical section, timed by the command inside it (wall clock, nanoseconds: one clock
-/// for every process, read after the grant and before the release, so the interval lies
-/// within the time the lock was really held).
-#[derive(Debug, Clone)]
-struct Section {
-    resource: &'static str,
-    mode: LockMode,
-    token: u64,
-    start: u64,
-    end: u64,
-    /// Shown in failure messages.
-    #[allow(dead_code)]
-    worker: usize,
-}
-
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).
 struct Rng(u64);
 
@@ -704,100 +740,188 @@ impl Rng {
     }
 }
 
-/// Runs one lock as an `lvs-lockctl` process; records the critical section from the lines the
-/// command prints when it starts and ends. A process that takes too long is killed.
-fn one_section(
-    c_rundir: &std::path::Path,
-    resource: &'static str,
-    mode: LockMode,
-    worker: usize,
-) -> Option<Section> {
-    let mode_name = format!("{mode:?}");
-    let mut child = Command::new(CTL)
-        .arg("--rundir")
-        .arg(c_rundir)
-        .args([
-            "lock",
-            resource,
-            "--mode",
-            &mode_name,
-            "--timeout",
-            "3",
-            "--",
-        ])
-        .args([
-            "sh",
-            "-c",
-            "echo S $LVS_LOCK_TOKEN $(date +%s%N); sleep 0.02; echo E $(date +%s%N)",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let out = child.stdout.take()?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut start = None;
-    let mut section = None;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                let mut words = line.split_whitespace();
-                let tag = words.next();
-                let nums: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
-                if tag == Some("S") && nums.len() == 2 {
-                    start = Some((nums[1], nums[0]));
-                } else if tag == Some("E")
-                    && nums.len() == 1
-                    && let Some((s, token)) = start
-                {
-                    let at = nums[0];
-                    section = Some(Section {
-                        resource,
-                        mode,
-                        token,
-                        start: s,
-                        end: at,
-                        worker,
-                    });
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    if section.is_none()
-        && let Some((s, token)) = start
-    {
-        // Started but its end was not seen: count it as held until now (conservative).
-        section = Some(Section {
-            resource,
-            mode,
+/// Where the clients of the randomised run write what they saw (one clock for all: the test's
+/// monotonic clock since the run started).
+struct Recorder {
+    started: Instant,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Recorder {
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        client: u64,
+        kind: Kind,
+        op: Op,
+        resource: &str,
+        mode: LockMode,
+        token: Option<u64>,
+        value: Option<(String, bool)>,
+        error: Option<String>,
+    ) {
+        let time_ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let (value, valid) = value.map_or((None, None), |(v, ok)| (Some(v), Some(ok)));
+        self.events.lock().unwrap().push(Event {
+            client,
+            kind,
+            op,
+            resource: resource.to_owned(),
+            mode: mode.name().to_owned(),
             token,
-            start: s,
-            end: wall_ns(),
-            worker,
+            value,
+            valid: valid.filter(|_| op == Op::Lock),
+            error,
+            time_ns,
         });
     }
-    section
 }
 
-fn wall_ns() -> u64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())
+/// How a failed call ended: not done (a denial, a timeout), or unknown (the connection broke:
+/// the daemon may have done it).
+fn outcome(e: &LockError) -> Kind {
+    match e {
+        LockError::Proto(_) | LockError::Refused(_) => Kind::Unknown,
+        _ => Kind::Fail,
+    }
 }
 
+fn value_text(v: &lvs_lockmgr::ValueBlock) -> String {
+    let end = v
+        .bytes
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(v.bytes.len());
+    String::from_utf8_lossy(&v.bytes[..end]).into_owned()
+}
+
+/// One client of the randomised run: locks r0 or r1 (EX or PR, with the value block) through
+/// node `rundir`'s daemon, holds it a moment, releases it (an EX holder writing a value of its
+/// own), each step recorded; reconnects when its connection breaks.
+fn history_client(
+    rundir: &std::path::Path,
+    client: u64,
+    rng: &mut Rng,
+    rec: &Recorder,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut conn: Option<LockClient> = None;
+    let mut seq = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(c) = conn.as_mut() else {
+            conn = LockClient::connect(rundir).ok();
+            if conn.is_none() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        };
+        let resource = if rng.below(2) == 0 { "r0" } else { "r1" };
+        let mode = if rng.below(3) == 0 {
+            LockMode::PR
+        } else {
+            LockMode::EX
+        };
+        rec.record(
+            client,
+            Kind::Invoke,
+            Op::Lock,
+            resource,
+            mode,
+            None,
+            None,
+            None,
+        );
+        let g = match c.lock(
+            "default",
+            resource,
+            mode,
+            LockFlags::VALBLK,
+            Some(Duration::from_secs(3)),
+        ) {
+            Ok(g) => g,
+            Err(e) => {
+                let kind = outcome(&e);
+                rec.record(
+                    client,
+                    kind,
+                    Op::Lock,
+                    resource,
+                    mode,
+                    None,
+                    None,
+                    Some(e.to_string()),
+                );
+                if kind == Kind::Unknown {
+                    conn = None;
+                }
+                continue;
+            }
+        };
+        let read = g.lvb.as_ref().map(|v| (value_text(v), v.valid));
+        rec.record(
+            client,
+            Kind::Ok,
+            Op::Lock,
+            resource,
+            mode,
+            Some(g.token),
+            read,
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        seq += 1;
+        let write = (mode == LockMode::EX).then(|| format!("c{client}.{seq}"));
+        let lvb = write.as_ref().map(|w| {
+            let mut b = [0u8; lvs_lockmgr::LVB_LEN];
+            b[..w.len()].copy_from_slice(w.as_bytes());
+            b
+        });
+        let written = write.map(|w| (w, true));
+        rec.record(
+            client,
+            Kind::Invoke,
+            Op::Unlock,
+            resource,
+            mode,
+            Some(g.token),
+            written,
+            None,
+        );
+        match c.unlock(g.handle, lvb) {
+            Ok(()) => rec.record(
+                client,
+                Kind::Ok,
+                Op::Unlock,
+                resource,
+                mode,
+                None,
+                None,
+                None,
+            ),
+            Err(e) => {
+                let kind = outcome(&e);
+                rec.record(
+                    client,
+                    kind,
+                    Op::Unlock,
+                    resource,
+                    mode,
+                    None,
+                    None,
+                    Some(e.to_string()),
+                );
+                conn = None;
+            }
+        }
+    }
+}
+
+/// Random faults (SIGKILL and restart, a node cut off by nftables, a node's daemon stopped with
+/// SIGSTOP and continued), one at a time, under six clients; every operation the clients saw
+/// goes into a history that `lvs_lockmgr::history` checks: mutual exclusion per mode, tokens
+/// increasing, nothing granted twice, value blocks as the last EX holder wrote them.
+/// `LVS_LOCK_SOAK_SECONDS` sets the length of the run (30 s by default; scripts/bench/lock.sh
+/// --soak runs it longer), `LVS_LOCK_HISTORY` where the history is kept.
 #[test]
 fn randomised_faults_never_break_mutual_exclusion() {
     if !root_or_skip("randomised_faults_never_break_mutual_exclusion") {
@@ -812,48 +936,52 @@ fn randomised_faults_never_break_mutual_exclusion() {
                 .unwrap();
             (d.as_secs().wrapping_mul(1_000_000_007) ^ u64::from(d.subsec_nanos())) | 1
         });
+    let run = Duration::from_secs(
+        std::env::var("LVS_LOCK_SOAK_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    );
     eprintln!("randomised fault test: seed {seed} (LVS_LOCK_SEED={seed} replays the faults)");
     let mut rng = Rng(seed);
     let mut c = Cluster::start("rand", false, 3000);
     c.agreed_leader(&[1, 2, 3]);
-    let sections = Arc::new(Mutex::new(Vec::<Section>::new()));
+    let rec = Arc::new(Recorder {
+        started: Instant::now(),
+        events: Mutex::new(Vec::new()),
+    });
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
-    for w in 0..4usize {
-        let rundir = c.rundir(u64::try_from(w % 3).unwrap() + 1);
-        let sections = Arc::clone(&sections);
+    for w in 0..6u64 {
+        let rundir = c.rundir(w % 3 + 1);
+        let rec = Arc::clone(&rec);
         let stop = Arc::clone(&stop);
-        let mut wrng = Rng(seed ^ (u64::try_from(w).unwrap() + 1).wrapping_mul(0x9E37_79B9));
+        let mut wrng = Rng(seed ^ (w + 1).wrapping_mul(0x9E37_79B9));
         workers.push(std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let resource = if wrng.below(2) == 0 { "r0" } else { "r1" };
-                let mode = if wrng.below(3) == 0 {
-                    LockMode::PR
-                } else {
-                    LockMode::EX
-                };
-                if let Some(s) = one_section(&rundir, resource, mode, w) {
-                    sections.lock().unwrap().push(s);
-                } else {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
+            history_client(&rundir, w + 1, &mut wrng, &rec, &stop);
         }));
     }
     let started = Instant::now();
     let mut faults: Vec<String> = Vec::new();
     let mut partitioned: Option<u64> = None;
-    while started.elapsed() < Duration::from_secs(40) {
+    let mut paused: Option<u64> = None;
+    while started.elapsed() < run {
         let node = rng.below(3) + 1;
         let act = rng.below(3) < 2;
         // One fault at a time, so that a majority always exists: undo the current one, or
-        // (no fault now) kill or cut off a random node. Sometimes nothing changes.
+        // (no fault now) kill, cut off or stop a random node. Sometimes nothing changes.
         let down: Vec<u64> = (1..=3).filter(|&i| !c.running(i)).collect();
         if let Some(p) = partitioned {
             if act {
                 c.heal();
                 partitioned = None;
                 faults.push(format!("heal {p}"));
+            }
+        } else if let Some(p) = paused {
+            if act {
+                c.signal(p, "CONT");
+                paused = None;
+                faults.push(format!("continue {p}"));
             }
         } else if !down.is_empty() {
             if act {
@@ -862,16 +990,25 @@ fn randomised_faults_never_break_mutual_exclusion() {
                     faults.push(format!("restart {i}"));
                 }
             }
-        } else if act && rng.below(2) == 0 {
-            c.kill(node);
-            faults.push(format!("kill {node}"));
         } else if act {
-            c.partition(node);
-            partitioned = Some(node);
-            faults.push(format!("partition {node}"));
+            match rng.below(3) {
+                0 => {
+                    c.kill(node);
+                    faults.push(format!("kill {node}"));
+                }
+                1 => {
+                    c.partition(node);
+                    partitioned = Some(node);
+                    faults.push(format!("partition {node}"));
+                }
+                _ => {
+                    c.signal(node, "STOP");
+                    paused = Some(node);
+                    faults.push(format!("stop {node}"));
+                }
+            }
         }
-        // Let the cluster work a little between faults (a deadline-bounded wait for a leader
-        // among the running nodes, then a random pause in ticks of the loop).
+        // Let the cluster work a little between faults (a random pause in ticks of the loop).
         let wait_ms = 1000 + rng.below(3000);
         let until = Instant::now() + Duration::from_millis(wait_ms);
         wait_for("the fault interval", LONG, || {
@@ -879,6 +1016,9 @@ fn randomised_faults_never_break_mutual_exclusion() {
         });
     }
     c.heal();
+    if let Some(p) = paused {
+        c.signal(p, "CONT");
+    }
     for i in 1..=3 {
         if !c.running(i) {
             c.spawn(i);
@@ -889,40 +1029,434 @@ fn randomised_faults_never_break_mutual_exclusion() {
     for w in workers {
         w.join().unwrap();
     }
-    let sections = sections.lock().unwrap().clone();
+    let events = rec.events.lock().unwrap().clone();
+    let path = std::env::var_os("LVS_LOCK_HISTORY")
+        .map_or_else(|| c.dir.join("history.jsonl"), PathBuf::from);
+    let text: String = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(&path, &text).unwrap();
+    // The checker reads the file, as it would a history from elsewhere.
+    let events = history::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    eprintln!("seed {seed}: faults {faults:?}");
     eprintln!(
-        "seed {seed}: faults {faults:?}; {} critical sections",
-        sections.len()
+        "history: {} events, {} bytes in {}",
+        events.len(),
+        text.len(),
+        path.display()
     );
-    assert!(sections.len() > 10, "too little progress: {sections:?}");
-    let mut by_resource: HashMap<&str, Vec<&Section>> = HashMap::new();
-    for s in &sections {
-        by_resource.entry(s.resource).or_default().push(s);
+    match history::check(&events) {
+        Ok(summary) => {
+            eprintln!("checker: {summary}");
+            assert!(summary.grants > 10, "too little progress: {summary}");
+            // The checker is not blind on this history: the last grant given the first one's
+            // token is caught.
+            let mut forged = events.clone();
+            let grants: Vec<usize> = (0..forged.len())
+                .filter(|&i| forged[i].kind == Kind::Ok && forged[i].op == Op::Lock)
+                .collect();
+            let (first, last) = (grants[0], grants[grants.len() - 1]);
+            forged[last].token = forged[first].token;
+            assert!(history::check(&forged).is_err(), "a forged history passed");
+        }
+        Err(violations) => {
+            for v in &violations {
+                eprintln!("checker: {v}");
+            }
+            panic!(
+                "seed {seed}: the history breaks the lock service's rules ({} violations, first: {}); history kept in {}",
+                violations.len(),
+                violations[0],
+                path.display()
+            );
+        }
     }
-    for (resource, mut list) in by_resource {
-        list.sort_by_key(|s| s.start);
-        for (i, a) in list.iter().enumerate() {
-            for b in &list[i + 1..] {
-                if b.start >= a.end {
+}
+
+/// A write to the shared storage of the fencing tests, as the storage saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoredWrite {
+    object: String,
+    token: u64,
+    data: String,
+    accepted: bool,
+}
+
+/// The shared storage of the fencing tests: a TCP server on 127.0.0.1 that keeps, per object,
+/// the highest fencing token it has accepted and refuses a write with a smaller one. One line
+/// per connection, `WRITE <object> <token> <data>`, answered `OK` or `REFUSED <highest>`.
+struct Storage {
+    port: u16,
+    writes: Arc<Mutex<Vec<StoredWrite>>>,
+}
+
+impl Storage {
+    fn start() -> Storage {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&writes);
+        std::thread::spawn(move || {
+            let mut highest: HashMap<String, u64> = HashMap::new();
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(LONG));
+                let mut line = String::new();
+                if BufReader::new(&conn).read_line(&mut line).is_err() {
                     continue;
                 }
-                assert!(
-                    a.mode.compatible(b.mode),
-                    "seed {seed}: {resource}: {a:?} and {b:?} were held at once"
-                );
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let answer = match words.as_slice() {
+                    ["WRITE", object, token, data] => match token.parse::<u64>() {
+                        Ok(token) => {
+                            let top = highest.entry((*object).to_owned()).or_default();
+                            let accepted = token >= *top;
+                            let answer = if accepted {
+                                *top = token;
+                                "OK".to_owned()
+                            } else {
+                                format!("REFUSED {top}")
+                            };
+                            log.lock().unwrap().push(StoredWrite {
+                                object: (*object).to_owned(),
+                                token,
+                                data: (*data).to_owned(),
+                                accepted,
+                            });
+                            answer
+                        }
+                        Err(_) => "ERROR bad token".to_owned(),
+                    },
+                    _ => "ERROR bad request".to_owned(),
+                };
+                use std::io::Write;
+                let _ = writeln!(conn, "{answer}");
             }
-        }
-        // Fencing: a conflicting section that started after another one ended was granted
-        // after it, so it carries a larger token.
-        for (i, a) in list.iter().enumerate() {
-            for b in &list[i + 1..] {
-                if b.start > a.end && !a.mode.compatible(b.mode) {
-                    assert!(
-                        b.token > a.token,
-                        "seed {seed}: {resource}: token went back: {a:?} then {b:?}"
-                    );
-                }
-            }
-        }
+        });
+        Storage { port, writes }
     }
+
+    /// A shell line (bash, for /dev/tcp) writing `$1` to `object` under `$LVS_LOCK_TOKEN` and
+    /// printing the storage's answer.
+    fn write_line(&self, object: &str) -> String {
+        format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port}; echo \"WRITE {object} $LVS_LOCK_TOKEN $1\" >&3; read -r answer <&3; echo \"$answer\"",
+            port = self.port
+        )
+    }
+
+    fn writes(&self) -> Vec<StoredWrite> {
+        self.writes.lock().unwrap().clone()
+    }
+}
+
+/// A process group (an `lvs-lockctl` and the command it runs), killed as a whole when dropped,
+/// stopped or not.
+struct Group(Child);
+
+impl Group {
+    fn signal(&self, signal: &str) {
+        sh(&[
+            "kill",
+            &format!("-{signal}"),
+            "--",
+            &format!("-{}", self.0.id()),
+        ]);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .output();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the lines of `out` into a channel, so that a test can wait for each with a deadline.
+fn lines_of(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The classic case for fencing tokens: the holder of an EX lock stalls (here its whole node,
+/// the client and its lvs-lockmgr, is stopped) longer than its lease, the lock goes to another
+/// client, which writes; then the first wakes up and writes with its old token. The storage
+/// refuses that write. A stopped client alone would keep its lock: leases are its node's, and
+/// its node is alive.
+#[test]
+fn a_paused_holder_wakes_up_and_its_stale_write_is_refused_by_the_fencing_token() {
+    if !root_or_skip("a_paused_holder_wakes_up_and_its_stale_write_is_refused_by_the_fencing_token")
+    {
+        return;
+    }
+    let lease_ms = 3000;
+    let c = Cluster::start("fence", false, lease_ms);
+    let storage = Storage::start();
+    let leader = c.agreed_leader(&[1, 2, 3]);
+    let paused = (1..=3).find(|&i| i != leader).unwrap();
+    let mut a = c
+        .ctl(paused)
+        .args(["lock", "fenced", "--mode", "EX", "--", "bash", "-c"])
+        .arg(format!(
+            "echo $LVS_LOCK_TOKEN; read -r go; {}",
+            storage.write_line("fenced")
+        ))
+        .args(["holder", "from-the-paused-holder"])
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut a_in = a.stdin.take().unwrap();
+    let a_out = lines_of(a.stdout.take().unwrap());
+    let a = Group(a);
+    let t_a: u64 = a_out
+        .recv_timeout(LONG)
+        .expect("the first client's grant")
+        .trim()
+        .parse()
+        .unwrap();
+
+    // The holder's node stalls, the client first (it is about to write).
+    a.signal("STOP");
+    c.signal(paused, "STOP");
+    let stalled = Instant::now();
+    let b = c
+        .ctl(leader)
+        .args(["lock", "fenced", "--mode", "EX", "--timeout", "60", "--"])
+        .args(["bash", "-c", &storage.write_line("fenced")])
+        .args(["writer", "from-the-new-holder"])
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{b:?}");
+    assert_not_before_the_lease(stalled, lease_ms);
+    assert_eq!(String::from_utf8_lossy(&b.stdout).trim(), "OK", "{b:?}");
+
+    // The holder wakes up (its node still stalled: it asks nobody) and writes.
+    use std::io::Write;
+    writeln!(a_in, "go").unwrap();
+    a.signal("CONT");
+    let answer = a_out
+        .recv_timeout(LONG)
+        .expect("the storage's answer to the woken holder");
+    c.signal(paused, "CONT");
+    let writes = storage.writes();
+    println!("storage: {writes:?}; the woken holder was answered {answer:?}");
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    let (new, stale) = (&writes[0], &writes[1]);
+    assert!(
+        new.accepted && new.data == "from-the-new-holder",
+        "{writes:?}"
+    );
+    assert!(new.token > t_a, "{writes:?}");
+    assert_eq!(
+        (stale.token, stale.accepted, stale.data.as_str()),
+        (t_a, false, "from-the-paused-holder"),
+        "{writes:?}"
+    );
+    assert_eq!(answer, format!("REFUSED {}", new.token));
+    // Its node comes back and disconnects it (cut off longer than half a lease): the lock
+    // is gone, and the storage has the new holder's data.
+    wait_for("the woken node to agree on the leader", LONG, || {
+        (c.leader_seen_by(paused) == Some(leader)).then_some(())
+    });
+    let mut a = a;
+    let status = wait_for("the stale holder's lvs-lockctl to end", LONG, || {
+        a.0.try_wait().unwrap()
+    });
+    println!("the stale holder's lvs-lockctl ended: {status}");
+    assert!(c.holders(leader, "fenced").is_empty());
+}
+
+/// The leader's daemon stops for several election timeouts (a long GC pause, a stalled VM) with
+/// a client's request waiting in its socket, then goes on. The others elect a new leader, which
+/// grants the lock to another client; the woken old leader grants nothing on its own: it steps
+/// down, and its client gets the lock only after the new holder released it, with a larger
+/// token (or loses its session). Clients of the old leader then go through the new one.
+#[test]
+fn a_paused_leader_steps_down_and_grants_nothing_after_the_new_leader() {
+    if !root_or_skip("a_paused_leader_steps_down_and_grants_nothing_after_the_new_leader") {
+        return;
+    }
+    // A lease longer than the pause: the old leader's sessions outlive it.
+    let c = Cluster::start("pause", false, 30_000);
+    let old = c.agreed_leader(&[1, 2, 3]);
+    let followers: Vec<u64> = (1..=3).filter(|&i| i != old).collect();
+    let (mut x, t_x) = hold(&c, followers[0], "p");
+    let mut on_old = LockClient::connect(&c.rundir(old)).unwrap();
+    let warm = on_old
+        .try_lock("default", "warm", LockMode::EX)
+        .expect("the old leader's session is committed");
+    on_old.unlock(warm.handle, None).unwrap();
+
+    c.signal(old, "STOP");
+    let stopped = Instant::now();
+    // The request waits in the stopped daemon's socket.
+    let handle = on_old
+        .request("default", "p", LockMode::EX, LockFlags::NONE, None)
+        .unwrap();
+    let new = c.agreed_leader(&followers);
+    println!("node {new} leads after {:?}", stopped.elapsed());
+    // x passes p on, through the new leader, to a client of the other follower.
+    drop(x.stdin.take());
+    x.wait().unwrap();
+    let (mut y, t_y) = hold(&c, followers[1], "p");
+    assert!(t_y > t_x, "token {t_y} after {t_x}");
+    // Several election timeouts (1 to 2 s each) in all.
+    let until = stopped + Duration::from_secs(8);
+    wait_for("the pause to last", LONG, || {
+        (Instant::now() >= until).then_some(())
+    });
+    c.signal(old, "CONT");
+    let resumed = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = on_old.wait(handle);
+        let _ = tx.send((r, Instant::now(), on_old));
+    });
+    wait_for("the old leader to follow the new one", LONG, || {
+        (c.leader_seen_by(old) == Some(new)).then_some(())
+    });
+    let log = c.log(old);
+    let roles: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("event=lock_raft_role"))
+        .collect();
+    let led = roles.iter().rposition(|l| l.contains("role=leader"));
+    let stepped_down = roles.iter().rposition(|l| l.contains("role=follower"));
+    assert!(led < stepped_down, "no step-down logged:\n{log}");
+    println!(
+        "the old leader follows node {new} {:?} after SIGCONT",
+        resumed.elapsed()
+    );
+    // y holds p, alone, on every node (the old leader catches up to that); the old leader's
+    // client has nothing.
+    for id in 1..=3 {
+        wait_for("y alone holding p on every node", LONG, || {
+            let h = c.holders(id, "p");
+            (h.len() == 1 && h[0].1 == t_y).then_some(())
+        });
+    }
+    // Its request may have been refused meanwhile (its node drops clients it cannot answer
+    // truthfully), never granted.
+    let early = rx.try_recv().ok();
+    if let Some((Ok(g), _, _)) = &early {
+        panic!("the old leader's client got p while y held it: {g:?}");
+    }
+    let released = Instant::now();
+    drop(y.stdin.take());
+    y.wait().unwrap();
+    let (answer, at, _client) = early.unwrap_or_else(|| {
+        rx.recv_timeout(LONG)
+            .expect("the old leader's client was never answered")
+    });
+    match answer {
+        Ok(g) => {
+            println!("the old leader's client got p with token {}", g.token);
+            assert!(at > released, "granted before y released p");
+            assert!(g.token > t_y, "token {} after {t_y}", g.token);
+        }
+        Err(e) => println!("the old leader's client lost its request: {e}"),
+    }
+    // A new client of the old leader is served through the new one, with a larger token.
+    let t = try_token(&c, old, "after-the-pause", &["--timeout", "30"]).expect("a grant");
+    assert!(t > t_y, "token {t} after {t_y}");
+    assert_eq!(c.agreed_leader(&[1, 2, 3]), new);
+}
+
+/// The clocks of one node jump, an hour forward and back, then an hour back and forward (the
+/// monotonic clock the leases use, and the wall clock), first on the leader, then on a
+/// follower, under four clients. Leases stay safe: the history is consistent with a lock
+/// service (no incompatible holders at once, tokens increasing), no session expires, and while
+/// the leader's clock jumps no client loses anything. A follower whose clock jumps forward
+/// more than half a lease believes it was cut off that long and disconnects its clients (they
+/// reconnect; their locks were released, not expired).
+#[test]
+fn clock_jumps_on_the_leader_or_a_follower_leave_leases_safe() {
+    if !root_or_skip("clock_jumps_on_the_leader_or_a_follower_leave_leases_safe") {
+        return;
+    }
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        panic!("{LIBFAKETIME} is missing: apt-get install libfaketime (scripts/test.sh does)");
+    }
+    let c = Cluster::start_with(Family::V4, "clock", false, 3000, true);
+    let leader = c.agreed_leader(&[1, 2, 3]);
+    let follower = (1..=3).find(|&i| i != leader).unwrap();
+    let rec = Arc::new(Recorder {
+        started: Instant::now(),
+        events: Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let rundir = c.rundir(w % 3 + 1);
+            let (rec, stop) = (Arc::clone(&rec), Arc::clone(&stop));
+            let mut rng = Rng(0x5EED ^ (w + 1).wrapping_mul(0x9E37_79B9));
+            std::thread::spawn(move || history_client(&rundir, w + 1, &mut rng, &rec, &stop))
+        })
+        .collect();
+    let now_ns = |rec: &Recorder| u64::try_from(rec.started.elapsed().as_nanos()).unwrap();
+    // (node, from, to) of each phase, in the recorder's time.
+    let mut phases = Vec::new();
+    for node in [leader, follower] {
+        let from = now_ns(&rec);
+        for offset in ["+3600", "+0", "-3600", "+0"] {
+            c.set_clock(node, offset);
+            // More than a lease on each side of every jump.
+            let until = Instant::now() + Duration::from_millis(4000);
+            wait_for("the jump's interval", LONG, || {
+                (Instant::now() >= until).then_some(())
+            });
+        }
+        phases.push((node, from, now_ns(&rec)));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let events = rec.events.lock().unwrap().clone();
+    let summary = history::check(&events).unwrap_or_else(|v| {
+        panic!("the history breaks the lock service's rules: {v:?}");
+    });
+    eprintln!("checker: {summary}");
+    for e in &events {
+        let error = e.error.as_deref().unwrap_or_default();
+        assert!(
+            !error.contains("session expired"),
+            "a clock jump ended a lease: {e:?}"
+        );
+    }
+    let (_, from, to) = phases[0];
+    let during = |from: u64, to: u64| {
+        events
+            .iter()
+            .filter(move |e| e.time_ns >= from && e.time_ns <= to)
+    };
+    let lost: Vec<&Event> = during(from, to)
+        .filter(|e| e.kind == Kind::Unknown || e.kind == Kind::Fail)
+        .collect();
+    assert!(lost.is_empty(), "while the leader's clock jumped: {lost:?}");
+    for (node, from, to) in phases {
+        let grants = during(from, to)
+            .filter(|e| e.kind == Kind::Ok && e.op == Op::Lock)
+            .count();
+        eprintln!("node {node}'s clock jumped: {grants} grants meanwhile");
+        assert!(grants > 10, "node {node}'s jumps stopped the clients");
+    }
+    assert_eq!(c.agreed_leader(&[1, 2, 3]), leader);
+    // Their own clocks back to true time, the nodes grant with larger tokens still.
+    let max = events.iter().filter_map(|e| e.token).max().unwrap_or(0);
+    let t = try_token(&c, follower, "after-the-jumps", &["--timeout", "30"]).expect("a grant");
+    assert!(t > max, "token {t} after {max}");
 }

@@ -12,6 +12,10 @@
 # in the same temporary directory. Prints a Markdown table with ratios against etcd and Redis.
 #
 # usage: scripts/bench/lock.sh [--clients N] [--seconds S]     (defaults: 8 clients, 5 s a run)
+#        scripts/bench/lock.sh --soak MINUTES
+# --soak runs no benchmark: it runs the randomised fault test of lockmgr/tests/cluster.rs (three
+# daemons, SIGKILL, partitions, SIGSTOP, six clients) for MINUTES (the tests run it for 30 s)
+# and prints the history checker's verdict and the size of the history (needs root).
 # Installs etcd-server, etcd-client and redis-server with apt-get when missing (needs root then).
 # Ports used: BASE_PORT (default 24100) .. BASE_PORT+40 on 127.0.0.1.
 set -euo pipefail
@@ -24,12 +28,34 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --clients) CLIENTS=$2; shift 2 ;;
         --seconds) RUN_SECS=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        --soak) SOAK_MINUTES=$2; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "lock.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
 say() { echo "lock.sh: $*" >&2; }
+
+if [ -n "${SOAK_MINUTES:-}" ]; then
+    case "$SOAK_MINUTES" in '' | *[!0-9]*) say "--soak takes a whole number of minutes"; exit 2 ;; esac
+    [ "$(id -u)" -eq 0 ] || { say "--soak needs root (network namespaces, nftables)"; exit 1; }
+    HISTORY=$(mktemp /var/tmp/lvs-lock-history.XXXXXX.jsonl)
+    say "randomised faults for $SOAK_MINUTES minute(s); the history goes to $HISTORY (kept)"
+    set +e
+    LVS_LOCK_SOAK_SECONDS=$((SOAK_MINUTES * 60)) LVS_LOCK_HISTORY=$HISTORY \
+        cargo test --release --locked -p lvs-lockmgr --test cluster -- --exact \
+        randomised_faults_never_break_mutual_exclusion --nocapture 2>&1 |
+        grep -E '^(randomised fault test|seed|history|checker|test result)|panicked' >&2
+    rc=${PIPESTATUS[0]}
+    set -e
+    echo "history: $(wc -l <"$HISTORY") events, $(du -h "$HISTORY" | cut -f1) in $HISTORY"
+    if [ "$rc" -eq 0 ]; then
+        echo "verdict: consistent with a lock service"
+    else
+        echo "verdict: NOT consistent (or the run failed); see the lines above"
+    fi
+    exit "$rc"
+fi
 
 # ---- what we need ----
 missing=()

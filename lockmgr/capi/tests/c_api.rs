@@ -6,6 +6,7 @@
 //! this test (`target/<profile>`); `cargo build --workspace` (which scripts/test.sh runs first)
 //! builds them.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -422,4 +423,171 @@ fn a_daemon_that_goes_away_ends_the_session_with_closed() {
     assert!(msg.to_string_lossy().contains("lvs-lockmgr"), "{msg:?}");
     // SAFETY: closed once, by its only user.
     unsafe { ffi::lvs_lock_close(s) };
+}
+
+/// Three real `lvs-lockmgr` peers (on 127.0.0.1, ports of a network namespace of the test's
+/// own, removed with it), each with its run directory.
+struct RaftCluster {
+    ns: String,
+    dir: TempDir,
+    nodes: Vec<Child>,
+}
+
+impl RaftCluster {
+    fn start(tag: &str, lease_ms: u64) -> RaftCluster {
+        let ns = format!("lvscapi-{}-{tag}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+        ok(Command::new("ip").args(["netns", "add", &ns]));
+        let mut c = RaftCluster {
+            ns,
+            dir: TempDir::new(tag),
+            nodes: Vec::new(),
+        };
+        ok(Command::new("ip").args(["-n", &c.ns, "link", "set", "lo", "up"]));
+        let key = c.dir.0.join("key");
+        std::fs::write(&key, "the shared key of this test cluster").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let peers = (1..=3)
+            .map(|i| format!("{{ id = {i}, address = \"127.0.0.1:{}\" }}", 7480 + i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for id in 1..=3u64 {
+            let nd = c.dir.0.join(format!("n{id}"));
+            std::fs::create_dir_all(&nd).unwrap();
+            let conf = nd.join("lockmgr.toml");
+            std::fs::write(
+                &conf,
+                format!(
+                    "node_id = {id}\nstate_dir = \"{}\"\nlease_ms = {lease_ms}\nkey_file = \"{}\"\npeers = [{peers}]\n",
+                    nd.join("state").display(),
+                    key.display()
+                ),
+            )
+            .unwrap();
+            // A process group of its own: see lockmgr/tests/cluster.rs, Cluster::spawn.
+            let child = Command::new("ip")
+                .process_group(0)
+                .args(["netns", "exec", &c.ns])
+                .arg(bin("lvs-lockmgr"))
+                .args(["-f", "--no-syslog", "--log-level", "warn", "--rundir"])
+                .arg(c.rundir(id))
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start lvs-lockmgr");
+            c.nodes.push(child);
+        }
+        c
+    }
+
+    fn rundir(&self, id: u64) -> PathBuf {
+        self.dir.0.join(format!("n{id}")).join("run")
+    }
+
+    /// The leader, once every node names the same one.
+    fn leader(&self) -> u64 {
+        wait_for(
+            "the nodes to agree on a leader",
+            Duration::from_secs(60),
+            || {
+                let seen: Vec<Option<u64>> = (1..=3)
+                    .map(|id| {
+                        let mut c = LockClient::connect(&self.rundir(id)).ok()?;
+                        c.status().ok()?.leader.map(|n| n.0)
+                    })
+                    .collect();
+                seen[0].filter(|l| seen.iter().all(|s| *s == Some(*l)))
+            },
+        )
+    }
+
+    /// SIGSTOP / SIGCONT to node `id`'s daemon (`ip netns exec` runs it in its own process).
+    fn signal(&self, id: u64, signal: &str) {
+        let pid = self.nodes[usize::try_from(id - 1).unwrap()]
+            .id()
+            .to_string();
+        let st = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for RaftCluster {
+    fn drop(&mut self) {
+        for child in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// The C block of README.md's section `title`, as it stands.
+fn readme_example(title: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme.find(title).expect("the README's example")..];
+    let code = &section[section.find("```c\n").expect("its C block") + 5..];
+    code[..code.find("```").expect("the block's end")].to_owned()
+}
+
+/// README.md's fencing example, compiled from the README itself and run against three nodes:
+/// A's node is stopped while A stalls, B gets the lock after A's lease, and the storage refuses
+/// A's write with the older token.
+#[test]
+fn the_readme_fencing_example_refuses_the_stale_write() {
+    if !lvs_testsupport::root_or_skip("the_readme_fencing_example_refuses_the_stale_write") {
+        return;
+    }
+    let c = RaftCluster::start("fence", 3000);
+    let leader = c.leader();
+    let a_node = (1..=3).find(|&i| i != leader).unwrap();
+    let src = c.dir.0.join("fencing.c");
+    std::fs::write(
+        &src,
+        readme_example("## Example: a lock, and its fencing token passed to the storage"),
+    )
+    .unwrap();
+    let exe = compile_file(
+        &src,
+        &c.dir.0.join("fencing"),
+        "gcc",
+        &["-std=c99", "-D_POSIX_C_SOURCE=200809L"],
+    );
+    let mut run = Command::new(&exe)
+        .arg(c.rundir(a_node))
+        .arg(c.rundir(leader))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut first = String::new();
+    use std::io::BufRead;
+    out.read_line(&mut first).unwrap();
+    assert!(first.starts_with("A holds orders.db, token "), "{first}");
+    // A's node stalls longer than the lease while A does: the lock moves on to B.
+    c.signal(a_node, "STOP");
+    use std::io::Write;
+    writeln!(run.stdin.take().unwrap(), "go").unwrap();
+    let status = wait_for("the example to end", Duration::from_secs(60), || {
+        run.try_wait().unwrap()
+    });
+    c.signal(a_node, "CONT");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    println!("{first}{rest}");
+    assert!(status.success(), "{status}: {first}{rest}");
+    let token_a: u64 = first.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(rest.contains(": write accepted"), "{rest}");
+    assert!(
+        rest.contains(&format!("A's write with token {token_a} refused")),
+        "{rest}"
+    );
+    assert!(rest.contains("orders.db holds \"B's order\""), "{rest}");
 }
