@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use mio::Registry;
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
 
 use crate::buf::Buf;
 use crate::chunked::ChunkedRecoder;
@@ -23,8 +23,9 @@ use crate::config::{ClientAddress, Mode};
 use crate::http::{self, BodyKind};
 use crate::pool::Pool;
 use crate::route::{RequestView, RouteTable};
+use crate::servers::{ServerConn, Servers};
 use crate::sni::{self, Sni};
-use crate::worker::{IdlePool, ServiceShared};
+use crate::worker::ServiceShared;
 
 /// How long a closing connection is read (and its bytes dropped) after our last answer.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -32,9 +33,10 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// What a session needs from its worker for one call.
 pub(crate) struct Ctx<'a> {
     pub registry: &'a Registry,
-    pub idle: &'a mut IdlePool,
+    pub servers: &'a mut Servers,
     pub now: Instant,
-    pub up_token: Token,
+    /// The session's key: its server connections' events go to it.
+    pub key: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +118,7 @@ impl Drop for ActiveGuard {
 
 #[derive(Debug)]
 struct Upstream {
-    stream: TcpStream,
+    stream: ServerConn,
     addr: SocketAddr,
     connected: bool,
     eof: bool,
@@ -145,6 +147,8 @@ type Step = Result<bool, Close>;
 pub(crate) struct Session {
     client: TcpStream,
     peer: SocketAddr,
+    /// The address the client connected to (for PROXY headers), once asked.
+    local: Option<SocketAddr>,
     svc: Arc<ServiceShared>,
     table: Arc<RouteTable>,
     generation: u64,
@@ -164,7 +168,7 @@ pub(crate) struct Session {
     fresh_only: bool,
     /// A private server connection between requests: the next request to that server takes
     /// it; no other client ever does. It stays registered under this session's token.
-    pinned: Option<(TcpStream, SocketAddr)>,
+    pinned: Option<(ServerConn, SocketAddr)>,
     /// Counted in the service's open connections (not a connection refused by the cap).
     admitted: bool,
     c_eof: bool,
@@ -217,6 +221,7 @@ impl Session {
         let mut s = Self {
             client,
             peer,
+            local: None,
             svc,
             table,
             generation,
@@ -248,10 +253,6 @@ impl Session {
             s.deadline = now + LINGER;
         }
         s
-    }
-
-    pub fn client(&mut self) -> &mut TcpStream {
-        &mut self.client
     }
 
     /// Do everything that can be done without waiting. `false`: the session is over.
@@ -329,9 +330,12 @@ impl Session {
         self.c_ready = true;
     }
 
-    /// The server's socket reported readable.
-    pub fn upstream_readable(&mut self) {
-        if let Some(up) = self.up.as_mut() {
+    /// The server connection in `slot` reported readable (if it is not the current one, it is
+    /// the pinned one between requests, checked when it is taken).
+    pub fn upstream_readable(&mut self, slot: usize) {
+        if let Some(up) = self.up.as_mut()
+            && up.stream.slot() == slot
+        {
             up.ready = true;
         }
     }
@@ -458,16 +462,16 @@ impl Session {
     }
 
     fn push_proxy_header(&mut self) {
-        let local = self.client.local_addr().unwrap_or(self.table.settings.vip);
-        match self.table.settings.client_address {
-            ClientAddress::ProxyV1 => {
-                crate::proxyproto::write(&mut self.uout, false, self.peer, local)
-            }
-            ClientAddress::ProxyV2 => {
-                crate::proxyproto::write(&mut self.uout, true, self.peer, local)
-            }
-            _ => {}
-        }
+        let v2 = match self.table.settings.client_address {
+            ClientAddress::ProxyV1 => false,
+            ClientAddress::ProxyV2 => true,
+            _ => return,
+        };
+        // Asked of the kernel once per connection, and only when a header needs it.
+        let local = *self
+            .local
+            .get_or_insert_with(|| self.client.local_addr().unwrap_or(self.table.settings.vip));
+        crate::proxyproto::write(&mut self.uout, v2, self.peer, local);
     }
 
     fn uses_proxy_protocol(&self) -> bool {
@@ -541,28 +545,17 @@ impl Session {
             let reused = if self.uses_proxy_protocol() || self.phase == Phase::Tunnel || fresh_only
             {
                 None
-            } else if let Some(s) = self.take_pinned(addr, cx) {
+            } else if let Some(s) = self.take_pinned(addr) {
                 private = true;
                 Some(s)
             } else {
-                cx.idle.take(cx.registry, addr, cx.up_token)
+                cx.servers.take(addr, cx.key, cx.now)
             };
             self.reused = reused.is_some();
             let (stream, connected) = match reused {
                 Some(s) => (s, true),
-                None => match TcpStream::connect(addr) {
-                    Ok(mut s) => {
-                        let _ = s.set_nodelay(true);
-                        if cx
-                            .registry
-                            .register(&mut s, cx.up_token, Interest::READABLE | Interest::WRITABLE)
-                            .is_err()
-                        {
-                            self.tried.push(i);
-                            continue;
-                        }
-                        (s, false)
-                    }
+                None => match cx.servers.connect(cx.registry, addr, cx.key) {
+                    Ok(s) => (s, false),
                     Err(e) => {
                         lvs_common::event!(
                             log::Level::Debug,
@@ -605,18 +598,17 @@ impl Session {
 
     /// The pinned connection, if it goes to `addr` and is still quiet (a server that closed
     /// it or sent stray bytes gets a new connection).
-    fn take_pinned(&mut self, addr: SocketAddr, cx: &mut Ctx<'_>) -> Option<TcpStream> {
+    fn take_pinned(&mut self, addr: SocketAddr) -> Option<ServerConn> {
         if self.pinned.as_ref().is_none_or(|(_, a)| *a != addr) {
             return None;
         }
-        let (mut s, _) = self.pinned.take()?;
-        if !crate::worker::quiet(&s) {
+        let (s, _) = self.pinned.take()?;
+        if !crate::servers::quiet(&s) {
             lvs_common::event!(
                 log::Level::Debug,
                 "l7_pinned_connection_dropped",
                 server = addr
             );
-            let _ = cx.registry.deregister(&mut s);
             return None;
         }
         Some(s)
@@ -646,7 +638,7 @@ impl Session {
                 // A pinned connection to another server, if any, is closed: one is kept.
                 self.pinned = Some((stream, addr));
             } else {
-                cx.idle.put(cx.registry, addr, stream, cx.now);
+                cx.servers.put(stream, addr, cx.now);
             }
         }
     }
@@ -705,7 +697,7 @@ impl Session {
         }
         let up = self.up.as_mut().ok_or(Close)?;
         while !self.uout.is_empty() {
-            match self.uout.write_to(&mut up.stream) {
+            match self.uout.write_to(&mut *up.stream) {
                 Ok(0) => break,
                 Ok(_) => progress = true,
                 Err(e) if would_block(&e) => break,
@@ -719,7 +711,7 @@ impl Session {
             }
         }
         if !up.eof && up.ready && self.uin.space() > 0 {
-            match self.uin.read_from(&mut up.stream) {
+            match self.uin.read_from(&mut *up.stream) {
                 Ok((0, _)) => {
                     up.eof = true;
                     progress = true;
