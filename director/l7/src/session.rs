@@ -443,7 +443,7 @@ impl Session {
             http10: req.http10,
             upstream_keep: false,
             retry_head: None,
-            binds: crate::forward::request_binds_connection(&req.upstream_head),
+            binds: req.binds,
         });
         self.tried.clear();
         self.pool = Some(pool);
@@ -906,7 +906,7 @@ impl Session {
                         http::HeadWrite::Written => {}
                     }
                     if !interim
-                        && crate::forward::response_binds_connection(&self.uin.bytes()[..head_len])
+                        && r.binds
                         && let Some(up) = self.up.as_mut()
                         && !up.private
                     {
