@@ -755,8 +755,7 @@ impl Session {
             }
             Body::UntilClose => (avail, false),
         };
-        to.push(&from.bytes()[..n]);
-        from.consume(n);
+        to.move_from(from, n);
         Ok((n, done))
     }
 
@@ -996,18 +995,8 @@ impl Session {
 
     fn step_tunnel(&mut self) -> Step {
         let mut progress = false;
-        let n = self.cin.len().min(self.uout.space());
-        if n > 0 {
-            self.uout.push(&self.cin.bytes()[..n]);
-            self.cin.consume(n);
-            progress = true;
-        }
-        let n = self.uin.len().min(self.cout.space());
-        if n > 0 {
-            self.cout.push(&self.uin.bytes()[..n]);
-            self.uin.consume(n);
-            progress = true;
-        }
+        progress |= self.uout.move_from(&mut self.cin, usize::MAX) > 0;
+        progress |= self.cout.move_from(&mut self.uin, usize::MAX) > 0;
         let Some(up) = self.up.as_mut() else {
             return Err(Close);
         };
