@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use mio::Registry;
 use mio::net::TcpStream;
+use mio::{Interest, Registry};
 
 use crate::buf::Buf;
 use crate::chunked::ChunkedRecoder;
@@ -177,6 +177,11 @@ pub(crate) struct Session {
     c_ready: bool,
     c_shut: bool,
     close_after: bool,
+    /// The client asked to close and its last request was read whole: closing needs no
+    /// lingering.
+    client_done: bool,
+    /// The client's socket is registered with the poller ([`Session::watch_client`]).
+    c_registered: bool,
     head_started: bool,
     deadline: Instant,
 }
@@ -242,6 +247,8 @@ impl Session {
             c_ready: true,
             c_shut: false,
             close_after: false,
+            client_done: false,
+            c_registered: false,
             head_started: false,
             deadline,
         };
@@ -257,10 +264,32 @@ impl Session {
 
     /// Do everything that can be done without waiting. `false`: the session is over.
     pub fn drive(&mut self, cx: &mut Ctx<'_>) -> bool {
-        match self.drive_inner(cx) {
+        match self.drive_inner(cx).and_then(|()| self.watch_client(cx)) {
             Ok(()) => true,
             Err(Close) => false,
         }
+    }
+
+    /// The client's socket joins the poller only once the session waits for it: a request
+    /// that is read, answered and closed without waiting on the client (a new connection per
+    /// request, the usual case) costs no `epoll_ctl`. Joining later loses nothing: the poller
+    /// reports a socket that is ready when it joins.
+    fn watch_client(&mut self, cx: &mut Ctx<'_>) -> Result<(), Close> {
+        let waits_on_server_only = self.phase == Phase::Exchange
+            && self.cout.is_empty()
+            && self.ex.as_ref().is_some_and(|e| e.req_body.is_none());
+        if self.c_registered || waits_on_server_only {
+            return Ok(());
+        }
+        cx.registry
+            .register(
+                &mut self.client,
+                crate::worker::client_token(cx.key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|_| Close)?;
+        self.c_registered = true;
+        Ok(())
     }
 
     fn drive_inner(&mut self, cx: &mut Ctx<'_>) -> Result<(), Close> {
@@ -276,7 +305,7 @@ impl Session {
             progress |= self.upstream_io(cx)?;
             progress |= self.write_client()?;
             if self.phase == Phase::Closing && self.cout.is_empty() {
-                if self.c_eof {
+                if self.c_eof || (self.client_done && self.cin.is_empty()) {
                     return Err(Close);
                 }
                 if !self.c_shut {
@@ -973,6 +1002,9 @@ impl Session {
             self.release_upstream(if reuse { Some(cx) } else { None });
             self.pool = None;
             if self.close_after || !req_done {
+                // A client that asked to close sends nothing after its request (RFC 9112
+                // §9.6): once that request is read whole, there is nothing to linger for.
+                self.client_done = req_done && !ex.keep_alive;
                 self.phase = Phase::Closing;
             } else {
                 self.phase = Phase::Head;

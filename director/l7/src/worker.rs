@@ -25,7 +25,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// Refusals by the connection cap closer together than this are one burst (one log line).
 const BURST_GAP: Duration = Duration::from_secs(10);
 
-fn client_token(key: usize) -> Token {
+pub(crate) fn client_token(key: usize) -> Token {
     Token(SESSION_BASE + 2 * key)
 }
 
@@ -247,7 +247,7 @@ impl ProxyWorker {
             let Some((svc, l)) = self.listeners.get(idx) else {
                 return;
             };
-            let (mut stream, peer) = match l.accept() {
+            let (stream, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -262,18 +262,7 @@ impl ProxyWorker {
             let _ = stream.set_nodelay(true);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
-            if self
-                .poll
-                .registry()
-                .register(
-                    &mut stream,
-                    client_token(key),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-            {
-                continue;
-            }
+            // The session registers its client with the poller when it first waits for it.
             let current = svc.current();
             // Counted in only once the session exists: its drop counts it out.
             let admitted = svc.admit(current.0.settings.max_connections, now);
