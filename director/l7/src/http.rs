@@ -175,10 +175,22 @@ pub(crate) fn parse_request(
     };
     let route = table.route(&view);
 
+    // Pieces appended one by one: `write!` cost more than the rest of the head together.
     let mut out = String::with_capacity(head_len + 128);
-    let _ = write!(out, "{method} {path} HTTP/1.{}\r\n", u8::from(!http10));
+    for piece in [
+        method,
+        " ",
+        path,
+        " HTTP/1.",
+        if http10 { "0" } else { "1" },
+        "\r\n",
+    ] {
+        out.push_str(piece);
+    }
     if let Some(a) = target.authority {
-        let _ = write!(out, "Host: {a}\r\n");
+        for piece in ["Host: ", a, "\r\n"] {
+            out.push_str(piece);
+        }
     }
     match (framed.body, framed.length) {
         (BodyKind::Chunked, _) => out.push_str("Transfer-Encoding: chunked\r\n"),
@@ -210,7 +222,9 @@ pub(crate) fn parse_request(
             continue;
         }
         binds |= crate::forward::credentials_bind(h);
-        let _ = write!(out, "{}: {value}\r\n", h.name);
+        for piece in [h.name, ": ", value, "\r\n"] {
+            out.push_str(piece);
+        }
     }
     match s.client_address {
         ClientAddress::XForwardedFor => {
