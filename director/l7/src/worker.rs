@@ -259,7 +259,6 @@ impl ProxyWorker {
                 }
             };
             let svc = Arc::clone(svc);
-            let _ = stream.set_nodelay(true);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
             // The session registers its client with the poller when it first waits for it.
