@@ -132,6 +132,8 @@ pub(crate) struct ProxyWorker {
     listeners: Slab<(Arc<ServiceShared>, TcpListener)>,
     sessions: Slab<Session>,
     servers: Servers,
+    /// Sessions accepted in this round, not yet driven.
+    fresh: Vec<usize>,
 }
 
 impl ProxyWorker {
@@ -142,6 +144,7 @@ impl ProxyWorker {
             listeners: Slab::new(),
             sessions: Slab::new(),
             servers: Servers::new(server_token),
+            fresh: Vec::new(),
         }
     }
 
@@ -193,6 +196,12 @@ impl ProxyWorker {
                 } else if t >= LISTENER_BASE {
                     self.accept(t - LISTENER_BASE, now);
                 }
+            }
+            // New connections are first read after the round's other events: a client's
+            // request often follows its handshake by a little, and reading at once would meet
+            // an empty socket (a recv for nothing, then an epoll_ctl to wait for it).
+            for key in std::mem::take(&mut self.fresh) {
+                self.session_event(key, now);
             }
             self.servers.reap();
             if now >= next_tick {
@@ -266,7 +275,7 @@ impl ProxyWorker {
             // Counted in only once the session exists: its drop counts it out.
             let admitted = svc.admit(current.0.settings.max_connections, now);
             entry.insert(Session::new(stream, peer, svc, current, admitted, now));
-            self.session_event(key, now);
+            self.fresh.push(key);
         }
     }
 
