@@ -135,6 +135,36 @@ fn http_requests_are_routed_streamed_and_kept_alive() {
         assert_eq!(who(body) == "r1", i % 2 == 0, "answer {i}: {body}");
     }
 
+    // A client that asks to close gets its whole answer, then the end of the stream, while it
+    // keeps its own side open (the director closes without waiting for it: nothing is left
+    // unread that a reset could answer).
+    const CLOSING: usize = 3_000_000;
+    let got = bed.in_client(|| {
+        let mut s = connect(80);
+        send(
+            &mut s,
+            format!("GET /big/{CLOSING} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).expect("read to the end");
+        all
+    });
+    let end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&got[..end]);
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("Connection: close"),
+        "{head}"
+    );
+    assert!(
+        got[end..] == pattern(CLOSING)[..],
+        "the body, whole and exact"
+    );
+
     // Large downloads, with Content-Length and chunked, byte-exact.
     const BIG: usize = 20_000_000;
     let expected = pattern(BIG);

@@ -144,6 +144,27 @@ impl Buf {
         n
     }
 
+    /// Move the first `n` bytes of `from` (at most what it holds and this buffer has room for)
+    /// to the end of this buffer; returns how many. When this buffer is empty and takes all of
+    /// `from`, the storage changes hands instead of the bytes (a body passing through untouched
+    /// is then not copied between the two buffers).
+    pub fn move_from(&mut self, from: &mut Buf, n: usize) -> usize {
+        let n = n.min(from.len()).min(self.space());
+        if n == 0 {
+            return 0;
+        }
+        if self.is_empty() && n == from.len() && self.capacity == from.capacity {
+            // Both empty storages go back the same way: nothing is held that holds no data.
+            std::mem::swap(&mut self.data, &mut from.data);
+            (self.start, self.end) = (from.start, from.end);
+            from.release();
+            return n;
+        }
+        let pushed = self.push(&from.bytes()[..n]);
+        from.consume(pushed);
+        pushed
+    }
+
     /// One read into the free space. `Ok(0)` is end of stream (only asked when there is room).
     /// The flag tells whether the read filled the space it was offered: a stream socket that
     /// gave less has nothing more for now, so the caller need not try again before the next
@@ -213,6 +234,33 @@ mod tests {
         assert_eq!(b.bytes(), b"xyz");
         b.clear();
         assert!(!b.holds_storage());
+    }
+
+    #[test]
+    fn moving_everything_to_an_empty_buffer_hands_the_storage_over() {
+        let mut a = Buf::new(16);
+        let mut b = Buf::new(16);
+        a.push(b"xxhello");
+        a.consume(2);
+        let p = a.bytes().as_ptr();
+        assert_eq!(b.move_from(&mut a, 100), 5);
+        assert_eq!(b.bytes(), b"hello");
+        assert_eq!(b.bytes().as_ptr(), p, "not copied");
+        assert!(a.is_empty() && !a.holds_storage());
+        // A part, or into a buffer that holds data: copied.
+        a.push(b"abcdef");
+        assert_eq!(b.move_from(&mut a, 2), 2);
+        assert_eq!(b.bytes(), b"helloab");
+        assert_eq!(a.bytes(), b"cdef");
+        let mut c = Buf::new(16);
+        assert_eq!(c.move_from(&mut a, 3), 3);
+        assert_eq!((c.bytes(), a.bytes()), (&b"cde"[..], &b"f"[..]));
+        // Bounded by the room there is.
+        let mut d = Buf::new(4);
+        d.push(b"123");
+        assert_eq!(d.move_from(&mut b, 100), 1);
+        assert_eq!(d.bytes(), b"123h");
+        assert_eq!(b.bytes(), b"elloab");
     }
 
     #[test]

@@ -109,13 +109,6 @@ impl<'h> Forwarding<'h> {
     }
 }
 
-/// Whether `head` contains `needle` (lowercase) in any case: most heads have no
-/// authentication field, and this spares them a second parse.
-fn mentions(head: &[u8], needle: &[u8]) -> bool {
-    head.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
 /// Whether an authentication scheme authenticates the connection rather than the request.
 fn connection_scheme(value: &[u8]) -> bool {
     // Challenges are comma-separated; each begins with its scheme.
@@ -125,40 +118,22 @@ fn connection_scheme(value: &[u8]) -> bool {
     })
 }
 
-/// Whether a response head binds its server connection to the client: an NTLM or Negotiate
-/// challenge (`WWW-Authenticate`), after which the server takes the connection as
-/// authenticated, or `Persistent-Auth: true`. Such a connection must never serve another
-/// client. (An unparsable head binds nothing; it is refused elsewhere.)
-pub(crate) fn response_binds_connection(head: &[u8]) -> bool {
-    if !mentions(head, b"www-authenticate") && !mentions(head, b"persistent-auth") {
-        return false;
-    }
-    let mut headers = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_LIMIT];
-    let mut resp = httparse::Response::new(&mut headers);
-    if resp.parse(head).is_err() {
-        return false;
-    }
-    resp.headers.iter().any(|h| {
+/// Whether the fields of a response head bind its server connection to the client: an NTLM
+/// or Negotiate challenge (`WWW-Authenticate`), after which the server takes the connection
+/// as authenticated, or `Persistent-Auth: true`. Such a connection must never serve another
+/// client.
+pub(crate) fn response_binds_connection(headers: &[Header<'_>]) -> bool {
+    headers.iter().any(|h| {
         (h.name.eq_ignore_ascii_case("www-authenticate") && connection_scheme(h.value))
             || (h.name.eq_ignore_ascii_case("persistent-auth")
                 && h.value.trim_ascii().eq_ignore_ascii_case(b"true"))
     })
 }
 
-/// Whether a request head (as sent to the server) carries NTLM or Negotiate credentials: the
+/// Whether a request field forwarded to the server carries NTLM or Negotiate credentials: the
 /// server connection it rides is then the client's alone, whatever the answer says.
-pub(crate) fn request_binds_connection(head: &[u8]) -> bool {
-    if !mentions(head, b"authorization") {
-        return false;
-    }
-    let mut headers = [httparse::EMPTY_HEADER; crate::config::MAX_HEADERS_LIMIT];
-    let mut req = httparse::Request::new(&mut headers);
-    if req.parse(head).is_err() {
-        return false;
-    }
-    req.headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("authorization") && connection_scheme(h.value))
+pub(crate) fn credentials_bind(h: &Header<'_>) -> bool {
+    h.name.eq_ignore_ascii_case("authorization") && connection_scheme(h.value)
 }
 
 #[cfg(test)]
@@ -236,6 +211,12 @@ mod tests {
     #[test]
     fn connection_bound_authentication_is_recognised() {
         let r = |fields: &str| format!("HTTP/1.1 401 Unauthorized\r\n{fields}\r\n");
+        let response_binds_connection = |head: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut resp = httparse::Response::new(&mut headers);
+            resp.parse(head).expect("a head");
+            response_binds_connection(resp.headers)
+        };
         for yes in [
             "WWW-Authenticate: NTLM\r\n",
             "www-authenticate: Negotiate oYH1MIHyoAMKAQ\r\n",
@@ -258,6 +239,12 @@ mod tests {
     #[test]
     fn connection_bound_credentials_are_recognised() {
         let r = |f: &str| format!("GET / HTTP/1.1\r\nHost: a\r\n{f}\r\n");
+        let request_binds_connection = |head: &[u8]| {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut req = httparse::Request::new(&mut headers);
+            req.parse(head).expect("a head");
+            req.headers.iter().any(credentials_bind)
+        };
         assert!(request_binds_connection(
             r("Authorization: NTLM TlRMTVNTUAABAAAA\r\n").as_bytes()
         ));

@@ -3,9 +3,10 @@
 //! here.
 
 use std::fmt::Write as _;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 
-use httparse::{EMPTY_HEADER, Status};
+use httparse::{Header, Status};
 
 use crate::buf::Buf;
 use crate::config::{ClientAddress, MAX_HEADERS_LIMIT};
@@ -34,6 +35,24 @@ pub(crate) struct Request {
     pub route: Option<Route>,
     /// The head to send upstream.
     pub upstream_head: Vec<u8>,
+    /// The head sent upstream carries NTLM or Negotiate credentials (see
+    /// [`crate::forward::credentials_bind`]).
+    pub binds: bool,
+}
+
+/// Room for as many fields as a head may have, left uninitialised: httparse writes the ones it
+/// parses. (Zeroing 256 fields, 8 KiB, for every head parsed showed in profiles.)
+fn header_room<'b>() -> [MaybeUninit<Header<'b>>; MAX_HEADERS_LIMIT] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS_LIMIT]
+}
+
+/// Parse a response head into `room` (httparse's default configuration, as `parse`).
+fn parse_response_head<'h, 'b>(
+    resp: &mut httparse::Response<'h, 'b>,
+    buf: &'b [u8],
+    room: &'h mut [MaybeUninit<Header<'b>>],
+) -> httparse::Result<usize> {
+    httparse::ParserConfig::default().parse_response_with_uninit_headers(resp, buf, room)
 }
 
 /// Why a request head is refused: the status to answer with.
@@ -58,10 +77,69 @@ fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// Whether a `Connection` field among `headers` names `name` (allocation-free).
-fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
+fn named_in_connection(headers: &[Header<'_>], name: &str) -> bool {
     headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("connection") && has_token(h.value, name))
+}
+
+/// The values of a head's `Connection` fields, found once rather than for every field asked
+/// about (without allocating: past a few such fields, the head is searched each time).
+struct ConnectionNames<'a, 'h> {
+    values: [&'h [u8]; 4],
+    n: usize,
+    /// More `Connection` fields than `values` holds.
+    all: Option<&'a [Header<'h>]>,
+}
+
+impl<'a, 'h> ConnectionNames<'a, 'h> {
+    fn of(headers: &'a [Header<'h>]) -> Self {
+        let mut c = Self {
+            values: [b""; 4],
+            n: 0,
+            all: None,
+        };
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("connection") {
+                if c.n == c.values.len() {
+                    c.all = Some(headers);
+                    break;
+                }
+                c.values[c.n] = h.value;
+                c.n += 1;
+            }
+        }
+        c
+    }
+
+    /// Whether a `Connection` field names `name`.
+    fn names(&self, name: &str) -> bool {
+        match self.all {
+            Some(headers) => named_in_connection(headers, name),
+            None => self.values[..self.n].iter().any(|v| has_token(v, name)),
+        }
+    }
+}
+
+/// Append `ip` as `Display` writes it; an IPv4 address without `core::fmt`, which cost more
+/// than the rest of the head it goes in.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    let IpAddr::V4(a) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
 }
 
 /// Parse the request head at the start of `buf`. `Ok(None)`: incomplete.
@@ -76,9 +154,9 @@ pub(crate) fn parse_request(
         // sender's idea of that body's end was not ours.
         return Err(400);
     }
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS_LIMIT];
-    let mut req = httparse::Request::new(&mut headers[..s.max_headers]);
-    let head_len = match req.parse(buf) {
+    let mut room = header_room();
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut room[..s.max_headers]) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() >= s.max_header_bytes => return Err(431),
         Ok(Status::Partial) => return Ok(None),
@@ -118,10 +196,22 @@ pub(crate) fn parse_request(
     };
     let route = table.route(&view);
 
+    // Pieces appended one by one: `write!` cost more than the rest of the head together.
     let mut out = String::with_capacity(head_len + 128);
-    let _ = write!(out, "{method} {path} HTTP/1.{}\r\n", u8::from(!http10));
+    for piece in [
+        method,
+        " ",
+        path,
+        " HTTP/1.",
+        if http10 { "0" } else { "1" },
+        "\r\n",
+    ] {
+        out.push_str(piece);
+    }
     if let Some(a) = target.authority {
-        let _ = write!(out, "Host: {a}\r\n");
+        for piece in ["Host: ", a, "\r\n"] {
+            out.push_str(piece);
+        }
     }
     match (framed.body, framed.length) {
         (BodyKind::Chunked, _) => out.push_str("Transfer-Encoding: chunked\r\n"),
@@ -133,6 +223,7 @@ pub(crate) fn parse_request(
     let ip = client.ip();
     let mut xff: Option<String> = None;
     let mut fwd: Option<String> = None;
+    let mut binds = false;
     for h in headers {
         let Ok(value) = std::str::from_utf8(h.value) else {
             return Err(400);
@@ -151,14 +242,19 @@ pub(crate) fn parse_request(
             fwd = Some(value.to_owned());
             continue;
         }
-        let _ = write!(out, "{}: {value}\r\n", h.name);
+        binds |= crate::forward::credentials_bind(h);
+        for piece in [h.name, ": ", value, "\r\n"] {
+            out.push_str(piece);
+        }
     }
     match s.client_address {
         ClientAddress::XForwardedFor => {
             let _ = match xff {
-                Some(prev) => write!(out, "X-Forwarded-For: {prev}, {ip}\r\n"),
-                None => write!(out, "X-Forwarded-For: {ip}\r\n"),
+                Some(prev) => write!(out, "X-Forwarded-For: {prev}, "),
+                None => write!(out, "X-Forwarded-For: "),
             };
+            push_ip(&mut out, ip);
+            out.push_str("\r\n");
         }
         ClientAddress::Forwarded => {
             let me = match ip {
@@ -186,6 +282,7 @@ pub(crate) fn parse_request(
         http10,
         route,
         upstream_head: out.into_bytes(),
+        binds,
     }))
 }
 
@@ -198,6 +295,9 @@ pub(crate) struct Response {
     /// The server keeps the connection open after this response.
     pub keep_alive: bool,
     pub framing: Framing,
+    /// The head binds its server connection to the client (see
+    /// [`crate::forward::response_binds_connection`]).
+    pub binds: bool,
 }
 
 /// Parse the response head at the start of `buf`; `Err` for garbage, a head too large, or
@@ -212,9 +312,9 @@ pub(crate) fn parse_response(
         // the body before was not ours.
         return Err(());
     }
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS_LIMIT];
-    let mut resp = httparse::Response::new(&mut headers);
-    let head_len = match resp.parse(buf) {
+    let mut room = header_room();
+    let mut resp = httparse::Response::new(&mut []);
+    let head_len = match parse_response_head(&mut resp, buf, &mut room) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) if buf.len() >= max => return Err(()),
         Ok(Status::Partial) => return Ok(None),
@@ -246,6 +346,7 @@ pub(crate) fn parse_response(
             && body != BodyKind::UntilClose
             && !framing.conflict,
         framing,
+        binds: crate::forward::response_binds_connection(resp.headers),
     }))
 }
 
@@ -269,9 +370,12 @@ pub(crate) fn write_response_head(
     conn: &[u8],
     out: &mut Buf,
 ) -> HeadWrite {
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS_LIMIT];
-    let mut resp = httparse::Response::new(&mut headers);
-    if !matches!(resp.parse(head), Ok(Status::Complete(_))) {
+    let mut room = header_room();
+    let mut resp = httparse::Response::new(&mut []);
+    if !matches!(
+        parse_response_head(&mut resp, head, &mut room),
+        Ok(Status::Complete(_))
+    ) {
         return HeadWrite::Refused;
     }
     let mut need = 0;
@@ -314,13 +418,14 @@ fn emit_response_head(
     ]);
     emit(reason);
     emit(b"\r\n");
+    let named = ConnectionNames::of(resp.headers);
     for h in resp.headers.iter() {
         // Hop-by-hop: the standard ones, `Upgrade` (a 101 is relayed raw, not here) and
         // every field the server named in its `Connection` (RFC 9110 §7.6.1).
         if is_hop_by_hop(h.name)
             || framing::is_length_field(h.name)
             || h.name.eq_ignore_ascii_case("upgrade")
-            || named_in_connection(resp.headers, h.name)
+            || named.names(h.name)
         {
             continue;
         }
@@ -370,6 +475,25 @@ pub(crate) fn local_response(status: u16) -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use httparse::EMPTY_HEADER;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "10.9.0.100",
+            "255.255.255.255",
+            "198.51.100.7",
+            "1.20.199.3",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::from("x");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x{ip}"));
+        }
+    }
 
     #[test]
     fn local_responses_have_correct_lengths() {

@@ -37,6 +37,7 @@ mod path;
 pub mod pool;
 mod proxyproto;
 pub mod route;
+mod servers;
 mod session;
 mod sni;
 mod worker;

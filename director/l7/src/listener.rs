@@ -35,6 +35,8 @@ pub(crate) fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpL
     if family == AddressFamily::Inet6 {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
     }
+    // Accepted connections inherit it: no setsockopt per client connection.
+    setsockopt(&fd, sockopt::TcpNoDelay, &true)?;
     bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
         &SockaddrStorage::from(addr),
@@ -59,6 +61,19 @@ mod tests {
             assert_eq!(addr.ip().to_string(), ip);
             let second = bind_reuseport(addr).expect("a second listener with SO_REUSEPORT");
             assert_eq!(second.local_addr().unwrap(), addr);
+        }
+    }
+
+    /// Clients' connections leave the listener with Nagle's algorithm off, as the proxy's
+    /// answers must not wait for acknowledgements.
+    #[test]
+    fn accepted_connections_have_no_delay() {
+        for ip in ["127.0.0.1", "::1"] {
+            let l = bind_reuseport(SocketAddr::new(ip.parse().unwrap(), 0)).expect("bind");
+            let _c = std::net::TcpStream::connect(l.local_addr().unwrap()).expect("connect");
+            l.set_nonblocking(false).unwrap();
+            let (a, _) = l.accept().expect("accept");
+            assert!(a.nodelay().unwrap(), "{ip}");
         }
     }
 

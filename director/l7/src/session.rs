@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry};
 
 use crate::buf::Buf;
 use crate::chunked::ChunkedRecoder;
@@ -23,8 +23,9 @@ use crate::config::{ClientAddress, Mode};
 use crate::http::{self, BodyKind};
 use crate::pool::Pool;
 use crate::route::{RequestView, RouteTable};
+use crate::servers::{ServerConn, Servers};
 use crate::sni::{self, Sni};
-use crate::worker::{IdlePool, ServiceShared};
+use crate::worker::ServiceShared;
 
 /// How long a closing connection is read (and its bytes dropped) after our last answer.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -32,9 +33,10 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 /// What a session needs from its worker for one call.
 pub(crate) struct Ctx<'a> {
     pub registry: &'a Registry,
-    pub idle: &'a mut IdlePool,
+    pub servers: &'a mut Servers,
     pub now: Instant,
-    pub up_token: Token,
+    /// The session's key: its server connections' events go to it.
+    pub key: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +118,7 @@ impl Drop for ActiveGuard {
 
 #[derive(Debug)]
 struct Upstream {
-    stream: TcpStream,
+    stream: ServerConn,
     addr: SocketAddr,
     connected: bool,
     eof: bool,
@@ -145,6 +147,8 @@ type Step = Result<bool, Close>;
 pub(crate) struct Session {
     client: TcpStream,
     peer: SocketAddr,
+    /// The address the client connected to (for PROXY headers), once asked.
+    local: Option<SocketAddr>,
     svc: Arc<ServiceShared>,
     table: Arc<RouteTable>,
     generation: u64,
@@ -164,7 +168,7 @@ pub(crate) struct Session {
     fresh_only: bool,
     /// A private server connection between requests: the next request to that server takes
     /// it; no other client ever does. It stays registered under this session's token.
-    pinned: Option<(TcpStream, SocketAddr)>,
+    pinned: Option<(ServerConn, SocketAddr)>,
     /// Counted in the service's open connections (not a connection refused by the cap).
     admitted: bool,
     c_eof: bool,
@@ -173,6 +177,11 @@ pub(crate) struct Session {
     c_ready: bool,
     c_shut: bool,
     close_after: bool,
+    /// The client asked to close and its last request was read whole: closing needs no
+    /// lingering.
+    client_done: bool,
+    /// The client's socket is registered with the poller ([`Session::watch_client`]).
+    c_registered: bool,
     head_started: bool,
     deadline: Instant,
 }
@@ -217,6 +226,7 @@ impl Session {
         let mut s = Self {
             client,
             peer,
+            local: None,
             svc,
             table,
             generation,
@@ -237,6 +247,8 @@ impl Session {
             c_ready: true,
             c_shut: false,
             close_after: false,
+            client_done: false,
+            c_registered: false,
             head_started: false,
             deadline,
         };
@@ -250,16 +262,34 @@ impl Session {
         s
     }
 
-    pub fn client(&mut self) -> &mut TcpStream {
-        &mut self.client
-    }
-
     /// Do everything that can be done without waiting. `false`: the session is over.
     pub fn drive(&mut self, cx: &mut Ctx<'_>) -> bool {
-        match self.drive_inner(cx) {
+        match self.drive_inner(cx).and_then(|()| self.watch_client(cx)) {
             Ok(()) => true,
             Err(Close) => false,
         }
+    }
+
+    /// The client's socket joins the poller only once the session waits for it: a request
+    /// that is read, answered and closed without waiting on the client (a new connection per
+    /// request, the usual case) costs no `epoll_ctl`. Joining later loses nothing: the poller
+    /// reports a socket that is ready when it joins.
+    fn watch_client(&mut self, cx: &mut Ctx<'_>) -> Result<(), Close> {
+        let waits_on_server_only = self.phase == Phase::Exchange
+            && self.cout.is_empty()
+            && self.ex.as_ref().is_some_and(|e| e.req_body.is_none());
+        if self.c_registered || waits_on_server_only {
+            return Ok(());
+        }
+        cx.registry
+            .register(
+                &mut self.client,
+                crate::worker::client_token(cx.key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|_| Close)?;
+        self.c_registered = true;
+        Ok(())
     }
 
     fn drive_inner(&mut self, cx: &mut Ctx<'_>) -> Result<(), Close> {
@@ -275,7 +305,7 @@ impl Session {
             progress |= self.upstream_io(cx)?;
             progress |= self.write_client()?;
             if self.phase == Phase::Closing && self.cout.is_empty() {
-                if self.c_eof {
+                if self.c_eof || (self.client_done && self.cin.is_empty()) {
                     return Err(Close);
                 }
                 if !self.c_shut {
@@ -329,9 +359,12 @@ impl Session {
         self.c_ready = true;
     }
 
-    /// The server's socket reported readable.
-    pub fn upstream_readable(&mut self) {
-        if let Some(up) = self.up.as_mut() {
+    /// The server connection in `slot` reported readable (if it is not the current one, it is
+    /// the pinned one between requests, checked when it is taken).
+    pub fn upstream_readable(&mut self, slot: usize) {
+        if let Some(up) = self.up.as_mut()
+            && up.stream.slot() == slot
+        {
             up.ready = true;
         }
     }
@@ -439,7 +472,7 @@ impl Session {
             http10: req.http10,
             upstream_keep: false,
             retry_head: None,
-            binds: crate::forward::request_binds_connection(&req.upstream_head),
+            binds: req.binds,
         });
         self.tried.clear();
         self.pool = Some(pool);
@@ -458,16 +491,16 @@ impl Session {
     }
 
     fn push_proxy_header(&mut self) {
-        let local = self.client.local_addr().unwrap_or(self.table.settings.vip);
-        match self.table.settings.client_address {
-            ClientAddress::ProxyV1 => {
-                crate::proxyproto::write(&mut self.uout, false, self.peer, local)
-            }
-            ClientAddress::ProxyV2 => {
-                crate::proxyproto::write(&mut self.uout, true, self.peer, local)
-            }
-            _ => {}
-        }
+        let v2 = match self.table.settings.client_address {
+            ClientAddress::ProxyV1 => false,
+            ClientAddress::ProxyV2 => true,
+            _ => return,
+        };
+        // Asked of the kernel once per connection, and only when a header needs it.
+        let local = *self
+            .local
+            .get_or_insert_with(|| self.client.local_addr().unwrap_or(self.table.settings.vip));
+        crate::proxyproto::write(&mut self.uout, v2, self.peer, local);
     }
 
     fn uses_proxy_protocol(&self) -> bool {
@@ -541,28 +574,17 @@ impl Session {
             let reused = if self.uses_proxy_protocol() || self.phase == Phase::Tunnel || fresh_only
             {
                 None
-            } else if let Some(s) = self.take_pinned(addr, cx) {
+            } else if let Some(s) = self.take_pinned(addr) {
                 private = true;
                 Some(s)
             } else {
-                cx.idle.take(cx.registry, addr, cx.up_token)
+                cx.servers.take(addr, cx.key, cx.now)
             };
             self.reused = reused.is_some();
             let (stream, connected) = match reused {
                 Some(s) => (s, true),
-                None => match TcpStream::connect(addr) {
-                    Ok(mut s) => {
-                        let _ = s.set_nodelay(true);
-                        if cx
-                            .registry
-                            .register(&mut s, cx.up_token, Interest::READABLE | Interest::WRITABLE)
-                            .is_err()
-                        {
-                            self.tried.push(i);
-                            continue;
-                        }
-                        (s, false)
-                    }
+                None => match cx.servers.connect(cx.registry, addr, cx.key) {
+                    Ok(s) => (s, false),
                     Err(e) => {
                         lvs_common::event!(
                             log::Level::Debug,
@@ -605,18 +627,17 @@ impl Session {
 
     /// The pinned connection, if it goes to `addr` and is still quiet (a server that closed
     /// it or sent stray bytes gets a new connection).
-    fn take_pinned(&mut self, addr: SocketAddr, cx: &mut Ctx<'_>) -> Option<TcpStream> {
+    fn take_pinned(&mut self, addr: SocketAddr) -> Option<ServerConn> {
         if self.pinned.as_ref().is_none_or(|(_, a)| *a != addr) {
             return None;
         }
-        let (mut s, _) = self.pinned.take()?;
-        if !crate::worker::quiet(&s) {
+        let (s, _) = self.pinned.take()?;
+        if !crate::servers::quiet(&s) {
             lvs_common::event!(
                 log::Level::Debug,
                 "l7_pinned_connection_dropped",
                 server = addr
             );
-            let _ = cx.registry.deregister(&mut s);
             return None;
         }
         Some(s)
@@ -646,7 +667,7 @@ impl Session {
                 // A pinned connection to another server, if any, is closed: one is kept.
                 self.pinned = Some((stream, addr));
             } else {
-                cx.idle.put(cx.registry, addr, stream, cx.now);
+                cx.servers.put(stream, addr, cx.now);
             }
         }
     }
@@ -705,7 +726,7 @@ impl Session {
         }
         let up = self.up.as_mut().ok_or(Close)?;
         while !self.uout.is_empty() {
-            match self.uout.write_to(&mut up.stream) {
+            match self.uout.write_to(&mut *up.stream) {
                 Ok(0) => break,
                 Ok(_) => progress = true,
                 Err(e) if would_block(&e) => break,
@@ -719,7 +740,7 @@ impl Session {
             }
         }
         if !up.eof && up.ready && self.uin.space() > 0 {
-            match self.uin.read_from(&mut up.stream) {
+            match self.uin.read_from(&mut *up.stream) {
                 Ok((0, _)) => {
                     up.eof = true;
                     progress = true;
@@ -763,8 +784,7 @@ impl Session {
             }
             Body::UntilClose => (avail, false),
         };
-        to.push(&from.bytes()[..n]);
-        from.consume(n);
+        to.move_from(from, n);
         Ok((n, done))
     }
 
@@ -914,7 +934,7 @@ impl Session {
                         http::HeadWrite::Written => {}
                     }
                     if !interim
-                        && crate::forward::response_binds_connection(&self.uin.bytes()[..head_len])
+                        && r.binds
                         && let Some(up) = self.up.as_mut()
                         && !up.private
                     {
@@ -982,6 +1002,9 @@ impl Session {
             self.release_upstream(if reuse { Some(cx) } else { None });
             self.pool = None;
             if self.close_after || !req_done {
+                // A client that asked to close sends nothing after its request (RFC 9112
+                // §9.6): once that request is read whole, there is nothing to linger for.
+                self.client_done = req_done && !ex.keep_alive;
                 self.phase = Phase::Closing;
             } else {
                 self.phase = Phase::Head;
@@ -1004,18 +1027,8 @@ impl Session {
 
     fn step_tunnel(&mut self) -> Step {
         let mut progress = false;
-        let n = self.cin.len().min(self.uout.space());
-        if n > 0 {
-            self.uout.push(&self.cin.bytes()[..n]);
-            self.cin.consume(n);
-            progress = true;
-        }
-        let n = self.uin.len().min(self.cout.space());
-        if n > 0 {
-            self.cout.push(&self.uin.bytes()[..n]);
-            self.uin.consume(n);
-            progress = true;
-        }
+        progress |= self.uout.move_from(&mut self.cin, usize::MAX) > 0;
+        progress |= self.cout.move_from(&mut self.uin, usize::MAX) > 0;
         let Some(up) = self.up.as_mut() else {
             return Err(Close);
         };

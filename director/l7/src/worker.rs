@@ -1,7 +1,6 @@
 //! A worker thread: one `mio` event loop with its own listener for every content service
 //! (`SO_REUSEPORT`), its client sessions, and its idle kept-alive real-server connections.
 
-use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,26 +8,35 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::route::RouteTable;
+use crate::servers::{Owner, Servers};
 use crate::session::{Ctx, Session};
 
 pub(crate) const WAKER: Token = Token(0);
 const LISTENER_BASE: usize = 1;
-/// Idle server connections: tokens from here up to `SESSION_BASE`.
-const IDLE_BASE: usize = 1 << 15;
+/// Client connections (even) and server connections (odd): tokens from here up.
 const SESSION_BASE: usize = 1 << 16;
 /// How often deadlines are looked at.
 const TICK: Duration = Duration::from_millis(200);
-/// An idle server connection older than this is closed rather than reused.
-const IDLE_MAX_AGE: Duration = Duration::from_secs(20);
 /// Refusals by the connection cap closer together than this are one burst (one log line).
 const BURST_GAP: Duration = Duration::from_secs(10);
-/// Idle connections kept per real server per worker.
-const IDLE_PER_SERVER: usize = 64;
+
+pub(crate) fn client_token(key: usize) -> Token {
+    Token(SESSION_BASE + 2 * key)
+}
+
+pub(crate) fn server_token(slot: usize) -> Token {
+    Token(SESSION_BASE + 2 * slot + 1)
+}
+
+/// Whether an event says a socket has something to read (bytes, end of stream or an error).
+fn readable(ev: &mio::event::Event) -> bool {
+    ev.is_readable() || ev.is_read_closed() || ev.is_error()
+}
 
 /// What every worker shares about one content service: its current routing table and its
 /// counters. The table is replaced whole; sessions notice through `generation` and pick the new
@@ -110,99 +118,6 @@ impl ServiceShared {
     }
 }
 
-/// Kept-alive connections to real servers, free for the next request to that server. They
-/// stay registered with the poller under tokens of their own, so that a server closing one is
-/// noticed (and the connection dropped) without a check at reuse, and reuse is a single
-/// `reregister`.
-#[derive(Debug, Default)]
-pub(crate) struct IdlePool {
-    conns: Slab<(TcpStream, SocketAddr, Instant)>,
-    by_addr: HashMap<SocketAddr, Vec<usize>>,
-}
-
-impl IdlePool {
-    pub fn put(
-        &mut self,
-        registry: &Registry,
-        addr: SocketAddr,
-        mut stream: TcpStream,
-        now: Instant,
-    ) {
-        let list = self.by_addr.entry(addr).or_default();
-        if list.len() >= IDLE_PER_SERVER || self.conns.len() >= SESSION_BASE - IDLE_BASE {
-            return;
-        }
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if registry
-            .reregister(&mut stream, Token(IDLE_BASE + key), Interest::READABLE)
-            .is_ok()
-        {
-            entry.insert((stream, addr, now));
-            list.push(key);
-        }
-    }
-
-    /// The newest quiet idle connection to `addr`, registered again under `token`.
-    pub fn take(
-        &mut self,
-        registry: &Registry,
-        addr: SocketAddr,
-        token: Token,
-    ) -> Option<TcpStream> {
-        let list = self.by_addr.get_mut(&addr)?;
-        while let Some(key) = list.pop() {
-            let (mut s, _, _) = self.conns.remove(key);
-            if !quiet(&s) {
-                // The poller's word may not have arrived yet: a server that closed the
-                // connection or sent bytes nobody asked for gets no request on it.
-                lvs_common::event!(
-                    log::Level::Debug,
-                    "l7_idle_connection_dropped",
-                    server = addr
-                );
-                let _ = registry.deregister(&mut s);
-                continue;
-            }
-            if registry
-                .reregister(&mut s, token, Interest::READABLE | Interest::WRITABLE)
-                .is_ok()
-            {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    /// An idle connection became readable: the server closed it (or broke the protocol).
-    fn event(&mut self, key: usize) {
-        if let Some((_, addr, _)) = self.conns.try_remove(key)
-            && let Some(list) = self.by_addr.get_mut(&addr)
-        {
-            list.retain(|&k| k != key);
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        let old: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, (_, _, t))| now.duration_since(*t) >= IDLE_MAX_AGE)
-            .map(|(k, _)| k)
-            .collect();
-        for k in old {
-            self.event(k);
-        }
-    }
-}
-
-/// Whether a server connection between requests has nothing to say: no bytes waiting, no
-/// end of stream, no error. Anything else makes it unfit for the next request.
-pub(crate) fn quiet(s: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(s.peek(&mut b), Err(e) if e.kind() == ErrorKind::WouldBlock)
-}
-
 /// Orders from the engine.
 #[derive(Debug)]
 pub(crate) enum ProxyCommand {
@@ -216,7 +131,9 @@ pub(crate) struct ProxyWorker {
     pub rx: Receiver<ProxyCommand>,
     listeners: Slab<(Arc<ServiceShared>, TcpListener)>,
     sessions: Slab<Session>,
-    idle: IdlePool,
+    servers: Servers,
+    /// Sessions accepted in this round, not yet driven.
+    fresh: Vec<usize>,
 }
 
 impl ProxyWorker {
@@ -226,7 +143,8 @@ impl ProxyWorker {
             rx,
             listeners: Slab::new(),
             sessions: Slab::new(),
-            idle: IdlePool::default(),
+            servers: Servers::new(server_token),
+            fresh: Vec::new(),
         }
     }
 
@@ -242,30 +160,50 @@ impl ProxyWorker {
                 return;
             }
             let now = Instant::now();
+            // Idle server connections first: one that the server closed or wrote to must be
+            // out of the idle list before any session of this round can take it.
+            for ev in events.iter() {
+                if let Some(slot) = server_slot(ev.token())
+                    && readable(ev)
+                    && let Some(Owner::Idle(k)) = self.servers.owner(slot)
+                {
+                    self.servers.idle_event(k);
+                }
+            }
             for ev in events.iter() {
                 let t = ev.token().0;
                 if ev.token() == WAKER {
                     if !self.commands() {
                         return;
                     }
+                } else if let Some(slot) = server_slot(ev.token()) {
+                    if let Some(Owner::Session(key)) = self.servers.owner(slot) {
+                        if readable(ev)
+                            && let Some(s) = self.sessions.get_mut(key)
+                        {
+                            s.upstream_readable(slot);
+                        }
+                        self.session_event(key, now);
+                    }
                 } else if t >= SESSION_BASE {
                     let key = (t - SESSION_BASE) / 2;
-                    if (ev.is_readable() || ev.is_read_closed() || ev.is_error())
+                    if readable(ev)
                         && let Some(s) = self.sessions.get_mut(key)
                     {
-                        if (t - SESSION_BASE).is_multiple_of(2) {
-                            s.client_readable();
-                        } else {
-                            s.upstream_readable();
-                        }
+                        s.client_readable();
                     }
                     self.session_event(key, now);
-                } else if t >= IDLE_BASE {
-                    self.idle.event(t - IDLE_BASE);
                 } else if t >= LISTENER_BASE {
                     self.accept(t - LISTENER_BASE, now);
                 }
             }
+            // New connections are first read after the round's other events: a client's
+            // request often follows its handshake by a little, and reading at once would meet
+            // an empty socket (a recv for nothing, then an epoll_ctl to wait for it).
+            for key in std::mem::take(&mut self.fresh) {
+                self.session_event(key, now);
+            }
+            self.servers.reap();
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.tick(now);
@@ -281,7 +219,7 @@ impl ProxyWorker {
                     let mut l = TcpListener::from_std(l);
                     let entry = self.listeners.vacant_entry();
                     let token = Token(LISTENER_BASE + entry.key());
-                    if entry.key() + LISTENER_BASE >= IDLE_BASE {
+                    if entry.key() + LISTENER_BASE >= SESSION_BASE {
                         lvs_common::event!(log::Level::Error, "l7_too_many_listeners");
                         continue;
                     }
@@ -318,7 +256,7 @@ impl ProxyWorker {
             let Some((svc, l)) = self.listeners.get(idx) else {
                 return;
             };
-            let (mut stream, peer) = match l.accept() {
+            let (stream, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -330,26 +268,14 @@ impl ProxyWorker {
                 }
             };
             let svc = Arc::clone(svc);
-            let _ = stream.set_nodelay(true);
             let entry = self.sessions.vacant_entry();
             let key = entry.key();
-            if self
-                .poll
-                .registry()
-                .register(
-                    &mut stream,
-                    Token(SESSION_BASE + 2 * key),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-            {
-                continue;
-            }
+            // The session registers its client with the poller when it first waits for it.
             let current = svc.current();
             // Counted in only once the session exists: its drop counts it out.
             let admitted = svc.admit(current.0.settings.max_connections, now);
             entry.insert(Session::new(stream, peer, svc, current, admitted, now));
-            self.session_event(key, now);
+            self.fresh.push(key);
         }
     }
 
@@ -359,29 +285,29 @@ impl ProxyWorker {
         };
         let mut cx = Ctx {
             registry: self.poll.registry(),
-            idle: &mut self.idle,
+            servers: &mut self.servers,
             now,
-            up_token: Token(SESSION_BASE + 2 * key + 1),
+            key,
         };
         if !s.drive(&mut cx) {
             self.close(key);
         }
     }
 
+    /// Closing the sockets takes them out of the poller too: no `epoll_ctl` needed.
     fn close(&mut self, key: usize) {
-        let mut s = self.sessions.remove(key);
-        let _ = self.poll.registry().deregister(s.client());
+        self.sessions.remove(key);
     }
 
     fn tick(&mut self, now: Instant) {
-        self.idle.expire(now);
+        self.servers.expire(now);
         let mut dead = Vec::new();
         for (key, s) in self.sessions.iter_mut() {
             let mut cx = Ctx {
                 registry: self.poll.registry(),
-                idle: &mut self.idle,
+                servers: &mut self.servers,
                 now,
-                up_token: Token(SESSION_BASE + 2 * key + 1),
+                key,
             };
             if !s.on_timer(&mut cx) {
                 dead.push(key);
@@ -390,7 +316,14 @@ impl ProxyWorker {
         for k in dead {
             self.close(k);
         }
+        self.servers.reap();
     }
+}
+
+/// The server connection slot a token names, if it names one.
+fn server_slot(t: Token) -> Option<usize> {
+    (t.0 >= SESSION_BASE && !(t.0 - SESSION_BASE).is_multiple_of(2))
+        .then(|| (t.0 - SESSION_BASE) / 2)
 }
 
 impl std::fmt::Debug for ProxyWorker {
@@ -399,63 +332,5 @@ impl std::fmt::Debug for ProxyWorker {
             .field("listeners", &self.listeners.len())
             .field("sessions", &self.sessions.len())
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    /// A connected pair on loopback: (our non-blocking side, the server's side).
-    fn pair() -> (TcpStream, std::net::TcpStream) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let ours = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (theirs, _) = l.accept().unwrap();
-        ours.set_nonblocking(true).unwrap();
-        (TcpStream::from_std(ours), theirs)
-    }
-
-    /// The poller has not said anything yet: the check at reuse alone must keep a dirty
-    /// connection out.
-    #[test]
-    fn idle_connections_with_stray_bytes_or_closed_are_not_reused() {
-        let poll = Poll::new().unwrap();
-        let mut idle = IdlePool::default();
-        let now = Instant::now();
-        let (clean, _keep) = pair();
-        let (dirty, mut talker) = pair();
-        let (closed, closer) = pair();
-        let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
-        for (p, mut s) in [(1, clean), (2, dirty), (3, closed)] {
-            // As a session's server connection is before it goes idle.
-            poll.registry()
-                .register(&mut s, Token(SESSION_BASE + 1), Interest::READABLE)
-                .unwrap();
-            idle.put(poll.registry(), addr(p), s, now);
-        }
-        assert_eq!(idle.conns.len(), 3);
-        talker.write_all(b"HTTP/1.1 200 OK\r\n").unwrap();
-        drop(closer);
-        // Let the bytes and the FIN cross loopback.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let token = Token(SESSION_BASE + 1);
-        loop {
-            let dirty_gone = idle.by_addr[&addr(2)]
-                .iter()
-                .all(|&k| !quiet(&idle.conns[k].0));
-            let closed_gone = idle.by_addr[&addr(3)]
-                .iter()
-                .all(|&k| !quiet(&idle.conns[k].0));
-            if dirty_gone && closed_gone {
-                break;
-            }
-            assert!(Instant::now() < deadline, "loopback delivered nothing");
-            std::thread::yield_now();
-        }
-        assert!(idle.take(poll.registry(), addr(2), token).is_none());
-        assert!(idle.take(poll.registry(), addr(3), token).is_none());
-        assert!(idle.take(poll.registry(), addr(1), token).is_some());
-        assert!(idle.conns.is_empty(), "the dirty ones were dropped");
     }
 }
