@@ -17,7 +17,7 @@
 //! the leader counted towards a commit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use lvs_common::crc32::{crc32, crc32_parts};
@@ -114,6 +114,11 @@ impl DiskLog {
                 log.file
                     .set_len(end as u64)
                     .map_err(io_err(format!("cannot truncate {}", log_path.display())))?;
+                // The next record goes where the valid part ends, not after a hole of zeros
+                // (which replay would take for the end of the log, losing what follows).
+                log.file
+                    .seek(SeekFrom::Start(end as u64))
+                    .map_err(io_err(format!("cannot seek in {}", log_path.display())))?;
             }
         }
         let snap_index = log.snapshot.get_metadata().index;
@@ -175,8 +180,15 @@ impl DiskLog {
         Ok(())
     }
 
-    /// Writes `entries` and `hard_state` (either may be empty), then fsyncs once.
-    pub fn persist(&mut self, entries: &[Entry], hard_state: Option<&HardState>) -> io::Result<()> {
+    /// Writes `entries` and `hard_state` (either may be empty), then fsyncs once if `sync`
+    /// (raft's `must_sync`: entries, a snapshot, or a new term or vote; not for a hard state
+    /// that only moves the commit index, which a restart may find lower: it is learnt again).
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> io::Result<()> {
         if entries.is_empty() && hard_state.is_none() {
             return Ok(());
         }
@@ -196,7 +208,9 @@ impl DiskLog {
             );
         }
         self.file.write_all(&buf)?;
-        self.sync()?;
+        if sync {
+            self.sync()?;
+        }
         self.records += u64::try_from(entries.len()).unwrap_or(u64::MAX);
         for e in entries {
             self.put_entry(e.clone());
@@ -460,10 +474,11 @@ mod tests {
                 vote: 3,
                 ..Default::default()
             };
-            log.persist(&[entry(1, 1), entry(2, 1), entry(3, 1)], Some(&hs))
+            log.persist(&[entry(1, 1), entry(2, 1), entry(3, 1)], Some(&hs), true)
                 .unwrap();
             // The leader of term 2 overwrites index 3.
-            log.persist(&[entry(3, 2), entry(4, 2)], None).unwrap();
+            log.persist(&[entry(3, 2), entry(4, 2)], None, true)
+                .unwrap();
         }
         let mut log = DiskLog::open(&dir, true, &[1, 2, 3]).unwrap();
         assert_eq!(log.initial_state().unwrap().hard_state.vote, 3);
@@ -483,11 +498,16 @@ mod tests {
             .unwrap();
         f.write_all(&[1, 2, 3]).unwrap();
         drop(f);
-        let log = DiskLog::open(&dir, true, &[1, 2, 3]).unwrap();
+        let mut log = DiskLog::open(&dir, true, &[1, 2, 3]).unwrap();
         assert_eq!(
             (log.first_index().unwrap(), log.last_index().unwrap()),
             (3, 4)
         );
+        // What is written after the torn tail was cut is read back.
+        log.persist(&[entry(5, 2)], None, true).unwrap();
+        drop(log);
+        let log = DiskLog::open(&dir, true, &[1, 2, 3]).unwrap();
+        assert_eq!(log.last_index().unwrap(), 5);
         assert_eq!(log.term(2).unwrap(), 1);
         assert_eq!(&log.snapshot(2, 0).unwrap().data[..], b"state");
         assert_eq!(log.initial_state().unwrap().hard_state.term, 2);

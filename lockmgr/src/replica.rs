@@ -8,8 +8,9 @@
 //! every node routes grants and notifications to the sessions connected to it.
 //!
 //! [`RaftNode::process`] is the Ready loop, called once per turn: step received messages,
-//! propose, then for a ready: install a snapshot, **persist entries and hard state (fsync)**,
-//! only then send messages, then apply committed entries to the state machine and advance.
+//! propose, then for a ready: install a snapshot, send the leader's appends (the followers
+//! write while the leader does), **persist entries and hard state (fsync)**, only then send
+//! the other messages (acknowledgements, votes), then apply committed entries and advance.
 //! Committed means stored by a majority, so a minority side of a partition commits nothing and
 //! grants nothing.
 //!
@@ -423,11 +424,20 @@ impl RaftNode {
         if !ready.snapshot().is_empty() {
             self.install(ready.snapshot().clone())?;
         }
+        // The leader's appends go out before its own write (Raft thesis §10.2.1), so that the
+        // followers write in parallel with it: raft counts the leader's own copy towards a
+        // commit only once advance() reports it persisted. A follower has none of these: its
+        // acknowledgements and votes are persisted messages, sent after its write below.
         let early = ready.take_messages();
+        self.send_all(early);
         self.apply_entries(ready.take_committed_entries());
         // Durable before anyone hears of it: entries and the vote/term first, then messages.
-        self.raw.mut_store().persist(ready.entries(), ready.hs())?;
-        self.send_all(early);
+        // A hard state that only moves the commit index is written but not synced
+        // (must_sync): after a crash the commit index is learnt from the leader again.
+        let sync = ready.must_sync();
+        self.raw
+            .mut_store()
+            .persist(ready.entries(), ready.hs(), sync)?;
         let persisted = ready.take_persisted_messages();
         self.send_all(persisted);
         let mut light = self.raw.advance(ready);

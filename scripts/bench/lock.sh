@@ -13,6 +13,11 @@
 #
 # usage: scripts/bench/lock.sh [--clients N] [--seconds S]     (defaults: 8 clients, 5 s a run)
 #        scripts/bench/lock.sh --soak MINUTES
+# Three nodes also get one-client runs (uncontended): the latency of one lock+unlock alone
+# (lvs-lockmgr: the client on the leader's node, and on a follower's, which forwards).
+# LOCKBENCH_BIN=DIR takes lvs-lockmgr, lvs-lockctl and lvs-lockbench from DIR and builds nothing
+# (e.g. to compare two builds back to back); by default they are built into
+# ${CARGO_TARGET_DIR:-target}/release.
 # --soak runs no benchmark: it runs the randomised fault test of lockmgr/tests/cluster.rs (three
 # daemons, SIGKILL, partitions, SIGSTOP, six clients) for MINUTES (the tests run it for 30 s)
 # and prints the history checker's verdict and the size of the history (needs root).
@@ -29,7 +34,7 @@ while [ $# -gt 0 ]; do
         --clients) CLIENTS=$2; shift 2 ;;
         --seconds) RUN_SECS=$2; shift 2 ;;
         --soak) SOAK_MINUTES=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "lock.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -72,9 +77,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-say "building lvs-lockmgr and lvs-lockbench (release)"
-cargo build --release --locked -p lvs-lockmgr -p lvs-lockbench >&2
-BIN="${CARGO_TARGET_DIR:-target}/release"
+if [ -n "${LOCKBENCH_BIN:-}" ]; then
+    BIN=$LOCKBENCH_BIN
+    say "binaries from $BIN (LOCKBENCH_BIN; nothing built)"
+else
+    say "building lvs-lockmgr and lvs-lockbench (release)"
+    cargo build --release --locked -p lvs-lockmgr -p lvs-lockbench >&2
+    BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
 LOCKMGR="$BIN/lvs-lockmgr"
 LOCKCTL="$BIN/lvs-lockctl"
 BENCH="$BIN/lvs-lockbench"
@@ -90,6 +100,7 @@ trap cleanup EXIT
 RESULTS="$WORK/results.jsonl"
 : > "$RESULTS"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+say "load average at the start: $LOAD_BEFORE ($(nproc) CPUs): figures from a busy machine are low"
 
 # wait_until WHAT SECONDS CMD...: polls CMD until it succeeds, or fails naming WHAT.
 wait_until() {
@@ -120,6 +131,16 @@ bench() {
             say "$system $nodes node(s) $w: the run failed (see above)"
         fi
     done
+}
+
+# one_client SYSTEM WHERE TARGET ARGS...: one client alone, uncontended, three nodes (latency);
+# WHERE (leader, follower or any) names the node it talks to.
+one_client() {
+    local system=$1 where=$2 target=$3; shift 3
+    say "$system, 3 node(s), uncontended, 1 client ($where), ${RUN_SECS}s"
+    if ! "$BENCH" "$target" "$@" --clients 1 --seconds "$RUN_SECS" --label "$system|3|$where" >> "$RESULTS"; then
+        say "$system 3 node(s) 1 client: the run failed (see above)"
+    fi
 }
 
 # ---- lvs-lockmgr ----
@@ -163,6 +184,10 @@ if "$LOCKMGR" --check-config -c "$WORK/lvs3-check/lockmgr.toml" >"$WORK/lvs3-che
     }
     if wait_until "a leader among the three lvs-lockmgr nodes" 60 leader_known; then
         bench lvs-lockmgr 3 lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run"
+        leader=$("$LOCKCTL" --rundir "$WORK/lvs3-1/run" status | sed -n 's/^leader: *\([0-9]*\).*/\1/p')
+        follower=$((leader % 3 + 1))
+        one_client lvs-lockmgr leader lvs --rundir "$WORK/lvs3-$leader/run"
+        one_client lvs-lockmgr follower lvs --rundir "$WORK/lvs3-$follower/run"
         LVS3=""
     else
         LVS3="3-node: the cluster did not elect a leader (logs: $(tail -n 3 "$WORK"/lvs3-1/log | tr '\n' ' '))"
@@ -201,6 +226,7 @@ bench etcd 1 etcd "${ETCD_ENDPOINTS[@]}"
 stop_all
 etcd_cluster 3
 bench etcd 3 etcd "${ETCD_ENDPOINTS[@]}"
+one_client etcd any etcd "${ETCD_ENDPOINTS[@]}"
 stop_all
 
 # ---- Redis ----
@@ -228,20 +254,26 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for r in rows:
-    system, nodes = r["label"].split("|")
-    by[(system, nodes, r["workload"])] = r
+    system, nodes, *where = r["label"].split("|")
+    w = r["workload"] + (", 1 client" if where else "")
+    by[(system, nodes, w)] = r
+    if where and where[0] != "any":
+        by[(system, nodes, f"{w} ({where[0]})")] = r
 def ratio(a, b):
     return f"{a / b:.2f}x" if b else "-"
 print("| system | nodes | workload | ops/s | p50 ms | p99 ms | vs etcd (same nodes) | vs Redis |")
 print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 order = [("lvs-lockmgr", "1"), ("lvs-lockmgr", "3"), ("etcd", "1"), ("etcd", "3"), ("redis", "1")]
 for system, nodes in order:
-    for w in ("uncontended", "contended"):
+    for w in ("uncontended", "contended", "uncontended, 1 client (leader)",
+              "uncontended, 1 client (follower)", "uncontended, 1 client"):
         r = by.get((system, nodes, w))
+        if system != "etcd" and w == "uncontended, 1 client":
+            continue
         if r is None:
             continue
         ops = r["ops_per_s"]
-        e = by.get(("etcd", nodes, w))
+        e = by.get(("etcd", nodes, w.split(" (")[0]))
         rd = by.get(("redis", "1", w))
         vs_e = ratio(ops, e["ops_per_s"]) if e and system != "etcd" else "-"
         vs_r = ratio(ops, rd["ops_per_s"]) if rd and system != "redis" else "-"
