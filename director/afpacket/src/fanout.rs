@@ -759,7 +759,8 @@ impl FanoutControl {
     }
 
     /// Frames every member's ring has taken since the group was opened (the kernel's
-    /// `PACKET_STATISTICS`: frames a receive filter dropped are not among them).
+    /// `PACKET_STATISTICS`: frames a receive filter dropped are not among them). Reading
+    /// resets the kernel's counters, which [`RxRing::stats`] reads too: use one or the other.
     pub fn frames(&mut self) -> Result<u64> {
         for fd in &self.fds {
             let st = crate::rx::read_stats(fd.as_fd(), &self.iface)?;
