@@ -295,6 +295,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                                 }
                             }
                             Signal::Dump => {
+                                let frames = dataplane.borrow_mut().ring_frames();
+                                event!(Level::Info, "ring_frames", frames = frames);
                                 for (name, n) in dataplane.borrow().drops() {
                                     if n > 0 {
                                         event!(

@@ -1,5 +1,6 @@
 //! How real servers behind a content service learn the client's address (PROXY protocol v1
-//! and v2, `Forwarded`), and the monitor's health verdicts applied to pool members.
+//! and v2, `Forwarded`), the monitor's health verdicts applied to pool members, and that the
+//! packet data plane's rings stay out of a content service's traffic.
 
 mod l7_common;
 
@@ -97,4 +98,67 @@ fn client_addresses_reach_servers_and_health_applies_to_pools() {
         seen.insert(get(83).split_whitespace().next().unwrap_or("").to_owned());
         seen.contains("r2").then_some(())
     });
+}
+
+/// The frames the director's receive rings have taken: SIGUSR1 makes it log them; the
+/// `dumps`-th such line (1 is the first).
+fn ring_frames(bed: &L7Bed, dumps: usize) -> u64 {
+    use nix::sys::signal::{Signal, kill};
+    kill(bed.director_pid(), Signal::SIGUSR1).expect("signal the director");
+    wait_for("the ring_frames line", SOON, || {
+        let log = bed.log_text();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("event=ring_frames "))
+            .nth(dumps - 1)?
+            .to_owned();
+        let n = line.split("frames=").nth(1)?.split_whitespace().next()?;
+        n.parse::<u64>().ok()
+    })
+}
+
+/// A director with content services only: the rings' socket filter keeps every frame out
+/// (the content services' traffic is the kernel's). A layer-4 service on the same VIP lets
+/// the frames to that VIP in, the content services' among them: the count is real.
+#[test]
+fn content_services_alone_keep_the_packet_rings_empty() {
+    let Some(bed) = L7Bed::start(
+        "content_services_alone_keep_the_packet_rings_empty",
+        &config(),
+    ) else {
+        return;
+    };
+    wait_for("the content services", SOON, || {
+        bed.curl(&[&format!("http://{VIP}:83/")])
+            .0
+            .eq(&0)
+            .then_some(())
+    });
+    let before = ring_frames(&bed, 1);
+    // Keep-alive requests (one curl, many URLs) and new connections (one curl each).
+    let urls: Vec<String> = (0..50).map(|_| format!("http://{VIP}:83/who")).collect();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let load = || {
+        let out = bed.get(&urls);
+        assert_eq!(out.matches("fwd=").count(), 50, "{out}");
+        for _ in 0..10 {
+            bed.get(&[&format!("http://{VIP}:81/")]);
+        }
+    };
+    load();
+    let after = ring_frames(&bed, 2);
+    // Hundreds of frames crossed the director's interfaces; the rings took none (one may
+    // have slipped in between a ring's opening and its filter).
+    assert!(
+        after == before && after < 10,
+        "the rings took {before} then {after} frames"
+    );
+
+    bed.adm(&format!("-A -t {VIP}:90 -s rr"));
+    load();
+    let with_l4 = ring_frames(&bed, 3);
+    assert!(
+        with_l4 >= after + 50,
+        "with a layer-4 service on the VIP the rings take its frames: {after} then {with_l4}"
+    );
 }

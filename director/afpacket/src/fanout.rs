@@ -286,7 +286,7 @@ impl FanoutProgram {
 
 /// Jump targets, resolved by [`assemble`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum L {
+pub(crate) enum L {
     Next,
     Ip,
     Plain,
@@ -328,10 +328,12 @@ enum L {
     Vip6(usize),
     /// The trampoline of IPv6 VIP group n.
     Tramp6(usize),
+    /// A label of the receive filter (`crate::filter`), numbered as it is made.
+    Seq(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Op {
+pub(crate) enum Op {
     Label(L),
     Stmt(u16, u32),
     Jump(u16, u32, L, L),
@@ -345,29 +347,36 @@ const fn op(code: u32) -> u16 {
     u16::from_le_bytes([lo, hi])
 }
 
-const LD_W_ABS: u16 = op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS);
-const LD_H_ABS: u16 = op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS);
-const LD_B_ABS: u16 = op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS);
+pub(crate) const LD_W_ABS: u16 = op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS);
+pub(crate) const LD_H_ABS: u16 = op(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS);
+pub(crate) const LD_B_ABS: u16 = op(libc::BPF_LD | libc::BPF_B | libc::BPF_ABS);
 const LD_W_IND: u16 = op(libc::BPF_LD | libc::BPF_W | libc::BPF_IND);
 const LD_H_IND: u16 = op(libc::BPF_LD | libc::BPF_H | libc::BPF_IND);
 const LD_B_IND: u16 = op(libc::BPF_LD | libc::BPF_B | libc::BPF_IND);
 const LD_IMM: u16 = op(libc::BPF_LD | libc::BPF_IMM);
 const LD_MEM: u16 = op(libc::BPF_LD | libc::BPF_MEM);
 const LDX_IMM: u16 = op(libc::BPF_LDX | libc::BPF_IMM);
-const ST: u16 = op(libc::BPF_ST);
+pub(crate) const ST: u16 = op(libc::BPF_ST);
 const ALU_ADD_K: u16 = op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_K);
-const ALU_ADD_X: u16 = op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_X);
+pub(crate) const ALU_ADD_X: u16 = op(libc::BPF_ALU | libc::BPF_ADD | libc::BPF_X);
 const ALU_LSH_K: u16 = op(libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K);
 const ALU_MUL_K: u16 = op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K);
 const ALU_XOR_X: u16 = op(libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X);
-const ALU_RSH_K: u16 = op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K);
-const TAX: u16 = op(libc::BPF_MISC | libc::BPF_TAX);
-const TXA: u16 = op(libc::BPF_MISC | libc::BPF_TXA);
-const JEQ_K: u16 = op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K);
+pub(crate) const ALU_RSH_K: u16 = op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K);
+pub(crate) const TAX: u16 = op(libc::BPF_MISC | libc::BPF_TAX);
+pub(crate) const TXA: u16 = op(libc::BPF_MISC | libc::BPF_TXA);
+pub(crate) const JEQ_K: u16 = op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K);
 const JSET_K: u16 = op(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K);
 const JA: u16 = op(libc::BPF_JMP | libc::BPF_JA);
-const RET_K: u16 = op(libc::BPF_RET | libc::BPF_K);
+pub(crate) const RET_K: u16 = op(libc::BPF_RET | libc::BPF_K);
 const RET_A: u16 = op(libc::BPF_RET | libc::BPF_A);
+/// Used by the receive filter only (`crate::filter`).
+pub(crate) const LD_W_LEN: u16 = op(libc::BPF_LD | libc::BPF_W | libc::BPF_LEN);
+pub(crate) const LDX_MEM: u16 = op(libc::BPF_LDX | libc::BPF_MEM);
+pub(crate) const ALU_SUB_K: u16 = op(libc::BPF_ALU | libc::BPF_SUB | libc::BPF_K);
+pub(crate) const ALU_AND_K: u16 = op(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K);
+pub(crate) const JGE_K: u16 = op(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K);
+pub(crate) const JGE_X: u16 = op(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_X);
 /// `SKF_AD_OFF + SKF_AD_PROTOCOL`: the skb's protocol (ethertype), host order.
 const AD_PROTOCOL: u32 =
     u32::from_ne_bytes((libc::SKF_AD_OFF + libc::SKF_AD_PROTOCOL).to_ne_bytes());
@@ -652,7 +661,7 @@ fn program6(vips6: &[[u32; 4]]) -> Vec<Op> {
 }
 
 /// Resolves labels into relative jump offsets.
-fn assemble(ops: &[Op]) -> Vec<sock_filter> {
+pub(crate) fn assemble(ops: &[Op]) -> Vec<sock_filter> {
     let mut at = std::collections::HashMap::new();
     let mut pc = 0usize;
     for op in ops {
@@ -668,11 +677,11 @@ fn assemble(ops: &[Op]) -> Vec<sock_filter> {
             return 0;
         }
         let to = at[&l];
-        assert!(to > from, "backward jump in the fanout program");
+        assert!(to > from, "backward jump in a BPF program");
         to - from - 1
     };
     let short = |from: usize, l: L| -> u8 {
-        u8::try_from(target(from, l)).expect("fanout program: conditional jump beyond 255")
+        u8::try_from(target(from, l)).expect("BPF program: conditional jump beyond 255")
     };
     let mut out = Vec::with_capacity(pc);
     for op in ops {
@@ -715,14 +724,17 @@ pub struct FanoutConfig {
     pub group_id: Option<u16>,
 }
 
-/// Changes a fanout group's program while it runs. Holds a duplicate of member 0's socket:
-/// drop it together with the rings.
+/// Changes a fanout group's program and its members' receive filter while they run. Holds
+/// a duplicate of every member's socket: drop it together with the rings.
 #[derive(Debug)]
 pub struct FanoutControl {
-    fd: OwnedFd,
+    /// Member 0's socket first.
+    fds: Vec<OwnedFd>,
     iface: Interface,
     group_id: u16,
     members: usize,
+    /// Frames the members' sockets have taken, as read so far (reading resets the kernel's).
+    frames: u64,
 }
 
 impl FanoutControl {
@@ -739,7 +751,29 @@ impl FanoutControl {
     /// Replaces the program for a new VIP set (`PACKET_FANOUT_DATA`); takes effect for the
     /// next frame, atomically for the whole group.
     pub fn set_vips(&self, vips: &[IpAddr]) -> Result<()> {
-        set_program(self.fd.as_fd(), &self.iface, &FanoutProgram::build(vips))
+        set_program(
+            self.fds[0].as_fd(),
+            &self.iface,
+            &FanoutProgram::build(vips),
+        )
+    }
+
+    /// Frames every member's ring has taken since the group was opened (the kernel's
+    /// `PACKET_STATISTICS`: frames a receive filter dropped are not among them). Reading
+    /// resets the kernel's counters, which [`RxRing::stats`] reads too: use one or the other.
+    pub fn frames(&mut self) -> Result<u64> {
+        for fd in &self.fds {
+            let st = crate::rx::read_stats(fd.as_fd(), &self.iface)?;
+            self.frames += u64::from(st.tp_packets);
+        }
+        Ok(self.frames)
+    }
+
+    /// Replaces every member's receive filter (see [`crate::RxFilter`]); each swap is atomic.
+    pub fn set_filter(&self, prog: &[sock_filter]) -> Result<()> {
+        self.fds
+            .iter()
+            .try_for_each(|fd| crate::filter::attach(fd.as_fd(), &self.iface, prog))
     }
 }
 
@@ -880,31 +914,37 @@ pub fn open_fanout(
             },
         )?;
     }
-    let fd = rings[0].as_fd().try_clone_to_owned().map_err(|e| {
-        Error::sys(
-            "keep a handle on the fanout group",
-            iface.name(),
-            "fcntl(F_DUPFD_CLOEXEC)",
-            e,
-        )
-    })?;
+    let fds = rings
+        .iter()
+        .map(|ring| {
+            ring.as_fd().try_clone_to_owned().map_err(|e| {
+                Error::sys(
+                    "keep a handle on the fanout group",
+                    iface.name(),
+                    "fcntl(F_DUPFD_CLOEXEC)",
+                    e,
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let control = FanoutControl {
-        fd,
+        fds,
         iface: iface.clone(),
         group_id: id,
         members: fanout.members,
+        frames: 0,
     };
     Ok((rings, control))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
     /// A classic BPF interpreter for the instructions the program uses, with the kernel's
     /// semantics: loads relative to the network header, out-of-bounds loads return 0.
-    fn run(prog: &[sock_filter], ethertype: u16, pkt: &[u8]) -> u32 {
+    pub(crate) fn run(prog: &[sock_filter], ethertype: u16, pkt: &[u8]) -> u32 {
         let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
         let load = |k: u32, n: usize| -> Option<u32> {
             if k == AD_PROTOCOL {
@@ -932,6 +972,12 @@ mod tests {
                     None => return 0,
                 },
                 LD_IMM => a = i.k,
+                LD_W_LEN => a = u32::try_from(pkt.len()).unwrap(),
+                LDX_MEM => x = mem[usize::try_from(i.k).unwrap()],
+                ALU_SUB_K => a = a.wrapping_sub(i.k),
+                ALU_AND_K => a &= i.k,
+                JGE_K => pc += usize::from(if a >= i.k { i.jt } else { i.jf }),
+                JGE_X => pc += usize::from(if a >= x { i.jt } else { i.jf }),
                 LDX_IMM => x = i.k,
                 ALU_ADD_K => a = a.wrapping_add(i.k),
                 ALU_ADD_X => a = a.wrapping_add(x),

@@ -1,6 +1,7 @@
 //! AF_PACKET packet I/O for the director: TPACKET_V2 and TPACKET_V3 receive rings, batched `sendmmsg`
-//! transmit, and `PACKET_FANOUT` steering that keeps both directions of a VS/NAT
-//! connection on one worker.
+//! transmit, `PACKET_FANOUT` steering that keeps both directions of a VS/NAT connection on
+//! one worker, and a socket filter ([`RxFilter`]) that keeps out of the rings the frames the
+//! data plane would not act on.
 //!
 //! Everything above this crate talks to the backend-agnostic [`RxQueue`]/[`TxQueue`] traits
 //! (receive a batch, send a batch), so an AF_XDP backend can be added beside this one.
@@ -33,6 +34,7 @@
 
 mod error;
 mod fanout;
+mod filter;
 mod frame;
 mod iface;
 mod queue;
@@ -45,6 +47,7 @@ pub use fanout::{
     EXT_HEADERS, FanoutConfig, FanoutControl, FanoutProgram, client_hash, fanout_hash,
     fanout_hash_l3, fold, mix, open_fanout,
 };
+pub use filter::RxFilter;
 pub use frame::{Frame, FrameMeta, Status, Vlan};
 pub use iface::Interface;
 pub use libc::sock_filter;

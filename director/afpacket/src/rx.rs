@@ -372,24 +372,34 @@ impl RxRing {
         Ok(())
     }
 
+    /// Attaches (or atomically replaces) this ring's receive filter (see
+    /// [`crate::RxFilter`]); a ring of a fanout group is better served by
+    /// [`crate::FanoutControl::set_filter`], which reaches every member.
+    pub fn set_filter(&self, prog: &[libc::sock_filter]) -> Result<()> {
+        crate::filter::attach(self.fd.as_fd(), &self.iface, prog)
+    }
+
     /// Ring statistics since the ring was opened.
     pub fn stats(&mut self) -> Result<RxStats> {
-        let st: libc::tpacket_stats_v3 =
-            sys::getsockopt(self.fd.as_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS).map_err(
-                |e| {
-                    Error::sys(
-                        "read ring statistics",
-                        self.iface.name(),
-                        "getsockopt(PACKET_STATISTICS)",
-                        e,
-                    )
-                },
-            )?;
+        let st = read_stats(self.fd.as_fd(), &self.iface)?;
         self.stats.packets += u64::from(st.tp_packets);
         self.stats.drops += u64::from(st.tp_drops);
         self.stats.freezes += u64::from(st.tp_freeze_q_cnt);
         Ok(self.stats)
     }
+}
+
+/// The kernel's statistics of a packet socket since they were last read (reading resets
+/// them).
+pub(crate) fn read_stats(fd: BorrowedFd<'_>, iface: &Interface) -> Result<libc::tpacket_stats_v3> {
+    sys::getsockopt(fd, libc::SOL_PACKET, libc::PACKET_STATISTICS).map_err(|e| {
+        Error::sys(
+            "read ring statistics",
+            iface.name(),
+            "getsockopt(PACKET_STATISTICS)",
+            e,
+        )
+    })
 }
 
 impl AsFd for RxRing {

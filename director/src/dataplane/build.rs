@@ -66,6 +66,7 @@ pub fn build(
     let mut live = Vec::new();
     let mut any_nat = false;
     let mut vips = Vec::new();
+    let mut nat_servers = Vec::new();
     let mut guard = NftRules::default();
     // VS/NAT servers of firewall-mark services: (mark, address, port), guarded below with
     // the ports of the mark's rules.
@@ -115,6 +116,7 @@ pub fn build(
             any_nat |= forward == Forward::Nat;
             let port = if conf.port == 0 { key.port } else { conf.port };
             if forward == Forward::Nat {
+                nat_servers.push(addr);
                 match mark {
                     Some(m) => marked_nat.push((m, addr, port)),
                     None => guard.nat_servers.push(Endpoint {
@@ -174,11 +176,14 @@ pub fn build(
     }
     vips.sort_unstable();
     vips.dedup();
+    nat_servers.sort_unstable();
+    nat_servers.dedup();
     let snap = Snapshot {
         services,
         by_mark,
         marks: Arc::new(marks),
         vips,
+        nat_servers,
         dests,
         live_dests: live,
         any_nat,

@@ -265,6 +265,7 @@ impl Dataplane {
     /// Hand `snap` to every worker; update the fanout programs.
     fn publish(&mut self, snap: Snapshot) {
         self.workers.set_vips(&snap.vips);
+        self.workers.set_filter(&snap);
         let snap = Arc::new(snap);
         self.snap = Arc::clone(&snap);
         self.workers
@@ -331,6 +332,11 @@ impl Dataplane {
     /// Stop every worker and wait for them.
     pub fn stop(&mut self) {
         self.workers.stop();
+    }
+
+    /// Frames the receive rings have taken since the start (past the receive filter).
+    pub fn ring_frames(&mut self) -> u64 {
+        self.workers.ring_frames()
     }
 
     /// Drop counters summed over workers, by name (parser's reasons and the director's).

@@ -114,6 +114,9 @@ pub struct Snapshot {
     /// policy (a fragment, IP options, an IPv6 header chain it does not take) is counted when
     /// it was meant for one of them.
     pub vips: Vec<IpAddr>,
+    /// The VS/NAT real servers' addresses, sorted, no duplicates: their replies come back
+    /// through the director (the receive filter lets frames from them in).
+    pub nat_servers: Vec<IpAddr>,
     /// Ids of the real servers that exist, for publishing their connection counts.
     pub live_dests: Vec<u32>,
     /// Active: forward. Standby: forward nothing (the heartbeat daemon's decision); the
@@ -285,6 +288,7 @@ mod tests {
             marks: Arc::default(),
             dests: Vec::new(),
             vips: Vec::new(),
+            nat_servers: Vec::new(),
             live_dests: Vec::new(),
             active: true,
             any_nat: false,

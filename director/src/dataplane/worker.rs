@@ -1124,6 +1124,11 @@ mod tests {
             marks: Arc::default(),
             dests: vec![None, Some(dest)],
             vips: vec![net.vip],
+            nat_servers: if forward == Forward::Nat {
+                vec![net.rs]
+            } else {
+                Vec::new()
+            },
             live_dests: vec![1],
             active: true,
             any_nat: forward == Forward::Nat,

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::Level;
-use lvs_afpacket::{FanoutConfig, FanoutControl, TxConfig, TxSocket};
+use lvs_afpacket::{FanoutConfig, FanoutControl, RxFilter, TxConfig, TxSocket};
 use lvs_common::event;
 use lvs_conntrack::{ConnInfo, Table};
 use mio::{Poll, Waker};
@@ -35,6 +35,10 @@ struct Handle {
 pub struct Workers {
     handles: Vec<Handle>,
     fanouts: Vec<FanoutControl>,
+    /// The addresses the rings' receive filters were last built for (`None`: not yet).
+    filter: Option<RxFilter>,
+    /// The last filter was too long and every frame is let in (said once, until it fits).
+    filter_fallback: bool,
     misses: Receiver<IpAddr>,
     /// Connection sync: the sync thread that runs (from `[sync]` or `lvsadm
     /// --start-daemon`), or its ends of the rings while none does.
@@ -62,6 +66,10 @@ impl Workers {
         let mut rings_per_worker: Vec<Vec<lvs_afpacket::RxRing>> =
             (0..n).map(|_| Vec::new()).collect();
         let mut fanouts = Vec::new();
+        // Installed as each group is formed, so that frames are kept out from the start (the
+        // first snapshot has no service yet: every IP frame).
+        let first_filter = filter_of(first);
+        let first_prog = first_filter.program();
         for iface in &setup.interfaces {
             let (rings, control) = lvs_afpacket::open_fanout(
                 iface,
@@ -72,6 +80,7 @@ impl Workers {
                     group_id: None,
                 },
             )?;
+            control.set_filter(first_prog.as_deref().unwrap_or(&RxFilter::accept_all()))?;
             for (w, ring) in rings.into_iter().enumerate() {
                 rings_per_worker[w].push(ring);
             }
@@ -146,6 +155,8 @@ impl Workers {
         Ok(Self {
             handles,
             fanouts,
+            filter_fallback: first_prog.is_none(),
+            filter: Some(first_filter),
             misses: miss_rx,
             sync: crate::sync::Daemons::new(setup.sync.clone(), links, sync_shared),
         })
@@ -193,6 +204,49 @@ impl Workers {
         }
     }
 
+    /// Let into the rings only the frames the workers act on with `snap` (see
+    /// [`RxFilter`]): the kernel drops the rest before it copies them or wakes a worker.
+    /// Too many addresses for one program: every frame, as without a filter (said once).
+    pub fn set_filter(&mut self, snap: &Snapshot) {
+        let want = filter_of(snap);
+        if self.filter.as_ref() == Some(&want) {
+            return;
+        }
+        let prog = want.program();
+        if prog.is_none() && !self.filter_fallback {
+            event!(
+                Level::Warn,
+                "rx_filter_too_long",
+                vips = want.vips.len(),
+                nat_servers = want.nat_servers.len()
+            );
+        }
+        self.filter_fallback = prog.is_none();
+        let prog = prog.unwrap_or_else(RxFilter::accept_all);
+        let mut failed = false;
+        for f in &self.fanouts {
+            if let Err(e) = f.set_filter(&prog) {
+                failed = true;
+                event!(
+                    Level::Error,
+                    "rx_filter_update_failed",
+                    reason = e.to_string()
+                );
+            }
+        }
+        // Tried again with the next snapshot.
+        self.filter = (!failed).then_some(want);
+    }
+
+    /// Frames the rings of every interface have taken since they were opened (past the
+    /// receive filter); an interface whose statistics cannot be read counts none.
+    pub fn ring_frames(&mut self) -> u64 {
+        self.fanouts
+            .iter_mut()
+            .filter_map(|f| f.frames().ok())
+            .sum()
+    }
+
     /// Next hops the workers found without a MAC since the last call.
     pub fn take_misses(&self) -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> = self.misses.try_iter().collect();
@@ -230,6 +284,14 @@ impl Workers {
                 let _ = j.join();
             }
         }
+    }
+}
+
+/// The addresses the data plane acts on in `snap`.
+fn filter_of(snap: &Snapshot) -> RxFilter {
+    RxFilter {
+        vips: snap.vips.clone(),
+        nat_servers: snap.nat_servers.clone(),
     }
 }
 
