@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lvs_lockmgr::history::{self, Event, Kind, Op};
 use lvs_lockmgr::{LockClient, LockError, LockFlags, LockMode};
-use lvs_testsupport::{root_or_skip, wait_for};
+use lvs_testsupport::{poll_for, root_or_skip, wait_for};
 
 const DAEMON: &str = env!("CARGO_BIN_EXE_lvs-lockmgr");
 const CTL: &str = env!("CARGO_BIN_EXE_lvs-lockctl");
@@ -809,10 +809,8 @@ fn history_client(
     let mut seq = 0u64;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let Some(c) = conn.as_mut() else {
-            conn = LockClient::connect(rundir).ok();
-            if conn.is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            // The node may be down for a fault: try again for a while, then look at `stop`.
+            conn = poll_for(Duration::from_secs(1), || LockClient::connect(rundir).ok());
             continue;
         };
         let resource = if rng.below(2) == 0 { "r0" } else { "r1" };
@@ -868,6 +866,8 @@ fn history_client(
             read,
             None,
         );
+        // The workload's hold time, not a wait for a condition: a holder that keeps its lock a
+        // while gives overlapping grants, if any, the time to show in the history.
         std::thread::sleep(Duration::from_millis(20));
         seq += 1;
         let write = (mode == LockMode::EX).then(|| format!("c{client}.{seq}"));

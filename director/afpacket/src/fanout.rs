@@ -821,18 +821,7 @@ fn drop_all(fd: std::os::fd::BorrowedFd<'_>, iface: &Interface) -> Result<()> {
         jf: 0,
         k: 0,
     }];
-    let fprog = libc::sock_fprog {
-        len: 1,
-        filter: ret0.as_ptr().cast_mut(),
-    };
-    sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog).map_err(|e| {
-        Error::sys(
-            "hold back frames",
-            iface.name(),
-            "setsockopt(SO_ATTACH_FILTER)",
-            e,
-        )
-    })
+    crate::filter::attach(fd, iface, &ret0)
 }
 
 fn join(fd: std::os::fd::BorrowedFd<'_>, iface: &Interface, id: u16, flags: u32) -> Result<()> {
