@@ -103,6 +103,122 @@ pub fn process_caps(pid: i32) -> (u64, u64, bool) {
     (hex("CapBnd:"), hex("CapEff:"), field("NoNewPrivs:") == "1")
 }
 
+/// The `Uid:` and `Gid:` lines of process `pid`'s status (real, effective, saved, file
+/// system), and whether its effective and permitted capability sets are empty: what a daemon
+/// that dropped root must show.
+pub fn process_ids(pid: u32) -> (Vec<u32>, Vec<u32>, bool) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let ids = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    };
+    let empty = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .is_some_and(|v| u64::from_str_radix(v.trim(), 16) == Ok(0))
+    };
+    (
+        ids("Uid:"),
+        ids("Gid:"),
+        empty("CapEff:") && empty("CapPrm:"),
+    )
+}
+
+/// A daemon started in the foreground (`-f --no-syslog`) with its own scratch directory, for
+/// the tests of a daemon that drops root: both go when it is dropped (SIGKILL if still running).
+#[derive(Debug)]
+pub struct Foreground {
+    pub dir: PathBuf,
+    pub child: Option<std::process::Child>,
+}
+
+impl Foreground {
+    /// Writes `config(dir)` to `dir/daemon.toml` and starts `bin` with it and `dir/run` as run
+    /// directory, its stderr piped.
+    pub fn start(bin: &str, tag: &str, config: impl FnOnce(&Path) -> String) -> Foreground {
+        let dir = std::env::temp_dir().join(format!("lvs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        let file = dir.join("daemon.toml");
+        std::fs::write(&file, config(&dir)).expect("write the configuration");
+        let mut f = Foreground { dir, child: None };
+        let child = std::process::Command::new(bin)
+            .args(["-f", "--no-syslog", "--rundir"])
+            .arg(f.dir.join("run"))
+            .arg("-c")
+            .arg(&file)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        f.child = Some(child);
+        f
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, and its exit status within 10 s, with what it wrote on stderr.
+    pub fn stop(&mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let exit = crate::poll_for(std::time::Duration::from_secs(10), || {
+            child.try_wait().ok().flatten()
+        });
+        let mut err = String::new();
+        if let Some(e) = child.stderr.as_mut() {
+            let _ = std::io::Read::read_to_string(e, &mut err);
+        }
+        match exit {
+            Some(status) => (status, err),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("not stopped within 10 s of SIGTERM:\n{err}");
+            }
+        }
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The user `nobody`'s uid and gid.
+pub fn nobody() -> (u32, u32) {
+    let u = nix::unistd::User::from_name("nobody")
+        .expect("read the user database")
+        .expect("the user nobody");
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+/// Process `pid` runs as `nobody` for good: every user and group id is nobody's, and it has
+/// no capability.
+pub fn assert_runs_as_nobody(pid: u32) {
+    let (uid, gid) = nobody();
+    let (uids, gids, no_caps) = process_ids(pid);
+    assert_eq!(
+        (uids, gids),
+        (vec![uid; 4], vec![gid; 4]),
+        "uid and gid lines"
+    );
+    assert!(no_caps, "no capability left");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
