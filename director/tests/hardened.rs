@@ -1,8 +1,8 @@
 //! The director under its shipped systemd unit's restrictions (etc/systemd/lvs-director.service),
 //! emulated because PID 1 is not systemd here: only the capabilities of its
 //! `CapabilityBoundingSet=`, no new privileges, a read-only root with only its run directory
-//! writable. It must still forward (VS/NAT, with its nftables guard and GRO changes), and
-//! stop cleanly.
+//! writable. It must still forward (VS/NAT, with its nftables guard and GRO changes), upgrade
+//! itself (docs/UPGRADE.md), and stop cleanly.
 
 mod common;
 
@@ -39,6 +39,27 @@ fn director_forwards_with_only_its_units_capabilities() {
     let guard = tb.exec("d", &["nft", "list", "table", "inet", "lvs_director"]);
     assert!(guard.status.success(), "the guard is installed");
     assert!(String::from_utf8_lossy(&guard.stdout).contains(VIP));
+    // An upgrade (docs/UPGRADE.md) works within the same limits: memfd, execve, the check.
+    let out = std::process::Command::new(built)
+        .arg("--upgrade")
+        .arg("--rundir")
+        .arg(&tb.rundir)
+        .output()
+        .expect("run lvs-director --upgrade");
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        tb.log_text()
+    );
+    let (bounding, effective, no_new_privs) = unit::process_caps(tb.director_pid().as_raw());
+    assert_eq!(
+        (bounding, effective),
+        (unit::mask(&caps), unit::mask(&caps))
+    );
+    assert!(no_new_privs);
+    assert!(tb.curl().starts_with('r'), "forwards after the upgrade");
     // SIGTERM: clean exit, the guard removed (checked by stop_director).
     if let Err(e) = tb.stop_director() {
         panic!("{e}");
