@@ -209,9 +209,6 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         mtus,
         if_addrs,
     )?));
-    if let Some(key) = config.sync_key.clone() {
-        dataplane.borrow_mut().start_sync(key)?;
-    }
     let mut guard = NftTable::new(cfg.nft.clone());
 
     // The rules file, checked against the real plugins now.
@@ -235,6 +232,11 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     );
     // The handler hands the changes to the dataplane itself (its on_change).
     handler.replace(state);
+    // After the services: the entries of the bulk resync sync asks for at once name them, and
+    // a worker takes its new snapshot before any entry the sync thread hands it.
+    if let Some(key) = config.sync_key.clone() {
+        dataplane.borrow_mut().start_sync(key)?;
+    }
     guard.apply(&dataplane.borrow().nft_rules())?;
     guard_dirty.set(false);
     let table = dp_table(&mut nl)?;
