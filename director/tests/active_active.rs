@@ -331,6 +331,12 @@ impl Cluster {
         ] {
             c.inns("rt", &["sysctl", "-qw", k]);
         }
+        // A switch, not a firewall: where br_netfilter is loaded, frames crossing br0 would
+        // run the router's netfilter hooks (the keys do not exist otherwise).
+        for key in ["iptables", "ip6tables", "arptables"] {
+            let k = format!("net.bridge.bridge-nf-call-{key}=0");
+            let _ = sh(&["ip", "netns", "exec", &rt, "sysctl", "-qw", &k]);
+        }
         ipn(&rt, "link add br0 type bridge");
         ipn(&rt, &format!("addr add {ROUTER_LAN}/24 dev br0"));
         ipn(&rt, "link set br0 up");

@@ -309,6 +309,11 @@ impl SyncEngine {
             Level::Info,
             "sync_started",
             role = if active { "active" } else { "standby" },
+            mode = if cfg.many_to_many {
+                "active-active"
+            } else {
+                "active-standby"
+            },
             listen = cfg.listen,
             peers = cfg
                 .destinations()
