@@ -1,17 +1,18 @@
 //! Active-active directors behind ECMP (issue 18), with real traffic: a router namespace
 //! with a Linux multipath route to the VIP over three director namespaces (L4 hashing,
-//! `fib_multipath_hash_policy=1`, the kernel's default hash-threshold selection), three VS/DR
-//! real servers that answer every line with their name, and a client holding 240
+//! `fib_multipath_hash_policy=1`, the kernel's default hash-threshold selection), VS/DR (or
+//! VS/TUN) real servers that answer every line with their name, and a client holding 240
 //! established connections from as many source ports.
 //!
 //! Every connection answers again after each step, from the real server it began on: a
 //! director SIGKILLed and taken out of the route (its flows re-hashed over the survivors,
 //! and some of the survivors' flows re-hashed too), the same director restarted and put back,
-//! a real server removed while flows move (only its own connections end). A second test
-//! shows sloppy TCP alone: two directors that do not sync, the route switched from one to
-//! the other, and every connection continues on the same server from its first mid-flow
-//! segment on the second director. No BGP here: the route is changed by hand, as a BGP
-//! daemon would change it.
+//! a real server added while flows move (none goes to it: sync, not the hash, keeps each
+//! flow's server), a real server removed while flows move (only its own connections end).
+//! A further test shows sloppy TCP alone: two directors that do not sync, the route switched
+//! from one to the other, and every connection continues on the same server from its first
+//! mid-flow segment on the second director. No BGP here: the route is changed by hand, as a
+//! BGP daemon would change it.
 
 mod common;
 
@@ -107,6 +108,25 @@ for line in sys.stdin:
         report({})
     else:
         break
+"#;
+
+/// The tunnel endpoint of a VS/TUN real server on a kernel without the `ipip` driver: reads
+/// every IP-in-IP packet to `argv[1]` from a raw socket (protocol 4; holding one also keeps
+/// the kernel from answering "protocol unreachable") and writes the inner packet to the tun
+/// device `lvsdecap`, where the kernel receives it as the ipip driver would hand it on.
+const DECAP: &str = r#"
+import fcntl, os, socket, struct, sys
+me = socket.inet_aton(sys.argv[1])
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+tun = os.open("/dev/net/tun", os.O_RDWR)
+# TUNSETIFF: a layer-3 tun device without the packet-information prefix.
+fcntl.ioctl(tun, 0x400454CA, struct.pack("16sH", b"lvsdecap", 0x0001 | 0x1000))
+print("ready", flush=True)
+while True:
+    p = raw.recv(65535)
+    ihl = (p[0] & 15) * 4
+    if p[16:20] == me and len(p) >= ihl + 20:
+        os.write(tun, p[ihl:])
 "#;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -298,7 +318,7 @@ impl Cluster {
     /// Namespaces, links, addresses, the real servers; `sync_ids` gives each director's
     /// `[sync] sync_id` (directors of different ids ignore each other). Directors not
     /// started yet.
-    fn build(test: &str, directors: usize, sync_ids: &[u8]) -> Option<Cluster> {
+    fn build(test: &str, directors: usize, sync_ids: &[u8], fwd: &str) -> Option<Cluster> {
         if !root_or_skip(test) {
             return None;
         }
@@ -370,8 +390,11 @@ impl Cluster {
         for (i, addr) in SERVERS.iter().enumerate() {
             let node = format!("r{}", i + 1);
             lan(&node, addr);
-            // VS/DR: the VIP on lo, never answered for by ARP.
+            // VS/DR and VS/TUN: the VIP on lo, never answered for by ARP.
             let ns = c.ns(&node);
+            if fwd == "-i" {
+                c.tunnel_endpoint(&node, addr);
+            }
             ipn(&ns, &format!("addr add {VIP}/32 dev lo"));
             for k in [
                 "net.ipv4.conf.all.arp_ignore=1",
@@ -381,19 +404,7 @@ impl Cluster {
             ] {
                 c.inns(&node, &["sysctl", "-qw", k]);
             }
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", &ns, "python3", "-c", SERVER, NAMES[i]])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start a real server");
-            let mut ready = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut ready)
-                .unwrap();
-            c.helpers.push(child);
-            assert_eq!(ready.trim(), "ready", "real server {} started", NAMES[i]);
+            c.helper(&node, &["python3", "-c", SERVER, NAMES[i]]);
         }
         // The directors' configuration: active-active, sync with the others, one service on
         // the VIP with the default scheduler (mh in this mode) and the three DR servers.
@@ -403,7 +414,7 @@ impl Cluster {
         let rules = c.dir.join("rules");
         let mut r = format!("-A -t {VIP}:80\n");
         for s in &SERVERS[..3] {
-            r.push_str(&format!("-a -t {VIP}:80 -r {s}:80 -g -w 1\n"));
+            r.push_str(&format!("-a -t {VIP}:80 -r {s}:80 {fwd} -w 1\n"));
         }
         std::fs::write(&rules, r).unwrap();
         for i in 0..directors {
@@ -443,6 +454,47 @@ impl Cluster {
             });
         }
         Some(c)
+    }
+
+    /// Start `args` in `node`'s namespace, and wait for its `ready`.
+    fn helper(&mut self, node: &str, args: &[&str]) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(node)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start a helper");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        self.helpers.push(child);
+        assert_eq!(ready.trim(), "ready", "{args:?} started in {node}");
+    }
+
+    /// A VS/TUN real server's tunnel endpoint: the kernel's ipip device where the kernel has
+    /// the driver, else [`DECAP`]. The inner packets come in on it while the route back to
+    /// the client leaves by eth0: reverse-path filtering is off.
+    fn tunnel_endpoint(&mut self, node: &str, addr: &str) {
+        let ns = self.ns(node);
+        let kernel = sh(&[
+            "ip", "-n", &ns, "link", "add", "lvsipip", "type", "ipip", "local", addr,
+        ])
+        .status
+        .success();
+        let device = if kernel {
+            "lvsipip"
+        } else {
+            self.helper(node, &["python3", "-c", DECAP, addr]);
+            "lvsdecap"
+        };
+        ipn(&ns, &format!("link set {device} up"));
+        for conf in ["all", "default", device] {
+            let k = format!("net.ipv4.conf.{conf}.rp_filter=0");
+            self.inns(node, &["sysctl", "-qw", &k]);
+        }
     }
 
     /// The router's route to the VIP: one next hop per director in `via` (indices).
@@ -523,11 +575,20 @@ fn assert_all_kept(r: &Round, alive: usize, step: &str) {
 
 #[test]
 fn three_directors_behind_ecmp_lose_no_connection() {
-    let Some(mut c) = Cluster::build(
-        "three_directors_behind_ecmp_lose_no_connection",
-        3,
-        &[7, 7, 7],
-    ) else {
+    three_directors("three_directors_behind_ecmp_lose_no_connection", "-g");
+}
+
+/// The same with VS/TUN real servers (IP-in-IP from whichever director has the flow).
+#[test]
+fn three_tunnelling_directors_behind_ecmp_lose_no_connection() {
+    three_directors(
+        "three_tunnelling_directors_behind_ecmp_lose_no_connection",
+        "-i",
+    );
+}
+
+fn three_directors(test: &str, fwd: &str) {
+    let Some(mut c) = Cluster::build(test, 3, &[7, 7, 7], fwd) else {
         return;
     };
     for d in &mut c.directors {
@@ -539,7 +600,12 @@ fn three_directors_behind_ecmp_lose_no_connection() {
         wait_for(&format!("{}'s bulk resync", d.ns), SOON * 2, || {
             d.bulk_complete().then_some(())
         });
-        assert!(d.adm("-L -n").contains("mh (mh-port)"), "mh by default");
+        let listing = d.adm("-L -n");
+        let method = if fwd == "-i" { "Tunnel" } else { "Route" };
+        assert!(
+            listing.contains("mh (mh-port)") && listing.matches(method).count() == 3,
+            "mh by default, three {method} servers:\n{listing}"
+        );
         let refused = lvsadm_at(
             &d.rundir,
             &["-a", "-t", &format!("{VIP}:80"), "-r", "10.7.0.15:80", "-m"],
@@ -611,7 +677,7 @@ fn three_directors_behind_ecmp_lose_no_connection() {
     // quarter of the table, taken from the others, so without sync a quarter of the moved
     // flows would be scheduled to it; with sync, every flow stays where it is.
     for d in &c.directors {
-        d.adm(&format!("-a -t {VIP}:80 -r {}:80 -g -w 1", SERVERS[3]));
+        d.adm(&format!("-a -t {VIP}:80 -r {}:80 {fwd} -w 1", SERVERS[3]));
     }
     c.route(&[1, 2]);
     let r = c.client("round");
@@ -645,6 +711,7 @@ fn a_mid_flow_segment_without_an_entry_continues_on_the_same_server() {
         "a_mid_flow_segment_without_an_entry_continues_on_the_same_server",
         2,
         &[1, 2],
+        "-g",
     ) else {
         return;
     };
