@@ -378,7 +378,14 @@ impl SyncEngine {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            synced: active || (bulk && receiving),
+            // Active-active: every director forwards, and its table is synced once the bulk
+            // resync of its start is complete (what lvs-heartbeatd may wait for before it
+            // announces the VIPs).
+            synced: if self.config.many_to_many {
+                bulk
+            } else {
+                active || (bulk && receiving)
+            },
             bulk_complete: bulk,
             last_heard_ms,
             sent: get(&s.sent),
@@ -458,13 +465,33 @@ impl Engine {
                     Some(w) => w.asked.elapsed() >= BULK_RETRY,
                     None => false,
                 };
-                if retry {
+                if self.alone() {
+                    self.wait = None;
+                    self.shared.bulk_complete.store(true, Ordering::Relaxed);
+                    event!(
+                        Level::Info,
+                        "bulk_resync_done",
+                        from = "none",
+                        entries = 0,
+                        chunks = 0
+                    );
+                } else if retry {
                     self.ask_bulk();
                 }
             }
             self.collect_dumps();
             self.send_jobs();
         }
+    }
+
+    /// Active-active: no peer has said a word since this director started, a few seconds
+    /// ago. It is the first director of its cluster (or the only one left): there is no table
+    /// to learn, and waiting for one would keep it from ever calling itself synced.
+    fn alone(&self) -> bool {
+        self.cfg.many_to_many
+            && self.wait.is_some()
+            && self.shared.last_heard.load(Ordering::Relaxed) == 0
+            && self.epoch.elapsed() >= HEARD_WITHIN
     }
 
     fn set_role(&mut self, active: bool) {
@@ -1148,6 +1175,33 @@ mod tests {
             .recv_kind(Kind::Updates, Duration::from_secs(10))
             .expect("an update");
         assert_eq!(h.flags & FLAG_ACTIVE, FLAG_ACTIVE);
+    }
+
+    /// Active-active, the first director of its cluster: no peer answers; it stops asking and
+    /// calls itself synced (nothing to learn) a few seconds after its start.
+    #[test]
+    fn many_to_many_alone_is_synced_after_a_while() {
+        let _rm = RemoveOnDrop(&["m2m-alone"]);
+        let fake = Fake::new();
+        let mut cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "m2m-alone");
+        cfg.many_to_many = true;
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let (engine, _workers) = engine(cfg, 1, &cmd_tx, true);
+        fake.recv();
+        assert!(!engine.status().synced, "not before it gave its peers time");
+        lvs_testsupport::wait_for("synced alone", Duration::from_secs(10), || {
+            engine.status().synced.then_some(())
+        });
+        assert!(engine.status().bulk_complete);
+        // It stopped asking (what it sent before is still queued here).
+        while fake
+            .recv_kind(Kind::BulkRequest, Duration::from_millis(200))
+            .is_some()
+        {}
+        assert!(
+            fake.recv_kind(Kind::BulkRequest, BULK_RETRY * 2).is_none(),
+            "asked again"
+        );
     }
 
     #[test]
