@@ -34,16 +34,28 @@ const DIRECTORS: [&str; 3] = ["10.7.0.1", "10.7.0.2", "10.7.0.3"];
 /// The fourth joins the service during the test.
 const SERVERS: [&str; 4] = ["10.7.0.11", "10.7.0.12", "10.7.0.13", "10.7.0.14"];
 const NAMES: [&str; 4] = ["r1", "r2", "r3", "r4"];
+/// The same over IPv6 (documentation prefix, RFC 3849).
+const VIP6: &str = "2001:db8:100::100";
+const ROUTER_LAN6: &str = "2001:db8:7::fe";
+const DIRECTORS6: [&str; 3] = ["2001:db8:7::1", "2001:db8:7::2", "2001:db8:7::3"];
+const SERVERS6: [&str; 4] = [
+    "2001:db8:7::11",
+    "2001:db8:7::12",
+    "2001:db8:7::13",
+    "2001:db8:7::14",
+];
 const KEY: &str = "a test key for active-active sync\n";
 const CONNECTIONS: usize = 240;
 
-/// A real server: a line in, its name out, on every connection, for as long as it lasts.
+/// A real server: a line in, its name out, on every connection, for as long as it lasts
+/// (IPv4 and IPv6).
 const SERVER: &str = r#"
 import socket, sys, threading
 name = sys.argv[1].encode() + b"\n"
-srv = socket.socket()
+srv = socket.socket(socket.AF_INET6)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("0.0.0.0", 80))
+srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+srv.bind(("::", 80))
 srv.listen(1024)
 def serve(c):
     try:
@@ -346,6 +358,8 @@ impl Cluster {
         for k in [
             "net.ipv4.ip_forward=1",
             "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
             "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0",
         ] {
@@ -359,6 +373,7 @@ impl Cluster {
         }
         ipn(&rt, "link add br0 type bridge");
         ipn(&rt, &format!("addr add {ROUTER_LAN}/24 dev br0"));
+        ipn(&rt, &format!("addr add {ROUTER_LAN6}/64 dev br0 nodad"));
         ipn(&rt, "link set br0 up");
         let cns = c.ns("c");
         ipn(
@@ -366,13 +381,16 @@ impl Cluster {
             &format!("link add cl type veth peer name eth0 netns {cns}"),
         );
         ipn(&rt, "addr add 198.51.100.1/24 dev cl");
+        ipn(&rt, "addr add 2001:db8:51::1/64 dev cl nodad");
         ipn(&rt, "link set cl up");
         // The client.
         ipn(&cns, "addr add 198.51.100.2/24 dev eth0");
         ipn(&cns, "link set eth0 up");
         ipn(&cns, "route add default via 198.51.100.1");
+        ipn(&cns, "addr add 2001:db8:51::2/64 dev eth0 nodad");
+        ipn(&cns, "-6 route add default via 2001:db8:51::1");
         let prefix = c.prefix.clone();
-        let lan = |node: &str, addr: &str| {
+        let lan = |node: &str, addr: &str, addr6: &str| {
             let ns = format!("{prefix}-{node}");
             ipn(
                 &rt,
@@ -383,19 +401,24 @@ impl Cluster {
             ipn(&ns, &format!("addr add {addr}/24 dev eth0"));
             ipn(&ns, "link set eth0 up");
             ipn(&ns, &format!("route add default via {ROUTER_LAN}"));
+            ipn(&ns, &format!("addr add {addr6}/64 dev eth0 nodad"));
+            ipn(&ns, &format!("-6 route add default via {ROUTER_LAN6}"));
         };
         for (i, addr) in DIRECTORS.iter().enumerate() {
-            lan(&format!("d{}", i + 1), addr);
+            lan(&format!("d{}", i + 1), addr, DIRECTORS6[i]);
         }
         for (i, addr) in SERVERS.iter().enumerate() {
             let node = format!("r{}", i + 1);
-            lan(&node, addr);
+            lan(&node, addr, SERVERS6[i]);
             // VS/DR and VS/TUN: the VIP on lo, never answered for by ARP.
             let ns = c.ns(&node);
             if fwd == "-i" {
                 c.tunnel_endpoint(&node, addr);
             }
             ipn(&ns, &format!("addr add {VIP}/32 dev lo"));
+            // Linux answers neighbour solicitations only for the addresses of the interface
+            // they arrive on: the IPv6 VIP on lo is never claimed on the LAN.
+            ipn(&ns, &format!("addr add {VIP6}/128 dev lo nodad"));
             for k in [
                 "net.ipv4.conf.all.arp_ignore=1",
                 "net.ipv4.conf.all.arp_announce=2",
@@ -412,9 +435,12 @@ impl Cluster {
         std::fs::write(&key, KEY).unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let rules = c.dir.join("rules");
-        let mut r = format!("-A -t {VIP}:80\n");
+        let mut r = format!("-A -t {VIP}:80\n-A -t [{VIP6}]:80\n");
         for s in &SERVERS[..3] {
             r.push_str(&format!("-a -t {VIP}:80 -r {s}:80 {fwd} -w 1\n"));
+        }
+        for s in &SERVERS6[..3] {
+            r.push_str(&format!("-a -t [{VIP6}]:80 -r [{s}]:80 {fwd} -w 1\n"));
         }
         std::fs::write(&rules, r).unwrap();
         for i in 0..directors {
@@ -499,18 +525,39 @@ impl Cluster {
 
     /// The router's route to the VIP: one next hop per director in `via` (indices).
     fn route(&self, via: &[usize]) {
+        self.route_to(VIP, via);
+    }
+
+    /// [`Cluster::route`] to `vip` (IPv4 or IPv6).
+    fn route_to(&self, vip: &str, via: &[usize]) {
+        let v6 = vip.contains(':');
         let hops: Vec<String> = via
             .iter()
-            .map(|&i| format!("via {} dev br0", self.directors[i].addr))
+            .map(|&i| {
+                let gw = if v6 {
+                    DIRECTORS6[i]
+                } else {
+                    self.directors[i].addr
+                };
+                format!("via {gw} dev br0")
+            })
             .collect();
         let hops = match hops.as_slice() {
             [one] => one.clone(),
             many => format!("nexthop {}", many.join(" nexthop ")),
         };
-        ipn(&self.ns("rt"), &format!("route replace {VIP}/32 {hops}"));
+        let (family, len) = if v6 { ("-6", 128) } else { ("-4", 32) };
+        ipn(
+            &self.ns("rt"),
+            &format!("{family} route replace {vip}/{len} {hops}"),
+        );
     }
 
     fn start_client(&mut self) {
+        self.start_client_to(VIP);
+    }
+
+    fn start_client_to(&mut self, vip: &str) {
         let mut child = Command::new("ip")
             .args([
                 "netns",
@@ -519,7 +566,7 @@ impl Cluster {
                 "python3",
                 "-c",
                 CLIENT_SCRIPT,
-                VIP,
+                vip,
                 "10",
             ])
             .stdin(Stdio::piped())
@@ -557,11 +604,22 @@ impl Cluster {
 
 /// The client's per-server counts as the directors list them (server address, count).
 fn by_address(names: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+    by_address_of(names, &SERVERS)
+}
+
+/// [`by_address`] with `servers`' addresses (IPv6 ones in brackets, as listings write them).
+fn by_address_of(names: &BTreeMap<String, usize>, servers: &[&str]) -> BTreeMap<String, usize> {
     names
         .iter()
         .map(|(n, c)| {
             let i = NAMES.iter().position(|x| x == n).expect("a server name");
-            (SERVERS[i].to_owned(), *c)
+            let a = servers[i];
+            let a = if a.contains(':') {
+                format!("[{a}]")
+            } else {
+                a.to_owned()
+            };
+            (a, *c)
         })
         .collect()
 }
@@ -600,7 +658,7 @@ fn three_directors(test: &str, fwd: &str) {
         wait_for(&format!("{}'s bulk resync", d.ns), SOON * 2, || {
             d.bulk_complete().then_some(())
         });
-        let listing = d.adm("-L -n");
+        let listing = d.adm(&format!("-L -n -t {VIP}:80"));
         let method = if fwd == "-i" { "Tunnel" } else { "Route" };
         assert!(
             listing.contains("mh (mh-port)") && listing.matches(method).count() == 3,
@@ -736,4 +794,54 @@ fn a_mid_flow_segment_without_an_entry_continues_on_the_same_server() {
     assert_eq!(c.directors[1].established(), want);
     let (conns, _) = c.directors[1].carried();
     assert_eq!(conns, CONNECTIONS as u64);
+}
+
+/// IPv6 flows, synced over IPv4: a director dies and comes back while 120 connections to the
+/// IPv6 VIP go on, each on its own real server.
+#[test]
+fn ipv6_flows_keep_their_server_when_a_director_dies_and_returns() {
+    let Some(mut c) = Cluster::build(
+        "ipv6_flows_keep_their_server_when_a_director_dies_and_returns",
+        3,
+        &[7, 7, 7],
+        "-g",
+    ) else {
+        return;
+    };
+    for d in &mut c.directors {
+        d.start();
+    }
+    c.route_to(VIP6, &[0, 1, 2]);
+    c.start_client_to(VIP6);
+    let n = CONNECTIONS / 2;
+    let opened = c.client(&format!("open {n}"));
+    assert_eq!(opened.opened, n, "{opened:?}");
+    assert_all_kept(&opened, n, "opening");
+    for d in &c.directors {
+        let listing = d.adm(&format!("-L -n --stats --exact -t [{VIP6}]:80"));
+        let conns: u64 = listing
+            .lines()
+            .find(|l| l.starts_with("TCP"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no service row in\n{listing}"));
+        assert!(conns > 0, "{} carried no IPv6 connection", d.ns);
+    }
+    let want = by_address_of(&opened.names, &SERVERS6);
+    c.wait_synced(&[0, 1, 2], &want);
+
+    c.directors[1].kill();
+    c.route_to(VIP6, &[0, 2]);
+    let r = c.client("round");
+    assert_all_kept(&r, n, "after d2 died");
+
+    c.directors[1].start();
+    let d2 = &c.directors[1];
+    wait_for("d2's bulk resync after its restart", SOON * 2, || {
+        d2.bulk_complete().then_some(())
+    });
+    c.wait_synced(&[1], &want);
+    c.route_to(VIP6, &[0, 1, 2]);
+    let r = c.client("round");
+    assert_all_kept(&r, n, "after d2 rejoined");
 }
