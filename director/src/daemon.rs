@@ -219,6 +219,7 @@ pub fn run_resumed(
         timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         sync: cfg.sync.clone(),
         marks: crate::fwmark::MarkTable::new(&cfg.fwmark),
+        sloppy_tcp: cfg.cluster.active_active(),
     };
     let dataplane = Rc::new(RefCell::new(Dataplane::start(
         &setup,
@@ -226,9 +227,6 @@ pub fn run_resumed(
         mtus,
         if_addrs,
     )?));
-    if let Some(key) = config.sync_key.clone() {
-        dataplane.borrow_mut().start_sync(key)?;
-    }
     let mut guard = NftTable::new(cfg.nft.clone());
 
     // The rules file, checked against the real plugins now.
@@ -260,6 +258,11 @@ pub fn run_resumed(
     handler.replace(state);
     // Before the guard is applied: the old binary's table stays in place until then.
     let resumed = handover.map(|h| resume(h, &mut handler, &dataplane));
+    // After the services: the entries of the bulk resync sync asks for at once name them, and
+    // a worker takes its new snapshot before any entry the sync thread hands it.
+    if let Some(key) = config.sync_key.clone() {
+        dataplane.borrow_mut().start_sync(key)?;
+    }
     guard.apply(&dataplane.borrow().nft_rules())?;
     guard_dirty.set(false);
     let table = dp_table(&mut nl)?;
@@ -373,9 +376,12 @@ pub fn run_resumed(
                 },
                 t if server.owns(t) => server.ready(
                     ev,
-                    &mut crate::sync::control::handler(
-                        &dataplane,
-                        &mut content.handler(&mut handler),
+                    &mut crate::cluster::control::handler(
+                        cfg.cluster.active_active(),
+                        &mut crate::sync::control::handler(
+                            &dataplane,
+                            &mut content.handler(&mut handler),
+                        ),
                     ),
                 ),
                 _ => {}
@@ -433,6 +439,15 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
     content: &mut crate::content::ContentSwitch,
     guard_dirty: &std::cell::Cell<bool>,
 ) -> bool {
+    if new.file.cluster != running.cluster {
+        // The workers, sync and the control socket were set up for the running mode.
+        event!(
+            Level::Error,
+            "config_rejected",
+            reason = "[cluster] mode changes take effect only at a restart"
+        );
+        return false;
+    }
     let check = PluginCheck(Rc::clone(registry));
     let rules = match new.rules_state(&check).and_then(|rules| {
         let lb = rules.as_ref().unwrap_or(handler.state());
