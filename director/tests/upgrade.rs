@@ -215,3 +215,80 @@ fn upgrade_keeps_established_connections_on_their_servers() {
         panic!("{e}");
     }
 }
+
+/// The SysV way (docs/UPGRADE.md): a forking director started by its init script is upgraded by
+/// `/etc/init.d/lvs-director upgrade`: same pid (the pidfile still names it), the new file
+/// runs, the services made with lvsadm are still there, and `stop` stops it.
+#[test]
+fn init_script_upgrade_keeps_the_forking_director() {
+    if !common::root_or_skip("init_script_upgrade_keeps_the_forking_director") {
+        return;
+    }
+    let scratch = lvs_testsupport::daemon::Scratch::new("dirupg");
+    let dir = scratch.path();
+    let built = Path::new(env!("CARGO_BIN_EXE_lvs-director"));
+    let bin = dir.join("lvs-director");
+    install(built, &bin);
+    let config = dir.join("director.toml");
+    std::fs::write(&config, "workers = 1\n").unwrap();
+    let rundir = scratch.rundir();
+    let defaults = lvs_testsupport::daemon::init_defaults(dir, &bin, &config, &rundir);
+    let script = common::repo_root().join("etc/init.d/lvs-director");
+    let action = |what: &str| {
+        lvs_testsupport::daemon::run_with_deadline(
+            Command::new("ip")
+                .args(["netns", "exec", &scratch.ns, "sh"])
+                .arg(&script)
+                .arg(what)
+                .env("LVS_DEFAULTS_FILE", &defaults)
+                .env("LVS_PLUGIN_PATH", built.parent().unwrap())
+                .env("_SYSTEMCTL_SKIP_REDIRECT", "true")
+                .env_remove("LVS_RUNDIR"),
+            what,
+        )
+    };
+    let start = action("start");
+    assert!(start.status.success(), "{}", text(&start));
+    let pid = || -> i32 {
+        std::fs::read_to_string(rundir.join("director.pid"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let first = wait_for("the pidfile", SOON, || (pid() > 0).then(pid));
+    let adm = |args: &[&str]| {
+        let out = common::lvsadm_at(&rundir, args);
+        assert!(out.status.success(), "lvsadm {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_for("the control socket", SOON, || {
+        common::lvsadm_at(&rundir, &["-L", "-n"])
+            .status
+            .success()
+            .then_some(())
+    });
+    adm(&["-A", "-t", "192.0.2.100:80", "-s", "rr"]);
+    let saved = adm(&["-S", "-n"]);
+
+    install(built, &bin);
+    let up = action("upgrade");
+    assert!(up.status.success(), "{}", text(&up));
+    assert!(text(&up).contains("ok upgraded"), "{}", text(&up));
+    assert_eq!(pid(), first, "the same process");
+    let exe = std::fs::metadata(format!("/proc/{first}/exe")).unwrap();
+    let new = std::fs::metadata(&bin).unwrap();
+    assert_eq!((exe.dev(), exe.ino()), (new.dev(), new.ino()));
+    assert_eq!(adm(&["-S", "-n"]), saved);
+    let status = action("status");
+    assert!(status.status.success(), "{}", text(&status));
+
+    let stop = action("stop");
+    assert!(stop.status.success(), "{}", text(&stop));
+    // Gone, or a zombie its (re)parent has not reaped yet.
+    let state = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains("State:\tZ"),
+        "stopped after its upgrade: {state}"
+    );
+}
