@@ -241,6 +241,9 @@ impl RaftNode {
             check_quorum: true,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // Appends to one follower within a turn (commit broadcasts after acknowledgements,
+            // then the turn's new entry) go as one message.
+            batch_append: true,
             ..Default::default()
         };
         config.validate()?;
