@@ -6,13 +6,11 @@
 //! timeouts, leases) and, every third of a lease, [`Command::Heartbeat`] for this node.
 //!
 //! Every turn of the loop: handle readiness, propose what it asks, route the applied outputs
-//! into the connections' buffers, hand the turn's log records to the log writer thread
-//! ([`crate::persist`]), and write out only the buffers whose every frame comes from records
-//! the writer reported **fsynced** (single node: a connection waits for the writer's number
-//! that covered the log when its last frame was queued; Raft mode: outputs come from entries
-//! already durable on a majority). The loop does not wait for the fsync: it goes on reading
-//! and applying, and the writer's next round takes everything that came meanwhile (group
-//! commit). So no client ever sees a grant (or its token) that a crash could take back.
+//! into the connections' buffers, **sync the log** (single node; one fsync for every command
+//! of the turn), and only then write the buffers out. So no client ever sees a grant (or its
+//! token) that a crash could take back. In Raft mode the outputs come from entries already
+//! durable on a majority, and the log is written by a writer thread off the loop
+//! ([`crate::persist`], [`crate::replica`]).
 //!
 //! With `peers` in the configuration the state is replicated ([`crate::replica`]): proposals
 //! of one turn become one Raft entry, a follower forwards them to the leader, and outputs come
@@ -84,7 +82,7 @@ fn next_incarnation(state_dir: &std::path::Path) -> Result<u64, BoxError> {
 }
 
 const SIGNALS: Token = Token(0);
-/// Peer messages arrived (Raft mode), or the log writer finished a round.
+/// Raft mode: a peer connection was made, or the log writer finished a round.
 const WAKE: Token = Token(2);
 /// The socket's listener; its connections follow.
 const CLIENTS: usize = 3;
@@ -107,9 +105,6 @@ struct Conn {
     abandoned: HashMap<u64, (u64, bool)>,
     /// The Hello was accepted but its session is not open yet (waits for its commit).
     opening: bool,
-    /// The log writer's number that covers every frame queued here: the buffer is written out
-    /// once the writer reached it ([`Replication::durable_point`]).
-    durable_at: u64,
 }
 
 /// The daemon's state besides the replicated one.
@@ -131,8 +126,6 @@ struct Daemon {
     lease_ms: u64,
     /// Connections with output to write after the next sync.
     to_flush: Vec<usize>,
-    /// Connections with output that waits for the log writer.
-    held: Vec<usize>,
     /// Connections to close at the end of this turn.
     to_close: Vec<(usize, String)>,
     /// While this node is the leader: the replicated clock it moves.
@@ -151,7 +144,6 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let node = NodeId(config.node_id);
 
     let raft_mode = !config.peers.is_empty();
-    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
     let mut lease_owner = node;
     let mut session_base = None;
     let mut repl: Box<dyn Replication> = if raft_mode {
@@ -168,6 +160,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
             catch_up_gap: Duration::from_millis(config.lease_ms / 2),
             fsync: config.fsync,
         };
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
         let r = RaftNode::start(&cluster, &config.state_dir, poll.registry(), waker)?;
         event!(
             Level::Info,
@@ -179,10 +172,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         );
         Box::new(r)
     } else {
-        let (mut storage, recovered) = Storage::open(&config.state_dir, config.fsync)?;
-        storage.start_writer(move || {
-            let _ = waker.wake();
-        })?;
+        let (storage, recovered) = Storage::open(&config.state_dir, config.fsync)?;
         event!(
             Level::Info,
             "lock_state_recovered",
@@ -253,7 +243,6 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         access: group.map_or_else(AccessPolicy::root_only, AccessPolicy::root_and_group),
         lease_ms: config.lease_ms,
         to_flush: Vec::new(),
-        held: Vec::new(),
         to_close: Vec::new(),
         leader_clock: None,
         nowait_bounds: raft_mode.then(|| Bounds::for_tick(Duration::from_millis(config.tick_ms))),
@@ -406,33 +395,19 @@ impl Daemon {
         while let Some((key, reason)) = self.to_close.pop() {
             self.close(key, &reason)?;
         }
-        let due = !self.to_flush.is_empty()
-            || !self.held.is_empty()
-            || self.last_sync.elapsed() >= Duration::from_secs(1);
+        let due = !self.to_flush.is_empty() || self.last_sync.elapsed() >= Duration::from_secs(1);
         if self.repl.needs_sync() && due {
-            if let Err(e) = self.repl.write_behind() {
+            if let Err(e) = self.repl.make_durable() {
                 event!(Level::Error, "lock_log_failed", error = e);
                 return Err(e.into());
             }
             self.last_sync = Instant::now();
         }
-        let written = match self.repl.written() {
-            Ok(n) => n,
-            Err(e) => {
-                event!(Level::Error, "lock_log_failed", error = e);
-                return Err(e.into());
-            }
-        };
         let mut keys = std::mem::take(&mut self.to_flush);
-        keys.append(&mut self.held);
         keys.sort_unstable();
         keys.dedup();
         for key in keys {
-            match self.server.state(key) {
-                Some(c) if c.durable_at > written => self.held.push(key),
-                Some(_) => self.flush(key),
-                None => {}
-            }
+            self.flush(key);
         }
         // Closing may have granted locks to others: route, sync and write again.
         if !self.to_close.is_empty() || !self.to_flush.is_empty() {
@@ -558,15 +533,6 @@ impl Daemon {
         let msg = ServerMsg::Error { message };
         if let Err(e) = self.server.queue_last(key, &msg, reply_limit()) {
             log::error!("cannot encode an error frame: {e}");
-        }
-        self.queued(key);
-    }
-
-    /// Frames were queued for `key`: written out once what the log holds now is durable.
-    fn queued(&mut self, key: usize) {
-        let point = self.repl.durable_point();
-        if let Some(c) = self.server.state_mut(key) {
-            c.durable_at = c.durable_at.max(point);
         }
         self.to_flush.push(key);
     }
@@ -1090,7 +1056,7 @@ impl Daemon {
             };
             let _ = self.server.queue_last(key, &fallback, FrameLimit::DEFAULT);
         }
-        self.queued(key);
+        self.to_flush.push(key);
     }
 
     fn flush(&mut self, key: usize) {
@@ -1107,7 +1073,6 @@ impl Daemon {
             return Ok(());
         };
         self.to_flush.retain(|k| *k != key);
-        self.held.retain(|k| *k != key);
         if let Some(session) = conn.session {
             self.sessions.remove(&session);
             log::debug!("lock session {} closed ({}): {reason}", session.0, creds);

@@ -12,8 +12,8 @@
 //! proposer and origin), and `take_applied` returns committed entries as the Raft ready loop
 //! applies them, on every node, with `origin: None` for entries proposed elsewhere. Outputs about a session are routed by
 //! session id, so a grant caused by another node's command still reaches our client.
-//! [`Replication::write_behind`] is the group commit: the daemon holds every output until
-//! [`Replication::written`] says the entries it comes from are durable.
+//! [`Replication::make_durable`] is the group commit the daemon calls before it lets any
+//! output reach a client.
 
 use std::collections::VecDeque;
 use std::io;
@@ -77,26 +77,10 @@ pub trait Replication {
     fn state(&self) -> &StateMachine;
     /// The index of the last applied entry.
     fn applied_index(&self) -> u64;
-    /// Makes every applied entry durable now (waits).
+    /// Makes every applied entry durable; called before any output reaches a client.
     fn make_durable(&mut self) -> io::Result<()>;
-    /// Whether entries were applied since the last [`Replication::make_durable`] or
-    /// [`Replication::write_behind`].
+    /// Whether entries were applied since the last [`Replication::make_durable`].
     fn needs_sync(&self) -> bool;
-    /// Starts making every applied entry durable without waiting: an output of those entries
-    /// may reach a client once [`Replication::written`] reaches the
-    /// [`Replication::durable_point`] read when the output was produced.
-    fn write_behind(&mut self) -> io::Result<()> {
-        self.make_durable()
-    }
-    /// See [`Replication::write_behind`]; 0: outputs may be shown at once (Raft mode, whose
-    /// outputs come from entries already durable on a majority).
-    fn durable_point(&self) -> u64 {
-        0
-    }
-    /// See [`Replication::write_behind`].
-    fn written(&mut self) -> io::Result<u64> {
-        Ok(0)
-    }
     /// Housekeeping between turns of the loop (snapshots, log compaction).
     fn maintain(&mut self) -> Result<(), StorageError>;
     /// A clean stop: the last snapshot.
@@ -130,7 +114,7 @@ pub trait Replication {
     }
     /// An event on a peer connection's token (Raft mode).
     fn peer_event(&mut self, _token: mio::Token) {}
-    /// How much the log writer thread grouped (None: no writer thread).
+    /// How the log was synced so far (None: not counted).
     fn log_counters(&self) -> Option<&crate::persist::Counters> {
         None
     }
@@ -197,20 +181,8 @@ impl Replication for SingleNode {
         self.storage.is_dirty()
     }
 
-    fn write_behind(&mut self) -> io::Result<()> {
-        self.storage.write_behind()
-    }
-
-    fn durable_point(&self) -> u64 {
-        self.storage.durable_point()
-    }
-
-    fn written(&mut self) -> io::Result<u64> {
-        self.storage.written()
-    }
-
     fn log_counters(&self) -> Option<&crate::persist::Counters> {
-        self.storage.counters()
+        Some(self.storage.counters())
     }
 
     fn maintain(&mut self) -> Result<(), StorageError> {

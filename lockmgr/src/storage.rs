@@ -14,19 +14,15 @@
 //! event logged. After a snapshot the WAL is emptied; records it still holds because a crash
 //! came between the two steps are recognised by their index and skipped.
 //!
-//! The rule that makes this safe: **no client sees an output of a command before the record
-//! of that command is fsynced.** The daemon hands each turn's records to the log writer thread
-//! ([`Storage::write_behind`], [`crate::persist`]) and holds every answer of that turn until the
-//! writer reports them written ([`Storage::written`] reaching the answer's
-//! [`Storage::durable_point`]); meanwhile it goes on taking in and applying commands, whose
-//! records the writer puts into its next fsync (group commit). So a fencing token a client has
-//! seen was issued by a command that is on disk, replay issues it again, and the next token
-//! after a restart is larger.
+//! The rule that makes this safe: **the daemon syncs the log before any client sees an output
+//! of the commands in it** (group commit: one `fdatasync` per turn of the event loop). So a
+//! fencing token a client has seen was issued by a command that is on disk, replay issues it
+//! again, and the next token after a restart is larger.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::Ordering;
 
 use log::Level;
 use lvs_common::crc32::crc32_parts;
@@ -35,7 +31,7 @@ use lvs_lockcore::{Command, Snapshot, StateMachine};
 use lvs_proto::FrameLimit;
 use lvs_proto::frame::HEADER_LEN;
 
-use crate::persist::{Counters, Persister};
+use crate::persist::Counters;
 
 const WAL_MAGIC: &[u8; 8] = b"LVSWAL01";
 const SNAP_MAGIC: &[u8; 8] = b"LVSSNP01";
@@ -84,17 +80,14 @@ pub struct Recovered {
 #[derive(Debug)]
 pub struct Storage {
     dir: PathBuf,
-    /// The WAL, shared with the writer thread.
-    wal: Arc<Mutex<File>>,
-    /// Records appended and not yet handed to the writer (or written).
-    buf: Vec<u8>,
-    /// Writes and fsyncs off the daemon's loop, once started.
-    writer: Option<Persister>,
+    wal: BufWriter<File>,
     fsync: bool,
-    /// Records appended since they were last handed over (or synced).
+    /// Records written since the last sync.
     dirty: bool,
     /// Records in the WAL (since the last snapshot).
     wal_records: u64,
+    /// Syncs so far (each is one batch, one write, one fsync).
+    counters: Counters,
 }
 
 fn snapshot_limit() -> FrameLimit {
@@ -193,12 +186,11 @@ impl Storage {
         let file = reopen_append(&wal_path)?;
         let storage = Storage {
             dir: dir.to_path_buf(),
-            wal: Arc::new(Mutex::new(file)),
-            buf: Vec::with_capacity(64 * 1024),
-            writer: None,
+            wal: BufWriter::with_capacity(64 * 1024, file),
             fsync,
             dirty: false,
             wal_records,
+            counters: Counters::default(),
         };
         Ok((
             storage,
@@ -210,31 +202,22 @@ impl Storage {
         ))
     }
 
-    /// Starts the writer thread: from now on [`Storage::write_behind`] hands records over and
-    /// returns at once; `wake` is called whenever the writer finished a round.
-    pub fn start_writer(&mut self, wake: impl Fn() + Send + 'static) -> io::Result<()> {
-        let w = Persister::start("lock-wal-writer", Arc::clone(&self.wal), self.fsync, wake)?;
-        self.writer = Some(w);
-        Ok(())
-    }
-
-    /// Appends the command with log index `index` (buffered: durable after [`Storage::sync`],
-    /// or once [`Storage::written`] reaches the [`Storage::durable_point`] read after it).
+    /// Appends the command with log index `index` (buffered: durable after [`Storage::sync`]).
     pub fn append(&mut self, index: u64, cmd: &Command) -> io::Result<()> {
         let frame = cmd
             .to_bytes()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let index_bytes = index.to_be_bytes();
         let crc = crc32_parts(&[&index_bytes, &frame]);
-        self.buf.extend_from_slice(&crc.to_be_bytes());
-        self.buf.extend_from_slice(&index_bytes);
-        self.buf.extend_from_slice(&frame);
+        self.wal.write_all(&crc.to_be_bytes())?;
+        self.wal.write_all(&index_bytes)?;
+        self.wal.write_all(&frame)?;
         self.dirty = true;
         self.wal_records += 1;
         Ok(())
     }
 
-    /// Whether records were appended since they were last handed over or synced.
+    /// Whether records were appended since the last sync.
     pub fn is_dirty(&self) -> bool {
         self.dirty
     }
@@ -244,66 +227,25 @@ impl Storage {
         self.wal_records
     }
 
-    /// Hands the appended records to the writer thread (no wait), or without one writes and
-    /// syncs them here.
-    pub fn write_behind(&mut self) -> io::Result<()> {
-        if !self.dirty {
-            return Ok(());
-        }
-        let Some(w) = self.writer.as_mut() else {
-            return self.sync();
-        };
-        let n = w.submitted() + 1;
-        w.submit(n, std::mem::take(&mut self.buf), true)?;
-        self.dirty = false;
-        Ok(())
-    }
-
-    /// The writer's number that covers every record appended so far: what was applied until
-    /// now may be shown once [`Storage::written`] reaches it. 0 without a writer.
-    pub fn durable_point(&self) -> u64 {
-        self.writer
-            .as_ref()
-            .map_or(0, |w| w.submitted() + u64::from(self.dirty))
-    }
-
-    /// Takes in what the writer finished; the highest number written (0 without a writer).
-    pub fn written(&mut self) -> io::Result<u64> {
-        match self.writer.as_mut() {
-            Some(w) => {
-                w.completed()?;
-                Ok(w.written())
-            }
-            None => Ok(0),
-        }
-    }
-
-    /// How much the writer grouped (None before it started).
-    pub fn counters(&self) -> Option<&Counters> {
-        self.writer.as_ref().map(Persister::counters)
-    }
-
-    /// Writes out and (unless fsync is off) `fdatasync`s every appended record, waiting for
-    /// the writer thread if there is one.
+    /// Writes out and (unless fsync is off) `fdatasync`s every appended record.
     pub fn sync(&mut self) -> io::Result<()> {
-        if self.writer.is_some() {
-            self.write_behind()?;
-            if let Some(w) = self.writer.as_mut() {
-                w.wait_idle()?;
-            }
-            return Ok(());
-        }
         if !self.dirty {
             return Ok(());
         }
-        let mut f = self.wal.lock().unwrap_or_else(PoisonError::into_inner);
-        f.write_all(&self.buf)?;
+        self.wal.flush()?;
         if self.fsync {
-            f.sync_data()?;
+            self.wal.get_ref().sync_data()?;
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        self.buf.clear();
+        self.counters.submissions.fetch_add(1, Ordering::Relaxed);
+        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
         self.dirty = false;
         Ok(())
+    }
+
+    /// How many syncs so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Writes `state` (which contains every command up to `index`) as the new snapshot and
@@ -354,8 +296,7 @@ impl Storage {
             Ok(f)
         };
         empty().map_err(io_err(format!("cannot reset {}", wal_path.display())))?;
-        // The writer is idle (synced above): it appends to the new file from now on.
-        *self.wal.lock().unwrap_or_else(PoisonError::into_inner) = reopen_append(&wal_path)?;
+        self.wal = BufWriter::with_capacity(64 * 1024, reopen_append(&wal_path)?);
         self.wal_records = 0;
         Ok(())
     }
@@ -506,57 +447,6 @@ mod tests {
         assert_eq!(rec.applied_index, 13);
         assert_eq!(rec.replayed, 1);
         assert_eq!(rec.state.next_token(), 7);
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_writer_thread_reports_what_it_wrote_and_replay_finds_it() {
-        let dir = tmpdir("writer");
-        let mut reference = StateMachine::new();
-        {
-            let (mut st, _) = Storage::open(&dir, true).unwrap();
-            let (tx, woken) = std::sync::mpsc::channel();
-            st.start_writer(move || {
-                let _ = tx.send(());
-            })
-            .unwrap();
-            assert_eq!(st.durable_point(), 0);
-            let cmds = script();
-            let (first, second) = cmds.split_at(4);
-            for (i, c) in first.iter().enumerate() {
-                st.append(i as u64 + 1, c).unwrap();
-                reference.apply(c);
-            }
-            // What was applied so far is shown once the writer reaches this point.
-            let point = st.durable_point();
-            assert_eq!(point, 1);
-            st.write_behind().unwrap();
-            assert!(!st.is_dirty());
-            for (i, c) in second.iter().enumerate() {
-                st.append(i as u64 + 5, c).unwrap();
-                reference.apply(c);
-            }
-            assert_eq!(st.durable_point(), 2);
-            st.write_behind().unwrap();
-            while st.written().unwrap() < 2 {
-                woken
-                    .recv_timeout(std::time::Duration::from_secs(10))
-                    .expect("the writer wakes the loop");
-            }
-            let c = st.counters().unwrap();
-            assert_eq!(c.submissions.load(std::sync::atomic::Ordering::Relaxed), 2);
-            assert!(c.syncs.load(std::sync::atomic::Ordering::Relaxed) >= 1);
-            // A snapshot waits for the writer, then rewrites the WAL it appends to.
-            st.snapshot(12, &reference).unwrap();
-            let c = lock_cmd(9);
-            st.append(13, &c).unwrap();
-            reference.apply(&c);
-            st.sync().unwrap();
-        }
-        let (_st, rec) = Storage::open(&dir, true).unwrap();
-        assert_eq!(rec.state, reference);
-        assert_eq!(rec.applied_index, 13);
-        assert_eq!(rec.replayed, 1);
         let _ = fs::remove_dir_all(&dir);
     }
 
