@@ -292,6 +292,7 @@ impl Anycast {
             && *role == HaRole::Standby
             && !self.stopping
         {
+            let t = Instant::now();
             let result = match self.link.request(Request::SetRole {
                 role: HaRole::Active,
             }) {
