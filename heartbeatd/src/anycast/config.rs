@@ -305,6 +305,30 @@ mod tests {
         );
     }
 
+    /// The commented anycast block at the end of the sample file, uncommented, is valid.
+    #[test]
+    fn the_sample_block_is_valid() {
+        let sample = include_str!("../../../etc/lvs-heartbeatd.toml");
+        let block = sample
+            .split_once("# mode = \"anycast\"\n")
+            .expect("the sample has an anycast block")
+            .1;
+        let text: String = std::iter::once("mode = \"anycast\"")
+            .chain(block.lines().map(|l| l.strip_prefix("# ").unwrap_or("")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse_text(&text).unwrap();
+        assert_eq!(c.vips.len(), 2);
+        assert_eq!(c.vips[0].protocol, "vip_203_0_113_100");
+        assert_eq!(c.vips[1].prefix(), "2001:db8::100/128");
+        assert_eq!(c.sessions, ["upstream"]);
+        // The BIRD sample names the same protocol.
+        assert!(
+            include_str!("../../../etc/bird/lvs-anycast.conf")
+                .contains("protocol static vip_203_0_113_100 {")
+        );
+    }
+
     /// Each mistake is refused with the file, the line of the value and a reason.
     #[test]
     fn mistakes_name_file_line_and_reason() {
