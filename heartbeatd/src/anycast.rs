@@ -307,7 +307,8 @@ impl Anycast {
                 Level::Info,
                 "director_role",
                 role = "active",
-                result = result
+                result = result,
+                ms = format!("{:.1}", t.elapsed().as_secs_f64() * 1000.0)
             );
         }
         view
