@@ -555,9 +555,11 @@ fn three_directors_announce_withdraw_and_drain() {
 
     // Drain d0: its nexthop goes; it still forwards what reaches it (the probe routes the VIP
     // through d0 directly).
+    let t0 = Instant::now();
     let out = b.drain(0, true);
     assert!(out.contains("10.77.9.100/32 withdrawn (drained)"), "{out}");
     b.wait_nexthops(&[1, 2], Duration::from_secs(5));
+    println!("d0 drained: nexthop gone after {:?}", t0.elapsed());
     b.exec(
         "p",
         &[
@@ -584,10 +586,14 @@ fn three_directors_announce_withdraw_and_drain() {
     b.wait_nexthops(&[0, 1, 2], Duration::from_secs(5));
 
     // No healthy real server at d1 (weights 0): withdrawn; weights back: announced.
-    for r in 0..2 {
-        b.lvsadm(1, &format!("-e -t {VIP}:80 -r {}:80 -g -w 0", rs_addr(r)));
-    }
+    b.lvsadm(1, &format!("-e -t {VIP}:80 -r {}:80 -g -w 0", rs_addr(0)));
+    let t0 = Instant::now();
+    b.lvsadm(1, &format!("-e -t {VIP}:80 -r {}:80 -g -w 0", rs_addr(1)));
     b.wait_nexthops(&[0, 2], Duration::from_secs(5));
+    println!(
+        "d1 without a healthy server: nexthop gone after {:?}",
+        t0.elapsed()
+    );
     assert!(
         b.log(1, "heartbeatd")
             .contains("reason=\"no healthy real server for TCP 10.77.9.100:80\"")
@@ -597,11 +603,28 @@ fn three_directors_announce_withdraw_and_drain() {
 
     // SIGTERM of d2's heartbeatd: withdrawn (BIRD and its session stay up); restarted:
     // announced again.
+    let t0 = Instant::now();
     b.signal(2, HEARTBEATD, SIGTERM);
     b.wait_nexthops(&[0, 1], Duration::from_secs(5));
+    println!(
+        "d2's heartbeatd stopped: nexthop gone after {:?}",
+        t0.elapsed()
+    );
     let mut hb = b.daemons[2][HEARTBEATD].take().unwrap();
     assert!(hb.wait().unwrap().success());
     assert!(b.log(2, "heartbeatd").contains("reason=stopping"));
+    b.start_heartbeatd(2);
+    b.wait_nexthops(&[0, 1, 2], Duration::from_secs(10));
+
+    // SIGKILL of d2's heartbeatd alone: its VIP device dies with it, and BIRD withdraws the
+    // route through it by itself.
+    let t0 = Instant::now();
+    b.kill(2, HEARTBEATD);
+    b.wait_nexthops(&[0, 1], Duration::from_secs(5));
+    println!(
+        "d2's heartbeatd killed: nexthop gone after {:?}",
+        t0.elapsed()
+    );
     b.start_heartbeatd(2);
     b.wait_nexthops(&[0, 1, 2], Duration::from_secs(10));
 
