@@ -20,12 +20,24 @@ use lvs_testsupport::root_or_skip;
 
 const VIP: &str = "10.77.9.100";
 const ROUTER: &str = "10.77.1.1";
+const VIP6: &str = "2001:db8:77:9::100";
+const ROUTER6: &str = "2001:db8:77:1::1";
 const FRR_DAEMONS: [&str; 3] = ["zebra", "bfdd", "bgpd"];
 const FRR_DIR: &str = "/usr/lib/frr";
 
 /// Director `i` (0..3) on the segment.
 fn director_addr(i: usize) -> String {
     format!("10.77.1.1{}", i + 1)
+}
+
+/// Director `i` (0..3) on the segment, IPv6.
+fn director_addr6(i: usize) -> String {
+    format!("2001:db8:77:1::1{}", i + 1)
+}
+
+/// Real server `i` (0..2) on the segment, IPv6.
+fn rs_addr6(i: usize) -> String {
+    format!("2001:db8:77:1::2{}", i + 1)
 }
 
 /// Real server `i` (0..2) on the segment.
@@ -107,7 +119,15 @@ impl Bed {
 
     fn build_network(&mut self) {
         for n in NODES {
-            new_netns(&self.ns(n));
+            let ns = self.ns(n);
+            new_netns(&ns);
+            // Static addresses on segments of our own: no duplicate-address detection, so
+            // the IPv6 addresses (and the link-local ones BGP and BFD start from) are usable
+            // at once. Set before eth0 arrives, which inherits it.
+            for k in ["all", "default"] {
+                let key = format!("net.ipv6.conf.{k}.accept_dad=0");
+                sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", &key]);
+            }
         }
         let sw = self.ns("sw");
         new_bridge(&sw);
@@ -124,11 +144,17 @@ impl Bed {
         }
         let r = self.ns("r");
         add_addr(&r, "10.77.1.1/24", &[]);
+        add_addr(&r, &format!("{ROUTER6}/64"), &[]);
         add_addr(&self.ns("p"), "10.77.1.5/24", &[]);
+        let default_routes = |ns: &str, v4: &str, v6: &str| {
+            sh(&["ip", "-n", ns, "route", "add", "default", "via", v4]);
+            sh(&["ip", "-n", ns, "-6", "route", "add", "default", "via", v6]);
+        };
         for i in 0..3 {
             let ns = self.ns(&format!("d{i}"));
             add_addr(&ns, &format!("{}/24", director_addr(i)), &[]);
-            sh(&["ip", "-n", &ns, "route", "add", "default", "via", ROUTER]);
+            add_addr(&ns, &format!("{}/64", director_addr6(i)), &[]);
+            default_routes(&ns, ROUTER, ROUTER6);
         }
         // The client behind the router, on a link of its own.
         let c = self.ns("c");
@@ -136,43 +162,34 @@ impl Bed {
             "ip", "-n", &r, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0", "netns",
             &c,
         ]);
-        sh(&["ip", "-n", &r, "addr", "add", "10.77.0.1/24", "dev", "eth1"]);
+        for a in ["10.77.0.1/24", "2001:db8:77::1/64"] {
+            sh(&["ip", "-n", &r, "addr", "add", a, "dev", "eth1"]);
+        }
         sh(&["ip", "-n", &r, "link", "set", "eth1", "up"]);
         sh(&["ip", "-n", &c, "link", "set", "eth0", "up"]);
         add_addr(&c, "10.77.0.2/24", &[]);
-        sh(&[
-            "ip",
-            "-n",
-            &c,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.77.0.1",
-        ]);
+        add_addr(&c, "2001:db8:77::2/64", &[]);
+        default_routes(&c, "10.77.0.1", "2001:db8:77::1");
         for k in [
             "net.ipv4.ip_forward=1",
             "net.ipv4.fib_multipath_hash_policy=1",
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.fib_multipath_hash_policy=1",
         ] {
             self.exec("r", &["sysctl", "-qw", k]);
         }
-        // VS/DR real servers: the VIP on lo, never answered for by ARP; replies through the
-        // router.
+        // VS/DR real servers: the VIPs on lo, never answered for by ARP (nor by neighbour
+        // discovery: Linux answers a solicitation only for an address of the interface it
+        // came in on); replies through the router.
         for i in 0..2 {
             let node = format!("rs{i}");
             let ns = self.ns(&node);
             add_addr(&ns, &format!("{}/24", rs_addr(i)), &[]);
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{VIP}/32"),
-                "dev",
-                "lo",
-            ]);
-            sh(&["ip", "-n", &ns, "route", "add", "default", "via", ROUTER]);
+            add_addr(&ns, &format!("{}/64", rs_addr6(i)), &[]);
+            for vip in [format!("{VIP}/32"), format!("{VIP6}/128")] {
+                sh(&["ip", "-n", &ns, "addr", "add", &vip, "dev", "lo"]);
+            }
+            default_routes(&ns, ROUTER, ROUTER6);
             for k in [
                 "net.ipv4.conf.all.arp_ignore=1",
                 "net.ipv4.conf.all.arp_announce=2",
@@ -188,6 +205,15 @@ impl Bed {
         for i in 0..2 {
             let node = format!("rs{i}");
             let child = lvs_testsupport::spawn_http_server(&self.ns(&node), &node, 80, "0.0.0.0");
+            self.helpers.push(child);
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(&node), "python3", "-c", &http6()])
+                .args([node.as_str(), "80", "::"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start python3 (ip netns exec)");
             self.helpers.push(child);
             let up = wait_until(Duration::from_secs(10), || {
                 sh_out(&[
@@ -221,7 +247,8 @@ impl Bed {
             frr.join("bgpd.conf"),
             include_str!("../../etc/frr/lvs-router-bgpd.conf")
                 .replace("192.0.2.1", ROUTER)
-                .replace("192.0.2.0/24", "10.77.1.0/24"),
+                .replace("192.0.2.0/24", "10.77.1.0/24")
+                .replace("2001:db8:1::/64", "2001:db8:77:1::/64"),
         )
         .unwrap();
         sh(&["chown", "-R", "frr:frr", frr.to_str().unwrap()]);
@@ -329,17 +356,40 @@ impl Bed {
         let up = wait_until(Duration::from_secs(15), || sock.exists());
         assert!(up.is_some(), "director {i} did not start\n{}", self.logs());
         self.lvsadm(i, &format!("-A -t {VIP}:80 -s rr"));
+        self.lvsadm(i, &format!("-A -t [{VIP6}]:80 -s rr"));
         for r in 0..2 {
             self.lvsadm(i, &format!("-a -t {VIP}:80 -r {}:80 -g", rs_addr(r)));
+            let rs6 = rs_addr6(r);
+            self.lvsadm(i, &format!("-a -t [{VIP6}]:80 -r [{rs6}]:80 -g"));
         }
     }
 
-    /// BIRD with the sample director configuration (the addresses made this bed's).
+    /// BIRD with the sample director configuration (the addresses made this bed's), its
+    /// commented IPv6 parts in use.
     fn start_bird(&mut self, i: usize) {
         let conf = self.dir.join(format!("bird{i}.conf"));
+        let sample = include_str!("../../etc/bird/lvs-anycast.conf");
+        let mut text = sample.to_owned();
+        for start in [
+            "# protocol static vip_2001_db8__100 {",
+            "# protocol bgp upstream6 {",
+        ] {
+            let block = &sample[sample.find(start).expect("the sample's IPv6 part")..];
+            let end = block.find("\n# }\n").expect("its end") + "\n# }\n".len();
+            for line in block[..end].lines() {
+                text.push_str(
+                    line.strip_prefix("# ")
+                        .unwrap_or(line.trim_start_matches('#')),
+                );
+                text.push('\n');
+            }
+        }
         std::fs::write(
             &conf,
-            include_str!("../../etc/bird/lvs-anycast.conf")
+            text.replace("2001:db8:1::11", &director_addr6(i))
+                .replace("neighbor 2001:db8:1::1 ", &format!("neighbor {ROUTER6} "))
+                .replace("2001:db8::100", VIP6)
+                .replace("vip_2001_db8__100", "vip_2001_db8_77_9__100")
                 .replace("192.0.2.11", &director_addr(i))
                 .replace("neighbor 192.0.2.1 ", &format!("neighbor {ROUTER} "))
                 .replace("203.0.113.100", VIP)
@@ -373,8 +423,8 @@ impl Bed {
             self.dir.join(format!("heartbeatd{i}.toml")),
             format!(
                 "mode = \"anycast\"\nnode_id = {}\ncheck_interval_ms = 100\n\
-                 [bgp]\ncontrol_socket = \"{}\"\nsessions = [\"upstream\"]\n\
-                 [[vip]]\naddr = \"{VIP}\"\n",
+                 [bgp]\ncontrol_socket = \"{}\"\nsessions = [\"upstream\", \"upstream6\"]\n\
+                 [[vip]]\naddr = \"{VIP}\"\n[[vip]]\naddr = \"{VIP6}\"\n",
                 i + 1,
                 self.bird_socket(i).display()
             ),
@@ -404,6 +454,24 @@ impl Bed {
             .filter(|p| p[0] == "via")
             .map(|p| p[1].to_owned())
             .collect()
+    }
+
+    /// How many nexthops the router's route to the IPv6 VIP has (link-local addresses: BGP
+    /// over a shared link gives the directors' link-local addresses as nexthops).
+    fn nexthops6(&self) -> usize {
+        let out = sh(&["ip", "-n", &self.ns("r"), "-6", "route", "show", VIP6]);
+        out.split_whitespace().filter(|w| *w == "via").count()
+    }
+
+    /// Within `limit` the router's route to the IPv6 VIP has `n` nexthops.
+    fn wait_nexthops6(&self, n: usize, limit: Duration) {
+        let t = wait_until(limit, || self.nexthops6() == n);
+        assert!(
+            t.is_some(),
+            "the router's nexthops for {VIP6}: {}, wanted {n} within {limit:?}\n{}",
+            self.nexthops6(),
+            self.logs()
+        );
     }
 
     /// Within `limit` the router's nexthops for the VIP are those of `directors`: the time it
@@ -441,6 +509,15 @@ impl Bed {
 
     /// One new HTTP connection to the VIP from `node`: the body, if it worked.
     fn get(&self, node: &str) -> Option<String> {
+        self.get_url(node, &format!("http://{VIP}/"))
+    }
+
+    /// The same to the IPv6 VIP.
+    fn get6(&self, node: &str) -> Option<String> {
+        self.get_url(node, &format!("http://[{VIP6}]/"))
+    }
+
+    fn get_url(&self, node: &str, url: &str) -> Option<String> {
         let out = sh_out(&[
             "ip",
             "netns",
@@ -448,9 +525,11 @@ impl Bed {
             &self.ns(node),
             "curl",
             "-s",
+            // -g: the brackets of an IPv6 literal are not a curl glob.
+            "-g",
             "--max-time",
             "2",
-            &format!("http://{VIP}/"),
+            url,
         ]);
         out.status
             .success()
@@ -532,6 +611,13 @@ fn three_directors_announce_withdraw_and_drain() {
     // All three announce: one ECMP route, three nexthops; connections work.
     let t = b.wait_nexthops(&[0, 1, 2], Duration::from_secs(30));
     println!("ECMP route with 3 nexthops after {t:?}");
+    b.wait_nexthops6(3, Duration::from_secs(30));
+    let body = lvs_testsupport::wait_for(
+        "a connection to the IPv6 VIP",
+        Duration::from_secs(10),
+        || b.get6("c"),
+    );
+    assert!(body.starts_with("rs"), "{body}");
     for _ in 0..6 {
         let body =
             lvs_testsupport::wait_for("a connection to the VIP", Duration::from_secs(10), || {
@@ -550,7 +636,15 @@ fn three_directors_announce_withdraw_and_drain() {
             "{log}"
         );
         let s = b.status(i).expect("anycast status");
-        assert!(s.routes[0].announced && s.sessions[0].up, "{s:?}");
+        assert!(
+            s.routes.iter().all(|r| r.announced) && s.sessions.iter().all(|s| s.up),
+            "{s:?}"
+        );
+        assert_eq!((s.routes.len(), s.sessions.len()), (2, 2), "{s:?}");
+        assert!(
+            log.contains("event=anycast_announce vip=2001:db8:77:9::100/128"),
+            "{log}"
+        );
     }
 
     // Drain d0: its nexthop goes; it still forwards what reaches it (the probe routes the VIP
@@ -560,6 +654,7 @@ fn three_directors_announce_withdraw_and_drain() {
     assert!(out.contains("10.77.9.100/32 withdrawn (drained)"), "{out}");
     b.wait_nexthops(&[1, 2], Duration::from_secs(5));
     println!("d0 drained: nexthop gone after {:?}", t0.elapsed());
+    b.wait_nexthops6(2, Duration::from_secs(5));
     b.exec(
         "p",
         &[
@@ -584,6 +679,7 @@ fn three_directors_announce_withdraw_and_drain() {
     let out = b.drain(0, false);
     assert!(out.contains("10.77.9.100/32 announced"), "{out}");
     b.wait_nexthops(&[0, 1, 2], Duration::from_secs(5));
+    b.wait_nexthops6(3, Duration::from_secs(5));
 
     // No healthy real server at d1 (weights 0): withdrawn; weights back: announced.
     b.lvsadm(1, &format!("-e -t {VIP}:80 -r {}:80 -g -w 0", rs_addr(0)));
@@ -661,4 +757,22 @@ fn three_directors_announce_withdraw_and_drain() {
     b.start_heartbeatd(0);
     b.wait_nexthops(&[0, 1, 2], Duration::from_secs(30));
     assert!(b.get("c").is_some());
+}
+
+/// [`lvs_testsupport::HTTP_SERVER`] for IPv6 only (`IPV6_V6ONLY`: beside the IPv4 one on the
+/// same port).
+fn http6() -> String {
+    format!(
+        "{}{}",
+        r#"
+import http.server, socket
+class V6(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+http.server.HTTPServer = V6
+"#,
+        lvs_testsupport::HTTP_SERVER
+    )
 }
