@@ -418,18 +418,22 @@ impl Bed {
         assert!(up.is_some(), "bird {i} did not start\n{}", self.logs());
     }
 
+    /// Director `i`'s lvs-heartbeatd configuration, announcing `vips`.
+    fn write_heartbeatd_config(&self, i: usize, vips: &[&str]) {
+        let mut text = format!(
+            "mode = \"anycast\"\nnode_id = {}\ncheck_interval_ms = 100\n\
+             [bgp]\ncontrol_socket = \"{}\"\nsessions = [\"upstream\", \"upstream6\"]\n",
+            i + 1,
+            self.bird_socket(i).display()
+        );
+        for v in vips {
+            text.push_str(&format!("[[vip]]\naddr = \"{v}\"\n"));
+        }
+        std::fs::write(self.dir.join(format!("heartbeatd{i}.toml")), text).unwrap();
+    }
+
     fn start_heartbeatd(&mut self, i: usize) {
-        std::fs::write(
-            self.dir.join(format!("heartbeatd{i}.toml")),
-            format!(
-                "mode = \"anycast\"\nnode_id = {}\ncheck_interval_ms = 100\n\
-                 [bgp]\ncontrol_socket = \"{}\"\nsessions = [\"upstream\", \"upstream6\"]\n\
-                 [[vip]]\naddr = \"{VIP}\"\n[[vip]]\naddr = \"{VIP6}\"\n",
-                i + 1,
-                self.bird_socket(i).display()
-            ),
-        )
-        .unwrap();
+        self.write_heartbeatd_config(i, &[VIP, VIP6]);
         let child = self.spawn_daemon(i, Path::new(BIN), "heartbeatd");
         self.daemons[i][HEARTBEATD] = Some(child);
     }
@@ -606,7 +610,7 @@ fn three_directors_announce_withdraw_and_drain() {
     let Some(mut b) = Bed::start("three_directors_announce_withdraw_and_drain") else {
         return;
     };
-    use nix::sys::signal::Signal::{SIGCONT, SIGSTOP, SIGTERM};
+    use nix::sys::signal::Signal::{SIGCONT, SIGHUP, SIGSTOP, SIGTERM};
 
     // All three announce: one ECMP route, three nexthops; connections work.
     let t = b.wait_nexthops(&[0, 1, 2], Duration::from_secs(30));
@@ -723,6 +727,20 @@ fn three_directors_announce_withdraw_and_drain() {
     );
     b.start_heartbeatd(2);
     b.wait_nexthops(&[0, 1, 2], Duration::from_secs(10));
+
+    // SIGHUP with the IPv6 VIP gone from d2's file: only that route is withdrawn; back in the
+    // file: announced again.
+    b.write_heartbeatd_config(2, &[VIP]);
+    b.signal(2, HEARTBEATD, SIGHUP);
+    b.wait_nexthops6(2, Duration::from_secs(5));
+    assert_eq!(b.nexthops().len(), 3);
+    assert!(
+        b.log(2, "heartbeatd")
+            .contains("reason=\"removed from the configuration\"")
+    );
+    b.write_heartbeatd_config(2, &[VIP, VIP6]);
+    b.signal(2, HEARTBEATD, SIGHUP);
+    b.wait_nexthops6(3, Duration::from_secs(5));
 
     // SIGKILL of d0's heartbeatd and BIRD: its nexthop is gone within a second.
     let t0 = Instant::now();
