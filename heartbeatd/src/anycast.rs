@@ -4,12 +4,13 @@
 //!
 //! Every `check_interval_ms` (and at once after a drain or a reload) one check:
 //!
-//! 1. the director: `GetRole`, `ListServices`, `ListHealth` over its control socket (each
-//!    bounded by [`REQUEST_TIMEOUT`]); a standby director is told `SetRole Active` (in this
-//!    mode every director forwards);
+//! 1. the director: `GetRole`, `ListServices`, `ListHealth` and `SyncStatus` over its control
+//!    socket (each bounded by [`REQUEST_TIMEOUT`]); a standby director is told `SetRole
+//!    Active` (in this mode every director forwards);
 //! 2. per virtual address, why not to announce it ([`serving::why_not`]): stopping, drained,
-//!    the director unreachable or standby, no service on the address, a service without a
-//!    real server of weight > 0 that passes its checks;
+//!    the director unreachable or standby, its connection table not synced yet (with
+//!    `[sync]`: the bulk resync of its start), no service on the address, a service without
+//!    a real server of weight > 0 that passes its checks;
 //! 3. BIRD: `show protocols`; the VIP's `static` protocol enabled when it should be announced
 //!    and disabled otherwise (BIRD then sends the update or the withdrawal); the BGP sessions'
 //!    states read for the log and the console.
@@ -273,21 +274,23 @@ impl Anycast {
                 None => "director unreachable".into(),
             });
         }
-        let mut answers = Vec::with_capacity(3);
+        let mut answers = Vec::with_capacity(4);
         for r in [
             Request::GetRole,
             Request::ListServices { key: None },
             Request::ListHealth,
+            Request::SyncStatus,
         ] {
             match self.link.request(r) {
                 Ok(a) => answers.push(a),
                 Err(e) => return DirectorView::Unreachable(format!("director unreachable: {e}")),
             }
         }
+        let sync = answers.pop().unwrap_or(Response::Ok);
         let health = answers.pop().unwrap_or(Response::Ok);
         let services = answers.pop().unwrap_or(Response::Ok);
         let role = answers.pop().unwrap_or(Response::Ok);
-        let mut view = DirectorView::from_answers(role, services, health);
+        let mut view = DirectorView::from_answers(role, services, health, sync);
         if let DirectorView::Answered { role, .. } = &mut view
             && *role == HaRole::Standby
             && !self.stopping
