@@ -1,10 +1,11 @@
 //! Active-active directors behind an ECMP router, announced by real BGP daemons, in network
 //! namespaces: a router running FRR (zebra, bgpd with `maximum-paths`, bfdd: BFD 100 ms x 3)
 //! between a client and one segment; on that segment three directors, each running the real
-//! `lvs-director`, BIRD 2 and `lvs-heartbeatd` in `mode = "anycast"`, two real servers (VS/DR)
-//! and a probe host. Needs root: SKIPPED otherwise; needs `lvs-director` and `lvsadm` built
-//! beside `lvs-heartbeatd`, and `bird` (bird2) and FRR (frr) installed (scripts/test.sh
-//! installs them).
+//! `lvs-director` (`[cluster] mode = "active-active"`, syncing with the others), BIRD 2 and
+//! `lvs-heartbeatd` in `mode = "anycast"`, two real servers (VS/DR) and a probe host. Needs
+//! root: SKIPPED otherwise; needs `lvs-director`, `lvsadm` and the mh plugin built beside
+//! `lvs-heartbeatd`, and `bird` (bird2) and FRR (frr) installed (scripts/test.sh installs
+//! them).
 //!
 //! What is checked is what the router and a client see: the router's route to the VIP and its
 //! nexthops, and whether connections work.
@@ -81,7 +82,7 @@ impl Bed {
         }
         let director_bin = lvs_testsupport::sibling_bin(BIN, "lvs-director");
         let lvsadm_bin = lvs_testsupport::sibling_bin(BIN, "lvsadm");
-        lvs_testsupport::sibling_bin(BIN, "liblvs_sched_rr.so");
+        lvs_testsupport::sibling_bin(BIN, "liblvs_sched_mh.so");
         let p = format!("ac{}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("{p}-anycast"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -342,11 +343,28 @@ impl Bed {
         );
     }
 
-    /// Director `i` with the VIP's service on port 80 over both real servers (VS/DR).
+    /// Director `i` with the VIPs' services on port 80 over both real servers (VS/DR).
     fn start_director(&mut self, i: usize) {
+        // Active-active: the default scheduler is mh, and connections sync with the other
+        // two directors (lvs-heartbeatd announces once the bulk resync of the start is done).
+        let key = common::write_key(&self.dir);
+        let state = self.dir.join(format!("sync{i}"));
+        std::fs::create_dir_all(&state).unwrap();
+        let peers: Vec<String> = (0..3)
+            .filter(|&p| p != i)
+            .map(|p| format!("\"{}:8848\"", director_addr(p)))
+            .collect();
         std::fs::write(
             self.dir.join(format!("director{i}.toml")),
-            "workers = 1\ninterfaces = [\"eth0\"]\n",
+            format!(
+                "workers = 1\ninterfaces = [\"eth0\"]\n\
+                 [cluster]\nmode = \"active-active\"\n\
+                 [sync]\nlisten = \"0.0.0.0:8848\"\npeers = [{}]\nkey_file = \"{}\"\n\
+                 state_dir = \"{}\"\n",
+                peers.join(", "),
+                key.display(),
+                state.display()
+            ),
         )
         .unwrap();
         let _ = std::fs::remove_file(self.rundir(i).join("director.sock"));
@@ -355,8 +373,8 @@ impl Bed {
         let sock = self.rundir(i).join("director.sock");
         let up = wait_until(Duration::from_secs(15), || sock.exists());
         assert!(up.is_some(), "director {i} did not start\n{}", self.logs());
-        self.lvsadm(i, &format!("-A -t {VIP}:80 -s rr"));
-        self.lvsadm(i, &format!("-A -t [{VIP6}]:80 -s rr"));
+        self.lvsadm(i, &format!("-A -t {VIP}:80"));
+        self.lvsadm(i, &format!("-A -t [{VIP6}]:80"));
         for r in 0..2 {
             self.lvsadm(i, &format!("-a -t {VIP}:80 -r {}:80 -g", rs_addr(r)));
             let rs6 = rs_addr6(r);

@@ -23,7 +23,8 @@
 # The testbed matches heartbeatd/tests/anycast.rs:
 #   - a router (10.77.1.1) running FRR zebra+bgpd+bfdd with etc/frr/lvs-router-*.conf,
 #     between the client (10.77.0.2) and the segment 10.77.1.0/24;
-#   - three directors (10.77.1.11-13), each with lvs-director (VS/DR, rr), BIRD 2 with
+#   - three directors (10.77.1.11-13), each with lvs-director (active-active: mh, connection
+#     sync with the other two; VS/DR), BIRD 2 with
 #     etc/bird/lvs-anycast.conf, and lvs-heartbeatd in mode = "anycast";
 #   - two real HTTP servers (10.77.1.21-22) holding the VIP 10.77.9.100 on lo.
 #
@@ -32,7 +33,7 @@
 # when it is merged.
 #
 # Usage: sudo scripts/bench/anycast.sh [N]      (N runs per setting, default 10)
-# Env: BIN=target/release (where lvs-director, lvsadm, lvs-heartbeatd and the rr plugin are)
+# Env: BIN=target/release (where lvs-director, lvsadm, lvs-heartbeatd and the mh plugin are)
 #      SLOW=1 to run setting 4 too.
 # Needs root, bird2 and frr (apt-get install bird2 frr). Namespaces ab<pid>* are removed on
 # exit.
@@ -50,7 +51,7 @@ NODES=(sw r c d0 d1 d2 rs0 rs1)
 
 die() { echo "bench: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root"
-for b in lvs-director lvsadm lvs-heartbeatd liblvs_sched_rr.so; do
+for b in lvs-director lvsadm lvs-heartbeatd liblvs_sched_mh.so; do
     [ -e "$BIN/$b" ] || die "$BIN/$b missing: cargo build --release --workspace (or set BIN)"
 done
 BIN=$(cd "$BIN" && pwd)
@@ -67,6 +68,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 mkdir -p "$DIR"
+(umask 077 && head -c 32 /dev/urandom >"$DIR/sync.key")
 
 inns() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
 # Daemons are started with `ip netns exec ... &` itself (not through inns): ip execs the
@@ -144,14 +146,27 @@ wait_socket() { # SOCKET LOG
 start_director() { # I BFD
     local i=$1 bfd=$2 me="10.77.1.1$(($1 + 1))" run=$DIR/run$1
     mkdir -p "$run"
-    printf 'workers = 1\ninterfaces = ["eth0"]\n' >"$DIR/director$i.toml"
+    local peers=() p
+    for p in 0 1 2; do [ "$p" = "$i" ] || peers+=("\"10.77.1.1$((p + 1)):8848\""); done
+    mkdir -p "$DIR/sync$i"
+    cat >"$DIR/director$i.toml" <<EOF
+workers = 1
+interfaces = ["eth0"]
+[cluster]
+mode = "active-active"
+[sync]
+listen = "0.0.0.0:8848"
+peers = [$(IFS=,; echo "${peers[*]}")]
+key_file = "$DIR/sync.key"
+state_dir = "$DIR/sync$i"
+EOF
     rm -f "$run/director.sock"
     ip netns exec "${P}d$i" "$BIN/lvs-director" -f --no-syslog --rundir "$run" -c "$DIR/director$i.toml" \
         2>>"$DIR/director$i.log" &
     echo $! >"$DIR/director$i.pid"
     disown
     wait_socket "$run/director.sock" "$DIR/director$i.log"
-    "$BIN/lvsadm" --rundir "$run" -A -t $VIP:80 -s rr
+    "$BIN/lvsadm" --rundir "$run" -A -t $VIP:80
     for rs in 10.77.1.21 10.77.1.22; do
         "$BIN/lvsadm" --rundir "$run" -a -t $VIP:80 -r $rs:80 -g
     done
