@@ -17,9 +17,10 @@ use lvs_heartbeatd::settings::{self, Settings};
 /// them. A watched interface without carrier is a fault (the peer takes over).
 ///
 /// With mode = "anycast": every director is active behind ECMP routers; each virtual address
-/// is announced through BIRD (its control socket) only while the director answers, is active
-/// and has a healthy real server for the address's services; withdrawn at once otherwise, on
-/// SIGTERM and on --drain.
+/// is announced through BIRD (its control socket) only while the director answers, is active,
+/// has its connection table synced and a healthy real server for every service of the
+/// address; withdrawn at once otherwise, on SIGTERM and on --drain (the director keeps
+/// forwarding).
 ///
 /// SIGTERM releases the addresses, sends a farewell heartbeat (the peer takes over at once)
 /// and sets the director standby before exiting; SIGUSR1 logs the state; SIGHUP applies a
