@@ -198,7 +198,7 @@ pub struct DirectorView {
     pub epoch: Option<u64>,
     /// The virtual addresses (of its services, or as heartbeatd reports them).
     pub vips: Vec<String>,
-    /// Heartbeat media, when heartbeatd reports them.
+    /// Heartbeat media, when heartbeatd reports them; in anycast mode the BGP sessions.
     pub media: Vec<MediumView>,
     /// Where role/epoch/media came from: `heartbeatd` or `director`.
     pub ha_source: String,
