@@ -523,6 +523,10 @@ fn read_frames(
             Ok(n) => {
                 conn.buf.extend_from_slice(&chunk[..n]);
                 conn.heard_at = Instant::now();
+                if n < chunk.len() {
+                    // Drained for now; more data makes a new (edge-triggered) event.
+                    break;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
