@@ -111,6 +111,15 @@ tr coreutils
 true coreutils
 xargs findutils
 
+# --- the anycast test's routing daemons (heartbeatd/tests/anycast.rs; their paths are
+# computed there, so the lint cannot see them): BIRD 2 on each director, FRR on the router
+# (run as its frr user: chown gives it the test's files)
+bird bird2
+/usr/lib/frr/zebra frr
+/usr/lib/frr/bfdd frr
+/usr/lib/frr/bgpd frr
+chown coreutils
+
 # --- started by the daemons under test (not visible to the lint: set by config defaults)
 # lvs-director's guard (director/src/guard.rs, `nft` by default): nft, listed above.
 # lvs-webmon makes its self-signed certificate with openssl (webmon/src/tls.rs): listed above.

@@ -104,6 +104,9 @@ pub struct Config {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    /// `"failover"` here (crate::settings chose this parser by it).
+    #[allow(dead_code)]
+    mode: Option<String>,
     node_id: u32,
     #[serde(default = "default_priority")]
     priority: u16,

@@ -44,6 +44,7 @@ use crate::fsm::{Action, Fsm, Input};
 use crate::linkwatch::LinkWatch;
 use crate::ndp::Responders;
 use crate::serial::SerialPort;
+use crate::settings::Settings;
 use crate::udp::{MAX_DATAGRAM, UdpHeartbeat};
 use crate::vipdev::VipDevice;
 use crate::wire::{AuthKey, NodeState, Sealer, Status, Verifier, wall_clock_ms};
@@ -100,7 +101,7 @@ struct Daemon {
 }
 
 /// The daemon's body, for [`lvs_common::run()`].
-pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
+pub fn run(config: Config, startup: Startup<Settings>) -> Result<(), BoxError> {
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
     let key = AuthKey::from_file(&config.auth_key_file, "heartbeat")?;
@@ -235,12 +236,20 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                                 d.stop();
                                 return Ok(());
                             }
-                            Signal::Reload => {
-                                if let Some(new) = ctx.reload() {
+                            Signal::Reload => match ctx.reload() {
+                                Some(Settings::Failover(new)) => {
                                     let path = director_path(&new, &ctx);
-                                    d.apply(new, path, poll.registry());
+                                    d.apply(*new, path, poll.registry());
                                 }
-                            }
+                                Some(Settings::Anycast(_)) => event!(
+                                    Level::Error,
+                                    "config_apply_failed",
+                                    part = "mode",
+                                    error =
+                                        "the mode changes from failover to anycast only at restart"
+                                ),
+                                None => {}
+                            },
                             Signal::Dump => d.dump(),
                         }
                     }

@@ -46,6 +46,7 @@
 //! frame time when the serial line delivered last (about 51 ms at 19200 baud), plus the
 //! takeover actions themselves.
 
+pub mod anycast;
 pub mod config;
 pub mod daemon;
 pub mod director;
@@ -54,6 +55,7 @@ pub mod fsm;
 pub mod linkwatch;
 pub mod ndp;
 pub mod serial;
+pub mod settings;
 mod sys;
 pub mod udp;
 pub mod vipdev;

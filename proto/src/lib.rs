@@ -44,8 +44,8 @@ pub use link::{
     log_director_link,
 };
 pub use message::{
-    ClientFrame, ErrorCode, Event, HaRole, Hello, HelloOk, MonitoredServer, PROTOCOL_VERSION,
-    Request, Response, Role, ServerFrame, Topic,
+    AnycastRoute, AnycastStatus, BgpSession, ClientFrame, ErrorCode, Event, HaRole, Hello, HelloOk,
+    MonitoredServer, PROTOCOL_VERSION, Request, Response, Role, ServerFrame, Topic,
 };
 pub use peer::{AccessPolicy, Credentials, PeerInfo};
 pub use server::{Handler, PingHandler, Server, ServerConfig, ServerThread};

@@ -228,6 +228,16 @@ pub enum Request {
     /// Director: the sync daemons started with [`Request::StartSyncDaemon`], their defaults
     /// filled in (`lvsadm -L --daemon`). Answered with [`Response::SyncDaemons`].
     ListSyncDaemons,
+    /// Heartbeatd in anycast mode: the routes it announces and the BGP sessions of its
+    /// routing daemon. Answered with [`Response::Anycast`].
+    AnycastStatus,
+    /// Heartbeatd in anycast mode: drain this director (`on`: withdraw every route while the
+    /// director keeps forwarding what still arrives) or end the drain. Answered with
+    /// [`Response::Anycast`], the state after the change.
+    Drain {
+        /// Drain on or off.
+        on: bool,
+    },
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -268,6 +278,8 @@ pub enum Response {
     Content(crate::director::ContentStatus),
     /// Director: answer to [`Request::ListSyncDaemons`], master first.
     SyncDaemons(Vec<crate::director::SyncDaemon>),
+    /// Heartbeatd: answer to [`Request::AnycastStatus`] and [`Request::Drain`].
+    Anycast(AnycastStatus),
 }
 
 /// The high-availability role of a director.
@@ -465,4 +477,46 @@ pub struct HaMedium {
     pub accepted: u64,
     /// Rejected messages by reason (`bad_length`, `bad_mac`, `replay` ...).
     pub rejected: Vec<(String, u64)>,
+}
+
+/// lvs-heartbeatd's anycast state ([`Response::Anycast`]): what this director announces to
+/// the routers, and why not where it does not.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct AnycastStatus {
+    /// Drained by the operator: every route withdrawn, the director still forwards.
+    pub drained: bool,
+    /// The routing daemon, e.g. `bird`.
+    pub daemon: String,
+    /// Its control socket answered the last check.
+    pub daemon_up: bool,
+    /// The director's control socket answered the last check, and it is active.
+    pub director_up: bool,
+    /// Each virtual address, in configuration order.
+    pub routes: Vec<AnycastRoute>,
+    /// Each BGP session of the routing daemon.
+    pub sessions: Vec<BgpSession>,
+}
+
+/// One announced (or withdrawn) virtual address ([`AnycastStatus::routes`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AnycastRoute {
+    /// `addr/32` or `addr/128`.
+    pub prefix: String,
+    /// The routing daemon's protocol that carries it (a BIRD `static` protocol).
+    pub protocol: String,
+    /// Announced now.
+    pub announced: bool,
+    /// Why it is withdrawn (empty while announced), e.g. `no healthy real server`.
+    pub reason: String,
+}
+
+/// One BGP session of the routing daemon ([`AnycastStatus::sessions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct BgpSession {
+    /// The daemon's name for it (a BIRD protocol name).
+    pub name: String,
+    /// Established.
+    pub up: bool,
+    /// The daemon's words for its state, e.g. `up Established` or `start Active`.
+    pub state: String,
 }

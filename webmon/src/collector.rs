@@ -198,11 +198,12 @@ pub struct DirectorView {
     pub epoch: Option<u64>,
     /// The virtual addresses (of its services, or as heartbeatd reports them).
     pub vips: Vec<String>,
-    /// Heartbeat media, when heartbeatd reports them.
+    /// Heartbeat media, when heartbeatd reports them; in anycast mode the BGP sessions.
     pub media: Vec<MediumView>,
     /// Where role/epoch/media came from: `heartbeatd` or `director`.
     pub ha_source: String,
-    /// lvs-heartbeatd's state: `init`, `master`, `backup` or `fault`.
+    /// lvs-heartbeatd's state: `init`, `master`, `backup` or `fault`; `anycast` in anycast
+    /// mode (then `vips` say which are announced and `media` are the BGP sessions).
     pub ha_state: Option<String>,
     /// Why in fault.
     pub fault_reason: Option<String>,
@@ -817,6 +818,9 @@ impl Collector {
                 }
             })
             .collect();
+        if h.state == "anycast" {
+            self.anycast(path, director)?;
+        }
         if let Some(p) = &h.peer {
             peers.push(DirectorView {
                 name: format!("node-{} (peer)", p.node_id),
@@ -827,6 +831,44 @@ impl Collector {
                 ha_state: Some(p.state.clone()),
                 media: director.media.clone(),
                 ..DirectorView::default()
+            });
+        }
+        Ok(())
+    }
+
+    /// lvs-heartbeatd in anycast mode (`Request::AnycastStatus`): the virtual addresses with
+    /// whether this director announces them (and why not), the routing daemon's BGP sessions
+    /// in place of the heartbeat media.
+    fn anycast(&mut self, path: &Path, director: &mut DirectorView) -> Result<(), String> {
+        let a = match ask(&mut self.heartbeatd, path, Request::AnycastStatus)? {
+            Response::Anycast(a) => a,
+            other => return Err(format!("unexpected answer to AnycastStatus: {other:?}")),
+        };
+        director.vips = a
+            .routes
+            .iter()
+            .map(|r| {
+                if r.announced {
+                    format!("{} announced", r.prefix)
+                } else {
+                    format!("{} withdrawn ({})", r.prefix, r.reason)
+                }
+            })
+            .collect();
+        director.media = a
+            .sessions
+            .iter()
+            .map(|s| MediumView {
+                name: format!("{} BGP {}", a.daemon, s.name),
+                up: s.up,
+                detail: s.state.clone(),
+            })
+            .collect();
+        if !a.daemon_up {
+            director.media.push(MediumView {
+                name: a.daemon.clone(),
+                up: false,
+                detail: "control socket not answering".into(),
             });
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lvs_proto::message::{HaMedium, HaPeer, HaStatus};
+use lvs_proto::message::{AnycastRoute, AnycastStatus, BgpSession, HaMedium, HaPeer, HaStatus};
 use lvs_proto::server::{Handler, Server, ServerConfig, ServerThread};
 use lvs_proto::{
     AccessPolicy, DestConf, DestHealth, DestStatus, DirectorInfo, ErrorCode, FwdMethod, HaRole,
@@ -196,6 +196,59 @@ impl Handler for Heartbeatd {
                     },
                 ],
                 links: vec![("eth0".into(), true)],
+            }),
+            Request::Ping => Response::Pong,
+            _ => Response::Error {
+                code: ErrorCode::Unsupported,
+                message: "unsupported".into(),
+            },
+        }
+    }
+}
+
+/// lvs-heartbeatd in anycast mode: one route announced, one withdrawn, one BGP session.
+struct AnycastHeartbeatd;
+
+impl Handler for AnycastHeartbeatd {
+    fn handle(&mut self, _peer: &PeerInfo, request: Request) -> Response {
+        match request {
+            Request::HaStatus => Response::HaStatus(HaStatus {
+                node: "node-3".into(),
+                node_id: 3,
+                state: "anycast".into(),
+                fault_reason: "2001:db8::10/128 withdrawn: no healthy real server".into(),
+                epoch: 0,
+                vips: vec!["192.0.2.10/32".into(), "2001:db8::10/128".into()],
+                holds_vips: true,
+                table_synced: None,
+                peer: None,
+                media: vec![],
+                links: vec![],
+            }),
+            Request::AnycastStatus => Response::Anycast(AnycastStatus {
+                drained: false,
+                daemon: "bird".into(),
+                daemon_up: true,
+                director_up: true,
+                routes: vec![
+                    AnycastRoute {
+                        prefix: "192.0.2.10/32".into(),
+                        protocol: "vip_192_0_2_10".into(),
+                        announced: true,
+                        reason: String::new(),
+                    },
+                    AnycastRoute {
+                        prefix: "2001:db8::10/128".into(),
+                        protocol: "vip_2001_db8__10".into(),
+                        announced: false,
+                        reason: "no healthy real server".into(),
+                    },
+                ],
+                sessions: vec![BgpSession {
+                    name: "upstream".into(),
+                    up: true,
+                    state: "up Established".into(),
+                }],
             }),
             Request::Ping => Response::Pong,
             _ => Response::Error {
@@ -429,5 +482,35 @@ fn states_ha_status_metrics_and_actions() {
     });
     assert_eq!(slow.status, 502, "{slow:?}");
     assert!(slow.body.contains("lvs-director"), "{}", slow.body);
+    let _ = std::fs::remove_dir_all(&rundir);
+}
+
+/// An anycast director: the console shows which addresses it announces (and why not) and its
+/// BGP sessions where a failover director shows its heartbeat media.
+#[test]
+fn anycast_routes_and_bgp_sessions() {
+    let rundir = std::env::temp_dir().join(format!("lvs-webmon-anycast-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&rundir);
+    std::fs::create_dir_all(&rundir).unwrap();
+    let dlog: Log = Default::default();
+    let _d = serve(&rundir, "director", Director(Arc::clone(&dlog)));
+    let _h = serve(&rundir, "heartbeatd", AnycastHeartbeatd);
+    let w = Webmon::start(Some(&rundir), "", &[("admin", "admin", "admin-password-1")]);
+    let (cookie, _csrf) = w.session("admin", "admin-password-1");
+    let st = wait_for("the anycast state", Duration::from_secs(30), || {
+        let st = state(&w, &cookie);
+        (st["directors"][0]["ha_state"] == "anycast").then_some(st)
+    });
+    let d = &st["directors"][0];
+    assert_eq!(d["name"], "node-3", "{d}");
+    assert_eq!(d["vips"][0], "192.0.2.10/32 announced", "{d}");
+    assert_eq!(
+        d["vips"][1], "2001:db8::10/128 withdrawn (no healthy real server)",
+        "{d}"
+    );
+    assert_eq!(d["media"][0]["name"], "bird BGP upstream", "{d}");
+    assert_eq!(d["media"][0]["up"], true, "{d}");
+    assert_eq!(d["media"][0]["detail"], "up Established", "{d}");
+    assert_eq!(st["directors"].as_array().map(Vec::len), Some(1), "{st}");
     let _ = std::fs::remove_dir_all(&rundir);
 }
