@@ -159,6 +159,7 @@ impl Upgrader {
             Err(e) => return e,
         };
         log::logger().flush();
+        crate::sys::signals::ignore_until_handled();
         match nix::unistd::execv(&path_c, &argv) {
             Err(e) => fail(e.to_string()),
             Ok(never) => match never {},

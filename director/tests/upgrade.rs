@@ -165,9 +165,22 @@ fn upgrade_keeps_established_connections_on_their_servers() {
     let refused = round(&mut out);
     assert_eq!(refused, first, "after a refused upgrade");
 
-    // The real new build.
+    // The real new build, with reloads asked for all along: a SIGHUP while the new binary
+    // starts must not end the director (its handlers are not installed yet).
     install(built, &bin);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hups = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
     let o = upgrade(&bin, &tb);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    hups.join().unwrap();
     assert!(o.status.success(), "{}\n{}", text(&o), tb.log_text());
     let report = text(&o);
     assert!(
