@@ -249,6 +249,12 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         late_grants: Vec::new(),
         last_sync: Instant::now(),
     };
+    // Everything that needs root is open: become the configured user, with the state
+    // directory given to it (the log and snapshots are written there from now on).
+    if let Some(run_as) = &config.run_as {
+        run_as.give(&config.state_dir)?;
+        run_as.become_user()?;
+    }
     let ctx = startup.ready();
     event!(
         Level::Info,
