@@ -255,7 +255,9 @@ impl<S> FrameServer<S> {
         if event.token() == Token(self.config.token_base) {
             self.accept_all(admit, &mut inputs);
         } else if let Some(key) = self.conn_of(event.token()) {
-            self.read(key, &mut inputs);
+            // A peer's FIN already reported with this event raises no new edge: read to the end.
+            let drain = event.is_read_closed() || event.is_error();
+            self.read(key, drain, &mut inputs);
         }
         inputs
     }
@@ -324,7 +326,10 @@ impl<S> FrameServer<S> {
     }
 
     /// Reads until the socket is drained (edge-triggered: or the next readiness never comes).
-    fn read(&mut self, key: usize, inputs: &mut Vec<Input>) {
+    /// A read shorter than the buffer drained the stream's receive queue; bytes that arrive
+    /// after it raise a new edge, so no further read is made only to hear `EAGAIN` (one
+    /// system call less per request of a client that waits for its answer); unless `drain`.
+    fn read(&mut self, key: usize, drain: bool, inputs: &mut Vec<Input>) {
         let FrameServer { conns, scratch, .. } = self;
         let conn = &mut conns[key];
         while !conn.ended {
@@ -346,6 +351,9 @@ impl<S> FrameServer<S> {
                                 inputs.push(Input::End { conn: key, error });
                             }
                         }
+                    }
+                    if n < scratch.len() && !drain {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

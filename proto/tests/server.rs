@@ -187,6 +187,31 @@ fn each_bad_input_closes_only_that_connection() {
     );
 }
 
+/// A request and the end of the client's stream in one go (`printf ... | socat`-style
+/// clients): the FIN reported with the data is seen although the read that took the data was
+/// short, so the request is answered and the connection closed, not left open for good.
+#[test]
+fn request_then_half_close_is_answered_and_closed() {
+    let dir = TempRunDir::new("halfclose");
+    let server = start(config(&dir));
+    let mut raw = RawConn::connect(server.socket_path());
+    let mut bytes = hello(lvs_proto::PROTOCOL_VERSION);
+    bytes.extend(ping(41));
+    raw.send(&bytes);
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(matches!(
+        raw.read_frame(),
+        Some(lvs_proto::ServerFrame::HelloOk(_))
+    ));
+    match raw.read_frame() {
+        Some(lvs_proto::ServerFrame::Response { id: 41, response }) => {
+            assert_eq!(response, Response::Pong)
+        }
+        other => panic!("expected the answer to request 41, got {other:?}"),
+    }
+    raw.expect_closed();
+}
+
 #[test]
 fn clean_disconnect_is_logged() {
     let dir = TempRunDir::new("bye");
