@@ -39,13 +39,16 @@ for b in lvs-director lvs-monitord lvs-heartbeatd lvs-lockmgr lvs-webmon lvs-loc
     subs=
     case $b in
         lvs-lockctl) subs=$("$bindir/$b" --help | awk '/^Commands:/ { on = 1; next } on && /^  [a-z]/ { if ($1 != "help") print $1 } on && /^$/ { exit }') ;;
-        lvs-monitord) subs="ctl" ;;
+        lvs-monitord) subs="ctl
+ctl list
+ctl maintenance" ;;
     esac
     if [ -n "$subs" ]; then
         printf '[COMMANDS]\n' >>"$include"
-        for s in $subs; do
+        echo "$subs" | while IFS= read -r s; do
             printf '.SS "%s %s"\n.nf\n' "$b" "$s" >>"$include"
-            "$bindir/$b" "$s" --help | sed -e 's/\\/\\e/g' -e 's/^[.'\'']/\\\&&/' >>"$include"
+            # shellcheck disable=SC2086 # "ctl list": two words
+            "$bindir/$b" $s --help | sed -e 's/\\/\\e/g' -e 's/^[.'\'']/\\\&&/' >>"$include"
             printf '.fi\n' >>"$include"
         done
     fi
