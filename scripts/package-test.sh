@@ -49,7 +49,7 @@ if [ -n "${1:-}" ]; then
     cp "$1"/*.deb "$1"/*.changes "$work/debs/"
     [ ! -d "$1/dbgsym" ] || cp "$1"/dbgsym/*.deb "$work/debs/" 2>/dev/null || true
 else
-    scripts/package.sh "$work/debs" >"$work/build.log" 2>&1 || {
+    bash scripts/package.sh "$work/debs" >"$work/build.log" 2>&1 || {
         tail -40 "$work/build.log" >&2
         fail "scripts/package.sh failed (above: the end of its output)"
     }

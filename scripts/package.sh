@@ -28,16 +28,11 @@ fi
 command -v cargo >/dev/null || { echo "scripts/package.sh: cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }
 export PATH
 
-# The build tools, each with the program that shows it is there.
+# The build tools, each as PROGRAM:PACKAGE (the program shows the package is there).
 missing=()
-while read -r prog pkg; do
-    command -v "$prog" >/dev/null || missing+=("$pkg")
-done <<'TOOLS'
-dpkg-buildpackage dpkg-dev
-dh debhelper
-help2man help2man
-lintian lintian
-TOOLS
+for tool in dpkg-buildpackage:dpkg-dev dh:debhelper help2man:help2man lintian:lintian; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "scripts/package.sh: missing ${missing[*]}: run as root once, or: sudo apt-get install ${missing[*]}" >&2

@@ -109,6 +109,8 @@ dpkg-buildpackage dpkg-dev
 dpkg-parsechangelog dpkg-dev
 dpkg-architecture dpkg-dev
 dpkg-query dpkg
+dpkg dpkg
+apt-get apt
 dh debhelper
 help2man help2man
 lintian lintian
@@ -119,6 +121,8 @@ mktemp coreutils
 readlink coreutils
 cut coreutils
 cp coreutils
+mv coreutils
+chmod coreutils
 ls coreutils
 wc coreutils
 tail coreutils
