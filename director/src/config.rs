@@ -31,11 +31,17 @@ fn invalid(path: &Path, reason: String) -> ConfigError {
     }
 }
 
-/// Where `place` is in the file's text (a byte offset): the key's line within its
-/// `[[pool]]`, `[[content_service]]` or `[[content_service.rule]]` table, else the table's
-/// header. `None` when the table is not written with its own header (an inline table).
-fn locate(text: &str, place: Place) -> Option<usize> {
-    // Each table header: (kind, offset), with the start and end of its body.
+/// Where `key` of the first `[table]` is in the file's text (a byte offset), else the table's
+/// header; `None` without such a table.
+fn locate_key(text: &str, table: &str, key: &str) -> Option<usize> {
+    let (tables, ends) = tables(text);
+    let idx = tables.iter().position(|t| t.0 == table)?;
+    Some(key_in(text, &tables, &ends, idx, Some(key)))
+}
+
+/// Each table header of `text`: (name, offset of the header, offset of its body), and where
+/// each body ends (the next header, then the end of the text), shifted by one.
+fn tables(text: &str) -> (Vec<(&str, usize, usize)>, Vec<usize>) {
     let mut tables: Vec<(&str, usize, usize)> = Vec::new();
     let mut offset = 0;
     let mut ends = Vec::new();
@@ -55,6 +61,14 @@ fn locate(text: &str, place: Place) -> Option<usize> {
         offset += line.len();
     }
     ends.push(text.len());
+    (tables, ends)
+}
+
+/// Where `place` is in the file's text (a byte offset): the key's line within its
+/// `[[pool]]`, `[[content_service]]` or `[[content_service.rule]]` table, else the table's
+/// header. `None` when the table is not written with its own header (an inline table).
+fn locate(text: &str, place: Place) -> Option<usize> {
+    let (tables, ends) = tables(text);
     let (kind, n, key) = match place {
         Place::Pool(i, k) => ("pool", i, k),
         Place::Service(i, k) => ("content_service", i, k),
@@ -112,6 +126,22 @@ fn key_in(
     header
 }
 
+/// The rules text as a control state; in active-active mode every line passes
+/// [`crate::cluster::adapt`] (`mh` for the default scheduler, VS/NAT refused with its line).
+fn load_rules(
+    text: &str,
+    sched: &dyn lvs_control::SchedulerCheck,
+    active_active: bool,
+) -> Result<ControlState, lvs_control::RulesError> {
+    if active_active {
+        lvs_control::load_rules_with(text, sched, &|r| {
+            crate::cluster::adapt(r).map_err(|e| e.to_string())
+        })
+    } else {
+        lvs_control::load_rules(text, sched)
+    }
+}
+
 /// The `lvs_common::run` loader.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     let source = path.map(Source::read).transpose()?;
@@ -150,7 +180,8 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
                 path: p.clone(),
                 source,
             })?;
-            lvs_control::load_rules(&text, &AnyScheduler).map_err(|e| invalid(p, e.to_string()))?;
+            load_rules(&text, &AnyScheduler, file.cluster.active_active())
+                .map_err(|e| invalid(p, e.to_string()))?;
             Some((p.clone(), text))
         }
     };
@@ -164,7 +195,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 /// The file's text parsed and checked, without reading the files it names (the sync key, the
 /// rules file): what [`load`] does first.
 pub fn parse(src: &Source) -> Result<FileConfig, ConfigError> {
-    let config: FileConfig = src.parse()?;
+    let mut config: FileConfig = src.parse()?;
     if let Err((place, reason)) = lvs_l7::config::validate_at(&config.content_service, &config.pool)
     {
         return Err(match locate(src.text(), place) {
@@ -172,7 +203,16 @@ pub fn parse(src: &Source) -> Result<FileConfig, ConfigError> {
             None => src.error(reason),
         });
     }
+    if let Err(reason) = config.cluster.validate(config.sync.as_ref()) {
+        return Err(match locate_key(src.text(), "cluster", "mode") {
+            Some(at) => src.error_at(at..at, reason),
+            None => src.error(reason),
+        });
+    }
     config.validate().map_err(|r| invalid(src.path(), r))?;
+    if let Some(s) = &mut config.sync {
+        s.many_to_many = config.cluster.active_active();
+    }
     Ok(config)
 }
 
@@ -186,7 +226,7 @@ impl Config {
     ) -> Result<Option<ControlState>, String> {
         match &self.rules {
             None => Ok(None),
-            Some((path, text)) => lvs_control::load_rules(text, sched)
+            Some((path, text)) => load_rules(text, sched, self.file.cluster.active_active())
                 .map(Some)
                 .map_err(|e| format!("{}: {e}", path.display())),
         }
@@ -297,6 +337,68 @@ mod tests {
             let err = super::load(Some(&conf)).unwrap_err().to_string();
             assert!(err.contains(at) && err.contains(what), "{err}\n{t}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Active-active mode without sync is refused at the `mode` line; with sync, a rules
+    /// file's VS/NAT server is refused at its line, and the default scheduler becomes mh.
+    #[test]
+    fn active_active_needs_sync_and_refuses_nat_by_line() {
+        let dir = std::env::temp_dir().join(format!("lvs-config-aa-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("sync.key");
+        std::fs::write(&key, "a shared secret for sync\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let rules = dir.join("rules");
+        let conf = dir.join("director.toml");
+        let head = "workers = 1\n\n[cluster]\n# behind ECMP\nmode = \"active-active\"\n";
+        std::fs::write(&conf, head).unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("director.toml:5:") && err.contains("needs connection sync"),
+            "{err}"
+        );
+        let sync = format!(
+            "rules_file = \"{}\"\n\n{head}\n[sync]\npeers = [\"192.0.2.2:8848\"]\nkey_file = \"{}\"\nstate_dir = \"{}\"\n",
+            rules.display(),
+            key.display(),
+            dir.display()
+        );
+        std::fs::write(&conf, &sync).unwrap();
+        std::fs::write(
+            &rules,
+            "-A -t 192.0.2.1:80\n-a -t 192.0.2.1:80 -r 10.0.0.2 -g\n-a -t 192.0.2.1:80 -r 10.0.0.3 -m\n",
+        )
+        .unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("rules") && err.contains("line 3") && err.contains("VS/NAT"),
+            "{err}"
+        );
+        std::fs::write(
+            &rules,
+            "-A -t 192.0.2.1:80\n-a -t 192.0.2.1:80 -r 10.0.0.2 -g\n",
+        )
+        .unwrap();
+        let ok = super::load(Some(&conf)).unwrap();
+        assert!(ok.file.sync.as_ref().unwrap().many_to_many);
+        let state = ok.rules_state(&lvs_control::AnyScheduler).unwrap().unwrap();
+        assert_eq!(
+            state.save(),
+            "-A -t 192.0.2.1:80 -s mh -b mh-port\n-a -t 192.0.2.1:80 -r 10.0.0.2:80 -g -w 1\n"
+        );
+        // The same file in the default mode: as before.
+        std::fs::write(&conf, sync.replace("active-active", "active-standby")).unwrap();
+        let ok = super::load(Some(&conf)).unwrap();
+        assert!(!ok.file.sync.as_ref().unwrap().many_to_many);
+        let state = ok.rules_state(&lvs_control::AnyScheduler).unwrap().unwrap();
+        assert!(state.save().starts_with("-A -t 192.0.2.1:80 -s wlc\n"));
+        std::fs::write(&conf, sync.replace("active-active", "active")).unwrap();
+        let err = super::load(Some(&conf)).unwrap_err().to_string();
+        assert!(
+            err.contains("director.toml:7:") && err.contains("`active-active`"),
+            "{err}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -201,6 +201,7 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         timeouts: (cfg.timeouts.tcp, cfg.timeouts.tcp_fin, cfg.timeouts.udp),
         sync: cfg.sync.clone(),
         marks: crate::fwmark::MarkTable::new(&cfg.fwmark),
+        sloppy_tcp: cfg.cluster.active_active(),
     };
     let dataplane = Rc::new(RefCell::new(Dataplane::start(
         &setup,
@@ -208,9 +209,6 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         mtus,
         if_addrs,
     )?));
-    if let Some(key) = config.sync_key.clone() {
-        dataplane.borrow_mut().start_sync(key)?;
-    }
     let mut guard = NftTable::new(cfg.nft.clone());
 
     // The rules file, checked against the real plugins now.
@@ -234,6 +232,11 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     );
     // The handler hands the changes to the dataplane itself (its on_change).
     handler.replace(state);
+    // After the services: the entries of the bulk resync sync asks for at once name them, and
+    // a worker takes its new snapshot before any entry the sync thread hands it.
+    if let Some(key) = config.sync_key.clone() {
+        dataplane.borrow_mut().start_sync(key)?;
+    }
     guard.apply(&dataplane.borrow().nft_rules())?;
     guard_dirty.set(false);
     let table = dp_table(&mut nl)?;
@@ -317,9 +320,12 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                 },
                 t if server.owns(t) => server.ready(
                     ev,
-                    &mut crate::sync::control::handler(
-                        &dataplane,
-                        &mut content.handler(&mut handler),
+                    &mut crate::cluster::control::handler(
+                        cfg.cluster.active_active(),
+                        &mut crate::sync::control::handler(
+                            &dataplane,
+                            &mut content.handler(&mut handler),
+                        ),
                     ),
                 ),
                 _ => {}
@@ -377,6 +383,15 @@ fn reload<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
     content: &mut crate::content::ContentSwitch,
     guard_dirty: &std::cell::Cell<bool>,
 ) -> bool {
+    if new.file.cluster != running.cluster {
+        // The workers, sync and the control socket were set up for the running mode.
+        event!(
+            Level::Error,
+            "config_rejected",
+            reason = "[cluster] mode changes take effect only at a restart"
+        );
+        return false;
+    }
     let check = PluginCheck(Rc::clone(registry));
     let rules = match new.rules_state(&check).and_then(|rules| {
         let lb = rules.as_ref().unwrap_or(handler.state());

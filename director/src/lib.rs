@@ -6,6 +6,7 @@
 //! heartbeatd uses too. This crate holds the worker threads (`dataplane`), the kernel guard
 //! (`nftables`), the configuration, and the daemon's event loop.
 
+pub mod cluster;
 pub mod config;
 pub mod content;
 pub mod content_edit;

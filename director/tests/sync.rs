@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{CLIENT, Lines, RS, SOON, Testbed, VIP, wait_for};
+use common::{CLIENT, Lines, RS, SOON, Testbed, VIP, must, sh, text, wait_for};
 use lvs_conntrack::{Endpoint, Forward, Proto, State, SyncEntry};
 use lvs_director::sync::wire::{self, AuthKey, Builder, Echoes, Header, Kind};
 use lvs_proto::director::SyncStatus;
@@ -77,29 +77,6 @@ for line in sys.stdin:
     else:
         break
 "#;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn sh(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn must(args: &[&str]) -> String {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 /// The key file both directors read (mode 0600).
 fn key_file(dir: &Path) -> PathBuf {

@@ -527,6 +527,12 @@ pub struct SyncStatus {
     pub dropped: u64,
     /// Bulk resyncs completed (standby) or served (active).
     pub bulk_resyncs: u64,
+    /// The director is one of several active at once (`[cluster] mode = "active-active"`):
+    /// it sends to and takes from every peer.
+    pub active_active: bool,
+    /// Active-active: connections created from a mid-flow TCP segment (no SYN) that found no
+    /// entry, because the router moved the flow here before sync told this director of it.
+    pub midflow_created: u64,
 }
 
 /// Which of ipvsadm's two sync daemons (`--start-daemon master|backup`).

@@ -51,6 +51,8 @@ pub use hooks::{
     ZeroStats,
 };
 pub use names::Names;
-pub use rules::{RulesError, RulesErrorKind, load_rules, parse_line, parse_rules, split_line};
+pub use rules::{
+    RulesError, RulesErrorKind, load_rules, load_rules_with, parse_line, parse_rules, split_line,
+};
 pub use save::{save, save_named};
 pub use state::{ConfigChange, ControlState, MAX_TIMEOUT, MAX_WEIGHT, Refusal, Service};

@@ -32,6 +32,9 @@ pub enum RulesErrorKind {
     /// The command was refused by the model (when loading into a state).
     #[error("{0}")]
     Refused(#[from] ControlError),
+    /// The command was refused by the director's mode (see [`load_rules_with`]).
+    #[error("{0}")]
+    Mode(String),
 }
 
 /// The words of one line: comment stripped, a leading `ipvsadm`/`lvsadm` dropped. Empty for
@@ -76,9 +79,23 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, RulesError> {
 /// Builds a fresh configuration from a rules text (the director's rules file at start or on
 /// reload). All or nothing: the first bad line refuses the whole text.
 pub fn load_rules(text: &str, sched: &dyn SchedulerCheck) -> Result<ControlState, RulesError> {
+    load_rules_with(text, sched, &|r| Ok(r))
+}
+
+/// [`load_rules`], each request first passed through `adapt`, which may change it or refuse
+/// it with a reason (the director's active-active mode refuses VS/NAT, for one).
+pub fn load_rules_with(
+    text: &str,
+    sched: &dyn SchedulerCheck,
+    adapt: &dyn Fn(lvs_proto::Request) -> Result<lvs_proto::Request, String>,
+) -> Result<ControlState, RulesError> {
     let mut state = ControlState::new();
     for (line, cmd) in parse_rules(text)? {
         let request = cmd.to_request().expect("parse_rules keeps only rules");
+        let request = adapt(request).map_err(|reason| RulesError {
+            line,
+            kind: RulesErrorKind::Mode(reason),
+        })?;
         match state.change(request, sched) {
             Ok(_) => {}
             Err(Refusal::Refused(e)) => {

@@ -262,23 +262,29 @@ pub fn daemons(list: &[lvs_proto::director::SyncDaemon]) -> String {
 /// `-L --daemon` of the sync configured in `[sync]` of the director's file (unicast peers,
 /// following the director's role, which no ipvsadm line can say): an ipvsadm-like first line
 /// (`master sync daemon (...)`), then the sync counters. Nothing when no sync runs, as
-/// ipvsadm prints nothing without a daemon.
+/// ipvsadm prints nothing without a daemon. An active-active director (every director sends
+/// and receives) says so on the first line, and adds its count of flows taken in mid-flow.
 pub fn daemon(s: &lvs_proto::director::SyncStatus) -> String {
     if !s.enabled {
         return String::new();
     }
+    let role = match (s.active_active, s.active) {
+        (true, _) => "active-active",
+        (false, true) => "master",
+        (false, false) => "backup",
+    };
     let yes = |b: bool| if b { "yes" } else { "no" };
     let heard = s
         .last_heard_ms
         .map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms ago"));
-    format!(
+    let mut text = format!(
         "{} sync daemon (listen={}, peers={}, syncid={})\n\
          synced: {}  bulk resync complete: {}  active peer heard: {}\n\
          sent: {} datagrams, {} entries\n\
          received: {} datagrams, {} entries applied\n\
          rejected: bad_mac {}, replay {}, truncated {}, other {}\n\
          dropped: {}  bulk resyncs: {}\n",
-        if s.active { "master" } else { "backup" },
+        role,
         s.listen,
         s.peers.join(","),
         s.sync_id,
@@ -295,7 +301,14 @@ pub fn daemon(s: &lvs_proto::director::SyncStatus) -> String {
         s.rejected_other,
         s.dropped,
         s.bulk_resyncs,
-    )
+    );
+    if s.active_active {
+        text.push_str(&format!(
+            "mid-flow connections created: {}\n",
+            s.midflow_created
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -828,5 +841,21 @@ TCP 01:59  NONE        [2001:db8:1::]:0   [2001:db8::1]:80   [2001:db8::10]:8080
         ));
         assert!(text.contains("synced: yes"));
         assert!(text.contains("replay 2"));
+        assert!(!text.contains("mid-flow"));
+        let aa = lvs_proto::director::SyncStatus {
+            active_active: true,
+            active: true,
+            midflow_created: 7,
+            ..s
+        };
+        let text = daemon(&aa);
+        assert!(
+            text.starts_with("active-active sync daemon (listen="),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("mid-flow connections created: 7\n"),
+            "{text}"
+        );
     }
 }

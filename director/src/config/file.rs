@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub nft: String,
     pub timeouts: FileTimeouts,
     pub ring: FileRing,
+    /// `[cluster]`: active/standby (the default) or active-active behind ECMP.
+    pub cluster: crate::cluster::ClusterConfig,
     /// `[sync]`: connection-state sync with the other directors (absent: none).
     pub sync: Option<crate::sync::SyncConfig>,
     /// Layer-7 content services (`[[content_service]]`, see lvs-l7), terminated by the
@@ -82,6 +84,7 @@ impl Default for FileConfig {
             nft: "nft".into(),
             timeouts: FileTimeouts::default(),
             ring: FileRing::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
             sync: None,
             content_service: Vec::new(),
             pool: Vec::new(),

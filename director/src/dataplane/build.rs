@@ -27,6 +27,8 @@ pub struct Surroundings {
     pub active: bool,
     /// Every `[[fwmark]]` rule of the configuration.
     pub marks: Arc<MarkTable>,
+    /// Active-active mode: see [`Snapshot::sloppy_tcp`].
+    pub sloppy_tcp: bool,
 }
 
 /// A firewall-mark service has no protocol of its own: TCP stands in, as in IPVS.
@@ -188,6 +190,7 @@ pub fn build(
         live_dests: live,
         any_nat,
         active: around.active,
+        sloppy_tcp: around.sloppy_tcp,
         nexthops: Arc::clone(&around.nexthops),
         all_stats: Arc::clone(&around.all_stats),
         mtus: around.mtus.clone(),

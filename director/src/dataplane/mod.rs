@@ -78,6 +78,8 @@ pub struct Setup {
     pub sync: Option<crate::sync::SyncConfig>,
     /// The `[[fwmark]]` rules.
     pub marks: crate::fwmark::MarkTable,
+    /// Active-active (`[cluster] mode`): a mid-flow TCP segment without an entry is scheduled.
+    pub sloppy_tcp: bool,
 }
 
 /// The control side of the dataplane. Lives on the control thread.
@@ -115,6 +117,7 @@ impl Dataplane {
             all_stats: Arc::clone(&stats),
             active: true,
             marks: Arc::new(setup.marks.clone()),
+            sloppy_tcp: setup.sloppy_tcp,
         };
         let registry = ServiceRegistry::default();
         let (first, guard) = build::build(&ControlState::new(), &registry, &around);
@@ -143,7 +146,12 @@ impl Dataplane {
 
     /// Connection sync's status (`None`: not configured).
     pub fn sync_status(&self) -> Option<lvs_proto::director::SyncStatus> {
-        self.workers.sync_status()
+        self.workers
+            .sync_status()
+            .map(|s| lvs_proto::director::SyncStatus {
+                midflow_created: self.meter.midflow(),
+                ..s
+            })
     }
 
     /// The sync daemons (`lvsadm --start-daemon`, `--stop-daemon`, `-L --daemon`).

@@ -133,6 +133,11 @@ impl Meter {
         self.stats.iter().map(|w| w.table_len.load(Relaxed)).sum()
     }
 
+    /// Connections created from a mid-flow segment, summed over workers.
+    pub fn midflow(&self) -> u64 {
+        self.stats.iter().map(|w| w.midflow.load(Relaxed)).sum()
+    }
+
     /// Drop counters summed over workers, by name (parser's reasons and the director's).
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
         let mut out = Vec::new();

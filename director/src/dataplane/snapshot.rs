@@ -122,6 +122,10 @@ pub struct Snapshot {
     /// Active: forward. Standby: forward nothing (the heartbeat daemon's decision); the
     /// kernel guard still keeps the host's kernel from answering.
     pub active: bool,
+    /// Active-active mode (IPVS's `sloppy_tcp`): a TCP segment other than a SYN that finds no
+    /// entry (the router moved its flow here before sync told us of it) is scheduled like a
+    /// SYN, by the same hash every director uses, instead of dropped.
+    pub sloppy_tcp: bool,
     /// Whether any real server uses VS/NAT (only then can a packet be a reply to rewrite).
     pub any_nat: bool,
     /// Where to send: out interface, our MAC, next hop's MAC.
@@ -291,6 +295,7 @@ mod tests {
             nat_servers: Vec::new(),
             live_dests: Vec::new(),
             active: true,
+            sloppy_tcp: false,
             any_nat: false,
             nexthops: Arc::new(lvs_netinfo::NextHopTable::default()),
             all_stats: Vec::new().into(),

@@ -135,6 +135,8 @@ pub struct WorkerStats {
     pub drops: Vec<AtomicU64>,
     /// Entries in this worker's connection table.
     pub table_len: AtomicU64,
+    /// Connections created from a mid-flow TCP segment (active-active mode's sloppy TCP).
+    pub midflow: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -146,6 +148,7 @@ impl Default for WorkerStats {
             parse_drops: (0..DropReason::COUNT).map(|_| AtomicU64::new(0)).collect(),
             drops: (0..Loss::ALL.len()).map(|_| AtomicU64::new(0)).collect(),
             table_len: AtomicU64::new(0),
+            midflow: AtomicU64::new(0),
         }
     }
 }
@@ -161,6 +164,12 @@ impl WorkerStats {
     #[inline]
     pub fn lose(&self, d: Loss) {
         bump(&self.drops[d as usize], 1);
+    }
+
+    /// One more connection created from a mid-flow segment.
+    #[inline]
+    pub fn midflow_created(&self) {
+        bump(&self.midflow, 1);
     }
 }
 

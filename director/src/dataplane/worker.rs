@@ -481,15 +481,35 @@ impl<'w> Forwarder<'w> {
             None => {
                 created = true;
                 // Only a SYN opens a TCP connection, as in IPVS: anything else is a leftover
-                // of a connection this director does not know (or a scan).
-                if proto == Proto::Tcp && !syn {
+                // of a connection this director does not know (or a scan). In active-active
+                // mode it may be a flow the router moved here: scheduled by the hash every
+                // director shares, it goes on to its real server (a RST is never worth it).
+                let midflow = proto == Proto::Tcp && !syn;
+                if midflow
+                    && (!self.snap.sloppy_tcp || pkt.tcp_flags.contains(lvs_packet::TcpFlags::RST))
+                {
                     self.stats.lose(Loss::NoConnection);
                     return Verdict::Done;
                 }
-                match self.new_conn(pkt, proto, client_ep, virt, svc) {
+                let id = match self.new_conn(pkt, proto, client_ep, virt, svc) {
                     Some(id) => id,
                     None => return Verdict::Done,
+                };
+                if midflow {
+                    // VS/NAT is refused in this mode; should one slip through, its replies
+                    // would not come back here: no entry to a server that cannot answer.
+                    if self
+                        .table
+                        .get(id)
+                        .is_none_or(|c| c.forward() == Forward::Nat)
+                    {
+                        let _ = self.table.remove(id, self.now);
+                        self.stats.lose(Loss::NoConnection);
+                        return Verdict::Done;
+                    }
+                    self.stats.midflow_created();
                 }
+                id
             }
         };
         let Some(conn) = self.table.get(id) else {
@@ -1131,6 +1151,7 @@ mod tests {
             },
             live_dests: vec![1],
             active: true,
+            sloppy_tcp: false,
             any_nat: forward == Forward::Nat,
             nexthops: Arc::new(nexthops),
             all_stats: vec![Arc::clone(stats)].into(),
@@ -1447,6 +1468,73 @@ mod tests {
         let icmp = &frame[pkt.l4..];
         assert_eq!(icmp[0], 2, "packet too big");
         assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1460);
+        w.stop();
+    }
+
+    /// A client's mid-flow segment (ACK and data, no SYN) to `to`.
+    fn ack_frame(net: &Net, port: u16, rst: bool) -> Vec<u8> {
+        let eth = etherparse::PacketBuilder::ethernet2(CLIENT_MAC, CLIENT_IF_MAC);
+        let ip = match (net.client, net.vip) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("one family"),
+        };
+        let b = ip.tcp(port, 80, 5000, 65535).ack(7);
+        let b = if rst { b.rst() } else { b.psh() };
+        let mut frame = Vec::new();
+        b.write(&mut frame, b"GET / HTTP/1.1\r\n\r\n")
+            .expect("build frame");
+        frame
+    }
+
+    /// Outside active-active mode a mid-flow segment without an entry is dropped and
+    /// counted, as before; in it (sloppy TCP) the segment is scheduled, goes to the real
+    /// server by VS/DR, and its entry is established at once. A RST opens nothing.
+    #[test]
+    fn a_mid_flow_segment_opens_an_entry_only_in_active_active_mode() {
+        let net = v4_net();
+        let w = Running::start(|stats| snapshot(&net, Proto::Tcp, Forward::DirectRoute, 80, stats));
+        w.wire.deliver(vec![ack_frame(&net, 40_001, false)]);
+        lvs_testsupport::wait_for("the drop counted", Duration::from_secs(10), || {
+            (w.stats.drops[Loss::NoConnection as usize].load(std::sync::atomic::Ordering::Relaxed)
+                == 1)
+                .then_some(())
+        });
+        assert!(w.wire.sent().is_empty());
+        assert_eq!(
+            w.stats.midflow.load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+        w.stop();
+
+        let w = Running::start(|stats| {
+            let mut snap = snapshot(&net, Proto::Tcp, Forward::DirectRoute, 80, stats);
+            snap.sloppy_tcp = true;
+            snap
+        });
+        w.wire.deliver(vec![ack_frame(&net, 40_002, true)]);
+        lvs_testsupport::wait_for("the RST dropped", Duration::from_secs(10), || {
+            (w.stats.drops[Loss::NoConnection as usize].load(std::sync::atomic::Ordering::Relaxed)
+                == 1)
+                .then_some(())
+        });
+        let (ifindex, frame) = w.deliver(ack_frame(&net, 40_001, false), 1);
+        assert_eq!(ifindex, RS_IF);
+        assert_eq!((&frame[0..6], &frame[6..12]), (&RS_MAC[..], &RS_IF_MAC[..]));
+        assert_eq!(addresses(&frame), (net.client, 40_001, net.vip, 80, 64));
+        assert_eq!(
+            w.stats.midflow.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        w.cmds
+            .send(WorkerCommand::ListConns(tx))
+            .expect("worker listening");
+        w.waker.wake().expect("wake");
+        let conns = rx.recv_timeout(Duration::from_secs(10)).expect("a listing");
+        assert_eq!(conns.len(), 1);
+        assert_eq!(conns[0].state, lvs_conntrack::State::Established);
+        assert_eq!(conns[0].client.port, 40_001);
         w.stop();
     }
 }

@@ -60,6 +60,10 @@ pub struct SyncConfig {
     /// IPv4, 1452 over IPv6 (a 1500-byte MTU). Datagrams never grow past those.
     #[serde(default)]
     pub maxlen: u16,
+    /// Active-active (`[cluster] mode`, not a key of `[sync]`): every director sends its
+    /// entries to every peer and applies every peer's, whatever its role.
+    #[serde(skip)]
+    pub many_to_many: bool,
 }
 
 fn default_listen() -> SocketAddr {

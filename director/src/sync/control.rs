@@ -54,18 +54,16 @@ impl<H: Handler> Handler for WithSync<'_, H> {
                 event!(Level::Info, "config_changed", peer = peer, change = what);
                 Response::Ok
             }
-            Err(e) => {
-                event!(
-                    Level::Info,
-                    "request_refused",
-                    peer = peer,
-                    reason = e.to_string()
-                );
-                Response::Error {
-                    code: ErrorCode::InvalidRequest,
-                    message: e.to_string(),
-                }
-            }
+            Err(e) => refused(peer, &e.to_string()),
         }
+    }
+}
+
+/// A request the director refuses before its model sees it: logged as the model's are.
+pub(crate) fn refused(peer: &PeerInfo, reason: &str) -> Response {
+    event!(Level::Info, "request_refused", peer = peer, reason = reason);
+    Response::Error {
+        code: ErrorCode::InvalidRequest,
+        message: reason.to_owned(),
     }
 }

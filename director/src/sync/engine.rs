@@ -94,11 +94,12 @@ struct PendingDump {
     since: Instant,
 }
 
-/// A bulk resync this standby asked for.
+/// A bulk resync this standby (or active-active director) asked for.
 struct BulkWait {
     bulk_id: u32,
     asked: Instant,
-    chunks: HashSet<u32>,
+    /// By sender: with many peers answering one request, each numbers its chunks from 0.
+    chunks: HashSet<(u64, u32)>,
     entries: u64,
 }
 
@@ -308,6 +309,11 @@ impl SyncEngine {
             Level::Info,
             "sync_started",
             role = if active { "active" } else { "standby" },
+            mode = if cfg.many_to_many {
+                "active-active"
+            } else {
+                "active-standby"
+            },
             listen = cfg.listen,
             peers = cfg
                 .destinations()
@@ -372,7 +378,14 @@ impl SyncEngine {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
-            synced: active || (bulk && receiving),
+            // Active-active: every director forwards, and its table is synced once the bulk
+            // resync of its start is complete (what lvs-heartbeatd may wait for before it
+            // announces the VIPs).
+            synced: if self.config.many_to_many {
+                bulk
+            } else {
+                active || (bulk && receiving)
+            },
             bulk_complete: bulk,
             last_heard_ms,
             sent: get(&s.sent),
@@ -385,6 +398,9 @@ impl SyncEngine {
             rejected_other: get(&s.rejected_other),
             dropped: get(&s.dropped),
             bulk_resyncs: get(&s.bulk_resyncs),
+            active_active: self.config.many_to_many,
+            // The workers count it (`Dataplane::sync_status`).
+            midflow_created: 0,
         }
     }
 }
@@ -405,7 +421,9 @@ impl Engine {
     fn run(mut self) -> Vec<WorkerLink> {
         let mut events = Events::with_capacity(16);
         let mut buf = vec![0u8; 65536];
-        if !self.active {
+        // An active-active director (re)joining learns its peers' flows before ECMP moves
+        // them here.
+        if !self.active || self.cfg.many_to_many {
             self.ask_bulk();
         }
         let mut more = false;
@@ -441,17 +459,39 @@ impl Engine {
                 for l in &mut self.links {
                     while l.side.from_worker.pop().is_some() {}
                 }
+            }
+            if !self.active || self.cfg.many_to_many {
                 let retry = match &self.wait {
                     Some(w) => w.asked.elapsed() >= BULK_RETRY,
                     None => false,
                 };
-                if retry {
+                if self.alone() {
+                    self.wait = None;
+                    self.shared.bulk_complete.store(true, Ordering::Relaxed);
+                    event!(
+                        Level::Info,
+                        "bulk_resync_done",
+                        from = "none",
+                        entries = 0,
+                        chunks = 0
+                    );
+                } else if retry {
                     self.ask_bulk();
                 }
             }
             self.collect_dumps();
             self.send_jobs();
         }
+    }
+
+    /// Active-active: no peer has said a word since this director started, a few seconds
+    /// ago. It is the first director of its cluster (or the only one left): there is no table
+    /// to learn, and waiting for one would keep it from ever calling itself synced.
+    fn alone(&self) -> bool {
+        self.cfg.many_to_many
+            && self.wait.is_some()
+            && self.shared.last_heard.load(Ordering::Relaxed) == 0
+            && self.epoch.elapsed() >= HEARD_WITHIN
     }
 
     fn set_role(&mut self, active: bool) {
@@ -465,9 +505,9 @@ impl Engine {
             "sync_role",
             role = if active { "active" } else { "standby" }
         );
-        if active {
+        if active && !self.cfg.many_to_many {
             self.wait = None;
-        } else {
+        } else if !active {
             self.jobs.clear();
             self.dumps.clear();
             self.ask_bulk();
@@ -815,7 +855,9 @@ impl Engine {
                 }
             }
             Kind::Updates | Kind::BulkChunk => {
-                if self.active {
+                // Active/standby: the active director's table is the reference, it takes
+                // nothing. Active-active: every director takes every peer's flows.
+                if self.active && !self.cfg.many_to_many {
                     return;
                 }
                 let mut applied = 0u64;
@@ -837,20 +879,24 @@ impl Engine {
                     && let Some(w) = &mut self.wait
                     && w.bulk_id == h.bulk_id
                 {
-                    w.chunks.insert(h.chunk);
+                    w.chunks.insert((h.sender, h.chunk));
                     w.entries += applied;
                 }
             }
             Kind::BulkEnd => {
-                if self.active {
+                if self.active && !self.cfg.many_to_many {
                     return;
                 }
                 let Some(w) = &self.wait else { return };
                 if w.bulk_id != h.bulk_id {
                     return;
                 }
+                // Active-active: the first peer whose answer is whole completes the resync
+                // (each has every flow, by sync); the others' chunks are applied as they come.
                 let total = h.chunk;
-                let have = (0..total).filter(|c| w.chunks.contains(c)).count();
+                let have = (0..total)
+                    .filter(|c| w.chunks.contains(&(h.sender, *c)))
+                    .count();
                 if have == total as usize {
                     event!(
                         Level::Info,
@@ -973,6 +1019,7 @@ mod tests {
             autostart: true,
             ttl: 1,
             maxlen: 0,
+            many_to_many: false,
         }
     }
 
@@ -1075,6 +1122,86 @@ mod tests {
             SyncEngine::start(cfg, key(), links, shared, active).unwrap(),
             w,
         )
+    }
+
+    /// Active-active: an active director asks its peers for their flows when it starts, takes
+    /// their updates (standby-only before), and sends its own. Two peers answer one bulk
+    /// request, each numbering its chunks from 0: the first whole answer completes it.
+    #[test]
+    fn many_to_many_sends_takes_and_resyncs_while_active() {
+        let _rm = RemoveOnDrop(&["m2m"]);
+        let mut fake = Fake::new();
+        let mut cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "m2m");
+        cfg.many_to_many = true;
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let (engine, mut workers) = engine(cfg, 1, &cmd_tx, true);
+        let (ask, me) = fake.recv();
+        let other = Header {
+            sender: 0x78,
+            ..Fake::header(Kind::BulkChunk, ask.bulk_id, 0)
+        };
+        // The other peer's chunk 0 and end (of 2 chunks): incomplete on its own ...
+        fake.send_header(me, other, &[7]);
+        fake.send_header(
+            me,
+            Header {
+                kind: Kind::BulkEnd,
+                chunk: 2,
+                ..other
+            },
+            &[],
+        );
+        let (again, _) = fake.recv();
+        // ... and not completed by this peer's chunks of the same numbers.
+        fake.send(me, Kind::BulkChunk, again.bulk_id, 0, &[1]);
+        fake.send(me, Kind::BulkChunk, again.bulk_id, 1, &[2]);
+        fake.send(me, Kind::BulkEnd, again.bulk_id, 2, &[]);
+        fake.send(me, Kind::Updates, 0, 0, &[3]);
+        lvs_testsupport::wait_for("bulk complete", Duration::from_secs(10), || {
+            engine.status().bulk_complete.then_some(())
+        });
+        let st = engine.status();
+        assert!(st.active && st.active_active && st.synced);
+        let mut got: Vec<u16> = Vec::new();
+        lvs_testsupport::wait_for("entries", Duration::from_secs(10), || {
+            got.extend(std::iter::from_fn(|| workers[0].inbound.pop()).map(|e| e.client.port));
+            (got.len() >= 4).then_some(())
+        });
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2, 3, 7]);
+        // Its own connections go out as ever.
+        assert!(workers[0].send(entry(40)));
+        let (h, _) = fake
+            .recv_kind(Kind::Updates, Duration::from_secs(10))
+            .expect("an update");
+        assert_eq!(h.flags & FLAG_ACTIVE, FLAG_ACTIVE);
+    }
+
+    /// Active-active, the first director of its cluster: no peer answers; it stops asking and
+    /// calls itself synced (nothing to learn) a few seconds after its start.
+    #[test]
+    fn many_to_many_alone_is_synced_after_a_while() {
+        let _rm = RemoveOnDrop(&["m2m-alone"]);
+        let fake = Fake::new();
+        let mut cfg = config("127.0.0.1:0".parse().unwrap(), fake.addr(), "m2m-alone");
+        cfg.many_to_many = true;
+        let (cmd_tx, _cmd_rx) = mpsc::channel();
+        let (engine, _workers) = engine(cfg, 1, &cmd_tx, true);
+        fake.recv();
+        assert!(!engine.status().synced, "not before it gave its peers time");
+        lvs_testsupport::wait_for("synced alone", Duration::from_secs(10), || {
+            engine.status().synced.then_some(())
+        });
+        assert!(engine.status().bulk_complete);
+        // It stopped asking (what it sent before is still queued here).
+        while fake
+            .recv_kind(Kind::BulkRequest, Duration::from_millis(200))
+            .is_some()
+        {}
+        assert!(
+            fake.recv_kind(Kind::BulkRequest, BULK_RETRY * 2).is_none(),
+            "asked again"
+        );
     }
 
     #[test]

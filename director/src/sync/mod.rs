@@ -184,6 +184,7 @@ mod tests {
             autostart: true,
             ttl: 1,
             maxlen: 0,
+            many_to_many: false,
         }
     }
 

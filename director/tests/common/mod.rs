@@ -62,8 +62,29 @@ pub fn lvsadm_bin() -> PathBuf {
 
 pub use lvs_testsupport::{root_or_skip, wait_for};
 
-fn text(b: &[u8]) -> String {
+pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Run `args[0]` with the rest as arguments; it must start.
+pub fn sh(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// [`sh`], which must succeed: its stdout.
+pub fn must(args: &[&str]) -> String {
+    let out = sh(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 /// `lvsadm --rundir RUNDIR ARGS`.

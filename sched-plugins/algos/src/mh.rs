@@ -254,6 +254,48 @@ mod tests {
         assert_eq!(ids(&one_by_one, &d), ids(&built("", &d), &d));
     }
 
+    /// Active-active directors (issue 18): each adds the same servers in its own order, and
+    /// with its own history (one had a server that left, another re-weighted one on the way);
+    /// every director then sends every flow, hashed on address and port, to the same server.
+    #[test]
+    fn directors_with_different_histories_pick_the_same_server_for_every_flow() {
+        let want = [dest(1, 1), dest(2, 3), dest(3, 1), dest(4, 2), dest(5, 1)];
+        let id_of = |d: &[Dest], s: &mut Mh, n: u32| s.schedule(&flow(n), d).map(|i| d[i].id);
+        let reference = {
+            let mut s = build::<Mh>("table_size=4093,port", &want);
+            (0..5000)
+                .map(|n| id_of(&want, &mut s, n))
+                .collect::<Vec<_>>()
+        };
+        assert!(reference.iter().all(Option::is_some));
+        for order in [
+            [4, 3, 2, 1, 0],
+            [2, 0, 4, 1, 3],
+            [1, 2, 3, 4, 0],
+            [3, 4, 0, 2, 1],
+        ] {
+            let mine: Vec<Dest> = order.iter().map(|&i| want[i]).collect();
+            let mut s = build::<Mh>("table_size=4093,port", &mine);
+            let got: Vec<_> = (0..5000).map(|n| id_of(&mine, &mut s, n)).collect();
+            assert_eq!(got, reference, "added in the order {order:?}");
+        }
+        // A server that came and went, and a weight that changed and changed back.
+        let mut history = vec![dest(9, 4), want[4], want[0], want[3]];
+        let mut s = build::<Mh>("table_size=4093,port", &history);
+        remove(&mut s, &mut history, 0);
+        for d in [want[2], want[1]] {
+            history.push(d);
+            s.add_dest(&history, history.len() - 1);
+        }
+        let at = history.len() - 1;
+        history[at].weight = 7;
+        s.upd_dest(&history, at);
+        history[at].weight = 3;
+        s.upd_dest(&history, at);
+        let got: Vec<_> = (0..5000).map(|n| id_of(&history, &mut s, n)).collect();
+        assert_eq!(got, reference, "after a history of changes");
+    }
+
     #[test]
     fn a_client_sticks_and_port_option_spreads() {
         let d = dests(&[1; 4]);
