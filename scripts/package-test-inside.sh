@@ -30,6 +30,7 @@ cd /
 
 # The layout.
 getent group lvs >/dev/null || fail "no group lvs"
+[ "$(id -gn lvs)" = lvs ] || fail "no system user lvs in the group lvs"
 [ "$(stat -c '%U:%G %a' /run/lvs)" = "root:lvs 750" ] ||
     fail "/run/lvs is $(stat -c '%U:%G %a' /run/lvs), not root:lvs 750"
 for f in /usr/sbin/lvs-director /usr/sbin/lvsadm /usr/sbin/lvsadm-save /usr/sbin/lvsadm-restore \
@@ -58,7 +59,7 @@ for d in $DAEMONS; do
     [ -f "/lib/systemd/system/lvs-$d.service" ] || [ -f "/usr/lib/systemd/system/lvs-$d.service" ] ||
         fail "lvs-$d.service is missing"
 done
-say "layout: group lvs, /run/lvs root:lvs 750, binaries, plugins, headers, man pages, conffiles, units, init scripts"
+say "layout: user and group lvs, /run/lvs root:lvs 750, binaries, plugins, headers, man pages, conffiles, units, init scripts"
 
 # The key files, as README and the samples say.
 head -c 32 /dev/urandom >/etc/lvs/heartbeat.key

@@ -125,13 +125,14 @@ mkdir -p "$root/dev/net"
 [ -e "$root/dev/net/tun" ] || mknod -m 0666 "$root/dev/net/tun" c 10 200
 
 # The file list of the clean root, without what apt and dpkg keep for themselves and what
-# addgroup leaves when it makes the group lvs (which stays: see docs/PACKAGING.md).
+# adduser leaves when it makes the user and group lvs (which stay: see docs/PACKAGING.md).
 snapshot() {
     (cd "$root" && find . -xdev \
         \( -path ./tmp -o -path ./proc -o -path ./sys -o -path ./dev -o -path ./var/lib/dpkg \
         -o -path ./var/lib/apt -o -path ./var/cache -o -path ./var/log/apt \
         -o -path ./var/log/dpkg.log -o -path ./var/log/alternatives.log \
-        -o -path ./run/adduser -o -name 'group-' -o -name 'gshadow-' \) -prune -o -print |
+        -o -path ./run/adduser -o -name 'group-' -o -name 'gshadow-' -o -name 'passwd-' \
+        -o -name 'shadow-' \) -prune -o -print |
         sort)
 }
 snapshot >"$work/before"
