@@ -94,6 +94,34 @@ say "lvsadm -L -n answers: $(echo "$out" | head -1)"
 out=$(lvs-lockctl status 2>&1) || fail "lvs-lockctl status: $out"
 say "lvs-lockctl status answers; sockets root:lvs 660"
 
+# The director's package upgrade (docs/UPGRADE.md), where the director can hand over: dpkg
+# installs lvs-director again over the running one (the maintainer scripts run as for an
+# upgrade from the same version, and the binary is a new file), invoke-rc.d may run only
+# `lvs-director upgrade`; the director must keep its process, run the new file and still have
+# the service made before.
+if lvs-director --help | grep -q -- '--upgrade'; then
+    lvsadm -A -t 192.0.2.10:80 -s rr
+    pid=$(cat /run/lvs/director.pid)
+    printf '#!/bin/sh\n[ "$1 $2" = "lvs-director upgrade" ] && exit 0\nexit 101\n' >/usr/sbin/policy-rc.d
+    dpkg -i /tmp/debs/lvs-director_*.deb >/tmp/dpkg.log 2>&1 || {
+        cat /tmp/dpkg.log >&2
+        fail "dpkg -i lvs-director (upgrade)"
+    }
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    grep -q 'Upgrading LVS director' /tmp/dpkg.log || {
+        cat /tmp/dpkg.log >&2
+        fail "the upgrade did not run /etc/init.d/lvs-director upgrade"
+    }
+    [ "$(cat /run/lvs/director.pid)" = "$pid" ] || fail "the upgrade changed the director's pid"
+    [ "$(readlink "/proc/$pid/exe")" = /usr/sbin/lvs-director ] ||
+        fail "the director runs $(readlink "/proc/$pid/exe") after the upgrade, not the new file"
+    lvsadm -L -n | grep -q '^TCP  192.0.2.10:80 rr' || fail "the service did not survive the upgrade"
+    lvsadm -D -t 192.0.2.10:80
+    say "upgrade: the director (pid $pid) handed over to the new binary, its service kept"
+else
+    say "upgrade: this lvs-director cannot hand over (no --upgrade): not tested"
+fi
+
 for d in webmon heartbeatd monitord lockmgr director; do
     "/etc/init.d/lvs-$d" stop || fail "/etc/init.d/lvs-$d stop"
     rc=0

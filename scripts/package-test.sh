@@ -11,7 +11,8 @@
 #    so only the first run downloads), in a network namespace of its own:
 #    `apt-get install ./lvs-*.deb`, the layout (group, run directory, conffiles, man pages),
 #    every daemon's --check-config on the installed samples, every daemon started and stopped
-#    by its SysV init script, `lvsadm -L -n` and `lvs-lockctl status` answer, then
+#    by its SysV init script, `lvsadm -L -n` and `lvs-lockctl status` answer, the director's
+#    package upgrade keeps its process (where the director can hand over), then
 #    `apt-get purge`: the file list of the root is the same as before the install.
 #
 # About 75 s when cargo has nothing to compile and the cached root exists (docs/PACKAGING.md
@@ -46,7 +47,7 @@ trap cleanup EXIT
 # --- 1. build (or the packages of an earlier scripts/package.sh: the directory as argument)
 if [ -n "${1:-}" ]; then
     mkdir -p "$work/debs"
-    cp "$1"/*.deb "$1"/*.changes "$work/debs/"
+    cp "$1"/*.deb "$1"/*.changes "$1"/*.buildinfo "$work/debs/"
     [ ! -d "$1/dbgsym" ] || cp "$1"/dbgsym/*.deb "$work/debs/" 2>/dev/null || true
 else
     bash scripts/package.sh "$work/debs" >"$work/build.log" 2>&1 || {
