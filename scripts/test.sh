@@ -120,6 +120,38 @@ bird bird2
 /usr/lib/frr/bgpd frr
 chown coreutils
 
+# --- the Debian packages (scripts/package-test.sh, scripts/package.sh, debian/rules)
+dpkg-buildpackage dpkg-dev
+dpkg-parsechangelog dpkg-dev
+dpkg-architecture dpkg-dev
+dpkg-query dpkg
+dpkg dpkg
+apt-get apt
+dh debhelper
+help2man help2man
+lintian lintian
+debootstrap debootstrap
+chroot coreutils
+mknod coreutils
+mktemp coreutils
+readlink coreutils
+cut coreutils
+cp coreutils
+mv coreutils
+chmod coreutils
+ls coreutils
+wc coreutils
+tail coreutils
+basename coreutils
+tar tar
+gzip gzip
+find findutils
+diff diffutils
+awk mawk
+sed sed
+grep grep
+git git
+
 # --- started by the daemons under test (not visible to the lint: set by config defaults)
 # lvs-director's guard (director/src/guard.rs, `nft` by default): nft, listed above.
 # lvs-webmon makes its self-signed certificate with openssl (webmon/src/tls.rs): listed above.
@@ -186,6 +218,18 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The Debian packages: built, lintian, installed into a clean Debian root, started by their
+# init scripts, purged (scripts/package-test.sh). One test in the summary. The dev profile
+# reuses the dependencies the build above compiled (a release build would compile them all
+# again).
+LVS_DEB_PROFILE=dev scripts/package-test.sh 2>&1 | tee -a "$log"
+if [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored (scripts/package-test.sh)" >>"$log"
+else
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (scripts/package-test.sh)" >>"$log"
+    echo "error: scripts/package-test.sh failed" >>"$log"
+    status=1
+fi
 set -e
 
 # Cargo's own errors first (a test binary that failed to build, or died before its

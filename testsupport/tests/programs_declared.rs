@@ -35,8 +35,14 @@ const ARRAY_HELPERS: &[&str] = &["exec", "spawn", "sh", "sh_out", "must"];
 const PROGRAM_ARG_HELPERS: &[(&str, usize)] = &[("run", 0), ("compile_file", 2)];
 /// Test helpers with a shell script body as the string argument at this position.
 const SHELL_ARG_HELPERS: &[(&str, usize)] = &[("script", 2)];
-/// Shell scripts the tests run (the testbed; the init scripts under test).
-const SHELL_FILES: &[&str] = &["scripts/testbed.sh", "etc/init.d"];
+/// Shell scripts the tests run (the testbed; the init scripts under test; the Debian package
+/// test scripts/test.sh runs, and the package build it starts).
+const SHELL_FILES: &[&str] = &[
+    "scripts/testbed.sh",
+    "etc/init.d",
+    "scripts/package-test.sh",
+    "scripts/package.sh",
+];
 /// Shell functions of those scripts that run their arguments after skipping this many.
 const SHELL_FN_WRAPPERS: &[(&str, usize)] = &[("inns", 1)];
 
