@@ -76,9 +76,14 @@ sed '/^\[serial\]/,/^\[/{/^\[serial\]/d;/^\[/!d}' /etc/lvs/heartbeatd.toml >/etc
 echo 'CONFIG=/etc/lvs/heartbeatd-test.toml' >>/etc/default/lvs-heartbeatd
 lvs-heartbeatd --check-config -c /etc/lvs/heartbeatd-test.toml >/dev/null
 
+# As after a reboot without systemd: /run/lvs is gone and no tmpfiles.d runs. The init
+# scripts make it again, root:lvs 750, before the first daemon makes it root's alone.
+rm -rf /run/lvs
 for d in $DAEMONS; do
     "/etc/init.d/lvs-$d" start || fail "/etc/init.d/lvs-$d start"
 done
+[ "$(stat -c '%U:%G %a' /run/lvs)" = "root:lvs 750" ] ||
+    fail "after the init scripts /run/lvs is $(stat -c '%U:%G %a' /run/lvs), not root:lvs 750"
 for d in $DAEMONS; do
     "/etc/init.d/lvs-$d" status >/dev/null || fail "/etc/init.d/lvs-$d status: not running"
 done

@@ -121,6 +121,8 @@ bird bird2
 chown coreutils
 
 # --- the Debian packages (scripts/package-test.sh, scripts/package.sh, debian/rules)
+getent libc-bin
+install coreutils
 dpkg-buildpackage dpkg-dev
 dpkg-parsechangelog dpkg-dev
 dpkg-architecture dpkg-dev
