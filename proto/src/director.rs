@@ -289,6 +289,41 @@ pub struct ConnEntry {
     pub template: bool,
 }
 
+/// Entries in one [`crate::Request::ListConnsPage`] answer at most: the largest entries
+/// (IPv6, a long state name) encode in under 90 bytes, so a page stays well inside one
+/// frame of [`crate::FrameLimit::DEFAULT`].
+pub const CONNS_PAGE_MAX: u32 = 8192;
+
+/// Where an entry stands in the paged listing of the connection table: its addresses, then
+/// protocol and kind. Entries added or removed between two pages shift nothing: the next page
+/// starts after the last entry seen, whatever happened before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+pub struct ConnCursor {
+    /// Client address and port.
+    pub client: (IpAddr, u16),
+    /// Virtual address and port.
+    pub virtual_addr: (IpAddr, u16),
+    /// Real server address and port.
+    pub dest: (IpAddr, u16),
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// A persistence template.
+    pub template: bool,
+}
+
+impl ConnEntry {
+    /// This entry's place in the paged listing.
+    pub fn cursor(&self) -> ConnCursor {
+        ConnCursor {
+            client: self.client,
+            virtual_addr: self.virtual_addr,
+            dest: self.dest,
+            protocol: self.protocol,
+            template: self.template,
+        }
+    }
+}
+
 /// What the director says about itself (`-L` header).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct DirectorInfo {
@@ -383,6 +418,25 @@ mod tests {
             Request::StartSyncDaemon(daemon()),
             Request::StopSyncDaemon(SyncDaemonState::Backup),
             Request::ListSyncDaemons,
+            Request::ListConnsPage {
+                after: Some(
+                    ConnEntry {
+                        protocol: Protocol::Tcp,
+                        expire_secs: 0,
+                        state: String::new(),
+                        client: (IpAddr::V6(Ipv6Addr::LOCALHOST), 1),
+                        virtual_addr: (key().addr, 80),
+                        dest: (IpAddr::V6(Ipv6Addr::LOCALHOST), 8080),
+                        template: true,
+                    }
+                    .cursor(),
+                ),
+                max: CONNS_PAGE_MAX,
+            },
+            Request::ListConnsPage {
+                after: None,
+                max: 1,
+            },
         ];
         for r in requests {
             assert_eq!(round_trip(&r), r);
@@ -423,11 +477,46 @@ mod tests {
                 conn_count: 0,
             }),
             Response::SyncDaemons(vec![daemon()]),
+            Response::ConnsPage {
+                conns: Vec::new(),
+                more: true,
+            },
         ];
         for r in responses {
             let frame = ServerFrame::Response { id: 9, response: r };
             assert_eq!(round_trip(&frame), frame);
         }
+    }
+
+    /// A whole page of the largest entries (IPv6 everywhere, the longest state name, the
+    /// largest numbers) fits one default frame, with room to spare.
+    #[test]
+    fn a_page_of_the_largest_entries_fits_one_frame() {
+        let v6 = IpAddr::V6(Ipv6Addr::new(
+            0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+        ));
+        let big = ConnEntry {
+            protocol: Protocol::Udp,
+            expire_secs: u32::MAX,
+            state: "ESTABLISHED_LONGEST".into(),
+            client: (v6, u16::MAX),
+            virtual_addr: (v6, u16::MAX),
+            dest: (v6, u16::MAX),
+            template: true,
+        };
+        let frame = ServerFrame::Response {
+            id: u64::MAX,
+            response: Response::ConnsPage {
+                conns: vec![big; CONNS_PAGE_MAX as usize],
+                more: true,
+            },
+        };
+        let bytes = to_frame(&frame, FrameLimit::DEFAULT).expect("a page fits one frame");
+        assert!(
+            bytes.len() < FrameLimit::DEFAULT.bytes() * 9 / 10,
+            "{} bytes",
+            bytes.len()
+        );
     }
 
     #[test]

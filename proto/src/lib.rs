@@ -33,8 +33,9 @@ pub mod server;
 
 pub use client::{Client, ClientOptions};
 pub use director::{
-    AddrPort, ConnEntry, DestConf, DestHealth, DestStatus, DirectorInfo, FwdMethod, Persistence,
-    Protocol, Rates, ServiceConf, ServiceKey, ServiceStatus, Stats, Timeouts,
+    AddrPort, CONNS_PAGE_MAX, ConnCursor, ConnEntry, DestConf, DestHealth, DestStatus,
+    DirectorInfo, FwdMethod, Persistence, Protocol, Rates, ServiceConf, ServiceKey, ServiceStatus,
+    Stats, Timeouts,
 };
 pub use error::{ProtoError, Result};
 pub use frame::{FrameDecoder, FrameLimit};

@@ -238,6 +238,17 @@ pub enum Request {
         /// Drain on or off.
         on: bool,
     },
+    /// Director: one page of the connection table (`-L -c`), in the order of
+    /// [`ConnEntry::cursor`]: at most `max` entries (the director caps it at
+    /// [`crate::director::CONNS_PAGE_MAX`]) after `after`, or from the first. Answered with
+    /// [`Response::ConnsPage`]. A table of any size is listed page by page, each in one
+    /// frame; [`Request::ListConns`] answers in one frame and fails past ~30,000 entries.
+    ListConnsPage {
+        /// The cursor of the last entry of the previous page; `None` for the first page.
+        after: Option<crate::director::ConnCursor>,
+        /// Entries wanted.
+        max: u32,
+    },
 }
 
 /// A daemon's answer to one [`Request`]. New variants are appended at the end.
@@ -280,6 +291,13 @@ pub enum Response {
     SyncDaemons(Vec<crate::director::SyncDaemon>),
     /// Heartbeatd: answer to [`Request::AnycastStatus`] and [`Request::Drain`].
     Anycast(AnycastStatus),
+    /// Director: answer to [`Request::ListConnsPage`].
+    ConnsPage {
+        /// The entries, in cursor order.
+        conns: Vec<ConnEntry>,
+        /// More entries follow the last one.
+        more: bool,
+    },
 }
 
 /// The high-availability role of a director.

@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use lvs_proto::{
-    AddrPort, DestConf, DestStatus, ErrorCode, FwdMethod, Request, Response, ServiceConf,
-    ServiceKey, ServiceStatus, Timeouts,
+    AddrPort, CONNS_PAGE_MAX, ConnCursor, ConnEntry, DestConf, DestStatus, ErrorCode, FwdMethod,
+    Request, Response, ServiceConf, ServiceKey, ServiceStatus, Timeouts,
 };
 
 use crate::error::ControlError;
@@ -133,6 +133,7 @@ impl ControlState {
                 Err(e) => e.to_response(),
             },
             Request::ListConns => Response::Conns(stats.connections()),
+            Request::ListConnsPage { after, max } => conns_page(stats.connections(), after, max),
             Request::GetTimeouts => Response::Timeouts(self.timeouts),
             Request::GetInfo => Response::Info(stats.info()),
             Request::Ping => Response::Pong,
@@ -601,6 +602,24 @@ fn check_dest(key: &ServiceKey, mut dest: DestConf) -> Result<DestConf, ControlE
     Ok(dest)
 }
 
+/// One page of the connection table: the `max` (at most [`CONNS_PAGE_MAX`]) entries that come
+/// first in cursor order after `after`, sorted. Each page looks at the whole table (the
+/// workers' tables have no common order to resume from): O(table) per page, without sorting
+/// more than the page.
+fn conns_page(mut all: Vec<ConnEntry>, after: Option<ConnCursor>, max: u32) -> Response {
+    let max = max.clamp(1, CONNS_PAGE_MAX) as usize;
+    if let Some(after) = after {
+        all.retain(|c| c.cursor() > after);
+    }
+    let more = all.len() > max;
+    if more {
+        all.select_nth_unstable_by_key(max, ConnEntry::cursor);
+        all.truncate(max);
+    }
+    all.sort_unstable_by_key(ConnEntry::cursor);
+    Response::ConnsPage { conns: all, more }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -1051,5 +1070,59 @@ mod tests {
         );
         s.replace(ControlState::new());
         assert_eq!(s.role(), lvs_proto::HaRole::Standby);
+    }
+
+    fn conn(i: u32) -> ConnEntry {
+        let [a, b, c, d] = i.to_be_bytes();
+        ConnEntry {
+            protocol: lvs_proto::Protocol::Tcp,
+            expire_secs: 900,
+            state: "ESTABLISHED".into(),
+            client: (IpAddr::from([10, b, c, d]), 40_000 + u16::from(a)),
+            virtual_addr: (IpAddr::from([192, 0, 2, 1]), 80),
+            dest: (IpAddr::from([10, 9, 0, 1]), 80),
+            template: false,
+        }
+    }
+
+    /// Paging through 50,000 entries (more than one frame could carry) gives each entry
+    /// once, in order, although entries come and go between the pages: those there from
+    /// start to end are all listed, and none twice.
+    #[test]
+    fn the_connection_table_pages_through_every_entry_once() {
+        let mut table: Vec<ConnEntry> = (0..50_000).map(conn).collect();
+        let mut seen = Vec::new();
+        let mut after = None;
+        let mut pages = 0;
+        loop {
+            let Response::ConnsPage { conns, more } = conns_page(table.clone(), after, u32::MAX)
+            else {
+                panic!("not a page")
+            };
+            pages += 1;
+            assert!(conns.len() <= CONNS_PAGE_MAX as usize);
+            after = conns.last().map(ConnEntry::cursor);
+            seen.extend(conns);
+            if !more {
+                break;
+            }
+            // Between pages: the oldest entries go, new ones come.
+            table.drain(..100);
+            table.extend((0..100).map(|n| conn(1_000_000 + pages * 100 + n)));
+        }
+        assert_eq!(pages, 7);
+        assert!(
+            seen.windows(2).all(|w| w[0].cursor() < w[1].cursor()),
+            "sorted, no duplicate"
+        );
+        let seen: std::collections::BTreeSet<_> = seen.iter().map(ConnEntry::cursor).collect();
+        // Six drains of the oldest 100: entries 600 and later were there all along.
+        for i in 600..50_000 {
+            assert!(seen.contains(&conn(i).cursor()), "entry {i} missing");
+        }
+        let Response::ConnsPage { conns, more } = conns_page(Vec::new(), None, 0) else {
+            panic!("not a page")
+        };
+        assert!(conns.is_empty() && !more);
     }
 }

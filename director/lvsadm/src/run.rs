@@ -8,7 +8,7 @@ use lvs_control::{
     Command, ListFormat, ListOptions, ListWhat, Names, ParseError, RulesErrorKind, parse_args,
     parse_line,
 };
-use lvs_proto::{Client, ProtoError, Request, Response, Role, rundir};
+use lvs_proto::{CONNS_PAGE_MAX, Client, ConnEntry, ProtoError, Request, Response, Role, rundir};
 
 use crate::{content_listing, listing, usage};
 
@@ -158,9 +158,9 @@ fn list(client: &mut Client, opts: &ListOptions) -> i32 {
     let names = (!opts.numeric).then(Names::load);
     let names = names.as_ref();
     match opts.what {
-        ListWhat::Connections => match request(client, Request::ListConns) {
-            Ok(Response::Conns(conns)) => print(&listing::connections(&conns, opts.format, names)),
-            other => refused(EXIT_LIST, other),
+        ListWhat::Connections => match connections(client) {
+            Ok(conns) => print(&listing::connections(&conns, opts.format, names)),
+            Err(other) => refused(EXIT_LIST, *other),
         },
         // ipvsadm's lines for the daemons lvsadm started; the `[sync]` of the director's
         // file (or a director without run-time daemons) as before.
@@ -205,6 +205,30 @@ fn change(client: &mut Client, req: Request) -> Result<(), String> {
 
 fn request(client: &mut Client, req: Request) -> Result<Response, ProtoError> {
     client.request(req)
+}
+
+/// The whole connection table, page by page (one frame could not carry a large one).
+fn connections(client: &mut Client) -> Result<Vec<ConnEntry>, Box<Result<Response, ProtoError>>> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        match request(
+            client,
+            Request::ListConnsPage {
+                after,
+                max: CONNS_PAGE_MAX,
+            },
+        ) {
+            Ok(Response::ConnsPage { conns, more }) => {
+                after = conns.last().map(ConnEntry::cursor);
+                all.extend(conns);
+                if !more || after.is_none() {
+                    return Ok(all);
+                }
+            }
+            other => return Err(Box::new(other)),
+        }
+    }
 }
 
 fn describe(answer: Result<Response, ProtoError>) -> String {
