@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod lines;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
