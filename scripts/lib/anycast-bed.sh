@@ -208,6 +208,10 @@ ac_client_stop() {
 
 ac_client_step() { # CMD: sets LOST (failed or moved since the last step), OK and OPENED
     echo "$1" >&7
+    ac_client_read
+}
+
+ac_client_read() { # the answer to a command sent to fd 7: sets LOST, OK and OPENED
     local line
     read -r line <&8 || die "the client died"
     read -r LOST OK OPENED < <(python3 -c 'import json, sys
