@@ -77,6 +77,13 @@ npm npm
 # --- the SysV init scripts under test (etc/init.d/*)
 start-stop-daemon dpkg
 
+# --- the systemd units under test (etc/systemd/*): verified and scored, and the daemons run
+# under their restrictions (testsupport/src/unit.rs: capability bounding set, read-only root)
+systemd-analyze systemd
+setpriv util-linux
+unshare util-linux
+mount mount
+
 # --- shells and the base tools that test shell lines, scripts and lvs-lockctl commands run
 sh dash
 /bin/sh dash

@@ -80,6 +80,7 @@ pub use lvs_proto::event_line;
 pub mod logging;
 pub mod mcast;
 pub mod pidfile;
+pub mod privdrop;
 pub mod run;
 pub mod signals;
 mod sys;

@@ -28,6 +28,7 @@ use crate::nftables::NftTable;
 
 const SIGNALS: Token = Token(0);
 const NETLINK: Token = Token(1);
+const UPGRADE: Token = Token(2);
 const SERVER_BASE: usize = 1024;
 
 /// Scheduler names are checked against the plugins, with the options tried for real, so
@@ -130,9 +131,23 @@ fn resolve(
 }
 
 pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
+    run_resumed(config, startup, None)
+}
+
+/// [`run`], taking over from a previous binary's `handover` (an upgrade) when there is one.
+pub fn run_resumed(
+    config: Config,
+    startup: Startup<Config>,
+    handover: Option<lvs_proto::handover::Handover>,
+) -> Result<(), BoxError> {
     let cfg = config.file.clone();
+    let upgrader = crate::handover::Upgrader::of_this_process();
     let mut poll = Poll::new()?;
     let mut signals = Signals::new(poll.registry(), SIGNALS)?;
+    // SIGUSR2: upgrade (see `handover`). Registered before anything is changed in the system.
+    let mut upgrade_signal = signal_hook_mio::v1_0::Signals::new([signal_hook::consts::SIGUSR2])?;
+    poll.registry()
+        .register(&mut upgrade_signal, UPGRADE, Interest::READABLE)?;
 
     // Kernel tables first: the monitor opens before the snapshot so no change is missed.
     let mut monitor = NetlinkMonitor::open()?;
@@ -172,6 +187,9 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                 reason = e
             ),
         }
+    }
+    if let Some(h) = &handover {
+        offloads = crate::handover::merge_offloads(offloads, &h.offloads);
     }
     let interfaces = chosen
         .iter()
@@ -213,7 +231,13 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
 
     // The rules file, checked against the real plugins now.
     let check = PluginCheck(Rc::clone(&registry));
-    let state = config.rules_state(&check)?.unwrap_or_default();
+    let rules = config.rules_state(&check)?.unwrap_or_default();
+    // An upgrade rebuilds the previous binary's state (the rules file's and lvsadm's) below.
+    let state = if handover.is_some() {
+        lvs_control::ControlState::new()
+    } else {
+        rules
+    };
     if let Some(reason) = content_conflict(&state, &cfg.content_service) {
         return Err(reason.into());
     }
@@ -232,6 +256,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     );
     // The handler hands the changes to the dataplane itself (its on_change).
     handler.replace(state);
+    // Before the guard is applied: the old binary's table stays in place until then.
+    let resumed = handover.map(|h| resume(h, &mut handler, &dataplane));
     // After the services: the entries of the bulk resync sync asks for at once name them, and
     // a worker takes its new snapshot before any entry the sync thread hands it.
     if let Some(key) = config.sync_key.clone() {
@@ -262,6 +288,9 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         .register(&mut SourceFd(&nl_fd), NETLINK, Interest::READABLE)?;
 
     let ctx = startup.ready();
+    if let Some(text) = resumed {
+        crate::handover::report(ctx.rundir(), true, &text);
+    }
     let mut events = Events::with_capacity(128);
     loop {
         signals::poll(&mut poll, &mut events, Some(Duration::from_millis(500)))?;
@@ -313,6 +342,33 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                             }
                         }
                     }
+                }
+                UPGRADE => {
+                    if upgrade_signal.pending().next().is_none() {
+                        continue;
+                    }
+                    let e = match upgrader.check() {
+                        Err(e) => e,
+                        Ok(()) => {
+                            content.stop();
+                            let h = hand_over(&dataplane, &handler, &offloads);
+                            event!(
+                                Level::Info,
+                                "upgrade_start",
+                                binary = upgrader.exe().display(),
+                                entries = h.conns.len(),
+                                services = handler.state().services().len()
+                            );
+                            // Returns only if neither binary could be executed.
+                            let e = upgrader.exec(&h);
+                            event!(Level::Error, "upgrade_failed", reason = e);
+                            crate::handover::report(ctx.rundir(), false, &e.to_string());
+                            shutdown(&dataplane, &mut guard, &offloads)?;
+                            return Err(e.into());
+                        }
+                    };
+                    event!(Level::Error, "upgrade_failed", reason = e);
+                    crate::handover::report(ctx.rundir(), false, &e.to_string());
                 }
                 NETLINK => match monitor.drain() {
                     Ok(changes) => rebuild_hops |= changes.next_hops_changed(),
@@ -471,6 +527,73 @@ fn content_conflict(
                 )
             })
     })
+}
+
+/// An upgrade, in the old binary: the workers stop and the state is collected.
+fn hand_over<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
+    dataplane: &Rc<RefCell<Dataplane>>,
+    handler: &ControlHandler<DpStats, PluginCheck, F>,
+    offloads: &[OffloadChange],
+) -> lvs_proto::handover::Handover {
+    use crate::handover as h;
+    let counters = h::counters(handler.state(), &*dataplane.borrow());
+    let entries = dataplane.borrow_mut().hand_over();
+    lvs_proto::handover::Handover {
+        from_version: env!("CARGO_PKG_VERSION").to_owned(),
+        requests: h::requests(handler.state()),
+        counters,
+        offloads: h::offloads(offloads),
+        conns: entries.iter().map(h::handed).collect(),
+    }
+}
+
+/// An upgrade, in the new binary: the previous control state, counters and connections.
+/// Returns the report for `--upgrade`.
+fn resume<F: FnMut(&lvs_control::ControlState, &[ConfigChange])>(
+    h: lvs_proto::handover::Handover,
+    handler: &mut ControlHandler<DpStats, PluginCheck, F>,
+    dataplane: &Rc<RefCell<Dataplane>>,
+) -> String {
+    use lvs_proto::Handler;
+    let me = lvs_proto::PeerInfo {
+        credentials: lvs_proto::Credentials {
+            pid: nix::unistd::getpid(),
+            uid: nix::unistd::getuid(),
+            gid: nix::unistd::getgid(),
+        },
+        role: lvs_proto::Role::Director,
+    };
+    for req in h.requests {
+        let r = handler.handle(&me, req);
+        if r != lvs_proto::Response::Ok {
+            event!(
+                Level::Error,
+                "upgrade_state_refused",
+                response = format!("{r:?}")
+            );
+        }
+    }
+    for c in &h.counters {
+        dataplane.borrow_mut().carry(&c.service, c.dest, &c.stats);
+    }
+    let offered = h.conns.len();
+    let entries: Vec<_> = h.conns.iter().filter_map(crate::handover::entry).collect();
+    let restored = dataplane.borrow().import(entries);
+    event!(
+        Level::Info,
+        "upgrade_resumed",
+        from_version = h.from_version,
+        version = env!("CARGO_PKG_VERSION"),
+        services = handler.state().services().len(),
+        entries = offered,
+        restored = restored
+    );
+    format!(
+        "upgraded from {} to {}: {} services, {restored} of {offered} table entries restored",
+        h.from_version,
+        env!("CARGO_PKG_VERSION"),
+        handler.state().services().len()
+    )
 }
 
 fn dp_table(nl: &mut Netlink) -> Result<NextHopTable, BoxError> {

@@ -13,6 +13,7 @@ pub mod content_edit;
 pub mod daemon;
 pub mod dataplane;
 pub mod fwmark;
+pub mod handover;
 pub mod nftables;
 pub mod sync;
 mod sys;

@@ -21,6 +21,8 @@ struct File {
     client_group: Option<Spanned<String>>,
     peers: Spanned<Vec<PeerFile>>,
     key_file: Option<Spanned<PathBuf>>,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 /// One `[[peers]]` entry as written.
@@ -49,6 +51,8 @@ impl Default for File {
             client_group: None,
             peers: Spanned::new(0..0, Vec::new()),
             key_file: None,
+            user: None,
+            group: None,
         }
     }
 }
@@ -85,6 +89,9 @@ pub struct Config {
     pub peers: Vec<Peer>,
     /// The shared key of the peers (Raft mode).
     pub key_file: Option<PathBuf>,
+    /// Who the daemon becomes once its socket, peer port and state are open (`user`, and
+    /// `group` or the user's own); `None`: it stays root.
+    pub run_as: Option<lvs_common::privdrop::RunAs>,
 }
 
 impl Default for Config {
@@ -100,6 +107,7 @@ impl Default for Config {
             client_group: None,
             peers: Vec::new(),
             key_file: None,
+            run_as: None,
         }
     }
 }
@@ -155,6 +163,7 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
             format!("client_group {:?}: no such group", g.get_ref()),
         ));
     }
+    let run_as = lvs_common::privdrop::from_config(src, f.user.as_ref(), f.group.as_ref())?;
     let mut peers = Vec::new();
     for p in f.peers.get_ref() {
         let address = p.address.parse().map_err(|_| {
@@ -202,6 +211,7 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
         client_group: f.client_group.map(Spanned::into_inner),
         peers,
         key_file: f.key_file.map(Spanned::into_inner),
+        run_as,
     })
 }
 

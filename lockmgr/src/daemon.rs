@@ -6,8 +6,11 @@
 //! timeouts, leases) and, every third of a lease, [`Command::Heartbeat`] for this node.
 //!
 //! Every turn of the loop: handle readiness, propose what it asks, route the applied outputs
-//! into the connections' buffers, **sync the log**, and only then write the buffers out. So no
-//! client ever sees a grant (or its token) that a crash could take back.
+//! into the connections' buffers, **sync the log** (single node; one fsync for every command
+//! of the turn), and only then write the buffers out. So no client ever sees a grant (or its
+//! token) that a crash could take back. In Raft mode the outputs come from entries already
+//! durable on a majority, and the log is written by a writer thread off the loop
+//! ([`crate::persist`], [`crate::replica`]).
 //!
 //! With `peers` in the configuration the state is replicated ([`crate::replica`]): proposals
 //! of one turn become one Raft entry, a follower forwards them to the leader, and outputs come
@@ -79,8 +82,8 @@ fn next_incarnation(state_dir: &std::path::Path) -> Result<u64, BoxError> {
 }
 
 const SIGNALS: Token = Token(0);
-/// Peer messages arrived (Raft mode).
-const PEERS: Token = Token(2);
+/// Raft mode: a peer connection was made, or the log writer finished a round.
+const WAKE: Token = Token(2);
 /// The socket's listener; its connections follow.
 const CLIENTS: usize = 3;
 /// A client with more unsent bytes than this does not read: it is disconnected.
@@ -157,8 +160,8 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
             catch_up_gap: Duration::from_millis(config.lease_ms / 2),
             fsync: config.fsync,
         };
-        let waker = Arc::new(mio::Waker::new(poll.registry(), PEERS)?);
-        let r = RaftNode::start(&cluster, &config.state_dir, waker)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKE)?);
+        let r = RaftNode::start(&cluster, &config.state_dir, poll.registry(), waker)?;
         event!(
             Level::Info,
             "lock_state_recovered",
@@ -246,6 +249,12 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
         late_grants: Vec::new(),
         last_sync: Instant::now(),
     };
+    // Everything that needs root is open: become the configured user, with the state
+    // directory given to it (the log and snapshots are written there from now on).
+    if let Some(run_as) = &config.run_as {
+        run_as.give(&config.state_dir)?;
+        run_as.become_user()?;
+    }
     let ctx = startup.ready();
     event!(
         Level::Info,
@@ -299,7 +308,9 @@ pub fn run(config: Config, startup: Startup<Config>) -> Result<(), BoxError> {
                         }
                     }
                 }
-                PEERS => {}
+                WAKE => {}
+                // Peer connections: read and written by the Raft turn (end_turn).
+                token if crate::peer::PeerNet::owns(token) => d.repl.peer_event(token),
                 token if d.server.owns(token) => d.conn_ready(ev),
                 Token(_) => {}
             }
@@ -438,7 +449,15 @@ impl Daemon {
     }
 
     fn dump(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
         let c = self.repl.state().counts();
+        let (batches, writes, syncs) = self.repl.log_counters().map_or((0, 0, 0), |w| {
+            (
+                w.submissions.load(Relaxed),
+                w.rounds.load(Relaxed),
+                w.syncs.load(Relaxed),
+            )
+        });
         event!(
             Level::Info,
             "lock_state",
@@ -451,6 +470,9 @@ impl Daemon {
             waiting = c.waiting,
             applied_index = self.repl.applied_index(),
             next_token = self.repl.state().next_token(),
+            log_batches = batches,
+            log_writes = writes,
+            log_syncs = syncs,
         );
     }
 

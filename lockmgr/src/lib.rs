@@ -14,6 +14,7 @@
 //! - [`storage`]: the write-ahead log and snapshot that make a single node durable.
 //! - [`replica`]: Raft mode (`peers` in the configuration): the state machine replicated with
 //!   the `raft` crate; [`raftlog`] its durable log, [`peer`] the authenticated peer network.
+//! - [`persist`]: the log writer thread (write and fsync off the loop, group commit).
 //!
 //! The lock semantics (modes, queues, conversions, deadlocks, value blocks, fencing tokens)
 //! are `lvs-lockcore`'s; see its documentation.
@@ -26,6 +27,7 @@ pub mod leaderclock;
 pub mod node;
 pub mod nowait;
 pub mod peer;
+pub mod persist;
 pub mod raftlog;
 pub mod replica;
 pub mod storage;

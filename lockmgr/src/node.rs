@@ -112,6 +112,12 @@ pub trait Replication {
     fn leaderless_for(&self) -> Option<std::time::Duration> {
         None
     }
+    /// An event on a peer connection's token (Raft mode).
+    fn peer_event(&mut self, _token: mio::Token) {}
+    /// How the log was synced so far (None: not counted).
+    fn log_counters(&self) -> Option<&crate::persist::Counters> {
+        None
+    }
 }
 
 /// Single-node mode: a local write-ahead log, applied at once.
@@ -173,6 +179,10 @@ impl Replication for SingleNode {
 
     fn needs_sync(&self) -> bool {
         self.storage.is_dirty()
+    }
+
+    fn log_counters(&self) -> Option<&crate::persist::Counters> {
+        Some(self.storage.counters())
     }
 
     fn maintain(&mut self) -> Result<(), StorageError> {

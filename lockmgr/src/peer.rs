@@ -14,21 +14,25 @@
 //! (protobuf for Raft messages, bincode for forwarded commands) before its MAC checked out; a
 //! peer with the wrong key is refused and logged, and its connection closed.
 //!
-//! The sockets are driven by small threads (one sender per peer, one reader per incoming
-//! connection) that hand decoded messages to the daemon's `mio` loop through a channel and a
-//! [`mio::Waker`]: the loop never blocks on a slow or partitioned peer, and a message that
-//! cannot be sent at once is dropped (Raft retransmits).
+//! The daemon's `mio` loop reads and writes the established connections itself, non-blocking
+//! (one `write` per peer per turn of the loop with every frame of that turn, and reads until
+//! the socket is empty): a message crosses no thread on its way. Small threads only connect
+//! and run the handshakes (blocking, with timeouts), then hand the connection to the loop
+//! and wake it: the loop never blocks on a slow or partitioned peer. A message that cannot be
+//! sent at once (no connection, or too much unsent) is dropped (Raft retransmits); a
+//! connection that takes no bytes for [`STALL`] is closed and made again.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::Level;
 use lvs_common::authdgram::{AuthKey, KeyError, MAC_LEN, tag_parts, verify_parts};
 use lvs_common::event;
+use mio::{Interest, Registry, Token};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
@@ -39,8 +43,17 @@ const TAG_LEN: usize = MAC_LEN;
 const MAX_FRAME: usize = 256 << 20;
 const KIND_RAFT: u8 = 1;
 const KIND_FORWARD: u8 = 2;
-/// Messages queued for one peer before new ones are dropped.
-const QUEUE: usize = 4096;
+/// Unsent bytes kept for one peer before new messages are dropped (a snapshot may exceed it
+/// alone: it is taken when nothing else waits).
+const MAX_UNSENT: usize = 16 << 20;
+/// A connection whose unsent bytes did not move for this long is made again.
+pub const STALL: Duration = Duration::from_secs(3);
+/// An incoming connection silent for this long is closed (the peer connects again).
+const SILENT: Duration = Duration::from_secs(60);
+/// The first of the `mio` tokens of the peer connections: the daemon's own are below.
+pub const TOKEN_BASE: usize = usize::MAX / 2;
+/// Tokens of outgoing connections are `TOKEN_BASE + peer id`; incoming ones follow.
+const MAX_PEER_ID: usize = 1 << 16;
 
 /// What a peer sent.
 #[derive(Debug)]
@@ -69,47 +82,152 @@ fn nonce() -> io::Result<[u8; NONCE_LEN]> {
     Ok(n)
 }
 
+/// A connection whose handshake is done, for the loop to drive.
+#[derive(Debug)]
+enum Established {
+    /// Ours to peer `peer` (we only write on it).
+    Out {
+        peer: u64,
+        stream: TcpStream,
+        key: AuthKey,
+    },
+    /// Peer `peer`'s to us (we only read from it).
+    In {
+        peer: u64,
+        stream: TcpStream,
+        key: AuthKey,
+    },
+}
+
+/// The connection to one peer that we write on.
+#[derive(Debug)]
+struct Out {
+    id: u64,
+    addr: SocketAddr,
+    conn: Option<(mio::net::TcpStream, AuthKey)>,
+    seq: u64,
+    /// Framed bytes not yet written.
+    unsent: Vec<u8>,
+    /// When `unsent` last shrank (or started to fill).
+    moved_at: Instant,
+    /// Asks the connector thread for a new connection.
+    reconnect: Sender<()>,
+    /// Counts the connections (see [`PeerNet::generation`]).
+    generation: u64,
+}
+
+/// A connection from a peer that we read.
+#[derive(Debug)]
+struct In {
+    peer: u64,
+    stream: mio::net::TcpStream,
+    key: AuthKey,
+    seq: u64,
+    buf: Vec<u8>,
+    heard_at: Instant,
+}
+
 /// The peer network of one node.
 #[derive(Debug)]
 pub struct PeerNet {
-    senders: Vec<(u64, SyncSender<Vec<u8>>)>,
-    inbox: Receiver<(u64, PeerMsg)>,
+    registry: Registry,
+    outs: Vec<Out>,
+    ins: slab::Slab<In>,
+    established: Receiver<Established>,
+    inbox: Vec<(u64, PeerMsg)>,
+    /// Incoming connections with an event since they were last read.
+    readable: Vec<usize>,
+    /// Reads land here first (allocated once).
+    scratch: Vec<u8>,
 }
 
 impl PeerNet {
     /// Listens on `listen`, connects to every `(id, address)` of `peers` (not this node), and
-    /// wakes `waker` whenever a message arrives.
+    /// registers the connections with `registry` (tokens from [`TOKEN_BASE`] on); `waker`
+    /// wakes the loop when a connection is ready to be taken in.
     pub fn start(
         me: u64,
         listen: SocketAddr,
         peers: &[(u64, SocketAddr)],
         key: AuthKey,
+        registry: &Registry,
         waker: Arc<mio::Waker>,
     ) -> io::Result<PeerNet> {
         let listener = TcpListener::bind(listen)?;
-        let (tx, inbox) = sync_channel::<(u64, PeerMsg)>(QUEUE);
+        let (tx, established) = channel::<Established>();
         let allowed: Vec<u64> = peers.iter().map(|(id, _)| *id).collect();
+        if allowed
+            .iter()
+            .any(|&id| usize::try_from(id).map_or(true, |i| i >= MAX_PEER_ID))
+        {
+            return Err(io::Error::other(format!(
+                "peer ids must be below {MAX_PEER_ID}"
+            )));
+        }
         {
             let key = key.clone();
+            let tx = tx.clone();
+            let waker = Arc::clone(&waker);
             thread::Builder::new()
                 .name("lock-peer-accept".to_owned())
                 .spawn(move || accept_loop(&listener, me, &allowed, &key, &tx, &waker))?;
         }
-        let mut senders = Vec::new();
+        let mut outs = Vec::new();
         for &(id, addr) in peers {
-            let (stx, srx) = sync_channel::<Vec<u8>>(QUEUE);
+            let (reconnect, requests) = channel::<()>();
             let key = key.clone();
             let local = listen.ip();
+            let tx = tx.clone();
+            let waker = Arc::clone(&waker);
             thread::Builder::new()
                 .name(format!("lock-peer-{id}"))
-                .spawn(move || send_loop(me, id, addr, local, &key, &srx))?;
-            senders.push((id, stx));
+                .spawn(move || connect_loop(me, id, addr, local, &key, &requests, &tx, &waker))?;
+            outs.push(Out {
+                id,
+                addr,
+                conn: None,
+                seq: 0,
+                unsent: Vec::new(),
+                moved_at: Instant::now(),
+                reconnect,
+                generation: 0,
+            });
         }
-        Ok(PeerNet { senders, inbox })
+        Ok(PeerNet {
+            registry: registry.try_clone()?,
+            outs,
+            ins: slab::Slab::new(),
+            established,
+            inbox: Vec::new(),
+            readable: Vec::new(),
+            scratch: vec![0; 64 * 1024],
+        })
     }
 
-    /// Queues a Raft message; false if its peer's queue is full or unknown (it is dropped).
-    pub fn send_raft(&self, msg: &Message) -> bool {
+    /// Whether `token` is one of the peer connections'.
+    pub fn owns(token: Token) -> bool {
+        token.0 >= TOKEN_BASE
+    }
+
+    /// An event on `token` (one of ours): the next [`PeerNet::receive`] reads that
+    /// connection, [`PeerNet::flush`] writes what waits.
+    pub fn ready(&mut self, token: Token) {
+        if let Some(slot) = token.0.checked_sub(TOKEN_BASE + MAX_PEER_ID) {
+            self.readable.push(slot);
+        }
+    }
+
+    /// Changes whenever the connection to `peer` does: what was sent on an earlier one may
+    /// not have arrived.
+    pub fn generation(&self, peer: u64) -> u64 {
+        self.outs
+            .iter()
+            .find(|o| o.id == peer)
+            .map_or(0, |o| o.generation)
+    }
+
+    /// Queues a Raft message; false if it is dropped (no connection, or too much unsent).
+    pub fn send_raft(&mut self, msg: &Message) -> bool {
         let Ok(body) = msg.write_to_bytes() else {
             return false;
         };
@@ -117,26 +235,174 @@ impl PeerNet {
     }
 
     /// Queues forwarded commands for `to`.
-    pub fn send_forward(&self, to: u64, batch: &[u8]) -> bool {
+    pub fn send_forward(&mut self, to: u64, batch: &[u8]) -> bool {
         self.send(to, KIND_FORWARD, batch)
     }
 
-    fn send(&self, to: u64, kind: u8, body: &[u8]) -> bool {
-        let Some((_, tx)) = self.senders.iter().find(|(id, _)| *id == to) else {
+    fn send(&mut self, to: u64, kind: u8, body: &[u8]) -> bool {
+        let Some(out) = self.outs.iter_mut().find(|o| o.id == to) else {
             return false;
         };
-        let mut payload = Vec::with_capacity(body.len() + 1);
-        payload.push(kind);
-        payload.extend_from_slice(body);
-        match tx.try_send(payload) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        let Some((_, ks)) = &out.conn else {
+            return false;
+        };
+        if !out.unsent.is_empty() && out.unsent.len() + body.len() > MAX_UNSENT {
+            return false;
+        }
+        let Ok(len) = u32::try_from(body.len() + 1) else {
+            return false;
+        };
+        if out.unsent.is_empty() {
+            out.moved_at = Instant::now();
+        }
+        let seq = out.seq.to_be_bytes();
+        out.unsent.extend_from_slice(&len.to_be_bytes());
+        out.unsent.push(kind);
+        out.unsent.extend_from_slice(body);
+        let tag = tag_parts(ks, &[&seq, &[kind], body]);
+        out.unsent.extend_from_slice(&tag);
+        out.seq += 1;
+        true
+    }
+
+    /// Writes what was queued (one `write` per peer), without blocking; a connection that
+    /// failed or stalled is closed and made again.
+    pub fn flush(&mut self) {
+        for out in &mut self.outs {
+            let Some((stream, _)) = out.conn.as_mut() else {
+                continue;
+            };
+            let mut failed = None;
+            while !out.unsent.is_empty() {
+                match stream.write(&out.unsent) {
+                    Ok(0) => {
+                        failed = Some("the connection is closed".to_owned());
+                        break;
+                    }
+                    Ok(n) => {
+                        out.unsent.drain(..n);
+                        out.moved_at = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if out.moved_at.elapsed() >= STALL {
+                            failed = Some(format!("no progress for {} s", STALL.as_secs()));
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = failed {
+                log::debug!("peer node {} at {}: {reason}", out.id, out.addr);
+                drop_out(&self.registry, out);
+            }
         }
     }
 
-    /// Everything received since the last call.
-    pub fn receive(&self) -> Vec<(u64, PeerMsg)> {
-        self.inbox.try_iter().collect()
+    /// Everything received since the last call (and connections the handshake threads made
+    /// are taken in).
+    pub fn receive(&mut self) -> Vec<(u64, PeerMsg)> {
+        self.take_established();
+        let mut slots = std::mem::take(&mut self.readable);
+        slots.sort_unstable();
+        slots.dedup();
+        let mut closed = Vec::new();
+        for slot in slots {
+            let Some(conn) = self.ins.get_mut(slot) else {
+                continue;
+            };
+            if let Err(reason) = read_frames(conn, &mut self.scratch, &mut self.inbox) {
+                closed.push((slot, reason));
+            }
+        }
+        // A peer that vanished without closing (its heartbeats stop): it connects again.
+        let now = Instant::now();
+        for (slot, conn) in &self.ins {
+            if now.duration_since(conn.heard_at) >= SILENT {
+                closed.push((slot, "silent".to_owned()));
+            }
+        }
+        for (slot, reason) in closed {
+            if let Some(mut conn) = self.ins.try_remove(slot) {
+                log::debug!("peer connection from node {} ended: {reason}", conn.peer);
+                let _ = self.registry.deregister(&mut conn.stream);
+                let _ = conn.stream.shutdown(Shutdown::Both);
+            }
+        }
+        // An outgoing connection the peer closed fails at the next write (heartbeats come
+        // every two ticks).
+        std::mem::take(&mut self.inbox)
+    }
+
+    fn take_established(&mut self) {
+        loop {
+            let e = match self.established.try_recv() {
+                Ok(e) => e,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            };
+            match e {
+                Established::Out { peer, stream, key } => {
+                    let Some(out) = self.outs.iter_mut().find(|o| o.id == peer) else {
+                        continue;
+                    };
+                    if let Some((mut old, _)) = out.conn.take() {
+                        let _ = self.registry.deregister(&mut old);
+                    }
+                    let mut stream = mio::net::TcpStream::from_std(stream);
+                    let token = Token(TOKEN_BASE + usize::try_from(peer).unwrap_or(0));
+                    if let Err(e) = self.registry.register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("cannot register the connection to node {peer}: {e}");
+                        let _ = out.reconnect.send(());
+                        continue;
+                    }
+                    out.conn = Some((stream, key));
+                    out.generation += 1;
+                    out.seq = 0;
+                    out.unsent.clear();
+                    out.moved_at = Instant::now();
+                    log::debug!("connected to peer node {peer} at {}", out.addr);
+                }
+                Established::In { peer, stream, key } => {
+                    let entry = self.ins.vacant_entry();
+                    let token = Token(TOKEN_BASE + MAX_PEER_ID + entry.key());
+                    let mut stream = mio::net::TcpStream::from_std(stream);
+                    if let Err(e) = self
+                        .registry
+                        .register(&mut stream, token, Interest::READABLE)
+                    {
+                        log::warn!("cannot register the connection from node {peer}: {e}");
+                        continue;
+                    }
+                    entry.insert(In {
+                        peer,
+                        stream,
+                        key,
+                        seq: 0,
+                        buf: Vec::new(),
+                        heard_at: Instant::now(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Closes the connection to `out` (if any) and asks its thread for a new one.
+fn drop_out(registry: &Registry, out: &mut Out) {
+    if let Some((mut stream, _)) = out.conn.take() {
+        let _ = registry.deregister(&mut stream);
+        let _ = stream.shutdown(Shutdown::Both);
+        out.unsent.clear();
+        out.generation += 1;
+        let _ = out.reconnect.send(());
     }
 }
 
@@ -154,7 +420,7 @@ fn accept_loop(
     me: u64,
     allowed: &[u64],
     key: &AuthKey,
-    tx: &SyncSender<(u64, PeerMsg)>,
+    tx: &Sender<Established>,
     waker: &Arc<mio::Waker>,
 ) {
     for stream in listener.incoming() {
@@ -169,10 +435,17 @@ fn accept_loop(
                 let addr = stream
                     .peer_addr()
                     .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-                match accept_handshake(&stream, me, &allowed, &key) {
-                    Ok((peer, ks)) => {
-                        let reason = read_frames(stream, peer, &ks, &tx, &waker);
-                        log::debug!("peer connection from node {peer} ({addr}) ended: {reason}");
+                let ready = accept_handshake(&stream, me, &allowed, &key).and_then(|hs| {
+                    stream
+                        .set_nonblocking(true)
+                        .map(|()| hs)
+                        .map_err(|e| e.to_string())
+                });
+                match ready {
+                    Ok((peer, key)) => {
+                        if tx.send(Established::In { peer, stream, key }).is_ok() {
+                            let _ = waker.wake();
+                        }
                     }
                     Err(reason) => {
                         event!(
@@ -232,27 +505,40 @@ fn accept_handshake(
     if !allowed.contains(&peer) {
         return Err(format!("node {peer} is not a configured peer"));
     }
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
     let ks = tag_parts(key, &[b"S", parts[0], parts[1], parts[2], parts[3]]);
     Ok((peer, session_key(&ks).map_err(|e| e.to_string())?))
 }
 
-/// Reads authenticated frames until the connection fails; returns why it ended.
+/// Reads what `conn` has (until the socket is empty) and takes the whole authenticated
+/// frames into `inbox`; `Err`: why the connection must close.
 fn read_frames(
-    mut s: TcpStream,
-    peer: u64,
-    ks: &AuthKey,
-    tx: &SyncSender<(u64, PeerMsg)>,
-    waker: &mio::Waker,
-) -> String {
-    let mut seq: u64 = 0;
+    conn: &mut In,
+    chunk: &mut [u8],
+    inbox: &mut Vec<(u64, PeerMsg)>,
+) -> Result<(), String> {
+    let peer = conn.peer;
     loop {
-        let mut len = [0u8; 4];
-        if let Err(e) = s.read_exact(&mut len) {
-            return e.to_string();
+        match conn.stream.read(chunk) {
+            Ok(0) => return Err("closed by the peer".to_owned()),
+            Ok(n) => {
+                conn.buf.extend_from_slice(&chunk[..n]);
+                conn.heard_at = Instant::now();
+                if n < chunk.len() {
+                    // Drained for now; more data makes a new (edge-triggered) event.
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.to_string()),
         }
-        let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
+    }
+    let mut pos = 0;
+    while let Some(len_bytes) = conn.buf.get(pos..pos + 4) {
+        let len = len_bytes
+            .try_into()
+            .map(u32::from_be_bytes)
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
         if len == 0 || len > MAX_FRAME {
             event!(
                 Level::Warn,
@@ -260,24 +546,23 @@ fn read_frames(
                 node = peer,
                 reason = "bad frame length"
             );
-            return "bad frame length".to_owned();
+            return Err("bad frame length".to_owned());
         }
-        let mut buf = vec![0u8; len + TAG_LEN];
-        if let Err(e) = s.read_exact(&mut buf) {
-            return e.to_string();
-        }
-        let (payload, tag) = buf.split_at(len);
-        if !verify_parts(ks, &[&seq.to_be_bytes(), payload], tag) {
+        let Some(frame) = conn.buf.get(pos + 4..pos + 4 + len + TAG_LEN) else {
+            break;
+        };
+        let (payload, tag) = frame.split_at(len);
+        if !verify_parts(&conn.key, &[&conn.seq.to_be_bytes(), payload], tag) {
             event!(
                 Level::Warn,
                 "lock_peer_refused",
                 node = peer,
                 reason = "bad frame MAC"
             );
-            let _ = s.shutdown(Shutdown::Both);
-            return "bad MAC".to_owned();
+            return Err("bad MAC".to_owned());
         }
-        seq += 1;
+        conn.seq += 1;
+        pos += 4 + len + TAG_LEN;
         let msg = match payload[0] {
             KIND_RAFT => match Message::parse_from_bytes(&payload[1..]) {
                 Ok(m) if m.from == peer => PeerMsg::Raft(m),
@@ -296,11 +581,10 @@ fn read_frames(
                 continue;
             }
         };
-        // Full: the loop is behind; dropping is what a lossy network would do.
-        if tx.try_send((peer, msg)).is_ok() {
-            let _ = waker.wake();
-        }
+        inbox.push((peer, msg));
     }
+    conn.buf.drain(..pos);
+    Ok(())
 }
 
 /// Connects `local` -> `addr` (so that the peer sees our configured address).
@@ -334,21 +618,47 @@ fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStre
     Ok(TcpStream::from(fd))
 }
 
-/// Keeps a connection to peer `id` and writes what the loop queues for it.
-fn send_loop(
+/// Connects to peer `id` whenever the loop asks (at the start, and after it closed the
+/// connection), until the connection and its handshake succeed, and hands it to the loop.
+#[allow(clippy::too_many_arguments)]
+fn connect_loop(
     me: u64,
     id: u64,
     addr: SocketAddr,
     local: std::net::IpAddr,
     key: &AuthKey,
-    rx: &Receiver<Vec<u8>>,
+    requests: &Receiver<()>,
+    tx: &Sender<Established>,
+    waker: &mio::Waker,
 ) {
     let mut refused_logged = false;
     loop {
-        let result = connect_from(local, addr)
-            .and_then(|s| connect_handshake(&s, me, id, key).map(|ks| (s, ks)));
-        let (mut s, ks) = match result {
-            Ok(ok) => ok,
+        let result = connect_from(local, addr).and_then(|s| {
+            let ks = connect_handshake(&s, me, id, key)?;
+            let _ = s.set_nodelay(true);
+            s.set_nonblocking(true)?;
+            Ok((s, ks))
+        });
+        match result {
+            Ok((stream, key)) => {
+                refused_logged = false;
+                if tx
+                    .send(Established::Out {
+                        peer: id,
+                        stream,
+                        key,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                let _ = waker.wake();
+                // Until the loop closes it (and asks again), or stops.
+                if requests.recv().is_err() {
+                    return;
+                }
+                while requests.try_recv().is_ok() {}
+            }
             Err(e) => {
                 if e.kind() == io::ErrorKind::PermissionDenied && !refused_logged {
                     event!(
@@ -360,42 +670,10 @@ fn send_loop(
                     );
                     refused_logged = true;
                 }
-                // Queued messages are stale by now: Raft sends fresh ones.
-                while rx.try_recv().is_ok() {}
                 thread::sleep(Duration::from_millis(200));
-                if matches!(
-                    rx.try_recv(),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected)
-                ) {
+                if matches!(requests.try_recv(), Err(TryRecvError::Disconnected)) {
                     return;
                 }
-                continue;
-            }
-        };
-        refused_logged = false;
-        log::debug!("connected to peer node {id} at {addr}");
-        let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
-        let _ = s.set_nodelay(true);
-        let mut seq: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let first = match rx.recv() {
-                Ok(p) => p,
-                Err(_) => return,
-            };
-            out.clear();
-            // Batch whatever else is queued into one write.
-            for payload in std::iter::once(first).chain(rx.try_iter().take(256)) {
-                let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&payload);
-                out.extend_from_slice(&tag_parts(&ks, &[&seq.to_be_bytes(), &payload]));
-                seq += 1;
-            }
-            if let Err(e) = s.write_all(&out) {
-                log::debug!("peer node {id} at {addr}: {e}");
-                let _ = s.shutdown(Shutdown::Both);
-                break;
             }
         }
     }

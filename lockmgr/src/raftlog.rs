@@ -10,15 +10,20 @@
 //!   state machine's snapshot). Replaced atomically (temporary file, fsync, rename, fsync the
 //!   directory); then `raft.log` is rewritten the same way with what follows the snapshot.
 //!
-//! The rule that makes a restart safe: [`DiskLog::persist`] writes and fsyncs new entries and
-//! the hard state before the daemon sends any Raft message of that ready or applies anything.
-//! So a vote given (the hard state's `vote` and `term`) or an entry acknowledged to a leader is
-//! on disk first, and a node that restarts can neither vote twice in a term nor lose an entry
-//! the leader counted towards a commit.
+//! The rule that makes a restart safe: new entries and the hard state of a ready are written
+//! and fsynced before the daemon sends any of that ready's persisted messages (votes,
+//! acknowledgements) and before raft hears they are persisted (which is when a leader counts
+//! its own copy towards a commit, and when anything may be applied). So a vote given (the hard
+//! state's `vote` and `term`) or an entry acknowledged to a leader is on disk first, and a node
+//! that restarts can neither vote twice in a term nor lose an entry the leader counted towards
+//! a commit. [`DiskLog::stage`] puts a ready in memory at once (raft reads it from there) and
+//! returns its records; the writer thread ([`crate::persist`]) writes and fsyncs them, and the
+//! replica reports them persisted only then (see [`crate::replica`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use lvs_common::crc32::{crc32, crc32_parts};
 use protobuf::Message as _;
@@ -45,7 +50,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
 #[derive(Debug)]
 pub struct DiskLog {
     dir: PathBuf,
-    file: File,
+    /// Shared with the writer thread ([`crate::persist`]), which appends to it.
+    file: Arc<Mutex<File>>,
     fsync: bool,
     hard_state: HardState,
     conf_state: ConfState,
@@ -92,9 +98,17 @@ impl DiskLog {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(io_err(format!("cannot read {}", log_path.display())))?;
+        if bytes.is_empty() {
+            file.write_all(LOG_MAGIC)
+                .map_err(io_err(format!("cannot write {}", log_path.display())))?;
+            if fsync {
+                file.sync_data()
+                    .map_err(io_err(format!("cannot sync {}", log_path.display())))?;
+            }
+        }
         let mut log = DiskLog {
             dir: dir.to_owned(),
-            file,
+            file: Arc::new(Mutex::new(file)),
             fsync,
             hard_state: HardState::default(),
             conf_state,
@@ -102,22 +116,15 @@ impl DiskLog {
             entries: Vec::new(),
             records: 0,
         };
-        if bytes.is_empty() {
-            log.file
-                .write_all(LOG_MAGIC)
-                .map_err(io_err(format!("cannot write {}", log_path.display())))?;
-            log.sync()
-                .map_err(io_err(format!("cannot sync {}", log_path.display())))?;
-        } else {
+        if !bytes.is_empty() {
             let end = log.replay(&log_path, &bytes)?;
             if end < bytes.len() {
-                log.file
-                    .set_len(end as u64)
+                let mut f = log.file.lock().unwrap_or_else(PoisonError::into_inner);
+                f.set_len(end as u64)
                     .map_err(io_err(format!("cannot truncate {}", log_path.display())))?;
                 // The next record goes where the valid part ends, not after a hole of zeros
                 // (which replay would take for the end of the log, losing what follows).
-                log.file
-                    .seek(SeekFrom::Start(end as u64))
+                f.seek(SeekFrom::Start(end as u64))
                     .map_err(io_err(format!("cannot seek in {}", log_path.display())))?;
             }
         }
@@ -173,25 +180,27 @@ impl DiskLog {
         self.entries.push(e);
     }
 
-    fn sync(&self) -> io::Result<()> {
-        if self.fsync {
-            self.file.sync_data()?;
-        }
-        Ok(())
+    /// The log file, for the writer thread.
+    pub fn file(&self) -> Arc<Mutex<File>> {
+        Arc::clone(&self.file)
     }
 
-    /// Writes `entries` and `hard_state` (either may be empty), then fsyncs once if `sync`
-    /// (raft's `must_sync`: entries, a snapshot, or a new term or vote; not for a hard state
-    /// that only moves the commit index, which a restart may find lower: it is learnt again).
-    pub fn persist(
+    /// Whether the log is fsynced (off only for tests and benchmarks).
+    pub fn fsyncs(&self) -> bool {
+        self.fsync
+    }
+
+    /// Takes `entries` and `hard_state` (either may be empty) into memory, where raft reads
+    /// them, and returns their records for the writer thread to append (empty: nothing new).
+    /// Raft must not hear they are persisted before those bytes are written and, if the ready
+    /// asks for it (`must_sync`: entries, a snapshot, a new term or vote; not a hard state that
+    /// only moves the commit index, which a restart may find lower: it is learnt again),
+    /// fsynced.
+    pub fn stage(
         &mut self,
         entries: &[Entry],
         hard_state: Option<&HardState>,
-        sync: bool,
-    ) -> io::Result<()> {
-        if entries.is_empty() && hard_state.is_none() {
-            return Ok(());
-        }
+    ) -> io::Result<Vec<u8>> {
         let mut buf = Vec::new();
         for e in entries {
             push_record(
@@ -207,10 +216,6 @@ impl DiskLog {
                 &hs.write_to_bytes().map_err(io::Error::other)?,
             );
         }
-        self.file.write_all(&buf)?;
-        if sync {
-            self.sync()?;
-        }
         self.records += u64::try_from(entries.len()).unwrap_or(u64::MAX);
         for e in entries {
             self.put_entry(e.clone());
@@ -218,12 +223,26 @@ impl DiskLog {
         if let Some(hs) = hard_state {
             self.hard_state = hs.clone();
         }
-        Ok(())
+        Ok(buf)
     }
 
-    /// Records a new commit index (from a light ready); written with the next persist.
-    pub fn set_commit(&mut self, commit: u64) {
-        self.hard_state.commit = commit;
+    /// [`DiskLog::stage`], then writes and (if `sync`) fsyncs here, on the caller's thread.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> io::Result<()> {
+        let buf = self.stage(entries, hard_state)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let mut f = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        f.write_all(&buf)?;
+        if sync && self.fsync {
+            f.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Installs a snapshot received from the leader: replaces the log.
@@ -317,7 +336,8 @@ impl DiskLog {
         push_record(&mut log, KIND_HARD_STATE, &hs);
         self.replace(LOG_FILE, &log)?;
         let path = self.dir.join(LOG_FILE);
-        self.file = OpenOptions::new()
+        // The writer thread is idle (the replica waits for it before a rewrite).
+        *self.file.lock().unwrap_or_else(PoisonError::into_inner) = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(io_err(format!("cannot open {}", path.display())))?;

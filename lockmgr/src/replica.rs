@@ -8,11 +8,17 @@
 //! every node routes grants and notifications to the sessions connected to it.
 //!
 //! [`RaftNode::process`] is the Ready loop, called once per turn: step received messages,
-//! propose, then for a ready: install a snapshot, send the leader's appends (the followers
-//! write while the leader does), **persist entries and hard state (fsync)**, only then send
-//! the other messages (acknowledgements, votes), then apply committed entries and advance.
-//! Committed means stored by a majority, so a minority side of a partition commits nothing and
-//! grants nothing.
+//! take in what the log writer finished, propose, then for each ready: install a snapshot,
+//! send the leader's appends (the followers write while the leader does), apply committed
+//! entries, hand the new entries and hard state to the log writer thread ([`crate::persist`])
+//! and go on. The ready's other messages (acknowledgements, votes) wait until the writer
+//! reports it **written and fsynced**; only then are they sent and raft told
+//! (`on_persist_ready`), which is when a leader counts its own copy towards a commit. The loop
+//! is never blocked by an fsync: it keeps taking in commands, sending and applying, and the
+//! writer puts every ready that arrived during one fsync into the next (group commit).
+//! Committed means stored by a majority (the leader's own copy counted only once fsynced), so
+//! a minority side of a partition commits nothing and grants nothing, and raft applies an
+//! entry here only once it is also fsynced here.
 //!
 //! A forwarded batch can be lost (the leader dies or loses its term before the entry is
 //! committed). So every command carries its proposer's sequence number, the proposer keeps its
@@ -48,6 +54,7 @@ use raft::{RawNode, StateRole};
 
 use crate::node::{Applied, Membership, Origin, ProposeError, Replication};
 use crate::peer::{PeerMsg, PeerNet};
+use crate::persist::{Counters, Persister};
 use crate::raftlog::DiskLog;
 use crate::storage::StorageError;
 
@@ -154,8 +161,9 @@ pub struct RaftNode {
     sent: usize,
     /// When `unacked` last went out in full, or last made progress.
     progress_at: Instant,
-    /// The leader and term the sent ones went to.
-    sent_to: (u64, u64),
+    /// The leader, term and connection to it ([`PeerNet::generation`]) the sent ones went
+    /// to: a new connection may have lost what was sent on the old one.
+    sent_to: (u64, u64, u64),
     /// Other nodes' commands forwarded to us.
     forwarded: Vec<Item>,
     /// The last seq applied per (proposer, epoch): replicated state.
@@ -172,6 +180,11 @@ pub struct RaftNode {
     catch_up_gap: Duration,
     /// Since when this node knows no leader (seen once per turn); None while it knows one.
     leaderless_since: Option<Instant>,
+    /// Writes and fsyncs the log off the loop.
+    writer: Persister,
+    /// Persisted messages of readies not yet written: (the writer's number that covers the
+    /// ready, the ready's number, its messages), in order.
+    unwritten: VecDeque<(u64, u64, Vec<Message>)>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -206,6 +219,7 @@ impl RaftNode {
     pub fn start(
         cfg: &ClusterConfig,
         state_dir: &std::path::Path,
+        registry: &mio::Registry,
         waker: Arc<mio::Waker>,
     ) -> Result<RaftNode, StartError> {
         let voters: Vec<u64> = cfg.members.iter().map(|(id, _)| *id).collect();
@@ -227,10 +241,17 @@ impl RaftNode {
             check_quorum: true,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            // Appends to one follower within a turn (commit broadcasts after acknowledgements,
+            // then the turn's new entry) go as one message.
+            batch_append: true,
             ..Default::default()
         };
         config.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let wake = Arc::clone(&waker);
+        let writer = Persister::start("lock-log-writer", log.file(), log.fsyncs(), move || {
+            let _ = wake.wake();
+        })?;
         let raw = RawNode::new(&config, log, &logger)?;
         let listen = cfg
             .members
@@ -244,7 +265,7 @@ impl RaftNode {
             .filter(|(id, _)| *id != cfg.id)
             .copied()
             .collect();
-        let net = PeerNet::start(cfg.id, listen, &peers, cfg.key.clone(), waker)?;
+        let net = PeerNet::start(cfg.id, listen, &peers, cfg.key.clone(), registry, waker)?;
         Ok(RaftNode {
             id: cfg.id,
             members: voters,
@@ -258,7 +279,7 @@ impl RaftNode {
             unacked: VecDeque::new(),
             sent: 0,
             progress_at: Instant::now(),
-            sent_to: (0, 0),
+            sent_to: (0, 0, 0),
             forwarded: Vec::new(),
             applied_seqs,
             applied: VecDeque::new(),
@@ -269,7 +290,44 @@ impl RaftNode {
             leader_contact: None,
             catch_up_gap: cfg.catch_up_gap,
             leaderless_since: Some(Instant::now()),
+            writer,
+            unwritten: VecDeque::new(),
         })
+    }
+
+    /// The writer wrote (and fsynced) up to `written`: the readies it covers are persisted,
+    /// their messages go out and raft hears of it.
+    fn on_written(&mut self, written: u64) {
+        let mut persisted = written;
+        while self
+            .unwritten
+            .front()
+            .is_some_and(|(at, _, _)| *at <= written)
+        {
+            let Some((_, number, msgs)) = self.unwritten.pop_front() else {
+                break;
+            };
+            persisted = persisted.max(number);
+            self.send_all(msgs);
+        }
+        self.raw.on_persist_ready(persisted);
+    }
+
+    /// Takes in what the writer finished since the last call.
+    fn take_written(&mut self) -> io::Result<()> {
+        if let Some(n) = self.writer.completed()? {
+            self.on_written(n);
+        }
+        Ok(())
+    }
+
+    /// Blocks until the writer has written everything handed to it (before a rewrite of the
+    /// log file, and at a stop).
+    fn wait_written(&mut self) -> io::Result<()> {
+        if let Some(n) = self.writer.wait_idle()? {
+            self.on_written(n);
+        }
+        Ok(())
     }
 
     fn leader(&self) -> u64 {
@@ -293,14 +351,16 @@ impl RaftNode {
     fn flush_batch(&mut self) -> Result<(), ProposeError> {
         let leader = self.leader();
         let term = self.raw.raft.term;
-        if (leader, term) != self.sent_to
-            || (self.sent > 0 && self.progress_at.elapsed() >= RETRY_AFTER)
-        {
-            // A new leader (or none), or no progress: whatever went out may be lost.
+        let to = (leader, term, self.net.generation(leader));
+        if to != self.sent_to || (self.sent > 0 && self.progress_at.elapsed() >= RETRY_AFTER) {
+            // A new leader (or none), a new connection to it, or no progress: whatever went
+            // out may be lost. All of ours go again, in order: a replica skips a command whose
+            // sequence number it applied, so a lost one must never be overtaken.
             self.sent = 0;
-            self.sent_to = (leader, term);
+            self.sent_to = to;
         }
         let mut items = std::mem::take(&mut self.forwarded);
+        let before = self.sent;
         if leader != 0 && self.sent < self.unacked.len() {
             if self.sent == 0 {
                 self.progress_at = Instant::now();
@@ -315,9 +375,11 @@ impl RaftNode {
         if self.raw.raft.state == StateRole::Leader {
             if let Err(e) = self.raw.propose(Vec::new(), data) {
                 log::debug!("proposal dropped: {e}");
+                self.sent = before;
             }
         } else if leader != 0 && !self.net.send_forward(leader, &data) {
             log::debug!("forward to node {leader} dropped");
+            self.sent = before;
         }
         // Without a leader, others' commands are dropped: their proposers send them again.
         Ok(())
@@ -416,39 +478,49 @@ impl RaftNode {
         Ok(())
     }
 
-    fn handle_ready(&mut self) -> Result<(), ProposeError> {
+    /// Handles one ready; false if there was none.
+    fn handle_ready(&mut self) -> Result<bool, ProposeError> {
         if !self.raw.has_ready() {
-            return Ok(());
+            return Ok(false);
         }
         let mut ready = self.raw.ready();
-        if !ready.snapshot().is_empty() {
+        let number = ready.number();
+        let snapshot = !ready.snapshot().is_empty();
+        if snapshot {
+            // The snapshot rewrites the log file: the writer must be done with it.
+            self.wait_written()?;
             self.install(ready.snapshot().clone())?;
         }
         // The leader's appends go out before its own write (Raft thesis §10.2.1), so that the
         // followers write in parallel with it: raft counts the leader's own copy towards a
-        // commit only once advance() reports it persisted. A follower has none of these: its
-        // acknowledgements and votes are persisted messages, sent after its write below.
+        // commit only once on_persist_ready reports it written. A follower has none of these:
+        // its acknowledgements and votes are persisted messages, sent once written.
         let early = ready.take_messages();
         self.send_all(early);
+        // Committed here means committed and persisted on this node (raft's bound).
         self.apply_entries(ready.take_committed_entries());
-        // Durable before anyone hears of it: entries and the vote/term first, then messages.
-        // A hard state that only moves the commit index is written but not synced
-        // (must_sync): after a crash the commit index is learnt from the leader again.
-        let sync = ready.must_sync();
-        self.raw
-            .mut_store()
-            .persist(ready.entries(), ready.hs(), sync)?;
+        let records = self.raw.mut_store().stage(ready.entries(), ready.hs())?;
         let persisted = ready.take_persisted_messages();
-        self.send_all(persisted);
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit);
+        let covered_by = if records.is_empty() {
+            // Nothing to write: persisted once everything handed over before it is.
+            self.writer.submitted()
+        } else {
+            self.writer.submit(number, records, ready.must_sync())?;
+            number
+        };
+        self.raw.advance_append_async(ready);
+        if covered_by <= self.writer.written() {
+            self.raw.on_persist_ready(number);
+            self.send_all(persisted);
+        } else {
+            self.unwritten.push_back((covered_by, number, persisted));
         }
-        let msgs = light.take_messages();
-        self.send_all(msgs);
-        self.apply_entries(light.take_committed_entries());
+        if snapshot {
+            // Raft takes the snapshot for applied only once it is persisted.
+            self.wait_written()?;
+        }
         self.raw.advance_apply();
-        Ok(())
+        Ok(true)
     }
 
     fn note_role(&mut self) {
@@ -530,6 +602,11 @@ impl Replication for RaftNode {
         if self.applied_index <= self.raw.store().snapshot_index() {
             return Ok(());
         }
+        // The rewrite replaces the log file: the writer must be done with it.
+        self.wait_written().map_err(|source| StorageError::Io {
+            what: "cannot write the Raft log".to_owned(),
+            source,
+        })?;
         if self
             .compact_failed_at
             .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
@@ -594,6 +671,14 @@ impl Replication for RaftNode {
         self.leaderless_since.map(|t| t.elapsed())
     }
 
+    fn peer_event(&mut self, token: mio::Token) {
+        self.net.ready(token);
+    }
+
+    fn log_counters(&self) -> Option<&Counters> {
+        Some(self.writer.counters())
+    }
+
     fn process(&mut self) -> Result<(), ProposeError> {
         let now = Instant::now();
         if self.is_leader() {
@@ -636,10 +721,16 @@ impl Replication for RaftNode {
                 },
             }
         }
+        self.take_written()?;
         self.flush_batch()?;
-        // Twice: a ready's advance can produce another (e.g. commits after persisting).
-        self.handle_ready()?;
-        self.handle_ready()?;
+        // A ready handled at once (nothing to write) can make another (commits, appends).
+        for _ in 0..4 {
+            if !self.handle_ready()? {
+                break;
+            }
+        }
+        // One write per peer for everything this turn sends.
+        self.net.flush();
         self.note_role();
         Ok(())
     }

@@ -22,6 +22,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use log::Level;
 use lvs_common::crc32::crc32_parts;
@@ -29,6 +30,8 @@ use lvs_common::event;
 use lvs_lockcore::{Command, Snapshot, StateMachine};
 use lvs_proto::FrameLimit;
 use lvs_proto::frame::HEADER_LEN;
+
+use crate::persist::Counters;
 
 const WAL_MAGIC: &[u8; 8] = b"LVSWAL01";
 const SNAP_MAGIC: &[u8; 8] = b"LVSSNP01";
@@ -83,6 +86,8 @@ pub struct Storage {
     dirty: bool,
     /// Records in the WAL (since the last snapshot).
     wal_records: u64,
+    /// Syncs so far (each is one batch, one write, one fsync).
+    counters: Counters,
 }
 
 fn snapshot_limit() -> FrameLimit {
@@ -185,6 +190,7 @@ impl Storage {
             fsync,
             dirty: false,
             wal_records,
+            counters: Counters::default(),
         };
         Ok((
             storage,
@@ -229,9 +235,17 @@ impl Storage {
         self.wal.flush()?;
         if self.fsync {
             self.wal.get_ref().sync_data()?;
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         }
+        self.counters.submissions.fetch_add(1, Ordering::Relaxed);
+        self.counters.rounds.fetch_add(1, Ordering::Relaxed);
         self.dirty = false;
         Ok(())
+    }
+
+    /// How many syncs so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Writes `state` (which contains every command up to `index`) as the new snapshot and

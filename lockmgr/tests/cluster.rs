@@ -724,6 +724,56 @@ fn mutual_exclusion_across_nodes_no_update_lost() {
 }
 
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).
+/// The value of `key=` in an event line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+/// Eight clients on the three nodes lock and unlock at once: every node's log writer puts the
+/// Raft entries that arrive during one fsync into the next (fewer fsyncs than entries).
+#[test]
+fn raft_entries_arriving_during_one_fsync_share_the_next() {
+    if !root_or_skip("raft_entries_arriving_during_one_fsync_share_the_next") {
+        return;
+    }
+    let c = Cluster::start("group", false, 3000);
+    c.agreed_leader(&[1, 2, 3]);
+    let threads: Vec<_> = (0..8u64)
+        .map(|i| {
+            let rundir = c.rundir(i % 3 + 1);
+            std::thread::spawn(move || {
+                let mut cl = LockClient::connect(&rundir).unwrap();
+                let name = format!("group-{i}");
+                for _ in 0..40 {
+                    let g = cl
+                        .lock("default", &name, LockMode::EX, LockFlags::NONE, None)
+                        .unwrap();
+                    cl.unlock(g.handle, None).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for id in 1..=3 {
+        c.signal(id, "USR1");
+        let line = wait_for("the lock_state line", LONG, || {
+            c.log(id)
+                .lines()
+                .find(|l| l.contains("event=lock_state "))
+                .map(str::to_owned)
+        });
+        let (entries, syncs) = (field(&line, "applied_index"), field(&line, "log_syncs"));
+        eprintln!("node {id}: {entries} entries, {syncs} fsyncs");
+        assert!(entries >= 8 * 40 * 2 / 8, "{line}");
+        assert!(syncs >= 1 && syncs < entries, "node {id}: {line}");
+    }
+}
+
 struct Rng(u64);
 
 impl Rng {

@@ -16,6 +16,8 @@ const CTL: &str = env!("CARGO_BIN_EXE_lvs-lockctl");
 struct Daemon {
     dir: PathBuf,
     child: Option<Child>,
+    /// The daemon's log goes to `dir/log` at level info (else: stderr, warnings).
+    logged: bool,
 }
 
 impl Daemon {
@@ -28,9 +30,26 @@ impl Daemon {
             format!("state_dir = \"{}\"\n", dir.join("state").display()),
         )
         .unwrap();
-        let mut d = Daemon { dir, child: None };
+        let mut d = Daemon {
+            dir,
+            child: None,
+            logged: false,
+        };
         d.spawn();
         d
+    }
+
+    /// [`Daemon::start`] with its log (level info) in [`Daemon::log`].
+    fn start_logged(name: &str) -> Daemon {
+        let mut d = Daemon::start(name);
+        d.signal_and_wait(15);
+        d.logged = true;
+        d.spawn();
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
     fn rundir(&self) -> PathBuf {
@@ -38,12 +57,19 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        let (level, stderr) = if self.logged {
+            let log = std::fs::File::create(self.dir.join("log")).unwrap();
+            ("info", Stdio::from(log))
+        } else {
+            ("warn", Stdio::inherit())
+        };
         let child = Command::new(DAEMON)
-            .args(["-f", "--no-syslog", "--log-level", "warn", "--rundir"])
+            .args(["-f", "--no-syslog", "--log-level", level, "--rundir"])
             .arg(self.rundir())
             .arg("-c")
             .arg(self.dir.join("lockmgr.toml"))
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -126,6 +152,57 @@ fn mutual_exclusion_no_update_lost() {
         .parse()
         .unwrap();
     assert_eq!(n, PROCS * ITERS, "updates were lost");
+}
+
+/// The value of `key=` in an event line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn concurrent_commands_share_one_fsync() {
+    let d = Daemon::start_logged("group");
+    const CLIENTS: usize = 16;
+    const OPS: usize = 100;
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = d.client();
+            std::thread::spawn(move || {
+                let name = format!("group-{i}");
+                for _ in 0..OPS {
+                    let g = c
+                        .lock("default", &name, LockMode::EX, LockFlags::NONE, None)
+                        .unwrap();
+                    c.unlock(g.handle, None).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let pid = d.child.as_ref().unwrap().id();
+    kill(pid, 10); // SIGUSR1: the totals, with the log writer's counters.
+    let line = lvs_testsupport::wait_for("the lock_state line", Duration::from_secs(10), || {
+        d.log()
+            .lines()
+            .find(|l| l.contains("event=lock_state "))
+            .map(str::to_owned)
+    });
+    let applied = field(&line, "applied_index");
+    let syncs = field(&line, "log_syncs");
+    let writes = field(&line, "log_writes");
+    assert!(applied >= (CLIENTS * OPS * 2) as u64, "{line}");
+    assert!(syncs >= 1 && syncs <= writes, "{line}");
+    // Every answer waits for the fsync of its command, and 16 clients wait at once: the
+    // commands that arrive during one fsync go into the next.
+    assert!(
+        syncs * 2 <= applied,
+        "fewer than two commands per fsync on average: {line}"
+    );
 }
 
 #[test]

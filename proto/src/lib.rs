@@ -24,6 +24,7 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod frame_server;
+pub mod handover;
 pub mod link;
 pub mod message;
 pub mod peer;

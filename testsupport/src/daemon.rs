@@ -291,6 +291,23 @@ pub fn check_forking(spec: &Spec<'_>) {
     assert_stopped(spec, &rundir, pid);
 }
 
+/// `dir/defaults`, the settings file an init script reads through `LVS_DEFAULTS_FILE`: the
+/// daemon `bin`, its `config` and `rundir`, a short stop timeout. Returns its path.
+pub fn init_defaults(dir: &Path, bin: &Path, config: &Path, rundir: &Path) -> PathBuf {
+    let defaults = dir.join("defaults");
+    std::fs::write(
+        &defaults,
+        format!(
+            "DAEMON={}\nCONFIG={}\nLVS_RUNDIR={}\nSTOP_TIMEOUT=10\n",
+            bin.display(),
+            config.display(),
+            rundir.display()
+        ),
+    )
+    .expect("write the defaults file");
+    defaults
+}
+
 /// Drives the daemon through `etc/init.d/NAME` (start, status, start again, reload with a
 /// good and with a broken file, restart, stop, status) inside a namespace.
 pub fn check_init_script(spec: &Spec<'_>) {
@@ -300,17 +317,7 @@ pub fn check_init_script(spec: &Spec<'_>) {
     let good = (spec.config)(dir);
     std::fs::write(&config, &good).expect("write the config");
     let rundir = scratch.rundir();
-    let defaults = dir.join("defaults");
-    std::fs::write(
-        &defaults,
-        format!(
-            "DAEMON={}\nCONFIG={}\nLVS_RUNDIR={}\nSTOP_TIMEOUT=10\n",
-            spec.bin.display(),
-            config.display(),
-            rundir.display()
-        ),
-    )
-    .expect("write the defaults file");
+    let defaults = init_defaults(dir, spec.bin, &config, &rundir);
     let script = crate::cluster::repo_root().join(format!("etc/init.d/{}", spec.name));
     let action = |what: &str| {
         run_with_deadline(

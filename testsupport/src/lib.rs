@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod lines;
+pub mod unit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -59,6 +59,9 @@ pub struct Config {
     pub poll_interval: Duration,
     /// The daemons' control sockets.
     pub sockets: Sockets,
+    /// Who the daemon becomes once its listeners are bound and its certificate and users are
+    /// read (`user`, and `group` or the user's own); `None`: it stays root.
+    pub run_as: Option<lvs_common::privdrop::RunAs>,
 }
 
 /// Which sockets to read; `None` means `<rundir>/<daemon>.sock`.
@@ -113,6 +116,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(1),
             sockets: Sockets::default(),
+            run_as: None,
         }
     }
 }
@@ -141,6 +145,8 @@ struct FileConfig {
     poll_interval: Option<Spanned<f64>>,
     #[serde(default)]
     sockets: FileSockets,
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -250,7 +256,9 @@ pub fn parse(src: &Source) -> Result<Config, ConfigError> {
         (None, None) => (d.cert, d.key),
         _ => return Err(src.error("give both cert and key, or neither")),
     };
+    let run_as = lvs_common::privdrop::from_config(src, f.user.as_ref(), f.group.as_ref())?;
     Ok(Config {
+        run_as,
         listen,
         redirect_listen,
         public_port: f.public_port.unwrap_or(listen.port()),

@@ -73,6 +73,11 @@ pub fn run(cfg: Config, startup: Startup<Config>) -> Result<(), BoxError> {
     let shared = Arc::new(Mutex::new(Shared::default()));
     let rundir = startup.rundir().to_path_buf();
     let mut app = App::new(cfg.clone(), rundir.clone(), Arc::clone(&shared))?;
+    // The listeners are bound, the certificate and the users read: nothing more needs root.
+    // (A reload reads them again as this user: they must be readable by it.)
+    if let Some(run_as) = &cfg.run_as {
+        run_as.become_user()?;
+    }
     let collector = CollectorThread::start(
         targets(&cfg, &rundir),
         cfg.poll_interval,

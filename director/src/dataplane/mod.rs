@@ -337,6 +337,33 @@ impl Dataplane {
         self.meter.tick(self.registry.slots());
     }
 
+    /// An upgrade: stop every worker and return their tables' entries.
+    pub fn hand_over(&mut self) -> Vec<lvs_conntrack::SyncEntry> {
+        self.workers.hand_over()
+    }
+
+    /// After an upgrade: the previous binary's entries into the workers' tables (after the
+    /// services are applied); returns how many went in.
+    pub fn import(&self, entries: Vec<lvs_conntrack::SyncEntry>) -> usize {
+        self.workers.import(entries)
+    }
+
+    /// After an upgrade: counters go on from the previous binary's `stats` (of a service,
+    /// or of its real server `dest`).
+    pub fn carry(&mut self, key: &ServiceKey, dest: Option<(IpAddr, u16)>, stats: &Stats) {
+        let Some(slot) = self.registry.service(key) else {
+            return;
+        };
+        match dest {
+            None => self.meter.carry_service(slot.id, stats),
+            Some((addr, port)) => {
+                if let Some(id) = slot.dest(addr, port) {
+                    self.meter.carry_dest(id, stats);
+                }
+            }
+        }
+    }
+
     /// Stop every worker and wait for them.
     pub fn stop(&mut self) {
         self.workers.stop();

@@ -76,6 +76,18 @@ impl Meter {
     }
 
     /// `lvsadm -Z` for one service and its real servers.
+    /// Counters that go on from `from` (an upgrade): the baseline is set below what the
+    /// workers counted so far by that much.
+    pub fn carry_service(&mut self, id: u32, from: &Stats) {
+        let base = stats::sub(&self.service_raw(id), from);
+        self.svc_base.insert(id, base);
+    }
+
+    pub fn carry_dest(&mut self, id: u32, from: &Stats) {
+        let base = stats::sub(&self.dest_raw(id), from);
+        self.dest_base.insert(id, base);
+    }
+
     pub fn zero(&mut self, slot: &Slot) {
         let raw = self.service_raw(slot.id);
         self.svc_base.insert(slot.id, raw);

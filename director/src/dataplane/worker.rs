@@ -43,6 +43,11 @@ pub enum WorkerCommand {
     SyncDump(SyncSender<Vec<lvs_conntrack::SyncEntry>>),
     Clear,
     Stop,
+    /// An upgrade: answer with every entry, then stop (no flow changes after the dump).
+    HandOver(SyncSender<Vec<lvs_conntrack::SyncEntry>>),
+    /// After an upgrade: the previous binary's entries for this worker; answers how many
+    /// went in.
+    Import(Vec<lvs_conntrack::SyncEntry>, SyncSender<usize>),
 }
 
 pub const WAKER: Token = Token(usize::MAX - 1);
@@ -179,6 +184,15 @@ impl<R: RxQueue, T: TxQueue> ForwardingWorker<R, T> {
                     self.table.clear(now);
                 }
                 WorkerCommand::Stop => return false,
+                WorkerCommand::HandOver(reply) => {
+                    let _ = reply.try_send(self.table.sync_dump(self.now_ms()));
+                    return false;
+                }
+                WorkerCommand::Import(entries, reply) => {
+                    let now = self.now_ms();
+                    let n = crate::handover::import(&mut self.table, &self.snap, &entries, now);
+                    let _ = reply.try_send(n);
+                }
             }
         }
         true

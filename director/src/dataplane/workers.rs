@@ -257,22 +257,60 @@ impl Workers {
 
     /// Every worker's connection table.
     pub fn connections(&self) -> Vec<ConnInfo> {
+        // A worker answers within one loop turn; a stuck worker must not hang lvsadm.
+        let each = std::iter::repeat(WorkerCommand::ListConns as fn(_) -> _);
+        self.ask(each, Duration::from_secs(2))
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// An upgrade: stop the sync thread, then every worker with its table's entries, which
+    /// are returned.
+    pub fn hand_over(&mut self) -> Vec<lvs_conntrack::SyncEntry> {
+        self.sync.stop();
+        let each = std::iter::repeat(WorkerCommand::HandOver as fn(_) -> _);
+        let dumps = self.ask(each, Duration::from_secs(10));
+        self.stop();
+        dumps.into_iter().flatten().collect()
+    }
+
+    /// After an upgrade: each entry to the worker its flow is steered to (a template to
+    /// every worker, as connection sync does); returns how many went in.
+    pub fn import(&self, entries: Vec<lvs_conntrack::SyncEntry>) -> usize {
+        let n = self.handles.len();
+        let mut per: Vec<Vec<lvs_conntrack::SyncEntry>> = vec![Vec::new(); n];
+        for e in entries {
+            if e.is_template() {
+                per.iter_mut().for_each(|v| v.push(e));
+            } else {
+                per[crate::sync::worker_of(&e, n)].push(e);
+            }
+        }
+        let each = per
+            .into_iter()
+            .map(|list| move |tx| WorkerCommand::Import(list, tx));
+        self.ask(each, Duration::from_secs(10)).into_iter().sum()
+    }
+
+    /// Sends worker `i` the command the `i`th of `make` builds around a reply channel, and
+    /// collects the answers that come within `wait` each.
+    fn ask<T, C>(&self, make: impl IntoIterator<Item = C>, wait: Duration) -> Vec<T>
+    where
+        C: FnOnce(SyncSender<T>) -> WorkerCommand,
+    {
         let mut replies = Vec::new();
-        for w in &self.handles {
+        for (w, make) in self.handles.iter().zip(make) {
             let (tx, rx) = mpsc::sync_channel(1);
-            if w.cmds.send(WorkerCommand::ListConns(tx)).is_ok() {
+            if w.cmds.send(make(tx)).is_ok() {
                 let _ = w.waker.wake();
                 replies.push(rx);
             }
         }
-        let mut out = Vec::new();
-        for rx in replies {
-            // A worker answers within one loop turn; a stuck worker must not hang lvsadm.
-            if let Ok(list) = rx.recv_timeout(Duration::from_secs(2)) {
-                out.extend(list);
-            }
-        }
-        out
+        replies
+            .into_iter()
+            .filter_map(|rx| rx.recv_timeout(wait).ok())
+            .collect()
     }
 
     /// Stop every worker (and the sync thread) and wait for them.

@@ -3,5 +3,7 @@
 //!
 //! - [`spsc`]: the lock-free single-producer/single-consumer ring that carries sync records
 //!   between each worker and the sync thread.
+//! - [`signals`]: signal dispositions that survive an upgrade's `execve`.
 
+pub mod signals;
 pub mod spsc;

@@ -98,10 +98,29 @@ pub fn lvsadm_at(rundir: &Path, args: &[&str]) -> Output {
 /// Start `lvs-director -f` in namespace `ns` with `config`, its stderr to `log`. Keep the
 /// child where a `Drop` kills it before calling [`wait_director`].
 pub fn spawn_director(ns: &str, rundir: &Path, config: &Path, log: &Path) -> Child {
+    spawn_director_bin(
+        Path::new(env!("CARGO_BIN_EXE_lvs-director")),
+        ns,
+        rundir,
+        config,
+        log,
+    )
+}
+
+/// [`spawn_director`] with the binary at `bin` (a copy elsewhere: the scheduler plugins are
+/// still found beside the built one).
+pub fn spawn_director_bin(bin: &Path, ns: &str, rundir: &Path, config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("create the log file");
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(env!("CARGO_BIN_EXE_lvs-director"))
+    let built = Path::new(env!("CARGO_BIN_EXE_lvs-director"));
+    let mut cmd = Command::new("ip");
+    if bin != built {
+        cmd.env(
+            "LVS_PLUGIN_PATH",
+            built.parent().expect("a target directory"),
+        );
+    }
+    cmd.args(["netns", "exec", ns])
+        .arg(bin)
         .args(["-f", "--no-syslog", "--rundir"])
         .arg(rundir)
         .arg("-c")
@@ -224,6 +243,16 @@ impl Testbed {
 
     /// As [`Testbed::start`], with extra lines for the director's TOML file.
     pub fn start_with(test: &str, mode: &str, extra_config: &str) -> Option<Self> {
+        Self::start_bin(
+            test,
+            mode,
+            extra_config,
+            Path::new(env!("CARGO_BIN_EXE_lvs-director")),
+        )
+    }
+
+    /// As [`Testbed::start_with`], running the director binary at `bin`.
+    pub fn start_bin(test: &str, mode: &str, extra_config: &str, bin: &Path) -> Option<Self> {
         if !root_or_skip(test) {
             return None;
         }
@@ -249,7 +278,13 @@ impl Testbed {
         tb.script(&["http", &tb.prefix.clone()]);
         let config = tb.rundir.join("director.toml");
         std::fs::write(&config, format!("workers = 2\n{extra_config}\n")).expect("write config");
-        tb.director = Some(spawn_director(&tb.ns("d"), &tb.rundir, &config, &tb.log));
+        tb.director = Some(spawn_director_bin(
+            bin,
+            &tb.ns("d"),
+            &tb.rundir,
+            &config,
+            &tb.log,
+        ));
         wait_director(&mut tb.director, &tb.rundir, &tb.log, SOON);
         Some(tb)
     }
