@@ -18,6 +18,12 @@
 #                                    open: the backup takes over, they all go on; the primary
 #                                    comes back as the backup
 #                                 6. lvs-webmon, the web console, on https://127.0.0.1:8443/
+#                                 7. active-active: three directors (lvs-director in
+#                                    active-active mode, BIRD 2, lvs-heartbeatd anycast) behind
+#                                    an FRR router with ECMP (namespaces lvsdemo-a*), a client
+#                                    holding 300 connections; one director's daemons are
+#                                    SIGKILLed while they are open: its route goes, every
+#                                    connection goes on, on its own real server
 #                               and prints a PASS/FAIL summary. Everything is left running.
 #   sudo scripts/demo.sh stop   stop every daemon (SIGTERM: the directors remove their nftables
 #                               tables) and remove the namespaces.
@@ -36,6 +42,9 @@ MONLOG=/tmp/lvsdemo-monitord.log
 MONLOG2=/tmp/lvsdemo-monitord2.log
 HBLOG=/tmp/lvsdemo-heartbeatd.log
 HBLOG2=/tmp/lvsdemo-heartbeatd2.log
+# Act 7's testbed (scripts/lib/anycast-bed.sh): namespaces $AP*, files and logs in $ADIR.
+AP=lvsdemo-a
+ADIR=/run/lvsdemo-anycast
 WEBLOG=/tmp/lvsdemo-webmon.log
 CLIENTLOG=/tmp/lvsdemo-client.log
 VIP=203.0.113.100
@@ -104,6 +113,10 @@ stop_pidfile() { # FILE: SIGTERM to the pid in FILE, wait up to 10 s
 }
 
 stop() {
+    # Act 7's daemons (SIGKILL: their namespaces go with them) and namespaces.
+    # shellcheck source=scripts/lib/anycast-bed.sh
+    . scripts/lib/anycast-bed.sh
+    ac_down
     stop_pidfile "$RUNDIR/client.pid"
     stop_pidfile "$WEBDIR/webmon.pid"
     # The heartbeat daemons before the directors (SIGTERM: each releases its addresses).
@@ -129,7 +142,7 @@ T0=$(date +%s)
 
 # What the demo needs from Debian, installed when missing.
 declare -A need=([ip]=iproute2 [ethtool]=ethtool [nft]=nftables [python3]=python3 [curl]=curl
-                 [gcc]=gcc [sysctl]=procps [openssl]=openssl)
+                 [gcc]=gcc [sysctl]=procps [openssl]=openssl [bird]=bird2 [/usr/lib/frr/bgpd]=frr)
 missing=()
 for cmd in "${!need[@]}"; do
     command -v "$cmd" >/dev/null || missing+=("${need[$cmd]}")
@@ -649,6 +662,51 @@ cat <<EOF
                 ${fp:-?}
 EOF
 
+# --- act 7 ---------------------------------------------------------------------------------
+say "act 7, active-active: three directors behind an FRR router with ECMP, each announcing the VIP over BGP"
+echo "testbed ${AP}*: router 10.77.1.1 (FRR: zebra, bgpd with maximum-paths, bfdd), client 10.77.0.2,"
+echo "directors 10.77.1.11-13 (lvs-director active-active with mh and sync, BIRD 2 with BFD 100 ms x 3,"
+echo "lvs-heartbeatd mode = \"anycast\"), real servers 10.77.1.21-22 (VS/DR) answering each line with their name"
+ac_up
+ac_start_router yes
+for i in 0 1 2; do ac_start_director "$i" yes; done
+has_nexthops() { [ "$(ac_nexthops)" -eq "$1" ]; }
+aadm() { "$BIN/lvsadm" --rundir "$ADIR/run$1" "${@:2}"; }
+ok=1
+detail="the router never had three nexthops for $AVIP"
+if wait_until 60 has_nexthops 3; then
+    echo "\$ ip -n ${AP}r route show $AVIP        # one route, a nexthop per director"
+    ip -n "${AP}r" route show $AVIP
+    ac_client_start
+    ac_client_step "open 300"
+    opened=$OPENED
+    echo "a client holds $opened connections; each director scheduled some of them:"
+    for i in 0 1 2; do
+        echo "  d$i: $(aadm "$i" -L -n --stats --exact -t $AVIP:80 | awk '$1 == "TCP" { print $3 " connections, " $4 " packets" }')"
+    done
+    wait_until 10 eval '[ "$(aadm 2 -L -n -c | grep -c ESTABLISHED)" -ge "$opened" ]' || true
+    echo "each director knows all of them (many-to-many sync): d2 lists $(aadm 2 -L -n -c | grep -c ESTABLISHED)"
+    echo "-- SIGKILL of d0's lvs-director, BIRD and lvs-heartbeatd while a line is on its way on every connection"
+    echo round >&7
+    t0=$(date +%s%N)
+    ac_signal_director 0 KILL
+    wait_until 10 has_nexthops 2 || true
+    withdrawn_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    echo "\$ ip -n ${AP}r route show $AVIP        # d0's nexthop gone after $withdrawn_ms ms"
+    ip -n "${AP}r" route show $AVIP
+    ac_client_read
+    lost=$LOST
+    ac_client_step round
+    lost=$((lost + LOST))
+    kept=$OK
+    echo "the lines sent as d0 died, and one more on every connection: $kept answered by the real server they began on, $lost lost"
+    ac_client_stop
+    [ "$lost" = 0 ] && [ "$kept" = "$opened" ] && [ "$opened" -ge 300 ] &&
+        [ "$withdrawn_ms" -lt 1000 ] && ok=0
+    detail="d0 killed: route withdrawn after $withdrawn_ms ms; $kept/$opened connections kept, $lost lost"
+fi
+verdict "act 7, active-active" $ok "$detail"
+
 # --- the end -------------------------------------------------------------------------------
 say "still running; look around"
 cat <<EOF
@@ -661,6 +719,9 @@ cat <<EOF
   tail -f $LOG2 $HBLOG2 $MONLOG2           # the active director's logs
   tail -f $LOG $HBLOG $MONLOG              # the backup's
   kill -9 \$(cat $RUNDIR2/heartbeatd.pid) \$(cat $RUNDIR2/director.pid)    # fail over again
+  ip -n ${AP}r route show $AVIP                   # act 7: the router's ECMP route (d1, d2)
+  $BIN/lvsadm --rundir $ADIR/run1 -L -n -c        # act 7: d1's connections
+  $BIN/lvs-heartbeatd --rundir $ADIR/run1 --drain # act 7: drain d1
 Remove everything with:
   sudo $0 stop
 

@@ -17,11 +17,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lvs_testsupport::lines;
 
 use common::{
     SOON, lvsadm_at, must, parse_conns, root_or_skip, sh, spawn_director, text, wait_director,
@@ -46,81 +47,6 @@ const SERVERS6: [&str; 4] = [
 ];
 const KEY: &str = "a test key for active-active sync\n";
 const CONNECTIONS: usize = 240;
-
-/// A real server: a line in, its name out, on every connection, for as long as it lasts
-/// (IPv4 and IPv6).
-const SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode() + b"\n"
-srv = socket.socket(socket.AF_INET6)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-srv.bind(("::", 80))
-srv.listen(1024)
-def serve(c):
-    try:
-        for _ in c.makefile("rb"):
-            c.sendall(name)
-    except OSError:
-        pass
-    c.close()
-print("ready", flush=True)
-while True:
-    c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-/// The client: `open N` opens N connections to the VIP, `round` sends a line on every live
-/// one and reads the answer. Each prints one JSON line: answers from the server the
-/// connection began on (`ok`), from another (`moved`), connections that failed since, by
-/// the server they began on (`lost`), answers by server (`names`).
-const CLIENT_SCRIPT: &str = r#"
-import json, socket, sys
-vip, timeout = sys.argv[1], float(sys.argv[2])
-conns = []
-def report(lost, opened=0):
-    r = {"ok": 0, "moved": 0, "lost": lost, "names": {}, "opened": opened}
-    live = [c for c in conns if c["alive"]]
-    sent = []
-    for c in live:
-        try:
-            c["s"].sendall(b"ping\n")
-            sent.append(c)
-        except OSError:
-            c["alive"] = False
-            lost[c["name"]] = lost.get(c["name"], 0) + 1
-    for c in sent:
-        try:
-            line = c["f"].readline()
-            if not line:
-                raise EOFError()
-            name = line.decode().strip()
-            if c["name"] is None:
-                c["name"] = name
-            r["ok" if name == c["name"] else "moved"] += 1
-            r["names"][name] = r["names"].get(name, 0) + 1
-        except (OSError, EOFError):
-            c["alive"] = False
-            lost[str(c["name"])] = lost.get(str(c["name"]), 0) + 1
-    print(json.dumps(r), flush=True)
-for line in sys.stdin:
-    w = line.split()
-    if w and w[0] == "open":
-        lost = {}
-        n = 0
-        for _ in range(int(w[1])):
-            try:
-                s = socket.create_connection((vip, 80), timeout=timeout)
-                conns.append({"s": s, "f": s.makefile("rb"), "name": None, "alive": True})
-                n += 1
-            except OSError as e:
-                lost["connect"] = lost.get("connect", 0) + 1
-        report(lost, n)
-    elif w and w[0] == "round":
-        report({})
-    else:
-        break
-"#;
 
 /// The tunnel endpoint of a VS/TUN real server on a kernel without the `ipip` driver: reads
 /// every IP-in-IP packet to `argv[1]` from a raw socket (protocol 4; holding one also keeps
@@ -199,14 +125,7 @@ impl Director {
 
     /// (connections this director scheduled, packets it forwarded) for the VIP's service.
     fn carried(&self) -> (u64, u64) {
-        let listing = self.adm(&format!("-L -n --stats --exact -t {VIP}:80"));
-        let row = listing
-            .lines()
-            .find(|l| l.starts_with("TCP"))
-            .unwrap_or_else(|| panic!("no service row in\n{listing}"));
-        let f: Vec<&str> = row.split_whitespace().collect();
-        let n = |i: usize| -> u64 { f[i].parse().expect("a counter") };
-        (n(2), n(3))
+        lines::carried(&self.adm(&format!("-L -n --stats --exact -t {VIP}:80")))
     }
 
     /// The `lvsadm -L --daemon` line that starts with `label`.
@@ -246,14 +165,12 @@ struct Cluster {
     dir: PathBuf,
     directors: Vec<Director>,
     helpers: Vec<Child>,
-    client: Option<(ChildStdin, BufReader<ChildStdout>)>,
+    client: Option<lines::Client>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some((stdin, _)) = self.client.take() {
-            drop(stdin);
-        }
+        self.client = None;
         for d in &mut self.directors {
             d.kill();
         }
@@ -270,48 +187,6 @@ impl Drop for Cluster {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// One answer of the client, parsed.
-#[derive(Debug, Default)]
-struct Round {
-    ok: usize,
-    moved: usize,
-    lost: BTreeMap<String, usize>,
-    names: BTreeMap<String, usize>,
-    opened: usize,
-}
-
-/// The few fields of the client's flat JSON line: `"key": number` and `"key": {...}` of
-/// string keys and numbers.
-fn parse_round(line: &str) -> Round {
-    let num = |key: &str| -> usize {
-        let at = line.find(&format!("\"{key}\": ")).expect(key) + key.len() + 4;
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let map = |key: &str| -> BTreeMap<String, usize> {
-        let at = line.find(&format!("\"{key}\": {{")).expect(key) + key.len() + 5;
-        let body = &line[at..at + line[at..].find('}').unwrap()];
-        body.split(", ")
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once(": ").unwrap();
-                (k.trim_matches('"').to_owned(), v.parse().unwrap())
-            })
-            .collect()
-    };
-    Round {
-        ok: num("ok"),
-        moved: num("moved"),
-        lost: map("lost"),
-        names: map("names"),
-        opened: num("opened"),
     }
 }
 
@@ -427,7 +302,7 @@ impl Cluster {
             ] {
                 c.inns(&node, &["sysctl", "-qw", k]);
             }
-            c.helper(&node, &["python3", "-c", SERVER, NAMES[i]]);
+            c.helper(&node, &["python3", "-c", lines::SERVER, NAMES[i]]);
         }
         // The directors' configuration: active-active, sync with the others, one service on
         // the VIP with the default scheduler (mh in this mode) and the three DR servers.
@@ -484,20 +359,8 @@ impl Cluster {
 
     /// Start `args` in `node`'s namespace, and wait for its `ready`.
     fn helper(&mut self, node: &str, args: &[&str]) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(node)])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start a helper");
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
+        let child = lines::spawn_ready(&self.ns(node), args);
         self.helpers.push(child);
-        assert_eq!(ready.trim(), "ready", "{args:?} started in {node}");
     }
 
     /// A VS/TUN real server's tunnel endpoint: the kernel's ipip device where the kernel has
@@ -558,36 +421,11 @@ impl Cluster {
     }
 
     fn start_client_to(&mut self, vip: &str) {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("c"),
-                "python3",
-                "-c",
-                CLIENT_SCRIPT,
-                vip,
-                "10",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the client");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        self.helpers.push(child);
-        self.client = Some((stdin, stdout));
+        self.client = Some(lines::Client::start(&self.ns("c"), vip));
     }
 
-    fn client(&mut self, cmd: &str) -> Round {
-        let (stdin, stdout) = self.client.as_mut().expect("the client runs");
-        writeln!(stdin, "{cmd}").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(!line.is_empty(), "the client died");
-        parse_round(&line)
+    fn client(&mut self, cmd: &str) -> lines::Round {
+        self.client.as_mut().expect("the client runs").command(cmd)
     }
 
     /// Every director lists every connection, established, on the server it began on.
@@ -622,13 +460,6 @@ fn by_address_of(names: &BTreeMap<String, usize>, servers: &[&str]) -> BTreeMap<
             (a, *c)
         })
         .collect()
-}
-
-fn assert_all_kept(r: &Round, alive: usize, step: &str) {
-    assert!(
-        r.ok == alive && r.moved == 0 && r.lost.is_empty(),
-        "{step}: {r:?} (want all {alive} answered by their own server)"
-    );
 }
 
 #[test]
@@ -679,7 +510,7 @@ fn three_directors(test: &str, fwd: &str) {
     c.start_client();
     let opened = c.client(&format!("open {CONNECTIONS}"));
     assert_eq!(opened.opened, CONNECTIONS, "{opened:?}");
-    assert_all_kept(&opened, CONNECTIONS, "opening");
+    opened.assert_all_kept(CONNECTIONS, "opening");
     // Every real server has its share, and every director carried some.
     for &n in &NAMES[..3] {
         assert!(
@@ -704,7 +535,7 @@ fn three_directors(test: &str, fwd: &str) {
     c.directors[1].kill();
     c.route(&[0, 2]);
     let r = c.client("round");
-    assert_all_kept(&r, CONNECTIONS, "after d2 died");
+    r.assert_all_kept(CONNECTIONS, "after d2 died");
     // Every connection's line went through d1 or d3, d2's included.
     let after = [c.directors[0].carried().1, c.directors[2].carried().1];
     assert!(
@@ -712,7 +543,7 @@ fn three_directors(test: &str, fwd: &str) {
         "{before:?} -> {after:?}"
     );
     let r = c.client("round");
-    assert_all_kept(&r, CONNECTIONS, "after d2 died, again");
+    r.assert_all_kept(CONNECTIONS, "after d2 died, again");
 
     // d2 comes back: it learns the others' connections, then gets its next hop back.
     c.directors[1].start();
@@ -723,7 +554,7 @@ fn three_directors(test: &str, fwd: &str) {
     c.wait_synced(&[1], &want);
     c.route(&[0, 1, 2]);
     let r = c.client("round");
-    assert_all_kept(&r, CONNECTIONS, "after d2 rejoined");
+    r.assert_all_kept(CONNECTIONS, "after d2 rejoined");
     let (_, pkts) = c.directors[1].carried();
     assert!(pkts > 0, "the restarted d2 carries flows again");
     // Every moved flow found the entry sync gave it: none needed sloppy TCP.
@@ -739,7 +570,7 @@ fn three_directors(test: &str, fwd: &str) {
     }
     c.route(&[1, 2]);
     let r = c.client("round");
-    assert_all_kept(&r, CONNECTIONS, "after r4 joined");
+    r.assert_all_kept(CONNECTIONS, "after r4 joined");
     for d in &c.directors {
         assert_eq!(d.midflow(), 0, "{}", d.ns);
     }
@@ -752,13 +583,9 @@ fn three_directors(test: &str, fwd: &str) {
     }
     c.route(&[0, 2]);
     let r = c.client("round");
-    assert_eq!(
-        (r.ok, r.moved, r.lost.get("r3").copied(), r.lost.len()),
-        (CONNECTIONS - gone, 0, Some(gone), 1),
-        "after r3 left: {r:?}"
-    );
+    r.assert_only_lost("r3", gone, CONNECTIONS, "after r3 left");
     let r = c.client("round");
-    assert_all_kept(&r, CONNECTIONS - gone, "after r3 left, again");
+    r.assert_all_kept(CONNECTIONS - gone, "after r3 left, again");
 }
 
 #[test]
@@ -780,7 +607,7 @@ fn a_mid_flow_segment_without_an_entry_continues_on_the_same_server() {
     c.start_client();
     let opened = c.client(&format!("open {CONNECTIONS}"));
     assert_eq!(opened.opened, CONNECTIONS, "{opened:?}");
-    assert_all_kept(&opened, CONNECTIONS, "opening");
+    opened.assert_all_kept(CONNECTIONS, "opening");
     let want = by_address(&opened.names);
     c.wait_synced(&[0], &want);
     assert!(c.directors[1].established().is_empty(), "d2 knows nothing");
@@ -788,7 +615,7 @@ fn a_mid_flow_segment_without_an_entry_continues_on_the_same_server() {
 
     c.route(&[1]);
     let r = c.client("round");
-    assert_all_kept(&r, CONNECTIONS, "after the move to d2");
+    r.assert_all_kept(CONNECTIONS, "after the move to d2");
     // Each flow's first segment on d2 opened its entry, established, to the same server.
     assert_eq!(c.directors[1].midflow(), CONNECTIONS as u64);
     assert_eq!(c.directors[1].established(), want);
@@ -816,7 +643,7 @@ fn ipv6_flows_keep_their_server_when_a_director_dies_and_returns() {
     let n = CONNECTIONS / 2;
     let opened = c.client(&format!("open {n}"));
     assert_eq!(opened.opened, n, "{opened:?}");
-    assert_all_kept(&opened, n, "opening");
+    opened.assert_all_kept(n, "opening");
     for d in &c.directors {
         let listing = d.adm(&format!("-L -n --stats --exact -t [{VIP6}]:80"));
         let conns: u64 = listing
@@ -833,7 +660,7 @@ fn ipv6_flows_keep_their_server_when_a_director_dies_and_returns() {
     c.directors[1].kill();
     c.route_to(VIP6, &[0, 2]);
     let r = c.client("round");
-    assert_all_kept(&r, n, "after d2 died");
+    r.assert_all_kept(n, "after d2 died");
 
     c.directors[1].start();
     let d2 = &c.directors[1];
@@ -843,5 +670,5 @@ fn ipv6_flows_keep_their_server_when_a_director_dies_and_returns() {
     c.wait_synced(&[1], &want);
     c.route_to(VIP6, &[0, 1, 2]);
     let r = c.client("round");
-    assert_all_kept(&r, n, "after d2 rejoined");
+    r.assert_all_kept(n, "after d2 rejoined");
 }

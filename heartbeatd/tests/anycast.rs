@@ -12,11 +12,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{BIN, add_addr, bridge_port, new_bridge, new_netns, sh, sh_out, wait_until};
+use lvs_testsupport::lines::{self, Round};
 use lvs_testsupport::root_or_skip;
 
 const VIP: &str = "10.77.9.100";
@@ -50,7 +53,22 @@ fn pid(c: &Child) -> nix::unistd::Pid {
     nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("a pid fits an i32"))
 }
 
+/// What the real servers run.
+#[derive(Clone, Copy, PartialEq)]
+enum Servers {
+    /// HTTP on port 80, IPv4 and IPv6 (`curl` from the client).
+    Http,
+    /// [`lines::SERVER`]: each line answered with the server's name (`rs0`, `rs1`), for
+    /// [`lines::CLIENT`] holding many connections.
+    Lines,
+}
+
+/// One bed at a time: each runs seven FRR, BIRD and lvs-rs daemons and times withdrawals to
+/// within a second, which two beds side by side on a small machine would blur.
+static ONE_BED: Mutex<()> = Mutex::new(());
+
 struct Bed {
+    _one: MutexGuard<'static, ()>,
     p: String,
     dir: PathBuf,
     director_bin: PathBuf,
@@ -59,6 +77,8 @@ struct Bed {
     daemons: [[Option<Child>; 3]; 3],
     frr: Vec<Child>,
     helpers: Vec<Child>,
+    /// [`lines::CLIENT`] in the client's namespace, once started.
+    client: Option<lines::Client>,
 }
 
 const NODES: [&str; 9] = ["sw", "r", "c", "p", "d0", "d1", "d2", "rs0", "rs1"];
@@ -67,7 +87,7 @@ const BIRD: usize = 1;
 const HEARTBEATD: usize = 2;
 
 impl Bed {
-    fn start(test: &str) -> Option<Bed> {
+    fn start(test: &str, servers: Servers) -> Option<Bed> {
         if !root_or_skip(test) {
             return None;
         }
@@ -83,11 +103,17 @@ impl Bed {
         let director_bin = lvs_testsupport::sibling_bin(BIN, "lvs-director");
         let lvsadm_bin = lvs_testsupport::sibling_bin(BIN, "lvsadm");
         lvs_testsupport::sibling_bin(BIN, "liblvs_sched_mh.so");
-        let p = format!("ac{}", std::process::id() % 100_000);
+        let one = ONE_BED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Tests of this file run one after the other in one process: the test's own initial
+        // tells their namespaces apart from a failed one's left behind.
+        let p = format!("ac{}{}", std::process::id() % 100_000, &test[..1]);
         let dir = std::env::temp_dir().join(format!("{p}-anycast"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut b = Bed {
+            _one: one,
             p,
             dir,
             director_bin,
@@ -95,9 +121,13 @@ impl Bed {
             daemons: Default::default(),
             frr: Vec::new(),
             helpers: Vec::new(),
+            client: None,
         };
         b.build_network();
-        b.start_http();
+        match servers {
+            Servers::Http => b.start_http(),
+            Servers::Lines => b.start_line_servers(),
+        }
         b.start_router();
         for i in 0..3 {
             b.start_director(i);
@@ -233,6 +263,23 @@ impl Bed {
         }
     }
 
+    fn start_line_servers(&mut self) {
+        for i in 0..2 {
+            let child = lines::start_server(&self.ns(&format!("rs{i}")), &format!("rs{i}"));
+            self.helpers.push(child);
+        }
+    }
+
+    /// [`lines::CLIENT`] in the client's namespace, to the VIP.
+    fn start_client(&mut self) {
+        self.client = Some(lines::Client::start(&self.ns("c"), VIP));
+    }
+
+    /// `open N` or `round` to the client: its answer.
+    fn client(&mut self, cmd: &str) -> Round {
+        self.client.as_mut().expect("the client runs").command(cmd)
+    }
+
     /// FRR in the router's namespace, as its `frr` user (it refuses root), each daemon with
     /// its own files in a directory of this test: zebra, then bfdd and bgpd.
     fn start_router(&mut self) {
@@ -329,7 +376,7 @@ impl Bed {
         )
     }
 
-    fn lvsadm(&self, i: usize, args: &str) {
+    fn lvsadm(&self, i: usize, args: &str) -> String {
         let out = Command::new(&self.lvsadm_bin)
             .arg("--rundir")
             .arg(self.rundir(i))
@@ -341,9 +388,48 @@ impl Bed {
             "lvsadm {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Director `i` with the VIPs' services on port 80 over both real servers (VS/DR).
+    /// (connections director `i` scheduled, packets it forwarded) for the VIP's service.
+    fn carried(&self, i: usize) -> (u64, u64) {
+        lines::carried(&self.lvsadm(i, &format!("-L -n --stats --exact -t {VIP}:80")))
+    }
+
+    /// Director `i`'s established connections to the VIP, by real server name.
+    fn established(&self, i: usize) -> BTreeMap<String, usize> {
+        let mut by = BTreeMap::new();
+        for l in self.lvsadm(i, "-L -n -c").lines() {
+            if !l.contains("ESTABLISHED") || !l.contains(&format!("{VIP}:80")) {
+                continue;
+            }
+            if let Some(rs) = (0..2).find(|&r| l.contains(&format!("{}:80", rs_addr(r)))) {
+                *by.entry(format!("rs{rs}")).or_insert(0) += 1;
+            }
+        }
+        by
+    }
+
+    /// Director `i`'s `lvsadm -L --daemon` says its bulk resync is complete.
+    fn synced(&self, i: usize) -> bool {
+        let out = self.lvsadm(i, "-L --daemon");
+        out.lines()
+            .any(|l| l.starts_with("synced:") && l.contains("bulk resync complete: yes"))
+    }
+
+    /// Director `i`'s connections created from a mid-flow segment (sloppy TCP).
+    fn midflow(&self, i: usize) -> u64 {
+        let out = self.lvsadm(i, "-L --daemon");
+        let l = out
+            .lines()
+            .find(|l| l.starts_with("mid-flow connections created:"))
+            .unwrap_or_else(|| panic!("no mid-flow count in\n{out}"));
+        l.rsplit(' ').next().unwrap().parse().expect("a count")
+    }
+
+    /// Director `i` with the VIPs' services on port 80 over both real servers (VS/DR), from
+    /// its rules file: loaded before sync starts, so that the bulk resync of a restart finds
+    /// them.
     fn start_director(&mut self, i: usize) {
         // Active-active: the default scheduler is mh, and connections sync with the other
         // two directors (lvs-heartbeatd announces once the bulk resync of the start is done).
@@ -357,10 +443,11 @@ impl Bed {
         std::fs::write(
             self.dir.join(format!("director{i}.toml")),
             format!(
-                "workers = 1\ninterfaces = [\"eth0\"]\n\
+                "workers = 1\ninterfaces = [\"eth0\"]\nrules_file = \"{}\"\n\
                  [cluster]\nmode = \"active-active\"\n\
                  [sync]\nlisten = \"0.0.0.0:8848\"\npeers = [{}]\nkey_file = \"{}\"\n\
                  state_dir = \"{}\"\n",
+                self.rules().display(),
                 peers.join(", "),
                 key.display(),
                 state.display()
@@ -373,13 +460,18 @@ impl Bed {
         let sock = self.rundir(i).join("director.sock");
         let up = wait_until(Duration::from_secs(15), || sock.exists());
         assert!(up.is_some(), "director {i} did not start\n{}", self.logs());
-        self.lvsadm(i, &format!("-A -t {VIP}:80"));
-        self.lvsadm(i, &format!("-A -t [{VIP6}]:80"));
-        for r in 0..2 {
-            self.lvsadm(i, &format!("-a -t {VIP}:80 -r {}:80 -g", rs_addr(r)));
-            let rs6 = rs_addr6(r);
-            self.lvsadm(i, &format!("-a -t [{VIP6}]:80 -r [{rs6}]:80 -g"));
+    }
+
+    /// The directors' rules file: active-active, so the default scheduler is mh.
+    fn rules(&self) -> PathBuf {
+        let path = self.dir.join("rules");
+        let mut r = format!("-A -t {VIP}:80\n-A -t [{VIP6}]:80\n");
+        for k in 0..2 {
+            r.push_str(&format!("-a -t {VIP}:80 -r {}:80 -g\n", rs_addr(k)));
+            r.push_str(&format!("-a -t [{VIP6}]:80 -r [{}]:80 -g\n", rs_addr6(k)));
         }
+        std::fs::write(&path, r).unwrap();
+        path
     }
 
     /// BIRD with the sample director configuration (the addresses made this bed's), its
@@ -605,6 +697,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
+        self.client = None;
         for i in 0..3 {
             for which in [HEARTBEATD, BIRD, DIRECTOR] {
                 // A frozen BIRD must be woken to die.
@@ -625,7 +718,8 @@ impl Drop for Bed {
 /// The whole life of three anycast directors, seen from the router.
 #[test]
 fn three_directors_announce_withdraw_and_drain() {
-    let Some(mut b) = Bed::start("three_directors_announce_withdraw_and_drain") else {
+    let Some(mut b) = Bed::start("three_directors_announce_withdraw_and_drain", Servers::Http)
+    else {
         return;
     };
     use nix::sys::signal::Signal::{SIGCONT, SIGHUP, SIGSTOP, SIGTERM};
@@ -793,6 +887,114 @@ fn three_directors_announce_withdraw_and_drain() {
     b.start_heartbeatd(0);
     b.wait_nexthops(&[0, 1, 2], Duration::from_secs(30));
     assert!(b.get("c").is_some());
+}
+
+/// Connections the client holds through the three directors.
+const CONNECTIONS: usize = 240;
+
+/// The whole of issue 18 at once: real BGP daemons withdraw and announce the directors, and
+/// the active-active data plane (Maglev, many-to-many sync, sloppy TCP) keeps every
+/// established connection on its real server while the router's ECMP moves flows.
+#[test]
+fn connections_survive_a_director_killed_rejoining_drained_and_a_server_leaving() {
+    let Some(mut b) = Bed::start(
+        "connections_survive_a_director_killed_rejoining_drained_and_a_server_leaving",
+        Servers::Lines,
+    ) else {
+        return;
+    };
+    b.wait_nexthops(&[0, 1, 2], Duration::from_secs(60));
+    b.start_client();
+    let opened = b.client(&format!("open {CONNECTIONS}"));
+    assert_eq!(opened.opened, CONNECTIONS, "{opened:?}");
+    opened.assert_all_kept(CONNECTIONS, "opening");
+    // Every real server has its share, and every director carried some.
+    for n in ["rs0", "rs1"] {
+        let got = opened.names.get(n).copied().unwrap_or(0);
+        assert!(got >= CONNECTIONS / 4, "{n}: {opened:?}");
+    }
+    for i in 0..3 {
+        let (conns, pkts) = b.carried(i);
+        println!("d{i} scheduled {conns} connections, forwarded {pkts} packets");
+        assert!(
+            conns >= (CONNECTIONS / 10) as u64 && pkts > conns,
+            "d{i} scheduled {conns} connections, {pkts} packets"
+        );
+    }
+    // Many-to-many sync: every director knows every connection and its server.
+    let want = opened.names.clone();
+    let wait_synced = |b: &Bed, i: usize| {
+        lvs_testsupport::wait_for(
+            &format!("d{i} to know every connection"),
+            Duration::from_secs(20),
+            || (b.established(i) == want).then_some(()),
+        );
+    };
+    for i in 0..3 {
+        wait_synced(&b, i);
+    }
+
+    // SIGKILL of all of d0's daemons: its route goes within a second (BGP session closed),
+    // and its flows, re-hashed over the survivors with some of theirs, all continue.
+    let before = b.carried(1).1 + b.carried(2).1;
+    let t0 = Instant::now();
+    for which in [DIRECTOR, BIRD, HEARTBEATD] {
+        b.kill(0, which);
+    }
+    b.wait_nexthops(&[1, 2], Duration::from_secs(5));
+    let gone = t0.elapsed();
+    println!("d0 killed: nexthop gone after {gone:?}");
+    assert!(gone <= Duration::from_secs(1), "{gone:?}");
+    let r = b.client("round");
+    r.assert_all_kept(CONNECTIONS, "after d0 was killed");
+    let after = b.carried(1).1 + b.carried(2).1;
+    assert!(
+        after - before >= CONNECTIONS as u64,
+        "every line went through d1 or d2: {before} -> {after}"
+    );
+
+    // d0 joins back: its daemons restarted, it announces only once its bulk resync is
+    // complete, and the flows ECMP moves to it continue on their servers.
+    b.start_director(0);
+    b.start_bird(0);
+    b.start_heartbeatd(0);
+    lvs_testsupport::wait_for("d0 announced again", Duration::from_secs(60), || {
+        let back = b.nexthops().contains(&director_addr(0));
+        assert!(!back || b.synced(0), "d0 announced before it was synced");
+        back.then_some(())
+    });
+    b.wait_nexthops(&[0, 1, 2], Duration::from_secs(5));
+    wait_synced(&b, 0);
+    let r = b.client("round");
+    r.assert_all_kept(CONNECTIONS, "after d0 joined back");
+    let (_, pkts) = b.carried(0);
+    assert!(pkts > 0, "the restarted d0 carries flows again");
+    // Every moved flow found the entry sync gave it: none needed sloppy TCP.
+    for i in 0..3 {
+        assert_eq!(b.midflow(i), 0, "d{i}");
+    }
+
+    // Drain of d1: its route goes, its flows move, none is lost; undrained: back.
+    b.drain(1, true);
+    b.wait_nexthops(&[0, 2], Duration::from_secs(5));
+    let r = b.client("round");
+    r.assert_all_kept(CONNECTIONS, "after d1 was drained");
+    b.drain(1, false);
+    b.wait_nexthops(&[0, 1, 2], Duration::from_secs(10));
+    let r = b.client("round");
+    r.assert_all_kept(CONNECTIONS, "after d1 was undrained");
+
+    // rs1 leaves every director while flows move (d2 drained): only rs1's connections end.
+    let rs1 = want["rs1"];
+    for i in 0..3 {
+        b.lvsadm(i, &format!("-d -t {VIP}:80 -r {}:80", rs_addr(1)));
+    }
+    b.drain(2, true);
+    b.wait_nexthops(&[0, 1], Duration::from_secs(5));
+    let r = b.client("round");
+    r.assert_only_lost("rs1", rs1, CONNECTIONS, "after rs1 left");
+    let r = b.client("round");
+    r.assert_all_kept(CONNECTIONS - rs1, "after rs1 left, again");
 }
 
 /// [`lvs_testsupport::HTTP_SERVER`] for IPv6 only (`IPV6_V6ONLY`: beside the IPv4 one on the

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod daemon;
+pub mod lines;
 pub mod unit;
 
 use std::path::{Path, PathBuf};
