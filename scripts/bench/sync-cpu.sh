@@ -141,3 +141,9 @@ c1=$(cpu "$B")
 got=$(daemon b | awk '/^received:/ { print $4 }')
 echo "bulk: B restarted, $got entries applied, complete after $(( (t1 - t0) / 1000000 )) ms; B's CPU since its start $((c1 / 1000000)) ms, $((c1 / (got > 0 ? got : 1))) ns per entry (start included)"
 echo "      B's threads: $(threads "$B")"
+
+# The whole table through lvsadm, as a sysadmin lists it: paged over the control socket.
+t0=$(now)
+lines=$("$BIN/lvsadm" --rundir "$D/runb" -L -n -c 2>&1 | wc -l)
+t1=$(now)
+echo "list: lvsadm -L -n -c on B printed $((lines - 2)) connections in $(( (t1 - t0) / 1000000 )) ms"
