@@ -165,6 +165,9 @@ run_losses() {
     echo "| $opened connections, BFD 100 ms x 3 | $(per "$killed") | $(per "$joined") | $(per "$drained") |"
 }
 
+echo "$(nproc) CPUs, $(uname -r), load average at the start $(cut -d' ' -f1-3 /proc/loadavg);" \
+    "bird $(bird --version 2>&1 | awk '{ print $NF; exit }'), FRR $(dpkg-query -W -f='${Version}' frr 2>/dev/null)"
+echo
 echo "| setting ($N runs each) | route withdrawn: median (min-max) | all new connections served |"
 echo "| --- | --- | --- |"
 run_setting "SIGKILL, BFD 100 ms x 3" KILL yes
@@ -178,3 +181,5 @@ echo
 echo "| connections lost per 1000 (count) | kill | join | drain |"
 echo "| --- | --- | --- | --- |"
 run_losses
+echo
+echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

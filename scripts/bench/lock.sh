@@ -13,6 +13,7 @@
 #
 # usage: scripts/bench/lock.sh [--clients N] [--seconds S]     (defaults: 8 clients, 5 s a run)
 #        scripts/bench/lock.sh --soak MINUTES
+#        scripts/bench/lock.sh --profile [--clients N] [--seconds S]
 # Three nodes also get one-client runs (uncontended): the latency of one lock+unlock alone
 # (lvs-lockmgr: the client on the leader's node, and on a follower's, which forwards).
 # LOCKBENCH_BIN=DIR takes lvs-lockmgr, lvs-lockctl and lvs-lockbench from DIR and builds nothing
@@ -21,6 +22,11 @@
 # --soak runs no benchmark: it runs the randomised fault test of lockmgr/tests/cluster.rs (three
 # daemons, SIGKILL, partitions, SIGSTOP, six clients) for MINUTES (the tests run it for 30 s)
 # and prints the history checker's verdict and the size of the history (needs root).
+# --profile runs only three lvs-lockmgr nodes, uncontended, N clients spread over the three,
+# and shows where the time goes: CPU time per lock+unlock of each process (user and system,
+# from /proc), context switches per lock+unlock, and `perf record -g`
+# of the leader and of one follower (the top symbols, and the binaries). Needs perf
+# (Debian's linux-perf).
 # Installs etcd-server, etcd-client and redis-server with apt-get when missing (needs root then).
 # Ports used: BASE_PORT (default 24100) .. BASE_PORT+40 on 127.0.0.1.
 set -euo pipefail
@@ -34,7 +40,8 @@ while [ $# -gt 0 ]; do
         --clients) CLIENTS=$2; shift 2 ;;
         --seconds) RUN_SECS=$2; shift 2 ;;
         --soak) SOAK_MINUTES=$2; shift 2 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        --profile) PROFILE=1; shift ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "lock.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -64,7 +71,9 @@ fi
 
 # ---- what we need ----
 missing=()
-for p in etcd-server etcd-client redis-server; do
+wanted=(etcd-server etcd-client redis-server)
+[ -n "${PROFILE:-}" ] && wanted=(linux-perf)
+for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -153,12 +162,129 @@ lvs_node() { # lvs_node DIR CONFIG-TEXT
     PIDS+=($!)
 }
 
-lvs_node "$WORK/lvs1" "node_id = 1
+if [ -z "${PROFILE:-}" ]; then
+    lvs_node "$WORK/lvs1" "node_id = 1
 state_dir = \"$WORK/lvs1/state\"
 fsync = true"
-wait_until "lvs-lockmgr" 30 "$LOCKCTL" --rundir "$WORK/lvs1/run" status
-bench lvs-lockmgr 1 lvs --rundir "$WORK/lvs1/run"
-stop_all
+    wait_until "lvs-lockmgr" 30 "$LOCKCTL" --rundir "$WORK/lvs1/run" status
+    bench lvs-lockmgr 1 lvs --rundir "$WORK/lvs1/run"
+    stop_all
+fi
+
+# cpu_ms PID: user and system CPU time of a process so far, "USER SYS" in milliseconds.
+cpu_ms() {
+    local tck
+    tck=$(getconf CLK_TCK)
+    awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%d %d\n", $12 * 1000 / t, $13 * 1000 / t }' "/proc/$1/stat"
+}
+# ctxsw PID: voluntary + involuntary context switches of every thread of a process so far.
+ctxsw() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+
+# profile LEADER: one uncontended run with the leader and a follower under perf, and the costs
+# of every process per lock+unlock.
+profile() {
+    local leader=$1 follower=$(( $1 % 3 + 1 )) i out="$WORK/profile.json"
+    local pids=("${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")
+    declare -A u0 s0 c0 u1 s1 c1
+    for i in 1 2 3; do
+        read -r u0[$i] s0[$i] < <(cpu_ms "${pids[$((i - 1))]}")
+        c0[$i]=$(ctxsw "${pids[$((i - 1))]}")
+    done
+    # The client's CPU: `times` in the subshell that ran it (its children's user and system).
+    ( "$BENCH" lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run" \
+        --clients "$CLIENTS" --seconds "$RUN_SECS" --label "profile" > "$out"
+      times > "$WORK/bench.times" )
+    local bu bs
+    read -r bu bs < <(sed -n 2p "$WORK/bench.times" | awk '
+        function ms(t) { split(t, a, "m"); sub(/s$/, "", a[2]); return int((a[1] * 60 + a[2]) * 1000) }
+        { print ms($1), ms($2) }')
+    for i in 1 2 3; do
+        read -r u1[$i] s1[$i] < <(cpu_ms "${pids[$((i - 1))]}")
+        c1[$i]=$(ctxsw "${pids[$((i - 1))]}")
+    done
+    local ops
+    ops=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ops"], "%.0f" % r["ops_per_s"], r["p50_ms"], r["p99_ms"])' "$out")
+    read -r n rate p50 p99 <<<"$ops"
+    echo
+    echo "Profile: 3 nodes, uncontended, $CLIENTS clients over the three, ${RUN_SECS}s, $(nproc) CPUs, $(uname -r);"
+    echo "load average before: $LOAD_BEFORE. $rate lock+unlock/s (p50 $p50 ms, p99 $p99 ms), $n in all."
+    echo
+    echo "| process | user µs/op | system µs/op | CPU µs/op | context switches/op |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    local tot=0
+    for i in 1 2 3; do
+        local role=follower
+        [ "$i" = "$leader" ] && role=leader
+        local du=$(( u1[$i] - u0[$i] )) ds=$(( s1[$i] - s0[$i] ))
+        tot=$(( tot + du + ds ))
+        awk -v r="node $i ($role)" -v u="$du" -v s="$ds" -v c="$(( c1[$i] - c0[$i] ))" -v n="$n" \
+            'BEGIN { printf "| %s | %.1f | %.1f | %.1f | %.2f |\n", r, u*1000/n, s*1000/n, (u+s)*1000/n, c/n }'
+    done
+    tot=$(( tot + bu + bs ))
+    awk -v u="$bu" -v s="$bs" -v n="$n" \
+        'BEGIN { printf "| lvs-lockbench (%s clients) | %.1f | %.1f | %.1f | - |\n", "'"$CLIENTS"'", u*1000/n, s*1000/n, (u+s)*1000/n }'
+    awk -v t="$tot" -v n="$n" -v c="$(nproc)" -v secs="$RUN_SECS" \
+        'BEGIN { printf "| all | | | %.1f | |\n\nCPU used: %.2f of %d CPUs; at that cost %d CPUs give at most %.0f lock+unlock/s.\n", t*1000/n, t/1000/secs, c, c, c*1e6/(t*1000/n) }'
+
+    # The same run again under perf (its own cost lowers the rate: printed).
+    perf record -q -F 499 -g -p "${pids[$((leader - 1))]}" -o "$WORK/leader.perf" >/dev/null 2>&1 &
+    local pl=$!
+    perf record -q -F 499 -g -p "${pids[$((follower - 1))]}" -o "$WORK/follower.perf" >/dev/null 2>&1 &
+    local pf=$!
+    sleep 0.5 # perf attaches asynchronously; nothing to poll for
+    "$BENCH" lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run" \
+        --clients "$CLIENTS" --seconds "$RUN_SECS" --label "perf" > "$WORK/perf.json"
+    kill -INT "$pl" "$pf"
+    wait "$pl" "$pf" 2>/dev/null || true
+    echo
+    echo "Under perf: $(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["ops_per_s"])' "$WORK/perf.json") lock+unlock/s."
+    local who
+    for who in leader follower; do
+        echo
+        echo "perf record -g of the $who (node $([ $who = leader ] && echo "$leader" || echo "$follower")), 499 Hz, on-CPU samples: top symbols (self), then by binary"
+        echo '```'
+        perf report -q -i "$WORK/$who.perf" --no-children --sort dso --stdio -g none --percent-limit 1 2>/dev/null | grep -v '^ *$' | head -n 8
+        echo "-- self, top symbols:"
+        perf report -q -i "$WORK/$who.perf" --no-children --sort sym --stdio -g none --percent-limit 1.5 2>/dev/null | grep -v '^ *$' | head -n 20
+        echo "-- inclusive, by system call (the kernel's time charged to the call that entered it):"
+        perf report -q -i "$WORK/$who.perf" --children --sort sym --stdio -g none 2>/dev/null |
+            awk '$NF ~ /^__(x64|se|do)_sys_/ && $1 + 0 >= 0.5 { print }' | head -n 14
+        echo "-- self, lvs-lockmgr's own functions (top; percent of all samples):"
+        perf report -q -i "$WORK/$who.perf" --no-children --dsos lvs-lockmgr --sort sym --stdio -g none --percent-limit 0.3 2>/dev/null | grep -v "^ *$" | head -n 12 || true
+        echo '```'
+    done
+
+    # One client on the leader's node: its latency, and what one lock+unlock costs alone.
+    for i in 1 2 3; do
+        read -r u0[$i] s0[$i] < <(cpu_ms "${pids[$((i - 1))]}")
+        c0[$i]=$(ctxsw "${pids[$((i - 1))]}")
+    done
+    "$BENCH" lvs --rundir "$WORK/lvs3-$leader/run" --clients 1 --seconds "$RUN_SECS" --label one > "$out"
+    read -r n rate p50 p99 < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ops"], "%.0f" % r["ops_per_s"], r["p50_ms"], r["p99_ms"])' "$out")
+    echo
+    echo "One client on the leader's node: $rate lock+unlock/s, p50 $p50 ms, p99 $p99 ms."
+    echo "| process | CPU µs/op | context switches/op |"
+    echo "| --- | ---: | ---: |"
+    for i in 1 2 3; do
+        read -r u1[$i] s1[$i] < <(cpu_ms "${pids[$((i - 1))]}")
+        c1[$i]=$(ctxsw "${pids[$((i - 1))]}")
+        local role=follower
+        [ "$i" = "$leader" ] && role=leader
+        awk -v r="node $i ($role)" -v t="$(( u1[$i] - u0[$i] + s1[$i] - s0[$i] ))" -v c="$(( c1[$i] - c0[$i] ))" -v n="$n" \
+            'BEGIN { printf "| %s | %.1f | %.2f |\n", r, t*1000/n, c/n }'
+    done
+
+    # What this machine charges for the two things every command waits for.
+    echo
+    local pipe_us dsync
+    pipe_us=$(perf bench sched pipe -l 20000 2>/dev/null | awk '/usecs\/op/ { print $1 }')
+    dsync=$(dd if=/dev/zero of="$WORK/dsync" bs=512 count=2000 oflag=dsync 2>&1 | awk '/copied/ { printf "%.3f", $(NF-3) / 2000 * 1000 }')
+    echo "Reference, same run: a wake-up round trip between two processes (perf bench sched pipe)"
+    echo "$pipe_us µs; one 512-byte write with O_DSYNC in the same directory (dd) $dsync ms."
+}
 
 # Three nodes, if this lvs-lockmgr knows peers: the config is checked first.
 KEY="$WORK/peer.key"
@@ -179,10 +305,15 @@ if "$LOCKMGR" --check-config -c "$WORK/lvs3-check/lockmgr.toml" >"$WORK/lvs3-che
     leader_known() {
         local i
         for i in 1 2 3; do
-            "$LOCKCTL" --rundir "$WORK/lvs3-$i/run" status 2>/dev/null | grep -Eq '^leader: +[0-9]+' || return 1
+            # Not `| grep -q`: grep leaving early fails lvs-lockctl's write under pipefail.
+            grep -Eq '^leader: +[0-9]+' <<<"$("$LOCKCTL" --rundir "$WORK/lvs3-$i/run" status 2>/dev/null)" || return 1
         done
     }
     if wait_until "a leader among the three lvs-lockmgr nodes" 60 leader_known; then
+        if [ -n "${PROFILE:-}" ]; then
+            profile "$("$LOCKCTL" --rundir "$WORK/lvs3-1/run" status | sed -n 's/^leader: *\([0-9]*\).*/\1/p')"
+            exit 0
+        fi
         bench lvs-lockmgr 3 lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run"
         leader=$("$LOCKCTL" --rundir "$WORK/lvs3-1/run" status | sed -n 's/^leader: *\([0-9]*\).*/\1/p')
         follower=$((leader % 3 + 1))
