@@ -47,7 +47,7 @@
 # The peer, measured in the same run right after lvs-rs, on a fresh testbed: the same
 # settings and losses with three HAProxy load balancers (Debian's haproxy, mode tcp, client
 # and server timeouts 1 h) in place of lvs-director + lvs-heartbeatd in the three director
-# namespaces. Each binds the VIP on a local dummy device and proxies to the real servers'
+# namespaces. Each binds the VIP on lo and proxies to the real servers'
 # own addresses; BIRD announces the VIP with the same configuration (BFD 100 ms x 3) but a
 # static route that is always enabled. A failure is SIGKILL/SIGSTOP of haproxy and BIRD; a
 # drain is `birdc disable vip_10_77_9_100` while haproxy keeps running. A connection is lost
@@ -107,16 +107,28 @@ declare -A RES
 SETTINGS=()
 
 # Times from the failure (SIGNAL to director 0) to the withdrawal and to a fully served round,
-# in ms: "withdrawn served".
+# in ms: "withdrawn served". The client starts before the failure (its start-up, ~100 ms
+# here, would otherwise be the floor of both times), says `ready`, then reads the time of the
+# failure. A thread watches the router's route every 5 ms, so that rounds that wait for
+# timeouts (200 ms each) do not delay the withdrawal's time. The served time has the
+# rounds' grain: a killed lvs-rs director's namespace drops the packets of the ports that
+# still hash to it, so its first round waits 200 ms; a killed haproxy's answers a reset (the
+# VIP is still on its lo) and the client tries again at once.
 CLIENT='
-import socket, struct, sys, time
-t0 = float(sys.argv[1]); vip = sys.argv[2]; router = sys.argv[3]
+import socket, struct, subprocess, sys, threading, time
+vip = sys.argv[1]; router = sys.argv[2]
+print("ready", flush=True)
+t0 = float(sys.stdin.readline())
 withdrawn = served = None
-def route_has_d0():
-    import subprocess
-    out = subprocess.run(["ip", "-n", router, "-4", "route", "show", vip],
-                         capture_output=True, text=True).stdout
-    return "10.77.1.11 " in out
+def watch_route():
+    global withdrawn
+    while time.time() - t0 < 600:
+        out = subprocess.run(["ip", "-n", router, "-4", "route", "show", vip],
+                             capture_output=True, text=True).stdout
+        if "10.77.1.11 " not in out:
+            withdrawn = (time.time() - t0) * 1000
+            return
+        time.sleep(0.005)
 def round_ok():
     for port in range(41000, 41020):
         try:
@@ -133,13 +145,14 @@ def round_ok():
         except OSError:
             return False
     return True
-while time.time() - t0 < 600 and (withdrawn is None or served is None):
-    if withdrawn is None and not route_has_d0():
-        withdrawn = (time.time() - t0) * 1000
-    if served is None and round_ok():
+watcher = threading.Thread(target=watch_route, daemon=True)
+watcher.start()
+while time.time() - t0 < 600 and served is None:
+    if round_ok():
         served = (time.time() - t0) * 1000
     time.sleep(0.005)
-print("%.0f %.0f" % (withdrawn or -1, served or -1))
+watcher.join(max(0, 600 - (time.time() - t0)))
+print("%.0f %.0f" % (withdrawn or -1, served or -1), flush=True)
 '
 
 run_setting() { # NAME SIGNAL BFD
@@ -151,10 +164,23 @@ run_setting() { # NAME SIGNAL BFD
     ac_wait_nexthops 3 60
     for _ in $(seq "$N"); do
         [ "$bfd" = yes ] && ac_wait_bfd_fast 0
-        local t0
+        local t0 ready a b pid
+        rm -f "$ADIR/timer.in" "$ADIR/timer.out"
+        mkfifo "$ADIR/timer.in" "$ADIR/timer.out"
+        ip netns exec "${AP}c" python3 -c "$CLIENT" $AVIP "${AP}r" \
+            <"$ADIR/timer.in" >"$ADIR/timer.out" 2>>"$ADIR/timer.log" &
+        pid=$!
+        echo "$pid" >"$ADIR/timer.pid"
+        exec 5>"$ADIR/timer.in" 6<"$ADIR/timer.out"
+        read -r ready <&6 || true
+        [ "$ready" = ready ] || die "the timing client did not start: $(tail -3 "$ADIR/timer.log")"
         t0=$(date +%s.%N)
         ac_signal_director 0 "$sig"
-        read -r a b < <(ip netns exec "${AP}c" python3 -c "$CLIENT" "$t0" $AVIP "${AP}r")
+        echo "$t0" >&5
+        read -r a b <&6 || die "the timing client died: $(tail -3 "$ADIR/timer.log")"
+        exec 5>&- 6<&-
+        wait "$pid" || true
+        rm -f "$ADIR/timer.pid"
         w+=("$a")
         s+=("$b")
         ac_stop_director 0
