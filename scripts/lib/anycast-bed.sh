@@ -11,8 +11,9 @@
 #
 # Source it from the repository's root with AP (namespace prefix: ${AP}r, ${AP}d0, ...),
 # ADIR (a directory of its own), BIN (absolute: lvs-director, lvsadm, lvs-heartbeatd and the
-# mh plugin) and a die function set; then ac_up, ac_start_router, ac_start_director I BFD.
-# ac_down stops everything and removes the namespaces.
+# mh plugin) and a die function set; then ac_up, ac_start_router, ac_start_director I BFD
+# (or ac_start_haproxy_director I BFD, the benchmark's peer). ac_down stops everything and
+# removes the namespaces.
 
 AVIP=10.77.9.100
 AROUTER=10.77.1.1
@@ -108,7 +109,7 @@ ac_wait_socket() { # SOCKET LOG
 
 # --- a director: lvs-director, BIRD, lvs-heartbeatd
 ac_start_director() { # I BFD
-    local i=$1 bfd=$2 me="10.77.1.1$(($1 + 1))" run=$ADIR/run$1
+    local i=$1 bfd=$2 run=$ADIR/run$1
     mkdir -p "$run"
     local peers=() p
     for p in 0 1 2; do [ "$p" = "$i" ] || peers+=("\"10.77.1.1$((p + 1)):8848\""); done
@@ -131,18 +132,8 @@ EOF
     echo $! >"$ADIR/director$i.pid"
     disown
     ac_wait_socket "$run/director.sock" "$ADIR/director$i.log"
-    sed -e "s/192\.0\.2\.11/$me/g; s/neighbor 192\.0\.2\.1 /neighbor $AROUTER /" \
-        -e "s/203\.0\.113\.100/$AVIP/; s/vip_203_0_113_100/vip_10_77_9_100/" \
-        -e "s/log syslog all;/log stderr all;/" etc/bird/lvs-anycast.conf >"$ADIR/bird$i.conf"
-    if [ "$bfd" = no ]; then
-        sed -i -e '/bfd on;/d' -e '/hold time 3;/d' -e '/keepalive time 1;/d' "$ADIR/bird$i.conf"
-    fi
-    rm -f "$ADIR/bird$i.ctl"
-    ip netns exec "${AP}d$i" bird -f -c "$ADIR/bird$i.conf" -s "$ADIR/bird$i.ctl" -P "$ADIR/bird$i.bpid" \
-        2>>"$ADIR/bird$i.log" &
-    echo $! >"$ADIR/bird$i.pid"
-    disown
-    ac_wait_socket "$ADIR/bird$i.ctl" "$ADIR/bird$i.log"
+    ac_bird_conf "$i" "$bfd" >"$ADIR/bird$i.conf"
+    ac_start_bird "$i"
     cat >"$ADIR/heartbeatd$i.toml" <<EOF
 mode = "anycast"
 node_id = $((i + 1))
@@ -159,8 +150,73 @@ EOF
     disown
 }
 
+# BIRD's configuration for director I: etc/bird/lvs-anycast.conf with the bed's addresses;
+# without BFD (BFD=no), BIRD's default BGP timers.
+ac_bird_conf() { # I BFD
+    local me="10.77.1.1$(($1 + 1))"
+    sed -e "s/192\.0\.2\.11/$me/g; s/neighbor 192\.0\.2\.1 /neighbor $AROUTER /" \
+        -e "s/203\.0\.113\.100/$AVIP/; s/vip_203_0_113_100/vip_10_77_9_100/" \
+        -e "s/log syslog all;/log stderr all;/" etc/bird/lvs-anycast.conf |
+        if [ "$2" = no ]; then
+            sed -e '/bfd on;/d' -e '/hold time 3;/d' -e '/keepalive time 1;/d'
+        else
+            cat
+        fi
+}
+
+ac_start_bird() { # I: with $ADIR/birdI.conf, until its control socket is there
+    local i=$1
+    rm -f "$ADIR/bird$i.ctl"
+    ip netns exec "${AP}d$i" bird -f -c "$ADIR/bird$i.conf" -s "$ADIR/bird$i.ctl" -P "$ADIR/bird$i.bpid" \
+        2>>"$ADIR/bird$i.log" &
+    echo $! >"$ADIR/bird$i.pid"
+    disown
+    ac_wait_socket "$ADIR/bird$i.ctl" "$ADIR/bird$i.log"
+}
+
+# --- the peer of scripts/bench/anycast.sh: an HAProxy director (mode tcp, Debian's haproxy)
+# in place of lvs-director + lvs-heartbeatd. The VIP sits on lo (not every kernel has dummy
+# devices) so that haproxy can bind it; haproxy proxies to the real servers' own addresses
+# (line_server.py listens on all of them). BIRD has an lvs-rs director's configuration but
+# for the static route, which points into lo and is enabled from the start: nothing drives
+# BIRD, and a drain is `birdc disable vip_10_77_9_100`. haproxy runs in the foreground
+# (-db), never as the system service; its pid is in $ADIR/haproxyI.pid (signalled with
+# BIRD's by ac_signal_director, killed by ac_down).
+ac_start_haproxy_director() { # I BFD
+    local i=$1 bfd=$2 n
+    # grep without -q: an early exit could fail the pipeline (pipefail).
+    ip -n "${AP}d$i" -4 addr show dev lo | grep " $AVIP/32 " >/dev/null ||
+        ip -n "${AP}d$i" addr add $AVIP/32 dev lo
+    cat >"$ADIR/haproxy$i.cfg" <<EOF
+global
+    maxconn 8000
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+frontend vip
+    bind $AVIP:80
+    default_backend rs
+backend rs
+    balance roundrobin
+    server rs0 10.77.1.21:80
+    server rs1 10.77.1.22:80
+EOF
+    ip netns exec "${AP}d$i" haproxy -db -f "$ADIR/haproxy$i.cfg" >>"$ADIR/haproxy$i.log" 2>&1 &
+    echo $! >"$ADIR/haproxy$i.pid"
+    disown
+    for n in $(seq 300); do
+        ac_inns "d$i" ss -ltnH "sport = :80" | grep . >/dev/null && break
+        [ "$n" -lt 300 ] || { tail -5 "$ADIR/haproxy$i.log" >&2; die "haproxy $i never listened"; }
+        sleep 0.05
+    done
+    ac_bird_conf "$i" "$bfd" | sed -e '/^    disabled yes;/d' -e 's/"lvs-vip0"/"lo"/' >"$ADIR/bird$i.conf"
+    ac_start_bird "$i"
+}
+
 ac_signal_director() { # I SIGNAL
-    for d in heartbeatd bird director; do
+    for d in heartbeatd bird director haproxy; do
         [ -f "$ADIR/$d$1.pid" ] && kill "-$2" "$(cat "$ADIR/$d$1.pid")" 2>/dev/null || true
     done
 }
