@@ -187,8 +187,8 @@ fn each_bad_input_closes_only_that_connection() {
     );
 }
 
-/// A request and the end of the client's stream in one go (`printf ... | socat`-style
-/// clients): the FIN reported with the data is seen although the read that took the data was
+/// A request and the end of the client's stream in one go (a one-shot client fed by a shell
+/// pipe writes its request and shuts its sending side at once): the FIN reported with the data is seen although the read that took the data was
 /// short, so the request is answered and the connection closed, not left open for good.
 #[test]
 fn request_then_half_close_is_answered_and_closed() {

@@ -100,6 +100,15 @@ KIND=lvs-rs
 start_director() { # I BFD
     if [ "$KIND" = haproxy ]; then ac_start_haproxy_director "$@"; else ac_start_director "$@"; fi
 }
+# drain I on|off: withdraw director I's route while it keeps forwarding, or announce it again.
+# An HAProxy director has nothing that drives BIRD: its static protocol is switched by hand.
+drain() {
+    if [ "$KIND" = haproxy ]; then
+        birdc -s "$ADIR/bird$1.ctl" "$([ "$2" = on ] && echo disable || echo enable)" vip_10_77_9_100 >/dev/null
+    else
+        "$BIN/lvs-heartbeatd" --rundir "$ADIR/run$1" "$([ "$2" = on ] && echo --drain || echo --undrain)" >/dev/null
+    fi
+}
 
 # Medians by "KIND|setting|w" (withdrawn), "KIND|setting|s" (served), "KIND|kill" ... (lost
 # per 1000), for the comparison at the end.
@@ -227,19 +236,11 @@ run_losses() {
     ac_client_step round
     joined=$LOST
     before_drain=$OK
-    if [ "$KIND" = haproxy ]; then
-        birdc -s "$ADIR/bird1.ctl" disable vip_10_77_9_100 >/dev/null
-    else
-        "$BIN/lvs-heartbeatd" --rundir "$ADIR/run1" --drain >/dev/null
-    fi
+    drain 1 on
     ac_wait_nexthops 2 10
     ac_client_step round
     drained=$LOST
-    if [ "$KIND" = haproxy ]; then
-        birdc -s "$ADIR/bird1.ctl" enable vip_10_77_9_100 >/dev/null
-    else
-        "$BIN/lvs-heartbeatd" --rundir "$ADIR/run1" --undrain >/dev/null
-    fi
+    drain 1 off
     ac_client_stop
     per() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.1f", n * 1000 / t }'; }
     RES["$KIND|kill"]=$(per "$killed" "$opened")

@@ -183,68 +183,70 @@ ctxsw() {
         awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
 }
 
-# profile LEADER: one uncontended run with the leader and a follower under perf, and the costs
-# of every process per lock+unlock.
-profile() {
-    local leader=$1 follower=$(( $1 % 3 + 1 )) i out="$WORK/profile.json"
-    local pids=("${PIDS[0]}" "${PIDS[1]}" "${PIDS[2]}")
-    declare -A u0 s0 c0 u1 s1 c1
+# snapshot FILE: "NODE USER_MS SYS_MS SWITCHES" of each of the three nodes so far, a line each.
+snapshot() {
+    local i
     for i in 1 2 3; do
-        read -r u0[$i] s0[$i] < <(cpu_ms "${pids[$((i - 1))]}")
-        c0[$i]=$(ctxsw "${pids[$((i - 1))]}")
-    done
+        echo "$i $(cpu_ms "${PIDS[$((i - 1))]}") $(ctxsw "${PIDS[$((i - 1))]}")"
+    done >"$1"
+}
+# since FILE: "NODE USER_MS SYS_MS SWITCHES" of each node since the snapshot FILE.
+since() {
+    snapshot "$1.now"
+    paste -d' ' "$1" "$1.now" | awk '{ print $1, $6 - $2, $7 - $3, $8 - $4 }'
+}
+# result FILE: "OPS RATE P50 P99" of one lvs-lockbench answer.
+result() {
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ops"], "%.0f" % r["ops_per_s"], r["p50_ms"], r["p99_ms"])' "$1"
+}
+
+# profile LEADER: the costs of every process per lock+unlock in one uncontended run, the
+# same run under perf (leader and a follower), one client alone, and the machine's costs.
+profile() {
+    local leader=$1 follower=$(( $1 % 3 + 1 )) out="$WORK/profile.json" n rate p50 p99
+    role() { if [ "$1" = "$leader" ]; then echo leader; else echo follower; fi; }
+    snapshot "$WORK/before"
     # The client's CPU: `times` in the subshell that ran it (its children's user and system).
-    ( "$BENCH" lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run" \
-        --clients "$CLIENTS" --seconds "$RUN_SECS" --label "profile" > "$out"
+    ( "$BENCH" lvs "${ALL3[@]}" --clients "$CLIENTS" --seconds "$RUN_SECS" --label "profile" > "$out"
       times > "$WORK/bench.times" )
     local bu bs
     read -r bu bs < <(sed -n 2p "$WORK/bench.times" | awk '
         function ms(t) { split(t, a, "m"); sub(/s$/, "", a[2]); return int((a[1] * 60 + a[2]) * 1000) }
         { print ms($1), ms($2) }')
-    for i in 1 2 3; do
-        read -r u1[$i] s1[$i] < <(cpu_ms "${pids[$((i - 1))]}")
-        c1[$i]=$(ctxsw "${pids[$((i - 1))]}")
-    done
-    local ops
-    ops=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ops"], "%.0f" % r["ops_per_s"], r["p50_ms"], r["p99_ms"])' "$out")
-    read -r n rate p50 p99 <<<"$ops"
+    read -r n rate p50 p99 < <(result "$out")
     echo
     echo "Profile: 3 nodes, uncontended, $CLIENTS clients over the three, ${RUN_SECS}s, $(nproc) CPUs, $(uname -r);"
     echo "load average before: $LOAD_BEFORE. $rate lock+unlock/s (p50 $p50 ms, p99 $p99 ms), $n in all."
     echo
     echo "| process | user µs/op | system µs/op | CPU µs/op | context switches/op |"
     echo "| --- | ---: | ---: | ---: | ---: |"
-    local tot=0
-    for i in 1 2 3; do
-        local role=follower
-        [ "$i" = "$leader" ] && role=leader
-        local du=$(( u1[$i] - u0[$i] )) ds=$(( s1[$i] - s0[$i] ))
+    local node du ds dc tot=$(( bu + bs ))
+    while read -r node du ds dc; do
         tot=$(( tot + du + ds ))
-        awk -v r="node $i ($role)" -v u="$du" -v s="$ds" -v c="$(( c1[$i] - c0[$i] ))" -v n="$n" \
+        awk -v r="node $node ($(role "$node"))" -v u="$du" -v s="$ds" -v c="$dc" -v n="$n" \
             'BEGIN { printf "| %s | %.1f | %.1f | %.1f | %.2f |\n", r, u*1000/n, s*1000/n, (u+s)*1000/n, c/n }'
-    done
-    tot=$(( tot + bu + bs ))
-    awk -v u="$bu" -v s="$bs" -v n="$n" \
-        'BEGIN { printf "| lvs-lockbench (%s clients) | %.1f | %.1f | %.1f | - |\n", "'"$CLIENTS"'", u*1000/n, s*1000/n, (u+s)*1000/n }'
+    done < <(since "$WORK/before")
+    awk -v u="$bu" -v s="$bs" -v n="$n" -v k="$CLIENTS" \
+        'BEGIN { printf "| lvs-lockbench (%s clients) | %.1f | %.1f | %.1f | - |\n", k, u*1000/n, s*1000/n, (u+s)*1000/n }'
     awk -v t="$tot" -v n="$n" -v c="$(nproc)" -v secs="$RUN_SECS" \
         'BEGIN { printf "| all | | | %.1f | |\n\nCPU used: %.2f of %d CPUs; at that cost %d CPUs give at most %.0f lock+unlock/s.\n", t*1000/n, t/1000/secs, c, c, c*1e6/(t*1000/n) }'
 
     # The same run again under perf (its own cost lowers the rate: printed).
-    perf record -q -F 499 -g -p "${pids[$((leader - 1))]}" -o "$WORK/leader.perf" >/dev/null 2>&1 &
-    local pl=$!
-    perf record -q -F 499 -g -p "${pids[$((follower - 1))]}" -o "$WORK/follower.perf" >/dev/null 2>&1 &
-    local pf=$!
+    local who pl pf
+    perf record -q -F 499 -g -p "${PIDS[$((leader - 1))]}" -o "$WORK/leader.perf" >/dev/null 2>&1 &
+    pl=$!
+    perf record -q -F 499 -g -p "${PIDS[$((follower - 1))]}" -o "$WORK/follower.perf" >/dev/null 2>&1 &
+    pf=$!
     sleep 0.5 # perf attaches asynchronously; nothing to poll for
-    "$BENCH" lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run" \
-        --clients "$CLIENTS" --seconds "$RUN_SECS" --label "perf" > "$WORK/perf.json"
+    "$BENCH" lvs "${ALL3[@]}" --clients "$CLIENTS" --seconds "$RUN_SECS" --label "perf" > "$WORK/perf.json"
     kill -INT "$pl" "$pf"
     wait "$pl" "$pf" 2>/dev/null || true
+    read -r n rate p50 p99 < <(result "$WORK/perf.json")
     echo
-    echo "Under perf: $(python3 -c 'import json,sys; print("%.0f" % json.load(open(sys.argv[1]))["ops_per_s"])' "$WORK/perf.json") lock+unlock/s."
-    local who
+    echo "Under perf: $rate lock+unlock/s."
     for who in leader follower; do
         echo
-        echo "perf record -g of the $who (node $([ $who = leader ] && echo "$leader" || echo "$follower")), 499 Hz, on-CPU samples: top symbols (self), then by binary"
+        echo "perf record -g of the $who (node $([ $who = leader ] && echo "$leader" || echo "$follower")), 499 Hz, on-CPU samples: by binary, then symbols"
         echo '```'
         perf report -q -i "$WORK/$who.perf" --no-children --sort dso --stdio -g none --percent-limit 1 2>/dev/null | grep -v '^ *$' | head -n 8
         echo "-- self, top symbols:"
@@ -258,24 +260,17 @@ profile() {
     done
 
     # One client on the leader's node: its latency, and what one lock+unlock costs alone.
-    for i in 1 2 3; do
-        read -r u0[$i] s0[$i] < <(cpu_ms "${pids[$((i - 1))]}")
-        c0[$i]=$(ctxsw "${pids[$((i - 1))]}")
-    done
+    snapshot "$WORK/before"
     "$BENCH" lvs --rundir "$WORK/lvs3-$leader/run" --clients 1 --seconds "$RUN_SECS" --label one > "$out"
-    read -r n rate p50 p99 < <(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["ops"], "%.0f" % r["ops_per_s"], r["p50_ms"], r["p99_ms"])' "$out")
+    read -r n rate p50 p99 < <(result "$out")
     echo
     echo "One client on the leader's node: $rate lock+unlock/s, p50 $p50 ms, p99 $p99 ms."
     echo "| process | CPU µs/op | context switches/op |"
     echo "| --- | ---: | ---: |"
-    for i in 1 2 3; do
-        read -r u1[$i] s1[$i] < <(cpu_ms "${pids[$((i - 1))]}")
-        c1[$i]=$(ctxsw "${pids[$((i - 1))]}")
-        local role=follower
-        [ "$i" = "$leader" ] && role=leader
-        awk -v r="node $i ($role)" -v t="$(( u1[$i] - u0[$i] + s1[$i] - s0[$i] ))" -v c="$(( c1[$i] - c0[$i] ))" -v n="$n" \
+    while read -r node du ds dc; do
+        awk -v r="node $node ($(role "$node"))" -v t="$(( du + ds ))" -v c="$dc" -v n="$n" \
             'BEGIN { printf "| %s | %.1f | %.2f |\n", r, t*1000/n, c/n }'
-    done
+    done < <(since "$WORK/before")
 
     # What this machine charges for the two things every command waits for.
     echo
@@ -297,6 +292,9 @@ conf3() {
     printf 'node_id = %s\nstate_dir = "%s"\nfsync = true\nkey_file = "%s"\n%s\n' \
         "$1" "$WORK/lvs3-$1/state" "$KEY" "$peers"
 }
+ALL3=(--rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run")
+# leader_of: the leader's node id, as node 1 sees it.
+leader_of() { "$LOCKCTL" --rundir "$WORK/lvs3-1/run" status | sed -n 's/^leader: *\([0-9]*\).*/\1/p'; }
 mkdir -p "$WORK/lvs3-check"
 conf3 1 > "$WORK/lvs3-check/lockmgr.toml"
 LVS3="3-node: not available yet"
@@ -311,11 +309,11 @@ if "$LOCKMGR" --check-config -c "$WORK/lvs3-check/lockmgr.toml" >"$WORK/lvs3-che
     }
     if wait_until "a leader among the three lvs-lockmgr nodes" 60 leader_known; then
         if [ -n "${PROFILE:-}" ]; then
-            profile "$("$LOCKCTL" --rundir "$WORK/lvs3-1/run" status | sed -n 's/^leader: *\([0-9]*\).*/\1/p')"
+            profile "$(leader_of)"
             exit 0
         fi
-        bench lvs-lockmgr 3 lvs --rundir "$WORK/lvs3-1/run" --rundir "$WORK/lvs3-2/run" --rundir "$WORK/lvs3-3/run"
-        leader=$("$LOCKCTL" --rundir "$WORK/lvs3-1/run" status | sed -n 's/^leader: *\([0-9]*\).*/\1/p')
+        bench lvs-lockmgr 3 lvs "${ALL3[@]}"
+        leader=$(leader_of)
         follower=$((leader % 3 + 1))
         one_client lvs-lockmgr leader lvs --rundir "$WORK/lvs3-$leader/run"
         one_client lvs-lockmgr follower lvs --rundir "$WORK/lvs3-$follower/run"
